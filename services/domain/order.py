@@ -1,0 +1,192 @@
+"""The order aggregate: its fields, its status transitions and its fills.
+
+The order knows nothing of gRPC or SQLAlchemy. Every status change goes through
+:meth:`Order.transition`, which asks the state machine of :mod:`core_ext` (one table,
+compiled or pure Python) and appends an :class:`OrderEvent` only after the transition
+succeeded; the repository writes the events in the same transaction as the status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import core_ext
+
+from .enums import MarketType, OrderStatus, OrderType, Side, TimeInForce
+from .errors import OverfillError
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclasses.dataclass
+class OrderEvent:
+    """One status transition of one order; ``sequence`` is per order, from 1."""
+
+    order_id: str
+    sequence: int
+    event_time: dt.datetime
+    from_status: OrderStatus | None
+    to_status: OrderStatus
+    reason: str = ""
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Order:
+    """An order from risk approval to its terminal state."""
+
+    order_id: str
+    client_order_id: str
+    account: str
+    venue: str
+    market_type: MarketType
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reduce_only: bool = False
+    post_only: bool = False
+    leverage: Decimal | None = None
+    order_manager_id: str | None = None
+    expire_time: dt.datetime | None = None
+    status: OrderStatus = OrderStatus.PENDING
+    previous_status: OrderStatus | None = None
+    filled_quantity: Decimal = Decimal(0)
+    average_fill_price: Decimal | None = None
+    remote_order_id: str | None = None
+    order_time: dt.datetime = dataclasses.field(default_factory=utcnow)
+    updated_time: dt.datetime = dataclasses.field(default_factory=utcnow)
+    reject_reasons: list[str] = dataclasses.field(default_factory=list)
+    token_nonce: str | None = None
+    raw_venue_payload: dict[str, Any] | None = None
+    version: int = 0
+    last_sequence: int = 0
+    # Events produced since the order was loaded; the repository persists and clears them.
+    new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
+
+    # -- the risk token binding -------------------------------------------------------
+    def token_fields(self) -> dict[str, Any]:
+        """The economic fields the risk token signs (see ``docs/token.md``)."""
+        return {
+            "order_id": self.order_id,
+            "client_order_id": self.client_order_id,
+            "account": self.account,
+            "venue": self.venue,
+            "market_type": self.market_type.value,
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "order_type": self.order_type.value,
+            "quantity": self.quantity,
+            "price": self.price,
+            "stop_price": self.stop_price,
+            "time_in_force": self.time_in_force.value,
+            "reduce_only": self.reduce_only,
+            "post_only": self.post_only,
+            "leverage": self.leverage,
+        }
+
+    def token_body(self) -> bytes:
+        return core_ext.canonical_order_body(self.token_fields())
+
+    def same_economics(self, other: "Order") -> bool:
+        """True when both orders would sign the same risk token body."""
+        return self.token_body() == other.token_body()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def notional(self) -> Decimal | None:
+        reference = self.price if self.price is not None else self.stop_price
+        return None if reference is None else self.quantity * reference
+
+    def transition(
+        self,
+        target: OrderStatus,
+        *,
+        reason: str = "",
+        at: dt.datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> OrderEvent:
+        """Move to ``target`` or raise :class:`core_ext.IllegalTransition`.
+
+        Leaving PENDING_CANCEL for the state before it (the venue refused the cancel)
+        is legal only back to that exact state.
+        """
+        previous = self.previous_status if self.status is OrderStatus.PENDING_CANCEL else None
+        core_ext.transition(self.status.value, target.value, previous.value if previous else None)
+        at = at or utcnow()
+        event = OrderEvent(
+            order_id=self.order_id,
+            sequence=self.last_sequence + 1,
+            event_time=at,
+            from_status=self.status,
+            to_status=target,
+            reason=reason,
+            payload=payload or {},
+        )
+        if target is OrderStatus.PENDING_CANCEL:
+            self.previous_status = self.status
+        elif self.status is OrderStatus.PENDING_CANCEL:
+            self.previous_status = None
+        self.status = target
+        self.updated_time = at
+        self.last_sequence = event.sequence
+        self.new_events.append(event)
+        return event
+
+    def record_creation(self, at: dt.datetime | None = None) -> OrderEvent:
+        """The first event of every order: it enters PENDING."""
+        at = at or self.order_time
+        event = OrderEvent(self.order_id, 1, at, None, OrderStatus.PENDING, "created")
+        self.last_sequence = 1
+        self.new_events.append(event)
+        return event
+
+    def apply_fill(
+        self,
+        quantity: Decimal,
+        price: Decimal,
+        *,
+        at: dt.datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> OrderEvent:
+        """Accumulate a fill (VWAP) and move to PARTIALLY_FILLED or FILLED.
+
+        Raises
+        ------
+        OverfillError
+            The fill would take the filled quantity past the order quantity; nothing
+            is changed.
+        core_ext.IllegalTransition
+            The order cannot take fills in its current status.
+        """
+        if quantity <= 0 or price <= 0:
+            raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}")
+        new_filled = self.filled_quantity + quantity
+        if new_filled > self.quantity:
+            raise OverfillError(
+                f"fill of {quantity} would overfill order {self.order_id}: "
+                f"filled {self.filled_quantity} of {self.quantity}"
+            )
+        target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
+        event = self.transition(target, reason="fill", at=at, payload=payload)
+        previous_value = (self.average_fill_price or Decimal(0)) * self.filled_quantity
+        self.average_fill_price = (previous_value + quantity * price) / new_filled
+        self.filled_quantity = new_filled
+        return event
