@@ -1,0 +1,334 @@
+"""Protobuf messages to domain objects and back, with input validation.
+
+Everything a client sends passes through here first; a malformed field raises
+:class:`~services.domain.errors.InvalidOrder` naming the field, which the servicers
+answer with ``INVALID_ARGUMENT``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+import core_ext
+from services.domain import (
+    LiquiditySide,
+    MarketType,
+    Order,
+    OrderEvent,
+    OrderManager,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trade,
+    utcnow,
+)
+from services.domain.execution import ExecutionReport, Fill
+from services.domain.errors import InvalidOrder
+from tessera.common.v1 import types_pb2 as pb
+
+E = TypeVar("E", bound=enum.Enum)
+
+MAX_DECIMAL_LENGTH = 48
+MAX_LEVERAGE = Decimal(125)
+_ACCOUNT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
+_CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # the venue's own rule
+_VENUE = re.compile(r"^[a-z0-9_-]{1,32}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,24}$")
+_ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+
+_ENUM_PREFIXES: dict[type[enum.Enum], tuple[Any, str]] = {
+    Side: (pb.Side, "SIDE_"),
+    OrderType: (pb.OrderType, "ORDER_TYPE_"),
+    TimeInForce: (pb.TimeInForce, "TIME_IN_FORCE_"),
+    MarketType: (pb.MarketType, "MARKET_TYPE_"),
+    OrderStatus: (pb.OrderStatus, "ORDER_STATUS_"),
+    LiquiditySide: (pb.LiquiditySide, "LIQUIDITY_SIDE_"),
+}
+
+
+# -- scalar helpers -------------------------------------------------------------------
+def enum_from_proto(domain_enum: type[E], value: int, field: str, *, required: bool = True) -> E | None:
+    wrapper, prefix = _ENUM_PREFIXES[domain_enum]
+    try:
+        name = wrapper.Name(value)
+    except ValueError:
+        raise InvalidOrder(field, f"unknown value {value}") from None
+    if name.endswith("_UNSPECIFIED"):
+        if required:
+            raise InvalidOrder(field, "required")
+        return None
+    return domain_enum(name[len(prefix):])
+
+
+def enum_to_proto(value: enum.Enum | None) -> int:
+    if value is None:
+        return 0
+    wrapper, prefix = _ENUM_PREFIXES[type(value)]
+    return int(wrapper.Value(prefix + value.value))
+
+
+def parse_decimal(text: str, field: str, *, required: bool = True, positive: bool = True) -> Decimal | None:
+    if text == "":
+        if required:
+            raise InvalidOrder(field, "required")
+        return None
+    if len(text) > MAX_DECIMAL_LENGTH:
+        raise InvalidOrder(field, f"longer than {MAX_DECIMAL_LENGTH} characters")
+    try:
+        value = Decimal(core_ext.canonical_decimal(text))
+    except core_ext.CanonicalEncodingError:
+        raise InvalidOrder(field, f"not a plain decimal number: {text[:32]!r}") from None
+    if positive and value <= 0:
+        raise InvalidOrder(field, f"must be positive, got {text}")
+    return value
+
+
+def format_decimal(value: Decimal | None) -> str:
+    return "" if value is None else core_ext.canonical_decimal(format(value, "f"))
+
+
+def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bool = True) -> str | None:
+    if value == "":
+        if required:
+            raise InvalidOrder(field, "required")
+        return None
+    if not pattern.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise InvalidOrder(field, f"invalid value {shown!r} (expected {pattern.pattern})")
+    return value
+
+
+def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
+    if not message.HasField(name):
+        return None
+    return getattr(message, name).ToDatetime(tzinfo=dt.timezone.utc)
+
+
+def timestamp_to_proto(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def struct_to_proto(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
+    if not value:
+        return None
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def struct_from_proto(message: Any, name: str) -> dict[str, Any]:
+    if not message.HasField(name):
+        return {}
+    return json_format.MessageToDict(getattr(message, name))
+
+
+# -- orders ---------------------------------------------------------------------------
+def _order_fields(message: Any) -> dict[str, Any]:
+    """Validate the fields an OrderIntent and an Order share."""
+    market_type = enum_from_proto(MarketType, message.market_type, "market_type")
+    order_type = enum_from_proto(OrderType, message.order_type, "order_type")
+    assert market_type is not None and order_type is not None
+    fields: dict[str, Any] = {
+        "account": check_text(message.account, _ACCOUNT, "account"),
+        "venue": check_text(message.venue, _VENUE, "venue"),
+        "market_type": market_type,
+        "symbol": check_text(message.symbol, _SYMBOL, "symbol"),
+        "side": enum_from_proto(Side, message.side, "side"),
+        "order_type": order_type,
+        "quantity": parse_decimal(message.quantity, "quantity"),
+        "price": parse_decimal(message.price, "price", required=order_type.needs_price),
+        "stop_price": parse_decimal(message.stop_price, "stop_price", required=order_type.needs_stop_price),
+        "time_in_force": enum_from_proto(TimeInForce, message.time_in_force, "time_in_force", required=False)
+        or TimeInForce.GTC,
+        "reduce_only": message.reduce_only,
+        "post_only": message.post_only,
+        "leverage": parse_decimal(message.leverage, "leverage", required=False),
+        "order_manager_id": check_text(message.order_manager_id, _IDENTIFIER, "order_manager_id", required=False),
+        "expire_time": timestamp_from_proto(message, "expire_time"),
+    }
+    if fields["price"] is not None and not order_type.needs_price:
+        raise InvalidOrder("price", f"must be empty for {order_type.value} orders")
+    if fields["stop_price"] is not None and not order_type.needs_stop_price:
+        raise InvalidOrder("stop_price", f"must be empty for {order_type.value} orders")
+    if fields["post_only"] and order_type is not OrderType.LIMIT:
+        raise InvalidOrder("post_only", "only LIMIT orders can be post-only")
+    leverage = fields["leverage"]
+    if market_type is MarketType.SPOT:
+        if leverage is not None:
+            raise InvalidOrder("leverage", "must be empty for SPOT orders")
+        if fields["reduce_only"]:
+            raise InvalidOrder("reduce_only", "only FUTURES orders can be reduce-only")
+    elif leverage is not None and (leverage != leverage.to_integral_value() or leverage > MAX_LEVERAGE):
+        raise InvalidOrder("leverage", f"must be a whole number from 1 to {MAX_LEVERAGE}")
+    if fields["time_in_force"] is TimeInForce.GTD:
+        if fields["expire_time"] is None:
+            raise InvalidOrder("expire_time", "required for GTD orders")
+    elif fields["expire_time"] is not None:
+        raise InvalidOrder("expire_time", "only GTD orders take an expire time")
+    return fields
+
+
+def order_from_intent(intent: pb.OrderIntent, *, order_id: str, client_order_id: str) -> Order:
+    """A new PENDING order from a client's intent (validated)."""
+    given = check_text(intent.client_order_id, _CLIENT_ORDER_ID, "client_order_id", required=False)
+    return Order(order_id=order_id, client_order_id=given or client_order_id, **_order_fields(intent))
+
+
+def order_from_proto(message: pb.Order) -> Order:
+    """An order as a client presents it for submission (validated; status not trusted)."""
+    order_id = check_text(message.order_id, _ORDER_ID, "order_id")
+    client_order_id = check_text(message.client_order_id, _CLIENT_ORDER_ID, "client_order_id")
+    assert order_id is not None and client_order_id is not None
+    return Order(order_id=order_id, client_order_id=client_order_id, **_order_fields(message))
+
+
+def order_to_proto(order: Order) -> pb.Order:
+    return pb.Order(
+        order_id=order.order_id,
+        client_order_id=order.client_order_id,
+        account=order.account,
+        venue=order.venue,
+        market_type=enum_to_proto(order.market_type),
+        symbol=order.symbol,
+        side=enum_to_proto(order.side),
+        order_type=enum_to_proto(order.order_type),
+        quantity=format_decimal(order.quantity),
+        price=format_decimal(order.price),
+        stop_price=format_decimal(order.stop_price),
+        time_in_force=enum_to_proto(order.time_in_force),
+        reduce_only=order.reduce_only,
+        post_only=order.post_only,
+        leverage=format_decimal(order.leverage),
+        order_manager_id=order.order_manager_id or "",
+        expire_time=timestamp_to_proto(order.expire_time),
+        status=enum_to_proto(order.status),
+        filled_quantity=format_decimal(order.filled_quantity),
+        average_fill_price=format_decimal(order.average_fill_price),
+        remote_order_id=order.remote_order_id or "",
+        order_time=timestamp_to_proto(order.order_time),
+        updated_time=timestamp_to_proto(order.updated_time),
+        reject_reasons=order.reject_reasons,
+        version=order.version,
+    )
+
+
+def event_to_proto(event: OrderEvent, *, cursor: int = 0, account: str = "", symbol: str = "") -> pb.OrderEvent:
+    return pb.OrderEvent(
+        order_id=event.order_id,
+        sequence=event.sequence,
+        event_time=timestamp_to_proto(event.event_time),
+        from_status=enum_to_proto(event.from_status),
+        to_status=enum_to_proto(event.to_status),
+        reason=event.reason,
+        payload=struct_to_proto(event.payload),
+        cursor=cursor,
+        account=account,
+        symbol=symbol,
+    )
+
+
+def trade_to_proto(trade: Trade) -> pb.Trade:
+    return pb.Trade(
+        trade_id=trade.trade_id,
+        venue=trade.venue,
+        order_id=trade.order_id,
+        client_order_id=trade.client_order_id or "",
+        account=trade.account,
+        symbol=trade.symbol,
+        side=enum_to_proto(trade.side),
+        quantity=format_decimal(trade.quantity),
+        price=format_decimal(trade.price),
+        commission=format_decimal(trade.commission),
+        commission_asset=trade.commission_asset or "",
+        liquidity_side=enum_to_proto(trade.liquidity_side),
+        trade_time=timestamp_to_proto(trade.trade_time),
+        raw_payload=struct_to_proto(trade.raw_payload),
+    )
+
+
+def order_manager_to_proto(manager: OrderManager) -> pb.OrderManager:
+    return pb.OrderManager(
+        id=manager.id,
+        unique_identifier=manager.unique_identifier,
+        target_account_uid=manager.target_account_uid,
+        target_time=timestamp_to_proto(manager.target_time),
+        order_received_time=timestamp_to_proto(manager.order_received_time),
+        execution_end=timestamp_to_proto(manager.execution_end),
+        status=manager.status,
+        metadata=struct_to_proto(manager.metadata),
+    )
+
+
+IDENTIFIER_PATTERN = _IDENTIFIER
+ACCOUNT_PATTERN = _ACCOUNT
+CLIENT_ORDER_ID_PATTERN = _CLIENT_ORDER_ID
+ORDER_ID_PATTERN = _ORDER_ID
+SYMBOL_PATTERN = _SYMBOL
+
+
+# -- execution reports ------------------------------------------------------------------
+def report_to_proto(report: ExecutionReport) -> pb.ExecutionReport:
+    fill = report.fill
+    return pb.ExecutionReport(
+        sequence=report.sequence,
+        order_id=report.order_id,
+        client_order_id=report.client_order_id,
+        remote_order_id=report.remote_order_id or "",
+        venue=report.venue,
+        account=report.account,
+        symbol=report.symbol,
+        side=enum_to_proto(report.side),
+        order_status=enum_to_proto(report.order_status),
+        trade_id=fill.trade_id if fill else "",
+        last_quantity=format_decimal(fill.quantity) if fill else "",
+        last_price=format_decimal(fill.price) if fill else "",
+        commission=format_decimal(fill.commission) if fill else "",
+        commission_asset=(fill.commission_asset or "") if fill else "",
+        liquidity_side=enum_to_proto(fill.liquidity_side) if fill else 0,
+        cumulative_quantity=format_decimal(report.cumulative_quantity),
+        transact_time=timestamp_to_proto(report.transact_time),
+        reason=report.reason,
+        raw_payload=struct_to_proto(report.raw_payload),
+    )
+
+
+def report_from_proto(message: pb.ExecutionReport) -> ExecutionReport:
+    fill = None
+    if message.trade_id:
+        fill = Fill(
+            trade_id=message.trade_id,
+            quantity=parse_decimal(message.last_quantity, "last_quantity"),
+            price=parse_decimal(message.last_price, "last_price"),
+            commission=parse_decimal(message.commission, "commission", required=False, positive=False)
+            or Decimal(0),
+            commission_asset=message.commission_asset or None,
+            liquidity_side=enum_from_proto(LiquiditySide, message.liquidity_side, "liquidity_side", required=False),
+        )
+    return ExecutionReport(
+        order_id=message.order_id,
+        client_order_id=message.client_order_id,
+        venue=message.venue,
+        account=message.account,
+        symbol=message.symbol,
+        side=enum_from_proto(Side, message.side, "side"),
+        order_status=enum_from_proto(OrderStatus, message.order_status, "order_status"),
+        transact_time=timestamp_from_proto(message, "transact_time") or utcnow(),
+        remote_order_id=message.remote_order_id or None,
+        fill=fill,
+        cumulative_quantity=parse_decimal(message.cumulative_quantity, "cumulative_quantity", required=False, positive=False),
+        reason=message.reason,
+        raw_payload=struct_from_proto(message, "raw_payload") or None,
+        sequence=message.sequence,
+    )

@@ -1,0 +1,67 @@
+"""The Exchange service's pipeline: verify the risk token again, then execute.
+
+The Exchange service is a network endpoint of its own, so it trusts nothing the OMS
+checked: an order reaches the provider only with a valid token bound to its exact
+fields, and at most once per order id while that token could still be valid.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Protocol
+
+import core_ext
+from services.domain import Order
+from services.common.tokens import verify_or_raise
+from services.domain.errors import TokenReplayed
+from services.domain.execution import ExecutionReport
+
+from .reports import ReportLog
+
+
+class Provider(Protocol):
+    mode: str
+
+    def price(self, symbol: str) -> Decimal: ...
+
+    def execute(self, order: Order) -> list[ExecutionReport]: ...
+
+    def cancel(self, order_id: str) -> ExecutionReport: ...
+
+    def cancel_all(self, symbol: str | None = None) -> list[ExecutionReport]: ...
+
+
+class ExchangeEngine:
+    def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300) -> None:
+        self.keyring = keyring
+        self.provider = provider
+        self.ttl_seconds = ttl_seconds
+        self.reports = ReportLog()
+        # order id -> when its token stops being valid; a second execution is a replay.
+        self._executed: dict[str, float] = {}
+
+    def _claim(self, order: Order, issued_at: int) -> None:
+        now = time.time()
+        if len(self._executed) > 10_000:
+            self._executed = {oid: until for oid, until in self._executed.items() if until > now}
+        if order.order_id in self._executed:
+            raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED")
+        self._executed[order.order_id] = issued_at + self.ttl_seconds + 60
+
+    async def execute(self, order: Order, token: str) -> list[ExecutionReport]:
+        result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        self._claim(order, result.issued_at or 0)
+        reports = self.provider.execute(order)
+        await self.reports.append(reports)
+        return reports
+
+    async def cancel(self, order_id: str) -> ExecutionReport:
+        report = self.provider.cancel(order_id)
+        await self.reports.append([report])
+        return report
+
+    async def cancel_all(self, symbol: str | None) -> list[ExecutionReport]:
+        reports = self.provider.cancel_all(symbol)
+        await self.reports.append(reports)
+        return reports

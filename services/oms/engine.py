@@ -1,0 +1,331 @@
+"""The order management service layer: the last gate before a venue.
+
+``submit`` verifies the risk token, moves the stored order APPROVED -> SUBMITTED with
+a compare-and-set (so a token moves exactly one order, once), and only after that
+commit calls the Exchange service. An Exchange answer that never came leaves the
+order SUBMITTED: in doubt, to be resolved by asking the venue, never by resending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, AsyncIterator, Callable, TypeVar
+
+import grpc
+
+import core_ext
+from services.common import convert
+from services.common.db import Database
+from services.common.tokens import verify_or_raise
+from services.domain import Order, OrderEvent, OrderManager, OrderStatus, Trade, TradingState, utcnow
+from services.domain.errors import (
+    OrderNotFound,
+    PreconditionFailed,
+    StaleOrder,
+    TokenRejected,
+    TokenReplayed,
+)
+from services.domain.execution import ExecutionReport
+from services.store import UnitOfWork
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+from .fill_tracker import apply_report
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Exchange answers that prove the order never reached a venue: it can be closed.
+DEFINITIVE_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+MAX_CAS_ATTEMPTS = 8
+
+
+@dataclasses.dataclass
+class Submission:
+    order: Order
+    trades: list[Trade]
+
+
+def _reason_of(error: grpc.aio.AioRpcError) -> str:
+    details = error.details() or ""
+    head = details.split(":", 1)[0]
+    return head if head.isupper() and " " not in head else error.code().name
+
+
+class OrderManagement:
+    def __init__(
+        self,
+        db: Database,
+        keyring: "core_ext.KeyRing",
+        exchange: exchange_pb2_grpc.ExchangeServiceStub,
+        *,
+        ttl_seconds: int = 300,
+        exchange_timeout: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.exchange = exchange
+        self.ttl_seconds = ttl_seconds
+        self.exchange_timeout = exchange_timeout
+        self._event_written = asyncio.Event()
+
+    # -- writes ---------------------------------------------------------------------------
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a read-modify-write, retrying when a concurrent writer won the CAS."""
+        for attempt in range(MAX_CAS_ATTEMPTS):
+            try:
+                result = await self.db.run(fn, *args)
+            except StaleOrder:
+                if attempt == MAX_CAS_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.001 * (attempt + 1))
+                continue
+            self._event_written.set()
+            return result
+        raise AssertionError("unreachable")
+
+    async def submit(self, order: Order, token: str) -> Submission:
+        verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        try:
+            stored = await self.db.run(self._claim, order, verified)
+        except StaleOrder:
+            raise TokenReplayed("risk token already used: the order was submitted concurrently") from None
+        self._event_written.set()
+        try:
+            response = await self.exchange.ExecuteOrder(
+                exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(stored), risk_token=token),
+                timeout=self.exchange_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in DEFINITIVE_REFUSALS:
+                reason = _reason_of(error)
+                log.warning("exchange refused order %s: %s", stored.order_id, error.details())
+                stored = await self._write(self._refused, stored.order_id, reason, error.details() or "")
+                return Submission(stored, [])
+            # No answer: the venue may or may not have the order. It stays SUBMITTED.
+            log.error("order %s in doubt: exchange call failed with %s", stored.order_id, error.code().name)
+            return Submission(stored, [])
+        reports = [convert.report_from_proto(r) for r in response.reports]
+        return await self.apply_reports(stored.order_id, reports)
+
+    def _claim(self, uow: UnitOfWork, order: Order, verified: "core_ext.VerifyResult") -> Order:
+        stored = uow.orders.get(order.order_id)
+        if stored is None:
+            raise OrderNotFound(f"no order {order.order_id}: orders are created by the Risk service")
+        if not stored.same_economics(order):
+            raise TokenRejected("the order differs from the one Risk approved", reason="TOKEN_FIELDS_CHANGED")
+        if stored.status is not OrderStatus.APPROVED:
+            if stored.status is OrderStatus.PENDING or stored.status.is_terminal and stored.status is not OrderStatus.FILLED:
+                raise PreconditionFailed(
+                    f"order is {stored.status.value}: only APPROVED orders can be submitted",
+                    reason="ORDER_NOT_APPROVED",
+                )
+            raise TokenReplayed(f"risk token already used: the order is {stored.status.value}")
+        stored.transition(
+            OrderStatus.SUBMITTED,
+            reason="oms: risk token verified",
+            payload={"token_key_id": verified.key_id, "token_nonce": verified.nonce},
+        )
+        uow.orders.save(stored)
+        return stored
+
+    def _refused(self, uow: UnitOfWork, order_id: str, reason: str, detail: str) -> Order:
+        order = uow.orders.get(order_id)
+        assert order is not None
+        if order.status is OrderStatus.SUBMITTED:
+            order.reject_reasons = [reason]
+            order.transition(OrderStatus.REJECTED, reason=f"exchange: {reason}", payload={"detail": detail[:500]})
+            uow.orders.save(order)
+        return order
+
+    async def apply_reports(self, order_id: str, reports: list[ExecutionReport]) -> Submission:
+        trades: list[Trade] = []
+        order: Order | None = None
+        for report in reports:
+            order, trade = await self._write(apply_report, report)
+            if trade is not None:
+                trades.append(trade)
+        if order is None:
+            order = await self.get_order(order_id)
+        return Submission(order, trades)
+
+    # -- cancels ----------------------------------------------------------------------------
+    async def cancel(self, order_id: str) -> Order:
+        order = await self._write(self._request_cancel, order_id)
+        if order.status is not OrderStatus.PENDING_CANCEL:
+            return order  # never reached a venue: cancelled locally
+        try:
+            response = await self.exchange.CancelOrder(
+                exchange_pb2.CancelOrderRequest(
+                    order_id=order.order_id,
+                    client_order_id=order.client_order_id,
+                    remote_order_id=order.remote_order_id or "",
+                    symbol=order.symbol,
+                    market_type=convert.enum_to_proto(order.market_type),
+                    account=order.account,
+                ),
+                timeout=self.exchange_timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in DEFINITIVE_REFUSALS | {grpc.StatusCode.NOT_FOUND}:
+                return await self._write(self._cancel_refused, order_id, _reason_of(error))
+            raise
+        submission = await self.apply_reports(order_id, [convert.report_from_proto(response.report)])
+        return submission.order
+
+    def _request_cancel(self, uow: UnitOfWork, order_id: str) -> Order:
+        order = self._load(uow, order_id)
+        if order.status is OrderStatus.PENDING_CANCEL:
+            return order
+        if order.status in (OrderStatus.PENDING, OrderStatus.APPROVED):
+            order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission")
+        elif order.status.is_open:
+            order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
+        else:
+            raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN")
+        uow.orders.save(order)
+        return order
+
+    def _cancel_refused(self, uow: UnitOfWork, order_id: str, reason: str) -> Order:
+        order = self._load(uow, order_id)
+        if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
+            order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+            uow.orders.save(order)
+        return order
+
+    async def cancel_all(self, symbol: str, account: str | None) -> list[Order]:
+        open_orders = await self.db.run(lambda uow: uow.orders.open_orders(account=account, symbol=symbol))
+        approved = await self.db.run(
+            lambda uow: uow.orders.list(account=account, symbol=symbol, statuses=[OrderStatus.APPROVED], limit=10_000)[0]
+        )
+        results = []
+        for order in [*approved, *open_orders]:
+            try:
+                results.append(await self.cancel(order.order_id))
+            except PreconditionFailed:
+                results.append(await self.get_order(order.order_id))
+        return results
+
+    async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
+        """Halt trading (latched) first, so nothing new starts, then cancel everything."""
+        await self.db.run(
+            lambda uow: uow.trading_state.set(TradingState.HALTED.value, operator, f"emergency cancel all: {reason}")
+        )
+        symbols = await self.db.run(
+            lambda uow: sorted({o.symbol for o in uow.orders.open_orders()}
+                               | {o.symbol for o in uow.orders.list(statuses=[OrderStatus.APPROVED], limit=10_000)[0]})
+        )
+        cancelled: list[Order] = []
+        for symbol in symbols:
+            cancelled += await self.cancel_all(symbol, None)
+        return cancelled
+
+    # -- reads ------------------------------------------------------------------------------
+    @staticmethod
+    def _load(uow: UnitOfWork, order_id: str) -> Order:
+        order = uow.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(f"no order {order_id}")
+        return order
+
+    async def get_order(self, order_id: str) -> Order:
+        return await self.db.run(self._load, order_id)
+
+    async def find_order_id(self, account: str, client_order_id: str) -> str:
+        order = await self.db.run(lambda uow: uow.orders.get_by_client_order_id(account, client_order_id))
+        if order is None:
+            raise OrderNotFound(f"no order {client_order_id!r} for account {account!r}")
+        return order.order_id
+
+    async def order_details(self, order_id: str) -> tuple[Order, list[OrderEvent], list[Trade]]:
+        def read(uow: UnitOfWork) -> tuple[Order, list[OrderEvent], list[Trade]]:
+            return self._load(uow, order_id), uow.orders.events(order_id), uow.trades.for_order(order_id)
+
+        return await self.db.run(read)
+
+    async def list_orders(self, **filters: Any) -> tuple[list[Order], str | None]:
+        return await self.db.run(lambda uow: uow.orders.list(**filters))
+
+    async def list_trades(self, **filters: Any) -> tuple[list[Trade], str | None]:
+        return await self.db.run(lambda uow: uow.trades.list(**filters))
+
+    async def follow_events(
+        self, *, order_id: str | None, account: str | None, after: int, history_only: bool, poll_seconds: float = 0.25
+    ) -> AsyncIterator[tuple[int, OrderEvent, Order]]:
+        """Stored events after ``after``, then new ones as they are written (by any process)."""
+        cursor = after
+        while True:
+            batch = await self.db.run(self._events_with_orders, cursor, order_id, account)
+            for event_id, event, order in batch:
+                cursor = event_id
+                yield event_id, event, order
+            if len(batch) < 500:
+                if history_only:
+                    return
+                self._event_written.clear()
+                try:
+                    await asyncio.wait_for(self._event_written.wait(), poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+
+    @staticmethod
+    def _events_with_orders(
+        uow: UnitOfWork, cursor: int, order_id: str | None, account: str | None
+    ) -> list[tuple[int, OrderEvent, Order]]:
+        rows = uow.orders.events_after(cursor, order_id=order_id, account=account, limit=500)
+        orders: dict[str, Order] = {}
+        result = []
+        for event_id, event in rows:
+            if event.order_id not in orders:
+                orders[event.order_id] = uow.orders.get(event.order_id)  # type: ignore[assignment]
+            result.append((event_id, event, orders[event.order_id]))
+        return result
+
+    # -- order managers ----------------------------------------------------------------------
+    async def create_order_manager(self, **fields: Any) -> tuple[OrderManager, bool]:
+        return await self.db.run(lambda uow: uow.order_managers.create_batch(**fields))
+
+    async def get_order_manager(self, unique_identifier: str) -> tuple[OrderManager, list[Order]]:
+        def read(uow: UnitOfWork) -> tuple[OrderManager, list[Order]]:
+            manager = uow.order_managers.get(unique_identifier)
+            if manager is None:
+                raise OrderNotFound(f"no order manager {unique_identifier!r}", reason="ORDER_MANAGER_NOT_FOUND")
+            orders, _ = uow.orders.list(order_manager_id=unique_identifier, limit=10_000)
+            return manager, orders
+
+        return await self.db.run(read)
+
+    # -- execution reports from the stream ----------------------------------------------------
+    async def follow_exchange_reports(self, stop: asyncio.Event) -> None:
+        """Apply reports from StreamExecutionReports until ``stop``; reconnect on failure."""
+        backoff = 0.2
+        while not stop.is_set():
+            call = self.exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(after_sequence=0))
+            try:
+                async for response in call:
+                    report = convert.report_from_proto(response.report)
+                    await self._write(apply_report, report)
+                    backoff = 0.2
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.CANCELLED:
+                    log.info("execution report stream interrupted (%s); reconnecting", error.code().name)
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            try:
+                await asyncio.wait_for(stop.wait(), backoff)
+            except asyncio.TimeoutError:
+                backoff = min(backoff * 2, 5.0)
+
+
+__all__ = ["OrderManagement", "Submission", "utcnow"]

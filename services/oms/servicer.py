@@ -1,0 +1,184 @@
+"""OrderManagementService over gRPC: protobuf in, domain calls, protobuf out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import grpc
+
+from services.common import convert
+from services.common.errors import grpc_errors, item_error
+from services.domain import OrderStatus
+from services.domain.errors import DomainError, InvalidOrder
+from tessera.common.v1 import types_pb2 as common_pb
+from tessera.oms.v1 import oms_pb2 as pb
+from tessera.oms.v1 import oms_pb2_grpc
+
+from .engine import OrderManagement, Submission
+
+MAX_BATCH = 5000
+MAX_PAGE = 1000
+
+
+def _page_size(value: int) -> int:
+    if value < 0:
+        raise InvalidOrder("page_size", "must not be negative")
+    return min(value or 100, MAX_PAGE)
+
+
+def _page_token(value: str) -> str | None:
+    if len(value) > 512:
+        raise InvalidOrder("page_token", "longer than 512 characters")
+    return value or None
+
+
+def _optional(value: str, pattern: Any, field: str) -> str | None:
+    return convert.check_text(value, pattern, field, required=False)
+
+
+def _submission_fields(submission: Submission) -> dict[str, Any]:
+    return {
+        "order": convert.order_to_proto(submission.order),
+        "trades": [convert.trade_to_proto(t) for t in submission.trades],
+    }
+
+
+class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
+    def __init__(self, oms: OrderManagement) -> None:
+        self.oms = oms
+
+    async def _submit(self, request: pb.SubmitOrderRequest) -> Submission:
+        if not request.HasField("order"):
+            raise InvalidOrder("order", "required")
+        return await self.oms.submit(convert.order_from_proto(request.order), request.risk_token)
+
+    async def _order_id(self, request: Any) -> str:
+        if request.order_id:
+            order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
+            assert order_id is not None
+            return order_id
+        account = convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account")
+        client_order_id = convert.check_text(
+            request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id"
+        )
+        assert account is not None and client_order_id is not None
+        return await self.oms.find_order_id(account, client_order_id)
+
+    @grpc_errors
+    async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: grpc.aio.ServicerContext):
+        return pb.SubmitOrderResponse(**_submission_fields(await self._submit(request)))
+
+    @grpc_errors
+    async def SubmitOrders(self, request: pb.SubmitOrdersRequest, context: grpc.aio.ServicerContext):
+        if len(request.orders) > MAX_BATCH:
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
+        results = []
+        for index, item in enumerate(request.orders):
+            try:
+                results.append(pb.SubmitOrderResult(**_submission_fields(await self._submit(item))))
+            except DomainError as error:
+                code, reason, message = item_error(error)
+                results.append(
+                    pb.SubmitOrderResult(
+                        error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
+                    )
+                )
+        return pb.SubmitOrdersResponse(results=results)
+
+    @grpc_errors
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
+        order = await self.oms.cancel(await self._order_id(request))
+        return pb.CancelOrderResponse(order=convert.order_to_proto(order))
+
+    @grpc_errors
+    async def CancelAllOrders(self, request: pb.CancelAllOrdersRequest, context: grpc.aio.ServicerContext):
+        symbol = convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol")
+        account = _optional(request.account, convert.ACCOUNT_PATTERN, "account")
+        orders = await self.oms.cancel_all(symbol, account)  # type: ignore[arg-type]
+        return pb.CancelAllOrdersResponse(orders=[convert.order_to_proto(o) for o in orders])
+
+    @grpc_errors
+    async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
+        operator = convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator")
+        if not request.reason.strip():
+            raise InvalidOrder("reason", "required")
+        orders = await self.oms.emergency_cancel_all(operator, request.reason.strip()[:500])  # type: ignore[arg-type]
+        return pb.EmergencyCancelAllResponse(
+            state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
+        )
+
+    @grpc_errors
+    async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext):
+        order, events, trades = await self.oms.order_details(await self._order_id(request))
+        return pb.GetOrderResponse(
+            order=convert.order_to_proto(order),
+            events=[convert.event_to_proto(e, account=order.account, symbol=order.symbol) for e in events],
+            trades=[convert.trade_to_proto(t) for t in trades],
+        )
+
+    @grpc_errors
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext):
+        statuses = [
+            convert.enum_from_proto(OrderStatus, value, "statuses") for value in request.statuses
+        ] or None
+        orders, cursor = await self.oms.list_orders(
+            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
+            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol"),
+            statuses=statuses,
+            order_manager_id=_optional(request.order_manager_id, convert.IDENTIFIER_PATTERN, "order_manager_id"),
+            limit=_page_size(request.page_size),
+            cursor=_page_token(request.page_token),
+        )
+        return pb.ListOrdersResponse(orders=[convert.order_to_proto(o) for o in orders], next_page_token=cursor or "")
+
+    @grpc_errors
+    async def ListTrades(self, request: pb.ListTradesRequest, context: grpc.aio.ServicerContext):
+        trades, cursor = await self.oms.list_trades(
+            order_id=_optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id"),
+            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
+            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol"),
+            limit=_page_size(request.page_size),
+            cursor=_page_token(request.page_token),
+        )
+        return pb.ListTradesResponse(trades=[convert.trade_to_proto(t) for t in trades], next_page_token=cursor or "")
+
+    @grpc_errors
+    async def StreamOrderEvents(self, request: pb.StreamOrderEventsRequest, context: grpc.aio.ServicerContext):
+        if request.after_cursor < 0:
+            raise InvalidOrder("after_cursor", "must not be negative")
+        async for cursor, event, order in self.oms.follow_events(
+            order_id=_optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id"),
+            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
+            after=request.after_cursor,
+            history_only=request.history_only,
+        ):
+            yield pb.StreamOrderEventsResponse(
+                event=convert.event_to_proto(event, cursor=cursor, account=order.account, symbol=order.symbol),
+                order=convert.order_to_proto(order),
+            )
+
+    @grpc_errors
+    async def CreateOrderManager(self, request: pb.CreateOrderManagerRequest, context: grpc.aio.ServicerContext):
+        unique_identifier = convert.check_text(request.unique_identifier, convert.IDENTIFIER_PATTERN, "unique_identifier")
+        account = convert.check_text(request.target_account_uid, convert.ACCOUNT_PATTERN, "target_account_uid")
+        target_time = convert.timestamp_from_proto(request, "target_time") or dt.datetime.now(dt.timezone.utc)
+        status = request.status.strip() or "created"
+        if len(status) > 32:
+            raise InvalidOrder("status", "longer than 32 characters")
+        manager, created = await self.oms.create_order_manager(
+            unique_identifier=unique_identifier,
+            target_account_uid=account,
+            target_time=target_time,
+            status=status,
+            metadata=convert.struct_from_proto(request, "metadata"),
+        )
+        return pb.CreateOrderManagerResponse(order_manager=convert.order_manager_to_proto(manager), created=created)
+
+    @grpc_errors
+    async def GetOrderManager(self, request: pb.GetOrderManagerRequest, context: grpc.aio.ServicerContext):
+        unique_identifier = convert.check_text(request.unique_identifier, convert.IDENTIFIER_PATTERN, "unique_identifier")
+        manager, orders = await self.oms.get_order_manager(unique_identifier)  # type: ignore[arg-type]
+        return pb.GetOrderManagerResponse(
+            order_manager=convert.order_manager_to_proto(manager), orders=[convert.order_to_proto(o) for o in orders]
+        )

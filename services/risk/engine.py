@@ -1,0 +1,101 @@
+"""The risk gate: check an order, persist the decision, sign the approved ones.
+
+The order row and its PENDING -> APPROVED (or REJECTED) events are written in one
+transaction; the token is returned only after that commit, so every token Tessera
+has issued belongs to a stored, approved order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+
+import core_ext
+from services.common.db import Database
+from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
+from services.domain.errors import Conflict
+from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
+
+from .checks import Violation, check_order
+from .limits import RiskLimits
+
+
+@dataclasses.dataclass
+class Decision:
+    order: Order
+    token: str = ""
+    violations: list[Violation] = dataclasses.field(default_factory=list)
+
+
+def new_client_order_id() -> str:
+    return "tsr-" + uuid.uuid4().hex[:28]
+
+
+class RiskEngine:
+    def __init__(self, db: Database, keyring: "core_ext.KeyRing", limits: RiskLimits) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.limits = limits
+
+    def sign(self, order: Order) -> str:
+        return core_ext.sign_token(self.keyring, order.token_body(), int(time.time()))
+
+    async def validate(self, order: Order) -> Decision:
+        try:
+            decision = await self.db.run(self._decide, order)
+        except DuplicateClientOrderId:
+            # A concurrent request stored the same client order id first: answer as
+            # its retry would.
+            decision = await self.db.run(self._decide, order)
+        if decision.order.status is OrderStatus.APPROVED:
+            decision.token = self.sign(decision.order)
+        return decision
+
+    def _decide(self, uow: UnitOfWork, order: Order) -> Decision:
+        existing = uow.orders.get_by_client_order_id(order.account, order.client_order_id)
+        if existing is not None:
+            return self._replay(existing, order)
+        violations = check_order(order, self.limits, uow.trading_state.get().state)
+        now = utcnow()
+        order.order_time = order.updated_time = now
+        order.record_creation(now)
+        if violations:
+            codes = [v.code for v in violations]
+            order.reject_reasons = codes
+            order.transition(
+                OrderStatus.REJECTED,
+                reason="risk: " + ",".join(codes),
+                at=now,
+                payload={"violations": [dataclasses.asdict(v) for v in violations]},
+            )
+        else:
+            order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now)
+        uow.orders.add(order)
+        return Decision(order, violations=violations)
+
+    def _replay(self, existing: Order, order: Order) -> Decision:
+        """Idempotent retry: the same order again returns the stored one, nothing new."""
+        order.order_id = existing.order_id
+        if not existing.same_economics(order):
+            raise Conflict(
+                f"client_order_id {order.client_order_id!r} of account {order.account!r} "
+                "is already used by an order with other fields",
+                reason="DUPLICATE_CLIENT_ORDER_ID",
+            )
+        violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]
+        return Decision(existing, violations=violations)
+
+    async def trading_state(self) -> TradingStateRecord:
+        return await self.db.run(lambda uow: uow.trading_state.get())
+
+    async def set_trading_state(self, state: TradingState, operator: str, reason: str) -> TradingState:
+        def change(uow: UnitOfWork) -> TradingState:
+            previous = uow.trading_state.get().state
+            uow.trading_state.set(state, operator, reason)
+            return previous
+
+        return await self.db.run(change)
+
+
+__all__ = ["Decision", "RiskEngine", "new_client_order_id", "new_id"]
