@@ -1,0 +1,100 @@
+"""Statement helpers the repositories share: dialect-aware upserts and keyset pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, Table, and_, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
+
+from .errors import InvalidPage
+
+def insert_unless_conflict(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    conflict_columns: Sequence[str] | None = None,
+) -> bool:
+    """``INSERT ... ON CONFLICT [(columns)] DO NOTHING``; True when the row was inserted.
+
+    A concurrent insert of the same key waits for the other transaction and then does
+    nothing, so racing duplicates are harmless (no IntegrityError, no aborted transaction).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement = postgresql.insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table)
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
+    statement = (
+        statement.values(dict(values))
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+        # SQLAlchemy keeps an INSERT's rowcount only when asked to.
+        .execution_options(preserve_rowcount=True)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def _encode_cursor(kind: str, time: dt.datetime, key: Any) -> str:
+    raw = json.dumps([kind, time.isoformat(), key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(kind: str, cursor: str) -> tuple[dt.datetime, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_kind, time, key = json.loads(raw)
+        when = dt.datetime.fromisoformat(time)
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise InvalidPage("cursor", "malformed page cursor") from error
+    if cursor_kind != kind or when.tzinfo is None:
+        raise InvalidPage("cursor", f"not a cursor of {kind}")
+    return when, key
+
+
+def keyset_page(
+    session: Session,
+    statement: Select[Any],
+    *,
+    kind: str,
+    time_column: ColumnElement[Any],
+    key_column: ColumnElement[Any],
+    limit: int,
+    cursor: str | None,
+    newest_first: bool = False,
+) -> tuple[list[RowMapping], str | None]:
+    """One page of ``statement`` ordered by ``(time_column, key_column)``.
+
+    Returns the rows and an opaque cursor for the next page (None on the last page).
+    Keyset, not OFFSET: rows added meanwhile never shift or repeat a page. ``limit``
+    is not capped here (a silent cap would truncate internal scans); public
+    endpoints cap what clients ask for.
+
+    Raises
+    ------
+    InvalidPage
+        ``limit`` is below 1 or ``cursor`` is not one this listing returned.
+    """
+    if limit < 1:
+        raise InvalidPage("limit", f"must be at least 1, got {limit}")
+    if cursor:
+        time, key = _decode_cursor(kind, cursor)
+        if newest_first:
+            after = or_(time_column < time, and_(time_column == time, key_column < key))
+        else:
+            after = or_(time_column > time, and_(time_column == time, key_column > key))
+        statement = statement.where(after)
+    order = (time_column.desc(), key_column.desc()) if newest_first else (time_column, key_column)
+    rows = list(session.execute(statement.order_by(*order).limit(limit + 1)).mappings())
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], _encode_cursor(kind, last[time_column.name], last[key_column.name])

@@ -1,0 +1,136 @@
+"""Where the database is and how to connect to it.
+
+SQLite (the embedded default) is opened in WAL mode with foreign keys on, and
+SQLAlchemy, not the ``sqlite3`` driver, emits ``BEGIN``: the driver's legacy mode
+starts no transaction before a SELECT or DDL statement, which breaks repeatable reads,
+savepoints and transactional DDL. Write transactions begin with ``BEGIN IMMEDIATE``,
+taking the write lock up front, so concurrent writers queue on ``busy_timeout``
+instead of failing with "database is locked" when a read transaction tries to become
+a write transaction. Read-only units of work ask for a plain deferred ``BEGIN`` with
+the execution option ``sqlite_begin="DEFERRED"`` and never wait for writers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+#: Execution option naming how a SQLite transaction begins: IMMEDIATE or DEFERRED.
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+_SQLITE_BEGIN_MODES = {"IMMEDIATE", "DEFERRED", "EXCLUSIVE"}
+_SQLITE_SYNCHRONOUS_MODES = {"OFF", "NORMAL", "FULL", "EXTRA", "0", "1", "2", "3"}
+
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """``TESSERA_DATABASE_URL``, or a SQLite file ``var/tessera.db`` under the working
+    directory (its directory is created).
+
+    ``postgresql://`` (and ``postgres://``) URLs are rewritten to the psycopg 3 driver.
+    """
+    configured = environ.get("TESSERA_DATABASE_URL", "").strip()
+    if configured:
+        return normalize_url(configured).render_as_string(hide_password=False)
+    path = Path.cwd() / "var" / "tessera.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url`` and select psycopg 3 for a bare ``postgresql://`` URL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL with its password masked, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def json_default(value: Any) -> Any:
+    """Make JSON payloads of Decimals (as decimal strings), datetimes and enums."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, default=json_default, separators=(",", ":"))
+
+
+def make_engine(
+    url: str | URL, *, environ: Mapping[str, str] = os.environ, **engine_kwargs: Any
+) -> Engine:
+    """Create the engine for ``url`` with Tessera's connection settings.
+
+    Parameters
+    ----------
+    url
+        A SQLAlchemy URL; ``postgresql://`` selects psycopg 3.
+    environ
+        Read for ``TESSERA_SQLITE_SYNCHRONOUS`` (default ``FULL``) and
+        ``TESSERA_DB_POOL_SIZE`` (PostgreSQL, default 10).
+    **engine_kwargs
+        Passed on to :func:`sqlalchemy.create_engine`, overriding the defaults here.
+
+    Raises
+    ------
+    ValueError
+        ``TESSERA_SQLITE_SYNCHRONOUS`` is not a SQLite synchronous mode.
+    """
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {"json_serializer": json_dumps}
+    if parsed.get_backend_name() == "sqlite":
+        synchronous = environ.get("TESSERA_SQLITE_SYNCHRONOUS", "FULL").strip().upper()
+        if synchronous not in _SQLITE_SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"TESSERA_SQLITE_SYNCHRONOUS={synchronous!r}: expected OFF, NORMAL, FULL or EXTRA"
+            )
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"check_same_thread": False}
+        kwargs.update(engine_kwargs)
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine, synchronous)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        pool_size = int(environ.get("TESSERA_DB_POOL_SIZE", "10"))
+        kwargs.update(pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    kwargs.update(engine_kwargs)
+    return create_engine(parsed, **kwargs)
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the driver (see the module docstring).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=5000")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = str(connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")).upper()
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN_OPTION}={mode!r}: expected IMMEDIATE or DEFERRED")
+        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else f"BEGIN {mode}")

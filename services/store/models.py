@@ -1,0 +1,195 @@
+"""The database schema as SQLAlchemy declarative models.
+
+These rows are not the domain: the repositories convert them to and from the
+dataclasses of :mod:`services.domain` (see :mod:`services.store.mapping`). The
+migrations in :mod:`services.store.migrations` create exactly this schema; a test
+compares the two on SQLite and PostgreSQL.
+
+Status and enum columns hold the bare enum names (``"BUY"``, ``"FILLED"``). Every
+money or quantity column is a :class:`~services.store.types.DecimalString`, every time
+a :class:`~services.store.types.UTCDateTime`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import JSONType, DecimalString, UTCDateTime
+
+#: Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: A 64-bit autoincrement key; SQLite only autoincrements an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ID = String(36)  # uuid strings
+NAME = String(128)  # accounts, venue ids, symbols, client order ids
+CODE = String(32)  # enum names
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class OrderManagerRow(Base):
+    __tablename__ = "order_managers"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    unique_identifier: Mapped[str] = mapped_column(String(255), unique=True)
+    target_account_uid: Mapped[str] = mapped_column(NAME)
+    target_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    order_received_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    execution_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(CODE)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    created_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class OrderRow(Base):
+    __tablename__ = "orders_ts"
+    __table_args__ = (
+        UniqueConstraint("account", "client_order_id"),
+        Index(None, "symbol", "status"),
+    )
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(NAME)
+    account: Mapped[str] = mapped_column(NAME)
+    venue: Mapped[str] = mapped_column(NAME)
+    market_type: Mapped[str] = mapped_column(CODE)
+    symbol: Mapped[str] = mapped_column(NAME)
+    side: Mapped[str] = mapped_column(CODE)
+    order_type: Mapped[str] = mapped_column(CODE)
+    quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    price: Mapped[Decimal | None] = mapped_column(DecimalString())
+    stop_price: Mapped[Decimal | None] = mapped_column(DecimalString())
+    time_in_force: Mapped[str] = mapped_column(CODE)
+    reduce_only: Mapped[bool] = mapped_column(Boolean())
+    post_only: Mapped[bool] = mapped_column(Boolean())
+    leverage: Mapped[Decimal | None] = mapped_column(DecimalString())
+    order_manager_id: Mapped[str | None] = mapped_column(
+        ForeignKey("order_managers.unique_identifier"), index=True
+    )
+    expire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(CODE, index=True)
+    previous_status: Mapped[str | None] = mapped_column(CODE)
+    filled_quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    # A volume-weighted average: a quotient, rounded half-even to 18 decimal places.
+    average_fill_price: Mapped[Decimal | None] = mapped_column(DecimalString(rounding=ROUND_HALF_EVEN))
+    remote_order_id: Mapped[str | None] = mapped_column(NAME, index=True)
+    order_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reject_reasons: Mapped[list[str]] = mapped_column(JSONType)
+    token_nonce: Mapped[str | None] = mapped_column(NAME)
+    raw_venue_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer())
+    last_sequence: Mapped[int] = mapped_column(Integer())
+
+
+class OrderEventRow(Base):
+    __tablename__ = "order_events_ts"
+    # AUTOINCREMENT on SQLite: ids are never reused, so a streaming cursor only moves on.
+    __table_args__ = (UniqueConstraint("order_id", "sequence"), {"sqlite_autoincrement": True})
+
+    # A global, increasing cursor for streaming (``events_after``).
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders_ts.order_id"))
+    sequence: Mapped[int] = mapped_column(Integer())
+    event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    from_status: Mapped[str | None] = mapped_column(CODE)
+    to_status: Mapped[str] = mapped_column(CODE)
+    reason: Mapped[str] = mapped_column(Text())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class TradeRow(Base):
+    __tablename__ = "trades_ts"
+    __table_args__ = (UniqueConstraint("venue", "trade_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    trade_id: Mapped[str] = mapped_column(NAME)
+    venue: Mapped[str] = mapped_column(NAME)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders_ts.order_id"), index=True)
+    client_order_id: Mapped[str | None] = mapped_column(NAME)
+    account: Mapped[str] = mapped_column(NAME, index=True)
+    symbol: Mapped[str] = mapped_column(NAME)
+    side: Mapped[str] = mapped_column(CODE)
+    quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    price: Mapped[Decimal] = mapped_column(DecimalString())
+    commission: Mapped[Decimal] = mapped_column(DecimalString())
+    commission_asset: Mapped[str | None] = mapped_column(NAME)
+    liquidity_side: Mapped[str | None] = mapped_column(CODE)
+    trade_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    raw_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class TradingStateRow(Base):
+    """The kill switch: one row per scope ("global"); no row means ACTIVE."""
+
+    __tablename__ = "trading_state"
+
+    scope: Mapped[str] = mapped_column(CODE, primary_key=True)
+    state: Mapped[str] = mapped_column(CODE)
+    reason: Mapped[str] = mapped_column(Text())
+    operator: Mapped[str] = mapped_column(NAME)
+    updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer())
+
+
+class TradingStateEventRow(Base):
+    """The audit trail of trading-state changes."""
+
+    __tablename__ = "trading_state_events"
+    __table_args__ = (Index(None, "scope", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(CODE)
+    from_state: Mapped[str | None] = mapped_column(CODE)
+    to_state: Mapped[str] = mapped_column(CODE)
+    operator: Mapped[str] = mapped_column(NAME)
+    reason: Mapped[str] = mapped_column(Text())
+    event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ExecutionAnomalyRow(Base):
+    """A venue report refused rather than applied (overfill, unknown order, ...)."""
+
+    __tablename__ = "execution_anomalies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str | None] = mapped_column(ID, index=True)
+    venue: Mapped[str] = mapped_column(NAME)
+    kind: Mapped[str] = mapped_column(CODE)
+    detail: Mapped[str] = mapped_column(Text())
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    observed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+orders_table = OrderRow.__table__
+order_events_table = OrderEventRow.__table__
+trades_table = TradeRow.__table__
+order_managers_table = OrderManagerRow.__table__
+trading_state_table = TradingStateRow.__table__
+trading_state_events_table = TradingStateEventRow.__table__
+anomalies_table = ExecutionAnomalyRow.__table__

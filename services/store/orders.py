@@ -1,0 +1,195 @@
+"""The order repository: the order aggregate and its events, written together.
+
+Version convention: ``Order.version`` is 0 for an order never stored; :meth:`add`
+stores version 1, and every successful :meth:`save` increments it by one, in the
+database and on the object. ``save`` is a compare-and-set on the version the object
+carries, so of two writers that loaded the same version exactly one wins.
+
+Both methods write ``order.new_events`` in the same transaction and then clear them
+(and bump ``order.version``) at once, not at commit: after a rolled-back unit of work,
+reload the order instead of saving the same object again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus
+from services.domain.errors import OrderNotFound, StaleOrder
+
+from ._sql import insert_unless_conflict, keyset_page
+from .errors import DuplicateClientOrderId, DuplicateOrderId
+from .mapping import ORDER_LIFECYCLE_COLUMNS, event_from_row, event_to_row, order_from_row, order_to_row
+from .models import order_events_table as events_t
+from .models import orders_table as orders_t
+
+_OPEN = sorted(status.value for status in OPEN_STATUSES)
+
+
+class OrderRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- writes ---------------------------------------------------------------------
+    def add(self, order: Order) -> None:
+        """Insert a new order (at version 1) and its pending events.
+
+        Raises
+        ------
+        DuplicateClientOrderId
+            The account already has an order with this client order id; the
+            transaction stays usable (nothing was written).
+        DuplicateOrderId
+            An order with this order id exists already.
+        """
+        row = order_to_row(order)
+        row["version"] = 1
+        if not insert_unless_conflict(self.session, orders_t, row):
+            if self._exists(order.order_id):
+                raise DuplicateOrderId(order.order_id)
+            raise DuplicateClientOrderId(order.account, order.client_order_id)
+        self._write_events(order)
+        order.version = 1
+
+    def save(self, order: Order) -> None:
+        """Write the order's lifecycle fields and its pending events, compare-and-set
+        on ``order.version``.
+
+        The fields fixed at :meth:`add` (identity, ``order_time`` and the economic
+        fields the risk token signs, see ``mapping.ORDER_FIXED_COLUMNS``) are not
+        rewritten.
+
+        Raises
+        ------
+        StaleOrder
+            Another writer saved the order since this object was loaded; nothing
+            was written.
+        OrderNotFound
+            The order was never added.
+        """
+        values: dict[str, Any] = order_to_row(order, ORDER_LIFECYCLE_COLUMNS)
+        statement = (
+            update(orders_t)
+            .where(orders_t.c.order_id == order.order_id, orders_t.c.version == order.version)
+            .values(**values, version=orders_t.c.version + 1)
+        )
+        if self.session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+            if not self._exists(order.order_id):
+                raise OrderNotFound(f"order {order.order_id} not found")
+            raise StaleOrder(
+                f"order {order.order_id} was changed by another writer since version {order.version}"
+            )
+        self._write_events(order)
+        order.version += 1
+
+    def _write_events(self, order: Order) -> None:
+        if order.new_events:
+            self.session.execute(insert(events_t), [event_to_row(e) for e in order.new_events])
+            order.new_events.clear()
+
+    def _exists(self, order_id: str) -> bool:
+        found = self.session.execute(select(orders_t.c.order_id).where(orders_t.c.order_id == order_id))
+        return found.first() is not None
+
+    # -- reads ----------------------------------------------------------------------
+    def _one(self, *conditions: Any) -> Order | None:
+        row = self.session.execute(select(orders_t).where(*conditions)).mappings().first()
+        return None if row is None else order_from_row(row)
+
+    def get(self, order_id: str) -> Order | None:
+        return self._one(orders_t.c.order_id == order_id)
+
+    def get_by_client_order_id(self, account: str, client_order_id: str) -> Order | None:
+        return self._one(orders_t.c.account == account, orders_t.c.client_order_id == client_order_id)
+
+    def get_by_remote_order_id(self, venue: str, remote_order_id: str) -> Order | None:
+        return self._one(orders_t.c.venue == venue, orders_t.c.remote_order_id == remote_order_id)
+
+    def list(
+        self,
+        account: str | None = None,
+        symbol: str | None = None,
+        statuses: Iterable[OrderStatus | str] | None = None,
+        order_manager_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[Order], str | None]:
+        """A page of orders by ``(order_time, order_id)`` and the next page's cursor.
+
+        Raises
+        ------
+        InvalidPage
+            Bad ``limit`` or ``cursor``.
+        """
+        statement = select(orders_t)
+        if account is not None:
+            statement = statement.where(orders_t.c.account == account)
+        if symbol is not None:
+            statement = statement.where(orders_t.c.symbol == symbol)
+        if statuses is not None:
+            statement = statement.where(orders_t.c.status.in_([OrderStatus(s).value for s in statuses]))
+        if order_manager_id is not None:
+            statement = statement.where(orders_t.c.order_manager_id == order_manager_id)
+        rows, next_cursor = keyset_page(
+            self.session,
+            statement,
+            kind="orders",
+            time_column=orders_t.c.order_time,
+            key_column=orders_t.c.order_id,
+            limit=limit,
+            cursor=cursor,
+            newest_first=newest_first,
+        )
+        return [order_from_row(row) for row in rows], next_cursor
+
+    def open_orders(self, account: str | None = None, symbol: str | None = None) -> list[Order]:
+        """Orders that may still fill (SUBMITTED, ACCEPTED, PARTIALLY_FILLED, PENDING_CANCEL)."""
+        statement = select(orders_t).where(orders_t.c.status.in_(_OPEN))
+        if account is not None:
+            statement = statement.where(orders_t.c.account == account)
+        if symbol is not None:
+            statement = statement.where(orders_t.c.symbol == symbol)
+        statement = statement.order_by(orders_t.c.order_time, orders_t.c.order_id)
+        return [order_from_row(row) for row in self.session.execute(statement).mappings()]
+
+    def count_open(self, account: str | None = None) -> int:
+        statement = select(func.count()).select_from(orders_t).where(orders_t.c.status.in_(_OPEN))
+        if account is not None:
+            statement = statement.where(orders_t.c.account == account)
+        return int(self.session.execute(statement).scalar_one())
+
+    # -- events ---------------------------------------------------------------------
+    def events(self, order_id: str) -> list[OrderEvent]:
+        """Every event of one order, by sequence."""
+        statement = select(events_t).where(events_t.c.order_id == order_id).order_by(events_t.c.sequence)
+        return [event_from_row(row) for row in self.session.execute(statement).mappings()]
+
+    def events_after(
+        self,
+        after_id: int,
+        order_id: str | None = None,
+        account: str | None = None,
+        limit: int = 500,
+    ) -> list[tuple[int, OrderEvent]]:
+        """Events with a global id above ``after_id``, oldest first, with their ids.
+
+        The id is the streaming cursor: pass the last id received to get what
+        followed. On PostgreSQL ids are handed out at insert, not at commit, so a
+        transaction that commits late can add an id below one already read;
+        consumers that must see every event should re-read a small overlap and
+        de-duplicate by ``(order_id, sequence)``. On SQLite writers are serialised and
+        ids are in commit order.
+        """
+        statement = select(events_t).where(events_t.c.id > after_id)
+        if order_id is not None:
+            statement = statement.where(events_t.c.order_id == order_id)
+        if account is not None:
+            owned = select(orders_t.c.order_id).where(orders_t.c.account == account)
+            statement = statement.where(events_t.c.order_id.in_(owned))
+        statement = statement.order_by(events_t.c.id).limit(max(1, limit))
+        return [(row["id"], event_from_row(row)) for row in self.session.execute(statement).mappings()]

@@ -1,0 +1,123 @@
+"""Migrations build exactly the models' schema, idempotently; engine settings."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from services.store import Store, database_url, make_engine, upgrade
+from services.store.migrate import main as migrate_main
+from services.store.models import Base
+
+
+def test_migrated_schema_matches_the_models(store):
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrade_twice_is_harmless_and_stays_at_head(store):
+    assert upgrade(store.engine) == "0001_initial"
+    assert upgrade(store.engine) == "0001_initial"
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [
+            "0001_initial"
+        ]
+
+
+@pytest.mark.postgres
+def test_replicas_upgrading_a_fresh_postgresql_database_at_once_all_succeed(create_postgres_database):
+    url = create_postgres_database()
+    barrier, results, errors = threading.Barrier(3), [], []
+
+    def start_replica():
+        barrier.wait()
+        try:
+            results.append(upgrade(url))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=start_replica) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and results == ["0001_initial"] * 3
+
+
+@pytest.mark.postgres
+def test_migrate_command_upgrades_and_never_prints_the_password(create_postgres_database, capsys):
+    url = create_postgres_database().set(password="s3cret-pw")  # trust auth ignores it
+    assert migrate_main(["--url", url.render_as_string(hide_password=False)]) == 0
+    printed = capsys.readouterr().out
+    assert "0001_initial" in printed and "s3cret-pw" not in printed
+
+
+def test_migrate_command_on_a_sqlite_file(tmp_path, capsys):
+    assert migrate_main(["--url", f"sqlite:///{tmp_path}/cli/t.db"]) == 0
+    assert "0001_initial" in capsys.readouterr().out
+
+
+def test_database_url_defaults_to_sqlite_under_var_and_creates_the_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert database_url({}) == f"sqlite:///{tmp_path}/var/tessera.db"
+    assert (tmp_path / "var").is_dir()
+
+
+def test_database_url_selects_psycopg_for_postgresql_urls():
+    for given in ("postgresql://u:p@db:5432/tessera", "postgres://u:p@db:5432/tessera"):
+        assert database_url({"TESSERA_DATABASE_URL": given}) == "postgresql+psycopg://u:p@db:5432/tessera"
+
+
+def _pragmas(engine):
+    with engine.connect() as connection:
+        return {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        }
+
+
+def test_sqlite_connections_use_wal_full_sync_foreign_keys_and_a_busy_timeout(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db", environ={})
+    try:
+        assert _pragmas(engine) == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
+    finally:
+        engine.dispose()
+    engine = make_engine(f"sqlite:///{tmp_path}/p.db", environ={"TESSERA_SQLITE_SYNCHRONOUS": "normal"})
+    try:
+        assert _pragmas(engine)["synchronous"] == 1
+    finally:
+        engine.dispose()
+
+
+def test_unknown_sqlite_synchronous_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="TESSERA_SQLITE_SYNCHRONOUS"):
+        make_engine(f"sqlite:///{tmp_path}/p.db", environ={"TESSERA_SQLITE_SYNCHRONOUS": "FULL; DROP"})
+
+
+def test_sqlite_transactions_are_real_so_ddl_and_reads_roll_back(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/tx.db", environ={})
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            connection.rollback()  # the driver's legacy mode would have autocommitted the DDL
+            assert connection.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE name = 't'"
+            ).scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_store_from_url_creates_the_sqlite_directory_and_migrates(tmp_path):
+    store = Store.from_url(f"sqlite:///{tmp_path}/nested/dir/tessera.db")
+    try:
+        assert Path(tmp_path, "nested", "dir", "tessera.db").exists()
+        with store.uow() as uow:
+            assert uow.orders.count_open() == 0
+    finally:
+        store.dispose()
