@@ -51,13 +51,16 @@ def env_prices(environ: Mapping[str, str], name: str, default: str) -> dict[str,
     prices: dict[str, Decimal] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         symbol, _, price = item.partition("=")
+        symbol = symbol.strip().upper()
+        if not symbol:
+            raise ConfigError(f"{name}: {item!r} names no symbol (expected SYMBOL=PRICE)")
         try:
             value = Decimal(price)
         except InvalidOperation:
             raise ConfigError(f"{name}: price of {symbol!r} is not a decimal: {price!r}") from None
         if not value.is_finite() or value <= 0:
             raise ConfigError(f"{name}: price of {symbol!r} must be positive")
-        prices[symbol.strip().upper()] = value
+        prices[symbol] = value
     return prices
 
 

@@ -36,6 +36,9 @@ from tessera.common.v1 import types_pb2 as pb
 E = TypeVar("E", bound=enum.Enum)
 
 MAX_DECIMAL_LENGTH = 48
+# What the store's Numeric(38, 18) columns hold exactly.
+MAX_INTEGER_DIGITS = 20
+MAX_FRACTION_DIGITS = 18
 MAX_LEVERAGE = Decimal(125)
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # the venue's own rule
@@ -83,9 +86,15 @@ def parse_decimal(text: str, field: str, *, required: bool = True, positive: boo
     if len(text) > MAX_DECIMAL_LENGTH:
         raise InvalidOrder(field, f"longer than {MAX_DECIMAL_LENGTH} characters")
     try:
-        value = Decimal(core_ext.canonical_decimal(text))
+        canonical = core_ext.canonical_decimal(text)
     except core_ext.CanonicalEncodingError:
         raise InvalidOrder(field, f"not a plain decimal number: {text[:32]!r}") from None
+    whole, _, fraction = canonical.lstrip("-").partition(".")
+    if len(fraction) > MAX_FRACTION_DIGITS or len(whole) > MAX_INTEGER_DIGITS:
+        raise InvalidOrder(
+            field, f"at most {MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits, got {text[:32]}"
+        )
+    value = Decimal(canonical)
     if positive and value <= 0:
         raise InvalidOrder(field, f"must be positive, got {text}")
     return value

@@ -17,7 +17,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from core_ext import IllegalTransition
 from services.domain import errors as domain
@@ -28,7 +28,7 @@ ERROR_DOMAIN = "tessera"
 
 # Token failures that say "these credentials are not valid" answer UNAUTHENTICATED; a
 # valid token presented for other fields or a second time answers PERMISSION_DENIED.
-_PERMISSION_DENIED_TOKEN_REASONS = frozenset({"TOKEN_FIELDS_CHANGED", "TOKEN_ALREADY_USED", "TOKEN_NOT_ISSUED_FOR_ORDER"})
+_PERMISSION_DENIED_TOKEN_REASONS = frozenset({"TOKEN_FIELDS_CHANGED", "TOKEN_ALREADY_USED", "CALLER_NOT_OMS"})
 
 
 class StoreUnavailable(domain.DomainError):
@@ -103,7 +103,9 @@ def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
-            except (domain.DomainError, IllegalTransition, DBAPIError) as error:
+            except grpc.aio.AbortError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure becomes a status, never a traceback
                 await translate(error, context)
 
         return stream_wrapper
@@ -112,7 +114,9 @@ def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     async def unary_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except (domain.DomainError, IllegalTransition, DBAPIError) as error:
+        except grpc.aio.AbortError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure becomes a status, never a traceback
             await translate(error, context)
 
     return unary_wrapper

@@ -81,4 +81,5 @@ def run(main: Callable[[], Awaitable[None]]) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     asyncio.run(main())

@@ -33,3 +33,36 @@ def verify_or_raise(
     if not result.ok:
         raise TokenRejected(_TOKEN_MESSAGES.get(result.reason, "risk token refused"), reason=result.reason)
     return result
+
+
+# -- the OMS's per-call credential towards the Exchange service ---------------------------
+# Clients hold risk tokens, so a risk token alone must not let them reach a venue
+# behind the OMS. The OMS signs each Exchange call with the same key ring over a
+# body that no risk token can have (risk token bodies start with b"tessera.order.v1").
+OMS_CREDENTIAL_METADATA = "tessera-oms-credential"
+_CALL_BODY_PREFIX = b"tessera.oms-call.v1\n"
+
+
+def _call_body(method: str, risk_token: str) -> bytes:
+    return _CALL_BODY_PREFIX + method.encode() + b"\n" + risk_token.encode()
+
+
+def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:
+    """gRPC metadata proving the call comes from an OMS holding the key ring."""
+    credential = core_ext.sign_token(keyring, _call_body(method, risk_token), int(time.time()))
+    return ((OMS_CREDENTIAL_METADATA, credential),)
+
+
+def verify_oms_call(
+    keyring: "core_ext.KeyRing", metadata: object, method: str, risk_token: str = "", *, ttl_seconds: int = 60
+) -> None:
+    """Raise :class:`TokenRejected` (reason ``CALLER_NOT_OMS``) unless the OMS signed this call."""
+    presented = None
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == OMS_CREDENTIAL_METADATA:
+            presented = value if isinstance(value, str) else None
+    result = core_ext.verify_token(keyring, presented, _call_body(method, risk_token), time.time(), ttl_seconds)
+    if not result.ok:
+        raise TokenRejected(
+            f"only the OMS may call {method} ({result.reason.lower().replace('_', ' ')})", reason="CALLER_NOT_OMS"
+        )

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import core_ext
 from services.domain import Order
-from services.common.tokens import verify_or_raise
+from services.common.tokens import verify_oms_call, verify_or_raise
 from services.domain.errors import TokenReplayed
 from services.domain.execution import ExecutionReport
 
@@ -49,8 +49,14 @@ class ExchangeEngine:
             raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED")
         self._executed[order.order_id] = issued_at + self.ttl_seconds + 60
 
-    async def execute(self, order: Order, token: str) -> list[ExecutionReport]:
+    def authorize(self, metadata: object, method: str, risk_token: str = "") -> None:
+        """Refuse calls the OMS did not sign (see :func:`verify_oms_call`)."""
+        verify_oms_call(self.keyring, metadata, method, risk_token)
+
+    async def execute(self, order: Order, token: str, metadata: object) -> list[ExecutionReport]:
+        # The risk token first, so a bad token is reported as such whoever sends it.
         result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        self.authorize(metadata, "ExecuteOrder", token)
         self._claim(order, result.issued_at or 0)
         reports = self.provider.execute(order)
         await self.reports.append(reports)

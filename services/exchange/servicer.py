@@ -33,7 +33,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         if not request.HasField("order"):
             raise InvalidOrder("order", "required")
         order = convert.order_from_proto(request.order)
-        reports = await self.engine.execute(order, request.risk_token)
+        reports = await self.engine.execute(order, request.risk_token, context.invocation_metadata())
         return pb.ExecuteOrderResponse(
             remote_order_id=order.remote_order_id or "",
             mode=_MODES[self.engine.provider.mode],
@@ -42,17 +42,20 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "CancelOrder")
         order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
         report = await self.engine.cancel(order_id)
         return pb.CancelOrderResponse(report=convert.report_to_proto(report))
 
     @grpc_errors
     async def CancelAllOrders(self, request: pb.CancelAllOrdersRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "CancelAllOrders")
         reports = await self.engine.cancel_all(_symbol(request.symbol))
         return pb.CancelAllOrdersResponse(reports=[convert.report_to_proto(r) for r in reports])
 
     @grpc_errors
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "EmergencyCancelAll")
         reports = []
         if request.symbols:
             for symbol in request.symbols:
@@ -63,6 +66,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "SetLeverage")
         symbol = _symbol(request.symbol)
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
@@ -73,6 +77,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "SetMarginMode")
         symbol = _symbol(request.symbol)
         if request.margin_mode not in (common_pb.MARGIN_MODE_ISOLATED, common_pb.MARGIN_MODE_CROSSED):
             raise InvalidOrder("margin_mode", "required: ISOLATED or CROSSED")
@@ -87,6 +92,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "StreamExecutionReports")
         if request.after_sequence < 0:
             raise InvalidOrder("after_sequence", "must not be negative")
         async for report in self.engine.reports.follow(request.after_sequence):

@@ -18,7 +18,7 @@ import grpc
 import core_ext
 from services.common import convert
 from services.common.db import Database
-from services.common.tokens import verify_or_raise
+from services.common.tokens import oms_call_metadata, verify_or_raise
 from services.domain import Order, OrderEvent, OrderManager, OrderStatus, Trade, TradingState, utcnow
 from services.domain.errors import (
     OrderNotFound,
@@ -47,6 +47,9 @@ DEFINITIVE_REFUSALS = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
+# ...except this one: the Exchange has executed the order already (a retry, or a call
+# that reached it before this one). The venue may hold it: in doubt, not refused.
+IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED"})
 MAX_CAS_ATTEMPTS = 8
 
 
@@ -105,10 +108,11 @@ class OrderManagement:
             response = await self.exchange.ExecuteOrder(
                 exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(stored), risk_token=token),
                 timeout=self.exchange_timeout,
+                metadata=oms_call_metadata(self.keyring, "ExecuteOrder", token),
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() in DEFINITIVE_REFUSALS:
-                reason = _reason_of(error)
+            reason = _reason_of(error)
+            if error.code() in DEFINITIVE_REFUSALS and reason not in IN_DOUBT_REASONS:
                 log.warning("exchange refused order %s: %s", stored.order_id, error.details())
                 stored = await self._write(self._refused, stored.order_id, reason, error.details() or "")
                 return Submission(stored, [])
@@ -124,13 +128,13 @@ class OrderManagement:
             raise OrderNotFound(f"no order {order.order_id}: orders are created by the Risk service")
         if not stored.same_economics(order):
             raise TokenRejected("the order differs from the one Risk approved", reason="TOKEN_FIELDS_CHANGED")
-        if stored.status is not OrderStatus.APPROVED:
-            if stored.status is OrderStatus.PENDING or stored.status.is_terminal and stored.status is not OrderStatus.FILLED:
-                raise PreconditionFailed(
-                    f"order is {stored.status.value}: only APPROVED orders can be submitted",
-                    reason="ORDER_NOT_APPROVED",
-                )
+        if stored.status.is_open or stored.status is OrderStatus.FILLED:
             raise TokenReplayed(f"risk token already used: the order is {stored.status.value}")
+        if stored.status is not OrderStatus.APPROVED:
+            raise PreconditionFailed(
+                f"order is {stored.status.value}: only APPROVED orders can be submitted",
+                reason="ORDER_NOT_APPROVED",
+            )
         stored.transition(
             OrderStatus.SUBMITTED,
             reason="oms: risk token verified",
@@ -149,15 +153,18 @@ class OrderManagement:
         return order
 
     async def apply_reports(self, order_id: str, reports: list[ExecutionReport]) -> Submission:
-        trades: list[Trade] = []
-        order: Order | None = None
+        """Apply reports, then answer with the order and all its trades as stored.
+
+        The same reports may already have arrived on the report stream; the answer is
+        read back so it never depends on which path applied them first.
+        """
         for report in reports:
-            order, trade = await self._write(apply_report, report)
-            if trade is not None:
-                trades.append(trade)
-        if order is None:
-            order = await self.get_order(order_id)
-        return Submission(order, trades)
+            await self._write(apply_report, report)
+
+        def read(uow: UnitOfWork) -> Submission:
+            return Submission(self._load(uow, order_id), uow.trades.for_order(order_id))
+
+        return await self.db.run(read)
 
     # -- cancels ----------------------------------------------------------------------------
     async def cancel(self, order_id: str) -> Order:
@@ -175,6 +182,7 @@ class OrderManagement:
                     account=order.account,
                 ),
                 timeout=self.exchange_timeout,
+                metadata=oms_call_metadata(self.keyring, "CancelOrder"),
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in DEFINITIVE_REFUSALS | {grpc.StatusCode.NOT_FOUND}:
@@ -310,7 +318,10 @@ class OrderManagement:
         """Apply reports from StreamExecutionReports until ``stop``; reconnect on failure."""
         backoff = 0.2
         while not stop.is_set():
-            call = self.exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(after_sequence=0))
+            call = self.exchange.StreamExecutionReports(
+                exchange_pb2.StreamExecutionReportsRequest(after_sequence=0),
+                metadata=oms_call_metadata(self.keyring, "StreamExecutionReports"),
+            )
             try:
                 async for response in call:
                     report = convert.report_from_proto(response.report)

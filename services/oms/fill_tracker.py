@@ -85,9 +85,10 @@ def _apply_status(order: Order, report: ExecutionReport) -> bool:
     target = report.order_status
     if target is order.status or target not in _STATUS_REPORTS:
         return False
-    if not core_ext.can_transition(
-        order.status.value, target.value, order.previous_status.value if order.previous_status else None
-    ):
+    # No rollback target: leaving PENDING_CANCEL for the state before it means the venue
+    # refused the cancel, which only the cancel call's answer says, never a (possibly
+    # duplicated) status report.
+    if not core_ext.can_transition(order.status.value, target.value):
         # A late acknowledgement after the order moved on: the order already knows more.
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
         return False
