@@ -49,9 +49,13 @@ async def serve(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise SystemExit(f"{name}: cannot bind {host}:{port}")
+        print(f"tessera-{name}: cannot bind {host}:{port} (in use, or not an address of this host)", file=sys.stderr)
+        raise SystemExit(2)
     await server.start()
     if on_started is not None:
         await on_started()

@@ -1,0 +1,113 @@
+"""The ``tessera`` command (also ``python -m services.cli``).
+
+Local stack:
+  tessera up        start risk, oms and exchange on this machine until Ctrl-C
+  tessera demo      start the stack, run a rebalance batch end to end, print it, stop
+
+Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS):
+  tessera submit SYMBOL SIDE QUANTITY [...]   validate with Risk, then submit to the OMS
+  tessera orders [...]                        list orders
+  tessera trades [...]                        list trades
+  tessera order ORDER_ID                      one order with its events and trades
+  tessera watch [...]                         follow order events
+
+Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
+usage, 3 order rejected by risk, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import client
+from .client import EXIT_USAGE, UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera",
+        description="Tessera order execution: run the local stack and drive any deployment.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 rejected by risk, 130 interrupted.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    from .demo import add_demo_arguments, cmd_demo
+    from .local import add_up_arguments, cmd_up
+
+    up = commands.add_parser("up", help="start the three services locally until Ctrl-C",
+                             description="Start risk, oms and exchange as separate processes on the embedded "
+                             "default (SQLite var/tessera.db, paper mode) and wait until Ctrl-C or SIGTERM.")
+    add_up_arguments(up)
+    up.set_defaults(handler=cmd_up)
+
+    demo = commands.add_parser("demo", help="run a rebalance batch end to end on a fresh local stack",
+                               description="Bring the stack up on free ports, run a small rebalance batch "
+                               "through Risk -> OMS -> Exchange, print each order's lifecycle and fills, stop.")
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    submit = commands.add_parser("submit", help="validate an order with Risk, then submit it to the OMS",
+                                 description="Validate an order with Risk and, when approved, submit it "
+                                 "with its risk token to the OMS. Exit 3 when risk rejects it.")
+    client.add_submit_arguments(submit)
+    client.add_connection_arguments(submit, risk=True)
+    submit.set_defaults(handler=client.cmd_submit)
+
+    orders = commands.add_parser("orders", help="list orders (oldest first)")
+    orders.add_argument("--account", default="")
+    orders.add_argument("--symbol", default="")
+    orders.add_argument("--status", action="append", metavar="STATUS",
+                        help="filter by status, e.g. filled or approved,submitted (repeatable)")
+    orders.add_argument("--order-manager", default="", metavar="UNIQUE_IDENTIFIER")
+    orders.add_argument("--limit", type=int, default=100, help="at most this many (0 = all; default %(default)s)")
+    client.add_connection_arguments(orders)
+    orders.set_defaults(handler=client.cmd_orders)
+
+    trades = commands.add_parser("trades", help="list trades (oldest first)")
+    trades.add_argument("--order-id", default="")
+    trades.add_argument("--account", default="")
+    trades.add_argument("--symbol", default="")
+    trades.add_argument("--limit", type=int, default=100, help="at most this many (0 = all; default %(default)s)")
+    client.add_connection_arguments(trades)
+    trades.set_defaults(handler=client.cmd_trades)
+
+    order = commands.add_parser("order", help="one order with its events and trades")
+    order.add_argument("order_id", nargs="?", default="", metavar="ORDER_ID")
+    order.add_argument("--account", default="", help="with --client-order-id")
+    order.add_argument("--client-order-id", default="", help="look the order up by its client order id")
+    client.add_connection_arguments(order)
+    order.set_defaults(handler=client.cmd_order)
+
+    watch = commands.add_parser("watch", help="follow order events (Ctrl-C stops)",
+                                description="Print one line per order event: the stored history after "
+                                "--after-cursor, then new events as they happen.")
+    watch.add_argument("--order-id", default="")
+    watch.add_argument("--account", default="")
+    watch.add_argument("--after-cursor", type=int, default=0, metavar="CURSOR",
+                       help="resume after this event cursor (default 0: the whole history first)")
+    watch.add_argument("--history-only", action="store_true", help="stop after the stored history")
+    client.add_connection_arguments(watch)
+    watch.set_defaults(handler=client.cmd_watch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as error:
+        parser.error(str(error))
+        return EXIT_USAGE  # not reached: parser.error exits with 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Helpers of the end-to-end suite: the test environment, orders, tokens, errors, the store.
+
+Imported by the e2e tests as ``tessera_e2e`` (``tests/e2e/conftest.py`` puts this
+directory on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.cli.stack import PROJECT_ROOT, Stack
+from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2
+from tessera.oms.v1 import oms_pb2
+from tessera.risk.v1 import risk_pb2
+
+SECRET = "e2e-test-secret-0123456789abcdef-0123456789"  # 43 bytes
+KEY_ID = "e2e-key-1"
+PRICES = {"BTCUSDT": Decimal("65000"), "ETHUSDT": Decimal("3200"), "SOLUSDT": Decimal("150")}
+TAKER_FEE = Decimal("0.0004")
+MAX_NOTIONAL = Decimal("250000")
+PG_ADMIN_URL = os.environ.get("TESSERA_E2E_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+RPC_TIMEOUT = 15.0
+
+
+# -- environment ----------------------------------------------------------------------
+def base_env(**overrides: str | None) -> dict[str, str]:
+    """This process's environment without any Tessera/venue settings, plus the test ones.
+
+    An override of None removes the variable.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TESSERA_", "AIS_", "ASTER_"))
+    }
+    env.update(
+        {
+            "AIS_RISK_HMAC_SECRET": SECRET,
+            "AIS_RISK_HMAC_KEY_ID": KEY_ID,
+            "TESSERA_EXECUTION_MODE": "paper",
+            "TESSERA_PRICES": ",".join(f"{s}={p}" for s, p in PRICES.items()),
+            "TESSERA_PAPER_TAKER_FEE": str(TAKER_FEE),
+            "TESSERA_RISK_MAX_NOTIONAL": str(MAX_NOTIONAL),
+            "TESSERA_RISK_ALLOWED_SYMBOLS": ",".join(PRICES),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), path]))
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def start_stack(database_url: str, log_dir: Path, **env_overrides: str | None) -> Stack:
+    return Stack(database_url=database_url, env=base_env(**env_overrides), log_dir=log_dir).start()
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m services.cli ARGS`` (what the ``tessera`` console script runs)."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=dict(env if env is not None else base_env()),
+        cwd=str(cwd or PROJECT_ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def show(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+
+
+# -- orders ---------------------------------------------------------------------------
+def new_account() -> str:
+    return "e2e-" + uuid.uuid4().hex[:12]
+
+
+def intent(**fields: Any) -> pb.OrderIntent:
+    """A valid paper market order (BUY 0.01 BTCUSDT futures) with ``fields`` changed."""
+    values: dict[str, Any] = {
+        "account": new_account(),
+        "venue": "aster",
+        "market_type": pb.MARKET_TYPE_FUTURES,
+        "symbol": "BTCUSDT",
+        "side": pb.SIDE_BUY,
+        "order_type": pb.ORDER_TYPE_MARKET,
+        "quantity": "0.01",
+        "time_in_force": pb.TIME_IN_FORCE_GTC,
+    }
+    values.update(fields)
+    return pb.OrderIntent(**values)
+
+
+@dataclass
+class Approved:
+    order: pb.Order
+    token: str
+
+    def request(self, **order_changes: Any) -> oms_pb2.SubmitOrderRequest:
+        order = pb.Order()
+        order.CopyFrom(self.order)
+        for name, value in order_changes.items():
+            setattr(order, name, value)
+        return oms_pb2.SubmitOrderRequest(order=order, risk_token=self.token)
+
+
+def approve(stack: Stack, **fields: Any) -> Approved:
+    """Validate an order with Risk and insist it was approved."""
+    answer = stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent(**fields)), timeout=RPC_TIMEOUT)
+    assert answer.order.status == pb.ORDER_STATUS_APPROVED, (answer.order, list(answer.violations))
+    assert answer.risk_token, "an approved order comes with a risk token"
+    assert not answer.violations
+    return Approved(answer.order, answer.risk_token)
+
+
+def sign(order: pb.Order, issued_at: int, *, key_id: str = KEY_ID, secret: str = SECRET) -> str:
+    """A risk token for ``order`` signed here, as Risk would (but with any issued-at or key)."""
+    import core_ext
+    from services.common.convert import order_from_proto
+
+    keyring = core_ext.KeyRing(key_id, secret.encode())
+    body = core_ext.canonical_order_body(order_from_proto(order).token_fields())
+    return core_ext.sign_token(keyring, body, issued_at)
+
+
+def tamper_signature(token: str) -> str:
+    """The same token with the first character of its signature changed (all 6 bits of a
+    base64 character's value are significant there, so the signature bytes change)."""
+    head, _, signature = token.rpartition(".")
+    assert head and signature, token
+    first = "B" if signature[0] != "B" else "C"
+    return f"{head}.{first}{signature[1:]}"
+
+
+# -- errors ---------------------------------------------------------------------------
+def error_reason(error: grpc.RpcError) -> str | None:
+    """The reason of the google.rpc.ErrorInfo detail, if any."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return None
+
+
+def expect_error(call: Callable[[], Any], code: grpc.StatusCode, reason: str | None = None) -> grpc.RpcError:
+    """Make the call; insist it fails with ``code`` and, when given, the reason code both
+    at the start of the message and as the ErrorInfo detail."""
+    with pytest.raises(grpc.RpcError) as caught:
+        answer = call()
+        print(f"unexpected success: {answer}")
+    error = caught.value
+    assert error.code() == code, f"expected {code.name} {reason or ''}, got {error.code().name}: {error.details()}"
+    if reason is not None:
+        assert error.details().startswith(f"{reason}:") or error.details() == reason, (
+            f"expected the message to start with {reason}, got {error.details()!r}"
+        )
+        assert error_reason(error) == reason, f"ErrorInfo reason {error_reason(error)!r}, expected {reason}"
+    return error
+
+
+# -- the store ------------------------------------------------------------------------
+class StoreView:
+    """Read-only access to what the services stored, through the repository layer."""
+
+    def __init__(self, url: str) -> None:
+        from services.store import Store
+        from services.store.engine import make_engine
+
+        self.url = url
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///"):]
+            engine = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+        else:
+            engine = make_engine(url, connect_args={"options": "-c default_transaction_read_only=on"},
+                                 pool_size=2, max_overflow=2)
+        self.store = Store(engine)
+
+    @contextlib.contextmanager
+    def uow(self) -> Iterator[Any]:
+        with self.store.uow(read_only=True) as uow:
+            yield uow
+
+    def order(self, order_id: str) -> Any:
+        with self.uow() as uow:
+            return uow.orders.get(order_id)
+
+    def statuses(self, order_id: str) -> list[str]:
+        """The to-status of every stored event of the order, in sequence order."""
+        with self.uow() as uow:
+            events = uow.orders.events(order_id)
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1)), "event sequences are 1..n"
+        return [_name(e.to_status) for e in events]
+
+    def events(self, order_id: str) -> list[Any]:
+        with self.uow() as uow:
+            return uow.orders.events(order_id)
+
+    def trades(self, order_id: str) -> list[Any]:
+        with self.uow() as uow:
+            return uow.trades.for_order(order_id)
+
+    def status(self, order_id: str) -> str:
+        order = self.order(order_id)
+        assert order is not None, f"order {order_id} is not stored"
+        return _name(order.status)
+
+    def assert_untouched(self, order_id: str) -> None:
+        """The order is still APPROVED: never SUBMITTED, no trade."""
+        assert self.status(order_id) == "APPROVED"
+        assert self.statuses(order_id) == ["PENDING", "APPROVED"]
+        assert self.trades(order_id) == []
+
+    def close(self) -> None:
+        self.store.dispose()
+
+
+def _name(status: Any) -> str:
+    return getattr(status, "value", status)
+
+
+# -- scenarios shared by the SQLite and PostgreSQL suites -------------------------------
+def check_happy_path(stack: Stack, store: StoreView) -> None:
+    """A paper market order through Risk -> OMS -> Exchange, checked in the answer and the store."""
+    approved = approve(stack, symbol="BTCUSDT", side=pb.SIDE_BUY, quantity="0.01")
+    order_id = approved.order.order_id
+    assert store.status(order_id) == "APPROVED"
+    assert store.statuses(order_id) == ["PENDING", "APPROVED"]
+
+    answer = stack.oms.SubmitOrder(
+        oms_pb2.SubmitOrderRequest(order=approved.order, risk_token=approved.token), timeout=RPC_TIMEOUT
+    )
+    price = PRICES["BTCUSDT"]
+    quantity = Decimal("0.01")
+    commission = quantity * price * TAKER_FEE
+
+    # The answer.
+    assert answer.order.order_id == order_id
+    assert answer.order.status == pb.ORDER_STATUS_FILLED, answer.order
+    assert Decimal(answer.order.filled_quantity) == quantity
+    assert Decimal(answer.order.average_fill_price) == price
+    assert len(answer.trades) == 1, answer.trades
+    trade = answer.trades[0]
+    assert trade.order_id == order_id
+    assert trade.side == pb.SIDE_BUY and trade.symbol == "BTCUSDT"
+    assert Decimal(trade.quantity) == quantity
+    assert Decimal(trade.price) == price
+    assert Decimal(trade.commission) == commission
+    assert trade.trade_id
+
+    # What the OMS stored.
+    order = store.order(order_id)
+    assert _name(order.status) == "FILLED"
+    assert order.filled_quantity == quantity
+    assert order.average_fill_price == price
+    assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
+    events = store.events(order_id)
+    assert [_name(e.from_status) if e.from_status is not None else None for e in events] == [
+        None, "PENDING", "APPROVED", "SUBMITTED"
+    ]
+    times = [e.event_time for e in events]
+    assert times == sorted(times) and all(t.tzinfo is not None for t in times)
+    trades = store.trades(order_id)
+    assert len(trades) == 1
+    assert trades[0].trade_id == trade.trade_id
+    assert trades[0].quantity == quantity
+    assert trades[0].price == price
+    assert trades[0].commission == commission
+    assert _name(trades[0].side) == "BUY"
+
+    # And what GetOrder reports.
+    got = stack.oms.GetOrder(oms_pb2.GetOrderRequest(order_id=order_id), timeout=RPC_TIMEOUT)
+    assert got.order.status == pb.ORDER_STATUS_FILLED
+    assert [e.to_status for e in got.events] == [
+        pb.ORDER_STATUS_PENDING, pb.ORDER_STATUS_APPROVED, pb.ORDER_STATUS_SUBMITTED, pb.ORDER_STATUS_FILLED
+    ]
+    assert [t.trade_id for t in got.trades] == [trade.trade_id]
+
+
+def oms_credential(method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:
+    """The call metadata with which the OMS proves itself to the Exchange service (the
+    tests hold the key ring, so they can act as the OMS to inspect the exchange)."""
+    import core_ext
+    from services.common.tokens import oms_call_metadata
+
+    return oms_call_metadata(core_ext.KeyRing(KEY_ID, SECRET.encode()), method, risk_token)
+
+
+def execution_reports(stack: Stack, *, seconds: float = 1.0) -> list[pb.ExecutionReport]:
+    """Every report the exchange has retained (the stream follows forever: read it for a
+    moment, then stop)."""
+    reports = []
+    stream = stack.exchange.StreamExecutionReports(
+        exchange_pb2.StreamExecutionReportsRequest(after_sequence=0), timeout=seconds,
+        metadata=oms_credential("StreamExecutionReports"),
+    )
+    try:
+        for item in stream:
+            reports.append(item.report)
+    except grpc.RpcError as error:
+        if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+    return reports
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

@@ -1,0 +1,180 @@
+"""Risk-token refusals at the OMS and at the Exchange service: the right status, the
+right reason code, and nothing submitted or traded behind the refusal."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import grpc
+import pytest
+
+from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2
+from tessera.oms.v1 import oms_pb2
+
+import tessera_e2e as e2e
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+def submit(stack, request):
+    return lambda: stack.oms.SubmitOrder(request, timeout=e2e.RPC_TIMEOUT)
+
+
+def execute(stack, order, token):
+    request = exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token)
+    return lambda: stack.exchange.ExecuteOrder(request, timeout=e2e.RPC_TIMEOUT)
+
+
+def test_quantity_changed_after_signing(stack, store):
+    approved = e2e.approve(stack, quantity="0.01")
+    e2e.expect_error(submit(stack, approved.request(quantity="0.02")), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")
+    store.assert_untouched(approved.order.order_id)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("side", pb.SIDE_SELL), ("symbol", "ETHUSDT"), ("account", "someone-else"), ("order_type", pb.ORDER_TYPE_LIMIT)],
+)
+def test_other_fields_changed_after_signing(stack, store, field, value):
+    approved = e2e.approve(stack)
+    changes = {field: value}
+    if field == "order_type":
+        changes["price"] = "60000"
+    e2e.expect_error(submit(stack, approved.request(**changes)), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_refused_attempt_leaves_the_token_usable(stack, store):
+    approved = e2e.approve(stack)
+    e2e.expect_error(submit(stack, approved.request(quantity="5")), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")
+    answer = submit(stack, approved.request())()
+    assert answer.order.status == pb.ORDER_STATUS_FILLED
+    assert len(store.trades(approved.order.order_id)) == 1
+
+
+def test_expired_token(stack, store):
+    approved = e2e.approve(stack)
+    token = e2e.sign(approved.order, int(time.time()) - 400)
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token=token)
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_EXPIRED")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_token_from_the_future(stack, store):
+    approved = e2e.approve(stack)
+    token = e2e.sign(approved.order, int(time.time()) + 120)
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token=token)
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_NOT_YET_VALID")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_token_signed_with_an_unknown_key(stack, store):
+    approved = e2e.approve(stack)
+    token = e2e.sign(approved.order, int(time.time()), key_id="not-our-key",
+                     secret="another-secret-of-at-least-32-bytes-long")
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token=token)
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_UNKNOWN_KEY")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_token_with_a_tampered_signature_at_the_oms(stack, store):
+    approved = e2e.approve(stack)
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token=e2e.tamper_signature(approved.token))
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_BAD_SIGNATURE")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_garbage_token(stack, store):
+    approved = e2e.approve(stack)
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token="not-a-token")
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_MALFORMED")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_replayed_token(stack, store):
+    approved = e2e.approve(stack)
+    first = submit(stack, approved.request())()
+    assert first.order.status == pb.ORDER_STATUS_FILLED
+    e2e.expect_error(submit(stack, approved.request()), PERMISSION_DENIED, "TOKEN_ALREADY_USED")
+    order_id = approved.order.order_id
+    assert store.status(order_id) == "FILLED"
+    assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
+    assert len(store.trades(order_id)) == 1
+
+
+def test_no_token_at_the_oms(stack, store):
+    approved = e2e.approve(stack)
+    request = oms_pb2.SubmitOrderRequest(order=approved.order, risk_token="")
+    e2e.expect_error(submit(stack, request), UNAUTHENTICATED, "TOKEN_MISSING")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_tampered_token_straight_to_the_exchange(stack, store):
+    approved = e2e.approve(stack)
+    e2e.expect_error(execute(stack, approved.order, e2e.tamper_signature(approved.token)),
+                     UNAUTHENTICATED, "TOKEN_BAD_SIGNATURE")
+    store.assert_untouched(approved.order.order_id)
+    reports = e2e.execution_reports(stack, seconds=0.5)
+    assert [r for r in reports if r.order_id == approved.order.order_id] == []
+
+
+def test_no_token_straight_to_the_exchange(stack, store):
+    approved = e2e.approve(stack)
+    e2e.expect_error(execute(stack, approved.order, ""), UNAUTHENTICATED, "TOKEN_MISSING")
+    store.assert_untouched(approved.order.order_id)
+    reports = e2e.execution_reports(stack, seconds=0.5)
+    assert [r for r in reports if r.order_id == approved.order.order_id] == []
+
+
+def test_changed_quantity_straight_to_the_exchange(stack, store):
+    approved = e2e.approve(stack, quantity="0.01")
+    changed = pb.Order()
+    changed.CopyFrom(approved.order)
+    changed.quantity = "1"
+    e2e.expect_error(execute(stack, changed, approved.token), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")
+    store.assert_untouched(approved.order.order_id)
+
+
+def test_concurrent_replays_submit_exactly_once(stack, store):
+    approved = e2e.approve(stack)
+    request = approved.request()
+
+    def attempt():
+        try:
+            return stack.oms.SubmitOrder(request, timeout=e2e.RPC_TIMEOUT)
+        except grpc.RpcError as error:
+            return error
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: attempt(), range(8)))
+    successes = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
+    refusals = [o for o in outcomes if isinstance(o, grpc.RpcError)]
+    assert len(successes) == 1, outcomes
+    assert successes[0].order.status == pb.ORDER_STATUS_FILLED
+    assert {(e.code(), e.details().split(":")[0]) for e in refusals} == {(PERMISSION_DENIED, "TOKEN_ALREADY_USED")}
+    order_id = approved.order.order_id
+    assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
+    assert len(store.trades(order_id)) == 1
+
+
+def test_valid_token_straight_to_the_exchange_is_refused(stack, store):
+    """A client holds risk tokens: one alone must not reach a venue behind the OMS. The
+    Exchange service serves only calls the OMS signed (CALLER_NOT_OMS otherwise)."""
+    approved = e2e.approve(stack)
+    e2e.expect_error(execute(stack, approved.order, approved.token), PERMISSION_DENIED, "CALLER_NOT_OMS")
+    store.assert_untouched(approved.order.order_id)
+    assert [r for r in e2e.execution_reports(stack, seconds=0.5) if r.order_id == approved.order.order_id] == []
+    # The refused attempt did not burn the token: the OMS still submits the order.
+    answer = submit(stack, approved.request())()
+    assert answer.order.status == pb.ORDER_STATUS_FILLED
+    assert len(store.trades(approved.order.order_id)) == 1
+
+
+def test_execution_report_stream_is_for_the_oms_only(stack):
+    stream = stack.exchange.StreamExecutionReports(
+        exchange_pb2.StreamExecutionReportsRequest(after_sequence=0), timeout=5
+    )
+    e2e.expect_error(lambda: next(iter(stream)), PERMISSION_DENIED, "CALLER_NOT_OMS")
