@@ -1,0 +1,340 @@
+"""The Exchange service's gate: the token is verified again, each order executes once, reports are logged."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from decimal import Decimal
+
+import pytest
+
+import core_ext
+from services.common.tokens import OMS_CREDENTIAL_METADATA, oms_call_metadata
+from services.domain import OrderStatus, OrderType, Side, utcnow
+from services.domain.errors import TokenRejected, TokenReplayed
+from services.domain.execution import ExecutionReport
+from services.exchange.engine import ExchangeEngine
+from services.exchange.providers.paper import PaperProvider
+from services.exchange.reports import ReportLog
+
+TTL = 300
+
+
+class SpyProvider:
+    """A paper venue that records every call made to it."""
+
+    mode = "PAPER"
+
+    def __init__(self) -> None:
+        self.venue = PaperProvider({"BTCUSDT": Decimal("50000")})
+        self.executed: list[str] = []
+        self.cancelled: list[str] = []
+
+    def price(self, symbol):
+        return self.venue.price(symbol)
+
+    def execute(self, order):
+        self.executed.append(order.order_id)
+        return self.venue.execute(order)
+
+    def cancel(self, order_id):
+        self.cancelled.append(order_id)
+        return self.venue.cancel(order_id)
+
+    def cancel_all(self, symbol=None):
+        return self.venue.cancel_all(symbol)
+
+
+@pytest.fixture
+def spy() -> SpyProvider:
+    return SpyProvider()
+
+
+@pytest.fixture
+def engine(keyring, spy) -> ExchangeEngine:
+    return ExchangeEngine(keyring, spy, ttl_seconds=TTL)
+
+
+def from_oms(keyring, token, method: str = "ExecuteOrder"):
+    """The call metadata the OMS attaches to an Exchange call carrying ``token``."""
+    return oms_call_metadata(keyring, method, token or "")
+
+
+async def execute_as_oms(engine: ExchangeEngine, keyring, order, token):
+    """``engine.execute`` as the OMS calls it: with its signed call credential."""
+    return await engine.execute(order, token, from_oms(keyring, token))
+
+
+def tamper_signature(token: str) -> str:
+    """Change the signature's first character (keeps the token well formed)."""
+    head, signature = token.rsplit(".", 1)
+    first = "B" if signature[0] != "B" else "C"
+    return f"{head}.{first}{signature[1:]}"
+
+
+def test_valid_token_executes_and_logs_the_reports_with_increasing_sequences(engine, spy, keyring, make_order, sign):
+    first, second = make_order(order_type=OrderType.MARKET, price=None), make_order(price=Decimal("40000"))
+
+    async def scenario():
+        one = await execute_as_oms(engine, keyring, first, sign(first))
+        two = await execute_as_oms(engine, keyring, second, sign(second))
+        return one, two
+
+    one, two = asyncio.run(scenario())
+
+    assert [r.order_status for r in one] == [OrderStatus.FILLED]
+    assert [r.order_status for r in two] == [OrderStatus.ACCEPTED]
+    assert spy.executed == [first.order_id, second.order_id]
+    assert [r.sequence for r in engine.reports.after(0)] == [1, 2]
+    assert engine.reports.after(0) == [*one, *two]
+    assert engine.reports.last_sequence == 2
+
+
+def test_cancel_through_the_engine_logs_the_cancel_report(engine, spy, keyring, make_order, sign):
+    order = make_order(price=Decimal("40000"))
+
+    async def scenario():
+        await execute_as_oms(engine, keyring, order, sign(order))
+        return await engine.cancel(order.order_id)
+
+    report = asyncio.run(scenario())
+
+    assert report.order_status is OrderStatus.CANCELLED
+    assert report.sequence == 2
+    assert spy.cancelled == [order.order_id]
+
+
+def bad_tokens():
+    """(id, build(order, sign, keyring) -> (order to execute, token), expected reason)."""
+    now = int(time.time())
+    other_keyring = core_ext.KeyRing("other-key", b"another-secret-of-32-bytes-or-more!")
+    same_id_other_secret = core_ext.KeyRing("unit1", b"a-different-secret-under-the-same-id")
+    return [
+        ("missing-empty", lambda o, sign: (o, ""), core_ext.TOKEN_MISSING),
+        ("missing-none", lambda o, sign: (o, None), core_ext.TOKEN_MISSING),
+        ("malformed", lambda o, sign: (o, "not-a-token"), core_ext.TOKEN_MALFORMED),
+        ("malformed-truncated", lambda o, sign: (o, sign(o)[:-5]), core_ext.TOKEN_MALFORMED),
+        ("tampered-signature", lambda o, sign: (o, tamper_signature(sign(o))), core_ext.TOKEN_BAD_SIGNATURE),
+        (
+            "forged-with-another-secret",
+            lambda o, sign: (o, sign(o, with_keyring=same_id_other_secret)),
+            core_ext.TOKEN_BAD_SIGNATURE,
+        ),
+        ("unknown-key", lambda o, sign: (o, sign(o, with_keyring=other_keyring)), core_ext.TOKEN_UNKNOWN_KEY),
+        ("expired", lambda o, sign: (o, sign(o, issued_at=now - TTL - 60)), core_ext.TOKEN_EXPIRED),
+        ("future", lambda o, sign: (o, sign(o, issued_at=now + 3600)), core_ext.TOKEN_NOT_YET_VALID),
+        (
+            "fields-changed-quantity",
+            lambda o, sign: (dataclasses.replace(o, quantity=o.quantity * 10), sign(o)),
+            core_ext.TOKEN_FIELDS_CHANGED,
+        ),
+        (
+            "fields-changed-side",
+            lambda o, sign: (dataclasses.replace(o, side=Side.SELL), sign(o)),
+            core_ext.TOKEN_FIELDS_CHANGED,
+        ),
+    ]
+
+
+BAD_TOKENS = bad_tokens()
+
+
+@pytest.mark.parametrize(("case", "build", "reason"), BAD_TOKENS, ids=[case for case, _, _ in BAD_TOKENS])
+def test_bad_token_is_rejected_with_its_reason_and_never_reaches_the_provider(
+    engine, spy, keyring, make_order, sign, case, build, reason
+):
+    order, token = build(make_order(), sign)
+
+    with pytest.raises(TokenRejected) as raised:
+        asyncio.run(execute_as_oms(engine, keyring, order, token))
+
+    assert raised.value.reason == reason
+    assert spy.executed == []
+    assert engine.reports.after(0) == []
+
+
+def test_a_rejected_token_does_not_use_up_the_order(engine, spy, keyring, make_order, sign):
+    order = make_order()
+
+    async def scenario():
+        with pytest.raises(TokenRejected):
+            await execute_as_oms(engine, keyring, order, tamper_signature(sign(order)))
+        return await execute_as_oms(engine, keyring, order, sign(order))
+
+    reports = asyncio.run(scenario())
+
+    assert len(reports) == 1
+    assert spy.executed == [order.order_id]
+
+
+@pytest.mark.parametrize("fresh_token", [False, True], ids=["same-token", "fresh-token"])
+def test_second_execution_of_the_same_order_id_raises_token_replayed(
+    engine, spy, keyring, make_order, sign, fresh_token
+):
+    order = make_order()
+    token = sign(order)
+
+    async def scenario():
+        await execute_as_oms(engine, keyring, order, token)
+        again = sign(order) if fresh_token else token  # a fresh token has a new nonce
+        assert (again != token) is fresh_token
+        await execute_as_oms(engine, keyring, dataclasses.replace(order), again)
+
+    with pytest.raises(TokenReplayed) as raised:
+        asyncio.run(scenario())
+
+    assert raised.value.reason == "TOKEN_ALREADY_USED"
+    assert spy.executed == [order.order_id]
+    assert engine.reports.last_sequence == 1
+
+
+# -- only the OMS may call -------------------------------------------------------------------------
+def caller_cases():
+    """(id, metadata builder (keyring, token) -> metadata)."""
+    stranger = core_ext.KeyRing("stranger", b"a-key-the-exchange-does-not-know!!")
+    return [
+        ("no-metadata", lambda keyring, token: ()),
+        ("none", lambda keyring, token: None),
+        ("other-headers-only", lambda keyring, token: (("authorization", "Bearer x"),)),
+        ("the-risk-token-itself", lambda keyring, token: ((OMS_CREDENTIAL_METADATA, token),)),
+        ("signed-for-another-method", lambda keyring, token: oms_call_metadata(keyring, "CancelOrder", token)),
+        ("signed-for-another-risk-token", lambda keyring, token: oms_call_metadata(keyring, "ExecuteOrder", "x")),
+        ("signed-with-an-unknown-key", lambda keyring, token: oms_call_metadata(stranger, "ExecuteOrder", token)),
+        ("garbage", lambda keyring, token: ((OMS_CREDENTIAL_METADATA, "garbage"),)),
+    ]
+
+
+CALLER_CASES = caller_cases()
+
+
+@pytest.mark.parametrize(("case", "metadata"), CALLER_CASES, ids=[case for case, _ in CALLER_CASES])
+def test_a_valid_risk_token_without_the_oms_credential_never_reaches_the_provider(
+    engine, spy, keyring, make_order, sign, case, metadata
+):
+    # Clients hold risk tokens; holding one must not let them past the OMS to a venue.
+    order = make_order()
+    token = sign(order)
+
+    with pytest.raises(TokenRejected) as raised:
+        asyncio.run(engine.execute(order, token, metadata(keyring, token)))
+
+    assert raised.value.reason == "CALLER_NOT_OMS"
+    assert spy.executed == []
+    assert engine.reports.after(0) == []
+
+
+def test_a_call_refused_for_its_caller_does_not_use_up_the_order(engine, spy, keyring, make_order, sign):
+    order = make_order()
+    token = sign(order)
+
+    async def scenario():
+        with pytest.raises(TokenRejected):
+            await engine.execute(order, token, ())
+        return await execute_as_oms(engine, keyring, order, token)
+
+    assert len(asyncio.run(scenario())) == 1
+    assert spy.executed == [order.order_id]
+
+
+def test_a_bad_risk_token_is_reported_as_such_whoever_sends_it(engine, spy, make_order, sign):
+    order = make_order()
+
+    with pytest.raises(TokenRejected) as raised:
+        asyncio.run(engine.execute(order, tamper_signature(sign(order)), ()))
+
+    assert raised.value.reason == core_ext.TOKEN_BAD_SIGNATURE
+    assert spy.executed == []
+
+
+def test_authorize_accepts_the_oms_credential_for_its_method_only(engine, keyring):
+    engine.authorize(oms_call_metadata(keyring, "CancelOrder"), "CancelOrder")
+
+    with pytest.raises(TokenRejected) as raised:
+        engine.authorize(oms_call_metadata(keyring, "CancelOrder"), "EmergencyCancelAll")
+
+    assert raised.value.reason == "CALLER_NOT_OMS"
+
+
+# -- the report log ----------------------------------------------------------------------------
+def report(n: int) -> ExecutionReport:
+    return ExecutionReport(
+        order_id=f"order-{n}",
+        client_order_id=f"cid-{n}",
+        venue="paper",
+        account="acct-1",
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        order_status=OrderStatus.ACCEPTED,
+        transact_time=utcnow(),
+    )
+
+
+def test_report_log_numbers_reports_from_one():
+    log = ReportLog()
+
+    async def scenario():
+        await log.append([report(1), report(2)])
+        await log.append([report(3)])
+
+    asyncio.run(scenario())
+
+    assert [(r.order_id, r.sequence) for r in log.after(0)] == [("order-1", 1), ("order-2", 2), ("order-3", 3)]
+    assert [r.sequence for r in log.after(2)] == [3]
+    assert log.after(3) == []
+    assert log.after(99) == []
+
+
+def test_report_log_after_gives_only_what_is_still_retained():
+    log = ReportLog(retain=3)
+
+    asyncio.run(log.append([report(n) for n in range(1, 6)]))
+
+    assert [r.sequence for r in log.after(0)] == [3, 4, 5]
+    assert [r.sequence for r in log.after(3)] == [4, 5]
+
+
+def test_follow_yields_the_retained_reports_then_new_ones_as_they_arrive():
+    log = ReportLog()
+
+    async def scenario():
+        await log.append([report(1), report(2), report(3)])
+        received: list[int] = []
+        stream = log.follow(1)
+
+        async def take(count: int) -> None:
+            for _ in range(count):
+                received.append((await asyncio.wait_for(stream.__anext__(), 2)).sequence)
+
+        await take(2)  # retained: 2 and 3
+        waiter = asyncio.create_task(take(2))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # nothing new yet: it waits instead of ending
+        await log.append([report(4)])
+        await log.append([report(5)])
+        await asyncio.wait_for(waiter, 2)
+        await stream.aclose()
+        return received
+
+    assert asyncio.run(scenario()) == [2, 3, 4, 5]
+
+
+def test_two_followers_each_see_every_new_report():
+    log = ReportLog()
+
+    async def scenario():
+        async def follower() -> list[int]:
+            seen = []
+            async for item in log.follow(0):
+                seen.append(item.sequence)
+                if len(seen) == 3:
+                    return seen
+            return seen
+
+        tasks = [asyncio.create_task(follower()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        for n in (1, 2, 3):
+            await log.append([report(n)])
+        return await asyncio.wait_for(asyncio.gather(*tasks), 2)
+
+    assert asyncio.run(scenario()) == [[1, 2, 3], [1, 2, 3]]

@@ -1,0 +1,303 @@
+"""The paper venue: marketability, fill price and fee, resting orders, cancels."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from services.domain import LiquiditySide, OrderStatus, OrderType, Side, TimeInForce
+from services.domain.errors import InvalidOrder, OrderNotFound
+from services.exchange.providers.paper import (
+    PaperFees,
+    PaperProvider,
+    is_marketable,
+    quote_asset,
+    simulate_paper_fill,
+)
+
+MARKET = Decimal("100")
+FEES = PaperFees(maker=Decimal("0.0002"), taker=Decimal("0.0004"))
+
+
+@pytest.fixture
+def provider() -> PaperProvider:
+    return PaperProvider({"BTCUSDT": MARKET, "ETHUSDT": Decimal("3200"), "ETHBTC": Decimal("0.05")}, FEES)
+
+
+def market(make_order, side=Side.BUY, **overrides):
+    return make_order(order_type=OrderType.MARKET, price=None, side=side, **overrides)
+
+
+def limit(make_order, side, price, **overrides):
+    return make_order(order_type=OrderType.LIMIT, side=side, price=Decimal(price), **overrides)
+
+
+def stop(make_order, side, stop_price, price=None, **overrides):
+    order_type = OrderType.STOP_MARKET if price is None else OrderType.STOP_LIMIT
+    return make_order(
+        order_type=order_type,
+        side=side,
+        stop_price=Decimal(stop_price),
+        price=None if price is None else Decimal(price),
+        **overrides,
+    )
+
+
+# -- fills ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("side", [Side.BUY, Side.SELL])
+def test_market_order_fills_fully_at_the_price_with_the_taker_fee_in_the_quote_asset(provider, make_order, side):
+    order = market(make_order, side, quantity=Decimal("2.5"))
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.FILLED
+    fill = report.fill
+    assert (fill.quantity, fill.price) == (Decimal("2.5"), MARKET)
+    # 2.5 * 100 * 0.0004
+    assert fill.commission == Decimal("0.1")
+    assert fill.commission_asset == "USDT"
+    assert fill.liquidity_side is LiquiditySide.TAKER
+    assert report.cumulative_quantity == Decimal("2.5")
+    assert (report.order_id, report.client_order_id, report.side) == (order.order_id, order.client_order_id, side)
+
+
+def test_commission_is_the_taker_fee_on_the_notional_rounded_to_eight_places(make_order):
+    order = market(make_order, quantity=Decimal("0.123"), symbol="ETHUSDT")
+
+    fill = simulate_paper_fill(order, Decimal("3210.77"), PaperFees(taker=Decimal("0.00075")))
+
+    # 0.123 * 3210.77 * 0.00075 = 0.29619353250 -> 0.29619353
+    assert fill.commission == Decimal("0.29619353")
+
+
+@pytest.mark.parametrize(
+    ("symbol", "asset"),
+    [("BTCUSDT", "USDT"), ("ETHUSDC", "USDC"), ("ETHBTC", "BTC"), ("SOLETH", "ETH"), ("BTCUSD", "USD"), ("XYZ", "USDT")],
+)
+def test_commission_asset_is_the_symbols_quote_asset(symbol, asset):
+    assert quote_asset(symbol) == asset
+
+
+def test_fill_trade_ids_are_unique(make_order):
+    order = market(make_order)
+
+    ids = {simulate_paper_fill(order, MARKET).trade_id for _ in range(50)}
+
+    assert len(ids) == 50
+
+
+@pytest.mark.parametrize(
+    ("side", "limit_price"),
+    [(Side.BUY, "105"), (Side.BUY, "100"), (Side.SELL, "95"), (Side.SELL, "100")],
+)
+def test_marketable_limit_order_fills_at_the_market_never_worse_than_its_limit(provider, make_order, side, limit_price):
+    order = limit(make_order, side, limit_price)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.FILLED
+    assert report.fill.price == MARKET
+    if side is Side.BUY:
+        assert report.fill.price <= order.price
+    else:
+        assert report.fill.price >= order.price
+
+
+@pytest.mark.parametrize(("side", "limit_price"), [(Side.BUY, "99.99"), (Side.SELL, "100.01")])
+def test_limit_order_away_from_the_market_rests_accepted(provider, make_order, side, limit_price):
+    order = limit(make_order, side, limit_price)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.ACCEPTED
+    assert report.fill is None
+    assert report.cumulative_quantity == 0
+    assert report.remote_order_id == order.remote_order_id is not None
+    assert provider.cancel(order.order_id).order_status is OrderStatus.CANCELLED  # it was resting
+
+
+def test_simulate_paper_fill_fills_only_the_remaining_quantity(make_order):
+    order = market(make_order, quantity=Decimal("3"), filled_quantity=Decimal("1.25"))
+
+    fill = simulate_paper_fill(order, MARKET, FEES)
+
+    assert fill.quantity == Decimal("1.75")
+
+
+def test_simulate_paper_fill_gives_nothing_for_a_fully_filled_order(make_order):
+    order = market(make_order, quantity=Decimal("3"), filled_quantity=Decimal("3"))
+
+    assert simulate_paper_fill(order, MARKET, FEES) is None
+
+
+# -- stops -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("side", "stop_price", "market_price", "triggered"),
+    [
+        (Side.BUY, "105", "100", False),
+        (Side.BUY, "105", "104.99", False),
+        (Side.BUY, "105", "105", True),
+        (Side.BUY, "105", "110", True),
+        (Side.SELL, "95", "100", False),
+        (Side.SELL, "95", "95.01", False),
+        (Side.SELL, "95", "95", True),
+        (Side.SELL, "95", "90", True),
+    ],
+)
+def test_stop_market_order_is_marketable_only_once_the_market_crosses_its_stop(
+    make_order, side, stop_price, market_price, triggered
+):
+    order = stop(make_order, side, stop_price)
+
+    assert is_marketable(order, Decimal(market_price)) is triggered
+    fill = simulate_paper_fill(order, Decimal(market_price), FEES)
+    assert (fill is not None) is triggered
+
+
+@pytest.mark.parametrize(
+    ("side", "stop_price", "limit_price", "market_price", "marketable"),
+    [
+        (Side.BUY, "105", "107", "100", False),  # not triggered
+        (Side.BUY, "105", "107", "106", True),  # triggered, within the limit
+        (Side.BUY, "105", "107", "108", False),  # triggered, but through the limit
+        (Side.SELL, "95", "93", "100", False),
+        (Side.SELL, "95", "93", "94", True),
+        (Side.SELL, "95", "93", "92", False),
+    ],
+)
+def test_stop_limit_order_needs_the_stop_crossed_and_the_limit_respected(
+    make_order, side, stop_price, limit_price, market_price, marketable
+):
+    order = stop(make_order, side, stop_price, limit_price)
+
+    assert is_marketable(order, Decimal(market_price)) is marketable
+
+
+def test_untriggered_stop_order_rests_accepted(provider, make_order):
+    order = stop(make_order, Side.BUY, "105")
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.ACCEPTED
+    assert report.fill is None
+
+
+def test_triggered_stop_order_fills_at_the_market(make_order):
+    order = stop(make_order, Side.SELL, "101")
+    venue = PaperProvider({"BTCUSDT": MARKET}, FEES)
+
+    (report,) = venue.execute(order)
+
+    assert report.order_status is OrderStatus.FILLED
+    assert report.fill.price == MARKET
+
+
+# -- time in force, post-only ------------------------------------------------------------------
+@pytest.mark.parametrize("tif", [TimeInForce.IOC, TimeInForce.FOK])
+def test_immediate_order_that_is_not_marketable_expires_and_does_not_rest(provider, make_order, tif):
+    order = limit(make_order, Side.BUY, "90", time_in_force=tif)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.EXPIRED
+    assert report.reason == f"{tif.value}_NOT_MARKETABLE"
+    assert report.fill is None
+    with pytest.raises(OrderNotFound):
+        provider.cancel(order.order_id)
+
+
+@pytest.mark.parametrize("tif", [TimeInForce.IOC, TimeInForce.FOK])
+def test_immediate_order_that_is_marketable_fills(provider, make_order, tif):
+    order = limit(make_order, Side.BUY, "110", time_in_force=tif)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.FILLED
+
+
+@pytest.mark.parametrize(("side", "limit_price"), [(Side.BUY, "100"), (Side.SELL, "99")])
+def test_post_only_order_that_would_take_liquidity_is_rejected_without_a_fill(provider, make_order, side, limit_price):
+    order = limit(make_order, side, limit_price, post_only=True)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.REJECTED
+    assert report.reason == "POST_ONLY_WOULD_TAKE"
+    assert report.fill is None
+    with pytest.raises(OrderNotFound):
+        provider.cancel(order.order_id)
+
+
+def test_post_only_order_away_from_the_market_rests(provider, make_order):
+    order = limit(make_order, Side.BUY, "99", post_only=True)
+
+    (report,) = provider.execute(order)
+
+    assert report.order_status is OrderStatus.ACCEPTED
+
+
+# -- cancels -----------------------------------------------------------------------------------
+def test_cancel_of_a_resting_order_reports_cancelled_once(provider, make_order):
+    order = limit(make_order, Side.BUY, "90")
+    provider.execute(order)
+
+    report = provider.cancel(order.order_id)
+
+    assert report.order_status is OrderStatus.CANCELLED
+    assert report.order_id == order.order_id
+    assert report.remote_order_id == order.remote_order_id
+    assert report.fill is None
+    with pytest.raises(OrderNotFound):
+        provider.cancel(order.order_id)
+
+
+def test_cancel_of_an_unknown_order_raises_order_not_found(provider):
+    with pytest.raises(OrderNotFound) as raised:
+        provider.cancel("00000000-0000-4000-8000-000000000000")
+
+    assert raised.value.reason == "UNKNOWN_ORDER"
+
+
+def test_cancel_of_a_filled_order_raises_order_not_found(provider, make_order):
+    order = market(make_order)
+    provider.execute(order)
+
+    with pytest.raises(OrderNotFound):
+        provider.cancel(order.order_id)
+
+
+def test_cancel_all_cancels_only_the_symbols_resting_orders(provider, make_order):
+    btc = [limit(make_order, Side.BUY, "90") for _ in range(2)]
+    eth = limit(make_order, Side.BUY, "3000", symbol="ETHUSDT")
+    for order in [*btc, eth]:
+        provider.execute(order)
+
+    reports = provider.cancel_all("BTCUSDT")
+
+    assert sorted(r.order_id for r in reports) == sorted(o.order_id for o in btc)
+    assert all(r.order_status is OrderStatus.CANCELLED for r in reports)
+    assert [r.order_id for r in provider.cancel_all(None)] == [eth.order_id]
+    assert provider.cancel_all(None) == []
+
+
+# -- symbols, remote ids -----------------------------------------------------------------------
+def test_unknown_symbol_raises_invalid_order_naming_symbol(provider, make_order):
+    order = market(make_order, symbol="DOGEUSDT")
+
+    with pytest.raises(InvalidOrder) as raised:
+        provider.execute(order)
+
+    assert raised.value.field == "symbol"
+    assert "DOGEUSDT" in str(raised.value)
+    with pytest.raises(InvalidOrder):
+        provider.price("DOGEUSDT")
+
+
+def test_each_execution_gets_a_new_remote_order_id(provider, make_order):
+    orders = [market(make_order) for _ in range(3)]
+
+    remote_ids = [provider.execute(order)[0].remote_order_id for order in orders]
+
+    assert len(set(remote_ids)) == 3
+    assert all(rid.startswith("paper-") for rid in remote_ids)
