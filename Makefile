@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard core_ext/*.pyx)
 	touch $(STAMP)
 
 $(BUF): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $(BUF)
 
 ## The main job: the three services on SQLite in paper mode, a rebalance batch through them.
