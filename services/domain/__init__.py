@@ -1,5 +1,7 @@
 """Tessera's order domain: plain objects, no gRPC, no SQLAlchemy."""
 
+from . import batches
+
 from .enums import (
     ExecutionMode,
     LiquiditySide,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from typing import Awaitable, Callable
 
 import grpc
 
@@ -18,11 +20,25 @@ from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from .engine import OrderManagement
 from .servicer import OrderManagementServicer
 
+log = logging.getLogger(__name__)
+
+
+async def every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``seconds`` until ``stop``; a failing run is logged, not fatal."""
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:  # noqa: BLE001 - the next run may succeed (store back, venue back)
+            log.exception("periodic %s failed", getattr(job, "__name__", "job"))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
 
 async def main() -> None:
     try:
         keyring = load_keyring(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
+        expiry_interval = env_int(os.environ, "TESSERA_EXPIRY_INTERVAL_SECONDS", 1, minimum=1)
         server_config = ServerConfig.from_env("oms")
     except ConfigError as error:
         exit_on_config_error("oms", error)
@@ -31,22 +47,23 @@ async def main() -> None:
     channel = grpc.aio.insecure_channel(exchange_address)
     oms = OrderManagement(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl)
     stop = asyncio.Event()
-    follower: asyncio.Task[None] | None = None
 
     def register(server):  # type: ignore[no-untyped-def]
         oms_pb2_grpc.add_OrderManagementServiceServicer_to_server(OrderManagementServicer(oms), server)
         return [oms_pb2.DESCRIPTOR.services_by_name["OrderManagementService"].full_name]
 
+    background: list[asyncio.Task[None]] = []
+
     async def started() -> None:
-        nonlocal follower
-        follower = asyncio.create_task(oms.follow_exchange_reports(stop), name="execution-reports")
+        background.append(asyncio.create_task(oms.follow_exchange_reports(stop), name="execution-reports"))
+        background.append(asyncio.create_task(every(expiry_interval, stop, oms.expire_due), name="expiry"))
 
     async def stopping() -> None:
         stop.set()
-        if follower is not None:
-            follower.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await follower
+                await task
 
     try:
         await serve("oms", register, host=server_config.host, port=server_config.port,

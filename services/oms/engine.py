@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 from typing import Any, AsyncIterator, Callable, TypeVar
 
@@ -135,6 +136,10 @@ class OrderManagement:
                 f"order is {stored.status.value}: only APPROVED orders can be submitted",
                 reason="ORDER_NOT_APPROVED",
             )
+        state = uow.trading_state.get()
+        if state.state is TradingState.HALTED:
+            # Approved before the halt: it stays APPROVED and may go once trading resumes.
+            raise PreconditionFailed(f"trading is halted: {state.reason}", reason="TRADING_HALTED")
         stored.transition(
             OrderStatus.SUBMITTED,
             reason="oms: risk token verified",
@@ -173,14 +178,7 @@ class OrderManagement:
             return order  # never reached a venue: cancelled locally
         try:
             response = await self.exchange.CancelOrder(
-                exchange_pb2.CancelOrderRequest(
-                    order_id=order.order_id,
-                    client_order_id=order.client_order_id,
-                    remote_order_id=order.remote_order_id or "",
-                    symbol=order.symbol,
-                    market_type=convert.enum_to_proto(order.market_type),
-                    account=order.account,
-                ),
+                self._cancel_request(order),
                 timeout=self.exchange_timeout,
                 metadata=oms_call_metadata(self.keyring, "CancelOrder"),
             )
@@ -190,6 +188,17 @@ class OrderManagement:
             raise
         submission = await self.apply_reports(order_id, [convert.report_from_proto(response.report)])
         return submission.order
+
+    @staticmethod
+    def _cancel_request(order: Order) -> exchange_pb2.CancelOrderRequest:
+        return exchange_pb2.CancelOrderRequest(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            remote_order_id=order.remote_order_id or "",
+            symbol=order.symbol,
+            market_type=convert.enum_to_proto(order.market_type),
+            account=order.account,
+        )
 
     def _request_cancel(self, uow: UnitOfWork, order_id: str) -> Order:
         order = self._load(uow, order_id)
@@ -237,6 +246,50 @@ class OrderManagement:
         for symbol in symbols:
             cancelled += await self.cancel_all(symbol, None)
         return cancelled
+
+    # -- expiry ---------------------------------------------------------------------------
+    async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
+        """Expire what is due: APPROVED orders whose risk token lapsed before anyone
+        submitted them, and GTD orders whose expire time has come (a working one is
+        cancelled at the venue first, and EXPIRED once the venue confirms)."""
+        now = now or utcnow()
+        lapsed_before = now - dt.timedelta(seconds=self.ttl_seconds + core_ext.DEFAULT_SKEW_SECONDS)
+        due = await self.db.run(lambda uow: uow.orders.due_for_expiry(lapsed_before, now))
+        expired = []
+        for order in due:
+            try:
+                if order.status is OrderStatus.APPROVED:
+                    expired.append(await self._write(self._expire_locally, order.order_id, lapsed_before, now))
+                elif order.status is not OrderStatus.PENDING_CANCEL:
+                    expired.append(await self._expire_at_venue(order))
+            except (grpc.aio.AioRpcError, PreconditionFailed) as error:
+                log.warning("could not expire order %s: %s", order.order_id, error)
+        return expired
+
+    def _expire_locally(self, uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, now: dt.datetime) -> Order:
+        order = self._load(uow, order_id)
+        if order.status is not OrderStatus.APPROVED:
+            return order
+        if order.expire_time is not None and order.expire_time <= now:
+            reason = "GTD expire time reached before submission"
+        elif order.updated_time < lapsed_before:
+            reason = "risk token expired before submission"
+        else:
+            return order  # re-approved meanwhile (a fresh token)
+        order.transition(OrderStatus.EXPIRED, reason=reason, at=now)
+        uow.orders.save(order)
+        return order
+
+    async def _expire_at_venue(self, order: Order) -> Order:
+        response = await self.exchange.CancelOrder(
+            self._cancel_request(order),
+            timeout=self.exchange_timeout,
+            metadata=oms_call_metadata(self.keyring, "CancelOrder"),
+        )
+        report = convert.report_from_proto(response.report)
+        if report.order_status is OrderStatus.CANCELLED:
+            report.order_status, report.reason = OrderStatus.EXPIRED, "GTD expire time reached"
+        return (await self.apply_reports(order.order_id, [report])).order
 
     # -- reads ------------------------------------------------------------------------------
     @staticmethod

@@ -8,13 +8,13 @@ has issued belongs to a stored, approved order.
 from __future__ import annotations
 
 import dataclasses
-import time
+import datetime as dt
 import uuid
 
 import core_ext
 from services.common.db import Database
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
-from services.domain.errors import Conflict
+from services.domain.errors import Conflict, InvalidOrder
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 
 from .checks import Violation, check_order
@@ -38,28 +38,24 @@ class RiskEngine:
         self.keyring = keyring
         self.limits = limits
 
-    def sign(self, order: Order) -> str:
-        return core_ext.sign_token(self.keyring, order.token_body(), int(time.time()))
-
     async def validate(self, order: Order) -> Decision:
         try:
-            decision = await self.db.run(self._decide, order)
+            return await self.db.run(self._decide, order)
         except DuplicateClientOrderId:
             # A concurrent request stored the same client order id first: answer as
             # its retry would.
-            decision = await self.db.run(self._decide, order)
-        if decision.order.status is OrderStatus.APPROVED:
-            decision.token = self.sign(decision.order)
-        return decision
+            return await self.db.run(self._decide, order)
 
     def _decide(self, uow: UnitOfWork, order: Order) -> Decision:
         existing = uow.orders.get_by_client_order_id(order.account, order.client_order_id)
         if existing is not None:
-            return self._replay(existing, order)
-        violations = check_order(order, self.limits, uow.trading_state.get().state)
+            return self._replay(uow, existing, order)
         now = utcnow()
+        self._check_references(uow, order, now)
+        violations = check_order(order, self.limits, uow.trading_state.get().state)
         order.order_time = order.updated_time = now
         order.record_creation(now)
+        token = ""
         if violations:
             codes = [v.code for v in violations]
             order.reject_reasons = codes
@@ -71,11 +67,36 @@ class RiskEngine:
             )
         else:
             order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now)
+            # Signed inside the transaction, returned only after it commits: every
+            # token Tessera hands out belongs to a stored, approved order.
+            token = self._sign(order, now)
         uow.orders.add(order)
-        return Decision(order, violations=violations)
+        return Decision(order, token=token, violations=violations)
 
-    def _replay(self, existing: Order, order: Order) -> Decision:
-        """Idempotent retry: the same order again returns the stored one, nothing new."""
+    def _sign(self, order: Order, now: dt.datetime) -> str:
+        token = core_ext.sign_token(self.keyring, order.token_body(), int(now.timestamp()))
+        order.token_nonce = token.split(".")[3]
+        return token
+
+    @staticmethod
+    def _check_references(uow: UnitOfWork, order: Order, now: dt.datetime) -> None:
+        if order.expire_time is not None and order.expire_time <= now:
+            raise InvalidOrder("expire_time", "is in the past")
+        if order.order_manager_id is None:
+            return
+        manager = uow.order_managers.get(order.order_manager_id)
+        if manager is None:
+            raise InvalidOrder("order_manager_id", f"no order manager {order.order_manager_id!r}: create it first")
+        if manager.target_account_uid != order.account:
+            raise InvalidOrder("order_manager_id", f"order manager {order.order_manager_id!r} targets another account")
+
+    def _replay(self, uow: UnitOfWork, existing: Order, order: Order) -> Decision:
+        """Idempotent retry: the same order again returns the stored one and sends nothing.
+
+        A still-APPROVED order gets a fresh token (the retrying client may never have
+        received the first); its approval time moves with it, so expiry sweeps count
+        from the token the client holds.
+        """
         order.order_id = existing.order_id
         if not existing.same_economics(order):
             raise Conflict(
@@ -84,7 +105,13 @@ class RiskEngine:
                 reason="DUPLICATE_CLIENT_ORDER_ID",
             )
         violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]
-        return Decision(existing, violations=violations)
+        token = ""
+        if existing.status is OrderStatus.APPROVED:
+            now = utcnow()
+            token = self._sign(existing, now)
+            existing.updated_time = now
+            uow.orders.save(existing)
+        return Decision(existing, token=token, violations=violations)
 
     async def trading_state(self) -> TradingStateRecord:
         return await self.db.run(lambda uow: uow.trading_state.get())

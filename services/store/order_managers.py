@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from services.domain import OrderManager, new_id, utcnow
+from services.domain import OrderManager, OrderStatus, batches, new_id, utcnow
 from services.domain.errors import Conflict
 
 from ._sql import insert_unless_conflict
 from .errors import OrderManagerNotFound
 from .mapping import manager_from_row, manager_to_row
 from .models import order_managers_table as managers_t
+from .models import orders_table as orders_t
 
 
 class OrderManagerRepository:
@@ -90,3 +91,36 @@ class OrderManagerRepository:
         )
         if self.session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
             raise OrderManagerNotFound(f"order manager {manager.id} not found")
+
+    def refresh(self, unique_identifier: str) -> OrderManager | None:
+        """Make the batch's status, ``order_received_time`` and ``execution_end``
+        follow its orders (see :mod:`services.domain.batches`).
+
+        One aggregate query over the batch's orders; the row is written only when
+        something changed.
+        """
+        manager = self.get(unique_identifier)
+        if manager is None:
+            return None
+        rows = self.session.execute(
+            select(
+                orders_t.c.status,
+                func.count(),
+                func.min(orders_t.c.order_time),
+                func.max(orders_t.c.updated_time),
+            )
+            .where(orders_t.c.order_manager_id == unique_identifier)
+            .group_by(orders_t.c.status)
+        ).all()
+        counts = {OrderStatus(status): count for status, count, _, _ in rows}
+        first_order = min((first for _, _, first, _ in rows if first is not None), default=None)
+        last_update = max((last for _, _, _, last in rows if last is not None), default=None)
+        status = batches.batch_status(counts)
+        if status == batches.CREATED and manager.status != batches.CREATED:
+            return manager  # a caller-chosen initial status stands until orders arrive
+        received = manager.order_received_time or first_order
+        ended = batches.execution_end(status, last_update)
+        if (status, received, ended) != (manager.status, manager.order_received_time, manager.execution_end):
+            manager.status, manager.order_received_time, manager.execution_end = status, received, ended
+            self.save(manager)
+        return manager

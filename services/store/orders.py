@@ -12,10 +12,11 @@ reload the order instead of saving the same object again.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus
@@ -33,6 +34,9 @@ _OPEN = sorted(status.value for status in OPEN_STATUSES)
 class OrderRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+        # Order managers whose batch progress this unit of work may have moved; the
+        # unit of work refreshes them just before it commits.
+        self.touched_managers: set[str] = set()
 
     # -- writes ---------------------------------------------------------------------
     def add(self, order: Order) -> None:
@@ -54,6 +58,8 @@ class OrderRepository:
             raise DuplicateClientOrderId(order.account, order.client_order_id)
         self._write_events(order)
         order.version = 1
+        if order.order_manager_id:
+            self.touched_managers.add(order.order_manager_id)
 
     def save(self, order: Order) -> None:
         """Write the order's lifecycle fields and its pending events, compare-and-set
@@ -83,6 +89,8 @@ class OrderRepository:
             raise StaleOrder(
                 f"order {order.order_id} was changed by another writer since version {order.version}"
             )
+        if order.order_manager_id and any(e.to_status.is_terminal for e in order.new_events):
+            self.touched_managers.add(order.order_manager_id)
         self._write_events(order)
         order.version += 1
 
@@ -155,6 +163,23 @@ class OrderRepository:
         if symbol is not None:
             statement = statement.where(orders_t.c.symbol == symbol)
         statement = statement.order_by(orders_t.c.order_time, orders_t.c.order_id)
+        return [order_from_row(row) for row in self.session.execute(statement).mappings()]
+
+    def due_for_expiry(self, approved_before: dt.datetime, now: dt.datetime, limit: int = 500) -> list[Order]:
+        """APPROVED orders approved before ``approved_before`` (their token has lapsed)
+        and GTD orders, approved or working, whose ``expire_time`` has come."""
+        working = (OrderStatus.APPROVED.value, *_OPEN)
+        statement = (
+            select(orders_t)
+            .where(
+                or_(
+                    and_(orders_t.c.status == OrderStatus.APPROVED.value, orders_t.c.updated_time < approved_before),
+                    and_(orders_t.c.status.in_(working), orders_t.c.expire_time <= now),
+                )
+            )
+            .order_by(orders_t.c.updated_time, orders_t.c.order_id)
+            .limit(limit)
+        )
         return [order_from_row(row) for row in self.session.execute(statement).mappings()]
 
     def count_open(self, account: str | None = None) -> int:

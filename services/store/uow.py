@@ -100,7 +100,11 @@ class UnitOfWork(AbstractUnitOfWork):
         return self.session
 
     def commit(self) -> None:
-        self._open_session().commit()
+        session = self._open_session()
+        for unique_identifier in sorted(self.orders.touched_managers):
+            self.order_managers.refresh(unique_identifier)
+        self.orders.touched_managers.clear()
+        session.commit()
 
     def rollback(self) -> None:
         self._open_session().rollback()

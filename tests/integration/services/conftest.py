@@ -163,3 +163,27 @@ def stored_order(store: Store) -> Callable[..., Order]:
         return order
 
     return make
+
+
+# -- the engines, with a fake Exchange stub ----------------------------------------------------
+from svc_harness import LIMITS, FakeExchange  # noqa: E402
+
+from services.oms.engine import OrderManagement  # noqa: E402
+from services.risk.engine import RiskEngine  # noqa: E402
+
+
+@pytest.fixture
+def exchange(keyring) -> FakeExchange:
+    return FakeExchange(keyring)
+
+
+@pytest.fixture
+def risk(db, keyring) -> RiskEngine:
+    return RiskEngine(db, keyring, LIMITS)
+
+
+@pytest.fixture
+def oms(db, keyring, exchange) -> OrderManagement:
+    return OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+

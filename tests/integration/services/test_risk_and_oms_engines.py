@@ -13,162 +13,31 @@ import contextlib
 import dataclasses
 import time
 from decimal import Decimal
-from typing import Any
 
 import grpc
 import pytest
 
 import core_ext
-from services.common import convert
-from services.common.errors import describe, to_grpc_status
-from services.domain import Order, OrderStatus, TradingState
+from services.domain import Order, TradingState
 from services.domain.errors import (
     Conflict,
-    DomainError,
     OrderNotFound,
     PreconditionFailed,
     TokenRejected,
     TokenReplayed,
 )
-from services.exchange.engine import ExchangeEngine
-from services.exchange.providers.paper import PaperProvider
 from services.oms.engine import OrderManagement, Submission
-from services.risk.engine import RiskEngine
-from services.risk.limits import RiskLimits
-from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2
 
-S = OrderStatus
-MARKET_PRICE = Decimal("65000")
-LIMITS = RiskLimits(
-    allowed_symbols=frozenset({"BTCUSDT", "ETHUSDT", "SOLUSDT"}),
-    max_notional_per_order=Decimal("250000"),
-    max_quantity_per_order=Decimal("100"),
-    max_price=Decimal("10000000"),
-    reference_prices={"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200"), "SOLUSDT": Decimal("150")},
+from svc_harness import (  # noqa: E402
+    MARKET_PRICE,
+    FakeExchange,
+    S,
+    approved,
+    as_sent,
+    details,
+    rpc_error,
+    statuses,
 )
-
-
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
-
-
-class FakeStreamCall:
-    """A server-streaming call over the engine's report log; ``drained`` is set once the
-    consumer asks for more than the log holds (it has applied everything so far)."""
-
-    def __init__(self, engine: ExchangeEngine, after: int, metadata: Any) -> None:
-        self._engine = engine
-        self._metadata = metadata
-        self._reports = engine.reports.follow(after)
-        self._delivered = after
-        self.drained = asyncio.Event()
-        self.cancelled = False
-
-    def __aiter__(self) -> "FakeStreamCall":
-        return self
-
-    async def __anext__(self) -> exchange_pb2.StreamExecutionReportsResponse:
-        if self._metadata is not None:  # checked once, when the stream starts
-            metadata, self._metadata = self._metadata, None
-            try:
-                self._engine.authorize(metadata, "StreamExecutionReports")
-            except DomainError as error:
-                raise FakeExchange.as_rpc_error(error) from None
-        if self._delivered >= self._engine.reports.last_sequence:
-            self.drained.set()
-        report = await self._reports.__anext__()
-        self._delivered = report.sequence
-        return exchange_pb2.StreamExecutionReportsResponse(report=convert.report_to_proto(report))
-
-    def cancel(self) -> bool:
-        self.cancelled = True
-        return True
-
-
-class FakeExchange:
-    def __init__(self, keyring: "core_ext.KeyRing") -> None:
-        self.provider = PaperProvider({"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")})
-        self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300)
-        self.execute_requests: list[exchange_pb2.ExecuteOrderRequest] = []
-        self.cancel_requests: list[exchange_pb2.CancelOrderRequest] = []
-        self.streams: list[FakeStreamCall] = []
-        self.execute_failure: grpc.aio.AioRpcError | None = None
-        self.cancel_failure: grpc.aio.AioRpcError | None = None
-
-    @staticmethod
-    def as_rpc_error(error: Exception) -> grpc.aio.AioRpcError:
-        """The error a client sees when the servicer raises ``error`` (see ``grpc_errors``)."""
-        code, reason, message = describe(error)
-        return rpc_error(code, to_grpc_status(code, reason, message).details)
-
-    async def ExecuteOrder(self, request, timeout=None, metadata=None):
-        self.execute_requests.append(request)
-        await asyncio.sleep(0)  # a real call yields to the loop
-        if self.execute_failure is not None:
-            raise self.execute_failure
-        try:
-            order = convert.order_from_proto(request.order)
-            reports = await self.engine.execute(order, request.risk_token, metadata)
-        except (DomainError, core_ext.IllegalTransition) as error:
-            raise self.as_rpc_error(error) from None
-        return exchange_pb2.ExecuteOrderResponse(
-            remote_order_id=order.remote_order_id or "",
-            mode=common_pb.EXECUTION_MODE_PAPER,
-            reports=[convert.report_to_proto(r) for r in reports],
-        )
-
-    async def CancelOrder(self, request, timeout=None, metadata=None):
-        self.cancel_requests.append(request)
-        await asyncio.sleep(0)
-        if self.cancel_failure is not None:
-            raise self.cancel_failure
-        try:
-            self.engine.authorize(metadata, "CancelOrder")
-            report = await self.engine.cancel(request.order_id)
-        except DomainError as error:
-            raise self.as_rpc_error(error) from None
-        return exchange_pb2.CancelOrderResponse(report=convert.report_to_proto(report))
-
-    def StreamExecutionReports(self, request, timeout=None, metadata=None):
-        call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else ())
-        self.streams.append(call)
-        return call
-
-
-@pytest.fixture
-def exchange(keyring) -> FakeExchange:
-    return FakeExchange(keyring)
-
-
-@pytest.fixture
-def risk(db, keyring) -> RiskEngine:
-    return RiskEngine(db, keyring, LIMITS)
-
-
-@pytest.fixture
-def oms(db, keyring, exchange) -> OrderManagement:
-    return OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
-
-
-def as_sent(order: Order) -> Order:
-    """The order as the OMS servicer rebuilds it from a client's ``pb.Order``."""
-    return convert.order_from_proto(convert.order_to_proto(order))
-
-
-async def details(oms: OrderManagement, order_id: str):
-    return await oms.order_details(order_id)
-
-
-async def approved(risk: RiskEngine, order: Order):
-    decision = await risk.validate(order)
-    assert decision.order.status is S.APPROVED, decision.violations
-    assert decision.token
-    return decision
-
-
-def statuses(events) -> list[OrderStatus]:
-    return [e.to_status for e in events]
 
 
 # -- the happy path ------------------------------------------------------------------------------

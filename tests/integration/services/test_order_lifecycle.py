@@ -1,0 +1,200 @@
+"""Order lifecycle across the Risk and OMS engines: halts, expiry, and order-manager batches."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from services.domain import OrderStatus, TimeInForce, TradingState, batches, utcnow
+from services.domain.errors import InvalidOrder, PreconditionFailed
+from svc_harness import S, approved, as_sent, details, statuses
+
+FAR_BELOW_MARKET = Decimal("60000")  # a BUY limit here rests at the paper venue
+
+
+def create_manager(db, identifier: str, account: str = "acct-1"):
+    return db.run_sync(lambda uow: uow.order_managers.create_batch(identifier, account, utcnow(), batches.CREATED))[0]
+
+
+def manager(db, identifier: str):
+    """The stored batch row (a blocking read; fine between the steps of a scenario)."""
+    return db.run_sync(lambda uow: uow.order_managers.get(identifier))
+
+
+# -- trading halted at submission ------------------------------------------------------------------
+def test_submission_while_halted_is_refused_and_the_order_stays_approved(risk, oms, exchange, db, make_order):
+    async def scenario():
+        decision = await approved(risk, make_order())
+        await db.run(lambda uow: uow.trading_state.set(TradingState.HALTED, "ops", "venue incident"))
+        with pytest.raises(PreconditionFailed) as refused:
+            await oms.submit(as_sent(decision.order), decision.token)
+        return refused.value, await details(oms, decision.order.order_id)
+
+    error, (order, events, trades) = asyncio.run(scenario())
+
+    assert error.reason == "TRADING_HALTED"
+    assert "venue incident" in str(error)
+    assert order.status is S.APPROVED
+    assert statuses(events) == [S.PENDING, S.APPROVED]
+    assert trades == [] and exchange.execute_requests == []
+
+
+def test_an_order_approved_before_a_halt_can_go_once_trading_resumes(risk, oms, db, make_order):
+    async def scenario():
+        decision = await approved(risk, make_order(price=Decimal("65100")))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.HALTED, "ops", "pause"))
+        with pytest.raises(PreconditionFailed):
+            await oms.submit(as_sent(decision.order), decision.token)
+        await db.run(lambda uow: uow.trading_state.set(TradingState.ACTIVE, "ops", "resume"))
+        return await oms.submit(as_sent(decision.order), decision.token)
+
+    assert asyncio.run(scenario()).order.status is S.FILLED
+
+
+# -- expiry ---------------------------------------------------------------------------------------
+def test_an_approved_order_whose_token_lapsed_expires_and_cannot_be_submitted(risk, oms, exchange, make_order):
+    async def scenario():
+        decision = await approved(risk, make_order())
+        soon = utcnow() + dt.timedelta(seconds=10)
+        not_yet = await oms.expire_due(soon)
+        later = utcnow() + dt.timedelta(seconds=oms.ttl_seconds + 60)
+        expired = await oms.expire_due(later)
+        with pytest.raises(PreconditionFailed) as refused:
+            await oms.submit(as_sent(decision.order), decision.token)
+        return not_yet, expired, refused.value, await details(oms, decision.order.order_id)
+
+    not_yet, expired, error, (order, events, _) = asyncio.run(scenario())
+
+    assert not_yet == []
+    assert [o.order_id for o in expired] == [order.order_id]
+    assert order.status is S.EXPIRED
+    assert events[-1].reason == "risk token expired before submission"
+    assert error.reason == "ORDER_NOT_APPROVED"
+    assert exchange.execute_requests == []
+
+
+def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_expiry(risk, oms, make_order):
+    async def scenario():
+        order = make_order()
+        first = await approved(risk, order)
+        await asyncio.sleep(1.1)  # a later issued-at second
+        again = await approved(risk, make_order(client_order_id=order.client_order_id))
+        return first, again
+
+    first, again = asyncio.run(scenario())
+
+    assert again.order.order_id == first.order.order_id
+    assert again.token != first.token
+    assert again.order.token_nonce == again.token.split(".")[3] != first.token.split(".")[3]
+    assert again.order.updated_time > first.order.updated_time
+
+
+def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(risk, oms, exchange, make_order):
+    expire_at = utcnow() + dt.timedelta(minutes=5)
+
+    async def scenario():
+        decision = await approved(
+            risk, make_order(price=FAR_BELOW_MARKET, time_in_force=TimeInForce.GTD, expire_time=expire_at)
+        )
+        resting = await oms.submit(as_sent(decision.order), decision.token)
+        before = await oms.expire_due(expire_at - dt.timedelta(seconds=1))
+        at_time = await oms.expire_due(expire_at + dt.timedelta(seconds=1))
+        return resting, before, at_time, await details(oms, decision.order.order_id)
+
+    resting, before, at_time, (order, events, trades) = asyncio.run(scenario())
+
+    assert resting.order.status is S.ACCEPTED
+    assert before == []
+    assert [o.status for o in at_time] == [S.EXPIRED]
+    assert statuses(events)[-2:] == [S.ACCEPTED, S.EXPIRED]
+    assert events[-1].reason == "GTD expire time reached"
+    assert len(exchange.cancel_requests) == 1 and trades == []
+
+
+def test_validating_a_gtd_order_already_past_its_time_is_invalid(risk, make_order):
+    past = utcnow() - dt.timedelta(seconds=1)
+    with pytest.raises(InvalidOrder, match="expire_time"):
+        asyncio.run(risk.validate(make_order(time_in_force=TimeInForce.GTD, expire_time=past)))
+
+
+# -- order-manager batches ---------------------------------------------------------------------------
+def test_an_order_naming_an_unknown_order_manager_is_invalid(risk, make_order):
+    with pytest.raises(InvalidOrder, match="order_manager_id"):
+        asyncio.run(risk.validate(make_order(order_manager_id="no-such-batch")))
+
+
+def test_an_order_for_another_account_than_its_order_managers_is_invalid(risk, db, make_order):
+    create_manager(db, "rebalance-acct-2", account="acct-2")
+    with pytest.raises(InvalidOrder, match="targets another account"):
+        asyncio.run(risk.validate(make_order(order_manager_id="rebalance-acct-2")))
+
+
+def test_a_batch_status_follows_its_orders_to_completed(risk, oms, db, make_order):
+    created = create_manager(db, "rebalance-1")
+    assert created.status == batches.CREATED and created.order_received_time is None
+
+    async def scenario():
+        decisions = [
+            await approved(risk, make_order(order_manager_id="rebalance-1", price=Decimal("65100")))
+            for _ in range(2)
+        ]
+        received = manager(db, "rebalance-1")
+        await oms.submit(as_sent(decisions[0].order), decisions[0].token)
+        midway = manager(db, "rebalance-1")
+        await oms.submit(as_sent(decisions[1].order), decisions[1].token)
+        return decisions, received, midway
+
+    decisions, received, midway = asyncio.run(scenario())
+    done = manager(db, "rebalance-1")
+
+    assert received.status == batches.EXECUTING
+    assert received.order_received_time == decisions[0].order.order_time
+    assert midway.status == batches.EXECUTING and midway.execution_end is None
+    assert done.status == batches.COMPLETED
+    assert done.execution_end is not None and done.execution_end >= done.order_received_time
+
+
+def test_a_batch_with_a_rejected_order_completes_with_errors(risk, oms, db, make_order):
+    create_manager(db, "rebalance-2")
+
+    async def scenario():
+        good = await approved(risk, make_order(order_manager_id="rebalance-2", price=Decimal("65100")))
+        rejected = await risk.validate(make_order(order_manager_id="rebalance-2", quantity=Decimal("50")))
+        assert rejected.order.status is S.REJECTED
+        await oms.submit(as_sent(good.order), good.token)
+
+    asyncio.run(scenario())
+    assert manager(db, "rebalance-2").status == batches.COMPLETED_WITH_ERRORS
+
+
+def test_a_batch_with_a_resting_order_keeps_executing_until_it_is_cancelled(risk, oms, db, make_order):
+    create_manager(db, "rebalance-3")
+
+    async def scenario():
+        resting = await approved(risk, make_order(order_manager_id="rebalance-3", price=FAR_BELOW_MARKET))
+        await oms.submit(as_sent(resting.order), resting.token)
+        executing = manager(db, "rebalance-3")
+        await oms.cancel(resting.order.order_id)
+        return executing
+
+    assert asyncio.run(scenario()).status == batches.EXECUTING
+    finished = manager(db, "rebalance-3")
+    assert finished.status == batches.COMPLETED_WITH_ERRORS and finished.execution_end is not None
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ({}, batches.CREATED),
+        ({OrderStatus.APPROVED: 1, OrderStatus.FILLED: 3}, batches.EXECUTING),
+        ({OrderStatus.PENDING_CANCEL: 1}, batches.EXECUTING),
+        ({OrderStatus.FILLED: 4}, batches.COMPLETED),
+        ({OrderStatus.FILLED: 3, OrderStatus.EXPIRED: 1}, batches.COMPLETED_WITH_ERRORS),
+        ({OrderStatus.REJECTED: 2}, batches.COMPLETED_WITH_ERRORS),
+    ],
+)
+def test_batch_status_is_derived_from_its_orders_statuses(counts, expected):
+    assert batches.batch_status(counts) == expected
