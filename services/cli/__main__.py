@@ -10,6 +10,7 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera trades [...]                        list trades
   tessera order ORDER_ID                      one order with its events and trades
   tessera watch [...]                         follow order events
+  tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
 
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
 usage, 3 order rejected by risk, 130 interrupted.
@@ -91,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--history-only", action="store_true", help="stop after the stored history")
     client.add_connection_arguments(watch)
     watch.set_defaults(handler=client.cmd_watch)
+    from .rebalance import add_rebalance_arguments, cmd_rebalance
+
+    rebalance = commands.add_parser(
+        "rebalance", help="run a batch of target orders from a CSV or JSON file",
+        description="Create (or resume) an order manager for the file's orders, validate them with Risk "
+        "and submit the approved ones to the OMS in chunks, showing progress. Idempotent: running the "
+        "same file again submits nothing twice. Exit 3 when risk rejected some orders.")
+    add_rebalance_arguments(rebalance)
+    rebalance.set_defaults(handler=cmd_rebalance)
     return parser
 
 
