@@ -57,7 +57,14 @@ async def main() -> None:
         exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(engine), server)
         return [exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name]
 
-    await serve("exchange", register, host=server_config.host, port=server_config.port)
+    await serve(
+        "exchange",
+        register,
+        host=server_config.host,
+        port=server_config.port,
+        on_started=engine.start,
+        on_stopping=engine.close,
+    )
 
 
 if __name__ == "__main__":

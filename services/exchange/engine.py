@@ -2,34 +2,25 @@
 
 The Exchange service is a network endpoint of its own, so it trusts nothing the OMS
 checked: an order reaches the provider only with a valid token bound to its exact
-fields, and at most once per order id while that token could still be valid.
+fields, and at most once per order id while that token could still be valid. Every
+execution mode runs this same pipeline; only the provider differs (see
+:mod:`services.exchange.venue`).
 """
 
 from __future__ import annotations
 
 import time
-from decimal import Decimal
-from typing import Protocol
 
 import core_ext
-from services.domain import Order
 from services.common.tokens import verify_oms_call, verify_or_raise
+from services.domain import MarketType, Order
 from services.domain.errors import TokenReplayed
 from services.domain.execution import ExecutionReport
 
 from .reports import ReportLog
+from .venue import OrderRef, Provider, VenueOrderState
 
-
-class Provider(Protocol):
-    mode: str
-
-    def price(self, symbol: str) -> Decimal: ...
-
-    def execute(self, order: Order) -> list[ExecutionReport]: ...
-
-    def cancel(self, order_id: str) -> ExecutionReport: ...
-
-    def cancel_all(self, symbol: str | None = None) -> list[ExecutionReport]: ...
+__all__ = ["ExchangeEngine", "Provider"]
 
 
 class ExchangeEngine:
@@ -40,6 +31,13 @@ class ExchangeEngine:
         self.reports = ReportLog()
         # order id -> when its token stops being valid; a second execution is a replay.
         self._executed: dict[str, float] = {}
+
+    async def start(self) -> None:
+        """Let the provider report what it learns later (resting fills, polled fills)."""
+        await self.provider.start(self.reports.append)
+
+    async def close(self) -> None:
+        await self.provider.close()
 
     def _claim(self, order: Order, issued_at: int) -> None:
         now = time.time()
@@ -58,16 +56,29 @@ class ExchangeEngine:
         result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
         self.authorize(metadata, "ExecuteOrder", token)
         self._claim(order, result.issued_at or 0)
-        reports = self.provider.execute(order)
+        reports = await self.provider.execute(order)
         await self.reports.append(reports)
         return reports
 
-    async def cancel(self, order_id: str) -> ExecutionReport:
-        report = self.provider.cancel(order_id)
+    async def cancel(
+        self,
+        order_id: str,
+        *,
+        symbol: str | None = None,
+        client_order_id: str | None = None,
+        market_type: MarketType | None = None,
+    ) -> ExecutionReport:
+        report = await self.provider.cancel(
+            order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type
+        )
         await self.reports.append([report])
         return report
 
-    async def cancel_all(self, symbol: str | None) -> list[ExecutionReport]:
-        reports = self.provider.cancel_all(symbol)
+    async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:
+        reports = await self.provider.cancel_all(symbol, market_type)
         await self.reports.append(reports)
         return reports
+
+    async def query_order(self, ref: OrderRef) -> VenueOrderState:
+        """The venue's view of one order; nothing is logged or changed."""
+        return await self.provider.query_order(ref)

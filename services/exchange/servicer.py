@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable
+
 import grpc
 
 from services.common import convert
-from services.common.errors import grpc_errors
+from services.common.errors import abort, grpc_errors
+from services.domain import MarginMode, MarketType, Side
 from services.domain.errors import InvalidOrder
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
 
+from .aster.errors import VenueRateLimited
 from .engine import ExchangeEngine
+from .venue import OrderRef
 
 _MODES = {"PAPER": common_pb.EXECUTION_MODE_PAPER, "SHADOW": common_pb.EXECUTION_MODE_SHADOW, "LIVE": common_pb.EXECUTION_MODE_LIVE}
+_MARGIN_MODES = {common_pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED, common_pb.MARGIN_MODE_CROSSED: MarginMode.CROSSED}
+_MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
+
+
+def venue_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`grpc_errors`, plus the venue's rate limits as ``RESOURCE_EXHAUSTED``."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except VenueRateLimited as error:
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, error.reason, str(error))
+
+    return grpc_errors(wrapper)
 
 
 def _symbol(value: str) -> str:
@@ -22,13 +43,19 @@ def _symbol(value: str) -> str:
     return symbol
 
 
+def _market_type(value: int) -> MarketType | None:
+    return convert.enum_from_proto(MarketType, value, "market_type", required=False)
+
+
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def __init__(self, engine: ExchangeEngine) -> None:
         self.engine = engine
-        self.leverage: dict[str, str] = {}
-        self.margin_modes: dict[str, int] = {}
 
-    @grpc_errors
+    @property
+    def mode(self) -> int:
+        return _MODES[self.engine.provider.mode]
+
+    @venue_errors
     async def ExecuteOrder(self, request: pb.ExecuteOrderRequest, context: grpc.aio.ServicerContext):
         if not request.HasField("order"):
             raise InvalidOrder("order", "required")
@@ -36,35 +63,43 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         reports = await self.engine.execute(order, request.risk_token, context.invocation_metadata())
         return pb.ExecuteOrderResponse(
             remote_order_id=order.remote_order_id or "",
-            mode=_MODES[self.engine.provider.mode],
+            mode=self.mode,
             reports=[convert.report_to_proto(r) for r in reports],
         )
 
-    @grpc_errors
+    @venue_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "CancelOrder")
         order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
-        report = await self.engine.cancel(order_id)
+        report = await self.engine.cancel(
+            order_id,
+            symbol=convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol", required=False),
+            client_order_id=convert.check_text(
+                request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id", required=False
+            ),
+            market_type=_market_type(request.market_type),
+        )
         return pb.CancelOrderResponse(report=convert.report_to_proto(report))
 
-    @grpc_errors
+    @venue_errors
     async def CancelAllOrders(self, request: pb.CancelAllOrdersRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "CancelAllOrders")
-        reports = await self.engine.cancel_all(_symbol(request.symbol))
+        reports = await self.engine.cancel_all(_symbol(request.symbol), _market_type(request.market_type))
         return pb.CancelAllOrdersResponse(reports=[convert.report_to_proto(r) for r in reports])
 
-    @grpc_errors
+    @venue_errors
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "EmergencyCancelAll")
+        market_type = _market_type(request.market_type)
         reports = []
         if request.symbols:
-            for symbol in request.symbols:
-                reports += await self.engine.cancel_all(_symbol(symbol))
+            for symbol in sorted({_symbol(s) for s in request.symbols}):
+                reports += await self.engine.cancel_all(symbol, market_type)
         else:
-            reports = await self.engine.cancel_all(None)
+            reports = await self.engine.cancel_all(None, market_type)
         return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports])
 
-    @grpc_errors
+    @venue_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "SetLeverage")
         symbol = _symbol(request.symbol)
@@ -72,23 +107,59 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         assert leverage is not None
         if leverage != leverage.to_integral_value() or leverage > convert.MAX_LEVERAGE:
             raise InvalidOrder("leverage", f"must be a whole number from 1 to {convert.MAX_LEVERAGE}")
-        self.leverage[symbol] = convert.format_decimal(leverage)
-        return pb.SetLeverageResponse(symbol=symbol, leverage=self.leverage[symbol])
+        applied = await self.engine.provider.set_leverage(symbol, int(leverage))
+        return pb.SetLeverageResponse(symbol=symbol, leverage=str(applied))
 
-    @grpc_errors
+    @venue_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "SetMarginMode")
         symbol = _symbol(request.symbol)
-        if request.margin_mode not in (common_pb.MARGIN_MODE_ISOLATED, common_pb.MARGIN_MODE_CROSSED):
-            raise InvalidOrder("margin_mode", "required: ISOLATED or CROSSED")
-        self.margin_modes[symbol] = request.margin_mode
-        return pb.SetMarginModeResponse(symbol=symbol, margin_mode=request.margin_mode)
+        if request.margin_mode == common_pb.MARGIN_MODE_UNSPECIFIED:
+            mode = MarginMode.ISOLATED  # the safe default: a position cannot draw on the whole account
+        elif request.margin_mode in _MARGIN_MODES:
+            mode = _MARGIN_MODES[request.margin_mode]
+        else:
+            raise InvalidOrder("margin_mode", "ISOLATED or CROSSED")
+        applied = await self.engine.provider.set_margin_mode(symbol, mode)
+        return pb.SetMarginModeResponse(symbol=symbol, margin_mode=_MARGIN_MODES_PB[applied])
 
-    @grpc_errors
+    @venue_errors
     async def GetTicker(self, request: pb.GetTickerRequest, context: grpc.aio.ServicerContext):
         symbol = _symbol(request.symbol)
-        price = convert.format_decimal(self.engine.provider.price(symbol))
-        return pb.GetTickerResponse(symbol=symbol, price=price, bid_price=price, ask_price=price)
+        quote = await self.engine.provider.quote(symbol, _market_type(request.market_type) or MarketType.FUTURES)
+        return pb.GetTickerResponse(
+            symbol=symbol,
+            price=convert.format_decimal(quote.price),
+            bid_price=convert.format_decimal(quote.bid),
+            ask_price=convert.format_decimal(quote.ask),
+        )
+
+    @venue_errors
+    async def QueryOrder(self, request: pb.QueryOrderRequest, context: grpc.aio.ServicerContext):
+        self.engine.authorize(context.invocation_metadata(), "QueryOrder")
+        ref = OrderRef(
+            order_id=convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id") or "",
+            client_order_id=convert.check_text(
+                request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id"
+            )
+            or "",
+            account=convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account", required=False) or "",
+            venue=request.venue,
+            symbol=_symbol(request.symbol),
+            side=convert.enum_from_proto(Side, request.side, "side", required=False) or Side.BUY,
+            market_type=_market_type(request.market_type) or MarketType.FUTURES,
+            remote_order_id=request.remote_order_id or None,
+        )
+        state = await self.engine.query_order(ref)
+        return pb.QueryOrderResponse(
+            found=state.found,
+            venue_status=convert.enum_to_proto(state.status),
+            executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
+            original_quantity=convert.format_decimal(state.original_quantity),
+            remote_order_id=state.remote_order_id or "",
+            fills=[convert.report_to_proto(r) for r in state.fills],
+            mode=self.mode,
+        )
 
     @grpc_errors
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):

@@ -138,3 +138,41 @@ class StreamExecutionReportsResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: _types_pb2.ExecutionReport
     def __init__(self, report: _Optional[_Union[_types_pb2.ExecutionReport, _Mapping]] = ...) -> None: ...
+
+class QueryOrderRequest(_message.Message):
+    __slots__ = ("order_id", "client_order_id", "remote_order_id", "symbol", "market_type", "account", "venue", "side")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    VENUE_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    client_order_id: str
+    remote_order_id: str
+    symbol: str
+    market_type: _types_pb2.MarketType
+    account: str
+    venue: str
+    side: _types_pb2.Side
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., side: _Optional[_Union[_types_pb2.Side, str]] = ...) -> None: ...
+
+class QueryOrderResponse(_message.Message):
+    __slots__ = ("found", "venue_status", "executed_quantity", "original_quantity", "remote_order_id", "fills", "mode")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    VENUE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    FILLS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    venue_status: _types_pb2.OrderStatus
+    executed_quantity: str
+    original_quantity: str
+    remote_order_id: str
+    fills: _containers.RepeatedCompositeFieldContainer[_types_pb2.ExecutionReport]
+    mode: _types_pb2.ExecutionMode
+    def __init__(self, found: _Optional[bool] = ..., venue_status: _Optional[_Union[_types_pb2.OrderStatus, str]] = ..., executed_quantity: _Optional[str] = ..., original_quantity: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., fills: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ...) -> None: ...

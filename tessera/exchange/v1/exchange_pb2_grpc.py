@@ -76,6 +76,11 @@ class ExchangeServiceStub:
                 request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsRequest.SerializeToString,
                 response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsResponse.FromString,
                 _registered_method=True)
+        self.QueryOrder = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/QueryOrder',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -139,6 +144,14 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryOrder(self, request, context):
+        """QueryOrder asks the venue about one order by its client order id: its status there
+        and every fill it had. The OMS reconciler resolves in-doubt orders with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +194,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.StreamExecutionReports,
                     request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsRequest.FromString,
                     response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsResponse.SerializeToString,
+            ),
+            'QueryOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryOrder,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +419,33 @@ class ExchangeService:
             '/tessera.exchange.v1.ExchangeService/StreamExecutionReports',
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsRequest.SerializeToString,
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.StreamExecutionReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/QueryOrder',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,19 +31,25 @@ class SpyProvider:
         self.executed: list[str] = []
         self.cancelled: list[str] = []
 
-    def price(self, symbol):
-        return self.venue.price(symbol)
+    async def start(self, sink):
+        await self.venue.start(sink)
 
-    def execute(self, order):
+    async def close(self):
+        await self.venue.close()
+
+    async def price(self, symbol, market_type=None):
+        return await self.venue.price(symbol)
+
+    async def execute(self, order):
         self.executed.append(order.order_id)
-        return self.venue.execute(order)
+        return await self.venue.execute(order)
 
-    def cancel(self, order_id):
+    async def cancel(self, order_id, **target):
         self.cancelled.append(order_id)
-        return self.venue.cancel(order_id)
+        return await self.venue.cancel(order_id, **target)
 
-    def cancel_all(self, symbol=None):
-        return self.venue.cancel_all(symbol)
+    async def cancel_all(self, symbol=None, market_type=None):
+        return await self.venue.cancel_all(symbol, market_type)
 
 
 @pytest.fixture

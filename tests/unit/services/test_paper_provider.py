@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -17,6 +18,13 @@ from services.exchange.providers.paper import (
 )
 
 MARKET = Decimal("100")
+
+
+def run(awaitable):
+    """The provider interface is asynchronous; these tests drive it one call at a time."""
+    return asyncio.run(awaitable)
+
+
 FEES = PaperFees(maker=Decimal("0.0002"), taker=Decimal("0.0004"))
 
 
@@ -49,7 +57,7 @@ def stop(make_order, side, stop_price, price=None, **overrides):
 def test_market_order_fills_fully_at_the_price_with_the_taker_fee_in_the_quote_asset(provider, make_order, side):
     order = market(make_order, side, quantity=Decimal("2.5"))
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.FILLED
     fill = report.fill
@@ -94,7 +102,7 @@ def test_fill_trade_ids_are_unique(make_order):
 def test_marketable_limit_order_fills_at_the_market_never_worse_than_its_limit(provider, make_order, side, limit_price):
     order = limit(make_order, side, limit_price)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.FILLED
     assert report.fill.price == MARKET
@@ -108,13 +116,13 @@ def test_marketable_limit_order_fills_at_the_market_never_worse_than_its_limit(p
 def test_limit_order_away_from_the_market_rests_accepted(provider, make_order, side, limit_price):
     order = limit(make_order, side, limit_price)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.ACCEPTED
     assert report.fill is None
     assert report.cumulative_quantity == 0
     assert report.remote_order_id == order.remote_order_id is not None
-    assert provider.cancel(order.order_id).order_status is OrderStatus.CANCELLED  # it was resting
+    assert run(provider.cancel(order.order_id)).order_status is OrderStatus.CANCELLED  # it was resting
 
 
 def test_simulate_paper_fill_fills_only_the_remaining_quantity(make_order):
@@ -177,7 +185,7 @@ def test_stop_limit_order_needs_the_stop_crossed_and_the_limit_respected(
 def test_untriggered_stop_order_rests_accepted(provider, make_order):
     order = stop(make_order, Side.BUY, "105")
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.ACCEPTED
     assert report.fill is None
@@ -187,7 +195,7 @@ def test_triggered_stop_order_fills_at_the_market(make_order):
     order = stop(make_order, Side.SELL, "101")
     venue = PaperProvider({"BTCUSDT": MARKET}, FEES)
 
-    (report,) = venue.execute(order)
+    (report,) = run(venue.execute(order))
 
     assert report.order_status is OrderStatus.FILLED
     assert report.fill.price == MARKET
@@ -198,20 +206,20 @@ def test_triggered_stop_order_fills_at_the_market(make_order):
 def test_immediate_order_that_is_not_marketable_expires_and_does_not_rest(provider, make_order, tif):
     order = limit(make_order, Side.BUY, "90", time_in_force=tif)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.EXPIRED
     assert report.reason == f"{tif.value}_NOT_MARKETABLE"
     assert report.fill is None
     with pytest.raises(OrderNotFound):
-        provider.cancel(order.order_id)
+        run(provider.cancel(order.order_id))
 
 
 @pytest.mark.parametrize("tif", [TimeInForce.IOC, TimeInForce.FOK])
 def test_immediate_order_that_is_marketable_fills(provider, make_order, tif):
     order = limit(make_order, Side.BUY, "110", time_in_force=tif)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.FILLED
 
@@ -220,19 +228,19 @@ def test_immediate_order_that_is_marketable_fills(provider, make_order, tif):
 def test_post_only_order_that_would_take_liquidity_is_rejected_without_a_fill(provider, make_order, side, limit_price):
     order = limit(make_order, side, limit_price, post_only=True)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.REJECTED
     assert report.reason == "POST_ONLY_WOULD_TAKE"
     assert report.fill is None
     with pytest.raises(OrderNotFound):
-        provider.cancel(order.order_id)
+        run(provider.cancel(order.order_id))
 
 
 def test_post_only_order_away_from_the_market_rests(provider, make_order):
     order = limit(make_order, Side.BUY, "99", post_only=True)
 
-    (report,) = provider.execute(order)
+    (report,) = run(provider.execute(order))
 
     assert report.order_status is OrderStatus.ACCEPTED
 
@@ -240,45 +248,45 @@ def test_post_only_order_away_from_the_market_rests(provider, make_order):
 # -- cancels -----------------------------------------------------------------------------------
 def test_cancel_of_a_resting_order_reports_cancelled_once(provider, make_order):
     order = limit(make_order, Side.BUY, "90")
-    provider.execute(order)
+    run(provider.execute(order))
 
-    report = provider.cancel(order.order_id)
+    report = run(provider.cancel(order.order_id))
 
     assert report.order_status is OrderStatus.CANCELLED
     assert report.order_id == order.order_id
     assert report.remote_order_id == order.remote_order_id
     assert report.fill is None
     with pytest.raises(OrderNotFound):
-        provider.cancel(order.order_id)
+        run(provider.cancel(order.order_id))
 
 
 def test_cancel_of_an_unknown_order_raises_order_not_found(provider):
     with pytest.raises(OrderNotFound) as raised:
-        provider.cancel("00000000-0000-4000-8000-000000000000")
+        run(provider.cancel("00000000-0000-4000-8000-000000000000"))
 
     assert raised.value.reason == "UNKNOWN_ORDER"
 
 
 def test_cancel_of_a_filled_order_raises_order_not_found(provider, make_order):
     order = market(make_order)
-    provider.execute(order)
+    run(provider.execute(order))
 
     with pytest.raises(OrderNotFound):
-        provider.cancel(order.order_id)
+        run(provider.cancel(order.order_id))
 
 
 def test_cancel_all_cancels_only_the_symbols_resting_orders(provider, make_order):
     btc = [limit(make_order, Side.BUY, "90") for _ in range(2)]
     eth = limit(make_order, Side.BUY, "3000", symbol="ETHUSDT")
     for order in [*btc, eth]:
-        provider.execute(order)
+        run(provider.execute(order))
 
-    reports = provider.cancel_all("BTCUSDT")
+    reports = run(provider.cancel_all("BTCUSDT"))
 
     assert sorted(r.order_id for r in reports) == sorted(o.order_id for o in btc)
     assert all(r.order_status is OrderStatus.CANCELLED for r in reports)
-    assert [r.order_id for r in provider.cancel_all(None)] == [eth.order_id]
-    assert provider.cancel_all(None) == []
+    assert [r.order_id for r in run(provider.cancel_all(None))] == [eth.order_id]
+    assert run(provider.cancel_all(None)) == []
 
 
 # -- symbols, remote ids -----------------------------------------------------------------------
@@ -286,18 +294,18 @@ def test_unknown_symbol_raises_invalid_order_naming_symbol(provider, make_order)
     order = market(make_order, symbol="DOGEUSDT")
 
     with pytest.raises(InvalidOrder) as raised:
-        provider.execute(order)
+        run(provider.execute(order))
 
     assert raised.value.field == "symbol"
     assert "DOGEUSDT" in str(raised.value)
     with pytest.raises(InvalidOrder):
-        provider.price("DOGEUSDT")
+        run(provider.price("DOGEUSDT"))
 
 
 def test_each_execution_gets_a_new_remote_order_id(provider, make_order):
     orders = [market(make_order) for _ in range(3)]
 
-    remote_ids = [provider.execute(order)[0].remote_order_id for order in orders]
+    remote_ids = [run(provider.execute(order))[0].remote_order_id for order in orders]
 
     assert len(set(remote_ids)) == 3
     assert all(rid.startswith("paper-") for rid in remote_ids)
