@@ -182,6 +182,8 @@ def run_rebalance(risk: Any, oms: Any, identifier: str, intents: list[pb.OrderIn
         progress("risk", sum(checked.values()), len(intents), checked)
 
     submitted: collections.Counter[str] = collections.Counter()
+    if not to_submit:
+        progress("submit", 0, 0, submitted)
     for batch in chunks(to_submit, args.chunk):
         answer = oms.SubmitOrders(oms_pb2.SubmitOrdersRequest(orders=batch), timeout=args.timeout)
         for item, result in zip(batch, answer.results):

@@ -281,15 +281,15 @@ class OrderManagement:
         return order
 
     async def _expire_at_venue(self, order: Order) -> Order:
+        """Cancel a working GTD order whose time has come, straight at the venue (the
+        state table has no PENDING_CANCEL -> EXPIRED); the fill tracker records the
+        venue's confirmation as EXPIRED, whichever path brings it first."""
         response = await self.exchange.CancelOrder(
             self._cancel_request(order),
             timeout=self.exchange_timeout,
             metadata=oms_call_metadata(self.keyring, "CancelOrder"),
         )
-        report = convert.report_from_proto(response.report)
-        if report.order_status is OrderStatus.CANCELLED:
-            report.order_status, report.reason = OrderStatus.EXPIRED, "GTD expire time reached"
-        return (await self.apply_reports(order.order_id, [report])).order
+        return (await self.apply_reports(order.order_id, [convert.report_from_proto(response.report)])).order
 
     # -- reads ------------------------------------------------------------------------------
     @staticmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import core_ext
-from services.domain import Order, OrderStatus, Trade
+from services.domain import Order, OrderStatus, TimeInForce, Trade
 from services.domain.errors import OverfillError
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
@@ -83,6 +83,16 @@ def _apply_fill(uow: UnitOfWork, order: Order, report: ExecutionReport) -> Trade
 
 def _apply_status(order: Order, report: ExecutionReport) -> bool:
     target = report.order_status
+    reason = report.reason or f"venue: {target.value.lower()}"
+    if (
+        target is OrderStatus.CANCELLED
+        and _gtd_due(order, report)
+        and core_ext.can_transition(order.status.value, OrderStatus.EXPIRED.value)
+    ):
+        # A working GTD order cancelled at or after its time (by the OMS's expiry sweep,
+        # or by the venue itself) expired, whichever path brings the report. One with a
+        # cancel request pending was cancelled: the table has no PENDING_CANCEL -> EXPIRED.
+        target, reason = OrderStatus.EXPIRED, "GTD expire time reached"
     if target is order.status or target not in _STATUS_REPORTS:
         return False
     # No rollback target: leaving PENDING_CANCEL for the state before it means the venue
@@ -92,8 +102,16 @@ def _apply_status(order: Order, report: ExecutionReport) -> bool:
         # A late acknowledgement after the order moved on: the order already knows more.
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
         return False
-    order.transition(target, reason=report.reason or f"venue: {target.value.lower()}", at=report.transact_time)
+    order.transition(target, reason=reason, at=report.transact_time)
     return True
+
+
+def _gtd_due(order: Order, report: ExecutionReport) -> bool:
+    return (
+        order.time_in_force is TimeInForce.GTD
+        and order.expire_time is not None
+        and order.expire_time <= report.transact_time
+    )
 
 
 def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None, Trade | None]:

@@ -93,15 +93,16 @@ def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_exp
 
 
 def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(risk, oms, exchange, make_order):
-    expire_at = utcnow() + dt.timedelta(minutes=5)
+    expire_at = utcnow() + dt.timedelta(seconds=1)
 
     async def scenario():
         decision = await approved(
             risk, make_order(price=FAR_BELOW_MARKET, time_in_force=TimeInForce.GTD, expire_time=expire_at)
         )
         resting = await oms.submit(as_sent(decision.order), decision.token)
-        before = await oms.expire_due(expire_at - dt.timedelta(seconds=1))
-        at_time = await oms.expire_due(expire_at + dt.timedelta(seconds=1))
+        before = await oms.expire_due()
+        await asyncio.sleep(max(0.0, (expire_at - utcnow()).total_seconds()) + 0.05)
+        at_time = await oms.expire_due()
         return resting, before, at_time, await details(oms, decision.order.order_id)
 
     resting, before, at_time, (order, events, trades) = asyncio.run(scenario())
@@ -112,6 +113,40 @@ def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(r
     assert statuses(events)[-2:] == [S.ACCEPTED, S.EXPIRED]
     assert events[-1].reason == "GTD expire time reached"
     assert len(exchange.cancel_requests) == 1 and trades == []
+
+
+def test_a_gtd_order_the_venue_cancels_after_its_time_is_recorded_expired(stored_order, store):
+    from services.domain.execution import ExecutionReport
+    from services.oms.fill_tracker import apply_report
+
+    order = stored_order(S.ACCEPTED, time_in_force=TimeInForce.GTD, expire_time=utcnow() - dt.timedelta(seconds=1))
+    report = ExecutionReport(
+        order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue, account=order.account,
+        symbol=order.symbol, side=order.side, order_status=S.CANCELLED, transact_time=utcnow(),
+    )
+    with store.uow() as uow:
+        apply_report(uow, report)
+        uow.commit()
+    with store.uow() as uow:
+        assert uow.orders.get(order.order_id).status is S.EXPIRED
+
+
+def test_a_gtd_order_with_a_cancel_pending_past_its_time_ends_cancelled(stored_order, store):
+    from services.domain.execution import ExecutionReport
+    from services.oms.fill_tracker import apply_report
+
+    order = stored_order(
+        S.PENDING_CANCEL, time_in_force=TimeInForce.GTD, expire_time=utcnow() - dt.timedelta(seconds=1)
+    )
+    report = ExecutionReport(
+        order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue, account=order.account,
+        symbol=order.symbol, side=order.side, order_status=S.CANCELLED, transact_time=utcnow(),
+    )
+    with store.uow() as uow:
+        apply_report(uow, report)
+        uow.commit()
+    with store.uow() as uow:
+        assert uow.orders.get(order.order_id).status is S.CANCELLED
 
 
 def test_validating_a_gtd_order_already_past_its_time_is_invalid(risk, make_order):
