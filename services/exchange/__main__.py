@@ -1,9 +1,14 @@
-"""``python -m services.exchange``: the Exchange service (paper mode)."""
+"""``python -m services.exchange``: the Exchange service, in paper, shadow or live mode.
+
+The mode and its gates are checked before the server starts; a mode that cannot run
+safely stops the service with a message naming every missing variable (never a value).
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Mapping
+from urllib.parse import urlparse
 
 from services.common.config import (
     ConfigError,
@@ -18,29 +23,125 @@ from services.common.server import run, serve
 from services.risk.limits import DEFAULT_PRICES
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
+from .aster.signing import Credentials
+from .aster.transport import AsterTransport
 from .engine import ExchangeEngine
+from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
+from .providers.live import LiveProvider
 from .providers.paper import PaperFees, PaperProvider
+from .providers.shadow import ShadowProvider
 from .servicer import ExchangeServicer
+from .venue import Provider
 
 MODES = ("paper", "shadow", "live")
+PRICE_SOURCES = ("static", "random_walk", "file")
+ASTER_FUTURES_URL = "https://fapi.asterdex.com"
+ASTER_SPOT_URL = "https://sapi.asterdex.com"
 
 
-def make_provider(environ: Mapping[str, str]) -> PaperProvider:
-    mode = (environ.get("TESSERA_EXECUTION_MODE", "") or "paper").lower()
-    if mode not in MODES:
-        raise ConfigError(f"TESSERA_EXECUTION_MODE must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "live":
-        if environ.get("AIS_ENABLE_LIVE_TRADING", "").lower() != "true":
-            raise ConfigError("live mode needs AIS_ENABLE_LIVE_TRADING=true")
-        if not environ.get("ASTER_ACCOUNT_ID"):
-            raise ConfigError("live mode needs ASTER_ACCOUNT_ID")
-    if mode != "paper":
-        raise ConfigError(f"TESSERA_EXECUTION_MODE={mode} is not available in this build; use paper")
+def _seconds(environ: Mapping[str, str], name: str, default: str) -> float:
+    return float(env_decimal(environ, name, default))
+
+
+def _url(environ: Mapping[str, str], name: str, default: str) -> str:
+    value = environ.get(name, "") or environ.get("TESSERA_VENUE_URL", "") or default
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
+def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTransport:
+    """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs."""
+    credentials = None
+    if not public_only:
+        credentials = Credentials(environ["ASTER_API_KEY"], environ["ASTER_API_SECRET"])
+    recv_window = env_int(environ, "ASTER_RECV_WINDOW_MS", 5000, minimum=1)
+    if recv_window > 60_000:
+        raise ConfigError("ASTER_RECV_WINDOW_MS must not exceed 60000 (the venue's limit)")
+    return AsterTransport(
+        futures_url=_url(environ, "ASTER_FUTURES_URL", ASTER_FUTURES_URL),
+        spot_url=_url(environ, "ASTER_SPOT_URL", ASTER_SPOT_URL),
+        credentials=credentials,
+        recv_window_ms=recv_window,
+        timeout_seconds=_seconds(environ, "TESSERA_VENUE_TIMEOUT_SECONDS", "10"),
+        weight_limit=env_int(environ, "ASTER_WEIGHT_LIMIT", 2400, minimum=10),
+        public_only=public_only,
+    )
+
+
+def live_gate(environ: Mapping[str, str]) -> None:
+    """Every live-mode gate at once: the message names each one that is missing."""
+    missing = []
+    if environ.get("AIS_ENABLE_LIVE_TRADING", "").lower() != "true":
+        missing.append("AIS_ENABLE_LIVE_TRADING=true")
+    for name in ("ASTER_ACCOUNT_ID", "ASTER_API_KEY", "ASTER_API_SECRET"):
+        if not environ.get(name):
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"live mode needs {', '.join(missing)}")
+
+
+def paper_prices(environ: Mapping[str, str]) -> PriceSource:
+    kind = (environ.get("TESSERA_PAPER_PRICE_SOURCE", "") or "static").lower()
+    if kind not in PRICE_SOURCES:
+        raise ConfigError(f"TESSERA_PAPER_PRICE_SOURCE must be one of {', '.join(PRICE_SOURCES)}, got {kind!r}")
+    prices = env_prices(environ, "TESSERA_PRICES", DEFAULT_PRICES)
+    if kind == "static":
+        return StaticPrices(prices)
+    if kind == "random_walk":
+        return RandomWalkPrices(
+            prices,
+            seed=env_int(environ, "TESSERA_PAPER_SEED", 1),
+            volatility=env_decimal(environ, "TESSERA_PAPER_VOLATILITY", "0.001"),
+        )
+    path = environ.get("TESSERA_PAPER_PRICE_FILE", "")
+    if not path:
+        raise ConfigError("TESSERA_PAPER_PRICE_SOURCE=file needs TESSERA_PAPER_PRICE_FILE")
+    try:
+        return RecordedPrices.from_file(path)
+    except (OSError, ValueError, ArithmeticError) as error:
+        raise ConfigError(f"TESSERA_PAPER_PRICE_FILE cannot be read as recorded prices ({type(error).__name__})") from None
+
+
+def make_paper(environ: Mapping[str, str]) -> PaperProvider:
     fees = PaperFees(
         maker=env_decimal(environ, "TESSERA_PAPER_MAKER_FEE", "0.0002"),
         taker=env_decimal(environ, "TESSERA_PAPER_TAKER_FEE", "0.0004"),
     )
-    return PaperProvider(env_prices(environ, "TESSERA_PRICES", DEFAULT_PRICES), fees)
+    level_quantity = env_decimal(environ, "TESSERA_PAPER_LEVEL_QUANTITY", "0")
+    shape = BookShape(
+        spread_bps=env_decimal(environ, "TESSERA_PAPER_SPREAD_BPS", "0"),
+        levels=env_int(environ, "TESSERA_PAPER_BOOK_LEVELS", 1, minimum=1),
+        level_quantity=level_quantity if level_quantity > 0 else None,
+        level_step_bps=env_decimal(environ, "TESSERA_PAPER_LEVEL_STEP_BPS", "1"),
+    )
+    source = paper_prices(environ)
+    moving = type(source) is not StaticPrices  # a walk or a recording: prices need ticks
+    return PaperProvider(
+        source,
+        fees,
+        shape=shape,
+        latency_seconds=env_int(environ, "TESSERA_PAPER_LATENCY_MS", 0) / 1000,
+        tick_seconds=_seconds(environ, "TESSERA_PAPER_TICK_SECONDS", "1" if moving else "0"),
+    )
+
+
+def make_provider(environ: Mapping[str, str]) -> Provider:
+    mode = (environ.get("TESSERA_EXECUTION_MODE", "") or "paper").lower()
+    if mode not in MODES:
+        raise ConfigError(f"TESSERA_EXECUTION_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "paper":
+        return make_paper(environ)
+    poll = _seconds(environ, "TESSERA_VENUE_POLL_SECONDS", "1")
+    if mode == "shadow":
+        fees = PaperFees(
+            maker=env_decimal(environ, "TESSERA_PAPER_MAKER_FEE", "0.0002"),
+            taker=env_decimal(environ, "TESSERA_PAPER_TAKER_FEE", "0.0004"),
+        )
+        return ShadowProvider(make_transport(environ, public_only=True), fees, poll_seconds=poll)
+    live_gate(environ)
+    return LiveProvider(make_transport(environ, public_only=False), poll_seconds=poll)
 
 
 async def main() -> None:

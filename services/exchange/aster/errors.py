@@ -77,6 +77,7 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -1102: CodeRule(_R, "VENUE_BAD_REQUEST"),
     -1111: CodeRule(_R, "VENUE_BAD_PRECISION"),
     -1116: CodeRule(_R, "VENUE_BAD_ORDER_TYPE"),
+    -1117: CodeRule(_R, "VENUE_BAD_SIDE"),
     -1121: CodeRule(_R, "SYMBOL_NOT_AT_VENUE"),
     -2010: CodeRule(_R, "ORDER_REJECTED_BY_VENUE"),
     -2011: CodeRule(_U, "UNKNOWN_ORDER"),
@@ -101,6 +102,7 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -4046: CodeRule(_R, "MARGIN_MODE_UNCHANGED"),
     -4047: CodeRule(_R, "MARGIN_MODE_LOCKED_BY_OPEN_ORDERS"),
     -4048: CodeRule(_R, "MARGIN_MODE_LOCKED_BY_POSITION"),
+    -4116: CodeRule(_R, "DUPLICATE_CLIENT_ORDER_ID"),
     -4164: CodeRule(_R, "MIN_NOTIONAL"),
     -5022: CodeRule(_R, "POST_ONLY_WOULD_TAKE"),
 }

@@ -1,0 +1,349 @@
+"""The live provider and its transport against the venue simulator (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from services.domain import LiquiditySide, MarginMode, MarketType, OrderStatus, OrderType, Side, TimeInForce
+from services.domain.errors import PreconditionFailed
+from services.exchange.aster.errors import VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
+from services.exchange.aster.requests import prepare_book_ticker, prepare_query_order
+from services.exchange.providers.live import LiveProvider
+from services.exchange.venue import OrderRef
+
+from conftest import running_venue
+
+
+def run(scenario):
+    return asyncio.run(scenario())
+
+
+async def ready(venue, symbol="BTCUSDT", **options) -> LiveProvider:
+    provider = LiveProvider(venue.transport(**options), poll_seconds=0)
+    await provider.set_leverage(symbol, 10)
+    await provider.set_margin_mode(symbol, MarginMode.ISOLATED)
+    return provider
+
+
+def test_orders_are_refused_until_leverage_and_margin_mode_are_set(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0)
+            with pytest.raises(PreconditionFailed) as no_leverage:
+                await provider.execute(make_order())
+            await provider.set_leverage("BTCUSDT", 5)
+            with pytest.raises(PreconditionFailed) as no_margin:
+                await provider.execute(make_order())
+            await provider.set_margin_mode("BTCUSDT", MarginMode.ISOLATED)
+            with pytest.raises(PreconditionFailed) as mismatch:
+                await provider.execute(make_order(leverage=Decimal(3)))
+            settings = dict(venue.sim.state.leverage), dict(venue.sim.state.margin_types)
+            orders_sent = venue.requests("POST", "/order")
+            await provider.close()
+            return no_leverage.value, no_margin.value, mismatch.value, settings, orders_sent
+
+    no_leverage, no_margin, mismatch, settings, orders_sent = run(scenario)
+
+    assert no_leverage.reason == "LEVERAGE_NOT_SET"
+    assert no_margin.reason == "MARGIN_MODE_NOT_SET"
+    assert mismatch.reason == "LEVERAGE_MISMATCH"
+    assert settings == ({"BTCUSDT": 5}, {"BTCUSDT": "ISOLATED"})
+    assert orders_sent == []
+
+
+def test_margin_mode_already_set_at_the_venue_counts_as_set():
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            again = await provider.set_margin_mode("BTCUSDT", MarginMode.ISOLATED)  # venue: -4046
+            await provider.close()
+            return again
+
+    assert run(scenario) is MarginMode.ISOLATED
+
+
+def test_market_order_walks_the_venue_book_and_reports_each_trade_once(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            order = make_order(quantity=Decimal("0.8"))  # levels of 0.5: two trades
+            reports = await provider.execute(order)
+            again = await provider.poll_once()
+            await provider.close()
+            return order, reports, again, venue.sim.state.trades
+
+    order, reports, again, venue_trades = run(scenario)
+
+    fills = [r.fill for r in reports if r.fill]
+    assert [f.quantity for f in fills] == [Decimal("0.5"), Decimal("0.3")]
+    assert [f.trade_id for f in fills] == [str(t["id"]) for t in venue_trades]
+    assert fills[0].price < fills[1].price  # slippage: the second level is worse
+    assert all(f.liquidity_side is LiquiditySide.TAKER and f.commission > 0 for f in fills)
+    assert reports[-1].order_status is OrderStatus.FILLED and reports[-1].cumulative_quantity == Decimal("0.8")
+    assert order.remote_order_id == str(venue_trades[0]["orderId"])
+    assert all(r.order_id == order.order_id and r.client_order_id == order.client_order_id for r in reports)
+    assert again == []
+
+
+def test_resting_limit_order_fills_when_the_price_crosses_and_the_poller_reports_it(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            order = make_order(order_type=OrderType.LIMIT, price=Decimal("64000"), quantity=Decimal("0.3"))
+            placed = await provider.execute(order)
+            nothing = await provider.poll_once()
+            venue.sim.state.set_price(None, "BTCUSDT", Decimal("63990"))
+            filled = await provider.poll_once()
+            after = await provider.poll_once()
+            await provider.close()
+            return placed, nothing, filled, after
+
+    placed, nothing, filled, after = run(scenario)
+
+    assert [r.order_status for r in placed] == [OrderStatus.ACCEPTED]
+    assert nothing == []
+    assert len(filled) == 1 and filled[0].fill.price == Decimal("64000")
+    assert filled[0].fill.liquidity_side is LiquiditySide.MAKER
+    assert after == []
+
+
+def test_cancel_of_a_resting_order_and_of_an_unknown_one(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            order = make_order(order_type=OrderType.LIMIT, price=Decimal("60000"))
+            await provider.execute(order)
+            cancelled = await provider.cancel(order.order_id)
+            with pytest.raises(VenueOrderUnknown) as unknown:
+                await provider.cancel("00000000-0000-4000-8000-000000000000", symbol="BTCUSDT", client_order_id="nope")
+            await provider.close()
+            return cancelled, unknown.value
+
+    cancelled, unknown = run(scenario)
+
+    assert cancelled.order_status is OrderStatus.CANCELLED
+    assert unknown.reason == "UNKNOWN_ORDER"
+
+
+def test_ioc_order_that_cannot_fill_expires_at_the_venue(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            order = make_order(order_type=OrderType.LIMIT, price=Decimal("60000"), time_in_force=TimeInForce.IOC)
+            reports = await provider.execute(order)
+            await provider.close()
+            return reports
+
+    assert [r.order_status for r in run(scenario)] == [OrderStatus.EXPIRED]
+
+
+def test_insufficient_margin_is_a_rejection_and_nothing_rests(make_order):
+    async def scenario():
+        async with running_venue(balance=Decimal("10")) as venue:
+            provider = await ready(venue)
+            with pytest.raises(VenueRejected) as rejected:
+                await provider.execute(make_order(quantity=Decimal("0.01")))
+            await provider.close()
+            return rejected.value, venue.sim.state.orders
+
+    rejected, orders = run(scenario)
+
+    assert rejected.reason == "MARGIN_INSUFFICIENT" and rejected.venue_code == -2019
+    assert orders == {}
+
+
+def test_a_quantity_off_the_step_is_refused_before_anything_is_sent(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            with pytest.raises(PreconditionFailed) as refused:
+                await provider.execute(make_order(quantity=Decimal("0.0105")))
+            sent = venue.requests("POST", "/order")
+            await provider.close()
+            return refused.value, sent
+
+    refused, sent = run(scenario)
+
+    assert refused.reason == "ORDER_NOT_REPRESENTABLE"
+    assert sent == []
+
+
+def test_a_wrong_secret_is_refused_by_the_venue_signature_check():
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(secret="not-the-secret"), poll_seconds=0)
+            with pytest.raises(VenueRejected) as refused:
+                await provider.set_leverage("BTCUSDT", 5)
+            await provider.close()
+            return refused.value
+
+    assert run(scenario).reason == "VENUE_SIGNATURE_REJECTED"
+
+
+def test_a_clock_outside_the_receive_window_fails_an_order_once_but_a_read_resyncs_and_retries(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            provider.transport.clock_offset_ms = -60_000
+            with pytest.raises(VenueInDoubt) as order_error:
+                await provider.execute(make_order())
+            posts = len(venue.requests("POST", "/order"))
+            provider.transport.clock_offset_ms = -60_000
+            state = await provider.query_order(OrderRef("x", "never-sent", "a", "aster", "BTCUSDT", Side.BUY))
+            await provider.close()
+            return order_error.value, posts, state
+
+    order_error, posts, state = run(scenario)
+
+    assert order_error.reason == "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW"
+    assert posts == 1  # never resent
+    assert state.found is False  # the read was retried with the venue's clock
+
+
+def test_a_5xx_on_a_read_is_retried_and_on_an_order_is_in_doubt_and_never_resent(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            venue.fault("error_5xx", method="GET", path="/ticker/bookTicker", count=2)
+            quote = await provider.quote("BTCUSDT")
+            venue.fault("error_5xx", method="POST", path="/order", processed=True)
+            order = make_order()
+            with pytest.raises(VenueInDoubt):
+                await provider.execute(order)
+            posts = len(venue.requests("POST", "/order"))
+            state = await provider.query_order(OrderRef.of(order))
+            await provider.close()
+            return quote, posts, state
+
+    quote, posts, state = run(scenario)
+
+    assert quote.bid < quote.ask
+    assert posts == 1
+    assert state.found and state.status is OrderStatus.FILLED and len(state.fills) == 1
+
+
+def test_a_dropped_answer_leaves_the_order_in_doubt_and_the_venue_knows_it(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            venue.fault("drop_response", method="POST", path="/order", delay=3)
+            order = make_order()
+            with pytest.raises(VenueInDoubt) as in_doubt:
+                await provider.execute(order)
+            state = await provider.query_order(OrderRef.of(order))
+            await provider.close()
+            return in_doubt.value, state, len(venue.sim.state.orders)
+
+    in_doubt, state, venue_orders = run(scenario)
+
+    assert in_doubt.reason == "VENUE_TIMEOUT"
+    assert venue_orders == 1
+    assert state.found and state.executed_quantity == Decimal("0.01")
+    assert [f.fill.quantity for f in state.fills] == [Decimal("0.01")]
+
+
+def test_a_late_fill_is_reported_once_by_the_poller(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            venue.fault("late_fill", method="POST", path="/order", delay=0.2)
+            order = make_order()
+            placed = await provider.execute(order)
+            await asyncio.sleep(0.4)
+            first = await provider.poll_once()
+            second = await provider.poll_once()
+            await provider.close()
+            return placed, first, second
+
+    placed, first, second = run(scenario)
+
+    assert [r.order_status for r in placed] == [OrderStatus.ACCEPTED]
+    assert [r.fill.quantity for r in first if r.fill] == [Decimal("0.01")]
+    assert second == []
+
+
+@pytest.mark.parametrize(("kind", "reason"), [("rate_limit_429", "VENUE_RATE_LIMITED"), ("ban_418", "VENUE_IP_BANNED")])
+def test_after_a_rate_limit_answer_nothing_is_sent_until_retry_after(kind, reason):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0)
+            venue.fault(kind, method="GET", path="/ticker/bookTicker", retry_after=1)
+            with pytest.raises(VenueRateLimited) as first:
+                await provider.quote("BTCUSDT")
+            sent = len(venue.requests())
+            with pytest.raises(VenueRateLimited) as second:
+                await provider.quote("BTCUSDT")
+            held_back = len(venue.requests()) == sent
+            await asyncio.sleep(1.1)
+            quote = await provider.quote("BTCUSDT")
+            await provider.close()
+            return first.value, second.value, held_back, quote
+
+    first, second, held_back, quote = run(scenario)
+
+    assert first.reason == reason and first.retry_after == 1
+    assert second.reason == reason
+    assert held_back
+    assert quote.ask > 0
+
+
+def test_the_transport_tracks_used_weight_from_the_answers():
+    async def scenario():
+        async with running_venue() as venue:
+            transport = venue.transport()
+            for _ in range(3):
+                await transport.send(prepare_book_ticker("BTCUSDT"))
+            used = transport.gate.used
+            await transport.close()
+            return used, venue.sim._weight_used
+
+    used, venue_used = run(scenario)
+
+    assert used == venue_used == 3
+
+
+def test_cancel_all_reports_each_followed_order(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            orders = [make_order(order_type=OrderType.LIMIT, price=Decimal(p)) for p in ("60000", "61000")]
+            for order in orders:
+                await provider.execute(order)
+            reports = await provider.cancel_all("BTCUSDT")
+            await provider.close()
+            return orders, reports
+
+    orders, reports = run(scenario)
+
+    assert sorted(r.order_id for r in reports) == sorted(o.order_id for o in orders)
+    assert all(r.order_status is OrderStatus.CANCELLED for r in reports)
+
+
+def test_spot_orders_go_to_the_spot_market_without_leverage(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0)
+            order = make_order(market_type=MarketType.SPOT, symbol="ETHUSDT", quantity=Decimal("0.5"))
+            reports = await provider.execute(order)
+            await provider.close()
+            return reports, venue.requests("POST")
+
+    reports, posts = run(scenario)
+
+    assert reports[-1].order_status is OrderStatus.FILLED
+    assert reports[-1].fill.trade_id.startswith("spot-")
+    assert [p["path"] for p in posts] == ["/api/v1/order"]
+
+
+def test_query_of_an_order_the_venue_never_saw_is_not_found():
+    async def scenario():
+        async with running_venue() as venue:
+            transport = venue.transport()
+            with pytest.raises(VenueOrderUnknown):
+                await transport.send(prepare_query_order("BTCUSDT", "nobody"))
+            await transport.close()
+
+    run(scenario)
