@@ -27,7 +27,8 @@ def kubectl() -> Path:
 @pytest.fixture(scope="session")
 def rendered(kubectl: Path) -> dict[str, list[dict]]:
     """Every overlay's objects, as ``kubectl kustomize`` prints them."""
-    return {name: k8s_manifests.render(k8s_manifests.K8S / "overlays" / name, kubectl) for name in k8s_manifests.OVERLAYS}
+    overlays = k8s_manifests.K8S / "overlays"
+    return {name: k8s_manifests.render(overlays / name, kubectl) for name in k8s_manifests.OVERLAYS}
 
 
 @pytest.fixture(params=k8s_manifests.OVERLAYS)

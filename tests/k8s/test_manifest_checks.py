@@ -10,7 +10,10 @@ from typing import Callable
 
 import pytest
 
+import k8s_config_checks as config_checks
 import k8s_manifests as km
+import k8s_network_checks as network_checks
+import k8s_workload_checks as workload_checks
 
 Objects = list[dict]
 
@@ -173,7 +176,8 @@ def drop_venue_egress(objects: Objects) -> None:
 
 def secret_name_typo(objects: Objects) -> None:
     env = container_of(objects, "Deployment", "oms")["env"]
-    next(item for item in env if item["name"] == "TESSERA_DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"] = "tessera-db"
+    url = next(item for item in env if item["name"] == "TESSERA_DATABASE_URL")
+    url["valueFrom"]["secretKeyRef"]["name"] = "tessera-db"
 
 
 def secret_key_typo(objects: Objects) -> None:
@@ -221,49 +225,49 @@ def schema_check(objects: Objects) -> list[str]:
 
 
 BREAKAGES: list[tuple[str, Callable[[Objects], None], Callable[[Objects], list[str]]]] = [
-    ("dev", drop_readiness_probe, km.check_grpc_probes),
-    ("dev", probe_the_wrong_port, km.check_grpc_probes),
-    ("prod", probe_over_http, km.check_grpc_probes),
-    ("dev", run_job_as_root, km.check_pod_security),
-    ("prod", allow_runs_as_root, km.check_pod_security),
-    ("prod", writable_root_filesystem, km.check_pod_security),
-    ("dev", allow_privilege_escalation, km.check_pod_security),
-    ("dev", keep_capabilities, km.check_pod_security),
-    ("dev", mount_service_account_token, km.check_pod_security),
-    ("dev", drop_job_limits, km.check_resources),
-    ("prod", request_above_limit, km.check_resources),
-    ("prod", drop_exchange_budget, km.check_disruption_budgets),
-    ("dev", autoscale_the_exchange, lambda o: km.check_autoscalers(o, 1)),
-    ("prod", drop_risk_autoscaler, lambda o: km.check_autoscalers(o, 2)),
-    ("prod", pin_autoscaled_replicas, lambda o: km.check_autoscalers(o, 2)),
-    ("prod", one_autoscaled_replica, lambda o: km.check_autoscalers(o, 2)),
-    ("prod", two_exchanges, km.check_exchange_singleton),
-    ("dev", roll_the_exchange, km.check_exchange_singleton),
-    ("dev", short_grace_period, km.check_termination_grace),
-    ("dev", share_a_service_account, km.check_service_accounts),
-    ("dev", bind_loopback, km.check_service_wiring),
-    ("prod", exchange_address_typo, km.check_service_wiring),
-    ("dev", service_targets_wrong_port, km.check_service_wiring),
-    ("dev", drop_default_deny, km.check_default_deny),
-    ("prod", drop_default_deny, km.check_exchange_isolation),
-    ("dev", exchange_from_any_namespace, km.check_exchange_isolation),
-    ("prod", exchange_from_risk, km.check_exchange_isolation),
-    ("dev", exchange_from_everyone, km.check_exchange_isolation),
-    ("dev", exchange_on_every_port, km.check_exchange_isolation),
-    ("prod", exchange_from_an_address_range, km.check_exchange_isolation),
-    ("dev", risk_on_a_second_port, km.check_client_ingress),
-    ("prod", exchange_is_a_database_client, km.check_database_access),
-    ("dev", database_from_everyone, km.check_database_access),
-    ("dev", risk_reaches_the_internet, lambda o: km.check_venue_egress(o, required=False)),
-    ("prod", drop_venue_egress, lambda o: km.check_venue_egress(o, required=True)),
-    ("dev", secret_name_typo, lambda o: km.check_references(o, external_secrets=False)),
-    ("prod", secret_name_typo, lambda o: km.check_references(o, external_secrets=True)),
-    ("dev", secret_key_typo, lambda o: km.check_references(o, external_secrets=False)),
-    ("prod", key_file_not_mounted, lambda o: km.check_references(o, external_secrets=True)),
-    ("dev", commit_a_real_key, lambda o: km.check_secret_values(o, secrets_allowed=True)),
-    ("prod", render_a_secret_in_prod, lambda o: km.check_secret_values(o, secrets_allowed=False)),
-    ("dev", mismatched_image_tag, km.check_images),
-    ("prod", latest_image, km.check_images),
+    ("dev", drop_readiness_probe, workload_checks.check_grpc_probes),
+    ("dev", probe_the_wrong_port, workload_checks.check_grpc_probes),
+    ("prod", probe_over_http, workload_checks.check_grpc_probes),
+    ("dev", run_job_as_root, workload_checks.check_pod_security),
+    ("prod", allow_runs_as_root, workload_checks.check_pod_security),
+    ("prod", writable_root_filesystem, workload_checks.check_pod_security),
+    ("dev", allow_privilege_escalation, workload_checks.check_pod_security),
+    ("dev", keep_capabilities, workload_checks.check_pod_security),
+    ("dev", mount_service_account_token, workload_checks.check_pod_security),
+    ("dev", drop_job_limits, workload_checks.check_resources),
+    ("prod", request_above_limit, workload_checks.check_resources),
+    ("prod", drop_exchange_budget, workload_checks.check_disruption_budgets),
+    ("dev", autoscale_the_exchange, lambda o: workload_checks.check_autoscalers(o, 1)),
+    ("prod", drop_risk_autoscaler, lambda o: workload_checks.check_autoscalers(o, 2)),
+    ("prod", pin_autoscaled_replicas, lambda o: workload_checks.check_autoscalers(o, 2)),
+    ("prod", one_autoscaled_replica, lambda o: workload_checks.check_autoscalers(o, 2)),
+    ("prod", two_exchanges, workload_checks.check_exchange_singleton),
+    ("dev", roll_the_exchange, workload_checks.check_exchange_singleton),
+    ("dev", short_grace_period, workload_checks.check_termination_grace),
+    ("dev", share_a_service_account, workload_checks.check_service_accounts),
+    ("dev", bind_loopback, workload_checks.check_service_wiring),
+    ("prod", exchange_address_typo, workload_checks.check_service_wiring),
+    ("dev", service_targets_wrong_port, workload_checks.check_service_wiring),
+    ("dev", drop_default_deny, network_checks.check_default_deny),
+    ("prod", drop_default_deny, network_checks.check_exchange_isolation),
+    ("dev", exchange_from_any_namespace, network_checks.check_exchange_isolation),
+    ("prod", exchange_from_risk, network_checks.check_exchange_isolation),
+    ("dev", exchange_from_everyone, network_checks.check_exchange_isolation),
+    ("dev", exchange_on_every_port, network_checks.check_exchange_isolation),
+    ("prod", exchange_from_an_address_range, network_checks.check_exchange_isolation),
+    ("dev", risk_on_a_second_port, network_checks.check_client_ingress),
+    ("prod", exchange_is_a_database_client, network_checks.check_database_access),
+    ("dev", database_from_everyone, network_checks.check_database_access),
+    ("dev", risk_reaches_the_internet, lambda o: network_checks.check_venue_egress(o, required=False)),
+    ("prod", drop_venue_egress, lambda o: network_checks.check_venue_egress(o, required=True)),
+    ("dev", secret_name_typo, lambda o: config_checks.check_references(o, external_secrets=False)),
+    ("prod", secret_name_typo, lambda o: config_checks.check_references(o, external_secrets=True)),
+    ("dev", secret_key_typo, lambda o: config_checks.check_references(o, external_secrets=False)),
+    ("prod", key_file_not_mounted, lambda o: config_checks.check_references(o, external_secrets=True)),
+    ("dev", commit_a_real_key, lambda o: config_checks.check_secret_values(o, secrets_allowed=True)),
+    ("prod", render_a_secret_in_prod, lambda o: config_checks.check_secret_values(o, secrets_allowed=False)),
+    ("dev", mismatched_image_tag, config_checks.check_images),
+    ("prod", latest_image, config_checks.check_images),
     ("dev", misspelled_field, schema_check),
     ("prod", string_port, schema_check),
 ]
@@ -289,4 +293,4 @@ def test_check_reports_a_broken_manifest(
 def test_a_leaked_key_in_a_manifest_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "secret.yaml").write_text("stringData:\n  current: q8Vn2xR7tLm4Kp9Zs3Wd6Hf1Jc5Bg0Ya\n")
     (tmp_path / "dev.yaml").write_text("literals:\n  - current=dev-only-hmac-key-not-a-secret-0000000000\n")
-    assert km.committed_secret_like_values(tmp_path) == [f"{tmp_path.name}/secret.yaml:2"]
+    assert config_checks.committed_secret_like_values(tmp_path) == [f"{tmp_path.name}/secret.yaml:2"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+import k8s_config_checks as config_checks
 import k8s_manifests as km
+import k8s_network_checks as network_checks
+import k8s_workload_checks as workload_checks
 
 NAMESPACES = {"dev": "tessera-dev", "prod": "tessera"}
 MIN_AUTOSCALED_REPLICAS = {"dev": 1, "prod": 2}
@@ -27,79 +30,79 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(objects: list[dict
 
 def test_every_deployment_has_grpc_liveness_and_readiness_probes_on_its_container_port(objects: list[dict]) -> None:
     assert len(km.of_kind(objects, "Deployment")) == 3
-    assert km.check_grpc_probes(objects) == []
+    assert workload_checks.check_grpc_probes(objects) == []
 
 
 def test_every_pod_runs_non_root_with_a_read_only_root_and_no_privileges(objects: list[dict]) -> None:
-    assert km.check_pod_security(objects) == []
+    assert workload_checks.check_pod_security(objects) == []
 
 
 def test_every_container_has_cpu_and_memory_requests_and_limits(objects: list[dict]) -> None:
-    assert km.check_resources(objects) == []
+    assert workload_checks.check_resources(objects) == []
 
 
 def test_every_deployment_has_one_pod_disruption_budget(objects: list[dict]) -> None:
-    assert km.check_disruption_budgets(objects) == []
+    assert workload_checks.check_disruption_budgets(objects) == []
 
 
 def test_only_risk_and_oms_are_autoscaled_with_enough_replicas(objects: list[dict], overlay: str) -> None:
-    assert km.check_autoscalers(objects, MIN_AUTOSCALED_REPLICAS[overlay]) == []
+    assert workload_checks.check_autoscalers(objects, MIN_AUTOSCALED_REPLICAS[overlay]) == []
 
 
 def test_exchange_runs_exactly_one_replica_and_never_two_at_once(objects: list[dict]) -> None:
-    assert km.check_exchange_singleton(objects) == []
+    assert workload_checks.check_exchange_singleton(objects) == []
 
 
 def test_deployments_leave_time_for_a_graceful_stop(objects: list[dict]) -> None:
-    assert km.check_termination_grace(objects) == []
+    assert workload_checks.check_termination_grace(objects) == []
 
 
 def test_each_workload_has_its_own_service_account_without_a_token(objects: list[dict]) -> None:
-    assert km.check_service_accounts(objects) == []
+    assert workload_checks.check_service_accounts(objects) == []
 
 
 def test_services_listen_on_all_interfaces_on_their_documented_ports(objects: list[dict]) -> None:
-    assert km.check_service_wiring(objects) == []
+    assert workload_checks.check_service_wiring(objects) == []
 
 
 def test_a_job_runs_the_migrations_against_the_database_secret(objects: list[dict]) -> None:
-    assert km.check_migration_job(objects) == []
+    assert workload_checks.check_migration_job(objects) == []
 
 
 def test_namespace_denies_ingress_by_default(objects: list[dict]) -> None:
-    assert km.check_default_deny(objects) == []
+    assert network_checks.check_default_deny(objects) == []
 
 
 def test_only_oms_pods_reach_the_exchange(objects: list[dict]) -> None:
-    assert km.check_exchange_isolation(objects) == []
+    assert network_checks.check_exchange_isolation(objects) == []
 
 
 def test_clients_reach_risk_and_oms_on_their_own_ports_only(objects: list[dict]) -> None:
-    assert km.check_client_ingress(objects) == []
+    assert network_checks.check_client_ingress(objects) == []
 
 
 def test_only_risk_oms_and_the_migration_reach_the_database(objects: list[dict]) -> None:
-    assert km.check_database_access(objects) == []
+    assert network_checks.check_database_access(objects) == []
 
 
 def test_only_the_exchange_reaches_the_venue_and_only_in_prod(objects: list[dict], overlay: str) -> None:
-    assert km.check_venue_egress(objects, required=overlay == "prod") == []
+    assert network_checks.check_venue_egress(objects, required=overlay == "prod") == []
 
 
 def test_referenced_secrets_and_config_maps_exist_with_the_keys_read(objects: list[dict], overlay: str) -> None:
-    assert km.check_references(objects, external_secrets=overlay == "prod") == []
+    assert config_checks.check_references(objects, external_secrets=overlay == "prod") == []
 
 
 def test_no_real_secret_value_is_rendered(objects: list[dict], overlay: str) -> None:
-    assert km.check_secret_values(objects, secrets_allowed=overlay == "dev") == []
+    assert config_checks.check_secret_values(objects, secrets_allowed=overlay == "dev") == []
 
 
 def test_one_tessera_image_tag_across_objects(objects: list[dict]) -> None:
-    assert km.check_images(objects) == []
+    assert config_checks.check_images(objects) == []
 
 
 def test_no_real_looking_secret_is_committed_under_k8s() -> None:
-    assert km.committed_secret_like_values() == []
+    assert config_checks.committed_secret_like_values() == []
 
 
 def test_dev_runs_postgres_in_the_cluster_and_prod_an_external_one(rendered: dict[str, list[dict]]) -> None:

@@ -1,0 +1,140 @@
+"""Invariants of the NetworkPolicies, evaluated the way Kubernetes does: a pod is
+isolated for a direction once any policy selecting it names that direction, and then
+admits only what some rule of those policies allows.
+
+Each ``check_*`` takes one overlay's rendered objects and returns its problems, one
+readable line each; an empty list means the invariant holds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from k8s_manifests import (
+    SERVICES,
+    DATABASE_CLIENTS,
+    Obj,
+    ref,
+    of_kind,
+    named,
+    workloads,
+    pod_labels,
+    selector_matches,
+)
+
+
+def _policies_for(objects: list[Obj], labels: Mapping[str, str], direction: str) -> list[Obj]:
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if direction in policy["spec"].get("policyTypes", ["Ingress"])
+        and selector_matches(policy["spec"].get("podSelector"), labels)
+    ]
+
+
+def ingress_sources(objects: list[Obj], target: Obj) -> tuple[set[str], list[str]]:
+    """Which rendered workloads may open connections to ``target``'s pods, and on which
+    ports; plus every rule that admits more than pods of this namespace (a missing
+    ``from``, an ``ipBlock`` or a ``namespaceSelector``), as a problem."""
+    sources: set[str] = set()
+    wide: list[str] = []
+    for policy in _policies_for(objects, pod_labels(target), "Ingress"):
+        for rule in policy["spec"].get("ingress", []):
+            ports = sorted(str(p.get("port", "any")) for p in rule.get("ports", [])) or ["any"]
+            peers = rule.get("from")
+            if not peers:
+                wide.append(f"{ref(policy)}: admits every source on ports {ports}")
+                continue
+            for peer in peers:
+                if "ipBlock" in peer or "namespaceSelector" in peer:
+                    wide.append(f"{ref(policy)}: admits {sorted(peer)} peers on ports {ports}")
+                    continue
+                for workload in workloads(objects):
+                    if selector_matches(peer.get("podSelector"), pod_labels(workload)):
+                        sources.add(f"{workload['metadata']['name']}:{','.join(ports)}")
+    return sources, wide
+
+
+def check_default_deny(objects: list[Obj]) -> list[str]:
+    """A policy selects every pod of the namespace for ingress and admits nothing."""
+    for policy in of_kind(objects, "NetworkPolicy"):
+        spec = policy["spec"]
+        selects_all = spec.get("podSelector") in ({}, None)
+        if selects_all and "Ingress" in spec.get("policyTypes", []) and not spec.get("ingress"):
+            return []
+    return ["no default-deny ingress NetworkPolicy (podSelector: {}, policyTypes: [Ingress], no rules)"]
+
+
+def check_exchange_isolation(objects: list[Obj]) -> list[str]:
+    """Only OMS pods, only on the Exchange port, reach the Exchange."""
+    exchange = named(objects, "Deployment", "exchange")
+    problems = check_default_deny(objects)
+    sources, wide = ingress_sources(objects, exchange)
+    problems += wide
+    expected = {f"oms:{SERVICES['exchange']}"}
+    if sources != expected:
+        problems.append(f"the Exchange admits {sorted(sources)}, expected {sorted(expected)}")
+    return problems
+
+
+def check_client_ingress(objects: list[Obj]) -> list[str]:
+    """Clients reach Risk and OMS on their own ports only."""
+    problems = []
+    for name in ("risk", "oms"):
+        deployment = named(objects, "Deployment", name)
+        ports = {
+            str(p.get("port"))
+            for policy in _policies_for(objects, pod_labels(deployment), "Ingress")
+            for rule in policy["spec"].get("ingress", [])
+            for p in rule.get("ports", [{"port": "any"}])
+        }
+        if ports != {str(SERVICES[name])}:
+            problems.append(f"{ref(deployment)}: ingress allowed on ports {sorted(ports)}, expected {SERVICES[name]}")
+    return problems
+
+
+def check_database_access(objects: list[Obj]) -> list[str]:
+    """Risk, OMS and the migration Job are the database's clients: they carry the label
+    the database policies select, and an in-cluster PostgreSQL admits nothing else."""
+    problems = []
+    labelled = {
+        w["metadata"]["name"] for w in workloads(objects) if pod_labels(w).get("tessera.io/database-client") == "true"
+    }
+    if labelled != DATABASE_CLIENTS:
+        problems.append(f"database clients are {sorted(labelled)}, expected {sorted(DATABASE_CLIENTS)}")
+    for statefulset in of_kind(objects, "StatefulSet"):
+        if statefulset["metadata"]["name"] != "postgres":
+            continue
+        sources, wide = ingress_sources(objects, statefulset)
+        problems += wide
+        expected = {f"{name}:5432" for name in DATABASE_CLIENTS}
+        if sources != expected:
+            problems.append(f"PostgreSQL admits {sorted(sources)}, expected {sorted(expected)}")
+    for client in DATABASE_CLIENTS:
+        workload = next((w for w in workloads(objects) if w["metadata"]["name"] == client), None)
+        if workload is None:
+            continue
+        egress = [
+            p for policy in _policies_for(objects, pod_labels(workload), "Egress")
+            for rule in policy["spec"].get("egress", []) for p in rule.get("ports", [])
+        ]
+        if not any(p.get("port") == 5432 for p in egress):
+            problems.append(f"{ref(workload)}: no egress to PostgreSQL :5432")
+    return problems
+
+
+def check_venue_egress(objects: list[Obj], *, required: bool) -> list[str]:
+    """Only the Exchange may leave the cluster on 443 (the venue), and only in prod."""
+    problems = []
+    for workload in workloads(objects):
+        allowed = any(
+            p.get("port") == 443
+            for policy in _policies_for(objects, pod_labels(workload), "Egress")
+            for rule in policy["spec"].get("egress", [])
+            for p in rule.get("ports", [])
+        )
+        name = workload["metadata"]["name"]
+        if allowed and name != "exchange":
+            problems.append(f"{ref(workload)}: may reach port 443 outside the cluster")
+        if name == "exchange" and allowed != required:
+            problems.append(f"{ref(workload)}: venue egress on 443 is {'missing' if required else 'allowed'}")
+    return problems

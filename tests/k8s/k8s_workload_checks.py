@@ -1,0 +1,242 @@
+"""Invariants of the rendered workloads: probes, pod security, resources, disruption
+budgets, autoscalers, the single Exchange, service accounts and wiring, the migration.
+
+Each ``check_*`` takes one overlay's rendered objects and returns its problems, one
+readable line each; an empty list means the invariant holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from k8s_manifests import (
+    SERVICES,
+    AUTOSCALED,
+    MIGRATION_JOB,
+    Obj,
+    ref,
+    of_kind,
+    named,
+    workloads,
+    pod_spec,
+    pod_labels,
+    containers,
+    container_ports,
+    selector_matches,
+    parse_quantity,
+    container_env,
+)
+
+
+def check_grpc_probes(objects: list[Obj]) -> list[str]:
+    """Every Deployment's containers have gRPC liveness and readiness probes on a port
+    the container declares (and a startup probe, if any, is gRPC on that port too)."""
+    problems = []
+    for deployment in of_kind(objects, "Deployment"):
+        for container in containers(deployment, init=False):
+            where = f"{ref(deployment)} container {container['name']}"
+            ports = set(container_ports(container).values())
+            if not ports:
+                problems.append(f"{where}: declares no containerPort")
+            for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+                probe = container.get(kind)
+                if probe is None:
+                    if kind != "startupProbe":
+                        problems.append(f"{where}: no {kind}")
+                    continue
+                port = (probe.get("grpc") or {}).get("port")
+                if port is None:
+                    problems.append(f"{where}: {kind} is not a native gRPC probe")
+                elif port not in ports:
+                    problems.append(f"{where}: {kind} probes port {port}, the container listens on {sorted(ports)}")
+    return problems
+
+
+def check_pod_security(objects: list[Obj]) -> list[str]:
+    """Non-root (numeric uid), read-only root file system, no privilege escalation, all
+    capabilities dropped, RuntimeDefault seccomp, no service account token."""
+    problems = []
+    for workload in workloads(objects):
+        spec = pod_spec(workload)
+        pod_context = spec.get("securityContext", {})
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{ref(workload)}: automountServiceAccountToken is not false")
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(flag):
+                problems.append(f"{ref(workload)}: {flag} is set")
+        for container in containers(workload):
+            where = f"{ref(workload)} container {container['name']}"
+            context = container.get("securityContext", {})
+
+            def effective(key: str) -> Any:
+                return context.get(key, pod_context.get(key))
+
+            if effective("runAsNonRoot") is not True:
+                problems.append(f"{where}: runAsNonRoot is not true")
+            uid = effective("runAsUser")
+            if not isinstance(uid, int) or uid == 0:
+                problems.append(f"{where}: runAsUser must be a non-zero uid, got {uid!r}")
+            if (effective("seccompProfile") or {}).get("type") != "RuntimeDefault":
+                problems.append(f"{where}: seccompProfile is not RuntimeDefault")
+            if context.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: readOnlyRootFilesystem is not true")
+            if context.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation is not false")
+            if context.get("privileged"):
+                problems.append(f"{where}: privileged")
+            capabilities = context.get("capabilities", {})
+            if "ALL" not in capabilities.get("drop", []):
+                problems.append(f"{where}: capabilities do not drop ALL")
+            if capabilities.get("add"):
+                problems.append(f"{where}: adds capabilities {capabilities['add']}")
+    return problems
+
+
+def check_resources(objects: list[Obj]) -> list[str]:
+    """CPU and memory requests and limits on every container, requests within limits."""
+    problems = []
+    for workload in workloads(objects):
+        for container in containers(workload):
+            where = f"{ref(workload)} container {container['name']}"
+            resources = container.get("resources", {})
+            for resource in ("cpu", "memory"):
+                request = resources.get("requests", {}).get(resource)
+                limit = resources.get("limits", {}).get(resource)
+                if request is None or limit is None:
+                    problems.append(f"{where}: {resource} needs both a request and a limit")
+                elif parse_quantity(request) > parse_quantity(limit):
+                    problems.append(f"{where}: {resource} request {request} exceeds its limit {limit}")
+    return problems
+
+
+def check_disruption_budgets(objects: list[Obj]) -> list[str]:
+    """Exactly one PodDisruptionBudget covers each Deployment's pods."""
+    problems = []
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    for deployment in of_kind(objects, "Deployment"):
+        covering = [pdb for pdb in budgets if selector_matches(pdb["spec"].get("selector"), pod_labels(deployment))]
+        if len(covering) != 1:
+            problems.append(f"{ref(deployment)}: covered by {len(covering)} PodDisruptionBudgets, expected 1")
+    for pdb in budgets:
+        if not any(selector_matches(pdb["spec"].get("selector"), pod_labels(w)) for w in workloads(objects)):
+            problems.append(f"{ref(pdb)}: selects no workload")
+    return problems
+
+
+def check_autoscalers(objects: list[Obj], min_replicas: int) -> list[str]:
+    """Autoscalers exist for Risk and OMS only, with at least ``min_replicas``; the
+    Deployments they scale set no replica count of their own."""
+    problems = []
+    targets = Counter()
+    for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        targets[target["name"]] += 1
+        if target.get("kind") != "Deployment":
+            problems.append(f"{ref(hpa)}: scales a {target.get('kind')}, expected a Deployment")
+            continue
+        try:
+            deployment = named(objects, "Deployment", target["name"])
+        except KeyError:
+            problems.append(f"{ref(hpa)}: scales Deployment/{target['name']}, which is not rendered")
+            continue
+        if "replicas" in deployment["spec"]:
+            problems.append(f"{ref(deployment)}: sets replicas although {ref(hpa)} owns them")
+        if hpa["spec"].get("minReplicas", 1) < min_replicas:
+            problems.append(f"{ref(hpa)}: minReplicas {hpa['spec'].get('minReplicas', 1)} < {min_replicas}")
+        if hpa["spec"]["maxReplicas"] < hpa["spec"].get("minReplicas", 1):
+            problems.append(f"{ref(hpa)}: maxReplicas below minReplicas")
+    if set(targets) != AUTOSCALED:
+        problems.append(f"autoscaled Deployments are {sorted(targets)}, expected {sorted(AUTOSCALED)}")
+    problems += [f"Deployment/{name}: {count} autoscalers" for name, count in targets.items() if count > 1]
+    return problems
+
+
+def check_exchange_singleton(objects: list[Obj]) -> list[str]:
+    """One active Exchange per venue account: one replica, Recreate, no autoscaler."""
+    exchange = named(objects, "Deployment", "exchange")
+    problems = []
+    if exchange["spec"].get("replicas") != 1:
+        problems.append(f"Deployment/exchange: replicas is {exchange['spec'].get('replicas')}, must be 1")
+    if exchange["spec"].get("strategy", {}).get("type") != "Recreate":
+        problems.append("Deployment/exchange: strategy must be Recreate (never two instances at once)")
+    return problems
+
+
+def check_termination_grace(objects: list[Obj], minimum: int = 10) -> list[str]:
+    """Deployments give SIGTERM's drain (mark NOT_SERVING, stop with grace) time to run."""
+    return [
+        f"{ref(d)}: terminationGracePeriodSeconds {pod_spec(d).get('terminationGracePeriodSeconds', 30)} < {minimum}"
+        for d in of_kind(objects, "Deployment")
+        if pod_spec(d).get("terminationGracePeriodSeconds", 30) < minimum
+    ]
+
+
+def check_service_accounts(objects: list[Obj]) -> list[str]:
+    """Each workload runs as its own ServiceAccount, rendered, with no token mounted."""
+    problems = []
+    accounts = {sa["metadata"]["name"]: sa for sa in of_kind(objects, "ServiceAccount")}
+    used = Counter(pod_spec(w).get("serviceAccountName", "default") for w in workloads(objects))
+    for workload in workloads(objects):
+        name = pod_spec(workload).get("serviceAccountName", "default")
+        if name not in accounts:
+            problems.append(f"{ref(workload)}: ServiceAccount/{name} is not rendered")
+        elif accounts[name].get("automountServiceAccountToken") is not False:
+            problems.append(f"ServiceAccount/{name}: automountServiceAccountToken is not false")
+        if used[name] > 1:
+            problems.append(f"{ref(workload)}: shares ServiceAccount/{name} with another workload")
+    return problems
+
+
+def check_service_wiring(objects: list[Obj]) -> list[str]:
+    """Each service listens on 0.0.0.0 and on the port its Service, probes and port
+    variable agree on; the OMS's Exchange address is the Exchange Service."""
+    problems = []
+    services = {svc["metadata"]["name"]: svc for svc in of_kind(objects, "Service")}
+    for name, port in SERVICES.items():
+        deployment = named(objects, "Deployment", name)
+        container = containers(deployment, init=False)[0]
+        env = container_env(objects, deployment, container)
+        if env.get("TESSERA_HOST") != "0.0.0.0":
+            problems.append(f"{ref(deployment)}: TESSERA_HOST is {env.get('TESSERA_HOST')!r}, must be 0.0.0.0")
+        if env.get(f"TESSERA_{name.upper()}_PORT") != str(port):
+            problems.append(f"{ref(deployment)}: TESSERA_{name.upper()}_PORT is not {port}")
+        if port not in container_ports(container).values():
+            problems.append(f"{ref(deployment)}: does not declare containerPort {port}")
+        if container.get("args", [None])[0] != name:
+            problems.append(f"{ref(deployment)}: runs {container.get('args')}, expected [{name!r}]")
+        service = services.get(name)
+        if service is None:
+            problems.append(f"Service/{name} is not rendered")
+            continue
+        if not selector_matches({"matchLabels": service["spec"].get("selector", {})}, pod_labels(deployment)):
+            problems.append(f"Service/{name}: selector does not match {ref(deployment)}")
+        for svc_port in service["spec"]["ports"]:
+            target = svc_port.get("targetPort", svc_port["port"])
+            resolved = container_ports(container).get(target) if isinstance(target, str) else target
+            if resolved != port or svc_port["port"] != port:
+                problems.append(f"Service/{name}: port {svc_port['port']} -> {target} does not reach {port}")
+    oms = named(objects, "Deployment", "oms")
+    address = container_env(objects, oms, containers(oms, init=False)[0]).get("TESSERA_EXCHANGE_ADDRESS", "")
+    host, _, port_text = address.rpartition(":")
+    exchange_service = services.get(host.split(".")[0])
+    if exchange_service is None or int(port_text or 0) not in [p["port"] for p in exchange_service["spec"]["ports"]]:
+        problems.append(f"Deployment/oms: TESSERA_EXCHANGE_ADDRESS {address!r} is not a rendered Service port")
+    return problems
+
+
+def check_migration_job(objects: list[Obj]) -> list[str]:
+    """A Job runs the migrations against the database URL from a Secret."""
+    try:
+        job = named(objects, "Job", MIGRATION_JOB)
+    except KeyError as error:
+        return [str(error)]
+    container = containers(job, init=False)[0]
+    problems = []
+    if container.get("args") != ["migrate"]:
+        problems.append(f"{ref(job)}: runs {container.get('args')}, expected ['migrate']")
+    urls = [item for item in container.get("env", []) if item["name"] == "TESSERA_DATABASE_URL"]
+    if not urls or "secretKeyRef" not in urls[0].get("valueFrom", {}):
+        problems.append(f"{ref(job)}: TESSERA_DATABASE_URL must come from a Secret")
+    if pod_spec(job).get("restartPolicy") not in ("Never", "OnFailure"):
+        problems.append(f"{ref(job)}: restartPolicy must be Never or OnFailure")
+    return problems
