@@ -77,7 +77,8 @@ def _apply_fill(uow: UnitOfWork, order: Order, report: ExecutionReport) -> Trade
         _anomaly(uow, "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER", order, report, str(error))
         return None
     trade = _trade(order, report)
-    uow.trades.add_if_absent(trade)
+    if uow.trades.add_if_absent(trade):
+        uow.positions.apply_trade(trade)
     return trade
 
 

@@ -71,6 +71,10 @@ class OrderRow(Base):
     __table_args__ = (
         UniqueConstraint("account", "client_order_id"),
         Index(None, "symbol", "status"),
+        # Pre-trade risk counts an account's recent orders (the order-rate throttle)
+        # and its open ones (max open orders) on every validation.
+        Index(None, "account", "order_time"),
+        Index(None, "account", "status"),
     )
 
     order_id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -186,6 +190,56 @@ class ExecutionAnomalyRow(Base):
     observed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class PositionRow(Base):
+    """The ledger: one account's net position in one symbol, from its fills.
+
+    ``cost_basis`` is ``|quantity| x average entry price`` (exact; see
+    :mod:`services.domain.ledger`); ``average_entry_price`` is derived from it, stored
+    for readers. PnL and commissions are in the symbol's quote currency.
+    """
+
+    __tablename__ = "positions"
+
+    account: Mapped[str] = mapped_column(NAME, primary_key=True)
+    symbol: Mapped[str] = mapped_column(NAME, primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    cost_basis: Mapped[Decimal] = mapped_column(DecimalString())
+    average_entry_price: Mapped[Decimal | None] = mapped_column(DecimalString(rounding=ROUND_HALF_EVEN))
+    realised_pnl: Mapped[Decimal] = mapped_column(DecimalString())
+    commission: Mapped[Decimal] = mapped_column(DecimalString())
+    updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer())
+
+
+class LedgerEntryRow(Base):
+    """One fill as the ledger applied it: what it realised and the position after it.
+
+    At most one entry per venue trade, so a trade is never applied twice; the daily
+    loss limit sums an account's entries since the last reset.
+    """
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("venue", "trade_id"),
+        Index(None, "account", "trade_time"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(NAME)
+    symbol: Mapped[str] = mapped_column(NAME)
+    venue: Mapped[str] = mapped_column(NAME)
+    trade_id: Mapped[str] = mapped_column(NAME)
+    side: Mapped[str] = mapped_column(CODE)
+    quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    price: Mapped[Decimal] = mapped_column(DecimalString())
+    realised_pnl: Mapped[Decimal] = mapped_column(DecimalString())
+    commission: Mapped[Decimal] = mapped_column(DecimalString())
+    position_quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    trade_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 orders_table = OrderRow.__table__
 order_events_table = OrderEventRow.__table__
 trades_table = TradeRow.__table__
@@ -193,3 +247,5 @@ order_managers_table = OrderManagerRow.__table__
 trading_state_table = TradingStateRow.__table__
 trading_state_events_table = TradingStateEventRow.__table__
 anomalies_table = ExecutionAnomalyRow.__table__
+positions_table = PositionRow.__table__
+ledger_entries_table = LedgerEntryRow.__table__

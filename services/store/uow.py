@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from .engine import SQLITE_BEGIN_OPTION, database_url, make_engine, safe_url
 from .migrate import upgrade
 from .repositories import (
+    AccountActivityRepository,
     AnomalyRepository,
     OrderManagerRepository,
     OrderRepository,
+    PositionRepository,
     TradeRepository,
     TradingStateRepository,
 )
@@ -44,6 +46,8 @@ class AbstractUnitOfWork(abc.ABC):
     order_managers: OrderManagerRepository
     trading_state: TradingStateRepository
     anomalies: AnomalyRepository
+    positions: PositionRepository
+    account_activity: AccountActivityRepository
 
     def __enter__(self) -> Self:
         return self
@@ -79,6 +83,8 @@ class UnitOfWork(AbstractUnitOfWork):
         self.order_managers = OrderManagerRepository(session)
         self.trading_state = TradingStateRepository(session)
         self.anomalies = AnomalyRepository(session)
+        self.positions = PositionRepository(session)
+        self.account_activity = AccountActivityRepository(session)
         return self
 
     def __exit__(

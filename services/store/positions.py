@@ -1,0 +1,132 @@
+"""The position repository: the ledger of fills, per account and symbol.
+
+The fill tracker calls :meth:`PositionRepository.apply_trade` in the same transaction
+that stores the trade and moves its order, so a position always matches the trades
+stored. Each trade is applied at most once (a ledger entry per venue trade id), and
+concurrent fills of one position queue on its row lock (``FOR UPDATE`` on PostgreSQL;
+SQLite serialises writers), so none is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Context, Decimal, localcontext
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
+
+from services.domain import Side, Trade, utcnow
+from services.domain.errors import StaleOrder
+from services.domain.ledger import ZERO, LedgerEntry, Position, apply_fill
+
+from ._sql import insert_unless_conflict
+from .models import ledger_entries_table as entries_t
+from .models import positions_table as positions_t
+
+_POSITION_FIELDS = ("quantity", "cost_basis", "realised_pnl", "commission", "updated_time", "version")
+
+
+def _position(row: RowMapping) -> Position:
+    return Position(account=row["account"], symbol=row["symbol"], **{name: row[name] for name in _POSITION_FIELDS})
+
+
+def _position_values(position: Position) -> dict[str, object]:
+    return {
+        "quantity": position.quantity,
+        "cost_basis": position.cost_basis,
+        "average_entry_price": position.average_entry_price,
+        "realised_pnl": position.realised_pnl,
+        "commission": position.commission,
+        "updated_time": position.updated_time,
+    }
+
+
+class PositionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def apply_trade(self, trade: Trade) -> Position:
+        """Apply one fill to its account's position in its symbol; returns the position.
+
+        Applying a trade already in the ledger (same venue and trade id) changes
+        nothing and returns the position as it is.
+
+        Raises
+        ------
+        ValueError
+            The trade's quantity or price is not positive.
+        StaleOrder
+            The position row changed under its lock (never expected; the caller's
+            retry handles it like any lost compare-and-set).
+        """
+        key = {"account": trade.account, "symbol": trade.symbol}
+        flat = Position(trade.account, trade.symbol, updated_time=trade.trade_time)
+        insert_unless_conflict(
+            self.session, positions_t, {**key, **_position_values(flat), "version": 0}, ("account", "symbol")
+        )
+        locked = select(positions_t).where(*self._is(trade.account, trade.symbol)).with_for_update()
+        current = _position(self.session.execute(locked).mappings().one())
+        update_ = apply_fill(current, trade.side, trade.quantity, trade.price, trade.commission, trade.trade_time)
+        entry = {
+            **key,
+            "venue": trade.venue,
+            "trade_id": trade.trade_id,
+            "side": trade.side.value,
+            "quantity": trade.quantity,
+            "price": trade.price,
+            "realised_pnl": update_.realised_pnl,
+            "commission": trade.commission,
+            "position_quantity": update_.position.quantity,
+            "trade_time": trade.trade_time,
+            "applied_time": utcnow(),
+        }
+        if not insert_unless_conflict(self.session, entries_t, entry, ("venue", "trade_id")):
+            return current  # applied before
+        statement = (
+            update(positions_t)
+            .where(*self._is(trade.account, trade.symbol), positions_t.c.version == current.version)
+            .values(**_position_values(update_.position), version=positions_t.c.version + 1)
+        )
+        if self.session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+            raise StaleOrder(f"position {trade.account}/{trade.symbol} changed under its lock")
+        return dataclasses.replace(update_.position, version=current.version + 1)
+
+    @staticmethod
+    def _is(account: str, symbol: str) -> tuple[object, object]:
+        return positions_t.c.account == account, positions_t.c.symbol == symbol
+
+    def get(self, account: str, symbol: str) -> Position:
+        """The position; a flat one at version 0 when the account never traded the symbol."""
+        row = self.session.execute(select(positions_t).where(*self._is(account, symbol))).mappings().first()
+        return Position(account, symbol) if row is None else _position(row)
+
+    def for_account(self, account: str) -> list[Position]:
+        """Every position the account ever held (flat ones too: they carry its realised
+        PnL and commissions), by symbol."""
+        statement = select(positions_t).where(positions_t.c.account == account).order_by(positions_t.c.symbol)
+        return [_position(row) for row in self.session.execute(statement).mappings()]
+
+    def realised_since(self, account: str, since: dt.datetime) -> Decimal:
+        """The account's realised PnL net of commissions over the fills traded at or
+        after ``since`` (summed exactly here: SQLite would sum its decimals as floats)."""
+        statement = select(entries_t.c.realised_pnl, entries_t.c.commission).where(
+            entries_t.c.account == account, entries_t.c.trade_time >= since
+        )
+        total = ZERO
+        with localcontext(Context(prec=100)):
+            for realised, commission in self.session.execute(statement):
+                total += realised - commission
+        return total
+
+    def entries(self, account: str, symbol: str | None = None, limit: int = 1000) -> list[LedgerEntry]:
+        """The account's ledger entries in the order they were applied."""
+        statement = select(entries_t).where(entries_t.c.account == account)
+        if symbol is not None:
+            statement = statement.where(entries_t.c.symbol == symbol)
+        statement = statement.order_by(entries_t.c.id).limit(max(1, limit))
+        return [
+            LedgerEntry(**{**{n: row[n] for n in LedgerEntry.__dataclass_fields__}, "side": Side(row["side"])})
+            for row in self.session.execute(statement).mappings()
+        ]

@@ -1,0 +1,68 @@
+"""The fill tracker feeds the ledger: every recorded trade, once; nothing it refuses."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from services.domain import LiquiditySide, Order, OrderStatus, Side, utcnow
+from services.domain.execution import ExecutionReport, Fill
+from services.oms.fill_tracker import apply_report
+from services.store import Store
+
+S = OrderStatus
+D = Decimal
+
+
+def report(order: Order, status: OrderStatus, quantity: str, price: str, trade_id: str | None = None) -> ExecutionReport:
+    return ExecutionReport(
+        order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue, account=order.account,
+        symbol=order.symbol, side=order.side, order_status=status, transact_time=utcnow(),
+        fill=Fill(trade_id or f"t-{uuid.uuid4().hex[:12]}", D(quantity), D(price), D("0.02"), "USDT",
+                  LiquiditySide.TAKER),
+    )
+
+
+def apply(store: Store, *reports: ExecutionReport) -> None:
+    for item in reports:
+        with store.uow() as uow:
+            apply_report(uow, item)
+            uow.commit()
+
+
+def position(store: Store, account: str = "acct-1", symbol: str = "BTCUSDT"):
+    with store.uow(read_only=True) as uow:
+        return uow.positions.get(account, symbol), uow.positions.entries(account)
+
+
+def test_each_recorded_fill_moves_the_position_in_the_same_transaction(store, stored_order):
+    order = stored_order(S.ACCEPTED, quantity=D("1"))
+
+    apply(store, report(order, S.PARTIALLY_FILLED, "0.4", "65000"), report(order, S.FILLED, "0.6", "65500"))
+
+    held, entries = position(store)
+    with store.uow(read_only=True) as uow:
+        trades = uow.trades.for_order(order.order_id)
+    assert (held.quantity, held.cost_basis, held.average_entry_price) == (D("1"), D("65300"), D("65300"))
+    assert held.commission == D("0.04")
+    assert sorted(e.trade_id for e in entries) == sorted(t.trade_id for t in trades)
+
+
+def test_a_duplicate_report_does_not_apply_its_fill_twice(store, stored_order):
+    order = stored_order(S.ACCEPTED, quantity=D("1"), side=Side.SELL)
+    duplicate = report(order, S.PARTIALLY_FILLED, "0.4", "65000", trade_id="venue-trade-9")
+
+    apply(store, duplicate, duplicate)
+
+    held, entries = position(store)
+    assert held.quantity == D("-0.4")
+    assert [e.trade_id for e in entries] == ["venue-trade-9"]
+
+
+def test_a_refused_fill_leaves_the_ledger_alone(store, stored_order):
+    order = stored_order(S.ACCEPTED, quantity=D("1"))
+
+    apply(store, report(order, S.FILLED, "1.5", "65000"))  # an overfill: recorded as an anomaly
+
+    held, entries = position(store)
+    assert (held.quantity, held.version, entries) == (0, 0, [])
