@@ -1,59 +1,142 @@
-"""Pre-trade checks: pure functions from an order and its context to violations.
+"""Pre-trade checks: pure functions from an order, the limits and its context to violations.
 
 A rejection is data, not an exception: every violated control is reported, each with
-its own code, so a client sees all that is wrong with an order at once.
+its own code, so a client sees all that is wrong with an order at once. The checks of
+the order itself are here; those measured against the account's ledger and activity are
+in :mod:`services.risk.account_checks`. When the symbol is not allowed, the checks that
+value it at a market price (reference, band, position, exposure, leverage) are moot and
+skipped: SYMBOL_NOT_ALLOWED already says why.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from decimal import Decimal
+from decimal import Context, Decimal
 
-from services.domain import Order, TradingState
+from services.domain import Order, Side, TradingState
+from services.domain.ledger import only_reduces
 
+from . import account_checks
+from .context import RiskContext
 from .limits import RiskLimits
+from .violations import Violation, plain
+
+__all__ = ["RiskContext", "Violation", "check_order", "notional_price"]
+
+_WIDE = Context(prec=100)
 
 
-@dataclasses.dataclass(frozen=True)
-class Violation:
-    code: str
-    message: str
+def notional_price(order: Order, reference: Decimal | None) -> Decimal | None:
+    """The price the order's notional is measured at: its own limit or stop price, else
+    the market's reference price."""
+    return order.price or order.stop_price or reference
 
 
-def reference_price(order: Order, limits: RiskLimits) -> Decimal | None:
-    """The price the order's notional is measured at: its own limit price, else the market's."""
-    return order.price or order.stop_price or limits.reference_prices.get(order.symbol)
+def check_order(order: Order, limits: RiskLimits, context: RiskContext | None = None) -> list[Violation]:
+    """Every violation of ``order`` (empty: approve it), in a fixed order of controls."""
+    context = context or RiskContext()
+    reference = context.reference_prices.get(order.symbol)
+    allowed = order.symbol in limits.allowed_symbols
+    found: list[Violation | None] = [
+        _trading_halted(context),
+        reducing_only(order, context),
+        None if allowed else Violation("SYMBOL_NOT_ALLOWED", f"{order.symbol} is not an allowed symbol"),
+        _max_quantity(order, limits),
+        *_price_range(order, limits),
+        _no_reference(order) if allowed and reference is None else None,
+        _max_notional(order, limits, notional_price(order, reference)),
+    ]
+    if allowed and reference is not None:
+        found += [
+            _price_band(order, limits, reference),
+            account_checks.max_position(order, limits, context, reference),
+            account_checks.max_gross_exposure(order, limits, context),
+            account_checks.max_leverage(order, limits, context),
+        ]
+    found += [
+        account_checks.max_open_orders(limits, context),
+        account_checks.order_rate(limits, context),
+        account_checks.daily_loss(order, limits, context),
+    ]
+    return [violation for violation in found if violation is not None]
 
 
-def check_order(order: Order, limits: RiskLimits, trading_state: TradingState) -> list[Violation]:
-    violations: list[Violation] = []
-    if trading_state is TradingState.HALTED:
-        violations.append(Violation("TRADING_HALTED", "trading is halted: no new orders"))
-    if order.symbol not in limits.allowed_symbols:
-        violations.append(Violation("SYMBOL_NOT_ALLOWED", f"{order.symbol} is not an allowed symbol"))
-    if order.quantity > limits.max_quantity_per_order:
-        violations.append(
-            Violation(
-                "MAX_QUANTITY_EXCEEDED",
-                f"quantity {order.quantity} exceeds the limit of {limits.max_quantity_per_order}",
-            )
-        )
+def _trading_halted(context: RiskContext) -> Violation | None:
+    if context.trading_state is TradingState.HALTED:
+        return Violation("TRADING_HALTED", "trading is halted: no new orders")
+    return None
+
+
+def reducing_only(order: Order, context: RiskContext) -> Violation | None:
+    """In REDUCING an order may only reduce the account's position in its symbol: never
+    open from flat, never add to it, never flip it through zero. Orders already working
+    on the same side count, so several reducing orders cannot flip it together."""
+    if context.trading_state is not TradingState.REDUCING:
+        return None
+    held = context.position(order.symbol)
+    working = account_checks.working_quantity(order, context)
+    if only_reduces(held, order.side, _WIDE.add(order.quantity, working)):
+        return None
+    prefix = "trading is REDUCING: orders may only reduce a position;"
+    if held == 0:
+        return Violation("REDUCING_ONLY", f"{prefix} the account holds no {order.symbol} position")
+    direction = "long" if held > 0 else "short"
+    position = f"the {direction} {order.symbol} position of {plain(abs(held))}"
+    if (held > 0) == (order.side is Side.BUY):
+        return Violation("REDUCING_ONLY", f"{prefix} a {order.side.value} would add to {position}")
+    already = f" plus {plain(working)} already working" if working else ""
+    return Violation(
+        "REDUCING_ONLY",
+        f"{prefix} {order.side.value} {plain(order.quantity)}{already} exceeds {position}: it would flip through zero",
+    )
+
+
+def _max_quantity(order: Order, limits: RiskLimits) -> Violation | None:
+    limit = limits.max_quantity_per_order
+    if limit is not None and order.quantity > limit:
+        return Violation("MAX_QUANTITY_EXCEEDED", f"quantity {plain(order.quantity)} exceeds the limit of {plain(limit)}")
+    return None
+
+
+def _price_range(order: Order, limits: RiskLimits) -> list[Violation | None]:
+    found: list[Violation | None] = []
     for name in ("price", "stop_price"):
         value = getattr(order, name)
-        if value is not None and value > limits.max_price:
-            violations.append(Violation("PRICE_OUT_OF_RANGE", f"{name} {value} exceeds {limits.max_price}"))
-    price = reference_price(order, limits)
-    if price is None:
-        violations.append(
-            Violation("NO_REFERENCE_PRICE", f"no reference price for {order.symbol}: notional cannot be checked")
-        )
-    else:
-        notional = order.quantity * price
-        if notional > limits.max_notional_per_order:
-            violations.append(
-                Violation(
-                    "MAX_NOTIONAL_EXCEEDED",
-                    f"notional {notional.normalize():f} exceeds the limit of {limits.max_notional_per_order}",
-                )
+        if limits.max_price is not None and value is not None and value > limits.max_price:
+            found.append(Violation("PRICE_OUT_OF_RANGE", f"{name} {plain(value)} exceeds {plain(limits.max_price)}"))
+    return found
+
+
+def _no_reference(order: Order) -> Violation:
+    return Violation(
+        "NO_REFERENCE_PRICE", f"no reference price for {order.symbol}: the order cannot be measured against the market"
+    )
+
+
+def _max_notional(order: Order, limits: RiskLimits, price: Decimal | None) -> Violation | None:
+    limit = limits.max_notional_per_order
+    if limit is None or price is None:
+        return None
+    notional = _WIDE.multiply(order.quantity, price)
+    if notional > limit:
+        return Violation("MAX_NOTIONAL_EXCEEDED", f"notional {plain(notional)} exceeds the limit of {plain(limit)}")
+    return None
+
+
+def _price_band(order: Order, limits: RiskLimits, reference: Decimal) -> Violation | None:
+    """Fat-finger guard: a limit or stop price too far from the reference price. A market
+    order trades at the market, so it is within the band by definition."""
+    band = limits.price_band
+    if band is None:
+        return None
+    problems = []
+    for name in ("price", "stop_price"):
+        value = getattr(order, name)
+        if value is None:
+            continue
+        deviation = _WIDE.divide(abs(value - reference), reference)
+        if deviation > band:
+            problems.append(
+                f"{name} {plain(value)} is {plain(round(deviation * 100, 2))}% from the reference "
+                f"{plain(reference)}, beyond the band of {plain(band * 100)}%"
             )
-    return violations
+    return Violation("PRICE_BAND_EXCEEDED", "; ".join(problems)) if problems else None

@@ -18,7 +18,10 @@ from services.domain.errors import Conflict, InvalidOrder
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 
 from .checks import Violation, check_order
+from .context import load_context
+from .kill_switch import trip_on_daily_loss
 from .limits import RiskLimits
+from .prices import PriceSource, StaticPrices
 
 
 @dataclasses.dataclass
@@ -33,10 +36,13 @@ def new_client_order_id() -> str:
 
 
 class RiskEngine:
-    def __init__(self, db: Database, keyring: "core_ext.KeyRing", limits: RiskLimits) -> None:
+    def __init__(
+        self, db: Database, keyring: "core_ext.KeyRing", limits: RiskLimits, prices: PriceSource | None = None
+    ) -> None:
         self.db = db
         self.keyring = keyring
         self.limits = limits
+        self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
 
     async def validate(self, order: Order) -> Decision:
         try:
@@ -52,7 +58,9 @@ class RiskEngine:
             return self._replay(uow, existing, order)
         now = utcnow()
         self._check_references(uow, order, now)
-        violations = check_order(order, self.limits, uow.trading_state.get().state)
+        context = load_context(uow, order, self.limits, self.prices, now)
+        violations = check_order(order, self.limits, context)
+        trip_on_daily_loss(uow, order, violations, context)
         order.order_time = order.updated_time = now
         order.record_creation(now)
         token = ""

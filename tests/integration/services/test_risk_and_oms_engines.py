@@ -161,6 +161,9 @@ def test_validate_of_a_rejected_order_again_returns_the_same_rejection(risk, mak
     assert [v.code for v in second.violations] == [v.code for v in first.violations] == [
         "MAX_QUANTITY_EXCEEDED",
         "MAX_NOTIONAL_EXCEEDED",
+        "MAX_POSITION_EXCEEDED",  # 1000 BTC: 65,000,000 of notional
+        "MAX_GROSS_EXPOSURE_EXCEEDED",
+        "MAX_LEVERAGE_EXCEEDED",
     ]
     assert second.token == ""
 

@@ -1,0 +1,133 @@
+"""The checks measured against the account: its ledger, its working orders, its activity.
+
+Positions come from the ledger of Tessera's own fills (:class:`RiskContext`), never from
+order requests. The position, exposure and leverage limits refuse an order that would
+*increase* the measure beyond the limit; an order that lowers it always passes, so an
+account over a limit (prices moved) can still trade its way back under it.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal
+
+from services.domain import Order, Side, TradingState
+from services.domain.ledger import ZERO, only_reduces
+
+from .context import RiskContext
+from .limits import RiskLimits
+from .violations import Violation, plain
+
+_WIDE = Context(prec=100)
+
+
+def position_after(order: Order, context: RiskContext) -> Decimal:
+    """The account's net quantity in the order's symbol once the order is filled."""
+    signed = order.quantity if order.side is Side.BUY else _WIDE.minus(order.quantity)
+    return _WIDE.add(context.position(order.symbol), signed)
+
+
+def working_quantity(order: Order, context: RiskContext) -> Decimal:
+    """What the account's working orders in this symbol and side may still fill."""
+    return sum(
+        (w.remaining_quantity for w in context.working_orders if w.symbol == order.symbol and w.side is order.side),
+        ZERO,
+    )
+
+
+def max_position(order: Order, limits: RiskLimits, context: RiskContext, reference: Decimal) -> Violation | None:
+    """|net quantity after the order| x reference price against the per-symbol limit."""
+    limit = limits.max_position_notional
+    before, after = abs(context.position(order.symbol)), abs(position_after(order, context))
+    if limit is None or after <= before:
+        return None
+    value = _WIDE.multiply(after, reference)
+    if value <= limit:
+        return None
+    return Violation(
+        "MAX_POSITION_EXCEEDED",
+        f"the {order.symbol} position would be {plain(position_after(order, context))} "
+        f"(notional {plain(value)} at {plain(reference)}), above the limit of {plain(limit)}",
+    )
+
+
+def max_gross_exposure(order: Order, limits: RiskLimits, context: RiskContext) -> Violation | None:
+    """Sum over the account's positions of |quantity| x reference price, this order included."""
+    limit = limits.max_gross_exposure
+    if limit is None:
+        return None
+    before = context.gross_exposure()
+    after = context.gross_exposure(order.symbol, position_after(order, context))
+    if after <= limit or after <= before:
+        return None
+    return Violation(
+        "MAX_GROSS_EXPOSURE_EXCEEDED",
+        f"gross exposure would be {plain(after)} (now {plain(before)}), above the limit of {plain(limit)}",
+    )
+
+
+def max_leverage(order: Order, limits: RiskLimits, context: RiskContext) -> Violation | None:
+    """The order's own leverage, and the account's gross exposure over its equity."""
+    limit = limits.max_leverage
+    if limit is None:
+        return None
+    problems = []
+    if order.leverage is not None and order.leverage > limit:
+        problems.append(f"the order asks for leverage {plain(order.leverage)}")
+    before = context.gross_exposure()
+    after = context.gross_exposure(order.symbol, position_after(order, context))
+    if after > before:
+        equity = context.equity(limits.account_equity)
+        if equity <= 0:
+            problems.append(f"the account's equity is {plain(equity)}: no exposure can be added")
+        elif _WIDE.divide(after, equity) > limit:
+            leverage = round(_WIDE.divide(after, equity), 4)
+            problems.append(
+                f"account leverage would be {plain(leverage)} (gross exposure {plain(after)} / equity {plain(equity)})"
+            )
+    if not problems:
+        return None
+    return Violation("MAX_LEVERAGE_EXCEEDED", "; ".join(problems) + f", above the max leverage of {plain(limit)}")
+
+
+def max_open_orders(limits: RiskLimits, context: RiskContext) -> Violation | None:
+    limit = limits.max_open_orders
+    if limit is None or len(context.working_orders) < limit:
+        return None
+    return Violation(
+        "MAX_OPEN_ORDERS_EXCEEDED",
+        f"the account has {len(context.working_orders)} open orders, the limit is {limit}",
+    )
+
+
+def order_rate(limits: RiskLimits, context: RiskContext) -> Violation | None:
+    limit = limits.order_rate_limit
+    if limit is None or context.recent_orders < limit:
+        return None
+    return Violation(
+        "ORDER_RATE_EXCEEDED",
+        f"the account sent {context.recent_orders} orders in the last {limits.order_rate_window_seconds} s, "
+        f"the limit is {limit}",
+    )
+
+
+def daily_loss(order: Order, limits: RiskLimits, context: RiskContext) -> Violation | None:
+    """Today's loss (realised since the reset + unrealised) beyond the limit.
+
+    In REDUCING, orders that only reduce a position pass: that is how an operator
+    unwinds after the limit tripped the kill switch. (The engine trips it: HALTED.)
+    """
+    limit = limits.daily_loss_limit
+    if limit is None:
+        return None
+    loss = -context.pnl_today()
+    if loss <= limit:
+        return None
+    if context.trading_state is TradingState.REDUCING and only_reduces(
+        context.position(order.symbol), order.side, _WIDE.add(order.quantity, working_quantity(order, context))
+    ):
+        return None
+    return Violation(
+        "DAILY_LOSS_LIMIT",
+        f"today's loss is {plain(loss)} (realised {plain(context.realised_today)}, unrealised "
+        f"{plain(context.unrealised_pnl())}), beyond the daily loss limit of {plain(limit)}",
+    )

@@ -1,0 +1,109 @@
+"""What pre-trade risk knows about an order's account: :class:`RiskContext`.
+
+:func:`load_context` reads it inside the unit of work that then stores the decision,
+after taking the account's lock, so the checks see the ledger, the account's working
+orders, its recent order count and today's PnL as they are when the order is decided,
+on whichever replica decides it. The checks themselves (:mod:`services.risk.checks`)
+stay pure functions of the order, the limits and this context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from decimal import Context, Decimal
+from typing import Mapping, Sequence
+
+from services.domain import Order, TradingState
+from services.domain.ledger import ZERO, Position
+from services.store import UnitOfWork
+from services.store.account_activity import WorkingOrder
+
+from .limits import RiskLimits
+from .prices import PriceSource, reference_prices
+
+_WIDE = Context(prec=100)
+
+
+@dataclasses.dataclass(frozen=True)
+class RiskContext:
+    """The account's state when an order is checked (the defaults: a fresh account)."""
+
+    trading_state: TradingState = TradingState.ACTIVE
+    #: The account's ledger positions by symbol (flat ones too).
+    positions: Mapping[str, Position] = dataclasses.field(default_factory=dict)
+    #: Reference prices by symbol: the order's and those of the account's positions.
+    reference_prices: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
+    #: The account's orders that may still trade (APPROVED with a live token, or open).
+    working_orders: Sequence[WorkingOrder] = ()
+    #: The account's orders inside the throttle's window, this one not included.
+    recent_orders: int = 0
+    #: Realised PnL net of commissions of the fills since the last daily reset.
+    realised_today: Decimal = ZERO
+
+    def position(self, symbol: str) -> Decimal:
+        held = self.positions.get(symbol)
+        return ZERO if held is None else held.quantity
+
+    def valuation_price(self, symbol: str) -> Decimal | None:
+        """The reference price, else the position's own average entry price."""
+        price = self.reference_prices.get(symbol)
+        if price is None and symbol in self.positions:
+            price = self.positions[symbol].average_entry_price
+        return price
+
+    def gross_exposure(self, symbol: str | None = None, quantity: Decimal | None = None) -> Decimal:
+        """Sum of |quantity| x valuation price over the positions, with ``symbol`` held at
+        ``quantity`` instead when given (a position after an order)."""
+        holdings = {s: p.quantity for s, p in self.positions.items()}
+        if symbol is not None and quantity is not None:
+            holdings[symbol] = quantity
+        total = ZERO
+        for held_symbol, held in holdings.items():
+            price = self.valuation_price(held_symbol)
+            if held and price is not None:
+                total = _WIDE.add(total, _WIDE.multiply(abs(held), price))
+        return total
+
+    def unrealised_pnl(self) -> Decimal:
+        """Of every open position at its valuation price."""
+        total = ZERO
+        for symbol, position in self.positions.items():
+            price = self.valuation_price(symbol)
+            if price is not None:
+                total = _WIDE.add(total, position.unrealised_pnl(price))
+        return total
+
+    def equity(self, capital: Decimal) -> Decimal:
+        """Capital plus all realised PnL net of commissions plus unrealised PnL."""
+        realised = sum((p.net_realised_pnl for p in self.positions.values()), ZERO)
+        return _WIDE.add(_WIDE.add(capital, realised), self.unrealised_pnl())
+
+    def pnl_today(self) -> Decimal:
+        """Realised since the daily reset plus unrealised now."""
+        return _WIDE.add(self.realised_today, self.unrealised_pnl())
+
+
+def last_reset(now: dt.datetime, reset_time: dt.time) -> dt.datetime:
+    """The latest instant at or before ``now`` whose UTC time of day is ``reset_time``."""
+    now = now.astimezone(dt.timezone.utc)
+    reset = dt.datetime.combine(now.date(), reset_time.replace(tzinfo=None), tzinfo=dt.timezone.utc)
+    return reset if reset <= now else reset - dt.timedelta(days=1)
+
+
+def load_context(
+    uow: UnitOfWork, order: Order, limits: RiskLimits, prices: PriceSource, now: dt.datetime
+) -> RiskContext:
+    """Lock the order's account and read its risk context in ``uow``."""
+    uow.account_activity.lock_account(order.account)
+    positions = {p.symbol: p for p in uow.positions.for_account(order.account)}
+    window_start = now - dt.timedelta(seconds=limits.order_rate_window_seconds)
+    approved_since = now - dt.timedelta(seconds=limits.approval_lifetime_seconds)
+    return RiskContext(
+        trading_state=uow.trading_state.get().state,
+        positions=positions,
+        reference_prices=reference_prices(prices, [order.symbol, *positions]),
+        working_orders=uow.account_activity.working_orders(order.account, approved_since),
+        recent_orders=uow.account_activity.orders_since(order.account, window_start),
+        realised_today=uow.positions.realised_since(order.account, last_reset(now, limits.daily_reset_utc)),
+    )

@@ -1,0 +1,223 @@
+"""RiskEngine on a real store (SQLite and PostgreSQL) with the controls the ledger and the
+account's activity feed: position, exposure, daily loss and the kill switch, REDUCING,
+open orders, and the throttle shared by two replicas.
+
+Fills go through the OMS's fill tracker (``apply_report``), as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+
+from services.common.db import Database
+from services.domain import LiquiditySide, Order, OrderStatus, OrderType, Side, TradingState, utcnow
+from services.domain.execution import ExecutionReport, Fill
+from services.oms.fill_tracker import apply_report
+from services.risk.engine import RiskEngine
+from services.risk.limits import RiskLimits
+from services.store import Store
+from services.store.engine import make_engine
+from services.store.models import orders_table
+
+S = OrderStatus
+D = Decimal
+PRICES = {"BTCUSDT": D("65000"), "ETHUSDT": D("3200"), "SOLUSDT": D("150")}
+LIMITS = RiskLimits(
+    allowed_symbols=frozenset(PRICES),
+    max_notional_per_order=D("250000"),
+    max_quantity_per_order=D("100"),
+    max_price=D("10000000"),
+    reference_prices=PRICES,
+    max_position_notional=D("1300"),  # 0.02 BTC
+    max_gross_exposure=D("2000"),
+    max_leverage=None,
+    daily_loss_limit=D("100"),
+)
+
+
+class MovablePrices:
+    """A price source a test can move (the static one cannot)."""
+
+    def __init__(self, prices: dict[str, Decimal]) -> None:
+        self.prices = dict(prices)
+
+    def reference_price(self, symbol: str) -> Decimal | None:
+        return self.prices.get(symbol)
+
+
+def engine(db: Database, keyring, **limit_changes) -> RiskEngine:
+    return RiskEngine(db, keyring, dataclasses.replace(LIMITS, **limit_changes))
+
+
+async def validate(risk: RiskEngine, make_order, **fields):
+    fields.setdefault("order_type", OrderType.MARKET)
+    fields.setdefault("price", None)
+    return await risk.validate(make_order(**fields))
+
+
+def codes(decision) -> list[str]:
+    return [v.code for v in decision.violations]
+
+
+def fill(store: Store, order: Order, price: Decimal | None = None) -> None:
+    """Submit the approved order and fill it whole through the fill tracker."""
+    with store.uow() as uow:
+        stored = uow.orders.get(order.order_id)
+        stored.transition(S.SUBMITTED)
+        uow.orders.save(stored)
+        apply_report(uow, ExecutionReport(
+            order_id=stored.order_id, client_order_id=stored.client_order_id, venue=stored.venue,
+            account=stored.account, symbol=stored.symbol, side=stored.side, order_status=S.FILLED,
+            transact_time=utcnow(),
+            fill=Fill(f"t-{uuid.uuid4().hex[:12]}", stored.quantity, price or PRICES[stored.symbol],
+                      D("0.1"), "USDT", LiquiditySide.TAKER),
+        ))
+        uow.commit()
+
+
+async def bought(risk: RiskEngine, store: Store, make_order, quantity: str, price: str | None = None, **fields):
+    decision = await validate(risk, make_order, quantity=D(quantity), **fields)
+    assert decision.order.status is S.APPROVED, decision.violations
+    fill(store, decision.order, D(price) if price else None)
+    return decision.order
+
+
+def test_a_fill_moves_the_ledger_so_a_later_order_breaches_max_position(db, store, keyring, make_order):
+    risk = engine(db, keyring)
+
+    async def scenario():
+        # Approvals alone move nothing: positions come from fills, never from order requests.
+        first = await validate(risk, make_order, quantity=D("0.015"))
+        unfilled = await validate(risk, make_order, quantity=D("0.015"))
+        fill(store, first.order)
+        return unfilled, await validate(risk, make_order, quantity=D("0.01")), \
+            await validate(risk, make_order, side=Side.SELL, quantity=D("0.01"))
+
+    unfilled, breach, reducing = asyncio.run(scenario())
+
+    with store.uow(read_only=True) as uow:
+        position = uow.positions.get("acct-1", "BTCUSDT")
+    assert unfilled.order.status is S.APPROVED
+    assert (position.quantity, position.average_entry_price, position.commission) == (D("0.015"), D("65000"), D("0.1"))
+    assert codes(breach) == ["MAX_POSITION_EXCEEDED"]  # 0.025 BTC = 1625 > 1300
+    assert "would be 0.025" in breach.violations[0].message
+    assert reducing.order.status is S.APPROVED
+
+
+def test_gross_exposure_sums_the_ledger_positions_of_every_symbol(db, store, keyring, make_order):
+    risk = engine(db, keyring)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015")  # 975
+        await bought(risk, store, make_order, "0.3", symbol="ETHUSDT", side=Side.SELL)  # 960
+        return (await validate(risk, make_order, symbol="SOLUSDT", quantity=D("0.5")),  # +75 = 2010
+                await validate(risk, make_order, symbol="SOLUSDT", quantity=D("0.4")),  # +60 = 1995
+                await risk.validate(make_order(symbol="ETHUSDT", quantity=D("0.1"), price=D("3200"))))
+
+    too_much, within, reducing = asyncio.run(scenario())
+
+    assert codes(too_much) == ["MAX_GROSS_EXPOSURE_EXCEEDED"]
+    assert within.order.status is S.APPROVED
+    assert reducing.order.status is S.APPROVED
+
+
+def test_a_daily_loss_breach_trips_the_kill_switch_with_an_audit_entry(db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    risk = RiskEngine(db, keyring, LIMITS, prices)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015")
+        prices.prices["BTCUSDT"] = D("58000")  # 0.015 x -7000 = -105 unrealised
+        breach = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        after = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        return breach, after, await risk.trading_state()
+
+    breach, after, state = asyncio.run(scenario())
+
+    with store.uow(read_only=True) as uow:
+        history = uow.trading_state.history()
+        stored = uow.orders.get(breach.order.order_id)
+    assert codes(breach) == ["DAILY_LOSS_LIMIT"]
+    assert "today's loss is 105.1" in breach.violations[0].message  # with the 0.1 commission
+    assert stored.status is S.REJECTED and stored.reject_reasons == ["DAILY_LOSS_LIMIT"]
+    assert state.state is TradingState.HALTED and state.operator == "risk"
+    assert "DAILY_LOSS_LIMIT" in state.reason and "acct-1" in state.reason
+    (change,) = history  # tripped once: the next order found it HALTED already
+    assert (change.from_state, change.to_state, change.operator) == (TradingState.ACTIVE, TradingState.HALTED, "risk")
+    assert codes(after) == ["TRADING_HALTED", "DAILY_LOSS_LIMIT"]
+
+
+def test_a_realised_loss_since_the_reset_counts_and_reducing_lets_the_book_unwind(db, store, keyring, make_order):
+    risk = engine(db, keyring, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.02")
+        await bought(risk, store, make_order, "0.01", price="55000", side=Side.SELL)  # realises -100
+        tripped = await validate(risk, make_order, quantity=D("0.001"))
+        await risk.set_trading_state(TradingState.REDUCING, "operator-1", "unwind after the loss limit")
+        return (tripped,
+                await validate(risk, make_order, side=Side.SELL, quantity=D("0.01")),  # closes: passes
+                await validate(risk, make_order, side=Side.SELL, quantity=D("0.001")),  # would flip
+                await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.1")),  # opens from flat
+                await risk.trading_state())
+
+    tripped, closing, flipping, opening, state = asyncio.run(scenario())
+
+    assert codes(tripped) == ["DAILY_LOSS_LIMIT"]
+    assert closing.order.status is S.APPROVED
+    assert codes(flipping) == ["REDUCING_ONLY", "DAILY_LOSS_LIMIT"]  # 0.01 already working on the sell side
+    assert codes(opening) == ["REDUCING_ONLY", "DAILY_LOSS_LIMIT"]
+    assert state.state is TradingState.REDUCING  # no re-trip while REDUCING
+
+
+def test_max_open_orders_counts_live_approvals_and_working_orders(db, store, keyring, make_order):
+    risk = engine(db, keyring, max_open_orders=2, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = await validate(risk, make_order)
+        await validate(risk, make_order)
+        refused = await validate(risk, make_order)
+        with store.uow() as uow:  # the first approval's token lapsed long ago
+            uow.session.execute(update(orders_table).where(orders_table.c.order_id == first.order.order_id)
+                                .values(updated_time=utcnow() - dt.timedelta(hours=1)))
+            uow.commit()
+        return refused, await validate(risk, make_order), await validate(risk, make_order)
+
+    refused, after_lapse, full_again = asyncio.run(scenario())
+
+    assert codes(refused) == ["MAX_OPEN_ORDERS_EXCEEDED"]
+    assert after_lapse.order.status is S.APPROVED
+    assert codes(full_again) == ["MAX_OPEN_ORDERS_EXCEEDED"]
+
+
+@pytest.fixture
+def second_replica(store: Store):
+    """Another Risk replica: its own engine and connection pool on the same database."""
+    other = Database(Store(make_engine(store.engine.url)))
+    yield other
+    other.close()
+
+
+def test_the_order_rate_throttle_is_shared_by_two_replicas(db, second_replica, keyring, make_order):
+    replicas = [engine(db, keyring, order_rate_limit=3), engine(second_replica, keyring, order_rate_limit=3)]
+
+    async def scenario():
+        sequential = [await validate(replicas[n % 2], make_order, quantity=D("0.001")) for n in range(4)]
+        other_account = await validate(replicas[1], make_order, account="acct-2", quantity=D("0.001"))
+        racing = await asyncio.gather(*(validate(replicas[n % 2], make_order, account="acct-3", quantity=D("0.001"))
+                                        for n in range(10)))
+        return sequential, other_account, racing
+
+    sequential, other_account, racing = asyncio.run(scenario())
+
+    assert [d.order.status for d in sequential] == [S.APPROVED] * 3 + [S.REJECTED]
+    assert codes(sequential[3]) == ["ORDER_RATE_EXCEEDED"]
+    assert other_account.order.status is S.APPROVED
+    assert sorted(d.order.status.value for d in racing) == ["APPROVED"] * 3 + ["REJECTED"] * 7
