@@ -3,6 +3,7 @@
 Local stack:
   tessera up        start risk, oms and exchange on this machine until Ctrl-C
   tessera demo      start the stack, run a rebalance batch end to end, print it, stop
+  tessera venue-sim run the Aster venue simulator (for shadow/live rehearsals)
 
 Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS):
   tessera submit SYMBOL SIDE QUANTITY [...]   validate with Risk, then submit to the OMS
@@ -101,6 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         "same file again submits nothing twice. Exit 3 when risk rejected some orders.")
     add_rebalance_arguments(rebalance)
     rebalance.set_defaults(handler=cmd_rebalance)
+
+    from services.venue_sim.__main__ import build_parser as add_venue_sim_arguments
+    from services.venue_sim.__main__ import run as run_venue_sim
+
+    venue_sim = commands.add_parser("venue-sim", help="run the Aster venue simulator on this machine (rehearsals)",
+                                    description="A local venue speaking Aster's REST protocol: signatures, "
+                                    "books, matching, fault injection (POST /_sim/faults). Point the Exchange "
+                                    "at it with TESSERA_VENUE_URL.")
+    add_venue_sim_arguments(venue_sim)
+    venue_sim.set_defaults(handler=run_venue_sim)
     return parser
 
 

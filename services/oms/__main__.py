@@ -10,7 +10,14 @@ from typing import Awaitable, Callable
 
 import grpc
 
-from services.common.config import ConfigError, ServerConfig, env_int, exit_on_config_error, load_keyring
+from services.common.config import (
+    ConfigError,
+    ServerConfig,
+    env_decimal,
+    env_int,
+    exit_on_config_error,
+    load_keyring,
+)
 from services.common.db import Database
 from services.common.server import run, serve
 from services.store import database_url
@@ -18,6 +25,7 @@ from tessera.exchange.v1 import exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 
 from .engine import OrderManagement
+from .reconciler import Reconciler
 from .servicer import OrderManagementServicer
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ async def main() -> None:
         keyring = load_keyring(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
         expiry_interval = env_int(os.environ, "TESSERA_EXPIRY_INTERVAL_SECONDS", 1, minimum=1)
+        reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
+        reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
         server_config = ServerConfig.from_env("oms")
     except ConfigError as error:
         exit_on_config_error("oms", error)
@@ -46,6 +56,7 @@ async def main() -> None:
     db = Database.from_url(database_url())
     channel = grpc.aio.insecure_channel(exchange_address)
     oms = OrderManagement(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl)
+    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
     stop = asyncio.Event()
 
     def register(server):  # type: ignore[no-untyped-def]
@@ -57,6 +68,8 @@ async def main() -> None:
     async def started() -> None:
         background.append(asyncio.create_task(oms.follow_exchange_reports(stop), name="execution-reports"))
         background.append(asyncio.create_task(every(expiry_interval, stop, oms.expire_due), name="expiry"))
+        # Every non-terminal order against the venue at start, then periodically (0: at start only).
+        background.append(asyncio.create_task(reconciler.run_forever(stop, reconcile_every), name="reconciler"))
 
     async def stopping() -> None:
         stop.set()

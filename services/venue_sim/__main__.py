@@ -102,14 +102,18 @@ async def serve(args: argparse.Namespace) -> None:
     print("venue-sim stopped", flush=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or Ctrl-C (``tessera venue-sim`` calls this too)."""
     try:
         asyncio.run(serve(args))
     except ValueError as error:
         print(f"venue-sim: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

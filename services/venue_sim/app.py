@@ -369,6 +369,16 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
     async def violations(request: web.Request) -> web.Response:
         return web.json_response(sim.violations)
 
+    async def forget(request: web.Request) -> web.Response:
+        """The venue loses an order (data loss, an out-of-band purge): for discrepancy tests."""
+        body = await request.json()
+        async with sim._lock:
+            chosen = [o for o in sim.state.orders.values() if o.client_order_id == body.get("clientOrderId")]
+            for order in chosen:
+                del sim.state.orders[order.order_id]
+                sim.state.by_client_id.pop((order.market, order.symbol, order.client_order_id), None)
+        return web.json_response({"forgotten": len(chosen)})
+
     async def settings(request: web.Request) -> web.Response:
         return web.json_response({"leverage": sim.state.leverage, "margin_types": sim.state.margin_types})
 
@@ -382,6 +392,7 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
         web.post("/_sim/forbid_orders", forbid),
         web.get("/_sim/violations", violations),
         web.get("/_sim/settings", settings),
+        web.post("/_sim/forget", forget),
     ]
 
 

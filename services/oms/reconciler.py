@@ -1,0 +1,240 @@
+"""The reconciler: Tessera's open orders against the venue's truth, by client order id.
+
+It runs once when the OMS starts and then periodically. For every order Tessera
+considers open it asks the Exchange service (``QueryOrder``) what the venue knows:
+
+- the venue has it: its fills go through the fill tracker (each venue trade id once),
+  then its end (cancelled, expired, rejected) or its acknowledgement;
+- the venue does not have it and the order is SUBMITTED (in doubt) for longer than the
+  grace period: it never arrived, so it is REJECTED with reason ``NOT_AT_VENUE``.
+  Nothing is ever resent;
+- the venue does not have an order Tessera saw acknowledged: on a simulated venue
+  (paper, shadow: memory lost with a restart) it EXPIRED; on a live venue that cannot be
+  explained;
+- a discrepancy it cannot explain (more executed at the venue than the order's quantity,
+  fills the store refuses, a live order the venue does not know) quarantines the
+  symbol: the trading state of scope ``symbol:<SYMBOL>`` goes HALTED, an anomaly row and
+  an order event say why, and nothing is invented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import Any, Callable, TypeVar
+
+import grpc
+
+import core_ext
+from services.common import convert
+from services.common.db import Database
+from services.common.tokens import oms_call_metadata
+from services.domain import Order, OrderEvent, OrderStatus, TradingState, utcnow
+from services.domain.errors import StaleOrder
+from services.domain.execution import ExecutionReport
+from services.store import UnitOfWork
+from tessera.common.v1 import types_pb2 as common_pb
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+from .fill_tracker import apply_report
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NOT_AT_VENUE = "NOT_AT_VENUE"
+DISCREPANCY = "RECONCILE_DISCREPANCY"
+OPERATOR = "reconciler"
+_SIMULATED = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
+_CLOSING = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+
+
+def quarantine_scope(symbol: str) -> str:
+    return f"symbol:{symbol}"
+
+
+@dataclasses.dataclass
+class Summary:
+    checked: int = 0
+    resolved: int = 0
+    not_at_venue: int = 0
+    quarantined: int = 0
+    waiting: int = 0
+    unreachable: int = 0
+
+
+class Reconciler:
+    def __init__(
+        self,
+        db: Database,
+        keyring: "core_ext.KeyRing",
+        exchange: exchange_pb2_grpc.ExchangeServiceStub,
+        *,
+        grace_seconds: float = 30.0,
+        timeout_seconds: float = 10.0,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.exchange = exchange
+        self.grace = dt.timedelta(seconds=grace_seconds)
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        for attempt in range(8):
+            try:
+                return await self.db.run(fn, *args)
+            except StaleOrder:
+                await asyncio.sleep(0.002 * (attempt + 1))
+        return await self.db.run(fn, *args)
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run_forever(self, stop: asyncio.Event, interval_seconds: float) -> None:
+        """Reconcile now (the start-up pass), then every ``interval_seconds`` until ``stop``."""
+        while not stop.is_set():
+            try:
+                summary = await self.reconcile_once()
+                if summary.checked:
+                    log.info("reconciled %s", summary)
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.exception("reconciliation pass failed")
+            if interval_seconds <= 0:
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), interval_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def reconcile_once(self) -> Summary:
+        summary = Summary()
+        orders = await self.db.run(lambda uow: uow.orders.open_orders())
+        for order in orders:
+            summary.checked += 1
+            try:
+                outcome = await self.reconcile_order(order)
+            except grpc.aio.AioRpcError as error:
+                log.info("cannot reconcile %s now: exchange answered %s", order.order_id, error.code().name)
+                summary.unreachable += 1
+                continue
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
+        return summary
+
+    # -- one order ------------------------------------------------------------------------------
+    async def reconcile_order(self, order: Order) -> str:
+        """Resolve one open order; returns the outcome's name (a :class:`Summary` field)."""
+        answer = await self.exchange.QueryOrder(
+            exchange_pb2.QueryOrderRequest(
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                remote_order_id=order.remote_order_id or "",
+                symbol=order.symbol,
+                market_type=convert.enum_to_proto(order.market_type),
+                account=order.account,
+                venue=order.venue,
+                side=convert.enum_to_proto(order.side),
+            ),
+            timeout=self.timeout_seconds,
+            metadata=oms_call_metadata(self.keyring, "QueryOrder"),
+        )
+        if not answer.found:
+            return await self._absent(order, answer.mode)
+        fills = [convert.report_from_proto(f) for f in answer.fills]
+        executed = Decimal(answer.executed_quantity or "0")
+        filled = sum((f.fill.quantity for f in fills if f.fill), Decimal(0))
+        if executed > order.quantity or filled > order.quantity:
+            return await self._quarantine(
+                order, f"the venue executed {max(executed, filled)} of an order for {order.quantity}",
+                {"executed_quantity": str(executed), "fills": [f.fill.trade_id for f in fills if f.fill]},
+            )
+        for report in fills:
+            await self._write(apply_report, report)
+        refused = await self.db.run(self._unrecorded, order.order_id, [f.fill.trade_id for f in fills if f.fill])
+        if refused:
+            return await self._quarantine(
+                order, f"the store refused venue fills {', '.join(refused)}", {"trade_ids": refused}
+            )
+        status = convert.enum_from_proto(OrderStatus, answer.venue_status, "venue_status", required=False)
+        if status in _CLOSING or status is OrderStatus.ACCEPTED:
+            if status in _CLOSING and filled < executed:
+                return "waiting"  # the venue's trades are not all visible yet
+            await self._write(apply_report, self._status_report(order, status, answer.remote_order_id))
+        current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
+        return "waiting" if current is not None and current.status.is_open and status is None else "resolved"
+
+    @staticmethod
+    def _status_report(order: Order, status: OrderStatus, remote_order_id: str) -> ExecutionReport:
+        return ExecutionReport(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            venue=order.venue,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            order_status=status,
+            transact_time=utcnow(),
+            remote_order_id=remote_order_id or None,
+            reason=f"reconciled: the venue says {status.value.lower()}",
+        )
+
+    @staticmethod
+    def _unrecorded(uow: UnitOfWork, order_id: str, trade_ids: list[str]) -> list[str]:
+        recorded = {t.trade_id for t in uow.trades.for_order(order_id)}
+        return [trade_id for trade_id in trade_ids if trade_id not in recorded]
+
+    async def _absent(self, order: Order, mode: int) -> str:
+        if order.status is OrderStatus.SUBMITTED:
+            if self.clock() - order.updated_time < self.grace:
+                return "waiting"
+            changed = await self._write(self._close_absent, order.order_id, OrderStatus.REJECTED,
+                                        "reconciled: not at venue (the order never arrived)")
+            return "not_at_venue" if changed else "resolved"
+        if mode in _SIMULATED:
+            target = OrderStatus.CANCELLED if order.status is OrderStatus.PENDING_CANCEL else OrderStatus.EXPIRED
+            await self._write(self._close_absent, order.order_id, target,
+                              "reconciled: the simulated venue no longer has the order (it restarted)")
+            return "resolved"
+        return await self._quarantine(order, f"the venue has no order {order.client_order_id} that Tessera "
+                                             f"considers {order.status.value}", {})
+
+    @staticmethod
+    def _close_absent(uow: UnitOfWork, order_id: str, target: OrderStatus, reason: str) -> bool:
+        order = uow.orders.get(order_id)
+        if order is None or not order.status.is_open:
+            return False
+        if target is OrderStatus.REJECTED:
+            order.reject_reasons = [NOT_AT_VENUE]
+        order.transition(target, reason=reason, payload={"reconciler": True})
+        uow.orders.save(order)
+        return True
+
+    async def _quarantine(self, order: Order, why: str, detail: dict[str, Any]) -> str:
+        await self._write(self._record_quarantine, order.order_id, why, detail)
+        return "quarantined"
+
+    @staticmethod
+    def _record_quarantine(uow: UnitOfWork, order_id: str, why: str, detail: dict[str, Any]) -> None:
+        order = uow.orders.get(order_id)
+        assert order is not None
+        if any(a.kind == DISCREPANCY for a in uow.anomalies.list(order_id=order_id, limit=50)):
+            return  # already quarantined for this order: say it once
+        log.error("quarantining %s: order %s: %s", order.symbol, order_id, why)
+        uow.anomalies.record(kind=DISCREPANCY, venue=order.venue, order_id=order_id, detail=why, payload=detail)
+        uow.trading_state.set(
+            TradingState.HALTED.value, OPERATOR, f"order {order_id}: {why}", scope=quarantine_scope(order.symbol)
+        )
+        # An event without a transition: the order stays as it is; the history says why.
+        event = OrderEvent(
+            order_id=order_id,
+            sequence=order.last_sequence + 1,
+            event_time=utcnow(),
+            from_status=order.status,
+            to_status=order.status,
+            reason=f"reconciler: {order.symbol} quarantined: {why}",
+            payload={"quarantine_scope": quarantine_scope(order.symbol), **detail},
+        )
+        order.last_sequence = event.sequence
+        order.new_events.append(event)
+        uow.orders.save(order)
