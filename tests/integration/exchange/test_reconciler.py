@@ -1,0 +1,130 @@
+"""The OMS reconciler on a real store (SQLite) with a scripted Exchange answering QueryOrder."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+import core_ext
+from services.common import convert
+from services.common.db import Database
+from services.domain import LiquiditySide, OrderStatus, utcnow
+from services.domain.execution import ExecutionReport, Fill
+from services.oms.reconciler import Reconciler
+from tessera.common.v1 import types_pb2 as common_pb
+from tessera.exchange.v1 import exchange_pb2
+
+from conftest import build_order
+
+KEYRING = core_ext.KeyRing("rec1", b"reconciler-test-secret-0123456789abcdef")
+PATHS = {
+    OrderStatus.SUBMITTED: (OrderStatus.APPROVED, OrderStatus.SUBMITTED),
+    OrderStatus.ACCEPTED: (OrderStatus.APPROVED, OrderStatus.SUBMITTED, OrderStatus.ACCEPTED),
+}
+
+
+class ScriptedExchange:
+    def __init__(self) -> None:
+        self.answers: dict[str, exchange_pb2.QueryOrderResponse] = {}
+        self.asked: list[str] = []
+
+    async def QueryOrder(self, request, timeout=None, metadata=None):
+        self.asked.append(request.client_order_id)
+        return self.answers.get(request.client_order_id, exchange_pb2.QueryOrderResponse(found=False,
+                                                                                         mode=common_pb.EXECUTION_MODE_LIVE))
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database.from_url(f"sqlite:///{tmp_path / 'rec.db'}")
+    yield database
+    database.close()
+
+
+def stored(db, status, *, age_seconds=60, **overrides):
+    order = build_order(**overrides)
+    order.record_creation()
+    at = utcnow() - dt.timedelta(seconds=age_seconds)
+    for step in PATHS[status]:
+        order.transition(step, at=at)
+    db.run_sync(lambda uow: uow.orders.add(order))
+    return order
+
+
+def fill_report(order, trade_id, quantity, price="65000"):
+    return convert.report_to_proto(ExecutionReport(
+        order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue, account=order.account,
+        symbol=order.symbol, side=order.side, order_status=OrderStatus.PARTIALLY_FILLED, transact_time=utcnow(),
+        fill=Fill(trade_id, Decimal(quantity), Decimal(price), Decimal("0.1"), "USDT", LiquiditySide.TAKER),
+    ))
+
+
+def reconcile(db, exchange, grace=30.0):
+    return asyncio.run(Reconciler(db, KEYRING, exchange, grace_seconds=grace).reconcile_once())
+
+
+def test_a_submitted_order_unknown_to_the_venue_waits_for_the_grace_period_then_is_rejected(db):
+    young = stored(db, OrderStatus.SUBMITTED, age_seconds=1)
+    old = stored(db, OrderStatus.SUBMITTED, age_seconds=60)
+
+    summary = reconcile(db, ScriptedExchange())
+
+    assert (summary.waiting, summary.not_at_venue) == (1, 1)
+    assert db.run_sync(lambda uow: uow.orders.get(young.order_id)).status is OrderStatus.SUBMITTED
+    rejected = db.run_sync(lambda uow: uow.orders.get(old.order_id))
+    assert rejected.status is OrderStatus.REJECTED and rejected.reject_reasons == ["NOT_AT_VENUE"]
+
+
+def test_venue_fills_and_end_are_applied_once_however_often_it_runs(db):
+    order = stored(db, OrderStatus.SUBMITTED, quantity=Decimal("1"))
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_CANCELLED, executed_quantity="0.4", original_quantity="1",
+        remote_order_id="77", fills=[fill_report(order, "t1", "0.4")], mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    reconcile(db, exchange)
+    reconcile(db, exchange)
+
+    final = db.run_sync(lambda uow: uow.orders.get(order.order_id))
+    assert final.status is OrderStatus.CANCELLED and final.filled_quantity == Decimal("0.4")
+    assert [t.trade_id for t in db.run_sync(lambda uow: uow.trades.for_order(order.order_id))] == ["t1"]
+
+
+def test_more_executed_at_the_venue_than_ordered_quarantines_the_symbol_and_invents_nothing(db):
+    order = stored(db, OrderStatus.ACCEPTED, quantity=Decimal("1"), symbol="ETHUSDT")
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_FILLED, executed_quantity="1.5",
+        fills=[fill_report(order, "t9", "1.5")], mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    first = reconcile(db, exchange)
+    second = reconcile(db, exchange)
+
+    def read(uow):
+        return (uow.orders.get(order.order_id), uow.orders.events(order.order_id), uow.trades.for_order(order.order_id),
+                uow.trading_state.get("symbol:ETHUSDT"), uow.anomalies.list(order_id=order.order_id))
+
+    current, events, trades, state, anomalies = db.run_sync(read)
+    assert first.quarantined == 1 and second.quarantined == 1
+    assert current.status is OrderStatus.ACCEPTED and trades == []
+    assert state.state.value == "HALTED" and state.operator == "reconciler"
+    assert [a.kind for a in anomalies] == ["RECONCILE_DISCREPANCY"]  # said once
+    assert events[-1].from_status is events[-1].to_status is OrderStatus.ACCEPTED
+    assert "ETHUSDT quarantined" in events[-1].reason
+
+
+def test_an_acknowledged_order_a_simulated_venue_lost_expires(db):
+    order = stored(db, OrderStatus.ACCEPTED)
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=False, mode=common_pb.EXECUTION_MODE_PAPER
+    )
+
+    reconcile(db, exchange)
+
+    assert db.run_sync(lambda uow: uow.orders.get(order.order_id)).status is OrderStatus.EXPIRED
