@@ -90,6 +90,7 @@ def max_leverage(order: Order, limits: RiskLimits, context: RiskContext) -> Viol
 
 
 def max_open_orders(limits: RiskLimits, context: RiskContext) -> Violation | None:
+    """The account's working orders (this one not yet among them) against the limit."""
     limit = limits.max_open_orders
     if limit is None or len(context.working_orders) < limit:
         return None
@@ -100,6 +101,7 @@ def max_open_orders(limits: RiskLimits, context: RiskContext) -> Violation | Non
 
 
 def order_rate(limits: RiskLimits, context: RiskContext) -> Violation | None:
+    """The account's orders in the rolling window (this one not yet among them) against the limit."""
     limit = limits.order_rate_limit
     if limit is None or context.recent_orders < limit:
         return None

@@ -93,11 +93,24 @@ def _is_off(value: Any) -> bool:
 
 
 def decimal_limit(value: Any, where: str) -> Decimal | None:
-    """A non-negative decimal, or ``"off"`` (None: the control is disabled)."""
+    """A non-negative decimal, or ``"off"`` (None: the control is disabled).
+
+    Raises
+    ------
+    ConfigError
+        Anything else; the message names ``where``.
+    """
     return None if _is_off(value) else _decimal(value, where)
 
 
 def positive_decimal(value: Any, where: str) -> Decimal:
+    """A decimal above zero (``off`` is not allowed).
+
+    Raises
+    ------
+    ConfigError
+        Anything else; the message names ``where``.
+    """
     number = _decimal(value, where)
     if number == 0:
         raise ConfigError(f"{where} must be positive, got {value!r}")
@@ -105,11 +118,24 @@ def positive_decimal(value: Any, where: str) -> Decimal:
 
 
 def count_limit(value: Any, where: str) -> int | None:
-    """A whole number of at least 1, or ``"off"``."""
+    """A whole number of at least 1, or ``"off"``.
+
+    Raises
+    ------
+    ConfigError
+        Anything else; the message names ``where``.
+    """
     return None if _is_off(value) else positive_integer(value, where)
 
 
 def positive_integer(value: Any, where: str) -> int:
+    """A whole number of at least 1 (``off`` is not allowed).
+
+    Raises
+    ------
+    ConfigError
+        Anything else; the message names ``where``.
+    """
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
     if text is None or not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{where} must be a whole number of at least 1, got {value!r}")
@@ -117,7 +143,13 @@ def positive_integer(value: Any, where: str) -> int:
 
 
 def fraction_limit(value: Any, where: str) -> Decimal | None:
-    """A fraction such as ``0.05`` (5 %), or ``"off"``."""
+    """A fraction such as ``0.05`` (5 %), or ``"off"``.
+
+    Raises
+    ------
+    ConfigError
+        Not above 0 and below 1; the message names ``where``.
+    """
     if _is_off(value):
         return None
     number = _decimal(value, where)
@@ -127,7 +159,13 @@ def fraction_limit(value: Any, where: str) -> Decimal | None:
 
 
 def symbol_set(value: Any, where: str) -> frozenset[str]:
-    """A comma-separated string or a list of symbols; at least one."""
+    """A comma-separated string or a list of symbols, upper-cased.
+
+    Raises
+    ------
+    ConfigError
+        Not a list of strings, or no symbol at all; the message names ``where``.
+    """
     items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else None
     if items is None or not all(isinstance(item, str) for item in items):
         raise ConfigError(f"{where} must list symbols (a comma-separated string or a list), got {value!r}")
@@ -138,7 +176,14 @@ def symbol_set(value: Any, where: str) -> frozenset[str]:
 
 
 def utc_time_of_day(value: Any, where: str) -> dt.time:
-    """``HH:MM`` or ``HH:MM:SS``, a time of day in UTC."""
+    """``HH:MM`` or ``HH:MM:SS``, a time of day in UTC.
+
+    Raises
+    ------
+    ConfigError
+        Anything else (an offset included: the time is UTC by definition); the
+        message names ``where``.
+    """
     try:
         parsed = dt.time.fromisoformat(value) if isinstance(value, str) and len(value) in (5, 8) else None
     except ValueError:

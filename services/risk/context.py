@@ -94,7 +94,16 @@ def last_reset(now: dt.datetime, reset_time: dt.time) -> dt.datetime:
 def load_context(
     uow: UnitOfWork, order: Order, limits: RiskLimits, prices: PriceSource, now: dt.datetime
 ) -> RiskContext:
-    """Lock the order's account and read its risk context in ``uow``."""
+    """Lock the order's account and read its risk context in ``uow``.
+
+    The lock is held until ``uow`` ends, so the decision stored in the same unit of
+    work is the only one made for the account meanwhile, on any replica.
+
+    Raises
+    ------
+    sqlalchemy.exc.SQLAlchemyError
+        The store failed (the servicer answers UNAVAILABLE for an outage).
+    """
     uow.account_activity.lock_account(order.account)
     positions = {p.symbol: p for p in uow.positions.for_account(order.account)}
     window_start = now - dt.timedelta(seconds=limits.order_rate_window_seconds)
