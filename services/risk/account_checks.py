@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Context, Decimal
 
 from services.domain import Order, Side, TradingState
-from services.domain.ledger import ZERO, only_reduces
+from services.domain.ledger import only_reduces
 
 from .context import RiskContext
 from .limits import RiskLimits
@@ -24,14 +24,6 @@ def position_after(order: Order, context: RiskContext) -> Decimal:
     """The account's net quantity in the order's symbol once the order is filled."""
     signed = order.quantity if order.side is Side.BUY else _WIDE.minus(order.quantity)
     return _WIDE.add(context.position(order.symbol), signed)
-
-
-def working_quantity(order: Order, context: RiskContext) -> Decimal:
-    """What the account's working orders in this symbol and side may still fill."""
-    return sum(
-        (w.remaining_quantity for w in context.working_orders if w.symbol == order.symbol and w.side is order.side),
-        ZERO,
-    )
 
 
 def max_position(order: Order, limits: RiskLimits, context: RiskContext, reference: Decimal) -> Violation | None:
@@ -92,11 +84,10 @@ def max_leverage(order: Order, limits: RiskLimits, context: RiskContext) -> Viol
 def max_open_orders(limits: RiskLimits, context: RiskContext) -> Violation | None:
     """The account's working orders (this one not yet among them) against the limit."""
     limit = limits.max_open_orders
-    if limit is None or len(context.working_orders) < limit:
+    if limit is None or context.open_orders < limit:
         return None
     return Violation(
-        "MAX_OPEN_ORDERS_EXCEEDED",
-        f"the account has {len(context.working_orders)} open orders, the limit is {limit}",
+        "MAX_OPEN_ORDERS_EXCEEDED", f"the account has {context.open_orders} open orders, the limit is {limit}"
     )
 
 
@@ -125,7 +116,7 @@ def daily_loss(order: Order, limits: RiskLimits, context: RiskContext) -> Violat
     if loss <= limit:
         return None
     if context.trading_state is TradingState.REDUCING and only_reduces(
-        context.position(order.symbol), order.side, _WIDE.add(order.quantity, working_quantity(order, context))
+        context.position(order.symbol), order.side, _WIDE.add(order.quantity, context.working_same_side)
     ):
         return None
     return Violation(

@@ -73,7 +73,7 @@ def reducing_only(order: Order, context: RiskContext) -> Violation | None:
     if context.trading_state is not TradingState.REDUCING:
         return None
     held = context.position(order.symbol)
-    working = account_checks.working_quantity(order, context)
+    working = context.working_same_side
     if only_reduces(held, order.side, _WIDE.add(order.quantity, working)):
         return None
     prefix = "trading is REDUCING: orders may only reduce a position;"

@@ -12,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from decimal import Context, Decimal
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from services.domain import Order, TradingState
 from services.domain.ledger import ZERO, Position
 from services.store import UnitOfWork
-from services.store.account_activity import WorkingOrder
 
 from .limits import RiskLimits
 from .prices import PriceSource, reference_prices
@@ -34,8 +33,11 @@ class RiskContext:
     positions: Mapping[str, Position] = dataclasses.field(default_factory=dict)
     #: Reference prices by symbol: the order's and those of the account's positions.
     reference_prices: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
-    #: The account's orders that may still trade (APPROVED with a live token, or open).
-    working_orders: Sequence[WorkingOrder] = ()
+    #: How many of the account's orders may still trade (APPROVED with a live token, or open).
+    open_orders: int = 0
+    #: What the account's working orders in the order's symbol, on its side, may still
+    #: fill (read in REDUCING only: the one state whose checks use it).
+    working_same_side: Decimal = ZERO
     #: The account's orders inside the throttle's window, this one not included.
     recent_orders: int = 0
     #: Realised PnL net of commissions of the fills since the last daily reset.
@@ -104,15 +106,27 @@ def load_context(
     sqlalchemy.exc.SQLAlchemyError
         The store failed (the servicer answers UNAVAILABLE for an outage).
     """
-    uow.account_activity.lock_account(order.account)
+    activity = uow.account_activity
+    activity.lock_account(order.account)
+    state = uow.trading_state.get().state
     positions = {p.symbol: p for p in uow.positions.for_account(order.account)}
     window_start = now - dt.timedelta(seconds=limits.order_rate_window_seconds)
     approved_since = now - dt.timedelta(seconds=limits.approval_lifetime_seconds)
+    # Each read costs a round trip: skip those whose control is off (they stay at the
+    # defaults, which pass).
+    reads: dict[str, object] = {}
+    if state is TradingState.REDUCING:
+        reads["working_same_side"] = activity.working_quantity(order.account, order.symbol, order.side, approved_since)
+    if limits.max_open_orders is not None:
+        reads["open_orders"] = activity.count_working(order.account, approved_since)
+    if limits.order_rate_limit is not None:
+        reads["recent_orders"] = activity.orders_since(order.account, window_start)
+    if limits.daily_loss_limit is not None:
+        since = last_reset(now, limits.daily_reset_utc)
+        reads["realised_today"] = uow.positions.realised_since(order.account, since)
     return RiskContext(
-        trading_state=uow.trading_state.get().state,
+        trading_state=state,
         positions=positions,
         reference_prices=reference_prices(prices, [order.symbol, *positions]),
-        working_orders=uow.account_activity.working_orders(order.account, approved_since),
-        recent_orders=uow.account_activity.orders_since(order.account, window_start),
-        realised_today=uow.positions.realised_since(order.account, last_reset(now, limits.daily_reset_utc)),
+        **reads,  # type: ignore[arg-type]
     )

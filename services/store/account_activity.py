@@ -8,10 +8,10 @@ order-rate throttle and the open-order limit cannot be overrun by a race.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
@@ -23,16 +23,6 @@ from .models import orders_table as orders_t
 _OPEN = sorted(status.value for status in OPEN_STATUSES)
 #: First key of the two-key PostgreSQL advisory locks taken per account ("risk").
 ACCOUNT_LOCK_NAMESPACE = 0x7269736B
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkingOrder:
-    """An order that may still trade: its symbol, side and the quantity not yet filled."""
-
-    order_id: str
-    symbol: str
-    side: Side
-    remaining_quantity: Decimal
 
 
 def account_lock_key(account: str) -> int:
@@ -65,20 +55,31 @@ class AccountActivityRepository:
         )
         return int(self.session.execute(statement).scalar_one())
 
-    def working_orders(self, account: str, approved_since: dt.datetime) -> list[WorkingOrder]:
-        """The account's orders that may still trade: open at a venue (SUBMITTED,
+    def _working(self, account: str, approved_since: dt.datetime) -> Any:
+        """Orders of the account that may still trade: open at a venue (SUBMITTED,
         ACCEPTED, PARTIALLY_FILLED, PENDING_CANCEL), or APPROVED at or after
         ``approved_since`` (older approvals hold expired tokens and can never be sent)."""
-        statement = select(
-            orders_t.c.order_id, orders_t.c.symbol, orders_t.c.side, orders_t.c.quantity, orders_t.c.filled_quantity
-        ).where(
+        return and_(
             orders_t.c.account == account,
             or_(
                 orders_t.c.status.in_(_OPEN),
                 and_(orders_t.c.status == OrderStatus.APPROVED.value, orders_t.c.updated_time >= approved_since),
             ),
         )
-        return [
-            WorkingOrder(row.order_id, row.symbol, Side(row.side), row.quantity - row.filled_quantity)
-            for row in self.session.execute(statement.order_by(orders_t.c.order_time, orders_t.c.order_id))
-        ]
+
+    def count_working(self, account: str, approved_since: dt.datetime) -> int:
+        """How many of the account's orders may still trade (see :meth:`_working`)."""
+        statement = select(func.count()).select_from(orders_t).where(self._working(account, approved_since))
+        return int(self.session.execute(statement).scalar_one())
+
+    def working_quantity(self, account: str, symbol: str, side: Side, approved_since: dt.datetime) -> Decimal:
+        """What the account's working orders in ``symbol`` on ``side`` may still fill
+        (quantity minus filled quantity, summed exactly)."""
+        statement = select(orders_t.c.quantity, orders_t.c.filled_quantity).where(
+            self._working(account, approved_since), orders_t.c.symbol == symbol, orders_t.c.side == side.value
+        )
+        total = Decimal(0)
+        with localcontext(Context(prec=100)):
+            for quantity, filled in self.session.execute(statement):
+                total += quantity - filled
+        return total

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 from decimal import Context, Decimal, localcontext
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from ._sql import insert_unless_conflict
 from .models import ledger_entries_table as entries_t
 from .models import positions_table as positions_t
 
+_WIDE = Context(prec=100)
 _POSITION_FIELDS = ("quantity", "cost_basis", "realised_pnl", "commission", "updated_time", "version")
 
 
@@ -110,13 +111,18 @@ class PositionRepository:
 
     def realised_since(self, account: str, since: dt.datetime) -> Decimal:
         """The account's realised PnL net of commissions over the fills traded at or
-        after ``since`` (summed exactly here: SQLite would sum its decimals as floats)."""
-        statement = select(entries_t.c.realised_pnl, entries_t.c.commission).where(
-            entries_t.c.account == account, entries_t.c.trade_time >= since
-        )
+        after ``since``: summed by PostgreSQL (exact NUMERIC), or here, exactly, on
+        SQLite (whose SUM would add its decimal text as binary floats)."""
+        since_then = (entries_t.c.account == account, entries_t.c.trade_time >= since)
+        if self.session.get_bind().dialect.name == "postgresql":
+            sums = select(func.sum(entries_t.c.realised_pnl), func.sum(entries_t.c.commission)).where(*since_then)
+            realised, commission = self.session.execute(sums).one()
+            return ZERO if realised is None else _WIDE.subtract(realised, commission)
         total = ZERO
-        with localcontext(Context(prec=100)):
-            for realised, commission in self.session.execute(statement):
+        with localcontext(_WIDE):
+            for realised, commission in self.session.execute(
+                select(entries_t.c.realised_pnl, entries_t.c.commission).where(*since_then)
+            ):
                 total += realised - commission
         return total
 

@@ -14,7 +14,6 @@ from services.domain.ledger import Position
 from services.risk.checks import RiskContext, check_order
 from services.risk.context import last_reset
 from services.risk.limits import RiskLimits
-from services.store.account_activity import WorkingOrder
 
 PRICES = {"BTCUSDT": Decimal("50000"), "ETHUSDT": Decimal("2000")}
 LIMITS = RiskLimits(
@@ -157,13 +156,9 @@ def test_an_account_without_positive_equity_cannot_add_exposure_but_can_reduce_i
 
 
 # -- open orders and the order-rate throttle ---------------------------------------------------------------
-def working(count: int) -> list[WorkingOrder]:
-    return [WorkingOrder(f"o-{n}", "ETHUSDT", Side.BUY, Decimal("1")) for n in range(count)]
-
-
 def test_max_open_orders_counts_the_working_orders(make_order):
-    assert codes(market(make_order, quantity="0.1"), context(working_orders=working(2))) == []
-    assert codes(market(make_order, quantity="0.1"), context(working_orders=working(3))) == ["MAX_OPEN_ORDERS_EXCEEDED"]
+    assert codes(market(make_order, quantity="0.1"), context(open_orders=2)) == []
+    assert codes(market(make_order, quantity="0.1"), context(open_orders=3)) == ["MAX_OPEN_ORDERS_EXCEEDED"]
 
 
 def test_order_rate_throttle_counts_the_orders_in_the_window(make_order):
@@ -221,7 +216,7 @@ def test_every_violation_of_one_order_is_reported_together_each_with_its_own_cod
     ctx = context(
         position("ETHUSDT", "10", "2000"),
         trading_state=TradingState.HALTED,
-        working_orders=working(3),
+        open_orders=3,
         recent_orders=5,
         realised_today=Decimal("-2000"),
     )

@@ -10,7 +10,6 @@ from services.domain import OrderType, Side, TradingState
 from services.domain.ledger import Position
 from services.risk.checks import RiskContext, check_order, notional_price
 from services.risk.limits import RiskLimits
-from services.store.account_activity import WorkingOrder
 
 LIMITS = RiskLimits(
     allowed_symbols=frozenset({"BTCUSDT", "ETHUSDT"}),
@@ -187,18 +186,15 @@ def test_reducing_state_refuses_an_order_that_is_not_reduce_only(make_order, hel
 
 
 def test_reducing_state_counts_orders_already_working_on_the_same_side(make_order):
-    # Long 2, a sell of 1.5 already working: another sell of 1 would flip it together.
-    working = [WorkingOrder("o-1", "BTCUSDT", Side.SELL, Decimal("1.5"))]
-    other_symbol = [WorkingOrder("o-2", "ETHUSDT", Side.SELL, Decimal("5"))]
+    # Long 2, sells of 1.5 already working: another sell of 1 would flip it together.
     order = make_order(side=Side.SELL, quantity=Decimal("1"))
+    working = {"positions": holding("2"), "working_same_side": Decimal("1.5")}
 
-    assert codes(order, REDUCING, positions=holding("2"), working_orders=working) == ["REDUCING_ONLY"]
-    assert "plus 1.5 already working" in check_order(
-        order, LIMITS, in_state(REDUCING, positions=holding("2"), working_orders=working)
-    )[0].message
-    assert codes(order, REDUCING, positions=holding("2"), working_orders=other_symbol) == []
-    assert codes(make_order(side=Side.SELL, quantity=Decimal("0.5")), REDUCING,
-                 positions=holding("2"), working_orders=working) == []
+    (violation,) = check_order(order, LIMITS, in_state(REDUCING, **working))
+
+    assert violation.code == "REDUCING_ONLY"
+    assert "SELL 1 plus 1.5 already working exceeds" in violation.message
+    assert codes(make_order(side=Side.SELL, quantity=Decimal("0.5")), REDUCING, **working) == []
 
 
 def test_reducing_is_reported_with_the_other_violations(make_order):
