@@ -2,7 +2,7 @@
 # Entry point of the Tessera image: the first argument names what to run.
 #
 #   risk | oms | exchange   the gRPC service (python -m services.<name>)
-#   migrate                 bring the database schema to head (python -m services.store.migrate)
+#   migrate                 bring the database schema to head (python -m services.store)
 #   tessera                 the command-line client (tessera submit, orders, ...)
 #
 # `exec` makes Python PID 1, so the SIGTERM Kubernetes sends reaches the service's own
@@ -16,7 +16,7 @@ case "$command" in
         exec python -m "services.$command" "$@"
         ;;
     migrate)
-        exec python -m services.store.migrate "$@"
+        exec python -m services.store "$@"
         ;;
     tessera)
         exec tessera "$@"

@@ -12,6 +12,7 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera order ORDER_ID                      one order with its events and trades
   tessera watch [...]                         follow order events
   tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
+  tessera kill-switch status|trip|reduce|reset  the trading state (changes need --operator, --reason)
 
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
 usage, 3 order rejected by risk, 130 interrupted.
@@ -93,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--history-only", action="store_true", help="stop after the stored history")
     client.add_connection_arguments(watch)
     watch.set_defaults(handler=client.cmd_watch)
+    from .kill_switch import add_kill_switch_arguments, cmd_kill_switch
     from .rebalance import add_rebalance_arguments, cmd_rebalance
+
+    kill_switch = commands.add_parser(
+        "kill-switch", help="show, trip (halt + cancel all), reduce or reset the trading state",
+        description="status: the trading state. trip: EmergencyCancelAll (halt, latched; cancel every open "
+        "order). reduce: REDUCING. reset: ACTIVE. Changes need --operator and --reason and are audited.")
+    add_kill_switch_arguments(kill_switch)
+    kill_switch.set_defaults(handler=cmd_kill_switch)
 
     rebalance = commands.add_parser(
         "rebalance", help="run a batch of target orders from a CSV or JSON file",

@@ -14,6 +14,7 @@ from services.common.config import (
     ConfigError,
     ServerConfig,
     env_decimal,
+    env_decimal,
     env_int,
     exit_on_config_error,
     load_keyring,
@@ -47,6 +48,9 @@ async def main() -> None:
         keyring = load_keyring(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
         expiry_interval = env_int(os.environ, "TESSERA_EXPIRY_INTERVAL_SECONDS", 1, minimum=1)
+        exchange_timeout = float(env_decimal(os.environ, "TESSERA_EXCHANGE_TIMEOUT_SECONDS", "10"))
+        if exchange_timeout <= 0:
+            raise ConfigError("TESSERA_EXCHANGE_TIMEOUT_SECONDS must be positive")
         reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
         server_config = ServerConfig.from_env("oms")
@@ -55,7 +59,9 @@ async def main() -> None:
     exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
     db = Database.from_url(database_url())
     channel = grpc.aio.insecure_channel(exchange_address)
-    oms = OrderManagement(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl)
+    oms = OrderManagement(
+        db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout
+    )
     reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
     stop = asyncio.Event()
 

@@ -21,6 +21,7 @@ from services.common import convert
 from services.common.db import Database
 from services.common.tokens import oms_call_metadata, verify_or_raise
 from services.domain import Order, OrderEvent, OrderManager, OrderStatus, Trade, TradingState, utcnow
+from services.domain import ledger
 from services.domain.errors import (
     OrderNotFound,
     PreconditionFailed,
@@ -136,10 +137,7 @@ class OrderManagement:
                 f"order is {stored.status.value}: only APPROVED orders can be submitted",
                 reason="ORDER_NOT_APPROVED",
             )
-        state = uow.trading_state.get()
-        if state.state is TradingState.HALTED:
-            # Approved before the halt: it stays APPROVED and may go once trading resumes.
-            raise PreconditionFailed(f"trading is halted: {state.reason}", reason="TRADING_HALTED")
+        self._check_trading_state(uow, stored)
         stored.transition(
             OrderStatus.SUBMITTED,
             reason="oms: risk token verified",
@@ -147,6 +145,23 @@ class OrderManagement:
         )
         uow.orders.save(stored)
         return stored
+
+    @staticmethod
+    def _check_trading_state(uow: UnitOfWork, order: Order) -> None:
+        """The trading state may have changed since Risk approved the order: the global
+        state or the symbol's own (a quarantine), whichever is stricter, decides. A
+        refused order stays APPROVED and may go once trading resumes."""
+        state = uow.trading_state.effective(order.symbol)
+        if state.state is TradingState.HALTED:
+            raise PreconditionFailed(f"trading in {order.symbol} is halted: {state.reason}", reason="TRADING_HALTED")
+        if state.state is TradingState.REDUCING:
+            held = uow.positions.get(order.account, order.symbol).quantity
+            if not ledger.only_reduces(held, order.side, order.quantity):
+                raise PreconditionFailed(
+                    f"trading in {order.symbol} is REDUCING: the order would not only reduce the "
+                    f"position of {held}",
+                    reason="REDUCING_ONLY",
+                )
 
     def _refused(self, uow: UnitOfWork, order_id: str, reason: str, detail: str) -> Order:
         order = uow.orders.get(order_id)

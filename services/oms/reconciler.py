@@ -36,6 +36,7 @@ from services.domain import Order, OrderEvent, OrderStatus, TradingState, utcnow
 from services.domain.errors import StaleOrder
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
+from services.store.repositories import symbol_scope
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
@@ -49,10 +50,6 @@ DISCREPANCY = "RECONCILE_DISCREPANCY"
 OPERATOR = "reconciler"
 _SIMULATED = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
 _CLOSING = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
-
-
-def quarantine_scope(symbol: str) -> str:
-    return f"symbol:{symbol}"
 
 
 @dataclasses.dataclass
@@ -223,7 +220,7 @@ class Reconciler:
         log.error("quarantining %s: order %s: %s", order.symbol, order_id, why)
         uow.anomalies.record(kind=DISCREPANCY, venue=order.venue, order_id=order_id, detail=why, payload=detail)
         uow.trading_state.set(
-            TradingState.HALTED.value, OPERATOR, f"order {order_id}: {why}", scope=quarantine_scope(order.symbol)
+            TradingState.HALTED.value, OPERATOR, f"order {order_id}: {why}", scope=symbol_scope(order.symbol)
         )
         # An event without a transition: the order stays as it is; the history says why.
         event = OrderEvent(
@@ -233,7 +230,7 @@ class Reconciler:
             from_status=order.status,
             to_status=order.status,
             reason=f"reconciler: {order.symbol} quarantined: {why}",
-            payload={"quarantine_scope": quarantine_scope(order.symbol), **detail},
+            payload={"quarantine_scope": symbol_scope(order.symbol), **detail},
         )
         order.last_sequence = event.sequence
         order.new_events.append(event)

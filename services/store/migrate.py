@@ -6,7 +6,7 @@ upgrade runs in one transaction (both backends have transactional DDL here, see
 advisory lock, so replicas starting together migrate one after the other and the
 later ones find nothing to do. On SQLite ``BEGIN IMMEDIATE`` serialises them the same way.
 
-Command line: ``python -m services.store.migrate [--url URL] [--revision REV]``.
+Command line: ``python -m services.store [--url URL] [--revision REV]``.
 
 A new revision: ``alembic.command.revision(alembic_config(), "message", autogenerate=True)``
 against a database at head, then review and hand-edit it; the migrations test checks
@@ -82,7 +82,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.store.migrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m services.store", description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="database URL (default: TESSERA_DATABASE_URL or var/tessera.db)")
     parser.add_argument("--revision", default="head", help="target revision (default: head)")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ from .order_managers import OrderManagerRepository
 from .orders import OrderRepository
 from .positions import PositionRepository
 from .trades import TradeRepository
-from .trading_state import GLOBAL_SCOPE, TradingStateRepository
+from .trading_state import GLOBAL_SCOPE, TradingStateRepository, symbol_scope
 
 __all__ = [
     "AccountActivityRepository",
@@ -17,4 +17,5 @@ __all__ = [
     "PositionRepository",
     "TradeRepository",
     "TradingStateRepository",
+    "symbol_scope",
 ]

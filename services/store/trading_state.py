@@ -13,6 +13,14 @@ from .models import trading_state_events_table as events_t
 from .models import trading_state_table as state_t
 
 GLOBAL_SCOPE = "global"
+# How strict each state is: the effective state of a symbol is the stricter of the
+# global one and the symbol's own (a quarantine).
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+
+
+def symbol_scope(symbol: str) -> str:
+    """The scope of one symbol's own trading state (set by a quarantine)."""
+    return f"symbol:{symbol}"
 
 
 class TradingStateRepository:
@@ -26,6 +34,13 @@ class TradingStateRepository:
         if row is None:
             return TradingStateRecord(TradingState.ACTIVE, "", "", None)
         return TradingStateRecord(TradingState(row["state"]), row["reason"], row["operator"], row["updated_time"])
+
+    def effective(self, symbol: str) -> TradingStateRecord:
+        """The state that governs new orders in ``symbol``: the stricter of the global
+        state and the symbol's own (the global one when they are equal)."""
+        overall = self.get(GLOBAL_SCOPE)
+        own = self.get(symbol_scope(symbol))
+        return own if _STRICTNESS[own.state] > _STRICTNESS[overall.state] else overall
 
     def set(
         self, state: TradingState | str, operator: str, reason: str, scope: str = GLOBAL_SCOPE

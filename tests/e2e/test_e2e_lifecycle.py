@@ -311,3 +311,24 @@ def test_tessera_rebalance_runs_a_file_once_and_a_rerun_submits_nothing(stack, s
     )
     assert len(batch.orders) == 3
     assert sum(len(store.trades(o.order_id)) for o in batch.orders) == 3
+
+
+def test_tessera_kill_switch_trips_reports_and_resets(stack, store):
+    connection = ["--risk", stack.addresses["risk"], "--oms", stack.addresses["oms"]]
+    with restoring_active(stack):
+        resting = submit(stack, order_type=pb.ORDER_TYPE_LIMIT, price=BELOW_MARKET)
+
+        refused = run_cli("kill-switch", "trip", *connection)
+        assert refused.returncode == 1 and "operator" in refused.stderr
+
+        tripped = run_cli("kill-switch", "trip", "--operator", "dana", "--reason", "fat finger", *connection)
+        assert tripped.returncode == 0, tripped.stderr
+        assert "trading HALTED" in tripped.stdout and "fat finger" in tripped.stdout
+        assert store.status(resting.order_id) == "CANCELLED"
+
+        status = run_cli("kill-switch", "status", *connection)
+        assert "HALTED" in status.stdout and "dana" in status.stdout
+
+        reset = run_cli("kill-switch", "reset", "--operator", "erin", "--reason", "all clear", *connection)
+        assert reset.returncode == 0, reset.stderr
+        assert "HALTED -> ACTIVE" in reset.stdout and "erin" in reset.stdout

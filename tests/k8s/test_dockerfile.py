@@ -146,7 +146,7 @@ def fake_python(tmp_path: Path) -> dict[str, str]:
         (["risk"], "python -m services.risk"),
         (["oms"], "python -m services.oms"),
         (["exchange"], "python -m services.exchange"),
-        (["migrate", "--revision", "head"], "python -m services.store.migrate --revision head"),
+        (["migrate", "--revision", "head"], "python -m services.store --revision head"),
         (["tessera", "orders"], "tessera orders"),
     ],
 )

@@ -233,3 +233,46 @@ def test_a_batch_with_a_resting_order_keeps_executing_until_it_is_cancelled(risk
 )
 def test_batch_status_is_derived_from_its_orders_statuses(counts, expected):
     assert batches.batch_status(counts) == expected
+
+
+# -- the effective trading state at submission ---------------------------------------------------
+def test_a_quarantined_symbol_refuses_submission_while_others_trade(risk, oms, exchange, db, make_order):
+    from services.store.repositories import symbol_scope
+
+    async def scenario():
+        btc = await approved(risk, make_order(price=Decimal("65100")))
+        eth = await approved(risk, make_order(symbol="ETHUSDT", price=Decimal("3300")))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.HALTED, "reconciler", "unexplained fill",
+                                                       scope=symbol_scope("BTCUSDT")))
+        with pytest.raises(PreconditionFailed) as refused:
+            await oms.submit(as_sent(btc.order), btc.token)
+        return refused.value, await oms.submit(as_sent(eth.order), eth.token)
+
+    error, eth = asyncio.run(scenario())
+
+    assert error.reason == "TRADING_HALTED" and "unexplained fill" in str(error)
+    assert eth.order.status is S.FILLED
+
+
+def test_reducing_at_submission_refuses_an_order_approved_to_open_a_position(risk, oms, exchange, db, make_order):
+    async def scenario():
+        decision = await approved(risk, make_order(price=Decimal("65100")))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.REDUCING, "ops", "de-risk"))
+        with pytest.raises(PreconditionFailed) as refused:
+            await oms.submit(as_sent(decision.order), decision.token)
+        return refused.value
+
+    assert asyncio.run(scenario()).reason == "REDUCING_ONLY"
+    assert exchange.execute_requests == []
+
+
+def test_effective_state_is_the_stricter_of_global_and_symbol(db):
+    from services.store.repositories import symbol_scope
+
+    def effective(uow):
+        return uow.trading_state.effective("BTCUSDT").state, uow.trading_state.effective("ETHUSDT").state
+
+    assert db.run_sync(effective) == (TradingState.ACTIVE, TradingState.ACTIVE)
+    db.run_sync(lambda uow: uow.trading_state.set(TradingState.HALTED, "rec", "q", scope=symbol_scope("BTCUSDT")))
+    db.run_sync(lambda uow: uow.trading_state.set(TradingState.REDUCING, "ops", "r"))
+    assert db.run_sync(effective) == (TradingState.HALTED, TradingState.REDUCING)

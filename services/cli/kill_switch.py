@@ -1,0 +1,68 @@
+"""``tessera kill-switch``: read and change the trading state of any deployment.
+
+``status`` shows the global state (and who set it, why, when); ``trip`` calls
+``EmergencyCancelAll`` (halt, latched, and cancel every open order); ``reduce`` sets
+REDUCING; ``reset`` sets ACTIVE again. Every change needs ``--operator`` and
+``--reason``: the services refuse a change without them, and audit each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import grpc
+
+from tessera.common.v1 import types_pb2 as pb
+from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
+from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
+
+from . import output
+from .client import EXIT_ERROR, EXIT_OK, add_connection_arguments, err
+
+ACTIONS = ("status", "trip", "reduce", "reset")
+
+
+def add_kill_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=ACTIONS,
+                        help="status; trip (halt + cancel everything); reduce (REDUCING); reset (ACTIVE)")
+    parser.add_argument("--operator", default="", help="who makes the change (required to change it)")
+    parser.add_argument("--reason", default="", help="why (required to change it)")
+    add_connection_arguments(parser, risk=True)
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(args.risk) as risk_channel, grpc.insecure_channel(args.oms) as oms_channel:
+        risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
+        try:
+            if args.action == "trip":
+                answer = oms_pb2_grpc.OrderManagementServiceStub(oms_channel).EmergencyCancelAll(
+                    oms_pb2.EmergencyCancelAllRequest(operator=args.operator, reason=args.reason), timeout=args.timeout
+                )
+                print(f"trading HALTED; {len(answer.orders)} order(s) cancelled")
+                if answer.orders:
+                    print(output.orders_table(answer.orders))
+            elif args.action in ("reduce", "reset"):
+                state = pb.TRADING_STATE_REDUCING if args.action == "reduce" else pb.TRADING_STATE_ACTIVE
+                answer = risk.SetTradingState(
+                    risk_pb2.SetTradingStateRequest(state=state, operator=args.operator, reason=args.reason),
+                    timeout=args.timeout,
+                )
+                print(f"trading {_name(answer.previous_state)} -> {_name(answer.state)}")
+            state = risk.GetTradingState(risk_pb2.GetTradingStateRequest(), timeout=args.timeout)
+        except grpc.RpcError as error:
+            err(output.rpc_error(error, f"kill-switch {args.action}"))
+            return EXIT_ERROR
+    print(output.fields([
+        ("state", _name(state.state)),
+        ("operator", output.text(state.operator)),
+        ("reason", output.text(state.reason)),
+        ("updated", output.timestamp(state, "updated_time")),
+    ]))
+    return EXIT_OK
+
+
+def _name(state: int) -> str:
+    return pb.TradingState.Name(state).removeprefix("TRADING_STATE_")
+
+
+__all__ = ["add_kill_switch_arguments", "cmd_kill_switch"]
