@@ -28,6 +28,8 @@ _WIDE = Context(prec=100)
 class RiskContext:
     """The account's state when an order is checked (the defaults: a fresh account)."""
 
+    #: The state governing the order's symbol: the stricter of the global one and the
+    #: symbol's own.
     trading_state: TradingState = TradingState.ACTIVE
     #: The account's ledger positions by symbol (flat ones too).
     positions: Mapping[str, Position] = dataclasses.field(default_factory=dict)
@@ -108,7 +110,8 @@ def load_context(
     """
     activity = uow.account_activity
     activity.lock_account(order.account)
-    state = uow.trading_state.get().state
+    # The stricter of the global state and the symbol's own (a reconciler's quarantine).
+    state = uow.trading_state.effective(order.symbol).state
     positions = {p.symbol: p for p in uow.positions.for_account(order.account)}
     window_start = now - dt.timedelta(seconds=limits.order_rate_window_seconds)
     approved_since = now - dt.timedelta(seconds=limits.approval_lifetime_seconds)

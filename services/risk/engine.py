@@ -60,7 +60,7 @@ class RiskEngine:
         self._check_references(uow, order, now)
         context = load_context(uow, order, self.limits, self.prices, now)
         violations = check_order(order, self.limits, context)
-        trip_on_daily_loss(uow, order, violations, context)
+        trip_on_daily_loss(uow, order, violations)
         order.order_time = order.updated_time = now
         order.record_creation(now)
         token = ""

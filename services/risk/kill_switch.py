@@ -1,7 +1,7 @@
 """The daily loss limit trips the kill switch.
 
-When an order is rejected with DAILY_LOSS_LIMIT while trading is ACTIVE, Risk sets the
-(global) trading state to HALTED, as operator ``risk``, in the same transaction that
+When an order is rejected with DAILY_LOSS_LIMIT while the global trading state is
+ACTIVE, Risk sets it to HALTED, as operator ``risk``, in the same transaction that
 stores the rejection, so the audit trail shows who halted trading and why. Only an
 operator sets it back (REDUCING to unwind, or ACTIVE); the daily reset clears the loss,
 not the kill switch.
@@ -14,17 +14,14 @@ from collections.abc import Sequence
 from services.domain import Order, TradingState
 from services.store import UnitOfWork
 
-from .context import RiskContext
 from .violations import Violation
 
 OPERATOR = "risk"
 DAILY_LOSS_CODE = "DAILY_LOSS_LIMIT"
 
 
-def trip_on_daily_loss(
-    uow: UnitOfWork, order: Order, violations: Sequence[Violation], context: RiskContext
-) -> bool:
-    """Set HALTED when ``violations`` include the daily loss limit and trading is ACTIVE.
+def trip_on_daily_loss(uow: UnitOfWork, order: Order, violations: Sequence[Violation]) -> bool:
+    """Set HALTED when ``violations`` include the daily loss limit and global trading is ACTIVE.
 
     Returns True when it tripped the switch.
 
@@ -34,7 +31,9 @@ def trip_on_daily_loss(
         The trading state could not be written (the whole decision rolls back).
     """
     breach = next((v for v in violations if v.code == DAILY_LOSS_CODE), None)
-    if breach is None or context.trading_state is not TradingState.ACTIVE:
+    # The global state decides, not the symbol's (a quarantined symbol does not stop
+    # the switch; an operator's REDUCING or HALTED means it has been acted on already).
+    if breach is None or uow.trading_state.get().state is not TradingState.ACTIVE:
         return False
     uow.trading_state.set(
         TradingState.HALTED,

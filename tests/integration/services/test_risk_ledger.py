@@ -23,6 +23,7 @@ from services.oms.fill_tracker import apply_report
 from services.risk.engine import RiskEngine
 from services.risk.limits import RiskLimits
 from services.store import Store
+from services.store.repositories import symbol_scope
 from services.store.engine import make_engine
 from services.store.models import orders_table
 
@@ -221,3 +222,26 @@ def test_the_order_rate_throttle_is_shared_by_two_replicas(db, second_replica, k
     assert codes(sequential[3]) == ["ORDER_RATE_EXCEEDED"]
     assert other_account.order.status is S.APPROVED
     assert sorted(d.order.status.value for d in racing) == ["APPROVED"] * 3 + ["REJECTED"] * 7
+
+
+def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_switch(db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    risk = RiskEngine(db, keyring, LIMITS, prices)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015")
+        with store.uow() as uow:  # what the reconciler does on an unexplained discrepancy
+            uow.trading_state.set(TradingState.HALTED, "reconciler", "quarantine", scope=symbol_scope("SOLUSDT"))
+            uow.commit()
+        quarantined = await validate(risk, make_order, symbol="SOLUSDT", quantity=D("1"))
+        elsewhere = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        prices.prices["BTCUSDT"] = D("58000")
+        breach = await validate(risk, make_order, symbol="SOLUSDT", quantity=D("1"))
+        return quarantined, elsewhere, breach, await risk.trading_state()
+
+    quarantined, elsewhere, breach, state = asyncio.run(scenario())
+
+    assert codes(quarantined) == ["TRADING_HALTED"]
+    assert elsewhere.order.status is S.APPROVED
+    assert codes(breach) == ["TRADING_HALTED", "DAILY_LOSS_LIMIT"]
+    assert (state.state, state.operator) == (TradingState.HALTED, "risk")  # the global switch tripped
