@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+import core_ext
 from services.domain import (
     LiquiditySide,
     MarketType,
@@ -40,24 +41,7 @@ ORDER_COLUMNS: tuple[str, ...] = tuple(column.name for column in orders_table.co
 
 #: Fixed when the order is added: its identity, its creation time and the economic
 #: fields the risk token signs (:meth:`Order.token_fields`). ``save`` never rewrites them.
-ORDER_FIXED_COLUMNS: tuple[str, ...] = (
-    "order_id",
-    "client_order_id",
-    "account",
-    "venue",
-    "market_type",
-    "symbol",
-    "side",
-    "order_type",
-    "quantity",
-    "price",
-    "stop_price",
-    "time_in_force",
-    "reduce_only",
-    "post_only",
-    "leverage",
-    "order_time",
-)
+ORDER_FIXED_COLUMNS: tuple[str, ...] = (*core_ext.ORDER_FIELDS, "order_time")
 
 #: What ``OrderRepository.save`` writes (``version`` is bumped by the statement itself).
 ORDER_LIFECYCLE_COLUMNS: tuple[str, ...] = tuple(

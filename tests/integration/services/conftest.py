@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+import order_factory
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -22,7 +23,7 @@ from sqlalchemy.pool import NullPool
 
 import core_ext
 from services.common.db import Database
-from services.domain import MarketType, Order, OrderStatus, OrderType, Side, new_id
+from services.domain import Order, OrderStatus
 from services.store import Store
 from services.store.engine import normalize_url, safe_url
 from services.store.models import Base
@@ -127,20 +128,7 @@ def keyring() -> "core_ext.KeyRing":
 # -- orders ----------------------------------------------------------------------------------------
 def build_order(**overrides: Any) -> Order:
     """A LIMIT BUY of 0.01 BTCUSDT @ 65000 on FUTURES, PENDING, no events."""
-    fields: dict[str, Any] = dict(
-        order_id=new_id(),
-        client_order_id=f"cid-{uuid.uuid4().hex[:12]}",
-        account="acct-1",
-        venue="paper",
-        market_type=MarketType.FUTURES,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=Decimal("0.01"),
-        price=Decimal("65000"),
-    )
-    fields.update(overrides)
-    return Order(**fields)
+    return order_factory.build_order(**{"quantity": Decimal("0.01"), "price": Decimal("65000"), **overrides})
 
 
 @pytest.fixture

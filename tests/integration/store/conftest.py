@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+import order_factory
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from services.domain import MarketType, Order, OrderType, Side, Trade, new_id
+from services.domain import Order, Trade
 from services.store import Store
 from services.store.engine import normalize_url, safe_url
 from services.store.models import Base
@@ -107,22 +108,9 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 def new_order(**overrides: Any) -> Order:
     """A LIMIT BUY order on ``acct-1`` carrying its creation event."""
-    fields: dict[str, Any] = dict(
-        order_id=new_id(),
-        client_order_id=f"cid-{uuid.uuid4().hex[:12]}",
-        account="acct-1",
-        venue="paper",
-        market_type=MarketType.FUTURES,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=Decimal("1.5"),
-        price=Decimal("50000.25"),
-        order_time=T0,
-        updated_time=T0,
+    order = order_factory.build_order(
+        **{"price": Decimal("50000.25"), "order_time": T0, "updated_time": T0, **overrides}
     )
-    fields.update(overrides)
-    order = Order(**fields)
     order.record_creation()
     return order
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
-from decimal import Decimal
 from typing import Any, Callable
 
+import order_factory
 import pytest
 
 import core_ext
-from services.domain import MarketType, Order, OrderStatus, OrderType, Side, new_id
+from services.domain import Order, OrderStatus
 
 SECRET = b"services-unit-test-secret-0123456789"  # 36 bytes
 KEY_ID = "unit1"
@@ -46,22 +45,7 @@ PATHS: dict[OrderStatus, tuple[OrderStatus, ...]] = {
 
 def build_order(**overrides: Any) -> Order:
     """A valid LIMIT BUY of 1.5 BTCUSDT @ 50000 on FUTURES, status PENDING, no events."""
-    fields: dict[str, Any] = dict(
-        order_id=new_id(),
-        client_order_id=f"cid-{uuid.uuid4().hex[:12]}",
-        account="acct-1",
-        venue="paper",
-        market_type=MarketType.FUTURES,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.LIMIT,
-        quantity=Decimal("1.5"),
-        price=Decimal("50000"),
-        order_time=T0,
-        updated_time=T0,
-    )
-    fields.update(overrides)
-    return Order(**fields)
+    return order_factory.build_order(**{"order_time": T0, "updated_time": T0, **overrides})
 
 
 def drive_to(order: Order, status: OrderStatus) -> Order:
