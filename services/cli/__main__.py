@@ -14,6 +14,9 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
   tessera kill-switch status|trip|reduce|reset  the trading state (changes need --operator, --reason)
 
+Store (any database; --database-url or TESSERA_DATABASE_URL):
+  tessera verify-store [...]                  check the store's invariants, report every violation (exit 4)
+
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
 usage, 3 order rejected by risk, 130 interrupted.
 """
@@ -103,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         "order). reduce: REDUCING. reset: ACTIVE. Changes need --operator and --reason and are audited.")
     add_kill_switch_arguments(kill_switch)
     kill_switch.set_defaults(handler=cmd_kill_switch)
+
+    from .verify_store import add_verify_store_arguments, cmd_verify_store
+
+    verify_store = commands.add_parser(
+        "verify-store", help="check the store's invariants and report every violation",
+        description="Read a Tessera database (read-only) and check its invariants: each order's hash-chained "
+        "events (edited, inserted or deleted events), the replay of its events against the stored order, "
+        "submissions (never unapproved, never twice), fills recorded exactly once, the ledger; optionally "
+        "nothing left in doubt, and the store against a venue simulator. Exit 0 clean, 4 violations, 1 unreadable.")
+    add_verify_store_arguments(verify_store)
+    verify_store.set_defaults(handler=cmd_verify_store)
 
     rebalance = commands.add_parser(
         "rebalance", help="run a batch of target orders from a CSV or JSON file",

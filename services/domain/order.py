@@ -74,6 +74,8 @@ class Order:
     raw_venue_payload: dict[str, Any] | None = None
     version: int = 0
     last_sequence: int = 0
+    # The hash of the newest stored event (the store's tamper-evident chain of events).
+    last_event_hash: str | None = None
     # Events produced since the order was loaded; the repository persists and clears them.
     new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
 

@@ -46,6 +46,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 ID = String(36)  # uuid strings
 NAME = String(128)  # accounts, venue ids, symbols, client order ids
 CODE = String(32)  # enum names
+HASH = String(64)  # hex SHA-256
 
 
 class Base(DeclarativeBase):
@@ -109,6 +110,8 @@ class OrderRow(Base):
     raw_venue_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     version: Mapped[int] = mapped_column(Integer())
     last_sequence: Mapped[int] = mapped_column(Integer())
+    # The hash of the order's newest event: the head of its chain (see services.store.chain).
+    last_event_hash: Mapped[str | None] = mapped_column(HASH)
 
 
 class OrderEventRow(Base):
@@ -125,6 +128,9 @@ class OrderEventRow(Base):
     to_status: Mapped[str] = mapped_column(CODE)
     reason: Mapped[str] = mapped_column(Text())
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The per-order hash chain (services.store.chain); NULL prev_hash on an order's first event.
+    prev_hash: Mapped[str | None] = mapped_column(HASH)
+    hash: Mapped[str | None] = mapped_column(HASH)
 
 
 class TradeRow(Base):

@@ -7,7 +7,8 @@ carries, so of two writers that loaded the same version exactly one wins.
 
 Both methods write ``order.new_events`` in the same transaction and then clear them
 (and bump ``order.version``) at once, not at commit: after a rolled-back unit of work,
-reload the order instead of saving the same object again.
+reload the order instead of saving the same object again. The events are hash-chained
+per order (:mod:`services.store.chain`); ``order.last_event_hash`` is the chain's head.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus
 from services.domain.errors import OrderNotFound, StaleOrder
 
 from ._sql import insert_unless_conflict, keyset_page
+from .chain import chain_rows
 from .errors import DuplicateClientOrderId, DuplicateOrderId
 from .mapping import ORDER_LIFECYCLE_COLUMNS, event_from_row, event_to_row, order_from_row, order_to_row
 from .models import order_events_table as events_t
@@ -50,13 +52,15 @@ class OrderRepository:
         DuplicateOrderId
             An order with this order id exists already.
         """
+        events, head = self._chained_events(order)
         row = order_to_row(order)
         row["version"] = 1
+        row["last_event_hash"] = head
         if not insert_unless_conflict(self.session, orders_t, row):
             if self._exists(order.order_id):
                 raise DuplicateOrderId(order.order_id)
             raise DuplicateClientOrderId(order.account, order.client_order_id)
-        self._write_events(order)
+        self._write_events(order, events, head)
         order.version = 1
         if order.order_manager_id:
             self.touched_managers.add(order.order_manager_id)
@@ -77,7 +81,9 @@ class OrderRepository:
         OrderNotFound
             The order was never added.
         """
+        events, head = self._chained_events(order)
         values: dict[str, Any] = order_to_row(order, ORDER_LIFECYCLE_COLUMNS)
+        values["last_event_hash"] = head
         statement = (
             update(orders_t)
             .where(orders_t.c.order_id == order.order_id, orders_t.c.version == order.version)
@@ -91,13 +97,23 @@ class OrderRepository:
             )
         if order.order_manager_id and any(e.to_status.is_terminal for e in order.new_events):
             self.touched_managers.add(order.order_manager_id)
-        self._write_events(order)
+        self._write_events(order, events, head)
         order.version += 1
 
-    def _write_events(self, order: Order) -> None:
-        if order.new_events:
-            self.session.execute(insert(events_t), [event_to_row(e) for e in order.new_events])
-            order.new_events.clear()
+    @staticmethod
+    def _chained_events(order: Order) -> tuple[list[dict[str, Any]], str | None]:
+        """The pending events as rows, hash-chained from the order's stored head.
+
+        The head the order was loaded with is the stored one whenever the write
+        succeeds: ``save`` is a compare-and-set on the version loaded with it.
+        """
+        return chain_rows([event_to_row(e) for e in order.new_events], order.last_event_hash)
+
+    def _write_events(self, order: Order, rows: list[dict[str, Any]], head: str | None) -> None:
+        if rows:
+            self.session.execute(insert(events_t), rows)
+        order.new_events.clear()
+        order.last_event_hash = head
 
     def _exists(self, order_id: str) -> bool:
         found = self.session.execute(select(orders_t.c.order_id).where(orders_t.c.order_id == order_id))

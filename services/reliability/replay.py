@@ -1,0 +1,106 @@
+"""Replaying an order's events: the state they lead to, or why they cannot be replayed.
+
+The OMS is the single writer of order state and writes each status change together
+with its event (one transaction, compare-and-set). So the events alone must give the
+stored order: folding them through the state machine (:mod:`core_ext`, the same table
+the services use) yields the status, the status before a pending cancel, the filled
+quantity and the volume-weighted average price. A difference means the order row or
+its history was changed outside that path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Mapping
+
+import core_ext
+
+#: An event that records something without a transition (the reconciler's quarantine
+#: note): from and to status are equal and its payload names the quarantine scope.
+NOTE_PAYLOAD_KEY = "quarantine_scope"
+
+
+class ReplayError(ValueError):
+    """The events cannot be replayed; ``kind`` says why, the message where."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclasses.dataclass
+class ReplayedOrder:
+    status: str | None = None
+    previous_status: str | None = None
+    filled_quantity: Decimal = Decimal(0)
+    notional: Decimal = Decimal(0)  # sum of quantity x price over the fills
+    last_sequence: int = 0
+    submissions: int = 0
+    fills: list[tuple[str, Decimal, Decimal]] = dataclasses.field(default_factory=list)  # trade id, qty, price
+    token_nonces: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def average_fill_price(self) -> Decimal | None:
+        return self.notional / self.filled_quantity if self.filled_quantity else None
+
+
+def _name(value: Any) -> str | None:
+    return None if value is None else getattr(value, "value", value)
+
+
+def _decimal(payload: Mapping[str, Any], key: str, sequence: int) -> Decimal:
+    try:
+        value = Decimal(str(payload[key]))
+    except (KeyError, InvalidOperation, TypeError):
+        raise ReplayError("BAD_FILL_EVENT", f"event {sequence}: fill without a decimal {key!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise ReplayError("BAD_FILL_EVENT", f"event {sequence}: fill {key} {value} is not positive")
+    return value
+
+
+def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
+    """Fold one order's events (mappings with the event columns, in sequence order).
+
+    Raises
+    ------
+    ReplayError
+        ``FIRST_EVENT`` (the history does not start with the order entering PENDING),
+        ``BROKEN_HISTORY`` (an event's from-status is not the status before it),
+        ``ILLEGAL_TRANSITION`` or ``BAD_FILL_EVENT``.
+    """
+    state = ReplayedOrder()
+    for event in events:
+        sequence = int(event["sequence"])
+        source, target = _name(event["from_status"]), _name(event["to_status"])
+        payload = event.get("payload") or {}
+        if state.status is None:
+            if source is not None or target != "PENDING":
+                raise ReplayError("FIRST_EVENT", f"event {sequence}: an order's first event enters PENDING from nothing, "
+                                                 f"not {source} -> {target}")
+            state.status, state.last_sequence = target, sequence
+            continue
+        if source != state.status:
+            raise ReplayError("BROKEN_HISTORY", f"event {sequence} starts from {source}, the order was {state.status}")
+        if source == target and NOTE_PAYLOAD_KEY in payload and not core_ext.can_transition(source, target):
+            state.last_sequence = sequence  # a note, not a transition
+            continue
+        previous = state.previous_status if source == "PENDING_CANCEL" else None
+        if not core_ext.can_transition(source, target, previous):
+            raise ReplayError("ILLEGAL_TRANSITION", f"event {sequence}: {source} -> {target} is not a legal transition")
+        if target == "PENDING_CANCEL":
+            state.previous_status = source
+        elif source == "PENDING_CANCEL":
+            state.previous_status = None
+        if target == "SUBMITTED":
+            state.submissions += 1
+            nonce = payload.get("token_nonce")
+            if isinstance(nonce, str) and nonce:
+                state.token_nonces.append(nonce)
+        if "trade_id" in payload and target in ("PARTIALLY_FILLED", "FILLED"):
+            quantity, price = _decimal(payload, "quantity", sequence), _decimal(payload, "price", sequence)
+            state.filled_quantity += quantity
+            state.notional += quantity * price
+            state.fills.append((str(payload["trade_id"]), quantity, price))
+        state.status, state.last_sequence = target, sequence
+    return state
