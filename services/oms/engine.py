@@ -49,9 +49,10 @@ DEFINITIVE_REFUSALS = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
-# ...except this one: the Exchange has executed the order already (a retry, or a call
-# that reached it before this one). The venue may hold it: in doubt, not refused.
-IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED"})
+# ...except these: the Exchange has executed the order already (a retry, or a call
+# that reached it before this one), or the venue already holds an order with its client
+# order id. The venue may hold it: in doubt, not refused (the reconciler asks the venue).
+IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED", "DUPLICATE_CLIENT_ORDER_ID"})
 MAX_CAS_ATTEMPTS = 8
 
 
@@ -401,6 +402,11 @@ class OrderManagement:
             except asyncio.CancelledError:
                 call.cancel()
                 raise
+            except Exception as error:  # noqa: BLE001 - e.g. the store is down: resubscribe later
+                # The stream starts again from the Exchange's first retained report; the
+                # fill tracker applies each report once, so nothing is lost or doubled.
+                call.cancel()
+                log.warning("applying execution reports failed (%s); resubscribing", type(error).__name__)
             try:
                 await asyncio.wait_for(stop.wait(), backoff)
             except asyncio.TimeoutError:

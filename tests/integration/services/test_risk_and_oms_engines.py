@@ -331,12 +331,21 @@ def test_no_answer_from_the_exchange_leaves_the_order_submitted_and_never_resend
     assert len(exchange.execute_requests) == 1
 
 
-def test_exchange_saying_the_order_was_already_executed_leaves_it_in_doubt(risk, oms, exchange, make_order):
-    # PERMISSION_DENIED is usually a definitive refusal, but TOKEN_ALREADY_USED means the
-    # Exchange has executed this order id already: the venue may hold it.
-    exchange.execute_failure = rpc_error(
-        grpc.StatusCode.PERMISSION_DENIED, "TOKEN_ALREADY_USED: order was already executed"
-    )
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (grpc.StatusCode.PERMISSION_DENIED, "TOKEN_ALREADY_USED: order was already executed"),
+        # The venue refuses a second order with the same client order id: it holds the first.
+        (grpc.StatusCode.FAILED_PRECONDITION, "DUPLICATE_CLIENT_ORDER_ID: venue answered HTTP 400 code -4116"),
+    ],
+    ids=["already-executed", "duplicate-at-venue"],
+)
+def test_exchange_saying_the_order_was_already_executed_leaves_it_in_doubt(
+    risk, oms, exchange, make_order, code, message
+):
+    # PERMISSION_DENIED and FAILED_PRECONDITION are usually definitive refusals, but these
+    # mean the Exchange or the venue has this order already: the venue may hold it.
+    exchange.execute_failure = rpc_error(code, message)
 
     async def scenario():
         decision = await approved(risk, make_order())
