@@ -79,6 +79,8 @@ class VenueSimulator:
         self.weight_limit = weight_limit
         self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []
+        # Order placements received per client order id, faulted ones included: "sent twice" is > 1.
+        self.placements: dict[str, int] = {}
         self.forbid_orders = False
         self.violations: list[str] = []
         self.banned_until = 0.0
@@ -136,6 +138,10 @@ class VenueSimulator:
         raw_query = request.rel_url.raw_query_string
         body = (await request.text()) if request.can_read_body else ""
         self.requests.append({"method": method, "path": path, "time": time.time()})
+        if (method, endpoint) == ("POST", "/order"):
+            sent = dict(urllib.parse.parse_qsl(raw_query + "&" + body, keep_blank_values=True))
+            client_order_id = sent.get("newClientOrderId", "")
+            self.placements[client_order_id] = self.placements.get(client_order_id, 0) + 1
         headers = {WEIGHT_HEADER: str(self._use_weight(WEIGHTS.get(endpoint, 1)))}
         if (method, endpoint) in ORDER_ENDPOINTS and self.forbid_orders:
             self.violations.append(f"{method} {path}")
@@ -361,6 +367,9 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
     async def requests(request: web.Request) -> web.Response:
         return web.json_response(sim.requests)
 
+    async def placements(request: web.Request) -> web.Response:
+        return web.json_response(sim.placements)
+
     async def forbid(request: web.Request) -> web.Response:
         body = await request.json()
         sim.forbid_orders = bool(body.get("forbid", True))
@@ -389,6 +398,7 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
         web.get("/_sim/orders", orders),
         web.get("/_sim/trades", trades),
         web.get("/_sim/requests", requests),
+        web.get("/_sim/placements", placements),
         web.post("/_sim/forbid_orders", forbid),
         web.get("/_sim/violations", violations),
         web.get("/_sim/settings", settings),
