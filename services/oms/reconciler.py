@@ -6,8 +6,10 @@ considers open it asks the Exchange service (``QueryOrder``) what the venue know
 - the venue has it: its fills go through the fill tracker (each venue trade id once),
   then its end (cancelled, expired, rejected) or its acknowledgement;
 - the venue does not have it and the order is SUBMITTED (in doubt) for longer than the
-  grace period: it never arrived, so it is REJECTED with reason ``NOT_AT_VENUE``.
-  Nothing is ever resent;
+  grace period, asked after that period: it never arrived, so it is REJECTED with reason
+  ``NOT_AT_VENUE`` (CANCELLED when a cancel was requested while it was in doubt).
+  Nothing is ever resent; an order that changed while the question was in flight is
+  left to the next pass;
 - the venue does not have an order Tessera saw acknowledged: on a simulated venue
   (paper, shadow: memory lost with a restart) it EXPIRED; on a live venue that cannot be
   explained;
@@ -122,6 +124,7 @@ class Reconciler:
     # -- one order ------------------------------------------------------------------------------
     async def reconcile_order(self, order: Order) -> str:
         """Resolve one open order; returns the outcome's name (a :class:`Summary` field)."""
+        asked_at = self.clock()  # "not found" proves nothing about an order younger than the question
         answer = await self.exchange.QueryOrder(
             exchange_pb2.QueryOrderRequest(
                 order_id=order.order_id,
@@ -137,7 +140,7 @@ class Reconciler:
             metadata=oms_call_metadata(self.keyring, "QueryOrder"),
         )
         if not answer.found:
-            return await self._absent(order, answer.mode)
+            return await self._absent(order, answer.mode, asked_at)
         fills = [convert.report_from_proto(f) for f in answer.fills]
         executed = Decimal(answer.executed_quantity or "0")
         filled = sum((f.fill.quantity for f in fills if f.fill), Decimal(0))
@@ -181,25 +184,37 @@ class Reconciler:
         recorded = {t.trade_id for t in uow.trades.for_order(order_id)}
         return [trade_id for trade_id in trade_ids if trade_id not in recorded]
 
-    async def _absent(self, order: Order, mode: int) -> str:
-        if order.status is OrderStatus.SUBMITTED:
-            if self.clock() - order.updated_time < self.grace:
+    async def _absent(self, order: Order, mode: int, asked_at: dt.datetime) -> str:
+        # In doubt: SUBMITTED without an answer, or a cancel requested while it was. The
+        # question must have been asked after the grace period: an order may still be on
+        # its way to the venue within it, however late the answer comes back.
+        never_arrived = order.status is OrderStatus.SUBMITTED or (
+            order.status is OrderStatus.PENDING_CANCEL and order.previous_status is OrderStatus.SUBMITTED
+        )
+        if never_arrived:
+            if asked_at - order.updated_time < self.grace:
                 return "waiting"
-            changed = await self._write(self._close_absent, order.order_id, OrderStatus.REJECTED,
+            target = OrderStatus.REJECTED if order.status is OrderStatus.SUBMITTED else OrderStatus.CANCELLED
+            changed = await self._write(self._close_absent, order.order_id, order.version, target,
                                         "reconciled: not at venue (the order never arrived)")
-            return "not_at_venue" if changed else "resolved"
+            return "not_at_venue" if changed else "waiting"
         if mode in _SIMULATED:
             target = OrderStatus.CANCELLED if order.status is OrderStatus.PENDING_CANCEL else OrderStatus.EXPIRED
-            await self._write(self._close_absent, order.order_id, target,
+            await self._write(self._close_absent, order.order_id, order.version, target,
                               "reconciled: the simulated venue no longer has the order (it restarted)")
             return "resolved"
+        current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
+        if current is None or current.version != order.version:
+            return "waiting"  # it moved on while the question was in flight: ask again next pass
         return await self._quarantine(order, f"the venue has no order {order.client_order_id} that Tessera "
                                              f"considers {order.status.value}", {})
 
     @staticmethod
-    def _close_absent(uow: UnitOfWork, order_id: str, target: OrderStatus, reason: str) -> bool:
+    def _close_absent(uow: UnitOfWork, order_id: str, seen_version: int, target: OrderStatus, reason: str) -> bool:
+        """Close an order the venue does not have, unless it changed since it was asked
+        about (an acknowledgement or a fill arrived meanwhile: the next pass looks again)."""
         order = uow.orders.get(order_id)
-        if order is None or not order.status.is_open:
+        if order is None or not order.status.is_open or order.version != seen_version:
             return False
         if target is OrderStatus.REJECTED:
             order.reject_reasons = [NOT_AT_VENUE]
