@@ -8,6 +8,11 @@ taking the write lock up front, so concurrent writers queue on ``busy_timeout``
 instead of failing with "database is locked" when a read transaction tries to become
 a write transaction. Read-only units of work ask for a plain deferred ``BEGIN`` with
 the execution option ``sqlite_begin="DEFERRED"`` and never wait for writers.
+
+A writer that finds the lock taken (by another process: Risk and the OMS share the
+file) polls for it every 50 microseconds to 2 milliseconds, up to the same 5 s
+``busy_timeout``: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, ... ms between
+tries, which turns every brief overlap of two short transactions into milliseconds.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import datetime as dt
 import enum
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -23,11 +30,14 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 
 #: Execution option naming how a SQLite transaction begins: IMMEDIATE or DEFERRED.
 SQLITE_BEGIN_OPTION = "sqlite_begin"
 _SQLITE_BEGIN_MODES = {"IMMEDIATE", "DEFERRED", "EXCLUSIVE"}
 _SQLITE_SYNCHRONOUS_MODES = {"OFF", "NORMAL", "FULL", "EXTRA", "0", "1", "2", "3"}
+#: How long a SQLite statement waits for a lock (ms), and a writer for the write lock.
+SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
@@ -124,7 +134,7 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
 
@@ -133,4 +143,35 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         mode = str(connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")).upper()
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"{SQLITE_BEGIN_OPTION}={mode!r}: expected IMMEDIATE or DEFERRED")
-        connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else f"BEGIN {mode}")
+        if mode == "DEFERRED":
+            connection.exec_driver_sql("BEGIN")
+        else:
+            begin_write(connection.connection.dbapi_connection, f"BEGIN {mode}")
+
+
+def begin_write(dbapi_connection: Any, statement: str, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+    """Run ``BEGIN IMMEDIATE`` (or EXCLUSIVE), polling briefly while another connection
+    holds the write lock (see the module docstring), for up to ``timeout`` seconds.
+
+    Raises
+    ------
+    sqlalchemy.exc.OperationalError
+        The lock stayed taken for ``timeout`` seconds ("database is locked"), or any
+        other failure to begin (the store is unavailable).
+    """
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        delay, deadline = 50e-6, 0.0
+        while True:
+            try:
+                dbapi_connection.execute(statement)
+                return
+            except sqlite3.OperationalError as error:
+                now = time.monotonic()
+                deadline = deadline or now + timeout
+                if ("locked" not in str(error) and "busy" not in str(error)) or now >= deadline:
+                    raise OperationalError(statement, None, error) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

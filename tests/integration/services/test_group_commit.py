@@ -1,0 +1,162 @@
+"""Group commit (services.common.db.Database): concurrent writes share one transaction,
+each in its own savepoint, and are answered only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from services.common.db import Database
+from services.domain import TradingState
+from services.store import Store, UnitOfWork
+
+
+def _set_state(scope: str) -> Any:
+    def write(uow: UnitOfWork) -> str:
+        uow.trading_state.set(TradingState.REDUCING, "ops", "test", scope=scope)
+        return scope
+
+    return write
+
+
+def _fail_after_writing(scope: str) -> Any:
+    def write(uow: UnitOfWork) -> None:
+        uow.trading_state.set(TradingState.HALTED, "ops", "test", scope=scope)
+        raise ValueError(f"{scope} failed")
+
+    return write
+
+
+def _hold(gate: threading.Event) -> Any:
+    def wait(uow: UnitOfWork) -> None:
+        gate.wait(10)
+
+    return wait
+
+
+async def _queued(db: Database, gate: threading.Event, *calls: Any) -> list[Any]:
+    """Block the writer on a first call, queue ``calls`` behind it, then release it: the
+    queued calls then form one batch."""
+    first = asyncio.ensure_future(db.run(_hold(gate)))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.ensure_future(db.run(call)) for call in calls]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await first
+    return await asyncio.gather(*rest, return_exceptions=True)
+
+
+def _commits(store: Store) -> list[int]:
+    commits = [0]
+
+    @event.listens_for(store.engine, "commit")
+    def _count(_connection: Any) -> None:
+        commits[0] += 1
+
+    return commits
+
+
+def test_concurrent_writes_share_one_commit(db: Database) -> None:
+    asyncio.run(_concurrent_writes_share_one_commit(db))
+
+
+async def _concurrent_writes_share_one_commit(db: Database) -> None:
+    commits = _commits(db.store)
+    results = await _queued(db, threading.Event(), *(_set_state(f"s{i}") for i in range(10)))
+    assert results == [f"s{i}" for i in range(10)]
+    # The first call (which wrote nothing: no commit) alone, then the ten queued behind
+    # it in one transaction.
+    assert commits[0] == 1
+    assert db.batches == 2 and db.calls == 11
+    states = await db.read(lambda uow: [uow.trading_state.get(f"s{i}").state for i in range(10)])
+    assert states == [TradingState.REDUCING] * 10
+
+
+def test_a_failing_call_rolls_back_only_its_own_writes(db: Database) -> None:
+    asyncio.run(_a_failing_call_rolls_back_only_its_own_writes(db))
+
+
+async def _a_failing_call_rolls_back_only_its_own_writes(db: Database) -> None:
+    results = await _queued(db, threading.Event(), _set_state("a"), _fail_after_writing("b"), _set_state("c"))
+    assert results[0] == "a" and results[2] == "c"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "b failed"
+    states = await db.read(lambda uow: {s: uow.trading_state.get(s).state for s in "abc"})
+    # "b" wrote before it raised: its savepoint was rolled back, the others committed.
+    assert states == {"a": TradingState.REDUCING, "b": TradingState.ACTIVE, "c": TradingState.REDUCING}
+
+
+def test_a_failed_commit_fails_every_call_of_the_batch(db: Database) -> None:
+    asyncio.run(_a_failed_commit_fails_every_call_of_the_batch(db))
+
+
+async def _a_failed_commit_fails_every_call_of_the_batch(db: Database) -> None:
+    @event.listens_for(db.store.engine, "commit")
+    def _refuse(_connection: Any) -> None:
+        raise RuntimeError("disk full")
+
+    try:
+        results = await _queued(db, threading.Event(), _set_state("x"), _set_state("y"))
+    finally:
+        event.remove(db.store.engine, "commit", _refuse)
+    assert all(isinstance(r, RuntimeError) and "disk full" in str(r) for r in results)
+    states = await db.read(lambda uow: [uow.trading_state.get(s).state for s in "xy"])
+    assert states == [TradingState.ACTIVE, TradingState.ACTIVE]
+
+
+def test_callers_are_answered_only_after_the_commit(db: Database) -> None:
+    asyncio.run(_callers_are_answered_only_after_the_commit(db))
+
+
+async def _callers_are_answered_only_after_the_commit(db: Database) -> None:
+    seen: list[str] = []
+
+    @event.listens_for(db.store.engine, "commit")
+    def _committed(_connection: Any) -> None:
+        seen.append("commit")
+
+    try:
+        async def write(scope: str) -> None:
+            await db.run(_set_state(scope))
+            seen.append(f"answered {scope}")
+
+        gate = threading.Event()
+        first = asyncio.ensure_future(db.run(_hold(gate)))
+        await asyncio.sleep(0.05)
+        writes = [asyncio.ensure_future(write(s)) for s in ("p", "q")]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(first, *writes)
+    finally:
+        event.remove(db.store.engine, "commit", _committed)
+    assert seen == ["commit", "answered p", "answered q"]
+
+
+def test_group_commit_off_commits_each_call(store: Store) -> None:
+    asyncio.run(_group_commit_off_commits_each_call(store))
+
+
+async def _group_commit_off_commits_each_call(store: Store) -> None:
+    db = Database(store, max_batch=1)
+    try:
+        commits = _commits(store)
+        results = await _queued(db, threading.Event(), *(_set_state(f"t{i}") for i in range(4)))
+        assert results == [f"t{i}" for i in range(4)]
+        assert commits[0] == 4
+    finally:
+        db.close()
+
+
+def test_closed_database_refuses_writes(store: Store) -> None:
+    asyncio.run(_closed_database_refuses_writes(store))
+
+
+async def _closed_database_refuses_writes(store: Store) -> None:
+    db = Database(store)
+    await db.run(_set_state("z"))
+    db.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.run(_set_state("z"))
