@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,6 +16,21 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from .errors import InvalidPage
+
+@functools.lru_cache(maxsize=None)
+def _insert_ignoring_conflicts(dialect: str, table: Table, conflict_columns: tuple[str, ...] | None) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table``, built once per dialect: the
+    values are bound at execution (a statement built per call costs SQLAlchemy several
+    times as much as the insert itself)."""
+    if dialect == "postgresql":
+        statement = postgresql.insert(table)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table)
+    else:  # pragma: no cover - only the two supported backends
+        raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
+    # SQLAlchemy keeps an INSERT's rowcount only when asked to.
+    return statement.on_conflict_do_nothing(index_elements=conflict_columns).execution_options(preserve_rowcount=True)
+
 
 def insert_unless_conflict(
     session: Session,
@@ -27,20 +43,10 @@ def insert_unless_conflict(
     A concurrent insert of the same key waits for the other transaction and then does
     nothing, so racing duplicates are harmless (no IntegrityError, no aborted transaction).
     """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(table)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table)
-    else:  # pragma: no cover - only the two supported backends
-        raise NotImplementedError(f"no INSERT ... ON CONFLICT for {dialect}")
-    statement = (
-        statement.values(dict(values))
-        .on_conflict_do_nothing(index_elements=conflict_columns)
-        # SQLAlchemy keeps an INSERT's rowcount only when asked to.
-        .execution_options(preserve_rowcount=True)
+    statement = _insert_ignoring_conflicts(
+        session.get_bind().dialect.name, table, tuple(conflict_columns) if conflict_columns is not None else None
     )
-    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    return session.execute(statement, dict(values)).rowcount == 1  # type: ignore[attr-defined]
 
 
 def _encode_cursor(kind: str, time: dt.datetime, key: Any) -> str:
