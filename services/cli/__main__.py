@@ -4,6 +4,7 @@ Local stack:
   tessera up        start risk, oms and exchange on this machine until Ctrl-C
   tessera demo      start the stack, run a rebalance batch end to end, print it, stop
   tessera venue-sim run the Aster venue simulator (for shadow/live rehearsals)
+  tessera bench     measure the round trip, the batch RPCs and the transport floor
 
 Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS):
   tessera submit SYMBOL SIDE QUANTITY [...]   validate with Risk, then submit to the OMS
@@ -125,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         "same file again submits nothing twice. Exit 3 when risk rejected some orders.")
     add_rebalance_arguments(rebalance)
     rebalance.set_defaults(handler=cmd_rebalance)
+
+    from .bench import add_bench_arguments, cmd_bench
+
+    bench = commands.add_parser(
+        "bench", help="measure the order round trip, the batch RPCs and the transport floor",
+        description="Start the stack as real processes on SQLite and on PostgreSQL, then measure the order "
+        "round trip (validate + submit until FILLED) at 1, 8 and 32 orders in flight, the batch RPCs and a "
+        "bare echo RPC (the transport floor); report p50/p95/p99, orders/s, the ratios to the floor and "
+        "the machine. See docs/benchmarks.md.")
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
 
     from services.venue_sim.__main__ import build_parser as add_venue_sim_arguments
     from services.venue_sim.__main__ import run as run_venue_sim
