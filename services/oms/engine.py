@@ -28,6 +28,7 @@ from services.domain.errors import (
     StaleOrder,
     TokenRejected,
     TokenReplayed,
+    VenueUnavailable,
 )
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
@@ -201,7 +202,12 @@ class OrderManagement:
         except grpc.aio.AioRpcError as error:
             if error.code() in DEFINITIVE_REFUSALS | {grpc.StatusCode.NOT_FOUND}:
                 return await self._write(self._cancel_refused, order_id, _reason_of(error))
-            raise
+            # No answer: the cancel may or may not have reached the venue. The order stays
+            # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
+            raise VenueUnavailable(
+                f"the Exchange did not answer the cancel of order {order_id} ({error.code().name}); "
+                "it stays PENDING_CANCEL"
+            ) from None
         submission = await self.apply_reports(order_id, [convert.report_from_proto(response.report)])
         return submission.order
 
@@ -245,7 +251,7 @@ class OrderManagement:
         for order in [*approved, *open_orders]:
             try:
                 results.append(await self.cancel(order.order_id))
-            except PreconditionFailed:
+            except (PreconditionFailed, VenueUnavailable):  # one unanswered cancel must not stop the rest
                 results.append(await self.get_order(order.order_id))
         return results
 

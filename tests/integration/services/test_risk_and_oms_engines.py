@@ -25,6 +25,7 @@ from services.domain.errors import (
     PreconditionFailed,
     TokenRejected,
     TokenReplayed,
+    VenueUnavailable,
 )
 from services.oms.engine import OrderManagement, Submission
 
@@ -470,7 +471,7 @@ def test_cancel_without_an_answer_leaves_the_order_pending_cancel(risk, oms, exc
     async def scenario():
         decision = await approved(risk, resting_order(make_order))
         await oms.submit(as_sent(decision.order), decision.token)
-        with pytest.raises(grpc.aio.AioRpcError):
+        with pytest.raises(VenueUnavailable):  # UNAVAILABLE to the caller
             await oms.cancel(decision.order.order_id)
         return await details(oms, decision.order.order_id)
 
@@ -534,7 +535,7 @@ def test_stream_replaying_accepted_does_not_undo_a_pending_cancel(risk, oms, exc
     async def scenario():
         decision = await approved(risk, resting_order(make_order))
         await oms.submit(as_sent(decision.order), decision.token)
-        with pytest.raises(grpc.aio.AioRpcError):
+        with pytest.raises(VenueUnavailable):  # UNAVAILABLE to the caller
             await oms.cancel(decision.order.order_id)
         await follow_until_drained(oms, exchange)
         return await details(oms, decision.order.order_id)

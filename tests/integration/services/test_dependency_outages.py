@@ -1,5 +1,6 @@
-"""The OMS's execution-report follower outlives a store outage: it resubscribes and
-applies what it could not, instead of dying and leaving later fills to the reconciler."""
+"""The OMS through outages of what it depends on: the report follower outlives a store
+outage (it resubscribes instead of dying), and an Exchange that does not answer a cancel
+is UNAVAILABLE to the caller, without stopping a cancel-all halfway."""
 
 from __future__ import annotations
 
@@ -56,3 +57,29 @@ def test_the_report_follower_survives_a_store_outage_and_applies_the_report_afte
     assert alive, "the follower is still running"
     assert len(exchange.streams) >= 2, "it resubscribed"
     assert stored.status is S.FILLED and [t.trade_id for t in trades] == ["late-1"]
+
+
+def test_a_cancel_the_exchange_does_not_answer_is_unavailable_and_cancel_all_carries_on(risk, oms, exchange, make_order):
+    # Before: the gRPC error escaped as INTERNAL, and one unanswered cancel stopped
+    # CancelAllOrders (and EmergencyCancelAll) from cancelling the orders after it.
+    from services.common.errors import describe
+    from services.domain.errors import VenueUnavailable
+
+    async def scenario():
+        first = await approved(risk, make_order(price=Decimal("60000")))  # rests at the venue
+        second = await approved(risk, make_order(price=Decimal("60000")))
+        for decision in (first, second):
+            await oms.submit(as_sent(decision.order), decision.token)
+        exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+        try:
+            await oms.cancel(first.order.order_id)
+        except VenueUnavailable as error:
+            raised = error
+        results = await oms.cancel_all(first.order.symbol, first.order.account)
+        return raised, results
+
+    raised, results = asyncio.run(scenario())
+
+    assert describe(raised)[0] is grpc.StatusCode.UNAVAILABLE
+    assert len(results) == 2 and {o.status for o in results} == {S.PENDING_CANCEL}
+    assert len(exchange.cancel_requests) == 3  # each order's cancel was sent, none skipped
