@@ -14,7 +14,14 @@ be told its address; then Risk, then the OMS (Risk and the OMS both migrate the
 database at start, so they never do it at the same time). A service is ready when it
 has printed ``<name> listening on <host>:<port>`` and answers a ``grpc.health.v1``
 check with SERVING. Port 0 (the default) lets each service pick a free port; the
-ready line tells which.
+ready line tells which. The line after it, ``<name> metrics on <host>:<port>``, tells
+where the service serves Prometheus metrics (``metrics_addresses``; free ports too,
+unless ``metrics_ports`` or the environment choose them).
+
+A service whose environment has ``TESSERA_TLS_CERT_FILE`` serves TLS: the stack's own
+health checks and channels then use TLS too, trusting ``TESSERA_CLIENT_TLS_CA_FILE``
+(else ``TESSERA_TLS_CA_FILE``) and presenting ``TESSERA_CLIENT_TLS_CERT_FILE`` and
+``..._KEY_FILE`` (else the service's own certificate) for mutual TLS.
 
 Each process writes its stdout and stderr to ``<log_dir>/<name>.stdout.log`` and
 ``<log_dir>/<name>.stderr.log``; :meth:`Stack.logs` returns them, and every startup
@@ -50,6 +57,9 @@ SECRET_VARIABLE = "AIS_RISK_HMAC_SECRET"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _READY = {name: re.compile(rf"^{name} listening on (\S+):(\d+)\s*$", re.MULTILINE) for name in SERVICES}
+_METRICS = {name: re.compile(rf"^{name} metrics on (\S+):(\d+)\s*$", re.MULTILINE) for name in SERVICES}
+#: Where a client of a TLS stack finds its trust anchor and certificate (first set wins).
+CLIENT_TLS_PREFIXES = ("TESSERA_CLIENT_TLS_", "TESSERA_TLS_")
 
 
 class StackError(RuntimeError):
@@ -74,6 +84,25 @@ def client_address(host: str, port: str | int) -> str:
     return f"{host}:{port}"
 
 
+def metrics_enabled(name: str, env: Mapping[str, str]) -> bool:
+    """False when the service's environment turns its metrics off."""
+    for variable in (f"TESSERA_{name.upper()}_METRICS_PORT", "TESSERA_METRICS_PORT"):
+        value = env.get(variable, "").strip().lower()
+        if value:
+            return value not in ("off", "false", "none", "disabled")
+    return True
+
+
+def open_channel(address: str, env: Mapping[str, str]) -> grpc.Channel:
+    """A blocking channel to a service started with ``env``: TLS when it serves TLS."""
+    if not env.get("TESSERA_TLS_CERT_FILE"):
+        return grpc.insecure_channel(address)
+    from services.common.tls import channel_credentials
+
+    credentials, options = channel_credentials(env, CLIENT_TLS_PREFIXES)
+    return grpc.secure_channel(address, credentials or grpc.ssl_channel_credentials(), options=options)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace")
@@ -92,6 +121,7 @@ class ServiceProcess:
     python: str = sys.executable
     process: subprocess.Popen[bytes] | None = None
     address: str | None = None
+    metrics_address: str | None = None
 
     @property
     def stdout_path(self) -> Path:
@@ -151,7 +181,7 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise self._failure(f"printed no ready line within {timeout:.0f}s")
             time.sleep(0.02)
-        with grpc.insecure_channel(self.address) as channel:
+        with open_channel(self.address, self.env) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 remaining = deadline - time.monotonic()
@@ -162,10 +192,25 @@ class ServiceProcess:
                 try:
                     answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=min(remaining, 2.0))
                     if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        self._read_metrics_address(min(deadline, time.monotonic() + 5.0))
                         return self.address
                 except grpc.RpcError:
                     pass
                 time.sleep(0.05)
+
+    def _read_metrics_address(self, deadline: float) -> None:
+        """The metrics line follows the ready line at once; a service without metrics
+        (turned off, or a build that has none) just leaves ``metrics_address`` None."""
+        if not metrics_enabled(self.name, self.env):
+            return
+        while self.metrics_address is None:
+            match = _METRICS[self.name].search(self.stdout())
+            if match:
+                self.metrics_address = client_address(match.group(1), match.group(2))
+            elif time.monotonic() > deadline:
+                return
+            else:
+                time.sleep(0.02)
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -214,6 +259,9 @@ class Stack:
         The base environment (default: this process's); ``extra_env`` is laid over it.
     ports
         Per-service port; missing ones are 0 (a free port).
+    metrics_ports
+        Per-service metrics port (``TESSERA_<NAME>_METRICS_PORT``); for a service not
+        named here the environment's setting stands, else 0 (a free port).
     log_dir
         Where the process logs go; a new temporary directory when None.
     """
@@ -227,6 +275,7 @@ class Stack:
         env: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None,
         ports: Mapping[str, int] | None = None,
+        metrics_ports: Mapping[str, int | str] | None = None,
         host: str = "127.0.0.1",
         log_dir: str | os.PathLike[str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
@@ -250,6 +299,7 @@ class Stack:
         self.env = base
         self.host = host
         self.ports = {name: int((ports or {}).get(name, 0)) for name in SERVICES}
+        self.metrics_ports = {name: str(port) for name, port in (metrics_ports or {}).items()}
         self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="tessera-stack-"))
         self.cwd = Path(cwd) if cwd is not None else None
         self.startup_timeout = startup_timeout
@@ -263,6 +313,11 @@ class Stack:
     def _service_env(self, name: str) -> dict[str, str]:
         env = dict(self.env)
         env[f"TESSERA_{name.upper()}_PORT"] = str(self.ports[name])
+        metrics_variable = f"TESSERA_{name.upper()}_METRICS_PORT"
+        if name in self.metrics_ports:
+            env[metrics_variable] = self.metrics_ports[name]
+        elif not env.get(metrics_variable) and not env.get("TESSERA_METRICS_PORT"):
+            env[metrics_variable] = "0"
         if name == "oms":
             env["TESSERA_EXCHANGE_ADDRESS"] = self.processes["exchange"].address or ""
         return env
@@ -315,12 +370,17 @@ class Stack:
     def addresses(self) -> dict[str, str]:
         return {name: service.address for name, service in self.processes.items() if service.address}
 
+    @property
+    def metrics_addresses(self) -> dict[str, str]:
+        """``host:port`` of each service's ``/metrics`` (services with metrics on)."""
+        return {name: s.metrics_address for name, s in self.processes.items() if s.metrics_address}
+
     def channel(self, name: str) -> grpc.Channel:
         if name not in self._channels:
             address = self.addresses.get(name)
             if address is None:
                 raise StackError(f"{name} is not running")
-            self._channels[name] = grpc.insecure_channel(address)
+            self._channels[name] = open_channel(address, self.processes[name].env)
         return self._channels[name]
 
     @property

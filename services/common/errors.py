@@ -20,6 +20,8 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import OperationalError
 
 from core_ext import IllegalTransition
+from services.common.observability import metrics
+from services.common.observability.interceptors import request_id_metadata
 from services.domain import errors as domain
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,8 @@ def describe(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
     if isinstance(error, OperationalError):
         return grpc.StatusCode.UNAVAILABLE, StoreUnavailable.reason, "the order store is unavailable"
     code = status_code_for(error)
+    if isinstance(error, (domain.TokenRejected, domain.TokenReplayed)):
+        metrics.token_failure(reason_for(error))
     if code is grpc.StatusCode.INTERNAL:
         return code, "INTERNAL", "internal error"
     return code, reason_for(error), str(error)
@@ -84,7 +88,8 @@ def describe(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
 
 async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str) -> None:
     status = to_grpc_status(code, reason, message)
-    await context.abort(status.code, status.details, status.trailing_metadata)
+    # The call's request id stays in the trailers an abort replaces (see interceptors).
+    await context.abort(status.code, status.details, (*status.trailing_metadata, *request_id_metadata()))
 
 
 def grpc_errors(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,24 +1,44 @@
 """One bootstrap for every Tessera gRPC server.
 
-Binds (port 0 picks a free one), registers ``grpc.health.v1`` and server reflection,
-prints one ``<name> listening on <host>:<port>`` line (tests and ``tessera up`` read
-it), and on SIGTERM or SIGINT marks every service NOT_SERVING, then stops with a grace
-period so in-flight calls finish.
+Binds (port 0 picks a free one; TLS when ``TESSERA_TLS_*`` say so, see
+:mod:`services.common.tls`), registers ``grpc.health.v1`` and server reflection,
+serves Prometheus metrics on ``/metrics`` on a port of its own, prints one
+``<name> listening on <host>:<port>`` line and then one ``<name> metrics on
+<host>:<port>`` line (tests and ``tessera up`` read them), and on SIGTERM or SIGINT
+marks every service NOT_SERVING, then stops with a grace period so in-flight calls
+finish.
+
+:func:`run` sets up the process first: JSON logs on stderr with secrets redacted, and
+trace export when an OTLP endpoint is configured (:mod:`services.common.observability`).
+Every call passes :class:`~services.common.observability.interceptors.ServerInterceptor`
+(request id, trace context, RPC metrics, access log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, Mapping
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import tls
+from services.common.config import ConfigError, env_int, exit_on_config_error
+from services.common.observability import metrics
+from services.common.observability.interceptors import ServerInterceptor
+from services.common.observability.logs import setup_logging
+from services.common.observability.tracing import setup_tracing, shutdown_tracing
+
 log = logging.getLogger(__name__)
+
+#: Default ``/metrics`` ports; ``TESSERA_<NAME>_METRICS_PORT`` (else ``TESSERA_METRICS_PORT``)
+#: overrides them: ``0`` picks a free port, ``off`` serves no metrics.
+DEFAULT_METRICS_PORTS = {"risk": 9101, "oms": 9102, "exchange": 9103}
 
 Registrar = Callable[[grpc.aio.Server], Iterable[str]]
 
@@ -28,6 +48,42 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+
+
+def metrics_port(name: str, environ: Mapping[str, str] = os.environ) -> tuple[str, int | None]:
+    """(the variable that decided, the port) for ``name``'s metrics; port None: off.
+
+    Raises
+    ------
+    ConfigError
+        The value is neither ``off`` nor a port number.
+    """
+    for variable in (f"TESSERA_{name.upper()}_METRICS_PORT", "TESSERA_METRICS_PORT"):
+        raw = environ.get(variable, "").strip()
+        if raw:
+            if raw.lower() in ("off", "false", "none", "disabled"):
+                return variable, None
+            port = env_int({variable: raw}, variable, 0)
+            if port > 65535:
+                raise ConfigError(f"{variable} must be a port number (0 = any free port) or off, got {raw!r}")
+            return variable, port
+    return f"TESSERA_{name.upper()}_METRICS_PORT", DEFAULT_METRICS_PORTS.get(name, 0)
+
+
+def _start_metrics(name: str, host: str, environ: Mapping[str, str]) -> metrics.MetricsServer | None:
+    try:
+        variable, port = metrics_port(name, environ)
+    except ConfigError as error:
+        exit_on_config_error(name, error)
+    if port is None:
+        return None
+    metrics_host = environ.get("TESSERA_METRICS_HOST", "").strip() or host
+    try:
+        return metrics.MetricsServer(metrics_host, port)
+    except OSError as error:
+        print(f"tessera-{name}: cannot serve metrics on {metrics_host}:{port} ({error.strerror or error}); "
+              f"set {variable} to a free port, 0 for any, or off", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 async def serve(
@@ -41,7 +97,12 @@ async def serve(
     on_stopping: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run a server until SIGTERM/SIGINT, then drain and stop it."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    metrics.SERVICE["name"] = name
+    try:
+        credentials = tls.server_credentials(os.environ)
+    except ConfigError as error:
+        exit_on_config_error(name, error)
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[ServerInterceptor()])
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -50,12 +111,16 @@ async def serve(
         server,
     )
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if credentials is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", credentials)
     except RuntimeError:
         bound = 0
     if bound == 0:
         print(f"tessera-{name}: cannot bind {host}:{port} (in use, or not an address of this host)", file=sys.stderr)
         raise SystemExit(2)
+    metrics_server = _start_metrics(name, host, os.environ)
     await server.start()
     if on_started is not None:
         await on_started()
@@ -67,7 +132,13 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     print(f"{name} listening on {host}:{bound}", flush=True)
-    log.info("%s serving %s on %s:%d", name, ", ".join(service_names), host, bound)
+    if metrics_server is not None:
+        print(f"{name} metrics on {metrics_server.host}:{metrics_server.port}", flush=True)
+    log.info(
+        "%s serving %s on %s:%d (%s)%s", name, ", ".join(service_names), host, bound,
+        "plaintext" if credentials is None else "TLS",
+        f", metrics on {metrics_server.host}:{metrics_server.port}" if metrics_server is not None else "",
+    )
 
     await stop.wait()
     log.info("%s stopping: draining in-flight calls for up to %.1fs", name, grace_seconds)
@@ -75,15 +146,27 @@ async def serve(
     if on_stopping is not None:
         await on_stopping()
     await server.stop(grace_seconds)
+    if metrics_server is not None:
+        metrics_server.close()
+    shutdown_tracing()
     print(f"{name} stopped", flush=True)
 
 
-def run(main: Callable[[], Awaitable[None]]) -> None:
-    """Entry point helper for ``python -m services.<name>``."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def service_name(main: Callable[..., object]) -> str:
+    """``risk`` for ``services.risk.__main__.main`` (``tessera`` for anything else)."""
+    module = getattr(main, "__module__", "") or ""
+    spec = getattr(sys.modules.get(module), "__spec__", None)  # run as -m: __main__ is services.risk.__main__
+    parts = (spec.name if spec is not None else module).split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "services" else "tessera"
+
+
+def run(main: Callable[[], Awaitable[None]], name: str | None = None) -> None:
+    """Entry point helper for ``python -m services.<name>``: logs, tracing, then ``main``."""
+    name = name or service_name(main)
+    metrics.SERVICE["name"] = name
+    setup_logging(name, os.environ)
+    try:
+        setup_tracing(name, os.environ)
+    except Exception as error:  # noqa: BLE001 - tracing is optional: run without it, say why
+        log.warning("tracing disabled: the OTLP exporter could not be set up (%s)", type(error).__name__)
     asyncio.run(main())

@@ -8,8 +8,7 @@ import logging
 import os
 from typing import Awaitable, Callable
 
-import grpc
-
+from services.common import tls
 from services.common.config import (
     ConfigError,
     ServerConfig,
@@ -20,6 +19,8 @@ from services.common.config import (
     load_keyring,
 )
 from services.common.db import Database
+from services.common.observability import metrics
+from services.common.observability.interceptors import client_interceptors
 from services.common.server import run, serve
 from services.store import database_url
 from tessera.exchange.v1 import exchange_pb2_grpc
@@ -54,11 +55,13 @@ async def main() -> None:
         reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
         server_config = ServerConfig.from_env("oms")
+        exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
+        # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; trace context and request id go along.
+        channel = tls.client_channel(exchange_address, os.environ, interceptors=client_interceptors())
     except ConfigError as error:
         exit_on_config_error("oms", error)
-    exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
     db = Database.from_url(database_url())
-    channel = grpc.aio.insecure_channel(exchange_address)
+    metrics.watch_trading_state(db.store)
     oms = OrderManagement(
         db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout
     )

@@ -6,6 +6,7 @@ import os
 
 from services.common.config import ConfigError, ServerConfig, exit_on_config_error, load_keyring
 from services.common.db import Database
+from services.common.observability import metrics
 from services.common.server import run, serve
 from services.store import database_url
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
@@ -24,6 +25,7 @@ async def main() -> None:
         exit_on_config_error("risk", error)
     db = Database.from_url(database_url())
     engine = RiskEngine(db, keyring, limits)
+    metrics.watch_trading_state(db.store)
 
     def register(server):  # type: ignore[no-untyped-def]
         risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine), server)

@@ -13,6 +13,7 @@ import uuid
 
 import core_ext
 from services.common.db import Database
+from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
 from services.domain.errors import Conflict, InvalidOrder
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
@@ -66,6 +67,7 @@ class RiskEngine:
         token = ""
         if violations:
             codes = [v.code for v in violations]
+            metrics.risk_rejected(codes)
             order.reject_reasons = codes
             order.transition(
                 OrderStatus.REJECTED,

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import SQLITE_BEGIN_OPTION, database_url, make_engine, safe_url
 from .migrate import upgrade
+from .observe import observe_order_events
 from .repositories import (
     AccountActivityRepository,
     AnomalyRepository,
@@ -122,6 +123,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session_factory = sessionmaker(engine, expire_on_commit=False)
+        observe_order_events(self.session_factory)  # tessera_orders_total, after each commit
         reader = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
         self.read_session_factory = sessionmaker(reader, expire_on_commit=False)
 

@@ -57,6 +57,7 @@ def base_env(**overrides: str | None) -> dict[str, str]:
             "TESSERA_PAPER_TAKER_FEE": str(TAKER_FEE),
             "TESSERA_RISK_MAX_NOTIONAL": str(MAX_NOTIONAL),
             "TESSERA_RISK_ALLOWED_SYMBOLS": ",".join(PRICES),
+            "TESSERA_METRICS_PORT": "0",  # /metrics on a free port: never two tests on 9101
             "PYTHONUNBUFFERED": "1",
         }
     )

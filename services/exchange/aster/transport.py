@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 from yarl import URL
 
+from services.common.observability import metrics
 from services.domain import MarketType
 from services.domain.errors import PreconditionFailed
 
@@ -217,9 +218,13 @@ class AsterTransport:
                 status = response.status
                 retry_after = _seconds(response.headers.get("Retry-After"))
         except asyncio.TimeoutError:
-            raise VenueInDoubt(f"{what}: no answer within {self.timeout_seconds:g}s", reason="VENUE_TIMEOUT") from None
+            raise metrics.venue_error(
+                VenueInDoubt(f"{what}: no answer within {self.timeout_seconds:g}s", reason="VENUE_TIMEOUT")
+            ) from None
         except aiohttp.ClientError as error:
-            raise VenueInDoubt(f"{what}: the venue did not answer ({type(error).__name__})", reason="VENUE_UNREACHABLE") from None
+            raise metrics.venue_error(
+                VenueInDoubt(f"{what}: the venue did not answer ({type(error).__name__})", reason="VENUE_UNREACHABLE")
+            ) from None
         try:
             payload = json.loads(text) if text else None
         except ValueError:
@@ -227,7 +232,7 @@ class AsterTransport:
         failed = isinstance(payload, dict) and isinstance(payload.get("code"), int) and payload["code"] < 0
         if 200 <= status < 300 and not failed:
             return payload
-        raise venue_error(status, payload, what=what, retry_after=retry_after)
+        raise metrics.venue_error(venue_error(status, payload, what=what, retry_after=retry_after))
 
 
 def _seconds(value: str | None) -> float:

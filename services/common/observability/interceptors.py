@@ -1,0 +1,263 @@
+"""gRPC interceptors: what every call gets on the way in and out.
+
+:class:`ServerInterceptor` (every Tessera server):
+
+- a request id: the caller's ``x-request-id`` metadata (sanitised) or a new one,
+  echoed in the trailing metadata (:func:`request_id_metadata`) and set, with the
+  call's order id (from the request, else the response), in the logging context;
+- the caller's trace context (``traceparent``), made current for the call, with a
+  server span when tracing exports;
+- ``tessera_rpc_duration_seconds{service,method,code}``;
+- one access log line per call (``TESSERA_ACCESS_LOG=false`` turns it off).
+
+Health checks and reflection pass untouched.
+
+:func:`client_interceptors` (the OMS's channel to the Exchange): the current trace
+context and request id go out in each call's metadata, with a client span when
+tracing exports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import re
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from . import metrics, tracing
+from .logs import order_id_var, request_id_var
+
+access_log = logging.getLogger("tessera.rpc")
+
+REQUEST_ID_METADATA = "x-request-id"
+_PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+_ORDER_ID_FIELDS: dict[Any, tuple[str | None, bool]] = {}
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request_id_metadata() -> tuple[tuple[str, str], ...]:
+    """The current call's request id as a metadata entry (empty outside a call)."""
+    request_id = request_id_var.get()
+    return ((REQUEST_ID_METADATA, request_id),) if request_id else ()
+
+
+def order_id_of(message: Any) -> str | None:
+    """``message.order_id`` or ``message.order.order_id``, when the message has one."""
+    descriptor = getattr(message, "DESCRIPTOR", None)
+    if descriptor is None:
+        return None
+    plan = _ORDER_ID_FIELDS.get(descriptor)
+    if plan is None:
+        fields = descriptor.fields_by_name
+        if "order_id" in fields and fields["order_id"].type == fields["order_id"].TYPE_STRING:
+            plan = ("order_id", False)
+        elif "order" in fields and fields["order"].message_type is not None and "order_id" in fields["order"].message_type.fields_by_name:
+            plan = ("order", True)
+        else:
+            plan = (None, False)
+        _ORDER_ID_FIELDS[descriptor] = plan
+    name, nested = plan
+    if name is None:
+        return None
+    if nested:
+        if not message.HasField(name):
+            return None
+        return getattr(message, name).order_id or None
+    return getattr(message, name) or None
+
+
+def _access_log_enabled(environ: Any = os.environ) -> bool:
+    return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, *, access_log_enabled: bool | None = None) -> None:
+        self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_PASS_THROUGH):
+            return handler
+        method = details.method
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream))
+        return handler
+
+    # -- per call ----------------------------------------------------------------------
+    def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
+        metadata = context.invocation_metadata() or ()
+        request_id = None
+        for key, value in metadata:
+            if key == REQUEST_ID_METADATA and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+                request_id = value
+                break
+        request_id = request_id or new_request_id()
+        tokens = (request_id_var.set(request_id), order_id_var.set(order_id_of(request)))
+        context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
+        parent = tracing.extract(metadata)
+        if tracing.recording():
+            span = tracing.tracer().start_span(
+                method.lstrip("/"),
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method, "tessera.request_id": request_id},
+            )
+        elif parent is not None:
+            span = trace.get_current_span(parent)  # not recorded: the caller's context, passed on
+        else:
+            span = None
+        scope = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
+        return tokens, span, scope, time.perf_counter()
+
+    def _exit(
+        self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
+    ) -> None:
+        tokens, span, scope, started = state
+        elapsed = time.perf_counter() - started
+        try:
+            metrics.rpc_finished(method, code, elapsed)
+            if response is not None and order_id_var.get() is None:
+                order_id_var.set(order_id_of(response))
+            if span is not None and span.is_recording():
+                order_id = order_id_var.get()
+                if order_id:
+                    span.set_attribute("tessera.order_id", order_id)
+                span.set_attribute("rpc.grpc.status_code", code)
+                if code not in ("OK", "CANCELLED"):
+                    span.set_status(Status(StatusCode.ERROR, code))
+                span.end()
+            if self.access_log:
+                level = logging.WARNING if code in ("UNKNOWN", "INTERNAL", "DATA_LOSS") else logging.INFO
+                access_log.log(level, "%s %s %.2fms", method, code, elapsed * 1000)
+        finally:
+            try:
+                if scope is not None:
+                    otel_context.detach(scope)
+                request_id_var.reset(tokens[0])
+                order_id_var.reset(tokens[1])
+            except ValueError:  # a stream closed from another context: that context ends anyway
+                pass
+
+    @staticmethod
+    def _code(context: grpc.aio.ServicerContext, default: str) -> str:
+        try:
+            code = context.code()
+        except Exception:  # noqa: BLE001 - older grpc without ServicerContext.code()
+            code = None
+        if isinstance(code, grpc.StatusCode):
+            return code.name
+        if isinstance(code, int):
+            return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
+        return default
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = self._enter(method, request, context)
+            code, response = "UNKNOWN", None
+            try:
+                response = await behavior(request, context)
+                code = self._code(context, "OK")
+                return response
+            except grpc.aio.AbortError:
+                code = self._code(context, "UNKNOWN")
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            finally:
+                self._exit(method, context, state, code, response)
+
+        return call
+
+    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            state = self._enter(method, request, context)
+            code = "UNKNOWN"
+            try:
+                async for item in behavior(request, context):
+                    yield item
+                code = self._code(context, "OK")
+            except grpc.aio.AbortError:
+                code = self._code(context, "UNKNOWN")
+                raise
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
+                raise
+            finally:
+                self._exit(method, context, state, code)
+
+        return call
+
+
+# -- the OMS's outgoing calls -------------------------------------------------------------
+def _outgoing(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    metadata = list(details.metadata or ())
+    metadata += tracing.inject()
+    metadata += request_id_metadata()
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials, details.wait_for_ready
+    )
+
+
+def _method_name(details: grpc.aio.ClientCallDetails) -> str:
+    method = details.method
+    return (method.decode() if isinstance(method, bytes) else str(method)).lstrip("/")
+
+
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        if not tracing.recording():
+            return await continuation(_outgoing(client_call_details), request)
+        with tracing.tracer().start_as_current_span(
+            _method_name(client_call_details), kind=SpanKind.CLIENT, attributes={"rpc.system": "grpc"},
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            call = await continuation(_outgoing(client_call_details), request)
+            try:
+                await call
+            except grpc.aio.AioRpcError as error:
+                span.set_attribute("rpc.grpc.status_code", error.code().name)
+                span.set_status(Status(StatusCode.ERROR, error.code().name))
+            except asyncio.CancelledError:
+                span.set_status(Status(StatusCode.ERROR, "CANCELLED"))
+                raise
+            return call
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return await continuation(_outgoing(client_call_details), request)
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors for a channel from one Tessera service to another."""
+    return [_UnaryUnary(), _UnaryStream()]
+
+
+__all__ = [
+    "REQUEST_ID_METADATA",
+    "ServerInterceptor",
+    "client_interceptors",
+    "new_request_id",
+    "order_id_of",
+    "request_id_metadata",
+]

@@ -1,0 +1,209 @@
+"""Structured logs: one JSON object per line on stderr, with the request's context.
+
+Each line carries ``timestamp`` (UTC, ISO 8601, milliseconds, ``Z``), ``level``,
+``service``, ``logger`` and ``message``, and when known ``request_id`` and
+``order_id`` (context variables the server interceptor sets for each call),
+``trace_id`` and ``span_id`` (the current OpenTelemetry span), and ``exception``.
+``TESSERA_LOG_FORMAT=text`` prints the same fields as one readable line instead.
+
+Secrets are kept out of the code paths that log, and, as defence in depth, every
+line is redacted before it is written: the values of the secret variables
+(``AIS_RISK_HMAC_SECRET``, ``ASTER_API_SECRET``, ... and the files their ``_FILE``
+variants name), the password of ``TESSERA_DATABASE_URL``, risk tokens and OMS call
+credentials (whole), 64-hex strings (HMAC signatures), and ``secret=``,
+``signature=``, ``password=``, ``api_key=``, ``token=`` values.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sys
+from typing import Iterable, Mapping
+
+#: Set by the server interceptor for the duration of each call.
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_request_id", default=None)
+order_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_order_id", default=None)
+
+#: Variables whose values are secrets (each may also come from ``<name>_FILE``).
+SECRET_VARIABLES = (
+    "AIS_RISK_HMAC_SECRET",
+    "AIS_RISK_HMAC_SECRET_PREVIOUS",
+    "ASTER_API_SECRET",
+    "ASTER_API_KEY",
+    "TESSERA_TEST_POSTGRES_ADMIN_URL",
+)
+REDACTED = "[REDACTED]"
+_MIN_SECRET_LENGTH = 6
+
+# v1.<key id>.<issued at>.<nonce>.<body digest>.<signature> (docs/token.md); the OMS's
+# call credentials have the same shape.
+_TOKEN = re.compile(r"\bv\d+\.[A-Za-z0-9_-]{1,32}\.\d{1,12}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}")
+_HEX64 = re.compile(r"\b[0-9a-fA-F]{64,}\b")
+_KEY_VALUE = re.compile(
+    r"(?i)\b((?:[a-z0-9_-]*secret|signature|password|passwd|api[_-]?key|x-mbx-apikey|risk[_-]?token|token)"
+    r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}\]]+)"
+)
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
+
+
+def _file_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(4096).strip()
+    except OSError:
+        return ""
+
+
+def secret_values(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The secret values this process may hold, longest first."""
+    values = set()
+    for name in SECRET_VARIABLES:
+        for value in (environ.get(name, ""), _file_text(environ[f"{name}_FILE"]) if environ.get(f"{name}_FILE") else ""):
+            if len(value.strip()) >= _MIN_SECRET_LENGTH:
+                values.add(value.strip())
+    for url in (environ.get("TESSERA_DATABASE_URL", ""),):
+        match = _URL_PASSWORD.search(url)
+        if match and len(match.group(2)) >= 3:
+            values.add(match.group(2))
+    return sorted(values, key=len, reverse=True)
+
+
+class Redactor:
+    """Masks secrets in text (see the module docstring)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if "." in text:
+            text = _TOKEN.sub("[REDACTED-TOKEN]", text)
+        text = _HEX64.sub(REDACTED, text)
+        text = _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
+        if "://" in text:
+            text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
+        return text
+
+
+def _context(record: logging.LogRecord) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    request_id = getattr(record, "request_id", None) or request_id_var.get()
+    order_id = getattr(record, "order_id", None) or order_id_var.get()
+    if request_id:
+        fields["request_id"] = str(request_id)
+    if order_id:
+        fields["order_id"] = str(order_id)
+    trace_id, span_id = _trace_ids()
+    if trace_id:
+        fields["trace_id"] = trace_id
+        fields["span_id"] = span_id
+    return fields
+
+
+def _trace_ids() -> tuple[str, str]:
+    try:
+        from opentelemetry import trace
+    except ImportError:  # pragma: no cover - a dependency, but logs must never fail
+        return "", ""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return "", ""
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def utc_timestamp(created: float) -> str:
+    moment = dt.datetime.fromtimestamp(created, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record (see the module docstring)."""
+
+    def __init__(self, service: str, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.redact = redactor or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "timestamp": utc_timestamp(record.created),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "message": self.redact(record.getMessage()),
+        }
+        entry.update(_context(record))
+        if record.exc_info:
+            entry["exception"] = self.redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = self.redact(record.exc_text)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``TESSERA_LOG_FORMAT=text``: the same fields on one readable line."""
+
+    def __init__(self, service: str, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.service = service
+        self.redact = redactor or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        context = " ".join(f"{k}={v}" for k, v in _context(record).items())
+        line = (
+            f"{utc_timestamp(record.created)} {record.levelname} {self.service} {record.name}: "
+            f"{self.redact(record.getMessage())}" + (f" [{context}]" if context else "")
+        )
+        if record.exc_info:
+            line += "\n" + self.redact(self.formatException(record.exc_info))
+        return line
+
+
+LOG_FORMATS = ("json", "text")
+
+
+def setup_logging(service: str, environ: Mapping[str, str] = os.environ, stream=None) -> logging.Handler:  # type: ignore[no-untyped-def]
+    """Route every log record of the process through one redacting handler on stderr.
+
+    ``TESSERA_LOG_FORMAT`` (``json``, the default, or ``text``) and ``TESSERA_LOG_LEVEL``
+    (``INFO`` by default) choose the format and the threshold; an unknown value falls
+    back to the default with a warning.
+    """
+    fmt = (environ.get("TESSERA_LOG_FORMAT", "") or "json").strip().lower()
+    level_name = (environ.get("TESSERA_LOG_LEVEL", "") or "INFO").strip().upper()
+    redactor = Redactor(secret_values(environ))
+    formatter = (TextFormatter if fmt == "text" else JsonFormatter)(service, redactor)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    level = logging.getLevelName(level_name)
+    root.setLevel(level if isinstance(level, int) else logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    if fmt not in LOG_FORMATS:
+        logging.getLogger(__name__).warning("TESSERA_LOG_FORMAT %r is not json or text: using json", fmt)
+    if not isinstance(level, int):
+        logging.getLogger(__name__).warning("TESSERA_LOG_LEVEL %r is not a level: using INFO", level_name)
+    return handler
+
+
+__all__ = [
+    "JsonFormatter",
+    "Redactor",
+    "TextFormatter",
+    "order_id_var",
+    "request_id_var",
+    "secret_values",
+    "setup_logging",
+    "utc_timestamp",
+]

@@ -1,0 +1,203 @@
+"""Prometheus metrics: the definitions, the one-line hooks the engines call, and the
+``/metrics`` HTTP endpoint each service serves on its own port.
+
+Every metric lives in ``prometheus_client``'s default registry, next to the process
+collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ...). The
+hooks never raise: a metric must never fail an order.
+
+The README's "Metrics" section lists every series with what it means and example
+PromQL; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any, Iterable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+#: Set by :func:`services.common.server.run` (``risk``, ``oms``, ``exchange``).
+SERVICE = {"name": "tessera"}
+
+ORDERS = Counter(
+    "tessera_orders",
+    "Order transitions committed to the store, by the status entered (PENDING counts created orders).",
+    ["status"],
+)
+RISK_REJECTIONS = Counter(
+    "tessera_risk_rejections",
+    "Orders Risk rejected, by violated control (an order with two violations counts once under each).",
+    ["reason"],
+)
+TOKEN_FAILURES = Counter(
+    "tessera_token_failures",
+    "Refused risk tokens and OMS call credentials, by reason and by the service that refused them.",
+    ["reason", "service"],
+)
+VENUE_ERRORS = Counter(
+    "tessera_venue_errors",
+    "Errors from the venue connection (shadow and live modes), by reason code; each attempt counts.",
+    ["code"],
+)
+# Unary RPCs of Tessera take about a millisecond on loopback; streams last as long as
+# the client follows them (their own method label keeps them apart).
+RPC_DURATION = Histogram(
+    "tessera_rpc_duration_seconds",
+    "Server-side duration of gRPC calls, by service, full method name and status code.",
+    ["service", "method", "code"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+SUBMIT_TO_FILL = Histogram(
+    "tessera_submit_to_fill_seconds",
+    "Time from the OMS accepting an order (APPROVED -> SUBMITTED) to its FILLED transition, "
+    "observed by the OMS replica that submitted it.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+
+#: ``tessera_trading_state`` values.
+TRADING_STATE_VALUES = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+
+# order id -> when this process submitted it (for tessera_submit_to_fill_seconds).
+_SUBMITTED: "OrderedDict[str, dt.datetime]" = OrderedDict()
+_SUBMITTED_LIMIT = 100_000
+_submitted_lock = threading.Lock()
+_TERMINAL = frozenset({"FILLED", "REJECTED", "CANCELLED", "EXPIRED"})
+
+
+def _status_name(status: Any) -> str:
+    return str(getattr(status, "value", status))
+
+
+# -- hooks --------------------------------------------------------------------------------
+def _order_submitted(order_id: str, at: dt.datetime) -> None:
+    """This process moved ``order_id`` to SUBMITTED: start its submit-to-fill clock."""
+    with _submitted_lock:
+        _SUBMITTED[order_id] = at
+        while len(_SUBMITTED) > _SUBMITTED_LIMIT:
+            _SUBMITTED.popitem(last=False)
+
+
+def events_committed(events: Iterable[Any]) -> None:
+    """Order events (``services.domain.OrderEvent`` or ``order_events_ts`` rows) a
+    transaction has just committed (see :mod:`services.store.observe`)."""
+    try:
+        for event in events:
+            if isinstance(event, dict):  # an order_events_ts row
+                order_id, status, at = event["order_id"], _status_name(event["to_status"]), event["event_time"]
+            else:
+                order_id, status, at = event.order_id, _status_name(event.to_status), event.event_time
+            ORDERS.labels(status).inc()
+            if status == "SUBMITTED":
+                _order_submitted(order_id, at)
+            elif status in _TERMINAL:
+                with _submitted_lock:
+                    submitted = _SUBMITTED.pop(order_id, None)
+                if submitted is not None and status == "FILLED":
+                    SUBMIT_TO_FILL.observe(max(0.0, (at - submitted).total_seconds()))
+    except Exception:  # noqa: BLE001 - never fail a committed transaction over a metric
+        log.debug("order metrics not recorded", exc_info=True)
+
+
+def risk_rejected(reasons: Iterable[str]) -> None:
+    for reason in reasons:
+        RISK_REJECTIONS.labels(reason).inc()
+
+
+def token_failure(reason: str) -> None:
+    TOKEN_FAILURES.labels(reason, SERVICE["name"]).inc()
+
+
+def venue_error(error: BaseException) -> BaseException:
+    """Count ``error`` (by its reason code) and return it: ``raise venue_error(e)``."""
+    VENUE_ERRORS.labels(str(getattr(error, "reason", None) or type(error).__name__)).inc()
+    return error
+
+
+def rpc_finished(method: str, code: str, seconds: float) -> None:
+    RPC_DURATION.labels(SERVICE["name"], method, code).observe(seconds)
+
+
+# -- the trading state, read from the store at scrape time ---------------------------------
+class TradingStateCollector(Collector):
+    """``tessera_trading_state{scope}``: 0 ACTIVE, 1 REDUCING, 2 HALTED, for the global
+    scope (always) and every symbol with a state of its own. Read from the store at each
+    scrape, so every replica reports the state every replica obeys."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def describe(self) -> list[Any]:
+        return []  # collected lazily: no store read at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import select
+
+        from services.store.models import trading_state_table
+
+        family = GaugeMetricFamily(
+            "tessera_trading_state",
+            "Trading state per scope as the store holds it: 0 ACTIVE, 1 REDUCING, 2 HALTED.",
+            labels=["scope"],
+        )
+        try:
+            with self.store.uow(read_only=True) as uow:
+                rows = uow.session.execute(select(trading_state_table.c.scope, trading_state_table.c.state)).all()
+        except Exception:  # noqa: BLE001 - a store outage must not break the scrape
+            log.warning("tessera_trading_state: the store could not be read")
+            return
+        states = {"global": "ACTIVE", **{scope: state for scope, state in rows}}
+        for scope, state in sorted(states.items()):
+            family.add_metric([scope], TRADING_STATE_VALUES.get(state, -1))
+        yield family
+
+
+_collector_lock = threading.Lock()
+_trading_state_collector: TradingStateCollector | None = None
+
+
+def watch_trading_state(store: Any) -> None:
+    """Report ``tessera_trading_state`` from ``store`` (Risk and the OMS call this once;
+    None stops reporting it)."""
+    global _trading_state_collector
+    with _collector_lock:
+        if _trading_state_collector is not None:
+            REGISTRY.unregister(_trading_state_collector)
+            _trading_state_collector = None
+        if store is not None:
+            _trading_state_collector = TradingStateCollector(store)
+            REGISTRY.register(_trading_state_collector)
+
+
+# -- exposition -----------------------------------------------------------------------------
+class MetricsServer:
+    """``/metrics`` over HTTP on a thread of its own (a busy event loop still answers)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, addr=host)
+        self.host = host
+        self.port = int(self._server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+__all__ = [
+    "MetricsServer",
+    "SERVICE",
+    "TRADING_STATE_VALUES",
+    "events_committed",
+    "risk_rejected",
+    "rpc_finished",
+    "token_failure",
+    "venue_error",
+    "watch_trading_state",
+]

@@ -1,0 +1,197 @@
+"""The Prometheus metrics: the hooks, what the store counts at commit, the trading
+state read at scrape time, the metrics port settings and the /metrics endpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.request
+from typing import Iterator
+
+import pytest
+from order_factory import build_order
+from prometheus_client import REGISTRY
+
+from services.common import errors
+from services.common.config import ConfigError
+from services.common.observability import metrics
+from services.common.server import DEFAULT_METRICS_PORTS, metrics_port
+from services.domain import OrderStatus, TradingState
+from services.domain import errors as domain
+from services.exchange.aster.errors import VenueInDoubt
+from services.store import Store
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(autouse=True)
+def no_trading_state_collector() -> Iterator[None]:
+    yield
+    metrics.watch_trading_state(None)
+
+
+@pytest.fixture
+def store(tmp_path) -> Iterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path}/metrics.db")
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def test_committed_events_count_by_status_and_time_submit_to_fill() -> None:
+    before = {s: value("tessera_orders_total", status=s) for s in ("SUBMITTED", "FILLED")}
+    fills_before = value("tessera_submit_to_fill_seconds_count")
+    sum_before = value("tessera_submit_to_fill_seconds_sum")
+    t0 = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    metrics.events_committed([{"order_id": "o-m1", "to_status": "SUBMITTED", "event_time": t0}])
+    metrics.events_committed([{"order_id": "o-m1", "to_status": "FILLED", "event_time": t0 + dt.timedelta(seconds=2)}])
+    # A fill of an order this process never submitted: counted, not timed.
+    metrics.events_committed([{"order_id": "o-other", "to_status": "FILLED", "event_time": t0}])
+    assert value("tessera_orders_total", status="SUBMITTED") - before["SUBMITTED"] == 1
+    assert value("tessera_orders_total", status="FILLED") - before["FILLED"] == 2
+    assert value("tessera_submit_to_fill_seconds_count") - fills_before == 1
+    assert value("tessera_submit_to_fill_seconds_sum") - sum_before == pytest.approx(2.0)
+
+
+def test_the_store_counts_events_only_once_committed(store: Store) -> None:
+    def pending() -> float:
+        return value("tessera_orders_total", status="PENDING")
+
+    def approved() -> float:
+        return value("tessera_orders_total", status="APPROVED")
+
+    start = pending(), approved()
+    order = build_order()
+    order.record_creation()
+    order.transition(OrderStatus.APPROVED)
+    with store.uow() as uow:
+        uow.orders.add(order)
+        assert (pending(), approved()) == start  # written, not committed
+        uow.commit()
+    assert (pending() - start[0], approved() - start[1]) == (1, 1)
+
+    rolled_back = build_order()
+    rolled_back.record_creation()
+    with store.uow() as uow:
+        uow.orders.add(rolled_back)  # never committed
+    assert pending() - start[0] == 1
+
+
+def test_a_rolled_back_savepoint_takes_its_events_along(store: Store) -> None:
+    start = value("tessera_orders_total", status="PENDING")
+    kept, dropped = build_order(), build_order()
+    kept.record_creation()
+    dropped.record_creation()
+    with store.uow() as uow:
+        savepoint = uow.session.begin_nested()
+        uow.orders.add(dropped)
+        savepoint.rollback()
+        savepoint = uow.session.begin_nested()
+        uow.orders.add(kept)
+        savepoint.commit()
+        uow.commit()
+    assert value("tessera_orders_total", status="PENDING") - start == 1
+
+    released = build_order()
+    released.record_creation()
+    with store.uow() as uow:
+        savepoint = uow.session.begin_nested()
+        uow.orders.add(released)
+        savepoint.commit()  # released, but the transaction is never committed
+        assert value("tessera_orders_total", status="PENDING") - start == 1
+    assert value("tessera_orders_total", status="PENDING") - start == 1
+
+
+def test_risk_rejections_count_each_reason() -> None:
+    before = value("tessera_risk_rejections_total", reason="MAX_NOTIONAL_EXCEEDED")
+    metrics.risk_rejected(["MAX_NOTIONAL_EXCEEDED", "PRICE_BAND_EXCEEDED"])
+    assert value("tessera_risk_rejections_total", reason="MAX_NOTIONAL_EXCEEDED") - before == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (domain.TokenRejected("expired", reason="TOKEN_EXPIRED"), "TOKEN_EXPIRED"),
+        (domain.TokenRejected("not the OMS", reason="CALLER_NOT_OMS"), "CALLER_NOT_OMS"),
+        (domain.TokenReplayed("again"), "TOKEN_ALREADY_USED"),
+    ],
+)
+def test_token_failures_are_counted_where_they_become_statuses(error: Exception, reason: str) -> None:
+    metrics.SERVICE["name"] = "oms"
+    before = value("tessera_token_failures_total", reason=reason, service="oms")
+    errors.describe(error)
+    assert value("tessera_token_failures_total", reason=reason, service="oms") - before == 1
+
+
+def test_other_errors_are_not_token_failures() -> None:
+    total = sum(s.value for m in REGISTRY.collect() if m.name == "tessera_token_failures" for s in m.samples
+                if s.name.endswith("_total"))
+    errors.describe(domain.InvalidOrder("quantity", "required"))
+    assert sum(s.value for m in REGISTRY.collect() if m.name == "tessera_token_failures" for s in m.samples
+               if s.name.endswith("_total")) == total
+
+
+def test_venue_errors_are_counted_by_reason_and_passed_through() -> None:
+    before = value("tessera_venue_errors_total", code="VENUE_TIMEOUT")
+    error = VenueInDoubt("no answer", reason="VENUE_TIMEOUT")
+    assert metrics.venue_error(error) is error
+    assert value("tessera_venue_errors_total", code="VENUE_TIMEOUT") - before == 1
+
+
+def test_rpc_durations_by_service_method_and_code() -> None:
+    metrics.SERVICE["name"] = "risk"
+    labels = {"service": "risk", "method": "/tessera.risk.v1.RiskService/ValidateOrder", "code": "OK"}
+    before = value("tessera_rpc_duration_seconds_count", **labels)
+    metrics.rpc_finished(labels["method"], "OK", 0.0007)
+    assert value("tessera_rpc_duration_seconds_count", **labels) - before == 1
+    assert value("tessera_rpc_duration_seconds_bucket", **labels, le="0.001") - before >= 1
+
+
+def test_trading_state_is_read_from_the_store_at_each_scrape(store: Store) -> None:
+    metrics.watch_trading_state(store)
+    assert value("tessera_trading_state", scope="global") == 0  # never set: ACTIVE
+    with store.uow() as uow:
+        uow.trading_state.set(TradingState.HALTED, "alice", "incident")
+        uow.trading_state.set(TradingState.REDUCING, "reconciler", "quarantine", scope="symbol:BTCUSDT")
+        uow.commit()
+    assert value("tessera_trading_state", scope="global") == 2
+    assert value("tessera_trading_state", scope="symbol:BTCUSDT") == 1
+
+
+def test_a_store_outage_leaves_the_trading_state_out_of_the_scrape() -> None:
+    class Down:
+        def uow(self, read_only: bool = False):  # type: ignore[no-untyped-def]
+            raise OSError("database down")
+
+    metrics.watch_trading_state(Down())
+    assert REGISTRY.get_sample_value("tessera_trading_state", {"scope": "global"}) is None
+    assert "tessera_rpc_duration_seconds" in {m.name for m in REGISTRY.collect()}  # the rest is scraped
+
+
+def test_metrics_ports_per_service_generic_free_and_off() -> None:
+    assert metrics_port("risk", {}) == ("TESSERA_RISK_METRICS_PORT", DEFAULT_METRICS_PORTS["risk"])
+    assert DEFAULT_METRICS_PORTS == {"risk": 9101, "oms": 9102, "exchange": 9103}
+    assert metrics_port("oms", {"TESSERA_METRICS_PORT": "0"}) == ("TESSERA_METRICS_PORT", 0)
+    assert metrics_port("oms", {"TESSERA_OMS_METRICS_PORT": "9200", "TESSERA_METRICS_PORT": "0"})[1] == 9200
+    assert metrics_port("exchange", {"TESSERA_EXCHANGE_METRICS_PORT": "off"})[1] is None
+    with pytest.raises(ConfigError, match="TESSERA_RISK_METRICS_PORT"):
+        metrics_port("risk", {"TESSERA_RISK_METRICS_PORT": "ninety"})
+    with pytest.raises(ConfigError, match="TESSERA_METRICS_PORT"):
+        metrics_port("risk", {"TESSERA_METRICS_PORT": "70000"})
+
+
+def test_the_metrics_endpoint_serves_the_registry() -> None:
+    server = metrics.MetricsServer("127.0.0.1", 0)
+    try:
+        assert server.port > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+            content_type = answer.headers["Content-Type"]
+    finally:
+        server.close()
+    assert content_type.startswith("text/plain")
+    for name in ("tessera_orders_total", "tessera_rpc_duration_seconds", "tessera_submit_to_fill_seconds",
+                 "process_cpu_seconds_total"):
+        assert name in text
