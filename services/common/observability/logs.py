@@ -17,13 +17,15 @@ credentials (whole), 64-hex strings (HMAC signatures), and ``secret=``,
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import json
 import logging
 import os
 import re
 import sys
-from typing import Iterable, Mapping
+import time
+from typing import Any, Iterable, Mapping
+
+from opentelemetry import trace
 
 #: Set by the server interceptor for the duration of each call.
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_request_id", default=None)
@@ -40,15 +42,27 @@ SECRET_VARIABLES = (
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6
 
-# v1.<key id>.<issued at>.<nonce>.<body digest>.<signature> (docs/token.md); the OMS's
-# call credentials have the same shape.
-_TOKEN = re.compile(r"\bv\d+\.[A-Za-z0-9_-]{1,32}\.\d{1,12}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}")
-_HEX64 = re.compile(r"\b[0-9a-fA-F]{64,}\b")
-_KEY_VALUE = re.compile(
-    r"(?i)\b((?:[a-z0-9_-]*secret|signature|password|passwd|api[_-]?key|x-mbx-apikey|risk[_-]?token|token)"
-    r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;}\]]+)"
+# One pass over each line finds any of: a risk token or OMS call credential
+# (v1.<key id>.<issued at>.<nonce>.<body digest>.<signature>, docs/token.md), a 64+ hex
+# string (an HMAC-SHA256 signature, a hex key), a secret-looking key's value, a URL's
+# password.
+_SECRETS = re.compile(
+    r"(?P<token>\bv\d+\.[A-Za-z0-9_-]{1,32}\.\d{1,12}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
+    r"|(?P<hex>\b[0-9a-fA-F]{64,}\b)"
+    r"|(?P<key>(?i:\b(?:[a-z0-9_-]*secret|signature|password|passwd|api[_-]?key|x-mbx-apikey|risk[_-]?token|token)"
+    r"[\"']?\s*[:=]\s*[\"']?))(?P<value>[^\s\"'&,;}\]]+)"
+    r"|(?P<scheme>://[^/\s:@]+:)(?P<password>[^@\s/]+)@"
 )
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)([^@\s/]+)(@)")
+
+
+def _mask(match: "re.Match[str]") -> str:
+    if match.group("token"):
+        return "[REDACTED-TOKEN]"
+    if match.group("hex"):
+        return REDACTED
+    if match.group("key"):
+        return match.group("key") + REDACTED
+    return match.group("scheme") + REDACTED + "@"
 
 
 def _file_text(path: str) -> str:
@@ -66,10 +80,9 @@ def secret_values(environ: Mapping[str, str] = os.environ) -> list[str]:
         for value in (environ.get(name, ""), _file_text(environ[f"{name}_FILE"]) if environ.get(f"{name}_FILE") else ""):
             if len(value.strip()) >= _MIN_SECRET_LENGTH:
                 values.add(value.strip())
-    for url in (environ.get("TESSERA_DATABASE_URL", ""),):
-        match = _URL_PASSWORD.search(url)
-        if match and len(match.group(2)) >= 3:
-            values.add(match.group(2))
+    match = re.search(r"://[^/\s:@]+:([^@\s/]+)@", environ.get("TESSERA_DATABASE_URL", ""))
+    if match and len(match.group(1)) >= 3:
+        values.add(match.group(1))
     return sorted(values, key=len, reverse=True)
 
 
@@ -83,13 +96,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        if "." in text:
-            text = _TOKEN.sub("[REDACTED-TOKEN]", text)
-        text = _HEX64.sub(REDACTED, text)
-        text = _KEY_VALUE.sub(lambda m: m.group(1) + REDACTED, text)
-        if "://" in text:
-            text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + m.group(3), text)
-        return text
+        return _SECRETS.sub(_mask, text)
 
 
 def _context(record: logging.LogRecord) -> dict[str, str]:
@@ -108,19 +115,22 @@ def _context(record: logging.LogRecord) -> dict[str, str]:
 
 
 def _trace_ids() -> tuple[str, str]:
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - a dependency, but logs must never fail
-        return "", ""
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return "", ""
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def utc_timestamp(created: float) -> str:
-    moment = dt.datetime.fromtimestamp(created, dt.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """``2025-06-01T12:00:00.123Z`` for a ``time.time()`` value."""
+    whole = int(created)
+    if _second[0] != whole:
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second[0] = whole
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -137,7 +147,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "message": self.redact(record.getMessage()),
+            "message": record.getMessage() if getattr(record, "tessera_safe", False) else self.redact(record.getMessage()),
         }
         entry.update(_context(record))
         if record.exc_info:
@@ -182,6 +192,9 @@ def setup_logging(service: str, environ: Mapping[str, str] = os.environ, stream=
     formatter = (TextFormatter if fmt == "text" else JsonFormatter)(service, redactor)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
+    # No caller frame, thread, process or task look-ups per record: no line shows them.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

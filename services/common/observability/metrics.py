@@ -120,8 +120,15 @@ def venue_error(error: BaseException) -> BaseException:
     return error
 
 
+_rpc_children: dict[tuple[str, str, str], Any] = {}
+
+
 def rpc_finished(method: str, code: str, seconds: float) -> None:
-    RPC_DURATION.labels(SERVICE["name"], method, code).observe(seconds)
+    key = (SERVICE["name"], method, code)
+    child = _rpc_children.get(key)
+    if child is None:  # methods x codes: a small, bounded set
+        child = _rpc_children[key] = RPC_DURATION.labels(*key)
+    child.observe(seconds)
 
 
 # -- the trading state, read from the store at scrape time ---------------------------------

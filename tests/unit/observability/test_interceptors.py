@@ -222,3 +222,16 @@ def test_order_ids_are_found_in_requests_and_responses() -> None:
     assert order_id_of(oms_pb2.SubmitOrderResponse()) is None
     assert order_id_of(oms_pb2.ListOrdersRequest()) is None
     assert order_id_of(object()) is None
+
+
+def test_access_lines_are_info_on_the_order_path_debug_for_reads_warning_when_unexpected() -> None:
+    import logging
+
+    from services.common.observability.interceptors import _access_level
+
+    assert _access_level("/tessera.oms.v1.OrderManagementService/SubmitOrder", "PERMISSION_DENIED") == logging.INFO
+    assert _access_level("/tessera.exchange.v1.ExchangeService/ExecuteOrder", "OK") == logging.INFO
+    assert _access_level("/tessera.oms.v1.OrderManagementService/GetOrder", "OK") == logging.DEBUG
+    assert _access_level("/tessera.oms.v1.OrderManagementService/ListOrders", "NOT_FOUND") == logging.DEBUG
+    assert _access_level("/tessera.exchange.v1.ExchangeService/QueryOrder", "OK") == logging.DEBUG
+    assert _access_level("/tessera.oms.v1.OrderManagementService/GetOrder", "INTERNAL") == logging.WARNING
