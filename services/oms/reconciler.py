@@ -192,7 +192,9 @@ class Reconciler:
             order.status is OrderStatus.PENDING_CANCEL and order.previous_status is OrderStatus.SUBMITTED
         )
         if never_arrived:
-            if asked_at - order.updated_time < self.grace:
+            # From when it was sent (a refused cancel moves updated_time, not this).
+            sent_at = await self.db.run(self._sent_at, order.order_id) or order.updated_time
+            if asked_at - sent_at < self.grace:
                 return "waiting"
             target = OrderStatus.REJECTED if order.status is OrderStatus.SUBMITTED else OrderStatus.CANCELLED
             changed = await self._write(self._close_absent, order.order_id, order.version, target,
@@ -208,6 +210,13 @@ class Reconciler:
             return "waiting"  # it moved on while the question was in flight: ask again next pass
         return await self._quarantine(order, f"the venue has no order {order.client_order_id} that Tessera "
                                              f"considers {order.status.value}", {})
+
+    @staticmethod
+    def _sent_at(uow: UnitOfWork, order_id: str) -> dt.datetime | None:
+        """When the OMS claimed the order for the venue (APPROVED -> SUBMITTED)."""
+        sent = [e.event_time for e in uow.orders.events(order_id)
+                if e.to_status is OrderStatus.SUBMITTED and e.from_status is OrderStatus.APPROVED]
+        return sent[-1] if sent else None
 
     @staticmethod
     def _close_absent(uow: UnitOfWork, order_id: str, seen_version: int, target: OrderStatus, reason: str) -> bool:

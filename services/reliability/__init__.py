@@ -8,13 +8,13 @@
 """
 
 from .invariants import Report, Violation, check_store
-from .replay import ReplayError, ReplayedOrder, replay
+from .replay import ReplayedOrder, ReplayError, replay
 from .venue import VenueRecord, check_against_venue
 
 __all__ = [
-    "Report",
     "ReplayError",
     "ReplayedOrder",
+    "Report",
     "VenueRecord",
     "Violation",
     "check_against_venue",

@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -166,7 +167,8 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
     if order["filled_quantity"] > order["quantity"]:
         report.add("OVERFILLED", order_id, f"filled {order['filled_quantity']} of {order['quantity']}")
     # Never sent unapproved, never sent twice.
-    submitted = [e for e in events if e["to_status"] == "SUBMITTED"]
+    # A return to SUBMITTED from PENDING_CANCEL (the venue refused the cancel) is no submission.
+    submitted = [e for e in events if e["to_status"] == "SUBMITTED" and e["from_status"] != "PENDING_CANCEL"]
     if len(submitted) > 1:
         report.add("SUBMITTED_TWICE", order_id, f"{len(submitted)} SUBMITTED events")
     for event in submitted:
@@ -251,7 +253,7 @@ def check_store(
     now: dt.datetime | None = None,
 ) -> Report:
     """Check every invariant on the database behind ``engine``; read-only."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     report = Report()
     nonces: dict[str, str] = {}
     fill_ids: dict[tuple[str, str], str] = {}

@@ -11,8 +11,9 @@ its history was changed outside that path.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import core_ext
 
@@ -92,7 +93,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
             state.previous_status = source
         elif source == "PENDING_CANCEL":
             state.previous_status = None
-        if target == "SUBMITTED":
+        if target == "SUBMITTED" and source == "APPROVED":
             state.submissions += 1
             nonce = payload.get("token_nonce")
             if isinstance(nonce, str) and nonce:

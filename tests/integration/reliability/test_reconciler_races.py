@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import core_ext
 import order_factory
 import pytest
 
+import core_ext
 from services.common.db import Database
 from services.domain import OrderStatus, utcnow
 from services.oms.reconciler import Reconciler
@@ -98,12 +98,11 @@ def test_an_in_doubt_order_whose_cancel_got_no_answer_is_cancelled_not_quarantin
     # SUBMITTED without an answer, then a cancel the Exchange did not answer either:
     # PENDING_CANCEL from SUBMITTED. Not at the venue after the grace period: it never
     # arrived, and nothing can fill it; no reason to halt the symbol.
-    order = submitted(db, age_seconds=0)
+    order = submitted(db, age_seconds=60)
 
     def cancel_requested(uow):
         stored = uow.orders.get(order.order_id)
-        stored.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested",
-                          at=utcnow() - dt.timedelta(seconds=60))
+        stored.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
         uow.orders.save(stored)
     db.run_sync(cancel_requested)
 
@@ -113,3 +112,22 @@ def test_an_in_doubt_order_whose_cancel_got_no_answer_is_cancelled_not_quarantin
     assert status(db, order.order_id) is OrderStatus.CANCELLED
     with db.store.uow(read_only=True) as uow:
         assert uow.trading_state.effective(order.symbol).state.value == "ACTIVE"
+
+
+def test_refused_cancels_do_not_postpone_resolving_an_in_doubt_order(db):
+    # Each cancel the venue refuses ("unknown order") returns the order to SUBMITTED and
+    # moves its updated_time; the grace period still counts from when it was sent, or an
+    # order someone keeps cancelling would stay in doubt for ever.
+    order = submitted(db, age_seconds=60)
+
+    def cancel_refused(uow):
+        stored = uow.orders.get(order.order_id)
+        stored.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
+        stored.transition(OrderStatus.SUBMITTED, reason="cancel refused by venue: UNKNOWN_ORDER")
+        uow.orders.save(stored)
+    db.run_sync(cancel_refused)
+
+    summary = asyncio.run(Reconciler(db, KEYRING, SlowExchange(delay=0), grace_seconds=5).reconcile_once())
+
+    assert summary.not_at_venue == 1
+    assert status(db, order.order_id) is OrderStatus.REJECTED

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-import pytest
+from reliability_history import build_history
 from sqlalchemy import delete, insert, select, update
 
 from services.cli.__main__ import main as cli_main
@@ -16,8 +16,6 @@ from services.store.models import order_events_table as events_t
 from services.store.models import orders_table as orders_t
 from services.store.models import positions_table as positions_t
 from services.store.models import trades_table as trades_t
-
-from conftest import build_history
 
 FIELDS = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload")
 
@@ -59,7 +57,7 @@ def test_the_same_events_hash_alike_on_every_backend(store, history):
     assert event_hash(None, **{**{f: rejected[f] for f in FIELDS}, "order_id": "o-1"}) == event_hash(
         None, order_id="o-1", sequence=2, event_time=rejected["event_time"], from_status="PENDING",
         to_status="REJECTED", reason="risk: MAX_NOTIONAL_EXCEEDED",
-        payload={"violations": [{"limit": Decimal("250000"), "code": "MAX_NOTIONAL_EXCEEDED"}]})
+        payload={"violations": [{"limit": Decimal(250000), "code": "MAX_NOTIONAL_EXCEEDED"}]})
 
 
 def test_an_edited_event_is_found(store, history):
@@ -134,10 +132,10 @@ def test_an_order_row_changed_behind_its_events_back_is_found_by_replay(store, h
 def test_a_lost_trade_a_phantom_trade_and_a_wrong_position_are_found(store, history):
     execute(store, delete(trades_t).where(trades_t.c.trade_id == "t-3"))
     phantom = {"trade_id": "t-99", "venue": "paper", "order_id": history["working"], "account": "acct-1",
-               "symbol": "BTCUSDT", "side": "BUY", "quantity": Decimal("0.1"), "price": Decimal("50000"),
-               "commission": Decimal("0"), "trade_time": events_of(store, history["working"])[0]["event_time"]}
+               "symbol": "BTCUSDT", "side": "BUY", "quantity": Decimal("0.1"), "price": Decimal(50000),
+               "commission": Decimal(0), "trade_time": events_of(store, history["working"])[0]["event_time"]}
     execute(store, insert(trades_t).values(**phantom))
-    execute(store, update(positions_t).values(quantity=Decimal("7")))
+    execute(store, update(positions_t).values(quantity=Decimal(7)))
 
     assert {"FILL_WITHOUT_TRADE", "TRADE_WITHOUT_FILL", "TRADES_MISMATCH", "LEDGER_MISSING",
             "LEDGER_WITHOUT_TRADE", "POSITION_MISMATCH"} <= set(kinds(store))
