@@ -33,6 +33,13 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 #: The Tessera image's repository name (the last path component, before the tag).
 TESSERA_IMAGE = "tessera"
 SERVICES = {"risk": 50051, "oms": 50052, "exchange": 50053}
+#: Each service's Prometheus /metrics port (TESSERA_<NAME>_METRICS_PORT).
+METRICS_PORTS = {"risk": 9101, "oms": 9102, "exchange": 9103}
+#: The only peer admitted to a metrics port: Prometheus pods of the monitoring namespace.
+METRICS_SCRAPER_PEER = {
+    "namespaceSelector": {"matchLabels": {"tessera.io/monitoring": "true"}},
+    "podSelector": {"matchLabels": {"tessera.io/metrics-scraper": "true"}},
+}
 AUTOSCALED = {"risk", "oms"}
 DATABASE_CLIENTS = {"risk", "oms", "tessera-migrate"}
 MIGRATION_JOB = "tessera-migrate"

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from k8s_manifests import (
     SERVICES,
+    METRICS_PORTS,
+    METRICS_SCRAPER_PEER,
     DATABASE_CLIENTS,
     Obj,
     ref,
@@ -31,6 +33,19 @@ def _policies_for(objects: list[Obj], labels: Mapping[str, str], direction: str)
     ]
 
 
+def is_metrics_rule(rule: Mapping, target: Obj) -> bool:
+    """The one wider rule allowed: ``target``'s own metrics port only, from the
+    monitoring namespace's scraper pods only (checked by :func:`check_metrics_ingress`)."""
+    port = METRICS_PORTS.get(target["metadata"]["name"])
+    ports = rule.get("ports") or []
+    peers = rule.get("from") or []
+    return (
+        port is not None
+        and bool(ports) and all(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports)
+        and bool(peers) and all(peer == METRICS_SCRAPER_PEER for peer in peers)
+    )
+
+
 def ingress_sources(objects: list[Obj], target: Obj) -> tuple[set[str], list[str]]:
     """Which rendered workloads may open connections to ``target``'s pods, and on which
     ports; plus every rule that admits more than pods of this namespace (a missing
@@ -39,6 +54,8 @@ def ingress_sources(objects: list[Obj], target: Obj) -> tuple[set[str], list[str
     wide: list[str] = []
     for policy in _policies_for(objects, pod_labels(target), "Ingress"):
         for rule in policy["spec"].get("ingress", []):
+            if is_metrics_rule(rule, target):
+                continue
             ports = sorted(str(p.get("port", "any")) for p in rule.get("ports", [])) or ["any"]
             peers = rule.get("from")
             if not peers:
@@ -85,6 +102,7 @@ def check_client_ingress(objects: list[Obj]) -> list[str]:
             str(p.get("port"))
             for policy in _policies_for(objects, pod_labels(deployment), "Ingress")
             for rule in policy["spec"].get("ingress", [])
+            if not is_metrics_rule(rule, deployment)
             for p in rule.get("ports", [{"port": "any"}])
         }
         if ports != {str(SERVICES[name])}:
@@ -137,4 +155,25 @@ def check_venue_egress(objects: list[Obj], *, required: bool) -> list[str]:
             problems.append(f"{ref(workload)}: may reach port 443 outside the cluster")
         if name == "exchange" and allowed != required:
             problems.append(f"{ref(workload)}: venue egress on 443 is {'missing' if required else 'allowed'}")
+    return problems
+
+
+def check_metrics_ingress(objects: list[Obj]) -> list[str]:
+    """Prometheus can scrape each service: some rule admits its metrics port, and every
+    rule that admits that port admits only it, and only from the monitoring namespace's
+    scraper pods (both selectors in one peer)."""
+    problems = []
+    for name, port in METRICS_PORTS.items():
+        deployment = named(objects, "Deployment", name)
+        scrapable = False
+        for policy in _policies_for(objects, pod_labels(deployment), "Ingress"):
+            for rule in policy["spec"].get("ingress", []):
+                ports = [p.get("port") for p in rule.get("ports", [])]
+                if is_metrics_rule(rule, deployment):
+                    scrapable = True
+                elif not ports or port in ports:
+                    problems.append(f"{ref(policy)}: admits {ref(deployment)}'s metrics port {port} more widely "
+                                    f"than from {METRICS_SCRAPER_PEER}")
+        if not scrapable:
+            problems.append(f"{ref(deployment)}: no rule admits Prometheus to its metrics port {port}")
     return problems

@@ -11,6 +11,7 @@ from typing import Any
 
 from k8s_manifests import (
     SERVICES,
+    METRICS_PORTS,
     AUTOSCALED,
     MIGRATION_JOB,
     Obj,
@@ -213,8 +214,10 @@ def check_service_wiring(objects: list[Obj]) -> list[str]:
         for svc_port in service["spec"]["ports"]:
             target = svc_port.get("targetPort", svc_port["port"])
             resolved = container_ports(container).get(target) if isinstance(target, str) else target
-            if resolved != port or svc_port["port"] != port:
-                problems.append(f"Service/{name}: port {svc_port['port']} -> {target} does not reach {port}")
+            # The gRPC port, and the metrics port (named "metrics") for Prometheus.
+            expected = METRICS_PORTS[name] if svc_port.get("name") == "metrics" else port
+            if resolved != expected or svc_port["port"] != expected:
+                problems.append(f"Service/{name}: port {svc_port['port']} -> {target} does not reach {expected}")
     oms = named(objects, "Deployment", "oms")
     address = container_env(objects, oms, containers(oms, init=False)[0]).get("TESSERA_EXCHANGE_ADDRESS", "")
     host, _, port_text = address.rpartition(":")
@@ -239,4 +242,25 @@ def check_migration_job(objects: list[Obj]) -> list[str]:
         problems.append(f"{ref(job)}: TESSERA_DATABASE_URL must come from a Secret")
     if pod_spec(job).get("restartPolicy") not in ("Never", "OnFailure"):
         problems.append(f"{ref(job)}: restartPolicy must be Never or OnFailure")
+    return problems
+
+
+def check_metrics_wiring(objects: list[Obj]) -> list[str]:
+    """Each service serves /metrics on its documented port: the port variable, a
+    container port named ``metrics``, and the pod's ``prometheus.io`` annotations agree."""
+    problems = []
+    for name, port in METRICS_PORTS.items():
+        deployment = named(objects, "Deployment", name)
+        container = containers(deployment, init=False)[0]
+        env = container_env(objects, deployment, container)
+        variable = f"TESSERA_{name.upper()}_METRICS_PORT"
+        if env.get(variable) != str(port):
+            problems.append(f"{ref(deployment)}: {variable} is {env.get(variable)!r}, expected {port}")
+        if container_ports(container).get("metrics") != port:
+            problems.append(f"{ref(deployment)}: no containerPort {port} named metrics")
+        annotations = deployment["spec"]["template"].get("metadata", {}).get("annotations", {})
+        wanted = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+        for key, value in wanted.items():
+            if annotations.get(key) != value:
+                problems.append(f"{ref(deployment)}: pod annotation {key} is {annotations.get(key)!r}, expected {value!r}")
     return problems

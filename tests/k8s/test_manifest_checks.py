@@ -154,6 +154,39 @@ def risk_on_a_second_port(objects: Objects) -> None:
     policy(objects, "risk-from-clients")["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 8080})
 
 
+def metrics_from_any_namespace(objects: Objects) -> None:
+    policy(objects, "oms-metrics-from-monitoring")["spec"]["ingress"][0]["from"][0]["namespaceSelector"] = {}
+
+
+def metrics_from_every_pod_of_the_monitoring_namespace(objects: Objects) -> None:
+    del policy(objects, "exchange-metrics-from-monitoring")["spec"]["ingress"][0]["from"][0]["podSelector"]
+
+
+def scraper_reaches_the_grpc_port(objects: Objects) -> None:
+    policy(objects, "risk-metrics-from-monitoring")["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 50051})
+
+
+def metrics_port_from_clients(objects: Objects) -> None:
+    policy(objects, "oms-from-clients")["spec"]["ingress"][0]["ports"].append({"protocol": "TCP", "port": 9102})
+
+
+def drop_metrics_policy(objects: Objects) -> None:
+    objects.remove(policy(objects, "risk-metrics-from-monitoring"))
+
+
+def metrics_port_variable_mismatch(objects: Objects) -> None:
+    env = container_of(objects, "Deployment", "oms")["env"]
+    next(item for item in env if item["name"] == "TESSERA_OMS_METRICS_PORT")["value"] = "9999"
+
+
+def scrape_annotation_wrong_port(objects: Objects) -> None:
+    km.pod_template(km.named(objects, "Deployment", "exchange"))["metadata"]["annotations"]["prometheus.io/port"] = "9101"
+
+
+def metrics_service_port_wrong_target(objects: Objects) -> None:
+    km.named(objects, "Service", "risk")["spec"]["ports"][1]["targetPort"] = "grpc"
+
+
 def exchange_is_a_database_client(objects: Objects) -> None:
     km.pod_labels(km.named(objects, "Deployment", "exchange"))["tessera.io/database-client"] = "true"
 
@@ -256,6 +289,16 @@ BREAKAGES: list[tuple[str, Callable[[Objects], None], Callable[[Objects], list[s
     ("dev", exchange_on_every_port, network_checks.check_exchange_isolation),
     ("prod", exchange_from_an_address_range, network_checks.check_exchange_isolation),
     ("dev", risk_on_a_second_port, network_checks.check_client_ingress),
+    ("dev", metrics_from_any_namespace, network_checks.check_metrics_ingress),
+    ("prod", metrics_from_any_namespace, network_checks.check_client_ingress),
+    ("prod", metrics_from_every_pod_of_the_monitoring_namespace, network_checks.check_metrics_ingress),
+    ("dev", metrics_from_every_pod_of_the_monitoring_namespace, network_checks.check_exchange_isolation),
+    ("dev", scraper_reaches_the_grpc_port, network_checks.check_metrics_ingress),
+    ("prod", metrics_port_from_clients, network_checks.check_metrics_ingress),
+    ("dev", drop_metrics_policy, network_checks.check_metrics_ingress),
+    ("prod", metrics_port_variable_mismatch, workload_checks.check_metrics_wiring),
+    ("dev", scrape_annotation_wrong_port, workload_checks.check_metrics_wiring),
+    ("prod", metrics_service_port_wrong_target, workload_checks.check_service_wiring),
     ("prod", exchange_is_a_database_client, network_checks.check_database_access),
     ("dev", database_from_everyone, network_checks.check_database_access),
     ("dev", risk_reaches_the_internet, lambda o: network_checks.check_venue_egress(o, required=False)),

@@ -85,6 +85,14 @@ def test_only_risk_oms_and_the_migration_reach_the_database(objects: list[dict])
     assert network_checks.check_database_access(objects) == []
 
 
+def test_services_serve_metrics_on_their_documented_ports_with_scrape_annotations(objects: list[dict]) -> None:
+    assert workload_checks.check_metrics_wiring(objects) == []
+
+
+def test_only_the_monitoring_namespace_scrapes_and_only_the_metrics_ports(objects: list[dict]) -> None:
+    assert network_checks.check_metrics_ingress(objects) == []
+
+
 def test_only_the_exchange_reaches_the_venue_and_only_in_prod(objects: list[dict], overlay: str) -> None:
     assert network_checks.check_venue_egress(objects, required=overlay == "prod") == []
 
