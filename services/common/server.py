@@ -2,7 +2,9 @@
 
 Binds (port 0 picks a free one; TLS when ``TESSERA_TLS_*`` say so, see
 :mod:`services.common.tls`), registers ``grpc.health.v1`` and server reflection,
-serves Prometheus metrics on ``/metrics`` on a port of its own, prints one
+serves Prometheus metrics on ``/metrics`` on a port of its own (and, when
+``TESSERA_<NAME>_HEALTH_PORT`` is set, health checks alone in plaintext on another, for
+probes that cannot present a client certificate), prints one
 ``<name> listening on <host>:<port>`` line and then one ``<name> metrics on
 <host>:<port>`` line (tests and ``tessera up`` read them), and on SIGTERM or SIGINT
 marks every service NOT_SERVING, then stops with a grace period so in-flight calls
@@ -86,6 +88,34 @@ def _start_metrics(name: str, host: str, environ: Mapping[str, str]) -> metrics.
         raise SystemExit(2) from None
 
 
+async def _start_health_port(
+    name: str, host: str, health_servicer: health.aio.HealthServicer, environ: Mapping[str, str]
+) -> tuple[grpc.aio.Server | None, int]:
+    """``TESSERA_<NAME>_HEALTH_PORT`` (else ``TESSERA_HEALTH_PORT``): ``grpc.health.v1``
+    alone, in plaintext, on a port of its own, for the kubelet's gRPC probes (which
+    present no client certificate) when the main port requires mutual TLS."""
+    variable = f"TESSERA_{name.upper()}_HEALTH_PORT"
+    if not environ.get(variable, "").strip():
+        variable = "TESSERA_HEALTH_PORT"
+    if not environ.get(variable, "").strip():
+        return None, 0
+    try:
+        port = env_int(environ, variable, 0)
+    except ConfigError as error:
+        exit_on_config_error(name, error)
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        print(f"tessera-{name}: cannot bind {host}:{port} for {variable}", file=sys.stderr)
+        raise SystemExit(2)
+    await server.start()
+    return server, bound
+
+
 async def serve(
     name: str,
     register: Registrar,
@@ -121,6 +151,7 @@ async def serve(
         print(f"tessera-{name}: cannot bind {host}:{port} (in use, or not an address of this host)", file=sys.stderr)
         raise SystemExit(2)
     metrics_server = _start_metrics(name, host, os.environ)
+    health_server, health_port = await _start_health_port(name, host, health_servicer, os.environ)
     await server.start()
     if on_started is not None:
         await on_started()
@@ -134,6 +165,8 @@ async def serve(
     print(f"{name} listening on {host}:{bound}", flush=True)
     if metrics_server is not None:
         print(f"{name} metrics on {metrics_server.host}:{metrics_server.port}", flush=True)
+    if health_server is not None:
+        print(f"{name} health on {host}:{health_port}", flush=True)
     log.info(
         "%s serving %s on %s:%d (%s)%s", name, ", ".join(service_names), host, bound,
         "plaintext" if credentials is None else "TLS",
@@ -146,6 +179,8 @@ async def serve(
     if on_stopping is not None:
         await on_stopping()
     await server.stop(grace_seconds)
+    if health_server is not None:
+        await health_server.stop(0)
     if metrics_server is not None:
         metrics_server.close()
     shutdown_tracing()

@@ -15,7 +15,8 @@ tampered token, a caller that is not the OMS, a halt. Then:
 
 A second stack runs with mutual TLS between every service (certificates made here):
 an order still fills through the OMS's TLS channel, and the Exchange refuses a client
-without a certificate, with one from another CA, and in plaintext.
+without a certificate, with one from another CA, and in plaintext; its plaintext health
+port (for the kubelet's probes) answers health checks and nothing else.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -33,6 +35,7 @@ from typing import Any, Iterator
 import grpc
 import pytest
 import tessera_e2e as e2e
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from tls_certs import CertificateAuthority
@@ -332,6 +335,7 @@ def test_with_mutual_tls_orders_fill_and_only_holders_of_a_ca_certificate_reach_
         TESSERA_TLS_CERT_FILE=str(pki["service"].cert),
         TESSERA_TLS_KEY_FILE=str(pki["service"].key),
         TESSERA_TLS_CA_FILE=str(pki["ca"].cert),
+        TESSERA_EXCHANGE_HEALTH_PORT="0",
     )
     with Stack(database_url=e2e.sqlite_url(tmp_path / "tls.db"), env=env, log_dir=tmp_path / "logs") as stack:
         approved = e2e.approve(stack)
@@ -353,6 +357,18 @@ def test_with_mutual_tls_orders_fill_and_only_holders_of_a_ca_certificate_reach_
         assert ticker(address, None) is grpc.StatusCode.UNAVAILABLE
         for name in SERVICES:
             assert "(TLS)" in stack.processes[name].stderr()
+
+        # The probes' plaintext port answers health checks, and nothing else.
+        health_line = re.search(r"^exchange health on (\S+):(\d+)$", stack.processes["exchange"].stdout(), re.M)
+        assert health_line, stack.processes["exchange"].stdout()
+        with grpc.insecure_channel(f"127.0.0.1:{health_line.group(2)}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                exchange_pb2_grpc.ExchangeServiceStub(channel).GetTicker(
+                    exchange_pb2.GetTickerRequest(symbol="BTCUSDT"), timeout=5
+                )
+            assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
 
 
 @pytest.mark.parametrize(
