@@ -96,6 +96,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             err(f"the stack did not start: {error}")
             return EXIT_ERROR
         print_addresses(stack)
+        if stack.metrics_addresses:
+            print("metrics: " + ", ".join(f"{n} http://{a}/metrics" for n, a in stack.metrics_addresses.items()),
+                  flush=True)
         print(f"stack is up; clients: tessera orders --oms {stack.addresses['oms']} "
               f"(or export TESSERA_RISK_ADDRESS={stack.addresses['risk']} "
               f"TESSERA_OMS_ADDRESS={stack.addresses['oms']}). Ctrl-C stops it.", flush=True)
