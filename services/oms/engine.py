@@ -9,6 +9,7 @@ order SUBMITTED: in doubt, to be resolved by asking the venue, never by resendin
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -55,6 +56,20 @@ DEFINITIVE_REFUSALS = frozenset(
 # order id. The venue may hold it: in doubt, not refused (the reconciler asks the venue).
 IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED", "DUPLICATE_CLIENT_ORDER_ID"})
 MAX_CAS_ATTEMPTS = 8
+#: How many applied execution reports the OMS remembers (see ``report_key``).
+RECENT_REPORTS = 100_000
+
+
+def report_key(report: ExecutionReport) -> tuple[object, ...]:
+    """What identifies one execution report: the same report arrives twice, on the
+    ExecuteOrder answer and on the report stream."""
+    return (
+        report.order_id,
+        report.order_status,
+        report.fill.trade_id if report.fill is not None else None,
+        report.transact_time,
+        report.remote_order_id,
+    )
 
 
 @dataclasses.dataclass
@@ -85,6 +100,19 @@ class OrderManagement:
         self.ttl_seconds = ttl_seconds
         self.exchange_timeout = exchange_timeout
         self._event_written = asyncio.Event()
+        # Reports this OMS has applied (and committed), oldest first: the second copy of
+        # a report is skipped without a transaction. The fill tracker still applies
+        # each report at most once whatever this forgets.
+        self._applied: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
+
+    def _unapplied(self, reports: list[ExecutionReport]) -> list[ExecutionReport]:
+        return [report for report in reports if report_key(report) not in self._applied]
+
+    def _remember(self, reports: list[ExecutionReport]) -> None:
+        for report in reports:
+            self._applied[report_key(report)] = None
+        while len(self._applied) > RECENT_REPORTS:
+            self._applied.popitem(last=False)
 
     # -- writes ---------------------------------------------------------------------------
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
@@ -177,16 +205,25 @@ class OrderManagement:
     async def apply_reports(self, order_id: str, reports: list[ExecutionReport]) -> Submission:
         """Apply reports, then answer with the order and all its trades as stored.
 
-        The same reports may already have arrived on the report stream; the answer is
-        read back so it never depends on which path applied them first.
+        The same reports may already have arrived on the report stream (those this OMS
+        applied are skipped); the answer is read back in the same transaction, so it never
+        depends on which path applied them first.
         """
-        for report in reports:
-            await self._write(apply_report, report)
+        pending = self._unapplied(reports)
 
-        def read(uow: UnitOfWork) -> Submission:
-            return Submission(self._load(uow, order_id), uow.trades.for_order(order_id))
+        def apply_and_read(uow: UnitOfWork) -> Submission:
+            order = None
+            for report in pending:
+                applied, _ = apply_report(uow, report)
+                if applied is not None and applied.order_id == order_id:
+                    order = applied  # as just stored: no need to read it again
+            if order is None:
+                order = self._load(uow, order_id)
+            return Submission(order, uow.trades.for_order(order_id))
 
-        return await self.db.run(read)
+        submission = await self._write(apply_and_read)
+        self._remember(pending)
+        return submission
 
     # -- cancels ----------------------------------------------------------------------------
     async def cancel(self, order_id: str) -> Order:
@@ -400,7 +437,9 @@ class OrderManagement:
             try:
                 async for response in call:
                     report = convert.report_from_proto(response.report)
-                    await self._write(apply_report, report)
+                    if report_key(report) not in self._applied:  # else the ExecuteOrder answer brought it
+                        await self._write(apply_report, report)
+                        self._remember([report])
                     backoff = 0.2
             except grpc.aio.AioRpcError as error:
                 if error.code() is not grpc.StatusCode.CANCELLED:
