@@ -175,14 +175,6 @@ def _state(value: str | None) -> TradingState:
     return TradingState.ACTIVE if value is None else TradingState(value)
 
 
-def effective_state(uow: UnitOfWork, symbol: str) -> TradingState:
-    """The stricter of the global state and ``symbol``'s own, in one prebuilt read (the
-    repository's ``trading_state.effective(symbol).state``)."""
-    row = uow.session.execute(_scalars_statement(False, False), {"symbol_scope": symbol_scope(symbol)}).one()  # type: ignore[union-attr]
-    overall, own = _state(row.global_state), _state(row.symbol_state)
-    return own if _STRICTNESS[own] > _STRICTNESS[overall] else overall
-
-
 def _realised_since(uow: UnitOfWork, account: str, since: dt.datetime) -> Decimal:
     session = uow.session
     assert session is not None

@@ -17,7 +17,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus
@@ -31,6 +31,8 @@ from .models import order_events_table as events_t
 from .models import orders_table as orders_t
 
 _OPEN = sorted(status.value for status in OPEN_STATUSES)
+# The hottest read (every submission and execution report), built once.
+_BY_ORDER_ID = select(orders_t).where(orders_t.c.order_id == bindparam("order_id"))
 
 
 class OrderRepository:
@@ -125,7 +127,8 @@ class OrderRepository:
         return None if row is None else order_from_row(row)
 
     def get(self, order_id: str) -> Order | None:
-        return self._one(orders_t.c.order_id == order_id)
+        row = self.session.execute(_BY_ORDER_ID, {"order_id": order_id}).mappings().first()
+        return None if row is None else order_from_row(row)
 
     def get_by_client_order_id(self, account: str, client_order_id: str) -> Order | None:
         return self._one(orders_t.c.account == account, orders_t.c.client_order_id == client_order_id)

@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 from decimal import Context, Decimal, localcontext
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,16 @@ from .models import positions_table as positions_t
 
 _WIDE = Context(prec=100)
 _POSITION_FIELDS = ("quantity", "cost_basis", "realised_pnl", "commission", "updated_time", "version")
+_VALUE_FIELDS = ("quantity", "cost_basis", "average_entry_price", "realised_pnl", "commission", "updated_time")
+# Run for every fill: built once (a statement built per call costs SQLAlchemy more than
+# the statement itself).
+_KEY = (positions_t.c.account == bindparam("key_account"), positions_t.c.symbol == bindparam("key_symbol"))
+_LOCKED = select(positions_t).where(*_KEY).with_for_update()
+_UPDATE = (
+    update(positions_t)
+    .where(*_KEY, positions_t.c.version == bindparam("key_version"))
+    .values(**{name: bindparam(f"new_{name}") for name in _VALUE_FIELDS}, version=positions_t.c.version + 1)
+)
 
 
 def _position(row: RowMapping) -> Position:
@@ -67,8 +77,8 @@ class PositionRepository:
         insert_unless_conflict(
             self.session, positions_t, {**key, **_position_values(flat), "version": 0}, ("account", "symbol")
         )
-        locked = select(positions_t).where(*self._is(trade.account, trade.symbol)).with_for_update()
-        current = _position(self.session.execute(locked).mappings().one())
+        keys = {"key_account": trade.account, "key_symbol": trade.symbol}
+        current = _position(self.session.execute(_LOCKED, keys).mappings().one())
         update_ = apply_fill(current, trade.side, trade.quantity, trade.price, trade.commission, trade.trade_time)
         entry = {
             **key,
@@ -85,12 +95,8 @@ class PositionRepository:
         }
         if not insert_unless_conflict(self.session, entries_t, entry, ("venue", "trade_id")):
             return current  # applied before
-        statement = (
-            update(positions_t)
-            .where(*self._is(trade.account, trade.symbol), positions_t.c.version == current.version)
-            .values(**_position_values(update_.position), version=positions_t.c.version + 1)
-        )
-        if self.session.execute(statement).rowcount != 1:  # type: ignore[attr-defined]
+        values = {f"new_{name}": value for name, value in _position_values(update_.position).items()}
+        if self.session.execute(_UPDATE, {**keys, "key_version": current.version, **values}).rowcount != 1:  # type: ignore[attr-defined]
             raise StaleOrder(f"position {trade.account}/{trade.symbol} changed under its lock")
         return dataclasses.replace(update_.position, version=current.version + 1)
 

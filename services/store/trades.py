@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from services.domain import Trade
@@ -10,6 +10,13 @@ from services.domain import Trade
 from ._sql import insert_unless_conflict, keyset_page
 from .mapping import trade_from_row, trade_to_row
 from .models import trades_table as trades_t
+
+
+# Read for every fill and every submission's answer: built once.
+_BY_TRADE_ID = select(trades_t).where(trades_t.c.venue == bindparam("venue"), trades_t.c.trade_id == bindparam("trade_id"))
+_FOR_ORDER = (
+    select(trades_t).where(trades_t.c.order_id == bindparam("order_id")).order_by(trades_t.c.trade_time, trades_t.c.id)
+)
 
 
 class TradeRepository:
@@ -28,18 +35,12 @@ class TradeRepository:
         )
 
     def get(self, venue: str, trade_id: str) -> Trade | None:
-        statement = select(trades_t).where(trades_t.c.venue == venue, trades_t.c.trade_id == trade_id)
-        row = self.session.execute(statement).mappings().first()
+        row = self.session.execute(_BY_TRADE_ID, {"venue": venue, "trade_id": trade_id}).mappings().first()
         return None if row is None else trade_from_row(row)
 
     def for_order(self, order_id: str) -> list[Trade]:
         """Every trade of one order, oldest first."""
-        statement = (
-            select(trades_t)
-            .where(trades_t.c.order_id == order_id)
-            .order_by(trades_t.c.trade_time, trades_t.c.id)
-        )
-        return [trade_from_row(row) for row in self.session.execute(statement).mappings()]
+        return [trade_from_row(row) for row in self.session.execute(_FOR_ORDER, {"order_id": order_id}).mappings()]
 
     def list(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.domain import TradingState, utcnow
@@ -16,6 +16,10 @@ GLOBAL_SCOPE = "global"
 # How strict each state is: the effective state of a symbol is the stricter of the
 # global one and the symbol's own (a quarantine).
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+# Read on every submission: built once (a statement built per call costs SQLAlchemy
+# more than the read).
+_TWO_SCOPES = select(state_t).where(or_(state_t.c.scope == bindparam("first"), state_t.c.scope == bindparam("second")))
+_UNSET = TradingStateRecord(TradingState.ACTIVE, "", "", None)
 
 
 def symbol_scope(symbol: str) -> str:
@@ -38,8 +42,12 @@ class TradingStateRepository:
     def effective(self, symbol: str) -> TradingStateRecord:
         """The state that governs new orders in ``symbol``: the stricter of the global
         state and the symbol's own (the global one when they are equal)."""
-        overall = self.get(GLOBAL_SCOPE)
-        own = self.get(symbol_scope(symbol))
+        scope = symbol_scope(symbol)
+        rows = {
+            row["scope"]: TradingStateRecord(TradingState(row["state"]), row["reason"], row["operator"], row["updated_time"])
+            for row in self.session.execute(_TWO_SCOPES, {"first": GLOBAL_SCOPE, "second": scope}).mappings()
+        }
+        overall, own = rows.get(GLOBAL_SCOPE, _UNSET), rows.get(scope, _UNSET)
         return own if _STRICTNESS[own.state] > _STRICTNESS[overall.state] else overall
 
     def set(
