@@ -45,16 +45,22 @@ class RiskEngine:
         self.limits = limits
         self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
 
-    async def validate(self, order: Order) -> Decision:
+    async def validate(self, order: Order, *, fresh_client_order_id: bool = False) -> Decision:
+        """Decide ``order`` and store the decision.
+
+        ``fresh_client_order_id``: Risk generated the order's client order id just now
+        (the client sent none), so no stored order can have it and the look-up that
+        makes a client's retry idempotent is skipped.
+        """
         try:
-            return await self.db.run(self._decide, order)
+            return await self.db.run(self._decide, order, not fresh_client_order_id)
         except DuplicateClientOrderId:
             # A concurrent request stored the same client order id first: answer as
             # its retry would.
-            return await self.db.run(self._decide, order)
+            return await self.db.run(self._decide, order, True)
 
-    def _decide(self, uow: UnitOfWork, order: Order) -> Decision:
-        existing = uow.orders.get_by_client_order_id(order.account, order.client_order_id)
+    def _decide(self, uow: UnitOfWork, order: Order, look_up: bool = True) -> Decision:
+        existing = uow.orders.get_by_client_order_id(order.account, order.client_order_id) if look_up else None
         if existing is not None:
             return self._replay(uow, existing, order)
         now = utcnow()
