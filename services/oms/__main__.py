@@ -31,6 +31,11 @@ from .reconciler import Reconciler
 from .servicer import OrderManagementServicer
 
 log = logging.getLogger(__name__)
+EXCHANGE_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
 
 
 async def every(seconds: float, stop: asyncio.Event, job: Callable[[], Awaitable[object]]) -> None:
@@ -57,9 +62,16 @@ async def main() -> None:
         server_config = ServerConfig.from_env("oms")
         exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
         # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; trace context and request id go along.
-        channel = tls.client_channel(exchange_address, os.environ, interceptors=client_interceptors())
+        # Reconnect within a second of an Exchange restart (gRPC's default backoff grows to
+        # minutes, and every submission meanwhile fails before it is sent: in doubt, then
+        # rejected NOT_AT_VENUE).
+        channel = tls.client_channel(exchange_address, os.environ, interceptors=client_interceptors(),
+                                     options=EXCHANGE_CHANNEL_OPTIONS)
     except ConfigError as error:
         exit_on_config_error("oms", error)
+    if reconcile_grace <= exchange_timeout:
+        log.warning("TESSERA_RECONCILE_GRACE_SECONDS (%s) should exceed TESSERA_EXCHANGE_TIMEOUT_SECONDS (%s): an "
+                    "order still on its way to the venue could be judged not at venue", reconcile_grace, exchange_timeout)
     db = Database.from_url(database_url())
     metrics.watch_trading_state(db.store)
     oms = OrderManagement(
