@@ -42,7 +42,7 @@ CHAIN_VERSION = b"tessera.order-event.v1\n"
 def _time_text(value: dt.datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         return value.isoformat()  # never stored: the column refuses naive times on write
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _plain_json(value: Any) -> Any:
