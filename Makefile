@@ -18,7 +18,7 @@ KUBECTL_VERSION  := 1.37.1
 HADOLINT_VERSION := 2.15.1
 TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
 
-.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release
+.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release bench
 
 setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT)
 
@@ -79,6 +79,24 @@ proto: setup
 proto-release: setup
 	@test -n "$(VERSION)" || { echo "usage: make proto-release VERSION=x.y.z [REF=git-ref]" >&2; exit 2; }
 	$(BIN)/python tools/proto_release.py cut $(VERSION) --ref $(or $(REF),HEAD)
+
+## Benchmarks: the micro-benchmarks (compiled core vs pure Python, the HMAC floor), then
+## tessera bench (the stack as processes on SQLite and PostgreSQL); rewrites the results
+## in docs/benchmarks.md and its plot. BENCH_ARGS go to tessera bench (e.g. --orders 500).
+BENCH_STAMP := $(VENV)/.tessera-bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: setup $(BENCH_STAMP)
+	mkdir -p var/bench
+	$(BIN)/python -m pytest tests/bench/test_core_micro.py -q -p no:cacheprovider \
+		--benchmark-enable --benchmark-only --benchmark-json=var/bench/micro.json
+	TESSERA_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/tessera bench \
+		--micro-json var/bench/micro.json --json var/bench/results.json \
+		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf build $(VENV) node_modules clients/node/node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
