@@ -71,7 +71,7 @@ RUN python -I -c "import core_ext; assert core_ext.IMPLEMENTATION == 'cython', c
 # and the services write nothing to disk.
 WORKDIR /var/lib/tessera
 USER 10001:10001
-EXPOSE 50051 50052 50053
+EXPOSE 50051 50052 50053 9101 9102 9103
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tessera-entrypoint"]
 CMD ["risk"]
