@@ -34,6 +34,7 @@ __all__ = [
     "check_key_material",
     "derive_key_id",
     "read_key_material_from_env",
+    "read_variable",
 ]
 
 ENV_SECRET = "AIS_RISK_HMAC_SECRET"
@@ -138,6 +139,22 @@ def _read_variable(environ: Mapping[str, str], name: str) -> tuple[str | None, s
     elif content.endswith(b"\n"):
         content = content[:-1]
     return os.fsdecode(content) if content else "", file_name
+
+
+def read_variable(environ: Mapping[str, str], name: str) -> tuple[str | None, str]:
+    """Return ``(value, source)`` of a secret given as ``name`` or as a file ``name_FILE``.
+
+    The value is None when neither is set (or ``name`` is empty), ``""`` for an empty
+    file; ``source`` is the variable it came from, for messages. Other secrets (the
+    venue's API credentials) are read the same way.
+
+    Raises
+    ------
+    KeyConfigError
+        Both ``name`` and ``name_FILE`` are set, or the file cannot be read; the
+        message names the variable and the path, never the content.
+    """
+    return _read_variable(environ, name)
 
 
 def _encode_secret(value: str) -> bytes:

@@ -10,6 +10,8 @@ import os
 from typing import Mapping
 from urllib.parse import urlparse
 
+from core_ext.errors import KeyConfigError
+from core_ext.keys import read_variable
 from services.common.config import (
     ConfigError,
     ServerConfig,
@@ -49,6 +51,25 @@ def _url(environ: Mapping[str, str], name: str, default: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL")
     return value
+
+
+VENUE_SECRETS = ("ASTER_API_KEY", "ASTER_API_SECRET")
+
+
+def with_venue_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with the venue credentials read from ``ASTER_API_KEY``/``ASTER_API_SECRET``
+    or from the files ``ASTER_API_KEY_FILE``/``ASTER_API_SECRET_FILE`` name (one trailing
+    newline dropped; both forms set is an error), as the HMAC secrets are."""
+    resolved = dict(environ)
+    for name in VENUE_SECRETS:
+        try:
+            value, source = read_variable(environ, name)
+        except KeyConfigError as error:
+            raise ConfigError(str(error)) from None
+        if value is not None and value.strip() != value:
+            raise ConfigError(f"{source} has leading or trailing whitespace")
+        resolved[name] = value or ""
+    return resolved
 
 
 def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTransport:
@@ -128,6 +149,7 @@ def make_paper(environ: Mapping[str, str]) -> PaperProvider:
 
 
 def make_provider(environ: Mapping[str, str]) -> Provider:
+    environ = with_venue_secrets(environ)
     mode = (environ.get("TESSERA_EXECUTION_MODE", "") or "paper").lower()
     if mode not in MODES:
         raise ConfigError(f"TESSERA_EXECUTION_MODE must be one of {', '.join(MODES)}, got {mode!r}")
