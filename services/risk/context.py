@@ -15,7 +15,7 @@ import functools
 from decimal import Context, Decimal, localcontext
 from typing import Any, Mapping
 
-from sqlalchemy import Select, and_, bindparam, func, literal, or_, select
+from sqlalchemy import Select, and_, bindparam, func, literal, literal_column, or_, select
 
 from services.domain import OPEN_STATUSES, Order, OrderStatus, TradingState
 from services.domain.ledger import ZERO, Position
@@ -124,7 +124,9 @@ def _working_count() -> Any:
         .where(
             orders_t.c.account == bindparam("account"),
             or_(
-                orders_t.c.status.in_(sorted(s.value for s in OPEN_STATUSES)),
+                # The statuses as SQL literals: a bound list would be an "expanding"
+                # parameter, rendered again at every execution.
+                orders_t.c.status.in_([literal_column(f"'{s}'") for s in sorted(x.value for x in OPEN_STATUSES)]),
                 and_(
                     orders_t.c.status == OrderStatus.APPROVED.value,
                     orders_t.c.updated_time >= bindparam("approved_since", type_=orders_t.c.updated_time.type),
