@@ -32,6 +32,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import tls
 from services.common.config import ConfigError, env_int, exit_on_config_error
 from services.common.observability import metrics
+from services.common.decoding import UndecodableRequests
 from services.common.observability.interceptors import ServerInterceptor
 from services.common.observability.logs import setup_logging
 from services.common.observability.tracing import setup_tracing, shutdown_tracing
@@ -132,7 +133,8 @@ async def serve(
         credentials = tls.server_credentials(os.environ)
     except ConfigError as error:
         exit_on_config_error(name, error)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[ServerInterceptor()])
+    # UndecodableRequests: bytes that do not parse as the request type are INVALID_ARGUMENT, not UNKNOWN.
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[ServerInterceptor(), UndecodableRequests()])
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
