@@ -18,7 +18,7 @@ KUBECTL_VERSION  := 1.37.1
 HADOLINT_VERSION := 2.15.1
 TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
 
-.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release bench
+.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release bench chaos fuzz
 
 setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT)
 
@@ -97,6 +97,26 @@ bench: setup $(BENCH_STAMP)
 	TESSERA_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/tessera bench \
 		--micro-json var/bench/micro.json --json var/bench/results.json \
 		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md $(BENCH_ARGS)
+
+## Reliability, the long runs (docs/reliability.md reports their figures):
+## make chaos: 2,000 orders through the real processes on PostgreSQL while the OMS, the
+## Exchange and Risk are SIGKILLed 30 times and the venue injects faults (CHAOS_ARGS, e.g.
+## --orders 5000 --seed 3); make fuzz: every RPC, the token parser and the encodings with
+## hypothesis (FUZZ_EXAMPLES per property), then atheris, at least 100,000 cases in all.
+FUZZ_STAMP := $(VENV)/.tessera-fuzz-installed
+CHAOS_ARGS ?=
+FUZZ_EXAMPLES ?= 2500
+FUZZ_ARGS ?=
+
+$(FUZZ_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,fuzz]"
+	touch $@
+
+chaos: setup
+	$(BIN)/python tests/chaos/chaos_harness.py --orders 2000 --kills 30 --json var/chaos/result.json $(CHAOS_ARGS)
+
+fuzz: setup $(FUZZ_STAMP)
+	$(BIN)/python tests/fuzz/run_fuzz.py --examples $(FUZZ_EXAMPLES) --summary var/fuzz/summary.json $(FUZZ_ARGS)
 
 clean:
 	rm -rf build $(VENV) node_modules clients/node/node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
