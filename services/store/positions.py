@@ -73,12 +73,15 @@ class PositionRepository:
             retry handles it like any lost compare-and-set).
         """
         key = {"account": trade.account, "symbol": trade.symbol}
-        flat = Position(trade.account, trade.symbol, updated_time=trade.trade_time)
-        insert_unless_conflict(
-            self.session, positions_t, {**key, **_position_values(flat), "version": 0}, ("account", "symbol")
-        )
         keys = {"key_account": trade.account, "key_symbol": trade.symbol}
-        current = _position(self.session.execute(_LOCKED, keys).mappings().one())
+        row = self.session.execute(_LOCKED, keys).mappings().first()
+        if row is None:  # the first fill in this symbol: create the row (or find a racing one), then lock it
+            flat = Position(trade.account, trade.symbol, updated_time=trade.trade_time)
+            insert_unless_conflict(
+                self.session, positions_t, {**key, **_position_values(flat), "version": 0}, ("account", "symbol")
+            )
+            row = self.session.execute(_LOCKED, keys).mappings().one()
+        current = _position(row)
         update_ = apply_fill(current, trade.side, trade.quantity, trade.price, trade.commission, trade.trade_time)
         entry = {
             **key,
