@@ -38,8 +38,11 @@ from services.store import Store, UnitOfWork
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-#: At most this many calls share one transaction.
-DEFAULT_MAX_BATCH = 256
+#: At most this many calls share one transaction. PostgreSQL: 64, because each call's
+#: savepoint that writes is a subtransaction, and a transaction with more than 64 of
+#: them overflows PostgreSQL's per-backend subtransaction cache (every other session's
+#: visibility checks then read pg_subtrans while it is open).
+DEFAULT_MAX_BATCH = {"sqlite": 256, "postgresql": 64}
 
 
 class _Call:
@@ -80,15 +83,17 @@ class Database:
     workers
         Reader threads for :meth:`read` (default 2 on SQLite, 4 on PostgreSQL).
     max_batch
-        At most this many concurrent writes share one transaction; 1 turns group
-        commit off (one transaction per call).
+        At most this many concurrent writes share one transaction (default
+        :data:`DEFAULT_MAX_BATCH` for the dialect); 1 turns group commit off (one
+        transaction per call).
     """
 
-    def __init__(self, store: Store, *, workers: int | None = None, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, store: Store, *, workers: int | None = None, max_batch: int | None = None) -> None:
         self.store = store
+        dialect = store.engine.dialect.name
         if workers is None:
-            workers = 2 if store.engine.dialect.name == "sqlite" else 4
-        self.max_batch = max(1, max_batch)
+            workers = 2 if dialect == "sqlite" else 4
+        self.max_batch = max(1, max_batch if max_batch is not None else DEFAULT_MAX_BATCH.get(dialect, 64))
         self._readers = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="db-read")
         self._queue: collections.deque[_Call | None] = collections.deque()
         self._ready = threading.Condition(threading.Lock())
