@@ -116,9 +116,19 @@ def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bo
 
 
 def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
+    """The field as an aware UTC datetime; None when unset.
+
+    Raises
+    ------
+    InvalidOrder
+        Seconds or nanos outside a Timestamp's range (years 1 to 9999).
+    """
     if not message.HasField(name):
         return None
-    return getattr(message, name).ToDatetime(tzinfo=dt.timezone.utc)
+    try:
+        return getattr(message, name).ToDatetime(tzinfo=dt.timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidOrder(name, "not a valid timestamp (years 1 to 9999, nanos below 10^9)") from None
 
 
 def timestamp_to_proto(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -16,7 +16,6 @@ they wrote passes ``verify-store``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -48,14 +47,6 @@ ACTIONABLE = {
 }
 KEYRING = core_ext.KeyRing(e2e.KEY_ID, e2e.SECRET.encode())
 STREAM_SECONDS = 0.05
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    url = e2e.sqlite_url(tmp_path_factory.mktemp("fuzz-db") / "tessera.db")
-    running = e2e.start_stack(url, tmp_path_factory.mktemp("fuzz-logs"), TESSERA_SQLITE_SYNCHRONOUS="OFF")
-    yield running
-    running.stop()
 
 
 def _with_valid_token(request: Any) -> Any:
