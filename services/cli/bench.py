@@ -631,7 +631,7 @@ def plot(report: dict[str, Any], series: list[Series], path: Path) -> bool:
         err("no matplotlib: install the bench extra (pip install -e '.[bench]') for the plot")
         return False
     databases = [d for d in DATABASES if any(s.database == d for s in series)]
-    figure, axes = plt.subplots(1, len(databases), figsize=(6.5 * len(databases), 4.6), squeeze=False, sharey=True)
+    figure, axes = plt.subplots(1, len(databases), figsize=(6.5 * len(databases), 5.6), squeeze=False, sharey=True)
     colours = {1: "tab:blue", 8: "tab:orange", 32: "tab:red"}
     for axis, database in zip(axes[0], databases):
         for s in series:
@@ -649,7 +649,7 @@ def plot(report: dict[str, Any], series: list[Series], path: Path) -> bool:
         axis.set_xlabel("latency (ms, log scale)")
         axis.set_title(f"{database} ({report['machine']['cores']} cores, loopback)")
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=7, loc="lower right")
+        axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3)
     axes[0][0].set_ylabel("fraction of calls at or below")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -681,11 +681,11 @@ def _counts(text: str) -> tuple[int, ...]:
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--databases", default="sqlite,postgres",
                         help="which stores, comma-separated: sqlite, postgres (default %(default)s)")
-    parser.add_argument("--orders", type=int, default=2000, help="orders (echo: calls) per configuration (default %(default)s)")
+    parser.add_argument("--orders", type=int, default=1000, help="orders (echo: calls) per configuration (default %(default)s)")
     parser.add_argument("--concurrency", type=_counts, default=(1, 8, 32), metavar="N,N,...",
                         help="orders in flight (default 1,8,32)")
     parser.add_argument("--batch-size", type=int, default=1000, help="orders per batch RPC (default %(default)s)")
-    parser.add_argument("--batches", type=int, default=10, help="batches per database (0: none; default %(default)s)")
+    parser.add_argument("--batches", type=int, default=5, help="batches per database (0: none; default %(default)s)")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up orders, not recorded (default %(default)s)")
     parser.add_argument("--postgres-admin-url", default=os.environ.get("TESSERA_BENCH_POSTGRES_ADMIN_URL")
                         or DEFAULT_POSTGRES_ADMIN_URL, metavar="URL",
