@@ -280,8 +280,8 @@ class OrderManagement:
         return order
 
     async def cancel_all(self, symbol: str, account: str | None) -> list[Order]:
-        open_orders = await self.db.run(lambda uow: uow.orders.open_orders(account=account, symbol=symbol))
-        approved = await self.db.run(
+        open_orders = await self.db.read(lambda uow: uow.orders.open_orders(account=account, symbol=symbol))
+        approved = await self.db.read(
             lambda uow: uow.orders.list(account=account, symbol=symbol, statuses=[OrderStatus.APPROVED], limit=10_000)[0]
         )
         results = []
@@ -297,7 +297,7 @@ class OrderManagement:
         await self.db.run(
             lambda uow: uow.trading_state.set(TradingState.HALTED.value, operator, f"emergency cancel all: {reason}")
         )
-        symbols = await self.db.run(
+        symbols = await self.db.read(
             lambda uow: sorted({o.symbol for o in uow.orders.open_orders()}
                                | {o.symbol for o in uow.orders.list(statuses=[OrderStatus.APPROVED], limit=10_000)[0]})
         )
@@ -313,7 +313,7 @@ class OrderManagement:
         cancelled at the venue first, and EXPIRED once the venue confirms)."""
         now = now or utcnow()
         lapsed_before = now - dt.timedelta(seconds=self.ttl_seconds + core_ext.DEFAULT_SKEW_SECONDS)
-        due = await self.db.run(lambda uow: uow.orders.due_for_expiry(lapsed_before, now))
+        due = await self.db.read(lambda uow: uow.orders.due_for_expiry(lapsed_before, now))
         expired = []
         for order in due:
             try:
@@ -359,10 +359,10 @@ class OrderManagement:
         return order
 
     async def get_order(self, order_id: str) -> Order:
-        return await self.db.run(self._load, order_id)
+        return await self.db.read(self._load, order_id)
 
     async def find_order_id(self, account: str, client_order_id: str) -> str:
-        order = await self.db.run(lambda uow: uow.orders.get_by_client_order_id(account, client_order_id))
+        order = await self.db.read(lambda uow: uow.orders.get_by_client_order_id(account, client_order_id))
         if order is None:
             raise OrderNotFound(f"no order {client_order_id!r} for account {account!r}")
         return order.order_id
@@ -371,13 +371,13 @@ class OrderManagement:
         def read(uow: UnitOfWork) -> tuple[Order, list[OrderEvent], list[Trade]]:
             return self._load(uow, order_id), uow.orders.events(order_id), uow.trades.for_order(order_id)
 
-        return await self.db.run(read)
+        return await self.db.read(read)
 
     async def list_orders(self, **filters: Any) -> tuple[list[Order], str | None]:
-        return await self.db.run(lambda uow: uow.orders.list(**filters))
+        return await self.db.read(lambda uow: uow.orders.list(**filters))
 
     async def list_trades(self, **filters: Any) -> tuple[list[Trade], str | None]:
-        return await self.db.run(lambda uow: uow.trades.list(**filters))
+        return await self.db.read(lambda uow: uow.trades.list(**filters))
 
     async def follow_events(
         self, *, order_id: str | None, account: str | None, after: int, history_only: bool, poll_seconds: float = 0.25
@@ -385,7 +385,7 @@ class OrderManagement:
         """Stored events after ``after``, then new ones as they are written (by any process)."""
         cursor = after
         while True:
-            batch = await self.db.run(self._events_with_orders, cursor, order_id, account)
+            batch = await self.db.read(self._events_with_orders, cursor, order_id, account)
             for event_id, event, order in batch:
                 cursor = event_id
                 yield event_id, event, order
@@ -423,7 +423,7 @@ class OrderManagement:
             orders, _ = uow.orders.list(order_manager_id=unique_identifier, limit=10_000)
             return manager, orders
 
-        return await self.db.run(read)
+        return await self.db.read(read)
 
     # -- execution reports from the stream ----------------------------------------------------
     async def follow_exchange_reports(self, stop: asyncio.Event) -> None:

@@ -130,7 +130,7 @@ class RiskEngine:
         return Decision(existing, token=token, violations=violations)
 
     async def trading_state(self) -> TradingStateRecord:
-        return await self.db.run(lambda uow: uow.trading_state.get())
+        return await self.db.read(lambda uow: uow.trading_state.get())
 
     async def set_trading_state(self, state: TradingState, operator: str, reason: str) -> TradingState:
         def change(uow: UnitOfWork) -> TradingState:
