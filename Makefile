@@ -96,7 +96,7 @@ bench: setup $(BENCH_STAMP)
 		--benchmark-enable --benchmark-only --benchmark-json=var/bench/micro.json
 	TESSERA_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/tessera bench \
 		--micro-json var/bench/micro.json --json var/bench/results.json \
-		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md $(BENCH_ARGS)
+		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md --sqlite-synchronous FULL,NORMAL $(BENCH_ARGS)
 
 ## Reliability, the long runs (docs/reliability.md reports their figures):
 ## make chaos: 2,000 orders through the real processes on PostgreSQL while the OMS, the

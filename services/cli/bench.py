@@ -360,8 +360,9 @@ async def measure(database: str, addresses: dict[str, str], plan: Plan, progress
 class Database:
     """A fresh database for one run: a SQLite file, or a new PostgreSQL database."""
 
-    def __init__(self, kind: str, workdir: Path, admin_url: str) -> None:
+    def __init__(self, kind: str, workdir: Path, admin_url: str, synchronous: str = "FULL") -> None:
         self.kind = kind
+        self.synchronous = synchronous
         self.workdir = workdir
         self.admin_url = admin_url
         self.url = ""
@@ -374,7 +375,7 @@ class Database:
             self.settings = {
                 "sqlite": sqlite3.sqlite_version,
                 "journal_mode": "WAL",
-                "synchronous": (os.environ.get("TESSERA_SQLITE_SYNCHRONOUS") or "FULL").upper() + " (TESSERA_SQLITE_SYNCHRONOUS)",
+                "synchronous": f"{self.synchronous} (TESSERA_SQLITE_SYNCHRONOUS)",
             }
             return self
         from sqlalchemy import create_engine, text
@@ -423,18 +424,29 @@ def stack_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_database(kind: str, plan: Plan, admin_url: str, progress: Progress) -> tuple[list[Series], dict[str, str]]:
+def sqlite_label(synchronous: str) -> str:
+    """How results on SQLite in a mode are labelled: the default (FULL) is plain "sqlite"."""
+    return "sqlite" if synchronous == "FULL" else f"sqlite-{synchronous.lower()}"
+
+
+def run_database(
+    kind: str, plan: Plan, admin_url: str, progress: Progress, synchronous: str = "FULL"
+) -> tuple[str, list[Series], dict[str, str]]:
+    """Measure one database on a fresh stack; returns its label, the series and its settings."""
+    label = sqlite_label(synchronous) if kind == "sqlite" else kind
     with tempfile.TemporaryDirectory(prefix=f"tessera-bench-{kind}-") as workdir:
-        with Database(kind, Path(workdir), admin_url) as database:
-            progress.note(f"{kind}: starting the stack")
-            stack = Stack(database_url=database.url, env=stack_environment(), log_dir=Path(workdir) / "logs")
+        with Database(kind, Path(workdir), admin_url, synchronous) as database:
+            progress.note(f"{label}: starting the stack")
+            env = stack_environment()
+            env["TESSERA_SQLITE_SYNCHRONOUS"] = synchronous
+            stack = Stack(database_url=database.url, env=env, log_dir=Path(workdir) / "logs")
             with stack:
                 try:
-                    series = asyncio.run(measure(kind, stack.addresses, plan, progress))
+                    series = asyncio.run(measure(label, stack.addresses, plan, progress))
                 except BaseException:
                     progress.note(stack.logs(lines=20))
                     raise
-            return series, database.settings
+            return label, series, database.settings
 
 
 # -- the machine ------------------------------------------------------------------------------
@@ -630,7 +642,7 @@ def plot(report: dict[str, Any], series: list[Series], path: Path) -> bool:
     except ImportError:
         err("no matplotlib: install the bench extra (pip install -e '.[bench]') for the plot")
         return False
-    databases = [d for d in DATABASES if any(s.database == d for s in series)]
+    databases = list(dict.fromkeys(s.database for s in series))
     figure, axes = plt.subplots(1, len(databases), figsize=(6.5 * len(databases), 5.6), squeeze=False, sharey=True)
     colours = {1: "tab:blue", 8: "tab:orange", 32: "tab:red"}
     for axis, database in zip(axes[0], databases):
@@ -681,6 +693,10 @@ def _counts(text: str) -> tuple[int, ...]:
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--databases", default="sqlite,postgres",
                         help="which stores, comma-separated: sqlite, postgres (default %(default)s)")
+    parser.add_argument("--sqlite-synchronous", default=(os.environ.get("TESSERA_SQLITE_SYNCHRONOUS") or "FULL").upper(),
+                        metavar="MODE[,MODE]", help="SQLite synchronous modes to measure, each on its own stack, e.g. "
+                        "FULL,NORMAL (default: TESSERA_SQLITE_SYNCHRONOUS, else FULL: the services' default); the "
+                        "targets are judged on FULL")
     parser.add_argument("--orders", type=int, default=1000, help="orders (echo: calls) per configuration (default %(default)s)")
     parser.add_argument("--concurrency", type=_counts, default=(1, 8, 32), metavar="N,N,...",
                         help="orders in flight (default 1,8,32)")
@@ -706,6 +722,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown or not databases:
         err(f"--databases: expected sqlite and/or postgres, got {args.databases!r}")
         return 2
+    modes = [m.strip().upper() for m in args.sqlite_synchronous.split(",") if m.strip()]
+    if not modes or any(m not in ("FULL", "NORMAL", "EXTRA", "OFF") for m in modes):
+        err(f"--sqlite-synchronous: expected FULL, NORMAL, EXTRA or OFF, got {args.sqlite_synchronous!r}")
+        return 2
     if args.smoke:
         plan = Plan(orders=min(args.orders, 12), concurrency=args.concurrency, batch_size=min(args.batch_size, 10),
                     batches=min(args.batches, 2) or 1, warmup=min(args.warmup, 4))
@@ -727,9 +747,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"{', '.join(map(str, plan.concurrency))} in flight, {plan.batches} batches of {plan.batch_size}"
                   + (" (smoke run: not a measurement)" if args.smoke else ""))
     series: list[Series] = []
-    for kind in databases:
+    runs = [("sqlite", mode) for mode in modes] if "sqlite" in databases else []
+    runs += [("postgres", "FULL")] if "postgres" in databases else []
+    for kind, mode in runs:
         try:
-            measured, settings = run_database(kind, plan, args.postgres_admin_url, progress)
+            label, measured, settings = run_database(kind, plan, args.postgres_admin_url, progress, mode)
         except (StackError, OrderFailed, OSError) as error:
             err(f"{kind}: {error}")
             return EXIT_ERROR
@@ -737,7 +759,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             err(f"{kind}: {type(error).__name__}: {tail(str(error), 5)}")
             return EXIT_ERROR
         series += measured
-        report["databases"][kind] = settings
+        report["databases"][label] = settings
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     report["machine"]["load_after"] = [round(x, 2) for x in load]
     rows = [s.summary() for s in series]
