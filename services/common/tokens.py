@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import core_ext
@@ -45,6 +46,13 @@ _CALL_BODY_PREFIX = b"tessera.oms-call.v1\n"
 
 def _call_body(method: str, risk_token: str) -> bytes:
     return _CALL_BODY_PREFIX + method.encode() + b"\n" + risk_token.encode()
+
+
+def batch_tokens(risk_tokens: list[str]) -> str:
+    """What the OMS's credential for a batch call signs in place of one risk token: a
+    digest of the batch's tokens, in order (a batch's call cannot be replayed with
+    other orders)."""
+    return "batch:" + hashlib.sha256("\n".join(risk_tokens).encode()).hexdigest()
 
 
 def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:

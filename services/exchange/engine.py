@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import core_ext
-from services.common.tokens import verify_oms_call, verify_or_raise
+from services.common.tokens import batch_tokens, verify_oms_call, verify_or_raise
 from services.domain import MarketType, Order
 from services.domain.errors import TokenReplayed
 from services.domain.execution import ExecutionReport
@@ -59,6 +59,28 @@ class ExchangeEngine:
         reports = await self.provider.execute(order)
         await self.reports.append(reports)
         return reports
+
+    async def execute_many(
+        self, orders: list[tuple[Order, str]], metadata: object
+    ) -> list[list[ExecutionReport] | Exception]:
+        """:meth:`execute` for each ``(order, risk token)``, in order: the reports of
+        each, or the error that refused it (one order's failure leaves the others be).
+        The OMS's credential covers the whole batch (see :func:`batch_tokens`)."""
+        self.authorize(metadata, "ExecuteOrders", batch_tokens([token for _, token in orders]))
+        outcomes: list[list[ExecutionReport] | Exception] = []
+        executed: list[ExecutionReport] = []
+        for order, token in orders:
+            try:
+                result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+                self._claim(order, result.issued_at or 0)
+                reports = await self.provider.execute(order)
+            except Exception as error:  # noqa: BLE001 - reported for this order alone
+                outcomes.append(error)
+                continue
+            outcomes.append(reports)
+            executed += reports
+        await self.reports.append(executed)
+        return outcomes
 
     async def cancel(
         self,

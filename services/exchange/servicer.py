@@ -8,7 +8,7 @@ from typing import Any, Callable
 import grpc
 
 from services.common import convert
-from services.common.errors import abort, grpc_errors
+from services.common.errors import abort, grpc_errors, item_error
 from services.domain import MarginMode, MarketType, Side
 from services.domain.errors import InvalidOrder
 from tessera.common.v1 import types_pb2 as common_pb
@@ -19,6 +19,8 @@ from .aster.errors import VenueRateLimited
 from .engine import ExchangeEngine
 from .venue import OrderRef
 
+#: At most this many orders per ExecuteOrders call (the OMS's SubmitOrders limit).
+MAX_BATCH = 5000
 _MODES = {"PAPER": common_pb.EXECUTION_MODE_PAPER, "SHADOW": common_pb.EXECUTION_MODE_SHADOW, "LIVE": common_pb.EXECUTION_MODE_LIVE}
 _MARGIN_MODES = {common_pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED, common_pb.MARGIN_MODE_CROSSED: MarginMode.CROSSED}
 _MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
@@ -47,6 +49,18 @@ def _market_type(value: int) -> MarketType | None:
     return convert.enum_from_proto(MarketType, value, "market_type", required=False)
 
 
+def _item_error(index: int, error: BaseException) -> pb.ExecuteOrderResult:
+    """One order's refusal, as ExecuteOrder would have returned it (the venue's rate
+    limit as RESOURCE_EXHAUSTED, as :func:`venue_errors` does)."""
+    if isinstance(error, VenueRateLimited):
+        code, reason, message = grpc.StatusCode.RESOURCE_EXHAUSTED.name, error.reason, str(error)
+    else:
+        code, reason, message = item_error(error)
+    return pb.ExecuteOrderResult(
+        error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
+    )
+
+
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def __init__(self, engine: ExchangeEngine) -> None:
         self.engine = engine
@@ -66,6 +80,35 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             mode=self.mode,
             reports=[convert.report_to_proto(r) for r in reports],
         )
+
+    @venue_errors
+    async def ExecuteOrders(self, request: pb.ExecuteOrdersRequest, context: grpc.aio.ServicerContext):
+        if len(request.orders) > MAX_BATCH:
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
+        results: list[pb.ExecuteOrderResult | None] = [None] * len(request.orders)
+        valid: list[tuple[int, Any]] = []
+        for index, item in enumerate(request.orders):
+            try:
+                if not item.HasField("order"):
+                    raise InvalidOrder("order", "required")
+                valid.append((index, convert.order_from_proto(item.order)))
+            except InvalidOrder as error:
+                results[index] = _item_error(index, error)
+        outcomes = await self.engine.execute_many(
+            [(order, request.orders[index].risk_token) for index, order in valid], context.invocation_metadata()
+        )
+        for (index, order), outcome in zip(valid, outcomes):
+            if isinstance(outcome, Exception):
+                results[index] = _item_error(index, outcome)
+            else:
+                results[index] = pb.ExecuteOrderResult(
+                    response=pb.ExecuteOrderResponse(
+                        remote_order_id=order.remote_order_id or "",
+                        mode=self.mode,
+                        reports=[convert.report_to_proto(r) for r in outcome],
+                    )
+                )
+        return pb.ExecuteOrdersResponse(results=results)
 
     @venue_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):

@@ -20,10 +20,11 @@ import grpc
 import core_ext
 from services.common import convert
 from services.common.db import Database
-from services.common.tokens import oms_call_metadata, verify_or_raise
+from services.common.tokens import batch_tokens, oms_call_metadata, verify_or_raise
 from services.domain import Order, OrderEvent, OrderManager, OrderStatus, Trade, TradingState, utcnow
 from services.domain import ledger
 from services.domain.errors import (
+    DomainError,
     OrderNotFound,
     PreconditionFailed,
     StaleOrder,
@@ -56,6 +57,8 @@ DEFINITIVE_REFUSALS = frozenset(
 # order id. The venue may hold it: in doubt, not refused (the reconciler asks the venue).
 IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED", "DUPLICATE_CLIENT_ORDER_ID"})
 MAX_CAS_ATTEMPTS = 8
+#: At most this many orders per ExecuteOrders call.
+EXECUTE_BATCH = 1000
 #: How many applied execution reports the OMS remembers (see ``report_key``).
 RECENT_REPORTS = 100_000
 
@@ -130,12 +133,7 @@ class OrderManagement:
         raise AssertionError("unreachable")
 
     async def submit(self, order: Order, token: str) -> Submission:
-        verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
-        try:
-            stored = await self.db.run(self._claim, order, verified)
-        except StaleOrder:
-            raise TokenReplayed("risk token already used: the order was submitted concurrently") from None
-        self._event_written.set()
+        stored = await self._verify_and_claim(order, token)
         try:
             response = await self.exchange.ExecuteOrder(
                 exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(stored), risk_token=token),
@@ -143,16 +141,122 @@ class OrderManagement:
                 metadata=oms_call_metadata(self.keyring, "ExecuteOrder", token),
             )
         except grpc.aio.AioRpcError as error:
-            reason = _reason_of(error)
-            if error.code() in DEFINITIVE_REFUSALS and reason not in IN_DOUBT_REASONS:
-                log.warning("exchange refused order %s: %s", stored.order_id, error.details())
-                stored = await self._write(self._refused, stored.order_id, reason, error.details() or "")
-                return Submission(stored, [])
-            # No answer: the venue may or may not have the order. It stays SUBMITTED.
-            log.error("order %s in doubt: exchange call failed with %s", stored.order_id, error.code().name)
-            return Submission(stored, [])
+            return await self._not_executed(stored, error.code(), _reason_of(error), error.details() or "")
+        return await self._executed(stored, response)
+
+    async def submit_many(self, items: list[tuple[Order, str]]) -> list[Submission | DomainError]:
+        """:meth:`submit` for each ``(order, risk token)``: the claims share transactions,
+        the orders go to the Exchange in one ``ExecuteOrders`` call (per
+        ``EXECUTE_BATCH``), and their reports are applied together. Each item gets its
+        submission or the domain error :meth:`submit` would have raised for it, in order.
+
+        Raises
+        ------
+        Exception
+            An unexpected failure (the store down) of any item, once every item that
+            could go on has gone on (claimed orders are sent, never left behind).
+        """
+        results: list[Submission | DomainError | None] = [None] * len(items)
+        unexpected: list[BaseException] = []
+        claimed = await asyncio.gather(
+            *(self._verify_and_claim(order, token) for order, token in items), return_exceptions=True
+        )
+        to_send: list[tuple[int, Order, str]] = []
+        for index, outcome in enumerate(claimed):
+            if isinstance(outcome, DomainError):
+                results[index] = outcome
+            elif isinstance(outcome, BaseException):
+                unexpected.append(outcome)
+            else:
+                to_send.append((index, outcome, items[index][1]))
+        answers: list[Any] = []
+        for start in range(0, len(to_send), EXECUTE_BATCH):
+            answers += await self._execute_batch(to_send[start:start + EXECUTE_BATCH])
+
+        async def finish(index: int, stored: Order, answer: Any) -> None:
+            if isinstance(answer, exchange_pb2.ExecuteOrderResponse):
+                results[index] = await self._executed(stored, answer)
+            else:
+                results[index] = await self._not_executed(stored, *answer)
+
+        finished = await asyncio.gather(
+            *(finish(index, stored, answer) for (index, stored, _), answer in zip(to_send, answers)),
+            return_exceptions=True,
+        )
+        for (index, _, _), outcome in zip(to_send, finished):
+            if isinstance(outcome, DomainError):
+                results[index] = outcome
+            elif isinstance(outcome, BaseException):
+                unexpected.append(outcome)
+        if unexpected:
+            raise unexpected[0]
+        return results  # type: ignore[return-value]
+
+    async def _execute_batch(self, batch: list[tuple[int, Order, str]]) -> list[Any]:
+        """One ExecuteOrders call: per order, its ExecuteOrderResponse, or (status code,
+        reason, detail) of its refusal or of the call's failure (then every order of the
+        call is in doubt, or refused, exactly as one ExecuteOrder call would leave it)."""
+        tokens = [token for _, _, token in batch]
+        try:
+            response = await self.exchange.ExecuteOrders(
+                exchange_pb2.ExecuteOrdersRequest(
+                    orders=[
+                        exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(stored), risk_token=token)
+                        for _, stored, token in batch
+                    ]
+                ),
+                timeout=self.exchange_timeout,
+                metadata=oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.UNIMPLEMENTED:
+                # An Exchange from before ExecuteOrders: one call per order.
+                return list(await asyncio.gather(*(self._execute_one(stored, token) for _, stored, token in batch)))
+            return [(error.code(), _reason_of(error), error.details() or "")] * len(batch)
+        if len(response.results) != len(batch):
+            detail = f"ExecuteOrders answered {len(response.results)} results for {len(batch)} orders"
+            return [(grpc.StatusCode.INTERNAL, "INTERNAL", detail)] * len(batch)
+        answers: list[Any] = []
+        for result in response.results:
+            if result.HasField("error"):
+                code = getattr(grpc.StatusCode, result.error.code, grpc.StatusCode.UNKNOWN)
+                answers.append((code, result.error.reason or code.name, result.error.message))
+            else:
+                answers.append(result.response)
+        return answers
+
+    async def _execute_one(self, stored: Order, token: str) -> Any:
+        try:
+            return await self.exchange.ExecuteOrder(
+                exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(stored), risk_token=token),
+                timeout=self.exchange_timeout,
+                metadata=oms_call_metadata(self.keyring, "ExecuteOrder", token),
+            )
+        except grpc.aio.AioRpcError as error:
+            return (error.code(), _reason_of(error), error.details() or "")
+
+    async def _verify_and_claim(self, order: Order, token: str) -> Order:
+        verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        try:
+            stored = await self.db.run(self._claim, order, verified)
+        except StaleOrder:
+            raise TokenReplayed("risk token already used: the order was submitted concurrently") from None
+        self._event_written.set()
+        return stored
+
+    async def _executed(self, stored: Order, response: exchange_pb2.ExecuteOrderResponse) -> Submission:
         reports = [convert.report_from_proto(r) for r in response.reports]
         return await self.apply_reports(stored.order_id, reports)
+
+    async def _not_executed(self, stored: Order, code: grpc.StatusCode, reason: str, detail: str) -> Submission:
+        """The Exchange refused the order, or its answer never came."""
+        if code in DEFINITIVE_REFUSALS and reason not in IN_DOUBT_REASONS:
+            log.warning("exchange refused order %s: %s", stored.order_id, detail)
+            stored = await self._write(self._refused, stored.order_id, reason, detail)
+            return Submission(stored, [])
+        # No answer: the venue may or may not have the order. It stays SUBMITTED.
+        log.error("order %s in doubt: exchange call failed with %s", stored.order_id, code.name)
+        return Submission(stored, [])
 
     def _claim(self, uow: UnitOfWork, order: Order, verified: "core_ext.VerifyResult") -> Order:
         stored = uow.orders.get(order.order_id)

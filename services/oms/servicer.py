@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Any
 
@@ -20,9 +19,9 @@ from .engine import OrderManagement, Submission
 
 MAX_BATCH = 5000
 MAX_PAGE = 1000
-#: Orders of one SubmitOrders request submitted concurrently: their database writes
-#: share transactions (group commit) and their Exchange calls share the connection.
-BATCH_WINDOW = 256
+#: Orders of one SubmitOrders request submitted together: their database writes share
+#: transactions (group commit) and they go to the Exchange in one ExecuteOrders call.
+BATCH_WINDOW = 1000
 
 
 def _page_size(value: int) -> int:
@@ -78,27 +77,31 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         if len(request.orders) > MAX_BATCH:
             raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
 
-        async def one(index: int, item: pb.SubmitOrderRequest) -> pb.SubmitOrderResult:
-            try:
-                return pb.SubmitOrderResult(**_submission_fields(await self._submit(item)))
-            except DomainError as error:
-                code, reason, message = item_error(error)
-                return pb.SubmitOrderResult(
-                    error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
-                )
+        def failed(index: int, error: DomainError) -> pb.SubmitOrderResult:
+            code, reason, message = item_error(error)
+            return pb.SubmitOrderResult(
+                error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
+            )
 
-        # Started in the request's order, so their claims reach the database in it.
-        results: list[pb.SubmitOrderResult] = []
-        items = list(request.orders)
+        # The orders that convert go through the OMS together: their claims share
+        # transactions and they reach the Exchange in one ExecuteOrders call.
+        results: list[pb.SubmitOrderResult | None] = [None] * len(request.orders)
+        items: list[tuple[int, Any]] = []
+        for index, item in enumerate(request.orders):
+            try:
+                if not item.HasField("order"):
+                    raise InvalidOrder("order", "required")
+                items.append((index, (convert.order_from_proto(item.order), item.risk_token)))
+            except DomainError as error:
+                results[index] = failed(index, error)
         for start in range(0, len(items), BATCH_WINDOW):
             window = items[start:start + BATCH_WINDOW]
-            # Every order of the window runs to its end before an unexpected error
-            # (the store down) fails the request: none is left running unanswered.
-            outcomes = await asyncio.gather(*(one(start + i, item) for i, item in enumerate(window)), return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            results += outcomes  # type: ignore[arg-type]
+            outcomes = await self.oms.submit_many([item for _, item in window])
+            for (index, _), outcome in zip(window, outcomes):
+                if isinstance(outcome, DomainError):
+                    results[index] = failed(index, outcome)
+                else:
+                    results[index] = pb.SubmitOrderResult(**_submission_fields(outcome))
         return pb.SubmitOrdersResponse(results=results)
 
     @grpc_errors

@@ -25,6 +25,26 @@ class ExecuteOrderResponse(_message.Message):
     reports: _containers.RepeatedCompositeFieldContainer[_types_pb2.ExecutionReport]
     def __init__(self, remote_order_id: _Optional[str] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., reports: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ...) -> None: ...
 
+class ExecuteOrdersRequest(_message.Message):
+    __slots__ = ("orders",)
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    orders: _containers.RepeatedCompositeFieldContainer[ExecuteOrderRequest]
+    def __init__(self, orders: _Optional[_Iterable[_Union[ExecuteOrderRequest, _Mapping]]] = ...) -> None: ...
+
+class ExecuteOrdersResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ExecuteOrderResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ExecuteOrderResult, _Mapping]]] = ...) -> None: ...
+
+class ExecuteOrderResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: ExecuteOrderResponse
+    error: _types_pb2.ItemError
+    def __init__(self, response: _Optional[_Union[ExecuteOrderResponse, _Mapping]] = ..., error: _Optional[_Union[_types_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
 class CancelOrderRequest(_message.Message):
     __slots__ = ("order_id", "client_order_id", "remote_order_id", "symbol", "market_type", "account")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -81,6 +81,11 @@ class ExchangeServiceStub:
                 request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.SerializeToString,
                 response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.FromString,
                 _registered_method=True)
+        self.ExecuteOrders = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/ExecuteOrders',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -152,6 +157,15 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteOrders(self, request, context):
+        """ExecuteOrders executes a batch of orders, each exactly as ExecuteOrder would, in the
+        request's order: one result per order, and an order that fails does not fail the
+        others. The OMS sends SubmitOrders batches through it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +213,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.QueryOrder,
                     request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.FromString,
                     response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.SerializeToString,
+            ),
+            'ExecuteOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteOrders,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -446,6 +465,33 @@ class ExchangeService:
             '/tessera.exchange.v1.ExchangeService/QueryOrder',
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderRequest.SerializeToString,
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.QueryOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/ExecuteOrders',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,138 @@
+"""SubmitOrders through the OMS engine (``submit_many``): claims together, one
+ExecuteOrders call to the Exchange, every order's outcome as ``submit`` would give it."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import grpc
+import pytest
+
+from services.common import convert
+from services.common.tokens import batch_tokens, oms_call_metadata
+from services.domain.errors import TokenRejected, TokenReplayed
+from svc_harness import S, FakeExchange, approved, as_sent, rpc_error
+from tessera.common.v1 import types_pb2 as common_pb
+from tessera.exchange.v1 import exchange_pb2
+
+
+class BatchExchange(FakeExchange):
+    """The fake Exchange with ExecuteOrders, as the servicer answers it."""
+
+    def __init__(self, keyring) -> None:
+        super().__init__(keyring)
+        self.batches: list[exchange_pb2.ExecuteOrdersRequest] = []
+        self.batch_failure: grpc.aio.AioRpcError | None = None
+
+    async def ExecuteOrders(self, request, timeout=None, metadata=None):
+        self.batches.append(request)
+        await asyncio.sleep(0)
+        if self.batch_failure is not None:
+            raise self.batch_failure
+        orders = [convert.order_from_proto(item.order) for item in request.orders]
+        outcomes = await self.engine.execute_many(
+            [(order, item.risk_token) for order, item in zip(orders, request.orders)], metadata
+        )
+        results = []
+        for order, outcome in zip(orders, outcomes):
+            if isinstance(outcome, Exception):
+                code, reason, message = self.as_rpc_error(outcome).code().name, *_reason_and_message(outcome)
+                results.append(exchange_pb2.ExecuteOrderResult(error=common_pb.ItemError(code=code, reason=reason, message=message)))
+            else:
+                results.append(exchange_pb2.ExecuteOrderResult(response=exchange_pb2.ExecuteOrderResponse(
+                    remote_order_id=order.remote_order_id or "", reports=[convert.report_to_proto(r) for r in outcome])))
+        return exchange_pb2.ExecuteOrdersResponse(results=results)
+
+
+def _reason_and_message(error: Exception) -> tuple[str, str]:
+    from services.common.errors import item_error
+
+    _, reason, message = item_error(error)
+    return reason, message
+
+
+@pytest.fixture
+def exchange(keyring) -> BatchExchange:
+    return BatchExchange(keyring)
+
+
+def _changed_token(token: str) -> str:
+    return token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+
+
+def test_a_batch_goes_to_the_exchange_in_one_call_and_each_order_gets_its_outcome(risk, oms, exchange, make_order):
+    async def scenario():
+        decisions = [await approved(risk, make_order(quantity=Decimal("0.01"))) for _ in range(3)]
+        items = [(as_sent(d.order), d.token) for d in decisions]
+        items[1] = (items[1][0], _changed_token(items[1][1]))
+        return decisions, await oms.submit_many(items)
+
+    decisions, results = asyncio.run(scenario())
+    assert [type(r).__name__ for r in results] == ["Submission", "TokenRejected", "Submission"]
+    assert results[0].order.status is S.FILLED and results[2].order.status is S.FILLED
+    assert results[0].order.order_id == decisions[0].order.order_id and len(results[0].trades) == 1
+    assert len(exchange.batches) == 1 and len(exchange.batches[0].orders) == 2
+    assert exchange.execute_requests == []
+
+
+def test_an_order_twice_in_a_batch_is_submitted_once(risk, oms, exchange, make_order):
+    async def scenario():
+        decision = await approved(risk, make_order())
+        item = (as_sent(decision.order), decision.token)
+        return await oms.submit_many([item, item])
+
+    first, second = asyncio.run(scenario())
+    assert first.order.status is S.FILLED
+    assert isinstance(second, TokenReplayed)
+
+
+def test_an_exchange_without_execute_orders_gets_one_call_per_order(risk, oms, exchange, make_order):
+    exchange.batch_failure = rpc_error(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+    async def scenario():
+        decisions = [await approved(risk, make_order()) for _ in range(2)]
+        return await oms.submit_many([(as_sent(d.order), d.token) for d in decisions])
+
+    results = asyncio.run(scenario())
+    assert [r.order.status for r in results] == [S.FILLED, S.FILLED]
+    assert len(exchange.execute_requests) == 2
+
+
+def test_a_batch_call_without_an_answer_leaves_every_order_in_doubt(risk, oms, exchange, make_order):
+    exchange.batch_failure = rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+    async def scenario():
+        decisions = [await approved(risk, make_order()) for _ in range(2)]
+        return await oms.submit_many([(as_sent(d.order), d.token) for d in decisions])
+
+    results = asyncio.run(scenario())
+    assert [r.order.status for r in results] == [S.SUBMITTED, S.SUBMITTED]
+
+
+def test_a_batch_the_exchange_refuses_outright_rejects_its_orders(risk, oms, exchange, make_order):
+    exchange.batch_failure = rpc_error(grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS: only the OMS may call")
+
+    async def scenario():
+        decisions = [await approved(risk, make_order()) for _ in range(2)]
+        return await oms.submit_many([(as_sent(d.order), d.token) for d in decisions])
+
+    results = asyncio.run(scenario())
+    assert [r.order.status for r in results] == [S.REJECTED, S.REJECTED]
+    assert [r.order.reject_reasons for r in results] == [["CALLER_NOT_OMS"], ["CALLER_NOT_OMS"]]
+
+
+def test_the_exchange_refuses_a_batch_the_oms_did_not_sign_for_these_orders(risk, exchange, keyring, make_order):
+    async def scenario():
+        decisions = [await approved(risk, make_order()) for _ in range(2)]
+        items = [(as_sent(d.order), d.token) for d in decisions]
+        # Signed for the first order alone: replaying the credential with another batch fails.
+        metadata = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([items[0][1]]))
+        with pytest.raises(TokenRejected) as refused:
+            await exchange.engine.execute_many(items, metadata)
+        good = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([t for _, t in items]))
+        return refused.value, await exchange.engine.execute_many(items, good)
+
+    refused, outcomes = asyncio.run(scenario())
+    assert refused.reason == "CALLER_NOT_OMS"
+    assert all(isinstance(o, list) and o for o in outcomes)
