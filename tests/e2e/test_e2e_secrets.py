@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 import core_ext
-from services.common.tokens import _call_body, oms_call_metadata
+from services.common.tokens import _call_body, batch_tokens, oms_call_metadata
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
@@ -283,6 +283,9 @@ def exchange_calls(approved: e2e.Approved) -> dict[str, tuple[str, Any, str]]:
     return {
         "ExecuteOrder": ("ExecuteOrder", exchange_pb2.ExecuteOrderRequest(order=order, risk_token=approved.token),
                          approved.token),
+        "ExecuteOrders": ("ExecuteOrders", exchange_pb2.ExecuteOrdersRequest(
+            orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=approved.token)]),
+            batch_tokens([approved.token])),
         "CancelOrder": ("CancelOrder", exchange_pb2.CancelOrderRequest(
             order_id=order.order_id, client_order_id=order.client_order_id, symbol=order.symbol,
             market_type=order.market_type), ""),
@@ -328,7 +331,7 @@ def test_every_money_moving_exchange_rpc_refuses_callers_other_than_the_oms(live
     stream = stack.exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(), timeout=5)
     e2e.expect_error(lambda: next(iter(stream)), grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
 
-    assert refused == 7 * 6
+    assert refused == 8 * 6
     # Nothing reached the venue: no placement, no cancel, no setting; not even a query.
     assert sim.control("GET", "/_sim/placements") == placed_before
     assert [r for r in sim.requests()[requests_before:] if r["method"] != "GET" or "/order" in r["path"]] == []
@@ -342,6 +345,9 @@ def test_live_mode_cannot_be_reached_by_calling_the_exchange_directly(live_for_a
         request = exchange_pb2.ExecuteOrderRequest(order=approved.order, risk_token=approved.token)
 
         e2e.expect_error(lambda: stack.exchange.ExecuteOrder(request, timeout=e2e.RPC_TIMEOUT),
+                         grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+        e2e.expect_error(lambda: stack.exchange.ExecuteOrders(exchange_pb2.ExecuteOrdersRequest(orders=[request]),
+                                                              timeout=e2e.RPC_TIMEOUT),
                          grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
 
         assert approved.order.client_order_id not in sim.control("GET", "/_sim/placements")

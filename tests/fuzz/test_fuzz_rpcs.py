@@ -29,7 +29,9 @@ from proto_strategies import message
 
 import core_ext
 from services.cli.stack import Stack
-from services.common.tokens import oms_call_metadata
+from services.common.convert import order_from_proto
+from services.domain.errors import InvalidOrder
+from services.common.tokens import batch_tokens, oms_call_metadata
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
@@ -47,11 +49,12 @@ ACTIONABLE = {
 }
 KEYRING = core_ext.KeyRing(e2e.KEY_ID, e2e.SECRET.encode())
 STREAM_SECONDS = 0.05
+BATCHES = ("SubmitOrdersRequest", "ExecuteOrdersRequest")
 
 
 def _with_valid_token(request: Any) -> Any:
     """Sign a valid risk token for the request's order (when the order converts at all)."""
-    items = list(request.orders) if type(request).__name__ == "SubmitOrdersRequest" else [request]
+    items = list(request.orders) if type(request).__name__ in BATCHES else [request]
     for item in items:
         if item.HasField("order"):
             try:
@@ -61,6 +64,23 @@ def _with_valid_token(request: Any) -> Any:
     return request
 
 
+def _converts(item: Any) -> bool:
+    if not item.HasField("order"):
+        return False
+    try:
+        order_from_proto(item.order)
+    except InvalidOrder:
+        return False
+    return True
+
+
+def _binding(request: Any) -> str:
+    """What the OMS's credential binds for this request (as the OMS would sign it)."""
+    if type(request).__name__ == "ExecuteOrdersRequest":  # the tokens of the orders the Exchange will take
+        return batch_tokens([item.risk_token for item in request.orders if _converts(item)])
+    return getattr(request, "risk_token", "")
+
+
 def _call(stack: Stack, service: str, method: Any, request: Any) -> None:
     path = f"/{method.containing_service.full_name}/{method.name}"
     response_class = getattr({"risk": risk_pb2, "oms": oms_pb2, "exchange": exchange_pb2}[service],
@@ -68,7 +88,7 @@ def _call(stack: Stack, service: str, method: Any, request: Any) -> None:
     channel = stack.channel(service)
     metadata: tuple[tuple[str, str], ...] = ()
     if service == "exchange":
-        metadata = oms_call_metadata(KEYRING, method.name, getattr(request, "risk_token", ""))
+        metadata = oms_call_metadata(KEYRING, method.name, _binding(request))
     if method.server_streaming:
         call = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
                                     response_deserializer=response_class.FromString)
@@ -101,7 +121,7 @@ def _check(error: grpc.RpcError, *, allow_deadline: bool, what: str, request: An
 
 def _test_for(service: str, method: Any):  # type: ignore[no-untyped-def]
     input_descriptor = method.input_type
-    signs = input_descriptor.name in ("SubmitOrderRequest", "SubmitOrdersRequest", "ExecuteOrderRequest")
+    signs = input_descriptor.name in ("SubmitOrderRequest", "ExecuteOrderRequest", *BATCHES)
 
     @fuzz_settings(max(20, EXAMPLES // 8) if method.server_streaming else None)
     @given(request=message(input_descriptor), valid_token=st.booleans() if signs else st.just(False))
