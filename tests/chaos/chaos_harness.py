@@ -137,6 +137,7 @@ class OrderSpec:
     kind: str  # market | marketable | resting | ioc
     cancel: bool
     twice: bool
+    batch: int = -1  # orders with the same batch number go together in one SubmitOrders
 
     def intent(self) -> pb.OrderIntent:
         price = e2e.PRICES[self.symbol]
@@ -160,14 +161,19 @@ class OrderSpec:
 def order_plan(config: ChaosConfig) -> list[OrderSpec]:
     rng = random.Random(config.seed)
     plan = []
+    batch, left_in_batch = -1, 0
     for index in range(config.orders):
         symbol = rng.choice(sorted(SYMBOLS))
         kind = rng.choices(["market", "marketable", "resting", "ioc"], weights=[60, 10, 20, 10])[0]
+        if left_in_batch == 0 and rng.random() < 0.04:  # about a fifth of the orders go in batches of 5
+            batch, left_in_batch = index, 5
         plan.append(OrderSpec(
             index=index, account=f"chaos-{rng.randrange(16):02d}", symbol=symbol,
             side=rng.choice([pb.SIDE_BUY, pb.SIDE_SELL]), quantity=rng.choice(SYMBOLS[symbol][0]), kind=kind,
             cancel=kind == "resting" and rng.random() < 0.6, twice=rng.random() < 0.05,
+            batch=batch if left_in_batch else -1,
         ))
+        left_in_batch = max(0, left_in_batch - 1)
     return plan
 
 
@@ -334,6 +340,42 @@ class Chaos:
             except (grpc.RpcError, TimeoutError) as error:
                 self._outcome(f"cancel {getattr(error, 'code', lambda: 'TIMEOUT')()}")
 
+    def _batch(self, specs: list[OrderSpec], risk: Any, oms: Any) -> None:
+        """Validate each, then submit the approved ones together (SubmitOrders), retrying the
+        whole batch while the OMS is unreachable: what went through answers TOKEN_ALREADY_USED."""
+        approved = []
+        for spec in specs:
+            try:
+                answer = self._call(risk.ValidateOrder, risk_pb2.ValidateOrderRequest(order=spec.intent()))
+            except grpc.RpcError as error:
+                self._outcome(f"validate {error.code().name}")
+                continue
+            if answer.order.status == pb.ORDER_STATUS_APPROVED:
+                approved.append(oms_pb2.SubmitOrderRequest(order=answer.order, risk_token=answer.risk_token))
+            else:
+                self._outcome("risk rejected")
+        if not approved:
+            return
+        try:
+            answer = self._call(oms.SubmitOrders, oms_pb2.SubmitOrdersRequest(orders=approved), timeout=30)
+        except grpc.RpcError as error:
+            self._outcome(f"batch {error.code().name}")
+            return
+        for result in answer.results:
+            if result.HasField("error"):
+                self._outcome(f"batch item {result.error.code}:{result.error.reason}")
+            else:
+                self._outcome(f"batch item {pb.OrderStatus.Name(result.order.status)}")
+
+    def _take(self, queue: collections.deque[OrderSpec]) -> list[OrderSpec]:
+        """The next order, or the next batch of orders, from the plan."""
+        with self.lock:
+            first = queue.popleft()
+            taken = [first]
+            while first.batch >= 0 and queue and queue[0].batch == first.batch:
+                taken.append(queue.popleft())
+        return taken
+
     def _worker(self, queue: collections.deque[OrderSpec]) -> None:
         assert self.stack is not None
         risk_channel = grpc.insecure_channel(self.stack.addresses["risk"], options=CLIENT_OPTIONS)
@@ -342,15 +384,18 @@ class Chaos:
         try:
             while True:
                 try:
-                    spec = queue.popleft()
+                    specs = self._take(queue)
                 except IndexError:
                     return
                 try:
-                    self._one(spec, risk, oms)
+                    if len(specs) > 1:
+                        self._batch(specs, risk, oms)
+                    else:
+                        self._one(specs[0], risk, oms)
                 except Exception as error:  # noqa: BLE001 - counted, the run goes on
                     self._outcome(f"client error {type(error).__name__}")
                 with self.lock:
-                    self.done += 1
+                    self.done += len(specs)
         finally:
             risk_channel.close()
             oms_channel.close()
