@@ -215,16 +215,17 @@ def run_service(service: str, tmp_path: Path, **env: str | None) -> subprocess.C
 WEAK = "weak-but-secret-9"  # 17 bytes
 
 
-@pytest.mark.parametrize("service", ["risk", "oms", "exchange"])
+# Each case on one service, the three services in turn (they share config.load_keyring).
 @pytest.mark.parametrize(
-    ("content", "variable", "extra"),
+    ("service", "content", "variable", "extra"),
     [
-        pytest.param(WEAK, "AIS_RISK_HMAC_SECRET_FILE", {}, id="too-short-file"),
-        pytest.param("", "AIS_RISK_HMAC_SECRET_FILE", {}, id="empty-file"),
-        pytest.param(None, "AIS_RISK_HMAC_SECRET_FILE", {}, id="missing-file"),
-        pytest.param(CURRENT, "AIS_RISK_HMAC_SECRET", {"AIS_RISK_HMAC_SECRET": CURRENT}, id="env-and-file"),
-        pytest.param(WEAK, "AIS_RISK_HMAC_SECRET_PREVIOUS_FILE", {"AIS_RISK_HMAC_SECRET": CURRENT},
-                     id="weak-previous-file"),
+        pytest.param("risk", WEAK, "AIS_RISK_HMAC_SECRET_FILE", {}, id="risk-too-short-file"),
+        pytest.param("oms", "", "AIS_RISK_HMAC_SECRET_FILE", {}, id="oms-empty-file"),
+        pytest.param("exchange", None, "AIS_RISK_HMAC_SECRET_FILE", {}, id="exchange-missing-file"),
+        pytest.param("risk", CURRENT, "AIS_RISK_HMAC_SECRET", {"AIS_RISK_HMAC_SECRET": CURRENT}, id="risk-env-and-file"),
+        pytest.param("oms", WEAK, "AIS_RISK_HMAC_SECRET_PREVIOUS_FILE", {"AIS_RISK_HMAC_SECRET": CURRENT},
+                     id="oms-weak-previous-file"),
+        pytest.param("exchange", WEAK, "AIS_RISK_HMAC_SECRET_FILE", {}, id="exchange-too-short-file"),
     ],
 )
 def test_a_weak_or_missing_secret_file_stops_the_service_naming_the_variable(service, content, variable, extra,
