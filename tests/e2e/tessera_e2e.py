@@ -21,6 +21,9 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from services.cli.stack import PROJECT_ROOT, Stack
 from tessera.common.v1 import types_pb2 as pb
@@ -339,3 +342,30 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str, **url_changes: Any) -> Iterator[str]:
+    """A new, empty PostgreSQL database named ``<prefix>_<hex>`` on the test server, as a
+    URL (``url_changes``, e.g. ``password=...``, are applied to it); dropped at the end.
+
+    Unreachable, the calling tests are skipped, except with ``CI=true``, where they fail.
+    """
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        admin.dispose()
+        message = f"PostgreSQL is unreachable at {PG_ADMIN_URL}: {str(error).splitlines()[0]}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name, **url_changes).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -6,16 +6,11 @@ The server is TESSERA_E2E_PG_ADMIN_URL (default postgresql+psycopg://postgres@12
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from typing import Iterator
 
 import grpc
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from services.cli.stack import Stack
 from tessera.oms.v1 import oms_pb2
@@ -27,23 +22,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = create_engine(e2e.PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"tessera_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        message = f"PostgreSQL is unreachable at {e2e.PG_ADMIN_URL}: {str(error).splitlines()[0]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield make_url(e2e.PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with e2e.fresh_postgres_database("tessera_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

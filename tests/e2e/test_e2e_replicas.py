@@ -13,9 +13,7 @@ and is refused there, so the order still exists once.
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,8 +23,6 @@ import pytest
 import tessera_e2e as e2e
 import venue_harness as vh
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from services.cli.stack import ServiceProcess, Stack
 from services.reliability import VenueRecord, check_against_venue, check_store
@@ -39,23 +35,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = create_engine(e2e.PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"tessera_replicas_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        message = f"PostgreSQL is unreachable at {e2e.PG_ADMIN_URL}: {str(error).splitlines()[0]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield make_url(e2e.PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with e2e.fresh_postgres_database("tessera_replicas") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -29,8 +28,6 @@ import pytest
 import tessera_e2e as e2e
 import venue_harness as vh
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 import core_ext
 from services.common.tokens import _call_body, batch_tokens, oms_call_metadata
@@ -60,23 +57,8 @@ def write(path: Path, content: str) -> str:
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    admin = create_engine(e2e.PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    name = f"tessera_secrets_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as error:
-        admin.dispose()
-        message = f"PostgreSQL is unreachable at {e2e.PG_ADMIN_URL}: {str(error).splitlines()[0]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        yield make_url(e2e.PG_ADMIN_URL).set(database=name, password=DB_PASSWORD).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with e2e.fresh_postgres_database("tessera_secrets", password=DB_PASSWORD) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
