@@ -118,6 +118,8 @@ def test_two_replicas_racing_for_the_same_orders_submit_each_once(replicas, pg_u
     finally:
         engine.dispose()
     assert report.violations == []
+    verified = e2e.run_cli("verify-store", "--database-url", pg_url, "--require-terminal", "--venue-sim", sim.url)
+    assert verified.returncode == 0 and "no violations" in verified.stdout, e2e.show(verified)
     placements = Counter({cid: n for cid, n in record.placements.items()
                           if cid in {a.order.client_order_id for a, _ in orders}})
     assert len(placements) == 40 and set(placements.values()) == {1}  # each order reached the venue once
