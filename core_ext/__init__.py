@@ -21,6 +21,7 @@ from core_ext.token_format import (
     DEFAULT_TTL_SECONDS,
     OK,
     OPTIONAL_FIELDS,
+    REQUEST_INVALID,
     ORDER_FIELDS,
     REASONS,
     TOKEN_BAD_SIGNATURE,
@@ -46,6 +47,8 @@ IMPLEMENTED_NAMES = (
     "canonical_order_body",
     "sign_token",
     "verify_token",
+    "verify_order_request",
+    "verify_order_requests",
     "transition",
     "can_transition",
     "is_terminal",
@@ -91,6 +94,8 @@ canonical_decimal = _selected.canonical_decimal
 canonical_order_body = _selected.canonical_order_body
 sign_token = _selected.sign_token
 verify_token = _selected.verify_token
+verify_order_request = _selected.verify_order_request
+verify_order_requests = _selected.verify_order_requests
 transition = _selected.transition
 can_transition = _selected.can_transition
 is_terminal = _selected.is_terminal
@@ -121,6 +126,7 @@ __all__ = [
     "TOKEN_NOT_YET_VALID",
     "TOKEN_UNKNOWN_KEY",
     "TRANSITIONS",
+    "REQUEST_INVALID",
     "VerifyResult",
     "can_transition",
     "canonical_decimal",
@@ -129,5 +135,7 @@ __all__ = [
     "load_implementation",
     "sign_token",
     "transition",
+    "verify_order_request",
+    "verify_order_requests",
     "verify_token",
 ]

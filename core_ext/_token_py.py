@@ -26,6 +26,11 @@ from core_ext.token_format import (
     NONCE_ERROR,
     NOT_A_DECIMAL,
     OK,
+    BATCH_ERROR,
+    REQUEST_INVALID,
+    WIRE_ENUMS,
+    WIRE_ORDER_FIELD,
+    WIRE_TOKEN_FIELD,
     OPTIONAL_FIELDS,
     ORDER_FIELDS,
     TOKEN_BAD_SIGNATURE,
@@ -49,6 +54,8 @@ __all__ = [
     "canonical_decimal",
     "canonical_order_body",
     "sign_token",
+    "verify_order_request",
+    "verify_order_requests",
     "verify_token",
 ]
 
@@ -358,3 +365,163 @@ def verify_token(keyring: KeyRing, token: str | None, body: bytes, now: float,
     if not hmac.compare_digest(_b64(hashlib.sha256(body).digest()), digest):
         return VerifyResult(TOKEN_FIELDS_CHANGED, key_id, issued_at, nonce)
     return VerifyResult(OK, key_id, issued_at, nonce)
+
+
+# --------------------------------------------------------------------------- from the wire
+# The request as it arrived (SubmitOrderRequest, ExecuteOrderRequest: the order in field
+# 1, the token in field 2): a protobuf wire-format reader just wide enough for them.
+_MAX_FIELD_NUMBER = (1 << 29) - 1
+_TEXT_FIELDS = frozenset(i + 1 for i, name in enumerate(ORDER_FIELDS) if name not in WIRE_ENUMS and name not in BOOL_FIELDS)
+
+
+class _Malformed(Exception):
+    """The bytes are not a well-formed protobuf message."""
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    """The varint at ``data[i]`` and the offset after it (at most 10 bytes, 64 bits)."""
+    value = shift = 0
+    for count in range(10):
+        if i >= len(data):
+            raise _Malformed
+        byte = data[i]
+        i += 1
+        if count == 9 and byte > 1:
+            raise _Malformed
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+    raise _Malformed
+
+
+def _wire_fields(data: bytes):
+    """Yield ``(field number, wire type, value)``: an int for varints, the bytes of a
+    length-delimited field, None for fixed-width ones. Groups are refused."""
+    i, n = 0, len(data)
+    while i < n:
+        tag, i = _varint(data, i)
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or number > _MAX_FIELD_NUMBER:
+            raise _Malformed
+        if wire == 0:
+            value, i = _varint(data, i)
+            yield number, wire, value
+        elif wire == 2:
+            length, i = _varint(data, i)
+            if length > n - i:
+                raise _Malformed
+            yield number, wire, data[i:i + length]
+            i += length
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            if width > n - i:
+                raise _Malformed
+            i += width
+            yield number, wire, None
+        else:
+            raise _Malformed
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def _netstring(value: bytes) -> bytes:
+    return b"%d:%s," % (len(value), value)
+
+
+def _wire_order_body(texts: dict[int, bytes], numbers: dict[int, int]) -> bytes | None:
+    """The canonical body of the order's bound fields as read off the wire (the string
+    fields as the bytes that arrived); None when they have no canonical encoding."""
+    parts = [BODY_PREFIX]
+    for index, name in enumerate(ORDER_FIELDS):
+        number = index + 1
+        if name in WIRE_ENUMS:
+            text = WIRE_ENUMS[name].get(_int32(numbers.get(number, 0)))
+            if text is None:
+                return None
+            parts.append(_netstring(text.encode("ascii")))
+        elif name in BOOL_FIELDS:
+            parts.append(_netstring(b"true" if numbers.get(number, 0) != 0 else b"false"))
+        elif name in DECIMAL_FIELDS:
+            raw = texts.get(number, b"")
+            if raw and not raw.isascii():
+                return None
+            try:
+                parts.append(_netstring(canonical_decimal(raw.decode("ascii")).encode("ascii") if raw else b""))
+            except CanonicalEncodingError:
+                return None
+        else:
+            parts.append(_netstring(texts.get(number, b"")))
+    return b"".join(parts)
+
+
+def _read_order_request(data: bytes) -> tuple[bytes | None, str | None]:
+    """(the order's canonical body or None, the token or None when it is not ASCII)."""
+    texts: dict[int, bytes] = {}
+    numbers: dict[int, int] = {}
+    token = b""
+    for number, wire, value in _wire_fields(data):
+        if number == WIRE_ORDER_FIELD and wire == 2:
+            # Repeated occurrences of a message field merge: each field's last value wins.
+            for inner, inner_wire, inner_value in _wire_fields(value):
+                if inner in _TEXT_FIELDS:
+                    if inner_wire == 2:
+                        texts[inner] = inner_value
+                elif 1 <= inner <= len(ORDER_FIELDS) and inner_wire == 0:
+                    numbers[inner] = inner_value
+        elif number == WIRE_TOKEN_FIELD and wire == 2:
+            token = value
+    body = _wire_order_body(texts, numbers)
+    return body, token.decode("ascii") if token.isascii() else None
+
+
+def verify_order_request(keyring: KeyRing, data: bytes, now: float, ttl_seconds: int = 300,
+                         skew_seconds: int = 5) -> VerifyResult:
+    """:func:`verify_token` from a serialized ``SubmitOrderRequest`` or
+    ``ExecuteOrderRequest`` (the order in field 1, the token in field 2), as it came
+    off the wire: the canonical body is built from the order's bound fields (enums by
+    name, decimals normalised) without parsing the message into objects.
+
+    Returns the same verdicts as :func:`verify_token`, or ``REQUEST_INVALID`` when the
+    bytes are not a well-formed message or the order has no canonical encoding
+    (then validate it field by field to say what is wrong).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Only for caller errors, as :func:`verify_token`.
+    """
+    _check_keyring_and_body(keyring, data)
+    check_verify_window(now, ttl_seconds, skew_seconds)
+    try:
+        body, token = _read_order_request(data)
+    except _Malformed:
+        return VerifyResult(REQUEST_INVALID)
+    if body is None:
+        return VerifyResult(REQUEST_INVALID)
+    if token is None:
+        return VerifyResult(TOKEN_MALFORMED)
+    return verify_token(keyring, token, body, now, ttl_seconds, skew_seconds)
+
+
+def verify_order_requests(keyring: KeyRing, data: bytes, now: float, ttl_seconds: int = 300,
+                          skew_seconds: int = 5) -> list[VerifyResult]:
+    """:func:`verify_order_request` for each request of a serialized batch
+    (``SubmitOrdersRequest``, ``ExecuteOrdersRequest``: the requests in field 1), in order.
+
+    Raises
+    ------
+    ValueError
+        The batch itself is not a well-formed message (or a caller error, as
+        :func:`verify_token`).
+    """
+    _check_keyring_and_body(keyring, data)
+    check_verify_window(now, ttl_seconds, skew_seconds)
+    try:
+        items = [value for number, wire, value in _wire_fields(data) if number == 1 and wire == 2]
+    except _Malformed:
+        raise ValueError(BATCH_ERROR) from None
+    return [verify_order_request(keyring, item, now, ttl_seconds, skew_seconds) for item in items]

@@ -20,6 +20,7 @@ __all__ = [
     "OPTIONAL_FIELDS",
     "ORDER_FIELDS",
     "REASONS",
+    "REQUEST_INVALID",
     "TOKEN_BAD_SIGNATURE",
     "TOKEN_EXPIRED",
     "TOKEN_FIELDS_CHANGED",
@@ -28,6 +29,7 @@ __all__ = [
     "TOKEN_NOT_YET_VALID",
     "TOKEN_UNKNOWN_KEY",
     "TOKEN_VERSION",
+    "WIRE_ENUMS",
 ]
 
 TOKEN_VERSION = "v1"
@@ -90,6 +92,29 @@ REASONS: tuple[str, ...] = (
     TOKEN_FIELDS_CHANGED,
 )
 
+#: ``verify_order_request``'s verdict when the request's order has no canonical
+#: encoding (a malformed wire format, an unknown or unspecified enum, a decimal field
+#: that is not a plain decimal). Not a token verdict: the caller validates the order
+#: field by field to say what is wrong. (The string fields go into the body as the
+#: bytes that arrived: bytes Risk never signed, invalid UTF-8 or a control character,
+#: simply do not verify.)
+REQUEST_INVALID = "REQUEST_INVALID"
+
+#: The enums the token binds, as ``tessera.common.v1.Order`` carries them on the wire
+#: (field number -> {wire value: canonical name}). An unspecified time in force (0) is
+#: GTC, as for every order Tessera accepts; the other enums have no default.
+WIRE_ENUMS: dict[str, dict[int, str]] = {
+    "market_type": {1: "FUTURES", 2: "SPOT"},
+    "side": {1: "BUY", 2: "SELL"},
+    "order_type": {1: "MARKET", 2: "LIMIT", 3: "STOP_MARKET", 4: "STOP_LIMIT"},
+    "time_in_force": {0: "GTC", 1: "GTC", 2: "IOC", 3: "FOK", 4: "GTD"},
+}
+#: In ``tessera.common.v1.Order`` (and so in ``SubmitOrderRequest.order`` and
+#: ``ExecuteOrderRequest.order``, both field 1, with the token as field 2) the bound
+#: fields are numbered 1 to 15 in ``ORDER_FIELDS`` order.
+WIRE_ORDER_FIELD = 1
+WIRE_TOKEN_FIELD = 2
+
 # Error messages built on the error path by both twins, so they match exactly.
 NOT_A_DECIMAL = "not a plain decimal number"
 TOO_MANY_DIGITS = f"more than {MAX_DECIMAL_DIGITS} significant digits"
@@ -146,3 +171,4 @@ def check_issued_at(issued_at: object) -> int:
 
 
 NONCE_ERROR = "nonce must be 32 lowercase hex characters"
+BATCH_ERROR = "not a valid batch of order requests"

@@ -232,6 +232,90 @@ def _verification_vectors() -> list[dict[str, Any]]:
     return vectors
 
 
+# -- requests as they arrive (verify_order_request) ------------------------------------------
+_WIRE_VALUES = {name: {text: number for number, text in table.items() if number} for name, table in fmt.WIRE_ENUMS.items()}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: bytes | int) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def wire_order(order: dict[str, Any]) -> bytes:
+    """A ``tessera.common.v1.Order`` with the bound fields of ``order``, as protobuf
+    encodes it (fields in number order, defaults left out)."""
+    out = bytearray()
+    for index, name in enumerate(fmt.ORDER_FIELDS):
+        value = order.get(name)
+        if name in fmt.WIRE_ENUMS:
+            number = _WIRE_VALUES[name][value] if value is not None else 0
+            if number:
+                out += _field(index + 1, number)
+        elif name in fmt.BOOL_FIELDS:
+            if value:
+                out += _field(index + 1, 1)
+        elif value not in (None, ""):
+            out += _field(index + 1, str(value).encode("utf-8"))
+    return bytes(out)
+
+
+def wire_request(order: dict[str, Any], token: str, extra: bytes = b"") -> bytes:
+    """A ``SubmitOrderRequest`` (``ExecuteOrderRequest`` has the same layout)."""
+    return _field(fmt.WIRE_ORDER_FIELD, wire_order(order) + extra) + (_field(fmt.WIRE_TOKEN_FIELD, token.encode()) if token else b"")
+
+
+def _wire_vectors() -> list[dict[str, Any]]:
+    ring = _verifier_ring()
+    order = _order()
+    nonce = "00112233445566778899aabbccddeeff"
+    token = ref.sign_token(_ring(KEY_CURRENT), ref.canonical_order_body(order), ISSUED_AT, nonce)
+    fresh = ISSUED_AT + 10.0
+    request = wire_request(order, token)
+    # Fields the token does not bind: status 18, filled_quantity 19, order_time 22 (a Timestamp).
+    unsigned = _field(18, 2) + _field(19, b"0") + _field(22, _field(1, ISSUED_AT))
+    first, second = wire_order({**order, "quantity": None}), wire_order({"quantity": order["quantity"]})
+    cases: list[tuple[str, bytes, float, str]] = [
+        ("valid", request, fresh, fmt.OK),
+        ("valid_decimals_spelled_otherwise", wire_request(_order(quantity="0.01500", price="064250.50"), token),
+         fresh, fmt.OK),
+        ("valid_with_unsigned_and_unknown_fields", wire_request(order, token, unsigned + _field(99, b"x")), fresh, fmt.OK),
+        ("valid_time_in_force_unspecified_is_gtc", wire_request({**order, "time_in_force": None}, token), fresh, fmt.OK),
+        ("valid_order_in_two_parts_merged", _field(1, first) + _field(1, second) + _field(2, token.encode()),
+         fresh, fmt.OK),
+        ("valid_last_token_wins", _field(2, b"v1.garbage") + request, fresh, fmt.OK),
+        ("fields_changed_quantity", wire_request(_order(quantity="0.15"), token), fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_account_bytes", wire_request(_order(account="acct-other"), token), fresh,
+         fmt.TOKEN_FIELDS_CHANGED),
+        ("missing_token", wire_request(order, ""), fresh, fmt.TOKEN_MISSING),
+        ("expired", request, ISSUED_AT + 3600.0, fmt.TOKEN_EXPIRED),
+        ("invalid_unknown_side", wire_request(order, token, _field(7, 9)), fresh, fmt.REQUEST_INVALID),
+        ("invalid_market_type_unspecified", wire_request({**order, "market_type": None}, token), fresh,
+         fmt.REQUEST_INVALID),
+        ("invalid_decimal_with_exponent", wire_request(_order(quantity="1.5e-2"), token), fresh, fmt.REQUEST_INVALID),
+        ("invalid_truncated", request[:-7], fresh, fmt.REQUEST_INVALID),
+        ("invalid_group_wire_type", request + _varint(5 << 3 | 3), fresh, fmt.REQUEST_INVALID),
+    ]
+    vectors = []
+    for name, data, now, reason in cases:
+        result = ref.verify_order_request(ring, data, now, TTL, SKEW)
+        if result.reason != reason:
+            raise AssertionError(f"wire vector {name}: expected {reason}, reference gives {result.reason}")
+        vectors.append({"name": name, "request_hex": data.hex(), "now": now, "ttl_seconds": TTL,
+                        "skew_seconds": SKEW, "expected_reason": reason})
+    return vectors
+
+
 def build_vectors() -> dict[str, Any]:
     """Return the whole vector document as plain JSON-compatible data."""
     return {
@@ -246,6 +330,9 @@ def build_vectors() -> dict[str, Any]:
             "previous": [{"key_id": KEY_PREVIOUS, "secret_hex": SECRET_PREVIOUS.hex()}],
         },
         "verification_vectors": _verification_vectors(),
+        "wire_note": "verify_order_request: a serialized SubmitOrderRequest / ExecuteOrderRequest "
+                     "(order in field 1, token in field 2), verified with verification_key_ring.",
+        "wire_vectors": _wire_vectors(),
     }
 
 

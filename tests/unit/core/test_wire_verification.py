@@ -1,0 +1,213 @@
+"""Token verification from the wire: ``verify_order_request`` on the serialized request.
+
+Both twins, against the vectors in ``docs/token-vectors.json``, against requests the
+protobuf library serializes, and against each other on mutated and random bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import core_ext
+from core_ext import token_format, vectors
+from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2
+from tessera.oms.v1 import oms_pb2
+
+VECTORS = json.loads(vectors.DEFAULT_PATH.read_text(encoding="utf-8"))
+SECRET = b"wire-test-secret-0123456789abcdef-01"
+ISSUED_AT = 1_700_000_000
+NOW = float(ISSUED_AT + 1)
+
+
+def _vector_ring(impl):
+    config = VECTORS["verification_key_ring"]
+    return impl.KeyRing(
+        config["current"]["key_id"], bytes.fromhex(config["current"]["secret_hex"]),
+        [(k["key_id"], bytes.fromhex(k["secret_hex"])) for k in config["previous"]],
+    )
+
+
+@pytest.mark.parametrize("case", VECTORS["wire_vectors"], ids=lambda c: c["name"])
+def test_wire_vectors(impl, case):
+    result = impl.verify_order_request(_vector_ring(impl), bytes.fromhex(case["request_hex"]), case["now"],
+                                       case["ttl_seconds"], case["skew_seconds"])
+    assert result.reason == case["expected_reason"]
+    assert result.ok is (case["expected_reason"] == "OK")
+
+
+@pytest.mark.parametrize("case", [c for c in VECTORS["wire_vectors"] if c["expected_reason"] != "REQUEST_INVALID"],
+                         ids=lambda c: c["name"])
+def test_wire_vectors_are_requests_protobuf_parses(case):
+    request = oms_pb2.SubmitOrderRequest.FromString(bytes.fromhex(case["request_hex"]))
+    assert request.order.account in ("acct-main", "acct-other")
+    assert request.order.symbol == "BTCUSDT"
+
+
+def test_the_wire_enum_tables_match_the_contract():
+    enums = {"market_type": pb.MarketType, "side": pb.Side, "order_type": pb.OrderType,
+             "time_in_force": pb.TimeInForce}
+    for field, enum in enums.items():
+        prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+        declared = {v.number: v.name.removeprefix(prefix) for v in enum.DESCRIPTOR.values if v.number}
+        table = {number: name for number, name in token_format.WIRE_ENUMS[field].items() if number}
+        assert table == declared
+    assert token_format.WIRE_ENUMS["time_in_force"][0] == "GTC"
+
+
+def test_the_bound_fields_are_numbered_as_the_contract_numbers_them():
+    numbers = {f.name: f.number for f in pb.Order.DESCRIPTOR.fields}
+    assert [numbers[name] for name in token_format.ORDER_FIELDS] == list(range(1, len(token_format.ORDER_FIELDS) + 1))
+    for message in (oms_pb2.SubmitOrderRequest, exchange_pb2.ExecuteOrderRequest):
+        fields = message.DESCRIPTOR.fields_by_name
+        assert fields["order"].number == token_format.WIRE_ORDER_FIELD
+        assert fields["risk_token"].number == token_format.WIRE_TOKEN_FIELD
+
+
+def _order(**changes) -> pb.Order:
+    order = pb.Order(
+        order_id="0b5e3b8e-6a51-4c1d-9f3e-2d4b7a9c1e22", client_order_id="tsr-0001", account="acct-1",
+        venue="aster", market_type=pb.MARKET_TYPE_FUTURES, symbol="BTCUSDT", side=pb.SIDE_SELL,
+        order_type=pb.ORDER_TYPE_STOP_LIMIT, quantity="0.015", price="64000", stop_price="64100.5",
+        time_in_force=pb.TIME_IN_FORCE_IOC, reduce_only=True, leverage="3",
+        status=pb.ORDER_STATUS_APPROVED, filled_quantity="0", version=1,
+    )
+    for name, value in changes.items():
+        setattr(order, name, value)
+    return order
+
+
+def _fields(order: pb.Order) -> dict[str, object]:
+    """The bound fields as the OMS's field-by-field path reads them."""
+    fields: dict[str, object] = {}
+    for name in token_format.ORDER_FIELDS:
+        value = getattr(order, name)
+        if name in token_format.WIRE_ENUMS:
+            value = token_format.WIRE_ENUMS[name][value]
+        fields[name] = value
+    return fields
+
+
+def _signed(impl, order: pb.Order):
+    ring = impl.KeyRing("k1", SECRET)
+    return ring, impl.sign_token(ring, impl.canonical_order_body(_fields(order)), ISSUED_AT)
+
+
+@pytest.mark.parametrize("request_type", [oms_pb2.SubmitOrderRequest, exchange_pb2.ExecuteOrderRequest])
+def test_a_request_protobuf_serializes_verifies_as_its_fields_do(impl, request_type):
+    order = _order()
+    ring, token = _signed(impl, order)
+    data = request_type(order=order, risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).ok
+    assert impl.verify_order_request(ring, data, NOW).nonce == token.split(".")[3]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("order_id", "0b5e3b8e-6a51-4c1d-9f3e-2d4b7a9c1e23"), ("client_order_id", "tsr-0002"), ("account", "acct-2"),
+     ("venue", "other"), ("market_type", pb.MARKET_TYPE_SPOT), ("symbol", "ETHUSDT"), ("side", pb.SIDE_BUY),
+     ("order_type", pb.ORDER_TYPE_LIMIT), ("quantity", "0.016"), ("price", "64000.1"), ("stop_price", ""),
+     ("time_in_force", pb.TIME_IN_FORCE_GTC), ("reduce_only", False), ("post_only", True), ("leverage", "")],
+)
+def test_every_bound_field_changed_on_the_wire_is_refused(impl, name, value):
+    ring, token = _signed(impl, _order())
+    data = oms_pb2.SubmitOrderRequest(order=_order(**{name: value}), risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).reason == "TOKEN_FIELDS_CHANGED"
+
+
+def test_unbound_fields_may_differ(impl):
+    ring, token = _signed(impl, _order())
+    other = _order(status=pb.ORDER_STATUS_FILLED, filled_quantity="0.015", order_manager_id="batch-1", version=9)
+    assert impl.verify_order_request(ring, oms_pb2.SubmitOrderRequest(order=other, risk_token=token)
+                                     .SerializeToString(), NOW).ok
+
+
+def test_the_token_verdicts_are_verify_tokens(impl):
+    order = _order()
+    ring, token = _signed(impl, order)
+    body = impl.canonical_order_body(_fields(order))
+    for candidate, now in [("", NOW), (token[:-1] + ("A" if token[-1] != "A" else "B"), NOW), (token, NOW + 3600),
+                           (token, float(ISSUED_AT - 60)), ("v1.nope", NOW)]:
+        data = oms_pb2.SubmitOrderRequest(order=order, risk_token=candidate).SerializeToString()
+        assert impl.verify_order_request(ring, data, now) == impl.verify_token(ring, candidate, body, now)
+
+
+def test_batches_are_verified_item_by_item_in_order(impl):
+    order = _order()
+    ring, token = _signed(impl, order)
+    batch = oms_pb2.SubmitOrdersRequest(orders=[
+        oms_pb2.SubmitOrderRequest(order=order, risk_token=token),
+        oms_pb2.SubmitOrderRequest(order=_order(quantity="1"), risk_token=token),
+        oms_pb2.SubmitOrderRequest(order=order),
+    ]).SerializeToString()
+    assert [r.reason for r in impl.verify_order_requests(ring, batch, NOW)] == ["OK", "TOKEN_FIELDS_CHANGED",
+                                                                                "TOKEN_MISSING"]
+    assert impl.verify_order_requests(ring, b"", NOW) == []
+    with pytest.raises(ValueError, match="not a valid batch"):
+        impl.verify_order_requests(ring, batch[:-3], NOW)
+
+
+def test_caller_errors_raise_as_verify_token_does(impl):
+    ring = impl.KeyRing("k1", SECRET)
+    with pytest.raises(TypeError):
+        impl.verify_order_request(ring, "not bytes", NOW)
+    with pytest.raises(ValueError):
+        impl.verify_order_request(ring, b"", float("nan"))
+
+
+# -- the twins agree ----------------------------------------------------------------------------
+PROFILE = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def twins():
+    from conftest import load_or_fail
+
+    compiled, python = load_or_fail("cython"), core_ext.load_implementation("python")
+    rings = tuple(m.KeyRing("k1", SECRET) for m in (compiled, python))
+    token = python.sign_token(rings[1], python.canonical_order_body(_fields(_order())), ISSUED_AT)
+    valid = oms_pb2.SubmitOrderRequest(order=_order(), risk_token=token).SerializeToString()
+    return compiled, python, rings, valid
+
+
+def _same(twins, data: bytes, now: float = NOW) -> None:
+    compiled, python, (ring_c, ring_p), _ = twins
+    a, b = compiled.verify_order_request(ring_c, data, now), python.verify_order_request(ring_p, data, now)
+    assert (a.reason, a.key_id, a.issued_at, a.nonce) == (b.reason, b.key_id, b.issued_at, b.nonce)
+
+
+@PROFILE
+@given(data=st.data())
+def test_twins_agree_on_mutated_requests(twins, data):
+    request = bytearray(twins[3])
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(request) - 1))
+        action = data.draw(st.sampled_from(["set", "delete", "insert"]))
+        if action == "set":
+            request[at] = data.draw(st.integers(0, 255))
+        elif action == "delete":
+            del request[at]
+        else:
+            request.insert(at, data.draw(st.integers(0, 255)))
+    _same(twins, bytes(request))
+
+
+@PROFILE
+@given(st.binary(max_size=400))
+def test_twins_agree_on_random_bytes(twins, raw):
+    _same(twins, raw)
+
+
+def test_twins_agree_on_many_seeded_mutations(twins):
+    generator = random.Random(7)
+    valid = twins[3]
+    for _ in range(5000):
+        request = bytearray(valid)
+        for _ in range(generator.randint(1, 3)):
+            request[generator.randrange(len(request))] = generator.randrange(256)
+        _same(twins, bytes(request))
