@@ -10,6 +10,7 @@ from setuptools import Extension, setup
 EXTENSIONS = [
     Extension("core_ext._token_c", ["core_ext/_token_c.pyx"], libraries=["crypto"]),
     Extension("core_ext._fsm_c", ["core_ext/_fsm_c.pyx"]),
+    Extension("core_ext._chain_c", ["core_ext/_chain_c.pyx"], libraries=["crypto"]),
 ]
 
 setup(

@@ -1,8 +1,9 @@
-"""Tessera's compiled hot path (risk token, order state machine) and its pure-Python twin.
+"""Tessera's compiled hot path (risk token, order state machine, the order-event hash
+chain) and its pure-Python twin.
 
 Importing this package selects an implementation: the compiled Cython modules
-(``_token_c``, ``_fsm_c``) when they import, else the pure-Python twins
-(``_token_py``, ``_fsm_py``). ``TESSERA_PURE_PYTHON=1`` forces the twins.
+(``_token_c``, ``_fsm_c``, ``_chain_c``) when they import, else the pure-Python twins
+(``_token_py``, ``_fsm_py``, ``_chain_py``). ``TESSERA_PURE_PYTHON=1`` forces the twins.
 ``IMPLEMENTATION`` says which one is in use ("cython" or "python");
 :func:`load_implementation` gives either one explicitly (tests run against both).
 """
@@ -13,6 +14,7 @@ import importlib
 import os
 import types
 
+from core_ext._chain_py import CHAIN_VERSION
 from core_ext.errors import CanonicalEncodingError, IllegalTransition, KeyConfigError
 from core_ext.token_format import (
     BOOL_FIELDS,
@@ -36,8 +38,8 @@ from core_ext.transitions import ORDER_STATUSES, TERMINAL_STATUSES, TRANSITIONS
 
 IMPLEMENTATIONS = ("cython", "python")
 _MODULES = {
-    "cython": ("core_ext._token_c", "core_ext._fsm_c"),
-    "python": ("core_ext._token_py", "core_ext._fsm_py"),
+    "cython": ("core_ext._token_c", "core_ext._fsm_c", "core_ext._chain_c"),
+    "python": ("core_ext._token_py", "core_ext._fsm_py", "core_ext._chain_py"),
 }
 #: Names each implementation provides (the public API that differs per twin).
 IMPLEMENTED_NAMES = (
@@ -52,6 +54,8 @@ IMPLEMENTED_NAMES = (
     "transition",
     "can_transition",
     "is_terminal",
+    "canonical_event",
+    "event_hash",
 )
 
 
@@ -71,9 +75,10 @@ def load_implementation(name: str) -> types.SimpleNamespace:
     """
     if name not in _MODULES:
         raise ValueError(f"unknown implementation {name!r}; expected one of {IMPLEMENTATIONS}")
-    token_module, fsm_module = (importlib.import_module(m) for m in _MODULES[name])
+    token_module, fsm_module, chain_module = (importlib.import_module(m) for m in _MODULES[name])
     api = {attr: getattr(token_module, attr) for attr in IMPLEMENTED_NAMES if hasattr(token_module, attr)}
     api.update({attr: getattr(fsm_module, attr) for attr in ("transition", "can_transition", "is_terminal")})
+    api.update({attr: getattr(chain_module, attr) for attr in ("canonical_event", "event_hash")})
     return types.SimpleNamespace(IMPLEMENTATION=name, **api)
 
 
@@ -99,10 +104,13 @@ verify_order_requests = _selected.verify_order_requests
 transition = _selected.transition
 can_transition = _selected.can_transition
 is_terminal = _selected.is_terminal
+canonical_event = _selected.canonical_event
+event_hash = _selected.event_hash
 del _selected
 
 __all__ = [
     "BOOL_FIELDS",
+    "CHAIN_VERSION",
     "CanonicalEncodingError",
     "DECIMAL_FIELDS",
     "DEFAULT_SKEW_SECONDS",
@@ -130,7 +138,9 @@ __all__ = [
     "VerifyResult",
     "can_transition",
     "canonical_decimal",
+    "canonical_event",
     "canonical_order_body",
+    "event_hash",
     "is_terminal",
     "load_implementation",
     "sign_token",
