@@ -36,6 +36,9 @@ def add_verify_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-doubt-after", type=float, default=None, metavar="SECONDS",
                         help="also report orders in doubt (SUBMITTED, no venue answer) for longer than this")
     parser.add_argument("--no-ledger", action="store_true", help="skip the ledger and position checks")
+    parser.add_argument("--require-ledger", action="store_true",
+                        help="also report trades the ledger does not hold yet (for a store whose Risk replicas "
+                             "have caught up; while orders flow, Risk applies new trades within milliseconds)")
     parser.add_argument("--venue-sim", default="", metavar="URL",
                         help="also check the store against a venue simulator's orders, trades and placements")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -70,7 +73,7 @@ def venue_record(base_url: str) -> Any:
 
 
 def verify(url: str, *, require_terminal: bool = False, in_doubt_after: float | None = None,
-           ledger: bool = True, venue_sim: str = "") -> Any:
+           ledger: bool = True, require_ledger: bool = False, venue_sim: str = "") -> Any:
     """Run every check on the store at ``url``; returns the :class:`~services.reliability.Report`.
 
     Raises
@@ -90,7 +93,8 @@ def verify(url: str, *, require_terminal: bool = False, in_doubt_after: float | 
         if at != head:
             raise RuntimeError(f"the store is at schema revision {at}, not {head}: migrate it first "
                                "(python -m services.store)")
-        report = check_store(engine, require_terminal=require_terminal, in_doubt_after=in_doubt_after, ledger=ledger)
+        report = check_store(engine, require_terminal=require_terminal, in_doubt_after=in_doubt_after, ledger=ledger,
+                             require_ledger=require_ledger)
         if venue_sim:
             check_against_venue(engine, venue_record(venue_sim), report=report)
         return report
@@ -106,7 +110,7 @@ def cmd_verify_store(args: argparse.Namespace) -> int:
     url = args.database_url or database_url()
     try:
         report = verify(url, require_terminal=args.require_terminal, in_doubt_after=args.in_doubt_after,
-                        ledger=not args.no_ledger, venue_sim=args.venue_sim)
+                        ledger=not args.no_ledger, require_ledger=args.require_ledger, venue_sim=args.venue_sim)
     except (SQLAlchemyError, OSError, RuntimeError, ValueError) as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         err(f"cannot verify {safe_url(make_url(url)) if '://' in url else url}: {detail}")
@@ -116,7 +120,7 @@ def cmd_verify_store(args: argparse.Namespace) -> int:
     else:
         print(f"store: {safe_url(url)}")
         print(f"checked {report.orders} orders, {report.events} events, {report.trades} trades "
-              f"({report.open_orders} orders still working)")
+              f"({report.open_orders} orders still working, {report.ledger_pending} trades not in the ledger yet)")
         print(f"store digest: {report.digest}")
         for violation in report.violations:
             print(f"  {violation}")

@@ -51,9 +51,11 @@ def _save_statement(columns: tuple[str, ...]) -> Any:
 class OrderRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
-        # Order managers whose batch progress this unit of work may have moved; the
-        # unit of work refreshes them just before it commits.
+        # Order managers whose batch progress this unit of work may have moved; whoever
+        # commits it refreshes them first (services.store.uow.refresh_managers).
         self.touched_managers: set[str] = set()
+        # The events written, (order_id, to_status, event_time), for the order metrics.
+        self.written_events: list[tuple[str, str, Any]] = []
 
     # -- writes ---------------------------------------------------------------------
     def add(self, order: Order) -> None:
@@ -124,6 +126,7 @@ class OrderRepository:
     def _write_events(self, order: Order, rows: list[dict[str, Any]], head: str | None) -> None:
         if rows:
             self.session.execute(insert(events_t), rows)
+            self.written_events += [(row["order_id"], row["to_status"], row["event_time"]) for row in rows]
         order.new_events.clear()
         order.last_event_hash = head
 

@@ -18,6 +18,7 @@ from its first statement until it ends, so never keep two open in one thread; a
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
@@ -27,7 +28,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import SQLITE_BEGIN_OPTION, database_url, make_engine, safe_url
 from .migrate import upgrade
-from .observe import observe_order_events
 from .repositories import (
     AccountActivityRepository,
     AnomalyRepository,
@@ -107,14 +107,42 @@ class UnitOfWork(AbstractUnitOfWork):
         return self.session
 
     def commit(self) -> None:
-        session = self._open_session()
-        for unique_identifier in sorted(self.orders.touched_managers):
-            self.order_managers.refresh(unique_identifier)
-        self.orders.touched_managers.clear()
-        session.commit()
+        self._open_session().commit()
 
     def rollback(self) -> None:
         self._open_session().rollback()
+
+
+class JoinedUnitOfWork(AbstractUnitOfWork):
+    """The repositories on a session that joined a transaction someone else owns (the
+    writer's batch, see :mod:`services.store.database`): it neither commits nor rolls
+    back; its owner does."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.orders = OrderRepository(session)
+        self.trades = TradeRepository(session)
+        self.order_managers = OrderManagerRepository(session)
+        self.trading_state = TradingStateRepository(session)
+        self.anomalies = AnomalyRepository(session)
+        self.positions = PositionRepository(session)
+        self.account_activity = AccountActivityRepository(session)
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def rollback(self) -> None:
+        pass
+
+
+def refresh_managers(order_managers: OrderManagerRepository, unique_identifiers: Iterable[str]) -> None:
+    """Bring the order managers whose orders moved up to date (their batch status, see
+    :mod:`services.domain.batches`): what a writer does before it commits."""
+    for unique_identifier in sorted(set(unique_identifiers)):
+        order_managers.refresh(unique_identifier)
 
 
 class Store:
@@ -123,7 +151,6 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session_factory = sessionmaker(engine, expire_on_commit=False)
-        observe_order_events(self.session_factory)  # tessera_orders_total, after each commit
         reader = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
         self.read_session_factory = sessionmaker(reader, expire_on_commit=False)
 

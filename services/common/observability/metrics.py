@@ -84,16 +84,26 @@ def _order_submitted(order_id: str, at: dt.datetime) -> None:
             _SUBMITTED.popitem(last=False)
 
 
+_order_children: dict[str, Any] = {}
+
+
 def events_committed(events: Iterable[Any]) -> None:
-    """Order events (``services.domain.OrderEvent`` or ``order_events_ts`` rows) a
-    transaction has just committed (see :mod:`services.store.observe`)."""
+    """Order events a transaction has just committed (the store's writer reports them,
+    see :mod:`services.store.database`): ``(order_id, to_status, event_time)`` tuples,
+    ``order_events_ts`` rows or ``services.domain.OrderEvent`` objects."""
     try:
         for event in events:
-            if isinstance(event, dict):  # an order_events_ts row
+            if isinstance(event, tuple):
+                order_id, status, at = event
+                status = _status_name(status)
+            elif isinstance(event, dict):  # an order_events_ts row
                 order_id, status, at = event["order_id"], _status_name(event["to_status"]), event["event_time"]
             else:
                 order_id, status, at = event.order_id, _status_name(event.to_status), event.event_time
-            ORDERS.labels(status).inc()
+            child = _order_children.get(status)
+            if child is None:
+                child = _order_children[status] = ORDERS.labels(status)
+            child.inc()
             if status == "SUBMITTED":
                 _order_submitted(order_id, at)
             elif status in _TERMINAL:

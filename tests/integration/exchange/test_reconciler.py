@@ -10,7 +10,7 @@ import pytest
 
 import core_ext
 from services.common import convert
-from services.common.db import Database
+from services.store.database import Database
 from services.domain import LiquiditySide, OrderStatus, utcnow
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.reconciler import Reconciler

@@ -111,4 +111,23 @@ def build_history(store: Store) -> dict[str, str]:
     in_doubt = _approved(store)
     _submit(store, in_doubt.order_id, in_doubt.token_nonce)
     ids["in_doubt"] = in_doubt.order_id
+    follow_ledger(store)
     return ids
+
+
+def follow_ledger(store: Store) -> None:
+    """What the Risk replica that owns the accounts does: apply the stored fills to the
+    ledger and write its entries and positions."""
+    import asyncio
+
+    import core_ext
+    from services.risk.engine import RiskEngine
+    from services.risk.limits import RiskLimits
+    from services.store.database import Database
+
+    db = Database(store, owns_store=False)
+    try:
+        asyncio.run(RiskEngine(db, core_ext.KeyRing("k1", b"history-ledger-secret-0123456789abcdef"),
+                               RiskLimits.from_env({})).sync())
+    finally:
+        db.close()

@@ -16,7 +16,7 @@ import order_factory
 import pytest
 
 import core_ext
-from services.common.db import Database
+from services.store.database import Database
 from services.domain import OrderStatus, utcnow
 from services.oms.reconciler import Reconciler
 from tessera.common.v1 import types_pb2 as common_pb

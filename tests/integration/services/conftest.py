@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 import core_ext
-from services.common.db import Database
+from services.store.database import Database
 from services.domain import Order, OrderStatus
 from services.store import Store
 from services.store.engine import normalize_url, safe_url

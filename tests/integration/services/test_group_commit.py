@@ -1,4 +1,4 @@
-"""Group commit (services.common.db.Database): concurrent writes share one transaction,
+"""Group commit (services.store.database.Database): concurrent writes share one transaction,
 each in its own savepoint, and are answered only after the commit."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from services.common.db import Database
+from services.store.database import Database
 from services.domain import TradingState
 from services.store import Store, UnitOfWork
 

@@ -55,53 +55,82 @@ def test_committed_events_count_by_status_and_time_submit_to_fill() -> None:
     assert value("tessera_submit_to_fill_seconds_sum") - sum_before == pytest.approx(2.0)
 
 
-def test_the_store_counts_events_only_once_committed(store: Store) -> None:
-    def pending() -> float:
-        return value("tessera_orders_total", status="PENDING")
+def _database(store: Store, seen: list) -> "Database":
+    from services.store.database import Database
 
-    def approved() -> float:
-        return value("tessera_orders_total", status="APPROVED")
+    def report(events) -> None:
+        seen.append(list(events))
+        metrics.events_committed(events)
 
-    start = pending(), approved()
+    return Database(store, on_events=report)
+
+
+def test_the_writer_counts_events_only_once_committed(store: Store) -> None:
+    import asyncio
+    import threading
+
+    from services.store.order_sets import NEW_ORDERS
+
+    seen: list = []
+    db = _database(store, seen)
+    start = value("tessera_orders_total", status="PENDING"), value("tessera_orders_total", status="APPROVED")
     order = build_order()
     order.record_creation()
     order.transition(OrderStatus.APPROVED)
-    with store.uow() as uow:
-        uow.orders.add(order)
-        assert (pending(), approved()) == start  # written, not committed
-        uow.commit()
-    assert (pending() - start[0], approved() - start[1]) == (1, 1)
+    gate, committed = threading.Event(), threading.Event()
 
-    rolled_back = build_order()
-    rolled_back.record_creation()
-    with store.uow() as uow:
-        uow.orders.add(rolled_back)  # never committed
-    assert pending() - start[0] == 1
+    async def scenario() -> None:
+        held = asyncio.ensure_future(db.run(lambda uow: gate.wait(10)))  # the writer is busy: nothing committed
+        await asyncio.sleep(0.05)
+        write = asyncio.ensure_future(db.write(NEW_ORDERS, order))
+        await asyncio.sleep(0.05)
+        assert (value("tessera_orders_total", status="PENDING"),
+                value("tessera_orders_total", status="APPROVED")) == start
+        gate.set()
+        await held
+        await write
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        db.close()
+    assert (value("tessera_orders_total", status="PENDING") - start[0],
+            value("tessera_orders_total", status="APPROVED") - start[1]) == (1, 1)
+    assert [status for batch in seen for _, status, _ in batch] == ["PENDING", "APPROVED"]
 
 
-def test_a_rolled_back_savepoint_takes_its_events_along(store: Store) -> None:
+def test_a_call_that_fails_in_a_shared_batch_takes_its_events_along(store: Store) -> None:
+    import asyncio
+    import threading
+
+    seen: list = []
+    db = _database(store, seen)
     start = value("tessera_orders_total", status="PENDING")
     kept, dropped = build_order(), build_order()
     kept.record_creation()
     dropped.record_creation()
-    with store.uow() as uow:
-        savepoint = uow.session.begin_nested()
-        uow.orders.add(dropped)
-        savepoint.rollback()
-        savepoint = uow.session.begin_nested()
-        uow.orders.add(kept)
-        savepoint.commit()
-        uow.commit()
-    assert value("tessera_orders_total", status="PENDING") - start == 1
+    gate = threading.Event()
 
-    released = build_order()
-    released.record_creation()
-    with store.uow() as uow:
-        savepoint = uow.session.begin_nested()
-        uow.orders.add(released)
-        savepoint.commit()  # released, but the transaction is never committed
-        assert value("tessera_orders_total", status="PENDING") - start == 1
+    def add_then_fail(uow) -> None:
+        uow.orders.add(dropped)
+        raise ValueError("refused")
+
+    async def scenario() -> list:
+        held = asyncio.ensure_future(db.run(lambda uow: gate.wait(10)))
+        await asyncio.sleep(0.05)
+        calls = [asyncio.ensure_future(db.run(add_then_fail)), asyncio.ensure_future(db.run(lambda uow: uow.orders.add(kept)))]
+        await asyncio.sleep(0.05)
+        gate.set()
+        await held
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        outcomes = asyncio.run(scenario())
+    finally:
+        db.close()
+    assert isinstance(outcomes[0], ValueError) and outcomes[1] is None
     assert value("tessera_orders_total", status="PENDING") - start == 1
+    assert [order_id for batch in seen for order_id, _, _ in batch] == [kept.order_id]
 
 
 def test_risk_rejections_count_each_reason() -> None:

@@ -1,0 +1,383 @@
+"""The services' async bridge to the store: one writer with group commit, and readers.
+
+gRPC servicers run on asyncio; the database calls are synchronous. Every write of a
+process goes through one writer thread that commits concurrent requests together
+(group commit), on one connection it keeps:
+
+* **set writes** (:meth:`Database.write`, :meth:`Database.write_many`): the order path.
+  Each names a :class:`SetWrite` kind (new orders, claims, fills, ...); the writer takes
+  every call queued meanwhile and gives each kind all of its items at once, so a kind
+  writes one multi-row statement per table for the whole batch (prebuilt SQL, no ORM
+  session, no savepoint per call). A kind settles each item itself: a lost
+  compare-and-set or a duplicate is that item's outcome, not the batch's.
+* **unit-of-work calls** (:meth:`Database.run`): ``fn(uow, *args)`` with the
+  repositories, for everything off the order path (cancels, order managers, the trading
+  state, the reconciler). Each runs in its own SAVEPOINT when it shares the batch, so
+  one that raises rolls back only itself.
+* One commit (one fsync on SQLite with ``synchronous=FULL``, one WAL flush on
+  PostgreSQL with ``synchronous_commit=on``) covers the batch, and every caller is
+  answered only after it: nothing is acknowledged before it is durable. When the commit
+  (or anything outside a call's own savepoint) fails, every call of the batch fails with
+  that error and nothing of it is kept.
+
+After the commit the writer reports the order events the batch stored (``on_events``,
+the services' order metrics) and brings the order managers whose orders it moved up to
+date, in the same transaction.
+
+:meth:`Database.read` runs read-only units of work on a small pool of reader threads
+(on SQLite a deferred transaction, which WAL lets run beside the writer), so reads never
+queue behind writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import threading
+from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypeVar
+
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from .codec import Codec
+from .uow import JoinedUnitOfWork, Store, UnitOfWork, refresh_managers
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an item type
+log = logging.getLogger(__name__)
+
+#: At most this many calls share one transaction. PostgreSQL: 64 unit-of-work calls,
+#: because each one's savepoint that writes is a subtransaction, and a transaction
+#: with more than 64 of them overflows PostgreSQL's per-backend subtransaction cache.
+#: Set writes take no savepoint: a batch takes up to ``MAX_SET_ITEMS`` of their items.
+DEFAULT_MAX_BATCH = {"sqlite": 256, "postgresql": 64}
+MAX_SET_ITEMS = 4096
+
+
+class WriteContext:
+    """What a set write gets: the batch's connection, the dialect's codec, and where to
+    note what the writer does after it (events to report, managers to refresh)."""
+
+    __slots__ = ("connection", "codec", "dialect", "events", "managers")
+
+    def __init__(self, connection: Connection, codec: Codec) -> None:
+        self.connection = connection
+        self.codec = codec
+        self.dialect = codec.dialect
+        #: Order events stored: (order_id, to_status, event_time) for the order metrics.
+        self.events: list[tuple[str, str, Any]] = []
+        #: Order managers whose orders this batch moved.
+        self.managers: set[str] = set()
+
+
+class SetWrite(Protocol[I]):
+    """One kind of set write: writes all of a batch's items of its kind at once."""
+
+    name: str
+
+    def write(self, context: WriteContext, items: Sequence[I]) -> list[Any]:
+        """Write ``items``; return one outcome per item, in order: its result, or the
+        exception that refuses it (returned, not raised). Raising fails the batch."""
+
+
+class _Pending:
+    __slots__ = ("loop", "future", "result", "error")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def settle(self) -> None:
+        """Hand the outcome to the caller's event loop (from the writer thread)."""
+        try:
+            self.loop.call_soon_threadsafe(self._resolve)
+        except RuntimeError:  # the caller's loop is closed: nobody is waiting
+            pass
+
+    def _resolve(self) -> None:
+        if self.future.done():  # the caller was cancelled
+            return
+        if self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
+
+
+class _Call(_Pending):
+    """``fn(uow, *args)`` in a unit of work."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.fn = fn
+        self.args = args
+
+
+class _Set(_Pending):
+    """Items of one set write; the result is their outcomes."""
+
+    __slots__ = ("kind", "items")
+
+    def __init__(self, kind: SetWrite[Any], items: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.kind = kind
+        self.items = items
+
+
+class Database(Generic[T]):
+    """The writer (group commit) and the readers of one process.
+
+    Parameters
+    ----------
+    store
+        The store to run against.
+    workers
+        Reader threads for :meth:`read` (default 2 on SQLite, 4 on PostgreSQL).
+    max_batch
+        At most this many unit-of-work calls share one transaction (default
+        :data:`DEFAULT_MAX_BATCH` for the dialect); 1 turns group commit off for them.
+    on_events
+        Called after each commit with the order events it stored, as
+        ``(order_id, to_status, event_time)`` tuples (the services' order metrics).
+    owns_store
+        :meth:`close` disposes of the store too (False: the caller keeps using it).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workers: int | None = None,
+        max_batch: int | None = None,
+        on_events: Callable[[list[tuple[str, str, Any]]], None] | None = None,
+        owns_store: bool = True,
+    ) -> None:
+        self.store = store
+        self.owns_store = owns_store
+        dialect = store.engine.dialect.name
+        self.codec = Codec(dialect)
+        if workers is None:
+            workers = 2 if dialect == "sqlite" else 4
+        self.max_batch = max(1, max_batch if max_batch is not None else DEFAULT_MAX_BATCH.get(dialect, 64))
+        self.on_events = on_events
+        self._readers = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="db-read")
+        self._queue: collections.deque[_Pending | None] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
+        self._connection: Connection | None = None
+        self._statements = 0  # run on the writer's connection in the current batch
+        self._closed = False
+        #: Batches committed and calls they carried (for tests and diagnostics).
+        self.batches = 0
+        self.calls = 0
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> "Database[Any]":
+        return cls(Store.from_url(url, migrate=True), **kwargs)
+
+    # -- the synchronous paths ----------------------------------------------------------------
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in its own unit of work, in the calling thread (tests, tools)."""
+        with self.store.uow() as uow:
+            result = fn(uow, *args)
+            refresh_managers(uow.order_managers, uow.orders.touched_managers)
+            uow.commit()
+            return result
+
+    def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in a read-only unit of work, in the calling thread; nothing is committed."""
+        with self.store.uow(read_only=True) as uow:
+            return fn(uow, *args)
+
+    # -- the async paths --------------------------------------------------------------------
+    def _enqueue(self, pending: _Pending) -> None:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the database is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
+                self._writer.start()
+            self._queue.append(pending)
+            self._ready.notify()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(uow, *args)`` in the next group commit; return once it is durable."""
+        call = _Call(fn, args, asyncio.get_running_loop())
+        self._enqueue(call)
+        return await call.future
+
+    async def write_many(self, kind: SetWrite[I], items: Iterable[I]) -> list[Any]:
+        """Write ``items`` of one kind in the next group commit; return once durable.
+
+        Returns one outcome per item, in order: its result or the exception that
+        refused it (a returned exception, not raised).
+
+        Raises
+        ------
+        Exception
+            The batch failed as a whole (the store is down, the commit failed).
+        """
+        items = list(items)
+        if not items:
+            return []
+        call = _Set(kind, items, asyncio.get_running_loop())
+        self._enqueue(call)
+        return await call.future
+
+    async def write(self, kind: SetWrite[I], item: I) -> Any:
+        """:meth:`write_many` of one item: its result, or its refusal raised."""
+        (outcome,) = await self.write_many(kind, [item])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(uow, *args)`` in a read-only unit of work on a reader thread.
+
+        It sees everything committed before it starts, so what a :meth:`run` returned
+        for is visible; ``fn`` must not write.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, fn, *args)
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._queue.append(None)
+            self._ready.notify()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+        self._readers.shutdown(wait=True)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self.owns_store:
+            self.store.dispose()
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                batch: list[_Pending] = []
+                calls = items = 0
+                stop = False
+                while self._queue and calls < self.max_batch and items < MAX_SET_ITEMS:
+                    pending = self._queue.popleft()
+                    if pending is None:
+                        stop = True
+                        break
+                    batch.append(pending)
+                    if isinstance(pending, _Set):
+                        items += len(pending.items)
+                    else:
+                        calls += 1
+            if batch:
+                self._commit(batch)
+            if stop:
+                # Calls queued after close() began are refused.
+                with self._ready:
+                    leftover = [c for c in self._queue if c is not None]
+                    self._queue.clear()
+                for pending in leftover:
+                    pending.error = RuntimeError("the database is closed")
+                    pending.settle()
+                return
+
+    def _open(self) -> Connection:
+        if self._connection is None or self._connection.closed or self._connection.invalidated:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = connection = self.store.engine.connect()
+            event.listen(connection, "before_cursor_execute", self._executed)
+        return self._connection
+
+    def _executed(self, *_args: Any) -> None:
+        self._statements += 1
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        sets = [p for p in batch if isinstance(p, _Set)]
+        calls = [p for p in batch if isinstance(p, _Call)]
+        connection: Connection | None = None
+        try:
+            connection = self._open()
+            self._statements = 0
+            with connection.begin() as transaction:
+                context = WriteContext(connection, self.codec)
+                self._write_sets(context, sets)
+                if calls:
+                    self._run_calls(context, calls, shared=len(batch) > 1)
+                if context.managers:
+                    with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+                        refresh_managers(JoinedUnitOfWork(session).order_managers, context.managers)
+                if not self._statements or not any(p.error is None for p in batch):
+                    transaction.rollback()  # nothing written, or nothing to keep: no commit
+            if self.on_events is not None and context.events:
+                try:
+                    self.on_events(context.events)
+                except Exception:  # noqa: BLE001 - never fail a committed batch over a metric
+                    log.debug("order events not reported", exc_info=True)
+        except BaseException as error:  # noqa: BLE001 - the batch failed: every call fails with it
+            log.warning("group commit of %d calls failed: %s", len(batch), error)
+            if isinstance(error, DBAPIError) and connection is not None and error.connection_invalidated:
+                self._connection = None
+            elif connection is not None and not connection.closed:
+                try:
+                    connection.rollback()
+                except Exception:  # noqa: BLE001 - the connection is gone: open a new one next time
+                    connection.invalidate()
+                    self._connection = None
+            for pending in batch:
+                pending.error = error
+                pending.result = None
+        self.batches += 1
+        self.calls += len(batch)
+        for pending in batch:
+            pending.settle()
+
+    @staticmethod
+    def _write_sets(context: WriteContext, sets: list[_Set]) -> None:
+        """Each kind's items of the batch in one ``write``, kinds in order of arrival."""
+        kinds: dict[int, tuple[SetWrite[Any], list[_Set]]] = {}
+        for pending in sets:
+            kinds.setdefault(id(pending.kind), (pending.kind, []))[1].append(pending)
+        for kind, pendings in kinds.values():
+            items = [item for pending in pendings for item in pending.items]
+            outcomes = kind.write(context, items)
+            if len(outcomes) != len(items):
+                raise AssertionError(f"{kind.name} settled {len(outcomes)} of {len(items)} items")
+            start = 0
+            for pending in pendings:
+                pending.result = outcomes[start:start + len(pending.items)]
+                start += len(pending.items)
+
+    @staticmethod
+    def _run_calls(context: WriteContext, calls: list[_Call], *, shared: bool) -> None:
+        connection = context.connection
+        with Session(bind=connection, join_transaction_mode="rollback_only") as session:
+            for call in calls:
+                uow = JoinedUnitOfWork(session)
+                savepoint = connection.begin_nested() if shared else None
+                try:
+                    call.result = call.fn(uow, *call.args)
+                except BaseException as error:  # noqa: BLE001 - handed to the caller
+                    call.error = error
+                    if savepoint is not None and savepoint.is_active:
+                        savepoint.rollback()
+                    # Alone in the batch (no savepoint): the batch rolls back, as every call failed.
+                    continue
+                if savepoint is not None:
+                    savepoint.commit()  # RELEASE: stays in the transaction
+                context.events += uow.orders.written_events
+                context.managers |= uow.orders.touched_managers
+
+
+__all__ = ["Database", "SetWrite", "UnitOfWork", "WriteContext"]

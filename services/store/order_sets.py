@@ -1,0 +1,480 @@
+"""The order path's writes, as sets: one multi-row statement per table per group commit.
+
+Three kinds of :class:`~services.store.database.SetWrite`, each taking every item of
+its kind that a batch carries:
+
+* :data:`NEW_ORDERS` (Risk): the decided orders and their first events (PENDING, then
+  APPROVED or REJECTED). Two statements: the orders, then the events of those stored.
+  An order whose client order id (or id) the account already used is refused
+  (:class:`DuplicateClientOrderId`), the others are stored.
+* :data:`CLAIMS` (the OMS, before the venue): APPROVED -> SUBMITTED. Three statements:
+  the orders and the trading state of their symbols, read together; the updates; the
+  events. Each claim is checked against what it read: the order exists, is APPROVED,
+  trading in its symbol is not HALTED (and, in REDUCING, the order only reduces the
+  account's position, summed from its trades).
+* :data:`FILLS` (the OMS, after the venue): the orders as the venue's answer left them,
+  their events and their trades. Three statements.
+
+The compare-and-set of every update is the order's ``last_sequence``: an update names
+the sequence it read, and the events it appends take the next ones, the
+``(order_id, sequence)`` key of ``order_events_ts``. A writer that lost the race
+(another OMS replica, a cancel) gets :class:`~services.domain.errors.StaleOrder` for
+that order alone, reloads and applies its change again.
+
+SQLite runs each statement with ``executemany`` (the driver steps one prepared
+statement through the rows, in C); PostgreSQL binds each column as one array and
+``unnest``s it (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``),
+one statement whatever the number of rows, prepared once. Values are converted by the
+dialect's :class:`~services.store.codec.Codec`, exactly as the column types store them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import core_ext
+from services.domain import (
+    LiquiditySide,
+    MarketType,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    Trade,
+    TradingState,
+    ledger,
+)
+from services.domain.errors import OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
+
+from .database import WriteContext
+from .errors import DuplicateClientOrderId, DuplicateOrderId
+from .mapping import ORDER_COLUMNS, ORDER_LIFECYCLE_COLUMNS, TRADE_COLUMNS
+from .models import order_events_table, orders_table, trades_table
+from .trading_state import GLOBAL_SCOPE
+
+EVENT_COLUMNS = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload",
+                 "prev_hash", "hash")
+#: The columns an update of the order path writes (``version`` is bumped by the statement).
+UPDATE_COLUMNS = ORDER_LIFECYCLE_COLUMNS
+#: At most this many ids in one ``IN (...)`` list on SQLite (its variable limit is 32766).
+IN_CHUNK = 500
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+_ENUMS = {"market_type": MarketType, "side": Side, "order_type": OrderType, "time_in_force": TimeInForce,
+          "status": OrderStatus, "previous_status": OrderStatus}
+_DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price"})
+_TIMES = frozenset({"expire_time", "order_time", "updated_time"})
+_JSON = frozenset({"reject_reasons", "raw_venue_payload"})
+_FLAGS = frozenset({"reduce_only", "post_only"})
+
+
+# -- values ----------------------------------------------------------------------------------
+def _pg_type(column: Any) -> str:
+    """The array element type PostgreSQL binds a column of this table as."""
+    name = type(column.type).__name__
+    return {"DecimalString": "numeric", "UTCDateTime": "timestamptz", "Boolean": "boolean",
+            "Integer": "integer", "BigInteger": "bigint"}.get(name, "jsonb" if column.name in _JSON
+                                                                  or column.name in ("payload", "raw_payload")
+                                                                  else "text")
+
+
+def order_values(codec: Any, order: Order, columns: Sequence[str] = ORDER_COLUMNS) -> list[Any]:
+    """The order's values for ``columns``, as the store keeps them."""
+    values = []
+    for name in columns:
+        value = getattr(order, name)
+        if name in _DECIMALS:
+            value = codec.derived_decimal(value) if name == "average_fill_price" else codec.decimal(value)
+        elif name in _TIMES:
+            value = codec.time(value)
+        elif name in _FLAGS:
+            value = codec.flag(value)
+        elif name == "reject_reasons":
+            value = codec.json(list(value or []))
+        elif name == "raw_venue_payload":
+            value = codec.json(value)
+        elif value is not None and name in _ENUMS:
+            value = value.value
+        values.append(value)
+    return values
+
+
+def order_from_values(codec: Any, row: Sequence[Any], columns: Sequence[str] = ORDER_COLUMNS) -> Order:
+    """An order from a row of ``columns`` as the database returns them."""
+    values: dict[str, Any] = {}
+    for name, value in zip(columns, row):
+        if value is None:
+            pass
+        elif name in _DECIMALS:
+            value = codec.decimal_from(value)
+        elif name in _TIMES:
+            value = codec.time_from(value)
+        elif name in _FLAGS:
+            value = bool(value)
+        elif name in _JSON:
+            value = codec.json_from(value)
+        elif name in _ENUMS:
+            value = _ENUMS[name](value)
+        values[name] = value
+    values["reject_reasons"] = list(values.get("reject_reasons") or [])
+    return Order(**values)
+
+
+def _event_values(codec: Any, event: OrderEvent, prev_hash: str | None) -> tuple[list[Any], str]:
+    digest = core_ext.event_hash(
+        prev_hash, order_id=event.order_id, sequence=event.sequence, event_time=event.event_time,
+        from_status=event.from_status, to_status=event.to_status, reason=event.reason, payload=event.payload,
+    )
+    return [event.order_id, event.sequence, codec.time(event.event_time),
+            event.from_status.value if event.from_status is not None else None, event.to_status.value,
+            event.reason, codec.json(event.payload or {}), prev_hash, digest], digest
+
+
+def chain(codec: Any, order: Order) -> tuple[list[list[Any]], str | None]:
+    """The rows of the order's new events, hash-chained from its stored head; the new head."""
+    rows, head = [], order.last_event_hash
+    for event in order.new_events:
+        row, head = _event_values(codec, event, head)
+        rows.append(row)
+    return rows, head
+
+
+def trade_values(codec: Any, trade: Trade) -> list[Any]:
+    values = []
+    for name in TRADE_COLUMNS:
+        value = getattr(trade, name)
+        if name in ("quantity", "price", "commission"):
+            value = codec.decimal(value)
+        elif name == "trade_time":
+            value = codec.time(value)
+        elif name == "raw_payload":
+            value = codec.json(value)
+        elif value is not None and name in ("side", "liquidity_side"):
+            value = value.value
+        values.append(value)
+    return values
+
+
+# -- statements --------------------------------------------------------------------------------
+def _columns(table: Any, names: Sequence[str]) -> list[Any]:
+    return [table.c[name] for name in names]
+
+
+@functools.lru_cache(maxsize=None)
+def insert_sql(dialect: str, table_name: str, names: tuple[str, ...], ignore_conflicts: bool = False) -> str:
+    """``INSERT`` of rows of ``names``: ``executemany`` on SQLite, ``unnest`` arrays on PostgreSQL."""
+    table = {t.name: t for t in (orders_table, order_events_table, trades_table)}[table_name]
+    column_list = ", ".join(names)
+    if dialect == "sqlite":
+        sql = f"INSERT INTO {table_name} ({column_list}) VALUES ({', '.join('?' for _ in names)})"
+        return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    arrays = ", ".join(f"%s::{_pg_type(c)}[]" if _pg_type(c) != "jsonb" else "%s::text[]::jsonb[]"
+                       for c in _columns(table, names))
+    sql = f"INSERT INTO {table_name} ({column_list}) SELECT * FROM unnest({arrays})"
+    return sql + (" ON CONFLICT DO NOTHING RETURNING order_id" if ignore_conflicts else "")
+
+
+@functools.lru_cache(maxsize=None)
+def update_sql(dialect: str) -> str:
+    """The compare-and-set update of an order's lifecycle columns on ``last_sequence``.
+
+    SQLite parameters: the new values, then ``order_id`` and the expected sequence.
+    PostgreSQL: one array per column in the same order; returns the updated ids.
+    """
+    if dialect == "sqlite":
+        assignments = ", ".join(f"{name} = ?" for name in UPDATE_COLUMNS)
+        return (f"UPDATE orders_ts SET {assignments}, version = version + 1 "
+                "WHERE order_id = ? AND last_sequence = ?")
+    names = (*UPDATE_COLUMNS, "order_id", "expected_sequence")
+    types = [*(_pg_type(orders_table.c[name]) for name in UPDATE_COLUMNS), "text", "integer"]
+    arrays = ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
+    assignments = ", ".join(f"{name} = v.{name}" for name in UPDATE_COLUMNS)
+    return (f"UPDATE orders_ts AS o SET {assignments}, version = o.version + 1 "
+            f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+            "WHERE o.order_id = v.order_id AND o.last_sequence = v.expected_sequence RETURNING o.order_id")
+
+
+@functools.lru_cache(maxsize=64)
+def claim_read_sql(dialect: str, count: int) -> str:
+    """The orders of a batch of claims and the trading state of their symbols, in one read."""
+    columns = ", ".join(f"o.{name}" for name in ORDER_COLUMNS)
+    states = ", ".join(f"(SELECT {column} FROM trading_state WHERE scope = {scope})"
+                       for scope in (f"'{GLOBAL_SCOPE}'", "'symbol:' || o.symbol") for column in ("state", "reason"))
+    if dialect == "sqlite":
+        return f"SELECT {columns}, {states} FROM orders_ts AS o WHERE o.order_id IN ({', '.join('?' * count)})"
+    return f"SELECT {columns}, {states} FROM orders_ts AS o WHERE o.order_id = ANY(%s)"
+
+
+def _execute(context: WriteContext, sql: str, rows: list[list[Any]]) -> Any:
+    """``rows`` through ``sql``: executemany on SQLite, one set of arrays on PostgreSQL."""
+    if context.dialect == "sqlite":
+        return context.connection.exec_driver_sql(sql, [tuple(row) for row in rows])
+    return context.connection.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows)))
+
+
+def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str] | None:
+    """Run the compare-and-set updates; the ids updated (None: all of them, SQLite's
+    fast path, where only the count is known)."""
+    result = _execute(context, update_sql(context.dialect), rows)
+    if context.dialect == "sqlite":
+        if result.rowcount == len(rows):
+            return None
+        # Some lost (never on SQLite's single writer, but the count says so): find which.
+        key = UPDATE_COLUMNS.index("last_sequence")
+        wanted = {row[-2]: row[key] for row in rows}
+        found = _read_sequences(context, list(wanted))
+        return {order_id for order_id, sequence in found.items() if wanted.get(order_id) == sequence}
+    return {row[0] for row in result}
+
+
+def _read_sequences(context: WriteContext, order_ids: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(order_ids), IN_CHUNK):
+        chunk = order_ids[start:start + IN_CHUNK]
+        sql = f"SELECT order_id, last_sequence FROM orders_ts WHERE order_id IN ({', '.join('?' * len(chunk))})"
+        found.update(context.connection.exec_driver_sql(sql, tuple(chunk)).all())
+    return found
+
+
+def _note_events(context: WriteContext, order: Order) -> None:
+    context.events += [(e.order_id, e.to_status.value, e.event_time) for e in order.new_events]
+    if order.order_manager_id and any(e.to_status.is_terminal or e.from_status in (None, OrderStatus.PENDING)
+                                      for e in order.new_events):
+        context.managers.add(order.order_manager_id)
+
+
+def _stored(order: Order, head: str | None, *, inserted: bool = False) -> Order:
+    order.new_events.clear()
+    order.last_event_hash = head
+    order.version = 1 if inserted else order.version + 1
+    return order
+
+
+# -- the kinds -------------------------------------------------------------------------------
+class NewOrders:
+    """Risk's decisions: new orders with their first events."""
+
+    name = "new orders"
+
+    def write(self, context: WriteContext, orders: Sequence[Order]) -> list[Any]:
+        codec = context.codec
+        order_rows, chains = [], []
+        for order in orders:
+            events, head = chain(codec, order)
+            values = order_values(codec, order)
+            values[ORDER_COLUMNS.index("version")] = 1
+            values[ORDER_COLUMNS.index("last_event_hash")] = head
+            order_rows.append(values)
+            chains.append((events, head))
+        result = _execute(context, insert_sql(context.dialect, "orders_ts", ORDER_COLUMNS, True), order_rows)
+        if context.dialect == "sqlite":
+            stored = None if result.rowcount == len(orders) else self._present(context, orders, order_rows)
+        else:
+            stored = {row[0] for row in result}
+        outcomes: list[Any] = []
+        event_rows: list[list[Any]] = []
+        for order, (events, head) in zip(orders, chains):
+            if stored is not None and order.order_id not in stored:
+                outcomes.append(self._refusal(context, order))
+                continue
+            _note_events(context, order)
+            event_rows += events
+            outcomes.append(_stored(order, head, inserted=True))
+        if event_rows:
+            _execute(context, insert_sql(context.dialect, "order_events_ts", EVENT_COLUMNS), event_rows)
+        return outcomes
+
+    @staticmethod
+    def _present(context: WriteContext, orders: Sequence[Order], rows: list[list[Any]]) -> set[str]:
+        """Which of the orders the insert stored (SQLite, when some were refused): those
+        present now with the values written."""
+        ids = [order.order_id for order in orders]
+        stored: set[str] = set()
+        key = ORDER_COLUMNS.index("client_order_id")
+        written = {row[0]: row[key] for row in rows}
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start:start + IN_CHUNK]
+            sql = (f"SELECT order_id, client_order_id, last_event_hash FROM orders_ts "
+                   f"WHERE order_id IN ({', '.join('?' * len(chunk))})")
+            for order_id, client_order_id, _ in context.connection.exec_driver_sql(sql, tuple(chunk)):
+                if written.get(order_id) == client_order_id:
+                    stored.add(order_id)
+        return stored
+
+    @staticmethod
+    def _refusal(context: WriteContext, order: Order) -> Exception:
+        sql = "SELECT 1 FROM orders_ts WHERE order_id = " + ("?" if context.dialect == "sqlite" else "%s")
+        if context.connection.exec_driver_sql(sql, (order.order_id,)).first() is not None:
+            return DuplicateOrderId(order.order_id)
+        return DuplicateClientOrderId(order.account, order.client_order_id)
+
+
+@dataclasses.dataclass
+class Claim:
+    """A verified submission: move ``order_id`` from APPROVED to SUBMITTED."""
+
+    order_id: str
+    key_id: str
+    nonce: str
+    at: dt.datetime
+
+
+class Claims:
+    """The OMS's claims: APPROVED -> SUBMITTED, with the trading state checked."""
+
+    name = "claims"
+
+    def write(self, context: WriteContext, claims: Sequence[Claim]) -> list[Any]:
+        codec = context.codec
+        found = self._read(context, [claim.order_id for claim in claims])
+        outcomes: list[Any] = []
+        updates: list[list[Any]] = []
+        winners: list[tuple[int, Order, list[list[Any]]]] = []
+        claimed: set[str] = set()
+        for claim in claims:
+            entry = found.get(claim.order_id)
+            refusal = self._refusal(context, claim, entry, claimed)
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            order = entry[0]
+            expected = order.last_sequence
+            order.transition(OrderStatus.SUBMITTED, reason="oms: risk token verified", at=claim.at,
+                             payload={"token_key_id": claim.key_id, "token_nonce": claim.nonce})
+            events, head = chain(codec, order)
+            order.last_event_hash = head
+            updates.append([*order_values(codec, order, UPDATE_COLUMNS), order.order_id, expected])
+            winners.append((len(outcomes), order, events))
+            claimed.add(claim.order_id)
+            outcomes.append(None)
+        updated = _updated(context, updates) if updates else None
+        event_rows: list[list[Any]] = []
+        for index, order, events in winners:
+            if updated is not None and order.order_id not in updated:
+                outcomes[index] = StaleOrder(f"order {order.order_id} was changed by another writer")
+                continue
+            _note_events(context, order)
+            event_rows += events
+            order.new_events.clear()
+            order.version += 1
+            outcomes[index] = order
+        if event_rows:
+            _execute(context, insert_sql(context.dialect, "order_events_ts", EVENT_COLUMNS), event_rows)
+        return outcomes
+
+    @staticmethod
+    def _read(context: WriteContext, order_ids: list[str]) -> dict[str, tuple[Order, TradingState, str]]:
+        """The orders, each with the stricter of the global state and its symbol's own
+        (and that state's reason)."""
+        found: dict[str, tuple[Order, TradingState, str]] = {}
+        unique = list(dict.fromkeys(order_ids))
+        width = len(ORDER_COLUMNS)
+        chunks = ([unique[i:i + IN_CHUNK] for i in range(0, len(unique), IN_CHUNK)]
+                  if context.dialect == "sqlite" else [unique])
+        for chunk in chunks:
+            sql = claim_read_sql(context.dialect, len(chunk))
+            params = tuple(chunk) if context.dialect == "sqlite" else (chunk,)
+            for row in context.connection.exec_driver_sql(sql, params):
+                order = order_from_values(context.codec, row[:width])
+                overall = TradingState(row[width]) if row[width] else TradingState.ACTIVE
+                own = TradingState(row[width + 2]) if row[width + 2] else TradingState.ACTIVE
+                if _STRICTNESS[own] > _STRICTNESS[overall]:
+                    found[order.order_id] = (order, own, row[width + 3] or "")
+                else:
+                    found[order.order_id] = (order, overall, row[width + 1] or "")
+        return found
+
+    @staticmethod
+    def _refusal(context: WriteContext, claim: Claim, entry: tuple[Order, TradingState, str] | None,
+                 claimed: set[str]) -> Exception | None:
+        if entry is None:
+            return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service")
+        order, state, why = entry
+        if claim.order_id in claimed or order.status.is_open or order.status is OrderStatus.FILLED:
+            status = "SUBMITTED" if claim.order_id in claimed else order.status.value
+            return TokenReplayed(f"risk token already used: the order is {status}")
+        if order.status is not OrderStatus.APPROVED:
+            return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
+                                      reason="ORDER_NOT_APPROVED")
+        # The trading state may have changed since Risk approved the order: the global
+        # state or the symbol's own (a quarantine), whichever is stricter, decides. A
+        # refused order stays APPROVED and may go once trading resumes.
+        if state is TradingState.HALTED:
+            return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED")
+        if state is TradingState.REDUCING:
+            held = position_from_trades(context, order.account, order.symbol)
+            if not ledger.only_reduces(held, order.side, order.quantity):
+                return PreconditionFailed(
+                    f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {held}",
+                    reason="REDUCING_ONLY",
+                )
+        return None
+
+
+def position_from_trades(context: WriteContext, account: str, symbol: str) -> Decimal:
+    """The account's net quantity in ``symbol``: its trades summed (exactly, here: SQLite
+    would add decimal text as binary floats)."""
+    mark = "?" if context.dialect == "sqlite" else "%s"
+    sql = f"SELECT side, quantity FROM trades_ts WHERE account = {mark} AND symbol = {mark}"
+    total = Decimal(0)
+    for side, quantity in context.connection.exec_driver_sql(sql, (account, symbol)):
+        amount = context.codec.decimal_from(quantity)
+        total += amount if side == Side.BUY.value else -amount
+    return total
+
+
+@dataclasses.dataclass
+class Fill:
+    """An order as the venue's answer left it (its new events applied in memory), the
+    sequence it was stored at, and the trades to store with it."""
+
+    order: Order
+    stored_sequence: int
+    trades: list[Trade]
+
+
+class Fills:
+    """The OMS's write after the venue: orders, their events and their trades."""
+
+    name = "fills"
+
+    def write(self, context: WriteContext, fills: Sequence[Fill]) -> list[Any]:
+        codec = context.codec
+        updates, chains = [], []
+        for fill in fills:
+            events, head = chain(codec, fill.order)
+            order = fill.order
+            saved_head, order.last_event_hash = order.last_event_hash, head
+            updates.append([*order_values(codec, order, UPDATE_COLUMNS), order.order_id, fill.stored_sequence])
+            order.last_event_hash = saved_head
+            chains.append((events, head))
+        updated = _updated(context, updates)
+        outcomes: list[Any] = []
+        event_rows: list[list[Any]] = []
+        trade_rows: list[list[Any]] = []
+        for fill, (events, head) in zip(fills, chains):
+            if updated is not None and fill.order.order_id not in updated:
+                outcomes.append(StaleOrder(f"order {fill.order.order_id} was changed by another writer"))
+                continue
+            _note_events(context, fill.order)
+            event_rows += events
+            trade_rows += [trade_values(codec, trade) for trade in fill.trades]
+            outcomes.append(_stored(fill.order, head))
+        if event_rows:
+            _execute(context, insert_sql(context.dialect, "order_events_ts", EVENT_COLUMNS), event_rows)
+        if trade_rows:
+            _execute(context, insert_sql(context.dialect, "trades_ts", TRADE_COLUMNS), trade_rows)
+        return outcomes
+
+
+NEW_ORDERS = NewOrders()
+CLAIMS = Claims()
+FILLS = Fills()
+
+__all__ = ["CLAIMS", "Claim", "FILLS", "Fill", "NEW_ORDERS", "order_from_values", "order_values"]

@@ -1,0 +1,240 @@
+"""What the Risk service reads from the store, and the ledger it writes.
+
+Risk decides from memory (:mod:`services.risk.book`); the store is where that memory
+comes from when a replica starts, and how it stays current:
+
+* :func:`load` reads, for the accounts a replica owns: the positions, the fills not yet
+  in the ledger (a replica stopped before writing them), the orders that may still
+  trade, the orders inside the throttle's window, the realised PnL since the daily
+  reset, and the trading state of every scope; and the event cursor to follow from.
+* :class:`EventTail` follows ``order_events_ts`` from that cursor: the submissions,
+  fills and ends the OMS writes. On PostgreSQL an id is handed out at insert, not at
+  commit, so a transaction that commits late can add an id below one already read:
+  the tail remembers the ids it skipped (gaps) and asks for them again until they
+  appear or a grace period passes (a rolled-back insert leaves a gap for good). On
+  SQLite writers are serialised and ids are in commit order.
+* :data:`LEDGER` writes the ledger entries and positions Risk computed from those fills,
+  one multi-row statement per table per batch: an entry per venue trade id (a second
+  write of it changes nothing), a position as the book holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, Callable
+
+from sqlalchemy import Connection
+
+from services.domain import OPEN_STATUSES, OrderStatus, Side, TradingState, utcnow
+from services.domain.ledger import Position
+
+from .codec import Codec
+from .database import WriteContext
+
+_OPEN = ", ".join(f"'{status.value}'" for status in sorted(OPEN_STATUSES, key=lambda s: s.value))
+#: The events the book follows: submissions, fills, ends.
+FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED,
+            OrderStatus.EXPIRED, OrderStatus.REJECTED)
+_FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
+
+
+def _mark(dialect: str) -> str:
+    return "?" if dialect == "sqlite" else "%s"
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What :func:`load` read, for the book."""
+
+    cursor: int
+    positions: list[Position]
+    unapplied: list[dict[str, Any]]
+    working: list[tuple[Any, ...]]
+    recent: list[tuple[str, dt.datetime]]
+    realised: list[tuple[str, Decimal]]
+    trading: dict[str, TradingState]
+
+
+def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
+         window_start: dt.datetime, reset: dt.datetime) -> Snapshot:
+    """Everything a replica's book starts from, read in one transaction.
+
+    The event cursor is read first: a fill committed meanwhile is in both the fills
+    not yet in the ledger and the events after the cursor, and the book applies each
+    venue trade once.
+    """
+    mark = _mark(codec.dialect)
+    run = connection.exec_driver_sql
+    cursor = run("SELECT COALESCE(MAX(id), 0) FROM order_events_ts").scalar_one()
+    positions = [
+        Position(account, symbol, codec.decimal_from(quantity), codec.decimal_from(cost),
+                 codec.decimal_from(realised), codec.decimal_from(commission), codec.time_from(updated), version)
+        for account, symbol, quantity, cost, realised, commission, updated, version in run(
+            "SELECT account, symbol, quantity, cost_basis, realised_pnl, commission, updated_time, version "
+            "FROM positions")
+    ]
+    unapplied = [
+        {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
+         "side": Side(side), "quantity": codec.decimal_from(quantity), "price": codec.decimal_from(price),
+         "commission": codec.decimal_from(commission), "trade_time": codec.time_from(trade_time)}
+        for trade_id, venue, order_id, account, symbol, side, quantity, price, commission, trade_time in run(
+            "SELECT t.trade_id, t.venue, t.order_id, t.account, t.symbol, t.side, t.quantity, t.price, "
+            "t.commission, t.trade_time FROM trades_ts AS t WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS l "
+            "WHERE l.venue = t.venue AND l.trade_id = t.trade_id) ORDER BY t.id")
+    ]
+    working = [
+        (order_id, account, client_order_id, symbol, side, codec.decimal_from(quantity), codec.decimal_from(filled),
+         status, codec.time_from(updated))
+        for order_id, account, client_order_id, symbol, side, quantity, filled, status, updated in run(
+            "SELECT order_id, account, client_order_id, symbol, side, quantity, filled_quantity, status, "
+            f"updated_time FROM orders_ts WHERE status IN ({_OPEN}) OR (status = 'APPROVED' AND updated_time >= {mark})",
+            (codec.time(approved_since),))
+    ]
+    recent = [(account, codec.time_from(order_time)) for account, order_time in run(
+        f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} ORDER BY order_time",
+        (codec.time(window_start),))]
+    totals: dict[str, Decimal] = {}
+    for account, realised, commission in run(
+            f"SELECT account, realised_pnl, commission FROM ledger_entries WHERE trade_time >= {mark}",
+            (codec.time(reset),)):
+        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats.
+        totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
+    trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
+    return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
+
+
+def trading_states(connection: Connection) -> dict[str, TradingState]:
+    """Every scope's trading state (a scope without a row is ACTIVE)."""
+    return {scope: TradingState(state) for scope, state in
+            connection.exec_driver_sql("SELECT scope, state FROM trading_state")}
+
+
+@dataclasses.dataclass(frozen=True)
+class TailEvent:
+    """A followed order event with what the book needs of its order."""
+
+    id: int
+    order_id: str
+    sequence: int
+    to_status: OrderStatus
+    event_time: dt.datetime
+    payload: dict[str, Any]
+    account: str
+    symbol: str
+    side: Side
+    venue: str
+    quantity: Decimal
+    filled_quantity: Decimal
+
+
+class EventTail:
+    """Follows ``order_events_ts`` by id (see the module docstring on gaps).
+
+    Parameters
+    ----------
+    cursor
+        The last id already accounted for.
+    gap_seconds
+        How long a skipped id is asked for again before it is taken for a rollback.
+    """
+
+    def __init__(self, cursor: int, *, gap_seconds: float = 10.0, limit: int = 5000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.cursor = cursor
+        self.gap_seconds = gap_seconds
+        self.limit = limit
+        self.monotonic = monotonic
+        self.gaps: dict[int, float] = {}
+
+    def read(self, connection: Connection, codec: Codec) -> list[TailEvent]:
+        """The followed events after the cursor (and any that filled a gap), oldest first."""
+        now = self.monotonic()
+        self.gaps = {gap: since for gap, since in self.gaps.items() if now - since < self.gap_seconds}
+        columns = ("SELECT e.id, e.order_id, e.sequence, e.to_status, e.event_time, e.payload, o.account, "
+                   "o.symbol, o.side, o.venue, o.quantity, o.filled_quantity FROM order_events_ts AS e "
+                   "JOIN orders_ts AS o ON o.order_id = e.order_id ")
+        mark = _mark(codec.dialect)
+        if self.gaps and codec.dialect == "postgresql":
+            where, params = f"WHERE (e.id > {mark} OR e.id = ANY({mark}))", (self.cursor, list(self.gaps))
+        else:
+            where, params = f"WHERE e.id > {mark}", (self.cursor,)
+        # Every id moves the cursor (followed or not), so the statuses are filtered here.
+        rows = connection.exec_driver_sql(columns + where + f" ORDER BY e.id LIMIT {self.limit}", params).all()
+        events = []
+        for row in rows:
+            event_id = row[0]
+            if event_id in self.gaps:
+                del self.gaps[event_id]
+            elif event_id > self.cursor:
+                if event_id > self.cursor + 1 and codec.dialect == "postgresql":
+                    for missing in range(self.cursor + 1, min(event_id, self.cursor + 1 + 10_000)):
+                        self.gaps[missing] = now
+                self.cursor = event_id
+            status = OrderStatus(row[3])
+            if status not in FOLLOWED:
+                continue
+            events.append(TailEvent(event_id, row[1], row[2], status, codec.time_from(row[4]),
+                                    codec.json_from(row[5]) or {}, row[6], row[7], Side(row[8]), row[9],
+                                    codec.decimal_from(row[10]), codec.decimal_from(row[11])))
+        return events
+
+
+class LedgerWrite:
+    """The ledger entries and positions Risk computed, as one set write."""
+
+    name = "ledger"
+
+    def write(self, context: WriteContext, items: Sequence[tuple[list[dict[str, Any]], list[Position]]]) -> list[Any]:
+        codec = context.codec
+        sqlite = context.dialect == "sqlite"
+        applied = utcnow()
+        entries = [entry for batch, _ in items for entry in batch]
+        latest: dict[tuple[str, str], Position] = {}
+        for _, positions in items:
+            for position in positions:
+                latest[(position.account, position.symbol)] = position
+        entry_columns = ("account", "symbol", "venue", "trade_id", "side", "quantity", "price", "realised_pnl",
+                         "commission", "position_quantity", "trade_time", "applied_time")
+        rows = [[e["account"], e["symbol"], e["venue"], e["trade_id"], e["side"].value, codec.decimal(e["quantity"]),
+                 codec.decimal(e["price"]), codec.decimal(e["realised_pnl"]), codec.decimal(e["commission"]),
+                 codec.decimal(e["position_quantity"]), codec.time(e["trade_time"]), codec.time(applied)]
+                for e in entries]
+        position_columns = ("account", "symbol", "quantity", "cost_basis", "average_entry_price", "realised_pnl",
+                            "commission", "updated_time", "version")
+        position_rows = [[p.account, p.symbol, codec.decimal(p.quantity), codec.decimal(p.cost_basis),
+                          codec.derived_decimal(p.average_entry_price), codec.decimal(p.realised_pnl),
+                          codec.decimal(p.commission), codec.time(p.updated_time or applied), 1]
+                         for p in latest.values()]
+        run = context.connection.exec_driver_sql
+        updates = ", ".join(f"{c} = excluded.{c}" for c in position_columns[2:-1])
+        if sqlite:
+            if rows:
+                run(f"INSERT INTO ledger_entries ({', '.join(entry_columns)}) VALUES ({', '.join('?' * len(entry_columns))}) "
+                    "ON CONFLICT (venue, trade_id) DO NOTHING", [tuple(r) for r in rows])
+            if position_rows:
+                run(f"INSERT INTO positions ({', '.join(position_columns)}) VALUES "
+                    f"({', '.join('?' * len(position_columns))}) ON CONFLICT (account, symbol) DO UPDATE SET "
+                    f"{updates}, version = positions.version + 1", [tuple(r) for r in position_rows])
+        else:
+            types = ("text", "text", "text", "text", "text", "numeric", "numeric", "numeric", "numeric", "numeric",
+                     "timestamptz", "timestamptz")
+            if rows:
+                run(f"INSERT INTO ledger_entries ({', '.join(entry_columns)}) SELECT * FROM unnest("
+                    + ", ".join(f"%s::{t}[]" for t in types) + ") ON CONFLICT (venue, trade_id) DO NOTHING",
+                    tuple(list(c) for c in zip(*rows)))
+            if position_rows:
+                ptypes = ("text", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "timestamptz",
+                          "integer")
+                run(f"INSERT INTO positions ({', '.join(position_columns)}) SELECT * FROM unnest("
+                    + ", ".join(f"%s::{t}[]" for t in ptypes) + ") ON CONFLICT (account, symbol) DO UPDATE SET "
+                    f"{updates}, version = positions.version + 1", tuple(list(c) for c in zip(*position_rows)))
+        return [None] * len(items)
+
+
+LEDGER = LedgerWrite()
+
+__all__ = ["EventTail", "LEDGER", "Snapshot", "TailEvent", "load", "trading_states"]
