@@ -1,19 +1,22 @@
-"""``python -m services.risk``: the Risk service."""
+"""``python -m services.risk``: the Risk service (one replica of it)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
-from services.common.config import ConfigError, ServerConfig, exit_on_config_error, load_keyring
-from services.common.db import Database
+from services.common.config import ConfigError, ServerConfig, env_decimal, exit_on_config_error, load_keyring
 from services.common.observability import metrics
-from services.common.server import run, serve
+from services.common.server import add_service, run, serve
 from services.store import database_url
-from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
+from services.store.database import Database
+from tessera.risk.v1 import risk_pb2
 
 from .engine import RiskEngine
 from .limits import RiskLimits
 from .servicer import RiskServicer
+from .sharding import Sharding
 
 
 async def main() -> None:
@@ -21,19 +24,38 @@ async def main() -> None:
         keyring = load_keyring(os.environ)
         limits = RiskLimits.from_env(os.environ)
         server_config = ServerConfig.from_env("risk")
+        sharding = Sharding.from_env(os.environ)
+        poll = float(env_decimal(os.environ, "TESSERA_RISK_POLL_SECONDS", "0.02"))
+        state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
+        if poll <= 0 or state_poll <= 0:
+            raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")
     except ConfigError as error:
         exit_on_config_error("risk", error)
-    db = Database.from_url(database_url())
-    engine = RiskEngine(db, keyring, limits)
+    db = Database.from_url(database_url(), on_events=metrics.events_committed)
+    engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll)
+    servicer = RiskServicer(engine, sharding)
     metrics.watch_trading_state(db.store)
+    stop = asyncio.Event()
+    background: list[asyncio.Task[None]] = []
 
     def register(server):  # type: ignore[no-untyped-def]
-        risk_pb2_grpc.add_RiskServiceServicer_to_server(RiskServicer(engine), server)
-        return [risk_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name]
+        return [add_service(server, servicer, risk_pb2.DESCRIPTOR.services_by_name["RiskService"])]
+
+    async def started() -> None:
+        await engine.start()  # the book, before the first decision
+        background.append(asyncio.create_task(engine.follow(stop), name="risk-book"))
+
+    async def stopping() -> None:
+        stop.set()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     try:
-        await serve("risk", register, host=server_config.host, port=server_config.port)
+        await serve("risk", register, host=server_config.host, port=server_config.port,
+                    on_started=started, on_stopping=stopping)
     finally:
+        await servicer.close()
         db.close()
 
 

@@ -1,28 +1,52 @@
-"""The risk gate: check an order, persist the decision, sign the approved ones.
+"""The risk gate: check an order from memory, store the decision, sign the approved ones.
 
-The order row and its PENDING -> APPROVED (or REJECTED) events are written in one
-transaction; the token is returned only after that commit, so every token Tessera
-has issued belongs to a stored, approved order.
+A decision reads nothing from the store: the replica that owns the order's account
+holds the account in its book (:mod:`services.risk.book`) and checks the order against
+it, records the decision there at once (the next order of the account sees it), and
+stores the order with its PENDING -> APPROVED (or REJECTED) events in the next group
+commit (:data:`services.store.order_sets.NEW_ORDERS`, one multi-row statement per table
+for every decision in flight). The token is returned only after that commit, so every
+token Tessera has issued belongs to a stored, approved order; a decision that could not
+be stored is taken back out of the book.
+
+:meth:`RiskEngine.sync` keeps the book current: the OMS's order events since the last
+look (submissions, fills, ends), the trading state of every scope, and the ledger
+entries the fills made, written to the store. The service runs it in the background
+(:meth:`RiskEngine.follow`); a kill switch set on another replica is obeyed within one
+``state_poll_seconds`` of its commit (plus the read).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import logging
+import time
 import uuid
+from typing import Any, Callable
 
 import core_ext
-from services.common.db import Database
 from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
-from services.domain.errors import Conflict, InvalidOrder
+from services.domain.errors import Conflict, DomainError, InvalidOrder, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
+from services.store.database import Database
+from services.store.order_sets import NEW_ORDERS
+from services.store.risk_state import LEDGER, EventTail, load, trading_states
 
+from .book import GLOBAL_SCOPE, Book
 from .checks import Violation, check_order
-from .context import load_context
-from .kill_switch import trip_on_daily_loss
+from .context import last_reset
+from .kill_switch import DAILY_LOSS_CODE, OPERATOR
 from .limits import RiskLimits
 from .prices import PriceSource, StaticPrices
+from .sharding import Sharding
+
+log = logging.getLogger(__name__)
+_FILLS = (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+_ENDS = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
 
 
 @dataclasses.dataclass
@@ -37,37 +61,206 @@ def new_client_order_id() -> str:
 
 
 class RiskEngine:
+    """Pre-trade risk for the accounts this replica owns.
+
+    Parameters
+    ----------
+    db, keyring, limits, prices
+        The store, the signing keys, the controls, the reference prices.
+    sharding
+        Which accounts this replica owns (default: every account).
+    clock
+        The current time (tests inject theirs).
+    poll_seconds, state_poll_seconds
+        How often :meth:`follow` reads the order events and the trading state.
+    """
+
     def __init__(
-        self, db: Database, keyring: "core_ext.KeyRing", limits: RiskLimits, prices: PriceSource | None = None
+        self,
+        db: Database[Any],
+        keyring: "core_ext.KeyRing",
+        limits: RiskLimits,
+        prices: PriceSource | None = None,
+        *,
+        sharding: Sharding | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        poll_seconds: float = 0.02,
+        state_poll_seconds: float = 0.1,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.limits = limits
         self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
+        self.clock = clock
+        self.sharding = sharding or Sharding()
+        self.book = Book(limits, self.sharding.owns, clock)
+        self.poll_seconds = poll_seconds
+        self.state_poll_seconds = state_poll_seconds
+        self._tail: EventTail | None = None
+        self._loading: asyncio.Future[None] | None = None
+        self._states_read = 0.0
+        self._managers: dict[str, str] = {}  # order manager -> its target account (never changes)
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
+    # -- the book ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the book from the store (once; later calls wait for the first)."""
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        await asyncio.shield(self._loading)
+
+    async def _load(self) -> None:
+        now = self.clock()
+        limits = self.limits
+        codec = self.db.codec
+        snapshot = await self.db.read(lambda uow: load(
+            uow.session.connection(), codec, now=now,
+            approved_since=now - dt.timedelta(seconds=limits.approval_lifetime_seconds),
+            window_start=now - dt.timedelta(seconds=limits.order_rate_window_seconds),
+            reset=last_reset(now, limits.daily_reset_utc)))
+        book = self.book
+        book.set_trading(snapshot.trading)
+        book.load_positions(snapshot.positions)
+        book.load_realised(snapshot.realised, last_reset(now, limits.daily_reset_utc))
+        book.load_working(snapshot.working)
+        book.load_recent(snapshot.recent)
+        for trade in snapshot.unapplied:  # fills whose ledger entries a stopped replica never wrote
+            book.fill(final=False, **trade)
+        self._tail = EventTail(snapshot.cursor)
+        self._states_read = time.monotonic()
+        log.info("risk book loaded: %d accounts, %d fills applied at start", len(book.accounts),
+                 len(snapshot.unapplied))
+        await self.flush()
+
+    async def sync(self) -> int:
+        """Bring the book up to date with the store now: order events, the trading state,
+        and the ledger it owes. Returns how many events it applied."""
+        await self.start()
+        tail = self._tail
+        assert tail is not None
+        codec = self.db.codec
+        read_states = time.monotonic() - self._states_read >= self.state_poll_seconds
+
+        def read(uow: UnitOfWork) -> tuple[list[Any], dict[str, TradingState] | None]:
+            connection = uow.session.connection()
+            return tail.read(connection, codec), trading_states(connection) if read_states else None
+
+        events, states = await self.db.read(read)
+        if states is not None:
+            self.book.set_trading(states)
+            self._states_read = time.monotonic()
+        for event in events:
+            self._apply(event)
+        await self.flush()
+        return len(events)
+
+    def _apply(self, event: Any) -> None:
+        book = self.book
+        if event.to_status is OrderStatus.SUBMITTED:
+            book.submitted(event.order_id, event.account, event.symbol, event.side,
+                           event.quantity - event.filled_quantity)
+        elif event.to_status in _FILLS:
+            payload = event.payload
+            try:
+                book.fill(order_id=event.order_id, account=event.account, symbol=event.symbol, side=event.side,
+                          venue=event.venue, trade_id=str(payload["trade_id"]),
+                          quantity=core_ext_decimal(payload["quantity"]), price=core_ext_decimal(payload["price"]),
+                          commission=core_ext_decimal(payload.get("commission", "0")), trade_time=event.event_time,
+                          final=event.to_status is OrderStatus.FILLED)
+            except (KeyError, ValueError, ArithmeticError) as error:
+                log.error("fill event %s of order %s cannot be applied to the ledger: %s", event.sequence,
+                          event.order_id, error)
+        elif event.to_status in _ENDS:
+            book.ended(event.order_id, event.account)
+
+    async def flush(self) -> None:
+        """Write the ledger entries and positions the book owes the store."""
+        entries, positions = self.book.drain()
+        if not entries and not positions:
+            return
+        try:
+            await self.db.write(LEDGER, (entries, positions))
+        except BaseException:
+            self.book.undrain(entries, positions)
+            raise
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """:meth:`sync` every ``poll_seconds`` until ``stop`` (a failed pass is retried)."""
+        while not stop.is_set():
+            try:
+                applied = await self.sync()
+            except Exception as error:  # noqa: BLE001 - the store may be back on the next pass
+                log.warning("risk book not brought up to date: %s", error)
+                applied = 0
+            if applied >= 1000:
+                continue  # behind: read on at once
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_seconds)
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    # -- decisions ----------------------------------------------------------------------------
     async def validate(self, order: Order, *, fresh_client_order_id: bool = False) -> Decision:
         """Decide ``order`` and store the decision.
 
         ``fresh_client_order_id``: Risk generated the order's client order id just now
-        (the client sent none), so no stored order can have it and the look-up that
-        makes a client's retry idempotent is skipped.
-        """
-        try:
-            return await self.db.run(self._decide, order, not fresh_client_order_id)
-        except DuplicateClientOrderId:
-            # A concurrent request stored the same client order id first: answer as
-            # its retry would.
-            return await self.db.run(self._decide, order, True)
+        (the client sent none), so it cannot be a retry.
 
-    def _decide(self, uow: UnitOfWork, order: Order, look_up: bool = True) -> Decision:
-        existing = uow.orders.get_by_client_order_id(order.account, order.client_order_id) if look_up else None
-        if existing is not None:
-            return self._replay(uow, existing, order)
-        now = utcnow()
-        self._check_references(uow, order, now)
-        context = load_context(uow, order, self.limits, self.prices, now)
+        Raises
+        ------
+        InvalidOrder, Conflict
+            A malformed reference, or a client order id used for other content.
+        """
+        (outcome,) = await self.validate_many([(order, fresh_client_order_id)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def validate_many(self, items: list[tuple[Order, bool]]) -> list[Decision | DomainError]:
+        """:meth:`validate` for each ``(order, fresh client order id)``, decided in order
+        (each sees the ones before it) and stored in one write. Each item gets its
+        decision or the domain error that refused it.
+
+        Raises
+        ------
+        Exception
+            The store failed (no decision of the call was kept).
+        """
+        await self.start()
+        results: list[Any] = [None] * len(items)
+        decided: list[tuple[int, Decision]] = []
+        retries: list[int] = []
+        now = self.clock()
+        for index, (order, fresh) in enumerate(items):
+            if not self.sharding.owns(order.account):
+                results[index] = PreconditionFailed(
+                    f"account {order.account!r} is decided by risk replica {self.sharding.owner(order.account)} "
+                    f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER")
+                continue
+            key = (order.account, order.client_order_id)
+            if not fresh and (key in self._in_flight or self.book.client_order(*key) is not None):
+                retries.append(index)  # a retry: answered from the store, below
+                continue
+            try:
+                await self._check_references(order, now)
+            except DomainError as error:
+                results[index] = error
+                continue
+            decision = self._decide(order, now)
+            decided.append((index, decision))
+        if decided:
+            await self._store(decided, results, items)
+        for index in retries:
+            try:
+                results[index] = await self._retry(items[index][0])
+            except DomainError as error:
+                results[index] = error
+        return results
+
+    def _decide(self, order: Order, now: dt.datetime) -> Decision:
+        """Check ``order`` against the book and record the decision in it (not yet stored)."""
+        context = self.book.context(order, self.prices, now)
         violations = check_order(order, self.limits, context)
-        trip_on_daily_loss(uow, order, violations)
         order.order_time = order.updated_time = now
         order.record_creation(now)
         token = ""
@@ -75,44 +268,102 @@ class RiskEngine:
             codes = [v.code for v in violations]
             metrics.risk_rejected(codes)
             order.reject_reasons = codes
-            order.transition(
-                OrderStatus.REJECTED,
-                reason="risk: " + ",".join(codes),
-                at=now,
-                payload={"violations": [dataclasses.asdict(v) for v in violations]},
-            )
+            order.transition(OrderStatus.REJECTED, reason="risk: " + ",".join(codes), at=now,
+                             payload={"violations": [dataclasses.asdict(v) for v in violations]})
         else:
             order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now)
-            # Signed inside the transaction, returned only after it commits: every
-            # token Tessera hands out belongs to a stored, approved order.
             token = self._sign(order, now)
-        uow.orders.add(order)
+        self.book.record(order)
         return Decision(order, token=token, violations=violations)
+
+    async def _store(self, decided: list[tuple[int, Decision]], results: list[Any],
+                     items: list[tuple[Order, bool]]) -> None:
+        loop = asyncio.get_running_loop()
+        waiting = {}
+        for _, decision in decided:
+            key = (decision.order.account, decision.order.client_order_id)
+            waiting[key] = self._in_flight[key] = loop.create_future()
+        try:
+            trip = next((d for _, d in decided if self._trips_kill_switch(d)), None)
+            writes = [self.db.write_many(NEW_ORDERS, [d.order for _, d in decided])]
+            if trip is not None:
+                writes.append(self._halt_on_daily_loss(trip))
+            outcomes, *_ = await asyncio.gather(*writes)
+        except BaseException:
+            for _, decision in decided:
+                self.book.forget(decision.order)
+            raise
+        finally:
+            for key, future in waiting.items():
+                self._in_flight.pop(key, None)
+                future.set_result(None)
+        for (index, decision), outcome in zip(decided, outcomes):
+            if isinstance(outcome, DuplicateClientOrderId):
+                # Decided here while the store already holds the client order id (from
+                # before this replica remembers): answer as its retry would.
+                self.book.forget(decision.order)
+                try:
+                    results[index] = await self._retry(items[index][0])
+                except DomainError as error:
+                    results[index] = error
+            elif isinstance(outcome, BaseException):
+                self.book.forget(decision.order)
+                results[index] = outcome if isinstance(outcome, DomainError) else Conflict(str(outcome))
+            else:
+                results[index] = decision
+
+    def _trips_kill_switch(self, decision: Decision) -> bool:
+        """A daily loss breach while the global state is ACTIVE sets HALTED (as operator
+        ``risk``); only an operator sets it back (see :mod:`services.risk.kill_switch`)."""
+        if not any(v.code == DAILY_LOSS_CODE for v in decision.violations):
+            return False
+        return self.book.trading.get(GLOBAL_SCOPE, TradingState.ACTIVE) is TradingState.ACTIVE
+
+    async def _halt_on_daily_loss(self, decision: Decision) -> None:
+        breach = next(v for v in decision.violations if v.code == DAILY_LOSS_CODE)
+        reason = f"{DAILY_LOSS_CODE}: account {decision.order.account}: {breach.message}"[:500]
+        self.book.trading[GLOBAL_SCOPE] = TradingState.HALTED
+
+        def halt(uow: UnitOfWork) -> None:
+            if uow.trading_state.get().state is TradingState.ACTIVE:
+                uow.trading_state.set(TradingState.HALTED, operator=OPERATOR, reason=reason)
+
+        await self.db.run(halt)
 
     def _sign(self, order: Order, now: dt.datetime) -> str:
         token = core_ext.sign_token(self.keyring, order.token_body(), int(now.timestamp()))
         order.token_nonce = token.split(".")[3]
         return token
 
-    @staticmethod
-    def _check_references(uow: UnitOfWork, order: Order, now: dt.datetime) -> None:
+    async def _check_references(self, order: Order, now: dt.datetime) -> None:
         if order.expire_time is not None and order.expire_time <= now:
             raise InvalidOrder("expire_time", "is in the past")
-        if order.order_manager_id is None:
+        manager_id = order.order_manager_id
+        if manager_id is None:
             return
-        manager = uow.order_managers.get(order.order_manager_id)
-        if manager is None:
-            raise InvalidOrder("order_manager_id", f"no order manager {order.order_manager_id!r}: create it first")
-        if manager.target_account_uid != order.account:
-            raise InvalidOrder("order_manager_id", f"order manager {order.order_manager_id!r} targets another account")
+        target = self._managers.get(manager_id)
+        if target is None:
+            manager = await self.db.read(lambda uow: uow.order_managers.get(manager_id))
+            if manager is None:
+                raise InvalidOrder("order_manager_id", f"no order manager {manager_id!r}: create it first")
+            target = self._managers[manager_id] = manager.target_account_uid
+        if target != order.account:
+            raise InvalidOrder("order_manager_id", f"order manager {manager_id!r} targets another account")
 
-    def _replay(self, uow: UnitOfWork, existing: Order, order: Order) -> Decision:
+    async def _retry(self, order: Order) -> Decision:
         """Idempotent retry: the same order again returns the stored one and sends nothing.
 
         A still-APPROVED order gets a fresh token (the retrying client may never have
         received the first); its approval time moves with it, so expiry sweeps count
         from the token the client holds.
         """
+        key = (order.account, order.client_order_id)
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            await pending
+        existing = await self.db.read(lambda uow: uow.orders.get_by_client_order_id(*key))
+        if existing is None:  # remembered, but its decision was never stored: decide it now
+            return await self.validate(order, fresh_client_order_id=True)
         order.order_id = existing.order_id
         if not existing.same_economics(order):
             raise Conflict(
@@ -120,15 +371,30 @@ class RiskEngine:
                 "is already used by an order with other fields",
                 reason="DUPLICATE_CLIENT_ORDER_ID",
             )
+        self.book.remember_client_id(order.account, order.client_order_id, existing.order_id)
         violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]
         token = ""
         if existing.status is OrderStatus.APPROVED:
-            now = utcnow()
+            now = self.clock()
             token = self._sign(existing, now)
-            existing.updated_time = now
-            uow.orders.save(existing)
+
+            def reapprove(uow: UnitOfWork) -> Order:
+                stored = uow.orders.get(existing.order_id)
+                assert stored is not None
+                if stored.status is OrderStatus.APPROVED:
+                    stored.updated_time = now
+                    stored.token_nonce = existing.token_nonce
+                    uow.orders.save(stored)
+                return stored
+
+            existing = await self.db.run(reapprove)
+            if existing.status is OrderStatus.APPROVED:
+                self.book.reapproved(existing)
+            else:
+                token = ""  # submitted or cancelled meanwhile: the new token moves nothing
         return Decision(existing, token=token, violations=violations)
 
+    # -- the trading state ------------------------------------------------------------------------
     async def trading_state(self) -> TradingStateRecord:
         return await self.db.read(lambda uow: uow.trading_state.get())
 
@@ -138,7 +404,16 @@ class RiskEngine:
             uow.trading_state.set(state, operator, reason)
             return previous
 
-        return await self.db.run(change)
+        previous = await self.db.run(change)
+        self.book.trading[GLOBAL_SCOPE] = state  # this replica at once; the others within a poll
+        return previous
+
+
+def core_ext_decimal(value: Any) -> Any:
+    """A fill payload's decimal (a string, as stored) as a Decimal."""
+    from decimal import Decimal
+
+    return Decimal(core_ext.canonical_decimal(str(value)))
 
 
 __all__ = ["Decision", "RiskEngine", "new_client_order_id", "new_id"]

@@ -1,30 +1,36 @@
-"""RiskService over gRPC: protobuf in, domain calls, protobuf out."""
+"""RiskService over gRPC: protobuf in, domain calls, protobuf out.
+
+An order is decided by the replica that owns its account (:mod:`services.risk.sharding`);
+one that reaches another replica is forwarded to the owner, or refused with
+``FAILED_PRECONDITION`` ``NOT_ACCOUNT_OWNER`` naming it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import re
+from typing import Any
 
 import grpc
 
-from services.common import convert
+from services.common import convert, tls
 from services.common.errors import grpc_errors, item_error
 from services.domain import TradingState, new_id
-from services.domain.errors import DomainError, InvalidOrder
+from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.risk.v1 import risk_pb2 as pb
 from tessera.risk.v1 import risk_pb2_grpc
 
 from .engine import Decision, RiskEngine, new_client_order_id
+from .sharding import FORWARDED_METADATA, Sharding
 
 MAX_BATCH = 5000
-#: Orders of one ValidateOrders request decided concurrently: they queue for the
-#: database together and share its transactions (group commit), in the request's order.
-BATCH_WINDOW = 256
 _STATES = {
     common_pb.TRADING_STATE_ACTIVE: TradingState.ACTIVE,
     common_pb.TRADING_STATE_REDUCING: TradingState.REDUCING,
     common_pb.TRADING_STATE_HALTED: TradingState.HALTED,
 }
+_ITEM_INDEX = re.compile(r"^orders\[(\d+)\]")
 
 
 def _decision_fields(decision: Decision) -> dict:
@@ -43,51 +49,105 @@ def state_to_proto(state: TradingState) -> int:
     return common_pb.TradingState.Value("TRADING_STATE_" + state.value)
 
 
-class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
-    def __init__(self, engine: RiskEngine) -> None:
-        self.engine = engine
+def _forwarded(context: grpc.aio.ServicerContext) -> bool:
+    return any(key == FORWARDED_METADATA for key, _ in context.invocation_metadata() or ())
 
+
+class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
+    def __init__(self, engine: RiskEngine, sharding: Sharding | None = None) -> None:
+        self.engine = engine
+        self.sharding = sharding or Sharding()
+        self._peers: dict[int, tuple[grpc.aio.Channel, risk_pb2_grpc.RiskServiceStub]] = {}
+
+    # -- ownership --------------------------------------------------------------------------------
+    def _peer(self, shard: int, account: str, context: grpc.aio.ServicerContext) -> risk_pb2_grpc.RiskServiceStub:
+        """The stub of the replica that owns ``account``; refused when it cannot be reached."""
+        address = self.sharding.address(shard)
+        if address is None or _forwarded(context):
+            raise PreconditionFailed(
+                f"account {account!r} is decided by risk replica {shard} of {self.sharding.shards} "
+                f"(this is replica {self.sharding.shard}): send its orders there",
+                reason="NOT_ACCOUNT_OWNER",
+            )
+        peer = self._peers.get(shard)
+        if peer is None:
+            channel = tls.client_channel(address, os.environ)
+            peer = self._peers[shard] = (channel, risk_pb2_grpc.RiskServiceStub(channel))
+        return peer[1]
+
+    @staticmethod
+    def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
+        passed = tuple((k, v) for k, v in context.invocation_metadata() or () if k in ("x-request-id", "traceparent"))
+        return (*passed, (FORWARDED_METADATA, "1"))
+
+    async def close(self) -> None:
+        for channel, _ in self._peers.values():
+            await channel.close()
+
+    # -- decisions --------------------------------------------------------------------------------
     @grpc_errors
     async def ValidateOrder(self, request: pb.ValidateOrderRequest, context: grpc.aio.ServicerContext):
         if not request.HasField("order"):
             raise InvalidOrder("order", "required")
-        decision = await self.engine.validate(
-            _intent_to_order(request.order), fresh_client_order_id=not request.order.client_order_id
-        )
+        order = _intent_to_order(request.order)
+        owner = self.sharding.owner(order.account)
+        if owner != self.sharding.shard:
+            peer = self._peer(owner, order.account, context)
+            try:
+                return await peer.ValidateOrder(request, timeout=context.time_remaining(),
+                                                metadata=self._metadata(context))
+            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
+                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+        decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
         return pb.ValidateOrderResponse(**_decision_fields(decision))
 
     @grpc_errors
     async def ValidateOrders(self, request: pb.ValidateOrdersRequest, context: grpc.aio.ServicerContext):
         if len(request.orders) > MAX_BATCH:
             raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
-
-        async def one(index: int, intent: common_pb.OrderIntent) -> pb.ValidateOrderResult:
+        results: list[pb.ValidateOrderResult | None] = [None] * len(request.orders)
+        local: list[tuple[int, Any, bool]] = []
+        remote: dict[int, list[int]] = {}
+        for index, intent in enumerate(request.orders):
             try:
-                decision = await self.engine.validate(
-                    _intent_to_order(intent), fresh_client_order_id=not intent.client_order_id
-                )
+                order = _intent_to_order(intent)
+                owner = self.sharding.owner(order.account)
+                if owner != self.sharding.shard:
+                    self._peer(owner, order.account, context)  # refused here when it cannot be reached
+                    remote.setdefault(owner, []).append(index)
+                    continue
             except DomainError as error:
-                code, reason, message = item_error(error)
-                return pb.ValidateOrderResult(
-                    error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}].{message}")
-                )
-            return pb.ValidateOrderResult(**_decision_fields(decision))
-
-        # Started in the request's order, so they reach the database in it: each order's
-        # checks see the orders before it in the batch.
-        results: list[pb.ValidateOrderResult] = []
-        orders = list(request.orders)
-        for start in range(0, len(orders), BATCH_WINDOW):
-            window = orders[start:start + BATCH_WINDOW]
-            # Every order of the window runs to its end before an unexpected error
-            # (the store down) fails the request: none is left running unanswered.
-            outcomes = await asyncio.gather(*(one(start + i, intent) for i, intent in enumerate(window)), return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            results += outcomes  # type: ignore[arg-type]
+                results[index] = self._failed(index, error)
+                continue
+            local.append((index, order, not intent.client_order_id))
+        # Decided in the request's order (each order's checks see the ones before it),
+        # stored in one write.
+        outcomes = await self.engine.validate_many([(order, fresh) for _, order, fresh in local])
+        for (index, _, _), outcome in zip(local, outcomes):
+            results[index] = (self._failed(index, outcome) if isinstance(outcome, DomainError)
+                              else pb.ValidateOrderResult(**_decision_fields(outcome)))
+        for owner, indexes in remote.items():
+            peer = self._peer(owner, request.orders[indexes[0]].account, context)
+            try:
+                answer = await peer.ValidateOrders(
+                    pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
+                    timeout=context.time_remaining(), metadata=self._metadata(context))
+            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
+                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            for index, result in zip(indexes, answer.results):
+                if result.HasField("error"):  # its index in the forwarded batch -> in this one
+                    result.error.message = _ITEM_INDEX.sub(f"orders[{index}]", result.error.message, count=1)
+                results[index] = result
         return pb.ValidateOrdersResponse(results=results)
 
+    @staticmethod
+    def _failed(index: int, error: DomainError) -> pb.ValidateOrderResult:
+        code, reason, message = item_error(error)
+        return pb.ValidateOrderResult(
+            error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}].{message}")
+        )
+
+    # -- the trading state and the limits --------------------------------------------------------------
     @grpc_errors
     async def GetTradingState(self, request: pb.GetTradingStateRequest, context: grpc.aio.ServicerContext):
         state, reason, operator, updated = await self.engine.trading_state()

@@ -335,6 +335,12 @@ def execution_reports(stack: Stack, *, seconds: float = 1.0) -> list[pb.Executio
     return reports
 
 
+#: How long after a trading-state change commits every Risk replica obeys it: one poll
+#: of the state (TESSERA_RISK_STATE_POLL_SECONDS, 0.1 s by default) and the read, with
+#: room for a loaded test machine.
+TRADING_STATE_BOUND = 0.5
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import time
 from decimal import Decimal
 from typing import Iterator
 
@@ -18,6 +19,7 @@ from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
 from tessera_e2e import (
     RPC_TIMEOUT,
+    TRADING_STATE_BOUND,
     StoreView,
     approve,
     expect_error,
@@ -195,6 +197,7 @@ def test_emergency_cancel_all_halts_cancels_and_only_set_trading_state_resumes(s
         assert resting.order_id in [o.order_id for o in halted.orders]
         assert store.status(resting.order_id) == "CANCELLED"
 
+        time.sleep(TRADING_STATE_BOUND)  # Risk obeys the switch the OMS set within this bound
         refused = stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent()), timeout=RPC_TIMEOUT)
         assert refused.order.status == pb.ORDER_STATUS_REJECTED
         assert "TRADING_HALTED" in [v.code for v in refused.violations]

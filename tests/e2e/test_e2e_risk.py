@@ -9,6 +9,7 @@ accounts, since positions, the throttle and the daily loss are per account.
 from __future__ import annotations
 
 import contextlib
+import time
 from decimal import Decimal
 from typing import Any, Iterator
 
@@ -63,10 +64,22 @@ def codes(answer: risk_pb2.ValidateOrderResponse) -> list[str]:
 
 
 def filled(stack: Stack, **fields: Any) -> pb.Order:
-    """Approve and submit a market order; insist the paper venue filled it."""
+    """Approve and submit a market order; insist the paper venue filled it, and wait until
+    Risk's book holds the fill (it follows the store: within milliseconds, it writes the
+    ledger entry once it applied it)."""
     approved = e2e.approve(stack, **fields)
     answer = stack.oms.SubmitOrder(approved.request(), timeout=e2e.RPC_TIMEOUT)
     assert answer.order.status == pb.ORDER_STATUS_FILLED, answer.order
+    view = e2e.StoreView(stack.env["TESSERA_DATABASE_URL"])
+    try:
+        def in_ledger() -> bool:
+            with view.uow() as uow:
+                entries = {e.trade_id for e in uow.positions.entries(answer.order.account)}
+            return {t.trade_id for t in answer.trades} <= entries
+
+        assert e2e.wait_until(in_ledger, timeout=10), "Risk never applied the fill"
+    finally:
+        view.close()
     return answer.order
 
 
@@ -166,6 +179,7 @@ def test_a_daily_loss_breach_trips_the_kill_switch_for_every_replica(risk_stack,
                 breach = validate(falling_risk, account=account, symbol="ETHUSDT", quantity="0.01")
                 seen_by_replica = trading_state(falling_risk)
             seen_by_first = trading_state(risk_stack.risk)
+            time.sleep(e2e.TRADING_STATE_BOUND)  # every replica obeys a change within this bound
             next_order = validate(risk_stack.risk, account=e2e.new_account(), quantity="0.001")
             with ledger.uow() as uow:
                 (change, *_) = uow.trading_state.history()

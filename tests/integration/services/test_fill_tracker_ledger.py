@@ -1,13 +1,20 @@
-"""The fill tracker feeds the ledger: every recorded trade, once; nothing it refuses."""
+"""The ledger follows the stored fills: the Risk replica that owns the account applies
+each recorded trade once, nothing the fill tracker refuses, and writes the entries and
+positions to the store; a replica that stopped before writing them applies them when it
+starts again."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
+
+from svc_harness import LIMITS
 
 from services.domain import LiquiditySide, Order, OrderStatus, Side, utcnow
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.fill_tracker import apply_report
+from services.risk.engine import RiskEngine
 from services.store import Store
 
 S = OrderStatus
@@ -35,10 +42,17 @@ def position(store: Store, account: str = "acct-1", symbol: str = "BTCUSDT"):
         return uow.positions.get(account, symbol), uow.positions.entries(account)
 
 
-def test_each_recorded_fill_moves_the_position_in_the_same_transaction(store, stored_order):
+def follow(risk: RiskEngine) -> None:
+    asyncio.run(risk.sync())
+
+
+def test_each_recorded_fill_moves_the_position_once_risk_follows_it(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"))
+    risk = RiskEngine(db, keyring, LIMITS)
+    follow(risk)
 
     apply(store, report(order, S.PARTIALLY_FILLED, "0.4", "65000"), report(order, S.FILLED, "0.6", "65500"))
+    follow(risk)
 
     held, entries = position(store)
     with store.uow(read_only=True) as uow:
@@ -46,23 +60,46 @@ def test_each_recorded_fill_moves_the_position_in_the_same_transaction(store, st
     assert (held.quantity, held.cost_basis, held.average_entry_price) == (D("1"), D("65300"), D("65300"))
     assert held.commission == D("0.04")
     assert sorted(e.trade_id for e in entries) == sorted(t.trade_id for t in trades)
+    assert risk.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("1")
 
 
-def test_a_duplicate_report_does_not_apply_its_fill_twice(store, stored_order):
+def test_a_duplicate_report_does_not_apply_its_fill_twice(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"), side=Side.SELL)
     duplicate = report(order, S.PARTIALLY_FILLED, "0.4", "65000", trade_id="venue-trade-9")
+    risk = RiskEngine(db, keyring, LIMITS)
+    follow(risk)
 
     apply(store, duplicate, duplicate)
+    follow(risk)
+    follow(risk)
 
     held, entries = position(store)
     assert held.quantity == D("-0.4")
     assert [e.trade_id for e in entries] == ["venue-trade-9"]
 
 
-def test_a_refused_fill_leaves_the_ledger_alone(store, stored_order):
+def test_a_refused_fill_leaves_the_ledger_alone(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"))
+    risk = RiskEngine(db, keyring, LIMITS)
+    follow(risk)
 
     apply(store, report(order, S.FILLED, "1.5", "65000"))  # an overfill: recorded as an anomaly
+    follow(risk)
 
     held, entries = position(store)
     assert (held.quantity, held.version, entries) == (0, 0, [])
+
+
+def test_fills_a_stopped_replica_never_wrote_are_applied_when_it_starts(db, store, keyring, stored_order):
+    order = stored_order(S.ACCEPTED, quantity=D("1"))
+    apply(store, report(order, S.PARTIALLY_FILLED, "0.25", "64000"), report(order, S.PARTIALLY_FILLED, "0.25", "66000"))
+
+    started = RiskEngine(db, keyring, LIMITS)  # no replica ran while the fills were stored
+    follow(started)
+    again = RiskEngine(db, keyring, LIMITS)  # and one more start applies nothing twice
+    follow(again)
+
+    held, entries = position(store)
+    assert (held.quantity, held.average_entry_price) == (D("0.5"), D("65000"))
+    assert len(entries) == 2
+    assert again.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("0.5")

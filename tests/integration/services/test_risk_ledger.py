@@ -1,8 +1,10 @@
 """RiskEngine on a real store (SQLite and PostgreSQL) with the controls the ledger and the
 account's activity feed: position, exposure, daily loss and the kill switch, REDUCING,
-open orders, and the throttle shared by two replicas.
+open orders, the throttle, and which replica decides an account.
 
-Fills go through the OMS's fill tracker (``apply_report``), as in production.
+Fills go through the OMS's fill tracker (``apply_report``), as in production; Risk's
+book follows them from the store (``RiskEngine.sync``, which the service runs every
+few milliseconds).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import update
 
-from services.common.db import Database
+from services.store.database import Database
 from services.domain import LiquiditySide, Order, OrderStatus, OrderType, Side, TradingState, utcnow
+from services.domain.errors import PreconditionFailed
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.fill_tracker import apply_report
 from services.risk.engine import RiskEngine
@@ -25,7 +27,6 @@ from services.risk.limits import RiskLimits
 from services.store import Store
 from services.store.repositories import symbol_scope
 from services.store.engine import make_engine
-from services.store.models import orders_table
 
 S = OrderStatus
 D = Decimal
@@ -87,6 +88,7 @@ async def bought(risk: RiskEngine, store: Store, make_order, quantity: str, pric
     decision = await validate(risk, make_order, quantity=D(quantity), **fields)
     assert decision.order.status is S.APPROVED, decision.violations
     fill(store, decision.order, D(price) if price else None)
+    await risk.sync()
     return decision.order
 
 
@@ -98,6 +100,7 @@ def test_a_fill_moves_the_ledger_so_a_later_order_breaches_max_position(db, stor
         first = await validate(risk, make_order, quantity=D("0.015"))
         unfilled = await validate(risk, make_order, quantity=D("0.015"))
         fill(store, first.order)
+        await risk.sync()
         return unfilled, await validate(risk, make_order, quantity=D("0.01")), \
             await validate(risk, make_order, side=Side.SELL, quantity=D("0.01"))
 
@@ -178,17 +181,25 @@ def test_a_realised_loss_since_the_reset_counts_and_reducing_lets_the_book_unwin
     assert state.state is TradingState.REDUCING  # no re-trip while REDUCING
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
 def test_max_open_orders_counts_live_approvals_and_working_orders(db, store, keyring, make_order):
-    risk = engine(db, keyring, max_open_orders=2, max_position_notional=None, max_gross_exposure=None)
+    clock = Clock()
+    risk = RiskEngine(db, keyring, dataclasses.replace(LIMITS, max_open_orders=2, max_position_notional=None,
+                                                       max_gross_exposure=None), clock=clock)
 
     async def scenario():
-        first = await validate(risk, make_order)
+        await validate(risk, make_order)
+        clock.now += dt.timedelta(seconds=200)
         await validate(risk, make_order)
         refused = await validate(risk, make_order)
-        with store.uow() as uow:  # the first approval's token lapsed long ago
-            uow.session.execute(update(orders_table).where(orders_table.c.order_id == first.order.order_id)
-                                .values(updated_time=utcnow() - dt.timedelta(hours=1)))
-            uow.commit()
+        clock.now += dt.timedelta(seconds=101)  # the first approval's token lapsed (300 s); the second's lives
         return refused, await validate(risk, make_order), await validate(risk, make_order)
 
     refused, after_lapse, full_again = asyncio.run(scenario())
@@ -196,6 +207,25 @@ def test_max_open_orders_counts_live_approvals_and_working_orders(db, store, key
     assert codes(refused) == ["MAX_OPEN_ORDERS_EXCEEDED"]
     assert after_lapse.order.status is S.APPROVED
     assert codes(full_again) == ["MAX_OPEN_ORDERS_EXCEEDED"]
+
+
+def test_a_submitted_order_keeps_counting_after_its_token_lapsed(db, store, keyring, make_order):
+    clock = Clock()
+    risk = RiskEngine(db, keyring, dataclasses.replace(LIMITS, max_open_orders=1, max_position_notional=None,
+                                                       max_gross_exposure=None), clock=clock)
+
+    async def scenario():
+        first = await validate(risk, make_order, order_type=OrderType.LIMIT, price=D("60000"))
+        with store.uow() as uow:  # the OMS sent it to the venue, where it rests
+            stored = uow.orders.get(first.order.order_id)
+            stored.transition(S.SUBMITTED)
+            uow.orders.save(stored)
+            uow.commit()
+        await risk.sync()
+        clock.now += dt.timedelta(hours=1)
+        return await validate(risk, make_order)
+
+    assert codes(asyncio.run(scenario())) == ["MAX_OPEN_ORDERS_EXCEEDED"]
 
 
 @pytest.fixture
@@ -206,33 +236,61 @@ def second_replica(store: Store):
     other.close()
 
 
-def test_the_order_rate_throttle_is_shared_by_two_replicas(db, second_replica, keyring, make_order):
-    replicas = [engine(db, keyring, order_rate_limit=3), engine(second_replica, keyring, order_rate_limit=3)]
+def test_each_account_is_decided_by_the_replica_that_owns_it(db, second_replica, keyring, make_order):
+    from services.risk.sharding import Sharding
+
+    limits = dataclasses.replace(LIMITS, order_rate_limit=3)
+    maps = [Sharding(0, 2), Sharding(1, 2)]
+    replicas = [RiskEngine(db, keyring, limits, sharding=maps[0]),
+                RiskEngine(second_replica, keyring, limits, sharding=maps[1])]
+    account = next(a for a in (f"acct-{n}" for n in range(100)) if maps[0].owner(a) == 0)
 
     async def scenario():
-        sequential = [await validate(replicas[n % 2], make_order, quantity=D("0.001")) for n in range(4)]
-        other_account = await validate(replicas[1], make_order, account="acct-2", quantity=D("0.001"))
-        racing = await asyncio.gather(*(validate(replicas[n % 2], make_order, account="acct-3", quantity=D("0.001"))
-                                        for n in range(10)))
-        return sequential, other_account, racing
+        owner, other = replicas
+        sequential = [await validate(owner, make_order, account=account, quantity=D("0.001")) for _ in range(4)]
+        with pytest.raises(PreconditionFailed) as refused:
+            await validate(other, make_order, account=account, quantity=D("0.001"))
+        racing = await asyncio.gather(*(validate(owner, make_order, account=account, quantity=D("0.001"))
+                                        for _ in range(3)))
+        return sequential, refused.value, racing
 
-    sequential, other_account, racing = asyncio.run(scenario())
+    sequential, refused, racing = asyncio.run(scenario())
 
     assert [d.order.status for d in sequential] == [S.APPROVED] * 3 + [S.REJECTED]
     assert codes(sequential[3]) == ["ORDER_RATE_EXCEEDED"]
-    assert other_account.order.status is S.APPROVED
-    assert sorted(d.order.status.value for d in racing) == ["APPROVED"] * 3 + ["REJECTED"] * 7
+    assert refused.reason == "NOT_ACCOUNT_OWNER" and "replica 0 of 2" in str(refused)
+    assert [d.order.status for d in racing] == [S.REJECTED] * 3
+
+
+def test_a_restarted_replica_loads_the_throttle_window_and_positions_from_the_store(db, store, keyring, make_order):
+    limits = dict(order_rate_limit=3, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        await bought(first, store, make_order, "0.015")
+        await validate(first, make_order, quantity=D("0.001"))
+        restarted = engine(db, keyring, **limits)  # a new process: its book comes from the store
+        third = await validate(restarted, make_order, quantity=D("0.001"))
+        fourth = await validate(restarted, make_order, quantity=D("0.001"))
+        return restarted, third, fourth
+
+    restarted, third, fourth = asyncio.run(scenario())
+
+    assert third.order.status is S.APPROVED
+    assert codes(fourth) == ["ORDER_RATE_EXCEEDED"]
+    assert restarted.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("0.015")
 
 
 def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_switch(db, store, keyring, make_order):
     prices = MovablePrices(PRICES)
-    risk = RiskEngine(db, keyring, LIMITS, prices)
+    risk = RiskEngine(db, keyring, LIMITS, prices, state_poll_seconds=0)
 
     async def scenario():
         await bought(risk, store, make_order, "0.015")
         with store.uow() as uow:  # what the reconciler does on an unexplained discrepancy
             uow.trading_state.set(TradingState.HALTED, "reconciler", "quarantine", scope=symbol_scope("SOLUSDT"))
             uow.commit()
+        await risk.sync()  # what the service does every few milliseconds
         quarantined = await validate(risk, make_order, symbol="SOLUSDT", quantity=D("1"))
         elsewhere = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
         prices.prices["BTCUSDT"] = D("58000")

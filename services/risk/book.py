@@ -1,0 +1,337 @@
+"""What a Risk replica knows about the accounts it owns, in memory: the book.
+
+Per account: the ledger's positions, the orders that may still trade (APPROVED with a
+live token, or working at a venue) with what they may still fill, the order times
+inside the throttle's window, and the realised PnL net of commissions since the daily
+reset (a running sum: the daily loss costs the same whatever the account's history).
+
+The book is loaded from the store when the replica starts (:mod:`services.store.risk_state`)
+and kept current from two sources: the replica's own decisions, recorded the moment
+they are made (so two orders of one account decided back to back see each other), and
+the order events the OMS writes (submissions, fills, ends), which the replica follows
+in the store. Fills update positions through :func:`services.domain.ledger.apply_fill`,
+and each becomes a ledger entry the replica writes to the store in batches
+(:meth:`Book.drain`): the replica that owns an account is the one writer of its ledger.
+
+Everything here runs on the replica's event loop, so a decision (read, check, record)
+is never interleaved with another.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+from decimal import Context, Decimal
+from typing import Any, Callable, Iterable
+
+from services.domain import Order, OrderStatus, Side, TradingState
+from services.domain.ledger import ZERO, LedgerUpdate, Position, apply_fill
+
+from .context import RiskContext, last_reset
+from .limits import RiskLimits
+from .prices import PriceSource, reference_prices
+
+_WIDE = Context(prec=100)
+_STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+GLOBAL_SCOPE = "global"
+#: How many (venue, trade id) keys of applied fills the book remembers, to apply a fill
+#: the store delivers twice (a re-read after a gap, the start-up overlap) once.
+APPLIED_TRADES = 200_000
+#: How many client order ids the book remembers for idempotent retries (older ones are
+#: found by the store's unique key instead).
+CLIENT_IDS = 200_000
+_FILLS = frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})
+_ENDS = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+
+
+def symbol_scope(symbol: str) -> str:
+    return f"symbol:{symbol}"
+
+
+@dataclasses.dataclass(slots=True)
+class Working:
+    """An order that may still trade: what it may still fill, on which side."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    remaining: Decimal
+    approved: bool  # APPROVED (counts while its token lives) rather than at a venue
+    approved_at: float  # epoch seconds of the token the client holds
+
+
+class Account:
+    """One account's state; the queues are made on first use (most accounts hold
+    positions and nothing else)."""
+
+    __slots__ = ("positions", "working", "approvals", "recent", "realised_today", "reset_at")
+
+    def __init__(self) -> None:
+        self.positions: dict[str, Position] = {}
+        self.working: dict[str, Working] = {}
+        self.approvals: collections.deque[tuple[float, str]] | None = None
+        self.recent: collections.deque[float] | None = None
+        self.realised_today: Decimal = ZERO
+        self.reset_at: dt.datetime | None = None
+
+    # -- what may still trade -------------------------------------------------------------
+    def open_orders(self, approved_since: float) -> int:
+        """Working orders, approvals whose token lapsed before ``approved_since`` let go."""
+        approvals = self.approvals
+        while approvals and approvals[0][0] < approved_since:
+            at, order_id = approvals.popleft()
+            held = self.working.get(order_id)
+            if held is not None and held.approved and held.approved_at == at:
+                del self.working[order_id]  # its token lapsed: it can never be submitted
+        return len(self.working)
+
+    def working_quantity(self, symbol: str, side: Side, approved_since: float) -> Decimal:
+        total = ZERO
+        for held in self.working.values():
+            if held.symbol == symbol and held.side is side and (not held.approved or held.approved_at >= approved_since):
+                total = _WIDE.add(total, held.remaining)
+        return total
+
+    def recent_orders(self, since: float) -> int:
+        recent = self.recent
+        if recent is None:
+            return 0
+        while recent and recent[0] < since:
+            recent.popleft()
+        return len(recent)
+
+    def realised_since(self, reset: dt.datetime) -> Decimal:
+        self._roll(reset)
+        return self.realised_today
+
+    def _roll(self, reset: dt.datetime) -> None:
+        if self.reset_at is None or reset > self.reset_at:
+            self.reset_at = reset
+            self.realised_today = ZERO
+
+
+class Book:
+    """The accounts a replica owns, and the trading state every replica obeys.
+
+    Parameters
+    ----------
+    limits
+        The controls (the throttle's window, the token lifetime, the daily reset).
+    owns
+        Whether this replica owns an account (see :mod:`services.risk.sharding`).
+    clock
+        The current time (tests inject theirs).
+    """
+
+    def __init__(self, limits: RiskLimits, owns: Callable[[str], bool] = lambda account: True,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        from services.domain import utcnow
+
+        self.limits = limits
+        self.owns = owns
+        self.clock = clock or utcnow
+        self.accounts: dict[str, Account] = {}
+        self.trading: dict[str, TradingState] = {}
+        self._applied: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+        self._client_ids: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
+        #: Ledger entries and positions to write to the store (see :meth:`drain`).
+        self._entries: list[dict[str, Any]] = []
+        self._dirty: dict[tuple[str, str], Position] = {}
+
+    def account(self, name: str) -> Account:
+        found = self.accounts.get(name)
+        if found is None:
+            found = self.accounts[name] = Account()
+        return found
+
+    # -- the trading state ------------------------------------------------------------------
+    def state_for(self, symbol: str) -> TradingState:
+        """The stricter of the global state and the symbol's own (a quarantine)."""
+        overall = self.trading.get(GLOBAL_SCOPE, TradingState.ACTIVE)
+        own = self.trading.get(symbol_scope(symbol), TradingState.ACTIVE)
+        return own if _STRICTNESS[own] > _STRICTNESS[overall] else overall
+
+    def set_trading(self, states: dict[str, TradingState]) -> None:
+        """The trading state of every scope, as the store holds it (no row: ACTIVE)."""
+        self.trading = dict(states)
+
+    # -- deciding ----------------------------------------------------------------------------
+    def context(self, order: Order, prices: PriceSource, now: dt.datetime) -> RiskContext:
+        """What the checks measure ``order`` against, from memory."""
+        limits = self.limits
+        account = self.accounts.get(order.account) or Account()
+        stamp = now.timestamp()
+        approved_since = stamp - limits.approval_lifetime_seconds
+        state = self.state_for(order.symbol)
+        positions = account.positions
+        return RiskContext(
+            trading_state=state,
+            positions=positions,
+            reference_prices=reference_prices(prices, [order.symbol, *positions]),
+            open_orders=account.open_orders(approved_since),
+            working_same_side=(account.working_quantity(order.symbol, order.side, approved_since)
+                               if state is TradingState.REDUCING else ZERO),
+            recent_orders=account.recent_orders(stamp - limits.order_rate_window_seconds),
+            realised_today=account.realised_since(last_reset(now, limits.daily_reset_utc)),
+        )
+
+    def record(self, order: Order) -> None:
+        """An order just decided (and about to be stored): it counts in the throttle's
+        window, and an approved one among the account's working orders."""
+        account = self.account(order.account)
+        stamp = order.order_time.timestamp()
+        if account.recent is None:
+            account.recent = collections.deque()
+        account.recent.append(stamp)
+        if order.status is OrderStatus.APPROVED:
+            self._approve(account, order, stamp)
+        self.remember_client_id(order.account, order.client_order_id, order.order_id)
+
+    def forget(self, order: Order) -> None:
+        """Undo :meth:`record`: the decision was not stored."""
+        account = self.accounts.get(order.account)
+        if account is None:
+            return
+        stamp = order.order_time.timestamp()
+        if account.recent:
+            try:
+                account.recent.remove(stamp)
+            except ValueError:
+                pass
+        account.working.pop(order.order_id, None)
+        self._client_ids.pop((order.account, order.client_order_id), None)
+
+    def reapproved(self, order: Order) -> None:
+        """A retried APPROVED order got a fresh token: its approval counts from now."""
+        self._approve(self.account(order.account), order, order.updated_time.timestamp())
+
+    def _approve(self, account: Account, order: Order, stamp: float) -> None:
+        account.working[order.order_id] = Working(order.order_id, order.symbol, order.side,
+                                                  order.quantity - order.filled_quantity, True, stamp)
+        if account.approvals is None:
+            account.approvals = collections.deque()
+        account.approvals.append((stamp, order.order_id))
+
+    def client_order(self, account: str, client_order_id: str) -> str | None:
+        """The order id of a client order id this replica decided or loaded, if it remembers."""
+        return self._client_ids.get((account, client_order_id))
+
+    def remember_client_id(self, account: str, client_order_id: str, order_id: str) -> None:
+        self._client_ids[(account, client_order_id)] = order_id
+        if len(self._client_ids) > CLIENT_IDS:
+            self._client_ids.popitem(last=False)
+
+    # -- from the store ------------------------------------------------------------------------
+    def load_working(self, orders: Iterable[tuple[str, str, str, str, Decimal, Decimal, str, dt.datetime]],
+                     ) -> None:
+        """Orders that may still trade: (order_id, account, client_order_id, symbol, side,
+        quantity, filled, status, updated_time)."""
+        for order_id, account_name, client_order_id, symbol, side, quantity, filled, status, updated in orders:
+            if not self.owns(account_name):
+                continue
+            account = self.account(account_name)
+            approved = status == OrderStatus.APPROVED.value
+            stamp = updated.timestamp()
+            account.working[order_id] = Working(order_id, symbol, Side(side), quantity - filled, approved, stamp)
+            if approved:
+                if account.approvals is None:
+                    account.approvals = collections.deque()
+                account.approvals.append((stamp, order_id))
+            self.remember_client_id(account_name, client_order_id, order_id)
+        for account in self.accounts.values():
+            if account.approvals:
+                account.approvals = collections.deque(sorted(account.approvals))
+
+    def load_recent(self, orders: Iterable[tuple[str, dt.datetime]]) -> None:
+        """(account, order_time) of the orders inside the throttle's window, oldest first."""
+        for account_name, order_time in orders:
+            if self.owns(account_name):
+                account = self.account(account_name)
+                if account.recent is None:
+                    account.recent = collections.deque()
+                account.recent.append(order_time.timestamp())
+
+    def load_positions(self, positions: Iterable[Position]) -> None:
+        for position in positions:
+            if self.owns(position.account):
+                self.account(position.account).positions[position.symbol] = position
+
+    def load_realised(self, sums: Iterable[tuple[str, Decimal]], reset: dt.datetime) -> None:
+        """Realised PnL net of commissions per account since ``reset`` (the ledger's)."""
+        for account_name, net in sums:
+            if self.owns(account_name):
+                account = self.account(account_name)
+                account._roll(reset)
+                account.realised_today = _WIDE.add(account.realised_today, net)
+
+    def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal) -> None:
+        """The OMS sent the order to a venue: it works until it ends, whatever its token."""
+        if not self.owns(account_name):
+            return
+        account = self.account(account_name)
+        held = account.working.get(order_id)
+        if held is None:
+            account.working[order_id] = Working(order_id, symbol, side, remaining, False, 0.0)
+        else:
+            held.approved = False
+
+    def ended(self, order_id: str, account_name: str) -> None:
+        account = self.accounts.get(account_name)
+        if account is not None:
+            account.working.pop(order_id, None)
+
+    def fill(self, *, order_id: str, account: str, symbol: str, side: Side, venue: str, trade_id: str,
+             quantity: Decimal, price: Decimal, commission: Decimal, trade_time: dt.datetime,
+             final: bool) -> LedgerUpdate | None:
+        """Apply one fill to its position (once per venue trade id); None when it was
+        applied before or the account is another replica's."""
+        if not self.owns(account):
+            return None
+        key = (venue, trade_id)
+        if key in self._applied:
+            return None
+        self._applied[key] = None
+        if len(self._applied) > APPLIED_TRADES:
+            self._applied.popitem(last=False)
+        holder = self.account(account)
+        current = holder.positions.get(symbol) or Position(account, symbol)
+        update = apply_fill(current, side, quantity, price, commission, trade_time)
+        holder.positions[symbol] = update.position
+        reset = last_reset(self.clock(), self.limits.daily_reset_utc)
+        holder._roll(reset)
+        if trade_time >= reset:
+            holder.realised_today = _WIDE.add(holder.realised_today, _WIDE.subtract(update.realised_pnl, commission))
+        held = holder.working.get(order_id)
+        if held is not None:
+            held.approved = False
+            held.remaining = _WIDE.subtract(held.remaining, quantity)
+            if final or held.remaining <= 0:
+                del holder.working[order_id]
+        self._entries.append({
+            "account": account, "symbol": symbol, "venue": venue, "trade_id": trade_id, "side": side,
+            "quantity": quantity, "price": price, "realised_pnl": update.realised_pnl, "commission": commission,
+            "position_quantity": update.position.quantity, "trade_time": trade_time,
+        })
+        self._dirty[(account, symbol)] = update.position
+        return update
+
+    # -- to the store --------------------------------------------------------------------------
+    def drain(self) -> tuple[list[dict[str, Any]], list[Position]]:
+        """The ledger entries and positions to write since the last drain."""
+        entries, positions = self._entries, list(self._dirty.values())
+        self._entries, self._dirty = [], {}
+        return entries, positions
+
+    def undrain(self, entries: list[dict[str, Any]], positions: list[Position]) -> None:
+        """Put back what a failed write did not store (positions newer since stay)."""
+        self._entries[:0] = entries
+        for position in positions:
+            self._dirty.setdefault((position.account, position.symbol), position)
+
+    @property
+    def pending_entries(self) -> int:
+        return len(self._entries)
+
+
+__all__ = ["Account", "Book", "GLOBAL_SCOPE", "Working", "symbol_scope"]

@@ -1,0 +1,116 @@
+"""Which Risk replica owns which account: a deterministic map over a StatefulSet's ordinals.
+
+Risk decides from memory, so each account must be decided by one replica. Replicas are
+the pods of a Kubernetes StatefulSet (``risk-0``, ``risk-1``, ...): replica ``i`` of
+``n`` owns the accounts whose shard is ``i``::
+
+    shard(account) = int.from_bytes(SHA-256(account as UTF-8)[:8], "big") % n
+
+Nothing else coordinates them: the map is a pure function of the account and the
+replica count, the same on every replica and in any client that wants to send an
+account's orders straight to its owner. A request that reaches another replica is
+forwarded to the owner (``TESSERA_RISK_PEERS`` names every replica's address), or
+refused with ``FAILED_PRECONDITION`` ``NOT_ACCOUNT_OWNER`` naming the owner when no
+address is known or it was forwarded once already.
+
+Configuration: ``TESSERA_RISK_SHARDS`` (the replica count, default 1),
+``TESSERA_RISK_SHARD`` (this replica's ordinal; default: the ordinal at the end of the
+host name, ``risk-2`` -> 2, as a StatefulSet names its pods), ``TESSERA_RISK_PEERS``
+(one address per ordinal, comma-separated, or a template with ``{shard}``, e.g.
+``risk-{shard}.risk-peers:50051``).
+
+Changing the replica count moves accounts between replicas: restart every replica with
+the new count (the StatefulSet's rolling update does), so each loads the accounts it
+now owns; during the roll an account may briefly be decided by two replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import socket
+from collections.abc import Mapping
+
+from services.common.config import ConfigError
+
+#: Metadata a forwarding replica adds: the receiver must own the account, not forward again.
+FORWARDED_METADATA = "tessera-risk-forwarded"
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def shard_of(account: str, shards: int) -> int:
+    """The ordinal of the replica that owns ``account`` among ``shards``."""
+    if shards <= 1:
+        return 0
+    return int.from_bytes(hashlib.sha256(account.encode("utf-8")).digest()[:8], "big") % shards
+
+
+@dataclasses.dataclass(frozen=True)
+class Sharding:
+    """This replica's place in the map, and how to reach the others."""
+
+    shard: int = 0
+    shards: int = 1
+    peers: tuple[str, ...] = ()
+
+    def owner(self, account: str) -> int:
+        return shard_of(account, self.shards)
+
+    def owns(self, account: str) -> bool:
+        return self.shards <= 1 or shard_of(account, self.shards) == self.shard
+
+    def address(self, shard: int) -> str | None:
+        return self.peers[shard] if shard < len(self.peers) else None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], hostname: str | None = None) -> "Sharding":
+        """Read ``TESSERA_RISK_SHARDS``, ``TESSERA_RISK_SHARD`` and ``TESSERA_RISK_PEERS``.
+
+        Raises
+        ------
+        ConfigError
+            A count or ordinal that is not a number, an ordinal outside the count, or a
+            peer list of another length; the message names the variable.
+        """
+        shards = _number(environ, "TESSERA_RISK_SHARDS", "1")
+        if shards < 1:
+            raise ConfigError("TESSERA_RISK_SHARDS must be at least 1")
+        raw = environ.get("TESSERA_RISK_SHARD", "").strip()
+        if raw:
+            shard = _number(environ, "TESSERA_RISK_SHARD", raw)
+        elif shards == 1:
+            shard = 0
+        else:
+            name = hostname if hostname is not None else socket.gethostname()
+            found = _ORDINAL.search(name)
+            if found is None:
+                raise ConfigError(
+                    f"TESSERA_RISK_SHARD is not set and the host name {name!r} ends in no ordinal "
+                    "(a StatefulSet pod is named <set>-<ordinal>)"
+                )
+            shard = int(found.group(1))
+        if not 0 <= shard < shards:
+            raise ConfigError(f"TESSERA_RISK_SHARD={shard} is outside the {shards} replicas of TESSERA_RISK_SHARDS")
+        peers_raw = environ.get("TESSERA_RISK_PEERS", "").strip()
+        if not peers_raw:
+            peers: tuple[str, ...] = ()
+        elif "{shard}" in peers_raw:
+            peers = tuple(peers_raw.replace("{shard}", str(i)) for i in range(shards))
+        else:
+            peers = tuple(p.strip() for p in peers_raw.split(","))
+            if len(peers) != shards or not all(peers):
+                raise ConfigError(f"TESSERA_RISK_PEERS must name {shards} addresses (one per replica), "
+                                  f"got {len(peers)}")
+        return cls(shard, shards, peers)
+
+
+def _number(environ: Mapping[str, str], name: str, default: str) -> int:
+    raw = environ.get(name, "").strip() or default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+__all__ = ["FORWARDED_METADATA", "Sharding", "shard_of"]
