@@ -38,7 +38,7 @@ class StoreUnavailable(domain.DomainError):
 
 
 def status_code_for(error: BaseException) -> grpc.StatusCode:
-    if isinstance(error, domain.InvalidOrder):
+    if isinstance(error, (domain.InvalidOrder, domain.MalformedRequest)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(error, domain.TokenReplayed):
         return grpc.StatusCode.PERMISSION_DENIED

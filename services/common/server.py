@@ -23,9 +23,10 @@ import logging
 import os
 import signal
 import sys
-from typing import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import grpc
+from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -44,6 +45,27 @@ log = logging.getLogger(__name__)
 DEFAULT_METRICS_PORTS = {"risk": 9101, "oms": 9102, "exchange": 9103}
 
 Registrar = Callable[[grpc.aio.Server], Iterable[str]]
+
+
+def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_requests: Iterable[str] = ()) -> str:
+    """Register ``servicer``'s methods for ``service`` (a ``ServiceDescriptor``), as the
+    generated ``add_*Servicer_to_server`` does, except that the methods named in
+    ``raw_requests`` receive the request's bytes as they arrived: they verify the risk
+    token on the wire (see :func:`core_ext.verify_order_request`) and parse the message
+    themselves. Returns the service's full name."""
+    raw = frozenset(raw_requests)
+    handlers = {}
+    for method in service.methods:
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        behavior = getattr(servicer, method.name)
+        deserializer = None if method.name in raw else request.FromString
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(behavior, request_deserializer=deserializer,
+                                     response_serializer=response.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+    return service.full_name
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),

@@ -28,6 +28,15 @@ class InvalidOrder(DomainError):
         self.field = field
 
 
+class MalformedRequest(DomainError):
+    """Bytes that do not parse as the method's request message (INVALID_ARGUMENT)."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, message_type: str) -> None:
+        super().__init__(f"the request is not a valid {message_type} message")
+
+
 class TokenRejected(DomainError):
     """The risk token is missing, malformed, forged, stale or bound to other fields."""
 

@@ -21,9 +21,9 @@ from services.common.config import (
     exit_on_config_error,
     load_keyring,
 )
-from services.common.server import run, serve
+from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
-from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from tessera.exchange.v1 import exchange_pb2
 
 from .aster.signing import Credentials
 from .aster.transport import AsterTransport
@@ -32,7 +32,7 @@ from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedP
 from .providers.live import LiveProvider
 from .providers.paper import PaperFees, PaperProvider
 from .providers.shadow import ShadowProvider
-from .servicer import ExchangeServicer
+from .servicer import RAW_REQUESTS, ExchangeServicer
 from .venue import Provider
 
 MODES = ("paper", "shadow", "live")
@@ -177,8 +177,8 @@ async def main() -> None:
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl)
 
     def register(server):  # type: ignore[no-untyped-def]
-        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(ExchangeServicer(engine), server)
-        return [exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"].full_name]
+        return [add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
+                            raw_requests=RAW_REQUESTS)]
 
     await serve(
         "exchange",

@@ -2,9 +2,14 @@
 
 The Exchange service is a network endpoint of its own, so it trusts nothing the OMS
 checked: an order reaches the provider only with a valid token bound to its exact
-fields, and at most once per order id while that token could still be valid. Every
-execution mode runs this same pipeline; only the provider differs (see
-:mod:`services.exchange.venue`).
+fields (verified on the request's bytes, like the OMS does), and at most once per order
+id while that token could still be valid. Every execution mode runs this same
+pipeline; only the provider differs (see :mod:`services.exchange.venue`).
+
+The reports of an execution or a cancel travel in its answer. The report log
+(``StreamExecutionReports``) carries what the provider learns later (a resting order
+filling, a polled fill, the venue's own cancel), and an answer's reports only when
+the call ended before its answer could be sent: each report reaches the OMS once.
 """
 
 from __future__ import annotations
@@ -52,34 +57,43 @@ class ExchangeEngine:
         verify_oms_call(self.keyring, metadata, method, risk_token)
 
     async def execute(self, order: Order, token: str, metadata: object) -> list[ExecutionReport]:
+        """Verify ``token`` against ``order`` and execute it (the reports are the answer's)."""
         # The risk token first, so a bad token is reported as such whoever sends it.
         result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        return await self.execute_verified(order, result, token, metadata)
+
+    async def execute_verified(self, order: Order, verified: "core_ext.VerifyResult", token: str,
+                               metadata: object) -> list[ExecutionReport]:
+        """Execute an order whose token verified (``verified``): the OMS's credential,
+        once per order id, then the provider."""
         self.authorize(metadata, "ExecuteOrder", token)
-        self._claim(order, result.issued_at or 0)
-        reports = await self.provider.execute(order)
+        self._claim(order, verified.issued_at or 0)
+        return await self.provider.execute(order)
+
+    async def unanswered(self, reports: list[ExecutionReport]) -> None:
+        """Reports whose call ended before its answer was sent: to the report log."""
         await self.reports.append(reports)
-        return reports
 
     async def execute_many(
-        self, orders: list[tuple[Order, str]], metadata: object
+        self, orders: list[tuple[Order | Exception, "core_ext.VerifyResult | None", str]], metadata: object
     ) -> list[list[ExecutionReport] | Exception]:
-        """:meth:`execute` for each ``(order, risk token)``, in order: the reports of
-        each, or the error that refused it (one order's failure leaves the others be).
+        """Execute each ``(order, its token's verdict, risk token)``, in order: the reports
+        of each, or the error that refused it (one order's failure leaves the others be;
+        an item may already be its refusal). A verdict of None: verify the token here.
         The OMS's credential covers the whole batch (see :func:`batch_tokens`)."""
-        self.authorize(metadata, "ExecuteOrders", batch_tokens([token for _, token in orders]))
+        self.authorize(metadata, "ExecuteOrders", batch_tokens([token for _, _, token in orders]))
         outcomes: list[list[ExecutionReport] | Exception] = []
-        executed: list[ExecutionReport] = []
-        for order, token in orders:
+        for order, verified, token in orders:
+            if isinstance(order, Exception):
+                outcomes.append(order)
+                continue
             try:
-                result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
-                self._claim(order, result.issued_at or 0)
-                reports = await self.provider.execute(order)
+                if verified is None:
+                    verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+                self._claim(order, verified.issued_at or 0)
+                outcomes.append(await self.provider.execute(order))
             except Exception as error:  # noqa: BLE001 - reported for this order alone
                 outcomes.append(error)
-                continue
-            outcomes.append(reports)
-            executed += reports
-        await self.reports.append(executed)
         return outcomes
 
     async def cancel(
@@ -90,13 +104,12 @@ class ExchangeEngine:
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
     ) -> ExecutionReport:
-        report = await self.provider.cancel(
+        return await self.provider.cancel(
             order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type
         )
-        await self.reports.append([report])
-        return report
 
     async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:
+        # Not one of the OMS's own order-by-order calls: the OMS learns these from the log.
         reports = await self.provider.cancel_all(symbol, market_type)
         await self.reports.append(reports)
         return reports

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from typing import Any, Callable
 
 import grpc
 
+import core_ext
 from services.common import convert
 from services.common.errors import abort, grpc_errors, item_error
-from services.domain import MarginMode, MarketType, Side
-from services.domain.errors import InvalidOrder
+from services.common.observability.interceptors import note_order_id
+from services.common.tokens import verify_or_raise
+from services.domain import MarginMode, MarketType, Order, Side
+from services.domain.errors import DomainError, InvalidOrder, MalformedRequest
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
@@ -21,6 +26,8 @@ from .venue import OrderRef
 
 #: At most this many orders per ExecuteOrders call (the OMS's SubmitOrders limit).
 MAX_BATCH = 5000
+#: The methods that receive the request's bytes as they arrived.
+RAW_REQUESTS = ("ExecuteOrder", "ExecuteOrders")
 _MODES = {"PAPER": common_pb.EXECUTION_MODE_PAPER, "SHADOW": common_pb.EXECUTION_MODE_SHADOW, "LIVE": common_pb.EXECUTION_MODE_LIVE}
 _MARGIN_MODES = {common_pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED, common_pb.MARGIN_MODE_CROSSED: MarginMode.CROSSED}
 _MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
@@ -37,6 +44,13 @@ def venue_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, error.reason, str(error))
 
     return grpc_errors(wrapper)
+
+
+def _parse(message_type: Any, raw: bytes) -> Any:
+    try:
+        return message_type.FromString(raw)
+    except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
+        raise MalformedRequest(message_type.DESCRIPTOR.name) from None
 
 
 def _symbol(value: str) -> str:
@@ -69,45 +83,74 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     def mode(self) -> int:
         return _MODES[self.engine.provider.mode]
 
-    @venue_errors
-    async def ExecuteOrder(self, request: pb.ExecuteOrderRequest, context: grpc.aio.ServicerContext):
+    # ExecuteOrder and ExecuteOrders receive the request's bytes (see RAW_REQUESTS): the
+    # risk token is verified on them, then the message is parsed.
+    def _order(self, verdict: "core_ext.VerifyResult", request: pb.ExecuteOrderRequest
+               ) -> tuple[Order, "core_ext.VerifyResult"]:
+        """The order to execute and its token's verdict; a verdict that is not OK is
+        explained field by field (an invalid field, then the token's reason)."""
+        if verdict.ok:
+            return convert.order_from_signed_proto(request.order), verdict
         if not request.HasField("order"):
             raise InvalidOrder("order", "required")
         order = convert.order_from_proto(request.order)
-        reports = await self.engine.execute(order, request.risk_token, context.invocation_metadata())
-        return pb.ExecuteOrderResponse(
-            remote_order_id=order.remote_order_id or "",
-            mode=self.mode,
-            reports=[convert.report_to_proto(r) for r in reports],
-        )
+        return order, verify_or_raise(self.engine.keyring, request.risk_token, order,
+                                      ttl_seconds=self.engine.ttl_seconds)
+
+    def _response(self, order: Order, reports: list[Any]) -> pb.ExecuteOrderResponse:
+        return pb.ExecuteOrderResponse(remote_order_id=order.remote_order_id or "", mode=self.mode,
+                                       reports=[convert.report_to_proto(r) for r in reports])
+
+    def _unless_answered(self, context: grpc.aio.ServicerContext, reports: list[Any]) -> None:
+        """Put ``reports`` on the report log should the call end without its answer."""
+        if not reports:
+            return
+
+        def done(_context: Any) -> None:
+            if context.cancelled():
+                asyncio.ensure_future(self.engine.unanswered(reports))
+
+        context.add_done_callback(done)
 
     @venue_errors
-    async def ExecuteOrders(self, request: pb.ExecuteOrdersRequest, context: grpc.aio.ServicerContext):
-        if len(request.orders) > MAX_BATCH:
-            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
-        results: list[pb.ExecuteOrderResult | None] = [None] * len(request.orders)
-        valid: list[tuple[int, Any]] = []
-        for index, item in enumerate(request.orders):
+    async def ExecuteOrder(self, request: bytes, context: grpc.aio.ServicerContext):
+        verdict = core_ext.verify_order_request(self.engine.keyring, request, time.time(), self.engine.ttl_seconds)
+        message = _parse(pb.ExecuteOrderRequest, request)
+        note_order_id(message.order.order_id)
+        order, verified = self._order(verdict, message)
+        reports = await self.engine.execute_verified(order, verified, message.risk_token,
+                                                     context.invocation_metadata())
+        self._unless_answered(context, reports)
+        return self._response(order, reports)
+
+    @venue_errors
+    async def ExecuteOrders(self, request: bytes, context: grpc.aio.ServicerContext):
+        try:
+            verdicts = core_ext.verify_order_requests(self.engine.keyring, request, time.time(),
+                                                      self.engine.ttl_seconds)
+        except ValueError:
+            raise MalformedRequest("ExecuteOrdersRequest") from None
+        if len(verdicts) > MAX_BATCH:
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(verdicts)}")
+        batch = _parse(pb.ExecuteOrdersRequest, request)
+        items: list[Any] = []
+        for verdict, item in zip(verdicts, batch.orders):
             try:
-                if not item.HasField("order"):
-                    raise InvalidOrder("order", "required")
-                valid.append((index, convert.order_from_proto(item.order)))
-            except InvalidOrder as error:
-                results[index] = _item_error(index, error)
-        outcomes = await self.engine.execute_many(
-            [(order, request.orders[index].risk_token) for index, order in valid], context.invocation_metadata()
-        )
-        for (index, order), outcome in zip(valid, outcomes):
+                order, verified = self._order(verdict, item)
+            except DomainError as error:
+                items.append((error, None, item.risk_token))
+                continue
+            items.append((order, verified, item.risk_token))
+        outcomes = await self.engine.execute_many(items, context.invocation_metadata())
+        results: list[pb.ExecuteOrderResult] = []
+        answered: list[Any] = []
+        for index, ((order, _, _), outcome) in enumerate(zip(items, outcomes)):
             if isinstance(outcome, Exception):
-                results[index] = _item_error(index, outcome)
+                results.append(_item_error(index, outcome))
             else:
-                results[index] = pb.ExecuteOrderResult(
-                    response=pb.ExecuteOrderResponse(
-                        remote_order_id=order.remote_order_id or "",
-                        mode=self.mode,
-                        reports=[convert.report_to_proto(r) for r in outcome],
-                    )
-                )
+                answered += outcome
+                results.append(pb.ExecuteOrderResult(response=self._response(order, outcome)))
+        self._unless_answered(context, answered)
         return pb.ExecuteOrdersResponse(results=results)
 
     @venue_errors

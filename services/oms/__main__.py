@@ -13,22 +13,21 @@ from services.common.config import (
     ConfigError,
     ServerConfig,
     env_decimal,
-    env_decimal,
     env_int,
     exit_on_config_error,
     load_keyring,
 )
-from services.common.db import Database
 from services.common.observability import metrics
 from services.common.observability.interceptors import client_interceptors
-from services.common.server import run, serve
+from services.common.server import add_service, run, serve
 from services.store import database_url
+from services.store.database import Database
 from tessera.exchange.v1 import exchange_pb2_grpc
-from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
+from tessera.oms.v1 import oms_pb2
 
 from .engine import OrderManagement
 from .reconciler import Reconciler
-from .servicer import OrderManagementServicer
+from .servicer import RAW_REQUESTS, OrderManagementServicer
 
 log = logging.getLogger(__name__)
 EXCHANGE_CHANNEL_OPTIONS = (
@@ -72,7 +71,7 @@ async def main() -> None:
     if reconcile_grace <= exchange_timeout:
         log.warning("TESSERA_RECONCILE_GRACE_SECONDS (%s) should exceed TESSERA_EXCHANGE_TIMEOUT_SECONDS (%s): an "
                     "order still on its way to the venue could be judged not at venue", reconcile_grace, exchange_timeout)
-    db = Database.from_url(database_url())
+    db = Database.from_url(database_url(), on_events=metrics.events_committed)
     metrics.watch_trading_state(db.store)
     oms = OrderManagement(
         db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout
@@ -81,8 +80,8 @@ async def main() -> None:
     stop = asyncio.Event()
 
     def register(server):  # type: ignore[no-untyped-def]
-        oms_pb2_grpc.add_OrderManagementServiceServicer_to_server(OrderManagementServicer(oms), server)
-        return [oms_pb2.DESCRIPTOR.services_by_name["OrderManagementService"].full_name]
+        service = oms_pb2.DESCRIPTOR.services_by_name["OrderManagementService"]
+        return [add_service(server, OrderManagementServicer(oms), service, raw_requests=RAW_REQUESTS)]
 
     background: list[asyncio.Task[None]] = []
 

@@ -3,18 +3,27 @@
 A report is matched to its order by order id only (never by symbol and side). A fill
 is recorded once per venue trade id; a fill that would overfill the order, or that
 arrives for an order that can no longer take fills, is refused and recorded as an
-anomaly, never silently applied. Reports may arrive twice (on the ExecuteOrder answer
-and on the report stream) and in any order; applying one again changes nothing.
+anomaly, never silently applied. Applying a report twice changes nothing.
+
+:func:`apply_to_order` is the whole of it, in memory: the OMS applies an execution's
+answer to the order it just claimed and stores the result in one set write
+(:data:`services.store.order_sets.FILLS`). :func:`apply_report` does the same inside a
+unit of work, reading the order first, for reports that arrive on their own (the report
+stream, the reconciler, a cancel's answer) and for the rare answer the fast path hands
+back (an anomaly, a lost compare-and-set). The ledger (positions, realised PnL) follows
+the stored fills in the Risk service that owns the account.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from typing import Any
 
 import core_ext
 from services.domain import Order, OrderStatus, TimeInForce, Trade
-from services.domain.errors import OverfillError
-from services.domain.execution import ExecutionReport
+from services.domain.errors import OverfillError, StaleOrder
+from services.domain.execution import ExecutionReport, Fill
 from services.store import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -23,6 +32,15 @@ log = logging.getLogger(__name__)
 _STATUS_REPORTS = frozenset(
     {OrderStatus.ACCEPTED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 )
+
+
+def fill_payload(fill: Fill) -> dict[str, Any]:
+    """What a fill event records of its fill (Risk's ledger reads it back)."""
+    payload: dict[str, Any] = {"trade_id": fill.trade_id, "quantity": str(fill.quantity), "price": str(fill.price),
+                               "commission": str(fill.commission)}
+    if fill.commission_asset:
+        payload["commission_asset"] = fill.commission_asset
+    return payload
 
 
 def _trade(order: Order, report: ExecutionReport) -> Trade:
@@ -46,40 +64,39 @@ def _trade(order: Order, report: ExecutionReport) -> Trade:
     )
 
 
-def _anomaly(uow: UnitOfWork, kind: str, order: Order | None, report: ExecutionReport, detail: str) -> None:
-    log.warning("execution anomaly %s on order %s: %s", kind, report.order_id, detail)
-    uow.anomalies.record(
-        kind=kind,
-        venue=report.venue,
-        order_id=order.order_id if order else None,
-        detail=detail,
-        payload={
-            "trade_id": report.fill.trade_id if report.fill else None,
-            "order_status": report.order_status.value,
-            "remote_order_id": report.remote_order_id,
-        },
-    )
+@dataclasses.dataclass
+class Applied:
+    """What applying one report to an order did."""
+
+    changed: bool = False
+    trade: Trade | None = None
+    #: (kind, detail) when the report was refused: record it as an anomaly.
+    anomaly: tuple[str, str] | None = None
 
 
-def _apply_fill(uow: UnitOfWork, order: Order, report: ExecutionReport) -> Trade | None:
+def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str] | frozenset[str] = frozenset()
+                   ) -> Applied:
+    """Apply ``report`` to ``order`` in memory (``known_trades``: venue trade ids the order
+    already has, which are not applied again)."""
+    applied = Applied()
+    if report.remote_order_id and order.remote_order_id != report.remote_order_id:
+        order.remote_order_id = report.remote_order_id
+        applied.changed = True
     fill = report.fill
-    assert fill is not None
-    if uow.trades.get(order.venue, fill.trade_id) is not None:
-        return None  # already recorded: a duplicate report
-    try:
-        order.apply_fill(
-            fill.quantity,
-            fill.price,
-            at=report.transact_time,
-            payload={"trade_id": fill.trade_id, "quantity": str(fill.quantity), "price": str(fill.price)},
-        )
-    except (OverfillError, core_ext.IllegalTransition) as error:
-        _anomaly(uow, "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER", order, report, str(error))
-        return None
-    trade = _trade(order, report)
-    if uow.trades.add_if_absent(trade):
-        uow.positions.apply_trade(trade)
-    return trade
+    if fill is not None:
+        if fill.trade_id in known_trades:
+            return applied  # already recorded: a duplicate report
+        try:
+            order.apply_fill(fill.quantity, fill.price, at=report.transact_time, payload=fill_payload(fill))
+        except (OverfillError, core_ext.IllegalTransition) as error:
+            kind = "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER"
+            applied.anomaly = (kind, str(error))
+            return applied
+        applied.trade = _trade(order, report)
+        applied.changed = True
+        return applied
+    applied.changed = _apply_status(order, report) or applied.changed
+    return applied
 
 
 def _apply_status(order: Order, report: ExecutionReport) -> bool:
@@ -115,19 +132,39 @@ def _gtd_due(order: Order, report: ExecutionReport) -> bool:
     )
 
 
+def _anomaly(uow: UnitOfWork, kind: str, order: Order | None, report: ExecutionReport, detail: str) -> None:
+    log.warning("execution anomaly %s on order %s: %s", kind, report.order_id, detail)
+    uow.anomalies.record(
+        kind=kind,
+        venue=report.venue,
+        order_id=order.order_id if order else None,
+        detail=detail,
+        payload={
+            "trade_id": report.fill.trade_id if report.fill else None,
+            "order_status": report.order_status.value,
+            "remote_order_id": report.remote_order_id,
+        },
+    )
+
+
 def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None, Trade | None]:
     """Apply one report inside ``uow``; the caller commits (and retries on StaleOrder)."""
     order = uow.orders.get(report.order_id)
     if order is None:
         _anomaly(uow, "UNKNOWN_ORDER", None, report, f"report for unknown order {report.order_id}")
         return None, None
-    changed = False
-    if report.remote_order_id and order.remote_order_id != report.remote_order_id:
-        order.remote_order_id = report.remote_order_id
-        changed = True
-    trade = _apply_fill(uow, order, report) if report.fill else None
-    if trade is None and not report.fill:
-        changed = _apply_status(order, report) or changed
-    if changed or trade is not None:
+    known = frozenset()
+    if report.fill is not None and uow.trades.get(order.venue, report.fill.trade_id) is not None:
+        known = frozenset({report.fill.trade_id})
+    applied = apply_to_order(order, report, known)
+    if applied.anomaly is not None:
+        _anomaly(uow, applied.anomaly[0], order, report, applied.anomaly[1])
+        if order.remote_order_id and applied.changed:
+            uow.orders.save(order)
+        return order, None
+    if applied.trade is not None and not uow.trades.add_if_absent(applied.trade):
+        # Stored by a concurrent writer since it was looked up: reload and apply again.
+        raise StaleOrder(f"trade {applied.trade.trade_id} of order {order.order_id} was stored concurrently")
+    if applied.changed:
         uow.orders.save(order)
-    return order, trade
+    return order, applied.trade

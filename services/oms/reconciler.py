@@ -32,17 +32,16 @@ import grpc
 
 import core_ext
 from services.common import convert
-from services.common.db import Database
-from services.common.tokens import oms_call_metadata
 from services.domain import Order, OrderEvent, OrderStatus, TradingState, utcnow
 from services.domain.errors import StaleOrder
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
+from services.store.database import Database
 from services.store.repositories import symbol_scope
-from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from tessera.exchange.v1 import exchange_pb2_grpc
 
 from .fill_tracker import apply_report
+from .gateway import SIMULATED_MODES, ExchangeGateway
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +49,7 @@ T = TypeVar("T")
 NOT_AT_VENUE = "NOT_AT_VENUE"
 DISCREPANCY = "RECONCILE_DISCREPANCY"
 OPERATOR = "reconciler"
-_SIMULATED = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
+_SIMULATED = SIMULATED_MODES
 _CLOSING = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
 
 
@@ -67,7 +66,7 @@ class Summary:
 class Reconciler:
     def __init__(
         self,
-        db: Database,
+        db: Database[Any],
         keyring: "core_ext.KeyRing",
         exchange: exchange_pb2_grpc.ExchangeServiceStub,
         *,
@@ -76,8 +75,7 @@ class Reconciler:
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = db
-        self.keyring = keyring
-        self.exchange = exchange
+        self.gateway = ExchangeGateway(exchange, keyring, timeout=timeout_seconds)
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.timeout_seconds = timeout_seconds
         self.clock = clock
@@ -125,20 +123,7 @@ class Reconciler:
     async def reconcile_order(self, order: Order) -> str:
         """Resolve one open order; returns the outcome's name (a :class:`Summary` field)."""
         asked_at = self.clock()  # "not found" proves nothing about an order younger than the question
-        answer = await self.exchange.QueryOrder(
-            exchange_pb2.QueryOrderRequest(
-                order_id=order.order_id,
-                client_order_id=order.client_order_id,
-                remote_order_id=order.remote_order_id or "",
-                symbol=order.symbol,
-                market_type=convert.enum_to_proto(order.market_type),
-                account=order.account,
-                venue=order.venue,
-                side=convert.enum_to_proto(order.side),
-            ),
-            timeout=self.timeout_seconds,
-            metadata=oms_call_metadata(self.keyring, "QueryOrder"),
-        )
+        answer = await self.gateway.query(order, timeout=self.timeout_seconds)
         if not answer.found:
             return await self._absent(order, answer.mode, asked_at)
         fills = [convert.report_from_proto(f) for f in answer.fills]

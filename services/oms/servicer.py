@@ -19,9 +19,8 @@ from .engine import OrderManagement, Submission
 
 MAX_BATCH = 5000
 MAX_PAGE = 1000
-#: Orders of one SubmitOrders request submitted together: their database writes share
-#: transactions (group commit) and they go to the Exchange in one ExecuteOrders call.
-BATCH_WINDOW = 1000
+#: The methods that receive the request's bytes as they arrived.
+RAW_REQUESTS = ("SubmitOrder", "SubmitOrders")
 
 
 def _page_size(value: int) -> int:
@@ -51,11 +50,6 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     def __init__(self, oms: OrderManagement) -> None:
         self.oms = oms
 
-    async def _submit(self, request: pb.SubmitOrderRequest) -> Submission:
-        if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
-        return await self.oms.submit(convert.order_from_proto(request.order), request.risk_token)
-
     async def _order_id(self, request: Any) -> str:
         if request.order_id:
             order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
@@ -68,41 +62,26 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         assert account is not None and client_order_id is not None
         return await self.oms.find_order_id(account, client_order_id)
 
+    # SubmitOrder and SubmitOrders receive the request's bytes (see RAW_REQUESTS): the
+    # risk token is verified on them, then the message is parsed.
     @grpc_errors
-    async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: grpc.aio.ServicerContext):
-        return pb.SubmitOrderResponse(**_submission_fields(await self._submit(request)))
+    async def SubmitOrder(self, request: bytes, context: grpc.aio.ServicerContext):
+        submission = await self.oms.submit_wire(request, remaining=context.time_remaining())
+        return pb.SubmitOrderResponse(**_submission_fields(submission))
 
     @grpc_errors
-    async def SubmitOrders(self, request: pb.SubmitOrdersRequest, context: grpc.aio.ServicerContext):
-        if len(request.orders) > MAX_BATCH:
-            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
-
+    async def SubmitOrders(self, request: bytes, context: grpc.aio.ServicerContext):
         def failed(index: int, error: DomainError) -> pb.SubmitOrderResult:
             code, reason, message = item_error(error)
             return pb.SubmitOrderResult(
                 error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
             )
 
-        # The orders that convert go through the OMS together: their claims share
-        # transactions and they reach the Exchange in one ExecuteOrders call.
-        results: list[pb.SubmitOrderResult | None] = [None] * len(request.orders)
-        items: list[tuple[int, Any]] = []
-        for index, item in enumerate(request.orders):
-            try:
-                if not item.HasField("order"):
-                    raise InvalidOrder("order", "required")
-                items.append((index, (convert.order_from_proto(item.order), item.risk_token)))
-            except DomainError as error:
-                results[index] = failed(index, error)
-        for start in range(0, len(items), BATCH_WINDOW):
-            window = items[start:start + BATCH_WINDOW]
-            outcomes = await self.oms.submit_many([item for _, item in window])
-            for (index, _), outcome in zip(window, outcomes):
-                if isinstance(outcome, DomainError):
-                    results[index] = failed(index, outcome)
-                else:
-                    results[index] = pb.SubmitOrderResult(**_submission_fields(outcome))
-        return pb.SubmitOrdersResponse(results=results)
+        outcomes = await self.oms.submit_wire_many(request, remaining=context.time_remaining(), max_items=MAX_BATCH)
+        return pb.SubmitOrdersResponse(results=[
+            failed(index, outcome) if isinstance(outcome, DomainError) else pb.SubmitOrderResult(**_submission_fields(outcome))
+            for index, outcome in enumerate(outcomes)
+        ])
 
     @grpc_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):

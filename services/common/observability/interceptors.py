@@ -55,6 +55,13 @@ def request_id_metadata() -> tuple[tuple[str, str], ...]:
     return ((REQUEST_ID_METADATA, request_id),) if request_id else ()
 
 
+def note_order_id(order_id: str | None) -> None:
+    """The current call's order id, for a method that parses its request itself (one
+    that receives the request's bytes): its log lines and span carry it."""
+    if order_id and order_id_var.get() is None:
+        order_id_var.set(order_id)
+
+
 def order_id_of(message: Any) -> str | None:
     """``message.order_id`` or ``message.order.order_id``, when the message has one."""
     descriptor = getattr(message, "DESCRIPTOR", None)
@@ -273,6 +280,7 @@ __all__ = [
     "ServerInterceptor",
     "client_interceptors",
     "new_request_id",
+    "note_order_id",
     "order_id_of",
     "request_id_metadata",
 ]

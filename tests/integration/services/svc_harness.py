@@ -40,8 +40,15 @@ LIMITS = RiskLimits(
 )
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+def rpc_error(code: grpc.StatusCode, details: str, trailing: tuple | None = None) -> grpc.aio.AioRpcError:
+    """A failed call as a Tessera server fails it: ``details`` of the form ``"REASON: text"``
+    also travel as a ``google.rpc.ErrorInfo`` in the trailers (what the OMS reads)."""
+    if trailing is None:
+        head, _, rest = details.partition(":")
+        trailing = ()
+        if rest and head.isupper() and " " not in head:
+            trailing = tuple(to_grpc_status(code, head, details).trailing_metadata)
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=details)
 
 
 class FakeStreamCall:
@@ -82,6 +89,8 @@ class FakeExchange:
         self.provider = PaperProvider({"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")})
         self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300)
         self.execute_requests: list[exchange_pb2.ExecuteOrderRequest] = []
+        #: The reports of every ExecuteOrder answer (the stream does not carry them).
+        self.answered: list[Any] = []
         self.cancel_requests: list[exchange_pb2.CancelOrderRequest] = []
         self.streams: list[FakeStreamCall] = []
         self.execute_failure: grpc.aio.AioRpcError | None = None
@@ -91,9 +100,10 @@ class FakeExchange:
     def as_rpc_error(error: Exception) -> grpc.aio.AioRpcError:
         """The error a client sees when the servicer raises ``error`` (see ``grpc_errors``)."""
         code, reason, message = describe(error)
-        return rpc_error(code, to_grpc_status(code, reason, message).details)
+        status = to_grpc_status(code, reason, message)
+        return rpc_error(code, status.details, status.trailing_metadata)
 
-    async def ExecuteOrder(self, request, timeout=None, metadata=None):
+    async def ExecuteOrder(self, request, timeout=None, metadata=None, wait_for_ready=None):
         self.execute_requests.append(request)
         await asyncio.sleep(0)  # a real call yields to the loop
         if self.execute_failure is not None:
@@ -103,13 +113,14 @@ class FakeExchange:
             reports = await self.engine.execute(order, request.risk_token, metadata)
         except (DomainError, core_ext.IllegalTransition) as error:
             raise self.as_rpc_error(error) from None
+        self.answered += reports
         return exchange_pb2.ExecuteOrderResponse(
             remote_order_id=order.remote_order_id or "",
             mode=common_pb.EXECUTION_MODE_PAPER,
             reports=[convert.report_to_proto(r) for r in reports],
         )
 
-    async def CancelOrder(self, request, timeout=None, metadata=None):
+    async def CancelOrder(self, request, timeout=None, metadata=None, wait_for_ready=None):
         self.cancel_requests.append(request)
         await asyncio.sleep(0)
         if self.cancel_failure is not None:

@@ -510,26 +510,29 @@ async def follow_until_drained(oms: OrderManagement, exchange: FakeExchange) -> 
             await follower
 
 
-def test_reports_replayed_by_the_stream_after_the_answer_change_nothing(risk, oms, exchange, make_order):
+def test_a_resting_order_filled_later_is_applied_from_the_report_stream(risk, oms, exchange, make_order):
+    # The answer acknowledges the order; its fill, found when the book crosses it
+    # later, reaches the OMS on the report stream (the answer's reports never do).
     async def scenario():
-        decision = await approved(risk, make_order())
+        decision = await approved(risk, resting_order(make_order))
         await oms.submit(as_sent(decision.order), decision.token)
-        before = await details(oms, decision.order.order_id)
+        exchange.provider.source.prices["BTCUSDT"] = Decimal("59000")  # the book now crosses the limit
+        await exchange.engine.reports.append(await exchange.provider.tick())
         await follow_until_drained(oms, exchange)
-        return before, await details(oms, decision.order.order_id)
+        return await details(oms, decision.order.order_id)
 
-    before, after = asyncio.run(scenario())
+    stored, events, trades = asyncio.run(scenario())
 
     assert exchange.streams[0].cancelled
-    assert after[0].version == before[0].version
-    assert after[1] == before[1]
-    assert len(after[2]) == 1
+    assert stored.status is S.FILLED, statuses(events)
+    assert statuses(events) == [S.PENDING, S.APPROVED, S.SUBMITTED, S.ACCEPTED, S.FILLED]
+    assert len(trades) == 1
 
 
-def test_stream_replaying_accepted_does_not_undo_a_pending_cancel(risk, oms, exchange, make_order):
+def test_a_late_copy_of_accepted_does_not_undo_a_pending_cancel(risk, oms, exchange, make_order):
     # The venue acknowledged the order (ExecuteOrder answer), the cancel request got no
-    # answer (PENDING_CANCEL), then the report stream delivers its copy of the ACCEPTED
-    # acknowledgement: the cancel is still pending, the order must say so.
+    # answer (PENDING_CANCEL), then a late copy of the ACCEPTED acknowledgement arrives
+    # (a reconciler, another path): the cancel is still pending, the order must say so.
     exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
 
     async def scenario():
@@ -537,7 +540,9 @@ def test_stream_replaying_accepted_does_not_undo_a_pending_cancel(risk, oms, exc
         await oms.submit(as_sent(decision.order), decision.token)
         with pytest.raises(VenueUnavailable):  # UNAVAILABLE to the caller
             await oms.cancel(decision.order.order_id)
-        await follow_until_drained(oms, exchange)
+        late = [r for r in exchange.answered if r.order_id == decision.order.order_id]
+        assert [r.order_status for r in late] == [S.ACCEPTED]
+        await oms.apply_reports(decision.order.order_id, late)
         return await details(oms, decision.order.order_id)
 
     stored, events, _ = asyncio.run(scenario())

@@ -25,14 +25,14 @@ class BatchExchange(FakeExchange):
         self.batches: list[exchange_pb2.ExecuteOrdersRequest] = []
         self.batch_failure: grpc.aio.AioRpcError | None = None
 
-    async def ExecuteOrders(self, request, timeout=None, metadata=None):
+    async def ExecuteOrders(self, request, timeout=None, metadata=None, wait_for_ready=None):
         self.batches.append(request)
         await asyncio.sleep(0)
         if self.batch_failure is not None:
             raise self.batch_failure
         orders = [convert.order_from_proto(item.order) for item in request.orders]
         outcomes = await self.engine.execute_many(
-            [(order, item.risk_token) for order, item in zip(orders, request.orders)], metadata
+            [(order, None, item.risk_token) for order, item in zip(orders, request.orders)], metadata
         )
         results = []
         for order, outcome in zip(orders, outcomes):
@@ -125,12 +125,12 @@ def test_a_batch_the_exchange_refuses_outright_rejects_its_orders(risk, oms, exc
 def test_the_exchange_refuses_a_batch_the_oms_did_not_sign_for_these_orders(risk, exchange, keyring, make_order):
     async def scenario():
         decisions = [await approved(risk, make_order()) for _ in range(2)]
-        items = [(as_sent(d.order), d.token) for d in decisions]
+        items = [(as_sent(d.order), None, d.token) for d in decisions]
         # Signed for the first order alone: replaying the credential with another batch fails.
-        metadata = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([items[0][1]]))
+        metadata = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([items[0][2]]))
         with pytest.raises(TokenRejected) as refused:
             await exchange.engine.execute_many(items, metadata)
-        good = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([t for _, t in items]))
+        good = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([t for _, _, t in items]))
         return refused.value, await exchange.engine.execute_many(items, good)
 
     refused, outcomes = asyncio.run(scenario())

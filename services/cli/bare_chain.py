@@ -1,0 +1,176 @@
+"""The bare chain: the transport floor of ``tessera bench``.
+
+Three plain ``grpc.aio`` servers in three processes, shaped like the order path and
+nothing else: no interceptors, no database, no checks. ``risk`` answers
+``RiskService/ValidateOrder`` with a canned ``ValidateOrderResponse``; ``oms`` answers
+``OrderManagementService/SubmitOrder`` by calling ``ExchangeService/ExecuteOrder`` on
+``exchange`` with the order and token it received, and answers with a canned
+``SubmitOrderResponse``; ``exchange`` answers ``ExecuteOrder`` with a canned
+``ExecuteOrderResponse``. The canned messages carry what Tessera's own answers carry
+for a filled market order (the order with every field set, a trade, a fill report), so
+the floor serialises and parses the same bytes the real path does.
+
+``python -m services.cli.bare_chain risk|oms|exchange [--port N] [--exchange ADDRESS]``
+prints ``<name> listening on 127.0.0.1:<port>`` like Tessera's services, and runs
+until SIGTERM. ``tessera bench`` starts the three and drives them with the same client
+code it drives Tessera with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
+from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
+
+ORDER_ID = "00000000-0000-4000-8000-000000000000"
+TOKEN = "v1.k1.1700000000." + "0" * 32 + "." + "A" * 43 + "." + "A" * 43
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(time.time_ns() // 1000 * 1000)
+    return stamp
+
+
+def canned_order(status: int) -> pb.Order:
+    """An order as Tessera returns one: every field a market order has, set."""
+    now = _now()
+    return pb.Order(
+        order_id=ORDER_ID,
+        client_order_id="tsr-0123456789abcdef0123456789ab",
+        account="bench-00000000-000",
+        venue="aster",
+        market_type=pb.MARKET_TYPE_FUTURES,
+        symbol="BTCUSDT",
+        side=pb.SIDE_BUY,
+        order_type=pb.ORDER_TYPE_MARKET,
+        quantity="0.01",
+        time_in_force=pb.TIME_IN_FORCE_GTC,
+        status=status,
+        filled_quantity="0.01" if status == pb.ORDER_STATUS_FILLED else "0",
+        average_fill_price="65000" if status == pb.ORDER_STATUS_FILLED else "",
+        remote_order_id="paper-0123456789abcdef" if status == pb.ORDER_STATUS_FILLED else "",
+        order_time=now,
+        updated_time=now,
+        version=3 if status == pb.ORDER_STATUS_FILLED else 1,
+    )
+
+
+def canned_trade() -> pb.Trade:
+    return pb.Trade(
+        trade_id="paper-0123456789abcdef0123456789abcdef",
+        venue="aster",
+        order_id=ORDER_ID,
+        client_order_id="tsr-0123456789abcdef0123456789ab",
+        account="bench-00000000-000",
+        symbol="BTCUSDT",
+        side=pb.SIDE_BUY,
+        quantity="0.01",
+        price="65000",
+        commission="0.26",
+        commission_asset="USDT",
+        liquidity_side=pb.LIQUIDITY_SIDE_TAKER,
+        trade_time=_now(),
+    )
+
+
+def canned_report() -> pb.ExecutionReport:
+    return pb.ExecutionReport(
+        order_id=ORDER_ID,
+        client_order_id="tsr-0123456789abcdef0123456789ab",
+        remote_order_id="paper-0123456789abcdef",
+        venue="aster",
+        account="bench-00000000-000",
+        symbol="BTCUSDT",
+        side=pb.SIDE_BUY,
+        order_status=pb.ORDER_STATUS_FILLED,
+        trade_id="paper-0123456789abcdef0123456789abcdef",
+        last_quantity="0.01",
+        last_price="65000",
+        commission="0.26",
+        commission_asset="USDT",
+        liquidity_side=pb.LIQUIDITY_SIDE_TAKER,
+        cumulative_quantity="0.01",
+        transact_time=_now(),
+    )
+
+
+class BareRisk(risk_pb2_grpc.RiskServiceServicer):
+    def __init__(self) -> None:
+        self.answer = risk_pb2.ValidateOrderResponse(order=canned_order(pb.ORDER_STATUS_APPROVED), risk_token=TOKEN)
+
+    async def ValidateOrder(self, request, context):  # type: ignore[no-untyped-def]
+        return self.answer
+
+
+class BareOms(oms_pb2_grpc.OrderManagementServiceServicer):
+    def __init__(self, exchange: exchange_pb2_grpc.ExchangeServiceStub) -> None:
+        self.exchange = exchange
+        self.answer = oms_pb2.SubmitOrderResponse(order=canned_order(pb.ORDER_STATUS_FILLED), trades=[canned_trade()])
+
+    async def SubmitOrder(self, request, context):  # type: ignore[no-untyped-def]
+        await self.exchange.ExecuteOrder(
+            exchange_pb2.ExecuteOrderRequest(order=request.order, risk_token=request.risk_token)
+        )
+        return self.answer
+
+
+class BareExchange(exchange_pb2_grpc.ExchangeServiceServicer):
+    def __init__(self) -> None:
+        self.answer = exchange_pb2.ExecuteOrderResponse(
+            remote_order_id="paper-0123456789abcdef", mode=pb.EXECUTION_MODE_PAPER, reports=[canned_report()]
+        )
+
+    async def ExecuteOrder(self, request, context):  # type: ignore[no-untyped-def]
+        return self.answer
+
+
+async def serve(role: str, port: int, exchange_address: str) -> None:
+    server = grpc.aio.server()
+    channel = None
+    if role == "risk":
+        risk_pb2_grpc.add_RiskServiceServicer_to_server(BareRisk(), server)
+    elif role == "oms":
+        channel = grpc.aio.insecure_channel(exchange_address)
+        oms_pb2_grpc.add_OrderManagementServiceServicer_to_server(
+            BareOms(exchange_pb2_grpc.ExchangeServiceStub(channel)), server
+        )
+    else:
+        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(BareExchange(), server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"{role} listening on 127.0.0.1:{bound}", flush=True)
+    await stop.wait()
+    await server.stop(0)
+    if channel is not None:
+        await channel.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.cli.bare_chain", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=("risk", "oms", "exchange"))
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--exchange", default="", help="the exchange's address (role oms)")
+    args = parser.parse_args(argv)
+    if args.role == "oms" and not args.exchange:
+        parser.error("--exchange is required for the oms role")
+    asyncio.run(serve(args.role, args.port, args.exchange))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Cancels and expiry: one order, every order of a symbol, the kill switch, GTD and lapsed tokens.
+
+A cancel of an order that never reached a venue (PENDING, APPROVED) closes it here; a
+working one goes PENDING_CANCEL, then the venue's answer decides: CANCELLED (or a fill
+that won the race), or back to the state before it when the venue refuses. A cancel
+without an answer leaves the order PENDING_CANCEL (a new request sends it again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+import core_ext
+from services.domain import Order, OrderStatus, TradingState, utcnow
+from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
+from services.store import UnitOfWork
+
+from .gateway import ExchangeGateway, Refusal
+from .submission import Submitter
+
+log = logging.getLogger(__name__)
+
+
+def load(uow: UnitOfWork, order_id: str) -> Order:
+    order = uow.orders.get(order_id)
+    if order is None:
+        raise OrderNotFound(f"no order {order_id}")
+    return order
+
+
+class Cancels:
+    def __init__(self, submitter: Submitter, gateway: ExchangeGateway, *, ttl_seconds: int = 300,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.submitter = submitter
+        self.db = submitter.db
+        self.gateway = gateway
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+
+    async def cancel(self, order_id: str) -> Order:
+        order = await self.submitter.write(_request_cancel, order_id)
+        if order.status is not OrderStatus.PENDING_CANCEL:
+            return order  # never reached a venue: cancelled locally
+        answer = await self.gateway.cancel(order)
+        if isinstance(answer, Refusal):
+            if answer.definitive or answer.not_found:
+                return await self.submitter.write(_cancel_refused, order_id, answer.reason)
+            # No answer: the cancel may or may not have reached the venue. The order stays
+            # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
+            raise VenueUnavailable(
+                f"the Exchange did not answer the cancel of order {order_id} ({answer.code.name}); "
+                "it stays PENDING_CANCEL"
+            )
+        return (await self.submitter.apply_reports(order_id, [answer])).order
+
+    async def cancel_all(self, symbol: str, account: str | None) -> list[Order]:
+        def working(uow: UnitOfWork) -> list[Order]:
+            approved = uow.orders.list(account=account, symbol=symbol, statuses=[OrderStatus.APPROVED], limit=10_000)[0]
+            return [*approved, *uow.orders.open_orders(account=account, symbol=symbol)]
+
+        results = []
+        for order in await self.db.read(working):
+            try:
+                results.append(await self.cancel(order.order_id))
+            except (PreconditionFailed, VenueUnavailable):  # one unanswered cancel must not stop the rest
+                results.append(await self.db.read(load, order.order_id))
+        return results
+
+    async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
+        """Halt trading (latched) first, so nothing new starts, then cancel everything."""
+        await self.submitter.write(
+            lambda uow: uow.trading_state.set(TradingState.HALTED.value, operator, f"emergency cancel all: {reason}")
+        )
+        symbols = await self.db.read(
+            lambda uow: sorted({o.symbol for o in uow.orders.open_orders()}
+                               | {o.symbol for o in uow.orders.list(statuses=[OrderStatus.APPROVED], limit=10_000)[0]})
+        )
+        cancelled: list[Order] = []
+        for symbol in symbols:
+            cancelled += await self.cancel_all(symbol, None)
+        return cancelled
+
+    # -- expiry ---------------------------------------------------------------------------
+    async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
+        """Expire what is due: APPROVED orders whose risk token lapsed before anyone
+        submitted them, and GTD orders whose expire time has come (a working one is
+        cancelled at the venue first, and EXPIRED once the venue confirms)."""
+        now = now or self.clock()
+        lapsed_before = now - dt.timedelta(seconds=self.ttl_seconds + core_ext.DEFAULT_SKEW_SECONDS)
+        due = await self.db.read(lambda uow: uow.orders.due_for_expiry(lapsed_before, now))
+        expired = []
+        for order in due:
+            try:
+                if order.status is OrderStatus.APPROVED:
+                    expired.append(await self.submitter.write(_expire_locally, order.order_id, lapsed_before, now))
+                elif order.status is not OrderStatus.PENDING_CANCEL:
+                    expired.append(await self._expire_at_venue(order))
+            except (PreconditionFailed, VenueUnavailable) as error:
+                log.warning("could not expire order %s: %s", order.order_id, error)
+        return expired
+
+    async def _expire_at_venue(self, order: Order) -> Order:
+        """Cancel a working GTD order whose time has come, straight at the venue (the
+        state table has no PENDING_CANCEL -> EXPIRED); the fill tracker records the
+        venue's confirmation as EXPIRED, whichever path brings it first."""
+        answer = await self.gateway.cancel(order)
+        if isinstance(answer, Refusal):
+            raise VenueUnavailable(f"the venue did not cancel order {order.order_id}: {answer.reason}")
+        return (await self.submitter.apply_reports(order.order_id, [answer])).order
+
+
+def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
+    order = load(uow, order_id)
+    if order.status is OrderStatus.PENDING_CANCEL:
+        return order
+    if order.status in (OrderStatus.PENDING, OrderStatus.APPROVED):
+        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission")
+    elif order.status.is_open:
+        order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
+    else:
+        raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN")
+    uow.orders.save(order)
+    return order
+
+
+def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str) -> Order:
+    order = load(uow, order_id)
+    if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
+        order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+        uow.orders.save(order)
+    return order
+
+
+def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, now: dt.datetime) -> Order:
+    order = load(uow, order_id)
+    if order.status is not OrderStatus.APPROVED:
+        return order
+    if order.expire_time is not None and order.expire_time <= now:
+        reason = "GTD expire time reached before submission"
+    elif order.updated_time < lapsed_before:
+        reason = "risk token expired before submission"
+    else:
+        return order  # re-approved meanwhile (a fresh token)
+    order.transition(OrderStatus.EXPIRED, reason=reason, at=now)
+    uow.orders.save(order)
+    return order
+
+
+__all__ = ["Cancels", "load"]

@@ -1,0 +1,226 @@
+"""The OMS's gateway to the Exchange service: the only module that speaks exchange.v1.
+
+Every call is signed with the OMS's credential (see :mod:`services.common.tokens`),
+waits for a restarting Exchange within its deadline (``wait_for_ready``: a call made
+while the Exchange is down is sent when it is back, instead of failing unsent), and
+comes back as data the OMS acts on: the reports of an execution, or a
+:class:`Refusal` carrying the status code and the reason the Exchange put in the
+structured ``google.rpc.ErrorInfo`` of its status (never parsed out of the text).
+
+A refusal is *definitive* when it proves the order never reached a venue (a bad
+token, an invalid order, a venue rule): the OMS may close the order. Everything else
+(no answer, the Exchange already executed it, the venue already holds its client
+order id) leaves the order in doubt, for the reconciler to settle by asking the venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any, Sequence
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+import core_ext
+from services.common import convert
+from services.common.tokens import batch_tokens, oms_call_metadata
+from services.domain import Order
+from services.domain.execution import ExecutionReport
+from tessera.common.v1 import types_pb2 as common_pb
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
+
+_DEFINITIVE_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+# ...except these: the Exchange has executed the order already (a retry, or a call
+# that reached it before this one), or the venue already holds an order with its client
+# order id. The venue may hold it: in doubt, not refused (the reconciler asks the venue).
+IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED", "DUPLICATE_CLIENT_ORDER_ID"})
+#: At most this many orders per ExecuteOrders call.
+EXECUTE_BATCH = 1000
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """The Exchange did not execute (or did not answer): its code, reason and text."""
+
+    code: grpc.StatusCode
+    reason: str
+    detail: str
+
+    @property
+    def definitive(self) -> bool:
+        """True when the order certainly never reached a venue."""
+        return self.code in _DEFINITIVE_CODES and self.reason not in IN_DOUBT_REASONS
+
+    @property
+    def not_found(self) -> bool:
+        return self.code is grpc.StatusCode.NOT_FOUND
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
+    for key, value in error.trailing_metadata() or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            try:
+                status = status_pb2.Status.FromString(value)
+            except Exception:  # noqa: BLE001 - a detail that does not parse: no reason
+                break
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info) and info.reason:
+                    return info.reason
+    return error.code().name
+
+
+def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
+    return Refusal(error.code(), reason_of(error), error.details() or "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Executed:
+    """The Exchange's answer to an execution: the venue's reports so far."""
+
+    reports: list[ExecutionReport]
+    mode: int
+
+
+class ExchangeGateway:
+    """Signed calls to the Exchange service, answered as data.
+
+    Parameters
+    ----------
+    stub
+        An ``ExchangeServiceStub`` (or a test double with its methods).
+    keyring
+        Signs the OMS's per-call credential.
+    timeout
+        The longest an execution or a cancel waits for its answer (seconds).
+    """
+
+    def __init__(self, stub: exchange_pb2_grpc.ExchangeServiceStub, keyring: "core_ext.KeyRing", *,
+                 timeout: float = 10.0) -> None:
+        self.stub = stub
+        self.keyring = keyring
+        self.timeout = timeout
+
+    def _deadline(self, remaining: float | None) -> float:
+        """The call's timeout: the gateway's, within what the caller has left (a margin
+        kept to answer it)."""
+        if remaining is None:
+            return self.timeout
+        return max(0.05, min(self.timeout, remaining - 0.05))
+
+    # -- executions ---------------------------------------------------------------------------
+    async def execute(self, order: common_pb.Order, token: str, *, remaining: float | None = None
+                      ) -> Executed | Refusal:
+        """Execute one order; ``remaining``: the submitting client's time left (seconds)."""
+        try:
+            response = await self.stub.ExecuteOrder(
+                exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
+                timeout=self._deadline(remaining),
+                metadata=oms_call_metadata(self.keyring, "ExecuteOrder", token),
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as error:
+            return refusal_of(error)
+        return Executed([convert.report_from_proto(r) for r in response.reports], response.mode)
+
+    async def execute_many(self, items: Sequence[tuple[common_pb.Order, str]], *, remaining: float | None = None
+                           ) -> list[Executed | Refusal]:
+        """Execute orders in ``ExecuteOrders`` calls of up to ``EXECUTE_BATCH``; each gets
+        what one ``execute`` would have given it (a failed call: all of its orders)."""
+        answers: list[Executed | Refusal] = []
+        for start in range(0, len(items), EXECUTE_BATCH):
+            answers += await self._execute_batch(items[start:start + EXECUTE_BATCH], remaining)
+        return answers
+
+    async def _execute_batch(self, items: Sequence[tuple[common_pb.Order, str]], remaining: float | None
+                             ) -> list[Executed | Refusal]:
+        tokens = [token for _, token in items]
+        try:
+            response = await self.stub.ExecuteOrders(
+                exchange_pb2.ExecuteOrdersRequest(
+                    orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
+                ),
+                timeout=self._deadline(remaining),
+                metadata=oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
+                wait_for_ready=True,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.UNIMPLEMENTED:
+                # An Exchange from before ExecuteOrders: one call per order.
+                return list(await asyncio.gather(*(self.execute(order, token, remaining=remaining)
+                                                   for order, token in items)))
+            return [refusal_of(error)] * len(items)
+        if len(response.results) != len(items):
+            detail = f"ExecuteOrders answered {len(response.results)} results for {len(items)} orders"
+            return [Refusal(grpc.StatusCode.INTERNAL, "INTERNAL", detail)] * len(items)
+        answers: list[Executed | Refusal] = []
+        for result in response.results:
+            if result.HasField("error"):
+                code = getattr(grpc.StatusCode, result.error.code, grpc.StatusCode.UNKNOWN)
+                answers.append(Refusal(code, result.error.reason or code.name, result.error.message))
+            else:
+                answers.append(Executed([convert.report_from_proto(r) for r in result.response.reports],
+                                        result.response.mode))
+        return answers
+
+    # -- cancels and questions ------------------------------------------------------------------
+    async def cancel(self, order: Order) -> ExecutionReport | Refusal:
+        try:
+            response = await self.stub.CancelOrder(
+                exchange_pb2.CancelOrderRequest(
+                    order_id=order.order_id,
+                    client_order_id=order.client_order_id,
+                    remote_order_id=order.remote_order_id or "",
+                    symbol=order.symbol,
+                    market_type=convert.enum_to_proto(order.market_type),
+                    account=order.account,
+                ),
+                timeout=self.timeout,
+                metadata=oms_call_metadata(self.keyring, "CancelOrder"),
+            )
+        except grpc.aio.AioRpcError as error:
+            return refusal_of(error)
+        return convert.report_from_proto(response.report)
+
+    async def query(self, order: Order, *, timeout: float | None = None) -> Any:
+        """``QueryOrder``: the venue's view of one order (raises ``AioRpcError``)."""
+        return await self.stub.QueryOrder(
+            exchange_pb2.QueryOrderRequest(
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                remote_order_id=order.remote_order_id or "",
+                symbol=order.symbol,
+                market_type=convert.enum_to_proto(order.market_type),
+                account=order.account,
+                venue=order.venue,
+                side=convert.enum_to_proto(order.side),
+            ),
+            timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "QueryOrder"),
+        )
+
+    def reports(self, after_sequence: int = 0) -> Any:
+        """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
+        learns later (resting orders filling, the venue's own cancels)."""
+        return self.stub.StreamExecutionReports(
+            exchange_pb2.StreamExecutionReportsRequest(after_sequence=after_sequence),
+            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports"),
+        )
+
+
+SIMULATED_MODES = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
+
+__all__ = ["EXECUTE_BATCH", "ExchangeGateway", "Executed", "IN_DOUBT_REASONS", "Refusal", "SIMULATED_MODES",
+           "reason_of", "refusal_of"]
