@@ -21,7 +21,6 @@ from libc.string cimport memcmp, memcpy, memset
 
 import os
 from decimal import Decimal
-from os import urandom as _urandom
 
 from core_ext import keys
 from core_ext.errors import CanonicalEncodingError
@@ -95,6 +94,7 @@ cdef extern from *:
     #include <openssl/opensslv.h>
     #include <openssl/crypto.h>
     #include <openssl/evp.h>
+    #include <openssl/rand.h>
     #if !defined(OPENSSL_NO_DEPRECATED_3_0) && !defined(TESSERA_CRYPTO_EVP)
     #define TESSERA_LEGACY_CRYPTO 1
     #include <openssl/sha.h>
@@ -202,6 +202,7 @@ cdef extern from *:
     int tessera_hmac_sha256(tessera_hmac* ctx, const unsigned char* data, size_t n, unsigned char* out)
     void tessera_hmac_free(tessera_hmac* ctx)
     int tessera_sha256(const unsigned char* data, size_t n, unsigned char* out)
+    int RAND_bytes(unsigned char* buf, int num)
 
 
 cdef enum:
@@ -808,7 +809,8 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     issued_at : int
         Unix seconds, ``0 <= issued_at <= 999999999999``.
     nonce : str, optional
-        32 lowercase hex characters; random (16 bytes from OpenSSL's CSPRNG) when None.
+        32 lowercase hex characters; random (16 bytes from OpenSSL's CSPRNG, RAND_bytes)
+        when None.
 
     Raises
     ------
@@ -817,8 +819,7 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     """
     cdef char header[HEADER_BUF]
     cdef unsigned char raw[HASH_LEN]
-    cdef bytes random_bytes
-    cdef const unsigned char* random_chars
+    cdef unsigned char nonce_raw[16]
     cdef const char* nonce_chars
     cdef Py_ssize_t n = 0, k
     cdef int overflow = 0
@@ -854,11 +855,12 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     header[n] = c'.'
     n += 1
     if nonce is None:
-        random_bytes = _urandom(16)          # the OS CSPRNG, like secrets.token_hex
-        random_chars = <const unsigned char*>PyBytes_AS_STRING(random_bytes)
+        # OpenSSL's CSPRNG (a DRBG seeded from the OS), without a system call per token.
+        if RAND_bytes(nonce_raw, 16) != 1:
+            raise RuntimeError("OpenSSL RAND_bytes failed")
         for k in range(16):
-            header[n + 2 * k] = _HEX_DIGITS[random_chars[k] >> 4]
-            header[n + 2 * k + 1] = _HEX_DIGITS[random_chars[k] & 15]
+            header[n + 2 * k] = _HEX_DIGITS[nonce_raw[k] >> 4]
+            header[n + 2 * k + 1] = _HEX_DIGITS[nonce_raw[k] & 15]
     else:
         if not isinstance(nonce, str) or not PyUnicode_IS_ASCII(nonce) or PyUnicode_GET_LENGTH(nonce) != NONCE_LEN:
             raise ValueError(NONCE_ERROR)

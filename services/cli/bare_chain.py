@@ -10,23 +10,29 @@ nothing else: no interceptors, no database, no checks. ``risk`` answers
 for a filled market order (the order with every field set, a trade, a fill report), so
 the floor serialises and parses the same bytes the real path does.
 
-``python -m services.cli.bare_chain risk|oms|exchange [--port N] [--exchange ADDRESS]``
-prints ``<name> listening on 127.0.0.1:<port>`` like Tessera's services, and runs
-until SIGTERM. ``tessera bench`` starts the three and drives them with the same client
-code it drives Tessera with.
+``python -m services.cli.bare_chain risk|oms|exchange [--port N] [--exchange ADDRESS]
+[--interceptors]`` prints ``<name> listening on 127.0.0.1:<port>`` like Tessera's
+services, and runs until SIGTERM. ``tessera bench`` starts the three and drives them
+with the same client code it drives Tessera with. With ``--interceptors`` the servers
+(and the OMS's channel to the Exchange) carry the interceptors Tessera's services carry
+(request ids, trace context, RPC metrics, access logs, the request decoder), and
+nothing else: the chain with and without them measures what they cost a hop.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 
+from services.common.server import add_service
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
@@ -114,13 +120,19 @@ class BareRisk(risk_pb2_grpc.RiskServiceServicer):
 
 
 class BareOms(oms_pb2_grpc.OrderManagementServiceServicer):
-    def __init__(self, exchange: exchange_pb2_grpc.ExchangeServiceStub) -> None:
+    def __init__(self, exchange: exchange_pb2_grpc.ExchangeServiceStub, *, forward_metadata: bool = False) -> None:
         self.exchange = exchange
+        self.forward_metadata = forward_metadata
         self.answer = oms_pb2.SubmitOrderResponse(order=canned_order(pb.ORDER_STATUS_FILLED), trades=[canned_trade()])
 
     async def SubmitOrder(self, request, context):  # type: ignore[no-untyped-def]
+        metadata = None
+        if self.forward_metadata:  # what the OMS adds to its calls: the request id and trace context
+            from services.common.observability.interceptors import outgoing_metadata
+
+            metadata = outgoing_metadata()
         await self.exchange.ExecuteOrder(
-            exchange_pb2.ExecuteOrderRequest(order=request.order, risk_token=request.risk_token)
+            exchange_pb2.ExecuteOrderRequest(order=request.order, risk_token=request.risk_token), metadata=metadata
         )
         return self.answer
 
@@ -135,18 +147,26 @@ class BareExchange(exchange_pb2_grpc.ExchangeServiceServicer):
         return self.answer
 
 
-async def serve(role: str, port: int, exchange_address: str) -> None:
+async def serve(role: str, port: int, exchange_address: str, interceptors: bool = False) -> None:
+    if interceptors:
+        from services.common.observability import metrics
+        from services.common.observability.logs import setup_logging
+
+        metrics.SERVICE["name"] = role
+        setup_logging(role, os.environ)
     server = grpc.aio.server()
     channel = None
     if role == "risk":
-        risk_pb2_grpc.add_RiskServiceServicer_to_server(BareRisk(), server)
+        servicer: Any = BareRisk()
+        service = risk_pb2.DESCRIPTOR.services_by_name["RiskService"]
     elif role == "oms":
         channel = grpc.aio.insecure_channel(exchange_address)
-        oms_pb2_grpc.add_OrderManagementServiceServicer_to_server(
-            BareOms(exchange_pb2_grpc.ExchangeServiceStub(channel)), server
-        )
+        servicer = BareOms(exchange_pb2_grpc.ExchangeServiceStub(channel), forward_metadata=interceptors)
+        service = oms_pb2.DESCRIPTOR.services_by_name["OrderManagementService"]
     else:
-        exchange_pb2_grpc.add_ExchangeServiceServicer_to_server(BareExchange(), server)
+        servicer = BareExchange()
+        service = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"]
+    add_service(server, servicer, service, observe=interceptors)
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stop = asyncio.Event()
@@ -165,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("role", choices=("risk", "oms", "exchange"))
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--exchange", default="", help="the exchange's address (role oms)")
+    parser.add_argument("--interceptors", action="store_true", help="carry Tessera's interceptors")
     args = parser.parse_args(argv)
     if args.role == "oms" and not args.exchange:
         parser.error("--exchange is required for the oms role")
-    asyncio.run(serve(args.role, args.port, args.exchange))
+    asyncio.run(serve(args.role, args.port, args.exchange, args.interceptors))
     return 0
 
 

@@ -58,24 +58,28 @@ _ENUM_PREFIXES: dict[type[enum.Enum], tuple[Any, str]] = {
 
 
 # -- scalar helpers -------------------------------------------------------------------
+# Wire value <-> domain member, per enum, built once from the contract (None: UNSPECIFIED).
+_FROM_WIRE: dict[Any, dict[int, Any]] = {
+    domain: {number: (None if name.endswith("_UNSPECIFIED") else domain(name[len(prefix):]))
+             for name, number in wrapper.items()}
+    for domain, (wrapper, prefix) in _ENUM_PREFIXES.items()
+}
+_TO_WIRE: dict[Any, int] = {member: number for table in _FROM_WIRE.values()
+                            for number, member in table.items() if member is not None}
+
+
 def enum_from_proto(domain_enum: type[E], value: int, field: str, *, required: bool = True) -> E | None:
-    wrapper, prefix = _ENUM_PREFIXES[domain_enum]
-    try:
-        name = wrapper.Name(value)
-    except ValueError:
-        raise InvalidOrder(field, f"unknown value {value}") from None
-    if name.endswith("_UNSPECIFIED"):
-        if required:
-            raise InvalidOrder(field, "required")
-        return None
-    return domain_enum(name[len(prefix):])
+    table = _FROM_WIRE[domain_enum]
+    if value not in table:
+        raise InvalidOrder(field, f"unknown value {value}")
+    member = table[value]
+    if member is None and required:
+        raise InvalidOrder(field, "required")
+    return member
 
 
 def enum_to_proto(value: enum.Enum | None) -> int:
-    if value is None:
-        return 0
-    wrapper, prefix = _ENUM_PREFIXES[type(value)]
-    return int(wrapper.Value(prefix + value.value))
+    return 0 if value is None else _TO_WIRE[value]
 
 
 def parse_decimal(text: str, field: str, *, required: bool = True, positive: bool = True) -> Decimal | None:
@@ -115,6 +119,11 @@ def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bo
     return value
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+#: 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, a Timestamp's range.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
 def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
     """The field as an aware UTC datetime; None when unset.
 
@@ -125,18 +134,26 @@ def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
     """
     if not message.HasField(name):
         return None
-    try:
-        return getattr(message, name).ToDatetime(tzinfo=dt.timezone.utc)
-    except (ValueError, OverflowError):
-        raise InvalidOrder(name, "not a valid timestamp (years 1 to 9999, nanos below 10^9)") from None
+    stamp = getattr(message, name)
+    seconds, nanos = stamp.seconds, stamp.nanos
+    # What Timestamp.ToDatetime accepts, computed without its Python arithmetic.
+    if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
+        raise InvalidOrder(name, "not a valid timestamp (years 1 to 9999, nanos below 10^9)")
+    return _EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def timestamp_to_proto(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    """A Timestamp of ``value`` (a naive datetime is taken as UTC, as ``FromDatetime``
+    takes it), exact to the microsecond, without ``FromDatetime``'s Python arithmetic."""
     if value is None:
         return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    micros = (value - _EPOCH) // _MICROSECOND
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def struct_to_proto(value: dict[str, Any] | None) -> struct_pb2.Struct | None:

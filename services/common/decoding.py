@@ -43,39 +43,46 @@ async def _refuse(context: grpc.aio.ServicerContext, request: _Undecodable) -> N
                 f"the request is not a valid {request.message_type} message")
 
 
+def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` of ``method`` with a decoder that never raises (see the module
+    docstring); a method that takes the request's bytes, or none, is left as it is.
+    Applied once, when the method is registered (:func:`services.common.server.add_service`)."""
+    if handler is None or handler.request_deserializer is None or method.startswith(_PASS_THROUGH):
+        return handler
+    message_type = method.rsplit("/", 1)[-1] + "Request"
+    decode = _safe(handler.request_deserializer, message_type)
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await _refuse(context, request)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        stream = handler.unary_stream
+
+        async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if isinstance(request, _Undecodable):
+                await _refuse(context, request)
+            async for item in stream(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
+        )
+    return handler  # client-streaming methods: Tessera has none
+
+
 class UndecodableRequests(grpc.aio.ServerInterceptor):
+    """:func:`decode_safely` as a gRPC server interceptor (applied at every call)."""
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or handler.request_deserializer is None or method.startswith(_PASS_THROUGH):
-            return handler
-        message_type = method.rsplit("/", 1)[-1] + "Request"
-        decode = _safe(handler.request_deserializer, message_type)
-        if handler.unary_unary is not None:
-            unary = handler.unary_unary
-
-            async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if isinstance(request, _Undecodable):
-                    await _refuse(context, request)
-                return await unary(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
-            )
-        if handler.unary_stream is not None:
-            stream = handler.unary_stream
-
-            async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if isinstance(request, _Undecodable):
-                    await _refuse(context, request)
-                async for item in stream(request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
-            )
-        return handler  # client-streaming methods: Tessera has none
+        return decode_safely(handler_call_details.method or "", await continuation(handler_call_details))

@@ -12,8 +12,9 @@ finish.
 
 :func:`run` sets up the process first: JSON logs on stderr with secrets redacted, and
 trace export when an OTLP endpoint is configured (:mod:`services.common.observability`).
-Every call passes :class:`~services.common.observability.interceptors.ServerInterceptor`
-(request id, trace context, RPC metrics, access log).
+Every call of a service registered with :func:`add_service` is observed (request id,
+trace context, RPC metrics, access log) and decoded safely, by its handler wrapped once
+at registration.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from grpc_reflection.v1alpha import reflection
 from services.common import tls
 from services.common.config import ConfigError, env_int, exit_on_config_error
 from services.common.observability import metrics
-from services.common.decoding import UndecodableRequests
-from services.common.observability.interceptors import ServerInterceptor
+from services.common.decoding import decode_safely
+from services.common.observability.interceptors import observe_handler
 from services.common.observability.logs import setup_logging
 from services.common.observability.tracing import setup_tracing, shutdown_tracing
 
@@ -47,12 +48,21 @@ DEFAULT_METRICS_PORTS = {"risk": 9101, "oms": 9102, "exchange": 9103}
 Registrar = Callable[[grpc.aio.Server], Iterable[str]]
 
 
-def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_requests: Iterable[str] = ()) -> str:
+def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_requests: Iterable[str] = (),
+                observe: bool = True) -> str:
     """Register ``servicer``'s methods for ``service`` (a ``ServiceDescriptor``), as the
-    generated ``add_*Servicer_to_server`` does, except that the methods named in
-    ``raw_requests`` receive the request's bytes as they arrived: they verify the risk
-    token on the wire (see :func:`core_ext.verify_order_request`) and parse the message
-    themselves. Returns the service's full name."""
+    generated ``add_*Servicer_to_server`` does, with two differences:
+
+    * each handler is wrapped once, here, with what every call gets (request ids, trace
+      context, metrics, the access log; :func:`observe_handler`) and a decoder that
+      answers undecodable bytes INVALID_ARGUMENT (:func:`decode_safely`), instead of
+      server interceptors that would run again for every call (``observe=False``: bare
+      handlers, for the benchmark's floor);
+    * the methods named in ``raw_requests`` receive the request's bytes as they arrived:
+      they verify the risk token on the wire (see :func:`core_ext.verify_order_request`)
+      and parse the message themselves.
+
+    Returns the service's full name."""
     raw = frozenset(raw_requests)
     handlers = {}
     for method in service.methods:
@@ -61,8 +71,11 @@ def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_
         behavior = getattr(servicer, method.name)
         deserializer = None if method.name in raw else request.FromString
         make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-        handlers[method.name] = make(behavior, request_deserializer=deserializer,
-                                     response_serializer=response.SerializeToString)
+        handler = make(behavior, request_deserializer=deserializer, response_serializer=response.SerializeToString)
+        if observe:
+            full = f"/{service.full_name}/{method.name}"
+            handler = observe_handler(full, decode_safely(full, handler))
+        handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
     return service.full_name
@@ -155,8 +168,8 @@ async def serve(
         credentials = tls.server_credentials(os.environ)
     except ConfigError as error:
         exit_on_config_error(name, error)
-    # UndecodableRequests: bytes that do not parse as the request type are INVALID_ARGUMENT, not UNKNOWN.
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[ServerInterceptor(), UndecodableRequests()])
+    # No interceptors: add_service wraps each method's handler once (observe_handler, decode_safely).
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

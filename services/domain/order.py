@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
+import os
+import threading
 from decimal import Decimal
 from typing import Any
 
@@ -24,8 +25,25 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+_random = bytearray()
+_random_lock = threading.Lock()
+os.register_at_fork(after_in_child=_random.clear)  # a forked child never reuses the parent's bytes
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, without the ``uuid.UUID`` object.
+
+    The randomness is the OS's CSPRNG, read 4 KiB at a time rather than 16 bytes per id
+    (a system call per order otherwise)."""
+    with _random_lock:
+        if len(_random) < 16:
+            _random.extend(os.urandom(4096))
+        raw = _random[-16:]
+        del _random[-16:]
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ the call ended before its answer could be sent: each report reaches the OMS once
 
 from __future__ import annotations
 
+import collections
 import time
 
 import core_ext
@@ -35,7 +36,10 @@ class ExchangeEngine:
         self.ttl_seconds = ttl_seconds
         self.reports = ReportLog()
         # order id -> when its token stops being valid; a second execution is a replay.
+        # Ids go in the order they were executed, with the time they may be forgotten:
+        # the oldest are let go from the front, so each execution costs O(1).
         self._executed: dict[str, float] = {}
+        self._forget: collections.deque[tuple[float, str]] = collections.deque()
 
     async def start(self) -> None:
         """Let the provider report what it learns later (resting fills, polled fills)."""
@@ -46,11 +50,16 @@ class ExchangeEngine:
 
     def _claim(self, order: Order, issued_at: int) -> None:
         now = time.time()
-        if len(self._executed) > 10_000:
-            self._executed = {oid: until for oid, until in self._executed.items() if until > now}
+        forget = self._forget
+        while forget and forget[0][0] <= now:
+            until, order_id = forget.popleft()
+            if self._executed.get(order_id) == until:
+                del self._executed[order_id]
         if order.order_id in self._executed:
             raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED")
-        self._executed[order.order_id] = issued_at + self.ttl_seconds + 60
+        until = max(issued_at + self.ttl_seconds + 60, forget[-1][0] if forget else 0.0)
+        self._executed[order.order_id] = until
+        forget.append((until, order.order_id))
 
     def authorize(self, metadata: object, method: str, risk_token: str = "") -> None:
         """Refuse calls the OMS did not sign (see :func:`verify_oms_call`)."""

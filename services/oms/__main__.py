@@ -18,7 +18,6 @@ from services.common.config import (
     load_keyring,
 )
 from services.common.observability import metrics
-from services.common.observability.interceptors import client_interceptors
 from services.common.server import add_service, run, serve
 from services.store import database_url
 from services.store.database import Database
@@ -60,12 +59,12 @@ async def main() -> None:
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
         server_config = ServerConfig.from_env("oms")
         exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
-        # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; trace context and request id go along.
+        # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; the gateway sends the trace
+        # context and request id along with every call.
         # Reconnect within a second of an Exchange restart (gRPC's default backoff grows to
         # minutes, and every submission meanwhile fails before it is sent: in doubt, then
         # rejected NOT_AT_VENUE).
-        channel = tls.client_channel(exchange_address, os.environ, interceptors=client_interceptors(),
-                                     options=EXCHANGE_CHANNEL_OPTIONS)
+        channel = tls.client_channel(exchange_address, os.environ, options=EXCHANGE_CHANNEL_OPTIONS)
     except ConfigError as error:
         exit_on_config_error("oms", error)
     if reconcile_grace <= exchange_timeout:

@@ -24,6 +24,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 import core_ext
 from services.common import convert
+from services.common.observability.interceptors import client_span, outgoing_metadata
 from services.common.tokens import batch_tokens, oms_call_metadata
 from services.domain import Order
 from services.domain.execution import ExecutionReport
@@ -125,12 +126,13 @@ class ExchangeGateway:
                       ) -> Executed | Refusal:
         """Execute one order; ``remaining``: the submitting client's time left (seconds)."""
         try:
-            response = await self.stub.ExecuteOrder(
-                exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
-                timeout=self._deadline(remaining),
-                metadata=oms_call_metadata(self.keyring, "ExecuteOrder", token),
-                wait_for_ready=True,
-            )
+            with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrder"):
+                response = await self.stub.ExecuteOrder(
+                    exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
+                    timeout=self._deadline(remaining),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token), *outgoing_metadata()),
+                    wait_for_ready=True,
+                )
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
         return Executed([convert.report_from_proto(r) for r in response.reports], response.mode)
@@ -148,14 +150,16 @@ class ExchangeGateway:
                              ) -> list[Executed | Refusal]:
         tokens = [token for _, token in items]
         try:
-            response = await self.stub.ExecuteOrders(
-                exchange_pb2.ExecuteOrdersRequest(
-                    orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
-                ),
-                timeout=self._deadline(remaining),
-                metadata=oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
-                wait_for_ready=True,
-            )
+            with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrders"):
+                response = await self.stub.ExecuteOrders(
+                    exchange_pb2.ExecuteOrdersRequest(
+                        orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
+                    ),
+                    timeout=self._deadline(remaining),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
+                              *outgoing_metadata()),
+                    wait_for_ready=True,
+                )
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNIMPLEMENTED:
                 # An Exchange from before ExecuteOrders: one call per order.
@@ -178,21 +182,25 @@ class ExchangeGateway:
     # -- cancels and questions ------------------------------------------------------------------
     async def cancel(self, order: Order) -> ExecutionReport | Refusal:
         try:
-            response = await self.stub.CancelOrder(
-                exchange_pb2.CancelOrderRequest(
-                    order_id=order.order_id,
-                    client_order_id=order.client_order_id,
-                    remote_order_id=order.remote_order_id or "",
-                    symbol=order.symbol,
-                    market_type=convert.enum_to_proto(order.market_type),
-                    account=order.account,
-                ),
-                timeout=self.timeout,
-                metadata=oms_call_metadata(self.keyring, "CancelOrder"),
-            )
+            with client_span("tessera.exchange.v1.ExchangeService/CancelOrder"):
+                response = await self._cancel(order)
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
         return convert.report_from_proto(response.report)
+
+    async def _cancel(self, order: Order) -> Any:
+        return await self.stub.CancelOrder(
+            exchange_pb2.CancelOrderRequest(
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                remote_order_id=order.remote_order_id or "",
+                symbol=order.symbol,
+                market_type=convert.enum_to_proto(order.market_type),
+                account=order.account,
+            ),
+            timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, "CancelOrder"), *outgoing_metadata()),
+        )
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
         """``QueryOrder``: the venue's view of one order (raises ``AioRpcError``)."""
@@ -208,7 +216,7 @@ class ExchangeGateway:
                 side=convert.enum_to_proto(order.side),
             ),
             timeout=timeout or self.timeout,
-            metadata=oms_call_metadata(self.keyring, "QueryOrder"),
+            metadata=(*oms_call_metadata(self.keyring, "QueryOrder"), *outgoing_metadata()),
         )
 
     def reports(self, after_sequence: int = 0) -> Any:

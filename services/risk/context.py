@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from decimal import Context, Decimal
 from typing import Mapping
 
@@ -51,21 +52,32 @@ class RiskContext:
             price = self.positions[symbol].average_entry_price
         return price
 
+    def _exposure(self, symbol: str, held: Decimal) -> Decimal:
+        price = self.valuation_price(symbol)
+        return _WIDE.multiply(abs(held), price) if held and price is not None else ZERO
+
+    @functools.cached_property
+    def _gross_now(self) -> Decimal:
+        total = ZERO
+        for held_symbol, position in self.positions.items():
+            total = _WIDE.add(total, self._exposure(held_symbol, position.quantity))
+        return total
+
     def gross_exposure(self, symbol: str | None = None, quantity: Decimal | None = None) -> Decimal:
         """Sum of |quantity| x valuation price over the positions, with ``symbol`` held at
-        ``quantity`` instead when given (a position after an order)."""
-        holdings = {s: p.quantity for s, p in self.positions.items()}
-        if symbol is not None and quantity is not None:
-            holdings[symbol] = quantity
-        total = ZERO
-        for held_symbol, held in holdings.items():
-            price = self.valuation_price(held_symbol)
-            if held and price is not None:
-                total = _WIDE.add(total, _WIDE.multiply(abs(held), price))
-        return total
+        ``quantity`` instead when given (a position after an order). Exact: the sum of
+        the positions as they are is made once per context."""
+        if symbol is None or quantity is None:
+            return self._gross_now
+        return _WIDE.add(_WIDE.subtract(self._gross_now, self._exposure(symbol, self.position(symbol))),
+                         self._exposure(symbol, quantity))
 
     def unrealised_pnl(self) -> Decimal:
         """Of every open position at its valuation price."""
+        return self._unrealised
+
+    @functools.cached_property
+    def _unrealised(self) -> Decimal:
         total = ZERO
         for symbol, position in self.positions.items():
             price = self.valuation_price(symbol)

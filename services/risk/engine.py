@@ -24,7 +24,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import uuid
 from typing import Any, Callable
 
 import core_ext
@@ -46,6 +45,8 @@ from .sharding import Sharding
 
 log = logging.getLogger(__name__)
 _FILLS = (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+#: Ledger entries the book holds before it writes them without waiting for ``flush_seconds``.
+FLUSH_ENTRIES = 5000
 _ENDS = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
 
 
@@ -57,7 +58,7 @@ class Decision:
 
 
 def new_client_order_id() -> str:
-    return "tsr-" + uuid.uuid4().hex[:28]
+    return "tsr-" + new_id().replace("-", "")[:28]
 
 
 class RiskEngine:
@@ -73,6 +74,9 @@ class RiskEngine:
         The current time (tests inject theirs).
     poll_seconds, state_poll_seconds
         How often :meth:`follow` reads the order events and the trading state.
+    flush_seconds
+        How often the ledger the book owes is written (sooner past ``FLUSH_ENTRIES``
+        entries): it is the store's copy, for a replica that starts; decisions use the book.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class RiskEngine:
         clock: Callable[[], dt.datetime] = utcnow,
         poll_seconds: float = 0.02,
         state_poll_seconds: float = 0.1,
+        flush_seconds: float = 0.25,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -99,6 +104,8 @@ class RiskEngine:
         self._tail: EventTail | None = None
         self._loading: asyncio.Future[None] | None = None
         self._states_read = 0.0
+        self._flushed = 0.0
+        self.flush_seconds = flush_seconds
         self._managers: dict[str, str] = {}  # order manager -> its target account (never changes)
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
 
@@ -141,17 +148,18 @@ class RiskEngine:
         codec = self.db.codec
         read_states = time.monotonic() - self._states_read >= self.state_poll_seconds
 
-        def read(uow: UnitOfWork) -> tuple[list[Any], dict[str, TradingState] | None]:
-            connection = uow.session.connection()
+        def read(connection: Any) -> tuple[list[Any], dict[str, TradingState] | None]:
             return tail.read(connection, codec), trading_states(connection) if read_states else None
 
-        events, states = await self.db.read(read)
+        events, states = await self.db.read_connection(read)
         if states is not None:
             self.book.set_trading(states)
             self._states_read = time.monotonic()
         for event in events:
             self._apply(event)
-        await self.flush()
+        if (self.book.pending_entries >= FLUSH_ENTRIES
+                or time.monotonic() - self._flushed >= self.flush_seconds):
+            await self.flush()
         return len(events)
 
     def _apply(self, event: Any) -> None:
@@ -175,6 +183,7 @@ class RiskEngine:
 
     async def flush(self) -> None:
         """Write the ledger entries and positions the book owes the store."""
+        self._flushed = time.monotonic()
         entries, positions = self.book.drain()
         if not entries and not positions:
             return
@@ -285,10 +294,11 @@ class RiskEngine:
             waiting[key] = self._in_flight[key] = loop.create_future()
         try:
             trip = next((d for _, d in decided if self._trips_kill_switch(d)), None)
-            writes = [self.db.write_many(NEW_ORDERS, [d.order for _, d in decided])]
-            if trip is not None:
-                writes.append(self._halt_on_daily_loss(trip))
-            outcomes, *_ = await asyncio.gather(*writes)
+            stored = self.db.write_many(NEW_ORDERS, [d.order for _, d in decided])
+            if trip is None:
+                outcomes = await stored
+            else:
+                outcomes, _ = await asyncio.gather(stored, self._halt_on_daily_loss(trip))
         except BaseException:
             for _, decision in decided:
                 self.book.forget(decision.order)

@@ -21,12 +21,14 @@ them; ``tests/integration/store/test_store_codec.py`` holds the two to that.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import operator
 from decimal import ROUND_HALF_EVEN, Context, Decimal
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import core_ext
 
-from .engine import json_dumps
+from .engine import json_default
 from .types import DECIMAL_PRECISION, DECIMAL_SCALE
 
 _UTC = dt.timezone.utc
@@ -65,6 +67,23 @@ def decimal_text(value: Decimal, *, rounding: bool = False) -> str:
     return text
 
 
+#: One encoder, made once (``json.dumps`` with ``default`` builds one per call): the
+#: same text as :func:`services.store.engine.json_dumps`.
+_ENCODER = json.JSONEncoder(default=json_default, separators=(",", ":"))
+
+
+def json_text(value: Any) -> str | None:
+    """``value`` as the store's JSON text; None for None."""
+    if value is None:
+        return None
+    if not value:
+        if value == []:
+            return "[]"
+        if value == {}:
+            return "{}"
+    return _ENCODER.encode(value)
+
+
 def _utc(value: dt.datetime) -> dt.datetime:
     tz = value.tzinfo
     if tz is _UTC:
@@ -82,6 +101,7 @@ class Codec:
             raise ValueError(f"no codec for {dialect}")
         self.dialect = dialect
         self.sqlite = dialect == "sqlite"
+        self._plans: dict[tuple[str, ...], RowPlan] = {}
 
     # -- to the database ----------------------------------------------------------------
     def decimal(self, value: Decimal | None) -> str | None:
@@ -98,7 +118,7 @@ class Codec:
         return utc.isoformat(" ", "microseconds")[:26] if self.sqlite else utc
 
     def json(self, value: Any) -> str | None:
-        return None if value is None else json_dumps(value)
+        return json_text(value)
 
     def flag(self, value: bool) -> Any:
         return (1 if value else 0) if self.sqlite else bool(value)
@@ -126,4 +146,50 @@ class Codec:
         return json.loads(value)
 
 
-__all__ = ["Codec", "decimal_text"]
+    # -- rows, as plans made once per column list ----------------------------------------------
+    def converter(self, kind: str) -> Callable[[Any], Any] | None:
+        """What a column of ``kind`` (``decimal``, ``derived``, ``time``, ``flag``, ``json``,
+        ``enum``, ``plain``) needs done to a non-None value; None: nothing."""
+        return {
+            "decimal": decimal_text,
+            "derived": lambda value: decimal_text(value, rounding=True),
+            "time": self.time,
+            "flag": self.flag,
+            "json": json_text,
+            "enum": _enum_value,
+        }.get(kind)
+
+    def plan(self, columns: Sequence[str], kinds: dict[str, str]) -> "RowPlan":
+        """The :class:`RowPlan` of ``columns`` (made once per column list)."""
+        key = tuple(columns)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = RowPlan(self, key, kinds)
+        return found
+
+
+_enum_value = operator.attrgetter("_value_")
+
+
+class RowPlan:
+    """Reads ``columns`` off an object as one row of database values: one attribute
+    getter for all of them, a converter only where a column needs one."""
+
+    __slots__ = ("_get", "_steps", "_single")
+
+    def __init__(self, codec: Codec, columns: Sequence[str], kinds: dict[str, str]) -> None:
+        self._get = operator.attrgetter(*columns)
+        self._single = len(columns) == 1
+        self._steps = tuple((index, convert) for index, name in enumerate(columns)
+                            if (convert := codec.converter(kinds.get(name, "plain"))) is not None)
+
+    def __call__(self, item: Any) -> list[Any]:
+        row = [self._get(item)] if self._single else list(self._get(item))
+        for index, convert in self._steps:
+            value = row[index]
+            if value is not None:
+                row[index] = convert(value)
+        return row
+
+
+__all__ = ["Codec", "RowPlan", "decimal_text", "json_text"]

@@ -72,6 +72,37 @@ class WriteContext:
         #: Order managers whose orders this batch moved.
         self.managers: set[str] = set()
 
+    def run(self, sql: str, parameters: Any, *, many: bool = False) -> Any:
+        """Run one prebuilt statement on the batch's connection; returns the driver's cursor.
+
+        The statement goes to the driver's cursor directly, without a SQLAlchemy result
+        built around it (its row and metadata set-up costs more than the statement, for
+        the order path's small sets): the engine's ``before_cursor_execute`` and
+        ``after_cursor_execute`` listeners still see it, and a driver error is raised as
+        SQLAlchemy raises it (an ``OperationalError`` for a lost database, with the
+        connection invalidated when it is gone).
+        """
+        connection = self.connection
+        dbapi = connection.connection.dbapi_connection
+        cursor = dbapi.cursor()
+        dispatch = connection.dispatch
+        if dispatch.before_cursor_execute:
+            dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, many)
+        try:
+            if many:
+                cursor.executemany(sql, parameters)
+            else:
+                cursor.execute(sql, parameters)
+        except connection.dialect.loaded_dbapi.Error as error:
+            gone = connection.dialect.is_disconnect(error, dbapi, cursor)
+            if gone:
+                connection.invalidate(error)
+            raise DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
+                                      connection_invalidated=gone) from error
+        if dispatch.after_cursor_execute:
+            dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, many)
+        return cursor
+
 
 class SetWrite(Protocol[I]):
     """One kind of set write: writes all of a batch's items of its kind at once."""
@@ -106,6 +137,24 @@ class _Pending:
             self.future.set_exception(self.error)
         else:
             self.future.set_result(self.result)
+
+
+def _settle(batch: list[_Pending]) -> None:
+    """Hand a batch's outcomes to their event loops: one wake-up per loop, not per call
+    (each ``call_soon_threadsafe`` writes to the loop's self-pipe)."""
+    by_loop: dict[int, list[_Pending]] = {}
+    for pending in batch:
+        by_loop.setdefault(id(pending.loop), []).append(pending)
+    for pendings in by_loop.values():
+        try:
+            pendings[0].loop.call_soon_threadsafe(_resolve_all, pendings)
+        except RuntimeError:  # the caller's loop is closed: nobody is waiting
+            pass
+
+
+def _resolve_all(pendings: list[_Pending]) -> None:
+    for pending in pendings:
+        pending._resolve()
 
 
 class _Call(_Pending):
@@ -195,6 +244,15 @@ class Database(Generic[T]):
         with self.store.uow(read_only=True) as uow:
             return fn(uow, *args)
 
+    def read_connection_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in a read-only transaction on a plain Core connection
+        (no unit of work, no session), in the calling thread."""
+        with self.store.read_engine.connect() as connection:
+            try:
+                return fn(connection, *args)
+            finally:
+                connection.rollback()
+
     # -- the async paths --------------------------------------------------------------------
     def _enqueue(self, pending: _Pending) -> None:
         with self._ready:
@@ -245,6 +303,12 @@ class Database(Generic[T]):
         """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self.read_sync, fn, *args)
+
+    async def read_connection(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`read` for ``fn(connection, *args)`` on a plain Core connection: the
+        statements a caller runs itself (Risk following the store), without a session."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_connection_sync, fn, *args)
 
     def close(self) -> None:
         with self._ready:
@@ -340,8 +404,7 @@ class Database(Generic[T]):
                 pending.result = None
         self.batches += 1
         self.calls += len(batch)
-        for pending in batch:
-            pending.settle()
+        _settle(batch)
 
     @staticmethod
     def _write_sets(context: WriteContext, sets: list[_Set]) -> None:

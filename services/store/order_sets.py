@@ -53,6 +53,7 @@ from services.domain import (
 )
 from services.domain.errors import OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
 
+from .codec import json_text
 from .database import WriteContext
 from .errors import DuplicateClientOrderId, DuplicateOrderId
 from .mapping import ORDER_COLUMNS, ORDER_LIFECYCLE_COLUMNS, TRADE_COLUMNS
@@ -84,25 +85,27 @@ def _pg_type(column: Any) -> str:
                                                                   else "text")
 
 
+#: How each column of the order path's tables is stored (see :class:`~services.store.codec.Codec`).
+KINDS: dict[str, str] = {
+    **{name: "decimal" for name in _DECIMALS - {"average_fill_price"}}, "average_fill_price": "derived",
+    **{name: "time" for name in _TIMES}, **{name: "flag" for name in _FLAGS}, **{name: "json" for name in _JSON},
+    **{name: "enum" for name in _ENUMS},
+}
+_TRADE_KINDS = {"quantity": "decimal", "price": "decimal", "commission": "decimal", "trade_time": "time",
+                "raw_payload": "json", "side": "enum", "liquidity_side": "enum"}
+
+
 def order_values(codec: Any, order: Order, columns: Sequence[str] = ORDER_COLUMNS) -> list[Any]:
     """The order's values for ``columns``, as the store keeps them."""
-    values = []
-    for name in columns:
-        value = getattr(order, name)
-        if name in _DECIMALS:
-            value = codec.derived_decimal(value) if name == "average_fill_price" else codec.decimal(value)
-        elif name in _TIMES:
-            value = codec.time(value)
-        elif name in _FLAGS:
-            value = codec.flag(value)
-        elif name == "reject_reasons":
-            value = codec.json(list(value or []))
-        elif name == "raw_venue_payload":
-            value = codec.json(value)
-        elif value is not None and name in _ENUMS:
-            value = value.value
-        values.append(value)
-    return values
+    row = codec.plan(columns, KINDS)(order)
+    if "reject_reasons" in columns:
+        index = columns.index("reject_reasons")
+        if row[index] is None:
+            row[index] = "[]"
+    return row
+
+
+_ENUM_VALUES = {name: {member.value: member for member in enum} for name, enum in _ENUMS.items()}
 
 
 def order_from_values(codec: Any, row: Sequence[Any], columns: Sequence[str] = ORDER_COLUMNS) -> Order:
@@ -119,8 +122,8 @@ def order_from_values(codec: Any, row: Sequence[Any], columns: Sequence[str] = O
             value = bool(value)
         elif name in _JSON:
             value = codec.json_from(value)
-        elif name in _ENUMS:
-            value = _ENUMS[name](value)
+        elif name in _ENUM_VALUES:
+            value = _ENUM_VALUES[name][value]
         values[name] = value
     values["reject_reasons"] = list(values.get("reject_reasons") or [])
     return Order(**values)
@@ -131,9 +134,9 @@ def _event_values(codec: Any, event: OrderEvent, prev_hash: str | None) -> tuple
         prev_hash, order_id=event.order_id, sequence=event.sequence, event_time=event.event_time,
         from_status=event.from_status, to_status=event.to_status, reason=event.reason, payload=event.payload,
     )
-    return [event.order_id, event.sequence, codec.time(event.event_time),
+    return (event.order_id, event.sequence, codec.time(event.event_time),
             event.from_status.value if event.from_status is not None else None, event.to_status.value,
-            event.reason, codec.json(event.payload or {}), prev_hash, digest], digest
+            event.reason, json_text(event.payload or {}), prev_hash, digest), digest
 
 
 def chain(codec: Any, order: Order) -> tuple[list[list[Any]], str | None]:
@@ -146,19 +149,7 @@ def chain(codec: Any, order: Order) -> tuple[list[list[Any]], str | None]:
 
 
 def trade_values(codec: Any, trade: Trade) -> list[Any]:
-    values = []
-    for name in TRADE_COLUMNS:
-        value = getattr(trade, name)
-        if name in ("quantity", "price", "commission"):
-            value = codec.decimal(value)
-        elif name == "trade_time":
-            value = codec.time(value)
-        elif name == "raw_payload":
-            value = codec.json(value)
-        elif value is not None and name in ("side", "liquidity_side"):
-            value = value.value
-        values.append(value)
-    return values
+    return codec.plan(TRADE_COLUMNS, _TRADE_KINDS)(trade)
 
 
 # -- statements --------------------------------------------------------------------------------
@@ -211,11 +202,12 @@ def claim_read_sql(dialect: str, count: int) -> str:
     return f"SELECT {columns}, {states} FROM orders_ts AS o WHERE o.order_id = ANY(%s)"
 
 
-def _execute(context: WriteContext, sql: str, rows: list[list[Any]]) -> Any:
-    """``rows`` through ``sql``: executemany on SQLite, one set of arrays on PostgreSQL."""
+def _execute(context: WriteContext, sql: str, rows: list[Sequence[Any]]) -> Any:
+    """``rows`` through ``sql``: executemany on SQLite, one set of arrays on PostgreSQL.
+    Returns the driver's cursor."""
     if context.dialect == "sqlite":
-        return context.connection.exec_driver_sql(sql, [tuple(row) for row in rows])
-    return context.connection.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows)))
+        return context.run(sql, rows, many=True)
+    return context.run(sql, tuple(list(column) for column in zip(*rows)))
 
 
 def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str] | None:
@@ -238,7 +230,7 @@ def _read_sequences(context: WriteContext, order_ids: list[str]) -> dict[str, in
     for start in range(0, len(order_ids), IN_CHUNK):
         chunk = order_ids[start:start + IN_CHUNK]
         sql = f"SELECT order_id, last_sequence FROM orders_ts WHERE order_id IN ({', '.join('?' * len(chunk))})"
-        found.update(context.connection.exec_driver_sql(sql, tuple(chunk)).all())
+        found.update(context.run(sql, tuple(chunk)).fetchall())
     return found
 
 
@@ -302,7 +294,7 @@ class NewOrders:
             chunk = ids[start:start + IN_CHUNK]
             sql = (f"SELECT order_id, client_order_id, last_event_hash FROM orders_ts "
                    f"WHERE order_id IN ({', '.join('?' * len(chunk))})")
-            for order_id, client_order_id, _ in context.connection.exec_driver_sql(sql, tuple(chunk)):
+            for order_id, client_order_id, _ in context.run(sql, tuple(chunk)).fetchall():
                 if written.get(order_id) == client_order_id:
                     stored.add(order_id)
         return stored
@@ -310,7 +302,7 @@ class NewOrders:
     @staticmethod
     def _refusal(context: WriteContext, order: Order) -> Exception:
         sql = "SELECT 1 FROM orders_ts WHERE order_id = " + ("?" if context.dialect == "sqlite" else "%s")
-        if context.connection.exec_driver_sql(sql, (order.order_id,)).first() is not None:
+        if context.run(sql, (order.order_id,)).fetchone() is not None:
             return DuplicateOrderId(order.order_id)
         return DuplicateClientOrderId(order.account, order.client_order_id)
 
@@ -380,7 +372,7 @@ class Claims:
         for chunk in chunks:
             sql = claim_read_sql(context.dialect, len(chunk))
             params = tuple(chunk) if context.dialect == "sqlite" else (chunk,)
-            for row in context.connection.exec_driver_sql(sql, params):
+            for row in context.run(sql, params).fetchall():
                 order = order_from_values(context.codec, row[:width])
                 overall = TradingState(row[width]) if row[width] else TradingState.ACTIVE
                 own = TradingState(row[width + 2]) if row[width + 2] else TradingState.ACTIVE
@@ -423,7 +415,7 @@ def position_from_trades(context: WriteContext, account: str, symbol: str) -> De
     mark = "?" if context.dialect == "sqlite" else "%s"
     sql = f"SELECT side, quantity FROM trades_ts WHERE account = {mark} AND symbol = {mark}"
     total = Decimal(0)
-    for side, quantity in context.connection.exec_driver_sql(sql, (account, symbol)):
+    for side, quantity in context.run(sql, (account, symbol)).fetchall():
         amount = context.codec.decimal_from(quantity)
         total += amount if side == Side.BUY.value else -amount
     return total

@@ -154,16 +154,23 @@ class EventTail:
         """The followed events after the cursor (and any that filled a gap), oldest first."""
         now = self.monotonic()
         self.gaps = {gap: since for gap, since in self.gaps.items() if now - since < self.gap_seconds}
-        columns = ("SELECT e.id, e.order_id, e.sequence, e.to_status, e.event_time, e.payload, o.account, "
-                   "o.symbol, o.side, o.venue, o.quantity, o.filled_quantity FROM order_events_ts AS e "
-                   "JOIN orders_ts AS o ON o.order_id = e.order_id ")
         mark = _mark(codec.dialect)
-        if self.gaps and codec.dialect == "postgresql":
+        # The order's columns and the payload are read for the followed statuses only.
+        columns = ("SELECT e.id, e.to_status, e.order_id, e.sequence, e.event_time, "
+                   f"CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') THEN e.payload END, o.account, o.symbol, "
+                   "o.side, o.venue, o.quantity, o.filled_quantity FROM order_events_ts AS e LEFT JOIN orders_ts AS o "
+                   f"ON o.order_id = e.order_id AND e.to_status IN ({_FOLLOWED}) ")
+        if codec.dialect == "sqlite":
+            # Writers are serialised and ids are in commit order: no gaps to watch, so the
+            # other statuses can be left out here.
+            where, params = f"WHERE e.id > {mark} AND e.to_status IN ({_FOLLOWED})", (self.cursor,)
+        elif self.gaps:
             where, params = f"WHERE (e.id > {mark} OR e.id = ANY({mark}))", (self.cursor, list(self.gaps))
         else:
             where, params = f"WHERE e.id > {mark}", (self.cursor,)
-        # Every id moves the cursor (followed or not), so the statuses are filtered here.
-        rows = connection.exec_driver_sql(columns + where + f" ORDER BY e.id LIMIT {self.limit}", params).all()
+        # Read through the driver: plain tuples, no result processing per row.
+        raw = connection.connection.driver_connection
+        rows = raw.execute(columns + where + f" ORDER BY e.id LIMIT {self.limit}", params).fetchall()
         events = []
         for row in rows:
             event_id = row[0]
@@ -174,13 +181,17 @@ class EventTail:
                     for missing in range(self.cursor + 1, min(event_id, self.cursor + 1 + 10_000)):
                         self.gaps[missing] = now
                 self.cursor = event_id
-            status = OrderStatus(row[3])
-            if status not in FOLLOWED:
-                continue
-            events.append(TailEvent(event_id, row[1], row[2], status, codec.time_from(row[4]),
-                                    codec.json_from(row[5]) or {}, row[6], row[7], Side(row[8]), row[9],
+            status = _STATUSES.get(row[1])
+            if status is None or row[6] is None:
+                continue  # not followed
+            events.append(TailEvent(event_id, row[2], row[3], status, codec.time_from(row[4]),
+                                    codec.json_from(row[5]) or {}, row[6], row[7], _SIDES[row[8]], row[9],
                                     codec.decimal_from(row[10]), codec.decimal_from(row[11])))
         return events
+
+
+_STATUSES = {status.value: status for status in FOLLOWED}
+_SIDES = {side.value: side for side in Side}
 
 
 class LedgerWrite:
@@ -209,16 +220,16 @@ class LedgerWrite:
                           codec.derived_decimal(p.average_entry_price), codec.decimal(p.realised_pnl),
                           codec.decimal(p.commission), codec.time(p.updated_time or applied), 1]
                          for p in latest.values()]
-        run = context.connection.exec_driver_sql
+        run = context.run
         updates = ", ".join(f"{c} = excluded.{c}" for c in position_columns[2:-1])
         if sqlite:
             if rows:
                 run(f"INSERT INTO ledger_entries ({', '.join(entry_columns)}) VALUES ({', '.join('?' * len(entry_columns))}) "
-                    "ON CONFLICT (venue, trade_id) DO NOTHING", [tuple(r) for r in rows])
+                    "ON CONFLICT (venue, trade_id) DO NOTHING", [tuple(r) for r in rows], many=True)
             if position_rows:
                 run(f"INSERT INTO positions ({', '.join(position_columns)}) VALUES "
                     f"({', '.join('?' * len(position_columns))}) ON CONFLICT (account, symbol) DO UPDATE SET "
-                    f"{updates}, version = positions.version + 1", [tuple(r) for r in position_rows])
+                    f"{updates}, version = positions.version + 1", [tuple(r) for r in position_rows], many=True)
         else:
             types = ("text", "text", "text", "text", "text", "numeric", "numeric", "numeric", "numeric", "numeric",
                      "timestamptz", "timestamptz")

@@ -151,7 +151,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.session_factory = sessionmaker(engine, expire_on_commit=False)
-        reader = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+        #: The engine of read-only work: on SQLite its transactions begin deferred (no write lock).
+        self.read_engine = reader = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
         self.read_session_factory = sessionmaker(reader, expire_on_commit=False)
 
     @classmethod

@@ -1,6 +1,12 @@
-"""gRPC interceptors: what every call gets on the way in and out.
+"""What every call gets on the way in and out: request ids, trace context, metrics, logs.
 
-:class:`ServerInterceptor` (every Tessera server):
+Tessera's servers wrap each method's handler once, when it is registered
+(:func:`observe_handler`, see :func:`services.common.server.add_service`), rather than
+through gRPC server interceptors, whose machinery runs again for every call (an
+interceptor chain of coroutines and a handler rebuilt per call cost a Python server
+hop about 40 %; the wrapped handler costs it a few per cent, see
+``docs/benchmarks.md``). :class:`ServerInterceptor` applies the same observer as an
+interceptor, for servers that are not Tessera's own. Each call gets:
 
 - a request id: the caller's ``x-request-id`` metadata (sanitised) or a new one,
   echoed in the trailing metadata (:func:`request_id_metadata`) and set, with the
@@ -14,20 +20,22 @@
 
 Health checks and reflection pass untouched.
 
-:func:`client_interceptors` (the OMS's channel to the Exchange): the current trace
-context and request id go out in each call's metadata, with a client span when
-tracing exports.
+:func:`outgoing_metadata` (the OMS's calls to the Exchange): the current trace context
+and request id go out in each call's metadata; :func:`client_span` records a client
+span around a call when tracing exports. :func:`client_interceptors` do the same as
+channel interceptors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
 import re
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import grpc
 from opentelemetry import context as otel_context
@@ -35,9 +43,10 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import metrics, tracing
-from .logs import order_id_var, request_id_var
+from .logs import FastLine, order_id_var, request_id_var
 
 access_log = logging.getLogger("tessera.rpc")
+_access_line = FastLine(access_log)
 
 REQUEST_ID_METADATA = "x-request-id"
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
@@ -104,19 +113,16 @@ def _access_log_enabled(environ: Any = os.environ) -> bool:
     return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class CallObserver:
+    """Wraps a method's behaviour with what every call gets (see the module docstring)."""
+
     def __init__(self, *, access_log_enabled: bool | None = None) -> None:
         self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method.startswith(_PASS_THROUGH):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` with its behaviour observed (health checks and reflection pass)."""
+        if handler is None or method.startswith(_PASS_THROUGH):
             return handler
-        method = details.method
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
@@ -127,14 +133,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
         metadata = context.invocation_metadata() or ()
         request_id = None
+        traced = False
         for key, value in metadata:
-            if key == REQUEST_ID_METADATA and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
-                request_id = value
-                break
+            if key == REQUEST_ID_METADATA:
+                if request_id is None and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+                    request_id = value
+            elif key in tracing.TRACE_METADATA_KEYS:
+                traced = True
         request_id = request_id or new_request_id()
         tokens = (request_id_var.set(request_id), order_id_var.set(order_id_of(request)))
         context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
-        parent = tracing.extract(metadata)
+        parent = tracing.extract(metadata) if traced else None
         if tracing.recording():
             span = tracing.tracer().start_span(
                 method.lstrip("/"),
@@ -169,7 +178,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if self.access_log:
                 level = _access_level(method, code)
                 if access_log.isEnabledFor(level):
-                    access_log.log(level, "%s %s %.2fms", method, code, elapsed * 1000, extra=_SAFE)
+                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms")
         finally:
             try:
                 if scope is not None:
@@ -197,7 +206,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             code, response = "UNKNOWN", None
             try:
                 response = await behavior(request, context)
-                code = self._code(context, "OK")
+                code = "OK"  # a handler that returns has not aborted (an abort raises)
                 return response
             except grpc.aio.AbortError:
                 code = self._code(context, "UNKNOWN")
@@ -230,7 +239,58 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return call
 
 
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """The :class:`CallObserver` as a gRPC server interceptor (applied at every call)."""
+
+    def __init__(self, *, access_log_enabled: bool | None = None) -> None:
+        self.observer = CallObserver(access_log_enabled=access_log_enabled)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        return self.observer.wrap(details.method, await continuation(details))
+
+
+_observer: list[CallObserver] = []
+
+
+def observe_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` of ``method`` (``/package.Service/Method``) observed, wrapped once at
+    registration with the process's observer (``TESSERA_ACCESS_LOG`` read once)."""
+    if not _observer:
+        _observer.append(CallObserver())
+    return _observer[0].wrap(method, handler)
+
+
 # -- the OMS's outgoing calls -------------------------------------------------------------
+def outgoing_metadata() -> tuple[tuple[str, str], ...]:
+    """The current call's trace context and request id, as metadata for a call it makes."""
+    request_id = request_id_var.get()
+    carried = tuple(tracing.inject())
+    return (*carried, (REQUEST_ID_METADATA, request_id)) if request_id else carried
+
+
+_NO_SPAN = contextlib.nullcontext()
+
+
+def client_span(method: str) -> contextlib.AbstractContextManager[None]:
+    """A client span around an outgoing call, when tracing records (else a shared no-op)."""
+    return _recorded_client_span(method) if tracing.recording() else _NO_SPAN
+
+
+@contextlib.contextmanager
+def _recorded_client_span(method: str) -> Iterator[None]:
+    with tracing.tracer().start_as_current_span(method, kind=SpanKind.CLIENT, attributes={"rpc.system": "grpc"},
+                                                record_exception=False, set_status_on_exception=False) as span:
+        try:
+            yield
+        except grpc.aio.AioRpcError as error:
+            span.set_attribute("rpc.grpc.status_code", error.code().name)
+            span.set_status(Status(StatusCode.ERROR, error.code().name))
+            raise
+
 def _outgoing(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
     metadata = list(details.metadata or ())
     metadata += tracing.inject()
@@ -277,8 +337,12 @@ def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
 
 __all__ = [
     "REQUEST_ID_METADATA",
+    "CallObserver",
     "ServerInterceptor",
     "client_interceptors",
+    "client_span",
+    "observe_handler",
+    "outgoing_metadata",
     "new_request_id",
     "note_order_id",
     "order_id_of",

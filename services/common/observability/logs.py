@@ -16,6 +16,8 @@ credentials (whole), 64-hex strings (HMAC signatures), and ``secret=``,
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import contextvars
 import json
 import logging
@@ -99,7 +101,7 @@ class Redactor:
         return _SECRETS.sub(_mask, text)
 
 
-def _context(record: logging.LogRecord) -> dict[str, str]:
+def _context(record: logging.LogRecord | None) -> dict[str, str]:
     fields: dict[str, str] = {}
     request_id = getattr(record, "request_id", None) or request_id_var.get()
     order_id = getattr(record, "order_id", None) or order_id_var.get()
@@ -115,12 +117,16 @@ def _context(record: logging.LogRecord) -> dict[str, str]:
 
 
 def _trace_ids() -> tuple[str, str]:
-    context = trace.get_current_span().get_span_context()
+    span = trace.get_current_span()
+    if span is _NO_SPAN:  # outside any trace: nothing to look up
+        return "", ""
+    context = span.get_span_context()
     if not context.is_valid:
         return "", ""
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
+_NO_SPAN = trace.INVALID_SPAN
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
@@ -142,19 +148,28 @@ class JsonFormatter(logging.Formatter):
         self.redact = redactor or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, str] = {
-            "timestamp": utc_timestamp(record.created),
-            "level": record.levelname,
-            "service": self.service,
-            "logger": record.name,
-            "message": record.getMessage() if getattr(record, "tessera_safe", False) else self.redact(record.getMessage()),
-        }
-        entry.update(_context(record))
+        message = record.getMessage() if getattr(record, "tessera_safe", False) else self.redact(record.getMessage())
+        entry = self.entry(record.created, record.levelname, record.name, message, _context(record))
         if record.exc_info:
             entry["exception"] = self.redact(self.formatException(record.exc_info))
         elif record.exc_text:
             entry["exception"] = self.redact(record.exc_text)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+    def entry(self, created: float, level: str, logger: str, message: str, context: dict[str, str]
+              ) -> dict[str, str]:
+        """The fields of one line (the message as it is: redact it first unless it is safe)."""
+        return {"timestamp": utc_timestamp(created), "level": level, "service": self.service, "logger": logger,
+                "message": message, **context}
+
+    def safe_line(self, created: float, level: str, logger: str, message: str) -> str:
+        """The line of a record whose message has nothing to redact, in the current
+        request's context, without building a ``LogRecord`` (the access log's path)."""
+        return _LINE_ENCODER.encode(self.entry(created, level, logger, message, _context(None)))
+
+
+#: ``json.dumps(entry, ensure_ascii=False)``, with the encoder made once.
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
@@ -166,17 +181,80 @@ class TextFormatter(logging.Formatter):
         self.redact = redactor or Redactor()
 
     def format(self, record: logging.LogRecord) -> str:
-        context = " ".join(f"{k}={v}" for k, v in _context(record).items())
-        line = (
-            f"{utc_timestamp(record.created)} {record.levelname} {self.service} {record.name}: "
-            f"{self.redact(record.getMessage())}" + (f" [{context}]" if context else "")
-        )
+        line = self._line(record.created, record.levelname, record.name, self.redact(record.getMessage()),
+                          _context(record))
         if record.exc_info:
             line += "\n" + self.redact(self.formatException(record.exc_info))
         return line
 
+    def _line(self, created: float, level: str, logger: str, message: str, fields: dict[str, str]) -> str:
+        context = " ".join(f"{k}={v}" for k, v in fields.items())
+        return (f"{utc_timestamp(created)} {level} {self.service} {logger}: {message}"
+                + (f" [{context}]" if context else ""))
+
+    def safe_line(self, created: float, level: str, logger: str, message: str) -> str:
+        """As :meth:`JsonFormatter.safe_line`."""
+        return self._line(created, level, logger, message, _context(None))
+
 
 LOG_FORMATS = ("json", "text")
+
+
+class FastLine:
+    """Writes a line whose message needs no redaction to the process's log handler, with
+    the fields and format its formatter gives every line, but without a ``LogRecord`` or
+    the logging module's dispatch: the access log writes one per call.
+
+    Lines below WARNING written on an event loop are collected and written together a
+    moment later (``delay`` seconds, one ``write`` for all of them): a write per line is
+    a system call per call, and on a busy gRPC server each such call hands the GIL to
+    the server's other threads. WARNING and above, and lines written off a loop, go out
+    at once; :meth:`flush` writes what is collected (at exit too)."""
+
+    def __init__(self, logger: logging.Logger, delay: float = 0.05) -> None:
+        self.logger = logger
+        self.delay = delay
+        self._pending: list[str] = []
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def __call__(self, level: int, message: str) -> None:
+        handler = _handler[0]
+        if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
+            self.logger.log(level, "%s", message, extra={"tessera_safe": True})
+            return
+        if level < handler.level or not self.logger.isEnabledFor(level):
+            return
+        line = handler.formatter.safe_line(time.time(), logging.getLevelName(level), self.logger.name, message)
+        self._pending.append(line + handler.terminator)
+        if level >= logging.WARNING:
+            self.flush()
+            return
+        if not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(self.delay, self.flush)
+            except RuntimeError:  # no loop: now
+                self.flush()
+                return
+            self._scheduled = True
+
+    def flush(self) -> None:
+        self._scheduled = False
+        handler = _handler[0]
+        if not self._pending or handler is None:
+            return
+        lines, self._pending = self._pending, []
+        handler.acquire()
+        try:
+            handler.stream.write("".join(lines))
+            handler.flush()
+        except Exception:  # noqa: BLE001 - a log line must never fail a call
+            pass
+        finally:
+            handler.release()
+
+
+_handler: list[logging.StreamHandler | None] = [None]  # type: ignore[type-arg]
 
 
 def setup_logging(service: str, environ: Mapping[str, str] = os.environ, stream=None) -> logging.Handler:  # type: ignore[no-untyped-def]
@@ -199,6 +277,7 @@ def setup_logging(service: str, environ: Mapping[str, str] = os.environ, stream=
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler)
+    _handler[0] = handler
     level = logging.getLevelName(level_name)
     root.setLevel(level if isinstance(level, int) else logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -211,6 +290,7 @@ def setup_logging(service: str, environ: Mapping[str, str] = os.environ, stream=
 
 
 __all__ = [
+    "FastLine",
     "JsonFormatter",
     "Redactor",
     "TextFormatter",

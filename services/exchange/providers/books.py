@@ -202,9 +202,15 @@ class PriceBooks:
     def __init__(self, prices: PriceSource, shape: BookShape = BookShape()) -> None:
         self.prices = prices
         self.shape = shape
+        self._built: dict[str, tuple[Decimal, Book]] = {}  # symbol -> (price, its book)
 
     async def book(self, symbol: str, market_type: object = None) -> Book:
-        return self.shape.build(symbol, self.prices.current(symbol))
+        """The book around the symbol's current price (built again when the price moves)."""
+        price = self.prices.current(symbol)
+        built = self._built.get(symbol)
+        if built is None or built[0] != price:
+            built = self._built[symbol] = (price, self.shape.build(symbol, price))
+        return built[1]
 
     async def advance(self) -> None:
         self.prices.advance()

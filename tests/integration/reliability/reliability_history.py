@@ -128,6 +128,6 @@ def follow_ledger(store: Store) -> None:
     db = Database(store, owns_store=False)
     try:
         asyncio.run(RiskEngine(db, core_ext.KeyRing("k1", b"history-ledger-secret-0123456789abcdef"),
-                               RiskLimits.from_env({})).sync())
+                               RiskLimits.from_env({}), flush_seconds=0).sync())
     finally:
         db.close()

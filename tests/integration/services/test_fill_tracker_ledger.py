@@ -48,7 +48,7 @@ def follow(risk: RiskEngine) -> None:
 
 def test_each_recorded_fill_moves_the_position_once_risk_follows_it(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"))
-    risk = RiskEngine(db, keyring, LIMITS)
+    risk = RiskEngine(db, keyring, LIMITS, flush_seconds=0)
     follow(risk)
 
     apply(store, report(order, S.PARTIALLY_FILLED, "0.4", "65000"), report(order, S.FILLED, "0.6", "65500"))
@@ -66,7 +66,7 @@ def test_each_recorded_fill_moves_the_position_once_risk_follows_it(db, store, k
 def test_a_duplicate_report_does_not_apply_its_fill_twice(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"), side=Side.SELL)
     duplicate = report(order, S.PARTIALLY_FILLED, "0.4", "65000", trade_id="venue-trade-9")
-    risk = RiskEngine(db, keyring, LIMITS)
+    risk = RiskEngine(db, keyring, LIMITS, flush_seconds=0)
     follow(risk)
 
     apply(store, duplicate, duplicate)
@@ -80,7 +80,7 @@ def test_a_duplicate_report_does_not_apply_its_fill_twice(db, store, keyring, st
 
 def test_a_refused_fill_leaves_the_ledger_alone(db, store, keyring, stored_order):
     order = stored_order(S.ACCEPTED, quantity=D("1"))
-    risk = RiskEngine(db, keyring, LIMITS)
+    risk = RiskEngine(db, keyring, LIMITS, flush_seconds=0)
     follow(risk)
 
     apply(store, report(order, S.FILLED, "1.5", "65000"))  # an overfill: recorded as an anomaly
@@ -94,9 +94,9 @@ def test_fills_a_stopped_replica_never_wrote_are_applied_when_it_starts(db, stor
     order = stored_order(S.ACCEPTED, quantity=D("1"))
     apply(store, report(order, S.PARTIALLY_FILLED, "0.25", "64000"), report(order, S.PARTIALLY_FILLED, "0.25", "66000"))
 
-    started = RiskEngine(db, keyring, LIMITS)  # no replica ran while the fills were stored
+    started = RiskEngine(db, keyring, LIMITS, flush_seconds=0)  # no replica ran while the fills were stored
     follow(started)
-    again = RiskEngine(db, keyring, LIMITS)  # and one more start applies nothing twice
+    again = RiskEngine(db, keyring, LIMITS, flush_seconds=0)  # and one more start applies nothing twice
     follow(again)
 
     held, entries = position(store)

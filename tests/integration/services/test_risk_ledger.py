@@ -55,7 +55,7 @@ class MovablePrices:
 
 
 def engine(db: Database, keyring, **limit_changes) -> RiskEngine:
-    return RiskEngine(db, keyring, dataclasses.replace(LIMITS, **limit_changes))
+    return RiskEngine(db, keyring, dataclasses.replace(LIMITS, **limit_changes), flush_seconds=0)
 
 
 async def validate(risk: RiskEngine, make_order, **fields):
