@@ -7,6 +7,11 @@ Usage::
 
 The generated tree is checked in so that clients can ``pip install`` Tessera without
 the protobuf compiler; ``--check`` (run by the test suite) keeps it honest.
+
+Imports resolve offline: ``google/protobuf/*`` from grpcio-tools, and
+``google/api/field_behavior.proto`` from ``proto/google/api/``, an unmodified copy of the
+file googleapis-common-protos ships (buf reads the same copy). The generated code
+imports ``google.api.field_behavior_pb2`` from that package at run time.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ def test_generated_code_check_fails_when_a_proto_changes(tmp_path: pathlib.Path)
     shutil.copytree(ROOT / "tessera", copy / "tessera")
     shutil.copytree(ROOT / "tools", copy / "tools")
     proto = copy / "proto" / "tessera" / "common" / "v1" / "types.proto"
-    proto.write_text(proto.read_text().replace("string venue = 4;", "string venue = 4;\n  string desk = 99;", 1))
+    venue = "string venue = 4 [(google.api.field_behavior) = REQUIRED];"
+    assert venue in proto.read_text()
+    proto.write_text(proto.read_text().replace(venue, venue + "\n  string desk = 99;", 1))
     result = subprocess.run(
         [sys.executable, "tools/gen_proto.py", "--check"], cwd=copy, capture_output=True, text=True
     )
