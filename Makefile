@@ -1,6 +1,6 @@
 # Tessera: the two commands a newcomer needs are `make demo` and `make test`.
 # Each sets everything up on a fresh clone (virtualenv, compiled core, buf CLI, the
-# manifest tools) first.
+# manifest tools, the Go client's Debian packages) first.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,10 +17,18 @@ TOOLS  := .tools
 KUBECTL_VERSION  := 1.37.1
 HADOLINT_VERSION := 2.15.1
 TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
+# The Go client (clients/go) and its code generation: Debian's Go toolchain, gRPC and
+# protobuf libraries (sources under /usr/share/gocode) and protoc plugins, installed
+# with apt-get when missing. clients/go/go.sh builds against them in GOPATH mode with
+# GOPROXY=off: nothing comes from a Go module proxy. The protobuf 1.5 API package
+# replaces the 1.3 one that apt would otherwise pick for grpc (they conflict).
+GO_DEBS := golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev \
+	golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release bench chaos fuzz
+.PHONY: setup tools go-debs demo up test test-core test-k8s lint proto proto-check clean proto-release bench chaos fuzz
 
-setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT)
+setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT) go-debs
 
 $(STAMP): pyproject.toml setup.py $(wildcard core_ext/*.pyx)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +52,17 @@ $(BUF): package.json package-lock.json
 $(NODE_CLIENT): clients/node/package.json clients/node/package-lock.json
 	cd clients/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# A dpkg-query per package when everything is there; apt-get only for what is missing.
+go-debs:
+	@command -v dpkg-query >/dev/null || { echo "no dpkg here: install Go and the packages $(GO_DEBS) (or their equivalents) by hand" >&2; exit 0; }; \
+	missing=$$(for deb in $(GO_DEBS); do \
+		dpkg-query -W -f='$${Status}\n' $$deb 2>/dev/null | grep -q 'install ok installed' || echo $$deb; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 ## The main job: the three services on SQLite in paper mode, a rebalance batch through them.
 demo: setup
@@ -71,7 +90,7 @@ lint: setup
 	$(BIN)/python tools/gen_proto.py --check
 	$(BIN)/python tools/proto_release.py check
 
-## Regenerate tessera/**/*_pb2*.py from proto/.
+## Regenerate tessera/**/*_pb2*.py and clients/go/gen/ from proto/.
 proto: setup
 	$(BIN)/python tools/gen_proto.py
 
@@ -119,4 +138,4 @@ fuzz: setup $(FUZZ_STAMP)
 	$(BIN)/python tests/fuzz/run_fuzz.py --examples $(FUZZ_EXAMPLES) --summary var/fuzz/summary.json $(FUZZ_ARGS)
 
 clean:
-	rm -rf build $(VENV) node_modules clients/node/node_modules $(TOOLS) core_ext/*.c core_ext/*.so var
+	rm -rf build $(VENV) node_modules clients/node/node_modules $(TOOLS) .gopath core_ext/*.c core_ext/*.so var

@@ -23,11 +23,6 @@ import tessera_e2e  # noqa: E402
 from services.cli.stack import Stack  # noqa: E402
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "e2e: end-to-end test against the services run as processes")
-    config.addinivalue_line("markers", "postgres: needs a PostgreSQL server (skipped without one unless CI=true)")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:

@@ -27,7 +27,25 @@ if _version_not_supported:
 
 class ExchangeServiceStub:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions.
+    reports executions. One active instance serves one venue account.
+
+    OMS only. Clients do not call this service: they submit and cancel through
+    tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
+    per-call credential (gRPC metadata tessera-oms-credential, signed with the risk
+    key ring), and answers PERMISSION_DENIED CALLER_NOT_OMS without it; ExecuteOrder
+    and ExecuteOrders also verify each order's risk token again. GetTicker answers
+    anyone.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. The venue's answers map to: a refusal,
+    FAILED_PRECONDITION with its reason (MARGIN_INSUFFICIENT, VENUE_REJECTED, ...); an
+    unknown order, NOT_FOUND UNKNOWN_ORDER; a rate limit, RESOURCE_EXHAUSTED
+    (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
+    TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
+    (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
+    at the venue, and QueryOrder finds out.
     """
 
     def __init__(self, channel):
@@ -90,39 +108,67 @@ class ExchangeServiceStub:
 
 class ExchangeServiceServicer:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions.
+    reports executions. One active instance serves one venue account.
+
+    OMS only. Clients do not call this service: they submit and cancel through
+    tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
+    per-call credential (gRPC metadata tessera-oms-credential, signed with the risk
+    key ring), and answers PERMISSION_DENIED CALLER_NOT_OMS without it; ExecuteOrder
+    and ExecuteOrders also verify each order's risk token again. GetTicker answers
+    anyone.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. The venue's answers map to: a refusal,
+    FAILED_PRECONDITION with its reason (MARGIN_INSUFFICIENT, VENUE_REJECTED, ...); an
+    unknown order, NOT_FOUND UNKNOWN_ORDER; a rate limit, RESOURCE_EXHAUSTED
+    (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
+    TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
+    (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
+    at the venue, and QueryOrder finds out.
     """
 
     def ExecuteOrder(self, request, context):
-        """ExecuteOrder verifies the risk token again, then executes the order.
+        """ExecuteOrder verifies the risk token again, then executes the order (paper,
+        shadow or live). OMS only. Errors: UNAUTHENTICATED and PERMISSION_DENIED for the
+        token (TOKEN_ALREADY_USED when this order was executed already), FAILED_PRECONDITION
+        (LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET, LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE,
+        ORDER_NOT_REPRESENTABLE, SHADOW_MODE_READ_ONLY, the venue's refusals),
+        ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in
+        doubt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """CancelOrder cancels one order at the venue.
+        """CancelOrder cancels one order at the venue. OMS only. Errors: NOT_FOUND
+        UNKNOWN_ORDER (not open at the venue), UNAVAILABLE (the cancel may or may not
+        have reached the venue).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelAllOrders(self, request, context):
-        """CancelAllOrders cancels every open order of a symbol at the venue.
+        """CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EmergencyCancelAll(self, request, context):
-        """EmergencyCancelAll cancels every open order on every given symbol.
+        """EmergencyCancelAll cancels every open order on every given symbol (every symbol
+        when none is given). OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetLeverage(self, request, context):
-        """SetLeverage sets a symbol's leverage; live mode requires it before orders.
+        """SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
+        only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,20 +176,22 @@ class ExchangeServiceServicer:
 
     def SetMarginMode(self, request, context):
         """SetMarginMode sets a symbol's margin mode; live mode requires it before orders.
+        OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTicker(self, request, context):
-        """GetTicker returns the price the service would fill at.
+        """GetTicker returns the price the service would fill at. Open to every caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamExecutionReports(self, request, context):
-        """StreamExecutionReports sends reports after a sequence, then follows new ones.
+        """StreamExecutionReports sends reports after a sequence, then follows new ones
+        until the caller cancels. OMS only: the OMS's fill tracker applies them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,7 +199,8 @@ class ExchangeServiceServicer:
 
     def QueryOrder(self, request, context):
         """QueryOrder asks the venue about one order by its client order id: its status there
-        and every fill it had. The OMS reconciler resolves in-doubt orders with it.
+        and every fill it had. The OMS reconciler resolves in-doubt orders with it. OMS
+        only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,7 +209,7 @@ class ExchangeServiceServicer:
     def ExecuteOrders(self, request, context):
         """ExecuteOrders executes a batch of orders, each exactly as ExecuteOrder would, in the
         request's order: one result per order, and an order that fails does not fail the
-        others. The OMS sends SubmitOrders batches through it.
+        others. The OMS sends SubmitOrders batches through it. OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,7 +278,25 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ExchangeService:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions.
+    reports executions. One active instance serves one venue account.
+
+    OMS only. Clients do not call this service: they submit and cancel through
+    tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
+    per-call credential (gRPC metadata tessera-oms-credential, signed with the risk
+    key ring), and answers PERMISSION_DENIED CALLER_NOT_OMS without it; ExecuteOrder
+    and ExecuteOrders also verify each order's risk token again. GetTicker answers
+    anyone.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. The venue's answers map to: a refusal,
+    FAILED_PRECONDITION with its reason (MARGIN_INSUFFICIENT, VENUE_REJECTED, ...); an
+    unknown order, NOT_FOUND UNKNOWN_ORDER; a rate limit, RESOURCE_EXHAUSTED
+    (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
+    TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
+    (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
+    at the venue, and QueryOrder finds out.
     """
 
     @staticmethod

@@ -27,7 +27,21 @@ if _version_not_supported:
 
 class OrderManagementServiceStub:
     """OrderManagementService accepts risk-signed orders, drives them through their
-    lifecycle and records every fill.
+    lifecycle and records every fill. It is the single writer of order state and the
+    only caller of the Exchange service.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer.
+
+    Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
+    EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
+    deadline above it (15 s or more): a client deadline that passes first ends the call
+    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    The reads answer from the store at once; StreamOrderEvents runs until the client
+    cancels it unless history_only is set.
     """
 
     def __init__(self, channel):
@@ -95,47 +109,95 @@ class OrderManagementServiceStub:
 
 class OrderManagementServiceServicer:
     """OrderManagementService accepts risk-signed orders, drives them through their
-    lifecycle and records every fill.
+    lifecycle and records every fill. It is the single writer of order state and the
+    only caller of the Exchange service.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer.
+
+    Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
+    EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
+    deadline above it (15 s or more): a client deadline that passes first ends the call
+    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    The reads answer from the store at once; StreamOrderEvents runs until the client
+    cancels it unless history_only is set.
     """
 
     def SubmitOrder(self, request, context):
-        """SubmitOrder verifies the risk token, moves the order APPROVED -> SUBMITTED and
-        sends it to the Exchange service.
+        """SubmitOrder verifies the risk token, moves the order APPROVED -> SUBMITTED (a
+        compare-and-set, so a token moves exactly one order, once) and sends it to the
+        Exchange service. The answer holds the order as the venue left it (FILLED with its
+        trades on paper, ACCEPTED when working, REJECTED with reject_reasons when the
+        venue refused it: a refusal by the venue is an answer, not an error).
+
+        In doubt: when the Exchange service does not answer within
+        TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s), or fails without proving that the order
+        never reached the venue, SubmitOrder answers OK with the order still SUBMITTED.
+        The order is then in doubt: the venue may or may not hold it. Never submit it
+        again to find out; the OMS's reconciler asks the venue by client order id and
+        moves the order on (its fills, ACCEPTED, or REJECTED NOT_AT_VENUE when the venue
+        does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
+        StreamOrderEvents.
+
+        Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
+        TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
+        TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
+        from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
+        it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
+        (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
+        STORE_UNAVAILABLE. A refused call does not use the token up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitOrders(self, request, context):
-        """SubmitOrders submits a batch and answers per order, in request order.
+        """SubmitOrders submits a batch of at most 5000 orders and answers per order, in
+        request order, each as SubmitOrder would (in doubt included); the orders reach the
+        Exchange service together. An order that fails does not fail the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """CancelOrder cancels one order.
+        """CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
+        CANCELLED when the venue confirms (the answer holds the order as it is then); an
+        order that never reached a venue (APPROVED) is cancelled at once. When the venue
+        refuses the cancel the order returns to its previous status. Without the
+        Exchange's answer within TESSERA_EXCHANGE_TIMEOUT_SECONDS the call fails
+        UNAVAILABLE and the order stays PENDING_CANCEL; calling CancelOrder again sends the
+        cancel again. Errors: INVALID_ARGUMENT, NOT_FOUND ORDER_NOT_FOUND,
+        FAILED_PRECONDITION ORDER_NOT_OPEN (a terminal order), UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelAllOrders(self, request, context):
-        """CancelAllOrders cancels every open order of a symbol.
+        """CancelAllOrders cancels every open or approved order of a symbol (of one account,
+        or of all), as CancelOrder does for each; an order whose cancel the venue does
+        not answer is listed as PENDING_CANCEL rather than failing the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EmergencyCancelAll(self, request, context):
-        """EmergencyCancelAll halts trading (latched) and cancels every open order.
+        """EmergencyCancelAll halts trading (latched: the global trading state becomes
+        HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
+        or approved order of every symbol and account.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOrder(self, request, context):
-        """GetOrder returns one order with its events and trades.
+        """GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
+        NOT_FOUND ORDER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,21 +218,27 @@ class OrderManagementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamOrderEvents(self, request, context):
-        """StreamOrderEvents sends stored events after a cursor, then follows new ones.
+        """StreamOrderEvents sends stored events after a cursor, then follows new ones until
+        the client cancels (or, with history_only, ends after the stored ones). Resume a
+        broken stream with the last cursor received: no event is lost or repeated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateOrderManager(self, request, context):
-        """CreateOrderManager is idempotent on unique_identifier.
+        """CreateOrderManager creates an order manager (a batch). Idempotent on
+        unique_identifier: the same identifier and account again answers the stored one
+        with created false; the same identifier for another account is ALREADY_EXISTS
+        CONFLICT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetOrderManager(self, request, context):
-        """GetOrderManager returns a batch and its orders' progress.
+        """GetOrderManager returns a batch and its orders' progress. Errors: NOT_FOUND
+        ORDER_MANAGER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,7 +312,21 @@ def add_OrderManagementServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class OrderManagementService:
     """OrderManagementService accepts risk-signed orders, drives them through their
-    lifecycle and records every fill.
+    lifecycle and records every fill. It is the single writer of order state and the
+    only caller of the Exchange service.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer.
+
+    Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
+    EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
+    deadline above it (15 s or more): a client deadline that passes first ends the call
+    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    The reads answer from the store at once; StreamOrderEvents runs until the client
+    cancels it unless history_only is set.
     """
 
     @staticmethod

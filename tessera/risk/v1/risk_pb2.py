@@ -22,41 +22,52 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tessera.common.v1 import types_pb2 as tessera_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/risk/v1/risk.proto\x12\x0ftessera.risk.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dtessera/common/v1/types.proto\"E\n\x14ValidateOrderRequest\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.OrderIntent\"\x8a\x01\n\x15ValidateOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\"G\n\x15ValidateOrdersRequest\x12.\n\x06orders\x18\x01 \x03(\x0b\x32\x1e.tessera.common.v1.OrderIntent\"O\n\x16ValidateOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.tessera.risk.v1.ValidateOrderResult\"\xb5\x01\n\x13ValidateOrderResult\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\x18\n\x16GetTradingStateRequest\"\x9d\x01\n\x17GetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x16SetTradingStateRequest\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x82\x01\n\x17SetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x37\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\"\x12\n\x10GetLimitsRequest\";\n\x11GetLimitsResponse\x12&\n\x06limits\x18\x01 \x03(\x0b\x32\x16.tessera.risk.v1.Limit\"<\n\x05Limit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eviolation_code\x18\x03 \x01(\t2\xf0\x03\n\x0bRiskService\x12^\n\rValidateOrder\x12%.tessera.risk.v1.ValidateOrderRequest\x1a&.tessera.risk.v1.ValidateOrderResponse\x12\x61\n\x0eValidateOrders\x12&.tessera.risk.v1.ValidateOrdersRequest\x1a\'.tessera.risk.v1.ValidateOrdersResponse\x12\x64\n\x0fGetTradingState\x12\'.tessera.risk.v1.GetTradingStateRequest\x1a(.tessera.risk.v1.GetTradingStateResponse\x12\x64\n\x0fSetTradingState\x12\'.tessera.risk.v1.SetTradingStateRequest\x1a(.tessera.risk.v1.SetTradingStateResponse\x12R\n\tGetLimits\x12!.tessera.risk.v1.GetLimitsRequest\x1a\".tessera.risk.v1.GetLimitsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/risk/v1/risk.proto\x12\x0ftessera.risk.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dtessera/common/v1/types.proto\"K\n\x14ValidateOrderRequest\x12\x33\n\x05order\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x02\"\x8a\x01\n\x15ValidateOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\"M\n\x15ValidateOrdersRequest\x12\x34\n\x06orders\x18\x01 \x03(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x01\"O\n\x16ValidateOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.tessera.risk.v1.ValidateOrderResult\"\xb5\x01\n\x13ValidateOrderResult\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\x18\n\x16GetTradingStateRequest\"\x9d\x01\n\x17GetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x16SetTradingStateRequest\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingStateB\x04\xe2\x41\x01\x02\x12\x16\n\x08operator\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\x82\x01\n\x17SetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x37\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\"\x12\n\x10GetLimitsRequest\";\n\x11GetLimitsResponse\x12&\n\x06limits\x18\x01 \x03(\x0b\x32\x16.tessera.risk.v1.Limit\"<\n\x05Limit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eviolation_code\x18\x03 \x01(\t2\xf0\x03\n\x0bRiskService\x12^\n\rValidateOrder\x12%.tessera.risk.v1.ValidateOrderRequest\x1a&.tessera.risk.v1.ValidateOrderResponse\x12\x61\n\x0eValidateOrders\x12&.tessera.risk.v1.ValidateOrdersRequest\x1a\'.tessera.risk.v1.ValidateOrdersResponse\x12\x64\n\x0fGetTradingState\x12\'.tessera.risk.v1.GetTradingStateRequest\x1a(.tessera.risk.v1.GetTradingStateResponse\x12\x64\n\x0fSetTradingState\x12\'.tessera.risk.v1.SetTradingStateRequest\x1a(.tessera.risk.v1.SetTradingStateResponse\x12R\n\tGetLimits\x12!.tessera.risk.v1.GetLimitsRequest\x1a\".tessera.risk.v1.GetLimitsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.risk.v1.risk_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VALIDATEORDERREQUEST']._serialized_start=111
-  _globals['_VALIDATEORDERREQUEST']._serialized_end=180
-  _globals['_VALIDATEORDERRESPONSE']._serialized_start=183
-  _globals['_VALIDATEORDERRESPONSE']._serialized_end=321
-  _globals['_VALIDATEORDERSREQUEST']._serialized_start=323
-  _globals['_VALIDATEORDERSREQUEST']._serialized_end=394
-  _globals['_VALIDATEORDERSRESPONSE']._serialized_start=396
-  _globals['_VALIDATEORDERSRESPONSE']._serialized_end=475
-  _globals['_VALIDATEORDERRESULT']._serialized_start=478
-  _globals['_VALIDATEORDERRESULT']._serialized_end=659
-  _globals['_GETTRADINGSTATEREQUEST']._serialized_start=661
-  _globals['_GETTRADINGSTATEREQUEST']._serialized_end=685
-  _globals['_GETTRADINGSTATERESPONSE']._serialized_start=688
-  _globals['_GETTRADINGSTATERESPONSE']._serialized_end=845
-  _globals['_SETTRADINGSTATEREQUEST']._serialized_start=847
-  _globals['_SETTRADINGSTATEREQUEST']._serialized_end=953
-  _globals['_SETTRADINGSTATERESPONSE']._serialized_start=956
-  _globals['_SETTRADINGSTATERESPONSE']._serialized_end=1086
-  _globals['_GETLIMITSREQUEST']._serialized_start=1088
-  _globals['_GETLIMITSREQUEST']._serialized_end=1106
-  _globals['_GETLIMITSRESPONSE']._serialized_start=1108
-  _globals['_GETLIMITSRESPONSE']._serialized_end=1167
-  _globals['_LIMIT']._serialized_start=1169
-  _globals['_LIMIT']._serialized_end=1229
-  _globals['_RISKSERVICE']._serialized_start=1232
-  _globals['_RISKSERVICE']._serialized_end=1728
+  _globals['_VALIDATEORDERREQUEST'].fields_by_name['order']._loaded_options = None
+  _globals['_VALIDATEORDERREQUEST'].fields_by_name['order']._serialized_options = b'\342A\001\002'
+  _globals['_VALIDATEORDERSREQUEST'].fields_by_name['orders']._loaded_options = None
+  _globals['_VALIDATEORDERSREQUEST'].fields_by_name['orders']._serialized_options = b'\342A\001\001'
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['state']._serialized_options = b'\342A\001\002'
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['operator']._loaded_options = None
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['operator']._serialized_options = b'\342A\001\002'
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['reason']._serialized_options = b'\342A\001\002'
+  _globals['_VALIDATEORDERREQUEST']._serialized_start=144
+  _globals['_VALIDATEORDERREQUEST']._serialized_end=219
+  _globals['_VALIDATEORDERRESPONSE']._serialized_start=222
+  _globals['_VALIDATEORDERRESPONSE']._serialized_end=360
+  _globals['_VALIDATEORDERSREQUEST']._serialized_start=362
+  _globals['_VALIDATEORDERSREQUEST']._serialized_end=439
+  _globals['_VALIDATEORDERSRESPONSE']._serialized_start=441
+  _globals['_VALIDATEORDERSRESPONSE']._serialized_end=520
+  _globals['_VALIDATEORDERRESULT']._serialized_start=523
+  _globals['_VALIDATEORDERRESULT']._serialized_end=704
+  _globals['_GETTRADINGSTATEREQUEST']._serialized_start=706
+  _globals['_GETTRADINGSTATEREQUEST']._serialized_end=730
+  _globals['_GETTRADINGSTATERESPONSE']._serialized_start=733
+  _globals['_GETTRADINGSTATERESPONSE']._serialized_end=890
+  _globals['_SETTRADINGSTATEREQUEST']._serialized_start=892
+  _globals['_SETTRADINGSTATEREQUEST']._serialized_end=1016
+  _globals['_SETTRADINGSTATERESPONSE']._serialized_start=1019
+  _globals['_SETTRADINGSTATERESPONSE']._serialized_end=1149
+  _globals['_GETLIMITSREQUEST']._serialized_start=1151
+  _globals['_GETLIMITSREQUEST']._serialized_end=1169
+  _globals['_GETLIMITSRESPONSE']._serialized_start=1171
+  _globals['_GETLIMITSRESPONSE']._serialized_end=1230
+  _globals['_LIMIT']._serialized_start=1232
+  _globals['_LIMIT']._serialized_end=1292
+  _globals['_RISKSERVICE']._serialized_start=1295
+  _globals['_RISKSERVICE']._serialized_end=1791
 # @@protoc_insertion_point(module_scope)

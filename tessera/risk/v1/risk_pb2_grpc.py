@@ -26,7 +26,14 @@ if _version_not_supported:
 
 
 class RiskServiceStub:
-    """RiskService approves orders by signing them, or rejects them with reasons.
+    """RiskService approves orders by signing them, or rejects them with reasons. It is the
+    first call of every order: the OMS accepts only orders Risk created and signed.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
+    client deadline of a few seconds suffices.
     """
 
     def __init__(self, channel):
@@ -63,33 +70,54 @@ class RiskServiceStub:
 
 
 class RiskServiceServicer:
-    """RiskService approves orders by signing them, or rejects them with reasons.
+    """RiskService approves orders by signing them, or rejects them with reasons. It is the
+    first call of every order: the OMS accepts only orders Risk created and signed.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
+    client deadline of a few seconds suffices.
     """
 
     def ValidateOrder(self, request, context):
-        """ValidateOrder checks one order. A rejection is not an error: the answer holds
-        the order in status REJECTED with its violations.
+        """ValidateOrder checks one order and stores it. A rejection is not an error: the
+        answer holds the order in status REJECTED with its violations. Idempotent by
+        client order id: the same order again returns the stored one (an APPROVED order
+        with a fresh token) and checks nothing twice.
+
+        Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
+        order_manager_id that does not exist or targets another account; a GTD
+        expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
+        order id of the account is taken by an order with other content), UNAVAILABLE
+        STORE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ValidateOrders(self, request, context):
-        """ValidateOrders checks a batch and answers per order, in request order.
+        """ValidateOrders checks a batch of at most 5000 orders and answers per order, in
+        request order; each order is checked after the ones before it (they count against
+        its limits). A malformed order fails alone (its result's error); the call itself
+        fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
+        down (UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTradingState(self, request, context):
-        """GetTradingState reads the trading state that gates new orders.
+        """GetTradingState reads the global trading state that gates new orders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetTradingState(self, request, context):
-        """SetTradingState changes it; the change is an audited event.
+        """SetTradingState changes it; the change is an audited event. The only way out of
+        HALTED (after EmergencyCancelAll, for example). Errors: INVALID_ARGUMENT (state
+        UNSPECIFIED, operator or reason missing or malformed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,7 +167,14 @@ def add_RiskServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RiskService:
-    """RiskService approves orders by signing them, or rejects them with reasons.
+    """RiskService approves orders by signing them, or rejects them with reasons. It is the
+    first call of every order: the OMS accepts only orders Risk created and signed.
+
+    Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
+    message starting with the reason code, and a google.rpc.Status with one
+    google.rpc.ErrorInfo (domain "tessera", the same reason) in the
+    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
+    client deadline of a few seconds suffices.
     """
 
     @staticmethod

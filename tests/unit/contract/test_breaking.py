@@ -68,9 +68,9 @@ def test_proto_has_no_breaking_change_against_the_last_release() -> None:
 @pytest.mark.parametrize(
     "edits, expected",
     [
-        pytest.param({TYPES: [("  string venue = 4;\n  MarketType market_type = 5;", "  string venue = 40;\n  MarketType market_type = 5;")]},
+        pytest.param({TYPES: [("  string venue = 4 [", "  string venue = 40 [")]},
                      "FIELD_NO_DELETE", id="field-renumbered"),
-        pytest.param({TYPES: [("  string quantity = 9;\n  string price = 10;", "  int64 quantity = 9;\n  string price = 10;")]},
+        pytest.param({TYPES: [("  string quantity = 9 [", "  int64 quantity = 9 [")]},
                      "FIELD_SAME_TYPE", id="field-type-changed"),
         pytest.param({RISK: [("  rpc GetLimits(GetLimitsRequest) returns (GetLimitsResponse);\n", "")]},
                      "RPC_NO_DELETE", id="rpc-removed"),
@@ -87,7 +87,8 @@ def test_the_check_catches_a_breaking_change(tmp_path: pathlib.Path, edits, expe
 def test_additions_are_not_breaking(tmp_path: pathlib.Path) -> None:
     copy = edited_copy(tmp_path, {
         TYPES: [
-            ("  int64 version = 25;\n}", "  int64 version = 25;\n  string desk = 26;\n}"),
+            ("  int64 version = 25 [(google.api.field_behavior) = OUTPUT_ONLY];\n}",
+             "  int64 version = 25 [(google.api.field_behavior) = OUTPUT_ONLY];\n  string desk = 26;\n}"),
             ("  ORDER_STATUS_EXPIRED = 10;\n", "  ORDER_STATUS_EXPIRED = 10;\n  ORDER_STATUS_SUSPENDED = 11;\n"),
         ],
         RISK: [(
