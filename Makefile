@@ -18,7 +18,7 @@ KUBECTL_VERSION  := 1.37.1
 HADOLINT_VERSION := 2.15.1
 TOOLS_STAMP := $(TOOLS)/.installed-kubectl-$(KUBECTL_VERSION)-hadolint-$(HADOLINT_VERSION)
 
-.PHONY: setup tools demo up test test-core test-k8s lint proto proto-check clean proto-release bench chaos fuzz
+.PHONY: setup tools demo up test test-core test-k8s deploy-test lint proto proto-check clean proto-release bench chaos fuzz
 
 setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT)
 
@@ -68,6 +68,15 @@ test-core: setup
 ## Render the dev and prod overlays, validate them and check their invariants; lint the Dockerfile.
 test-k8s: setup
 	$(BIN)/python -m pytest tests/k8s $(PYTEST_ARGS)
+
+## The image and the dev overlay run for real under podman (tests/deploy): a Debian base
+## from debootstrap, stand-ins for the python and postgres images, the image from the
+## Dockerfile, the three services by hand and from the played overlay, then torn down.
+## Needs root, podman, runc, netavark, aardvark-dns, catatonit and debootstrap (Debian);
+## `make test` runs it too when they are there. Images stay cached across runs in
+## TESSERA_DEPLOY_CACHE (default /var/cache/tessera/deploy-test).
+deploy-test: setup
+	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 lint: setup
 	cd proto && ../$(BUF) lint

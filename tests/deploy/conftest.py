@@ -1,0 +1,85 @@
+"""Fixtures of the deployment tests (``make deploy-test``): podman, the images, the
+rendered dev overlay.
+
+They need root, podman with runc, netavark, aardvark-dns and catatonit, and
+debootstrap (``.ci/run`` installs them from Debian). Without them the tests are
+skipped, except with ``CI=true``, where they fail: CI must never pass without having
+run the image and the manifests for real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+for path in (str(HERE), str(ROOT / "tools"), str(ROOT)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import podman_deploy  # noqa: E402
+
+KUBECTL = Path(os.environ.get("TESSERA_KUBECTL") or ROOT / ".tools" / "bin" / "kubectl")
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message}\nCI=true: the deployment tests must run", pytrace=False)
+    pytest.skip(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "deploy: builds the image and runs it under podman (make deploy-test)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.deploy)
+
+
+@pytest.fixture(scope="session")
+def podman() -> podman_deploy.Podman:
+    if os.geteuid() != 0:
+        _unavailable("the deployment tests run podman as root")
+    missing = podman_deploy.missing_requirements()
+    if missing:
+        _unavailable(f"not installed: {' '.join(missing)} (apt-get install {' '.join(missing)})")
+    return podman_deploy.Podman.configured()
+
+
+@pytest.fixture(scope="session")
+def images(podman: podman_deploy.Podman) -> podman_deploy.Images:
+    """The base, the stand-ins and Tessera's image (built or found in the cache)."""
+    built = podman_deploy.prepare_images(podman)
+    print(f"\ndeploy images (seconds per step, 0 = cached): {built.seconds}", file=sys.stderr)
+    return built
+
+
+@pytest.fixture(scope="session")
+def dev_overlay() -> list[dict[str, Any]]:
+    """``k8s/overlays/dev`` rendered by the pinned kubectl, as a cluster would receive it."""
+    if not (KUBECTL.is_file() and os.access(KUBECTL, os.X_OK)):
+        _unavailable(f"{KUBECTL} is not installed (run `make tools`)")
+    result = subprocess.run([str(KUBECTL), "kustomize", str(ROOT / "k8s" / "overlays" / "dev")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [obj for obj in yaml.safe_load_all(result.stdout) if obj]
+
+
+@pytest.fixture(scope="session")
+def declared_probes(dev_overlay: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each service's probes as its Deployment declares them (container name -> kind -> probe)."""
+    probes = {}
+    for obj in dev_overlay:
+        if obj["kind"] == "Deployment":
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                probes[container["name"]] = {k: v for k, v in container.items() if k.endswith("Probe")}
+    return probes
