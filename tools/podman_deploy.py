@@ -78,18 +78,16 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def _ulimit(resource: int) -> str:
-    import resource as r
-
-    soft, hard = r.getrlimit(resource)
-    # 1024 and 1000 were found to work; never more than this process may have.
-    return str(min(soft if soft != r.RLIM_INFINITY else 1 << 20, 1024 if resource == r.RLIMIT_NOFILE else 1000))
-
-
 def containers_conf(network_dir: Path) -> str:
-    import resource as r
+    import resource
 
-    nofile, nproc = _ulimit(r.RLIMIT_NOFILE), _ulimit(r.RLIMIT_NPROC)
+    # 1024 open files and 1000 processes were found to work; never more than this
+    # process may have (raising a limit is refused).
+    def at_most(limit: int, which: int) -> int:
+        soft = resource.getrlimit(which)[0]
+        return limit if soft == resource.RLIM_INFINITY else min(limit, soft)
+
+    nofile, nproc = at_most(1024, resource.RLIMIT_NOFILE), at_most(1000, resource.RLIMIT_NPROC)
     return (
         "# Written by tools/podman_deploy.py for make deploy-test.\n"
         "[containers]\n"
@@ -191,9 +189,10 @@ class Podman:
 
 
 # -- the images ----------------------------------------------------------------------------
-def apt_mirror() -> str:
-    """The Debian mirror apt uses here for the bookworm suite (sources.list or deb822)."""
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+def apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror apt uses here for the bookworm suite (one-line sources.list
+    entries or deb822 ``.sources`` stanzas); Debian's own when none is configured."""
+    sources = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
     for path in sources:
         if not path.is_file():
             continue
@@ -236,7 +235,7 @@ def _tree_digest(root: Path, entries: Sequence[str]) -> str:
 
 @contextlib.contextmanager
 def _locked(cache: Path) -> Iterator[None]:
-    """One run at a time prepares the shared base images (others wait, then reuse them)."""
+    """One run at a time prepares the images (others wait, then reuse them)."""
     with open(cache / "images.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -283,10 +282,14 @@ def ensure_base(podman: Podman, seconds: dict[str, float]) -> str:
     return reference
 
 
+#: What each stand-in is built from (its tag is a digest of these and of the base).
+STANDINS = {"python": ["python.Containerfile"], "postgres": ["postgres.Containerfile", "postgres-entrypoint.sh"]}
+
+
 def ensure_standin(podman: Podman, name: str, base: str, seconds: dict[str, float]) -> str:
     """Build ``tools/deploy/<name>.Containerfile`` on ``base`` unless already built."""
     containerfile = DEPLOY / f"{name}.Containerfile"
-    reference = f"{IMAGE_PREFIX}/{name}:{_tree_digest(DEPLOY, ['.'])}-{_digest(base.encode())}"
+    reference = f"{IMAGE_PREFIX}/{name}:{_tree_digest(DEPLOY, STANDINS[name])}-{_digest(base.encode())}"
     start = time.monotonic()
     if not podman.image_exists(reference):
         # No CA bundle mounted here: apt speaks plain HTTP to the mirror, and the bundle
@@ -319,12 +322,12 @@ def prepare_images(podman: Podman | None = None) -> Images:
     """Find or build the base, the two stand-ins and Tessera's image."""
     podman = podman or Podman.configured()
     seconds: dict[str, float] = {}
-    with _locked(podman.cache):
+    with _locked(podman.cache):  # a second run waits here, then finds everything built
         base = ensure_base(podman, seconds)
         python = ensure_standin(podman, "python", base, seconds)
         postgres = ensure_standin(podman, "postgres", base, seconds)
-    tessera = build_tessera(podman, python, seconds)
-    prune(podman)
+        tessera = build_tessera(podman, python, seconds)
+        prune(podman)
     return Images(base=base, python=python, postgres=postgres, tessera=tessera, seconds=seconds)
 
 

@@ -59,8 +59,17 @@ def podman() -> podman_deploy.Podman:
 def images(podman: podman_deploy.Podman) -> podman_deploy.Images:
     """The base, the stand-ins and Tessera's image (built or found in the cache)."""
     built = podman_deploy.prepare_images(podman)
-    print(f"\ndeploy images (seconds per step, 0 = cached): {built.seconds}", file=sys.stderr)
+    IMAGE_SECONDS.update(built.seconds)
     return built
+
+
+IMAGE_SECONDS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if IMAGE_SECONDS:
+        steps = ", ".join(f"{step} {seconds} s" for step, seconds in IMAGE_SECONDS.items())
+        terminalreporter.write_line(f"deploy images (0.0 s: found in the cache): {steps}")
 
 
 @pytest.fixture(scope="session")
