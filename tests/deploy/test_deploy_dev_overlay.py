@@ -116,12 +116,14 @@ def played(podman: Podman, images: Images, dev_overlay: list[dict[str, Any]]) ->
         # PostgreSQL first, until it accepts connections (its readiness probe's command).
         postgres = overlay.play("postgres")
         ready = postgres.probes["postgres"]["readinessProbe"]
-        check = ds.probe_check(podman, ready, overlay.container("postgres"), lambda p: postgres.host_port("postgres", p))
+        check = ds.probe_check(podman, ready, overlay.container("postgres"),
+                               lambda port: postgres.host_port("postgres", port))
         wait_for(lambda: check(float(ready.get("timeoutSeconds", 1)))[0], 60, "PostgreSQL to accept connections")
         # Then the migration Job, until complete (README: kubectl wait --for=condition=complete).
         overlay.play("tessera-migrate")
-        overlay.migrate_exit = wait_for(lambda: overlay.exit_code(overlay.container("tessera-migrate")) == 0 or None,
-                                        120, "the migration to complete") and 0
+        migrate = overlay.container("tessera-migrate")
+        wait_for(lambda: overlay.exit_code(migrate) == 0, 120, "the migration Job to complete")
+        overlay.migrate_exit = overlay.exit_code(migrate)
         for service in SERVICES:
             overlay.play(service)
         for service in SERVICES:

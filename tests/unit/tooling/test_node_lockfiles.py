@@ -32,5 +32,6 @@ def test_every_optional_dependency_of_a_locked_package_has_its_own_lock_entry(lo
 
 def test_the_buf_cli_lock_lists_a_binary_for_linux_macos_and_windows() -> None:
     packages = json.loads((ROOT / "package-lock.json").read_text())["packages"]
-    platforms = {tuple(entry.get("os", [])) for name, entry in packages.items() if name.startswith("node_modules/@bufbuild/buf-")}
+    platforms = {tuple(entry.get("os", [])) for name, entry in packages.items()
+                 if name.startswith("node_modules/@bufbuild/buf-")}
     assert {("linux",), ("darwin",), ("win32",)} <= platforms
