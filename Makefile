@@ -72,11 +72,11 @@ test-k8s: setup
 ## The image and the dev overlay run for real under podman (tests/deploy): a Debian base
 ## from debootstrap, stand-ins for the python and postgres images, the image from the
 ## Dockerfile, the three services by hand and from the played overlay, then torn down.
-## Needs root, podman, runc, netavark, aardvark-dns, catatonit and debootstrap (Debian);
-## `make test` runs it too when they are there. Images stay cached across runs in
-## TESSERA_DEPLOY_CACHE (default /var/cache/tessera/deploy-test).
+## Needs root, podman, runc, netavark, aardvark-dns, catatonit and debootstrap (Debian):
+## fails without them; `make test` runs it when they are there and skips it otherwise.
+## Images stay cached across runs in TESSERA_DEPLOY_CACHE (default /var/cache/tessera/deploy-test).
 deploy-test: setup
-	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
+	TESSERA_DEPLOY_TEST_REQUIRED=1 $(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 lint: setup
 	cd proto && ../$(BUF) lint

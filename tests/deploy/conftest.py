@@ -3,8 +3,8 @@ rendered dev overlay.
 
 They need root, podman with runc, netavark, aardvark-dns and catatonit, and
 debootstrap (``.ci/run`` installs them from Debian). Without them the tests are
-skipped, except with ``CI=true``, where they fail: CI must never pass without having
-run the image and the manifests for real.
+skipped, except with ``CI=true`` or under ``make deploy-test``, where they fail: CI
+must never pass without having run the image and the manifests for real.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ KUBECTL = Path(os.environ.get("TESSERA_KUBECTL") or ROOT / ".tools" / "bin" / "k
 def _unavailable(message: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message}\nCI=true: the deployment tests must run", pytrace=False)
+    if os.environ.get("TESSERA_DEPLOY_TEST_REQUIRED") == "1":  # make deploy-test: asked for by name
+        pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
 
