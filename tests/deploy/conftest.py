@@ -87,10 +87,10 @@ def dev_overlay() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def declared_probes(dev_overlay: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each service's probes as its Deployment declares them (container name -> kind -> probe)."""
+    """Each service's probes as its workload declares them (container name -> kind -> probe)."""
     probes = {}
     for obj in dev_overlay:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] in ("Deployment", "StatefulSet"):
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 probes[container["name"]] = {k: v for k, v in container.items() if k.endswith("Probe")}
     return probes
