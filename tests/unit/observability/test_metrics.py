@@ -199,6 +199,55 @@ def test_a_store_outage_leaves_the_trading_state_out_of_the_scrape() -> None:
     assert "tessera_rpc_duration_seconds" in {m.name for m in REGISTRY.collect()}  # the rest is scraped
 
 
+def scrape(collector: metrics.OrderHealthCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in collector.collect() for sample in family.samples}
+
+
+def test_orders_in_doubt_and_the_oldest_ones_wait_are_read_from_the_store(store: Store) -> None:
+    now = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    collector = metrics.OrderHealthCollector(store, clock=lambda: now)
+    assert scrape(collector)[("tessera_orders_in_doubt", ())] == 0
+    assert scrape(collector)[("tessera_order_in_doubt_oldest_seconds", ())] == 0
+    with store.uow() as uow:
+        for status, seconds_ago in ((OrderStatus.SUBMITTED, 90), (OrderStatus.SUBMITTED, 5),
+                                    (OrderStatus.ACCEPTED, 600), (OrderStatus.FILLED, 900)):
+            uow.orders.add(build_order(status=status, updated_time=now - dt.timedelta(seconds=seconds_ago)))
+        uow.commit()
+    samples = scrape(collector)
+    assert samples[("tessera_orders_in_doubt", ())] == 2  # SUBMITTED only: ACCEPTED has the venue's answer
+    assert samples[("tessera_order_in_doubt_oldest_seconds", ())] == 90
+
+
+def test_execution_anomalies_are_counted_by_kind_from_the_store(store: Store) -> None:
+    collector = metrics.OrderHealthCollector(store)
+    assert not any(name == "tessera_execution_anomalies_total" for name, _ in scrape(collector))
+    with store.uow() as uow:
+        uow.anomalies.record("OVERFILL", "aster", None, "more than ordered")
+        uow.anomalies.record("OVERFILL", "aster", None, "again")
+        uow.anomalies.record("RECONCILE_DISCREPANCY", "aster", None, "quarantined")
+        uow.commit()
+    samples = scrape(collector)
+    assert samples[("tessera_execution_anomalies_total", (("kind", "OVERFILL"),))] == 2
+    assert samples[("tessera_execution_anomalies_total", (("kind", "RECONCILE_DISCREPANCY"),))] == 1
+
+
+def test_watching_the_store_reports_the_order_health_with_the_trading_state(store: Store) -> None:
+    metrics.watch_trading_state(store)
+    assert value("tessera_orders_in_doubt") == 0
+    assert REGISTRY.get_sample_value("tessera_order_in_doubt_oldest_seconds") == 0
+    metrics.watch_trading_state(None)
+    assert REGISTRY.get_sample_value("tessera_orders_in_doubt") is None
+
+
+def test_a_store_outage_leaves_the_order_health_out_of_the_scrape() -> None:
+    class Down:
+        def uow(self, read_only: bool = False):  # type: ignore[no-untyped-def]
+            raise OSError("database down")
+
+    assert list(metrics.OrderHealthCollector(Down()).collect()) == []
+
+
 def test_metrics_ports_per_service_generic_free_and_off() -> None:
     assert metrics_port("risk", {}) == ("TESSERA_RISK_METRICS_PORT", DEFAULT_METRICS_PORTS["risk"])
     assert DEFAULT_METRICS_PORTS == {"risk": 9101, "oms": 9102, "exchange": 9103}
