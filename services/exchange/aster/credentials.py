@@ -159,3 +159,37 @@ def credentials_from_mapping(values: Mapping[str, str], *, label: str | None = N
     if missing:
         raise ValueError("no venue credentials: give V3 (user, signer, private_key) or V1 (api_key, secret)")
     return HmacCredentials(values["api_key"], values["secret"], label=label)
+
+
+#: The environment of a single venue account (until a registry of accounts replaces it):
+#: V3 wins when any of its variables is set.
+V3_VARIABLES = ("ASTER_USER", "ASTER_SIGNER", "ASTER_SIGNER_PRIVATE_KEY")
+V1_VARIABLES = ("ASTER_API_KEY", "ASTER_API_SECRET")
+
+
+def missing_variables(environ: Mapping[str, str]) -> list[str]:
+    """The credential variables a live Exchange still needs (names only)."""
+    if any(environ.get(name) for name in V3_VARIABLES):
+        return [name for name in V3_VARIABLES if not environ.get(name)]
+    return [name for name in V1_VARIABLES if not environ.get(name)]
+
+
+def credentials_from_environ(environ: Mapping[str, str]) -> VenueCredentials:
+    """V3 credentials from ``ASTER_USER``, ``ASTER_SIGNER``, ``ASTER_SIGNER_PRIVATE_KEY``
+    (``ASTER_CHAIN_ID``: 1666, or 714 on testnet), else V1 from ``ASTER_API_KEY`` and
+    ``ASTER_API_SECRET``.
+
+    Raises
+    ------
+    ValueError
+        A variable is missing or malformed (named, its value never shown).
+    """
+    if any(environ.get(name) for name in V3_VARIABLES):
+        chain = environ.get("ASTER_CHAIN_ID", "") or str(MAINNET_CHAIN_ID)
+        if not chain.isdigit():
+            raise ValueError("ASTER_CHAIN_ID must be a number (1666 mainnet, 714 testnet)")
+        return credentials_from_mapping({
+            "user": environ.get("ASTER_USER", ""), "signer": environ.get("ASTER_SIGNER", ""),
+            "private_key": environ.get("ASTER_SIGNER_PRIVATE_KEY", ""), "chain_id": chain,
+        })
+    return HmacCredentials(environ.get("ASTER_API_KEY", ""), environ.get("ASTER_API_SECRET", ""))

@@ -116,6 +116,22 @@ class Tracked:
     venue_executed: Decimal = Decimal(0)
     announced: bool = False
     ended: bool = False
+    #: While its placement is in flight, stream reports wait here and go out with the
+    #: placement's answer, so the answer tells all and each report goes out once.
+    inflight: bool = False
+    held: list[ExecutionReport] = dataclasses.field(default_factory=list)
+
+    def hold(self, reports: list[ExecutionReport]) -> list[ExecutionReport]:
+        """``reports`` to send now, or none while the placement is in flight."""
+        if self.inflight:
+            self.held += reports
+            return []
+        return reports
+
+    def release(self) -> list[ExecutionReport]:
+        self.inflight = False
+        held, self.held = self.held, []
+        return held
 
     @property
     def settled(self) -> bool:
@@ -346,17 +362,29 @@ class LiveProvider:
                           since_ms=self.transport.now_ms() - TRADE_LOOKBACK_MS)
         client_key = (session.key, order.market_type, order.client_order_id)
         self._by_client_id[client_key] = tracked  # stream events may beat the answer
+        tracked.inflight = True
         try:
             answer = await self.transport.exchange(request, session.credentials)
         except VenueInDoubt:
+            await self._emit(tracked.release())  # what the stream saw of it is news all the same
             raise  # followed by client order id until the reconciler settles it
         except Exception:
+            tracked.release()
             self._by_client_id.pop(client_key, None)
             raise
         payload = answer.payload
         order.remote_order_id = str(payload["orderId"])
-        self._track(tracked, int(payload["orderId"]))
-        return await self._learn(tracked, payload, announce=True, raw_json=answer.raw_json)
+        tracked = self._track(tracked, int(payload["orderId"]))
+        try:
+            learnt = await self._learn(tracked, payload, announce=True, raw_json=answer.raw_json)
+        finally:
+            held = tracked.release()
+        reports = held + learnt
+        if any(r.fill for r in reports):
+            # Filled on arrival: the venue's NEW that came first on the stream says nothing
+            # the fills do not (the answer reads as it would without a stream).
+            reports = [r for r in reports if r.fill or r.order_status is not OrderStatus.ACCEPTED]
+        return reports
 
     def _track(self, tracked: Tracked, venue_order_id: int) -> Tracked:
         ref = tracked.ref
@@ -364,6 +392,8 @@ class LiveProvider:
         if current is not None and current is not tracked:
             current.seen |= tracked.seen
             current.filled = max(current.filled, tracked.filled)
+            current.held += tracked.release()
+            current.inflight = current.inflight or bool(current.held)
             tracked = current
         tracked.venue_order_id = venue_order_id
         tracked.ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
@@ -519,16 +549,16 @@ class LiveProvider:
             if tracked.venue_executed > tracked.filled:
                 # A fill this stream never delivered: read it before saying the order ended.
                 asyncio.ensure_future(self._finish_later(tracked, status, raw_json))
-                return reports
+                return tracked.hold(reports)
             reports += self._end(tracked, status, tracked.venue_executed, None, raw_json)
         self._untrack_settled()
-        return reports
+        return tracked.hold(reports)
 
     async def _finish_later(self, tracked: Tracked, status: str, raw_json: str) -> None:
         reports = await self._catch_up(tracked)
         reports += self._end(tracked, status, tracked.venue_executed, None, raw_json)
         self._untrack_settled()
-        await self._emit(reports)
+        await self._emit(tracked.hold(reports))
 
     # -- cancels ----------------------------------------------------------------------------------
     async def cancel(
