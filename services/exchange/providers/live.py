@@ -39,7 +39,7 @@ from ..aster import raw
 from ..aster import requests as rq
 from ..aster.credentials import VenueCredentials
 from ..aster.errors import VenueCancelRejected, VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
-from ..aster.rules import SymbolRules, parse_exchange_info
+from ..aster.rules import SymbolRules, parse_exchange_info, price_to_tick
 from ..aster.transport import AsterTransport
 from ..aster.user_stream import UserDataStream, default_stream_url
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
@@ -137,6 +137,11 @@ class Tracked:
     def settled(self) -> bool:
         return self.venue_status in FINAL and self.filled >= self.venue_executed
 
+    @property
+    def owes_fills(self) -> bool:
+        """The venue executed more than was reported (a fill no stream message brought)."""
+        return self.venue_executed > self.filled
+
 
 class LiveProvider:
     mode = "LIVE"
@@ -153,6 +158,7 @@ class LiveProvider:
         keepalive_seconds: float = 1800.0,
         reconnect_seconds: float = 1.0,
         mark_price_seconds: float = 1.0,
+        round_prices: bool = True,
     ) -> None:
         self.transport = transport
         self.poll_seconds = poll_seconds
@@ -166,6 +172,9 @@ class LiveProvider:
         self.keepalive_seconds = keepalive_seconds
         self.reconnect_seconds = reconnect_seconds
         self.mark_price_seconds = mark_price_seconds
+        # False: a limit price off the tick is refused (PRICE_NOT_ON_TICK) rather than rounded,
+        # for an order path that rounds before Risk approves (the price stored is the price sent).
+        self.round_prices = round_prices
         self.sessions: dict[str, AccountSession] = {}
         self._default = self._session_for(transport.credentials)
         self._rules: dict[MarketType, dict[str, SymbolRules]] = {}
@@ -211,6 +220,11 @@ class LiveProvider:
             log.warning("could not read the venue's clock: %s", error)
         if self.poll_seconds > 0 and self._poller is None:
             self._poller = asyncio.create_task(self._poll_forever(), name="venue-fills")
+        try:  # the venue's published limits (weight per host, orders per account) before any order
+            self.transport.configure_limits(
+                MarketType.FUTURES, await self.transport.send(rq.prepare_exchange_info(MarketType.FUTURES)))
+        except Exception as error:  # noqa: BLE001 - the first order reads them again
+            log.warning("could not read the venue's exchange information: %s", getattr(error, "reason", error))
         if self.user_stream and self._default.credentials is not None:
             self.ensure_stream(self._default, MarketType.FUTURES)
 
@@ -355,6 +369,10 @@ class LiveProvider:
         session = self.session(order.account)
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
+        if not self.round_prices and order.price is not None and price_to_tick(order.price, order.side, rules) != order.price:
+            raise PreconditionFailed(
+                f"price {order.price} is not on the tick {rules.tick_size} of {order.symbol}", reason="PRICE_NOT_ON_TICK"
+            )
         mark = await self.mark_price(order.symbol, order.market_type)
         request = rq.prepare_order(order, rules, hedge_mode=session.hedge_mode, reference_price=mark)
         self.ensure_stream(session, order.market_type)
@@ -530,7 +548,7 @@ class LiveProvider:
         reports: list[ExecutionReport] = []
         status, execution = str(body.get("X", "")), str(body.get("x", ""))
         cumulative = Decimal(str(body.get("z", "0")))
-        if execution == "NEW" and not tracked.announced and cumulative == 0:
+        if execution == "NEW" and not tracked.announced and cumulative == 0 and tracked.filled == 0 and not tracked.ended:
             tracked.announced = True
             reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw_json=raw_json,
                                        at=_ms(event.get("E"))))
@@ -543,9 +561,12 @@ class LiveProvider:
             if report is not None:
                 reports.append(report)
         if status in VENUE_STATUSES:
-            tracked.venue_status = status
+            # Messages may come out of order: a final status is never taken back.
+            if tracked.venue_status not in FINAL:
+                tracked.venue_status = status
             tracked.venue_executed = max(tracked.venue_executed, cumulative)
-        if status in ENDED:
+        if tracked.venue_status in ENDED:
+            status = tracked.venue_status
             if tracked.venue_executed > tracked.filled:
                 # A fill this stream never delivered: read it before saying the order ended.
                 asyncio.ensure_future(self._finish_later(tracked, status, raw_json))
@@ -631,13 +652,20 @@ class LiveProvider:
             if symbol in (None, tracked.ref.symbol) and market_type in (None, tracked.ref.market_type):
                 if account is None or tracked.session is self.session(account):
                     targets.add((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol))
-        for key, market, name in sorted(targets):
-            await self.transport.send(rq.prepare_cancel_all(name, market), self.sessions[key].credentials)
+        answers: dict[tuple[str, MarketType, str], str] = {}
+        for target in sorted(targets):
+            key, market, name = target
+            answer = await self.transport.exchange(rq.prepare_cancel_all(name, market), self.sessions[key].credentials)
+            answers[target] = answer.raw_json
         reports: list[ExecutionReport] = []
         for tracked in list(self._tracked.values()):
-            if (tracked.session.key, tracked.ref.market_type, tracked.ref.symbol) in targets:
+            target = (tracked.session.key, tracked.ref.market_type, tracked.ref.symbol)
+            if target in answers:
                 with contextlib.suppress(VenueOrderUnknown):
-                    reports += await self._refresh(tracked)
+                    for report in await self._refresh(tracked):
+                        # The request that changed the order, then the venue's word on it.
+                        report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
+                        reports.append(report)
         return reports
 
     async def cancel_all_open_orders(
@@ -731,7 +759,9 @@ class LiveProvider:
         reports: list[ExecutionReport] = []
         for session in list(self.sessions.values()):
             for market in (MarketType.FUTURES, MarketType.SPOT):
-                if skip_streaming and session.streaming(market):
+                owed = any(t.owes_fills for t in self._tracked.values()
+                           if t.session is session and t.ref.market_type is market)
+                if skip_streaming and session.streaming(market) and not owed:
                     continue
                 reports += await self._poll_session(session, market)
         return reports

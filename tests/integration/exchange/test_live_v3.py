@@ -418,3 +418,40 @@ def test_spot_fills_arrive_on_the_spot_user_stream(make_order):
     assert fill.fill.trade_id.startswith("spot-") and fill.order_status is OrderStatus.FILLED
     assert json.loads(fill.raw_json)["event"]["e"] == "executionReport"
     assert {"/api/v3/order", "/api/v3/listenKey"} <= paths
+
+
+def test_cancel_all_reports_carry_the_cancel_request_and_the_orders_answer(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0)
+            await ready(provider)
+            await provider.execute(limit(make_order, "60000", "0.1"))
+            reports = await provider.cancel_all("BTCUSDT")
+            await provider.close()
+            return reports
+
+    (report,) = run(scenario)
+
+    record = json.loads(report.raw_json)
+    assert record["cancelAll"]["request"] == {"method": "DELETE", "path": "/fapi/v1/allOpenOrders",
+                                              "params": {"symbol": "BTCUSDT"}}
+    assert record["order"]["response"]["status"] == "CANCELED"
+
+
+def test_with_rounding_off_a_price_off_the_tick_is_refused_so_the_stored_price_is_the_sent_one(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0, round_prices=False)
+            await ready(provider)
+            from services.domain.errors import PreconditionFailed
+
+            with pytest.raises(PreconditionFailed) as refused:
+                await provider.execute(limit(make_order, "60000.05", "0.1"))  # tick 0.1
+            on_tick = await provider.execute(limit(make_order, "60000.1", "0.1"))
+            await provider.close()
+            return refused.value, json.loads(on_tick[0].raw_json)["request"]["params"]["price"]
+
+    refused, sent = run(scenario)
+
+    assert refused.reason == "PRICE_NOT_ON_TICK"
+    assert sent == "60000.1"
