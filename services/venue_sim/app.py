@@ -40,7 +40,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .auth import Authenticator
-from .state import DEFAULT_ACCOUNT, Account, VenueError, VenueState, now_ms
+from .state import DEFAULT_ACCOUNT, VenueError, VenueState, now_ms
 from .streams import Streams
 
 #: Endpoint security: none, the API key only (V1 user streams), or signed.

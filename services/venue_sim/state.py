@@ -9,6 +9,7 @@ orders the new book crosses fill as makers, as far as its depth allows.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable
@@ -18,6 +19,8 @@ MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0004")
 MARKETS = ("futures", "spot")
 DEFAULT_ACCOUNT = "default"
+#: newClientOrderId: "Can only be string following the rule: ^[\.A-Z\:/a-z0-9_-]{1,36}$"
+CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
 ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
 
 
@@ -420,6 +423,8 @@ class VenueState:
         elif side == "BUY" and quantity * reference > account.balance:
             raise VenueError(400, -2018, "Balance is insufficient.")
         client_order_id = params.get("newClientOrderId") or f"sim-{self._next_order_id + 1}"
+        if not CLIENT_ORDER_ID.fullmatch(client_order_id):
+            raise VenueError(400, -4015, "Client order id is not valid.")
         existing = account.by_client_id.get((market, symbol, client_order_id))
         if existing is not None and existing.open:
             # "A unique id among open orders"
