@@ -38,3 +38,6 @@ class ExecutionReport:
     reason: str = ""
     raw_payload: dict[str, Any] | None = None
     sequence: int = 0
+    #: The venue payload this report came from, as exact JSON text (integers stay
+    #: integers): a request and its answer, a stream message, a trade of a REST answer.
+    raw_json: str | None = None

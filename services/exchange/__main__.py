@@ -25,7 +25,7 @@ from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
 from tessera.exchange.v1 import exchange_pb2
 
-from .aster.signing import Credentials
+from .aster.credentials import credentials_from_environ, missing_variables
 from .aster.transport import AsterTransport
 from .engine import ExchangeEngine
 from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
@@ -53,13 +53,13 @@ def _url(environ: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-VENUE_SECRETS = ("ASTER_API_KEY", "ASTER_API_SECRET")
+VENUE_SECRETS = ("ASTER_API_KEY", "ASTER_API_SECRET", "ASTER_SIGNER_PRIVATE_KEY")
 
 
 def with_venue_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` with the venue credentials read from ``ASTER_API_KEY``/``ASTER_API_SECRET``
-    or from the files ``ASTER_API_KEY_FILE``/``ASTER_API_SECRET_FILE`` name (one trailing
-    newline dropped; both forms set is an error), as the HMAC secrets are."""
+    (V1) or ``ASTER_SIGNER_PRIVATE_KEY`` (V3), or from the files their ``_FILE`` variants
+    name (one trailing newline dropped; both forms set is an error), as the HMAC secrets are."""
     resolved = dict(environ)
     for name in VENUE_SECRETS:
         try:
@@ -76,7 +76,10 @@ def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTra
     """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs."""
     credentials = None
     if not public_only:
-        credentials = Credentials(environ["ASTER_API_KEY"], environ["ASTER_API_SECRET"])
+        try:
+            credentials = credentials_from_environ(environ)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     recv_window = env_int(environ, "ASTER_RECV_WINDOW_MS", 5000, minimum=1)
     if recv_window > 60_000:
         raise ConfigError("ASTER_RECV_WINDOW_MS must not exceed 60000 (the venue's limit)")
@@ -96,9 +99,9 @@ def live_gate(environ: Mapping[str, str]) -> None:
     missing = []
     if environ.get("AIS_ENABLE_LIVE_TRADING", "").lower() != "true":
         missing.append("AIS_ENABLE_LIVE_TRADING=true")
-    for name in ("ASTER_ACCOUNT_ID", "ASTER_API_KEY", "ASTER_API_SECRET"):
-        if not environ.get(name):
-            missing.append(name)
+    if not environ.get("ASTER_ACCOUNT_ID"):
+        missing.append("ASTER_ACCOUNT_ID")
+    missing += missing_variables(environ)  # V1 key and secret, or the V3 API wallet
     if missing:
         raise ConfigError(f"live mode needs {', '.join(missing)}")
 
@@ -163,7 +166,11 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
         )
         return ShadowProvider(make_transport(environ, public_only=True), fees, poll_seconds=poll)
     live_gate(environ)
-    return LiveProvider(make_transport(environ, public_only=False), poll_seconds=poll)
+    user_stream = (environ.get("TESSERA_VENUE_USER_STREAM", "") or "true").lower()
+    if user_stream not in ("true", "false"):
+        raise ConfigError("TESSERA_VENUE_USER_STREAM must be true or false")
+    return LiveProvider(make_transport(environ, public_only=False), poll_seconds=poll,
+                        user_stream=user_stream == "true")
 
 
 async def main() -> None:

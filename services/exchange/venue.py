@@ -78,6 +78,7 @@ def make_report(
     remote_order_id: str | None = None,
     raw: dict[str, Any] | None = None,
     at: Any = None,
+    raw_json: str | None = None,
 ) -> ExecutionReport:
     return ExecutionReport(
         order_id=ref.order_id,
@@ -93,6 +94,7 @@ def make_report(
         cumulative_quantity=cumulative,
         reason=reason,
         raw_payload=raw,
+        raw_json=raw_json,
     )
 
 

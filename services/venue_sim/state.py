@@ -9,14 +9,19 @@ orders the new book crosses fill as makers, as far as its depth allows.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, Callable
 
 BPS = Decimal("0.0001")
 MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0004")
 MARKETS = ("futures", "spot")
+DEFAULT_ACCOUNT = "default"
+#: newClientOrderId: "Can only be string following the rule: ^[\.A-Z\:/a-z0-9_-]{1,36}$"
+CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
+ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
 
 
 class VenueError(Exception):
@@ -55,6 +60,8 @@ class SymbolSpec:
     levels: int = 10
     level_quantity: Decimal = Decimal("1000")
     level_step_bps: Decimal = Decimal("1")
+    multiplier_up: Decimal = Decimal("1.15")
+    multiplier_down: Decimal = Decimal("0.85")
 
     def exchange_info(self) -> dict[str, Any]:
         quote = next((q for q in ("USDT", "USDC", "BTC") if self.symbol.endswith(q)), "USDT")
@@ -67,9 +74,12 @@ class SymbolSpec:
                 {"filterType": "PRICE_FILTER", "minPrice": _fmt(self.tick), "maxPrice": "10000000", "tickSize": _fmt(self.tick)},
                 {"filterType": "LOT_SIZE", "minQty": _fmt(self.min_qty), "maxQty": _fmt(self.max_qty), "stepSize": _fmt(self.step)},
                 {"filterType": "MARKET_LOT_SIZE", "minQty": _fmt(self.min_qty), "maxQty": _fmt(self.max_qty), "stepSize": _fmt(self.step)},
+                {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                 {"filterType": "MIN_NOTIONAL", "notional": _fmt(self.min_notional)},
+                {"filterType": "PERCENT_PRICE", "multiplierUp": _fmt(self.multiplier_up),
+                 "multiplierDown": _fmt(self.multiplier_down), "multiplierDecimal": 4},
             ],
-            "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET"],
+            "orderTypes": list(ORDER_TYPES),
             "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
         }
 
@@ -145,6 +155,10 @@ class VOrder:
     price: Decimal | None
     stop_price: Decimal | None
     reduce_only: bool
+    account: str = DEFAULT_ACCOUNT
+    position_side: str = "BOTH"
+    working_type: str = "CONTRACT_PRICE"
+    price_protect: bool = False
     status: str = "NEW"
     executed: Decimal = Decimal(0)
     cum_quote: Decimal = Decimal(0)
@@ -161,15 +175,18 @@ class VOrder:
     def remaining(self) -> Decimal:
         return self.quantity - self.executed
 
+    @property
+    def average(self) -> Decimal:
+        return self.cum_quote / self.executed if self.executed else Decimal(0)
+
     def to_json(self) -> dict[str, Any]:
-        average = self.cum_quote / self.executed if self.executed else Decimal(0)
-        return {
+        answer = {
             "orderId": self.order_id,
             "symbol": self.symbol,
             "status": self.status,
             "clientOrderId": self.client_order_id,
             "price": _fmt(self.price or Decimal(0)),
-            "avgPrice": _fmt(average),
+            "avgPrice": _fmt(self.average),
             "origQty": _fmt(self.quantity),
             "executedQty": _fmt(self.executed),
             "cumQty": _fmt(self.executed),
@@ -177,19 +194,73 @@ class VOrder:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "origType": self.type,
-            "reduceOnly": self.reduce_only,
             "side": self.side,
-            "positionSide": "BOTH",
             "stopPrice": _fmt(self.stop_price or Decimal(0)),
-            "workingType": "CONTRACT_PRICE",
-            "priceProtect": False,
             "time": self.time,
             "updateTime": self.update_time,
         }
+        if self.market == "futures":
+            answer.update(reduceOnly=self.reduce_only, positionSide=self.position_side, closePosition=False,
+                          workingType=self.working_type, priceProtect=self.price_protect)
+        return answer
+
+
+@dataclasses.dataclass
+class Position:
+    amount: Decimal = Decimal(0)  # signed: long > 0
+    entry: Decimal = Decimal(0)
+    realized: Decimal = Decimal(0)
+
+    def apply(self, signed_size: Decimal, price: Decimal) -> Decimal:
+        """Add a fill; the realised PnL of the part that closed."""
+        pnl = Decimal(0)
+        if self.amount == 0 or (self.amount > 0) == (signed_size > 0):
+            total = self.amount + signed_size
+            self.entry = (self.entry * abs(self.amount) + price * abs(signed_size)) / abs(total)
+            self.amount = total
+            return pnl
+        closing = min(abs(signed_size), abs(self.amount))
+        direction = 1 if self.amount > 0 else -1
+        pnl = (price - self.entry) * closing * direction
+        self.realized += pnl
+        self.amount += signed_size
+        if self.amount == 0:
+            self.entry = Decimal(0)
+        elif (self.amount > 0) != (direction > 0):
+            self.entry = price  # flipped through zero
+        return pnl
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class Account:
+    """One account at the venue: its orders, trades, settings and positions."""
+
+    def __init__(self, name: str, *, balance: Decimal, default_leverage: int) -> None:
+        self.name = name
+        self.balance = balance
+        self.default_leverage = default_leverage
+        self.orders: dict[int, VOrder] = {}
+        self.by_client_id: dict[tuple[str, str, str], VOrder] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.leverage: dict[str, int] = {}
+        self.margin_types: dict[str, str] = {}
+        self.dual_side = False
+        self.positions: dict[tuple[str, str], Position] = {}  # (symbol, positionSide)
+        self.countdowns: dict[str, float] = {}  # symbol -> monotonic deadline
+        self.listeners: list[Listener] = []
+
+    def position(self, symbol: str, side: str) -> Position:
+        return self.positions.setdefault((symbol, side), Position())
+
+    def emit(self, market: str, event: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            listener(market, event)
 
 
 class VenueState:
-    """One account at one venue, futures and spot."""
+    """The venue: one market (books, mark prices) and its accounts, futures and spot."""
 
     def __init__(
         self,
@@ -197,19 +268,45 @@ class VenueState:
         *,
         balance: Decimal = Decimal("1000000"),
         default_leverage: int = 20,
+        maker_fee: Decimal = MAKER_FEE,
+        taker_fee: Decimal = TAKER_FEE,
     ) -> None:
         self.specs = {spec.symbol: spec for spec in specs}
         self.books = {(m, s.symbol): SimBook(s) for m in MARKETS for s in specs}
+        self.marks: dict[str, Decimal] = {}
         self.balance = balance
         self.default_leverage = default_leverage
-        self.leverage: dict[str, int] = {}
-        self.margin_types: dict[str, str] = {}
-        self.orders: dict[int, VOrder] = {}
-        self.by_client_id: dict[tuple[str, str, str], VOrder] = {}
-        self.trades: list[dict[str, Any]] = []
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+        self.accounts: dict[str, Account] = {}
+        self.account(DEFAULT_ACCOUNT)
         start = now_ms()
         self._next_order_id = start
         self._next_trade_id = start
+
+    # -- accounts, and the default one the single-account callers use -----------------------------
+    def account(self, name: str) -> Account:
+        account = self.accounts.get(name)
+        if account is None:
+            account = self.accounts[name] = Account(name, balance=self.balance, default_leverage=self.default_leverage)
+        return account
+
+    @property
+    def orders(self) -> dict[int, VOrder]:
+        """Every account's orders by order id (ids are unique across accounts)."""
+        return {oid: o for a in self.accounts.values() for oid, o in a.orders.items()}
+
+    @property
+    def trades(self) -> list[dict[str, Any]]:
+        return [t for a in self.accounts.values() for t in a.trades]
+
+    @property
+    def leverage(self) -> dict[str, int]:
+        return self.accounts[DEFAULT_ACCOUNT].leverage
+
+    @property
+    def margin_types(self) -> dict[str, str]:
+        return self.accounts[DEFAULT_ACCOUNT].margin_types
 
     # -- lookups --------------------------------------------------------------------------------
     def spec(self, symbol: str) -> SymbolSpec:
@@ -222,25 +319,63 @@ class VenueState:
         self.spec(symbol)
         return self.books[(market, symbol)]
 
-    def find(self, market: str, symbol: str, order_id: str | None, client_order_id: str | None) -> VOrder:
+    def mark(self, symbol: str) -> Decimal:
+        """The mark price: set apart by ``/_sim/mark``, else the futures book's last price."""
+        return self.marks.get(symbol) or self.book("futures", symbol).last
+
+    def find(self, account: Account, market: str, symbol: str, order_id: str | None,
+             client_order_id: str | None) -> VOrder:
         order = None
         if order_id:
-            order = self.orders.get(int(order_id))
+            order = account.orders.get(int(order_id))
         elif client_order_id:
-            order = self.by_client_id.get((market, symbol, client_order_id))
+            order = account.by_client_id.get((market, symbol, client_order_id))
+        else:
+            raise VenueError(400, -1102, "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!")
         if order is None or order.market != market or order.symbol != symbol:
             raise VenueError(400, -2013, "Order does not exist.")
         return order
 
     # -- placing --------------------------------------------------------------------------------
-    def place(self, market: str, params: dict[str, str], *, late_fill_after: float | None = None) -> VOrder:
+    def _check_position_side(self, account: Account, market: str, params: dict[str, str], side: str,
+                             reduce_only: bool) -> str:
+        position_side = params.get("positionSide", "BOTH")
+        if market != "futures":
+            return "BOTH"
+        if position_side not in ("BOTH", "LONG", "SHORT"):
+            raise VenueError(400, -4060, "Invalid position side.")
+        if account.dual_side and position_side == "BOTH" or not account.dual_side and position_side != "BOTH":
+            raise VenueError(400, -4061, "Order's position side does not match user's setting.")
+        if account.dual_side and "reduceOnly" in params:
+            raise VenueError(400, -1106, "Parameter 'reduceOnly' sent when not required.")
+        return position_side
+
+    def _check_reduce(self, account: Account, symbol: str, side: str, position_side: str, quantity: Decimal,
+                      reduce_only: bool) -> None:
+        """A reduce-only order (one-way) or a closing order (hedge) may not exceed the position."""
+        if position_side == "BOTH":
+            if not reduce_only:
+                return
+            amount = account.position(symbol, "BOTH").amount
+            reducing = amount > 0 and side == "SELL" or amount < 0 and side == "BUY"
+            pending = sum((o.remaining for o in account.orders.values() if o.open and o.reduce_only
+                           and o.symbol == symbol and o.market == "futures" and o.side == side), Decimal(0))
+            if not reducing or quantity + pending > abs(amount):
+                raise VenueError(400, -2022, "ReduceOnly Order is rejected.")
+            return
+        closes = position_side == "LONG" and side == "SELL" or position_side == "SHORT" and side == "BUY"
+        if closes and quantity > abs(account.position(symbol, position_side).amount):
+            raise VenueError(400, -2022, "ReduceOnly Order is rejected.")
+
+    def place(self, account: Account, market: str, params: dict[str, str], *,
+              late_fill_after: float | None = None) -> VOrder:
         symbol = params.get("symbol", "")
         spec = self.spec(symbol)
         side = params.get("side", "")
         kind = params.get("type", "")
         if side not in ("BUY", "SELL"):
             raise VenueError(400, -1117, "Invalid side.")
-        if kind not in ("LIMIT", "MARKET", "STOP", "STOP_MARKET"):
+        if kind not in ORDER_TYPES:
             raise VenueError(400, -1116, "Invalid orderType.")
         try:
             quantity = Decimal(params["quantity"])
@@ -248,32 +383,51 @@ class VenueState:
             stop_price = Decimal(params["stopPrice"]) if "stopPrice" in params else None
         except (KeyError, ArithmeticError):
             raise VenueError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") from None
-        if kind in ("LIMIT", "STOP") and price is None:
+        if kind in ("LIMIT", "STOP", "TAKE_PROFIT") and price is None:
             raise VenueError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
-        if kind in ("STOP", "STOP_MARKET") and stop_price is None:
+        if kind in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET") and stop_price is None:
             raise VenueError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
-        if quantity % spec.step != 0:
-            raise VenueError(400, -1111, "Precision is over the maximum defined for this asset.")
+        if quantity <= 0:
+            raise VenueError(400, -4003, "Quantity less than zero.")
+        if (quantity - spec.min_qty) % spec.step != 0:
+            raise VenueError(400, -4023, "Qty not increased by step size.")
         if quantity < spec.min_qty:
             raise VenueError(400, -4004, "Quantity less than min quantity.")
         if quantity > spec.max_qty:
             raise VenueError(400, -4005, "Quantity greater than max quantity.")
         for value in (price, stop_price):
-            if value is not None and value % spec.tick != 0:
+            if value is not None and (value - spec.tick) % spec.tick != 0:
                 raise VenueError(400, -4014, "Price not increased by tick size.")
+        mark = self.mark(symbol)
+        if price is not None and market == "futures":
+            if side == "BUY" and price > mark * spec.multiplier_up:
+                raise VenueError(400, -4016, "Price is higher than mark price multiplier cap.")
+            if side == "SELL" and price < mark * spec.multiplier_down:
+                raise VenueError(400, -4024, "Price is lower than mark price multiplier floor.")
         book = self.book(market, symbol)
-        reference = price or stop_price or book.last
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
+        position_side = self._check_position_side(account, market, params, side, reduce_only)
+        # "An order's notional value is the price * quantity. Since MARKET orders have no price,
+        # the mark price is used."
+        reference = price or stop_price or mark
         if quantity * reference < spec.min_notional and not reduce_only:
-            raise VenueError(400, -4164, f"Order's notional must be no smaller than {_fmt(spec.min_notional)}")
+            raise VenueError(400, -4164, f"Order's notional must be no smaller than {_fmt(spec.min_notional)} "
+                                         "(unless you choose reduce only)")
         if market == "futures":
-            leverage = self.leverage.get(symbol, self.default_leverage)
-            if quantity * reference / leverage > self.balance:
+            self._check_reduce(account, symbol, side, position_side, quantity, reduce_only)
+            leverage = account.leverage.get(symbol, account.default_leverage)
+            opening = not reduce_only and not (position_side == "LONG" and side == "SELL"
+                                               or position_side == "SHORT" and side == "BUY")
+            if opening and quantity * reference / leverage > account.balance:
                 raise VenueError(400, -2019, "Margin is insufficient.")
-        elif side == "BUY" and quantity * reference > self.balance:
-            raise VenueError(400, -2010, "Account has insufficient balance for requested action.")
+        elif side == "BUY" and quantity * reference > account.balance:
+            raise VenueError(400, -2018, "Balance is insufficient.")
         client_order_id = params.get("newClientOrderId") or f"sim-{self._next_order_id + 1}"
-        if (market, symbol, client_order_id) in self.by_client_id:
+        if not CLIENT_ORDER_ID.fullmatch(client_order_id):
+            raise VenueError(400, -4015, "Client order id is not valid.")
+        existing = account.by_client_id.get((market, symbol, client_order_id))
+        if existing is not None and existing.open:
+            # "A unique id among open orders"
             raise VenueError(400, -4116, "ClientOrderId is duplicated.")
         tif = params.get("timeInForce", "GTC")
         if tif == "GTX" and kind == "LIMIT" and price is not None and book.crosses(side, price):
@@ -291,124 +445,218 @@ class VenueState:
             price=price,
             stop_price=stop_price,
             reduce_only=reduce_only,
+            account=account.name,
+            position_side=position_side,
+            working_type=params.get("workingType", "CONTRACT_PRICE"),
+            price_protect=params.get("priceProtect", "FALSE").upper() == "TRUE",
         )
-        self.orders[order.order_id] = order
-        self.by_client_id[(market, symbol, client_order_id)] = order
+        account.orders[order.order_id] = order
+        account.by_client_id[(market, symbol, client_order_id)] = order
+        self._event(account, order, "NEW")
         if late_fill_after is not None:
             order.fill_due = time.monotonic() + late_fill_after  # accepted now, matched later
             return order
-        self._arrive(order, book)
+        self._arrive(account, order, book)
         return order
 
-    def _arrive(self, order: VOrder, book: SimBook) -> None:
+    def _arrive(self, account: Account, order: VOrder, book: SimBook) -> None:
         order.triggered = self._stop_triggered(order, book)
         if not order.triggered:
             return
-        self._take(order, book)
+        self._take(account, order, book)
 
     @staticmethod
     def _stop_triggered(order: VOrder, book: SimBook) -> bool:
-        if order.type not in ("STOP", "STOP_MARKET"):
-            return True
-        assert order.stop_price is not None
-        return book.last >= order.stop_price if order.side == "BUY" else book.last <= order.stop_price
+        if order.type in ("STOP", "STOP_MARKET"):
+            assert order.stop_price is not None
+            return book.last >= order.stop_price if order.side == "BUY" else book.last <= order.stop_price
+        if order.type in ("TAKE_PROFIT", "TAKE_PROFIT_MARKET"):
+            assert order.stop_price is not None
+            return book.last <= order.stop_price if order.side == "BUY" else book.last >= order.stop_price
+        return True
 
-    def _take(self, order: VOrder, book: SimBook) -> None:
-        limit = order.price if order.type in ("LIMIT", "STOP") else None
+    def _take(self, account: Account, order: VOrder, book: SimBook) -> None:
+        limit = order.price if order.type in ("LIMIT", "STOP", "TAKE_PROFIT") else None
         if order.time_in_force == "FOK" and book.available(order.side, limit) < order.remaining:
-            self._finish(order, "EXPIRED")
+            self._finish(account, order, "EXPIRED")
             return
         for price, size in book.take(order.side, order.remaining, limit):
-            self._trade(order, price, size, maker=False)
-        if order.remaining > 0 and (order.type in ("MARKET", "STOP_MARKET") or order.time_in_force in ("IOC", "FOK")):
-            self._finish(order, "EXPIRED")
+            self._trade(account, order, price, size, maker=False)
+        market_like = order.type in ("MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET")
+        if order.remaining > 0 and (market_like or order.time_in_force in ("IOC", "FOK")):
+            self._finish(account, order, "EXPIRED")
 
-    def _trade(self, order: VOrder, price: Decimal, size: Decimal, *, maker: bool) -> None:
+    def _trade(self, account: Account, order: VOrder, price: Decimal, size: Decimal, *, maker: bool) -> None:
         self._next_trade_id += 1
         order.executed += size
         order.cum_quote += price * size
         order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
         order.update_time = now_ms()
-        fee = (price * size * (MAKER_FEE if maker else TAKER_FEE)).quantize(Decimal("1e-8"))
-        self.trades.append(
-            {
-                "symbol": order.symbol,
-                "id": self._next_trade_id,
-                "orderId": order.order_id,
-                "side": order.side,
-                "price": _fmt(price),
-                "qty": _fmt(size),
-                "quoteQty": _fmt(price * size),
-                "commission": _fmt(fee),
-                "commissionAsset": self.spec(order.symbol).exchange_info()["quoteAsset"],
-                "time": order.update_time,
-                "maker": maker,
-                "buyer": order.side == "BUY",
-                "realizedPnl": "0",
-                "positionSide": "BOTH",
-                "market": order.market,
-            }
-        )
+        fee = (price * size * (self.maker_fee if maker else self.taker_fee)).quantize(Decimal("1e-8"))
+        pnl = Decimal(0)
+        if order.market == "futures":
+            signed = size if order.side == "BUY" else -size
+            pnl = account.position(order.symbol, order.position_side).apply(signed, price)
+        trade = {
+            "symbol": order.symbol,
+            "id": self._next_trade_id,
+            "orderId": order.order_id,
+            "side": order.side,
+            "price": _fmt(price),
+            "qty": _fmt(size),
+            "quoteQty": _fmt(price * size),
+            "commission": _fmt(fee),
+            "commissionAsset": self.spec(order.symbol).exchange_info()["quoteAsset"],
+            "time": order.update_time,
+            "maker": maker,
+            "buyer": order.side == "BUY",
+            "market": order.market,
+        }
+        if order.market == "futures":
+            trade.update(realizedPnl=_fmt(pnl), positionSide=order.position_side)
+        account.trades.append(trade)
+        self._event(account, order, "TRADE", trade)
+        if order.market == "futures":
+            self._account_update(account, order)
 
-    def _finish(self, order: VOrder, status: str) -> None:
+    def _finish(self, account: Account, order: VOrder, status: str) -> None:
         order.status = status
         order.update_time = now_ms()
+        self._event(account, order, status)
+
+    # -- user-data events ---------------------------------------------------------------------------
+    def _event(self, account: Account, order: VOrder, execution: str, trade: dict[str, Any] | None = None) -> None:
+        if not account.listeners:
+            return
+        moment = now_ms()
+        last_qty = trade["qty"] if trade else "0"
+        last_price = trade["price"] if trade else "0"
+        if order.market == "futures":
+            body: dict[str, Any] = {
+                "s": order.symbol, "c": order.client_order_id, "S": order.side, "o": order.type,
+                "f": order.time_in_force, "q": _fmt(order.quantity), "p": _fmt(order.price or Decimal(0)),
+                "ap": _fmt(order.average), "sp": _fmt(order.stop_price or Decimal(0)), "x": execution,
+                "X": order.status, "i": order.order_id, "l": last_qty, "z": _fmt(order.executed),
+                "L": last_price, "T": order.update_time, "t": trade["id"] if trade else 0, "b": "0", "a": "0",
+                "m": bool(trade and trade["maker"]), "R": order.reduce_only, "wt": order.working_type,
+                "ot": order.type, "ps": order.position_side, "cp": False,
+                "rp": trade.get("realizedPnl", "0") if trade else "0",
+            }
+            if trade:
+                body.update(N=trade["commissionAsset"], n=trade["commission"])
+            account.emit("futures", {"e": "ORDER_TRADE_UPDATE", "E": moment, "T": order.update_time, "o": body})
+            return
+        event = {
+            "s": order.symbol, "c": order.client_order_id, "S": order.side, "o": order.type,
+            "f": order.time_in_force, "q": _fmt(order.quantity), "p": _fmt(order.price or Decimal(0)),
+            "ap": _fmt(order.average), "P": _fmt(order.stop_price or Decimal(0)), "x": execution, "X": order.status,
+            "i": order.order_id, "l": last_qty, "z": _fmt(order.executed), "L": last_price,
+            "n": trade["commission"] if trade else "0", "N": trade["commissionAsset"] if trade else None,
+            "T": order.update_time, "t": trade["id"] if trade else -1, "m": bool(trade and trade["maker"]),
+            "ot": order.type, "O": order.time, "Z": _fmt(order.cum_quote),
+            "Y": trade["quoteQty"] if trade else "0", "Q": "0", "e": "executionReport", "E": moment,
+        }
+        account.emit("spot", event)
+
+    def _account_update(self, account: Account, order: VOrder) -> None:
+        if not account.listeners:
+            return
+        position = account.position(order.symbol, order.position_side)
+        margin = account.margin_types.get(order.symbol, "CROSSED").lower()
+        account.emit("futures", {
+            "e": "ACCOUNT_UPDATE", "E": now_ms(), "T": order.update_time,
+            "a": {"m": "ORDER", "B": [{"a": "USDT", "wb": _fmt(account.balance), "cw": _fmt(account.balance),
+                                        "bc": "0"}],
+                  "P": [{"s": order.symbol, "pa": _fmt(position.amount), "ep": _fmt(position.entry),
+                         "cr": _fmt(position.realized), "up": "0", "mt": margin, "iw": "0",
+                         "ps": order.position_side}]},
+        })
 
     # -- time passing ---------------------------------------------------------------------------
     def run_due(self) -> None:
-        """Match orders whose (late) fill is due."""
+        """Match orders whose (late) fill is due; run out countdownCancelAll timers."""
         moment = time.monotonic()
-        for order in list(self.orders.values()):
-            if order.fill_due is not None and order.fill_due <= moment and order.open:
-                order.fill_due = None
-                self._arrive(order, self.books[(order.market, order.symbol)])
+        for account in self.accounts.values():
+            for order in list(account.orders.values()):
+                if order.fill_due is not None and order.fill_due <= moment and order.open:
+                    order.fill_due = None
+                    self._arrive(account, order, self.books[(order.market, order.symbol)])
+            for symbol, deadline in list(account.countdowns.items()):
+                if deadline <= moment:
+                    del account.countdowns[symbol]
+                    self.cancel_all(account, "futures", symbol)
 
     def set_price(self, market: str | None, symbol: str, price: Decimal) -> None:
         for m in MARKETS if market is None else (market,):
             book = self.book(m, symbol)
             book.reprice(_tick(price, book.spec.tick))
-            for order in sorted(self.orders.values(), key=lambda o: o.order_id):
+            resting = sorted((o for a in self.accounts.values() for o in a.orders.values()), key=lambda o: o.order_id)
+            for order in resting:
                 if order.market != m or order.symbol != symbol or not order.open or order.fill_due is not None:
                     continue
+                account = self.accounts[order.account]
                 if not order.triggered:
                     if self._stop_triggered(order, book):
                         order.triggered = True
-                        self._take(order, book)
+                        self._take(account, order, book)
                 elif order.price is not None and book.crosses(order.side, order.price):
                     for _, size in book.take(order.side, order.remaining, order.price):
-                        self._trade(order, order.price, size, maker=True)
+                        self._trade(account, order, order.price, size, maker=True)
 
     # -- cancels --------------------------------------------------------------------------------
-    def cancel(self, market: str, symbol: str, order_id: str | None, client_order_id: str | None) -> VOrder:
-        try:
-            order = self.find(market, symbol, order_id, client_order_id)
-        except VenueError:
-            raise VenueError(400, -2011, "Unknown order sent.") from None
+    def cancel(self, account: Account, market: str, symbol: str, order_id: str | None,
+               client_order_id: str | None) -> VOrder:
+        """-2013 NO_SUCH_ORDER for an order the venue never had; -2011 CANCEL_REJECTED for
+        one it will not cancel (already filled, cancelled or expired)."""
+        order = self.find(account, market, symbol, order_id, client_order_id)
         if not order.open:
-            raise VenueError(400, -2011, "Unknown order sent.")
-        self._finish(order, "CANCELED")
+            raise VenueError(400, -2011, "CANCEL_REJECTED")
+        self._finish(account, order, "CANCELED")
         return order
 
-    def cancel_all(self, market: str, symbol: str) -> int:
+    def cancel_all(self, account: Account, market: str, symbol: str) -> int:
         self.spec(symbol)
-        chosen = [o for o in self.orders.values() if o.market == market and o.symbol == symbol and o.open]
+        chosen = [o for o in account.orders.values() if o.market == market and o.symbol == symbol and o.open]
         for order in chosen:
-            self._finish(order, "CANCELED")
+            self._finish(account, order, "CANCELED")
         return len(chosen)
 
-    def open_orders(self, market: str, symbol: str | None) -> list[VOrder]:
-        return [o for o in self.orders.values() if o.market == market and o.open and symbol in (None, o.symbol)]
+    def open_orders(self, account: Account, market: str, symbol: str | None) -> list[VOrder]:
+        return [o for o in account.orders.values() if o.market == market and o.open and symbol in (None, o.symbol)]
 
     def user_trades(
-        self, market: str, symbol: str, *, order_id: int | None, from_id: int | None, limit: int
+        self, account: Account, market: str, symbol: str, *, order_id: int | None, from_id: int | None,
+        start_time: int | None, end_time: int | None, limit: int,
     ) -> list[dict[str, Any]]:
         self.spec(symbol)
         chosen = [
             {k: v for k, v in t.items() if k != "market"}
-            for t in self.trades
+            for t in account.trades
             if t["market"] == market
             and t["symbol"] == symbol
             and (order_id is None or t["orderId"] == order_id)
             and (from_id is None or t["id"] >= from_id)
+            and (start_time is None or t["time"] >= start_time)
+            and (end_time is None or t["time"] <= end_time)
         ]
-        return chosen[:limit] if from_id is not None else chosen[-limit:]
+        return chosen[:limit] if from_id is not None or start_time is not None else chosen[-limit:]
+
+    def positions(self, account: Account, symbol: str | None) -> list[dict[str, Any]]:
+        """``positionRisk``: one row per symbol (one-way) or per side (hedge)."""
+        rows = []
+        sides = ("LONG", "SHORT") if account.dual_side else ("BOTH",)
+        for name in sorted(self.specs):
+            if symbol not in (None, name):
+                continue
+            for side in sides:
+                position = account.positions.get((name, side), Position())
+                rows.append({
+                    "entryPrice": _fmt(position.entry), "marginType": account.margin_types.get(name, "CROSSED").lower(),
+                    "isAutoAddMargin": "false", "isolatedMargin": "0", "leverage": str(
+                        account.leverage.get(name, account.default_leverage)),
+                    "liquidationPrice": "0", "markPrice": _fmt(self.mark(name)), "maxNotionalValue": "1000000",
+                    "positionAmt": _fmt(position.amount), "symbol": name, "unRealizedProfit": _fmt(
+                        (self.mark(name) - position.entry) * position.amount if position.amount else Decimal(0)),
+                    "positionSide": side, "updateTime": 0,
+                })
+        return rows

@@ -248,7 +248,17 @@ def startup(sim, tmp_path_factory):
     stack.stop()
 
 
-def test_on_start_the_oms_reconciles_in_doubt_orders_and_quarantines_what_it_cannot_explain(startup, sim):
+@pytest.fixture
+def stream_down(sim):
+    """No user-data stream for the test (sockets dropped, reconnects refused): the venue's
+    fills of an in-doubt order reach Tessera only when something asks the venue."""
+    sim.control("POST", "/_sim/ws/refuse", {"seconds": 60})
+    yield
+    sim.control("POST", "/_sim/ws/refuse", {"seconds": 0, "drop": False})
+
+
+def test_on_start_the_oms_reconciles_in_doubt_orders_and_quarantines_what_it_cannot_explain(startup, sim,
+                                                                                             stream_down):
     stack, store = startup
     sim.fault("drop_response", method="POST", path="/fapi/v1/order", delay=3)
     in_doubt = e2e.approve(stack, symbol="BTCUSDT", quantity="0.01")
@@ -274,6 +284,58 @@ def test_on_start_the_oms_reconciles_in_doubt_orders_and_quarantines_what_it_can
     assert e2e._name(state.state) == "HALTED" and state.operator == "reconciler"
     assert [a.kind for a in anomalies] == ["RECONCILE_DISCREPANCY"]
     assert store.trades(resting_id) == []
+
+
+# -- live over V3 (an API wallet) and the user-data stream -----------------------------------------
+@pytest.fixture(scope="module")
+def v3(tmp_path_factory):
+    sim = vh.VenueSim(tmp_path_factory.mktemp("v3-sim"), "--wallet", f"{vh.V3_USER}:{vh.V3_SIGNER}")
+    url = e2e.sqlite_url(tmp_path_factory.mktemp("v3-db") / "tessera.db")
+    stack = e2e.start_stack(url, tmp_path_factory.mktemp("v3-logs"), **vh.venue_env(sim, "live-v3"))
+    view = e2e.StoreView(url)
+    vh.set_up_symbol(stack, "BTCUSDT")
+    yield stack, view, sim
+    view.close()
+    stack.stop()
+    sim.stop()
+
+
+def test_live_over_v3_signs_with_the_api_wallet_and_fills(v3):
+    stack, store, sim = v3
+    approved = e2e.approve(stack, symbol="BTCUSDT", quantity="0.01")
+
+    answer = submit(stack, approved)
+
+    assert answer.order.status == pb.ORDER_STATUS_FILLED, answer.order
+    (venue_order,) = sim.orders(approved.order.client_order_id)
+    assert venue_order["account"] == vh.V3_USER
+    assert [t.trade_id for t in store.trades(approved.order.order_id)] == [
+        str(t["id"]) for t in sim.trades(venue_order["orderId"])]
+    paths = {r["path"] for r in sim.requests()}
+    assert {"/fapi/v3/order", "/fapi/v3/leverage", "/fapi/v3/listenKey"} <= paths
+    assert not {p for p in paths if p.startswith("/fapi/v1/") and p != "/fapi/v1/time"}
+
+
+def test_a_dropped_user_stream_loses_and_doubles_no_fill(v3):
+    stack, store, sim = v3
+    assert e2e.wait_until(lambda: sim.streams()["connected"] >= 1, 10)
+    orders = [e2e.approve(stack, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_LIMIT, quantity="0.01", price=price)
+              for price in ("64900", "64800")]
+    for approved in orders:
+        assert submit(stack, approved).order.status == pb.ORDER_STATUS_ACCEPTED
+    sim.set_price("BTCUSDT", "64890")  # the first fills while the stream is up
+    settled(store, orders[0].order.order_id, "FILLED")
+    sim.drop_streams(refuse_seconds=1.0)  # down for a while: the second fills unseen
+    sim.set_price("BTCUSDT", "64790")
+
+    settled(store, orders[1].order.order_id, "FILLED")
+    assert e2e.wait_until(lambda: sim.streams()["connected"] >= 1, 10)  # and back
+    time.sleep(0.5)
+    for approved in orders:
+        (venue_order,) = sim.orders(approved.order.client_order_id)
+        stored = [t.trade_id for t in store.trades(approved.order.order_id)]
+        assert stored == [str(t["id"]) for t in sim.trades(venue_order["orderId"])]  # once each
+    sim.set_price("BTCUSDT", str(e2e.PRICES["BTCUSDT"]))
 
 
 # -- shadow ---------------------------------------------------------------------------------------

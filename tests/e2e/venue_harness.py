@@ -22,6 +22,10 @@ import tessera_e2e as e2e
 
 API_KEY = "e2e-venue-key-0123456789"
 API_SECRET = "e2e-venue-secret-0123456789abcdef"  # never printed by any service
+# A V3 API wallet: the main account (user), the API wallet (signer) and its private key.
+V3_USER = "0x2222222222222222222222222222222222222222"
+V3_SIGNER = "0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"
+V3_PRIVATE_KEY = "0x" + "01" * 32  # never printed by any service
 _READY = re.compile(r"^venue-sim listening on (\S+):(\d+)\s*$", re.MULTILINE)
 
 
@@ -84,6 +88,13 @@ class VenueSim:
     def requests(self) -> list[dict[str, Any]]:
         return self.control("GET", "/_sim/requests")
 
+    def drop_streams(self, refuse_seconds: float = 0.0) -> None:
+        """Drop every user-data socket, and refuse new ones for ``refuse_seconds``."""
+        self.control("POST", "/_sim/ws/refuse", {"seconds": refuse_seconds})
+
+    def streams(self) -> dict[str, int]:
+        return self.control("GET", "/_sim/ws")
+
 
 def venue_env(sim: VenueSim, mode: str, **overrides: str | None) -> dict[str, str | None]:
     """Stack settings for ``mode`` against ``sim``: short timeouts, fast polls and reconciles."""
@@ -98,6 +109,10 @@ def venue_env(sim: VenueSim, mode: str, **overrides: str | None) -> dict[str, st
     if mode == "live":
         env.update({"AIS_ENABLE_LIVE_TRADING": "true", "ASTER_ACCOUNT_ID": "e2e-account",
                     "ASTER_API_KEY": API_KEY, "ASTER_API_SECRET": API_SECRET})
+    if mode == "live-v3":
+        env.update({"TESSERA_EXECUTION_MODE": "live", "AIS_ENABLE_LIVE_TRADING": "true",
+                    "ASTER_ACCOUNT_ID": "e2e-account", "ASTER_USER": V3_USER, "ASTER_SIGNER": V3_SIGNER,
+                    "ASTER_SIGNER_PRIVATE_KEY": V3_PRIVATE_KEY})
     env.update(overrides)
     return env
 

@@ -1,16 +1,20 @@
 """Venue answers to Tessera outcomes: one table from Aster's error codes.
 
-Each venue refusal becomes one domain error, and so one gRPC status the OMS acts on:
+Codes follow Aster's V3 futures and spot docs ("Error Codes"); each venue refusal
+becomes one domain error, and so one gRPC status the OMS acts on:
 
 - the venue refused the request and did nothing (margin, filters, bad symbol,
-  signature): :class:`VenueRejected`, ``FAILED_PRECONDITION``; the OMS rejects the order;
-- no such order (``-2011`` on a cancel, ``-2013`` on a query): :class:`VenueOrderUnknown`,
-  ``NOT_FOUND``;
+  signature, a timestamp or nonce outside the window, ``-1021``): :class:`VenueRejected`,
+  ``FAILED_PRECONDITION``; the OMS rejects the order;
+- a refused cancel (``-2011`` CANCEL_REJECTED: the order is already filled, cancelled or
+  not cancellable): :class:`VenueCancelRejected`, ``FAILED_PRECONDITION``; the order goes
+  back to the state before the cancel, and its fate is read from the venue;
+- no such order (``-2013`` NO_SUCH_ORDER): :class:`VenueOrderUnknown`, ``NOT_FOUND``;
 - rate limits (HTTP 429, 418, ``-1003``, ``-1015``): :class:`VenueRateLimited`,
   ``RESOURCE_EXHAUSTED``; the transport backs off before sending anything else;
-- the outcome is unknown (HTTP 5xx, ``-1006``, ``-1007``, a timeout) or the clock is off
-  (``-1021``): :class:`VenueUnavailable`, ``UNAVAILABLE``; a read may be retried, an
-  order stays in doubt (SUBMITTED) until the reconciler asks the venue.
+- the outcome is unknown (HTTP 5xx, 503 included: "execution status UNKNOWN",
+  ``-1006``, ``-1007``, a timeout): :class:`VenueInDoubt`, ``UNAVAILABLE``; a read may be
+  retried, an order stays in doubt (SUBMITTED) until the reconciler asks the venue.
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ class VenueRejected(PreconditionFailed):
     def __init__(self, message: str, *, reason: str, venue_code: int | None = None) -> None:
         super().__init__(message, reason=reason)
         self.venue_code = venue_code
+
+
+class VenueCancelRejected(VenueRejected):
+    """The venue refused a cancel (``-2011``): the order is not cancellable any more."""
 
 
 class VenueOrderUnknown(OrderNotFound):
@@ -61,26 +69,39 @@ class CodeRule:
     reason: str
 
 
-_R, _U, _L, _D = "rejected", "unknown_order", "rate_limited", "in_doubt"
+_R, _C, _U, _L, _D = "rejected", "cancel_rejected", "unknown_order", "rate_limited", "in_doubt"
 
 #: Aster's error codes (futures and spot share them) and what each means for Tessera.
 VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -1000: CodeRule(_D, "VENUE_UNKNOWN_ERROR"),
     -1001: CodeRule(_D, "VENUE_DISCONNECTED"),
+    -1002: CodeRule(_R, "VENUE_UNAUTHORIZED"),
     -1003: CodeRule(_L, "VENUE_RATE_LIMITED"),
     -1006: CodeRule(_D, "VENUE_UNEXPECTED_RESPONSE"),
     -1007: CodeRule(_D, "VENUE_TIMEOUT"),
+    -1014: CodeRule(_R, "VENUE_UNSUPPORTED_ORDER"),
     -1015: CodeRule(_L, "VENUE_TOO_MANY_ORDERS"),
     -1016: CodeRule(_D, "VENUE_SHUTTING_DOWN"),
-    -1021: CodeRule(_D, "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW"),
+    -1020: CodeRule(_R, "VENUE_UNSUPPORTED_OPERATION"),
+    # The timestamp (V1) or nonce (V3) is outside the venue's window: refused unprocessed.
+    -1021: CodeRule(_R, "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW"),
     -1022: CodeRule(_R, "VENUE_SIGNATURE_REJECTED"),
+    -1100: CodeRule(_R, "VENUE_BAD_REQUEST"),
+    -1101: CodeRule(_R, "VENUE_BAD_REQUEST"),
     -1102: CodeRule(_R, "VENUE_BAD_REQUEST"),
+    -1103: CodeRule(_R, "VENUE_BAD_REQUEST"),
+    -1104: CodeRule(_R, "VENUE_BAD_REQUEST"),
+    -1105: CodeRule(_R, "VENUE_BAD_REQUEST"),
+    -1106: CodeRule(_R, "VENUE_BAD_REQUEST"),
     -1111: CodeRule(_R, "VENUE_BAD_PRECISION"),
+    -1115: CodeRule(_R, "VENUE_BAD_TIME_IN_FORCE"),
     -1116: CodeRule(_R, "VENUE_BAD_ORDER_TYPE"),
     -1117: CodeRule(_R, "VENUE_BAD_SIDE"),
     -1121: CodeRule(_R, "SYMBOL_NOT_AT_VENUE"),
+    -1125: CodeRule(_R, "VENUE_INVALID_LISTEN_KEY"),
+    -1130: CodeRule(_R, "VENUE_BAD_REQUEST"),
     -2010: CodeRule(_R, "ORDER_REJECTED_BY_VENUE"),
-    -2011: CodeRule(_U, "UNKNOWN_ORDER"),
+    -2011: CodeRule(_C, "CANCEL_REJECTED"),
     -2013: CodeRule(_U, "UNKNOWN_ORDER"),
     -2014: CodeRule(_R, "VENUE_API_KEY_REJECTED"),
     -2015: CodeRule(_R, "VENUE_API_KEY_REJECTED"),
@@ -89,21 +110,50 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -2020: CodeRule(_R, "UNABLE_TO_FILL"),
     -2021: CodeRule(_R, "ORDER_WOULD_IMMEDIATELY_TRIGGER"),
     -2022: CodeRule(_R, "REDUCE_ONLY_REJECTED"),
+    -2023: CodeRule(_R, "ACCOUNT_IN_LIQUIDATION"),
     -2024: CodeRule(_R, "POSITION_NOT_SUFFICIENT"),
     -2025: CodeRule(_R, "MAX_OPEN_ORDERS"),
+    -2026: CodeRule(_R, "REDUCE_ONLY_ORDER_TYPE_NOT_SUPPORTED"),
     -2027: CodeRule(_R, "MAX_LEVERAGE_RATIO"),
+    -2028: CodeRule(_R, "MIN_LEVERAGE_RATIO"),
+    -4001: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
+    -4002: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
     -4003: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
     -4004: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
     -4005: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
     -4013: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
-    -4014: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
-    -4023: CodeRule(_R, "ORDER_NOT_REPRESENTABLE"),
+    -4014: CodeRule(_R, "PRICE_NOT_ON_TICK"),
+    -4015: CodeRule(_R, "CLIENT_ORDER_ID_INVALID"),
+    -4016: CodeRule(_R, "PRICE_OUTSIDE_PERCENT_BAND"),
+    -4023: CodeRule(_R, "QUANTITY_NOT_ON_STEP"),
+    -4024: CodeRule(_R, "PRICE_OUTSIDE_PERCENT_BAND"),
     -4028: CodeRule(_R, "INVALID_LEVERAGE"),
+    -4045: CodeRule(_R, "MAX_STOP_ORDERS"),
     -4046: CodeRule(_R, "MARGIN_MODE_UNCHANGED"),
     -4047: CodeRule(_R, "MARGIN_MODE_LOCKED_BY_OPEN_ORDERS"),
     -4048: CodeRule(_R, "MARGIN_MODE_LOCKED_BY_POSITION"),
+    -4059: CodeRule(_R, "POSITION_MODE_UNCHANGED"),
+    -4060: CodeRule(_R, "INVALID_POSITION_SIDE"),
+    -4061: CodeRule(_R, "POSITION_SIDE_MISMATCH"),
+    -4062: CodeRule(_R, "REDUCE_ONLY_CONFLICT"),
+    -4067: CodeRule(_R, "POSITION_MODE_LOCKED_BY_OPEN_ORDERS"),
+    -4068: CodeRule(_R, "POSITION_MODE_LOCKED_BY_POSITION"),
+    -4087: CodeRule(_R, "VENUE_REDUCE_ONLY_PERMISSION"),
+    -4088: CodeRule(_R, "VENUE_NO_ORDER_PERMISSION"),
     -4116: CodeRule(_R, "DUPLICATE_CLIENT_ORDER_ID"),
+    -4118: CodeRule(_R, "REDUCE_ONLY_REJECTED"),
+    -4131: CodeRule(_R, "PRICE_OUTSIDE_PERCENT_BAND"),
+    -4135: CodeRule(_R, "INVALID_ACTIVATION_PRICE"),
+    -4140: CodeRule(_R, "SYMBOL_NOT_OPEN_FOR_POSITIONS"),
+    -4141: CodeRule(_R, "SYMBOL_CLOSED"),
+    -4142: CodeRule(_R, "ORDER_WOULD_IMMEDIATELY_TRIGGER"),
+    -4161: CodeRule(_R, "INVALID_LEVERAGE"),
     -4164: CodeRule(_R, "MIN_NOTIONAL"),
+    -4183: CodeRule(_R, "PRICE_OUTSIDE_STOP_BAND"),
+    -4184: CodeRule(_R, "PRICE_OUTSIDE_STOP_BAND"),
+    # V3: the nonce was already used or is older than the last 100 (the Noop example's
+    # "Nonce Expired"): refused unprocessed.
+    -4225: CodeRule(_R, "VENUE_NONCE_EXPIRED"),
     -5022: CodeRule(_R, "POST_ONLY_WOULD_TAKE"),
 }
 
@@ -126,6 +176,8 @@ def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float
         return VenueRejected(detail, reason="VENUE_REJECTED", venue_code=code if isinstance(code, int) else None)
     if rule.kind == _U:
         return VenueOrderUnknown(detail, reason=rule.reason)
+    if rule.kind == _C:
+        return VenueCancelRejected(detail, reason=rule.reason, venue_code=code)
     if rule.kind == _L:
         return VenueRateLimited(detail, reason=rule.reason, retry_after=retry_after)
     if rule.kind == _D:

@@ -5,23 +5,27 @@ parameters in order, whether it must be signed, its request weight). A signer
 (:mod:`.signing`) adds ``timestamp``, ``recvWindow`` and ``signature``; a transport
 (:mod:`.transport`) sends it. Unit tests pin the exact requests these functions build.
 
-Paths follow Aster's futures API (``/fapi/v1``) and spot API (``/api/v1``).
+Paths are written as Aster's V1 paths (``/fapi/v1``, ``/api/v1``); the signer moves
+them to ``/fapi/v3`` and ``/api/v3`` for V3 credentials (:func:`versioned_path`): the
+two versions share endpoints and parameters and differ in authentication.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import urllib.parse
+from decimal import Decimal
 from typing import Iterable
 
 from services.common.convert import format_decimal
-from services.domain import MarketType, Order, OrderType, TimeInForce
+from services.domain import MarketType, Order, OrderType, Side, TimeInForce
 from services.domain.errors import PreconditionFailed
 
 from .rules import SymbolRules, fit_order
 
 FUTURES_PREFIX = "/fapi/v1"
 SPOT_PREFIX = "/api/v1"
+_V3_PREFIXES = (("/fapi/v1/", "/fapi/v3/"), ("/api/v1/", "/api/v3/"))
 
 #: Venue order types for Tessera's, per market (a stop-limit order is Aster's ``STOP``).
 ORDER_TYPES = {
@@ -46,6 +50,11 @@ class VenueRequest:
     params: tuple[tuple[str, str], ...] = ()
     signed: bool = False
     weight: int = 1
+    #: A V1 user-stream request (``listenKey``): the API key header only, no signature.
+    #: V3 signs these as any other.
+    key_only: bool = False
+    #: Counts against the account's order rate limit (``X-MBX-ORDER-COUNT-*``).
+    places_order: bool = False
 
     @property
     def idempotent(self) -> bool:
@@ -67,16 +76,29 @@ class VenueRequest:
         return None
 
 
+def versioned_path(path: str, api: str) -> str:
+    """``path`` for API version ``api`` (``"v1"`` or ``"v3"``)."""
+    if api == "v3":
+        for v1, v3 in _V3_PREFIXES:
+            if path.startswith(v1):
+                return v3 + path[len(v1):]
+    return path
+
+
+def market_of(path: str) -> MarketType:
+    return MarketType.SPOT if path.startswith("/api/") else MarketType.FUTURES
+
+
 def prefix_for(market_type: MarketType) -> str:
     return SPOT_PREFIX if market_type is MarketType.SPOT else FUTURES_PREFIX
 
 
-def _order_params(order: Order, rules: SymbolRules | None) -> list[tuple[str, str]]:
+def _order_params(order: Order, rules: SymbolRules | None, reference_price: Decimal | None) -> list[tuple[str, str]]:
     if order.time_in_force is TimeInForce.GTD:
         raise PreconditionFailed(
             "time_in_force GTD: Aster has no good-till-date orders", reason="ORDER_NOT_REPRESENTABLE"
         )
-    fitted = fit_order(order, rules)
+    fitted = fit_order(order, rules, reference_price)
     params = [
         ("symbol", order.symbol),
         ("side", order.side.value),
@@ -92,35 +114,77 @@ def _order_params(order: Order, rules: SymbolRules | None) -> list[tuple[str, st
     return params
 
 
-def prepare_futures_order(order: Order, rules: SymbolRules | None = None) -> VenueRequest:
+def position_side(order: Order, hedge_mode: bool) -> str | None:
+    """The ``positionSide`` of a futures order: none in one-way mode (the venue's
+    ``BOTH``); in hedge mode the side of the position it opens (BUY: ``LONG``) or, when
+    reduce-only, the side it closes (SELL: ``LONG``)."""
+    if not hedge_mode:
+        return None
+    opens_long = order.side is Side.BUY
+    if order.reduce_only:
+        opens_long = not opens_long
+    return "LONG" if opens_long else "SHORT"
+
+
+def prepare_futures_order(
+    order: Order,
+    rules: SymbolRules | None = None,
+    *,
+    hedge_mode: bool = False,
+    reference_price: Decimal | None = None,
+    working_type: str | None = None,
+    price_protect: bool | None = None,
+) -> VenueRequest:
     """``POST /fapi/v1/order`` for ``order``; ``newClientOrderId`` is its client order id.
 
-    With ``rules`` the quantity and prices are fitted to the symbol's filters first.
+    With ``rules`` the quantity and prices are fitted to the symbol's filters first;
+    ``reference_price`` (the mark price) checks a market order's notional and a limit
+    price's distance from it (MIN_NOTIONAL, PERCENT_PRICE). In hedge mode the order
+    carries ``positionSide`` and never ``reduceOnly`` (the venue refuses it there: the
+    position side says what it closes). ``working_type`` (``MARK_PRICE`` or
+    ``CONTRACT_PRICE``) and ``price_protect`` apply to stop orders only.
 
     Raises
     ------
     PreconditionFailed
         Reason ``ORDER_NOT_REPRESENTABLE``: the order cannot be sent as it is.
     """
-    params = _order_params(order, rules)
-    if order.reduce_only:
+    params = _order_params(order, rules, reference_price)
+    side = position_side(order, hedge_mode)
+    if side is not None:
+        params.append(("positionSide", side))
+    elif order.reduce_only:
         params.append(("reduceOnly", "true"))
+    if order.order_type.needs_stop_price:
+        if working_type is not None:
+            params.append(("workingType", working_type))
+        if price_protect is not None:
+            params.append(("priceProtect", "TRUE" if price_protect else "FALSE"))
     params += [("newClientOrderId", order.client_order_id), ("newOrderRespType", "RESULT")]
-    return VenueRequest("POST", f"{FUTURES_PREFIX}/order", tuple(params), signed=True)
+    return VenueRequest("POST", f"{FUTURES_PREFIX}/order", tuple(params), signed=True, places_order=True)
 
 
-def prepare_spot_order(order: Order, rules: SymbolRules | None = None) -> VenueRequest:
+def prepare_spot_order(
+    order: Order, rules: SymbolRules | None = None, *, reference_price: Decimal | None = None
+) -> VenueRequest:
     """``POST /api/v1/order`` for ``order`` (see :func:`prepare_futures_order`)."""
     if order.reduce_only:
         raise PreconditionFailed("reduce_only: spot orders cannot be reduce-only", reason="ORDER_NOT_REPRESENTABLE")
-    params = _order_params(order, rules)
+    params = _order_params(order, rules, reference_price)
     params += [("newClientOrderId", order.client_order_id), ("newOrderRespType", "RESULT")]
-    return VenueRequest("POST", f"{SPOT_PREFIX}/order", tuple(params), signed=True)
+    return VenueRequest("POST", f"{SPOT_PREFIX}/order", tuple(params), signed=True, places_order=True)
 
 
-def prepare_order(order: Order, rules: SymbolRules | None = None) -> VenueRequest:
-    builder = prepare_spot_order if order.market_type is MarketType.SPOT else prepare_futures_order
-    return builder(order, rules)
+def prepare_order(
+    order: Order,
+    rules: SymbolRules | None = None,
+    *,
+    hedge_mode: bool = False,
+    reference_price: Decimal | None = None,
+) -> VenueRequest:
+    if order.market_type is MarketType.SPOT:
+        return prepare_spot_order(order, rules, reference_price=reference_price)
+    return prepare_futures_order(order, rules, hedge_mode=hedge_mode, reference_price=reference_price)
 
 
 def prepare_cancel_order(
@@ -175,16 +239,86 @@ def prepare_user_trades(
     *,
     venue_order_id: int | None = None,
     from_id: int | None = None,
+    start_time_ms: int | None = None,
     limit: int = 1000,
 ) -> VenueRequest:
-    """``GET /userTrades``: the account's trades on a symbol, of one order or from a trade id."""
+    """``GET /userTrades``: the account's trades on a symbol, from a trade id or a time.
+
+    The futures endpoint takes ``symbol``, ``startTime``/``endTime``, ``fromId`` and
+    ``limit``; it has no ``orderId`` (the trades it returns name their order). Spot also
+    takes ``orderId``. ``fromId`` cannot go with a time.
+
+    Raises
+    ------
+    ValueError
+        ``orderId`` asked of the futures endpoint, or ``fromId`` with a start time.
+    """
+    if venue_order_id is not None and market_type is not MarketType.SPOT:
+        raise ValueError("futures userTrades has no orderId parameter; read by fromId or startTime")
+    if from_id is not None and start_time_ms is not None:
+        raise ValueError("userTrades: fromId cannot be sent with startTime")
     params: list[tuple[str, str]] = [("symbol", symbol)]
     if venue_order_id is not None:
         params.append(("orderId", str(venue_order_id)))
     if from_id is not None:
         params.append(("fromId", str(from_id)))
+    if start_time_ms is not None:
+        params.append(("startTime", str(start_time_ms)))
     params.append(("limit", str(limit)))
     return VenueRequest("GET", f"{prefix_for(market_type)}/userTrades", tuple(params), signed=True, weight=5)
+
+
+def prepare_countdown_cancel_all(symbol: str, countdown_ms: int) -> VenueRequest:
+    """``POST /fapi/v1/countdownCancelAll``: the venue cancels every open order of
+    ``symbol`` unless called again within ``countdown_ms`` (0 stops the timer). Futures
+    only; weight 10."""
+    if countdown_ms < 0:
+        raise ValueError("countdown_ms must be 0 (stop) or positive")
+    return VenueRequest(
+        "POST", f"{FUTURES_PREFIX}/countdownCancelAll",
+        (("symbol", symbol), ("countdownTime", str(int(countdown_ms)))), signed=True, weight=10,
+    )
+
+
+def prepare_position_mode() -> VenueRequest:
+    """``GET /fapi/v1/positionSide/dual``: hedge (``true``) or one-way mode, for every symbol."""
+    return VenueRequest("GET", f"{FUTURES_PREFIX}/positionSide/dual", signed=True, weight=30)
+
+
+def prepare_set_position_mode(hedge: bool) -> VenueRequest:
+    """``POST /fapi/v1/positionSide/dual`` with ``dualSidePosition`` ``true`` (hedge) or ``false``."""
+    return VenueRequest(
+        "POST", f"{FUTURES_PREFIX}/positionSide/dual",
+        (("dualSidePosition", "true" if hedge else "false"),), signed=True,
+    )
+
+
+def prepare_position_risk(symbol: str | None = None) -> VenueRequest:
+    """``GET /fapi/v1/positionRisk``: positions with their leverage and margin type."""
+    params = (("symbol", symbol),) if symbol else ()
+    return VenueRequest("GET", f"{FUTURES_PREFIX}/positionRisk", params, signed=True, weight=5)
+
+
+def prepare_mark_price(symbol: str) -> VenueRequest:
+    """``GET /fapi/v1/premiumIndex``: the mark price (PERCENT_PRICE, MIN_NOTIONAL of market orders)."""
+    return VenueRequest("GET", f"{FUTURES_PREFIX}/premiumIndex", (("symbol", symbol),))
+
+
+def prepare_listen_key(market_type: MarketType = MarketType.FUTURES) -> VenueRequest:
+    """``POST /listenKey``: the account's user-data stream key (the active one if any)."""
+    return VenueRequest("POST", f"{prefix_for(market_type)}/listenKey", signed=True, key_only=True)
+
+
+def prepare_keepalive_listen_key(listen_key: str, market_type: MarketType = MarketType.FUTURES) -> VenueRequest:
+    """``PUT /listenKey``: 60 more minutes. Futures names no key (one per account); spot does."""
+    params = (("listenKey", listen_key),) if market_type is MarketType.SPOT else ()
+    return VenueRequest("PUT", f"{prefix_for(market_type)}/listenKey", params, signed=True, key_only=True)
+
+
+def prepare_close_listen_key(listen_key: str, market_type: MarketType = MarketType.FUTURES) -> VenueRequest:
+    """``DELETE /listenKey``: close the stream."""
+    params = (("listenKey", listen_key),) if market_type is MarketType.SPOT else ()
+    return VenueRequest("DELETE", f"{prefix_for(market_type)}/listenKey", params, signed=True, key_only=True)
 
 
 def prepare_ticker_price(symbol: str, market_type: MarketType = MarketType.FUTURES) -> VenueRequest:

@@ -13,7 +13,7 @@ import dataclasses
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, Mapping
 
-from services.domain import Order, OrderType, Side
+from services.domain import MarketType, Order, OrderType, Side
 from services.domain.errors import PreconditionFailed
 
 NOT_REPRESENTABLE = "ORDER_NOT_REPRESENTABLE"
@@ -32,6 +32,10 @@ class SymbolRules:
     max_qty: Decimal = Decimal(0)
     market_max_qty: Decimal = Decimal(0)
     min_notional: Decimal = Decimal(0)
+    #: PERCENT_PRICE: a futures BUY's price at most mark × up, a SELL's at least mark ×
+    #: down; on spot both bounds hold for either side (against the index price).
+    multiplier_up: Decimal = Decimal(0)
+    multiplier_down: Decimal = Decimal(0)
     status: str = "TRADING"
     quote_asset: str = ""
 
@@ -60,7 +64,12 @@ class SymbolRules:
             elif kind == "MARKET_LOT_SIZE":
                 fields["market_max_qty"] = Decimal(item.get("maxQty", "0"))
             elif kind in ("MIN_NOTIONAL", "NOTIONAL"):
-                fields["min_notional"] = Decimal(item.get("notional", item.get("minNotional", "0")))
+                fields["min_notional"] = Decimal(str(item.get("notional", item.get("minNotional", "0"))))
+            elif kind == "PERCENT_PRICE":
+                fields.update(
+                    multiplier_up=Decimal(str(item.get("multiplierUp", "0"))),
+                    multiplier_down=Decimal(str(item.get("multiplierDown", "0"))),
+                )
         return cls(**fields)
 
 
@@ -75,10 +84,19 @@ class FittedOrder:
     stop_price: Decimal | None
 
 
-def round_to_tick(value: Decimal, tick: Decimal, rounding: str) -> Decimal:
+def round_to_tick(value: Decimal, tick: Decimal, rounding: str, base: Decimal = Decimal(0)) -> Decimal:
+    """``value`` on the grid ``base + k × tick`` (the venue's ``(price - minPrice) % tickSize == 0``)."""
     if tick <= 0:
         return value
-    return ((value / tick).to_integral_value(rounding=rounding) * tick).normalize()
+    return (((value - base) / tick).to_integral_value(rounding=rounding) * tick + base).normalize()
+
+
+def price_to_tick(price: Decimal, side: Side, rules: SymbolRules) -> Decimal:
+    """The limit price the venue will take for ``price``: on the tick, in the order's
+    favour (a buy down, a sell up). Risk should approve this value, so the price stored
+    is the price sent."""
+    passive = ROUND_FLOOR if side is Side.BUY else ROUND_CEILING
+    return round_to_tick(price, rules.tick_size, passive, rules.min_price)
 
 
 def _refuse(message: str) -> PreconditionFailed:
@@ -94,20 +112,45 @@ def _check_price(name: str, value: Decimal, rules: SymbolRules) -> None:
         raise _refuse(f"{name} {value} is above the venue's maximum {rules.max_price}")
 
 
-def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal | None = None) -> FittedOrder:
-    """The quantity, price and stop price to send for ``order`` under ``rules``.
+def check_percent_price(order: Order, price: Decimal, mark: Decimal, rules: SymbolRules) -> None:
+    """PERCENT_PRICE: the limit price within the band around the mark (index) price.
 
     Raises
     ------
     PreconditionFailed
-        Reason ``ORDER_NOT_REPRESENTABLE``, naming the filter the order breaks.
+        Reason ``PRICE_OUTSIDE_PERCENT_BAND``.
+    """
+    up, down = rules.multiplier_up, rules.multiplier_down
+    both = order.market_type is MarketType.SPOT
+    if up > 0 and (both or order.side is Side.BUY) and price > mark * up:
+        raise PreconditionFailed(
+            f"price {price} is above {up} × the mark price {mark} (PERCENT_PRICE)", reason="PRICE_OUTSIDE_PERCENT_BAND"
+        )
+    if down > 0 and (both or order.side is Side.SELL) and price < mark * down:
+        raise PreconditionFailed(
+            f"price {price} is below {down} × the mark price {mark} (PERCENT_PRICE)", reason="PRICE_OUTSIDE_PERCENT_BAND"
+        )
+
+
+def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal | None = None) -> FittedOrder:
+    """The quantity, price and stop price to send for ``order`` under ``rules``.
+
+    ``reference_price`` is the mark price: it checks a limit price against PERCENT_PRICE
+    and gives a market order's notional for MIN_NOTIONAL (the venue uses the mark price
+    there: "Since MARKET orders have no price, the mark price is used").
+
+    Raises
+    ------
+    PreconditionFailed
+        Reason ``ORDER_NOT_REPRESENTABLE``, naming the filter the order breaks, or
+        ``PRICE_OUTSIDE_PERCENT_BAND``.
     """
     if rules is None:
         return FittedOrder(order.quantity, order.price, order.stop_price)
     if rules.status != "TRADING":
         raise _refuse(f"{order.symbol} is not trading at the venue (status {rules.status})")
     quantity = order.quantity
-    if rules.step_size > 0 and quantity % rules.step_size != 0:
+    if rules.step_size > 0 and (quantity - rules.min_qty) % rules.step_size != 0:
         raise _refuse(f"quantity {quantity} is not a multiple of the step size {rules.step_size}")
     if rules.min_qty > 0 and quantity < rules.min_qty:
         raise _refuse(f"quantity {quantity} is below the minimum {rules.min_qty}")
@@ -116,12 +159,13 @@ def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal 
         raise _refuse(f"quantity {quantity} is above the maximum {max_qty}")
     price = None
     if order.price is not None:
-        passive = ROUND_FLOOR if order.side is Side.BUY else ROUND_CEILING
-        price = round_to_tick(order.price, rules.tick_size, passive)
+        price = price_to_tick(order.price, order.side, rules)
         _check_price("price", price, rules)
+        if reference_price is not None and reference_price > 0:
+            check_percent_price(order, price, reference_price, rules)
     stop_price = None
     if order.stop_price is not None:
-        stop_price = round_to_tick(order.stop_price, rules.tick_size, ROUND_HALF_EVEN)
+        stop_price = round_to_tick(order.stop_price, rules.tick_size, ROUND_HALF_EVEN, rules.min_price)
         _check_price("stop price", stop_price, rules)
     reference = price or stop_price or reference_price
     if rules.min_notional > 0 and reference is not None and not order.reduce_only:

@@ -1,28 +1,35 @@
-"""Sending venue requests: signing, weight limits, backoff, retries of reads, error mapping.
+"""Sending venue requests: signing, rate limits, backoff, retries of reads, error mapping.
 
 The client is aiohttp: one well-kept asyncio HTTP library that also serves the venue
 simulator (:mod:`services.venue_sim`), so both ends share one HTTP stack, one event loop
 model and no threads.
 
-- Every request is signed just before it is sent (a fresh ``timestamp``); the query
-  string goes on the wire exactly as signed (``encoded=True``: no re-quoting).
-- The used weight (``X-MBX-USED-WEIGHT-1m``) is tracked from every answer; a request
-  that would take the minute past the limit (less a headroom) waits for the next minute.
-- After a 429 or 418 nothing is sent until ``Retry-After`` has passed: calls in that
-  window fail at once with :class:`VenueRateLimited` (``RESOURCE_EXHAUSTED``).
+- Every request is signed just before it is sent (a fresh timestamp or nonce), with the
+  credentials given for that call or the transport's default: V1 and V3 accounts can
+  share one transport. What goes on the wire is exactly what was signed (query strings
+  with ``encoded=True``: no re-quoting; V3 POST/PUT/DELETE as a form body).
+- Request weight is budgeted per host (IP), from ``X-MBX-USED-WEIGHT-1m`` in every
+  answer and the limit ``exchangeInfo.rateLimits`` publishes (:meth:`configure_limits`);
+  a request that would take the minute past the budget waits for the next minute.
+- Orders are counted per account against the ``ORDERS`` limits and the
+  ``X-MBX-ORDER-COUNT-*`` headers: an order past a limit is refused before it is sent.
+- After a 429 or 418 nothing is sent to that host until ``Retry-After`` has passed.
 - Only idempotent reads (GET) are retried, on no answer, 5xx or ``-1021``. An order, a
   cancel or a setting is sent exactly once; without an answer it is in doubt.
-- The API secret never leaves :class:`~.signing.Credentials`; logs name the method and
-  path only.
+- :meth:`AsterTransport.exchange` returns the answer with its exact text and the request
+  it answered (:mod:`.raw`), for audit. No secret leaves the credentials; logs name the
+  method and path only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlparse
 
 import aiohttp
 from yarl import URL
@@ -31,79 +38,32 @@ from services.common.observability import metrics
 from services.domain import MarketType
 from services.domain.errors import PreconditionFailed
 
-from .errors import VenueInDoubt, VenueRateLimited, venue_error
+from . import raw
+from .credentials import V1, VenueCredentials
+from .errors import VenueInDoubt, VenueRateLimited, VenueRejected, venue_error
+from .limits import WEIGHT_HEADER, OrderCountGate, RateLimit, WeightGate, parse_rate_limits
 from .requests import SPOT_PREFIX, VenueRequest
-from .signing import DEFAULT_RECV_WINDOW_MS, Credentials, sign_request
+from .signing import DEFAULT_RECV_WINDOW_MS, sign_request
+
+__all__ = ["AsterTransport", "VenueAnswer", "WeightGate", "WEIGHT_HEADER"]
 
 log = logging.getLogger(__name__)
 
-WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+CLOCK_SKEW_REASON = "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW"
 
 
-class WeightGate:
-    """The request-weight budget of one IP per minute, and the backoff after a refusal."""
+@dataclasses.dataclass(frozen=True)
+class VenueAnswer:
+    """A successful answer: decoded, as text, and as the audit record of the exchange."""
 
-    def __init__(
-        self,
-        limit: int = 2400,
-        *,
-        headroom: float = 0.9,
-        max_wait: float = 60.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.limit = limit
-        self.budget = int(limit * headroom)
-        self.max_wait = max_wait
-        self.clock = clock
-        self.minute = int(clock() // 60)
-        self.used = 0
-        self.blocked_until = 0.0
-        self.blocked_reason = ""
+    payload: Any
+    text: str
+    status: int
+    request_json: str
 
-    def _roll(self) -> None:
-        minute = int(self.clock() // 60)
-        if minute != self.minute:
-            self.minute, self.used = minute, 0
-
-    def wait_before(self, weight: int) -> float:
-        """Seconds to wait before a request of ``weight`` (0: send now).
-
-        Raises
-        ------
-        VenueRateLimited
-            The venue asked for a pause (429/418) that has not passed, or the wait for
-            the next minute would exceed ``max_wait``.
-        """
-        now = self.clock()
-        if now < self.blocked_until:
-            raise VenueRateLimited(
-                f"backing off after the venue's {self.blocked_reason or 'rate limit'}: "
-                f"{self.blocked_until - now:.1f}s left",
-                reason=self.blocked_reason or "VENUE_RATE_LIMITED",
-                retry_after=self.blocked_until - now,
-            )
-        self._roll()
-        if self.used + weight <= self.budget:
-            self.used += weight  # reserve it; the answer's header corrects the count
-            return 0.0
-        wait = 60.0 - (now % 60.0) + 0.05
-        if wait > self.max_wait:
-            raise VenueRateLimited(f"request weight budget of {self.budget}/min used up", retry_after=wait)
-        return wait
-
-    def observe(self, headers: Any) -> None:
-        value = headers.get(WEIGHT_HEADER) or headers.get("X-MBX-USED-WEIGHT-1m")
-        if value is not None:
-            try:
-                used = int(value)
-            except ValueError:
-                return
-            self._roll()
-            self.used = max(self.used, used)  # our reservations may be ahead of the header
-
-    def block(self, seconds: float, reason: str) -> None:
-        self.blocked_until = max(self.blocked_until, self.clock() + max(seconds, 0.0))
-        self.blocked_reason = reason
+    @property
+    def raw_json(self) -> str:
+        return raw.exchange_json(self.request_json, self.status, self.text)
 
 
 class AsterTransport:
@@ -114,7 +74,8 @@ class AsterTransport:
         *,
         futures_url: str,
         spot_url: str | None = None,
-        credentials: Credentials | None = None,
+        credentials: VenueCredentials | None = None,
+        api_version: str | None = None,
         recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
         timeout_seconds: float = 10.0,
         weight_limit: int = 2400,
@@ -127,9 +88,14 @@ class AsterTransport:
         self.futures_url = futures_url.rstrip("/")
         self.spot_url = (spot_url or futures_url).rstrip("/")
         self.credentials = credentials
+        # Unsigned requests (market data) use the default credentials' version, else this.
+        self.api_version = api_version or (credentials.api if credentials is not None else V1)
         self.recv_window_ms = recv_window_ms
         self.timeout_seconds = timeout_seconds
-        self.gate = WeightGate(weight_limit)
+        self.weight_limit = weight_limit
+        self.gates: dict[str, WeightGate] = {}
+        self.order_gates: dict[str, OrderCountGate] = {}
+        self._order_limits: dict[str, list[RateLimit]] = {}  # by host
         self.read_retries = read_retries
         self.retry_backoff = retry_backoff
         self.default_backoff = default_backoff
@@ -141,13 +107,52 @@ class AsterTransport:
     def __repr__(self) -> str:
         return f"AsterTransport(futures_url={self.futures_url!r}, spot_url={self.spot_url!r}, public_only={self.public_only})"
 
+    # -- hosts, limits ----------------------------------------------------------------------------
     def base_url(self, request: VenueRequest) -> str:
         return self.spot_url if request.path.startswith(SPOT_PREFIX + "/") else self.futures_url
 
+    def gate_for(self, base_url: str) -> WeightGate:
+        """The weight budget of the host behind ``base_url`` (limits are per IP)."""
+        host = urlparse(base_url).netloc
+        gate = self.gates.get(host)
+        if gate is None:
+            gate = self.gates[host] = WeightGate(self.weight_limit)
+        return gate
+
+    @property
+    def gate(self) -> WeightGate:
+        """The futures host's weight budget."""
+        return self.gate_for(self.futures_url)
+
+    def order_gate(self, credentials: VenueCredentials, base_url: str) -> OrderCountGate:
+        key = f"{credentials.account_key}@{urlparse(base_url).netloc}"
+        gate = self.order_gates.get(key)
+        if gate is None:
+            gate = self.order_gates[key] = OrderCountGate(self._order_limits.get(urlparse(base_url).netloc, ()))
+        return gate
+
+    def configure_limits(self, market_type: MarketType, exchange_info: Any) -> list[RateLimit]:
+        """Take the weight and order limits ``exchangeInfo.rateLimits`` publishes for a market."""
+        base = self.spot_url if market_type is MarketType.SPOT else self.futures_url
+        limits = parse_rate_limits(exchange_info if isinstance(exchange_info, dict) else {})
+        self.gate_for(base).configure(limits)
+        host = urlparse(base).netloc
+        self._order_limits[host] = limits
+        for key, gate in self.order_gates.items():
+            if key.endswith("@" + host):
+                gate.configure(limits)
+        return limits
+
+    # -- session, clock ---------------------------------------------------------------------------
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_seconds))
         return self._session
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The HTTP session (the user-data stream opens its websockets on it)."""
+        return self._session_now()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -158,7 +163,7 @@ class AsterTransport:
         return int(time.time() * 1000) + self.clock_offset_ms
 
     async def sync_clock(self, market_type: MarketType = MarketType.FUTURES) -> int:
-        """Measure the venue clock against ours (``GET /time``); signed requests use it."""
+        """Measure the venue clock against ours (``GET /time``); signed V1 requests use it."""
         prefix = SPOT_PREFIX if market_type is MarketType.SPOT else "/fapi/v1"
         before = time.time() * 1000
         payload = await self.send(VenueRequest("GET", f"{prefix}/time"))
@@ -166,12 +171,19 @@ class AsterTransport:
         self.clock_offset_ms = int(int(payload["serverTime"]) - (before + after) / 2)
         return self.clock_offset_ms
 
-    async def send(self, request: VenueRequest) -> Any:
-        """Send once (a read: up to ``1 + read_retries`` times) and return the decoded answer.
+    # -- sending ----------------------------------------------------------------------------------
+    async def send(self, request: VenueRequest, credentials: VenueCredentials | None = None) -> Any:
+        """:meth:`exchange`, the decoded answer only."""
+        return (await self.exchange(request, credentials)).payload
+
+    async def exchange(self, request: VenueRequest, credentials: VenueCredentials | None = None) -> VenueAnswer:
+        """Send once (a read: up to ``1 + read_retries`` times) and return the answer.
+
+        ``credentials`` sign this request (default: the transport's own).
 
         Raises
         ------
-        VenueRejected, VenueOrderUnknown, VenueRateLimited, VenueInDoubt
+        VenueRejected, VenueCancelRejected, VenueOrderUnknown, VenueRateLimited, VenueInDoubt
             See :mod:`.errors`.
         PreconditionFailed
             Reason ``SHADOW_MODE_READ_ONLY``: a signed or trading request on a public-only
@@ -182,23 +194,29 @@ class AsterTransport:
                 f"{request.method} {request.path} refused: this venue connection is read-only (shadow mode)",
                 reason="SHADOW_MODE_READ_ONLY",
             )
+        credentials = credentials or self.credentials
         what = f"{request.method} {request.path}"
+        base = self.base_url(request)
+        gate = self.gate_for(base)
         attempts = 1 + (self.read_retries if request.idempotent else 0)
         for attempt in range(attempts):
-            wait = self.gate.wait_before(request.weight)
+            wait = gate.wait_before(request.weight)
             if wait > 0:
                 log.info("%s waits %.1fs for the next minute's request weight", what, wait)
                 await self.sleep(wait)
+            if request.places_order and credentials is not None:
+                self.order_gate(credentials, base).reserve()
             try:
-                return await self._once(request, what)
+                return await self._once(request, credentials, base, gate, what)
             except VenueRateLimited as error:
-                self.gate.block(error.retry_after or self.default_backoff, error.reason)
+                gate.block(error.retry_after or self.default_backoff, error.reason)
                 raise
-            except VenueInDoubt as error:
-                if attempt + 1 >= attempts:
+            except (VenueInDoubt, VenueRejected) as error:
+                retry = isinstance(error, VenueInDoubt) or error.reason == CLOCK_SKEW_REASON
+                if not retry or attempt + 1 >= attempts:
                     raise
                 log.info("%s: %s; retrying (read %d of %d)", what, error.reason, attempt + 2, attempts)
-                if error.reason == "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW":
+                if error.reason == CLOCK_SKEW_REASON:
                     try:
                         await self.sync_clock()
                     except Exception:  # noqa: BLE001 - the retry reports what matters
@@ -206,14 +224,20 @@ class AsterTransport:
                 await self.sleep(self.retry_backoff * (2**attempt))
         raise AssertionError("unreachable")
 
-    async def _once(self, request: VenueRequest, what: str) -> Any:
+    async def _once(
+        self, request: VenueRequest, credentials: VenueCredentials | None, base: str, gate: WeightGate, what: str
+    ) -> VenueAnswer:
         signed = sign_request(
-            request, self.credentials, timestamp_ms=self.now_ms(), recv_window_ms=self.recv_window_ms
+            request, credentials, timestamp_ms=self.now_ms(), recv_window_ms=self.recv_window_ms,
+            api=self.api_version,
         )
-        url = URL(self.base_url(request) + signed.target, encoded=True)
+        url = URL(base + signed.target, encoded=True)
+        data = signed.body.encode() if signed.body else None
         try:
-            async with self._session_now().request(signed.method, url, headers=signed.headers) as response:
-                self.gate.observe(response.headers)
+            async with self._session_now().request(signed.method, url, headers=signed.headers, data=data) as response:
+                gate.observe(response.headers)
+                if request.places_order and credentials is not None:
+                    self.order_gate(credentials, base).observe(response.headers)
                 text = await response.text()
                 status = response.status
                 retry_after = _seconds(response.headers.get("Retry-After"))
@@ -231,7 +255,7 @@ class AsterTransport:
             payload = None
         failed = isinstance(payload, dict) and isinstance(payload.get("code"), int) and payload["code"] < 0
         if 200 <= status < 300 and not failed:
-            return payload
+            return VenueAnswer(payload, text, status, raw.request_json(request.method, signed.path, request.params))
         raise metrics.venue_error(venue_error(status, payload, what=what, retry_after=retry_after))
 
 

@@ -1,16 +1,23 @@
-"""Live execution: real orders on Aster through its REST API.
+"""Live execution: real orders on Aster, V1 or V3, one or several venue accounts.
 
 Safety first: an order for a futures symbol is refused (``FAILED_PRECONDITION``,
 ``LEVERAGE_NOT_SET`` / ``MARGIN_MODE_NOT_SET``) until SetLeverage and SetMarginMode
-succeeded at the venue for that symbol, and an order whose quantity or prices the
-venue's filters cannot represent is refused before it is sent.
+succeeded at the venue for that symbol (or :meth:`LiveProvider.load_settings` read them
+from it), and an order the venue's filters would refuse is refused before it is sent.
+
+Accounts: each order is sent with the credentials of its account (``credentials_for``,
+by the order's account name; the transport's own by default), V1 and V3 side by side.
+Settings, cursors and user-data streams are kept per account (:class:`AccountSession`).
 
 The venue's ``clientOrderId`` is the order's client order id, so Tessera can always ask
 the venue about an order it sent, whatever happened to the answer. Fills come from the
-account's trades (``userTrades``), matched to orders by the venue's order id, never by
-symbol and side; each trade id is reported once. Placement answers carry what is known
-at once (a market order's fills); a poller follows open orders afterwards (fills,
-cancels and expiries decided at the venue) and sends what it learns to the report sink.
+account's user-data stream (``ORDER_TRADE_UPDATE`` / ``executionReport``); when the
+stream (re)connects, the gap is filled from REST (``userTrades`` by ``startTime`` then
+``fromId`` on futures, which has no ``orderId`` parameter; by ``orderId`` on spot); REST
+polling runs only while a stream is down (or when no stream is configured). Trades are
+matched to orders by the venue's order id (never symbol and side), and each trade id is
+reported once, whichever path brings it first. Every report carries the venue payload
+it came from as exact JSON text (``raw_json``).
 """
 
 from __future__ import annotations
@@ -18,63 +25,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import logging
+import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
 from services.domain.errors import OrderNotFound, PreconditionFailed
 from services.domain.execution import ExecutionReport, Fill
 
+from ..aster import raw
 from ..aster import requests as rq
-from ..aster.errors import VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
-from ..aster.rules import SymbolRules, parse_exchange_info
+from ..aster.credentials import VenueCredentials
+from ..aster.errors import VenueCancelRejected, VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
+from ..aster.rules import SymbolRules, parse_exchange_info, price_to_tick
 from ..aster.transport import AsterTransport
+from ..aster.user_stream import UserDataStream, default_stream_url
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
+from .live_tracking import (
+    ENDED,
+    FINAL,
+    TRADE_LOOKBACK_MS,
+    TRADE_PAGE,
+    VENUE_STATUSES,
+    AccountSession,
+    CredentialsFor,
+    Tracked,
+    VenueSettings,
+    _ms,
+    trade_id,
+)
+
+__all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES", "trade_id"]
 
 log = logging.getLogger(__name__)
-
-#: The venue's order statuses in Tessera's terms.
-VENUE_STATUSES = {
-    "NEW": OrderStatus.ACCEPTED,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELLED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "REJECTED": OrderStatus.REJECTED,
-}
-FINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
-
-
-def trade_id(market_type: MarketType, venue_trade_id: Any) -> str:
-    """Futures and spot number their trades apart; the spot ones carry a prefix."""
-    return f"spot-{venue_trade_id}" if market_type is MarketType.SPOT else str(venue_trade_id)
-
-
-def _ms(value: Any) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromtimestamp(int(value) / 1000, dt.timezone.utc)
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclasses.dataclass
-class Tracked:
-    """An order this process follows at the venue until everything about it is known."""
-
-    ref: OrderRef
-    quantity: Decimal
-    venue_order_id: int
-    seen: set[str] = dataclasses.field(default_factory=set)
-    filled: Decimal = Decimal(0)
-    venue_status: str = "NEW"
-    venue_executed: Decimal = Decimal(0)
-
-    @property
-    def settled(self) -> bool:
-        return self.venue_status in FINAL and self.filled >= self.venue_executed
-
 
 class LiveProvider:
     mode = "LIVE"
@@ -85,28 +69,81 @@ class LiveProvider:
         *,
         poll_seconds: float = 1.0,
         require_settings: bool = True,
+        credentials_for: CredentialsFor | None = None,
+        user_stream: bool = True,
+        stream_urls: dict[MarketType, str] | None = None,
+        keepalive_seconds: float = 1800.0,
+        reconnect_seconds: float = 1.0,
+        mark_price_seconds: float = 1.0,
+        round_prices: bool = True,
     ) -> None:
         self.transport = transport
         self.poll_seconds = poll_seconds
         self.require_settings = require_settings
-        self.leverage: dict[str, int] = {}
-        self.margin_modes: dict[str, MarginMode] = {}
+        self.credentials_for = credentials_for
+        self.user_stream = user_stream
+        self.stream_urls = stream_urls or {
+            MarketType.FUTURES: default_stream_url(transport.futures_url),
+            MarketType.SPOT: default_stream_url(transport.spot_url),
+        }
+        self.keepalive_seconds = keepalive_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self.mark_price_seconds = mark_price_seconds
+        # False: a limit price off the tick is refused (PRICE_NOT_ON_TICK) rather than rounded,
+        # for an order path that rounds before Risk approves (the price stored is the price sent).
+        self.round_prices = round_prices
+        self.sessions: dict[str, AccountSession] = {}
+        self._default = self._session_for(transport.credentials)
         self._rules: dict[MarketType, dict[str, SymbolRules]] = {}
+        self._marks: dict[tuple[MarketType, str], tuple[float, Decimal]] = {}
         self._tracked: dict[str, Tracked] = {}  # by order id
-        self._by_venue_id: dict[tuple[MarketType, int], Tracked] = {}
-        self._cursors: dict[tuple[MarketType, str], int] = {}
+        self._by_venue_id: dict[tuple[str, MarketType, int], Tracked] = {}
+        self._by_client_id: dict[tuple[str, MarketType, str], Tracked] = {}
         self._sink: ReportSink | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- accounts -------------------------------------------------------------------------------
+    def _session_for(self, credentials: VenueCredentials | None) -> AccountSession:
+        key = credentials.account_key if credentials is not None else "default"
+        session = self.sessions.get(key)
+        if session is None:
+            session = self.sessions[key] = AccountSession(key, credentials)
+        return session
+
+    def session(self, account: str | None = None) -> AccountSession:
+        """The session of Tessera account ``account`` (the default credentials' without one)."""
+        if account and self.credentials_for is not None:
+            credentials = self.credentials_for(account)
+            if credentials is not None:
+                return self._session_for(credentials)
+        return self._default
+
+    @property
+    def leverage(self) -> dict[str, int]:
+        return self._default.leverage
+
+    @property
+    def margin_modes(self) -> dict[str, MarginMode]:
+        return self._default.margin_modes
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, sink: ReportSink) -> None:
         self._sink = sink
+        self._started = True
         try:
             await self.transport.sync_clock()
         except Exception as error:  # noqa: BLE001 - reported; signed calls retry the sync on -1021
             log.warning("could not read the venue's clock: %s", error)
         if self.poll_seconds > 0 and self._poller is None:
             self._poller = asyncio.create_task(self._poll_forever(), name="venue-fills")
+        try:  # the venue's published limits (weight per host, orders per account) before any order
+            self.transport.configure_limits(
+                MarketType.FUTURES, await self.transport.send(rq.prepare_exchange_info(MarketType.FUTURES)))
+        except Exception as error:  # noqa: BLE001 - the first order reads them again
+            log.warning("could not read the venue's exchange information: %s", getattr(error, "reason", error))
+        if self.user_stream and self._default.credentials is not None:
+            self.ensure_stream(self._default, MarketType.FUTURES)
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -114,7 +151,36 @@ class LiveProvider:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+        for session in self.sessions.values():
+            for stream in session.streams.values():
+                await stream.close()
+            session.streams.clear()
         await self.transport.close()
+
+    def ensure_stream(self, session: AccountSession, market: MarketType) -> UserDataStream | None:
+        """The account's user-data stream on ``market``, started if it is not yet."""
+        if not (self.user_stream and self._started) or session.credentials is None:
+            return None
+        stream = session.streams.get(market)
+        if stream is None:
+
+            async def on_message(event: dict[str, Any], text: str) -> None:
+                await self._emit(self._on_event(session, market, event, text))
+
+            async def on_connected() -> None:
+                await self._emit(await self._poll_session(session, market))
+
+            stream = UserDataStream(
+                self.transport, session.credentials, market, self.stream_urls[market], on_message, on_connected,
+                keepalive_seconds=self.keepalive_seconds, reconnect_seconds=self.reconnect_seconds,
+            )
+            session.streams[market] = stream
+            stream.start()
+        return stream
+
+    async def _emit(self, reports: list[ExecutionReport]) -> None:
+        if reports and self._sink is not None:
+            await self._sink(reports)
 
     # -- market data --------------------------------------------------------------------------
     async def price(self, symbol: str, market_type: MarketType = MarketType.FUTURES) -> Decimal:
@@ -126,10 +192,23 @@ class LiveProvider:
         bid, ask = Decimal(str(payload["bidPrice"])), Decimal(str(payload["askPrice"]))
         return Quote(symbol, (bid + ask) / 2, bid, ask)
 
+    async def mark_price(self, symbol: str, market_type: MarketType = MarketType.FUTURES) -> Decimal:
+        """The futures mark price (spot: the last price), cached for ``mark_price_seconds``."""
+        cached = self._marks.get((market_type, symbol))
+        if cached is not None and time.monotonic() - cached[0] < self.mark_price_seconds:
+            return cached[1]
+        if market_type is MarketType.SPOT:
+            value = await self.price(symbol, market_type)
+        else:
+            value = Decimal(str((await self.transport.send(rq.prepare_mark_price(symbol)))["markPrice"]))
+        self._marks[(market_type, symbol)] = (time.monotonic(), value)
+        return value
+
     async def rules(self, symbol: str, market_type: MarketType) -> SymbolRules:
         known = self._rules.get(market_type, {})
         if symbol not in known:
             payload = await self.transport.send(rq.prepare_exchange_info(market_type))
+            self.transport.configure_limits(market_type, payload)
             known = self._rules[market_type] = parse_exchange_info(payload)
         try:
             return known[symbol]
@@ -137,112 +216,289 @@ class LiveProvider:
             raise VenueRejected(f"{symbol} is not listed at the venue", reason="SYMBOL_NOT_AT_VENUE") from None
 
     # -- settings -----------------------------------------------------------------------------
-    async def set_leverage(self, symbol: str, leverage: int) -> int:
-        payload = await self.transport.send(rq.prepare_set_leverage(symbol, leverage))
+    async def set_leverage(self, symbol: str, leverage: int, *, account: str | None = None) -> int:
+        session = self.session(account)
+        payload = await self.transport.send(rq.prepare_set_leverage(symbol, leverage), session.credentials)
         applied = int(payload.get("leverage", leverage)) if isinstance(payload, dict) else leverage
-        self.leverage[symbol] = applied
+        session.leverage[symbol] = applied
         return applied
 
-    async def set_margin_mode(self, symbol: str, margin_mode: MarginMode) -> MarginMode:
+    async def set_margin_mode(self, symbol: str, margin_mode: MarginMode, *, account: str | None = None) -> MarginMode:
+        session = self.session(account)
         try:
-            await self.transport.send(rq.prepare_set_margin_type(symbol, margin_mode.value))
+            await self.transport.send(rq.prepare_set_margin_type(symbol, margin_mode.value), session.credentials)
         except VenueRejected as error:
             if error.reason != "MARGIN_MODE_UNCHANGED":  # -4046: it already is
                 raise
-        self.margin_modes[symbol] = margin_mode
+        session.margin_modes[symbol] = margin_mode
         return margin_mode
 
-    def _check_settings(self, order: Order) -> None:
+    async def set_position_mode(self, hedge: bool, *, account: str | None = None) -> bool:
+        """One-way (``False``) or hedge mode (``True``) for every symbol of the account."""
+        session = self.session(account)
+        try:
+            await self.transport.send(rq.prepare_set_position_mode(hedge), session.credentials)
+        except VenueRejected as error:
+            if error.reason != "POSITION_MODE_UNCHANGED":  # -4059: it already is
+                raise
+        session.hedge_mode = hedge
+        return hedge
+
+    async def load_settings(self, symbols: Iterable[str] | None = None, *, account: str | None = None) -> VenueSettings:
+        """Read the account's position mode, and each symbol's leverage and margin type,
+        from the venue (``positionSide/dual``, ``positionRisk``), and take them as set."""
+        session = self.session(account)
+        mode = await self.transport.send(rq.prepare_position_mode(), session.credentials)
+        session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        wanted = set(symbols) if symbols is not None else None
+        for row in await self.transport.send(rq.prepare_position_risk(), session.credentials) or []:
+            symbol = str(row.get("symbol", ""))
+            if wanted is not None and symbol not in wanted:
+                continue
+            with contextlib.suppress(TypeError, ValueError):
+                session.leverage[symbol] = int(row["leverage"])
+            margin = str(row.get("marginType", "")).upper()
+            if margin in ("ISOLATED", "CROSS", "CROSSED"):
+                session.margin_modes[symbol] = MarginMode.ISOLATED if margin == "ISOLATED" else MarginMode.CROSSED
+        return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+
+    def _check_settings(self, order: Order, session: AccountSession) -> None:
         if order.market_type is not MarketType.FUTURES or not self.require_settings:
             return
-        if order.symbol not in self.leverage:
+        if order.symbol not in session.leverage:
             raise PreconditionFailed(
                 f"live mode: set the leverage of {order.symbol} (SetLeverage) before its first order",
                 reason="LEVERAGE_NOT_SET",
             )
-        if order.symbol not in self.margin_modes:
+        if order.symbol not in session.margin_modes:
             raise PreconditionFailed(
                 f"live mode: set the margin mode of {order.symbol} (SetMarginMode) before its first order",
                 reason="MARGIN_MODE_NOT_SET",
             )
-        if order.leverage is not None and int(order.leverage) != self.leverage[order.symbol]:
+        if order.leverage is not None and int(order.leverage) != session.leverage[order.symbol]:
             raise PreconditionFailed(
-                f"the order asks for leverage {order.leverage}; {order.symbol} is set to {self.leverage[order.symbol]}",
+                f"the order asks for leverage {order.leverage}; {order.symbol} is set to {session.leverage[order.symbol]}",
                 reason="LEVERAGE_MISMATCH",
             )
 
     # -- orders -------------------------------------------------------------------------------
     async def execute(self, order: Order) -> list[ExecutionReport]:
-        self._check_settings(order)
+        session = self.session(order.account)
+        self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
-        payload = await self.transport.send(rq.prepare_order(order, rules))
+        if not self.round_prices and order.price is not None and price_to_tick(order.price, order.side, rules) != order.price:
+            raise PreconditionFailed(
+                f"price {order.price} is not on the tick {rules.tick_size} of {order.symbol}", reason="PRICE_NOT_ON_TICK"
+            )
+        mark = await self.mark_price(order.symbol, order.market_type)
+        request = rq.prepare_order(order, rules, hedge_mode=session.hedge_mode, reference_price=mark)
+        self.ensure_stream(session, order.market_type)
+        tracked = Tracked(OrderRef.of(order), order.quantity, None, session,
+                          since_ms=self.transport.now_ms() - TRADE_LOOKBACK_MS)
+        client_key = (session.key, order.market_type, order.client_order_id)
+        self._by_client_id[client_key] = tracked  # stream events may beat the answer
+        tracked.inflight = True
+        try:
+            answer = await self.transport.exchange(request, session.credentials)
+        except VenueInDoubt:
+            await self._emit(tracked.release())  # what the stream saw of it is news all the same
+            raise  # followed by client order id until the reconciler settles it
+        except Exception:
+            tracked.release()
+            self._by_client_id.pop(client_key, None)
+            raise
+        payload = answer.payload
         order.remote_order_id = str(payload["orderId"])
-        tracked = self._track(OrderRef.of(order), order.quantity, int(payload["orderId"]))
-        return await self._learn(tracked, payload, announce=True)
+        tracked = self._track(tracked, int(payload["orderId"]))
+        try:
+            learnt = await self._learn(tracked, payload, announce=True, raw_json=answer.raw_json)
+        finally:
+            held = tracked.release()
+        reports = held + learnt
+        if any(r.fill for r in reports):
+            # Filled on arrival: the venue's NEW that came first on the stream says nothing
+            # the fills do not (the answer reads as it would without a stream).
+            reports = [r for r in reports if r.fill or r.order_status is not OrderStatus.ACCEPTED]
+        return reports
 
-    def _track(self, ref: OrderRef, quantity: Decimal, venue_order_id: int) -> Tracked:
-        tracked = self._tracked.get(ref.order_id)
-        if tracked is None:
-            ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
-            tracked = Tracked(ref, quantity, venue_order_id)
-            self._tracked[ref.order_id] = tracked
-            self._by_venue_id[(ref.market_type, venue_order_id)] = tracked
+    def _track(self, tracked: Tracked, venue_order_id: int) -> Tracked:
+        ref = tracked.ref
+        current = self._tracked.get(ref.order_id)
+        if current is not None and current is not tracked:
+            current.seen |= tracked.seen
+            current.filled = max(current.filled, tracked.filled)
+            current.held += tracked.release()
+            current.inflight = current.inflight or bool(current.held)
+            tracked = current
+        tracked.venue_order_id = venue_order_id
+        tracked.ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
+        self._tracked[ref.order_id] = tracked
+        self._by_venue_id[(tracked.session.key, ref.market_type, venue_order_id)] = tracked
+        self._by_client_id[(tracked.session.key, ref.market_type, ref.client_order_id)] = tracked
         return tracked
 
-    def _untrack_settled(self) -> None:
-        for order_id, tracked in list(self._tracked.items()):
-            if tracked.settled:
-                del self._tracked[order_id]
-                self._by_venue_id.pop((tracked.ref.market_type, tracked.venue_order_id), None)
+    def _untrack(self, tracked: Tracked) -> None:
+        ref = tracked.ref
+        if self._tracked.get(ref.order_id) is tracked:
+            del self._tracked[ref.order_id]
+        if tracked.venue_order_id is not None:
+            self._by_venue_id.pop((tracked.session.key, ref.market_type, tracked.venue_order_id), None)
+        if self._by_client_id.get((tracked.session.key, ref.market_type, ref.client_order_id)) is tracked:
+            del self._by_client_id[(tracked.session.key, ref.market_type, ref.client_order_id)]
 
-    def _fill_report(self, tracked: Tracked, trade: dict[str, Any]) -> ExecutionReport | None:
-        tid = trade_id(tracked.ref.market_type, trade["id"])
+    def _untrack_settled(self) -> None:
+        for tracked in list(self._tracked.values()):
+            if tracked.settled:
+                self._untrack(tracked)
+
+    def _fill(self, tracked: Tracked, venue_trade_id: Any, quantity: Decimal, price: Decimal, commission: Decimal,
+              commission_asset: str | None, maker: bool, at: Any, raw_payload: dict[str, Any] | None,
+              raw_json: str) -> ExecutionReport | None:
+        tid = trade_id(tracked.ref.market_type, venue_trade_id)
         if tid in tracked.seen:
             return None
         tracked.seen.add(tid)
-        quantity = Decimal(str(trade["qty"]))
         tracked.filled += quantity
         fill = Fill(
             trade_id=tid,
             quantity=quantity,
-            price=Decimal(str(trade["price"])),
-            commission=abs(Decimal(str(trade.get("commission", "0")))),
-            commission_asset=trade.get("commissionAsset") or None,
-            liquidity_side=LiquiditySide.MAKER if trade.get("maker") else LiquiditySide.TAKER,
+            price=price,
+            commission=commission,  # the venue's sign: negative is a rebate
+            commission_asset=commission_asset or None,
+            liquidity_side=LiquiditySide.MAKER if maker else LiquiditySide.TAKER,
         )
         status = OrderStatus.FILLED if tracked.filled >= tracked.quantity else OrderStatus.PARTIALLY_FILLED
-        return make_report(tracked.ref, status, fill=fill, cumulative=tracked.filled, raw=trade, at=_ms(trade.get("time")))
+        return make_report(tracked.ref, status, fill=fill, cumulative=tracked.filled, raw=raw_payload,
+                           raw_json=raw_json, at=_ms(at))
 
-    async def _order_trades(self, tracked: Tracked) -> list[dict[str, Any]]:
-        request = rq.prepare_user_trades(
-            tracked.ref.symbol, tracked.ref.market_type, venue_order_id=tracked.venue_order_id
+    def _trade_report(self, tracked: Tracked, trade: dict[str, Any], text: str) -> ExecutionReport | None:
+        return self._fill(
+            tracked, trade["id"], Decimal(str(trade["qty"])), Decimal(str(trade["price"])),
+            Decimal(str(trade.get("commission", "0"))), trade.get("commissionAsset"), bool(trade.get("maker")),
+            trade.get("time"), trade, raw.event_json("userTrade", text),
         )
-        trades = await self.transport.send(request)
-        return sorted((t for t in trades if int(t.get("orderId", -1)) == tracked.venue_order_id), key=lambda t: t["id"])
 
-    async def _learn(self, tracked: Tracked, payload: dict[str, Any], *, announce: bool = False) -> list[ExecutionReport]:
+    async def _read_trades(self, session: AccountSession, market: MarketType, symbol: str, *,
+                           from_id: int | None = None, since_ms: int | None = None,
+                           venue_order_id: int | None = None) -> list[tuple[dict[str, Any], str]]:
+        """The account's trades on ``symbol`` from a trade id or a time, every page."""
+        found: list[tuple[dict[str, Any], str]] = []
+        request = rq.prepare_user_trades(symbol, market, venue_order_id=venue_order_id, from_id=from_id,
+                                         start_time_ms=None if from_id is not None else since_ms, limit=TRADE_PAGE)
+        for _ in range(20):
+            answer = await self.transport.exchange(request, session.credentials)
+            page = list(zip(answer.payload or [], raw.elements(answer.text or "[]")))
+            found += page
+            if len(page) < TRADE_PAGE:
+                break
+            last = max(int(trade["id"]) for trade, _ in page)
+            request = rq.prepare_user_trades(symbol, market, venue_order_id=venue_order_id, from_id=last + 1,
+                                             limit=TRADE_PAGE)
+        return sorted(found, key=lambda item: int(item[0]["id"]))
+
+    async def _order_trades(self, tracked: Tracked) -> list[tuple[dict[str, Any], str]]:
+        ref = tracked.ref
+        if ref.market_type is MarketType.SPOT:
+            trades = await self._read_trades(tracked.session, ref.market_type, ref.symbol,
+                                             venue_order_id=tracked.venue_order_id)
+        else:
+            trades = await self._read_trades(tracked.session, ref.market_type, ref.symbol, since_ms=tracked.since_ms)
+        return [(t, text) for t, text in trades if int(t.get("orderId", -1)) == tracked.venue_order_id]
+
+    async def _learn(self, tracked: Tracked, payload: dict[str, Any], *, announce: bool = False,
+                     raw_json: str | None = None) -> list[ExecutionReport]:
         """Reports for what an order answer says: acknowledgement, fills (from its trades), end."""
         status = str(payload.get("status", "NEW"))
         tracked.venue_status = status
-        tracked.venue_executed = Decimal(str(payload.get("executedQty", "0")))
+        tracked.venue_executed = max(tracked.venue_executed, Decimal(str(payload.get("executedQty", "0"))))
+        if tracked.since_ms is None and payload.get("time") is not None:
+            tracked.since_ms = int(payload["time"]) - TRADE_LOOKBACK_MS
         reports: list[ExecutionReport] = []
-        if announce and status in ("NEW", "PARTIALLY_FILLED") and tracked.venue_executed == 0:
-            reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw=payload))
-        if tracked.venue_executed > tracked.filled:
-            try:
-                trades = await self._order_trades(tracked)
-            except (VenueInDoubt, VenueRateLimited) as error:
-                log.info("fills of %s not read yet (%s); the poller will", tracked.ref.order_id, error.reason)
-                trades = []
-            reports += [r for r in (self._fill_report(tracked, t) for t in trades) if r is not None]
-        if status in ("CANCELED", "EXPIRED", "REJECTED"):
-            reports.append(
-                make_report(tracked.ref, VENUE_STATUSES[status], cumulative=tracked.venue_executed,
-                            reason=f"venue: {status.lower()}", raw=payload)
-            )
+        if announce and not tracked.announced and status in ("NEW", "PARTIALLY_FILLED") and tracked.venue_executed == 0:
+            tracked.announced = True
+            reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw=payload,
+                                       raw_json=raw_json))
+        reports += await self._catch_up(tracked)
+        reports += self._end(tracked, status, tracked.venue_executed, payload, raw_json)
         self._untrack_settled()
         return reports
 
+    async def _catch_up(self, tracked: Tracked) -> list[ExecutionReport]:
+        """The order's trades from REST when the venue says more was executed than reported."""
+        if tracked.venue_executed <= tracked.filled:
+            return []
+        try:
+            trades = await self._order_trades(tracked)
+        except (VenueInDoubt, VenueRateLimited) as error:
+            log.info("fills of %s not read yet (%s); the next poll will", tracked.ref.order_id, error.reason)
+            return []
+        return [r for r in (self._trade_report(tracked, t, text) for t, text in trades) if r is not None]
+
+    def _end(self, tracked: Tracked, status: str, executed: Decimal, payload: Any,
+             raw_json: str | None) -> list[ExecutionReport]:
+        if status not in ENDED or tracked.ended:
+            return []
+        tracked.ended = True
+        return [make_report(tracked.ref, VENUE_STATUSES[status], cumulative=executed,
+                            reason=f"venue: {status.lower()}", raw=payload if isinstance(payload, dict) else None,
+                            raw_json=raw_json)]
+
+    # -- the user-data stream ---------------------------------------------------------------------
+    def _on_event(self, session: AccountSession, market: MarketType, event: dict[str, Any],
+                  text: str) -> list[ExecutionReport]:
+        """Reports for one stream message (futures ``ORDER_TRADE_UPDATE``, spot ``executionReport``)."""
+        kind = event.get("e")
+        if kind == "ORDER_TRADE_UPDATE":
+            body = event.get("o") or {}
+        elif kind == "executionReport":
+            body = event
+        else:
+            return []  # ACCOUNT_UPDATE, MARGIN_CALL, ACCOUNT_CONFIG_UPDATE: nothing about an order's fills
+        tracked = self._by_venue_id.get((session.key, market, int(body.get("i", -1))))
+        if tracked is None:
+            tracked = self._by_client_id.get((session.key, market, str(body.get("c", ""))))
+        if tracked is None:
+            return []  # not an order this process follows (placed elsewhere, or settled)
+        if tracked.venue_order_id is None and body.get("i") is not None:
+            self._track(tracked, int(body["i"]))
+        raw_json = raw.event_json("event", text)
+        reports: list[ExecutionReport] = []
+        status, execution = str(body.get("X", "")), str(body.get("x", ""))
+        cumulative = Decimal(str(body.get("z", "0")))
+        if execution == "NEW" and not tracked.announced and cumulative == 0 and tracked.filled == 0 and not tracked.ended:
+            tracked.announced = True
+            reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw_json=raw_json,
+                                       at=_ms(event.get("E"))))
+        if execution in ("TRADE", "CALCULATED") and int(body.get("t", 0) or 0) > 0:
+            report = self._fill(
+                tracked, body["t"], Decimal(str(body.get("l", "0"))), Decimal(str(body.get("L", "0"))),
+                Decimal(str(body.get("n", "0") or "0")), body.get("N"), bool(body.get("m")), body.get("T"),
+                None, raw_json,
+            )
+            if report is not None:
+                reports.append(report)
+        if status in VENUE_STATUSES:
+            # Messages may come out of order: a final status is never taken back.
+            if tracked.venue_status not in FINAL:
+                tracked.venue_status = status
+            tracked.venue_executed = max(tracked.venue_executed, cumulative)
+        if tracked.venue_status in ENDED:
+            status = tracked.venue_status
+            if tracked.venue_executed > tracked.filled:
+                # A fill this stream never delivered: read it before saying the order ended.
+                asyncio.ensure_future(self._finish_later(tracked, status, raw_json))
+                return tracked.hold(reports)
+            reports += self._end(tracked, status, tracked.venue_executed, None, raw_json)
+        self._untrack_settled()
+        return tracked.hold(reports)
+
+    async def _finish_later(self, tracked: Tracked, status: str, raw_json: str) -> None:
+        reports = await self._catch_up(tracked)
+        reports += self._end(tracked, status, tracked.venue_executed, None, raw_json)
+        self._untrack_settled()
+        await self._emit(tracked.hold(reports))
+
+    # -- cancels ----------------------------------------------------------------------------------
     async def cancel(
         self,
         order_id: str,
@@ -250,69 +506,146 @@ class LiveProvider:
         symbol: str | None = None,
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
+        account: str | None = None,
     ) -> ExecutionReport:
+        """Cancel one order. A refused cancel (``-2011``) of a followed order reads the
+        order from the venue: when it has ended (filled meanwhile), that end is the answer
+        (fills on the way go to the report stream); otherwise the refusal is raised.
+
+        Raises
+        ------
+        OrderNotFound
+            Neither followed here nor named by symbol and client order id.
+        VenueCancelRejected, VenueOrderUnknown, VenueRejected, VenueInDoubt, VenueRateLimited
+            See :mod:`..aster.errors`.
+        """
         tracked = self._tracked.get(order_id)
         if tracked is None and not (symbol and client_order_id):
             raise OrderNotFound(f"no open order {order_id} known here; give its symbol and client order id")
+        session = tracked.session if tracked else self.session(account)
         ref = tracked.ref if tracked else None
         symbol = ref.symbol if ref else symbol
         client_order_id = ref.client_order_id if ref else client_order_id
         market = ref.market_type if ref else (market_type or MarketType.FUTURES)
         assert symbol and client_order_id
-        payload = await self.transport.send(rq.prepare_cancel_order(symbol, client_order_id, market))
+        try:
+            answer = await self.transport.exchange(rq.prepare_cancel_order(symbol, client_order_id, market),
+                                                   session.credentials)
+        except VenueCancelRejected:
+            if tracked is None:
+                raise
+            reports = await self._refresh(tracked)
+            if not reports or tracked.venue_status not in FINAL:
+                await self._emit(reports)
+                raise
+            await self._emit(reports[:-1])
+            return reports[-1]
+        payload = answer.payload
         if tracked is None:
             tracked = Tracked(
-                OrderRef(order_id, client_order_id, "", "", symbol, Side(payload.get("side", "BUY")), market,
-                         str(payload.get("orderId"))),
-                Decimal(str(payload.get("origQty", "0"))),
-                int(payload.get("orderId", 0)),
+                OrderRef(order_id, client_order_id, account or "", "", symbol, Side(payload.get("side", "BUY")),
+                         market, str(payload.get("orderId"))),
+                Decimal(str(payload.get("origQty", "0"))), int(payload.get("orderId", 0)), session,
             )
-        reports = await self._learn(tracked, payload)
-        if reports and self._sink is not None and len(reports) > 1:
-            await self._sink(reports[:-1])  # fills learnt on the way go to the stream
+        reports = await self._learn(tracked, payload, raw_json=answer.raw_json)
+        if len(reports) > 1:
+            await self._emit(reports[:-1])  # fills learnt on the way go to the stream
         if reports:
             return reports[-1]
         return make_report(tracked.ref, VENUE_STATUSES.get(str(payload.get("status")), OrderStatus.CANCELLED),
-                           cumulative=Decimal(str(payload.get("executedQty", "0"))), raw=payload)
+                           cumulative=Decimal(str(payload.get("executedQty", "0"))), raw=payload,
+                           raw_json=answer.raw_json)
 
     async def cancel_all(
-        self, symbol: str | None = None, market_type: MarketType | None = None
+        self, symbol: str | None = None, market_type: MarketType | None = None, *, account: str | None = None
     ) -> list[ExecutionReport]:
-        targets: set[tuple[MarketType, str]] = set()
+        """Cancel every open order of ``symbol`` at the venue (``allOpenOrders``: those placed
+        outside Tessera too), and of every symbol with followed orders; reports for the
+        followed ones."""
+        targets: set[tuple[str, MarketType, str]] = set()
         if symbol is not None:
-            targets.add((market_type or MarketType.FUTURES, symbol))
+            targets.add((self.session(account).key, market_type or MarketType.FUTURES, symbol))
         for tracked in self._tracked.values():
             if symbol in (None, tracked.ref.symbol) and market_type in (None, tracked.ref.market_type):
-                targets.add((tracked.ref.market_type, tracked.ref.symbol))
-        for market, name in sorted(targets):
-            await self.transport.send(rq.prepare_cancel_all(name, market))
+                if account is None or tracked.session is self.session(account):
+                    targets.add((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol))
+        answers: dict[tuple[str, MarketType, str], str] = {}
+        for target in sorted(targets):
+            key, market, name = target
+            answer = await self.transport.exchange(rq.prepare_cancel_all(name, market), self.sessions[key].credentials)
+            answers[target] = answer.raw_json
         reports: list[ExecutionReport] = []
         for tracked in list(self._tracked.values()):
-            if (tracked.ref.market_type, tracked.ref.symbol) in targets:
-                reports += await self._refresh(tracked)
+            target = (tracked.session.key, tracked.ref.market_type, tracked.ref.symbol)
+            if target in answers:
+                with contextlib.suppress(VenueOrderUnknown):
+                    for report in await self._refresh(tracked):
+                        # The request that changed the order, then the venue's word on it.
+                        report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
+                        reports.append(report)
         return reports
+
+    async def cancel_all_open_orders(
+        self, symbol: str, market_type: MarketType = MarketType.FUTURES, *, account: str | None = None
+    ) -> list[ExecutionReport]:
+        """The kill switch at the venue for one account and symbol: ``DELETE allOpenOrders``
+        whatever placed the orders; reports for those this process follows."""
+        return await self.cancel_all(symbol, market_type, account=account)
+
+    async def open_orders(
+        self, symbol: str | None = None, market_type: MarketType = MarketType.FUTURES, *, account: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The account's open orders at the venue, as the venue lists them (all placers)."""
+        request = rq.prepare_open_orders(symbol, market_type) if symbol else rq.VenueRequest(
+            "GET", f"{rq.prefix_for(market_type)}/openOrders", signed=True, weight=40)
+        return list(await self.transport.send(request, self.session(account).credentials) or [])
+
+    async def countdown_cancel_all(self, symbol: str, countdown_ms: int, *, account: str | None = None) -> int:
+        """Arm (or, with 0, stop) the venue's dead-man switch for ``symbol``: unless called
+        again within ``countdown_ms``, the venue cancels every open order of the symbol.
+        Call it as a heartbeat (the docs: every 30 s with 120000)."""
+        payload = await self.transport.send(rq.prepare_countdown_cancel_all(symbol, countdown_ms),
+                                            self.session(account).credentials)
+        return int(payload.get("countdownTime", countdown_ms)) if isinstance(payload, dict) else countdown_ms
 
     async def _refresh(self, tracked: Tracked) -> list[ExecutionReport]:
         ref = tracked.ref
-        payload = await self.transport.send(rq.prepare_query_order(ref.symbol, ref.client_order_id, ref.market_type))
-        return await self._learn(tracked, payload)
+        answer = await self.transport.exchange(
+            rq.prepare_query_order(ref.symbol, ref.client_order_id, ref.market_type), tracked.session.credentials
+        )
+        if tracked.venue_order_id is None:
+            self._track(tracked, int(answer.payload["orderId"]))
+        return await self._learn(tracked, answer.payload, raw_json=answer.raw_json)
 
-    async def query_order(self, ref: OrderRef) -> VenueOrderState:
+    async def query_order(self, ref: OrderRef, *, account: str | None = None) -> VenueOrderState:
+        session = self.session(account or ref.account)
         try:
-            payload = await self.transport.send(rq.prepare_query_order(ref.symbol, ref.client_order_id, ref.market_type))
+            answer = await self.transport.exchange(
+                rq.prepare_query_order(ref.symbol, ref.client_order_id, ref.market_type), session.credentials
+            )
         except VenueOrderUnknown:
             return VenueOrderState(found=False)
+        payload = answer.payload
         venue_order_id = int(payload["orderId"])
         ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
         quantity = Decimal(str(payload.get("origQty", "0")))
-        probe = Tracked(ref, quantity, venue_order_id)
+        since = int(payload["time"]) - TRADE_LOOKBACK_MS if payload.get("time") is not None else None
+        probe = Tracked(ref, quantity, venue_order_id, session, since_ms=since)
+        current = self._tracked.get(ref.order_id) or self._by_client_id.get((session.key, ref.market_type,
+                                                                             ref.client_order_id))
         trades = await self._order_trades(probe)
-        fills = [r for r in (self._fill_report(probe, t) for t in trades) if r is not None]
+        fills = [r for r in (self._trade_report(probe, t, text) for t, text in trades) if r is not None]
         status = str(payload.get("status", "NEW"))
+        if current is not None:
+            current.seen |= probe.seen
+            current.filled = max(current.filled, probe.filled)
         if status not in FINAL:
-            tracked = self._track(ref, quantity, venue_order_id)
+            tracked = self._track(current or probe, venue_order_id)
             tracked.seen |= probe.seen
             tracked.filled = max(tracked.filled, probe.filled)
+        elif current is not None:
+            current.venue_status, current.ended = status, True
+            self._untrack(current)
         return VenueOrderState(
             found=True,
             status=VENUE_STATUSES.get(status),
@@ -323,43 +656,60 @@ class LiveProvider:
             raw=payload,
         )
 
-    # -- following open orders ----------------------------------------------------------------
+    # -- REST: the gap after a (re)connect, and the fallback while a stream is down -------------------
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
             try:
-                reports = await self.poll_once()
+                reports = await self.poll_once(skip_streaming=True)
             except (VenueInDoubt, VenueRateLimited, VenueRejected) as error:
                 log.info("venue poll skipped: %s", error.reason)
                 continue
             except Exception:  # noqa: BLE001 - the poller must outlive any one bad answer
                 log.exception("venue poll failed")
                 continue
-            if reports and self._sink is not None:
-                await self._sink(reports)
+            await self._emit(reports)
 
-    async def poll_once(self) -> list[ExecutionReport]:
-        """New fills of followed orders, then the end of those the venue closed."""
+    async def poll_once(self, *, skip_streaming: bool = False) -> list[ExecutionReport]:
+        """New fills of followed orders, then the end of those the venue closed (every
+        account and market; with ``skip_streaming``, only those without a live stream)."""
         reports: list[ExecutionReport] = []
-        groups = sorted({(t.ref.market_type, t.ref.symbol) for t in self._tracked.values()})
-        for market, symbol in groups:
-            cursor = self._cursors.get((market, symbol))
-            request = rq.prepare_user_trades(symbol, market, from_id=None if cursor is None else cursor + 1)
-            trades = sorted(await self.transport.send(request), key=lambda t: t["id"])
-            for trade in trades:
-                self._cursors[(market, symbol)] = max(self._cursors.get((market, symbol), 0), int(trade["id"]))
-                tracked = self._by_venue_id.get((market, int(trade.get("orderId", -1))))
-                if tracked is not None:
-                    report = self._fill_report(tracked, trade)
-                    if report is not None:
-                        reports.append(report)
-            followed = [t for t in self._tracked.values() if (t.ref.market_type, t.ref.symbol) == (market, symbol)]
-            if not any(t.venue_status not in FINAL for t in followed):
-                continue
-            open_ids = {o.get("clientOrderId") for o in await self.transport.send(rq.prepare_open_orders(symbol, market))}
-            for tracked in followed:
-                if tracked.venue_status not in FINAL and tracked.ref.client_order_id not in open_ids:
-                    reports += await self._refresh(tracked)
-        self._untrack_settled()
+        for session in list(self.sessions.values()):
+            for market in (MarketType.FUTURES, MarketType.SPOT):
+                owed = any(t.owes_fills for t in self._tracked.values()
+                           if t.session is session and t.ref.market_type is market)
+                if skip_streaming and session.streaming(market) and not owed:
+                    continue
+                reports += await self._poll_session(session, market)
         return reports
 
+    async def _poll_session(self, session: AccountSession, market: MarketType) -> list[ExecutionReport]:
+        reports: list[ExecutionReport] = []
+        followed_all = [t for t in self._tracked.values() if t.session is session and t.ref.market_type is market]
+        for symbol in sorted({t.ref.symbol for t in followed_all}):
+            followed = [t for t in followed_all if t.ref.symbol == symbol]
+            cursor = session.cursors.get((market, symbol))
+            since = min((t.since_ms for t in followed if t.since_ms is not None), default=None)
+            trades = await self._read_trades(session, market, symbol,
+                                             from_id=None if cursor is None else cursor + 1, since_ms=since)
+            for trade, text in trades:
+                session.cursors[(market, symbol)] = max(session.cursors.get((market, symbol), 0), int(trade["id"]))
+                tracked = self._by_venue_id.get((session.key, market, int(trade.get("orderId", -1))))
+                if tracked is not None:
+                    report = self._trade_report(tracked, trade, text)
+                    if report is not None:
+                        reports.append(report)
+            if not any(t.venue_status not in FINAL or t.venue_order_id is None for t in followed):
+                continue
+            open_ids = {o.get("clientOrderId") for o in await self.transport.send(
+                rq.prepare_open_orders(symbol, market), session.credentials)}
+            for tracked in followed:
+                if tracked.venue_status in FINAL or tracked.ref.client_order_id in open_ids:
+                    continue
+                try:
+                    reports += await self._refresh(tracked)
+                except VenueOrderUnknown:
+                    if tracked.venue_order_id is None:
+                        self._untrack(tracked)  # never reached the venue: the reconciler says so
+        self._untrack_settled()
+        return reports

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from services.domain import MarketType, Order, OrderType, Side, new_id
+from services.exchange.aster.credentials import VenueCredentials, WalletCredentials
 from services.exchange.aster.signing import Credentials
 from services.exchange.aster.transport import AsterTransport
 from services.venue_sim.app import Fault, VenueSimulator, build_app
@@ -24,6 +25,15 @@ from services.venue_sim.state import SymbolSpec, VenueState
 
 API_KEY = "sim-key-0123456789"
 API_SECRET = "sim-secret-0123456789abcdef"
+# Two V3 API wallets: Aster's documented demonstration wallet, and one of the tests' own.
+WALLET_A = ("0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e", "0x21cF8Ae13Bb72632562c6Fff438652Ba1a151bb0",
+            "0x4fd0a42218f3eae43a6ce26d22544e986139a01e5b34a62db53757ffca81bae1")
+WALLET_B = ("0x1111111111111111111111111111111111111111", "0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1",
+            "0x" + "01" * 32)
+
+
+def wallet(fields: tuple[str, str, str] = WALLET_A, **options: Any) -> WalletCredentials:
+    return WalletCredentials(*fields, **options)
 
 
 def specs() -> list[SymbolSpec]:
@@ -38,15 +48,24 @@ class SimVenue:
     sim: VenueSimulator
     url: str
 
-    def transport(self, *, secret: str = API_SECRET, public_only: bool = False, **options: Any) -> AsterTransport:
+    def transport(
+        self,
+        *,
+        secret: str = API_SECRET,
+        public_only: bool = False,
+        credentials: VenueCredentials | None = None,
+        **options: Any,
+    ) -> AsterTransport:
         options.setdefault("timeout_seconds", 1.0)
         options.setdefault("retry_backoff", 0.01)
-        return AsterTransport(
-            futures_url=self.url,
-            credentials=None if public_only else Credentials(API_KEY, secret),
-            public_only=public_only,
-            **options,
-        )
+        if credentials is None and not public_only:
+            credentials = Credentials(API_KEY, secret)
+        return AsterTransport(futures_url=self.url, credentials=credentials, public_only=public_only, **options)
+
+    def register(self, *wallets: tuple[str, str, str]) -> None:
+        """Register V3 API wallets (user, signer; the venue never sees the key)."""
+        for user, signer, _ in wallets:
+            self.sim.add_wallet(user, signer)
 
     def fault(self, kind: str, **fields: Any) -> None:
         self.sim.faults.append(Fault(kind, **fields))
@@ -59,8 +78,9 @@ class SimVenue:
 
 
 @contextlib.asynccontextmanager
-async def running_venue(**state_options: Any) -> AsyncIterator[SimVenue]:
-    sim = VenueSimulator(VenueState(specs(), **state_options), api_key=API_KEY, api_secret=API_SECRET)
+async def running_venue(*, sim_options: dict[str, Any] | None = None, **state_options: Any) -> AsyncIterator[SimVenue]:
+    sim = VenueSimulator(VenueState(specs(), **state_options), api_key=API_KEY, api_secret=API_SECRET,
+                         **(sim_options or {}))
     runner = web.AppRunner(build_app(sim, due_interval=0.02), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -183,12 +183,13 @@ def test_a_wrong_secret_is_refused_by_the_venue_signature_check():
     assert run(scenario).reason == "VENUE_SIGNATURE_REJECTED"
 
 
-def test_a_clock_outside_the_receive_window_fails_an_order_once_but_a_read_resyncs_and_retries(make_order):
+def test_a_clock_outside_the_receive_window_rejects_an_order_once_but_a_read_resyncs_and_retries(make_order):
     async def scenario():
         async with running_venue() as venue:
             provider = await ready(venue)
             provider.transport.clock_offset_ms = -60_000
-            with pytest.raises(VenueInDoubt) as order_error:
+            # -1021: the venue refused the request unprocessed; a rejection, not in doubt.
+            with pytest.raises(VenueRejected) as order_error:
                 await provider.execute(make_order())
             posts = len(venue.requests("POST", "/order"))
             provider.transport.clock_offset_ms = -60_000

@@ -58,6 +58,7 @@ def test_futures_limit_order_is_a_signed_post_with_every_parameter_in_order(make
         ),
         signed=True,
         weight=1,
+        places_order=True,
     )
     assert request.is_trading and not request.idempotent
 
