@@ -37,10 +37,6 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "deploy: builds the image and runs it under podman (make deploy-test)")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
