@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role == "oms" and not args.exchange:
         parser.error("--exchange is required for the oms role")
+    from services.common.server import install_event_loop
+
+    install_event_loop(os.environ)  # the services' event loop, so the floor compares like with like
     asyncio.run(serve(args.role, args.port, args.exchange, args.interceptors))
     return 0
 

@@ -251,9 +251,42 @@ def run(main: Callable[[], Awaitable[None]], name: str | None = None) -> None:
         log.warning("tracing disabled: the OTLP exporter could not be set up (%s)", type(error).__name__)
     try:
         gc.set_threshold(*gc_thresholds(os.environ))
+        loop = install_event_loop(os.environ)
     except ConfigError as error:
         exit_on_config_error(name, error)
+    log.debug("%s runs on the %s event loop", name, loop)
     asyncio.run(main())
+
+
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def install_event_loop(environ: Mapping[str, str]) -> str:
+    """Make new event loops uvloop's (``TESSERA_EVENT_LOOP=uvloop``, the default where
+    uvloop is installed) or asyncio's own (``asyncio``); returns which.
+
+    grpc.aio runs on any asyncio loop; uvloop's takes about a sixth less CPU per order
+    through the three services (docs/benchmarks.md), the bare chain's as much.
+
+    Raises
+    ------
+    ConfigError
+        An unknown value, or ``uvloop`` asked for by name and not installed.
+    """
+    asked = (environ.get("TESSERA_EVENT_LOOP", "") or "").strip().lower()
+    if asked and asked not in EVENT_LOOPS:
+        raise ConfigError(f"TESSERA_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)} (got {asked!r})")
+    if asked == "asyncio":
+        asyncio.set_event_loop_policy(None)
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if asked == "uvloop":
+            raise ConfigError("TESSERA_EVENT_LOOP=uvloop, but uvloop is not installed") from None
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
 
 
 def gc_thresholds(environ: Mapping[str, str]) -> tuple[int, int, int]:

@@ -30,16 +30,20 @@ _random_lock = threading.Lock()
 os.register_at_fork(after_in_child=_random.clear)  # a forked child never reuses the parent's bytes
 
 
-def new_id() -> str:
-    """A random (version 4) UUID as text, without the ``uuid.UUID`` object.
-
-    The randomness is the OS's CSPRNG, read 4 KiB at a time rather than 16 bytes per id
-    (a system call per order otherwise)."""
+def random_bytes(count: int) -> bytearray:
+    """``count`` bytes of the OS's CSPRNG, read 4 KiB at a time rather than a system
+    call per id (which also hands the GIL to another thread for each)."""
     with _random_lock:
-        if len(_random) < 16:
-            _random.extend(os.urandom(4096))
-        raw = _random[-16:]
-        del _random[-16:]
+        if len(_random) < count:
+            _random.extend(os.urandom(max(4096, count)))
+        raw = _random[-count:]
+        del _random[-count:]
+    return raw
+
+
+def new_id() -> str:
+    """A random (version 4) UUID as text, without the ``uuid.UUID`` object."""
+    raw = random_bytes(16)
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     text = raw.hex()

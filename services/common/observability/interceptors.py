@@ -42,6 +42,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from services.domain.order import random_bytes
+
 from . import metrics, tracing
 from .logs import FastLine, order_id_var, request_id_var
 
@@ -55,7 +57,7 @@ _ORDER_ID_FIELDS: dict[Any, tuple[str | None, bool]] = {}
 
 
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    return random_bytes(16).hex()
 
 
 def request_id_metadata() -> tuple[tuple[str, str], ...]:

@@ -1,4 +1,4 @@
-"""The cyclic collector's thresholds every service sets at start (TESSERA_GC_THRESHOLDS)."""
+"""What every service sets up at start: the collector's thresholds (TESSERA_GC_THRESHOLDS), the event loop (TESSERA_EVENT_LOOP)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,21 @@ def test_gc_thresholds_are_read_from_the_environment() -> None:
 def test_gc_thresholds_refuse_anything_but_three_integers_with_a_positive_first(raw: str) -> None:
     with pytest.raises(ConfigError, match="TESSERA_GC_THRESHOLDS"):
         gc_thresholds({"TESSERA_GC_THRESHOLDS": raw})
+
+
+def test_the_event_loop_is_uvloops_by_default_and_asyncios_when_asked() -> None:
+    import asyncio
+
+    import uvloop
+
+    from services.common.server import install_event_loop
+
+    try:
+        assert install_event_loop({}) == "uvloop"
+        assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        assert install_event_loop({"TESSERA_EVENT_LOOP": "asyncio"}) == "asyncio"
+        assert not isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+        with pytest.raises(ConfigError, match="TESSERA_EVENT_LOOP"):
+            install_event_loop({"TESSERA_EVENT_LOOP": "tokio"})
+    finally:
+        asyncio.set_event_loop_policy(None)
