@@ -11,6 +11,7 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera orders [...]                        list orders
   tessera trades [...]                        list trades
   tessera order ORDER_ID                      one order with its events and trades
+  tessera positions [...]                     positions and PnL, spot and futures apart (from Risk)
   tessera watch [...]                         follow order events
   tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
   tessera kill-switch status|trip|reduce|reset  the trading state (changes need --operator, --reason)
@@ -98,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--history-only", action="store_true", help="stop after the stored history")
     client.add_connection_arguments(watch)
     watch.set_defaults(handler=client.cmd_watch)
+    from .positions import add_positions_arguments, cmd_positions
+
+    positions = commands.add_parser(
+        "positions", help="positions and PnL per account, symbol and market type (Risk's ledger)",
+        description="List the ledger's positions (RiskService.ListPositions): net quantity, average entry "
+        "price, the mark (Risk's reference price) and the unrealised PnL at it, realised PnL net of "
+        "commissions, and fees by asset. Spot and futures positions in one symbol are listed apart.")
+    add_positions_arguments(positions)
+    positions.set_defaults(handler=cmd_positions)
     from .kill_switch import add_kill_switch_arguments, cmd_kill_switch
     from .rebalance import add_rebalance_arguments, cmd_rebalance
 
