@@ -146,6 +146,15 @@ def _check_chain(report: Report, order: dict[str, Any], events: list[dict[str, A
         report.add("NO_EVENTS", order_id, "the order has no events")
 
 
+def chain_violations(order: dict[str, Any], events: list[dict[str, Any]]) -> list[Violation]:
+    """What is wrong with one order's hash chain (its row and its events in sequence
+    order, as the database returns them): nothing when every event matches its hash,
+    links to the one before it, and the last is the order's head."""
+    report = Report()
+    _check_chain(report, order, events)
+    return report.violations
+
+
 def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, Any]],
                   trades: list[dict[str, Any]], nonces: dict[str, str], fill_ids: dict[tuple[str, str], str]) -> None:
     order_id = order["order_id"]
