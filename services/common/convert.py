@@ -30,7 +30,7 @@ from services.domain import (
     utcnow,
 )
 from services.domain.execution import ExecutionReport, Fill
-from services.domain.errors import InvalidOrder
+from services.domain.errors import DomainError, InvalidOrder
 from tessera.common.v1 import types_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -274,6 +274,28 @@ def order_from_signed_proto(message: pb.Order) -> Order:
         filled_quantity=parse_decimal(message.filled_quantity, "filled_quantity", required=False, positive=False)
         or Decimal(0),
     )
+
+
+def order_as_approved(message: pb.Order) -> Order | None:
+    """The order as Risk stored it at approval, from a message whose risk token verified:
+    the signed fields as they are, the unsigned ones Risk also stored (its id's order
+    time, the order manager, the expiry) as the message gives them, everything else as
+    an order has it before its first event. None when an unsigned field is missing or
+    malformed: the claim then reads the stored order instead of trusting the message
+    (see :class:`services.store.order_sets.Claims`, which checks every unsigned value
+    against the stored one in its compare-and-set)."""
+    try:
+        order = order_from_signed_proto(message)
+        order_time = timestamp_from_proto(message, "order_time")
+    except (DomainError, KeyError, ArithmeticError, ValueError):
+        return None
+    if order_time is None:
+        return None
+    order.status = OrderStatus.PENDING
+    order.filled_quantity = Decimal(0)
+    order.order_manager_id = message.order_manager_id or None
+    order.order_time = order.updated_time = order_time
+    return order
 
 
 def order_to_proto(order: Order) -> pb.Order:
