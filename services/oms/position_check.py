@@ -8,11 +8,13 @@ accounts (the Exchange trades every account through the one venue account it hol
 credentials for). Spot is not compared: a spot venue reports balances, which count
 deposits and transfers, not only what Tessera traded.
 
-A difference is recorded when two consecutive checks see the same non-zero difference
-for a symbol: a fill the venue executed moments ago is in the ledger within a check or
-two (the fill tracker, then Risk's ledger write every 0.25 s) and changes the difference
-as it lands, while a position opened outside Tessera, a fill Tessera never recorded, or
-a ledger that stopped following stays put. Each such difference is recorded once, as an
+A difference is recorded when a check sees the same non-zero difference for a symbol
+that an earlier check saw at least ``settle_seconds`` (5 s) before, every check in
+between seeing it too: a fill the venue executed moments ago reaches the ledger within
+about a second (the fill tracker, then Risk's ledger write every second) and changes
+the difference as it lands, while a position opened outside Tessera, a fill Tessera
+never recorded, or a ledger that stopped following stays put. With the reconciler's
+default interval (10 s) that is two consecutive passes. Each such difference is recorded once, as an
 ``execution_anomalies`` row of kind ``VENUE_POSITION_MISMATCH`` (counted by
 ``tessera_execution_anomalies_total``) and a log line; a symbol whose positions agree
 again is forgotten, so a later difference is recorded anew. Nothing is halted: unlike an
@@ -25,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 from services.common.tokens import oms_call_metadata
 from services.domain import MarketType
@@ -66,12 +69,15 @@ class PositionCheck:
     """See the module docstring. ``stub``: the Exchange service's; ``keyring`` signs the
     OMS's per-call credential."""
 
-    def __init__(self, db: Database[Any], keyring: Any, stub: Any, *, timeout_seconds: float = 10.0) -> None:
+    def __init__(self, db: Database[Any], keyring: Any, stub: Any, *, timeout_seconds: float = 10.0,
+                 settle_seconds: float = 5.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.keyring = keyring
         self.stub = stub
         self.timeout_seconds = timeout_seconds
-        self._seen: dict[str, Mismatch] = {}
+        self.settle_seconds = settle_seconds
+        self.monotonic = monotonic
+        self._seen: dict[str, tuple[Mismatch, float]] = {}  # each difference and when it was first seen
         self._reported: dict[str, Decimal] = {}
 
     async def check(self) -> list[Mismatch]:
@@ -90,10 +96,15 @@ class PositionCheck:
             mismatch = Mismatch(symbol, venue.get(symbol, Decimal(0)), ledger.get(symbol, Decimal(0)))
             if mismatch.difference:
                 differing[symbol] = mismatch
-        confirmed = [m for symbol, m in differing.items()
-                     if symbol in self._seen and self._seen[symbol].difference == m.difference
-                     and self._reported.get(symbol) != m.difference]
-        self._seen = differing
+        now = self.monotonic()
+        seen = {}
+        for symbol, mismatch in differing.items():
+            earlier = self._seen.get(symbol)
+            since = earlier[1] if earlier is not None and earlier[0].difference == mismatch.difference else now
+            seen[symbol] = (mismatch, since)
+        confirmed = [m for symbol, (m, since) in seen.items()
+                     if now - since >= self.settle_seconds and self._reported.get(symbol) != m.difference]
+        self._seen = seen
         self._reported = {s: d for s, d in self._reported.items() if s in differing}
         if confirmed:
             await self.db.run(self._record, confirmed)

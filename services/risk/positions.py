@@ -2,7 +2,7 @@
 
 Any Risk replica answers, from the ledger in the store (:mod:`services.store.positions`),
 which the replica owning an account writes from the fills it applied, every
-``flush_seconds`` (0.25 s). Reading the store rather than the owner's book lets every
+``flush_seconds`` (1 s). Reading the store rather than the owner's book lets every
 replica answer for every account, and list many accounts at once, without forwarding;
 a query may lag the owner's memory by that flush interval, never the decisions (those
 are made from memory). Unrealised PnL is at the reference prices of the price source

@@ -273,8 +273,7 @@ class LiveProvider:
                 amount = Decimal(str(row["positionAmt"]))
                 symbol = str(row["symbol"])
             except (KeyError, TypeError, ArithmeticError) as error:
-                raise VenueUnavailable(f"positionRisk answered a row without positionAmt or symbol: {error}",
-                                       reason="VENUE_BAD_ANSWER") from None
+                raise VenueUnavailable(f"positionRisk answered a row without positionAmt or symbol: {error}") from None
             if amount:
                 net[symbol] = net.get(symbol, Decimal(0)) + amount
         return {symbol: amount for symbol, amount in sorted(net.items()) if amount}

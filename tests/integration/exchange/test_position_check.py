@@ -1,6 +1,7 @@
 """The reconciler's position check on a real store (SQLite), with a scripted Exchange
-answering ListVenuePositions: a difference from the venue that persists over two checks
-is recorded once as a VENUE_POSITION_MISMATCH anomaly; a moving one (fills landing) is not."""
+answering ListVenuePositions and a clock of the test's: a difference from the venue that
+every check sees unchanged for 5 s is recorded once as a VENUE_POSITION_MISMATCH anomaly;
+a moving one (fills landing) is not."""
 
 from __future__ import annotations
 
@@ -61,7 +62,22 @@ def anomalies(db) -> list:
     return [a for a in db.run_sync(lambda uow: uow.anomalies.list(limit=100)) if a.kind == KIND]
 
 
-def check(db, checker: PositionCheck) -> list:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def checker_for(db, exchange) -> tuple[PositionCheck, Clock]:
+    clock = Clock()
+    return PositionCheck(db, KEYRING, exchange, settle_seconds=5, monotonic=clock), clock
+
+
+def check(db, checker: PositionCheck, clock: Clock | None = None, after: float = 0.0) -> list:
+    if clock is not None:
+        clock.now += after
     return asyncio.run(checker.check())
 
 
@@ -71,23 +87,24 @@ def test_agreeing_positions_summed_over_accounts_record_nothing(db):
     hold(db, "desk-2", "BTCUSDT", Side.BUY, "5", MarketType.SPOT)  # spot is not compared
     exchange = ScriptedExchange()
     exchange.held = {"BTCUSDT": "0.2"}
-    checker = PositionCheck(db, KEYRING, exchange)
+    checker, clock = checker_for(db, exchange)
 
-    assert check(db, checker) == [] and check(db, checker) == []
+    assert check(db, checker) == [] and check(db, checker, clock, after=30) == []
     assert anomalies(db) == []
     assert exchange.credentials and all(exchange.credentials)  # the OMS's per-call credential was sent
 
 
-def test_a_persistent_difference_is_recorded_once_on_the_second_check(db):
+def test_a_difference_that_persists_for_the_settling_time_is_recorded_once(db):
     hold(db, "desk-1", "ETHUSDT", Side.BUY, "1")
     exchange = ScriptedExchange()
     exchange.held = {"ETHUSDT": "1.5", "SOLUSDT": "-2"}  # 0.5 ETH and a SOL short Tessera never traded
-    checker = PositionCheck(db, KEYRING, exchange)
+    checker, clock = checker_for(db, exchange)
 
     assert check(db, checker) == []  # seen once: perhaps a fill still landing
-    recorded = check(db, checker)
+    assert check(db, checker, clock, after=4.9) == []  # not yet settled
+    recorded = check(db, checker, clock, after=0.1)
     assert [(m.symbol, m.difference) for m in recorded] == [("ETHUSDT", D("0.5")), ("SOLUSDT", D("-2"))]
-    assert check(db, checker) == []  # said once
+    assert check(db, checker, clock, after=60) == []  # said once
     stored = anomalies(db)
     assert len(stored) == 2 and {a.payload["symbol"] for a in stored} == {"ETHUSDT", "SOLUSDT"}
     eth = next(a for a in stored if a.payload["symbol"] == "ETHUSDT")
@@ -98,22 +115,23 @@ def test_a_persistent_difference_is_recorded_once_on_the_second_check(db):
 
 def test_a_difference_that_moves_is_not_recorded_and_one_resolved_is_recorded_again_when_it_returns(db):
     exchange = ScriptedExchange()
-    checker = PositionCheck(db, KEYRING, exchange)
-    for venue in ("0.1", "0.2", "0.3"):  # the venue moves ahead of the ledger each time
+    checker, clock = checker_for(db, exchange)
+    for venue in ("0.1", "0.2", "0.3", "0.4"):  # the venue moves ahead of the ledger each time
         exchange.held = {"BTCUSDT": venue}
-        assert check(db, checker) == []
+        assert check(db, checker, clock, after=3) == []
 
+    assert check(db, checker, clock, after=5) != []  # 0.4 stayed put: recorded
     exchange.held = {}
-    assert check(db, checker) == []  # agreement: forgotten
-    exchange.held = {"BTCUSDT": "0.3"}
-    check(db, checker)
-    assert [m.symbol for m in check(db, checker)] == ["BTCUSDT"]
+    assert check(db, checker, clock, after=5) == []  # agreement: forgotten
+    exchange.held = {"BTCUSDT": "0.4"}
+    assert check(db, checker, clock, after=5) == []
+    assert [m.symbol for m in check(db, checker, clock, after=5)] == ["BTCUSDT"]  # recorded anew
 
 
 def test_paper_and_shadow_compare_nothing(db):
     exchange = ScriptedExchange(common_pb.EXECUTION_MODE_PAPER)
     exchange.held = {"BTCUSDT": "1"}
-    checker = PositionCheck(db, KEYRING, exchange)
+    checker, clock = checker_for(db, exchange)
 
-    assert check(db, checker) == [] and check(db, checker) == []
+    assert check(db, checker) == [] and check(db, checker, clock, after=30) == []
     assert anomalies(db) == []

@@ -45,7 +45,7 @@ type RiskServiceClient interface {
 	// ListPositions lists positions of the ledger (one per account, market type and
 	// symbol: spot and futures apart), with their realised and unrealised PnL and fees.
 	// Any replica answers, from the ledger in the store, which the replica that owns an
-	// account writes from its fills at most 0.25 s after it applied them; unrealised PnL
+	// account writes from its fills about a second after it applied them; unrealised PnL
 	// is at the reference prices Risk's own checks use. Ordered by account, symbol,
 	// market type. Errors: INVALID_ARGUMENT (a malformed filter, page_size or
 	// page_token), UNAVAILABLE STORE_UNAVAILABLE.
@@ -160,7 +160,7 @@ type RiskServiceServer interface {
 	// ListPositions lists positions of the ledger (one per account, market type and
 	// symbol: spot and futures apart), with their realised and unrealised PnL and fees.
 	// Any replica answers, from the ledger in the store, which the replica that owns an
-	// account writes from its fills at most 0.25 s after it applied them; unrealised PnL
+	// account writes from its fills about a second after it applied them; unrealised PnL
 	// is at the reference prices Risk's own checks use. Ordered by account, symbol,
 	// market type. Errors: INVALID_ARGUMENT (a malformed filter, page_size or
 	// page_token), UNAVAILABLE STORE_UNAVAILABLE.
