@@ -11,12 +11,15 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera orders [...]                        list orders
   tessera trades [...]                        list trades
   tessera order ORDER_ID                      one order with its events and trades
+  tessera positions [...]                     positions and PnL, spot and futures apart (from Risk)
   tessera watch [...]                         follow order events
   tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
   tessera kill-switch status|trip|reduce|reset  the trading state (changes need --operator, --reason)
 
 Store (any database; --database-url or TESSERA_DATABASE_URL):
   tessera verify-store [...]                  check the store's invariants, report every violation (exit 4)
+  tessera export --from T --to T [...]        orders, events and trades for audit, CSV or Parquet; hash
+                                              chains verified (exit 4, nothing written, when one is broken)
 
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
 usage, 3 order rejected by risk, 130 interrupted.
@@ -98,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--history-only", action="store_true", help="stop after the stored history")
     client.add_connection_arguments(watch)
     watch.set_defaults(handler=client.cmd_watch)
+    from .positions import add_positions_arguments, cmd_positions
+
+    positions = commands.add_parser(
+        "positions", help="positions and PnL per account, symbol and market type (Risk's ledger)",
+        description="List the ledger's positions (RiskService.ListPositions): net quantity, average entry "
+        "price, the mark (Risk's reference price) and the unrealised PnL at it, realised PnL net of "
+        "commissions, and fees by asset. Spot and futures positions in one symbol are listed apart.")
+    add_positions_arguments(positions)
+    positions.set_defaults(handler=cmd_positions)
     from .kill_switch import add_kill_switch_arguments, cmd_kill_switch
     from .rebalance import add_rebalance_arguments, cmd_rebalance
 
@@ -118,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         "nothing left in doubt, and the store against a venue simulator. Exit 0 clean, 4 violations, 1 unreadable.")
     add_verify_store_arguments(verify_store)
     verify_store.set_defaults(handler=cmd_verify_store)
+
+    from .export import add_export_arguments, cmd_export
+
+    export = commands.add_parser(
+        "export", help="export orders, events and trades of a time window for audit (CSV or Parquet)",
+        description="Write every order with an event in [--from, --to), with its complete hash-chained event "
+        "history and its trades, to a new directory of CSV or Parquet files with a manifest (rows and SHA-256 "
+        "per file). Every exported chain is verified first: one broken chain and nothing is written (exit 4). "
+        "Exit 0 exported, 4 broken chains, 1 unreadable store or unwritable target.")
+    add_export_arguments(export)
+    export.set_defaults(handler=cmd_export)
 
     rebalance = commands.add_parser(
         "rebalance", help="run a batch of target orders from a CSV or JSON file",

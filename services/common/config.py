@@ -1,4 +1,4 @@
-"""Configuration from the environment (the README's table lists every variable).
+"""Configuration from the environment (docs/configuration.md lists every variable).
 
 A service that cannot start safely (no usable HMAC secret, a bad port) exits at once
 with a message naming the variable; no secret value ever appears in that message.

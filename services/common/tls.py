@@ -1,6 +1,6 @@
 """Optional (mutual) TLS for the gRPC servers and the OMS's channel to the Exchange.
 
-Server side, every service (README.md, "Mutual TLS"):
+Server side, every service (docs/operations.md, "Mutual TLS"):
 
 - ``TESSERA_TLS_CERT_FILE`` and ``TESSERA_TLS_KEY_FILE``: the server's PEM certificate
   (chain) and key; with them the port speaks TLS only.

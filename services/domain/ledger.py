@@ -1,7 +1,8 @@
 """The position ledger: what an account holds, built from its own fills, never from orders.
 
-A position is a signed net quantity (long > 0, short < 0) in one symbol of one account,
-with the cost basis of what is open (``|quantity| x average entry price``), the realised
+A position is a signed net quantity (long > 0, short < 0) in one symbol of one account
+and one market type (a spot holding and a futures position in the same symbol are two
+positions: they are different instruments, margined and settled apart), with the cost basis of what is open (``|quantity| x average entry price``), the realised
 PnL of what was closed and the commissions paid, all in the symbol's quote currency.
 :func:`apply_fill` is the whole accounting, pure:
 
@@ -16,8 +17,10 @@ PnL of what was closed and the commissions paid, all in the symbol's quote curre
   remainder opens a new position on the other side at the fill price.
 
 Commissions are added to ``commission`` (taken to be in the quote currency, as the paper
-venue charges them); ``realised_pnl`` is gross of them, :attr:`Position.net_realised_pnl`
-net. Arithmetic is exact (100 significant digits). Only a partial reduction divides (its
+venue and Aster's futures charge them); ``realised_pnl`` is gross of them,
+:attr:`Position.net_realised_pnl` net. ``fees`` keeps them by the asset the venue charged
+them in as well (``""`` when the venue did not say), so a fee charged in another asset
+(a spot venue's base asset, a fee token) is reported as what it is. Arithmetic is exact (100 significant digits). Only a partial reduction divides (its
 share of the cost basis): that share is rounded half-even to 18 decimal places, the
 store's scale, and because a close always takes the whole remaining cost, the realised
 PnL of a complete round trip is exact whatever the partial steps were.
@@ -29,7 +32,7 @@ import dataclasses
 import datetime as dt
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from .enums import Side
+from .enums import MarketType, Side
 
 ZERO = Decimal(0)
 #: The store's scale: 18 decimal places.
@@ -45,9 +48,21 @@ def to_scale(value: Decimal) -> Decimal:
     return _WIDE.plus(rounded)
 
 
+def add_fee(fees: tuple[tuple[str, Decimal], ...], asset: str | None, amount: Decimal
+            ) -> tuple[tuple[str, Decimal], ...]:
+    """``fees`` (sorted ``(asset, total)`` pairs) with ``amount`` of ``asset`` added."""
+    if not amount:
+        return fees
+    key = asset or ""
+    totals = dict(fees)
+    totals[key] = _WIDE.add(totals.get(key, ZERO), amount)
+    return tuple(sorted(totals.items()))
+
+
 @dataclasses.dataclass(frozen=True)
 class Position:
-    """One account's net position in one symbol; ``version`` is 0 until stored."""
+    """One account's net position in one symbol of one market type; ``version`` is 0
+    until stored. ``fees``: the commissions paid, by asset, as sorted ``(asset, total)``."""
 
     account: str
     symbol: str
@@ -57,6 +72,13 @@ class Position:
     commission: Decimal = ZERO
     updated_time: dt.datetime | None = None
     version: int = 0
+    market_type: MarketType = MarketType.FUTURES
+    fees: tuple[tuple[str, Decimal], ...] = ()
+
+    @property
+    def key(self) -> tuple[MarketType, str]:
+        """What an account's positions are keyed by: market type and symbol."""
+        return self.market_type, self.symbol
 
     @property
     def is_flat(self) -> bool:
@@ -98,6 +120,7 @@ def apply_fill(
     price: Decimal,
     commission: Decimal = ZERO,
     at: dt.datetime | None = None,
+    commission_asset: str | None = None,
 ) -> LedgerUpdate:
     """The position after one fill of ``quantity`` at ``price`` on ``side``.
 
@@ -132,6 +155,7 @@ def apply_fill(
         realised_pnl=_WIDE.add(position.realised_pnl, realised),
         commission=_WIDE.add(position.commission, commission),
         updated_time=at if at is not None else position.updated_time,
+        fees=add_fee(position.fees, commission_asset, commission),
     )
     return LedgerUpdate(updated, _WIDE.plus(realised), commission)
 
@@ -162,3 +186,5 @@ class LedgerEntry:
     position_quantity: Decimal
     trade_time: dt.datetime
     applied_time: dt.datetime
+    market_type: MarketType = MarketType.FUTURES
+    commission_asset: str | None = None

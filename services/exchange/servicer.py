@@ -254,3 +254,16 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             raise InvalidOrder("after_sequence", "must not be negative")
         async for report in self.engine.reports.follow(request.after_sequence):
             yield pb.StreamExecutionReportsResponse(report=convert.report_to_proto(report))
+
+    @venue_errors
+    async def ListVenuePositions(self, request: pb.ListVenuePositionsRequest, context: grpc.aio.ServicerContext):
+        """The venue account's futures positions (live mode only; see the contract)."""
+        self.engine.authorize(context.invocation_metadata(), "ListVenuePositions")
+        read = getattr(self.engine.provider, "venue_positions", None)
+        if self.engine.provider.mode != "LIVE" or read is None:
+            return pb.ListVenuePositionsResponse(mode=self.mode)
+        held = await read()
+        return pb.ListVenuePositionsResponse(mode=self.mode, positions=[
+            pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
+                             quantity=convert.format_decimal(quantity))
+            for symbol, quantity in held.items()])

@@ -17,6 +17,10 @@ considers open it asks the Exchange service (``QueryOrder``) what the venue know
   fills the store refuses, a live order the venue does not know) quarantines the
   symbol: the trading state of scope ``symbol:<SYMBOL>`` goes HALTED, an anomaly row and
   an order event say why, and nothing is invented.
+
+After each pass (:meth:`Reconciler.run_forever`), in live mode, the venue's futures
+positions are compared with the ledger's (:mod:`services.oms.position_check`): a
+difference that persists is recorded as a ``VENUE_POSITION_MISMATCH`` anomaly.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tessera.exchange.v1 import exchange_pb2_grpc
 
 from .fill_tracker import apply_report
 from .gateway import SIMULATED_MODES, ExchangeGateway
+from .position_check import PositionCheck
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,6 +84,7 @@ class Reconciler:
         self.grace = dt.timedelta(seconds=grace_seconds)
         self.timeout_seconds = timeout_seconds
         self.clock = clock
+        self.positions = PositionCheck(db, keyring, exchange, timeout_seconds=timeout_seconds)
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         for attempt in range(8):
@@ -96,6 +102,7 @@ class Reconciler:
                 summary = await self.reconcile_once()
                 if summary.checked:
                     log.info("reconciled %s", summary)
+                await self.check_positions()
             except Exception:  # noqa: BLE001 - the next pass tries again
                 log.exception("reconciliation pass failed")
             if interval_seconds <= 0:
@@ -104,6 +111,13 @@ class Reconciler:
                 await asyncio.wait_for(stop.wait(), interval_seconds)
             except asyncio.TimeoutError:
                 pass
+
+    async def check_positions(self) -> None:
+        """The venue's positions against the ledger (live mode; see the module docstring)."""
+        try:
+            await self.positions.check()
+        except grpc.aio.AioRpcError as error:
+            log.info("cannot compare positions with the venue now: exchange answered %s", error.code().name)
 
     async def reconcile_once(self) -> Summary:
         summary = Summary()

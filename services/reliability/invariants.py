@@ -146,6 +146,15 @@ def _check_chain(report: Report, order: dict[str, Any], events: list[dict[str, A
         report.add("NO_EVENTS", order_id, "the order has no events")
 
 
+def chain_violations(order: dict[str, Any], events: list[dict[str, Any]]) -> list[Violation]:
+    """What is wrong with one order's hash chain (its row and its events in sequence
+    order, as the database returns them): nothing when every event matches its hash,
+    links to the one before it, and the last is the order's head."""
+    report = Report()
+    _check_chain(report, order, events)
+    return report.violations
+
+
 def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, Any]],
                   trades: list[dict[str, Any]], nonces: dict[str, str], fill_ids: dict[tuple[str, str], str]) -> None:
     order_id = order["order_id"]
@@ -215,53 +224,63 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
 
 
 def _check_ledger(report: Report, session: Session, *, require_ledger: bool) -> None:
+    # A trade's market type is its order's; positions are per (account, market type, symbol).
     trades = session.execute(
         select(trades_table.c.venue, trades_table.c.trade_id, trades_table.c.order_id, trades_table.c.quantity,
-               trades_table.c.side, trades_table.c.account, trades_table.c.symbol)
+               trades_table.c.side, trades_table.c.account, trades_table.c.symbol, orders_table.c.market_type)
+        .join(orders_table, orders_table.c.order_id == trades_table.c.order_id)
     ).mappings().all()
     entries = {
         (row["venue"], row["trade_id"]): row
         for row in session.execute(
             select(ledger_entries_table.c.venue, ledger_entries_table.c.trade_id, ledger_entries_table.c.quantity,
-                   ledger_entries_table.c.side, ledger_entries_table.c.account, ledger_entries_table.c.symbol)
+                   ledger_entries_table.c.side, ledger_entries_table.c.account, ledger_entries_table.c.symbol,
+                   ledger_entries_table.c.market_type)
         ).mappings()
     }
     traded = set()
-    sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    sums: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for trade in trades:
         key = (trade["venue"], trade["trade_id"])
         traded.add(key)
-        sums[(trade["account"], trade["symbol"])] += trade["quantity"] if trade["side"] == "BUY" else -trade["quantity"]
+        held_key = (trade["account"], trade["market_type"], trade["symbol"])
+        sums[held_key] += trade["quantity"] if trade["side"] == "BUY" else -trade["quantity"]
         entry = entries.get(key)
         if entry is None:
             report.ledger_pending += 1
             if require_ledger:
                 report.add("LEDGER_MISSING", trade["order_id"], f"trade {trade['trade_id']} is not in the ledger")
-        elif (entry["quantity"], entry["side"]) != (trade["quantity"], trade["side"]):
+        elif (entry["quantity"], entry["side"], entry["market_type"]) != (
+                trade["quantity"], trade["side"], trade["market_type"]):
             report.add("LEDGER_MISMATCH", trade["order_id"], f"trade {trade['trade_id']}'s ledger entry differs from it")
-    ledgered: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    ledgered: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for key, entry in entries.items():
         if key not in traded:
             report.add("LEDGER_WITHOUT_TRADE", None, f"ledger entry for trade {key[1]} at {key[0]} without a stored trade")
         signed = entry["quantity"] if entry["side"] == "BUY" else -entry["quantity"]
-        ledgered[(entry["account"], entry["symbol"])] += signed
+        ledgered[(entry["account"], entry["market_type"], entry["symbol"])] += signed
     positions = {
-        (row["account"], row["symbol"]): row["quantity"]
-        for row in session.execute(select(positions_table.c.account, positions_table.c.symbol,
-                                          positions_table.c.quantity)).mappings()
+        (row["account"], row["market_type"], row["symbol"]): row["quantity"]
+        for row in session.execute(select(positions_table.c.account, positions_table.c.market_type,
+                                          positions_table.c.symbol, positions_table.c.quantity)).mappings()
     }
+
+    def held(key: tuple[str, str, str]) -> str:
+        return f"{key[2]} ({key[1].lower()})"
+
     for key in positions.keys() | ledgered.keys():
-        held, entered = positions.get(key, Decimal(0)), ledgered.get(key, Decimal(0))
-        if held != entered:
-            report.add("POSITION_MISMATCH", None, f"{key[0]} holds {held} {key[1]}, its ledger entries add up to {entered}")
+        quantity, entered = positions.get(key, Decimal(0)), ledgered.get(key, Decimal(0))
+        if quantity != entered:
+            report.add("POSITION_MISMATCH", None,
+                       f"{key[0]} holds {quantity} {held(key)}, its ledger entries add up to {entered}")
     if require_ledger:
         for key in sums.keys() - positions.keys():
             if sums[key] != 0:
-                report.add("POSITION_MISMATCH", None, f"{key[0]} holds no {key[1]}, its trades add up to {sums[key]}")
+                report.add("POSITION_MISMATCH", None, f"{key[0]} holds no {held(key)}, its trades add up to {sums[key]}")
         for key in positions.keys() & sums.keys():
             if positions[key] != sums[key]:
                 report.add("POSITION_MISMATCH", None,
-                           f"{key[0]} holds {positions[key]} {key[1]}, its trades add up to {sums[key]}")
+                           f"{key[0]} holds {positions[key]} {held(key)}, its trades add up to {sums[key]}")
 
 
 def check_store(

@@ -1,6 +1,7 @@
 """What a Risk replica knows about the accounts it owns, in memory: the book.
 
-Per account: the ledger's positions, the orders that may still trade (APPROVED with a
+Per account: the ledger's positions (by market type and symbol: spot and futures apart),
+the orders that may still trade (APPROVED with a
 live token, or working at a venue) with what they may still fill, the order times
 inside the throttle's window, and the realised PnL net of commissions since the daily
 reset (a running sum: the daily loss costs the same whatever the account's history).
@@ -25,7 +26,7 @@ import datetime as dt
 from decimal import Context, Decimal
 from typing import Any, Callable, Iterable
 
-from services.domain import Order, OrderStatus, Side, TradingState
+from services.domain import MarketType, Order, OrderStatus, Side, TradingState
 from services.domain.ledger import ZERO, LedgerUpdate, Position, apply_fill
 
 from .context import DailyReset, RiskContext
@@ -68,7 +69,7 @@ class Account:
     __slots__ = ("positions", "working", "approvals", "recent", "realised_today", "reset_at")
 
     def __init__(self) -> None:
-        self.positions: dict[str, Position] = {}
+        self.positions: dict[tuple[MarketType, str], Position] = {}
         self.working: dict[str, Working] = {}
         self.approvals: collections.deque[tuple[float, str]] | None = None
         self.recent: collections.deque[float] | None = None
@@ -137,7 +138,7 @@ class Book:
         self._client_ids: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         #: Ledger entries and positions to write to the store (see :meth:`drain`).
         self._entries: list[dict[str, Any]] = []
-        self._dirty: dict[tuple[str, str], Position] = {}
+        self._dirty: dict[tuple[str, MarketType, str], Position] = {}
         self.daily_reset = DailyReset(limits.daily_reset_utc)
 
     def account(self, name: str) -> Account:
@@ -169,7 +170,8 @@ class Book:
         return RiskContext(
             trading_state=state,
             positions=positions,
-            reference_prices=reference_prices(prices, [order.symbol, *positions]),
+            reference_prices=reference_prices(prices, [order.symbol, *(symbol for _, symbol in positions)]),
+            market_type=order.market_type,
             open_orders=account.open_orders(approved_since),
             working_same_side=(account.working_quantity(order.symbol, order.side, approved_since)
                                if state is TradingState.REDUCING else ZERO),
@@ -256,7 +258,7 @@ class Book:
     def load_positions(self, positions: Iterable[Position]) -> None:
         for position in positions:
             if self.owns(position.account):
-                self.account(position.account).positions[position.symbol] = position
+                self.account(position.account).positions[position.key] = position
 
     def load_realised(self, sums: Iterable[tuple[str, Decimal]], reset: dt.datetime) -> None:
         """Realised PnL net of commissions per account since ``reset`` (the ledger's)."""
@@ -284,7 +286,8 @@ class Book:
 
     def fill(self, *, order_id: str, account: str, symbol: str, side: Side, venue: str, trade_id: str,
              quantity: Decimal, price: Decimal, commission: Decimal, trade_time: dt.datetime,
-             final: bool) -> LedgerUpdate | None:
+             final: bool, market_type: MarketType = MarketType.FUTURES,
+             commission_asset: str | None = None) -> LedgerUpdate | None:
         """Apply one fill to its position (once per venue trade id); None when it was
         applied before or the account is another replica's."""
         if not self.owns(account):
@@ -296,9 +299,10 @@ class Book:
         if len(self._applied) > APPLIED_TRADES:
             self._applied.popitem(last=False)
         holder = self.account(account)
-        current = holder.positions.get(symbol) or Position(account, symbol)
-        update = apply_fill(current, side, quantity, price, commission, trade_time)
-        holder.positions[symbol] = update.position
+        key = (market_type, symbol)
+        current = holder.positions.get(key) or Position(account, symbol, market_type=market_type)
+        update = apply_fill(current, side, quantity, price, commission, trade_time, commission_asset)
+        holder.positions[key] = update.position
         reset = self.daily_reset.at(self.clock())
         holder._roll(reset)
         if trade_time >= reset:
@@ -312,9 +316,10 @@ class Book:
         self._entries.append({
             "account": account, "symbol": symbol, "venue": venue, "trade_id": trade_id, "side": side,
             "quantity": quantity, "price": price, "realised_pnl": update.realised_pnl, "commission": commission,
-            "position_quantity": update.position.quantity, "trade_time": trade_time,
+            "position_quantity": update.position.quantity, "trade_time": trade_time, "market_type": market_type,
+            "commission_asset": commission_asset,
         })
-        self._dirty[(account, symbol)] = update.position
+        self._dirty[(account, market_type, symbol)] = update.position
         return update
 
     # -- to the store --------------------------------------------------------------------------
@@ -328,7 +333,7 @@ class Book:
         """Put back what a failed write did not store (positions newer since stay)."""
         self._entries[:0] = entries
         for position in positions:
-            self._dirty.setdefault((position.account, position.symbol), position)
+            self._dirty.setdefault((position.account, position.market_type, position.symbol), position)
 
     @property
     def pending_entries(self) -> int:

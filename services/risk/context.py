@@ -14,7 +14,7 @@ import functools
 from decimal import Context, Decimal
 from typing import Mapping
 
-from services.domain import TradingState
+from services.domain import MarketType, TradingState
 from services.domain.ledger import ZERO, Position
 
 _WIDE = Context(prec=100)
@@ -27,8 +27,8 @@ class RiskContext:
     #: The state governing the order's symbol: the stricter of the global one and the
     #: symbol's own.
     trading_state: TradingState = TradingState.ACTIVE
-    #: The account's ledger positions by symbol (flat ones too).
-    positions: Mapping[str, Position] = dataclasses.field(default_factory=dict)
+    #: The account's ledger positions by (market type, symbol) (flat ones too).
+    positions: Mapping[tuple[MarketType, str], Position] = dataclasses.field(default_factory=dict)
     #: Reference prices by symbol: the order's and those of the account's positions.
     reference_prices: Mapping[str, Decimal] = dataclasses.field(default_factory=dict)
     #: How many of the account's orders may still trade (APPROVED with a live token, or open).
@@ -40,37 +40,43 @@ class RiskContext:
     recent_orders: int = 0
     #: Realised PnL net of commissions of the fills since the last daily reset.
     realised_today: Decimal = ZERO
+    #: The order's market type: the per-symbol checks (position, REDUCING) read the
+    #: account's position in this market; exposure and PnL count every market.
+    market_type: MarketType = MarketType.FUTURES
 
     def position(self, symbol: str) -> Decimal:
-        held = self.positions.get(symbol)
+        """The net quantity held in ``symbol`` in the order's market type."""
+        held = self.positions.get((self.market_type, symbol))
         return ZERO if held is None else held.quantity
 
-    def valuation_price(self, symbol: str) -> Decimal | None:
-        """The reference price, else the position's own average entry price."""
-        price = self.reference_prices.get(symbol)
-        if price is None and symbol in self.positions:
-            price = self.positions[symbol].average_entry_price
+    def valuation_price(self, key: tuple[MarketType, str]) -> Decimal | None:
+        """The symbol's reference price, else the position's own average entry price."""
+        price = self.reference_prices.get(key[1])
+        if price is None and key in self.positions:
+            price = self.positions[key].average_entry_price
         return price
 
-    def _exposure(self, symbol: str, held: Decimal) -> Decimal:
-        price = self.valuation_price(symbol)
+    def _exposure(self, key: tuple[MarketType, str], held: Decimal) -> Decimal:
+        price = self.valuation_price(key)
         return _WIDE.multiply(abs(held), price) if held and price is not None else ZERO
 
     @functools.cached_property
     def _gross_now(self) -> Decimal:
         total = ZERO
-        for held_symbol, position in self.positions.items():
-            total = _WIDE.add(total, self._exposure(held_symbol, position.quantity))
+        for key, position in self.positions.items():
+            total = _WIDE.add(total, self._exposure(key, position.quantity))
         return total
 
     def gross_exposure(self, symbol: str | None = None, quantity: Decimal | None = None) -> Decimal:
-        """Sum of |quantity| x valuation price over the positions, with ``symbol`` held at
-        ``quantity`` instead when given (a position after an order). Exact: the sum of
-        the positions as they are is made once per context."""
+        """Sum of |quantity| x valuation price over the positions (every market type),
+        with ``symbol`` in the order's market type held at ``quantity`` instead when given
+        (a position after an order). Exact: the sum of the positions as they are is made
+        once per context."""
         if symbol is None or quantity is None:
             return self._gross_now
-        return _WIDE.add(_WIDE.subtract(self._gross_now, self._exposure(symbol, self.position(symbol))),
-                         self._exposure(symbol, quantity))
+        key = (self.market_type, symbol)
+        return _WIDE.add(_WIDE.subtract(self._gross_now, self._exposure(key, self.position(symbol))),
+                         self._exposure(key, quantity))
 
     def unrealised_pnl(self) -> Decimal:
         """Of every open position at its valuation price."""
@@ -79,8 +85,8 @@ class RiskContext:
     @functools.cached_property
     def _unrealised(self) -> Decimal:
         total = ZERO
-        for symbol, position in self.positions.items():
-            price = self.valuation_price(symbol)
+        for key, position in self.positions.items():
+            price = self.valuation_price(key)
             if price is not None:
                 total = _WIDE.add(total, position.unrealised_pnl(price))
         return total

@@ -174,7 +174,8 @@ class RiskEngine:
                           venue=event.venue, trade_id=str(payload["trade_id"]),
                           quantity=core_ext_decimal(payload["quantity"]), price=core_ext_decimal(payload["price"]),
                           commission=core_ext_decimal(payload.get("commission", "0")), trade_time=event.event_time,
-                          final=event.to_status is OrderStatus.FILLED)
+                          final=event.to_status is OrderStatus.FILLED, market_type=event.market_type,
+                          commission_asset=payload.get("commission_asset"))
             except (KeyError, ValueError, ArithmeticError) as error:
                 log.error("fill event %s of order %s cannot be applied to the ledger: %s", event.sequence,
                           event.order_id, error)

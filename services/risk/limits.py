@@ -1,4 +1,4 @@
-"""Pre-trade risk limits: one table of settings (the README's "Risk controls" table).
+"""Pre-trade risk limits: one table of settings (the table in docs/risk-controls.md).
 
 Each :class:`Setting` names its key (file key; the variable is ``TESSERA_RISK_`` + KEY),
 its default, the control it configures and the reason code that control reports.
@@ -73,7 +73,7 @@ _DEFAULTS = {setting.field: setting.parse(setting.default, setting.key) for sett
 
 @dataclasses.dataclass(frozen=True)
 class RiskLimits:
-    """Every control's configuration; None disables a limit. Defaults as in the README."""
+    """Every control's configuration; None disables a limit. Defaults as in docs/risk-controls.md."""
 
     allowed_symbols: frozenset[str]
     max_notional_per_order: Decimal | None

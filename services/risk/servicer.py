@@ -15,12 +15,13 @@ import grpc
 
 from services.common import convert, tls
 from services.common.errors import grpc_errors, item_error
-from services.domain import TradingState, new_id
+from services.domain import MarketType, TradingState, new_id
 from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.risk.v1 import risk_pb2 as pb
 from tessera.risk.v1 import risk_pb2_grpc
 
+from . import positions
 from .engine import Decision, RiskEngine, new_client_order_id
 from .sharding import FORWARDED_METADATA, Sharding
 
@@ -176,3 +177,32 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         return pb.GetLimitsResponse(
             limits=[pb.Limit(name=n, value=v, violation_code=c) for n, v, c in self.engine.limits.describe()]
         )
+
+    # -- positions and PnL (the ledger, valued at the reference prices: see services.risk.positions) --
+    @grpc_errors
+    async def ListPositions(self, request: pb.ListPositionsRequest, context: grpc.aio.ServicerContext):
+        limit = positions.page_size(request.page_size)
+        found = await positions.list_positions(
+            self.engine.db,
+            account=convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account", required=False),
+            market_type=convert.enum_from_proto(MarketType, request.market_type, "market_type", required=False),
+            symbol=convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol", required=False),
+            open_only=request.open_only,
+            after=positions.after_token(request.page_token),
+            limit=limit + 1,
+        )
+        page, more = found[:limit], len(found) > limit
+        return pb.ListPositionsResponse(
+            positions=[positions.to_proto(v) for v in positions.value(page, self.engine.prices)],
+            next_page_token=positions.page_token(page[-1]) if more else "",
+        )
+
+    @grpc_errors
+    async def GetPosition(self, request: pb.GetPositionRequest, context: grpc.aio.ServicerContext):
+        account = convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account")
+        market_type = convert.enum_from_proto(MarketType, request.market_type, "market_type")
+        symbol = convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol")
+        assert account is not None and market_type is not None and symbol is not None
+        found = await positions.get_position(self.engine.db, account, market_type, symbol)
+        (valued,) = positions.value([found], self.engine.prices)
+        return pb.GetPositionResponse(position=positions.to_proto(valued))

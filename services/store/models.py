@@ -197,22 +197,26 @@ class ExecutionAnomalyRow(Base):
 
 
 class PositionRow(Base):
-    """The ledger: one account's net position in one symbol, from its fills.
+    """The ledger: one account's net position in one symbol of one market type (spot and
+    futures apart), from its fills.
 
     ``cost_basis`` is ``|quantity| x average entry price`` (exact; see
     :mod:`services.domain.ledger`); ``average_entry_price`` is derived from it, stored
-    for readers. PnL and commissions are in the symbol's quote currency.
+    for readers. PnL and ``commission`` are in the symbol's quote currency; ``fees`` holds
+    the commissions by the asset they were charged in (a JSON object of decimal text).
     """
 
     __tablename__ = "positions"
 
     account: Mapped[str] = mapped_column(NAME, primary_key=True)
+    market_type: Mapped[str] = mapped_column(CODE, primary_key=True)
     symbol: Mapped[str] = mapped_column(NAME, primary_key=True)
     quantity: Mapped[Decimal] = mapped_column(DecimalString())
     cost_basis: Mapped[Decimal] = mapped_column(DecimalString())
     average_entry_price: Mapped[Decimal | None] = mapped_column(DecimalString(rounding=ROUND_HALF_EVEN))
     realised_pnl: Mapped[Decimal] = mapped_column(DecimalString())
     commission: Mapped[Decimal] = mapped_column(DecimalString())
+    fees: Mapped[dict[str, Any]] = mapped_column(JSONType)
     updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer())
 
@@ -233,6 +237,7 @@ class LedgerEntryRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     account: Mapped[str] = mapped_column(NAME)
+    market_type: Mapped[str] = mapped_column(CODE)
     symbol: Mapped[str] = mapped_column(NAME)
     venue: Mapped[str] = mapped_column(NAME)
     trade_id: Mapped[str] = mapped_column(NAME)
@@ -241,6 +246,7 @@ class LedgerEntryRow(Base):
     price: Mapped[Decimal] = mapped_column(DecimalString())
     realised_pnl: Mapped[Decimal] = mapped_column(DecimalString())
     commission: Mapped[Decimal] = mapped_column(DecimalString())
+    commission_asset: Mapped[str | None] = mapped_column(NAME)
     position_quantity: Mapped[Decimal] = mapped_column(DecimalString())
     trade_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     applied_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -15,7 +15,8 @@ comes from when a replica starts, and how it stays current:
   SQLite writers are serialised and ids are in commit order.
 * :data:`LEDGER` writes the ledger entries and positions Risk computed from those fills,
   one multi-row statement per table per batch: an entry per venue trade id (a second
-  write of it changes nothing), a position as the book holds it.
+  write of it changes nothing), a position as the book holds it (keyed by account,
+  market type and symbol: spot and futures apart).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection
 
-from services.domain import OPEN_STATUSES, OrderStatus, Side, TradingState, utcnow
+from services.domain import OPEN_STATUSES, MarketType, OrderStatus, Side, TradingState, utcnow
 from services.domain.ledger import Position
 
 from .codec import Codec
@@ -72,18 +73,22 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     cursor = run("SELECT COALESCE(MAX(id), 0) FROM order_events_ts").scalar_one()
     positions = [
         Position(account, symbol, codec.decimal_from(quantity), codec.decimal_from(cost),
-                 codec.decimal_from(realised), codec.decimal_from(commission), codec.time_from(updated), version)
-        for account, symbol, quantity, cost, realised, commission, updated, version in run(
-            "SELECT account, symbol, quantity, cost_basis, realised_pnl, commission, updated_time, version "
-            "FROM positions")
+                 codec.decimal_from(realised), codec.decimal_from(commission), codec.time_from(updated), version,
+                 MarketType(market_type), fees_from(codec.json_from(fees)))
+        for account, market_type, symbol, quantity, cost, realised, commission, fees, updated, version in run(
+            "SELECT account, market_type, symbol, quantity, cost_basis, realised_pnl, commission, fees, "
+            "updated_time, version FROM positions")
     ]
     unapplied = [
         {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
          "side": Side(side), "quantity": codec.decimal_from(quantity), "price": codec.decimal_from(price),
-         "commission": codec.decimal_from(commission), "trade_time": codec.time_from(trade_time)}
-        for trade_id, venue, order_id, account, symbol, side, quantity, price, commission, trade_time in run(
+         "commission": codec.decimal_from(commission), "trade_time": codec.time_from(trade_time),
+         "market_type": MarketType(market_type), "commission_asset": commission_asset}
+        for trade_id, venue, order_id, account, symbol, side, quantity, price, commission, trade_time, market_type,
+        commission_asset in run(
             "SELECT t.trade_id, t.venue, t.order_id, t.account, t.symbol, t.side, t.quantity, t.price, "
-            "t.commission, t.trade_time FROM trades_ts AS t WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS l "
+            "t.commission, t.trade_time, o.market_type, t.commission_asset FROM trades_ts AS t "
+            "JOIN orders_ts AS o ON o.order_id = t.order_id WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS l "
             "WHERE l.venue = t.venue AND l.trade_id = t.trade_id) ORDER BY t.id")
     ]
     working = [
@@ -105,6 +110,16 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
+
+
+def fees_from(stored: Any) -> tuple[tuple[str, Decimal], ...]:
+    """A position's ``fees`` column (a JSON object of asset to decimal text) as the
+    sorted pairs :class:`Position` holds."""
+    return tuple(sorted((asset, Decimal(amount)) for asset, amount in (stored or {}).items()))
+
+
+def fees_json(fees: tuple[tuple[str, Decimal], ...]) -> dict[str, str]:
+    return {asset: str(amount) for asset, amount in fees}
 
 
 def trading_states(connection: Connection) -> dict[str, TradingState]:
@@ -129,6 +144,7 @@ class TailEvent:
     venue: str
     quantity: Decimal
     filled_quantity: Decimal
+    market_type: MarketType = MarketType.FUTURES
 
 
 class EventTail:
@@ -158,7 +174,8 @@ class EventTail:
         # The order's columns and the payload are read for the followed statuses only.
         columns = ("SELECT e.id, e.to_status, e.order_id, e.sequence, e.event_time, "
                    f"CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') THEN e.payload END, o.account, o.symbol, "
-                   "o.side, o.venue, o.quantity, o.filled_quantity FROM order_events_ts AS e LEFT JOIN orders_ts AS o "
+                   "o.side, o.venue, o.quantity, o.filled_quantity, o.market_type FROM order_events_ts AS e "
+                   "LEFT JOIN orders_ts AS o "
                    f"ON o.order_id = e.order_id AND e.to_status IN ({_FOLLOWED}) ")
         if codec.dialect == "sqlite":
             # Writers are serialised and ids are in commit order: no gaps to watch, so the
@@ -185,12 +202,13 @@ class EventTail:
                 continue  # not followed
             events.append(TailEvent(event_id, row[2], row[3], status, codec.time_from(row[4]),
                                     codec.json_from(row[5]) or {}, row[6], row[7], _SIDES[row[8]], row[9],
-                                    codec.decimal_from(row[10]), codec.decimal_from(row[11])))
+                                    codec.decimal_from(row[10]), codec.decimal_from(row[11]), _MARKETS[row[12]]))
         return events
 
 
 _STATUSES = {status.value: status for status in FOLLOWED}
 _SIDES = {side.value: side for side in Side}
+_MARKETS = {market.value: market for market in MarketType}
 
 
 class LedgerWrite:
@@ -203,48 +221,54 @@ class LedgerWrite:
         sqlite = context.dialect == "sqlite"
         applied = utcnow()
         entries = [entry for batch, _ in items for entry in batch]
-        latest: dict[tuple[str, str], Position] = {}
+        latest: dict[tuple[str, MarketType, str], Position] = {}
         for _, positions in items:
             for position in positions:
-                latest[(position.account, position.symbol)] = position
+                latest[(position.account, position.market_type, position.symbol)] = position
         entry_columns = ("account", "symbol", "venue", "trade_id", "side", "quantity", "price", "realised_pnl",
-                         "commission", "position_quantity", "trade_time", "applied_time")
+                         "commission", "position_quantity", "trade_time", "applied_time", "market_type",
+                         "commission_asset")
+        futures = MarketType.FUTURES
         rows = [[e["account"], e["symbol"], e["venue"], e["trade_id"], e["side"].value, codec.decimal(e["quantity"]),
                  codec.decimal(e["price"]), codec.decimal(e["realised_pnl"]), codec.decimal(e["commission"]),
-                 codec.decimal(e["position_quantity"]), codec.time(e["trade_time"]), codec.time(applied)]
+                 codec.decimal(e["position_quantity"]), codec.time(e["trade_time"]), codec.time(applied),
+                 e.get("market_type", futures).value, e.get("commission_asset")]
                 for e in entries]
-        position_columns = ("account", "symbol", "quantity", "cost_basis", "average_entry_price", "realised_pnl",
-                            "commission", "updated_time", "version")
-        position_rows = [[p.account, p.symbol, codec.decimal(p.quantity), codec.decimal(p.cost_basis),
-                          codec.derived_decimal(p.average_entry_price), codec.decimal(p.realised_pnl),
-                          codec.decimal(p.commission), codec.time(p.updated_time or applied), 1]
+        position_columns = ("account", "market_type", "symbol", "quantity", "cost_basis", "average_entry_price",
+                            "realised_pnl", "commission", "fees", "updated_time", "version")
+        position_rows = [[p.account, p.market_type.value, p.symbol, codec.decimal(p.quantity),
+                          codec.decimal(p.cost_basis), codec.derived_decimal(p.average_entry_price),
+                          codec.decimal(p.realised_pnl), codec.decimal(p.commission), codec.json(fees_json(p.fees)),
+                          codec.time(p.updated_time or applied), 1]
                          for p in latest.values()]
         run = context.run
-        updates = ", ".join(f"{c} = excluded.{c}" for c in position_columns[2:-1])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in position_columns[3:-1])
         if sqlite:
             if rows:
                 run(f"INSERT INTO ledger_entries ({', '.join(entry_columns)}) VALUES ({', '.join('?' * len(entry_columns))}) "
                     "ON CONFLICT (venue, trade_id) DO NOTHING", [tuple(r) for r in rows], many=True)
             if position_rows:
                 run(f"INSERT INTO positions ({', '.join(position_columns)}) VALUES "
-                    f"({', '.join('?' * len(position_columns))}) ON CONFLICT (account, symbol) DO UPDATE SET "
+                    f"({', '.join('?' * len(position_columns))}) ON CONFLICT (account, market_type, symbol) "
+                    "DO UPDATE SET "
                     f"{updates}, version = positions.version + 1", [tuple(r) for r in position_rows], many=True)
         else:
             types = ("text", "text", "text", "text", "text", "numeric", "numeric", "numeric", "numeric", "numeric",
-                     "timestamptz", "timestamptz")
+                     "timestamptz", "timestamptz", "text", "text")
             if rows:
                 run(f"INSERT INTO ledger_entries ({', '.join(entry_columns)}) SELECT * FROM unnest("
                     + ", ".join(f"%s::{t}[]" for t in types) + ") ON CONFLICT (venue, trade_id) DO NOTHING",
                     tuple(list(c) for c in zip(*rows)))
             if position_rows:
-                ptypes = ("text", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "timestamptz",
-                          "integer")
+                ptypes = ("text", "text", "text", "numeric", "numeric", "numeric", "numeric", "numeric", "jsonb",
+                          "timestamptz", "integer")
                 run(f"INSERT INTO positions ({', '.join(position_columns)}) SELECT * FROM unnest("
-                    + ", ".join(f"%s::{t}[]" for t in ptypes) + ") ON CONFLICT (account, symbol) DO UPDATE SET "
+                    + ", ".join(f"%s::{t}[]" for t in ptypes) + ") ON CONFLICT (account, market_type, symbol) "
+                    "DO UPDATE SET "
                     f"{updates}, version = positions.version + 1", tuple(list(c) for c in zip(*position_rows)))
         return [None] * len(items)
 
 
 LEDGER = LedgerWrite()
 
-__all__ = ["EventTail", "LEDGER", "Snapshot", "TailEvent", "load", "trading_states"]
+__all__ = ["EventTail", "LEDGER", "Snapshot", "TailEvent", "fees_from", "fees_json", "load", "trading_states"]

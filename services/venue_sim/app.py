@@ -52,8 +52,12 @@ WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 ORDER_COUNT_HEADER = "X-MBX-ORDER-COUNT-1M"
 PREFIXES = {
     "/fapi/v1": ("futures", "v1"), "/api/v1": ("spot", "v1"),
+    "/fapi/v2": ("futures", "v1"),  # V1 keys' positionRisk (see V1_PATHS)
     "/fapi/v3": ("futures", "v3"), "/api/v3": ("spot", "v3"),
 }
+#: Where Aster's V1 API serves an endpoint under another version than /fapi/v1 (its
+#: documentation: "GET /fapi/v2/positionRisk"); the simulator answers it there only.
+V1_PATHS = {"/positionRisk": "/fapi/v2"}
 #: Paths that change orders or settings: shadow mode must never reach them.
 ORDER_ENDPOINTS = {("POST", "/order"), ("DELETE", "/order"), ("DELETE", "/allOpenOrders"), ("POST", "/leverage"),
                    ("POST", "/marginType"), ("POST", "/countdownCancelAll"), ("POST", "/positionSide/dual")}
@@ -162,6 +166,8 @@ class VenueSimulator:
         if prefix is None:
             return _error(404, -1, f"no such endpoint {path}")
         (market, version), endpoint = PREFIXES[prefix], path[len(prefix):]
+        if version == "v1" and market == "futures" and V1_PATHS.get(endpoint, "/fapi/v1") != prefix:
+            return _error(404, -1, f"no such endpoint {path}")
         method = request.method
         raw_query = request.rel_url.raw_query_string
         body = (await request.text()) if request.can_read_body else ""

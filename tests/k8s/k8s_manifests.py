@@ -44,7 +44,7 @@ AUTOSCALED = {"risk", "oms"}
 DATABASE_CLIENTS = {"risk", "oms", "tessera-migrate"}
 MIGRATION_JOB = "tessera-migrate"
 #: Secrets an overlay may reference without rendering them: the prod overlay expects
-#: them to exist (README.md, "Operations"), with these keys.
+#: them to exist (docs/deployment.md), with these keys.
 EXTERNAL_SECRETS = {
     "tessera-hmac": {"current", "current-key-id", "previous", "previous-key-id"},
     "tessera-venue": {"api-key", "api-secret"},

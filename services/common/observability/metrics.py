@@ -5,7 +5,7 @@ Every metric lives in ``prometheus_client``'s default registry, next to the proc
 collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ...). The
 hooks never raise: a metric must never fail an order.
 
-The README's "Metrics" section lists every series with what it means and example
+docs/operations.md, "Metrics", lists every series with what it means and example
 PromQL; keep the two in step.
 """
 

@@ -25,7 +25,7 @@ from .rules import SymbolRules, fit_order
 
 FUTURES_PREFIX = "/fapi/v1"
 SPOT_PREFIX = "/api/v1"
-_V3_PREFIXES = (("/fapi/v1/", "/fapi/v3/"), ("/api/v1/", "/api/v3/"))
+_V3_PREFIXES = (("/fapi/v1/", "/fapi/v3/"), ("/fapi/v2/", "/fapi/v3/"), ("/api/v1/", "/api/v3/"))
 
 #: Venue order types for Tessera's, per market (a stop-limit order is Aster's ``STOP``).
 ORDER_TYPES = {
@@ -294,9 +294,11 @@ def prepare_set_position_mode(hedge: bool) -> VenueRequest:
 
 
 def prepare_position_risk(symbol: str | None = None) -> VenueRequest:
-    """``GET /fapi/v1/positionRisk``: positions with their leverage and margin type."""
+    """``GET /fapi/v2/positionRisk`` (Aster's V1 API has it in v2 only; an API wallet's
+    is ``/fapi/v3/positionRisk``): positions with their leverage and margin type, one row
+    per symbol in one-way mode, per side (``LONG``, ``SHORT``) in hedge mode."""
     params = (("symbol", symbol),) if symbol else ()
-    return VenueRequest("GET", f"{FUTURES_PREFIX}/positionRisk", params, signed=True, weight=5)
+    return VenueRequest("GET", "/fapi/v2/positionRisk", params, signed=True, weight=5)
 
 
 def prepare_mark_price(symbol: str) -> VenueRequest:

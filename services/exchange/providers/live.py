@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
-from services.domain.errors import OrderNotFound, PreconditionFailed
+from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.domain.execution import ExecutionReport, Fill
 
 from ..aster import raw
@@ -261,6 +261,22 @@ class LiveProvider:
             if margin in ("ISOLATED", "CROSS", "CROSSED"):
                 session.margin_modes[symbol] = MarginMode.ISOLATED if margin == "ISOLATED" else MarginMode.CROSSED
         return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+
+    async def venue_positions(self, *, account: str | None = None) -> dict[str, Decimal]:
+        """The venue account's futures positions (``positionRisk``), net per symbol: the sum
+        of its rows' ``positionAmt`` (one row in one-way mode; ``LONG`` and ``SHORT`` in
+        hedge mode, ``SHORT`` negative). Flat symbols are left out."""
+        session = self.session(account)
+        net: dict[str, Decimal] = {}
+        for row in await self.transport.send(rq.prepare_position_risk(), session.credentials) or []:
+            try:
+                amount = Decimal(str(row["positionAmt"]))
+                symbol = str(row["symbol"])
+            except (KeyError, TypeError, ArithmeticError) as error:
+                raise VenueUnavailable(f"positionRisk answered a row without positionAmt or symbol: {error}") from None
+            if amount:
+                net[symbol] = net.get(symbol, Decimal(0)) + amount
+        return {symbol: amount for symbol, amount in sorted(net.items()) if amount}
 
     def _check_settings(self, order: Order, session: AccountSession) -> None:
         if order.market_type is not MarketType.FUTURES or not self.require_settings:

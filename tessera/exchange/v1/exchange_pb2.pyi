@@ -197,3 +197,25 @@ class QueryOrderResponse(_message.Message):
     fills: _containers.RepeatedCompositeFieldContainer[_types_pb2.ExecutionReport]
     mode: _types_pb2.ExecutionMode
     def __init__(self, found: _Optional[bool] = ..., venue_status: _Optional[_Union[_types_pb2.OrderStatus, str]] = ..., executed_quantity: _Optional[str] = ..., original_quantity: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., fills: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ...) -> None: ...
+
+class ListVenuePositionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVenuePositionsResponse(_message.Message):
+    __slots__ = ("mode", "positions")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    mode: _types_pb2.ExecutionMode
+    positions: _containers.RepeatedCompositeFieldContainer[VenuePosition]
+    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., positions: _Optional[_Iterable[_Union[VenuePosition, _Mapping]]] = ...) -> None: ...
+
+class VenuePosition(_message.Message):
+    __slots__ = ("symbol", "market_type", "quantity")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    market_type: _types_pb2.MarketType
+    quantity: str
+    def __init__(self, symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., quantity: _Optional[str] = ...) -> None: ...

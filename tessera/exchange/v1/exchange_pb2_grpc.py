@@ -104,6 +104,11 @@ class ExchangeServiceStub:
                 request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.SerializeToString,
                 response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.FromString,
                 _registered_method=True)
+        self.ListVenuePositions = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/ListVenuePositions',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -215,6 +220,18 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVenuePositions(self, request, context):
+        """ListVenuePositions reads the venue account's futures positions (live mode: Aster's
+        positionRisk, GET /fapi/v2/positionRisk with V1 keys, /fapi/v3/positionRisk with an
+        API wallet), one per symbol, net of hedge-mode sides. The OMS reconciler compares
+        them with Tessera's ledger. Paper and shadow mode have no venue account: the answer
+        holds the mode and no positions. OMS only. Errors: RESOURCE_EXHAUSTED and
+        UNAVAILABLE as for any venue read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -267,6 +284,11 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.ExecuteOrders,
                     request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.FromString,
                     response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.SerializeToString,
+            ),
+            'ListVenuePositions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVenuePositions,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -559,6 +581,33 @@ class ExchangeService:
             '/tessera.exchange.v1.ExchangeService/ExecuteOrders',
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersRequest.SerializeToString,
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ExecuteOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVenuePositions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/ListVenuePositions',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

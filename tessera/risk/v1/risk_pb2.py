@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tessera.common.v1 import types_pb2 as tessera_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/risk/v1/risk.proto\x12\x0ftessera.risk.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dtessera/common/v1/types.proto\"K\n\x14ValidateOrderRequest\x12\x33\n\x05order\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x02\"\x8a\x01\n\x15ValidateOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\"M\n\x15ValidateOrdersRequest\x12\x34\n\x06orders\x18\x01 \x03(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x01\"O\n\x16ValidateOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.tessera.risk.v1.ValidateOrderResult\"\xb5\x01\n\x13ValidateOrderResult\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\x18\n\x16GetTradingStateRequest\"\x9d\x01\n\x17GetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x16SetTradingStateRequest\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingStateB\x04\xe2\x41\x01\x02\x12\x16\n\x08operator\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\x82\x01\n\x17SetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x37\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\"\x12\n\x10GetLimitsRequest\";\n\x11GetLimitsResponse\x12&\n\x06limits\x18\x01 \x03(\x0b\x32\x16.tessera.risk.v1.Limit\"<\n\x05Limit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eviolation_code\x18\x03 \x01(\t2\xf0\x03\n\x0bRiskService\x12^\n\rValidateOrder\x12%.tessera.risk.v1.ValidateOrderRequest\x1a&.tessera.risk.v1.ValidateOrderResponse\x12\x61\n\x0eValidateOrders\x12&.tessera.risk.v1.ValidateOrdersRequest\x1a\'.tessera.risk.v1.ValidateOrdersResponse\x12\x64\n\x0fGetTradingState\x12\'.tessera.risk.v1.GetTradingStateRequest\x1a(.tessera.risk.v1.GetTradingStateResponse\x12\x64\n\x0fSetTradingState\x12\'.tessera.risk.v1.SetTradingStateRequest\x1a(.tessera.risk.v1.SetTradingStateResponse\x12R\n\tGetLimits\x12!.tessera.risk.v1.GetLimitsRequest\x1a\".tessera.risk.v1.GetLimitsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atessera/risk/v1/risk.proto\x12\x0ftessera.risk.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dtessera/common/v1/types.proto\"K\n\x14ValidateOrderRequest\x12\x33\n\x05order\x18\x01 \x01(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x02\"\x8a\x01\n\x15ValidateOrderResponse\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\"M\n\x15ValidateOrdersRequest\x12\x34\n\x06orders\x18\x01 \x03(\x0b\x32\x1e.tessera.common.v1.OrderIntentB\x04\xe2\x41\x01\x01\"O\n\x16ValidateOrdersResponse\x12\x35\n\x07results\x18\x01 \x03(\x0b\x32$.tessera.risk.v1.ValidateOrderResult\"\xb5\x01\n\x13ValidateOrderResult\x12\'\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.Order\x12\x12\n\nrisk_token\x18\x02 \x01(\t\x12\x34\n\nviolations\x18\x03 \x03(\x0b\x32 .tessera.common.v1.RiskViolation\x12+\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\x18\n\x16GetTradingStateRequest\"\x9d\x01\n\x17GetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\x30\n\x0cupdated_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x16SetTradingStateRequest\x12\x34\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingStateB\x04\xe2\x41\x01\x02\x12\x16\n\x08operator\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06reason\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\x82\x01\n\x17SetTradingStateResponse\x12.\n\x05state\x18\x01 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\x12\x37\n\x0eprevious_state\x18\x02 \x01(\x0e\x32\x1f.tessera.common.v1.TradingState\"\x12\n\x10GetLimitsRequest\";\n\x11GetLimitsResponse\x12&\n\x06limits\x18\x01 \x03(\x0b\x32\x16.tessera.risk.v1.Limit\"<\n\x05Limit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x16\n\x0eviolation_code\x18\x03 \x01(\t\"\xc9\x01\n\x14ListPositionsRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\x12\x14\n\x06symbol\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\topen_only\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"^\n\x15ListPositionsResponse\x12,\n\tpositions\x18\x01 \x03(\x0b\x32\x19.tessera.risk.v1.Position\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x12GetPositionRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x02\x12\x14\n\x06symbol\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x13GetPositionResponse\x12+\n\x08position\x18\x01 \x01(\x0b\x32\x19.tessera.risk.v1.Position\"\xe8\x02\n\x08Position\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x32\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketType\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\t\x12\x1b\n\x13\x61verage_entry_price\x18\x05 \x01(\t\x12\x12\n\ncost_basis\x18\x06 \x01(\t\x12\x14\n\x0crealised_pnl\x18\x07 \x01(\t\x12\x12\n\ncommission\x18\x08 \x01(\t\x12\x18\n\x10net_realised_pnl\x18\t \x01(\t\x12\x12\n\nmark_price\x18\n \x01(\t\x12\x16\n\x0eunrealised_pnl\x18\x0b \x01(\t\x12\"\n\x04\x66\x65\x65s\x18\x0c \x03(\x0b\x32\x14.tessera.risk.v1.Fee\x12\x30\n\x0cupdated_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"$\n\x03\x46\x65\x65\x12\r\n\x05\x61sset\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t2\xaa\x05\n\x0bRiskService\x12^\n\rValidateOrder\x12%.tessera.risk.v1.ValidateOrderRequest\x1a&.tessera.risk.v1.ValidateOrderResponse\x12\x61\n\x0eValidateOrders\x12&.tessera.risk.v1.ValidateOrdersRequest\x1a\'.tessera.risk.v1.ValidateOrdersResponse\x12\x64\n\x0fGetTradingState\x12\'.tessera.risk.v1.GetTradingStateRequest\x1a(.tessera.risk.v1.GetTradingStateResponse\x12\x64\n\x0fSetTradingState\x12\'.tessera.risk.v1.SetTradingStateRequest\x1a(.tessera.risk.v1.SetTradingStateResponse\x12R\n\tGetLimits\x12!.tessera.risk.v1.GetLimitsRequest\x1a\".tessera.risk.v1.GetLimitsResponse\x12^\n\rListPositions\x12%.tessera.risk.v1.ListPositionsRequest\x1a&.tessera.risk.v1.ListPositionsResponse\x12X\n\x0bGetPosition\x12#.tessera.risk.v1.GetPositionRequest\x1a$.tessera.risk.v1.GetPositionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,6 +44,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['operator']._serialized_options = b'\342A\001\002'
   _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['reason']._loaded_options = None
   _globals['_SETTRADINGSTATEREQUEST'].fields_by_name['reason']._serialized_options = b'\342A\001\002'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['market_type']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['market_type']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['symbol']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['symbol']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['open_only']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['open_only']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTPOSITIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\002'
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['market_type']._loaded_options = None
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['market_type']._serialized_options = b'\342A\001\002'
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['symbol']._loaded_options = None
+  _globals['_GETPOSITIONREQUEST'].fields_by_name['symbol']._serialized_options = b'\342A\001\002'
   _globals['_VALIDATEORDERREQUEST']._serialized_start=144
   _globals['_VALIDATEORDERREQUEST']._serialized_end=219
   _globals['_VALIDATEORDERRESPONSE']._serialized_start=222
@@ -68,6 +86,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETLIMITSRESPONSE']._serialized_end=1230
   _globals['_LIMIT']._serialized_start=1232
   _globals['_LIMIT']._serialized_end=1292
-  _globals['_RISKSERVICE']._serialized_start=1295
-  _globals['_RISKSERVICE']._serialized_end=1791
+  _globals['_LISTPOSITIONSREQUEST']._serialized_start=1295
+  _globals['_LISTPOSITIONSREQUEST']._serialized_end=1496
+  _globals['_LISTPOSITIONSRESPONSE']._serialized_start=1498
+  _globals['_LISTPOSITIONSRESPONSE']._serialized_end=1592
+  _globals['_GETPOSITIONREQUEST']._serialized_start=1594
+  _globals['_GETPOSITIONREQUEST']._serialized_end=1717
+  _globals['_GETPOSITIONRESPONSE']._serialized_start=1719
+  _globals['_GETPOSITIONRESPONSE']._serialized_end=1785
+  _globals['_POSITION']._serialized_start=1788
+  _globals['_POSITION']._serialized_end=2148
+  _globals['_FEE']._serialized_start=2150
+  _globals['_FEE']._serialized_end=2186
+  _globals['_RISKSERVICE']._serialized_start=2189
+  _globals['_RISKSERVICE']._serialized_end=2871
 # @@protoc_insertion_point(module_scope)

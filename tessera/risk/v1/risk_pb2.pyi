@@ -104,3 +104,81 @@ class Limit(_message.Message):
     value: str
     violation_code: str
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., violation_code: _Optional[str] = ...) -> None: ...
+
+class ListPositionsRequest(_message.Message):
+    __slots__ = ("account", "market_type", "symbol", "open_only", "page_size", "page_token")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    market_type: _types_pb2.MarketType
+    symbol: str
+    open_only: bool
+    page_size: int
+    page_token: str
+    def __init__(self, account: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., symbol: _Optional[str] = ..., open_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPositionsResponse(_message.Message):
+    __slots__ = ("positions", "next_page_token")
+    POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    positions: _containers.RepeatedCompositeFieldContainer[Position]
+    next_page_token: str
+    def __init__(self, positions: _Optional[_Iterable[_Union[Position, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetPositionRequest(_message.Message):
+    __slots__ = ("account", "market_type", "symbol")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    market_type: _types_pb2.MarketType
+    symbol: str
+    def __init__(self, account: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., symbol: _Optional[str] = ...) -> None: ...
+
+class GetPositionResponse(_message.Message):
+    __slots__ = ("position",)
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    position: Position
+    def __init__(self, position: _Optional[_Union[Position, _Mapping]] = ...) -> None: ...
+
+class Position(_message.Message):
+    __slots__ = ("account", "market_type", "symbol", "quantity", "average_entry_price", "cost_basis", "realised_pnl", "commission", "net_realised_pnl", "mark_price", "unrealised_pnl", "fees", "updated_time")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_ENTRY_PRICE_FIELD_NUMBER: _ClassVar[int]
+    COST_BASIS_FIELD_NUMBER: _ClassVar[int]
+    REALISED_PNL_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    NET_REALISED_PNL_FIELD_NUMBER: _ClassVar[int]
+    MARK_PRICE_FIELD_NUMBER: _ClassVar[int]
+    UNREALISED_PNL_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    market_type: _types_pb2.MarketType
+    symbol: str
+    quantity: str
+    average_entry_price: str
+    cost_basis: str
+    realised_pnl: str
+    commission: str
+    net_realised_pnl: str
+    mark_price: str
+    unrealised_pnl: str
+    fees: _containers.RepeatedCompositeFieldContainer[Fee]
+    updated_time: _timestamp_pb2.Timestamp
+    def __init__(self, account: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., symbol: _Optional[str] = ..., quantity: _Optional[str] = ..., average_entry_price: _Optional[str] = ..., cost_basis: _Optional[str] = ..., realised_pnl: _Optional[str] = ..., commission: _Optional[str] = ..., net_realised_pnl: _Optional[str] = ..., mark_price: _Optional[str] = ..., unrealised_pnl: _Optional[str] = ..., fees: _Optional[_Iterable[_Union[Fee, _Mapping]]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Fee(_message.Message):
+    __slots__ = ("asset", "amount")
+    ASSET_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    asset: str
+    amount: str
+    def __init__(self, asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...

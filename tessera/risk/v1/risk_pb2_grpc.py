@@ -67,6 +67,16 @@ class RiskServiceStub:
                 request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.SerializeToString,
                 response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.FromString,
                 _registered_method=True)
+        self.ListPositions = channel.unary_unary(
+                '/tessera.risk.v1.RiskService/ListPositions',
+                request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsRequest.SerializeToString,
+                response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsResponse.FromString,
+                _registered_method=True)
+        self.GetPosition = channel.unary_unary(
+                '/tessera.risk.v1.RiskService/GetPosition',
+                request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.SerializeToString,
+                response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -130,6 +140,29 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPositions(self, request, context):
+        """ListPositions lists positions of the ledger (one per account, market type and
+        symbol: spot and futures apart), with their realised and unrealised PnL and fees.
+        Any replica answers, from the ledger in the store, which the replica that owns an
+        account writes from its fills about a second after it applied them; unrealised PnL
+        is at the reference prices Risk's own checks use. Ordered by account, symbol,
+        market type. Errors: INVALID_ARGUMENT (a malformed filter, page_size or
+        page_token), UNAVAILABLE STORE_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPosition(self, request, context):
+        """GetPosition reads one account's position in one symbol and market type; a symbol the
+        account never traded there is a flat position (zero quantity and PnL), not
+        NOT_FOUND. Errors: INVALID_ARGUMENT (account, symbol or market_type missing or
+        malformed), UNAVAILABLE STORE_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +190,16 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.GetLimits,
                     request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.FromString,
                     response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.SerializeToString,
+            ),
+            'ListPositions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPositions,
+                    request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsRequest.FromString,
+                    response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsResponse.SerializeToString,
+            ),
+            'GetPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPosition,
+                    request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.FromString,
+                    response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +345,60 @@ class RiskService:
             '/tessera.risk.v1.RiskService/GetLimits',
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.SerializeToString,
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPositions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.risk.v1.RiskService/ListPositions',
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsRequest.SerializeToString,
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ListPositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.risk.v1.RiskService/GetPosition',
+            tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.SerializeToString,
+            tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,13 +11,14 @@ from decimal import Decimal
 
 from svc_harness import LIMITS
 
-from services.domain import LiquiditySide, Order, OrderStatus, Side, utcnow
+from services.domain import LiquiditySide, MarketType, Order, OrderStatus, Side, utcnow
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.fill_tracker import apply_report
 from services.risk.engine import RiskEngine
 from services.store import Store
 
 S = OrderStatus
+FUTURES = MarketType.FUTURES
 D = Decimal
 
 
@@ -60,7 +61,7 @@ def test_each_recorded_fill_moves_the_position_once_risk_follows_it(db, store, k
     assert (held.quantity, held.cost_basis, held.average_entry_price) == (D("1"), D("65300"), D("65300"))
     assert held.commission == D("0.04")
     assert sorted(e.trade_id for e in entries) == sorted(t.trade_id for t in trades)
-    assert risk.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("1")
+    assert risk.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("1")
 
 
 def test_a_duplicate_report_does_not_apply_its_fill_twice(db, store, keyring, stored_order):
@@ -102,4 +103,4 @@ def test_fills_a_stopped_replica_never_wrote_are_applied_when_it_starts(db, stor
     held, entries = position(store)
     assert (held.quantity, held.average_entry_price) == (D("0.5"), D("65000"))
     assert len(entries) == 2
-    assert again.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("0.5")
+    assert again.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.5")

@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 
 from services.store.database import Database
-from services.domain import LiquiditySide, Order, OrderStatus, OrderType, Side, TradingState, utcnow
+from services.domain import LiquiditySide, MarketType, Order, OrderStatus, OrderType, Side, TradingState, utcnow
 from services.domain.errors import PreconditionFailed
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.fill_tracker import apply_report
@@ -29,6 +29,7 @@ from services.store.repositories import symbol_scope
 from services.store.engine import make_engine
 
 S = OrderStatus
+FUTURES = MarketType.FUTURES
 D = Decimal
 PRICES = {"BTCUSDT": D("65000"), "ETHUSDT": D("3200"), "SOLUSDT": D("150")}
 LIMITS = RiskLimits(
@@ -278,7 +279,7 @@ def test_a_restarted_replica_loads_the_throttle_window_and_positions_from_the_st
 
     assert third.order.status is S.APPROVED
     assert codes(fourth) == ["ORDER_RATE_EXCEEDED"]
-    assert restarted.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("0.015")
+    assert restarted.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.015")
 
 
 def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_switch(db, store, keyring, make_order):

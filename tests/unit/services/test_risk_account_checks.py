@@ -40,7 +40,7 @@ def position(symbol: str, quantity: str, entry: str, realised: str = "0", commis
 
 def context(*positions: Position, **fields) -> RiskContext:
     fields.setdefault("reference_prices", PRICES)
-    return RiskContext(positions={p.symbol: p for p in positions}, **fields)
+    return RiskContext(positions={p.key: p for p in positions}, **fields)
 
 
 def codes(order, ctx: RiskContext | None = None, limits: RiskLimits = LIMITS) -> list[str]:

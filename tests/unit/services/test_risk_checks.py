@@ -145,7 +145,8 @@ def test_notional_violation_message_shows_the_notional_in_plain_notation(make_or
 
 # -- REDUCING ---------------------------------------------------------------------------------------
 def holding(quantity: str, symbol: str = "BTCUSDT") -> dict:
-    return {symbol: Position("acct-1", symbol, Decimal(quantity), abs(Decimal(quantity)) * 50000)}
+    held = Position("acct-1", symbol, Decimal(quantity), abs(Decimal(quantity)) * 50000)
+    return {held.key: held}
 
 
 REDUCING = TradingState.REDUCING

@@ -1,4 +1,4 @@
-"""Risk limits configuration: environment, file (TOML, JSON), defaults, errors, the README table."""
+"""Risk limits configuration: environment, file (TOML, JSON), defaults, errors, the table in docs/risk-controls.md."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.common.config import ConfigError
 from services.risk.config import env_name
 from services.risk.limits import DEFAULT_PRICES, DEFAULT_SYMBOLS, SETTINGS, RiskLimits
 
-README = Path(__file__).resolve().parents[3] / "README.md"
+RISK_CONTROLS = Path(__file__).resolve().parents[3] / "docs" / "risk-controls.md"
 
 
 # -- the environment -----------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_a_bad_value_in_the_file_names_the_key_and_the_file(tmp_path, line, key)
     assert f"{key} in {path}" in str(raised.value)
 
 
-# -- GetLimits and the README -------------------------------------------------------------------------
+# -- GetLimits and the documented table ----------------------------------------------------------------
 def test_describe_lists_every_setting_with_its_code():
     described = RiskLimits.from_env({"TESSERA_RISK_ORDER_RATE_LIMIT": "off"}).describe()
     by_key = {key: (value, code) for key, value, code in described}
@@ -218,18 +218,17 @@ def test_describe_lists_every_setting_with_its_code():
     assert ("trading_state", "REDUCING admits only reducing orders", "REDUCING_ONLY") in described
 
 
-def _readme_risk_rows() -> list[list[str]]:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Risk controls"):]
-    section = section[: section.index("\n## ", 3)]
+def _documented_risk_rows() -> list[list[str]]:
+    text = RISK_CONTROLS.read_text(encoding="utf-8")
+    section = text[: text.index("\n## ")]  # the controls table, before "Trading states and the kill switch"
     return [[cell.strip().strip("`") for cell in re.split(r"(?<!\\)\|", line.strip("|"))]
             for line in section.splitlines() if line.startswith("| ") and "---" not in line]
 
 
-def test_the_readme_table_documents_every_setting_with_its_variable_key_default_and_code():
-    rows = {row[1]: row for row in _readme_risk_rows()}
+def test_the_documented_table_lists_every_setting_with_its_variable_key_default_and_code():
+    rows = {row[1]: row for row in _documented_risk_rows()}
 
     for setting in SETTINGS:
         row = rows.get(env_name(setting.key))
-        assert row is not None, f"README risk table has no row for {env_name(setting.key)}"
+        assert row is not None, f"docs/risk-controls.md has no row for {env_name(setting.key)}"
         assert row[2] == setting.key and row[3] == setting.default and row[4] == setting.code, row

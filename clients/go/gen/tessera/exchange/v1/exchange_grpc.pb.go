@@ -53,6 +53,13 @@ type ExchangeServiceClient interface {
 	// request's order: one result per order, and an order that fails does not fail the
 	// others. The OMS sends SubmitOrders batches through it. OMS only.
 	ExecuteOrders(ctx context.Context, in *ExecuteOrdersRequest, opts ...grpc.CallOption) (*ExecuteOrdersResponse, error)
+	// ListVenuePositions reads the venue account's futures positions (live mode: Aster's
+	// positionRisk, GET /fapi/v2/positionRisk with V1 keys, /fapi/v3/positionRisk with an
+	// API wallet), one per symbol, net of hedge-mode sides. The OMS reconciler compares
+	// them with Tessera's ledger. Paper and shadow mode have no venue account: the answer
+	// holds the mode and no positions. OMS only. Errors: RESOURCE_EXHAUSTED and
+	// UNAVAILABLE as for any venue read.
+	ListVenuePositions(ctx context.Context, in *ListVenuePositionsRequest, opts ...grpc.CallOption) (*ListVenuePositionsResponse, error)
 }
 
 type exchangeServiceClient struct {
@@ -176,6 +183,15 @@ func (c *exchangeServiceClient) ExecuteOrders(ctx context.Context, in *ExecuteOr
 	return out, nil
 }
 
+func (c *exchangeServiceClient) ListVenuePositions(ctx context.Context, in *ListVenuePositionsRequest, opts ...grpc.CallOption) (*ListVenuePositionsResponse, error) {
+	out := new(ListVenuePositionsResponse)
+	err := c.cc.Invoke(ctx, "/tessera.exchange.v1.ExchangeService/ListVenuePositions", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExchangeServiceServer is the server API for ExchangeService service.
 // All implementations must embed UnimplementedExchangeServiceServer
 // for forward compatibility
@@ -216,6 +232,13 @@ type ExchangeServiceServer interface {
 	// request's order: one result per order, and an order that fails does not fail the
 	// others. The OMS sends SubmitOrders batches through it. OMS only.
 	ExecuteOrders(context.Context, *ExecuteOrdersRequest) (*ExecuteOrdersResponse, error)
+	// ListVenuePositions reads the venue account's futures positions (live mode: Aster's
+	// positionRisk, GET /fapi/v2/positionRisk with V1 keys, /fapi/v3/positionRisk with an
+	// API wallet), one per symbol, net of hedge-mode sides. The OMS reconciler compares
+	// them with Tessera's ledger. Paper and shadow mode have no venue account: the answer
+	// holds the mode and no positions. OMS only. Errors: RESOURCE_EXHAUSTED and
+	// UNAVAILABLE as for any venue read.
+	ListVenuePositions(context.Context, *ListVenuePositionsRequest) (*ListVenuePositionsResponse, error)
 	mustEmbedUnimplementedExchangeServiceServer()
 }
 
@@ -252,6 +275,9 @@ func (UnimplementedExchangeServiceServer) QueryOrder(context.Context, *QueryOrde
 }
 func (UnimplementedExchangeServiceServer) ExecuteOrders(context.Context, *ExecuteOrdersRequest) (*ExecuteOrdersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ExecuteOrders not implemented")
+}
+func (UnimplementedExchangeServiceServer) ListVenuePositions(context.Context, *ListVenuePositionsRequest) (*ListVenuePositionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVenuePositions not implemented")
 }
 func (UnimplementedExchangeServiceServer) mustEmbedUnimplementedExchangeServiceServer() {}
 
@@ -449,6 +475,24 @@ func _ExchangeService_ExecuteOrders_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExchangeService_ListVenuePositions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVenuePositionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExchangeServiceServer).ListVenuePositions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.exchange.v1.ExchangeService/ListVenuePositions",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExchangeServiceServer).ListVenuePositions(ctx, req.(*ListVenuePositionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExchangeService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.exchange.v1.ExchangeService",
 	HandlerType: (*ExchangeServiceServer)(nil),
@@ -488,6 +532,10 @@ var _ExchangeService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExecuteOrders",
 			Handler:    _ExchangeService_ExecuteOrders_Handler,
+		},
+		{
+			MethodName: "ListVenuePositions",
+			Handler:    _ExchangeService_ListVenuePositions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -42,6 +42,19 @@ type RiskServiceClient interface {
 	SetTradingState(ctx context.Context, in *SetTradingStateRequest, opts ...grpc.CallOption) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(ctx context.Context, in *GetLimitsRequest, opts ...grpc.CallOption) (*GetLimitsResponse, error)
+	// ListPositions lists positions of the ledger (one per account, market type and
+	// symbol: spot and futures apart), with their realised and unrealised PnL and fees.
+	// Any replica answers, from the ledger in the store, which the replica that owns an
+	// account writes from its fills about a second after it applied them; unrealised PnL
+	// is at the reference prices Risk's own checks use. Ordered by account, symbol,
+	// market type. Errors: INVALID_ARGUMENT (a malformed filter, page_size or
+	// page_token), UNAVAILABLE STORE_UNAVAILABLE.
+	ListPositions(ctx context.Context, in *ListPositionsRequest, opts ...grpc.CallOption) (*ListPositionsResponse, error)
+	// GetPosition reads one account's position in one symbol and market type; a symbol the
+	// account never traded there is a flat position (zero quantity and PnL), not
+	// NOT_FOUND. Errors: INVALID_ARGUMENT (account, symbol or market_type missing or
+	// malformed), UNAVAILABLE STORE_UNAVAILABLE.
+	GetPosition(ctx context.Context, in *GetPositionRequest, opts ...grpc.CallOption) (*GetPositionResponse, error)
 }
 
 type riskServiceClient struct {
@@ -97,6 +110,24 @@ func (c *riskServiceClient) GetLimits(ctx context.Context, in *GetLimitsRequest,
 	return out, nil
 }
 
+func (c *riskServiceClient) ListPositions(ctx context.Context, in *ListPositionsRequest, opts ...grpc.CallOption) (*ListPositionsResponse, error) {
+	out := new(ListPositionsResponse)
+	err := c.cc.Invoke(ctx, "/tessera.risk.v1.RiskService/ListPositions", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *riskServiceClient) GetPosition(ctx context.Context, in *GetPositionRequest, opts ...grpc.CallOption) (*GetPositionResponse, error) {
+	out := new(GetPositionResponse)
+	err := c.cc.Invoke(ctx, "/tessera.risk.v1.RiskService/GetPosition", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RiskServiceServer is the server API for RiskService service.
 // All implementations must embed UnimplementedRiskServiceServer
 // for forward compatibility
@@ -126,6 +157,19 @@ type RiskServiceServer interface {
 	SetTradingState(context.Context, *SetTradingStateRequest) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(context.Context, *GetLimitsRequest) (*GetLimitsResponse, error)
+	// ListPositions lists positions of the ledger (one per account, market type and
+	// symbol: spot and futures apart), with their realised and unrealised PnL and fees.
+	// Any replica answers, from the ledger in the store, which the replica that owns an
+	// account writes from its fills about a second after it applied them; unrealised PnL
+	// is at the reference prices Risk's own checks use. Ordered by account, symbol,
+	// market type. Errors: INVALID_ARGUMENT (a malformed filter, page_size or
+	// page_token), UNAVAILABLE STORE_UNAVAILABLE.
+	ListPositions(context.Context, *ListPositionsRequest) (*ListPositionsResponse, error)
+	// GetPosition reads one account's position in one symbol and market type; a symbol the
+	// account never traded there is a flat position (zero quantity and PnL), not
+	// NOT_FOUND. Errors: INVALID_ARGUMENT (account, symbol or market_type missing or
+	// malformed), UNAVAILABLE STORE_UNAVAILABLE.
+	GetPosition(context.Context, *GetPositionRequest) (*GetPositionResponse, error)
 	mustEmbedUnimplementedRiskServiceServer()
 }
 
@@ -147,6 +191,12 @@ func (UnimplementedRiskServiceServer) SetTradingState(context.Context, *SetTradi
 }
 func (UnimplementedRiskServiceServer) GetLimits(context.Context, *GetLimitsRequest) (*GetLimitsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetLimits not implemented")
+}
+func (UnimplementedRiskServiceServer) ListPositions(context.Context, *ListPositionsRequest) (*ListPositionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPositions not implemented")
+}
+func (UnimplementedRiskServiceServer) GetPosition(context.Context, *GetPositionRequest) (*GetPositionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetPosition not implemented")
 }
 func (UnimplementedRiskServiceServer) mustEmbedUnimplementedRiskServiceServer() {}
 
@@ -251,6 +301,42 @@ func _RiskService_GetLimits_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RiskService_ListPositions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPositionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RiskServiceServer).ListPositions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.risk.v1.RiskService/ListPositions",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RiskServiceServer).ListPositions(ctx, req.(*ListPositionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RiskService_GetPosition_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPositionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RiskServiceServer).GetPosition(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.risk.v1.RiskService/GetPosition",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RiskServiceServer).GetPosition(ctx, req.(*GetPositionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RiskService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.risk.v1.RiskService",
 	HandlerType: (*RiskServiceServer)(nil),
@@ -274,6 +360,14 @@ var _RiskService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLimits",
 			Handler:    _RiskService_GetLimits_Handler,
+		},
+		{
+			MethodName: "ListPositions",
+			Handler:    _RiskService_ListPositions_Handler,
+		},
+		{
+			MethodName: "GetPosition",
+			Handler:    _RiskService_GetPosition_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,76 @@
+"""Risk's book keeps spot and futures positions apart: fills of one symbol in two markets
+make two positions (and two ledger rows), the per-symbol checks read the order's market,
+and exposure and PnL count both."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from services.domain import MarketType, OrderType, Side, TradingState
+from services.risk.book import Book
+from services.risk.checks import check_order
+from services.risk.limits import RiskLimits
+from services.risk.prices import StaticPrices
+
+D = Decimal
+NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.timezone.utc)
+SPOT, FUTURES = MarketType.SPOT, MarketType.FUTURES
+PRICES = StaticPrices({"BTCUSDT": D("50000")})
+LIMITS = RiskLimits(allowed_symbols=frozenset({"BTCUSDT"}), max_notional_per_order=None, max_quantity_per_order=None,
+                    max_price=None, reference_prices={"BTCUSDT": D("50000")}, price_band=None,
+                    max_position_notional=D("100000"), max_gross_exposure=D("1000000"), max_leverage=None,
+                    daily_loss_limit=None, order_rate_limit=None)
+
+
+def filled(book: Book, market: MarketType, side: Side, quantity: str, price: str, trade_id: str,
+           commission: str = "0", asset: str | None = "USDT") -> None:
+    book.fill(order_id=f"o-{trade_id}", account="acct-1", symbol="BTCUSDT", side=side, venue="aster",
+              trade_id=trade_id, quantity=D(quantity), price=D(price), commission=D(commission), trade_time=NOW,
+              final=True, market_type=market, commission_asset=asset)
+
+
+def test_fills_in_spot_and_futures_make_two_positions_and_two_ledger_rows():
+    book = Book(LIMITS, clock=lambda: NOW)
+    filled(book, FUTURES, Side.BUY, "1", "50000", "f1", "20")
+    filled(book, SPOT, Side.SELL, "0.4", "51000", "s1", "0.0004", asset="BTC")
+
+    held = book.accounts["acct-1"].positions
+    assert (held[FUTURES, "BTCUSDT"].quantity, held[SPOT, "BTCUSDT"].quantity) == (D("1"), D("-0.4"))
+    assert held[SPOT, "BTCUSDT"].fees == (("BTC", D("0.0004")),)
+    assert held[FUTURES, "BTCUSDT"].fees == (("USDT", D("20")),)
+    entries, positions = book.drain()
+    assert [(e["market_type"], e["commission_asset"]) for e in entries] == [(FUTURES, "USDT"), (SPOT, "BTC")]
+    assert sorted((p.market_type.value, p.quantity) for p in positions) == [("FUTURES", D("1")), ("SPOT", D("-0.4"))]
+
+
+def test_a_spot_sell_does_not_reduce_the_futures_position(make_order):
+    book = Book(LIMITS, clock=lambda: NOW)
+    filled(book, FUTURES, Side.BUY, "1.5", "50000", "f1")
+    order = make_order(market_type=SPOT, side=Side.BUY, order_type=OrderType.MARKET, price=None,
+                       quantity=D("1"))
+
+    context = book.context(order, PRICES, NOW)
+
+    assert context.position("BTCUSDT") == 0  # the order's market: spot, flat
+    assert context.gross_exposure() == D("75000")  # every market
+    # 1 BTC spot = 50,000 is within the per-position limit although futures already hold 1.5.
+    assert [v.code for v in check_order(order, LIMITS, context)] == []
+    futures_order = make_order(market_type=FUTURES, side=Side.BUY, order_type=OrderType.MARKET, price=None,
+                               quantity=D("1"))
+    assert [v.code for v in check_order(futures_order, LIMITS, book.context(futures_order, PRICES, NOW))] == [
+        "MAX_POSITION_EXCEEDED"]
+
+
+def test_reducing_reads_the_position_in_the_orders_market(make_order):
+    book = Book(LIMITS, clock=lambda: NOW)
+    book.set_trading({"global": TradingState.REDUCING})
+    filled(book, FUTURES, Side.BUY, "1", "50000", "f1")
+    spot_sell = make_order(market_type=SPOT, side=Side.SELL, order_type=OrderType.MARKET, price=None,
+                           quantity=D("0.5"))
+    futures_sell = make_order(market_type=FUTURES, side=Side.SELL, order_type=OrderType.MARKET, price=None,
+                              quantity=D("0.5"))
+
+    assert [v.code for v in check_order(spot_sell, LIMITS, book.context(spot_sell, PRICES, NOW))] == [
+        "REDUCING_ONLY"]
+    assert [v.code for v in check_order(futures_sell, LIMITS, book.context(futures_sell, PRICES, NOW))] == []
