@@ -197,12 +197,13 @@ class Order:
             The order cannot take fills in its current status.
         """
         if quantity <= 0 or price <= 0:
-            raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}")
+            raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}",
+                                metadata={"order_id": self.order_id})
         new_filled = self.filled_quantity + quantity
         if new_filled > self.quantity:
             raise OverfillError(
                 f"fill of {quantity} would overfill order {self.order_id}: "
-                f"filled {self.filled_quantity} of {self.quantity}"
+                f"filled {self.filled_quantity} of {self.quantity}", metadata={"order_id": self.order_id}
             )
         target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
         event = self.transition(target, reason="fill", at=at, payload=payload)

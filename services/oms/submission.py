@@ -113,7 +113,8 @@ class Submitter:
         except ValueError:
             raise MalformedRequest("SubmitOrdersRequest") from None
         if max_items is not None and len(verdicts) > max_items:
-            raise InvalidOrder("orders", f"at most {max_items} orders per batch, got {len(verdicts)}")
+            raise InvalidOrder("orders", f"at most {max_items} orders per batch, got {len(verdicts)}",
+                               violation="TOO_MANY_ITEMS")
         return await self.submit_verified(list(zip(verdicts, parse_batch(raw).orders)), remaining=remaining)
 
     async def submit(self, order: Order, token: str) -> Submission:
@@ -128,7 +129,7 @@ class Submitter:
         if verdict.ok:
             return verdict
         if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
+            raise InvalidOrder("order", "required", violation="REQUIRED")
         order = convert.order_from_proto(request.order)
         return verify_or_raise(self.keyring, request.risk_token, order, ttl_seconds=self.ttl_seconds)
 
@@ -153,7 +154,8 @@ class Submitter:
         sending: list[tuple[int, Order, oms_pb2.SubmitOrderRequest]] = []
         for (index, request, _), outcome in zip(claims, outcomes):
             if isinstance(outcome, StaleOrder):
-                results[index] = TokenReplayed("risk token already used: the order was submitted concurrently")
+                results[index] = TokenReplayed("risk token already used: the order was submitted concurrently",
+                                               metadata={"order_id": request.order.order_id, "status": "SUBMITTED"})
             elif isinstance(outcome, BaseException):
                 results[index] = outcome
             else:
@@ -272,7 +274,7 @@ class Submitter:
                 if order is None:
                     from services.domain.errors import OrderNotFound
 
-                    raise OrderNotFound(f"no order {order_id}")
+                    raise OrderNotFound(f"no order {order_id}", metadata={"order_id": order_id})
             return Submission(order, uow.trades.for_order(order_id))
 
         return await self.write(apply_and_read)

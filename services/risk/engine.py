@@ -244,7 +244,8 @@ class RiskEngine:
             if not self.sharding.owns(order.account):
                 results[index] = PreconditionFailed(
                     f"account {order.account!r} is decided by risk replica {self.sharding.owner(order.account)} "
-                    f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER")
+                    f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER",
+                    metadata={"account": order.account, "owner_replica": self.sharding.owner(order.account)})
                 continue
             key = (order.account, order.client_order_id)
             if not fresh and (key in self._in_flight or self.book.client_order(*key) is not None):
@@ -347,7 +348,7 @@ class RiskEngine:
 
     async def _check_references(self, order: Order, now: dt.datetime) -> None:
         if order.expire_time is not None and order.expire_time <= now:
-            raise InvalidOrder("expire_time", "is in the past")
+            raise InvalidOrder("expire_time", "is in the past", violation="IN_THE_PAST")
         manager_id = order.order_manager_id
         if manager_id is None:
             return
@@ -355,10 +356,12 @@ class RiskEngine:
         if target is None:
             manager = await self.db.read(lambda uow: uow.order_managers.get(manager_id))
             if manager is None:
-                raise InvalidOrder("order_manager_id", f"no order manager {manager_id!r}: create it first")
+                raise InvalidOrder("order_manager_id", f"no order manager {manager_id!r}: create it first",
+                                   violation="UNKNOWN_REFERENCE")
             target = self._managers[manager_id] = manager.target_account_uid
         if target != order.account:
-            raise InvalidOrder("order_manager_id", f"order manager {manager_id!r} targets another account")
+            raise InvalidOrder("order_manager_id", f"order manager {manager_id!r} targets another account",
+                               violation="NOT_ALLOWED")
 
     async def _retry(self, order: Order) -> Decision:
         """Idempotent retry: the same order again returns the stored one and sends nothing.
@@ -380,6 +383,8 @@ class RiskEngine:
                 f"client_order_id {order.client_order_id!r} of account {order.account!r} "
                 "is already used by an order with other fields",
                 reason="DUPLICATE_CLIENT_ORDER_ID",
+                metadata={"account": order.account, "client_order_id": order.client_order_id,
+                          "order_id": existing.order_id},
             )
         self.book.remember_client_id(order.account, order.client_order_id, existing.order_id)
         violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from services.common import convert, tls
-from services.common.errors import grpc_errors, item_error
+from services.common.errors import grpc_errors, item_error_proto
 from services.domain import TradingState, new_id
 from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
 from tessera.common.v1 import types_pb2 as common_pb
@@ -67,7 +67,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             raise PreconditionFailed(
                 f"account {account!r} is decided by risk replica {shard} of {self.sharding.shards} "
                 f"(this is replica {self.sharding.shard}): send its orders there",
-                reason="NOT_ACCOUNT_OWNER",
+                reason="NOT_ACCOUNT_OWNER", metadata={"account": account, "owner_replica": shard},
             )
         peer = self._peers.get(shard)
         if peer is None:
@@ -88,8 +88,11 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     @grpc_errors
     async def ValidateOrder(self, request: pb.ValidateOrderRequest, context: grpc.aio.ServicerContext):
         if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
-        order = _intent_to_order(request.order)
+            raise InvalidOrder("order", "required", violation="REQUIRED")
+        try:
+            order = _intent_to_order(request.order)
+        except InvalidOrder as error:  # its fields are the order's: their paths in the request
+            raise error.prefixed("order") from None
         owner = self.sharding.owner(order.account)
         if owner != self.sharding.shard:
             peer = self._peer(owner, order.account, context)
@@ -98,13 +101,17 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                                                 metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
                 await context.abort(error.code(), error.details() or "", error.trailing_metadata())
-        decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
+        try:
+            decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
+        except InvalidOrder as error:
+            raise error.prefixed("order") from None
         return pb.ValidateOrderResponse(**_decision_fields(decision))
 
     @grpc_errors
     async def ValidateOrders(self, request: pb.ValidateOrdersRequest, context: grpc.aio.ServicerContext):
         if len(request.orders) > MAX_BATCH:
-            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}",
+                               violation="TOO_MANY_ITEMS")
         results: list[pb.ValidateOrderResult | None] = [None] * len(request.orders)
         local: list[tuple[int, Any, bool]] = []
         remote: dict[int, list[int]] = {}
@@ -142,10 +149,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     @staticmethod
     def _failed(index: int, error: DomainError) -> pb.ValidateOrderResult:
-        code, reason, message = item_error(error)
-        return pb.ValidateOrderResult(
-            error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}].{message}")
-        )
+        return pb.ValidateOrderResult(error=item_error_proto(error, index, path_style=True))
 
     # -- the trading state and the limits --------------------------------------------------------------
     @grpc_errors
@@ -160,14 +164,18 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     @grpc_errors
     async def SetTradingState(self, request: pb.SetTradingStateRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
         state = _STATES.get(request.state)
         if state is None:
-            raise InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED")
-        convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator")
+            problems.append(InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED",
+                                         violation="REQUIRED" if request.state == 0 else "UNKNOWN_VALUE"))
+        convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator", problems=problems)
         if not request.reason.strip():
-            raise InvalidOrder("reason", "required")
-        if len(request.reason) > 500:
-            raise InvalidOrder("reason", "longer than 500 characters")
+            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
+        elif len(request.reason) > 500:
+            problems.append(InvalidOrder("reason", "longer than 500 characters", violation="TOO_LONG"))
+        convert.raise_problems(problems)
+        assert state is not None
         previous = await self.engine.set_trading_state(state, request.operator.strip(), request.reason.strip())
         return pb.SetTradingStateResponse(state=state_to_proto(state), previous_state=state_to_proto(previous))
 
