@@ -43,6 +43,7 @@ def _submission_fields(submission: Submission) -> dict[str, Any]:
     return {
         "order": convert.order_to_proto(submission.order),
         "trades": [convert.trade_to_proto(t) for t in submission.trades],
+        "replayed": submission.replayed,
     }
 
 

@@ -37,11 +37,19 @@ class OrderManagementServiceStub:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     def __init__(self, channel):
@@ -119,11 +127,19 @@ class OrderManagementServiceServicer:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     def SubmitOrder(self, request, context):
@@ -142,13 +158,23 @@ class OrderManagementServiceServicer:
         does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
         StreamOrderEvents.
 
-        Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-        TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-        TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-        from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-        it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-        (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-        STORE_UNAVAILABLE. A refused call does not use the token up.
+        Safe to retry. The same request again (the same order with the same risk token,
+        within the token's lifetime) after a lost answer is answered with the order as it is
+        now and its trades, marked replayed: what a success would have answered (SUBMITTED
+        while the first submission is still under way or in doubt). Nothing reaches the
+        venue twice. The token stays single use: another token of the same order (from a
+        second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+
+        Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+        (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+        TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+        signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+        submitted the order, the metadata holds its order_id and status), NOT_FOUND
+        ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+        before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+        and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+        through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+        not use the token up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,8 +182,11 @@ class OrderManagementServiceServicer:
 
     def SubmitOrders(self, request, context):
         """SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-        request order, each as SubmitOrder would (in doubt included); the orders reach the
-        Exchange service together. An order that fails does not fail the others.
+        request order, each as SubmitOrder would (in doubt and replays included: the batch
+        sent again after a lost answer answers each order, marked replayed, and sends
+        nothing twice); the orders reach the Exchange service together. An order that fails
+        does not fail the others. The call itself fails only for a malformed or too large
+        batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,11 +351,19 @@ class OrderManagementService:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     @staticmethod

@@ -32,17 +32,30 @@ type OrderManagementServiceClient interface {
 	// does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
 	// StreamOrderEvents.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-	// TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-	// TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-	// from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-	// it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-	// (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-	// STORE_UNAVAILABLE. A refused call does not use the token up.
+	// Safe to retry. The same request again (the same order with the same risk token,
+	// within the token's lifetime) after a lost answer is answered with the order as it is
+	// now and its trades, marked replayed: what a success would have answered (SUBMITTED
+	// while the first submission is still under way or in doubt). Nothing reaches the
+	// venue twice. The token stays single use: another token of the same order (from a
+	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+	// not use the token up.
 	SubmitOrder(ctx context.Context, in *SubmitOrderRequest, opts ...grpc.CallOption) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-	// request order, each as SubmitOrder would (in doubt included); the orders reach the
-	// Exchange service together. An order that fails does not fail the others.
+	// request order, each as SubmitOrder would (in doubt and replays included: the batch
+	// sent again after a lost answer answers each order, marked replayed, and sends
+	// nothing twice); the orders reach the Exchange service together. An order that fails
+	// does not fail the others. The call itself fails only for a malformed or too large
+	// batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
 	SubmitOrders(ctx context.Context, in *SubmitOrdersRequest, opts ...grpc.CallOption) (*SubmitOrdersResponse, error)
 	// CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
 	// CANCELLED when the venue confirms (the answer holds the order as it is then); an
@@ -231,17 +244,30 @@ type OrderManagementServiceServer interface {
 	// does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
 	// StreamOrderEvents.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-	// TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-	// TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-	// from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-	// it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-	// (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-	// STORE_UNAVAILABLE. A refused call does not use the token up.
+	// Safe to retry. The same request again (the same order with the same risk token,
+	// within the token's lifetime) after a lost answer is answered with the order as it is
+	// now and its trades, marked replayed: what a success would have answered (SUBMITTED
+	// while the first submission is still under way or in doubt). Nothing reaches the
+	// venue twice. The token stays single use: another token of the same order (from a
+	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+	// not use the token up.
 	SubmitOrder(context.Context, *SubmitOrderRequest) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-	// request order, each as SubmitOrder would (in doubt included); the orders reach the
-	// Exchange service together. An order that fails does not fail the others.
+	// request order, each as SubmitOrder would (in doubt and replays included: the batch
+	// sent again after a lost answer answers each order, marked replayed, and sends
+	// nothing twice); the orders reach the Exchange service together. An order that fails
+	// does not fail the others. The call itself fails only for a malformed or too large
+	// batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
 	SubmitOrders(context.Context, *SubmitOrdersRequest) (*SubmitOrdersResponse, error)
 	// CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
 	// CANCELLED when the venue confirms (the answer holds the order as it is then); an

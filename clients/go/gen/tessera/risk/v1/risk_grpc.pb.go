@@ -18,21 +18,31 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type RiskServiceClient interface {
 	// ValidateOrder checks one order and stores it. A rejection is not an error: the
-	// answer holds the order in status REJECTED with its violations. Idempotent by
-	// client order id: the same order again returns the stored one (an APPROVED order
-	// with a fresh token) and checks nothing twice.
+	// answer holds the order in status REJECTED with its violations.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
-	// order_manager_id that does not exist or targets another account; a GTD
-	// expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
-	// order id of the account is taken by an order with other content), UNAVAILABLE
-	// STORE_UNAVAILABLE.
+	// Idempotent by client order id, so a call whose answer was lost can be repeated:
+	// the same intent again (same account, client order id and signed fields) checks
+	// nothing twice and answers the stored order as it is now: still APPROVED, with a
+	// fresh risk token (the first one stays valid too; whichever is submitted first moves
+	// the order, the other is then refused TOKEN_ALREADY_USED); REJECTED, with the codes
+	// of its violations; or already submitted, cancelled or expired, without a token.
+	// An intent without a client order id is given a new one, so it is never a repeat:
+	// set client_order_id to retry safely. The same client order id with other fields is
+	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (its metadata names the stored order_id).
+	//
+	// Errors: INVALID_ARGUMENT (every malformed field, named in the message and listed
+	// in the BadRequest with a reason each; an order_manager_id that does not exist or
+	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
+	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
+	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
+	// same client order id makes the retry safe).
 	ValidateOrder(ctx context.Context, in *ValidateOrderRequest, opts ...grpc.CallOption) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
 	// its limits). A malformed order fails alone (its result's error); the call itself
 	// fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
-	// down (UNAVAILABLE).
+	// down (UNAVAILABLE). Idempotent per order by client order id, as ValidateOrder.
 	ValidateOrders(ctx context.Context, in *ValidateOrdersRequest, opts ...grpc.CallOption) (*ValidateOrdersResponse, error)
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(ctx context.Context, in *GetTradingStateRequest, opts ...grpc.CallOption) (*GetTradingStateResponse, error)
@@ -102,21 +112,31 @@ func (c *riskServiceClient) GetLimits(ctx context.Context, in *GetLimitsRequest,
 // for forward compatibility
 type RiskServiceServer interface {
 	// ValidateOrder checks one order and stores it. A rejection is not an error: the
-	// answer holds the order in status REJECTED with its violations. Idempotent by
-	// client order id: the same order again returns the stored one (an APPROVED order
-	// with a fresh token) and checks nothing twice.
+	// answer holds the order in status REJECTED with its violations.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
-	// order_manager_id that does not exist or targets another account; a GTD
-	// expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
-	// order id of the account is taken by an order with other content), UNAVAILABLE
-	// STORE_UNAVAILABLE.
+	// Idempotent by client order id, so a call whose answer was lost can be repeated:
+	// the same intent again (same account, client order id and signed fields) checks
+	// nothing twice and answers the stored order as it is now: still APPROVED, with a
+	// fresh risk token (the first one stays valid too; whichever is submitted first moves
+	// the order, the other is then refused TOKEN_ALREADY_USED); REJECTED, with the codes
+	// of its violations; or already submitted, cancelled or expired, without a token.
+	// An intent without a client order id is given a new one, so it is never a repeat:
+	// set client_order_id to retry safely. The same client order id with other fields is
+	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (its metadata names the stored order_id).
+	//
+	// Errors: INVALID_ARGUMENT (every malformed field, named in the message and listed
+	// in the BadRequest with a reason each; an order_manager_id that does not exist or
+	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
+	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
+	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
+	// same client order id makes the retry safe).
 	ValidateOrder(context.Context, *ValidateOrderRequest) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
 	// its limits). A malformed order fails alone (its result's error); the call itself
 	// fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
-	// down (UNAVAILABLE).
+	// down (UNAVAILABLE). Idempotent per order by client order id, as ValidateOrder.
 	ValidateOrders(context.Context, *ValidateOrdersRequest) (*ValidateOrdersResponse, error)
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(context.Context, *GetTradingStateRequest) (*GetTradingStateResponse, error)
