@@ -346,6 +346,8 @@ def order_to_proto(order: Order) -> pb.Order:
         updated_time=timestamp_to_proto(order.updated_time),
         reject_reasons=order.reject_reasons,
         version=order.version,
+        replaces_order_id=order.replaces_order_id or "",
+        replaced_by_order_id=order.replaced_by_order_id or "",
     )
 
 

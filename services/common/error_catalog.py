@@ -103,7 +103,7 @@ _OWN: tuple[Reason, ...] = (
     _r("ORDER_MANAGER_NOT_FOUND", "NOT_FOUND", "No order manager with this unique_identifier.",
        ("unique_identifier",), _OMS),
     _r("UNKNOWN_ORDER", "NOT_FOUND", "The venue does not know the order (or it is no longer open there).",
-       ("order_id",), _EXCHANGE),
+       ("order_id",), _OMS_EXCHANGE),
     _r("DUPLICATE_CLIENT_ORDER_ID", "ALREADY_EXISTS",
        "The account's client order id is taken by an order with other fields (a retry with the same fields is "
        "answered with the stored order instead); at the venue, an order with this client order id exists.",
@@ -189,8 +189,9 @@ def _venue_reasons(own: dict[str, Reason]) -> dict[str, tuple[Reason, tuple[int,
     found = {}
     for name, numbers in codes.items():
         kind = kinds[name]
-        entry = own.get(name) or _r(name, _KIND_CODES[kind], f"{_KIND_MEANINGS[kind]}.",
-                                    ("venue_code",) if kind in ("rejected", "cancel_rejected") else (), _EXCHANGE)
+        metadata = {"rejected": ("venue_code",), "cancel_rejected": ("venue_code", "order_id")}.get(kind, ())
+        services = _OMS_EXCHANGE if kind == "cancel_rejected" else _EXCHANGE
+        entry = own.get(name) or _r(name, _KIND_CODES[kind], f"{_KIND_MEANINGS[kind]}.", metadata, services)
         found[name] = (entry, tuple(numbers))
     return found
 

@@ -94,6 +94,11 @@ class Order:
     last_sequence: int = 0
     # The hash of the newest stored event (the store's tamper-evident chain of events).
     last_event_hash: str | None = None
+    # A replacement (ReplaceOrder) names the working order it replaces, set by Risk when it
+    # approves the replacement; the replaced order names its replacement once the OMS
+    # starts the replace (see services.oms.replace).
+    replaces_order_id: str | None = None
+    replaced_by_order_id: str | None = None
     # Events produced since the order was loaded; the repository persists and clears them.
     new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
 

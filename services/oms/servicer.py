@@ -9,6 +9,7 @@ import grpc
 
 from services.common import convert
 from services.common.errors import grpc_errors, item_error_proto
+from services.common.observability.interceptors import note_order_id
 from services.domain import OrderStatus
 from services.domain.errors import DomainError, InvalidOrder, in_request
 from tessera.common.v1 import types_pb2 as common_pb
@@ -85,6 +86,22 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
             failed(index, outcome) if isinstance(outcome, DomainError) else pb.SubmitOrderResult(**_submission_fields(outcome))
             for index, outcome in enumerate(outcomes)
         ])
+
+    @grpc_errors
+    async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: grpc.aio.ServicerContext):
+        if not request.HasField("order"):
+            raise InvalidOrder("order", "required", violation="REQUIRED")
+        note_order_id(request.order.order_id)
+        try:
+            replacement = await self.oms.replace(request.order, request.risk_token, remaining=context.time_remaining())
+        except InvalidOrder as error:  # its fields are the replacement's: their paths in the request
+            raise error.prefixed("order") from None
+        return pb.ReplaceOrderResponse(
+            order=convert.order_to_proto(replacement.order),
+            trades=[convert.trade_to_proto(t) for t in replacement.trades],
+            replaced_order=convert.order_to_proto(replacement.replaced),
+            replayed=replacement.replayed,
+        )
 
     @grpc_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):

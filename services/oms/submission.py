@@ -139,8 +139,10 @@ class Submitter:
 
     async def submit_verified(
         self, entries: Sequence[tuple["core_ext.VerifyResult", oms_pb2.SubmitOrderRequest]], *,
-        remaining: float | None = None,
+        remaining: float | None = None, replacing: str | None = None,
     ) -> list[Submission | DomainError]:
+        """Claim, execute and record verified requests (``replacing``: the order a
+        replacement replaces, when ReplaceOrder sends it, see :mod:`.replace`)."""
         results: list[Any] = [None] * len(entries)
         claims: list[tuple[int, oms_pb2.SubmitOrderRequest, Claim]] = []
         now = self.clock()
@@ -150,7 +152,8 @@ class Submitter:
             except DomainError as error:
                 results[index] = error
                 continue
-            claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now)))
+            claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
+                                                 replacing)))
         if not claims:
             return results
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])

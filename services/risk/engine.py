@@ -29,7 +29,7 @@ from typing import Any, Callable
 import core_ext
 from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
-from services.domain.errors import Conflict, DomainError, InvalidOrder, PreconditionFailed
+from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
 from services.store.order_sets import NEW_ORDERS
@@ -108,6 +108,8 @@ class RiskEngine:
         self.flush_seconds = flush_seconds
         self._managers: dict[str, str] = {}  # order manager -> its target account (never changes)
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        #: Replacements being decided: their id -> what the order they replace had filled.
+        self._replacing: dict[str, Any] = {}
 
     # -- the book ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -281,7 +283,11 @@ class RiskEngine:
             order.transition(OrderStatus.REJECTED, reason="risk: " + ",".join(codes), at=now,
                              payload={"violations": [dataclasses.asdict(v) for v in violations]})
         else:
-            order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now)
+            payload = None
+            if order.replaces_order_id is not None:  # what the OMS holds the replaced order to
+                payload = {"replaces_order_id": order.replaces_order_id,
+                           "replaced_filled_quantity": str(self._replacing.get(order.order_id, ""))}
+            order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now, payload=payload)
             token = self._sign(order, now)
         self.book.record(order)
         return Decision(order, token=token, violations=violations)
@@ -408,6 +414,45 @@ class RiskEngine:
             else:
                 token = ""  # submitted or cancelled meanwhile: the new token moves nothing
         return Decision(existing, token=token, violations=violations)
+
+    # -- replacements -----------------------------------------------------------------------------
+    async def stored_order(self, order_id: str) -> Order:
+        """An order as the store holds it.
+
+        Raises
+        ------
+        OrderNotFound
+            No such order.
+        """
+        found = await self.db.read(lambda uow: uow.orders.get(order_id))
+        if found is None:
+            raise OrderNotFound(f"no order {order_id}", metadata={"order_id": order_id})
+        return found
+
+    async def validate_replacement(self, replaced: Order, replacement: Order, *,
+                                   fresh_client_order_id: bool = False) -> Decision:
+        """Decide ``replacement`` (see :mod:`services.risk.replacement`) as :meth:`validate`
+        does, measured without ``replaced``; its approval records what ``replaced`` had
+        filled, which the OMS holds it to when it replaces it.
+
+        Raises
+        ------
+        InvalidOrder, Conflict
+            As :meth:`validate`; Conflict also when the client order id names an order
+            that is not this replacement.
+        """
+        self._replacing[replacement.order_id] = replaced.filled_quantity
+        try:
+            decision = await self.validate(replacement, fresh_client_order_id=fresh_client_order_id)
+        finally:
+            self._replacing.pop(replacement.order_id, None)
+        if decision.order.replaces_order_id != replaced.order_id:
+            raise Conflict(
+                f"client_order_id {replacement.client_order_id!r} of account {replacement.account!r} "
+                "is already used by an order that does not replace this one", reason="DUPLICATE_CLIENT_ORDER_ID",
+                metadata={"account": replacement.account, "client_order_id": replacement.client_order_id,
+                          "order_id": decision.order.order_id})
+        return decision
 
     # -- the trading state ------------------------------------------------------------------------
     async def trading_state(self) -> TradingStateRecord:

@@ -22,6 +22,7 @@ from tessera.risk.v1 import risk_pb2 as pb
 from tessera.risk.v1 import risk_pb2_grpc
 
 from .engine import Decision, RiskEngine, new_client_order_id
+from .replacement import replacement_order
 from .sharding import FORWARDED_METADATA, Sharding
 
 MAX_BATCH = 5000
@@ -146,6 +147,32 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     result.error.message = _ITEM_INDEX.sub(f"orders[{index}]", result.error.message, count=1)
                 results[index] = result
         return pb.ValidateOrdersResponse(results=results)
+
+    @grpc_errors
+    async def ValidateReplacement(self, request: pb.ValidateReplacementRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
+        order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id", problems=problems)
+        quantity = convert.parse_decimal(request.quantity, "quantity", required=False, problems=problems)
+        price = convert.parse_decimal(request.price, "price", required=False, problems=problems)
+        client_order_id = convert.check_text(request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN,
+                                             "client_order_id", required=False, problems=problems)
+        convert.raise_problems(problems)
+        assert order_id is not None
+        replaced = await self.engine.stored_order(order_id)
+        owner = self.sharding.owner(replaced.account)
+        if owner != self.sharding.shard:
+            peer = self._peer(owner, replaced.account, context)
+            try:
+                return await peer.ValidateReplacement(request, timeout=context.time_remaining(),
+                                                      metadata=self._metadata(context))
+            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
+                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+        replacement = replacement_order(replaced, order_id=new_id(),
+                                        client_order_id=client_order_id or new_client_order_id(),
+                                        quantity=quantity, price=price, now=self.engine.clock())
+        decision = await self.engine.validate_replacement(replaced, replacement,
+                                                          fresh_client_order_id=not client_order_id)
+        return pb.ValidateReplacementResponse(**_decision_fields(decision))
 
     @staticmethod
     def _failed(index: int, error: DomainError) -> pb.ValidateOrderResult:

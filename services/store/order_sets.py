@@ -315,6 +315,9 @@ class Claim:
     key_id: str
     nonce: str
     at: dt.datetime
+    #: A replacement is claimed only by ReplaceOrder, once the order it replaces ended
+    #: (``replacing`` is that order's id); SubmitOrder's claims leave it None.
+    replacing: str | None = None
 
 
 class Claims:
@@ -398,6 +401,11 @@ class Claims:
             return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
                                       reason="ORDER_NOT_APPROVED",
                                       metadata={"order_id": order.order_id, "status": order.status.value})
+        if order.replaces_order_id is not None and claim.replacing != order.replaces_order_id:
+            return PreconditionFailed(
+                f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
+                reason="REPLACEMENT_ORDER",
+                metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
         # The trading state may have changed since Risk approved the order: the global
         # state or the symbol's own (a quarantine), whichever is stricter, decides. A
         # refused order stays APPROVED and may go once trading resumes.

@@ -113,6 +113,11 @@ class OrderManagementServiceStub:
                 request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.SerializeToString,
                 response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.FromString,
                 _registered_method=True)
+        self.ReplaceOrder = channel.unary_unary(
+                '/tessera.oms.v1.OrderManagementService/ReplaceOrder',
+                request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
+                response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
+                _registered_method=True)
 
 
 class OrderManagementServiceServicer:
@@ -273,6 +278,43 @@ class OrderManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceOrder(self, request, context):
+        """ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+        (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+        approved (a new order naming the working one in replaces_order_id) and its token.
+        The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+        replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+        since the replacement was approved, submits the replacement as SubmitOrder would.
+        The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+        the order it replaced (CANCELLED).
+
+        A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+        filled), and the replacement, which would then work more than was asked in all, is
+        not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+        A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+        new replacement for what is left.
+
+        Deadlines and retries: the cancel and the execution each wait at most
+        TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+        same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+        the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+        again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+        replacement while it is APPROVED stops the replace from sending it.
+
+        Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+        SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+        ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+        it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+        replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+        TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+        the old order is cancelled, the replacement stays APPROVED, call again when trading
+        allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+        UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -330,6 +372,11 @@ def add_OrderManagementServiceServicer_to_server(servicer, server):
                     servicer.GetOrderManager,
                     request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.FromString,
                     response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.SerializeToString,
+            ),
+            'ReplaceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceOrder,
+                    request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.FromString,
+                    response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -653,6 +700,33 @@ class OrderManagementService:
             '/tessera.oms.v1.OrderManagementService/GetOrderManager',
             tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.SerializeToString,
             tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.oms.v1.OrderManagementService/ReplaceOrder',
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

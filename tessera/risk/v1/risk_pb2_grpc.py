@@ -72,6 +72,11 @@ class RiskServiceStub:
                 request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.SerializeToString,
                 response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.FromString,
                 _registered_method=True)
+        self.ValidateReplacement = channel.unary_unary(
+                '/tessera.risk.v1.RiskService/ValidateReplacement',
+                request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.SerializeToString,
+                response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -150,6 +155,28 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateReplacement(self, request, context):
+        """ValidateReplacement approves the replacement of a working order: the first step of
+        amending its price and/or quantity (docs/replace.md). The replacement is a new order
+        with the replaced order's fields, the new price and the new total quantity less what
+        the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+        order, without the order it replaces (which no longer counts among the open orders,
+        nor in the working quantity). Approved, it comes with its own risk token: send both
+        to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+        A rejection is an answer, REJECTED with violations, and the working order is left
+        as it is. Idempotent by client order id, as ValidateOrder.
+
+        Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+        a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+        ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+        ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+        under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+        STORE_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +204,11 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     servicer.GetLimits,
                     request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.FromString,
                     response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.SerializeToString,
+            ),
+            'ValidateReplacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateReplacement,
+                    request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.FromString,
+                    response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -327,6 +359,33 @@ class RiskService:
             '/tessera.risk.v1.RiskService/GetLimits',
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsRequest.SerializeToString,
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateReplacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.risk.v1.RiskService/ValidateReplacement',
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.SerializeToString,
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.FromString,
             options,
             channel_credentials,
             insecure,

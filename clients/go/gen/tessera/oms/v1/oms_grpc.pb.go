@@ -93,6 +93,38 @@ type OrderManagementServiceClient interface {
 	// GetOrderManager returns a batch and its orders' progress. Errors: NOT_FOUND
 	// ORDER_MANAGER_NOT_FOUND.
 	GetOrderManager(ctx context.Context, in *GetOrderManagerRequest, opts ...grpc.CallOption) (*GetOrderManagerResponse, error)
+	// ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+	// (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+	// approved (a new order naming the working one in replaces_order_id) and its token.
+	// The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+	// replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+	// since the replacement was approved, submits the replacement as SubmitOrder would.
+	// The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+	// the order it replaced (CANCELLED).
+	//
+	// A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+	// filled), and the replacement, which would then work more than was asked in all, is
+	// not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+	// A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+	// new replacement for what is left.
+	//
+	// Deadlines and retries: the cancel and the execution each wait at most
+	// TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+	// same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+	// the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+	// again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+	// replacement while it is APPROVED stops the replace from sending it.
+	//
+	// Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+	// SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+	// ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+	// it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+	// replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+	// TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+	// the old order is cancelled, the replacement stays APPROVED, call again when trading
+	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+	ReplaceOrder(ctx context.Context, in *ReplaceOrderRequest, opts ...grpc.CallOption) (*ReplaceOrderResponse, error)
 }
 
 type orderManagementServiceClient struct {
@@ -225,6 +257,15 @@ func (c *orderManagementServiceClient) GetOrderManager(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *orderManagementServiceClient) ReplaceOrder(ctx context.Context, in *ReplaceOrderRequest, opts ...grpc.CallOption) (*ReplaceOrderResponse, error) {
+	out := new(ReplaceOrderResponse)
+	err := c.cc.Invoke(ctx, "/tessera.oms.v1.OrderManagementService/ReplaceOrder", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderManagementServiceServer is the server API for OrderManagementService service.
 // All implementations must embed UnimplementedOrderManagementServiceServer
 // for forward compatibility
@@ -305,6 +346,38 @@ type OrderManagementServiceServer interface {
 	// GetOrderManager returns a batch and its orders' progress. Errors: NOT_FOUND
 	// ORDER_MANAGER_NOT_FOUND.
 	GetOrderManager(context.Context, *GetOrderManagerRequest) (*GetOrderManagerResponse, error)
+	// ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+	// (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+	// approved (a new order naming the working one in replaces_order_id) and its token.
+	// The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+	// replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+	// since the replacement was approved, submits the replacement as SubmitOrder would.
+	// The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+	// the order it replaced (CANCELLED).
+	//
+	// A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+	// filled), and the replacement, which would then work more than was asked in all, is
+	// not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+	// A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+	// new replacement for what is left.
+	//
+	// Deadlines and retries: the cancel and the execution each wait at most
+	// TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+	// same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+	// the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+	// again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+	// replacement while it is APPROVED stops the replace from sending it.
+	//
+	// Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+	// SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+	// ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+	// it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+	// replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+	// TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+	// the old order is cancelled, the replacement stays APPROVED, call again when trading
+	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+	ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error)
 	mustEmbedUnimplementedOrderManagementServiceServer()
 }
 
@@ -344,6 +417,9 @@ func (UnimplementedOrderManagementServiceServer) CreateOrderManager(context.Cont
 }
 func (UnimplementedOrderManagementServiceServer) GetOrderManager(context.Context, *GetOrderManagerRequest) (*GetOrderManagerResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetOrderManager not implemented")
+}
+func (UnimplementedOrderManagementServiceServer) ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReplaceOrder not implemented")
 }
 func (UnimplementedOrderManagementServiceServer) mustEmbedUnimplementedOrderManagementServiceServer() {
 }
@@ -560,6 +636,24 @@ func _OrderManagementService_GetOrderManager_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderManagementService_ReplaceOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderManagementServiceServer).ReplaceOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.oms.v1.OrderManagementService/ReplaceOrder",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderManagementServiceServer).ReplaceOrder(ctx, req.(*ReplaceOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.oms.v1.OrderManagementService",
 	HandlerType: (*OrderManagementServiceServer)(nil),
@@ -603,6 +697,10 @@ var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOrderManager",
 			Handler:    _OrderManagementService_GetOrderManager_Handler,
+		},
+		{
+			MethodName: "ReplaceOrder",
+			Handler:    _OrderManagementService_ReplaceOrder_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

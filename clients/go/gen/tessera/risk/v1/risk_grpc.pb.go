@@ -52,6 +52,23 @@ type RiskServiceClient interface {
 	SetTradingState(ctx context.Context, in *SetTradingStateRequest, opts ...grpc.CallOption) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(ctx context.Context, in *GetLimitsRequest, opts ...grpc.CallOption) (*GetLimitsResponse, error)
+	// ValidateReplacement approves the replacement of a working order: the first step of
+	// amending its price and/or quantity (docs/replace.md). The replacement is a new order
+	// with the replaced order's fields, the new price and the new total quantity less what
+	// the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+	// order, without the order it replaces (which no longer counts among the open orders,
+	// nor in the working quantity). Approved, it comes with its own risk token: send both
+	// to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+	// A rejection is an answer, REJECTED with violations, and the working order is left
+	// as it is. Idempotent by client order id, as ValidateOrder.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+	// a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+	// ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+	// under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+	// STORE_UNAVAILABLE.
+	ValidateReplacement(ctx context.Context, in *ValidateReplacementRequest, opts ...grpc.CallOption) (*ValidateReplacementResponse, error)
 }
 
 type riskServiceClient struct {
@@ -107,6 +124,15 @@ func (c *riskServiceClient) GetLimits(ctx context.Context, in *GetLimitsRequest,
 	return out, nil
 }
 
+func (c *riskServiceClient) ValidateReplacement(ctx context.Context, in *ValidateReplacementRequest, opts ...grpc.CallOption) (*ValidateReplacementResponse, error) {
+	out := new(ValidateReplacementResponse)
+	err := c.cc.Invoke(ctx, "/tessera.risk.v1.RiskService/ValidateReplacement", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RiskServiceServer is the server API for RiskService service.
 // All implementations must embed UnimplementedRiskServiceServer
 // for forward compatibility
@@ -146,6 +172,23 @@ type RiskServiceServer interface {
 	SetTradingState(context.Context, *SetTradingStateRequest) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(context.Context, *GetLimitsRequest) (*GetLimitsResponse, error)
+	// ValidateReplacement approves the replacement of a working order: the first step of
+	// amending its price and/or quantity (docs/replace.md). The replacement is a new order
+	// with the replaced order's fields, the new price and the new total quantity less what
+	// the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+	// order, without the order it replaces (which no longer counts among the open orders,
+	// nor in the working quantity). Approved, it comes with its own risk token: send both
+	// to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+	// A rejection is an answer, REJECTED with violations, and the working order is left
+	// as it is. Idempotent by client order id, as ValidateOrder.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+	// a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+	// ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+	// under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+	// STORE_UNAVAILABLE.
+	ValidateReplacement(context.Context, *ValidateReplacementRequest) (*ValidateReplacementResponse, error)
 	mustEmbedUnimplementedRiskServiceServer()
 }
 
@@ -167,6 +210,9 @@ func (UnimplementedRiskServiceServer) SetTradingState(context.Context, *SetTradi
 }
 func (UnimplementedRiskServiceServer) GetLimits(context.Context, *GetLimitsRequest) (*GetLimitsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetLimits not implemented")
+}
+func (UnimplementedRiskServiceServer) ValidateReplacement(context.Context, *ValidateReplacementRequest) (*ValidateReplacementResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateReplacement not implemented")
 }
 func (UnimplementedRiskServiceServer) mustEmbedUnimplementedRiskServiceServer() {}
 
@@ -271,6 +317,24 @@ func _RiskService_GetLimits_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RiskService_ValidateReplacement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateReplacementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RiskServiceServer).ValidateReplacement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.risk.v1.RiskService/ValidateReplacement",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RiskServiceServer).ValidateReplacement(ctx, req.(*ValidateReplacementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RiskService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.risk.v1.RiskService",
 	HandlerType: (*RiskServiceServer)(nil),
@@ -294,6 +358,10 @@ var _RiskService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLimits",
 			Handler:    _RiskService_GetLimits_Handler,
+		},
+		{
+			MethodName: "ValidateReplacement",
+			Handler:    _RiskService_ValidateReplacement_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
