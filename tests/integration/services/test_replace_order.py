@@ -359,3 +359,26 @@ def test_risk_measures_a_replacement_without_the_order_it_replaces_and_releases_
     assert answer.order.status is S.ACCEPTED
     assert set(after) == {decision.order.order_id}  # the old order's working quantity released
     assert after[decision.order.order_id].remaining == Decimal("0.02") and not after[decision.order.order_id].approved
+
+
+def test_a_replace_halted_at_the_replacements_submission_sends_it_when_called_again_after_the_halt(
+    risk, oms, exchange, db, make_order
+):
+    from services.domain import TradingState
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.HALTED, "ops", "venue incident"))
+        with pytest.raises(PreconditionFailed) as raised:
+            await replace(oms, decision)
+        midway = (await details(oms, old.order_id))[0], (await details(oms, decision.order.order_id))[0]
+        await db.run(lambda uow: uow.trading_state.set(TradingState.ACTIVE, "ops", "resolved"))
+        return raised.value, midway, await replace(oms, decision)
+
+    error, (old_midway, new_midway), answer = asyncio.run(scenario())
+
+    assert error.reason == "TRADING_HALTED"
+    assert (old_midway.status, new_midway.status) == (S.CANCELLED, S.APPROVED)  # cancels pass a halt
+    assert (answer.order.status, answer.replaced.status, answer.replayed) == (S.ACCEPTED, S.CANCELLED, False)
+    assert len(exchange.cancel_requests) == 1
