@@ -31,7 +31,17 @@ _STATES = {
     common_pb.TRADING_STATE_REDUCING: TradingState.REDUCING,
     common_pb.TRADING_STATE_HALTED: TradingState.HALTED,
 }
-_ITEM_INDEX = re.compile(r"^orders\[(\d+)\]")
+#: An item's position in the path of its error's fields ("orders[3].quantity: required").
+_ITEM_INDEX = re.compile(r"(?<![A-Za-z0-9_.])orders\[\d+\]")
+
+
+def renumber(error: common_pb.ItemError, index: int) -> None:
+    """Give a forwarded item's error its position in this batch: in its message and in
+    each field violation's path (the owner numbered it in the batch it was sent)."""
+    here = f"orders[{index}]"
+    error.message = _ITEM_INDEX.sub(here, error.message)
+    for violation in error.field_violations:
+        violation.field = _ITEM_INDEX.sub(here, violation.field, count=1)
 
 
 def _decision_fields(decision: Decision) -> dict:
@@ -144,7 +154,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 await context.abort(error.code(), error.details() or "", error.trailing_metadata())
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
-                    result.error.message = _ITEM_INDEX.sub(f"orders[{index}]", result.error.message, count=1)
+                    renumber(result.error, index)
                 results[index] = result
         return pb.ValidateOrdersResponse(results=results)
 

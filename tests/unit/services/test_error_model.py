@@ -194,3 +194,16 @@ def test_error_codes_number_as_grpc_does():
     for code in Code:
         if code is not Code.OK:
             assert pb.ErrorCode.Value(f"ERROR_CODE_{code.name}") == code.value[0]
+
+
+def test_a_forwarded_batch_items_error_is_renumbered_everywhere_it_names_its_position():
+    from services.risk.servicer import renumber
+
+    invalid = domain.InvalidOrder.of([domain.InvalidOrder("quantity", "required", violation="REQUIRED"),
+                                      domain.InvalidOrder("venue", "required", violation="REQUIRED")])
+    item = errors.item_error_proto(invalid, 0, path_style=True)  # as the owning replica numbered it
+
+    renumber(item, 7)
+
+    assert item.message == "orders[7].quantity: required; orders[7].venue: required"
+    assert [v.field for v in item.field_violations] == ["orders[7].quantity", "orders[7].venue"]
