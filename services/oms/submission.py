@@ -153,7 +153,7 @@ class Submitter:
                 results[index] = error
                 continue
             claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
-                                                 replacing)))
+                                                 convert.order_as_approved(request.order), replacing)))
         if not claims:
             return results
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])

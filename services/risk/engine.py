@@ -29,6 +29,7 @@ from typing import Any, Callable
 import core_ext
 from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
+from services.domain.order import APPROVAL_REASON
 from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
@@ -88,9 +89,9 @@ class RiskEngine:
         *,
         sharding: Sharding | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
-        poll_seconds: float = 0.02,
+        poll_seconds: float = 0.1,
         state_poll_seconds: float = 0.1,
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -274,20 +275,25 @@ class RiskEngine:
         context = self.book.context(order, self.prices, now)
         violations = check_order(order, self.limits, context)
         order.order_time = order.updated_time = now
-        order.record_creation(now)
         token = ""
         if violations:
             codes = [v.code for v in violations]
             metrics.risk_rejected(codes)
             order.reject_reasons = codes
+            order.record_creation(now)
             order.transition(OrderStatus.REJECTED, reason="risk: " + ",".join(codes), at=now,
                              payload={"violations": [dataclasses.asdict(v) for v in violations]})
         else:
-            payload = None
-            if order.replaces_order_id is not None:  # what the OMS holds the replaced order to
-                payload = {"replaces_order_id": order.replaces_order_id,
-                           "replaced_filled_quantity": str(self._replacing.get(order.order_id, ""))}
-            order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now, payload=payload)
+            if order.replaces_order_id is None:
+                order.record_approval(now)
+            else:
+                # A replacement's approval records what the OMS holds the replaced order to.
+                # Its chain head then differs from every plain approval's, so SubmitOrder's
+                # claim without a read can never move it: only ReplaceOrder's claim does.
+                order.record_creation(now)
+                order.transition(OrderStatus.APPROVED, reason=APPROVAL_REASON, at=now, payload={
+                    "replaces_order_id": order.replaces_order_id,
+                    "replaced_filled_quantity": str(self._replacing.get(order.order_id, ""))})
             token = self._sign(order, now)
         self.book.record(order)
         return Decision(order, token=token, violations=violations)
