@@ -68,13 +68,32 @@ _TO_WIRE: dict[Any, int] = {member: number for table in _FROM_WIRE.values()
                             for number, member in table.items() if member is not None}
 
 
-def enum_from_proto(domain_enum: type[E], value: int, field: str, *, required: bool = True) -> E | None:
+Problems = list[InvalidOrder]
+
+
+def _refuse(problems: Problems | None, field: str, problem: str, violation: str) -> None:
+    """Raise the field's error, or note it in ``problems`` (then the caller goes on
+    with the other fields and raises them all at the end, see :func:`raise_problems`)."""
+    error = InvalidOrder(field, problem, violation=violation)
+    if problems is None:
+        raise error
+    problems.append(error)
+
+
+def raise_problems(problems: Problems) -> None:
+    """Raise every noted problem at once (one ``InvalidOrder`` with all violations)."""
+    if problems:
+        raise InvalidOrder.of(problems)
+
+
+def enum_from_proto(domain_enum: type[E], value: int, field: str, *, required: bool = True,
+                    problems: Problems | None = None) -> E | None:
     table = _FROM_WIRE[domain_enum]
     if value not in table:
-        raise InvalidOrder(field, f"unknown value {value}")
+        return _refuse(problems, field, f"unknown value {value}", "UNKNOWN_VALUE")
     member = table[value]
     if member is None and required:
-        raise InvalidOrder(field, "required")
+        return _refuse(problems, field, "required", "REQUIRED")
     return member
 
 
@@ -92,31 +111,33 @@ _FORMATTED: dict[Decimal, str] = {}
 _MEMO_SIZE = 4096
 
 
-def parse_decimal(text: str, field: str, *, required: bool = True, positive: bool = True) -> Decimal | None:
+def parse_decimal(text: str, field: str, *, required: bool = True, positive: bool = True,
+                  problems: Problems | None = None) -> Decimal | None:
     value = _PARSED.get(text)
     if value is None:
         if text == "":
             if required:
-                raise InvalidOrder(field, "required")
+                return _refuse(problems, field, "required", "REQUIRED")
             return None
-        value = _parse_decimal(text, field)
+        value = _parse_decimal(text, field, problems)
+        if value is None:
+            return None
     if positive and value <= 0:
-        raise InvalidOrder(field, f"must be positive, got {text}")
+        return _refuse(problems, field, f"must be positive, got {text}", "NOT_POSITIVE")
     return value
 
 
-def _parse_decimal(text: str, field: str) -> Decimal:
+def _parse_decimal(text: str, field: str, problems: Problems | None) -> Decimal | None:
     if len(text) > MAX_DECIMAL_LENGTH:
-        raise InvalidOrder(field, f"longer than {MAX_DECIMAL_LENGTH} characters")
+        return _refuse(problems, field, f"longer than {MAX_DECIMAL_LENGTH} characters", "TOO_LONG")
     try:
         canonical = core_ext.canonical_decimal(text)
     except core_ext.CanonicalEncodingError:
-        raise InvalidOrder(field, f"not a plain decimal number: {text[:32]!r}") from None
+        return _refuse(problems, field, f"not a plain decimal number: {text[:32]!r}", "INVALID_FORMAT")
     whole, _, fraction = canonical.lstrip("-").partition(".")
     if len(fraction) > MAX_FRACTION_DIGITS or len(whole) > MAX_INTEGER_DIGITS:
-        raise InvalidOrder(
-            field, f"at most {MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits, got {text[:32]}"
-        )
+        return _refuse(problems, field, f"at most {MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal "
+                                        f"digits, got {text[:32]}", "TOO_MANY_DIGITS")
     value = Decimal(canonical)
     if len(_PARSED) >= _MEMO_SIZE:
         _PARSED.clear()
@@ -136,14 +157,15 @@ def format_decimal(value: Decimal | None) -> str:
     return text
 
 
-def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bool = True) -> str | None:
+def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bool = True,
+               problems: Problems | None = None) -> str | None:
     if value == "":
         if required:
-            raise InvalidOrder(field, "required")
+            return _refuse(problems, field, "required", "REQUIRED")
         return None
     if not pattern.fullmatch(value):
         shown = value if len(value) <= 40 else value[:40] + "..."
-        raise InvalidOrder(field, f"invalid value {shown!r} (expected {pattern.pattern})")
+        return _refuse(problems, field, f"invalid value {shown!r} (expected {pattern.pattern})", "INVALID_FORMAT")
     return value
 
 
@@ -152,7 +174,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
 
 
-def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
+def timestamp_from_proto(message: Any, name: str, *, problems: Problems | None = None) -> dt.datetime | None:
     """The field as an aware UTC datetime; None when unset.
 
     Raises
@@ -166,7 +188,7 @@ def timestamp_from_proto(message: Any, name: str) -> dt.datetime | None:
     seconds, nanos = stamp.seconds, stamp.nanos
     # What Timestamp.ToDatetime accepts, computed without its Python arithmetic.
     if not (_MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
-        raise InvalidOrder(name, "not a valid timestamp (years 1 to 9999, nanos below 10^9)")
+        return _refuse(problems, name, "not a valid timestamp (years 1 to 9999, nanos below 10^9)", "OUT_OF_RANGE")
     return _EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
@@ -219,63 +241,86 @@ def struct_from_proto(message: Any, name: str) -> dict[str, Any]:
 
 
 # -- orders ---------------------------------------------------------------------------
-def _order_fields(message: Any) -> dict[str, Any]:
-    """Validate the fields an OrderIntent and an Order share."""
-    market_type = enum_from_proto(MarketType, message.market_type, "market_type")
-    order_type = enum_from_proto(OrderType, message.order_type, "order_type")
-    assert market_type is not None and order_type is not None
+def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
+    """Validate the fields an OrderIntent and an Order share, noting every problem in
+    ``problems`` (a field that is wrong is None in the answer)."""
+    market_type = enum_from_proto(MarketType, message.market_type, "market_type", problems=problems)
+    order_type = enum_from_proto(OrderType, message.order_type, "order_type", problems=problems)
+    needs_price = order_type is not None and order_type.needs_price
+    needs_stop = order_type is not None and order_type.needs_stop_price
     fields: dict[str, Any] = {
-        "account": check_text(message.account, _ACCOUNT, "account"),
-        "venue": check_text(message.venue, _VENUE, "venue"),
+        "account": check_text(message.account, _ACCOUNT, "account", problems=problems),
+        "venue": check_text(message.venue, _VENUE, "venue", problems=problems),
         "market_type": market_type,
-        "symbol": check_text(message.symbol, _SYMBOL, "symbol"),
-        "side": enum_from_proto(Side, message.side, "side"),
+        "symbol": check_text(message.symbol, _SYMBOL, "symbol", problems=problems),
+        "side": enum_from_proto(Side, message.side, "side", problems=problems),
         "order_type": order_type,
-        "quantity": parse_decimal(message.quantity, "quantity"),
-        "price": parse_decimal(message.price, "price", required=order_type.needs_price),
-        "stop_price": parse_decimal(message.stop_price, "stop_price", required=order_type.needs_stop_price),
-        "time_in_force": enum_from_proto(TimeInForce, message.time_in_force, "time_in_force", required=False)
-        or TimeInForce.GTC,
+        "quantity": parse_decimal(message.quantity, "quantity", problems=problems),
+        "price": parse_decimal(message.price, "price", required=needs_price, problems=problems),
+        "stop_price": parse_decimal(message.stop_price, "stop_price", required=needs_stop, problems=problems),
+        "time_in_force": enum_from_proto(TimeInForce, message.time_in_force, "time_in_force", required=False,
+                                         problems=problems) or TimeInForce.GTC,
         "reduce_only": message.reduce_only,
         "post_only": message.post_only,
-        "leverage": parse_decimal(message.leverage, "leverage", required=False),
-        "order_manager_id": check_text(message.order_manager_id, _IDENTIFIER, "order_manager_id", required=False),
-        "expire_time": timestamp_from_proto(message, "expire_time"),
+        "leverage": parse_decimal(message.leverage, "leverage", required=False, problems=problems),
+        "order_manager_id": check_text(message.order_manager_id, _IDENTIFIER, "order_manager_id", required=False,
+                                       problems=problems),
+        "expire_time": timestamp_from_proto(message, "expire_time", problems=problems),
     }
-    if fields["price"] is not None and not order_type.needs_price:
-        raise InvalidOrder("price", f"must be empty for {order_type.value} orders")
-    if fields["stop_price"] is not None and not order_type.needs_stop_price:
-        raise InvalidOrder("stop_price", f"must be empty for {order_type.value} orders")
-    if fields["post_only"] and order_type is not OrderType.LIMIT:
-        raise InvalidOrder("post_only", "only LIMIT orders can be post-only")
+    if order_type is not None:
+        if fields["price"] is not None and not needs_price:
+            _refuse(problems, "price", f"must be empty for {order_type.value} orders", "NOT_ALLOWED")
+        if fields["stop_price"] is not None and not needs_stop:
+            _refuse(problems, "stop_price", f"must be empty for {order_type.value} orders", "NOT_ALLOWED")
+        if fields["post_only"] and order_type is not OrderType.LIMIT:
+            _refuse(problems, "post_only", "only LIMIT orders can be post-only", "NOT_ALLOWED")
     leverage = fields["leverage"]
     if market_type is MarketType.SPOT:
         if leverage is not None:
-            raise InvalidOrder("leverage", "must be empty for SPOT orders")
+            _refuse(problems, "leverage", "must be empty for SPOT orders", "NOT_ALLOWED")
         if fields["reduce_only"]:
-            raise InvalidOrder("reduce_only", "only FUTURES orders can be reduce-only")
+            _refuse(problems, "reduce_only", "only FUTURES orders can be reduce-only", "NOT_ALLOWED")
     elif leverage is not None and (leverage != leverage.to_integral_value() or leverage > MAX_LEVERAGE):
-        raise InvalidOrder("leverage", f"must be a whole number from 1 to {MAX_LEVERAGE}")
+        _refuse(problems, "leverage", f"must be a whole number from 1 to {MAX_LEVERAGE}", "OUT_OF_RANGE")
     if fields["time_in_force"] is TimeInForce.GTD:
-        if fields["expire_time"] is None:
-            raise InvalidOrder("expire_time", "required for GTD orders")
+        if not message.HasField("expire_time"):
+            _refuse(problems, "expire_time", "required for GTD orders", "REQUIRED")
     elif fields["expire_time"] is not None:
-        raise InvalidOrder("expire_time", "only GTD orders take an expire time")
+        _refuse(problems, "expire_time", "only GTD orders take an expire time", "NOT_ALLOWED")
     return fields
 
 
 def order_from_intent(intent: pb.OrderIntent, *, order_id: str, client_order_id: str) -> Order:
-    """A new PENDING order from a client's intent (validated)."""
-    given = check_text(intent.client_order_id, _CLIENT_ORDER_ID, "client_order_id", required=False)
-    return Order(order_id=order_id, client_order_id=given or client_order_id, **_order_fields(intent))
+    """A new PENDING order from a client's intent (validated).
+
+    Raises
+    ------
+    InvalidOrder
+        With a violation for every bad field.
+    """
+    problems: Problems = []
+    given = check_text(intent.client_order_id, _CLIENT_ORDER_ID, "client_order_id", required=False, problems=problems)
+    fields = _order_fields(intent, problems)
+    if problems:
+        raise InvalidOrder.of(problems)
+    return Order(order_id=order_id, client_order_id=given or client_order_id, **fields)
 
 
 def order_from_proto(message: pb.Order) -> Order:
-    """An order as a client presents it for submission (validated; status not trusted)."""
-    order_id = check_text(message.order_id, _ORDER_ID, "order_id")
-    client_order_id = check_text(message.client_order_id, _CLIENT_ORDER_ID, "client_order_id")
-    assert order_id is not None and client_order_id is not None
-    return Order(order_id=order_id, client_order_id=client_order_id, **_order_fields(message))
+    """An order as a client presents it for submission (validated; status not trusted).
+
+    Raises
+    ------
+    InvalidOrder
+        With a violation for every bad field.
+    """
+    problems: Problems = []
+    order_id = check_text(message.order_id, _ORDER_ID, "order_id", problems=problems)
+    client_order_id = check_text(message.client_order_id, _CLIENT_ORDER_ID, "client_order_id", problems=problems)
+    fields = _order_fields(message, problems)
+    if problems:
+        raise InvalidOrder.of(problems)
+    return Order(order_id=order_id, client_order_id=client_order_id, **fields)  # type: ignore[arg-type]
 
 
 def _by_number(domain_enum: type[E]) -> dict[int, E]:
@@ -383,6 +428,10 @@ def order_to_proto(order: Order) -> pb.Order:
         message.remote_order_id = order.remote_order_id
     if order.reject_reasons:
         message.reject_reasons.extend(order.reject_reasons)
+    if order.replaces_order_id:
+        message.replaces_order_id = order.replaces_order_id
+    if order.replaced_by_order_id:
+        message.replaced_by_order_id = order.replaced_by_order_id
     if order.expire_time is not None:
         set_timestamp(message.expire_time, order.expire_time)
     set_timestamp(message.order_time, order.order_time)

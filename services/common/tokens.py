@@ -72,5 +72,6 @@ def verify_oms_call(
     result = core_ext.verify_token(keyring, presented, _call_body(method, risk_token), time.time(), ttl_seconds)
     if not result.ok:
         raise TokenRejected(
-            f"only the OMS may call {method} ({result.reason.lower().replace('_', ' ')})", reason="CALLER_NOT_OMS"
+            f"only the OMS may call {method} ({result.reason.lower().replace('_', ' ')})", reason="CALLER_NOT_OMS",
+            metadata={"method": method},
         )

@@ -1,31 +1,84 @@
-"""Domain errors: each maps to one gRPC status in :mod:`services.common.errors`."""
+"""Domain errors: each maps to one gRPC status in :mod:`services.common.errors`.
+
+Every error carries a stable ``reason`` (the ``google.rpc.ErrorInfo`` reason a client
+acts on: its code, whether to retry and the metadata it carries are listed once, in
+:mod:`services.common.error_catalog`), an optional ``metadata`` mapping (the ErrorInfo
+metadata: the order's id and status, the field, ...) and a message for people.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+_NO_METADATA: Mapping[str, str] = {}
 
 
 class DomainError(Exception):
     """Base of the errors the services translate into gRPC statuses.
 
     ``reason`` is a stable, machine-readable code (``TOKEN_EXPIRED``); the message is
-    for people.
+    for people; ``metadata`` (text values, ``None`` values left out) goes into the
+    status's ErrorInfo.
     """
 
     reason = "ERROR"
+    metadata: Mapping[str, str] = _NO_METADATA
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: str | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+        if metadata:
+            self.metadata = {key: str(value) for key, value in metadata.items() if value is not None}
+
+
+class FieldViolation(NamedTuple):
+    """One bad field of a request: a ``google.rpc.BadRequest.FieldViolation``.
+
+    ``reason`` is one of :data:`services.common.error_catalog.FIELD_REASONS`
+    (``REQUIRED``, ``INVALID_FORMAT``, ...).
+    """
+
+    field: str
+    reason: str
+    description: str
 
 
 class InvalidOrder(DomainError):
-    """Malformed input; the message names the field (INVALID_ARGUMENT)."""
+    """Malformed input (INVALID_ARGUMENT): one bad field, or every bad field of a
+    request (``violations``); the message names each."""
 
     reason = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field}: {problem}", reason="INVALID_ARGUMENT")
-        self.field = field
+    def __init__(self, field: str, problem: str, *, violation: str = "INVALID_VALUE",
+                 violations: Sequence[FieldViolation] | None = None) -> None:
+        self.violations: list[FieldViolation] = list(violations or [FieldViolation(field, violation, problem)])
+        message = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(message, reason="INVALID_ARGUMENT", metadata={"field": self.violations[0].field})
+        self.field = self.violations[0].field
+
+    @classmethod
+    def of(cls, errors: Sequence["InvalidOrder"]) -> "InvalidOrder":
+        """One error holding the violations of ``errors``, in order."""
+        violations = [violation for error in errors for violation in error.violations]
+        return cls(violations[0].field, violations[0].description, violations=violations)
+
+    def prefixed(self, prefix: str) -> "InvalidOrder":
+        """The same violations with their field paths under ``prefix`` (``order``): the
+        path of each in the request. A path already there (``order`` itself) is kept."""
+
+        def path(field: str) -> str:
+            if not field or field == prefix:
+                return prefix
+            return field if field.startswith((prefix + ".", prefix + "[")) else f"{prefix}.{field}"
+
+        return InvalidOrder("", "", violations=[v._replace(field=path(v.field)) for v in self.violations])
+
+
+def in_request(error: BaseException, prefix: str) -> BaseException:
+    """``error`` with its field paths under ``prefix`` when it is an ``InvalidOrder``."""
+    return error.prefixed(prefix) if isinstance(error, InvalidOrder) else error
 
 
 class MalformedRequest(DomainError):
@@ -42,6 +95,9 @@ class TokenRejected(DomainError):
 
 
 class TokenReplayed(DomainError):
+    """The token moved its order already (PERMISSION_DENIED TOKEN_ALREADY_USED); the
+    metadata names the order and its status now."""
+
     reason = "TOKEN_ALREADY_USED"
 
 

@@ -102,6 +102,11 @@ class Order:
     last_sequence: int = 0
     # The hash of the newest stored event (the store's tamper-evident chain of events).
     last_event_hash: str | None = None
+    # A replacement (ReplaceOrder) names the working order it replaces, set by Risk when it
+    # approves the replacement; the replaced order names its replacement once the OMS
+    # starts the replace (see services.oms.replace).
+    replaces_order_id: str | None = None
+    replaced_by_order_id: str | None = None
     # Events produced since the order was loaded; the repository persists and clears them.
     new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
 
@@ -212,12 +217,13 @@ class Order:
             The order cannot take fills in its current status.
         """
         if quantity <= 0 or price <= 0:
-            raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}")
+            raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}",
+                                metadata={"order_id": self.order_id})
         new_filled = self.filled_quantity + quantity
         if new_filled > self.quantity:
             raise OverfillError(
                 f"fill of {quantity} would overfill order {self.order_id}: "
-                f"filled {self.filled_quantity} of {self.quantity}"
+                f"filled {self.filled_quantity} of {self.quantity}", metadata={"order_id": self.order_id}
             )
         target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
         event = self.transition(target, reason="fill", at=at, payload=payload)

@@ -56,7 +56,8 @@ class ExchangeEngine:
             if self._executed.get(order_id) == until:
                 del self._executed[order_id]
         if order.order_id in self._executed:
-            raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED")
+            raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED",
+                                metadata={"order_id": order.order_id})
         until = max(issued_at + self.ttl_seconds + 60, forget[-1][0] if forget else 0.0)
         self._executed[order.order_id] = until
         forget.append((until, order.order_id))

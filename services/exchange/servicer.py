@@ -11,16 +11,15 @@ import grpc
 
 import core_ext
 from services.common import convert
-from services.common.errors import abort, grpc_errors, item_error
+from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import MarginMode, MarketType, Order, Side
-from services.domain.errors import DomainError, InvalidOrder, MalformedRequest
+from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, in_request
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
 
-from .aster.errors import VenueRateLimited
 from .engine import ExchangeEngine
 from .venue import OrderRef
 
@@ -34,14 +33,18 @@ _MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
 
 
 def venue_errors(method: Callable[..., Any]) -> Callable[..., Any]:
-    """:func:`grpc_errors`, plus the venue's rate limits as ``RESOURCE_EXHAUSTED``."""
+    """:func:`grpc_errors` for a call that reaches the venue: the venue's refusals answer
+    with their reason's code (a rate limit RESOURCE_EXHAUSTED with its RetryInfo), and
+    an invalid order names its fields by their path in the request (``order.quantity``)."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await method(self, request, context)
-        except VenueRateLimited as error:
-            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, error.reason, str(error))
+        except InvalidOrder as error:
+            if method.__name__ == "ExecuteOrder":
+                raise error.prefixed("order") from None
+            raise
 
     return grpc_errors(wrapper)
 
@@ -64,15 +67,8 @@ def _market_type(value: int) -> MarketType | None:
 
 
 def _item_error(index: int, error: BaseException) -> pb.ExecuteOrderResult:
-    """One order's refusal, as ExecuteOrder would have returned it (the venue's rate
-    limit as RESOURCE_EXHAUSTED, as :func:`venue_errors` does)."""
-    if isinstance(error, VenueRateLimited):
-        code, reason, message = grpc.StatusCode.RESOURCE_EXHAUSTED.name, error.reason, str(error)
-    else:
-        code, reason, message = item_error(error)
-    return pb.ExecuteOrderResult(
-        error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
-    )
+    """One order's refusal, as ExecuteOrder would have returned it."""
+    return pb.ExecuteOrderResult(error=item_error_proto(in_request(error, "order"), index))
 
 
 class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
@@ -92,7 +88,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         if verdict.ok:
             return convert.order_from_signed_proto(request.order), verdict
         if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
+            raise InvalidOrder("order", "required", violation="REQUIRED")
         order = convert.order_from_proto(request.order)
         return order, verify_or_raise(self.engine.keyring, request.risk_token, order,
                                       ttl_seconds=self.engine.ttl_seconds)
@@ -131,7 +127,8 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         except ValueError:
             raise MalformedRequest("ExecuteOrdersRequest") from None
         if len(verdicts) > MAX_BATCH:
-            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(verdicts)}")
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(verdicts)}",
+                               violation="TOO_MANY_ITEMS")
         batch = _parse(pb.ExecuteOrdersRequest, request)
         items: list[Any] = []
         for verdict, item in zip(verdicts, batch.orders):
@@ -192,7 +189,8 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
         if leverage != leverage.to_integral_value() or leverage > convert.MAX_LEVERAGE:
-            raise InvalidOrder("leverage", f"must be a whole number from 1 to {convert.MAX_LEVERAGE}")
+            raise InvalidOrder("leverage", f"must be a whole number from 1 to {convert.MAX_LEVERAGE}",
+                               violation="OUT_OF_RANGE")
         applied = await self.engine.provider.set_leverage(symbol, int(leverage))
         return pb.SetLeverageResponse(symbol=symbol, leverage=str(applied))
 
@@ -205,7 +203,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         elif request.margin_mode in _MARGIN_MODES:
             mode = _MARGIN_MODES[request.margin_mode]
         else:
-            raise InvalidOrder("margin_mode", "ISOLATED or CROSSED")
+            raise InvalidOrder("margin_mode", "ISOLATED or CROSSED", violation="UNKNOWN_VALUE")
         applied = await self.engine.provider.set_margin_mode(symbol, mode)
         return pb.SetMarginModeResponse(symbol=symbol, margin_mode=_MARGIN_MODES_PB[applied])
 
@@ -251,7 +249,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):
         self.engine.authorize(context.invocation_metadata(), "StreamExecutionReports")
         if request.after_sequence < 0:
-            raise InvalidOrder("after_sequence", "must not be negative")
+            raise InvalidOrder("after_sequence", "must not be negative", violation="OUT_OF_RANGE")
         async for report in self.engine.reports.follow(request.after_sequence):
             yield pb.StreamExecutionReportsResponse(report=convert.report_to_proto(report))
 

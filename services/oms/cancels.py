@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def load(uow: UnitOfWork, order_id: str) -> Order:
     order = uow.orders.get(order_id)
     if order is None:
-        raise OrderNotFound(f"no order {order_id}")
+        raise OrderNotFound(f"no order {order_id}", metadata={"order_id": order_id})
     return order
 
 
@@ -120,7 +120,8 @@ def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
     elif order.status.is_open:
         order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
     else:
-        raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN")
+        raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN",
+                                 metadata={"order_id": order.order_id, "status": order.status.value})
     uow.orders.save(order)
     return order
 

@@ -6,6 +6,7 @@ One object the servicer and the process talk to, made of the parts that do the w
   SUBMITTED, a compare-and-set, so a token moves exactly one order, once), execute it,
   record the fills: two writes per order, each shared with every submission in flight;
 * :mod:`.cancels`: cancels, the kill switch's cancel-all, GTD expiry and lapsed tokens;
+* :mod:`.replace`: ReplaceOrder, amending a working order by cancel-replace;
 * :mod:`.queries`: orders, events, trades, the event stream, order managers;
 * :mod:`.gateway`: every call to the Exchange service;
 * :meth:`OrderManagement.follow_exchange_reports`: what the Exchange learns after it
@@ -33,6 +34,7 @@ from .cancels import Cancels
 from .fill_tracker import apply_report
 from .gateway import ExchangeGateway
 from .queries import Queries
+from .replace import Replacement, Replacer
 from .submission import Submission, Submitter
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ class OrderManagement:
         self.submitter = Submitter(db, keyring, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
                                    written=self._event_written.set)
         self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock)
+        self.replacer = Replacer(self.submitter, self.gateway, ttl_seconds=ttl_seconds)
         self.queries = Queries(db, self._event_written)
         self._applied: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
 
@@ -96,6 +99,11 @@ class OrderManagement:
 
     async def apply_reports(self, order_id: str, reports: list[Any]) -> Submission:
         return await self.submitter.apply_reports(order_id, reports)
+
+    async def replace(self, order: Any, token: str, *, remaining: float | None = None) -> Replacement:
+        """ReplaceOrder: ``order`` is the replacement (a ``tessera.common.v1.Order``) as
+        Risk answered it, ``token`` its risk token (see :mod:`.replace`)."""
+        return await self.replacer.replace(order, token, remaining=remaining)
 
     # -- cancels and expiry -----------------------------------------------------------------------
     async def cancel(self, order_id: str) -> Order:
@@ -171,4 +179,4 @@ class OrderManagement:
                 backoff = min(backoff * 2, 5.0)
 
 
-__all__ = ["OrderManagement", "Submission", "utcnow"]
+__all__ = ["OrderManagement", "Replacement", "Submission", "utcnow"]

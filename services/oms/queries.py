@@ -31,7 +31,8 @@ class Queries:
     async def find_order_id(self, account: str, client_order_id: str) -> str:
         order = await self.db.read(lambda uow: uow.orders.get_by_client_order_id(account, client_order_id))
         if order is None:
-            raise OrderNotFound(f"no order {client_order_id!r} for account {account!r}")
+            raise OrderNotFound(f"no order {client_order_id!r} for account {account!r}",
+                                metadata={"account": account, "client_order_id": client_order_id})
         return order.order_id
 
     async def order_details(self, order_id: str) -> tuple[Order, list[OrderEvent], list[Trade]]:
@@ -70,7 +71,8 @@ class Queries:
         def read(uow: UnitOfWork) -> tuple[OrderManager, list[Order]]:
             manager = uow.order_managers.get(unique_identifier)
             if manager is None:
-                raise OrderNotFound(f"no order manager {unique_identifier!r}", reason="ORDER_MANAGER_NOT_FOUND")
+                raise OrderNotFound(f"no order manager {unique_identifier!r}", reason="ORDER_MANAGER_NOT_FOUND",
+                                    metadata={"unique_identifier": unique_identifier})
             orders, _ = uow.orders.list(order_manager_id=unique_identifier, limit=10_000)
             return manager, orders
 

@@ -8,9 +8,10 @@ from typing import Any
 import grpc
 
 from services.common import convert
-from services.common.errors import grpc_errors, item_error
+from services.common.errors import grpc_errors, item_error_proto
+from services.common.observability.interceptors import note_order_id
 from services.domain import OrderStatus
-from services.domain.errors import DomainError, InvalidOrder
+from services.domain.errors import DomainError, InvalidOrder, in_request
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.oms.v1 import oms_pb2 as pb
 from tessera.oms.v1 import oms_pb2_grpc
@@ -23,26 +24,27 @@ MAX_PAGE = 1000
 RAW_REQUESTS = ("SubmitOrder", "SubmitOrders")
 
 
-def _page_size(value: int) -> int:
+def _page_size(value: int, problems: convert.Problems) -> int:
     if value < 0:
-        raise InvalidOrder("page_size", "must not be negative")
+        problems.append(InvalidOrder("page_size", "must not be negative", violation="OUT_OF_RANGE"))
     return min(value or 100, MAX_PAGE)
 
 
-def _page_token(value: str) -> str | None:
+def _page_token(value: str, problems: convert.Problems) -> str | None:
     if len(value) > 512:
-        raise InvalidOrder("page_token", "longer than 512 characters")
+        problems.append(InvalidOrder("page_token", "longer than 512 characters", violation="TOO_LONG"))
     return value or None
 
 
-def _optional(value: str, pattern: Any, field: str) -> str | None:
-    return convert.check_text(value, pattern, field, required=False)
+def _optional(value: str, pattern: Any, field: str, problems: convert.Problems) -> str | None:
+    return convert.check_text(value, pattern, field, required=False, problems=problems)
 
 
 def _submission_fields(submission: Submission) -> dict[str, Any]:
     return {
         "order": convert.order_to_proto(submission.order),
         "trades": [convert.trade_to_proto(t) for t in submission.trades],
+        "replayed": submission.replayed,
     }
 
 
@@ -55,10 +57,12 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
             order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
             assert order_id is not None
             return order_id
-        account = convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account")
+        problems: convert.Problems = []
+        account = convert.check_text(request.account, convert.ACCOUNT_PATTERN, "account", problems=problems)
         client_order_id = convert.check_text(
-            request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id"
+            request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id", problems=problems
         )
+        convert.raise_problems(problems)
         assert account is not None and client_order_id is not None
         return await self.oms.find_order_id(account, client_order_id)
 
@@ -66,16 +70,16 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     # risk token is verified on them, then the message is parsed.
     @grpc_errors
     async def SubmitOrder(self, request: bytes, context: grpc.aio.ServicerContext):
-        submission = await self.oms.submit_wire(request, remaining=context.time_remaining())
+        try:
+            submission = await self.oms.submit_wire(request, remaining=context.time_remaining())
+        except InvalidOrder as error:  # its fields are the order's: their paths in the request
+            raise error.prefixed("order") from None
         return pb.SubmitOrderResponse(**_submission_fields(submission))
 
     @grpc_errors
     async def SubmitOrders(self, request: bytes, context: grpc.aio.ServicerContext):
         def failed(index: int, error: DomainError) -> pb.SubmitOrderResult:
-            code, reason, message = item_error(error)
-            return pb.SubmitOrderResult(
-                error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}]: {message}")
-            )
+            return pb.SubmitOrderResult(error=item_error_proto(in_request(error, "order"), index))
 
         outcomes = await self.oms.submit_wire_many(request, remaining=context.time_remaining(), max_items=MAX_BATCH)
         return pb.SubmitOrdersResponse(results=[
@@ -84,22 +88,43 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         ])
 
     @grpc_errors
+    async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: grpc.aio.ServicerContext):
+        if not request.HasField("order"):
+            raise InvalidOrder("order", "required", violation="REQUIRED")
+        note_order_id(request.order.order_id)
+        try:
+            replacement = await self.oms.replace(request.order, request.risk_token, remaining=context.time_remaining())
+        except InvalidOrder as error:  # its fields are the replacement's: their paths in the request
+            raise error.prefixed("order") from None
+        return pb.ReplaceOrderResponse(
+            order=convert.order_to_proto(replacement.order),
+            trades=[convert.trade_to_proto(t) for t in replacement.trades],
+            replaced_order=convert.order_to_proto(replacement.replaced),
+            replayed=replacement.replayed,
+        )
+
+    @grpc_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
         order = await self.oms.cancel(await self._order_id(request))
         return pb.CancelOrderResponse(order=convert.order_to_proto(order))
 
     @grpc_errors
     async def CancelAllOrders(self, request: pb.CancelAllOrdersRequest, context: grpc.aio.ServicerContext):
-        symbol = convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol")
-        account = _optional(request.account, convert.ACCOUNT_PATTERN, "account")
+        problems: convert.Problems = []
+        symbol = convert.check_text(request.symbol, convert.SYMBOL_PATTERN, "symbol", problems=problems)
+        account = _optional(request.account, convert.ACCOUNT_PATTERN, "account", problems)
+        convert.raise_problems(problems)
         orders = await self.oms.cancel_all(symbol, account)  # type: ignore[arg-type]
         return pb.CancelAllOrdersResponse(orders=[convert.order_to_proto(o) for o in orders])
 
     @grpc_errors
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
-        operator = convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator")
+        problems: convert.Problems = []
+        operator = convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator",
+                                      problems=problems)
         if not request.reason.strip():
-            raise InvalidOrder("reason", "required")
+            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
+        convert.raise_problems(problems)
         orders = await self.oms.emergency_cancel_all(operator, request.reason.strip()[:500])  # type: ignore[arg-type]
         return pb.EmergencyCancelAllResponse(
             state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
@@ -116,39 +141,47 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
 
     @grpc_errors
     async def ListOrders(self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
         statuses = [
-            convert.enum_from_proto(OrderStatus, value, "statuses") for value in request.statuses
+            convert.enum_from_proto(OrderStatus, value, "statuses", problems=problems) for value in request.statuses
         ] or None
-        orders, cursor = await self.oms.list_orders(
-            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
-            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol"),
+        filters = dict(
+            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account", problems),
+            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol", problems),
             statuses=statuses,
-            order_manager_id=_optional(request.order_manager_id, convert.IDENTIFIER_PATTERN, "order_manager_id"),
-            limit=_page_size(request.page_size),
-            cursor=_page_token(request.page_token),
+            order_manager_id=_optional(request.order_manager_id, convert.IDENTIFIER_PATTERN, "order_manager_id",
+                                       problems),
+            limit=_page_size(request.page_size, problems),
+            cursor=_page_token(request.page_token, problems),
         )
+        convert.raise_problems(problems)
+        orders, cursor = await self.oms.list_orders(**filters)
         return pb.ListOrdersResponse(orders=[convert.order_to_proto(o) for o in orders], next_page_token=cursor or "")
 
     @grpc_errors
     async def ListTrades(self, request: pb.ListTradesRequest, context: grpc.aio.ServicerContext):
-        trades, cursor = await self.oms.list_trades(
-            order_id=_optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id"),
-            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
-            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol"),
-            limit=_page_size(request.page_size),
-            cursor=_page_token(request.page_token),
+        problems: convert.Problems = []
+        filters = dict(
+            order_id=_optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id", problems),
+            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account", problems),
+            symbol=_optional(request.symbol, convert.SYMBOL_PATTERN, "symbol", problems),
+            limit=_page_size(request.page_size, problems),
+            cursor=_page_token(request.page_token, problems),
         )
+        convert.raise_problems(problems)
+        trades, cursor = await self.oms.list_trades(**filters)
         return pb.ListTradesResponse(trades=[convert.trade_to_proto(t) for t in trades], next_page_token=cursor or "")
 
     @grpc_errors
     async def StreamOrderEvents(self, request: pb.StreamOrderEventsRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
         if request.after_cursor < 0:
-            raise InvalidOrder("after_cursor", "must not be negative")
+            problems.append(InvalidOrder("after_cursor", "must not be negative", violation="OUT_OF_RANGE"))
+        order_id = _optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id", problems)
+        account = _optional(request.account, convert.ACCOUNT_PATTERN, "account", problems)
+        convert.raise_problems(problems)
         async for cursor, event, order in self.oms.follow_events(
-            order_id=_optional(request.order_id, convert.ORDER_ID_PATTERN, "order_id"),
-            account=_optional(request.account, convert.ACCOUNT_PATTERN, "account"),
-            after=request.after_cursor,
-            history_only=request.history_only,
+            order_id=order_id, account=account, after=request.after_cursor, history_only=request.history_only,
         ):
             yield pb.StreamOrderEventsResponse(
                 event=convert.event_to_proto(event, cursor=cursor, account=order.account, symbol=order.symbol),
@@ -157,12 +190,17 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
 
     @grpc_errors
     async def CreateOrderManager(self, request: pb.CreateOrderManagerRequest, context: grpc.aio.ServicerContext):
-        unique_identifier = convert.check_text(request.unique_identifier, convert.IDENTIFIER_PATTERN, "unique_identifier")
-        account = convert.check_text(request.target_account_uid, convert.ACCOUNT_PATTERN, "target_account_uid")
-        target_time = convert.timestamp_from_proto(request, "target_time") or dt.datetime.now(dt.timezone.utc)
+        problems: convert.Problems = []
+        unique_identifier = convert.check_text(request.unique_identifier, convert.IDENTIFIER_PATTERN,
+                                               "unique_identifier", problems=problems)
+        account = convert.check_text(request.target_account_uid, convert.ACCOUNT_PATTERN, "target_account_uid",
+                                     problems=problems)
+        target_time = (convert.timestamp_from_proto(request, "target_time", problems=problems)
+                       or dt.datetime.now(dt.timezone.utc))
         status = request.status.strip() or "created"
         if len(status) > 32:
-            raise InvalidOrder("status", "longer than 32 characters")
+            problems.append(InvalidOrder("status", "longer than 32 characters", violation="TOO_LONG"))
+        convert.raise_problems(problems)
         manager, created = await self.oms.create_order_manager(
             unique_identifier=unique_identifier,
             target_account_uid=account,

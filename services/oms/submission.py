@@ -42,6 +42,7 @@ from tessera.oms.v1 import oms_pb2
 
 from .fill_tracker import apply_report, apply_to_order
 from .gateway import ExchangeGateway, Executed, Refusal
+from .replay import REPLAY_REASONS, answer_replays
 
 log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 8
@@ -51,6 +52,9 @@ MAX_CAS_ATTEMPTS = 8
 class Submission:
     order: Order
     trades: list[Trade]
+    #: The answer to a repeated submission (same order, same token): the order as it is
+    #: now, nothing sent again (see :mod:`.replay`).
+    replayed: bool = False
 
 
 def parse_request(raw: bytes) -> oms_pb2.SubmitOrderRequest:
@@ -113,7 +117,8 @@ class Submitter:
         except ValueError:
             raise MalformedRequest("SubmitOrdersRequest") from None
         if max_items is not None and len(verdicts) > max_items:
-            raise InvalidOrder("orders", f"at most {max_items} orders per batch, got {len(verdicts)}")
+            raise InvalidOrder("orders", f"at most {max_items} orders per batch, got {len(verdicts)}",
+                               violation="TOO_MANY_ITEMS")
         return await self.submit_verified(list(zip(verdicts, parse_batch(raw).orders)), remaining=remaining)
 
     async def submit(self, order: Order, token: str) -> Submission:
@@ -128,14 +133,16 @@ class Submitter:
         if verdict.ok:
             return verdict
         if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
+            raise InvalidOrder("order", "required", violation="REQUIRED")
         order = convert.order_from_proto(request.order)
         return verify_or_raise(self.keyring, request.risk_token, order, ttl_seconds=self.ttl_seconds)
 
     async def submit_verified(
         self, entries: Sequence[tuple["core_ext.VerifyResult", oms_pb2.SubmitOrderRequest]], *,
-        remaining: float | None = None,
+        remaining: float | None = None, replacing: str | None = None,
     ) -> list[Submission | DomainError]:
+        """Claim, execute and record verified requests (``replacing``: the order a
+        replacement replaces, when ReplaceOrder sends it, see :mod:`.replace`)."""
         results: list[Any] = [None] * len(entries)
         claims: list[tuple[int, oms_pb2.SubmitOrderRequest, Claim]] = []
         now = self.clock()
@@ -146,20 +153,27 @@ class Submitter:
                 results[index] = error
                 continue
             claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
-                                                 convert.order_as_approved(request.order))))
+                                                 convert.order_as_approved(request.order), replacing)))
         if not claims:
             return results
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])
         self.written()
         sending: list[tuple[int, Order, oms_pb2.SubmitOrderRequest]] = []
-        for (index, request, _), outcome in zip(claims, outcomes):
+        replays: list[tuple[int, str, str, str]] = []  # claims refused as a retry would be (see .replay)
+        for (index, request, claim), outcome in zip(claims, outcomes):
             if isinstance(outcome, StaleOrder):
-                results[index] = TokenReplayed("risk token already used: the order was submitted concurrently")
+                results[index] = TokenReplayed("risk token already used: the order was submitted concurrently",
+                                               metadata={"order_id": request.order.order_id, "status": "SUBMITTED"})
+                replays.append((index, claim.order_id, claim.key_id, claim.nonce))
             elif isinstance(outcome, BaseException):
                 results[index] = outcome
+                if getattr(outcome, "reason", None) in REPLAY_REASONS:
+                    replays.append((index, claim.order_id, claim.key_id, claim.nonce))
             else:
                 sending.append((index, outcome, request))
         if not sending:
+            if replays:
+                await self._replayed(results, replays)
             return results
         orders = [self._as_sent(order, request.order) for _, order, request in sending]
         tokens = [request.risk_token for _, _, request in sending]
@@ -170,7 +184,13 @@ class Submitter:
         finished = await self._record(list(zip((order for _, order, _ in sending), answers)))
         for (index, _, _), outcome in zip(sending, finished):
             results[index] = outcome
+        if replays:  # after the sends: a repeat inside this batch answers as its first did
+            await self._replayed(results, replays)
         return results
+
+    async def _replayed(self, results: list[Any], replays: list[tuple[int, str, str, str]]) -> None:
+        """Answer the claims a retry of a submission made (see :mod:`.replay`)."""
+        await answer_replays(self.db, results, replays, lambda order, trades: Submission(order, trades, True))
 
     @staticmethod
     def _as_sent(order: Order, message: common_pb.Order) -> common_pb.Order:
@@ -273,7 +293,7 @@ class Submitter:
                 if order is None:
                     from services.domain.errors import OrderNotFound
 
-                    raise OrderNotFound(f"no order {order_id}")
+                    raise OrderNotFound(f"no order {order_id}", metadata={"order_id": order_id})
             return Submission(order, uow.trades.for_order(order_id))
 
         return await self.write(apply_and_read)

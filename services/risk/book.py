@@ -160,21 +160,33 @@ class Book:
 
     # -- deciding ----------------------------------------------------------------------------
     def context(self, order: Order, prices: PriceSource, now: dt.datetime) -> RiskContext:
-        """What the checks measure ``order`` against, from memory."""
+        """What the checks measure ``order`` against, from memory.
+
+        A replacement (``order.replaces_order_id``) is measured without the order it
+        replaces, which it supersedes: that order does not count among the open orders,
+        nor what it may still fill among the working quantity. The book keeps holding it
+        until its end (the OMS cancels it before the replacement goes out)."""
         limits = self.limits
         account = self.accounts.get(order.account) or Account()
         stamp = now.timestamp()
         approved_since = stamp - limits.approval_lifetime_seconds
         state = self.state_for(order.symbol)
         positions = account.positions
+        open_orders = account.open_orders(approved_since)
+        working = (account.working_quantity(order.symbol, order.side, approved_since)
+                   if state is TradingState.REDUCING else ZERO)
+        replaced = account.working.get(order.replaces_order_id) if order.replaces_order_id else None
+        if replaced is not None:
+            open_orders -= 1
+            if working and replaced.symbol == order.symbol and replaced.side is order.side:
+                working = max(ZERO, _WIDE.subtract(working, replaced.remaining))
         return RiskContext(
             trading_state=state,
             positions=positions,
             reference_prices=reference_prices(prices, [order.symbol, *(symbol for _, symbol in positions)]),
             market_type=order.market_type,
-            open_orders=account.open_orders(approved_since),
-            working_same_side=(account.working_quantity(order.symbol, order.side, approved_since)
-                               if state is TradingState.REDUCING else ZERO),
+            open_orders=open_orders,
+            working_same_side=working,
             recent_orders=account.recent_orders(stamp - limits.order_rate_window_seconds),
             realised_today=account.realised_since(self.daily_reset.at(now)),
         )

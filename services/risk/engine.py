@@ -29,7 +29,8 @@ from typing import Any, Callable
 import core_ext
 from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
-from services.domain.errors import Conflict, DomainError, InvalidOrder, PreconditionFailed
+from services.domain.order import APPROVAL_REASON
+from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
 from services.store.order_sets import NEW_ORDERS
@@ -108,6 +109,8 @@ class RiskEngine:
         self.flush_seconds = flush_seconds
         self._managers: dict[str, str] = {}  # order manager -> its target account (never changes)
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        #: Replacements being decided: their id -> what the order they replace had filled.
+        self._replacing: dict[str, Any] = {}
 
     # -- the book ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -245,7 +248,8 @@ class RiskEngine:
             if not self.sharding.owns(order.account):
                 results[index] = PreconditionFailed(
                     f"account {order.account!r} is decided by risk replica {self.sharding.owner(order.account)} "
-                    f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER")
+                    f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER",
+                    metadata={"account": order.account, "owner_replica": self.sharding.owner(order.account)})
                 continue
             key = (order.account, order.client_order_id)
             if not fresh and (key in self._in_flight or self.book.client_order(*key) is not None):
@@ -281,7 +285,16 @@ class RiskEngine:
             order.transition(OrderStatus.REJECTED, reason="risk: " + ",".join(codes), at=now,
                              payload={"violations": [dataclasses.asdict(v) for v in violations]})
         else:
-            order.record_approval(now)
+            if order.replaces_order_id is None:
+                order.record_approval(now)
+            else:
+                # A replacement's approval records what the OMS holds the replaced order to.
+                # Its chain head then differs from every plain approval's, so SubmitOrder's
+                # claim without a read can never move it: only ReplaceOrder's claim does.
+                order.record_creation(now)
+                order.transition(OrderStatus.APPROVED, reason=APPROVAL_REASON, at=now, payload={
+                    "replaces_order_id": order.replaces_order_id,
+                    "replaced_filled_quantity": str(self._replacing.get(order.order_id, ""))})
             token = self._sign(order, now)
         self.book.record(order)
         return Decision(order, token=token, violations=violations)
@@ -348,7 +361,7 @@ class RiskEngine:
 
     async def _check_references(self, order: Order, now: dt.datetime) -> None:
         if order.expire_time is not None and order.expire_time <= now:
-            raise InvalidOrder("expire_time", "is in the past")
+            raise InvalidOrder("expire_time", "is in the past", violation="IN_THE_PAST")
         manager_id = order.order_manager_id
         if manager_id is None:
             return
@@ -356,10 +369,12 @@ class RiskEngine:
         if target is None:
             manager = await self.db.read(lambda uow: uow.order_managers.get(manager_id))
             if manager is None:
-                raise InvalidOrder("order_manager_id", f"no order manager {manager_id!r}: create it first")
+                raise InvalidOrder("order_manager_id", f"no order manager {manager_id!r}: create it first",
+                                   violation="UNKNOWN_REFERENCE")
             target = self._managers[manager_id] = manager.target_account_uid
         if target != order.account:
-            raise InvalidOrder("order_manager_id", f"order manager {manager_id!r} targets another account")
+            raise InvalidOrder("order_manager_id", f"order manager {manager_id!r} targets another account",
+                               violation="NOT_ALLOWED")
 
     async def _retry(self, order: Order) -> Decision:
         """Idempotent retry: the same order again returns the stored one and sends nothing.
@@ -381,6 +396,8 @@ class RiskEngine:
                 f"client_order_id {order.client_order_id!r} of account {order.account!r} "
                 "is already used by an order with other fields",
                 reason="DUPLICATE_CLIENT_ORDER_ID",
+                metadata={"account": order.account, "client_order_id": order.client_order_id,
+                          "order_id": existing.order_id},
             )
         self.book.remember_client_id(order.account, order.client_order_id, existing.order_id)
         violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]
@@ -404,6 +421,45 @@ class RiskEngine:
             else:
                 token = ""  # submitted or cancelled meanwhile: the new token moves nothing
         return Decision(existing, token=token, violations=violations)
+
+    # -- replacements -----------------------------------------------------------------------------
+    async def stored_order(self, order_id: str) -> Order:
+        """An order as the store holds it.
+
+        Raises
+        ------
+        OrderNotFound
+            No such order.
+        """
+        found = await self.db.read(lambda uow: uow.orders.get(order_id))
+        if found is None:
+            raise OrderNotFound(f"no order {order_id}", metadata={"order_id": order_id})
+        return found
+
+    async def validate_replacement(self, replaced: Order, replacement: Order, *,
+                                   fresh_client_order_id: bool = False) -> Decision:
+        """Decide ``replacement`` (see :mod:`services.risk.replacement`) as :meth:`validate`
+        does, measured without ``replaced``; its approval records what ``replaced`` had
+        filled, which the OMS holds it to when it replaces it.
+
+        Raises
+        ------
+        InvalidOrder, Conflict
+            As :meth:`validate`; Conflict also when the client order id names an order
+            that is not this replacement.
+        """
+        self._replacing[replacement.order_id] = replaced.filled_quantity
+        try:
+            decision = await self.validate(replacement, fresh_client_order_id=fresh_client_order_id)
+        finally:
+            self._replacing.pop(replacement.order_id, None)
+        if decision.order.replaces_order_id != replaced.order_id:
+            raise Conflict(
+                f"client_order_id {replacement.client_order_id!r} of account {replacement.account!r} "
+                "is already used by an order that does not replace this one", reason="DUPLICATE_CLIENT_ORDER_ID",
+                metadata={"account": replacement.account, "client_order_id": replacement.client_order_id,
+                          "order_id": decision.order.order_id})
+        return decision
 
     # -- the trading state ------------------------------------------------------------------------
     async def trading_state(self) -> TradingStateRecord:

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from services.common import convert, tls
-from services.common.errors import grpc_errors, item_error
+from services.common.errors import grpc_errors, item_error_proto
 from services.domain import MarketType, TradingState, new_id
 from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
 from tessera.common.v1 import types_pb2 as common_pb
@@ -23,6 +23,7 @@ from tessera.risk.v1 import risk_pb2_grpc
 
 from . import positions
 from .engine import Decision, RiskEngine, new_client_order_id
+from .replacement import replacement_order
 from .sharding import FORWARDED_METADATA, Sharding
 
 MAX_BATCH = 5000
@@ -31,7 +32,17 @@ _STATES = {
     common_pb.TRADING_STATE_REDUCING: TradingState.REDUCING,
     common_pb.TRADING_STATE_HALTED: TradingState.HALTED,
 }
-_ITEM_INDEX = re.compile(r"^orders\[(\d+)\]")
+#: An item's position in the path of its error's fields ("orders[3].quantity: required").
+_ITEM_INDEX = re.compile(r"(?<![A-Za-z0-9_.])orders\[\d+\]")
+
+
+def renumber(error: common_pb.ItemError, index: int) -> None:
+    """Give a forwarded item's error its position in this batch: in its message and in
+    each field violation's path (the owner numbered it in the batch it was sent)."""
+    here = f"orders[{index}]"
+    error.message = _ITEM_INDEX.sub(here, error.message)
+    for violation in error.field_violations:
+        violation.field = _ITEM_INDEX.sub(here, violation.field, count=1)
 
 
 def _decision_fields(decision: Decision) -> dict:
@@ -68,7 +79,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             raise PreconditionFailed(
                 f"account {account!r} is decided by risk replica {shard} of {self.sharding.shards} "
                 f"(this is replica {self.sharding.shard}): send its orders there",
-                reason="NOT_ACCOUNT_OWNER",
+                reason="NOT_ACCOUNT_OWNER", metadata={"account": account, "owner_replica": shard},
             )
         peer = self._peers.get(shard)
         if peer is None:
@@ -89,8 +100,11 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     @grpc_errors
     async def ValidateOrder(self, request: pb.ValidateOrderRequest, context: grpc.aio.ServicerContext):
         if not request.HasField("order"):
-            raise InvalidOrder("order", "required")
-        order = _intent_to_order(request.order)
+            raise InvalidOrder("order", "required", violation="REQUIRED")
+        try:
+            order = _intent_to_order(request.order)
+        except InvalidOrder as error:  # its fields are the order's: their paths in the request
+            raise error.prefixed("order") from None
         owner = self.sharding.owner(order.account)
         if owner != self.sharding.shard:
             peer = self._peer(owner, order.account, context)
@@ -99,13 +113,17 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                                                 metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
                 await context.abort(error.code(), error.details() or "", error.trailing_metadata())
-        decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
+        try:
+            decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
+        except InvalidOrder as error:
+            raise error.prefixed("order") from None
         return pb.ValidateOrderResponse(**_decision_fields(decision))
 
     @grpc_errors
     async def ValidateOrders(self, request: pb.ValidateOrdersRequest, context: grpc.aio.ServicerContext):
         if len(request.orders) > MAX_BATCH:
-            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}")
+            raise InvalidOrder("orders", f"at most {MAX_BATCH} orders per batch, got {len(request.orders)}",
+                               violation="TOO_MANY_ITEMS")
         results: list[pb.ValidateOrderResult | None] = [None] * len(request.orders)
         local: list[tuple[int, Any, bool]] = []
         remote: dict[int, list[int]] = {}
@@ -137,16 +155,39 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 await context.abort(error.code(), error.details() or "", error.trailing_metadata())
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
-                    result.error.message = _ITEM_INDEX.sub(f"orders[{index}]", result.error.message, count=1)
+                    renumber(result.error, index)
                 results[index] = result
         return pb.ValidateOrdersResponse(results=results)
 
+    @grpc_errors
+    async def ValidateReplacement(self, request: pb.ValidateReplacementRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
+        order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id", problems=problems)
+        quantity = convert.parse_decimal(request.quantity, "quantity", required=False, problems=problems)
+        price = convert.parse_decimal(request.price, "price", required=False, problems=problems)
+        client_order_id = convert.check_text(request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN,
+                                             "client_order_id", required=False, problems=problems)
+        convert.raise_problems(problems)
+        assert order_id is not None
+        replaced = await self.engine.stored_order(order_id)
+        owner = self.sharding.owner(replaced.account)
+        if owner != self.sharding.shard:
+            peer = self._peer(owner, replaced.account, context)
+            try:
+                return await peer.ValidateReplacement(request, timeout=context.time_remaining(),
+                                                      metadata=self._metadata(context))
+            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
+                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+        replacement = replacement_order(replaced, order_id=new_id(),
+                                        client_order_id=client_order_id or new_client_order_id(),
+                                        quantity=quantity, price=price, now=self.engine.clock())
+        decision = await self.engine.validate_replacement(replaced, replacement,
+                                                          fresh_client_order_id=not client_order_id)
+        return pb.ValidateReplacementResponse(**_decision_fields(decision))
+
     @staticmethod
     def _failed(index: int, error: DomainError) -> pb.ValidateOrderResult:
-        code, reason, message = item_error(error)
-        return pb.ValidateOrderResult(
-            error=common_pb.ItemError(code=code, reason=reason, message=f"orders[{index}].{message}")
-        )
+        return pb.ValidateOrderResult(error=item_error_proto(error, index, path_style=True))
 
     # -- the trading state and the limits --------------------------------------------------------------
     @grpc_errors
@@ -161,14 +202,18 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     @grpc_errors
     async def SetTradingState(self, request: pb.SetTradingStateRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
         state = _STATES.get(request.state)
         if state is None:
-            raise InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED")
-        convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator")
+            problems.append(InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED",
+                                         violation="REQUIRED" if request.state == 0 else "UNKNOWN_VALUE"))
+        convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator", problems=problems)
         if not request.reason.strip():
-            raise InvalidOrder("reason", "required")
-        if len(request.reason) > 500:
-            raise InvalidOrder("reason", "longer than 500 characters")
+            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
+        elif len(request.reason) > 500:
+            problems.append(InvalidOrder("reason", "longer than 500 characters", violation="TOO_LONG"))
+        convert.raise_problems(problems)
+        assert state is not None
         previous = await self.engine.set_trading_state(state, request.operator.strip(), request.reason.strip())
         return pb.SetTradingStateResponse(state=state_to_proto(state), previous_state=state_to_proto(previous))
 

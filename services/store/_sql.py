@@ -60,9 +60,9 @@ def _decode_cursor(kind: str, cursor: str) -> tuple[dt.datetime, Any]:
         cursor_kind, time, key = json.loads(raw)
         when = dt.datetime.fromisoformat(time)
     except (ValueError, TypeError, binascii.Error) as error:
-        raise InvalidPage("cursor", "malformed page cursor") from error
+        raise InvalidPage("page_token", "malformed page cursor", violation="INVALID_FORMAT") from error
     if cursor_kind != kind or when.tzinfo is None:
-        raise InvalidPage("cursor", f"not a cursor of {kind}")
+        raise InvalidPage("page_token", f"not a cursor of {kind}", violation="INVALID_FORMAT")
     return when, key
 
 
@@ -90,7 +90,7 @@ def keyset_page(
         ``limit`` is below 1 or ``cursor`` is not one this listing returned.
     """
     if limit < 1:
-        raise InvalidPage("limit", f"must be at least 1, got {limit}")
+        raise InvalidPage("page_size", f"must be at least 1, got {limit}", violation="OUT_OF_RANGE")
     if cursor:
         time, key = _decode_cursor(kind, cursor)
         if newest_first:

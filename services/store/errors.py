@@ -15,7 +15,8 @@ class DuplicateClientOrderId(Conflict):
     reason = "DUPLICATE_CLIENT_ORDER_ID"
 
     def __init__(self, account: str, client_order_id: str) -> None:
-        super().__init__(f"account {account!r} already has client order id {client_order_id!r}")
+        super().__init__(f"account {account!r} already has client order id {client_order_id!r}",
+                         metadata={"account": account, "client_order_id": client_order_id})
         self.account = account
         self.client_order_id = client_order_id
 
@@ -26,7 +27,7 @@ class DuplicateOrderId(Conflict):
     reason = "DUPLICATE_ORDER_ID"
 
     def __init__(self, order_id: str) -> None:
-        super().__init__(f"order {order_id} exists already")
+        super().__init__(f"order {order_id} exists already", metadata={"order_id": order_id})
         self.order_id = order_id
 
 

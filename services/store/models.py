@@ -112,6 +112,9 @@ class OrderRow(Base):
     last_sequence: Mapped[int] = mapped_column(Integer())
     # The hash of the order's newest event: the head of its chain (see services.store.chain).
     last_event_hash: Mapped[str | None] = mapped_column(HASH)
+    # ReplaceOrder's links: the order a replacement replaces, the replacement of an order.
+    replaces_order_id: Mapped[str | None] = mapped_column(ID)
+    replaced_by_order_id: Mapped[str | None] = mapped_column(ID)
 
 
 class OrderEventRow(Base):

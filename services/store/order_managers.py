@@ -57,7 +57,8 @@ class OrderManagerRepository:
         assert stored is not None, "inserted or conflicting row must be visible"
         if stored.target_account_uid != target_account_uid:
             raise Conflict(
-                f"order manager {unique_identifier!r} exists for another target account"
+                f"order manager {unique_identifier!r} exists for another target account",
+                metadata={"unique_identifier": unique_identifier},
             )
         return stored, created
 

@@ -378,6 +378,9 @@ class Claim:
     nonce: str
     at: dt.datetime
     order: Order | None = None
+    #: A replacement is claimed only by ReplaceOrder, once the order it replaces ended
+    #: (``replacing`` is that order's id); SubmitOrder's claims leave it None.
+    replacing: str | None = None
 
 
 #: The reason of the claim's APPROVED -> SUBMITTED event.
@@ -484,7 +487,8 @@ class Claims:
         updated = _updated(context, updates) if updates else set()
         for index, order, events in winners:
             if order.order_id not in updated:
-                outcomes[index] = StaleOrder(f"order {order.order_id} was changed by another writer")
+                outcomes[index] = StaleOrder(f"order {order.order_id} was changed by another writer",
+                                             metadata={"order_id": order.order_id})
                 continue
             _note_events(context, order)
             event_rows += events
@@ -518,25 +522,34 @@ class Claims:
     def _refusal(context: WriteContext, claim: Claim, entry: tuple[Order, TradingState, str] | None,
                  claimed: set[str]) -> Exception | None:
         if entry is None:
-            return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service")
+            return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service",
+                                 metadata={"order_id": claim.order_id})
         order, state, why = entry
         if claim.order_id in claimed or order.status.is_open or order.status is OrderStatus.FILLED:
             status = "SUBMITTED" if claim.order_id in claimed else order.status.value
-            return TokenReplayed(f"risk token already used: the order is {status}")
+            return TokenReplayed(f"risk token already used: the order is {status}",
+                                 metadata={"order_id": claim.order_id, "status": status})
         if order.status is not OrderStatus.APPROVED:
             return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
-                                      reason="ORDER_NOT_APPROVED")
+                                      reason="ORDER_NOT_APPROVED",
+                                      metadata={"order_id": order.order_id, "status": order.status.value})
+        if order.replaces_order_id is not None and claim.replacing != order.replaces_order_id:
+            return PreconditionFailed(
+                f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
+                reason="REPLACEMENT_ORDER",
+                metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
         # The trading state may have changed since Risk approved the order: the global
         # state or the symbol's own (a quarantine), whichever is stricter, decides. A
         # refused order stays APPROVED and may go once trading resumes.
         if state is TradingState.HALTED:
-            return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED")
+            return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED",
+                                      metadata={"symbol": order.symbol})
         if state is TradingState.REDUCING:
             held = position_from_trades(context, order.account, order.symbol)
             if not ledger.only_reduces(held, order.side, order.quantity):
                 return PreconditionFailed(
                     f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {held}",
-                    reason="REDUCING_ONLY",
+                    reason="REDUCING_ONLY", metadata={"symbol": order.symbol},
                 )
         return None
 
@@ -584,7 +597,8 @@ class Fills:
         trade_rows: list[list[Any]] = []
         for fill, (events, head) in zip(fills, chains):
             if fill.order.order_id not in updated:
-                outcomes.append(StaleOrder(f"order {fill.order.order_id} was changed by another writer"))
+                outcomes.append(StaleOrder(f"order {fill.order.order_id} was changed by another writer",
+                                           metadata={"order_id": fill.order.order_id}))
                 continue
             _note_events(context, fill.order)
             event_rows += events

@@ -342,7 +342,7 @@ class Chaos:
 
     def _batch(self, specs: list[OrderSpec], risk: Any, oms: Any) -> None:
         """Validate each, then submit the approved ones together (SubmitOrders), retrying the
-        whole batch while the OMS is unreachable: what went through answers TOKEN_ALREADY_USED."""
+        whole batch while the OMS is unreachable: what went through is answered again, replayed."""
         approved = []
         for spec in specs:
             try:

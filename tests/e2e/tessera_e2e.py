@@ -175,6 +175,19 @@ def error_reason(error: grpc.RpcError) -> str | None:
     return None
 
 
+def error_details(error: grpc.RpcError) -> dict[str, Any]:
+    """The status details of a refused call by type: ErrorInfo, BadRequest, RetryInfo."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    found: dict[str, Any] = {}
+    for detail in status.details if status is not None else ():
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found[kind.__name__] = message
+    return found
+
+
 def expect_error(call: Callable[[], Any], code: grpc.StatusCode, reason: str | None = None) -> grpc.RpcError:
     """Make the call; insist it fails with ``code`` and, when given, the reason code both
     at the start of the message and as the ErrorInfo detail."""

@@ -70,3 +70,26 @@ def test_oms_submit_order_with_a_bad_order_id(stack, store):
     error = e2e.expect_error(lambda: stack.oms.SubmitOrder(request, timeout=e2e.RPC_TIMEOUT), INVALID_ARGUMENT)
     check_message(error, "order_id")
     store.assert_untouched(approved.order.order_id)
+
+
+def test_validate_order_reports_every_bad_field_at_once_with_a_reason_each(stack):
+    # The fields a first-time client forgets together: one answer names them all.
+    request = risk_pb2.ValidateOrderRequest(order=e2e.intent(market_type=0, venue="", quantity="-1", side=7))
+    error = e2e.expect_error(lambda: stack.risk.ValidateOrder(request, timeout=e2e.RPC_TIMEOUT), INVALID_ARGUMENT,
+                             "INVALID_ARGUMENT")
+    found = e2e.error_details(error)
+    violations = [(v.field, v.reason) for v in found["BadRequest"].field_violations]
+    assert violations == [("order.market_type", "REQUIRED"), ("order.venue", "REQUIRED"),
+                          ("order.side", "UNKNOWN_VALUE"), ("order.quantity", "NOT_POSITIVE")]
+    assert dict(found["ErrorInfo"].metadata) == {"field": "order.market_type"}
+    for field in ("market_type", "venue", "side", "quantity"):
+        assert field in error.details()
+
+
+def test_submit_order_names_every_bad_field_under_its_path(stack, store):
+    approved = e2e.approve(stack)
+    request = approved.request(quantity="abc", symbol="")
+    error = e2e.expect_error(lambda: stack.oms.SubmitOrder(request, timeout=e2e.RPC_TIMEOUT), INVALID_ARGUMENT)
+    violations = [(v.field, v.reason) for v in e2e.error_details(error)["BadRequest"].field_violations]
+    assert violations == [("order.symbol", "REQUIRED"), ("order.quantity", "INVALID_FORMAT")]
+    store.assert_untouched(approved.order.order_id)

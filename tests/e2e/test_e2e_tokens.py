@@ -12,6 +12,7 @@ import pytest
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
+from tessera.risk.v1 import risk_pb2
 
 import tessera_e2e as e2e
 
@@ -94,15 +95,32 @@ def test_garbage_token(stack, store):
     store.assert_untouched(approved.order.order_id)
 
 
-def test_replayed_token(stack, store):
+def test_a_repeated_submission_is_answered_with_the_order_replayed(stack, store):
     approved = e2e.approve(stack)
     first = submit(stack, approved.request())()
-    assert first.order.status == pb.ORDER_STATUS_FILLED
-    e2e.expect_error(submit(stack, approved.request()), PERMISSION_DENIED, "TOKEN_ALREADY_USED")
+    assert first.order.status == pb.ORDER_STATUS_FILLED and not first.replayed
+    again = submit(stack, approved.request())()  # the client lost the first answer
+    assert again.replayed and again.order == first.order
+    assert [t.trade_id for t in again.trades] == [t.trade_id for t in first.trades]
     order_id = approved.order.order_id
     assert store.status(order_id) == "FILLED"
     assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
     assert len(store.trades(order_id)) == 1
+
+
+def test_another_token_of_a_submitted_order_is_refused_naming_the_order_and_its_status(stack, store):
+    account = e2e.new_account()
+    intent = e2e.intent(account=account, client_order_id=f"twice-{account}")
+    first = stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent), timeout=e2e.RPC_TIMEOUT)
+    second = stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent), timeout=e2e.RPC_TIMEOUT)
+    assert first.risk_token and second.risk_token and first.risk_token != second.risk_token
+    submit(stack, oms_pb2.SubmitOrderRequest(order=first.order, risk_token=first.risk_token))()
+    error = e2e.expect_error(submit(stack, oms_pb2.SubmitOrderRequest(order=second.order, risk_token=second.risk_token)),
+                             PERMISSION_DENIED, "TOKEN_ALREADY_USED")
+    info = e2e.error_details(error)["ErrorInfo"]
+    assert dict(info.metadata) == {"order_id": first.order.order_id, "status": "FILLED"}
+    assert "RetryInfo" not in e2e.error_details(error)
+    assert store.statuses(first.order.order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
 
 
 def test_no_token_at_the_oms(stack, store):
@@ -138,7 +156,7 @@ def test_changed_quantity_straight_to_the_exchange(stack, store):
     store.assert_untouched(approved.order.order_id)
 
 
-def test_concurrent_replays_submit_exactly_once(stack, store):
+def test_concurrent_repeats_submit_exactly_once_and_each_is_answered(stack, store):
     approved = e2e.approve(stack)
     request = approved.request()
 
@@ -150,11 +168,12 @@ def test_concurrent_replays_submit_exactly_once(stack, store):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(lambda _: attempt(), range(8)))
-    successes = [o for o in outcomes if not isinstance(o, grpc.RpcError)]
-    refusals = [o for o in outcomes if isinstance(o, grpc.RpcError)]
-    assert len(successes) == 1, outcomes
-    assert successes[0].order.status == pb.ORDER_STATUS_FILLED
-    assert {(e.code(), e.details().split(":")[0]) for e in refusals} == {(PERMISSION_DENIED, "TOKEN_ALREADY_USED")}
+    assert not [o for o in outcomes if isinstance(o, grpc.RpcError)], outcomes
+    firsts = [o for o in outcomes if not o.replayed]
+    assert len(firsts) == 1, outcomes  # one submission went through; the others are answered with it
+    assert firsts[0].order.status == pb.ORDER_STATUS_FILLED
+    # A repeat answers the order as it was when it asked: the first still under way, or done.
+    assert {o.order.status for o in outcomes if o.replayed} <= {pb.ORDER_STATUS_SUBMITTED, pb.ORDER_STATUS_FILLED}
     order_id = approved.order.order_id
     assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
     assert len(store.trades(order_id)) == 1

@@ -121,7 +121,7 @@ def _check(error: grpc.RpcError, *, allow_deadline: bool, what: str, request: An
 
 def _test_for(service: str, method: Any):  # type: ignore[no-untyped-def]
     input_descriptor = method.input_type
-    signs = input_descriptor.name in ("SubmitOrderRequest", "ExecuteOrderRequest", *BATCHES)
+    signs = input_descriptor.name in ("SubmitOrderRequest", "ExecuteOrderRequest", "ReplaceOrderRequest", *BATCHES)
 
     @fuzz_settings(max(20, EXAMPLES // 8) if method.server_streaming else None)
     @given(request=message(input_descriptor), valid_token=st.booleans() if signs else st.just(False))

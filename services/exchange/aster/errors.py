@@ -29,7 +29,7 @@ class VenueRejected(PreconditionFailed):
     """The venue refused the request; nothing happened there (``FAILED_PRECONDITION``)."""
 
     def __init__(self, message: str, *, reason: str, venue_code: int | None = None) -> None:
-        super().__init__(message, reason=reason)
+        super().__init__(message, reason=reason, metadata={"venue_code": venue_code})
         self.venue_code = venue_code
 
 

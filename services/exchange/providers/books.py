@@ -124,7 +124,7 @@ class StaticPrices:
         try:
             return self.prices[symbol]
         except KeyError:
-            raise InvalidOrder("symbol", f"no paper price for {symbol}") from None
+            raise InvalidOrder("symbol", f"no paper price for {symbol}", violation="UNKNOWN_REFERENCE") from None
 
     def set(self, symbol: str, price: Decimal) -> None:
         self.prices[symbol] = price

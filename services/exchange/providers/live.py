@@ -284,17 +284,17 @@ class LiveProvider:
         if order.symbol not in session.leverage:
             raise PreconditionFailed(
                 f"live mode: set the leverage of {order.symbol} (SetLeverage) before its first order",
-                reason="LEVERAGE_NOT_SET",
+                reason="LEVERAGE_NOT_SET", metadata={"symbol": order.symbol},
             )
         if order.symbol not in session.margin_modes:
             raise PreconditionFailed(
                 f"live mode: set the margin mode of {order.symbol} (SetMarginMode) before its first order",
-                reason="MARGIN_MODE_NOT_SET",
+                reason="MARGIN_MODE_NOT_SET", metadata={"symbol": order.symbol},
             )
         if order.leverage is not None and int(order.leverage) != session.leverage[order.symbol]:
             raise PreconditionFailed(
                 f"the order asks for leverage {order.leverage}; {order.symbol} is set to {session.leverage[order.symbol]}",
-                reason="LEVERAGE_MISMATCH",
+                reason="LEVERAGE_MISMATCH", metadata={"symbol": order.symbol},
             )
 
     # -- orders -------------------------------------------------------------------------------

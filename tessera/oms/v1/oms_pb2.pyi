@@ -21,12 +21,14 @@ class SubmitOrderRequest(_message.Message):
     def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., risk_token: _Optional[str] = ...) -> None: ...
 
 class SubmitOrderResponse(_message.Message):
-    __slots__ = ("order", "trades")
+    __slots__ = ("order", "trades", "replayed")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     TRADES_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     order: _types_pb2.Order
     trades: _containers.RepeatedCompositeFieldContainer[_types_pb2.Trade]
-    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., trades: _Optional[_Iterable[_Union[_types_pb2.Trade, _Mapping]]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., trades: _Optional[_Iterable[_Union[_types_pb2.Trade, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class SubmitOrdersRequest(_message.Message):
     __slots__ = ("orders",)
@@ -41,14 +43,16 @@ class SubmitOrdersResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitOrderResult, _Mapping]]] = ...) -> None: ...
 
 class SubmitOrderResult(_message.Message):
-    __slots__ = ("order", "trades", "error")
+    __slots__ = ("order", "trades", "error", "replayed")
     ORDER_FIELD_NUMBER: _ClassVar[int]
     TRADES_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     order: _types_pb2.Order
     trades: _containers.RepeatedCompositeFieldContainer[_types_pb2.Trade]
     error: _types_pb2.ItemError
-    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., trades: _Optional[_Iterable[_Union[_types_pb2.Trade, _Mapping]]] = ..., error: _Optional[_Union[_types_pb2.ItemError, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., trades: _Optional[_Iterable[_Union[_types_pb2.Trade, _Mapping]]] = ..., error: _Optional[_Union[_types_pb2.ItemError, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class CancelOrderRequest(_message.Message):
     __slots__ = ("order_id", "account", "client_order_id")
@@ -217,3 +221,23 @@ class GetOrderManagerResponse(_message.Message):
     order_manager: _types_pb2.OrderManager
     orders: _containers.RepeatedCompositeFieldContainer[_types_pb2.Order]
     def __init__(self, order_manager: _Optional[_Union[_types_pb2.OrderManager, _Mapping]] = ..., orders: _Optional[_Iterable[_Union[_types_pb2.Order, _Mapping]]] = ...) -> None: ...
+
+class ReplaceOrderRequest(_message.Message):
+    __slots__ = ("order", "risk_token")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    RISK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    order: _types_pb2.Order
+    risk_token: str
+    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., risk_token: _Optional[str] = ...) -> None: ...
+
+class ReplaceOrderResponse(_message.Message):
+    __slots__ = ("order", "trades", "replaced_order", "replayed")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    TRADES_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_ORDER_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    order: _types_pb2.Order
+    trades: _containers.RepeatedCompositeFieldContainer[_types_pb2.Trade]
+    replaced_order: _types_pb2.Order
+    replayed: bool
+    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., trades: _Optional[_Iterable[_Union[_types_pb2.Trade, _Mapping]]] = ..., replaced_order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...

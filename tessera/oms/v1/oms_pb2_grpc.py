@@ -37,11 +37,19 @@ class OrderManagementServiceStub:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     def __init__(self, channel):
@@ -105,6 +113,11 @@ class OrderManagementServiceStub:
                 request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.SerializeToString,
                 response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.FromString,
                 _registered_method=True)
+        self.ReplaceOrder = channel.unary_unary(
+                '/tessera.oms.v1.OrderManagementService/ReplaceOrder',
+                request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
+                response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
+                _registered_method=True)
 
 
 class OrderManagementServiceServicer:
@@ -119,11 +132,19 @@ class OrderManagementServiceServicer:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     def SubmitOrder(self, request, context):
@@ -142,13 +163,23 @@ class OrderManagementServiceServicer:
         does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
         StreamOrderEvents.
 
-        Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-        TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-        TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-        from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-        it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-        (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-        STORE_UNAVAILABLE. A refused call does not use the token up.
+        Safe to retry. The same request again (the same order with the same risk token,
+        within the token's lifetime) after a lost answer is answered with the order as it is
+        now and its trades, marked replayed: what a success would have answered (SUBMITTED
+        while the first submission is still under way or in doubt). Nothing reaches the
+        venue twice. The token stays single use: another token of the same order (from a
+        second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+
+        Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+        (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+        TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+        signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+        submitted the order, the metadata holds its order_id and status), NOT_FOUND
+        ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+        before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+        and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+        through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+        not use the token up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,8 +187,11 @@ class OrderManagementServiceServicer:
 
     def SubmitOrders(self, request, context):
         """SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-        request order, each as SubmitOrder would (in doubt included); the orders reach the
-        Exchange service together. An order that fails does not fail the others.
+        request order, each as SubmitOrder would (in doubt and replays included: the batch
+        sent again after a lost answer answers each order, marked replayed, and sends
+        nothing twice); the orders reach the Exchange service together. An order that fails
+        does not fail the others. The call itself fails only for a malformed or too large
+        batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +278,43 @@ class OrderManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceOrder(self, request, context):
+        """ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+        (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+        approved (a new order naming the working one in replaces_order_id) and its token.
+        The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+        replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+        since the replacement was approved, submits the replacement as SubmitOrder would.
+        The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+        the order it replaced (CANCELLED).
+
+        A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+        filled), and the replacement, which would then work more than was asked in all, is
+        not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+        A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+        new replacement for what is left.
+
+        Deadlines and retries: the cancel and the execution each wait at most
+        TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+        same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+        the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+        again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+        replacement while it is APPROVED stops the replace from sending it.
+
+        Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+        SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+        ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+        it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+        replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+        TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+        the old order is cancelled, the replacement stays APPROVED, call again when trading
+        allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+        UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +373,11 @@ def add_OrderManagementServiceServicer_to_server(servicer, server):
                     request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.FromString,
                     response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.SerializeToString,
             ),
+            'ReplaceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceOrder,
+                    request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.FromString,
+                    response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tessera.oms.v1.OrderManagementService', rpc_method_handlers)
@@ -322,11 +398,19 @@ class OrderManagementService:
 
     Deadlines. SubmitOrder, SubmitOrders, CancelOrder, CancelAllOrders and
     EmergencyCancelAll call the Exchange service, and the OMS waits for each of those
-    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default). Give them a client
-    deadline above it (15 s or more): a client deadline that passes first ends the call
-    for the client only, the OMS carries on, and the outcome is read back with GetOrder.
+    calls at most TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s by default), or less when the
+    client's deadline leaves less (an Exchange that is restarting is waited for within
+    that time, not failed at once). Give them a client deadline above it (15 s or more):
+    a client deadline that passes first ends the call for the client only, the OMS
+    carries on, and the outcome is read back with GetOrder, or by sending the same
+    SubmitOrder again (it answers the order, marked replayed, and sends nothing twice).
     The reads answer from the store at once; StreamOrderEvents runs until the client
     cancels it unless history_only is set.
+
+    Errors carry a google.rpc.ErrorInfo (with metadata: order_id and status where an
+    order is concerned), a google.rpc.BadRequest listing every bad field for
+    INVALID_ARGUMENT, and a google.rpc.RetryInfo for UNAVAILABLE and ABORTED;
+    docs/errors.md lists every reason.
     """
 
     @staticmethod
@@ -616,6 +700,33 @@ class OrderManagementService:
             '/tessera.oms.v1.OrderManagementService/GetOrderManager',
             tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerRequest.SerializeToString,
             tessera_dot_oms_dot_v1_dot_oms__pb2.GetOrderManagerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.oms.v1.OrderManagementService/ReplaceOrder',
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -182,3 +182,25 @@ class Fee(_message.Message):
     asset: str
     amount: str
     def __init__(self, asset: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class ValidateReplacementRequest(_message.Message):
+    __slots__ = ("order_id", "quantity", "price", "client_order_id")
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    order_id: str
+    quantity: str
+    price: str
+    client_order_id: str
+    def __init__(self, order_id: _Optional[str] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., client_order_id: _Optional[str] = ...) -> None: ...
+
+class ValidateReplacementResponse(_message.Message):
+    __slots__ = ("order", "risk_token", "violations")
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    RISK_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    order: _types_pb2.Order
+    risk_token: str
+    violations: _containers.RepeatedCompositeFieldContainer[_types_pb2.RiskViolation]
+    def __init__(self, order: _Optional[_Union[_types_pb2.Order, _Mapping]] = ..., risk_token: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[_types_pb2.RiskViolation, _Mapping]]] = ...) -> None: ...

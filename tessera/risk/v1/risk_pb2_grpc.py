@@ -32,8 +32,13 @@ class RiskServiceStub:
     Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
     message starting with the reason code, and a google.rpc.Status with one
     google.rpc.ErrorInfo (domain "tessera", the same reason) in the
-    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
-    client deadline of a few seconds suffices.
+    grpc-status-details-bin trailer (with a google.rpc.BadRequest listing every bad
+    field for INVALID_ARGUMENT, a google.rpc.RetryInfo for UNAVAILABLE; docs/errors.md).
+
+    Deadlines. No RiskService RPC waits on a venue or on the OMS: a client deadline of a
+    few seconds suffices. A decision is stored before it is answered (one group commit);
+    with several Risk replicas, an order for an account another replica owns is
+    forwarded to it within the client's deadline.
     """
 
     def __init__(self, channel):
@@ -77,6 +82,11 @@ class RiskServiceStub:
                 request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.SerializeToString,
                 response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.FromString,
                 _registered_method=True)
+        self.ValidateReplacement = channel.unary_unary(
+                '/tessera.risk.v1.RiskService/ValidateReplacement',
+                request_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.SerializeToString,
+                response_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.FromString,
+                _registered_method=True)
 
 
 class RiskServiceServicer:
@@ -86,21 +96,36 @@ class RiskServiceServicer:
     Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
     message starting with the reason code, and a google.rpc.Status with one
     google.rpc.ErrorInfo (domain "tessera", the same reason) in the
-    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
-    client deadline of a few seconds suffices.
+    grpc-status-details-bin trailer (with a google.rpc.BadRequest listing every bad
+    field for INVALID_ARGUMENT, a google.rpc.RetryInfo for UNAVAILABLE; docs/errors.md).
+
+    Deadlines. No RiskService RPC waits on a venue or on the OMS: a client deadline of a
+    few seconds suffices. A decision is stored before it is answered (one group commit);
+    with several Risk replicas, an order for an account another replica owns is
+    forwarded to it within the client's deadline.
     """
 
     def ValidateOrder(self, request, context):
         """ValidateOrder checks one order and stores it. A rejection is not an error: the
-        answer holds the order in status REJECTED with its violations. Idempotent by
-        client order id: the same order again returns the stored one (an APPROVED order
-        with a fresh token) and checks nothing twice.
+        answer holds the order in status REJECTED with its violations.
 
-        Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
-        order_manager_id that does not exist or targets another account; a GTD
-        expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
-        order id of the account is taken by an order with other content), UNAVAILABLE
-        STORE_UNAVAILABLE.
+        Idempotent by client order id, so a call whose answer was lost can be repeated:
+        the same intent again (same account, client order id and signed fields) checks
+        nothing twice and answers the stored order as it is now: still APPROVED, with a
+        fresh risk token (the first one stays valid too; whichever is submitted first moves
+        the order, the other is then refused TOKEN_ALREADY_USED); REJECTED, with the codes
+        of its violations; or already submitted, cancelled or expired, without a token.
+        An intent without a client order id is given a new one, so it is never a repeat:
+        set client_order_id to retry safely. The same client order id with other fields is
+        ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (its metadata names the stored order_id).
+
+        Errors: INVALID_ARGUMENT (every malformed field, named in the message and listed
+        in the BadRequest with a reason each; an order_manager_id that does not exist or
+        targets another account; a GTD expire_time in the past), ALREADY_EXISTS
+        DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
+        with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
+        the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
+        same client order id makes the retry safe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,7 +136,7 @@ class RiskServiceServicer:
         request order; each order is checked after the ones before it (they count against
         its limits). A malformed order fails alone (its result's error); the call itself
         fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
-        down (UNAVAILABLE).
+        down (UNAVAILABLE). Idempotent per order by client order id, as ValidateOrder.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +188,28 @@ class RiskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ValidateReplacement(self, request, context):
+        """ValidateReplacement approves the replacement of a working order: the first step of
+        amending its price and/or quantity (docs/replace.md). The replacement is a new order
+        with the replaced order's fields, the new price and the new total quantity less what
+        the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+        order, without the order it replaces (which no longer counts among the open orders,
+        nor in the working quantity). Approved, it comes with its own risk token: send both
+        to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+        A rejection is an answer, REJECTED with violations, and the working order is left
+        as it is. Idempotent by client order id, as ValidateOrder.
+
+        Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+        a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+        ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+        ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+        under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+        STORE_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RiskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +248,11 @@ def add_RiskServiceServicer_to_server(servicer, server):
                     request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.FromString,
                     response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.SerializeToString,
             ),
+            'ValidateReplacement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateReplacement,
+                    request_deserializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.FromString,
+                    response_serializer=tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tessera.risk.v1.RiskService', rpc_method_handlers)
@@ -216,8 +268,13 @@ class RiskService:
     Errors follow the model of tessera.common.v1 (types.proto): a gRPC status code, a
     message starting with the reason code, and a google.rpc.Status with one
     google.rpc.ErrorInfo (domain "tessera", the same reason) in the
-    grpc-status-details-bin trailer. No RiskService RPC waits on another service: a
-    client deadline of a few seconds suffices.
+    grpc-status-details-bin trailer (with a google.rpc.BadRequest listing every bad
+    field for INVALID_ARGUMENT, a google.rpc.RetryInfo for UNAVAILABLE; docs/errors.md).
+
+    Deadlines. No RiskService RPC waits on a venue or on the OMS: a client deadline of a
+    few seconds suffices. A decision is stored before it is answered (one group commit);
+    with several Risk replicas, an order for an account another replica owns is
+    forwarded to it within the client's deadline.
     """
 
     @staticmethod
@@ -399,6 +456,33 @@ class RiskService:
             '/tessera.risk.v1.RiskService/GetPosition',
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionRequest.SerializeToString,
             tessera_dot_risk_dot_v1_dot_risk__pb2.GetPositionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateReplacement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.risk.v1.RiskService/ValidateReplacement',
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementRequest.SerializeToString,
+            tessera_dot_risk_dot_v1_dot_risk__pb2.ValidateReplacementResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,12 +17,13 @@ import grpc
 import core_ext
 from services.common import convert
 from services.common.errors import describe, to_grpc_status
-from services.domain import Order, OrderStatus
+from services.domain import Order, OrderStatus, Side
 from services.domain.errors import (
     DomainError,
 )
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
+from services.exchange.venue import OrderRef
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine
 from services.risk.limits import RiskLimits
@@ -131,6 +132,20 @@ class FakeExchange:
         except DomainError as error:
             raise self.as_rpc_error(error) from None
         return exchange_pb2.CancelOrderResponse(report=convert.report_to_proto(report))
+
+    async def QueryOrder(self, request, timeout=None, metadata=None, wait_for_ready=None):
+        await asyncio.sleep(0)
+        try:
+            self.engine.authorize(metadata, "QueryOrder")
+            state = await self.engine.query_order(OrderRef(
+                order_id=request.order_id, client_order_id=request.client_order_id, account=request.account,
+                venue=request.venue, symbol=request.symbol, side=Side.BUY))
+        except DomainError as error:
+            raise self.as_rpc_error(error) from None
+        return exchange_pb2.QueryOrderResponse(
+            found=state.found, venue_status=convert.enum_to_proto(state.status),
+            executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
+            fills=[convert.report_to_proto(r) for r in state.fills], mode=common_pb.EXECUTION_MODE_PAPER)
 
     def StreamExecutionReports(self, request, timeout=None, metadata=None):
         call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else ())

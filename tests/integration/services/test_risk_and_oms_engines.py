@@ -191,17 +191,20 @@ def test_validate_with_the_same_client_order_id_and_other_content_is_a_conflict(
 
 
 # -- token checks in the OMS -----------------------------------------------------------------------
-def test_replayed_token_is_refused_and_the_exchange_is_called_once(risk, oms, exchange, make_order):
+def test_a_repeated_submission_is_answered_with_the_order_and_the_exchange_is_called_once(
+    risk, oms, exchange, make_order
+):
     async def scenario():
         decision = await approved(risk, make_order())
-        await oms.submit(as_sent(decision.order), decision.token)
-        with pytest.raises(TokenReplayed) as raised:
-            await oms.submit(as_sent(decision.order), decision.token)
-        return raised.value, await details(oms, decision.order.order_id)
+        first = await oms.submit(as_sent(decision.order), decision.token)
+        again = await oms.submit(as_sent(decision.order), decision.token)
+        return first, again, await details(oms, decision.order.order_id)
 
-    error, (stored, events, trades) = asyncio.run(scenario())
+    first, again, (stored, events, trades) = asyncio.run(scenario())
 
-    assert error.reason == "TOKEN_ALREADY_USED"
+    assert not first.replayed and again.replayed
+    assert again.order.status is S.FILLED and again.order.version == stored.version
+    assert [t.trade_id for t in again.trades] == [t.trade_id for t in first.trades]
     assert len(exchange.execute_requests) == 1
     assert stored.status is S.FILLED
     assert len(trades) == 1
@@ -319,13 +322,13 @@ def test_no_answer_from_the_exchange_leaves_the_order_submitted_and_never_resend
     async def scenario():
         decision = await approved(risk, make_order())
         submission = await oms.submit(as_sent(decision.order), decision.token)
-        with pytest.raises(TokenReplayed):
-            await oms.submit(as_sent(decision.order), decision.token)  # the client retries
-        return submission, await details(oms, decision.order.order_id)
+        again = await oms.submit(as_sent(decision.order), decision.token)  # the client retries
+        return submission, again, await details(oms, decision.order.order_id)
 
-    submission, (stored, events, trades) = asyncio.run(scenario())
+    submission, again, (stored, events, trades) = asyncio.run(scenario())
 
     assert submission.order.status is S.SUBMITTED and submission.trades == []
+    assert again.replayed and again.order.status is S.SUBMITTED  # still in doubt: answered, not resent
     assert stored.status is S.SUBMITTED
     assert statuses(events) == [S.PENDING, S.APPROVED, S.SUBMITTED]
     assert trades == []
@@ -390,9 +393,11 @@ def test_two_concurrent_submits_of_the_same_order_and_token_one_wins(risk, oms, 
 
     results, (stored, events, trades) = asyncio.run(scenario())
 
-    wins = [r for r in results if isinstance(r, Submission)]
-    refusals = [r for r in results if isinstance(r, TokenReplayed)]
-    assert (len(wins), len(refusals)) == (1, 1), results
+    wins = [r for r in results if isinstance(r, Submission) and not r.replayed]
+    repeats = [r for r in results if isinstance(r, Submission) and r.replayed]
+    assert (len(wins), len(repeats)) == (1, 1), results
+    # The repeat is answered with the order as it was then: the winner still under way, or done.
+    assert repeats[0].order.status in (S.SUBMITTED, S.FILLED)
     assert len(exchange.execute_requests) == 1
     assert stored.status is S.FILLED
     assert len(trades) == 1

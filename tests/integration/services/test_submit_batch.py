@@ -76,15 +76,55 @@ def test_a_batch_goes_to_the_exchange_in_one_call_and_each_order_gets_its_outcom
     assert exchange.execute_requests == []
 
 
-def test_an_order_twice_in_a_batch_is_submitted_once(risk, oms, exchange, make_order):
+def sent_to_the_exchange(exchange: BatchExchange) -> list[str]:
+    """The order ids of every execution the Exchange received, one call or a batch."""
+    return [request.order.order_id for request in exchange.execute_requests] + [
+        item.order.order_id for batch in exchange.batches for item in batch.orders]
+
+
+def test_an_order_twice_in_a_batch_is_submitted_once_and_the_repeat_answers_as_the_first(
+    risk, oms, exchange, make_order
+):
     async def scenario():
         decision = await approved(risk, make_order())
         item = (as_sent(decision.order), decision.token)
         return await oms.submit_many([item, item])
 
     first, second = asyncio.run(scenario())
-    assert first.order.status is S.FILLED
-    assert isinstance(second, TokenReplayed)
+    assert first.order.status is S.FILLED and not first.replayed
+    assert second.replayed and second.order.status is S.FILLED
+    assert [t.trade_id for t in second.trades] == [t.trade_id for t in first.trades]
+    assert sent_to_the_exchange(exchange) == [first.order.order_id]
+
+
+def test_a_batch_sent_again_answers_every_order_replayed_and_sends_nothing(risk, oms, exchange, make_order):
+    async def scenario():
+        decisions = [await approved(risk, make_order()), await approved(risk, make_order(price=Decimal("60000")))]
+        items = [(as_sent(d.order), d.token) for d in decisions]
+        first = await oms.submit_many(items)
+        again = await oms.submit_many(items)
+        return first, again
+
+    first, again = asyncio.run(scenario())
+
+    assert [(r.order.status, r.replayed) for r in first] == [(S.FILLED, False), (S.ACCEPTED, False)]
+    assert [(r.order.status, r.replayed) for r in again] == [(S.FILLED, True), (S.ACCEPTED, True)]
+    assert [len(r.trades) for r in again] == [1, 0]
+    assert [len(batch.orders) for batch in exchange.batches] == [2]  # the first time only
+
+
+def test_a_batch_mixing_a_repeat_with_a_new_order_sends_only_the_new_one(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await approved(risk, make_order())
+        await oms.submit_many([(as_sent(old.order), old.token)])
+        new = await approved(risk, make_order())
+        return new, await oms.submit_many([(as_sent(old.order), old.token), (as_sent(new.order), new.token)])
+
+    new, (repeat, fresh) = asyncio.run(scenario())
+
+    assert (repeat.replayed, repeat.order.status) == (True, S.FILLED)
+    assert (fresh.replayed, fresh.order.status) == (False, S.FILLED)
+    assert sent_to_the_exchange(exchange) == [repeat.order.order_id, new.order.order_id]
 
 
 def test_an_exchange_without_execute_orders_gets_one_call_per_order(risk, oms, exchange, make_order):

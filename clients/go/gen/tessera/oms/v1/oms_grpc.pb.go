@@ -32,17 +32,30 @@ type OrderManagementServiceClient interface {
 	// does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
 	// StreamOrderEvents.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-	// TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-	// TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-	// from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-	// it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-	// (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-	// STORE_UNAVAILABLE. A refused call does not use the token up.
+	// Safe to retry. The same request again (the same order with the same risk token,
+	// within the token's lifetime) after a lost answer is answered with the order as it is
+	// now and its trades, marked replayed: what a success would have answered (SUBMITTED
+	// while the first submission is still under way or in doubt). Nothing reaches the
+	// venue twice. The token stays single use: another token of the same order (from a
+	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+	// not use the token up.
 	SubmitOrder(ctx context.Context, in *SubmitOrderRequest, opts ...grpc.CallOption) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-	// request order, each as SubmitOrder would (in doubt included); the orders reach the
-	// Exchange service together. An order that fails does not fail the others.
+	// request order, each as SubmitOrder would (in doubt and replays included: the batch
+	// sent again after a lost answer answers each order, marked replayed, and sends
+	// nothing twice); the orders reach the Exchange service together. An order that fails
+	// does not fail the others. The call itself fails only for a malformed or too large
+	// batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
 	SubmitOrders(ctx context.Context, in *SubmitOrdersRequest, opts ...grpc.CallOption) (*SubmitOrdersResponse, error)
 	// CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
 	// CANCELLED when the venue confirms (the answer holds the order as it is then); an
@@ -80,6 +93,38 @@ type OrderManagementServiceClient interface {
 	// GetOrderManager returns a batch and its orders' progress. Errors: NOT_FOUND
 	// ORDER_MANAGER_NOT_FOUND.
 	GetOrderManager(ctx context.Context, in *GetOrderManagerRequest, opts ...grpc.CallOption) (*GetOrderManagerResponse, error)
+	// ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+	// (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+	// approved (a new order naming the working one in replaces_order_id) and its token.
+	// The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+	// replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+	// since the replacement was approved, submits the replacement as SubmitOrder would.
+	// The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+	// the order it replaced (CANCELLED).
+	//
+	// A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+	// filled), and the replacement, which would then work more than was asked in all, is
+	// not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+	// A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+	// new replacement for what is left.
+	//
+	// Deadlines and retries: the cancel and the execution each wait at most
+	// TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+	// same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+	// the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+	// again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+	// replacement while it is APPROVED stops the replace from sending it.
+	//
+	// Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+	// SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+	// ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+	// it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+	// replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+	// TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+	// the old order is cancelled, the replacement stays APPROVED, call again when trading
+	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+	ReplaceOrder(ctx context.Context, in *ReplaceOrderRequest, opts ...grpc.CallOption) (*ReplaceOrderResponse, error)
 }
 
 type orderManagementServiceClient struct {
@@ -212,6 +257,15 @@ func (c *orderManagementServiceClient) GetOrderManager(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *orderManagementServiceClient) ReplaceOrder(ctx context.Context, in *ReplaceOrderRequest, opts ...grpc.CallOption) (*ReplaceOrderResponse, error) {
+	out := new(ReplaceOrderResponse)
+	err := c.cc.Invoke(ctx, "/tessera.oms.v1.OrderManagementService/ReplaceOrder", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderManagementServiceServer is the server API for OrderManagementService service.
 // All implementations must embed UnimplementedOrderManagementServiceServer
 // for forward compatibility
@@ -231,17 +285,30 @@ type OrderManagementServiceServer interface {
 	// does not know it after TESSERA_RECONCILE_GRACE_SECONDS). Follow it with GetOrder or
 	// StreamOrderEvents.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field), UNAUTHENTICATED (TOKEN_MISSING,
-	// TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID,
-	// TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs
-	// from what Risk approved; TOKEN_ALREADY_USED: the order was submitted already, read
-	// it with GetOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
-	// (ORDER_NOT_APPROVED, TRADING_HALTED, REDUCING_ONLY), UNAVAILABLE
-	// STORE_UNAVAILABLE. A refused call does not use the token up.
+	// Safe to retry. The same request again (the same order with the same risk token,
+	// within the token's lifetime) after a lost answer is answered with the order as it is
+	// now and its trades, marked replayed: what a success would have answered (SUBMITTED
+	// while the first submission is still under way or in doubt). Nothing reaches the
+	// venue twice. The token stays single use: another token of the same order (from a
+	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
+	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
+	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
+	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
+	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
+	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
+	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
+	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
+	// not use the token up.
 	SubmitOrder(context.Context, *SubmitOrderRequest) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
-	// request order, each as SubmitOrder would (in doubt included); the orders reach the
-	// Exchange service together. An order that fails does not fail the others.
+	// request order, each as SubmitOrder would (in doubt and replays included: the batch
+	// sent again after a lost answer answers each order, marked replayed, and sends
+	// nothing twice); the orders reach the Exchange service together. An order that fails
+	// does not fail the others. The call itself fails only for a malformed or too large
+	// batch (INVALID_ARGUMENT) or a store that is down (UNAVAILABLE).
 	SubmitOrders(context.Context, *SubmitOrdersRequest) (*SubmitOrdersResponse, error)
 	// CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
 	// CANCELLED when the venue confirms (the answer holds the order as it is then); an
@@ -279,6 +346,38 @@ type OrderManagementServiceServer interface {
 	// GetOrderManager returns a batch and its orders' progress. Errors: NOT_FOUND
 	// ORDER_MANAGER_NOT_FOUND.
 	GetOrderManager(context.Context, *GetOrderManagerRequest) (*GetOrderManagerResponse, error)
+	// ReplaceOrder amends a working order's price and/or quantity by cancel-replace
+	// (docs/replace.md). Its request holds the replacement RiskService.ValidateReplacement
+	// approved (a new order naming the working one in replaces_order_id) and its token.
+	// The OMS moves the working order to PENDING_CANCEL (replaced_by_order_id naming the
+	// replacement), cancels it at the venue, and once it is CANCELLED with nothing filled
+	// since the replacement was approved, submits the replacement as SubmitOrder would.
+	// The answer holds the replacement (ACCEPTED, FILLED, ... or in doubt SUBMITTED) and
+	// the order it replaced (CANCELLED).
+	//
+	// A fill racing the replace: the old order records it (FILLED, or CANCELLED with more
+	// filled), and the replacement, which would then work more than was asked in all, is
+	// not sent: the answer holds it CANCELLED ("replace abandoned") beside the old order.
+	// A fill before the replace started is refused instead (ORDER_CHANGED): validate a
+	// new replacement for what is left.
+	//
+	// Deadlines and retries: the cancel and the execution each wait at most
+	// TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
+	// same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
+	// the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
+	// again, marked replayed; nothing reaches the venue twice. CancelOrder on the
+	// replacement while it is APPROVED stops the replace from sending it.
+	//
+	// Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
+	// SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
+	// ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
+	// it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+	// replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
+	// TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
+	// the old order is cancelled, the replacement stays APPROVED, call again when trading
+	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
+	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
+	ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error)
 	mustEmbedUnimplementedOrderManagementServiceServer()
 }
 
@@ -318,6 +417,9 @@ func (UnimplementedOrderManagementServiceServer) CreateOrderManager(context.Cont
 }
 func (UnimplementedOrderManagementServiceServer) GetOrderManager(context.Context, *GetOrderManagerRequest) (*GetOrderManagerResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetOrderManager not implemented")
+}
+func (UnimplementedOrderManagementServiceServer) ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReplaceOrder not implemented")
 }
 func (UnimplementedOrderManagementServiceServer) mustEmbedUnimplementedOrderManagementServiceServer() {
 }
@@ -534,6 +636,24 @@ func _OrderManagementService_GetOrderManager_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderManagementService_ReplaceOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderManagementServiceServer).ReplaceOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.oms.v1.OrderManagementService/ReplaceOrder",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderManagementServiceServer).ReplaceOrder(ctx, req.(*ReplaceOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.oms.v1.OrderManagementService",
 	HandlerType: (*OrderManagementServiceServer)(nil),
@@ -577,6 +697,10 @@ var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOrderManager",
 			Handler:    _OrderManagementService_GetOrderManager_Handler,
+		},
+		{
+			MethodName: "ReplaceOrder",
+			Handler:    _OrderManagementService_ReplaceOrder_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

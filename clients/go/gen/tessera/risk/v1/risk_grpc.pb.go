@@ -18,21 +18,31 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type RiskServiceClient interface {
 	// ValidateOrder checks one order and stores it. A rejection is not an error: the
-	// answer holds the order in status REJECTED with its violations. Idempotent by
-	// client order id: the same order again returns the stored one (an APPROVED order
-	// with a fresh token) and checks nothing twice.
+	// answer holds the order in status REJECTED with its violations.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
-	// order_manager_id that does not exist or targets another account; a GTD
-	// expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
-	// order id of the account is taken by an order with other content), UNAVAILABLE
-	// STORE_UNAVAILABLE.
+	// Idempotent by client order id, so a call whose answer was lost can be repeated:
+	// the same intent again (same account, client order id and signed fields) checks
+	// nothing twice and answers the stored order as it is now: still APPROVED, with a
+	// fresh risk token (the first one stays valid too; whichever is submitted first moves
+	// the order, the other is then refused TOKEN_ALREADY_USED); REJECTED, with the codes
+	// of its violations; or already submitted, cancelled or expired, without a token.
+	// An intent without a client order id is given a new one, so it is never a repeat:
+	// set client_order_id to retry safely. The same client order id with other fields is
+	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (its metadata names the stored order_id).
+	//
+	// Errors: INVALID_ARGUMENT (every malformed field, named in the message and listed
+	// in the BadRequest with a reason each; an order_manager_id that does not exist or
+	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
+	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
+	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
+	// same client order id makes the retry safe).
 	ValidateOrder(ctx context.Context, in *ValidateOrderRequest, opts ...grpc.CallOption) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
 	// its limits). A malformed order fails alone (its result's error); the call itself
 	// fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
-	// down (UNAVAILABLE).
+	// down (UNAVAILABLE). Idempotent per order by client order id, as ValidateOrder.
 	ValidateOrders(ctx context.Context, in *ValidateOrdersRequest, opts ...grpc.CallOption) (*ValidateOrdersResponse, error)
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(ctx context.Context, in *GetTradingStateRequest, opts ...grpc.CallOption) (*GetTradingStateResponse, error)
@@ -55,6 +65,23 @@ type RiskServiceClient interface {
 	// NOT_FOUND. Errors: INVALID_ARGUMENT (account, symbol or market_type missing or
 	// malformed), UNAVAILABLE STORE_UNAVAILABLE.
 	GetPosition(ctx context.Context, in *GetPositionRequest, opts ...grpc.CallOption) (*GetPositionResponse, error)
+	// ValidateReplacement approves the replacement of a working order: the first step of
+	// amending its price and/or quantity (docs/replace.md). The replacement is a new order
+	// with the replaced order's fields, the new price and the new total quantity less what
+	// the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+	// order, without the order it replaces (which no longer counts among the open orders,
+	// nor in the working quantity). Approved, it comes with its own risk token: send both
+	// to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+	// A rejection is an answer, REJECTED with violations, and the working order is left
+	// as it is. Idempotent by client order id, as ValidateOrder.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+	// a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+	// ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+	// under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+	// STORE_UNAVAILABLE.
+	ValidateReplacement(ctx context.Context, in *ValidateReplacementRequest, opts ...grpc.CallOption) (*ValidateReplacementResponse, error)
 }
 
 type riskServiceClient struct {
@@ -128,26 +155,45 @@ func (c *riskServiceClient) GetPosition(ctx context.Context, in *GetPositionRequ
 	return out, nil
 }
 
+func (c *riskServiceClient) ValidateReplacement(ctx context.Context, in *ValidateReplacementRequest, opts ...grpc.CallOption) (*ValidateReplacementResponse, error) {
+	out := new(ValidateReplacementResponse)
+	err := c.cc.Invoke(ctx, "/tessera.risk.v1.RiskService/ValidateReplacement", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RiskServiceServer is the server API for RiskService service.
 // All implementations must embed UnimplementedRiskServiceServer
 // for forward compatibility
 type RiskServiceServer interface {
 	// ValidateOrder checks one order and stores it. A rejection is not an error: the
-	// answer holds the order in status REJECTED with its violations. Idempotent by
-	// client order id: the same order again returns the stored one (an APPROVED order
-	// with a fresh token) and checks nothing twice.
+	// answer holds the order in status REJECTED with its violations.
 	//
-	// Errors: INVALID_ARGUMENT (a malformed field, named in the message; an
-	// order_manager_id that does not exist or targets another account; a GTD
-	// expire_time in the past), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (the client
-	// order id of the account is taken by an order with other content), UNAVAILABLE
-	// STORE_UNAVAILABLE.
+	// Idempotent by client order id, so a call whose answer was lost can be repeated:
+	// the same intent again (same account, client order id and signed fields) checks
+	// nothing twice and answers the stored order as it is now: still APPROVED, with a
+	// fresh risk token (the first one stays valid too; whichever is submitted first moves
+	// the order, the other is then refused TOKEN_ALREADY_USED); REJECTED, with the codes
+	// of its violations; or already submitted, cancelled or expired, without a token.
+	// An intent without a client order id is given a new one, so it is never a repeat:
+	// set client_order_id to retry safely. The same client order id with other fields is
+	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID (its metadata names the stored order_id).
+	//
+	// Errors: INVALID_ARGUMENT (every malformed field, named in the message and listed
+	// in the BadRequest with a reason each; an order_manager_id that does not exist or
+	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
+	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
+	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
+	// same client order id makes the retry safe).
 	ValidateOrder(context.Context, *ValidateOrderRequest) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
 	// its limits). A malformed order fails alone (its result's error); the call itself
 	// fails only for a batch that is too large (INVALID_ARGUMENT) or a store that is
-	// down (UNAVAILABLE).
+	// down (UNAVAILABLE). Idempotent per order by client order id, as ValidateOrder.
 	ValidateOrders(context.Context, *ValidateOrdersRequest) (*ValidateOrdersResponse, error)
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(context.Context, *GetTradingStateRequest) (*GetTradingStateResponse, error)
@@ -170,6 +216,23 @@ type RiskServiceServer interface {
 	// NOT_FOUND. Errors: INVALID_ARGUMENT (account, symbol or market_type missing or
 	// malformed), UNAVAILABLE STORE_UNAVAILABLE.
 	GetPosition(context.Context, *GetPositionRequest) (*GetPositionResponse, error)
+	// ValidateReplacement approves the replacement of a working order: the first step of
+	// amending its price and/or quantity (docs/replace.md). The replacement is a new order
+	// with the replaced order's fields, the new price and the new total quantity less what
+	// the replaced order filled, and replaces_order_id naming it; Risk checks it as any
+	// order, without the order it replaces (which no longer counts among the open orders,
+	// nor in the working quantity). Approved, it comes with its own risk token: send both
+	// to OrderManagementService.ReplaceOrder (SubmitOrder refuses it, REPLACEMENT_ORDER).
+	// A rejection is an answer, REJECTED with violations, and the working order is left
+	// as it is. Idempotent by client order id, as ValidateOrder.
+	//
+	// Errors: INVALID_ARGUMENT (malformed fields; a price for an order type without one;
+	// a total quantity not above the filled quantity; NO_CHANGE), NOT_FOUND
+	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_OPEN: the order ended;
+	// ORDER_NOT_WORKING: not acknowledged by the venue yet, or a cancel or replace is
+	// under way; NOT_ACCOUNT_OWNER), ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, UNAVAILABLE
+	// STORE_UNAVAILABLE.
+	ValidateReplacement(context.Context, *ValidateReplacementRequest) (*ValidateReplacementResponse, error)
 	mustEmbedUnimplementedRiskServiceServer()
 }
 
@@ -197,6 +260,9 @@ func (UnimplementedRiskServiceServer) ListPositions(context.Context, *ListPositi
 }
 func (UnimplementedRiskServiceServer) GetPosition(context.Context, *GetPositionRequest) (*GetPositionResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetPosition not implemented")
+}
+func (UnimplementedRiskServiceServer) ValidateReplacement(context.Context, *ValidateReplacementRequest) (*ValidateReplacementResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateReplacement not implemented")
 }
 func (UnimplementedRiskServiceServer) mustEmbedUnimplementedRiskServiceServer() {}
 
@@ -337,6 +403,24 @@ func _RiskService_GetPosition_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RiskService_ValidateReplacement_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateReplacementRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RiskServiceServer).ValidateReplacement(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.risk.v1.RiskService/ValidateReplacement",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RiskServiceServer).ValidateReplacement(ctx, req.(*ValidateReplacementRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _RiskService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.risk.v1.RiskService",
 	HandlerType: (*RiskServiceServer)(nil),
@@ -368,6 +452,10 @@ var _RiskService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPosition",
 			Handler:    _RiskService_GetPosition_Handler,
+		},
+		{
+			MethodName: "ValidateReplacement",
+			Handler:    _RiskService_ValidateReplacement_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,384 @@
+"""ReplaceOrder through the Risk and OMS engines on a real store, the Exchange a paper engine:
+Risk approves the replacement afresh, the OMS cancels the working order, then sends the
+replacement; fills racing the replace end consistent, and Risk's book follows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from decimal import Decimal
+
+import grpc
+import pytest
+
+from services.common import convert
+from services.domain import new_id
+from services.domain.errors import InvalidOrder, PreconditionFailed, VenueUnavailable
+from services.exchange.engine import ExchangeEngine
+from services.exchange.providers.books import BookShape
+from services.exchange.providers.paper import PaperProvider
+from services.oms.engine import OrderManagement
+from services.risk.engine import RiskEngine, new_client_order_id
+from services.risk.replacement import replacement_order
+from svc_harness import LIMITS, MARKET_PRICE, FakeExchange, S, approved, as_sent, details, rpc_error, statuses
+
+ZERO = Decimal(0)
+
+
+def resting(make_order, **fields):
+    """A buy limit below the paper market (65000): it rests ACCEPTED."""
+    return make_order(price=Decimal("60000"), **fields)
+
+
+async def working(risk, oms, order):
+    decision = await approved(risk, order)
+    submission = await oms.submit(as_sent(decision.order), decision.token)
+    return submission.order
+
+
+async def replacement(risk, order_id, *, quantity=None, price=None, client_order_id=None):
+    """ValidateReplacement, as the Risk servicer runs it."""
+    replaced = await risk.stored_order(order_id)
+    order = replacement_order(replaced, order_id=new_id(), client_order_id=client_order_id or new_client_order_id(),
+                              quantity=quantity, price=price, now=risk.clock())
+    return await risk.validate_replacement(replaced, order, fresh_client_order_id=client_order_id is None)
+
+
+async def replace(oms, decision):
+    """ReplaceOrder with the replacement exactly as Risk answered it."""
+    return await oms.replace(convert.order_to_proto(decision.order), decision.token)
+
+
+def venue_fills(exchange, price):
+    """Move the paper market to ``price`` and let resting orders meet it; their fills go to
+    the report stream (the OMS learns them later), as on a venue."""
+
+    async def go():
+        exchange.provider.source.set("BTCUSDT", price)
+        reports = await exchange.provider.match_resting()
+        await exchange.engine.reports.append(reports)
+        return reports
+
+    return go()
+
+
+async def follow_until_drained(oms, exchange):
+    follower = asyncio.create_task(oms.follow_exchange_reports(asyncio.Event()))
+    try:
+        for _ in range(500):
+            if exchange.streams and exchange.streams[-1].drained.is_set():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the report follower never caught up")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+def anomalies(db):
+    async def read():
+        return await db.read(lambda uow: uow.session.execute(
+            __import__("sqlalchemy").text("SELECT kind FROM execution_anomalies")).scalars().all())
+
+    return read()
+
+
+# -- the flow -------------------------------------------------------------------------------------
+def test_a_resting_order_is_replaced_at_a_new_price_and_quantity(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, quantity=Decimal("0.03"), price=Decimal("61000"))
+        answer = await replace(oms, decision)
+        return old, decision, answer, await details(oms, old.order_id), await details(oms, decision.order.order_id)
+
+    old, decision, answer, (replaced, old_events, _), (new, new_events, _) = asyncio.run(scenario())
+
+    assert decision.order.status is S.APPROVED and decision.token
+    assert decision.order.replaces_order_id == old.order_id
+    assert (answer.order.order_id, answer.order.status, answer.replayed) == (decision.order.order_id, S.ACCEPTED, False)
+    assert (new.quantity, new.price, new.replaces_order_id) == (Decimal("0.03"), Decimal("61000"), old.order_id)
+    assert (new.account, new.symbol, new.side, new.order_type) == (old.account, old.symbol, old.side, old.order_type)
+    assert answer.replaced.status is S.CANCELLED and replaced.replaced_by_order_id == new.order_id
+    assert statuses(old_events)[-3:] == [S.ACCEPTED, S.PENDING_CANCEL, S.CANCELLED]
+    assert statuses(new_events) == [S.PENDING, S.APPROVED, S.SUBMITTED, S.ACCEPTED]
+    assert old_events[-2].payload == {"replaced_by_order_id": new.order_id}
+    assert [r.order.order_id for r in exchange.execute_requests] == [old.order_id, new.order_id]
+    assert [r.order_id for r in exchange.cancel_requests] == [old.order_id]
+    assert set(exchange.provider._resting) == {new.order_id}  # the venue works the replacement only
+
+
+def test_a_replacement_at_a_marketable_price_fills_at_once(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("66000"))
+        return await replace(oms, decision)
+
+    answer = asyncio.run(scenario())
+
+    assert answer.order.status is S.FILLED and answer.order.quantity == Decimal("0.01")
+    assert [(t.quantity, t.price) for t in answer.trades] == [(Decimal("0.01"), MARKET_PRICE)]
+    assert answer.replaced.status is S.CANCELLED
+
+
+@pytest.fixture
+def shallow_exchange(keyring) -> FakeExchange:
+    """A paper venue whose book holds 0.004 per level: a marketable 0.01 fills in part."""
+    exchange = FakeExchange(keyring)
+    exchange.provider = PaperProvider({"BTCUSDT": MARKET_PRICE}, shape=BookShape(level_quantity=Decimal("0.004")))
+    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300)
+    return exchange
+
+
+def test_a_partially_filled_order_is_replaced_by_one_working_the_rest_of_the_new_total(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    oms = OrderManagement(db, keyring, shallow_exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, make_order(price=MARKET_PRICE))  # takes 0.004, rests 0.006
+        decision = await replacement(risk, old.order_id, quantity=Decimal("0.008"), price=Decimal("64000"))
+        return old, decision, await replace(oms, decision)
+
+    old, decision, answer = asyncio.run(scenario())
+
+    assert (old.status, old.filled_quantity) == (S.PARTIALLY_FILLED, Decimal("0.004"))
+    assert decision.order.quantity == Decimal("0.004")  # the new total 0.008, less the 0.004 filled
+    assert answer.order.status is S.ACCEPTED and answer.order.price == Decimal("64000")
+    assert (answer.replaced.status, answer.replaced.filled_quantity) == (S.CANCELLED, Decimal("0.004"))
+
+
+# -- refusals ---------------------------------------------------------------------------------------
+def test_risk_refuses_a_total_not_above_the_filled_quantity_and_a_replacement_that_changes_nothing(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    oms = OrderManagement(db, keyring, shallow_exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, make_order(price=MARKET_PRICE))
+        errors = []
+        for changes in ({"quantity": Decimal("0.004")}, {"quantity": Decimal("0.01"), "price": MARKET_PRICE}):
+            with pytest.raises(InvalidOrder) as raised:
+                await replacement(risk, old.order_id, **changes)
+            errors.append(raised.value)
+        return errors
+
+    too_small, unchanged = asyncio.run(scenario())
+
+    assert [(v.field, v.reason) for v in too_small.violations] == [("quantity", "OUT_OF_RANGE")]
+    assert [(v.field, v.reason) for v in unchanged.violations] == [("quantity", "NO_CHANGE")]
+
+
+def test_risk_refuses_to_replace_an_order_that_is_not_working(risk, oms, exchange, make_order):
+    async def scenario():
+        filled = await working(risk, oms, make_order())
+        pending = await approved(risk, make_order())
+        found = []
+        for order_id in (filled.order_id, pending.order.order_id):
+            with pytest.raises(PreconditionFailed) as raised:
+                await replacement(risk, order_id, price=Decimal("1"))
+            found.append((raised.value.reason, dict(raised.value.metadata)))
+        return filled.order_id, pending.order.order_id, found
+
+    filled_id, pending_id, found = asyncio.run(scenario())
+
+    assert found == [("ORDER_NOT_OPEN", {"order_id": filled_id, "status": "FILLED"}),
+                     ("ORDER_NOT_WORKING", {"order_id": pending_id, "status": "APPROVED"})]
+
+
+def test_submit_order_refuses_a_replacement_and_replace_order_an_ordinary_order(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        with pytest.raises(PreconditionFailed) as submitted:
+            await oms.submit(as_sent(decision.order), decision.token)
+        other = await approved(risk, make_order())
+        with pytest.raises(PreconditionFailed) as replaced:
+            await oms.replace(convert.order_to_proto(other.order), other.token)
+        return submitted.value, replaced.value, await details(oms, decision.order.order_id)
+
+    submitted, replaced, (stored, _, _) = asyncio.run(scenario())
+
+    assert submitted.reason == "REPLACEMENT_ORDER" and stored.status is S.APPROVED
+    assert replaced.reason == "NOT_A_REPLACEMENT"
+    assert len(exchange.execute_requests) == 1 and exchange.cancel_requests == []
+
+
+def test_a_second_replace_of_an_order_being_replaced_is_refused_and_its_replacement_cancelled(
+    risk, oms, exchange, make_order
+):
+    exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        first = await replacement(risk, old.order_id, price=Decimal("61000"))
+        second = await replacement(risk, old.order_id, price=Decimal("62000"))
+        with pytest.raises(VenueUnavailable):
+            await replace(oms, first)  # the cancel is not answered: the replace is under way
+        with pytest.raises(PreconditionFailed) as raised:
+            await replace(oms, second)
+        return raised.value, await details(oms, second.order.order_id), await details(oms, first.order.order_id)
+
+    error, (second, _, _), (first, _, _) = asyncio.run(scenario())
+
+    assert error.reason == "ORDER_NOT_WORKING"
+    assert second.status is S.CANCELLED and first.status is S.APPROVED
+
+
+# -- races -----------------------------------------------------------------------------------------
+def test_a_fill_recorded_after_the_approval_refuses_the_replace_and_touches_nothing(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    exchange = shallow_exchange
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        await venue_fills(exchange, Decimal("59000"))  # 0.004 of the old order fills
+        await follow_until_drained(oms, exchange)
+        with pytest.raises(PreconditionFailed) as raised:
+            await replace(oms, decision)
+        return old, decision, raised.value, await details(oms, old.order_id), await details(oms, decision.order.order_id)
+
+    old, decision, error, (kept, _, _), (dropped, events, _) = asyncio.run(scenario())
+
+    assert error.reason == "ORDER_CHANGED"
+    assert dict(error.metadata) == {"order_id": old.order_id, "status": "PARTIALLY_FILLED",
+                                    "replacement_order_id": decision.order.order_id}
+    assert (kept.status, kept.filled_quantity, kept.replaced_by_order_id) == (S.PARTIALLY_FILLED, Decimal("0.004"), None)
+    assert dropped.status is S.CANCELLED and events[-1].reason.startswith("replace abandoned")
+    assert exchange.cancel_requests == [] and len(exchange.execute_requests) == 1
+
+
+def test_a_fill_crossing_the_cancel_is_recorded_and_the_replacement_is_not_sent(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    exchange = shallow_exchange
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, quantity=Decimal("0.02"), price=Decimal("61000"))
+        await venue_fills(exchange, Decimal("59000"))  # fills 0.004 at the venue; the OMS has not heard
+        answer = await replace(oms, decision)
+        await follow_until_drained(oms, exchange)  # the fill's report arrives after all
+        return old, answer, await details(oms, old.order_id), await details(oms, decision.order.order_id), \
+            await anomalies(db)
+
+    old, answer, (ended, _, trades), (dropped, events, _), found = asyncio.run(scenario())
+
+    assert answer.order.status is S.CANCELLED and not answer.replayed
+    assert (answer.replaced.status, answer.replaced.filled_quantity) == (S.CANCELLED, Decimal("0.004"))
+    assert (ended.status, ended.filled_quantity) == (S.CANCELLED, Decimal("0.004"))
+    assert len(trades) == 1  # recorded once, though both the venue's answer and the stream carried it
+    assert dropped.status is S.CANCELLED and "replace abandoned" in events[-1].reason
+    assert [r.order.order_id for r in exchange.execute_requests] == [old.order_id]  # never sent
+    assert found == []  # no fill reached a cancelled order
+
+
+def test_a_fill_completing_the_order_before_the_cancel_ends_it_filled_and_the_replacement_cancelled(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        await venue_fills(exchange, Decimal("59000"))  # the whole order fills at the venue
+        with pytest.raises(PreconditionFailed) as raised:  # the venue no longer knows the order
+            await replace(oms, decision)
+        await follow_until_drained(oms, exchange)
+        return raised.value, await details(oms, old.order_id), await details(oms, decision.order.order_id)
+
+    error, (ended, _, trades), (dropped, _, _) = asyncio.run(scenario())
+
+    assert error.reason == "UNKNOWN_ORDER"
+    assert ended.status is S.FILLED and len(trades) == 1
+    assert dropped.status is S.CANCELLED
+    assert len(exchange.execute_requests) == 1
+
+
+# -- retries ---------------------------------------------------------------------------------------
+def test_a_replace_whose_cancel_was_not_answered_resumes_when_called_again(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+        with pytest.raises(VenueUnavailable):
+            await replace(oms, decision)
+        midway = (await details(oms, old.order_id))[0], (await details(oms, decision.order.order_id))[0]
+        exchange.cancel_failure = None
+        answer = await replace(oms, decision)
+        again = await replace(oms, decision)  # its answer lost: the same call once more
+        return midway, answer, again
+
+    (old_midway, new_midway), answer, again = asyncio.run(scenario())
+
+    assert (old_midway.status, new_midway.status) == (S.PENDING_CANCEL, S.APPROVED)
+    assert old_midway.replaced_by_order_id == new_midway.order_id
+    assert (answer.order.status, answer.replaced.status, answer.replayed) == (S.ACCEPTED, S.CANCELLED, False)
+    assert (again.order.status, again.replaced.status, again.replayed) == (S.ACCEPTED, S.CANCELLED, True)
+    assert [r.order.order_id for r in exchange.execute_requests].count(answer.order.order_id) == 1
+    assert len(exchange.cancel_requests) == 2  # the unanswered cancel, sent again
+
+
+def test_a_replacement_validated_twice_by_client_order_id_is_the_same_order(risk, oms, exchange, make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        first = await replacement(risk, old.order_id, price=Decimal("61000"), client_order_id="amend-1")
+        again = await replacement(risk, old.order_id, price=Decimal("61000"), client_order_id="amend-1")
+        return first, again
+
+    first, again = asyncio.run(scenario())
+
+    assert again.order.order_id == first.order.order_id and again.token and again.token != first.token
+
+
+# -- Risk's book -------------------------------------------------------------------------------------
+def test_risk_measures_a_replacement_without_the_order_it_replaces_and_releases_that_one_when_it_ends(
+    db, keyring, exchange, make_order
+):
+    risk = RiskEngine(db, keyring, dataclasses.replace(LIMITS, max_open_orders=1))
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        another = await risk.validate(make_order())  # one open order already: refused
+        decision = await replacement(risk, old.order_id, quantity=Decimal("0.02"), price=Decimal("61000"))
+        working_before = dict(risk.book.accounts[old.account].working)
+        answer = await replace(oms, decision)
+        await risk.sync()
+        return old, another, decision, working_before, answer, dict(risk.book.accounts[old.account].working)
+
+    old, another, decision, before, answer, after = asyncio.run(scenario())
+
+    assert [v.code for v in another.violations] == ["MAX_OPEN_ORDERS_EXCEEDED"]
+    assert decision.order.status is S.APPROVED, decision.violations  # the order it replaces does not count
+    assert set(before) == {old.order_id, decision.order.order_id}  # both may trade until the old one ends
+    assert answer.order.status is S.ACCEPTED
+    assert set(after) == {decision.order.order_id}  # the old order's working quantity released
+    assert after[decision.order.order_id].remaining == Decimal("0.02") and not after[decision.order.order_id].approved
+
+
+def test_a_replace_halted_at_the_replacements_submission_sends_it_when_called_again_after_the_halt(
+    risk, oms, exchange, db, make_order
+):
+    from services.domain import TradingState
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.HALTED, "ops", "venue incident"))
+        with pytest.raises(PreconditionFailed) as raised:
+            await replace(oms, decision)
+        midway = (await details(oms, old.order_id))[0], (await details(oms, decision.order.order_id))[0]
+        await db.run(lambda uow: uow.trading_state.set(TradingState.ACTIVE, "ops", "resolved"))
+        return raised.value, midway, await replace(oms, decision)
+
+    error, (old_midway, new_midway), answer = asyncio.run(scenario())
+
+    assert error.reason == "TRADING_HALTED"
+    assert (old_midway.status, new_midway.status) == (S.CANCELLED, S.APPROVED)  # cancels pass a halt
+    assert (answer.order.status, answer.replaced.status, answer.replayed) == (S.ACCEPTED, S.CANCELLED, False)
+    assert len(exchange.cancel_requests) == 1
