@@ -5,15 +5,18 @@ it realised, fees by asset; the netted rows of the previous schema are replaced.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from conftest import new_order, new_trade
-from sqlalchemy import text
+from sqlalchemy import MetaData, Table, text
 
 from services.domain import MarketType, OrderStatus, Side
 from services.domain.ledger import Position, apply_fill
 from services.reliability.invariants import check_store
 from services.store import Store, upgrade
+from services.store.mapping import order_to_row
+from services.store.models import orders_table
 
 D = Decimal
 BEFORE = "0003_event_hash_chain"
@@ -32,6 +35,17 @@ def old_database(request, tmp_path):
     store.dispose()
 
 
+def add_orders_at_that_revision(store: Store, *orders: Any) -> None:
+    """The orders as the schema of that revision holds them (later revisions add columns
+    to orders_ts), written with the column types the store uses."""
+    present = set(Table("orders_ts", MetaData(), autoload_with=store.engine).c.keys())
+    table = Table("orders_ts", MetaData(), *(c._copy() for c in orders_table.columns if c.name in present))
+    with store.engine.begin() as connection:
+        for order in orders:
+            row = order_to_row(order)
+            connection.execute(table.insert().values({name: row[name] for name in present}))
+
+
 def stored_fills(store: Store) -> list:
     """Futures and spot orders in BTCUSDT, filled in several trades, as the OMS stored them."""
     futures = new_order(market_type=MarketType.FUTURES, quantity=D("3"))
@@ -42,10 +56,10 @@ def stored_fills(store: Store) -> list:
         new_trade(spot, side=Side.SELL, quantity=D("0.5"), price=D("110"), commission=D("0.0005"),
                   commission_asset="BTC", trade_id="s-1"),
     ]
+    for order in (futures, spot):
+        order.transition(OrderStatus.APPROVED)
+    add_orders_at_that_revision(store, futures, spot)
     with store.uow() as uow:
-        for order in (futures, spot):
-            order.transition(OrderStatus.APPROVED)
-            uow.orders.add(order)
         for trade in trades:
             uow.trades.add_if_absent(trade)
         uow.commit()
@@ -88,9 +102,9 @@ def test_the_upgrade_replays_every_trade_into_positions_by_market_type(old_datab
 
 def test_a_closed_round_trip_realises_exactly_through_the_migration(old_database):
     order = new_order(market_type=MarketType.FUTURES, quantity=D("2"))
+    order.transition(OrderStatus.APPROVED)
+    add_orders_at_that_revision(old_database, order)
     with old_database.uow() as uow:
-        order.transition(OrderStatus.APPROVED)
-        uow.orders.add(order)
         for trade_id, side, price in (("r-1", Side.BUY, "100"), ("r-2", Side.SELL, "130")):
             uow.trades.add_if_absent(new_trade(order, side=side, quantity=D("1"), price=D(price),
                                                commission=D("0"), trade_id=trade_id))
