@@ -34,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from typing import Any, Callable, Generic, Iterable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import DBAPIError
@@ -107,6 +108,28 @@ def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bo
     if dispatch.after_cursor_execute:
         dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, many)
     return cursor
+
+
+@contextlib.contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Run the statements of the block in psycopg's pipeline mode: a statement whose result
+    the writer does not read (the events and trades that follow an update, say) is sent
+    without waiting for the one before it to answer, and the block ends with one sync.
+    An error is raised there, as SQLAlchemy raises a driver error (an ``OperationalError``
+    for a lost database, with the connection invalidated)."""
+    dbapi = connection.connection.dbapi_connection
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():
+            yield
+    except connection.dialect.loaded_dbapi.Error as error:
+        if isinstance(error, DBAPIError):
+            raise
+        gone = connection.dialect.is_disconnect(error, dbapi, None)
+        if gone:
+            connection.invalidate(error)
+        raise DBAPIError.instance("(pipeline)", None, error, connection.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=gone) from error
 
 
 class SetWrite(Protocol[I]):
@@ -413,7 +436,18 @@ class Database(Generic[T]):
 
     @staticmethod
     def _write_sets(context: WriteContext, sets: list[_Set]) -> None:
-        """Each kind's items of the batch in one ``write``, kinds in order of arrival."""
+        """Each kind's items of the batch in one ``write``, kinds in order of arrival; on
+        PostgreSQL in psycopg's pipeline mode (see :func:`pipelined`)."""
+        if not sets:
+            return
+        if context.dialect == "postgresql":
+            with pipelined(context.connection):
+                Database._write_kinds(context, sets)
+        else:
+            Database._write_kinds(context, sets)
+
+    @staticmethod
+    def _write_kinds(context: WriteContext, sets: list[_Set]) -> None:
         kinds: dict[int, tuple[SetWrite[Any], list[_Set]]] = {}
         for pending in sets:
             kinds.setdefault(id(pending.kind), (pending.kind, []))[1].append(pending)
