@@ -45,9 +45,12 @@ def to_scale(value: Decimal) -> Decimal:
     return _WIDE.plus(rounded)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Position:
-    """One account's net position in one symbol; ``version`` is 0 until stored."""
+    """One account's net position in one symbol; ``version`` is 0 until stored.
+
+    Slotted: a Risk replica holds one per position of every account it owns (no
+    per-instance ``__dict__``; see docs/benchmarks.md, "Risk's memory")."""
 
     account: str
     symbol: str

@@ -70,9 +70,11 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     mark = _mark(codec.dialect)
     run = connection.exec_driver_sql
     cursor = run("SELECT COALESCE(MAX(id), 0) FROM order_events_ts").scalar_one()
+    names: dict[str, str] = {}  # one str object per account and symbol, however many rows name it
     positions = [
-        Position(account, symbol, codec.decimal_from(quantity), codec.decimal_from(cost),
-                 codec.decimal_from(realised), codec.decimal_from(commission), codec.time_from(updated), version)
+        Position(names.setdefault(account, account), names.setdefault(symbol, symbol), codec.decimal_from(quantity),
+                 codec.decimal_from(cost), codec.decimal_from(realised), codec.decimal_from(commission),
+                 codec.time_from(updated), version)
         for account, symbol, quantity, cost, realised, commission, updated, version in run(
             "SELECT account, symbol, quantity, cost_basis, realised_pnl, commission, updated_time, version "
             "FROM positions")

@@ -281,6 +281,29 @@ def test_a_restarted_replica_loads_the_throttle_window_and_positions_from_the_st
     assert restarted.book.accounts["acct-1"].positions["BTCUSDT"].quantity == D("0.015")
 
 
+def test_a_loaded_book_keeps_one_string_per_account_and_symbol_name(db, store, keyring, make_order):
+    limits = dict(max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        for account in ("acct-1", "acct-2"):
+            for symbol in ("BTCUSDT", "ETHUSDT"):
+                await bought(first, store, make_order, "0.01", account=account, symbol=symbol)
+        restarted = engine(db, keyring, **limits)
+        await restarted.start()
+        return restarted.book
+
+    book = asyncio.run(scenario())
+
+    # A book of 100,000 accounts holds 300,000 positions: each names its account and
+    # symbol with the book's own string objects, not a copy per row (docs/benchmarks.md).
+    held = [(name, position) for name, account in book.accounts.items() for position in account.positions.values()]
+    assert len(held) == 4
+    assert all(position.account is name for name, position in held)
+    symbols = {}
+    assert all(symbols.setdefault(p.symbol, p.symbol) is p.symbol for _, p in held)
+
+
 def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_switch(db, store, keyring, make_order):
     prices = MovablePrices(PRICES)
     risk = RiskEngine(db, keyring, LIMITS, prices, state_poll_seconds=0)
