@@ -54,7 +54,7 @@ def status_code_for(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, domain.StaleOrder):
         return grpc.StatusCode.ABORTED
-    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable)):
+    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable, domain.ReplicaUnavailable)):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
 

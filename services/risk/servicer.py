@@ -16,7 +16,7 @@ import grpc
 from services.common import convert, tls
 from services.common.errors import grpc_errors, item_error
 from services.domain import TradingState, new_id
-from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
+from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed, ReplicaUnavailable
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.risk.v1 import risk_pb2 as pb
 from tessera.risk.v1 import risk_pb2_grpc
@@ -31,6 +31,7 @@ _STATES = {
     common_pb.TRADING_STATE_HALTED: TradingState.HALTED,
 }
 _ITEM_INDEX = re.compile(r"^orders\[(\d+)\]")
+_STATUS_DETAILS = "grpc-status-details-bin"  # where a Tessera status carries its ErrorInfo
 
 
 def _decision_fields(decision: Decision) -> dict:
@@ -80,6 +81,17 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         passed = tuple((k, v) for k, v in context.invocation_metadata() or () if k in ("x-request-id", "traceparent"))
         return (*passed, (FORWARDED_METADATA, "1"))
 
+    async def _pass_on(self, error: grpc.aio.AioRpcError, owner: int, account: str,
+                       context: grpc.aio.ServicerContext) -> None:
+        """The owner's error, passed on as it is (code, message, ErrorInfo); a call that
+        never reached it (no status of Tessera's in the trailers) is UNAVAILABLE naming it."""
+        trailing = tuple(error.trailing_metadata() or ())
+        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
+            raise ReplicaUnavailable(
+                f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
+                f"answer ({error.details()}): retry")
+        await context.abort(error.code(), error.details() or "", trailing)
+
     async def close(self) -> None:
         for channel, _ in self._peers.values():
             await channel.close()
@@ -96,8 +108,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             try:
                 return await peer.ValidateOrder(request, timeout=context.time_remaining(),
                                                 metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
-                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            except grpc.aio.AioRpcError as error:
+                await self._pass_on(error, owner, order.account, context)
         decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
         return pb.ValidateOrderResponse(**_decision_fields(decision))
 
@@ -132,8 +144,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 answer = await peer.ValidateOrders(
                     pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
                     timeout=context.time_remaining(), metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
-                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            except grpc.aio.AioRpcError as error:
+                await self._pass_on(error, owner, request.orders[indexes[0]].account, context)
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
                     result.error.message = _ITEM_INDEX.sub(f"orders[{index}]", result.error.message, count=1)

@@ -5,7 +5,8 @@ Replica ``i`` of 2 owns the accounts whose SHA-256 modulo 2 is ``i``
 (:mod:`services.risk.sharding`); ``TESSERA_RISK_PEERS`` lists both replicas'
 addresses. Checked: a request for the other replica's account is forwarded and decided
 by the owner, from the owner's book (without peers it is refused NOT_ACCOUNT_OWNER
-naming the owner); the kill switch set through one replica is obeyed by the other
+naming the owner, and while the owner is down UNAVAILABLE); the kill switch set
+through one replica is obeyed by the other
 within the documented bound (``TRADING_STATE_BOUND``; the time to the first refusal is
 measured and printed); each replica's book holds only its own accounts, and after fills
 the owner's positions are exact.
@@ -160,7 +161,13 @@ def test_a_request_for_the_other_replicas_account_is_forwarded_and_decided_by_it
         e2e.intent(account=mine, quantity="0.01"), e2e.intent(account=theirs, quantity="0.01"),
         e2e.intent(account=theirs, order_manager_id="no-such-manager")]), timeout=e2e.RPC_TIMEOUT)
 
+    # The owner's refusal comes back as it gave it: code, message and ErrorInfo.
+    reused = e2e.expect_error(lambda: shards.validate(0, account=theirs, client_order_id=forwarded.order.client_order_id,
+                                                      quantity="0.5"),
+                              grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")
+
     assert forwarded.order.status == pb.ORDER_STATUS_APPROVED and forwarded.order.account == theirs
+    assert forwarded.order.client_order_id in reused.details()
     submitted = shards.stack.oms.SubmitOrder(  # the owner's token: the OMS takes it
         oms_pb2.SubmitOrderRequest(order=forwarded.order, risk_token=forwarded.risk_token), timeout=e2e.RPC_TIMEOUT)
     assert submitted.order.status == pb.ORDER_STATUS_FILLED
@@ -170,22 +177,36 @@ def test_a_request_for_the_other_replicas_account_is_forwarded_and_decided_by_it
     assert batch.results[2].error.message.startswith("orders[2].order_manager_id"), batch.results[2]
 
 
-def test_without_peers_a_request_for_the_other_replicas_account_is_refused_naming_the_owner(
-        shards: Shards, tmp_path: Path) -> None:
-    (theirs,) = accounts_of(1, 1, "nf")
-    env = dict(shards.processes[0].env, TESSERA_RISK_PORT="0", TESSERA_RISK_PEERS="")
-    alone = ServiceProcess("risk", env, tmp_path)
+def _refusal_by_a_lone_replica_0(shards: Shards, log_dir: Path, peers: str, account: str,
+                                 code: grpc.StatusCode, reason: str | None) -> grpc.RpcError:
+    """Start a replica 0 with ``TESSERA_RISK_PEERS=peers``; the error it answers for ``account``."""
+    alone = ServiceProcess("risk", dict(shards.processes[0].env, TESSERA_RISK_PORT="0", TESSERA_RISK_PEERS=peers),
+                           log_dir)
     alone.start()
     try:
         with grpc.insecure_channel(alone.wait_ready(30)) as channel:
             stub = risk_pb2_grpc.RiskServiceStub(channel)
-            refused = e2e.expect_error(
-                lambda: stub.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account=theirs)),
-                                           timeout=e2e.RPC_TIMEOUT),
-                grpc.StatusCode.FAILED_PRECONDITION, "NOT_ACCOUNT_OWNER")
+            return e2e.expect_error(
+                lambda: stub.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account=account)),
+                                           timeout=e2e.RPC_TIMEOUT), code, reason)
     finally:
         alone.stop()
+
+
+def test_without_peers_a_request_for_the_other_replicas_account_is_refused_naming_the_owner(
+        shards: Shards, tmp_path: Path) -> None:
+    (theirs,) = accounts_of(1, 1, "nf")
+    refused = _refusal_by_a_lone_replica_0(shards, tmp_path / "no-peers", "", theirs,
+                                           grpc.StatusCode.FAILED_PRECONDITION, "NOT_ACCOUNT_OWNER")
     assert f"account {theirs!r} is decided by risk replica 1 of 2 (this is replica 0)" in refused.details()
+
+
+def test_while_the_owner_is_down_its_accounts_are_unavailable(shards: Shards, tmp_path: Path) -> None:
+    (theirs,) = accounts_of(1, 1, "dn")
+    nobody = free_port()  # nothing listens there: replica 1 is down
+    refused = _refusal_by_a_lone_replica_0(shards, tmp_path / "owner-down", f"127.0.0.1:0,127.0.0.1:{nobody}",
+                                           theirs, grpc.StatusCode.UNAVAILABLE, "REPLICA_UNAVAILABLE")
+    assert f"risk replica 1 of 2, which decides account {theirs!r}, did not answer" in refused.details()
 
 
 def _first_change(shards: Shards, replica: int, account: str, wanted: int, since: float,
