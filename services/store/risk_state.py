@@ -42,6 +42,12 @@ FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FIL
 _FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
 
 
+#: Read in batches through a server-side cursor on PostgreSQL: the driver never holds
+#: every position row at once (it would keep the process's memory that high after the
+#: load; docs/benchmarks.md, "Risk's memory").
+_STREAMED = {"stream_results": True, "max_row_buffer": 5000}
+
+
 def _mark(dialect: str) -> str:
     return "?" if dialect == "sqlite" else "%s"
 
@@ -77,7 +83,7 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
                  codec.time_from(updated), version)
         for account, symbol, quantity, cost, realised, commission, updated, version in run(
             "SELECT account, symbol, quantity, cost_basis, realised_pnl, commission, updated_time, version "
-            "FROM positions")
+            "FROM positions", execution_options=_STREAMED)
     ]
     unapplied = [
         {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
