@@ -155,23 +155,26 @@ def test_a_request_for_the_other_replicas_account_is_forwarded_and_decided_by_it
     (theirs,) = accounts_of(1, 1, "fw")
     shards.fill(1, account=theirs, quantity="0.02")  # replica 1 holds a position for its account
 
+    # Asked through replica 0, the probe is decided by replica 1, from its book (once the
+    # fill has reached it: the book follows the OMS's events, TESSERA_RISK_POLL_SECONDS).
+    seen_through_0 = e2e.wait_until(lambda: shards.position_seen_by(0, theirs) == Decimal("0.02"), 10)
     forwarded = shards.validate(0, account=theirs, quantity="0.01")
-    seen_through_0 = shards.position_seen_by(0, theirs)  # decided by replica 1, from its book
     batch = shards.risk[0].ValidateOrders(risk_pb2.ValidateOrdersRequest(orders=[
         e2e.intent(account=mine, quantity="0.01"), e2e.intent(account=theirs, quantity="0.01"),
         e2e.intent(account=theirs, order_manager_id="no-such-manager")]), timeout=e2e.RPC_TIMEOUT)
 
     # The owner's refusal comes back as it gave it: code, message and ErrorInfo.
-    reused = e2e.expect_error(lambda: shards.validate(0, account=theirs, client_order_id=forwarded.order.client_order_id,
-                                                      quantity="0.5"),
-                              grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")
+    client_order_id = forwarded.order.client_order_id
+    reused = e2e.expect_error(
+        lambda: shards.validate(0, account=theirs, client_order_id=client_order_id, quantity="0.5"),
+        grpc.StatusCode.ALREADY_EXISTS, "DUPLICATE_CLIENT_ORDER_ID")
 
     assert forwarded.order.status == pb.ORDER_STATUS_APPROVED and forwarded.order.account == theirs
     assert forwarded.order.client_order_id in reused.details()
     submitted = shards.stack.oms.SubmitOrder(  # the owner's token: the OMS takes it
         oms_pb2.SubmitOrderRequest(order=forwarded.order, risk_token=forwarded.risk_token), timeout=e2e.RPC_TIMEOUT)
     assert submitted.order.status == pb.ORDER_STATUS_FILLED
-    assert seen_through_0 == Decimal("0.02")
+    assert seen_through_0
     assert [r.order.status for r in batch.results[:2]] == [pb.ORDER_STATUS_APPROVED] * 2
     # The owner refused the third (the second of what it was sent): named by its index here.
     assert batch.results[2].error.message.startswith("orders[2].order_manager_id"), batch.results[2]

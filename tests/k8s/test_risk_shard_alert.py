@@ -14,8 +14,9 @@ import yaml
 import k8s_manifests as km
 
 RULES = km.K8S / "components" / "monitoring" / "prometheus-rules.yaml"
-UP = 'up{app_kubernetes_io_part_of="tessera", app_kubernetes_io_name="risk", instance="%s"}'
-SHARDS = 'tessera_risk_shards{app_kubernetes_io_part_of="tessera", app_kubernetes_io_name="risk", instance="%s", shard="%s"}'
+LABELS = 'app_kubernetes_io_part_of="tessera", app_kubernetes_io_name="risk", instance="%s"'
+UP = "up{" + LABELS + "}"
+SHARDS = "tessera_risk_shards{" + LABELS + ', shard="%s"}'
 
 
 def promtool() -> str:
