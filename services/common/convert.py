@@ -30,7 +30,7 @@ from services.domain import (
     utcnow,
 )
 from services.domain.execution import ExecutionReport, Fill
-from services.domain.errors import InvalidOrder
+from services.domain.errors import DomainError, InvalidOrder
 from tessera.common.v1 import types_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -82,11 +82,30 @@ def enum_to_proto(value: enum.Enum | None) -> int:
     return 0 if value is None else _TO_WIRE[value]
 
 
+#: Decimal text already parsed (and found within the limits) -> its value; and values
+#: already formatted -> their canonical text. The order path sees the same few
+#: quantities and prices over and over: a dict lookup instead of the canonical encoder.
+#: Both are keyed by what fully decides the result (the text; the value, whose
+#: canonical form does not depend on its exponent) and bounded (cleared when full).
+_PARSED: dict[str, Decimal] = {}
+_FORMATTED: dict[Decimal, str] = {}
+_MEMO_SIZE = 4096
+
+
 def parse_decimal(text: str, field: str, *, required: bool = True, positive: bool = True) -> Decimal | None:
-    if text == "":
-        if required:
-            raise InvalidOrder(field, "required")
-        return None
+    value = _PARSED.get(text)
+    if value is None:
+        if text == "":
+            if required:
+                raise InvalidOrder(field, "required")
+            return None
+        value = _parse_decimal(text, field)
+    if positive and value <= 0:
+        raise InvalidOrder(field, f"must be positive, got {text}")
+    return value
+
+
+def _parse_decimal(text: str, field: str) -> Decimal:
     if len(text) > MAX_DECIMAL_LENGTH:
         raise InvalidOrder(field, f"longer than {MAX_DECIMAL_LENGTH} characters")
     try:
@@ -99,13 +118,22 @@ def parse_decimal(text: str, field: str, *, required: bool = True, positive: boo
             field, f"at most {MAX_INTEGER_DIGITS} integer and {MAX_FRACTION_DIGITS} decimal digits, got {text[:32]}"
         )
     value = Decimal(canonical)
-    if positive and value <= 0:
-        raise InvalidOrder(field, f"must be positive, got {text}")
+    if len(_PARSED) >= _MEMO_SIZE:
+        _PARSED.clear()
+    _PARSED[text] = value
     return value
 
 
 def format_decimal(value: Decimal | None) -> str:
-    return "" if value is None else core_ext.canonical_decimal(format(value, "f"))
+    if value is None:
+        return ""
+    text = _FORMATTED.get(value)
+    if text is None:
+        text = core_ext.canonical_decimal(format(value, "f"))
+        if len(_FORMATTED) >= _MEMO_SIZE:
+            _FORMATTED.clear()
+        _FORMATTED[value] = text
+    return text
 
 
 def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bool = True) -> str | None:
@@ -150,10 +178,30 @@ def timestamp_to_proto(value: dt.datetime | None) -> timestamp_pb2.Timestamp | N
     takes it), exact to the microsecond, without ``FromDatetime``'s Python arithmetic."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    micros = (value - _EPOCH) // _MICROSECOND
-    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
+    seconds, nanos = _seconds_and_nanos(value)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+#: The last time converted and its (seconds, nanos): a batch stamps its orders and events
+#: with one clock reading, converted once.
+_LAST_STAMP: tuple[dt.datetime | None, int, int] = (None, 0, 0)
+
+
+def _seconds_and_nanos(value: dt.datetime) -> tuple[int, int]:
+    global _LAST_STAMP
+    last = _LAST_STAMP
+    if last[0] is value:
+        return last[1], last[2]
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    micros = (aware - _EPOCH) // _MICROSECOND
+    seconds, nanos = micros // 1_000_000, micros % 1_000_000 * 1000
+    _LAST_STAMP = (value, seconds, nanos)
+    return seconds, nanos
+
+
+def set_timestamp(stamp: timestamp_pb2.Timestamp, value: dt.datetime) -> None:
+    """Set a message's Timestamp field in place to ``value`` (see :func:`timestamp_to_proto`)."""
+    stamp.seconds, stamp.nanos = _seconds_and_nanos(value)
 
 
 def struct_to_proto(value: dict[str, Any] | None) -> struct_pb2.Struct | None:
@@ -276,34 +324,70 @@ def order_from_signed_proto(message: pb.Order) -> Order:
     )
 
 
+def order_as_approved(message: pb.Order) -> Order | None:
+    """The order as Risk stored it at approval, from a message whose risk token verified:
+    the signed fields as they are, the unsigned ones Risk also stored (its id's order
+    time, the order manager, the expiry) as the message gives them, everything else as
+    an order has it before its first event. None when an unsigned field is missing or
+    malformed: the claim then reads the stored order instead of trusting the message
+    (see :class:`services.store.order_sets.Claims`, which checks every unsigned value
+    against the stored one in its compare-and-set)."""
+    try:
+        order = order_from_signed_proto(message)
+        order_time = timestamp_from_proto(message, "order_time")
+    except (DomainError, KeyError, ArithmeticError, ValueError):
+        return None
+    if order_time is None:
+        return None
+    order.status = OrderStatus.PENDING
+    order.filled_quantity = Decimal(0)
+    order.order_manager_id = message.order_manager_id or None
+    order.order_time = order.updated_time = order_time
+    return order
+
+
 def order_to_proto(order: Order) -> pb.Order:
-    return pb.Order(
+    """The order as the contract carries it (the fields an order does not have left unset)."""
+    wire = _TO_WIRE
+    message = pb.Order(
         order_id=order.order_id,
         client_order_id=order.client_order_id,
         account=order.account,
         venue=order.venue,
-        market_type=enum_to_proto(order.market_type),
+        market_type=wire[order.market_type],
         symbol=order.symbol,
-        side=enum_to_proto(order.side),
-        order_type=enum_to_proto(order.order_type),
+        side=wire[order.side],
+        order_type=wire[order.order_type],
         quantity=format_decimal(order.quantity),
-        price=format_decimal(order.price),
-        stop_price=format_decimal(order.stop_price),
-        time_in_force=enum_to_proto(order.time_in_force),
-        reduce_only=order.reduce_only,
-        post_only=order.post_only,
-        leverage=format_decimal(order.leverage),
-        order_manager_id=order.order_manager_id or "",
-        expire_time=timestamp_to_proto(order.expire_time),
-        status=enum_to_proto(order.status),
+        time_in_force=wire[order.time_in_force],
+        status=wire[order.status],
         filled_quantity=format_decimal(order.filled_quantity),
-        average_fill_price=format_decimal(order.average_fill_price),
-        remote_order_id=order.remote_order_id or "",
-        order_time=timestamp_to_proto(order.order_time),
-        updated_time=timestamp_to_proto(order.updated_time),
-        reject_reasons=order.reject_reasons,
         version=order.version,
     )
+    # Set one by one, only when present: most orders have no price, leverage, manager...
+    if order.price is not None:
+        message.price = format_decimal(order.price)
+    if order.stop_price is not None:
+        message.stop_price = format_decimal(order.stop_price)
+    if order.reduce_only:
+        message.reduce_only = True
+    if order.post_only:
+        message.post_only = True
+    if order.leverage is not None:
+        message.leverage = format_decimal(order.leverage)
+    if order.order_manager_id:
+        message.order_manager_id = order.order_manager_id
+    if order.average_fill_price is not None:
+        message.average_fill_price = format_decimal(order.average_fill_price)
+    if order.remote_order_id:
+        message.remote_order_id = order.remote_order_id
+    if order.reject_reasons:
+        message.reject_reasons.extend(order.reject_reasons)
+    if order.expire_time is not None:
+        set_timestamp(message.expire_time, order.expire_time)
+    set_timestamp(message.order_time, order.order_time)
+    set_timestamp(message.updated_time, order.updated_time)
+    return message
 
 
 def event_to_proto(event: OrderEvent, *, cursor: int = 0, account: str = "", symbol: str = "") -> pb.OrderEvent:

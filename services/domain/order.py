@@ -59,6 +59,10 @@ class OrderEvent:
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+#: The reason of Risk's PENDING -> APPROVED event.
+APPROVAL_REASON = "risk: approved"
+
+
 @dataclasses.dataclass
 class Order:
     """An order from risk approval to its terminal state."""
@@ -169,6 +173,13 @@ class Order:
         self.last_sequence = event.sequence
         self.new_events.append(event)
         return event
+
+    def record_approval(self, at: dt.datetime) -> OrderEvent:
+        """Risk's approval: the order's first two events, created (PENDING) then APPROVED,
+        both at ``at``. They depend on the order's id and ``at`` alone, so the OMS's claim
+        can recompute them (and the chain head Risk stored) from the signed request."""
+        self.record_creation(at)
+        return self.transition(OrderStatus.APPROVED, reason=APPROVAL_REASON, at=at)
 
     def record_creation(self, at: dt.datetime | None = None) -> OrderEvent:
         """The first event of every order: it enters PENDING."""

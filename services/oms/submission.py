@@ -145,7 +145,8 @@ class Submitter:
             except DomainError as error:
                 results[index] = error
                 continue
-            claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now)))
+            claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
+                                                 convert.order_as_approved(request.order))))
         if not claims:
             return results
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])

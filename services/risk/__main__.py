@@ -25,7 +25,7 @@ async def main() -> None:
         limits = RiskLimits.from_env(os.environ)
         server_config = ServerConfig.from_env("risk")
         sharding = Sharding.from_env(os.environ)
-        poll = float(env_decimal(os.environ, "TESSERA_RISK_POLL_SECONDS", "0.02"))
+        poll = float(env_decimal(os.environ, "TESSERA_RISK_POLL_SECONDS", "0.1"))
         state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
         if poll <= 0 or state_poll <= 0:
             raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from services.domain import Order, OrderStatus, Side, TradingState
 from services.domain.ledger import ZERO, LedgerUpdate, Position, apply_fill
 
-from .context import RiskContext, last_reset
+from .context import DailyReset, RiskContext
 from .limits import RiskLimits
 from .prices import PriceSource, reference_prices
 
@@ -138,6 +138,7 @@ class Book:
         #: Ledger entries and positions to write to the store (see :meth:`drain`).
         self._entries: list[dict[str, Any]] = []
         self._dirty: dict[tuple[str, str], Position] = {}
+        self.daily_reset = DailyReset(limits.daily_reset_utc)
 
     def account(self, name: str) -> Account:
         found = self.accounts.get(name)
@@ -173,7 +174,7 @@ class Book:
             working_same_side=(account.working_quantity(order.symbol, order.side, approved_since)
                                if state is TradingState.REDUCING else ZERO),
             recent_orders=account.recent_orders(stamp - limits.order_rate_window_seconds),
-            realised_today=account.realised_since(last_reset(now, limits.daily_reset_utc)),
+            realised_today=account.realised_since(self.daily_reset.at(now)),
         )
 
     def record(self, order: Order) -> None:
@@ -298,7 +299,7 @@ class Book:
         current = holder.positions.get(symbol) or Position(account, symbol)
         update = apply_fill(current, side, quantity, price, commission, trade_time)
         holder.positions[symbol] = update.position
-        reset = last_reset(self.clock(), self.limits.daily_reset_utc)
+        reset = self.daily_reset.at(self.clock())
         holder._roll(reset)
         if trade_time >= reset:
             holder.realised_today = _WIDE.add(holder.realised_today, _WIDE.subtract(update.realised_pnl, commission))

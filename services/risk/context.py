@@ -100,3 +100,24 @@ def last_reset(now: dt.datetime, reset_time: dt.time) -> dt.datetime:
     now = now.astimezone(dt.timezone.utc)
     reset = dt.datetime.combine(now.date(), reset_time.replace(tzinfo=None), tzinfo=dt.timezone.utc)
     return reset if reset <= now else reset - dt.timedelta(days=1)
+
+
+_DAY = dt.timedelta(days=1)
+
+
+class DailyReset:
+    """:func:`last_reset` for one reset time, remembered for the day it holds (every
+    decision and every fill asks for it)."""
+
+    __slots__ = ("reset_time", "_since")
+
+    def __init__(self, reset_time: dt.time) -> None:
+        self.reset_time = reset_time
+        self._since: dt.datetime | None = None
+
+    def at(self, now: dt.datetime) -> dt.datetime:
+        since = self._since
+        if since is not None and since <= now < since + _DAY:
+            return since
+        since = self._since = last_reset(now, self.reset_time)
+        return since

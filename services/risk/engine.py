@@ -88,9 +88,9 @@ class RiskEngine:
         *,
         sharding: Sharding | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
-        poll_seconds: float = 0.02,
+        poll_seconds: float = 0.1,
         state_poll_seconds: float = 0.1,
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -271,16 +271,16 @@ class RiskEngine:
         context = self.book.context(order, self.prices, now)
         violations = check_order(order, self.limits, context)
         order.order_time = order.updated_time = now
-        order.record_creation(now)
         token = ""
         if violations:
             codes = [v.code for v in violations]
             metrics.risk_rejected(codes)
             order.reject_reasons = codes
+            order.record_creation(now)
             order.transition(OrderStatus.REJECTED, reason="risk: " + ",".join(codes), at=now,
                              payload={"violations": [dataclasses.asdict(v) for v in violations]})
         else:
-            order.transition(OrderStatus.APPROVED, reason="risk: approved", at=now)
+            order.record_approval(now)
             token = self._sign(order, now)
         self.book.record(order)
         return Decision(order, token=token, violations=violations)

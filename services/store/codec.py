@@ -48,6 +48,10 @@ def decimal_text(value: Decimal, *, rounding: bool = False) -> str:
     TypeError
         Not a Decimal (floats are inexact: refused, as the column type does).
     """
+    if type(value) is Decimal and not rounding:
+        known = _DECIMAL_TEXTS.get(value) if value.is_finite() else None
+        if known is not None:
+            return known
     if type(value) is not Decimal:
         if isinstance(value, (int, str)) and not isinstance(value, bool):
             value = Decimal(value)
@@ -64,7 +68,16 @@ def decimal_text(value: Decimal, *, rounding: bool = False) -> str:
         whole = text.lstrip("-").partition(".")[0]
     if len(whole) > _MAX_INTEGER_DIGITS:
         raise ValueError(f"{text} has more than {_MAX_INTEGER_DIGITS} integer digits")
+    if not rounding:
+        if len(_DECIMAL_TEXTS) >= 4096:
+            _DECIMAL_TEXTS.clear()
+        _DECIMAL_TEXTS[value] = text
     return text
+
+
+#: Values already stored -> their text (the canonical form depends on the value alone):
+#: the order path stores the same few quantities and prices over and over.
+_DECIMAL_TEXTS: dict[Decimal, str] = {}
 
 
 #: One encoder, made once (``json.dumps`` with ``default`` builds one per call): the
@@ -102,6 +115,9 @@ class Codec:
         self.dialect = dialect
         self.sqlite = dialect == "sqlite"
         self._plans: dict[tuple[str, ...], RowPlan] = {}
+        # The last time stored and its value as stored: a batch stamps its orders and
+        # events with one clock reading (replaced whole, so threads see a consistent pair).
+        self._last_time: tuple[dt.datetime | None, Any] = (None, None)
 
     # -- to the database ----------------------------------------------------------------
     def decimal(self, value: Decimal | None) -> str | None:
@@ -114,8 +130,13 @@ class Codec:
     def time(self, value: dt.datetime | None) -> Any:
         if value is None:
             return None
+        last = self._last_time
+        if last[0] is value:
+            return last[1]
         utc = _utc(value)
-        return utc.isoformat(" ", "microseconds")[:26] if self.sqlite else utc
+        stored = utc.isoformat(" ", "microseconds")[:26] if self.sqlite else utc
+        self._last_time = (value, stored)
+        return stored
 
     def json(self, value: Any) -> str | None:
         return json_text(value)

@@ -73,35 +73,40 @@ class WriteContext:
         self.managers: set[str] = set()
 
     def run(self, sql: str, parameters: Any, *, many: bool = False) -> Any:
-        """Run one prebuilt statement on the batch's connection; returns the driver's cursor.
+        """Run one prebuilt statement on the batch's connection; returns the driver's cursor
+        (see :func:`run_on_driver`)."""
+        return run_on_driver(self.connection, sql, parameters, many=many)
 
-        The statement goes to the driver's cursor directly, without a SQLAlchemy result
-        built around it (its row and metadata set-up costs more than the statement, for
-        the order path's small sets): the engine's ``before_cursor_execute`` and
-        ``after_cursor_execute`` listeners still see it, and a driver error is raised as
-        SQLAlchemy raises it (an ``OperationalError`` for a lost database, with the
-        connection invalidated when it is gone).
-        """
-        connection = self.connection
-        dbapi = connection.connection.dbapi_connection
-        cursor = dbapi.cursor()
-        dispatch = connection.dispatch
-        if dispatch.before_cursor_execute:
-            dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, many)
-        try:
-            if many:
-                cursor.executemany(sql, parameters)
-            else:
-                cursor.execute(sql, parameters)
-        except connection.dialect.loaded_dbapi.Error as error:
-            gone = connection.dialect.is_disconnect(error, dbapi, cursor)
-            if gone:
-                connection.invalidate(error)
-            raise DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
-                                      connection_invalidated=gone) from error
-        if dispatch.after_cursor_execute:
-            dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, many)
-        return cursor
+
+def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bool = False) -> Any:
+    """Run one prebuilt statement on ``connection``'s driver cursor; returns the cursor.
+
+    The statement goes to the driver's cursor directly, without a SQLAlchemy result
+    built around it (its row and metadata set-up costs more than the statement, for
+    the order path's small sets): the engine's ``before_cursor_execute`` and
+    ``after_cursor_execute`` listeners still see it (statement counts, tracing), and a
+    driver error is raised as SQLAlchemy raises it (an ``OperationalError`` for a lost
+    database, with the connection invalidated when it is gone).
+    """
+    dbapi = connection.connection.dbapi_connection
+    cursor = dbapi.cursor()
+    dispatch = connection.dispatch
+    if dispatch.before_cursor_execute:
+        dispatch.before_cursor_execute(connection, cursor, sql, parameters, None, many)
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+    except connection.dialect.loaded_dbapi.Error as error:
+        gone = connection.dialect.is_disconnect(error, dbapi, cursor)
+        if gone:
+            connection.invalidate(error)
+        raise DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
+                                  connection_invalidated=gone) from error
+    if dispatch.after_cursor_execute:
+        dispatch.after_cursor_execute(connection, cursor, sql, parameters, None, many)
+    return cursor
 
 
 class SetWrite(Protocol[I]):

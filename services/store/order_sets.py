@@ -7,11 +7,12 @@ its kind that a batch carries:
   APPROVED or REJECTED). Two statements: the orders, then the events of those stored.
   An order whose client order id (or id) the account already used is refused
   (:class:`DuplicateClientOrderId`), the others are stored.
-* :data:`CLAIMS` (the OMS, before the venue): APPROVED -> SUBMITTED. Three statements:
-  the orders and the trading state of their symbols, read together; the updates; the
-  events. Each claim is checked against what it read: the order exists, is APPROVED,
-  trading in its symbol is not HALTED (and, in REDUCING, the order only reduces the
-  account's position, summed from its trades).
+* :data:`CLAIMS` (the OMS, before the venue): APPROVED -> SUBMITTED. Two statements
+  (the updates, the events) for claims that come with their order, whose stored row
+  and chain head are known from the verified request; a read first for the others and
+  for whatever the update did not move, each checked against what it read: the order
+  exists, is APPROVED, trading in its symbol is not HALTED (and, in REDUCING, the order
+  only reduces the account's position, summed from its trades). See :class:`Claims`.
 * :data:`FILLS` (the OMS, after the venue): the orders as the venue's answer left them,
   their events and their trades. Three statements.
 
@@ -19,10 +20,12 @@ The compare-and-set of every update is the order's ``last_sequence``: an update 
 the sequence it read, and the events it appends take the next ones, the
 ``(order_id, sequence)`` key of ``order_events_ts``. A writer that lost the race
 (another OMS replica, a cancel) gets :class:`~services.domain.errors.StaleOrder` for
-that order alone, reloads and applies its change again.
+that order alone, reloads and applies its change again. Each update returns the ids it
+moved, so the winners are known from the statement itself.
 
-SQLite runs each statement with ``executemany`` (the driver steps one prepared
-statement through the rows, in C); PostgreSQL binds each column as one array and
+SQLite runs each insert with ``executemany`` (the driver steps one prepared statement
+through the rows, in C) and each update as ``UPDATE ... FROM (VALUES ...) RETURNING``
+(up to 500 orders a statement); PostgreSQL binds each column as one array and
 ``unnest``s it (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``),
 one statement whatever the number of rows, prepared once. Values are converted by the
 dialect's :class:`~services.store.codec.Codec`, exactly as the column types store them.
@@ -30,12 +33,13 @@ dialect's :class:`~services.store.codec.Codec`, exactly as the column types stor
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 import core_ext
 from services.domain import (
@@ -171,17 +175,27 @@ def insert_sql(dialect: str, table_name: str, names: tuple[str, ...], ignore_con
     return sql + (" ON CONFLICT DO NOTHING RETURNING order_id" if ignore_conflicts else "")
 
 
-@functools.lru_cache(maxsize=None)
-def update_sql(dialect: str) -> str:
-    """The compare-and-set update of an order's lifecycle columns on ``last_sequence``.
+def _sqlite_values(width: int, rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * rows)
 
-    SQLite parameters: the new values, then ``order_id`` and the expected sequence.
-    PostgreSQL: one array per column in the same order; returns the updated ids.
+
+@functools.lru_cache(maxsize=256)
+def update_sql(dialect: str, rows: int = 1) -> str:
+    """The compare-and-set update of orders' lifecycle columns on ``last_sequence``, for
+    ``rows`` orders at once; returns the ids it updated.
+
+    Parameters per order: the new values of ``UPDATE_COLUMNS``, then ``order_id`` and
+    the expected sequence. SQLite: ``rows`` rows of ``VALUES``, flattened; PostgreSQL:
+    one array per column (``rows`` is not used).
     """
+    width = len(UPDATE_COLUMNS) + 2
     if dialect == "sqlite":
-        assignments = ", ".join(f"{name} = ?" for name in UPDATE_COLUMNS)
+        assignments = ", ".join(f"{name} = v.column{i + 1}" for i, name in enumerate(UPDATE_COLUMNS))
         return (f"UPDATE orders_ts SET {assignments}, version = version + 1 "
-                "WHERE order_id = ? AND last_sequence = ?")
+                f"FROM (VALUES {_sqlite_values(width, rows)}) AS v "
+                f"WHERE orders_ts.order_id = v.column{width - 1} AND orders_ts.last_sequence = v.column{width} "
+                "RETURNING orders_ts.order_id")
     names = (*UPDATE_COLUMNS, "order_id", "expected_sequence")
     types = [*(_pg_type(orders_table.c[name]) for name in UPDATE_COLUMNS), "text", "integer"]
     arrays = ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
@@ -189,6 +203,39 @@ def update_sql(dialect: str) -> str:
     return (f"UPDATE orders_ts AS o SET {assignments}, version = o.version + 1 "
             f"FROM unnest({arrays}) AS v({', '.join(names)}) "
             "WHERE o.order_id = v.order_id AND o.last_sequence = v.expected_sequence RETURNING o.order_id")
+
+
+@functools.lru_cache(maxsize=256)
+def expected_claim_sql(dialect: str, rows: int = 1) -> str:
+    """The claim of orders whose stored row is known (see :class:`Claims`): APPROVED ->
+    SUBMITTED where the row is exactly the expected one and trading is ACTIVE, for
+    ``rows`` orders at once; returns the ids it moved.
+
+    Parameters per claim: the update time, the new head; then the order id, the expected
+    head, the token's nonce, the order manager and the expiry (NULL when unset).
+    """
+    untraded = ("NOT EXISTS (SELECT 1 FROM trading_state WHERE scope IN "
+                f"('{GLOBAL_SCOPE}', 'symbol:' || {{symbol}}) AND state <> '{TradingState.ACTIVE.value}')")
+    moved = f"status = '{OrderStatus.SUBMITTED.value}', last_sequence = 3"
+    approved = f"status = '{OrderStatus.APPROVED.value}' AND {{o}}last_sequence = 2"
+    if dialect == "sqlite":
+        return (f"UPDATE orders_ts SET {moved}, updated_time = v.column1, last_event_hash = v.column2, "
+                f"version = version + 1 FROM (VALUES {_sqlite_values(7, rows)}) AS v "
+                f"WHERE orders_ts.order_id = v.column3 AND orders_ts.{approved.format(o='orders_ts.')} "
+                "AND orders_ts.last_event_hash = v.column4 AND orders_ts.token_nonce = v.column5 "
+                "AND orders_ts.order_manager_id IS v.column6 AND orders_ts.expire_time IS v.column7 AND "
+                + untraded.format(symbol="orders_ts.symbol") + " RETURNING orders_ts.order_id")
+    names = ("updated_time", "head", "order_id", "expected", "nonce", "manager", "expire")
+    types = [_pg_type(orders_table.c[column]) for column in
+             ("updated_time", "last_event_hash", "order_id", "last_event_hash", "token_nonce", "order_manager_id",
+              "expire_time")]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    return (f"UPDATE orders_ts AS o SET {moved}, updated_time = v.updated_time, last_event_hash = v.head, "
+            f"version = o.version + 1 FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"WHERE o.order_id = v.order_id AND o.{approved.format(o='o.')} "
+            "AND o.last_event_hash = v.expected AND o.token_nonce = v.nonce "
+            "AND o.order_manager_id IS NOT DISTINCT FROM v.manager AND o.expire_time IS NOT DISTINCT FROM v.expire "
+            "AND " + untraded.format(symbol="o.symbol") + " RETURNING o.order_id")
 
 
 @functools.lru_cache(maxsize=64)
@@ -210,28 +257,38 @@ def _execute(context: WriteContext, sql: str, rows: list[Sequence[Any]]) -> Any:
     return context.run(sql, tuple(list(column) for column in zip(*rows)))
 
 
-def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str] | None:
-    """Run the compare-and-set updates; the ids updated (None: all of them, SQLite's
-    fast path, where only the count is known)."""
-    result = _execute(context, update_sql(context.dialect), rows)
-    if context.dialect == "sqlite":
-        if result.rowcount == len(rows):
-            return None
-        # Some lost (never on SQLite's single writer, but the count says so): find which.
-        key = UPDATE_COLUMNS.index("last_sequence")
-        wanted = {row[-2]: row[key] for row in rows}
-        found = _read_sequences(context, list(wanted))
-        return {order_id for order_id, sequence in found.items() if wanted.get(order_id) == sequence}
-    return {row[0] for row in result}
+#: At most this many orders in one SQLite ``UPDATE ... FROM (VALUES ...)`` (15 values
+#: each for a lifecycle update: well under SQLite's 32766 variables).
+UPDATE_CHUNK = 500
 
 
-def _read_sequences(context: WriteContext, order_ids: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for start in range(0, len(order_ids), IN_CHUNK):
-        chunk = order_ids[start:start + IN_CHUNK]
-        sql = f"SELECT order_id, last_sequence FROM orders_ts WHERE order_id IN ({', '.join('?' * len(chunk))})"
-        found.update(context.run(sql, tuple(chunk)).fetchall())
-    return found
+def _set_update(context: WriteContext, sql: Callable[[str, int], str], rows: list[list[Any]], key: int) -> set[str]:
+    """Run a compare-and-set update of one row per order (its id at ``key``); returns the
+    ids it moved, as the statement itself returns them.
+
+    An order named twice keeps only its first row; the later ones lose, as they would
+    one after the other (they expected the same stored row): their writers reload and
+    apply again.
+    """
+    seen: set[str] = set()
+    unique = []
+    for row in rows:
+        if row[key] not in seen:
+            seen.add(row[key])
+            unique.append(row)
+    if context.dialect != "sqlite":
+        return {row[0] for row in context.run(sql(context.dialect, 0), tuple(list(c) for c in zip(*unique)))}
+    moved: set[str] = set()
+    for start in range(0, len(unique), UPDATE_CHUNK):
+        chunk = unique[start:start + UPDATE_CHUNK]
+        cursor = context.run(sql("sqlite", len(chunk)), [value for row in chunk for value in row])
+        moved.update(row[0] for row in cursor.fetchall())
+    return moved
+
+
+def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str]:
+    """The compare-and-set updates of orders' lifecycle columns; the ids updated."""
+    return _set_update(context, update_sql, rows, -2)
 
 
 def _note_events(context: WriteContext, order: Order) -> None:
@@ -309,46 +366,124 @@ class NewOrders:
 
 @dataclasses.dataclass
 class Claim:
-    """A verified submission: move ``order_id`` from APPROVED to SUBMITTED."""
+    """A verified submission: move ``order_id`` from APPROVED to SUBMITTED.
+
+    ``order`` is the order as Risk stored it, built from the request whose token
+    verified (:func:`services.common.convert.order_as_approved`), when the OMS has it:
+    the claim then needs no read (see :class:`Claims`).
+    """
 
     order_id: str
     key_id: str
     nonce: str
     at: dt.datetime
+    order: Order | None = None
+
+
+#: The reason of the claim's APPROVED -> SUBMITTED event.
+CLAIM_REASON = "oms: risk token verified"
 
 
 class Claims:
-    """The OMS's claims: APPROVED -> SUBMITTED, with the trading state checked."""
+    """The OMS's claims: APPROVED -> SUBMITTED, with the trading state checked.
+
+    Two statements for the claims that come with their order (the update, the events),
+    three for the others (a read first):
+
+    * **with the order**: Risk's first two events depend only on the order's id and
+      approval time (:meth:`Order.record_approval`), so the head of the chain Risk
+      stored is recomputed here, not read. One compare-and-set update per batch moves
+      each order whose stored row is exactly the one expected (APPROVED, at sequence 2,
+      with that head, the token's nonce, the message's order manager and expiry) while
+      neither the global state nor its symbol's is other than ACTIVE. What it did not
+      move (a replayed token, an order changed since, a halted or reducing symbol, an
+      unsigned field that disagrees) goes the read path below, which says why.
+    * **read first**: the orders and their symbols' trading state read together, each
+      claim checked against what was read, then the updates.
+    """
 
     name = "claims"
 
     def write(self, context: WriteContext, claims: Sequence[Claim]) -> list[Any]:
+        outcomes: list[Any] = [None] * len(claims)
+        event_rows: list[list[Any]] = []
+        direct: list[int] = []
+        read: list[int] = []
+        seen: set[str] = set()
+        for index, claim in enumerate(claims):
+            # A second claim of the same order in the batch is read after the first moved it.
+            (direct if claim.order is not None and claim.order_id not in seen else read).append(index)
+            seen.add(claim.order_id)
+        if direct:
+            read += self._claim_expected(context, [(index, claims[index]) for index in direct], outcomes, event_rows)
+        if read:
+            read.sort()
+            self._claim_read(context, [(index, claims[index]) for index in read], outcomes, event_rows)
+        if event_rows:
+            _execute(context, insert_sql(context.dialect, "order_events_ts", EVENT_COLUMNS), event_rows)
+        return outcomes
+
+    @staticmethod
+    def _claim_expected(context: WriteContext, claims: list[tuple[int, Claim]], outcomes: list[Any],
+                        event_rows: list[list[Any]]) -> list[int]:
+        """The claims that come with their order; returns the indexes left for the read path."""
         codec = context.codec
-        found = self._read(context, [claim.order_id for claim in claims])
-        outcomes: list[Any] = []
+        rows: list[list[Any]] = []
+        moved: list[tuple[int, Order, list[list[Any]], str | None]] = []
+        for index, claim in claims:
+            assert claim.order is not None
+            order = copy.copy(claim.order)  # a batch that fails is written again: the claim stays as given
+            order.new_events = []
+            order.record_approval(order.order_time)
+            _, expected = chain(codec, order)
+            order.new_events.clear()
+            order.last_event_hash, order.version, order.token_nonce = expected, 1, claim.nonce
+            order.transition(OrderStatus.SUBMITTED, reason=CLAIM_REASON, at=claim.at,
+                             payload={"token_key_id": claim.key_id, "token_nonce": claim.nonce})
+            events, head = chain(codec, order)
+            rows.append([codec.time(claim.at), head, order.order_id, expected, claim.nonce, order.order_manager_id,
+                         codec.time(order.expire_time) if order.expire_time is not None else None])
+            moved.append((index, order, events, head))
+        won = _set_update(context, expected_claim_sql, rows, 2)
+        left: list[int] = []
+        for index, order, events, head in moved:
+            if order.order_id not in won:
+                left.append(index)
+                continue
+            _note_events(context, order)
+            event_rows += events
+            order.new_events.clear()
+            order.last_event_hash = head
+            order.version = 2
+            outcomes[index] = order
+        return left
+
+    def _claim_read(self, context: WriteContext, claims: list[tuple[int, Claim]], outcomes: list[Any],
+                    event_rows: list[list[Any]]) -> None:
+        """The claims whose orders are read first (and checked against what was read)."""
+        codec = context.codec
+        found = self._read(context, [claim.order_id for _, claim in claims])
         updates: list[list[Any]] = []
         winners: list[tuple[int, Order, list[list[Any]]]] = []
         claimed: set[str] = set()
-        for claim in claims:
+        for index, claim in claims:
             entry = found.get(claim.order_id)
             refusal = self._refusal(context, claim, entry, claimed)
             if refusal is not None:
-                outcomes.append(refusal)
+                outcomes[index] = refusal
                 continue
             order = entry[0]
             expected = order.last_sequence
-            order.transition(OrderStatus.SUBMITTED, reason="oms: risk token verified", at=claim.at,
+            order.transition(OrderStatus.SUBMITTED, reason=CLAIM_REASON, at=claim.at,
                              payload={"token_key_id": claim.key_id, "token_nonce": claim.nonce})
             events, head = chain(codec, order)
             order.last_event_hash = head
             updates.append([*order_values(codec, order, UPDATE_COLUMNS), order.order_id, expected])
-            winners.append((len(outcomes), order, events))
+            winners.append((index, order, events))
             claimed.add(claim.order_id)
-            outcomes.append(None)
-        updated = _updated(context, updates) if updates else None
-        event_rows: list[list[Any]] = []
+        updated = _updated(context, updates) if updates else set()
         for index, order, events in winners:
-            if updated is not None and order.order_id not in updated:
+            if order.order_id not in updated:
                 outcomes[index] = StaleOrder(f"order {order.order_id} was changed by another writer")
                 continue
             _note_events(context, order)
@@ -356,9 +491,6 @@ class Claims:
             order.new_events.clear()
             order.version += 1
             outcomes[index] = order
-        if event_rows:
-            _execute(context, insert_sql(context.dialect, "order_events_ts", EVENT_COLUMNS), event_rows)
-        return outcomes
 
     @staticmethod
     def _read(context: WriteContext, order_ids: list[str]) -> dict[str, tuple[Order, TradingState, str]]:
@@ -451,7 +583,7 @@ class Fills:
         event_rows: list[list[Any]] = []
         trade_rows: list[list[Any]] = []
         for fill, (events, head) in zip(fills, chains):
-            if updated is not None and fill.order.order_id not in updated:
+            if fill.order.order_id not in updated:
                 outcomes.append(StaleOrder(f"order {fill.order.order_id} was changed by another writer"))
                 continue
             _note_events(context, fill.order)

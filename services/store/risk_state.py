@@ -33,7 +33,7 @@ from services.domain import OPEN_STATUSES, OrderStatus, Side, TradingState, utcn
 from services.domain.ledger import Position
 
 from .codec import Codec
-from .database import WriteContext
+from .database import WriteContext, run_on_driver
 
 _OPEN = ", ".join(f"'{status.value}'" for status in sorted(OPEN_STATUSES, key=lambda s: s.value))
 #: The events the book follows: submissions, fills, ends.
@@ -118,7 +118,7 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
 def trading_states(connection: Connection) -> dict[str, TradingState]:
     """Every scope's trading state (a scope without a row is ACTIVE)."""
     return {scope: TradingState(state) for scope, state in
-            connection.exec_driver_sql("SELECT scope, state FROM trading_state")}
+            run_on_driver(connection, "SELECT scope, state FROM trading_state", ()).fetchall()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +177,7 @@ class EventTail:
         else:
             where, params = f"WHERE e.id > {mark}", (self.cursor,)
         # Read through the driver: plain tuples, no result processing per row.
-        raw = connection.connection.driver_connection
-        rows = raw.execute(columns + where + f" ORDER BY e.id LIMIT {self.limit}", params).fetchall()
+        rows = run_on_driver(connection, columns + where + f" ORDER BY e.id LIMIT {self.limit}", params).fetchall()
         events = []
         for row in rows:
             event_id = row[0]
