@@ -274,7 +274,7 @@ def check_metrics_wiring(objects: list[Obj]) -> list[str]:
 
 def check_risk_shards(objects: list[Obj]) -> list[str]:
     """Risk is a StatefulSet whose replica count is its shard count: ``TESSERA_RISK_SHARDS``
-    equals ``spec.replicas``; the ordinal comes from each pod's name (no literal
+    equals ``spec.replicas``; the ordinal comes from each pod (no literal
     ``TESSERA_RISK_SHARD``, which would give every pod the same one); the governing
     Service is rendered, headless, selects the pods and serves the gRPC port; and
     ``TESSERA_RISK_PEERS``, as Risk itself reads it on every pod, names each ordinal's
@@ -293,8 +293,9 @@ def check_risk_shards(objects: list[Obj]) -> list[str]:
     if env.get("TESSERA_RISK_SHARDS") != str(replicas):
         problems.append(f"{ref(risk)}: TESSERA_RISK_SHARDS is {env.get('TESSERA_RISK_SHARDS')!r}, "
                         f"but it runs {replicas} replicas")
-    if any(item["name"] == "TESSERA_RISK_SHARD" for item in container.get("env", [])) or "TESSERA_RISK_SHARD" in env:
-        problems.append(f"{ref(risk)}: sets TESSERA_RISK_SHARD; each pod's ordinal must come from its name")
+    if "TESSERA_RISK_SHARD" in env:  # a literal (the downward API's pod-index label would be fine)
+        problems.append(f"{ref(risk)}: sets TESSERA_RISK_SHARD to {env['TESSERA_RISK_SHARD']!r} for every pod; "
+                        "each pod's ordinal must come from its name")
     governing = risk["spec"].get("serviceName")
     service = next((s for s in of_kind(objects, "Service") if s["metadata"]["name"] == governing), None)
     port = SERVICES[SHARDED]
