@@ -6,6 +6,7 @@ its shard. This measures what that costs, as the process itself reports it::
     python tools/risk_memory.py                          # 100,000 accounts x 3 positions, SQLite in a temp dir
     python tools/risk_memory.py --accounts 20000 --positions 3 --database-url postgresql://.../db
     python tools/risk_memory.py --profile                # also: what the book's objects cost, by source line
+    python tools/risk_memory.py --shards 3               # Risk as replica 0 of 3: its third of the accounts
 
 Method: a fresh store is migrated; Risk (``python -m services.risk``, one replica, the
 real process) is started on it empty, and its ``VmRSS`` is read from
@@ -100,12 +101,12 @@ def status_bytes(pid: int, field: str) -> int:
     raise RuntimeError(f"/proc/{pid}/status has no {field}")
 
 
-def measure(url: str, log_dir: Path, settle: float = 1.0) -> Sample:
-    """Start Risk on ``url``, read its memory once it serves, stop it."""
+def measure(url: str, log_dir: Path, shards: int = 1, settle: float = 1.0) -> Sample:
+    """Start Risk on ``url`` (replica 0 of ``shards``), read its memory once it serves, stop it."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TESSERA_", "AIS_"))}
     env.update({"AIS_RISK_HMAC_SECRET": SECRET, "TESSERA_DATABASE_URL": url, "TESSERA_RISK_PORT": "0",
                 "TESSERA_HOST": "127.0.0.1", "TESSERA_METRICS_PORT": "off", "TESSERA_ACCESS_LOG": "false",
-                "PYTHONUNBUFFERED": "1",
+                "PYTHONUNBUFFERED": "1", "TESSERA_RISK_SHARDS": str(shards), "TESSERA_RISK_SHARD": "0",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))})
     risk = ServiceProcess("risk", env, log_dir)
     started = time.monotonic()
@@ -127,8 +128,9 @@ def measure(url: str, log_dir: Path, settle: float = 1.0) -> Sample:
     return sample
 
 
-def profile(url: str, top: int) -> tuple[int, list[str]]:
-    """The bytes a :class:`Book` of the store's positions holds, traced, and its top lines."""
+def profile(url: str, top: int, shards: int = 1) -> tuple[int, list[str]]:
+    """The bytes a :class:`Book` of the store's positions (replica 0's of ``shards``)
+    holds, traced, and its top lines."""
     from services.risk.book import Book
     from services.risk.limits import RiskLimits
     from services.store.engine import make_engine
@@ -143,9 +145,12 @@ def profile(url: str, top: int) -> tuple[int, list[str]]:
         codec = Codec(engine.dialect.name)
         tracemalloc.start(4)
         before = tracemalloc.take_snapshot()
-        book = Book(limits)
+        from services.risk.sharding import Sharding
+
+        book = Book(limits, Sharding(0, shards).owns)
         with engine.connect() as connection:
-            snapshot = load(connection, codec, now=now, approved_since=now, window_start=now, reset=now)
+            snapshot = load(connection, codec, now=now, approved_since=now, window_start=now, reset=now,
+                            owns=book.owns)
         book.load_positions(snapshot.positions)
         del snapshot
         traced = tracemalloc.get_traced_memory()[0]
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--positions", type=int, default=3, help="positions per account (symbols), at most 8")
     parser.add_argument("--database-url", help="an empty database (default: a SQLite file in a temp directory)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="run Risk as replica 0 of this many: its book holds its shard's accounts only")
     parser.add_argument("--profile", action="store_true", help="also trace the book's allocations in this process")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -173,20 +180,24 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         url = args.database_url or f"sqlite:///{work / 'risk-memory.db'}"
         fill_store(url, 0, 0)
-        empty = measure(url, work / "empty")
+        empty = measure(url, work / "empty", args.shards)
         fill_store(url, args.accounts, args.positions)
-        loaded = measure(url, work / "loaded")
+        loaded = measure(url, work / "loaded", args.shards)
         traced = lines = None
         if args.profile:
-            traced, lines = profile(url, args.top)
+            traced, lines = profile(url, args.top, args.shards)
 
+    from services.risk.sharding import shard_of
+
+    owned = sum(1 for n in range(args.accounts) if shard_of(f"acct-{n:07d}", args.shards) == 0)
     book = loaded.rss - empty.rss
-    positions = args.accounts * args.positions
+    positions = owned * args.positions
     figures = {
-        "accounts": args.accounts, "positions": positions, "accounts_loaded": loaded.accounts_loaded,
+        "accounts": args.accounts, "shards": args.shards, "accounts_owned": owned, "positions": positions,
+        "accounts_loaded": loaded.accounts_loaded,
         "empty_rss_mb": round(empty.rss / 2**20, 1), "loaded_rss_mb": round(loaded.rss / 2**20, 1),
         "loaded_peak_mb": round(loaded.peak / 2**20, 1), "book_rss_mb": round(book / 2**20, 1),
-        "bytes_per_account": round(book / max(args.accounts, 1)), "bytes_per_position": round(book / max(positions, 1)),
+        "bytes_per_account": round(book / max(owned, 1)), "bytes_per_position": round(book / max(positions, 1)),
         "seconds_to_serve_empty": round(empty.seconds_to_serve, 2),
         "seconds_to_serve_loaded": round(loaded.seconds_to_serve, 2),
     }
@@ -195,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures))
     else:
-        print(f"Risk, one replica, {args.accounts:,} accounts x {args.positions} positions "
-              f"({loaded.accounts_loaded:,} accounts in its book):")
+        print(f"Risk, replica 0 of {args.shards}, {args.accounts:,} accounts x {args.positions} positions in the "
+              f"store ({loaded.accounts_loaded:,} accounts in its book):")
         print(f"  resident (VmRSS) empty   {figures['empty_rss_mb']:8.1f} MiB  (serving after "
               f"{figures['seconds_to_serve_empty']} s)")
         print(f"  resident (VmRSS) loaded  {figures['loaded_rss_mb']:8.1f} MiB  (serving after "
@@ -207,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  traced in the book (tracemalloc): {figures['book_traced_mb']} MiB; by line:")
             for line in lines:
                 print("   ", line)
-    if loaded.accounts_loaded != args.accounts:
-        print(f"risk loaded {loaded.accounts_loaded} accounts, not {args.accounts}", file=sys.stderr)
+    if loaded.accounts_loaded != owned:
+        print(f"risk loaded {loaded.accounts_loaded} accounts, not the {owned} of its shard", file=sys.stderr)
         return 1
     return 0
 

@@ -66,8 +66,13 @@ class Snapshot:
 
 
 def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
-         window_start: dt.datetime, reset: dt.datetime) -> Snapshot:
+         window_start: dt.datetime, reset: dt.datetime, owns: Callable[[str], bool] = lambda account: True,
+         ) -> Snapshot:
     """Everything a replica's book starts from, read in one transaction.
+
+    ``owns`` says which accounts' positions and realised PnL to keep (the replica's
+    shard): the others' rows are skipped before they are converted, so a replica's
+    memory follows its share of the accounts, not the whole ledger.
 
     The event cursor is read first: a fill committed meanwhile is in both the fills
     not yet in the ledger and the events after the cursor, and the book applies each
@@ -84,6 +89,7 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         for account, symbol, quantity, cost, realised, commission, updated, version in run(
             "SELECT account, symbol, quantity, cost_basis, realised_pnl, commission, updated_time, version "
             "FROM positions", execution_options=_STREAMED)
+        if owns(account)
     ]
     unapplied = [
         {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
@@ -108,7 +114,9 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     totals: dict[str, Decimal] = {}
     for account, realised, commission in run(
             f"SELECT account, realised_pnl, commission FROM ledger_entries WHERE trade_time >= {mark}",
-            (codec.time(reset),)):
+            (codec.time(reset),), execution_options=_STREAMED):
+        if not owns(account):
+            continue
         # Summed here, exactly: SQLite's SUM would add decimal text as binary floats.
         totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
