@@ -14,11 +14,15 @@ cluster reads them:
   one of the same name) get the run's prefix, and an emptyDir the pod's name too, so
   two runs, or two pods, never share one.
 - **Deployments do not resolve by Service name**: each workload is played as one Pod,
-  named ``<run>-<workload>``, whose network alias is the name of the Service selecting
-  it (``podman kube play --network NET:alias=NAME``, a network with DNS).
-- **StatefulSet and Job are ignored**: a StatefulSet becomes its first Pod with a
-  PersistentVolumeClaim per claim template; a Job becomes a Pod with
-  ``restartPolicy: OnFailure`` (the Job's retries).
+  named ``<run>-<workload>``, whose network aliases are the names of the Services
+  selecting it (``podman kube play --network NET:alias=A,alias=B``, a network with DNS).
+- **StatefulSet and Job are ignored**: a StatefulSet becomes one Pod per replica, as a
+  cluster makes them: ordinal ``i`` is ``<run>-<name>-<i>`` with the host name
+  ``<name>-<i>`` (the pod name a StatefulSet gives it, from which Risk reads its
+  ordinal), a PersistentVolumeClaim per claim template, and besides the Services'
+  names the stable DNS names its governing Service gives it
+  (``<name>-<i>.<service>``, ``....<namespace>.svc``, ``....svc.cluster.local``);
+  a Job becomes a Pod with ``restartPolicy: OnFailure`` (the Job's retries).
 - **containerPort is published on the same host port**: every port gets
   ``hostIP: 127.0.0.1`` and a host port of the caller's choosing (free, per run).
 - **A volume at /var/run/... takes the host's owner** (``/var/run`` is a symlink to
@@ -54,12 +58,23 @@ class PlayablePod:
 
     workload: str  # the workload's own name (e.g. "oms", "tessera-migrate")
     kind: str  # Deployment, StatefulSet, Job, Pod
-    name: str  # the Pod's name: "<run>-<workload>"
-    alias: str | None  # the Service name it answers to on the network, if a Service selects it
+    name: str  # the Pod's name: "<run>-<workload>" ("<run>-<workload>-<ordinal>" for a StatefulSet)
+    aliases: list[str]  # the names it answers to on the network (Services', a StatefulSet pod's own)
     documents: list[Obj]  # the ConfigMaps it reads, its PersistentVolumeClaims, then the Pod
     probes: dict[str, dict[str, Obj]]  # container -> probe kind -> probe
     host_ports: dict[tuple[str, int], int]  # (container, containerPort) -> host port on 127.0.0.1
     volumes: list[str]  # podman volume names this pod creates (claims, emptyDirs)
+    ordinal: int | None = None  # a StatefulSet pod's ordinal
+
+    @property
+    def alias(self) -> str | None:
+        """The first name it answers to (a selecting Service's), if any."""
+        return self.aliases[0] if self.aliases else None
+
+    @property
+    def network_option(self) -> str:
+        """What follows ``--network NET`` in ``podman kube play``: ``:alias=A,alias=B``."""
+        return ":" + ",".join(f"alias={alias}" for alias in self.aliases) if self.aliases else ""
 
     @property
     def pod(self) -> Obj:
@@ -92,8 +107,13 @@ class Playbook:
     dropped: list[str] = field(default_factory=list)  # "Kind/name" of objects kube play cannot use
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # the Secrets' decoded values
 
-    def pod(self, workload: str) -> PlayablePod:
-        return next(p for p in self.pods if p.workload == workload)
+    def pod(self, workload: str, ordinal: int | None = None) -> PlayablePod:
+        """The workload's pod (a StatefulSet's: ordinal 0 unless ``ordinal`` says)."""
+        return next(p for p in self.pods if p.workload == workload and (ordinal is None or p.ordinal == ordinal))
+
+    def replicas(self, workload: str) -> list[PlayablePod]:
+        """Every pod of a workload (a StatefulSet's in ordinal order)."""
+        return [p for p in self.pods if p.workload == workload]
 
     def volumes(self) -> list[str]:
         """Every podman volume the play creates: ConfigMaps' and each pod's."""
@@ -115,6 +135,20 @@ def _pod_template(obj: Obj) -> Obj:
     return obj if obj["kind"] == "Pod" else obj["spec"]["template"]
 
 
+def _instances(objects: Iterable[Obj]) -> Iterable[tuple[Obj, int | None]]:
+    """Each object with the ordinal of each pod it is played as: one per replica of a
+    StatefulSet, None for anything else; -1 for a workload scaled to zero (dropped)."""
+    for obj in objects:
+        replicas = (obj.get("spec") or {}).get("replicas", 1)
+        if obj["kind"] in ("Deployment", "StatefulSet") and replicas == 0:
+            yield obj, -1
+        elif obj["kind"] == "StatefulSet":
+            for ordinal in range(replicas):
+                yield obj, ordinal
+        else:
+            yield obj, None
+
+
 def convert(
     objects: Iterable[Obj],
     *,
@@ -133,7 +167,8 @@ def convert(
         that podman keeps machine-wide starts with it.
     host_port
         ``host_port(workload, container, containerPort)``: the host port to publish
-        that container port on, on 127.0.0.1.
+        that container port on, on 127.0.0.1 (``workload`` is ``<name>-<ordinal>`` for
+        a StatefulSet's pods, so each replica gets its own).
     images
         Image references to replace (``{"tessera:dev": "localhost/tessera:abc"}``);
         others stay as they are.
@@ -173,29 +208,33 @@ def convert(
             read.append(renamed[name])
         return renamed[name]
 
-    for obj in objects:
+    for obj, ordinal in _instances(objects):
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind in ("Secret", "ConfigMap"):
             continue
-        if kind not in WORKLOADS:
+        if kind not in WORKLOADS or ordinal == -1:
             book.dropped.append(f"{kind}/{name}")
             continue
-        if kind == "Deployment" and obj["spec"].get("replicas", 1) == 0:
-            book.dropped.append(f"{kind}/{name}")
-            continue
-        template = _pod_template(obj)
+        template = copy.deepcopy(_pod_template(obj))
         labels = dict((template.get("metadata") or {}).get("labels") or {})
-        alias = next((s["metadata"]["name"] for s in services if _selects(s["spec"].get("selector") or {}, labels)),
-                     None)
-        pod_name = f"{run}-{name}"
+        aliases = [s["metadata"]["name"] for s in services if _selects(s["spec"].get("selector") or {}, labels)]
+        instance = name if ordinal is None else f"{name}-{ordinal}"
+        pod_name = f"{run}-{instance}"
         spec = template["spec"]
         read.clear()
         claims: list[Obj] = []
         volumes: list[str] = []
 
         if kind == "StatefulSet":
+            spec["hostname"] = instance  # a StatefulSet pod's host name is its pod name
+            governing = obj["spec"].get("serviceName")
+            if governing in aliases:
+                namespace = obj["metadata"].get("namespace")
+                stable = f"{instance}.{governing}"
+                aliases += [stable] + ([f"{stable}.{namespace}.svc", f"{stable}.{namespace}.svc.cluster.local"]
+                                       if namespace else [])
             for claim in obj["spec"].get("volumeClaimTemplates") or []:
-                claim_name = f"{run}-{claim['metadata']['name']}-{name}-0"
+                claim_name = f"{run}-{claim['metadata']['name']}-{instance}"
                 claims.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                "metadata": {"name": claim_name}, "spec": claim["spec"]})
                 spec.setdefault("volumes", []).append(
@@ -248,7 +287,7 @@ def convert(
                 if mount["mountPath"] == "/var/run" or mount["mountPath"].startswith("/var/run/"):
                     mount["mountPath"] = mount["mountPath"][len("/var"):]
             for port in container.get("ports") or []:
-                chosen = host_port(name, container["name"], int(port["containerPort"]))
+                chosen = host_port(instance, container["name"], int(port["containerPort"]))
                 port["hostIP"] = "127.0.0.1"
                 port["hostPort"] = chosen
                 host_ports[(container["name"], int(port["containerPort"]))] = chosen
@@ -268,7 +307,7 @@ def convert(
             "spec": spec,
         }
         book.pods.append(PlayablePod(
-            workload=name, kind=kind, name=pod_name, alias=alias,
+            workload=name, kind=kind, name=pod_name, aliases=aliases, ordinal=ordinal,
             # podman 4.3's --configmap reads one ConfigMap per file: each pod's play
             # carries the ones it reads (a second play reuses the volume of the first).
             documents=[*(converted[n] for n in read), *claims, pod],

@@ -75,7 +75,7 @@ def _code_by_class(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, domain.StaleOrder):
         return grpc.StatusCode.ABORTED
-    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable)):
+    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable, domain.ReplicaUnavailable)):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
 

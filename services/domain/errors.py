@@ -129,3 +129,10 @@ class OverfillError(DomainError):
 
 class VenueUnavailable(DomainError):
     reason = "VENUE_UNAVAILABLE"
+
+
+class ReplicaUnavailable(DomainError):
+    """The replica a request must be forwarded to (the Risk replica that owns the
+    account) did not answer: UNAVAILABLE, worth a retry."""
+
+    reason = "REPLICA_UNAVAILABLE"

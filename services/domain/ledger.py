@@ -59,10 +59,13 @@ def add_fee(fees: tuple[tuple[str, Decimal], ...], asset: str | None, amount: De
     return tuple(sorted(totals.items()))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Position:
     """One account's net position in one symbol of one market type; ``version`` is 0
-    until stored. ``fees``: the commissions paid, by asset, as sorted ``(asset, total)``."""
+    until stored. ``fees``: the commissions paid, by asset, as sorted ``(asset, total)``.
+
+    Slotted: a Risk replica holds one per position of every account it owns (no
+    per-instance ``__dict__``; see docs/benchmarks.md, "Risk's memory")."""
 
     account: str
     symbol: str

@@ -35,6 +35,7 @@ async def main() -> None:
     engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll)
     servicer = RiskServicer(engine, sharding)
     metrics.watch_trading_state(db.store)
+    metrics.watch_risk_book(engine.book, sharding.shard, sharding.shards)
     stop = asyncio.Event()
     background: list[asyncio.Task[None]] = []
 

@@ -127,7 +127,7 @@ class RiskEngine:
             uow.session.connection(), codec, now=now,
             approved_since=now - dt.timedelta(seconds=limits.approval_lifetime_seconds),
             window_start=now - dt.timedelta(seconds=limits.order_rate_window_seconds),
-            reset=last_reset(now, limits.daily_reset_utc)))
+            reset=last_reset(now, limits.daily_reset_utc), owns=self.sharding.owns))
         book = self.book
         book.set_trading(snapshot.trading)
         book.load_positions(snapshot.positions)

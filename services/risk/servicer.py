@@ -16,7 +16,7 @@ import grpc
 from services.common import convert, tls
 from services.common.errors import grpc_errors, item_error_proto
 from services.domain import MarketType, TradingState, new_id
-from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed
+from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed, ReplicaUnavailable
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.risk.v1 import risk_pb2 as pb
 from tessera.risk.v1 import risk_pb2_grpc
@@ -34,6 +34,7 @@ _STATES = {
 }
 #: An item's position in the path of its error's fields ("orders[3].quantity: required").
 _ITEM_INDEX = re.compile(r"(?<![A-Za-z0-9_.])orders\[\d+\]")
+_STATUS_DETAILS = "grpc-status-details-bin"  # where a Tessera status carries its ErrorInfo
 
 
 def renumber(error: common_pb.ItemError, index: int) -> None:
@@ -92,6 +93,17 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         passed = tuple((k, v) for k, v in context.invocation_metadata() or () if k in ("x-request-id", "traceparent"))
         return (*passed, (FORWARDED_METADATA, "1"))
 
+    async def _pass_on(self, error: grpc.aio.AioRpcError, owner: int, account: str,
+                       context: grpc.aio.ServicerContext) -> None:
+        """The owner's error, passed on as it is (code, message, ErrorInfo); a call that
+        never reached it (no status of Tessera's in the trailers) is UNAVAILABLE naming it."""
+        trailing = tuple(error.trailing_metadata() or ())
+        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
+            raise ReplicaUnavailable(
+                f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
+                f"answer ({error.details()}): retry")
+        await context.abort(error.code(), error.details() or "", trailing)
+
     async def close(self) -> None:
         for channel, _ in self._peers.values():
             await channel.close()
@@ -111,8 +123,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             try:
                 return await peer.ValidateOrder(request, timeout=context.time_remaining(),
                                                 metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
-                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            except grpc.aio.AioRpcError as error:
+                await self._pass_on(error, owner, order.account, context)
         try:
             decision = await self.engine.validate(order, fresh_client_order_id=not request.order.client_order_id)
         except InvalidOrder as error:
@@ -151,8 +163,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 answer = await peer.ValidateOrders(
                     pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
                     timeout=context.time_remaining(), metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
-                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            except grpc.aio.AioRpcError as error:
+                await self._pass_on(error, owner, request.orders[indexes[0]].account, context)
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
                     renumber(result.error, index)
@@ -176,8 +188,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             try:
                 return await peer.ValidateReplacement(request, timeout=context.time_remaining(),
                                                       metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:  # the owner's answer, passed on as it is
-                await context.abort(error.code(), error.details() or "", error.trailing_metadata())
+            except grpc.aio.AioRpcError as error:
+                await self._pass_on(error, owner, replaced.account, context)
         replacement = replacement_order(replaced, order_id=new_id(),
                                         client_order_id=client_order_id or new_client_order_id(),
                                         quantity=quantity, price=price, now=self.engine.clock())

@@ -16,8 +16,9 @@ address is known or it was forwarded once already.
 Configuration: ``TESSERA_RISK_SHARDS`` (the replica count, default 1),
 ``TESSERA_RISK_SHARD`` (this replica's ordinal; default: the ordinal at the end of the
 host name, ``risk-2`` -> 2, as a StatefulSet names its pods), ``TESSERA_RISK_PEERS``
-(one address per ordinal, comma-separated, or a template with ``{shard}``, e.g.
-``risk-{shard}.risk-peers:50051``).
+(one address per ordinal, comma-separated, or a template with ``{ordinal}``, e.g.
+``risk-{ordinal}.risk-headless.tessera.svc:50051``, the per-pod DNS names a headless
+Service gives a StatefulSet's pods; ``{shard}`` is the same placeholder).
 
 Changing the replica count moves accounts between replicas: restart every replica with
 the new count (the StatefulSet's rolling update does), so each loads the accounts it
@@ -37,6 +38,8 @@ from services.common.config import ConfigError
 #: Metadata a forwarding replica adds: the receiver must own the account, not forward again.
 FORWARDED_METADATA = "tessera-risk-forwarded"
 _ORDINAL = re.compile(r"-(\d+)$")
+#: What a ``TESSERA_RISK_PEERS`` template replaces with each replica's ordinal.
+_PLACEHOLDERS = ("{ordinal}", "{shard}")
 
 
 def shard_of(account: str, shards: int) -> int:
@@ -95,14 +98,20 @@ class Sharding:
         peers_raw = environ.get("TESSERA_RISK_PEERS", "").strip()
         if not peers_raw:
             peers: tuple[str, ...] = ()
-        elif "{shard}" in peers_raw:
-            peers = tuple(peers_raw.replace("{shard}", str(i)) for i in range(shards))
+        elif any(placeholder in peers_raw for placeholder in _PLACEHOLDERS):
+            peers = tuple(_expand(peers_raw, i) for i in range(shards))
         else:
             peers = tuple(p.strip() for p in peers_raw.split(","))
             if len(peers) != shards or not all(peers):
                 raise ConfigError(f"TESSERA_RISK_PEERS must name {shards} addresses (one per replica), "
                                   f"got {len(peers)}")
         return cls(shard, shards, peers)
+
+
+def _expand(template: str, ordinal: int) -> str:
+    for placeholder in _PLACEHOLDERS:
+        template = template.replace(placeholder, str(ordinal))
+    return template
 
 
 def _number(environ: Mapping[str, str], name: str, default: str) -> int:

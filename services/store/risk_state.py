@@ -43,6 +43,12 @@ FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FIL
 _FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
 
 
+#: Read in batches through a server-side cursor on PostgreSQL: the driver never holds
+#: every position row at once (it would keep the process's memory that high after the
+#: load; docs/benchmarks.md, "Risk's memory").
+_STREAMED = {"stream_results": True, "max_row_buffer": 5000}
+
+
 def _mark(dialect: str) -> str:
     return "?" if dialect == "sqlite" else "%s"
 
@@ -61,8 +67,13 @@ class Snapshot:
 
 
 def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
-         window_start: dt.datetime, reset: dt.datetime) -> Snapshot:
+         window_start: dt.datetime, reset: dt.datetime, owns: Callable[[str], bool] = lambda account: True,
+         ) -> Snapshot:
     """Everything a replica's book starts from, read in one transaction.
+
+    ``owns`` says which accounts' positions and realised PnL to keep (the replica's
+    shard): the others' rows are skipped before they are converted, so a replica's
+    memory follows its share of the accounts, not the whole ledger.
 
     The event cursor is read first: a fill committed meanwhile is in both the fills
     not yet in the ledger and the events after the cursor, and the book applies each
@@ -71,13 +82,15 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     mark = _mark(codec.dialect)
     run = connection.exec_driver_sql
     cursor = run("SELECT COALESCE(MAX(id), 0) FROM order_events_ts").scalar_one()
+    names: dict[str, str] = {}  # one str object per account and symbol, however many rows name it
     positions = [
-        Position(account, symbol, codec.decimal_from(quantity), codec.decimal_from(cost),
-                 codec.decimal_from(realised), codec.decimal_from(commission), codec.time_from(updated), version,
-                 MarketType(market_type), fees_from(codec.json_from(fees)))
+        Position(names.setdefault(account, account), names.setdefault(symbol, symbol), codec.decimal_from(quantity),
+                 codec.decimal_from(cost), codec.decimal_from(realised), codec.decimal_from(commission),
+                 codec.time_from(updated), version, MarketType(market_type), fees_from(codec.json_from(fees)))
         for account, market_type, symbol, quantity, cost, realised, commission, fees, updated, version in run(
             "SELECT account, market_type, symbol, quantity, cost_basis, realised_pnl, commission, fees, "
-            "updated_time, version FROM positions")
+            "updated_time, version FROM positions", execution_options=_STREAMED)
+        if owns(account)
     ]
     unapplied = [
         {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
@@ -105,7 +118,9 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     totals: dict[str, Decimal] = {}
     for account, realised, commission in run(
             f"SELECT account, realised_pnl, commission FROM ledger_entries WHERE trade_time >= {mark}",
-            (codec.time(reset),)):
+            (codec.time(reset),), execution_options=_STREAMED):
+        if not owns(account):
+            continue
         # Summed here, exactly: SQLite's SUM would add decimal text as binary floats.
         totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}

@@ -2,14 +2,15 @@
 converted for podman 4.3's gaps by ``tools/kube_play.py``, and played with ``podman
 kube play`` in the order the README's deploy procedure waits for: PostgreSQL (a
 stand-in from Debian's packages) until ready, the migration Job until complete, then
-Risk, OMS and Exchange, each a Pod answering to its Service's name on the run's own
-network.
+Risk (a Pod per replica of its StatefulSet, each answering to its stable DNS name), OMS
+and Exchange, each a Pod answering to its Service's name on the run's own network.
 
 Checked: each service passes its declared gRPC probes (run here as the kubelet runs
 them: podman drops them), orders sent with the ``tessera`` command fill, the migration
 ran to the newest revision, every process runs as the declared non-root user on a
-read-only root, the Secrets' values reached the services, ``tessera verify-store`` is
-clean, and tearing down leaves nothing behind.
+read-only root, the Secrets' values reached the services, each Risk replica decides its
+own accounts and forwards the others' to their owner, ``tessera verify-store`` is clean,
+and tearing down leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -52,19 +53,23 @@ class PlayedOverlay:
         return f"{self.run}-net"
 
     def play(self, workload: str) -> kube_play.PlayablePod:
-        pod = self.book.pod(workload)
-        path = self.workdir / f"{workload}.yaml"
-        path.write_text(yaml.safe_dump_all(pod.documents, sort_keys=False))
-        network = f"{self.network}:alias={pod.alias}" if pod.alias else self.network
-        self.podman.run("kube", "play", "--network", network, str(path))
-        return pod
+        """Play every pod of the workload (each replica of a StatefulSet); the first is returned."""
+        for pod in self.book.replicas(workload):
+            path = self.workdir / f"{pod.name}.yaml"
+            path.write_text(yaml.safe_dump_all(pod.documents, sort_keys=False))
+            self.podman.run("kube", "play", "--network", self.network + pod.network_option, str(path))
+        return self.book.pod(workload)
 
-    def container(self, workload: str) -> str:
-        pod = self.book.pod(workload)
+    def pods(self, *workloads: str) -> list[kube_play.PlayablePod]:
+        """Every pod of the workloads (default: the services), replicas included."""
+        return [pod for workload in workloads or SERVICES for pod in self.book.replicas(workload)]
+
+    def container(self, workload: str, ordinal: int | None = None) -> str:
+        pod = self.book.pod(workload, ordinal)
         return pod.podman_container(pod.containers()[0])
 
-    def address(self, service: str) -> str:
-        pod = self.book.pod(service)
+    def address(self, service: str, ordinal: int | None = None) -> str:
+        pod = self.book.pod(service, ordinal)
         return f"127.0.0.1:{pod.host_port(service, 'grpc')}"
 
     def secret(self, name: str) -> dict[str, str]:
@@ -81,12 +86,11 @@ class PlayedOverlay:
         if self.torn_down:
             return
         self.torn_down = True
-        for service in SERVICES:
-            pod = self.book.pod(service)
+        for pod in self.pods():
             if self.podman.run("pod", "exists", pod.name, check=False).returncode == 0:
                 self.podman.run("pod", "stop", "--time", "20", pod.name, check=False)
-                code = self.exit_code(self.container(service))
-                self.stop_codes[service] = -1 if code is None else code
+                code = self.exit_code(pod.podman_container(pod.containers()[0]))
+                self.stop_codes[pod.name.removeprefix(f"{self.run}-")] = -1 if code is None else code
         self.podman.remove_everything_named(self.run)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -126,12 +130,13 @@ def played(podman: Podman, images: Images, dev_overlay: list[dict[str, Any]]) ->
         overlay.migrate_exit = overlay.exit_code(migrate)
         for service in SERVICES:
             overlay.play(service)
-        for service in SERVICES:
-            pod = book.pod(service)
+        for pod in overlay.pods():
+            service = pod.workload
             probe = pod.probes[service]["startupProbe"]
-            overlay.startup[service] = ds.run_probe(
+            overlay.startup[pod.name] = ds.run_probe(
                 "startupProbe", probe,
-                ds.probe_check(podman, probe, overlay.container(service), lambda p, pod=pod: pod.host_port(service, p)),
+                ds.probe_check(podman, probe, pod.podman_container(service),
+                               lambda p, pod=pod, service=service: pod.host_port(service, p)),
             )
         yield overlay
     finally:
@@ -139,14 +144,16 @@ def played(podman: Podman, images: Images, dev_overlay: list[dict[str, Any]]) ->
 
 
 def test_each_service_passes_the_grpc_probes_its_deployment_declares(played: PlayedOverlay) -> None:
-    assert {s: o.ok for s, o in played.startup.items()} == {s: True for s in SERVICES}, played.startup
-    for service in SERVICES:
-        pod = played.book.pod(service)
+    assert [pod.name.removeprefix(f"{played.run}-") for pod in played.pods()] == [
+        "risk-0", "risk-1", "oms", "exchange"]  # the dev overlay's two Risk shards, a pod each
+    assert {s: o.ok for s, o in played.startup.items()} == {p.name: True for p in played.pods()}, played.startup
+    for pod in played.pods():
+        service = pod.workload
         probes = pod.probes[service]
         assert set(probes) == set(kube_play.PROBE_KINDS)
         for kind in ("readinessProbe", "livenessProbe"):
             assert "grpc" in probes[kind], (service, kind)
-            check = ds.probe_check(played.podman, probes[kind], played.container(service),
+            check = ds.probe_check(played.podman, probes[kind], pod.podman_container(service),
                                    lambda p, pod=pod, service=service: pod.host_port(service, p))
             outcome = ds.run_probe(kind, probes[kind], check)
             assert outcome.ok, (service, outcome)
@@ -177,12 +184,12 @@ def test_the_migration_job_completed_and_the_store_is_at_the_newest_revision(pla
 
 
 def test_every_process_runs_as_its_declared_non_root_user_on_a_read_only_root(played: PlayedOverlay) -> None:
-    for workload in (*SERVICES, "postgres"):
-        pod = played.book.pod(workload)
+    for pod in played.pods(*SERVICES, "postgres"):
+        workload = pod.workload
         container = pod.pod["spec"]["containers"][0]
         declared = container["securityContext"]
         assert declared["runAsNonRoot"] and declared["readOnlyRootFilesystem"]
-        process = ds.process_view(played.podman, played.container(workload))
+        process = ds.process_view(played.podman, pod.podman_container(container["name"]))
         assert (process.uid, process.gid) == (declared["runAsUser"], declared["runAsGroup"]), (workload, process)
         assert process.uid != 0
         assert "ro" in process.root_mount_options, (workload, process)
@@ -193,13 +200,13 @@ def test_every_process_runs_as_its_declared_non_root_user_on_a_read_only_root(pl
 
 def test_the_secret_values_reached_the_services(played: PlayedOverlay) -> None:
     hmac = played.secret("tessera-hmac")
-    for service in SERVICES:
-        mounted = played.podman.out("exec", played.container(service), "cat", "/etc/tessera/hmac/current",
+    for pod in played.pods():
+        mounted = played.podman.out("exec", pod.podman_container(pod.workload), "cat", "/etc/tessera/hmac/current",
                                     "/etc/tessera/hmac/current-key-id")
-        assert mounted == hmac["current"] + hmac["current-key-id"], service
-    for service in STORE_USERS:
-        url = played.podman.out("exec", played.container(service), "printenv", "TESSERA_DATABASE_URL")
-        assert url == played.secret("tessera-database")["url"], service
+        assert mounted == hmac["current"] + hmac["current-key-id"], pod.name
+    for pod in played.pods(*STORE_USERS):
+        url = played.podman.out("exec", pod.podman_container(pod.workload), "printenv", "TESSERA_DATABASE_URL")
+        assert url == played.secret("tessera-database")["url"], pod.name
     venue = played.secret("tessera-venue")
     environment = played.podman.out("exec", played.container("exchange"), "env").splitlines()
     assert f"ASTER_API_KEY={venue['api-key']}" in environment
@@ -215,6 +222,26 @@ def test_the_secret_values_reached_the_services(played: PlayedOverlay) -> None:
     assert (verified.ok, verified.key_id) == (True, hmac["current-key-id"]), verified.reason
 
 
+def test_each_risk_replica_decides_its_own_accounts_and_forwards_the_others(played: PlayedOverlay) -> None:
+    from services.risk.sharding import shard_of
+
+    replicas = played.book.replicas("risk")
+    shards = len(replicas)
+    for pod in replicas:
+        environment = played.podman.out("exec", pod.podman_container("risk"), "env").splitlines()
+        assert f"TESSERA_RISK_SHARDS={shards}" in environment, pod.name
+        assert played.podman.out("exec", pod.podman_container("risk"), "hostname") == f"risk-{pod.ordinal}"
+    accounts = {owner: next(a for a in (f"{played.run}-shard-{n}" for n in range(1000)) if shard_of(a, shards) == owner)
+                for owner in range(shards)}
+    oms = played.address("oms")
+    for entry in range(shards):  # each replica takes every account: its own, and the others' by forwarding
+        for owner, account in accounts.items():
+            result = ds.tessera("submit", "BTCUSDT", "buy", "0.01", "--account", account,
+                                risk=played.address("risk", entry), oms=oms)
+            assert result.returncode == 0, (entry, owner, ds.show(result))
+            assert "oms: FILLED" in result.stdout, (entry, owner, ds.show(result))
+
+
 def test_verify_store_finds_no_violation(played: PlayedOverlay) -> None:
     result = played.podman.run("exec", played.container("oms"), "tessera", "verify-store", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -223,6 +250,6 @@ def test_verify_store_finds_no_violation(played: PlayedOverlay) -> None:
 
 def test_stopping_ends_every_service_cleanly_and_teardown_leaves_nothing(played: PlayedOverlay) -> None:
     played.teardown()
-    assert played.stop_codes == {service: 0 for service in SERVICES}
+    assert played.stop_codes == {"risk-0": 0, "risk-1": 0, "oms": 0, "exchange": 0}
     assert played.podman.leftovers(played.run) == {w: [] for w in ("pod", "container", "volume", "secret", "network")}
     assert not played.workdir.exists()

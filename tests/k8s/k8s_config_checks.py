@@ -24,6 +24,8 @@ from k8s_manifests import (
     ref,
     of_kind,
     named,
+    service_workload,
+    image_repository,
     workloads,
     pod_spec,
     containers,
@@ -136,12 +138,6 @@ def committed_secret_like_values(root: Path = K8S) -> list[str]:
     ]
 
 
-def _image_repository(image: str) -> str:
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[0]
-
-
 def check_images(objects: list[Obj]) -> list[str]:
     """One Tessera image reference across every object, explicitly tagged; every image
     pinned to a tag other than ``latest`` (or a digest)."""
@@ -153,16 +149,15 @@ def check_images(objects: list[Obj]) -> list[str]:
             last = image.split("@", 1)[0].rsplit("/", 1)[-1]
             if "@" not in image and (":" not in last or last.endswith(":latest")):
                 problems.append(f"{ref(workload)} container {container['name']}: image {image!r} has no fixed tag")
-            if _image_repository(image) == TESSERA_IMAGE:
+            if image_repository(image) == TESSERA_IMAGE:
                 tessera_images.add(image)
     for name in [*SERVICES, MIGRATION_JOB]:
-        kind = "Job" if name == MIGRATION_JOB else "Deployment"
         try:
-            workload = named(objects, kind, name)
+            workload = named(objects, "Job", name) if name == MIGRATION_JOB else service_workload(objects, name)
         except KeyError:
             continue
-        if _image_repository(containers(workload, init=False)[0]["image"]) != TESSERA_IMAGE:
-            problems.append(f"{kind}/{name}: does not run the {TESSERA_IMAGE} image")
+        if image_repository(containers(workload, init=False)[0]["image"]) != TESSERA_IMAGE:
+            problems.append(f"{ref(workload)}: does not run the {TESSERA_IMAGE} image")
     if len(tessera_images) != 1:
         problems.append(f"the Tessera image differs across objects: {sorted(tessera_images)}")
     return problems

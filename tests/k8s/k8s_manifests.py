@@ -40,7 +40,11 @@ METRICS_SCRAPER_PEER = {
     "namespaceSelector": {"matchLabels": {"tessera.io/monitoring": "true"}},
     "podSelector": {"matchLabels": {"tessera.io/metrics-scraper": "true"}},
 }
-AUTOSCALED = {"risk", "oms"}
+#: Services whose replica count an autoscaler owns. Not Risk: its replica count is its
+#: shard count (docs/risk-sharding.md).
+AUTOSCALED = {"oms"}
+#: Risk runs as a StatefulSet: each replica owns the accounts of its ordinal.
+SHARDED = "risk"
 DATABASE_CLIENTS = {"risk", "oms", "tessera-migrate"}
 MIGRATION_JOB = "tessera-migrate"
 #: Secrets an overlay may reference without rendering them: the prod overlay expects
@@ -130,6 +134,31 @@ def named(objects: Iterable[Obj], kind: str, name: str) -> Obj:
 
 def workloads(objects: Iterable[Obj]) -> list[Obj]:
     return of_kind(objects, *WORKLOAD_KINDS)
+
+
+def image_repository(image: str) -> str:
+    """An image reference's repository name: the last path component, before tag and digest."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def service_workload(objects: Iterable[Obj], name: str) -> Obj:
+    """The Deployment or StatefulSet that runs the Tessera service ``name``."""
+    for obj in of_kind(objects, "Deployment", "StatefulSet"):
+        if obj["metadata"]["name"] == name:
+            return obj
+    raise KeyError(f"no Deployment or StatefulSet {name} rendered")
+
+
+def long_running(objects: Iterable[Obj]) -> list[Obj]:
+    """Tessera's own long-running workloads: every Deployment, and every StatefulSet that
+    runs the Tessera image (not the in-cluster PostgreSQL of the dev overlay)."""
+    return [
+        obj for obj in of_kind(objects, "Deployment", "StatefulSet")
+        if obj["kind"] == "Deployment"
+        or any(image_repository(c.get("image", "")) == TESSERA_IMAGE for c in pod_template(obj)["spec"]["containers"])
+    ]
 
 
 def pod_template(workload: Obj) -> Obj:

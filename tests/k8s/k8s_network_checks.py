@@ -18,6 +18,8 @@ from k8s_manifests import (
     ref,
     of_kind,
     named,
+    service_workload,
+    SHARDED,
     workloads,
     pod_labels,
     selector_matches,
@@ -83,7 +85,7 @@ def check_default_deny(objects: list[Obj]) -> list[str]:
 
 def check_exchange_isolation(objects: list[Obj]) -> list[str]:
     """Only OMS pods, only on the Exchange port, reach the Exchange."""
-    exchange = named(objects, "Deployment", "exchange")
+    exchange = service_workload(objects, "exchange")
     problems = check_default_deny(objects)
     sources, wide = ingress_sources(objects, exchange)
     problems += wide
@@ -97,7 +99,7 @@ def check_client_ingress(objects: list[Obj]) -> list[str]:
     """Clients reach Risk and OMS on their own ports only."""
     problems = []
     for name in ("risk", "oms"):
-        deployment = named(objects, "Deployment", name)
+        deployment = service_workload(objects, name)
         ports = {
             str(p.get("port"))
             for policy in _policies_for(objects, pod_labels(deployment), "Ingress")
@@ -107,6 +109,29 @@ def check_client_ingress(objects: list[Obj]) -> list[str]:
         }
         if ports != {str(SERVICES[name])}:
             problems.append(f"{ref(deployment)}: ingress allowed on ports {sorted(ports)}, expected {SERVICES[name]}")
+    return problems
+
+
+def check_risk_peers(objects: list[Obj]) -> list[str]:
+    """The Risk replicas reach each other's gRPC port (a request for an account another
+    replica owns is forwarded there): Risk admits Risk pods on it, and may send to them."""
+    risk = service_workload(objects, SHARDED)
+    port = SERVICES[SHARDED]
+    labels = pod_labels(risk)
+    problems = []
+    sources, _ = ingress_sources(objects, risk)
+    if f"{SHARDED}:{port}" not in sources:
+        problems.append(f"{ref(risk)}: admits {sorted(sources)}, not its own replicas on {port}")
+    sending = any(
+        p.get("port") == port
+        for policy in _policies_for(objects, labels, "Egress")
+        for rule in policy["spec"].get("egress", [])
+        if any(selector_matches(peer.get("podSelector"), labels) and "namespaceSelector" not in peer
+               and "ipBlock" not in peer for peer in rule.get("to", []))
+        for p in rule.get("ports", [])
+    )
+    if not sending:
+        problems.append(f"{ref(risk)}: no egress to its own replicas on {port}")
     return problems
 
 
@@ -164,7 +189,7 @@ def check_metrics_ingress(objects: list[Obj]) -> list[str]:
     scraper pods (both selectors in one peer)."""
     problems = []
     for name, port in METRICS_PORTS.items():
-        deployment = named(objects, "Deployment", name)
+        deployment = service_workload(objects, name)
         scrapable = False
         for policy in _policies_for(objects, pod_labels(deployment), "Ingress"):
             for rule in policy["spec"].get("ingress", []):

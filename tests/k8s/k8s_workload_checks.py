@@ -1,5 +1,6 @@
 """Invariants of the rendered workloads: probes, pod security, resources, disruption
-budgets, autoscalers, the single Exchange, service accounts and wiring, the migration.
+budgets, autoscalers, the single Exchange, Risk's shards, service accounts and wiring,
+the migration.
 
 Each ``check_*`` takes one overlay's rendered objects and returns its problems, one
 readable line each; an empty list means the invariant holds."""
@@ -13,11 +14,14 @@ from k8s_manifests import (
     SERVICES,
     METRICS_PORTS,
     AUTOSCALED,
+    SHARDED,
     MIGRATION_JOB,
     Obj,
     ref,
     of_kind,
     named,
+    service_workload,
+    long_running,
     workloads,
     pod_spec,
     pod_labels,
@@ -30,10 +34,11 @@ from k8s_manifests import (
 
 
 def check_grpc_probes(objects: list[Obj]) -> list[str]:
-    """Every Deployment's containers have gRPC liveness and readiness probes on a port
-    the container declares (and a startup probe, if any, is gRPC on that port too)."""
+    """Every long-running Tessera workload's containers have gRPC liveness and readiness
+    probes on a port the container declares (and a startup probe, if any, is gRPC on that
+    port too)."""
     problems = []
-    for deployment in of_kind(objects, "Deployment"):
+    for deployment in long_running(objects):
         for container in containers(deployment, init=False):
             where = f"{ref(deployment)} container {container['name']}"
             ports = set(container_ports(container).values())
@@ -111,10 +116,10 @@ def check_resources(objects: list[Obj]) -> list[str]:
 
 
 def check_disruption_budgets(objects: list[Obj]) -> list[str]:
-    """Exactly one PodDisruptionBudget covers each Deployment's pods."""
+    """Exactly one PodDisruptionBudget covers each long-running Tessera workload's pods."""
     problems = []
     budgets = of_kind(objects, "PodDisruptionBudget")
-    for deployment in of_kind(objects, "Deployment"):
+    for deployment in long_running(objects):
         covering = [pdb for pdb in budgets if selector_matches(pdb["spec"].get("selector"), pod_labels(deployment))]
         if len(covering) != 1:
             problems.append(f"{ref(deployment)}: covered by {len(covering)} PodDisruptionBudgets, expected 1")
@@ -125,8 +130,9 @@ def check_disruption_budgets(objects: list[Obj]) -> list[str]:
 
 
 def check_autoscalers(objects: list[Obj], min_replicas: int) -> list[str]:
-    """Autoscalers exist for Risk and OMS only, with at least ``min_replicas``; the
-    Deployments they scale set no replica count of their own."""
+    """Autoscalers exist for the OMS only (never for Risk, whose replica count is its
+    shard count), with at least ``min_replicas``; the Deployments they scale set no
+    replica count of their own."""
     problems = []
     targets = Counter()
     for hpa in of_kind(objects, "HorizontalPodAutoscaler"):
@@ -164,10 +170,10 @@ def check_exchange_singleton(objects: list[Obj]) -> list[str]:
 
 
 def check_termination_grace(objects: list[Obj], minimum: int = 10) -> list[str]:
-    """Deployments give SIGTERM's drain (mark NOT_SERVING, stop with grace) time to run."""
+    """Tessera's workloads give SIGTERM's drain (mark NOT_SERVING, stop with grace) time to run."""
     return [
         f"{ref(d)}: terminationGracePeriodSeconds {pod_spec(d).get('terminationGracePeriodSeconds', 30)} < {minimum}"
-        for d in of_kind(objects, "Deployment")
+        for d in long_running(objects)
         if pod_spec(d).get("terminationGracePeriodSeconds", 30) < minimum
     ]
 
@@ -194,7 +200,7 @@ def check_service_wiring(objects: list[Obj]) -> list[str]:
     problems = []
     services = {svc["metadata"]["name"]: svc for svc in of_kind(objects, "Service")}
     for name, port in SERVICES.items():
-        deployment = named(objects, "Deployment", name)
+        deployment = service_workload(objects, name)
         container = containers(deployment, init=False)[0]
         env = container_env(objects, deployment, container)
         if env.get("TESSERA_HOST") != "0.0.0.0":
@@ -218,7 +224,7 @@ def check_service_wiring(objects: list[Obj]) -> list[str]:
             expected = METRICS_PORTS[name] if svc_port.get("name") == "metrics" else port
             if resolved != expected or svc_port["port"] != expected:
                 problems.append(f"Service/{name}: port {svc_port['port']} -> {target} does not reach {expected}")
-    oms = named(objects, "Deployment", "oms")
+    oms = service_workload(objects, "oms")
     address = container_env(objects, oms, containers(oms, init=False)[0]).get("TESSERA_EXCHANGE_ADDRESS", "")
     host, _, port_text = address.rpartition(":")
     exchange_service = services.get(host.split(".")[0])
@@ -250,7 +256,7 @@ def check_metrics_wiring(objects: list[Obj]) -> list[str]:
     container port named ``metrics``, and the pod's ``prometheus.io`` annotations agree."""
     problems = []
     for name, port in METRICS_PORTS.items():
-        deployment = named(objects, "Deployment", name)
+        deployment = service_workload(objects, name)
         container = containers(deployment, init=False)[0]
         env = container_env(objects, deployment, container)
         variable = f"TESSERA_{name.upper()}_METRICS_PORT"
@@ -263,4 +269,59 @@ def check_metrics_wiring(objects: list[Obj]) -> list[str]:
         for key, value in wanted.items():
             if annotations.get(key) != value:
                 problems.append(f"{ref(deployment)}: pod annotation {key} is {annotations.get(key)!r}, expected {value!r}")
+    return problems
+
+
+def check_risk_shards(objects: list[Obj]) -> list[str]:
+    """Risk is a StatefulSet whose replica count is its shard count: ``TESSERA_RISK_SHARDS``
+    equals ``spec.replicas``; the ordinal comes from each pod (no literal
+    ``TESSERA_RISK_SHARD``, which would give every pod the same one); the governing
+    Service is rendered, headless, selects the pods and serves the gRPC port; and
+    ``TESSERA_RISK_PEERS``, as Risk itself reads it on every pod, names each ordinal's
+    stable DNS name (``<pod>.<headless service>.<namespace>.svc``) on that port."""
+    from services.common.config import ConfigError
+    from services.risk.sharding import Sharding
+
+    try:
+        risk = named(objects, "StatefulSet", SHARDED)
+    except KeyError:
+        return [f"Risk is not a StatefulSet named {SHARDED}"]
+    problems = []
+    replicas = risk["spec"].get("replicas", 1)
+    container = containers(risk, init=False)[0]
+    env = container_env(objects, risk, container)
+    if env.get("TESSERA_RISK_SHARDS") != str(replicas):
+        problems.append(f"{ref(risk)}: TESSERA_RISK_SHARDS is {env.get('TESSERA_RISK_SHARDS')!r}, "
+                        f"but it runs {replicas} replicas")
+    if "TESSERA_RISK_SHARD" in env:  # a literal (the downward API's pod-index label would be fine)
+        problems.append(f"{ref(risk)}: sets TESSERA_RISK_SHARD to {env['TESSERA_RISK_SHARD']!r} for every pod; "
+                        "each pod's ordinal must come from its name")
+    governing = risk["spec"].get("serviceName")
+    service = next((s for s in of_kind(objects, "Service") if s["metadata"]["name"] == governing), None)
+    port = SERVICES[SHARDED]
+    if service is None:
+        problems.append(f"{ref(risk)}: its serviceName {governing!r} is not a rendered Service")
+    else:
+        if service["spec"].get("clusterIP") != "None":
+            problems.append(f"{ref(service)}: the StatefulSet's governing Service must be headless (clusterIP: None)")
+        if not selector_matches({"matchLabels": service["spec"].get("selector", {})}, pod_labels(risk)):
+            problems.append(f"{ref(service)}: does not select {ref(risk)}'s pods")
+        if port not in [p["port"] for p in service["spec"].get("ports", [])]:
+            problems.append(f"{ref(service)}: does not serve port {port}")
+    namespace = risk["metadata"].get("namespace")
+    for ordinal in range(replicas):
+        pod = f"{risk['metadata']['name']}-{ordinal}"
+        try:
+            sharding = Sharding.from_env(env, hostname=pod)
+        except ConfigError as error:
+            problems.append(f"{ref(risk)}: pod {pod} would not start: {error}")
+            continue
+        expected = f"{pod}.{governing}.{namespace}.svc:{port}"
+        if sharding.shard != ordinal or sharding.shards != replicas:
+            problems.append(f"{ref(risk)}: pod {pod} would be replica {sharding.shard} of {sharding.shards}")
+        if sharding.peers != tuple(f"{risk['metadata']['name']}-{i}.{governing}.{namespace}.svc:{port}"
+                                   for i in range(replicas)):
+            problems.append(f"{ref(risk)}: pod {pod} reads the peers {list(sharding.peers)}, expected "
+                            f"{expected} and its siblings")
+            break
     return problems

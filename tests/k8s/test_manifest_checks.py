@@ -31,7 +31,7 @@ def drop_readiness_probe(objects: Objects) -> None:
 
 
 def probe_the_wrong_port(objects: Objects) -> None:
-    container_of(objects, "Deployment", "risk")["livenessProbe"]["grpc"]["port"] = 50052
+    container_of(objects, "StatefulSet", "risk")["livenessProbe"]["grpc"]["port"] = 50052
 
 
 def probe_over_http(objects: Objects) -> None:
@@ -54,11 +54,11 @@ def writable_root_filesystem(objects: Objects) -> None:
 
 
 def allow_privilege_escalation(objects: Objects) -> None:
-    del container_of(objects, "Deployment", "risk")["securityContext"]["allowPrivilegeEscalation"]
+    del container_of(objects, "StatefulSet", "risk")["securityContext"]["allowPrivilegeEscalation"]
 
 
 def keep_capabilities(objects: Objects) -> None:
-    container_of(objects, "Deployment", "risk")["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
+    container_of(objects, "StatefulSet", "risk")["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
 
 
 def mount_service_account_token(objects: Objects) -> None:
@@ -84,8 +84,15 @@ def autoscale_the_exchange(objects: Objects) -> None:
     objects.append(hpa)
 
 
-def drop_risk_autoscaler(objects: Objects) -> None:
-    objects.remove(km.named(objects, "HorizontalPodAutoscaler", "risk"))
+def drop_oms_autoscaler(objects: Objects) -> None:
+    objects.remove(km.named(objects, "HorizontalPodAutoscaler", "oms"))
+
+
+def autoscale_risk(objects: Objects) -> None:
+    hpa = copy.deepcopy(km.named(objects, "HorizontalPodAutoscaler", "oms"))
+    hpa["metadata"]["name"] = "risk"
+    hpa["spec"]["scaleTargetRef"].update(kind="StatefulSet", name="risk")
+    objects.append(hpa)
 
 
 def pin_autoscaled_replicas(objects: Objects) -> None:
@@ -93,7 +100,7 @@ def pin_autoscaled_replicas(objects: Objects) -> None:
 
 
 def one_autoscaled_replica(objects: Objects) -> None:
-    km.named(objects, "HorizontalPodAutoscaler", "risk")["spec"]["minReplicas"] = 1
+    km.named(objects, "HorizontalPodAutoscaler", "oms")["spec"]["minReplicas"] = 1
 
 
 def two_exchanges(objects: Objects) -> None:
@@ -105,7 +112,57 @@ def roll_the_exchange(objects: Objects) -> None:
 
 
 def short_grace_period(objects: Objects) -> None:
-    km.pod_spec(km.named(objects, "Deployment", "risk"))["terminationGracePeriodSeconds"] = 5
+    km.pod_spec(km.named(objects, "StatefulSet", "risk"))["terminationGracePeriodSeconds"] = 5
+
+
+def drop_risk_budget(objects: Objects) -> None:
+    objects.remove(km.named(objects, "PodDisruptionBudget", "risk"))
+
+
+def drop_risk_readiness_probe(objects: Objects) -> None:
+    del container_of(objects, "StatefulSet", "risk")["readinessProbe"]
+
+
+def risk_env(objects: Objects) -> list[dict]:
+    return container_of(objects, "StatefulSet", "risk")["env"]
+
+
+def scale_risk_without_its_shard_count(objects: Objects) -> None:
+    km.named(objects, "StatefulSet", "risk")["spec"]["replicas"] += 1  # `kubectl scale`, or a patch of replicas alone
+
+
+def shard_count_without_the_replicas(objects: Objects) -> None:
+    next(item for item in risk_env(objects) if item["name"] == "TESSERA_RISK_SHARDS")["value"] = "1"
+
+
+def pin_the_shard_ordinal(objects: Objects) -> None:
+    risk_env(objects).append({"name": "TESSERA_RISK_SHARD", "value": "0"})
+
+
+def peers_in_another_namespace(objects: Objects) -> None:
+    peers = next(item for item in risk_env(objects) if item["name"] == "TESSERA_RISK_PEERS")
+    peers["value"] = "risk-{ordinal}.risk-headless.default.svc:50051"
+
+
+def peers_through_the_client_service(objects: Objects) -> None:
+    peers = next(item for item in risk_env(objects) if item["name"] == "TESSERA_RISK_PEERS")
+    peers["value"] = peers["value"].replace("risk-{ordinal}.risk-headless.", "risk.")
+
+
+def governing_service_with_a_cluster_ip(objects: Objects) -> None:
+    del km.named(objects, "Service", "risk-headless")["spec"]["clusterIP"]
+
+
+def drop_the_governing_service(objects: Objects) -> None:
+    objects.remove(km.named(objects, "Service", "risk-headless"))
+
+
+def drop_risk_peer_policy(objects: Objects) -> None:
+    objects.remove(policy(objects, "risk-peers"))
+
+
+def risk_peers_on_another_port(objects: Objects) -> None:
+    policy(objects, "risk-peers")["spec"]["egress"][0]["ports"][0]["port"] = 50052
 
 
 def share_a_service_account(objects: Objects) -> None:
@@ -113,7 +170,7 @@ def share_a_service_account(objects: Objects) -> None:
 
 
 def bind_loopback(objects: Objects) -> None:
-    container_of(objects, "Deployment", "risk")["env"].append({"name": "TESSERA_HOST", "value": "127.0.0.1"})
+    container_of(objects, "StatefulSet", "risk")["env"].append({"name": "TESSERA_HOST", "value": "127.0.0.1"})
 
 
 def exchange_address_typo(objects: Objects) -> None:
@@ -219,8 +276,8 @@ def secret_key_typo(objects: Objects) -> None:
 
 
 def key_file_not_mounted(objects: Objects) -> None:
-    container_of(objects, "Deployment", "risk")["volumeMounts"] = [
-        mount for mount in container_of(objects, "Deployment", "risk")["volumeMounts"]
+    container_of(objects, "StatefulSet", "risk")["volumeMounts"] = [
+        mount for mount in container_of(objects, "StatefulSet", "risk")["volumeMounts"]
         if mount["mountPath"] != "/etc/tessera/hmac"
     ]
 
@@ -246,7 +303,7 @@ def latest_image(objects: Objects) -> None:
 
 
 def misspelled_field(objects: Objects) -> None:
-    container_of(objects, "Deployment", "risk")["readinesProbe"] = {"grpc": {"port": 50051}}
+    container_of(objects, "StatefulSet", "risk")["readinesProbe"] = {"grpc": {"port": 50051}}
 
 
 def string_port(objects: Objects) -> None:
@@ -271,12 +328,25 @@ BREAKAGES: list[tuple[str, Callable[[Objects], None], Callable[[Objects], list[s
     ("prod", request_above_limit, workload_checks.check_resources),
     ("prod", drop_exchange_budget, workload_checks.check_disruption_budgets),
     ("dev", autoscale_the_exchange, lambda o: workload_checks.check_autoscalers(o, 1)),
-    ("prod", drop_risk_autoscaler, lambda o: workload_checks.check_autoscalers(o, 2)),
+    ("prod", drop_oms_autoscaler, lambda o: workload_checks.check_autoscalers(o, 2)),
+    ("dev", autoscale_risk, lambda o: workload_checks.check_autoscalers(o, 1)),
     ("prod", pin_autoscaled_replicas, lambda o: workload_checks.check_autoscalers(o, 2)),
     ("prod", one_autoscaled_replica, lambda o: workload_checks.check_autoscalers(o, 2)),
     ("prod", two_exchanges, workload_checks.check_exchange_singleton),
     ("dev", roll_the_exchange, workload_checks.check_exchange_singleton),
     ("dev", short_grace_period, workload_checks.check_termination_grace),
+    ("prod", drop_risk_budget, workload_checks.check_disruption_budgets),
+    ("prod", drop_risk_readiness_probe, workload_checks.check_grpc_probes),
+    ("dev", scale_risk_without_its_shard_count, workload_checks.check_risk_shards),
+    ("prod", scale_risk_without_its_shard_count, workload_checks.check_risk_shards),
+    ("dev", shard_count_without_the_replicas, workload_checks.check_risk_shards),
+    ("prod", pin_the_shard_ordinal, workload_checks.check_risk_shards),
+    ("prod", peers_in_another_namespace, workload_checks.check_risk_shards),
+    ("dev", peers_through_the_client_service, workload_checks.check_risk_shards),
+    ("dev", governing_service_with_a_cluster_ip, workload_checks.check_risk_shards),
+    ("prod", drop_the_governing_service, workload_checks.check_risk_shards),
+    ("dev", drop_risk_peer_policy, network_checks.check_risk_peers),
+    ("prod", risk_peers_on_another_port, network_checks.check_risk_peers),
     ("dev", share_a_service_account, workload_checks.check_service_accounts),
     ("dev", bind_loopback, workload_checks.check_service_wiring),
     ("prod", exchange_address_typo, workload_checks.check_service_wiring),

@@ -28,8 +28,9 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(objects: list[dict
     assert km.validate_schemas(objects, version) == []
 
 
-def test_every_deployment_has_grpc_liveness_and_readiness_probes_on_its_container_port(objects: list[dict]) -> None:
-    assert len(km.of_kind(objects, "Deployment")) == 3
+def test_every_service_has_grpc_liveness_and_readiness_probes_on_its_container_port(objects: list[dict]) -> None:
+    assert sorted(km.ref(w) for w in km.long_running(objects)) == [
+        "Deployment/exchange", "Deployment/oms", "StatefulSet/risk"]
     assert workload_checks.check_grpc_probes(objects) == []
 
 
@@ -41,11 +42,11 @@ def test_every_container_has_cpu_and_memory_requests_and_limits(objects: list[di
     assert workload_checks.check_resources(objects) == []
 
 
-def test_every_deployment_has_one_pod_disruption_budget(objects: list[dict]) -> None:
+def test_every_service_has_one_pod_disruption_budget(objects: list[dict]) -> None:
     assert workload_checks.check_disruption_budgets(objects) == []
 
 
-def test_only_risk_and_oms_are_autoscaled_with_enough_replicas(objects: list[dict], overlay: str) -> None:
+def test_only_the_oms_is_autoscaled_with_enough_replicas(objects: list[dict], overlay: str) -> None:
     assert workload_checks.check_autoscalers(objects, MIN_AUTOSCALED_REPLICAS[overlay]) == []
 
 
@@ -53,7 +54,7 @@ def test_exchange_runs_exactly_one_replica_and_never_two_at_once(objects: list[d
     assert workload_checks.check_exchange_singleton(objects) == []
 
 
-def test_deployments_leave_time_for_a_graceful_stop(objects: list[dict]) -> None:
+def test_services_leave_time_for_a_graceful_stop(objects: list[dict]) -> None:
     assert workload_checks.check_termination_grace(objects) == []
 
 
@@ -63,6 +64,20 @@ def test_each_workload_has_its_own_service_account_without_a_token(objects: list
 
 def test_services_listen_on_all_interfaces_on_their_documented_ports(objects: list[dict]) -> None:
     assert workload_checks.check_service_wiring(objects) == []
+
+
+def test_risk_runs_one_replica_per_shard_and_each_finds_its_peers(objects: list[dict]) -> None:
+    assert workload_checks.check_risk_shards(objects) == []
+
+
+def test_risk_replicas_run_the_overlays_shard_count(rendered: dict[str, list[dict]]) -> None:
+    counts = {name: km.named(objects, "StatefulSet", km.SHARDED)["spec"]["replicas"]
+              for name, objects in rendered.items()}
+    assert counts == {"dev": 2, "prod": 3}  # dev runs two, so forwarding is exercised there too
+
+
+def test_risk_replicas_reach_each_other_for_forwarding(objects: list[dict]) -> None:
+    assert network_checks.check_risk_peers(objects) == []
 
 
 def test_a_job_runs_the_migrations_against_the_database_secret(objects: list[dict]) -> None:
@@ -117,7 +132,9 @@ def test_dev_runs_postgres_in_the_cluster_and_prod_an_external_one(rendered: dic
     postgres = km.named(rendered["dev"], "StatefulSet", "postgres")
     assert postgres["spec"]["replicas"] == 1
     assert [claim["metadata"]["name"] for claim in postgres["spec"]["volumeClaimTemplates"]] == ["data"]
-    assert km.of_kind(rendered["prod"], "StatefulSet", "PersistentVolumeClaim") == []
+    assert [km.ref(s) for s in km.of_kind(rendered["prod"], "StatefulSet", "PersistentVolumeClaim")] == [
+        "StatefulSet/risk"]  # Risk's state is in the store: no claim
+    assert "volumeClaimTemplates" not in km.named(rendered["prod"], "StatefulSet", "risk")["spec"]
 
 
 def test_prod_memory_is_guaranteed(rendered: dict[str, list[dict]]) -> None:

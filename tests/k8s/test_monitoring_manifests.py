@@ -43,6 +43,8 @@ def exported_families() -> set[str]:
     names |= {"tessera_trading_state", "tessera_orders_in_doubt", "tessera_order_in_doubt_oldest_seconds",
               "tessera_execution_anomalies"}
     assert metrics.OrderHealthCollector  # the collector that exports the last three
+    names |= {"tessera_risk_book_accounts", "tessera_risk_book_positions", "tessera_risk_shards"}
+    assert metrics.RiskBookCollector  # Risk's own, registered by services.risk
     return names
 
 

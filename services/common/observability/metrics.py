@@ -241,6 +241,53 @@ def watch_trading_state(store: Any) -> None:
                 REGISTRY.register(collector)
 
 
+# -- what a Risk replica holds in memory, read at scrape time ---------------------------------
+class RiskBookCollector(Collector):
+    """``tessera_risk_book_accounts`` and ``tessera_risk_book_positions``: the accounts and
+    positions in this Risk replica's book (the accounts of its shard it has loaded or
+    decided since it started), and ``tessera_risk_shards``, the replica count it was
+    started with (``shard`` label: its own ordinal). Read from the book at each scrape
+    (no hook on the order path); the sum over replicas is every account Risk holds."""
+
+    def __init__(self, book: Any, shard: int, shards: int) -> None:
+        self.book = book
+        self.shard = str(shard)
+        self.shards = shards
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            accounts = list(self.book.accounts.values())  # a copy: the event loop keeps adding
+            positions = sum(len(account.positions) for account in accounts)
+        except Exception:  # noqa: BLE001 - never break the scrape
+            log.debug("risk book metrics not read", exc_info=True)
+            return
+        for name, text, value in (
+            ("tessera_risk_book_accounts", "Accounts in this Risk replica's book (its shard's, loaded or decided).",
+             len(accounts)),
+            ("tessera_risk_book_positions", "Positions in this Risk replica's book.", positions),
+            ("tessera_risk_shards", "The Risk replica count this replica was started with (TESSERA_RISK_SHARDS); "
+             "shard: its own ordinal.", self.shards),
+        ):
+            family = GaugeMetricFamily(name, text, labels=["shard"])
+            family.add_metric([self.shard], value)
+            yield family
+
+
+_book_collector: list[Collector] = []
+
+
+def watch_risk_book(book: Any, shard: int, shards: int) -> None:
+    """Report ``book`` (a :class:`services.risk.book.Book`) at scrape time; Risk calls this once."""
+    with _collector_lock:
+        while _book_collector:
+            REGISTRY.unregister(_book_collector.pop())
+        _book_collector.append(RiskBookCollector(book, shard, shards))
+        REGISTRY.register(_book_collector[0])
+
+
 # -- exposition -----------------------------------------------------------------------------
 class MetricsServer:
     """``/metrics`` over HTTP on a thread of its own (a busy event loop still answers)."""
@@ -259,6 +306,7 @@ class MetricsServer:
 __all__ = [
     "MetricsServer",
     "OrderHealthCollector",
+    "RiskBookCollector",
     "SERVICE",
     "TRADING_STATE_VALUES",
     "events_committed",
@@ -266,5 +314,6 @@ __all__ = [
     "rpc_finished",
     "token_failure",
     "venue_error",
+    "watch_risk_book",
     "watch_trading_state",
 ]

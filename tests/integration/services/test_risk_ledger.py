@@ -282,6 +282,58 @@ def test_a_restarted_replica_loads_the_throttle_window_and_positions_from_the_st
     assert restarted.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.015")
 
 
+def test_a_replica_reads_only_the_positions_and_realised_pnl_of_its_own_accounts(db, store, keyring, make_order):
+    from services.risk.sharding import Sharding
+    from services.store.risk_state import load
+
+    maps = [Sharding(0, 2), Sharding(1, 2)]
+    accounts = {owner: next(a for a in (f"acct-{n}" for n in range(100)) if maps[0].owner(a) == owner)
+                for owner in (0, 1)}
+
+    async def scenario():
+        everyone = engine(db, keyring, max_position_notional=None, max_gross_exposure=None)
+        for account in accounts.values():
+            await bought(everyone, store, make_order, "0.01", account=account)
+        for account in accounts.values():  # and sold at a loss: realised PnL today
+            await bought(everyone, store, make_order, "0.01", price="64000", account=account, side=Side.SELL)
+        await everyone.sync()
+
+    asyncio.run(scenario())
+    now = utcnow()
+    with store.engine.connect() as connection, connection.begin():
+        snapshots = [load(connection, db.codec, now=now, approved_since=now, window_start=now,
+                          reset=now - dt.timedelta(days=1), owns=shard.owns) for shard in maps]
+
+    # Each replica's snapshot (what it converts and keeps while it loads) is its shard's alone.
+    for owner, snapshot in enumerate(snapshots):
+        assert {p.account for p in snapshot.positions} == {accounts[owner]}
+        assert [account for account, _ in snapshot.realised] == [accounts[owner]]
+        assert snapshot.realised[0][1] == D("-10.2")  # 0.01 x -1,000, and two commissions of 0.1
+
+
+def test_a_loaded_book_keeps_one_string_per_account_and_symbol_name(db, store, keyring, make_order):
+    limits = dict(max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        for account in ("acct-1", "acct-2"):
+            for symbol in ("BTCUSDT", "ETHUSDT"):
+                await bought(first, store, make_order, "0.01", account=account, symbol=symbol)
+        restarted = engine(db, keyring, **limits)
+        await restarted.start()
+        return restarted.book
+
+    book = asyncio.run(scenario())
+
+    # A book of 100,000 accounts holds 300,000 positions: each names its account and
+    # symbol with the book's own string objects, not a copy per row (docs/benchmarks.md).
+    held = [(name, position) for name, account in book.accounts.items() for position in account.positions.values()]
+    assert len(held) == 4
+    assert all(position.account is name for name, position in held)
+    symbols = {}
+    assert all(symbols.setdefault(p.symbol, p.symbol) is p.symbol for _, p in held)
+
+
 def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_switch(db, store, keyring, make_order):
     prices = MovablePrices(PRICES)
     risk = RiskEngine(db, keyring, LIMITS, prices, state_poll_seconds=0)

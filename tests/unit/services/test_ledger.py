@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from decimal import Context, Decimal, localcontext
@@ -147,3 +148,13 @@ def test_a_fill_without_positive_quantity_and_price_is_refused(quantity, price):
 )
 def test_only_reduces(held, side, quantity, expected):
     assert only_reduces(D(held), side, D(quantity)) is expected
+
+
+def test_a_position_carries_no_instance_dict():
+    # A Risk replica holds one Position per position of every account it owns: slotted,
+    # it costs 96 bytes instead of about 150 with a __dict__ (docs/benchmarks.md).
+    position = Position("acct-1", "BTCUSDT", D("1.5"))
+    assert not hasattr(position, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        position.quantity = D("2")  # type: ignore[misc]
+    assert dataclasses.replace(position, quantity=D("2")).quantity == D("2")

@@ -84,7 +84,7 @@ def book() -> kube_play.Playbook:
 def test_each_workload_becomes_one_pod_named_after_the_run_and_the_workload(book: kube_play.Playbook) -> None:
     assert [(p.kind, p.workload, p.name, p.pod["kind"]) for p in book.pods] == [
         ("Deployment", "oms", f"{RUN}-oms", "Pod"),
-        ("StatefulSet", "pg", f"{RUN}-pg", "Pod"),
+        ("StatefulSet", "pg", f"{RUN}-pg-0", "Pod"),
         ("Job", "migrate", f"{RUN}-migrate", "Pod"),
     ]
     assert book.pod("oms").pod["metadata"]["labels"] == {"app": "oms", "tessera.io/deploy-run": RUN}
@@ -92,7 +92,44 @@ def test_each_workload_becomes_one_pod_named_after_the_run_and_the_workload(book
 
 def test_a_pod_answers_to_the_name_of_the_service_that_selects_it(book: kube_play.Playbook) -> None:
     assert book.pod("oms").alias == "oms-svc"
-    assert book.pod("migrate").alias is None
+    assert book.pod("oms").network_option == ":alias=oms-svc"
+    assert book.pod("migrate").alias is None and book.pod("migrate").network_option == ""
+
+
+SHARDED: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "risk", "namespace": "dev"},
+     "spec": {"selector": {"app": "risk"}, "ports": [{"port": 50051}]}},
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "risk-headless", "namespace": "dev"},
+     "spec": {"clusterIP": "None", "selector": {"app": "risk"}, "ports": [{"port": 50051}]}},
+    {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "risk", "namespace": "dev"},
+     "spec": {"replicas": 2, "serviceName": "risk-headless", "selector": {"matchLabels": {"app": "risk"}},
+              "template": {"metadata": {"labels": {"app": "risk"}}, "spec": {
+                  "containers": [container("risk", ports=[{"name": "grpc", "containerPort": 50051}],
+                                           volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}])],
+                  "volumes": [{"name": "tmp", "emptyDir": {}}]}}}},
+]
+
+
+def test_each_replica_of_a_stateful_set_is_a_pod_with_its_ordinal_host_name_and_stable_dns_names() -> None:
+    ports = itertools.count(42000)
+    asked: list[tuple[str, str, int]] = []
+    book = kube_play.convert(SHARDED, run=RUN, host_port=lambda *key: asked.append(key) or next(ports))
+    replicas = book.replicas("risk")
+    assert [(p.name, p.ordinal, p.pod["spec"]["hostname"]) for p in replicas] == [
+        (f"{RUN}-risk-0", 0, "risk-0"), (f"{RUN}-risk-1", 1, "risk-1")]
+    assert replicas[1].aliases == ["risk", "risk-headless", "risk-1.risk-headless", "risk-1.risk-headless.dev.svc",
+                                   "risk-1.risk-headless.dev.svc.cluster.local"]
+    assert asked == [("risk-0", "risk", 50051), ("risk-1", "risk", 50051)]  # a host port per replica
+    assert [p.host_port("risk", "grpc") for p in replicas] == [42000, 42001]
+    assert [p.volumes for p in replicas] == [[f"{RUN}-risk-0-tmp"], [f"{RUN}-risk-1-tmp"]]
+    assert book.pod("risk") is replicas[0] and book.pod("risk", 1) is replicas[1]
+
+
+def test_a_stateful_set_scaled_to_zero_is_dropped() -> None:
+    scaled = copy.deepcopy(SHARDED)
+    scaled[2]["spec"]["replicas"] = 0
+    book = kube_play.convert(scaled, run=RUN, host_port=lambda *_: 1)
+    assert book.pods == [] and "StatefulSet/risk" in book.dropped
 
 
 def test_secrets_become_config_maps_with_their_decoded_values(book: kube_play.Playbook) -> None:
@@ -125,7 +162,7 @@ def test_empty_dirs_get_a_name_of_their_own_per_pod_and_run(book: kube_play.Play
     oms, pg = book.pod("oms"), book.pod("pg")
     assert oms.pod["spec"]["volumes"][1] == {"name": f"{RUN}-oms-tmp", "emptyDir": {}}
     assert oms.pod["spec"]["containers"][0]["volumeMounts"][1] == {"name": f"{RUN}-oms-tmp", "mountPath": "/tmp"}
-    assert f"{RUN}-pg-tmp" in pg.volumes and f"{RUN}-oms-tmp" in oms.volumes
+    assert f"{RUN}-pg-0-tmp" in pg.volumes and f"{RUN}-oms-tmp" in oms.volumes
 
 
 def test_a_stateful_set_gets_a_claim_per_template_mounted_where_the_template_says(book: kube_play.Playbook) -> None:
@@ -143,7 +180,7 @@ def test_a_job_becomes_a_pod_restarted_on_failure(book: kube_play.Playbook) -> N
 
 def test_mounts_under_var_run_move_to_run(book: kube_play.Playbook) -> None:
     mounts = book.pod("pg").pod["spec"]["containers"][0]["volumeMounts"]
-    assert mounts[2] == {"name": f"{RUN}-pg-run", "mountPath": "/run/postgresql"}
+    assert mounts[2] == {"name": f"{RUN}-pg-0-run", "mountPath": "/run/postgresql"}
 
 
 def test_every_container_port_is_published_on_loopback_on_the_chosen_host_port(book: kube_play.Playbook) -> None:
