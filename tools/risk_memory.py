@@ -75,13 +75,15 @@ def fill_store(url: str, accounts: int, positions: int) -> None:
                     # Values as a real ledger holds them: every one its own (nothing for an
                     # implementation to share), a position, its cost, PnL and fees so far.
                     quantity = Decimal(draw.randrange(1, 5_000_000)) / 10_000 * draw.choice((1, -1))
+                    commission = Decimal(draw.randrange(1, 10**8)) / 10**6
                     cost = (abs(quantity) * Decimal(str(prices[k])) * Decimal(draw.uniform(0.9, 1.1))).quantize(
                         Decimal("0.00000001"))
                     rows.append({
-                        "account": f"acct-{n:07d}", "symbol": SYMBOLS[k], "quantity": quantity,
+                        "account": f"acct-{n:07d}", "market_type": "FUTURES", "symbol": SYMBOLS[k],
+                        "quantity": quantity,
                         "cost_basis": cost, "average_entry_price": (cost / abs(quantity)).quantize(Decimal("1E-8")),
                         "realised_pnl": Decimal(draw.randrange(-10**9, 10**9)) / 10**4,
-                        "commission": Decimal(draw.randrange(1, 10**8)) / 10**6,
+                        "commission": commission, "fees": {"USDT": str(commission)},
                         "updated_time": now - dt.timedelta(seconds=draw.randrange(10**7), microseconds=n),
                         "version": draw.randrange(1, 1000),
                     })

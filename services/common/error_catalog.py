@@ -158,6 +158,9 @@ _OWN: tuple[Reason, ...] = (
        "Tessera held the order back: the venue's order-count limit is reached.", services=_EXCHANGE),
     _r("STORE_UNAVAILABLE", "UNAVAILABLE",
        "The order store is unreachable. Retry; where the call may have taken effect, read the order first."),
+    _r("REPLICA_UNAVAILABLE", "UNAVAILABLE",
+       "The Risk replica that decides the order's account did not answer the replica forwarding to it: retry "
+       "(it is restarting, or unreachable from this replica).", ("account", "owner_replica"), _RISK),
     _r("VENUE_UNAVAILABLE", "UNAVAILABLE",
        "No usable answer from the venue (HTTP 5xx, or the Exchange service did not answer the OMS): the request may "
        "or may not have taken effect; read the order before retrying.", services=_OMS_EXCHANGE),

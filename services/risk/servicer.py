@@ -101,7 +101,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
             raise ReplicaUnavailable(
                 f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
-                f"answer ({error.details()}): retry")
+                f"answer ({error.details()}): retry", metadata={"account": account, "owner_replica": owner})
         await context.abort(error.code(), error.details() or "", trailing)
 
     async def close(self) -> None:
