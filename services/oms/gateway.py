@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from decimal import Decimal
 from typing import Any, Sequence
 
 import grpc
@@ -218,6 +219,18 @@ class ExchangeGateway:
             timeout=timeout or self.timeout,
             metadata=(*oms_call_metadata(self.keyring, "QueryOrder"), *outgoing_metadata()),
         )
+
+    async def venue_futures_positions(self, *, timeout: float | None = None) -> dict[str, Decimal] | None:
+        """``ListVenuePositions``: the venue account's futures positions by symbol, or None
+        when the Exchange runs paper or shadow (no venue account to compare with).
+        Raises the call's ``AioRpcError``."""
+        answer = await self.stub.ListVenuePositions(
+            exchange_pb2.ListVenuePositionsRequest(), timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions"))
+        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+            return None
+        return {p.symbol: Decimal(p.quantity) for p in answer.positions
+                if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)}
 
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
