@@ -151,7 +151,8 @@ class Replacer:
             venue's answer to the cancel not known yet (VENUE_UNAVAILABLE: call again).
         """
         presented = convert.order_from_proto(message)
-        verified = verify_or_raise(self.keyring, token, presented, ttl_seconds=self.ttl_seconds)
+        verified = verify_or_raise(self.keyring, token, presented, ttl_seconds=self.ttl_seconds,
+                                   now=self.submitter.wall())
         stored = await self.db.read(_read_stored, presented.order_id)
         replacement = stored.replacement
         if replacement.replaces_order_id is None or stored.replaced is None:

@@ -71,8 +71,9 @@ class RiskEngine:
         The store, the signing keys, the controls, the reference prices.
     sharding
         Which accounts this replica owns (default: every account).
-    clock
-        The current time (tests inject theirs).
+    clock, monotonic
+        The current time (UTC), and the monotonic clock the polls and flushes are paced
+        by: the real ones unless a test gives its own.
     poll_seconds, state_poll_seconds
         How often :meth:`follow` reads the order events and the trading state.
     flush_seconds
@@ -89,6 +90,7 @@ class RiskEngine:
         *,
         sharding: Sharding | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
         poll_seconds: float = 0.1,
         state_poll_seconds: float = 0.1,
         flush_seconds: float = 1.0,
@@ -98,6 +100,7 @@ class RiskEngine:
         self.limits = limits
         self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
         self.clock = clock
+        self.monotonic = monotonic
         self.sharding = sharding or Sharding()
         self.book = Book(limits, self.sharding.owns, clock)
         self.poll_seconds = poll_seconds
@@ -136,8 +139,8 @@ class RiskEngine:
         book.load_recent(snapshot.recent)
         for trade in snapshot.unapplied:  # fills whose ledger entries a stopped replica never wrote
             book.fill(final=False, **trade)
-        self._tail = EventTail(snapshot.cursor)
-        self._states_read = time.monotonic()
+        self._tail = EventTail(snapshot.cursor, monotonic=self.monotonic)
+        self._states_read = self.monotonic()
         log.info("risk book loaded: %d accounts, %d fills applied at start", len(book.accounts),
                  len(snapshot.unapplied))
         await self.flush()
@@ -149,7 +152,7 @@ class RiskEngine:
         tail = self._tail
         assert tail is not None
         codec = self.db.codec
-        read_states = time.monotonic() - self._states_read >= self.state_poll_seconds
+        read_states = self.monotonic() - self._states_read >= self.state_poll_seconds
 
         def read(connection: Any) -> tuple[list[Any], dict[str, TradingState] | None]:
             return tail.read(connection, codec), trading_states(connection) if read_states else None
@@ -157,11 +160,11 @@ class RiskEngine:
         events, states = await self.db.read_connection(read)
         if states is not None:
             self.book.set_trading(states)
-            self._states_read = time.monotonic()
+            self._states_read = self.monotonic()
         for event in events:
             self._apply(event)
         if (self.book.pending_entries >= FLUSH_ENTRIES
-                or time.monotonic() - self._flushed >= self.flush_seconds):
+                or self.monotonic() - self._flushed >= self.flush_seconds):
             await self.flush()
         return len(events)
 
@@ -187,7 +190,7 @@ class RiskEngine:
 
     async def flush(self) -> None:
         """Write the ledger entries and positions the book owes the store."""
-        self._flushed = time.monotonic()
+        self._flushed = self.monotonic()
         entries, positions = self.book.drain()
         if not entries and not positions:
             return
