@@ -46,6 +46,7 @@ from services.store.order_sets import CLAIM_REASON, Claim, Fill
 from services.store.records import ExecutionAnomaly, TradingStateChange, TradingStateRecord
 from services.store.trading_state import GLOBAL_SCOPE, symbol_scope
 from services.store.uow import AbstractUnitOfWork
+from tessera.common.v1 import types_pb2 as common_pb
 
 UTC = dt.timezone.utc
 #: Where a :class:`FakeClock` starts unless told: a Monday, mid-morning UTC.
@@ -558,11 +559,13 @@ class FakeGateway:
         remote = f"fake-{domain.order_id[:8]}"
         if not crosses:
             self.resting[domain.order_id] = ref
-            return Executed([make_report(ref, OrderStatus.ACCEPTED, remote_order_id=remote, at=now)], 1)
+            return Executed([make_report(ref, OrderStatus.ACCEPTED, remote_order_id=remote, at=now)],
+                            common_pb.EXECUTION_MODE_PAPER)
         fill = VenueFill(trade_id=f"fake-t{next(self._trades)}", quantity=domain.quantity, price=market,
                          commission=Decimal("0"), commission_asset="USDT", liquidity_side=LiquiditySide.TAKER)
         return Executed([make_report(ref, OrderStatus.FILLED, fill=fill, cumulative=domain.quantity,
-                                     remote_order_id=remote, at=now)], 1)
+                                     remote_order_id=remote, at=now)],
+                            common_pb.EXECUTION_MODE_PAPER)
 
     async def execute_many(self, items: Sequence[tuple[Any, str]], *, remaining: float | None = None
                            ) -> list[Executed | Refusal]:

@@ -17,13 +17,15 @@ KEY_ID = "sl1"
 TTL = 300
 
 
-def approve(db: Any, keyring: "core_ext.KeyRing", at: dt.datetime, **fields: Any) -> tuple[Order, str]:
+def approve(db: Any, keyring: "core_ext.KeyRing", at: dt.datetime, *, nonce: str | None = None,
+            **fields: Any) -> tuple[Order, str]:
     """What Risk does for an order it approves at ``at``: its first two events, a token
-    issued then, the order stored. Returns the order as a client sends it, and its token."""
+    issued then (with ``nonce``; random when None), the order stored. Returns the order as
+    a client sends it, and its token."""
     order = order_factory.build_order(**{"quantity": Decimal("0.01"), "price": Decimal("66000"),
                                          "order_time": at, "updated_time": at, **fields})
     order.record_approval(at)
-    token = core_ext.sign_token(keyring, order.token_body(), int(at.timestamp()))
+    token = core_ext.sign_token(keyring, order.token_body(), int(at.timestamp()), nonce)
     order.token_nonce = token.split(".")[3]
     db.run_sync(lambda uow: uow.orders.add(order))
     return order_factory.build_order(**{name: getattr(order, name) for name in (
