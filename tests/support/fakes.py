@@ -13,6 +13,8 @@
   and the order path's set writes (new orders, claims, fills) decided as the SQL ones
   decide them. ``tests/unit/service_layer/test_fake_store_contract.py`` runs the same
   scenarios against this and the real store on SQLite, so the two cannot drift apart.
+* :class:`FakeRiskSource`: where a Risk engine loads its book from and follows the
+  order events, over the fake store (Risk's ledger kept in a list).
 * :class:`FakeGateway`: the OMS's Exchange gateway as data: fills marketable orders at the
   market price, rests the others, cancels what rests; every report dated by the clock.
 
@@ -523,6 +525,66 @@ def _fills(uow: FakeUnitOfWork, fills: list[Fill]) -> list[Any]:
     return outcomes
 
 
+# -- what Risk reads from the store ---------------------------------------------------------------
+class FakeRiskSource:
+    """:class:`services.store.risk_state.StoreSource` over a :class:`FakeDatabase`: the
+    snapshot a Risk engine starts from, the order events it follows, the ledger it writes.
+
+    The fake store holds no ledger: a book starts with no positions and no realised PnL
+    (``positions`` and ``realised`` preset them), and learns fills from the fill events
+    it follows, as a running replica does. The ledger the engine writes is kept in
+    ``ledger`` and ``written_positions``.
+    """
+
+    def __init__(self, db: FakeDatabase, *, positions: Sequence[Any] = (),
+                 realised: Sequence[tuple[str, Decimal]] = ()) -> None:
+        self.db = db
+        self.positions = list(positions)
+        self.realised = list(realised)
+        self.cursor = 0
+        self.ledger: list[dict[str, Any]] = []
+        self.written_positions: list[Any] = []
+
+    async def load(self, *, now: dt.datetime, approved_since: dt.datetime, window_start: dt.datetime,
+                   reset: dt.datetime, owns: Callable[[str], bool]) -> Any:
+        from services.store.risk_state import Snapshot
+
+        await asyncio.sleep(0)
+        state = self.db.store.state
+        self.cursor = len(state.event_log)
+        working = [(o.order_id, o.account, o.client_order_id, o.symbol, o.side.value, o.quantity, o.filled_quantity,
+                    o.status.value, o.updated_time) for o in state.orders.values()
+                   if o.status in OPEN_STATUSES or (o.status is OrderStatus.APPROVED and o.updated_time >= approved_since)]
+        recent = sorted(((o.account, o.order_time) for o in state.orders.values() if o.order_time >= window_start),
+                        key=lambda item: item[1])
+        trading = {scope: record.state for scope, record in state.trading_state.items()}
+        return Snapshot(self.cursor, [p for p in self.positions if owns(p.account)], [], working, recent,
+                        [(a, net) for a, net in self.realised if owns(a)], trading)
+
+    async def follow(self, read_states: bool) -> tuple[list[Any], dict[str, TradingState] | None]:
+        from services.store.risk_state import FOLLOWED, TailEvent
+
+        await asyncio.sleep(0)
+        state = self.db.store.state
+        events = []
+        for event_id, event in state.event_log[self.cursor:]:
+            if event.to_status in FOLLOWED:
+                order = state.orders[event.order_id]
+                events.append(TailEvent(event_id, event.order_id, event.sequence, event.to_status, event.event_time,
+                                        copy.deepcopy(event.payload) if event.to_status in (
+                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) else {},
+                                        order.account, order.symbol, order.side, order.venue, order.quantity,
+                                        order.filled_quantity, order.market_type))
+        self.cursor = len(state.event_log)
+        states = {scope: record.state for scope, record in state.trading_state.items()} if read_states else None
+        return events, states
+
+    async def write_ledger(self, entries: list[dict[str, Any]], positions: list[Any]) -> None:
+        await asyncio.sleep(0)
+        self.ledger += copy.deepcopy(entries)
+        self.written_positions += copy.deepcopy(positions)
+
+
 # -- the Exchange, as the OMS's gateway sees it -----------------------------------------------------
 class FakeGateway:
     """:class:`services.oms.gateway.ExchangeGateway` as data, on paper.
@@ -564,8 +626,7 @@ class FakeGateway:
         fill = VenueFill(trade_id=f"fake-t{next(self._trades)}", quantity=domain.quantity, price=market,
                          commission=Decimal("0"), commission_asset="USDT", liquidity_side=LiquiditySide.TAKER)
         return Executed([make_report(ref, OrderStatus.FILLED, fill=fill, cumulative=domain.quantity,
-                                     remote_order_id=remote, at=now)],
-                            common_pb.EXECUTION_MODE_PAPER)
+                                     remote_order_id=remote, at=now)], common_pb.EXECUTION_MODE_PAPER)
 
     async def execute_many(self, items: Sequence[tuple[Any, str]], *, remaining: float | None = None
                            ) -> list[Executed | Refusal]:
@@ -586,4 +647,5 @@ class FakeGateway:
         raise NotInTheFake("StreamExecutionReports")
 
 
-__all__ = ["FakeClock", "FakeDatabase", "FakeGateway", "FakeStore", "FakeUnitOfWork", "NotInTheFake", "START"]
+__all__ = ["FakeClock", "FakeDatabase", "FakeGateway", "FakeRiskSource", "FakeStore", "FakeUnitOfWork", "NotInTheFake",
+           "START"]
