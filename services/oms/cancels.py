@@ -40,13 +40,13 @@ class Cancels:
         self.clock = clock
 
     async def cancel(self, order_id: str) -> Order:
-        order = await self.submitter.write(_request_cancel, order_id)
+        order = await self.submitter.write(_request_cancel, order_id, self.clock())
         if order.status is not OrderStatus.PENDING_CANCEL:
             return order  # never reached a venue: cancelled locally
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                return await self.submitter.write(_cancel_refused, order_id, answer.reason)
+                return await self.submitter.write(_cancel_refused, order_id, answer.reason, self.clock())
             # No answer: the cancel may or may not have reached the venue. The order stays
             # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
             raise VenueUnavailable(
@@ -111,14 +111,14 @@ class Cancels:
         return (await self.submitter.apply_reports(order.order_id, [answer])).order
 
 
-def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
+def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL:
         return order
     if order.status in (OrderStatus.PENDING, OrderStatus.APPROVED):
-        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission")
+        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission", at=at)
     elif order.status.is_open:
-        order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
+        order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested", at=at)
     else:
         raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN",
                                  metadata={"order_id": order.order_id, "status": order.status.value})
@@ -126,10 +126,10 @@ def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
     return order
 
 
-def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str) -> Order:
+def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-        order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+        order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
         uow.orders.save(order)
     return order
 

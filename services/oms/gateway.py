@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, Sequence
+import time
+from decimal import Decimal
+from typing import Any, Callable, Sequence
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -106,13 +108,17 @@ class ExchangeGateway:
         Signs the OMS's per-call credential.
     timeout
         The longest an execution or a cancel waits for its answer (seconds).
+    wall
+        The wall clock (epoch seconds) the credentials are signed at.
     """
 
     def __init__(self, stub: exchange_pb2_grpc.ExchangeServiceStub, keyring: "core_ext.KeyRing", *,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, wall: Callable[[], float] = time.time) -> None:
         self.stub = stub
         self.keyring = keyring
         self.timeout = timeout
+        #: The time the OMS's per-call credentials are signed at (epoch seconds).
+        self.wall = wall
 
     def _deadline(self, remaining: float | None) -> float:
         """The call's timeout: the gateway's, within what the caller has left (a margin
@@ -130,7 +136,8 @@ class ExchangeGateway:
                 response = await self.stub.ExecuteOrder(
                     exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token), *outgoing_metadata()),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token, now=self.wall()),
+                              *outgoing_metadata()),
                     wait_for_ready=True,
                 )
         except grpc.aio.AioRpcError as error:
@@ -156,7 +163,7 @@ class ExchangeGateway:
                         orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
                     ),
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens), now=self.wall()),
                               *outgoing_metadata()),
                     wait_for_ready=True,
                 )
@@ -199,7 +206,7 @@ class ExchangeGateway:
                 account=order.account,
             ),
             timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "CancelOrder"), *outgoing_metadata()),
+            metadata=(*oms_call_metadata(self.keyring, "CancelOrder", now=self.wall()), *outgoing_metadata()),
         )
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
@@ -216,15 +223,27 @@ class ExchangeGateway:
                 side=convert.enum_to_proto(order.side),
             ),
             timeout=timeout or self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "QueryOrder"), *outgoing_metadata()),
+            metadata=(*oms_call_metadata(self.keyring, "QueryOrder", now=self.wall()), *outgoing_metadata()),
         )
+
+    async def venue_futures_positions(self, *, timeout: float | None = None) -> dict[str, Decimal] | None:
+        """``ListVenuePositions``: the venue account's futures positions by symbol, or None
+        when the Exchange runs paper or shadow (no venue account to compare with).
+        Raises the call's ``AioRpcError``."""
+        answer = await self.stub.ListVenuePositions(
+            exchange_pb2.ListVenuePositionsRequest(), timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", now=self.wall()))
+        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+            return None
+        return {p.symbol: Decimal(p.quantity) for p in answer.positions
+                if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)}
 
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
         learns later (resting orders filling, the venue's own cancels)."""
         return self.stub.StreamExecutionReports(
             exchange_pb2.StreamExecutionReportsRequest(after_sequence=after_sequence),
-            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports"),
+            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports", now=self.wall()),
         )
 
 

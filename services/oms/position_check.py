@@ -31,12 +31,11 @@ import time
 from decimal import Decimal
 from typing import Any, Callable
 
-from services.common.tokens import oms_call_metadata
 from services.domain import MarketType
 from services.store import UnitOfWork
 from services.store.database import Database
-from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2
+
+from .gateway import ExchangeGateway
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ class PositionCheck:
         self.db = db
         self.keyring = keyring
         self.stub = stub
+        self.gateway = ExchangeGateway(stub, keyring, timeout=timeout_seconds)
         self.timeout_seconds = timeout_seconds
         self.settle_seconds = settle_seconds
         self.monotonic = monotonic
@@ -83,13 +83,9 @@ class PositionCheck:
     async def check(self) -> list[Mismatch]:
         """Compare once; returns the mismatches recorded by this check (raises the
         Exchange's ``AioRpcError`` when it cannot answer)."""
-        answer = await self.stub.ListVenuePositions(
-            exchange_pb2.ListVenuePositionsRequest(), timeout=self.timeout_seconds,
-            metadata=oms_call_metadata(self.keyring, "ListVenuePositions"))
-        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+        venue = await self.gateway.venue_futures_positions(timeout=self.timeout_seconds)
+        if venue is None:
             return []  # paper and shadow: no venue account to compare with
-        venue = {p.symbol: Decimal(p.quantity) for p in answer.positions
-                 if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)}
         ledger = await self.db.read(ledger_futures)
         differing = {}
         for symbol in sorted(venue.keys() | ledger.keys()):
