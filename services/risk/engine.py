@@ -130,7 +130,7 @@ class RiskEngine:
         now = self.clock()
         limits = self.limits
         snapshot = await self.source.load(
-            now=now, approved_since=now - dt.timedelta(seconds=limits.approval_lifetime_seconds),
+            now=now, approved_since=now - dt.timedelta(seconds=limits.approval_counted_seconds),
             window_start=now - dt.timedelta(seconds=limits.order_rate_window_seconds),
             reset=last_reset(now, limits.daily_reset_utc), owns=self.sharding.owns)
         book = self.book

@@ -69,16 +69,21 @@ def test_the_order_rate_window_rolls_forward_with_the_clock(clock, db):
     assert stored.count(OrderStatus.REJECTED) == 1 and len(stored) == 5  # every decision was stored
 
 
-def test_an_approval_counts_among_the_open_orders_for_exactly_its_tokens_lifetime(clock, db):
+def test_an_approval_counts_among_the_open_orders_as_long_as_its_token_is_accepted(clock, db):
+    # The OMS accepts a token until issued_at + TTL + the allowed clock skew (5 s): Risk
+    # counts the approval exactly that long, never less.
     risk = engine(clock, db, max_open_orders=2)
     held = [decide(risk), decide(risk)]
-    clock.advance(300)  # the tokens are exactly five minutes old: still usable, still counted
+    clock.advance(300)  # five minutes old: still usable, still counted
     at_five_minutes = decide(risk)
+    clock.advance(5)  # TTL + skew: the last instant counted
+    at_the_skew = decide(risk)
     clock.advance(TICK)
     after = decide(risk)
 
     assert held == [(OrderStatus.APPROVED, [])] * 2
     assert at_five_minutes == (OrderStatus.REJECTED, ["MAX_OPEN_ORDERS_EXCEEDED"])
+    assert at_the_skew == (OrderStatus.REJECTED, ["MAX_OPEN_ORDERS_EXCEEDED"])
     assert after == (OrderStatus.APPROVED, [])
 
 
