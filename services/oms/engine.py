@@ -63,12 +63,13 @@ class OrderManagement:
         *,
         ttl_seconds: int = 300,
         exchange_timeout: float = 10.0,
+        exchange_channel: Any = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.ttl_seconds = ttl_seconds
-        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout)
+        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout, channel=exchange_channel)
         self._event_written = asyncio.Event()
         self.submitter = Submitter(db, keyring, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
                                    written=self._event_written.set)
