@@ -239,9 +239,12 @@ class Chaos:
         return vh.venue_env(
             self.sim, "live",
             TESSERA_VENUE_TIMEOUT_SECONDS="1",
-            TESSERA_EXCHANGE_TIMEOUT_SECONDS="2",  # OMS -> Exchange deadline: well inside the grace period
+            # The OMS -> Exchange deadline (production: 10 s): long enough to outlast an Exchange
+            # restart (2-5 s on a loaded machine), so an order claimed just as the Exchange is
+            # killed is sent when it is back; the grace period exceeds it plus the venue timeout.
+            TESSERA_EXCHANGE_TIMEOUT_SECONDS="6",
             TESSERA_RECONCILE_INTERVAL_SECONDS="1",
-            TESSERA_RECONCILE_GRACE_SECONDS="4",
+            TESSERA_RECONCILE_GRACE_SECONDS="8",
             ASTER_WEIGHT_LIMIT="10000000",
             TESSERA_RISK_ORDER_RATE_LIMIT="off",
             TESSERA_RISK_MAX_OPEN_ORDERS="off",
