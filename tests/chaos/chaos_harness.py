@@ -206,7 +206,11 @@ class Chaos:
 
     def __init__(self, config: ChaosConfig) -> None:
         self.config = config
-        self.rng = random.Random(config.seed * 7919 + 1)
+        # One generator per thread of decisions, so the seed alone decides each sequence
+        # (a shared one would hand out its numbers in whatever order the threads ran).
+        self.rng = random.Random(config.seed * 7919 + 1)  # the kills: when, what, how long down
+        self.fault_rng = random.Random(config.seed * 7919 + 2)  # the venue faults, in order
+        self.client_rng = random.Random(config.seed * 7919 + 3)  # the clients' pauses before a cancel
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.kills: collections.Counter[str] = collections.Counter()
         self.faults: collections.Counter[str] = collections.Counter()
@@ -315,7 +319,7 @@ class Chaos:
             if self.done < next_at:
                 continue
             next_at += self.config.fault_every_orders
-            fault = dict(self.rng.choice(FAULTS))
+            fault = dict(self.fault_rng.choice(FAULTS))
             label = fault["kind"] + ("_processed" if fault.get("processed") else "")
             try:
                 self.sim.fault(fault.pop("kind"), method="POST", path="/fapi/v1/order", **fault)
@@ -369,7 +373,7 @@ class Chaos:
             status = self._submit(oms, answer.order, answer.risk_token)
         self._outcome(f"submit {status}")
         if spec.cancel and status in ("ORDER_STATUS_ACCEPTED", "ORDER_STATUS_SUBMITTED"):
-            time.sleep(self.rng.uniform(0, 0.3))
+            time.sleep(self.client_rng.uniform(0, 0.3))
             try:
                 self._call(oms.CancelOrder, oms_pb2.CancelOrderRequest(order_id=answer.order.order_id), attempts=20)
                 self._outcome("cancel answered")
