@@ -161,6 +161,9 @@ _OWN: tuple[Reason, ...] = (
     _r("REPLICA_UNAVAILABLE", "UNAVAILABLE",
        "The Risk replica that decides the order's account did not answer the replica forwarding to it: retry "
        "(it is restarting, or unreachable from this replica).", ("account", "owner_replica"), _RISK),
+    _r("EXCHANGE_UNAVAILABLE", "UNAVAILABLE",
+       "The OMS could not reach the Exchange service (restarting) within the call's deadline: nothing was sent and "
+       "the order is still APPROVED; retry the same submission.", ("order_id",), _OMS),
     _r("VENUE_UNAVAILABLE", "UNAVAILABLE",
        "No usable answer from the venue (HTTP 5xx, or the Exchange service did not answer the OMS): the request may "
        "or may not have taken effect; read the order before retrying.", services=_OMS_EXCHANGE),

@@ -131,6 +131,13 @@ class VenueUnavailable(DomainError):
     reason = "VENUE_UNAVAILABLE"
 
 
+class ExchangeUnavailable(DomainError):
+    """The OMS could not reach the Exchange service within the call's deadline: the
+    order was not claimed and nothing was sent (it is still APPROVED): retry."""
+
+    reason = "EXCHANGE_UNAVAILABLE"
+
+
 class ReplicaUnavailable(DomainError):
     """The replica a request must be forwarded to (the Risk replica that owns the
     account) did not answer: UNAVAILABLE, worth a retry."""

@@ -6,6 +6,8 @@ safely stops the service with a message naming every missing variable (never a v
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from typing import Mapping
 from urllib.parse import urlparse
@@ -37,6 +39,9 @@ from .venue import Provider
 
 MODES = ("paper", "shadow", "live")
 PRICE_SOURCES = ("static", "random_walk", "file")
+#: The longest the start waits for the venue's settings (TESSERA_VENUE_SETTINGS_SYMBOLS).
+SETTINGS_TIMEOUT_SECONDS = 15.0
+log = logging.getLogger("services.exchange")
 ASTER_FUTURES_URL = "https://fapi.asterdex.com"
 ASTER_SPOT_URL = "https://sapi.asterdex.com"
 
@@ -173,14 +178,45 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
                         user_stream=user_stream == "true")
 
 
+def settings_symbols(environ: Mapping[str, str]) -> list[str]:
+    """``TESSERA_VENUE_SETTINGS_SYMBOLS``: the symbols (comma-separated) whose leverage and
+    margin mode a live Exchange reads from the venue at start and takes as set."""
+    symbols = [item.strip().upper() for item in environ.get("TESSERA_VENUE_SETTINGS_SYMBOLS", "").split(",")]
+    bad = [symbol for symbol in symbols if symbol and not symbol.isalnum()]
+    if bad:
+        raise ConfigError(f"TESSERA_VENUE_SETTINGS_SYMBOLS: not a symbol: {', '.join(bad)}")
+    return [symbol for symbol in symbols if symbol]
+
+
+async def restore_settings(provider: Provider, symbols: list[str]) -> None:
+    """Live mode, before serving: the venue's leverage and margin mode for ``symbols``
+    (a restarted Exchange then takes their orders at once). A venue that does not answer
+    leaves them unset: their orders are refused until SetLeverage and SetMarginMode."""
+    if not symbols or not isinstance(provider, LiveProvider):
+        return
+    try:
+        missing = await asyncio.wait_for(provider.restore_settings(symbols), SETTINGS_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - the service starts; orders wait for SetLeverage
+        log.warning("could not read the leverage and margin mode of %s from the venue (%s): their orders are "
+                    "refused until SetLeverage and SetMarginMode", ", ".join(symbols), error or type(error).__name__)
+        return
+    if missing:
+        log.warning("the venue has no leverage or margin mode for %s: their orders are refused until SetLeverage "
+                    "and SetMarginMode", ", ".join(missing))
+    log.info("leverage and margin mode read from the venue for %s",
+             ", ".join(s for s in symbols if s not in missing) or "no symbol")
+
+
 async def main() -> None:
     try:
         keyring = load_keyring(os.environ)
         provider = make_provider(os.environ)
+        symbols = settings_symbols(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
         server_config = ServerConfig.from_env("exchange")
     except ConfigError as error:
         exit_on_config_error("exchange", error)
+    await restore_settings(provider, symbols)  # before serving: no order arrives to find them unset
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl)
 
     def register(server):  # type: ignore[no-untyped-def]

@@ -73,7 +73,8 @@ async def main() -> None:
     db = Database.from_url(database_url(), on_events=metrics.events_committed)
     metrics.watch_trading_state(db.store)
     oms = OrderManagement(
-        db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout
+        db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout,
+        exchange_channel=channel,  # submissions wait for a restarting Exchange before they claim an order
     )
     reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
     stop = asyncio.Event()

@@ -64,13 +64,15 @@ class OrderManagement:
         *,
         ttl_seconds: int = 300,
         exchange_timeout: float = 10.0,
+        exchange_channel: Any = None,
         clock: Callable[[], dt.datetime] = utcnow,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.ttl_seconds = ttl_seconds
-        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout, wall=wall)
+        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout, wall=wall,
+                                       channel=exchange_channel)
         self._event_written = asyncio.Event()
         self.submitter = Submitter(db, keyring, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
                                    wall=wall, written=self._event_written.set)

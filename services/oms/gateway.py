@@ -110,15 +110,43 @@ class ExchangeGateway:
         The longest an execution or a cancel waits for its answer (seconds).
     wall
         The wall clock (epoch seconds) the credentials are signed at.
+    channel
+        The ``grpc.aio.Channel`` the stub calls through, for :meth:`ready` (``None``:
+        always ready, as for a test double).
     """
 
     def __init__(self, stub: exchange_pb2_grpc.ExchangeServiceStub, keyring: "core_ext.KeyRing", *,
-                 timeout: float = 10.0, wall: Callable[[], float] = time.time) -> None:
+                 timeout: float = 10.0, wall: Callable[[], float] = time.time, channel: Any = None) -> None:
         self.stub = stub
         self.keyring = keyring
         self.timeout = timeout
         #: The time the OMS's per-call credentials are signed at (epoch seconds).
         self.wall = wall
+        self.channel = channel
+
+    async def ready(self, within: float | None = None) -> bool:
+        """Whether the Exchange is connected, waiting up to ``within`` seconds (the
+        caller's time left, a margin kept to answer; ``None``: the gateway's timeout)
+        for a restarting one to come back.
+
+        The OMS asks before it claims orders for the venue: an order is claimed (and
+        from then on in doubt if no answer comes) only when its execution can be sent
+        at once, so the time the reconciler allows an order to reach the venue (the
+        grace period, longer than ``timeout``) still counts from the claim. A connected
+        channel answers at once, without waiting.
+        """
+        if self.channel is None:
+            return True
+        if self.channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            return True
+        wait = self.timeout if within is None else within - 0.05
+        if wait <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), wait)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     def _deadline(self, remaining: float | None) -> float:
         """The call's timeout: the gateway's, within what the caller has left (a margin

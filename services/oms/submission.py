@@ -32,7 +32,8 @@ from services.common import convert
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import Order, OrderStatus, Trade, utcnow
-from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, StaleOrder, TokenReplayed
+from services.domain.errors import (DomainError, ExchangeUnavailable, InvalidOrder, MalformedRequest, StaleOrder,
+                                    TokenReplayed)
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
 from services.store.database import Database
@@ -147,18 +148,28 @@ class Submitter:
         """Claim, execute and record verified requests (``replacing``: the order a
         replacement replaces, when ReplaceOrder sends it, see :mod:`.replace`)."""
         results: list[Any] = [None] * len(entries)
-        claims: list[tuple[int, oms_pb2.SubmitOrderRequest, Claim]] = []
-        now = self.clock()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        verified_entries: list[tuple[int, oms_pb2.SubmitOrderRequest, "core_ext.VerifyResult"]] = []
         for index, (verdict, request) in enumerate(entries):
             try:
-                verified = self._verified(verdict, request)
+                verified_entries.append((index, request, self._verified(verdict, request)))
             except DomainError as error:
                 results[index] = error
-                continue
-            claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
-                                                 convert.order_as_approved(request.order), replacing)))
-        if not claims:
+        if not verified_entries:
             return results
+        # Claim only what can be sent at once: while the Exchange restarts, wait for it
+        # within the caller's deadline; if it does not come back, nothing is claimed.
+        if not await self.gateway.ready(remaining):
+            for index, request, _ in verified_entries:
+                results[index] = ExchangeUnavailable(
+                    "the Exchange service is unreachable (restarting?): the order was not sent and is still "
+                    "APPROVED; retry", metadata={"order_id": request.order.order_id})
+            return results
+        remaining = None if deadline is None else deadline - time.monotonic()
+        now = self.clock()
+        claims = [(index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
+                                         convert.order_as_approved(request.order), replacing))
+                  for index, request, verified in verified_entries]
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])
         self.written()
         sending: list[tuple[int, Order, oms_pb2.SubmitOrderRequest]] = []

@@ -8,10 +8,22 @@ the order events must replay to the stored orders with their hash chains intact:
 :func:`services.reliability.check_store` plus :func:`check_against_venue` (the venue
 simulator's own record), which ``tessera verify-store --venue-sim`` also runs.
 
+It also measures how many orders reach a venue outcome: the share of the orders pushed
+that the venue simulator holds (each placed there, and ended by the venue: filled,
+cancelled, expired). The others are closed without reaching a venue, mostly
+``REJECTED NOT_AT_VENUE`` (the reconciler found the venue never had an order that got no
+answer: the Exchange was killed with it in hand, or the venue dropped it unprocessed).
+The run fails when the share of orders that *reached* the venue is below ``min_venue_share``
+(95 % for ``make chaos``): those with a venue outcome, and those the venue received and
+dropped unprocessed by an injected venue fault (a timeout or a 5xx before processing: the
+venue's own outcome, which the OMS rightly leaves in doubt and never resends). Both
+shares are reported; what the gate guards is Tessera itself not reaching the venue (an
+order refused, or left unsent, because a service restarted).
+
 Used by ``tests/chaos/test_chaos.py`` (a short run in the test command) and by
 ``make chaos`` (``python tests/chaos/chaos_harness.py --orders 2000``; the figures in
 ``docs/reliability.md`` come from it). Reproducible: one ``--seed`` decides the orders,
-the faults and when and what to kill (the moments a kill lands in each process's work
+the faults (one per 16 orders done) and when and what to kill (the moments a kill lands in each process's work
 still depend on the machine's timing).
 """
 
@@ -55,6 +67,7 @@ SYMBOLS = {  # symbol: (quantities, tick)
     "ETHUSDT": (("0.01", "0.02", "0.05"), Decimal("0.01")),
     "SOLUSDT": (("0.1", "0.5", "1"), Decimal("0.01")),
 }
+NOT_AT_VENUE_REASON = "reconciled: not at venue"  # the reconciler's reason when the venue never had the order
 OPEN = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "PENDING_CANCEL", "APPROVED")
 RETRY = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 CLIENT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500),
@@ -81,11 +94,13 @@ class ChaosConfig:
     seed: int = 7
     kills: int = 6  # SIGKILLs, spread over the run by progress, cycling through the three services
     down_for: tuple[float, float] = (0.0, 1.0)  # seconds a killed service stays down
-    fault_every: float = 0.5
+    fault_every_orders: int = 16  # one venue fault per this many orders done (by progress, like the kills)
     settle_timeout: float = 120.0
     pg_admin_url: str = e2e.PG_ADMIN_URL
     work_dir: Path = dataclasses.field(default_factory=lambda: ROOT / "var" / "chaos")
     keep_database: bool = False
+    #: The run fails when fewer of the orders pushed reach a venue outcome (0: not checked).
+    min_venue_share: float = 0.95
 
 
 @dataclasses.dataclass
@@ -108,13 +123,30 @@ class ChaosResult:
     duplicates: int = 0
     unapproved: int = 0
     events: int = 0
+    #: Orders the venue holds (placed there, ended by the venue), and their share of those pushed.
+    venue_outcomes: int = 0
+    venue_share: float = 0.0
+    #: Orders whose placement the venue received (a venue outcome, or dropped by a venue fault), and their share.
+    reached_venue: int = 0
+    reached_venue_share: float = 0.0
+    #: Orders closed because the venue never had them (REJECTED NOT_AT_VENUE, or CANCELLED while in doubt).
+    not_at_venue: int = 0
+    #: ...of which the venue received the placement and dropped it unprocessed (a venue fault);
+    #: the rest never reached it (the Exchange or the OMS killed with the order in hand).
+    not_at_venue_dropped_by_venue: int = 0
+    #: The other orders that never reached the venue, by outcome ("REJECTED TOKEN_EXPIRED", "APPROVED", ...).
+    not_sent: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def venue_share_ok(self) -> bool:
+        return self.reached_venue_share >= float(self.config.get("min_venue_share", 0.0))
 
     @property
     def ok(self) -> bool:
-        return not self.violations
+        return not self.violations and self.venue_share_ok
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"ok": self.ok}
+        return dataclasses.asdict(self) | {"venue_share_ok": self.venue_share_ok, "ok": self.ok}
 
 
 def free_port() -> int:
@@ -182,7 +214,11 @@ class Chaos:
 
     def __init__(self, config: ChaosConfig) -> None:
         self.config = config
-        self.rng = random.Random(config.seed * 7919 + 1)
+        # One generator per thread of decisions, so the seed alone decides each sequence
+        # (a shared one would hand out its numbers in whatever order the threads ran).
+        self.rng = random.Random(config.seed * 7919 + 1)  # the kills: when, what, how long down
+        self.fault_rng = random.Random(config.seed * 7919 + 2)  # the venue faults, in order
+        self.client_rng = random.Random(config.seed * 7919 + 3)  # the clients' pauses before a cancel
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.kills: collections.Counter[str] = collections.Counter()
         self.faults: collections.Counter[str] = collections.Counter()
@@ -215,9 +251,12 @@ class Chaos:
         return vh.venue_env(
             self.sim, "live",
             TESSERA_VENUE_TIMEOUT_SECONDS="1",
-            TESSERA_EXCHANGE_TIMEOUT_SECONDS="2",  # OMS -> Exchange deadline: well inside the grace period
+            # The OMS -> Exchange deadline (production: 10 s): long enough to outlast an Exchange
+            # restart (2-5 s on a loaded machine), so an order claimed just as the Exchange is
+            # killed is sent when it is back; the grace period exceeds it plus the venue timeout.
+            TESSERA_EXCHANGE_TIMEOUT_SECONDS="6",
             TESSERA_RECONCILE_INTERVAL_SECONDS="1",
-            TESSERA_RECONCILE_GRACE_SECONDS="4",
+            TESSERA_RECONCILE_GRACE_SECONDS="8",
             ASTER_WEIGHT_LIMIT="10000000",
             TESSERA_RISK_ORDER_RATE_LIMIT="off",
             TESSERA_RISK_MAX_OPEN_ORDERS="off",
@@ -225,6 +264,9 @@ class Chaos:
             TESSERA_RISK_MAX_GROSS_EXPOSURE="off",
             TESSERA_RISK_MAX_LEVERAGE="off",
             TESSERA_RISK_DAILY_LOSS_LIMIT="off",
+            # A restarted Exchange reads the leverage and margin mode the venue holds for these
+            # before it serves (the OMS sends as soon as it is back; none is refused LEVERAGE_NOT_SET).
+            TESSERA_VENUE_SETTINGS_SYMBOLS=",".join(SYMBOLS),
         )
 
     def _set_up_symbols(self) -> None:
@@ -277,9 +319,15 @@ class Chaos:
             self._restart(name)
 
     def _faulter(self) -> None:
+        """A venue fault on the next order placement each ``fault_every_orders`` orders the
+        clients finish: the faults per order do not depend on the machine's speed."""
         assert self.sim is not None
-        while not self.stop_chaos.wait(self.config.fault_every):
-            fault = dict(self.rng.choice(FAULTS))
+        next_at = self.config.fault_every_orders
+        while not self.stop_chaos.wait(0.02):
+            if self.done < next_at:
+                continue
+            next_at += self.config.fault_every_orders
+            fault = dict(self.fault_rng.choice(FAULTS))
             label = fault["kind"] + ("_processed" if fault.get("processed") else "")
             try:
                 self.sim.fault(fault.pop("kind"), method="POST", path="/fapi/v1/order", **fault)
@@ -333,7 +381,7 @@ class Chaos:
             status = self._submit(oms, answer.order, answer.risk_token)
         self._outcome(f"submit {status}")
         if spec.cancel and status in ("ORDER_STATUS_ACCEPTED", "ORDER_STATUS_SUBMITTED"):
-            time.sleep(self.rng.uniform(0, 0.3))
+            time.sleep(self.client_rng.uniform(0, 0.3))
             try:
                 self._call(oms.CancelOrder, oms_pb2.CancelOrderRequest(order_id=answer.order.order_id), attempts=20)
                 self._outcome("cancel answered")
@@ -354,18 +402,27 @@ class Chaos:
                 approved.append(oms_pb2.SubmitOrderRequest(order=answer.order, risk_token=answer.risk_token))
             else:
                 self._outcome("risk rejected")
-        if not approved:
-            return
-        try:
-            answer = self._call(oms.SubmitOrders, oms_pb2.SubmitOrdersRequest(orders=approved), timeout=30)
-        except grpc.RpcError as error:
-            self._outcome(f"batch {error.code().name}")
-            return
-        for result in answer.results:
-            if result.HasField("error"):
-                self._outcome(f"batch item {result.error.code}:{result.error.reason}")
-            else:
-                self._outcome(f"batch item {pb.OrderStatus.Name(result.order.status)}")
+        for _ in range(20):  # the items refused as retryable (UNAVAILABLE: nothing sent) are sent again
+            if not approved:
+                return
+            try:
+                answer = self._call(oms.SubmitOrders, oms_pb2.SubmitOrdersRequest(orders=approved), timeout=30)
+            except grpc.RpcError as error:
+                self._outcome(f"batch {error.code().name}")
+                return
+            retry = []
+            for request, result in zip(approved, answer.results):
+                if result.HasField("error") and result.error.code == "UNAVAILABLE":
+                    self._outcome(f"batch item retried {result.error.reason}")
+                    retry.append(request)
+                elif result.HasField("error"):
+                    self._outcome(f"batch item {result.error.code}:{result.error.reason}")
+                else:
+                    self._outcome(f"batch item {pb.OrderStatus.Name(result.order.status)}")
+            approved = retry
+            time.sleep(0.1)
+        for _ in approved:
+            self._outcome("batch item UNAVAILABLE, given up")
 
     def _take(self, queue: collections.deque[OrderSpec]) -> list[OrderSpec]:
         """The next order, or the next batch of orders, from the plan."""
@@ -434,7 +491,7 @@ class Chaos:
         started = time.monotonic()
         try:
             self.sim = vh.VenueSim(run_dir / "venue-sim", "--balance", "1000000000", "--weight-limit", "100000000",
-                                   "--depth", "100000")
+                                   "--order-limit", "100000000", "--depth", "100000")
             ports = {name: free_port() for name in ("risk", "oms", "exchange")}
             self.stack = Stack(database_url=url, env=e2e.base_env(**self._env()), log_dir=run_dir / "logs",
                                ports=ports, startup_timeout=60).start()
@@ -469,6 +526,13 @@ class Chaos:
                         select(anomalies_table.c.kind, func.count()).group_by(anomalies_table.c.kind)).all())
                     result.submitted = int(connection.execute(text(
                         "SELECT count(DISTINCT order_id) FROM order_events_ts WHERE to_status = 'SUBMITTED'")).scalar_one())
+                    outcomes = connection.execute(select(
+                        orders_table.c.client_order_id, orders_table.c.status, orders_table.c.reject_reasons)).all()
+                    absent = set(connection.execute(text(
+                        "SELECT DISTINCT order_id FROM order_events_ts WHERE reason LIKE :absent"),
+                        {"absent": NOT_AT_VENUE_REASON + "%"}).scalars())
+                    closed_absent = {row[0] for row in connection.execute(select(
+                        orders_table.c.client_order_id).where(orders_table.c.order_id.in_(absent))).all()}
             finally:
                 engine.dispose()
             result.orders_pushed = len(plan)
@@ -482,6 +546,18 @@ class Chaos:
             result.lost = sum(n for k, n in kinds.items() if k in LOST)
             result.duplicates = sum(n for k, n in kinds.items() if k in DUPLICATED)
             result.unapproved = sum(n for k, n in kinds.items() if k in UNAPPROVED)
+            at_venue = {order.get("clientOrderId") for order in record.orders}
+            result.venue_outcomes = sum(1 for client_order_id, _, _ in outcomes if client_order_id in at_venue)
+            result.venue_share = round(result.venue_outcomes / max(1, len(plan)), 4)
+            result.not_at_venue = len(closed_absent)
+            result.not_at_venue_dropped_by_venue = sum(1 for cid in closed_absent if (record.placements or {}).get(cid))
+            result.reached_venue = result.venue_outcomes + result.not_at_venue_dropped_by_venue
+            result.reached_venue_share = round(result.reached_venue / max(1, len(plan)), 4)
+            result.not_sent = dict(collections.Counter(
+                " ".join([status, *(reasons or [])]) for client_order_id, status, reasons in outcomes
+                if client_order_id not in at_venue and client_order_id not in closed_absent))
+            if len(outcomes) < len(plan):
+                result.not_sent["never stored (validation failed)"] = len(plan) - len(outcomes)
         finally:
             self.stop_chaos.set()
             if self.stack is not None:
@@ -512,16 +588,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-admin-url", default=e2e.PG_ADMIN_URL)
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--json", default="", help="also write the result here")
+    parser.add_argument("--min-venue-share", type=float, default=0.95,
+                        help="fail when fewer of the orders reach a venue outcome (default %(default)s)")
     args = parser.parse_args(argv)
     config = ChaosConfig(orders=args.orders, workers=args.workers, seed=args.seed, kills=args.kills,
-                         pg_admin_url=args.pg_admin_url, keep_database=args.keep_database)
-    result = Chaos(config).run()
+                         pg_admin_url=args.pg_admin_url, keep_database=args.keep_database,
+                         min_venue_share=args.min_venue_share)
+    chaos = Chaos(config)
+    result = chaos.run()
     text_result = json.dumps(result.to_json(), indent=2, default=str)
     print(text_result)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text_result + "\n")
+    print(summary(result, getattr(chaos, "database_name", "") if args.keep_database else ""), file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def summary(result: ChaosResult, database: str = "") -> str:
+    """The run in a few lines: the promise, then the venue outcomes against their target."""
+    lines = [
+        f"{result.orders_pushed} orders, {sum(result.kills.values())} SIGKILLs {dict(result.kills)}, "
+        f"{sum(result.faults.values())} venue faults, {result.seconds} s",
+        f"lost {result.lost}, duplicated {result.duplicates}, unapproved {result.unapproved}; "
+        f"{len(result.violations)} violations",
+        f"reached the venue {result.reached_venue} of {result.orders_pushed} ({result.reached_venue_share:.2%}, "
+        f"target {float(result.config.get('min_venue_share', 0)):.0%}: "
+        f"{'met' if result.venue_share_ok else 'MISSED'}): venue outcomes {result.venue_outcomes} "
+        f"({result.venue_share:.2%}), dropped by the venue unprocessed {result.not_at_venue_dropped_by_venue}; "
+        f"not at venue {result.not_at_venue} in all; not sent {result.not_sent or 0}",
+    ]
+    if database:
+        lines.append(f"kept database {database}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -605,6 +605,10 @@ class FakeGateway:
         self.refuse: Refusal | None = None
         self._trades = itertools.count(1)
 
+    async def ready(self, within: float | None = None) -> bool:
+        """Always connected (the real gateway waits for a restarting Exchange)."""
+        return True
+
     async def execute(self, order: Any, token: str, *, remaining: float | None = None) -> Executed | Refusal:
         await asyncio.sleep(0)
         self.executed.append((order, token))

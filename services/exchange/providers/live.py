@@ -3,7 +3,7 @@
 Safety first: an order for a futures symbol is refused (``FAILED_PRECONDITION``,
 ``LEVERAGE_NOT_SET`` / ``MARGIN_MODE_NOT_SET``) until SetLeverage and SetMarginMode
 succeeded at the venue for that symbol (or :meth:`LiveProvider.load_settings` read them
-from it), and an order the venue's filters would refuse is refused before it is sent.
+from it: at start, for the symbols ``TESSERA_VENUE_SETTINGS_SYMBOLS`` names), and an order the venue's filters would refuse is refused before it is sent.
 
 Accounts: each order is sent with the credentials of its account (``credentials_for``,
 by the order's account name; the transport's own by default), V1 and V3 side by side.
@@ -261,6 +261,16 @@ class LiveProvider:
             if margin in ("ISOLATED", "CROSS", "CROSSED"):
                 session.margin_modes[symbol] = MarginMode.ISOLATED if margin == "ISOLATED" else MarginMode.CROSSED
         return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+
+    async def restore_settings(self, symbols: Iterable[str], *, account: str | None = None) -> list[str]:
+        """Take the leverage and margin mode the venue holds for ``symbols`` as set (see
+        :meth:`load_settings`): for a restarted Exchange service, whose operator set them
+        before (``TESSERA_VENUE_SETTINGS_SYMBOLS``), so their orders are not refused until
+        SetLeverage and SetMarginMode are called again. Only the symbols named are taken;
+        returns those still without both (the venue does not list them)."""
+        wanted = sorted(set(symbols))
+        settings = await self.load_settings(wanted, account=account)
+        return [symbol for symbol in wanted if symbol not in settings.leverage or symbol not in settings.margin_modes]
 
     async def venue_positions(self, *, account: str | None = None) -> dict[str, Decimal]:
         """The venue account's futures positions (``positionRisk``), net per symbol: the sum
