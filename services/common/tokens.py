@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import core_ext
+from services.common.auth import service_metadata
 from services.domain import Order
 from services.domain.errors import TokenRejected
 
@@ -58,7 +59,8 @@ def batch_tokens(risk_tokens: list[str]) -> str:
 def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:
     """gRPC metadata proving the call comes from an OMS holding the key ring."""
     credential = core_ext.sign_token(keyring, _call_body(method, risk_token), int(time.time()))
-    return ((OMS_CREDENTIAL_METADATA, credential),)
+    # With it, the OMS's identity (its service token; else its TLS client certificate speaks).
+    return ((OMS_CREDENTIAL_METADATA, credential), *service_metadata())
 
 
 def verify_oms_call(

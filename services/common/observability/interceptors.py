@@ -52,6 +52,7 @@ _access_line = FastLine(access_log)
 
 REQUEST_ID_METADATA = "x-request-id"
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+_NO_IDENTITY = "auth=none"  # the access log's word for a call no identity was asked of
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _ORDER_ID_FIELDS: dict[Any, tuple[str | None, bool]] = {}
 
@@ -121,14 +122,19 @@ class CallObserver:
     def __init__(self, *, access_log_enabled: bool | None = None) -> None:
         self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """``handler`` with its behaviour observed (health checks and reflection pass)."""
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
+        """``handler`` with its behaviour observed (health checks and reflection pass).
+
+        ``guard(request, metadata, context)``, when given, identifies the caller and checks
+        its entitlement (:meth:`services.common.auth.Authorizer.guard`) before the
+        behaviour runs: what it raises ends the call with that error's status. Without a
+        guard, every access log line says ``auth=none``."""
         if handler is None or method.startswith(_PASS_THROUGH):
             return handler
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(unary_stream=self._stream(method, handler.unary_stream))
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard))
         return handler
 
     # -- per call ----------------------------------------------------------------------
@@ -158,12 +164,12 @@ class CallObserver:
         else:
             span = None
         scope = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-        return tokens, span, scope, time.perf_counter()
+        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY]
 
     def _exit(
         self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
     ) -> None:
-        tokens, span, scope, started = state
+        tokens, span, scope, started, _, caller = state
         elapsed = time.perf_counter() - started
         try:
             metrics.rpc_finished(method, code, elapsed)
@@ -180,7 +186,7 @@ class CallObserver:
             if self.access_log:
                 level = _access_level(method, code)
                 if access_log.isEnabledFor(level):
-                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms")
+                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {caller[0]}")
         finally:
             try:
                 if scope is not None:
@@ -202,11 +208,30 @@ class CallObserver:
             return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
         return default
 
-    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @staticmethod
+    async def _admit(guard: Any, request: Any, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
+        """Run the call's guard; a refusal ends the call with its status."""
+        try:
+            caller = guard(request, state[4], context)
+        except Exception as error:  # noqa: BLE001 - a DomainError (UNAUTHENTICATED, NOT_ENTITLED)
+            if getattr(error, "reason", "") == "NOT_ENTITLED":
+                metrics.not_entitled(getattr(error, "metadata", {}).get("method", ""))
+            name = getattr(error, "metadata", {}).get("principal")
+            state[5][0] = f"principal={name}" if name else "principal=-"
+            from services.common.errors import abort_error  # errors imports this module
+
+            await abort_error(context, error)
+            raise
+        state[5][0] = f"principal={caller.name} via={caller.via}"
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
+               ) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = self._enter(method, request, context)
             code, response = "UNKNOWN", None
             try:
+                if guard is not None:
+                    await self._admit(guard, request, context, state)
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
                 return response
@@ -221,11 +246,13 @@ class CallObserver:
 
         return call
 
-    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = self._enter(method, request, context)
             code = "UNKNOWN"
             try:
+                if guard is not None:
+                    await self._admit(guard, request, context, state)
                 async for item in behavior(request, context):
                     yield item
                 code = self._code(context, "OK")
@@ -258,12 +285,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 _observer: list[CallObserver] = []
 
 
-def observe_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def observe_handler(method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` (``/package.Service/Method``) observed, wrapped once at
-    registration with the process's observer (``TESSERA_ACCESS_LOG`` read once)."""
+    registration with the process's observer (``TESSERA_ACCESS_LOG`` read once), its
+    calls admitted by ``guard`` (see :meth:`CallObserver.wrap`)."""
     if not _observer:
         _observer.append(CallObserver())
-    return _observer[0].wrap(method, handler)
+    return _observer[0].wrap(method, handler, guard)
 
 
 # -- the OMS's outgoing calls -------------------------------------------------------------
