@@ -93,7 +93,7 @@ def test_node_client_runs_a_complete_order_flow(stack, store) -> None:
     executable = node_with_modules()
     addresses = stack.addresses
     result = run_node(executable, "order-flow.js", "--risk", addresses["risk"], "--oms", addresses["oms"],
-                      "--timeout", "15")
+                      "--timeout", "15", "--token-file", e2e.AUTH_ENV["TESSERA_TOKEN_FILE"])
     assert result.returncode == 0, e2e.show(result)
     out = result.stdout
     passed, failed = summary(result)
@@ -118,3 +118,14 @@ def test_node_client_runs_a_complete_order_flow(stack, store) -> None:
     order_id = approved.group(1)
     assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
     assert len(store.trades(order_id)) == 1
+
+
+def test_node_client_without_a_token_is_refused_unauthenticated(stack) -> None:
+    """The token is what lets the flow above through: without one, Risk refuses the first
+    call UNAUTHENTICATED (IDENTITY_MISSING) and the flow fails."""
+    executable = node_with_modules()
+    addresses = stack.addresses
+    result = run_node(executable, "order-flow.js", "--risk", addresses["risk"], "--oms", addresses["oms"],
+                      "--timeout", "15")
+    assert result.returncode != 0, e2e.show(result)
+    assert "IDENTITY_MISSING" in result.stdout + result.stderr, e2e.show(result)

@@ -174,7 +174,7 @@ def test_a_daily_loss_breach_trips_the_kill_switch_for_every_replica(risk_stack,
     replica.start()
     try:
         with restoring_active(risk_stack):
-            with grpc.insecure_channel(replica.wait_ready(30)) as channel:
+            with e2e.channel(replica.wait_ready(30)) as channel:
                 falling_risk = risk_pb2_grpc.RiskServiceStub(channel)
                 breach = validate(falling_risk, account=account, symbol="ETHUSDT", quantity="0.01")
                 seen_by_replica = trading_state(falling_risk)

@@ -66,7 +66,7 @@ class Shards:
 
     def __init__(self, stack: Stack, second: ServiceProcess, url: str) -> None:
         self.stack, self.second, self.url = stack, second, url
-        self.channels = [grpc.insecure_channel(stack.addresses["risk"]), grpc.insecure_channel(second.address)]
+        self.channels = [e2e.channel(stack.addresses["risk"]), e2e.channel(second.address)]
         self.risk = [risk_pb2_grpc.RiskServiceStub(channel) for channel in self.channels]
         self.processes = [stack.processes["risk"], second]
 
@@ -187,7 +187,7 @@ def _refusal_by_a_lone_replica_0(shards: Shards, log_dir: Path, peers: str, acco
                            log_dir)
     alone.start()
     try:
-        with grpc.insecure_channel(alone.wait_ready(30)) as channel:
+        with e2e.channel(alone.wait_ready(30)) as channel:
             stub = risk_pb2_grpc.RiskServiceStub(channel)
             return e2e.expect_error(
                 lambda: stub.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account=account)),
