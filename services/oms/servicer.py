@@ -64,6 +64,7 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         )
         convert.raise_problems(problems)
         assert account is not None and client_order_id is not None
+        auth.check_account(account)  # before the lookup: another account's ids are not probed
         return await self.oms.find_order_id(account, client_order_id)
 
     # SubmitOrder and SubmitOrders receive the request's bytes (see RAW_REQUESTS): the
