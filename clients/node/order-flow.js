@@ -43,7 +43,8 @@ function parseArgs(argv) {
     account: `node-${crypto.randomBytes(6).toString('hex')}`,
     venue: 'aster',
     timeout: 15,
-    'token-file': process.env.TESSERA_TOKEN_FILE || '',
+    // The token `tessera up` writes for its local stack, when there is one here.
+    'token-file': process.env.TESSERA_TOKEN_FILE || (fs.existsSync('var/auth/local.token') ? 'var/auth/local.token' : ''),
     'tls-ca': process.env.TESSERA_CLIENT_TLS_CA_FILE || '',
     'tls-cert': process.env.TESSERA_CLIENT_TLS_CERT_FILE || '',
     'tls-key': process.env.TESSERA_CLIENT_TLS_KEY_FILE || '',
@@ -202,12 +203,12 @@ async function run(options) {
       `  GetOrder trades: ${got.trades.map((t) => t.trade_id).join(', ')}`);
 
     // 7. ListTrades for the order.
-    const listed = await tessera.call(clients.oms, 'ListTrades', { order_id: order.order_id }, rpc);
+    const listed = await tessera.call(clients.oms, 'ListTrades', { order_id: order.order_id, account: options.account }, rpc);
     checks.expect(trade && listed.trades.some((t) => t.trade_id === trade.trade_id),
       `ListTrades: ${listed.trades.length} trade(s) for the order, including ${trade ? trade.trade_id : '?'}`);
 
     // 8. StreamOrderEvents: the stored history of the order, then the server ends the stream.
-    const streamed = await tessera.collect(clients.oms, 'StreamOrderEvents', { order_id: order.order_id, history_only: true }, rpc);
+    const streamed = await tessera.collect(clients.oms, 'StreamOrderEvents', { order_id: order.order_id, account: options.account, history_only: true }, rpc);
     const streamedEvents = streamed.map((message) => statusOf(message.event.to_status));
     checks.expect(JSON.stringify(streamedEvents) === JSON.stringify(EXPECTED_EVENTS),
       `StreamOrderEvents (history_only): ${streamedEvents.join(' > ')}`, `expected ${EXPECTED_EVENTS.join(' > ')}`);

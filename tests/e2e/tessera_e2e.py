@@ -92,6 +92,20 @@ def channel(address: str, credentials: grpc.ChannelCredentials | None = None,
     return grpc.intercept_channel(raw, BearerToken(Path(AUTH_ENV["TESSERA_TOKEN_FILE"]).read_text().strip()))
 
 
+def wait_for_log(read: Callable[[], str], *wanted: str, timeout: float = 5.0) -> str:
+    """The first line of ``read()`` holding every one of ``wanted``, waiting for it (access
+    log lines are written a moment after their call); fails with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        found = next((line for line in text.splitlines() if all(w in line for w in wanted)), None)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log line with {wanted!r}; the log ends:\n" + "\n".join(text.splitlines()[-5:]))
+        time.sleep(0.05)
+
+
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 

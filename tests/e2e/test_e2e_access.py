@@ -315,9 +315,8 @@ def test_the_access_log_names_the_principal(world: World) -> None:
     rule = access.BY_METHOD["/tessera.risk.v1.RiskService/ValidateOrder"]
     world.call(rule, risk_pb2.ValidateOrderRequest(order=e2e.intent(account=world.account_a)),
                world.tokens["trader-a"])
-    assert "ValidateOrder OK" in world.stack.processes["risk"].stderr()
-    lines = [line for line in world.stack.processes["risk"].stderr().splitlines() if "ValidateOrder OK" in line]
-    assert any("principal=trader-a via=token" in line for line in lines), lines[-3:]
+    line = e2e.wait_for_log(world.stack.processes["risk"].stderr, "ValidateOrder OK", "principal=trader-a via=token")
+    assert "/tessera.risk.v1.RiskService/ValidateOrder OK" in line
 
 
 # -- the entitlements file, changed under a running stack (last: it edits the file) --------------

@@ -257,7 +257,7 @@ func run(ctx context.Context, o options) (*checks, error) {
 
 	// 7. ListTrades for the order.
 	rpc, cancel = call(ctx, o.timeout)
-	listed, err := conns.OMS.ListTrades(rpc, &omsv1.ListTradesRequest{OrderId: order.GetOrderId()})
+	listed, err := conns.OMS.ListTrades(rpc, &omsv1.ListTradesRequest{OrderId: order.GetOrderId(), Account: o.account})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -272,7 +272,7 @@ func run(ctx context.Context, o options) (*checks, error) {
 	rpc, cancel = call(ctx, o.timeout)
 	defer cancel()
 	stream, err := conns.OMS.StreamOrderEvents(rpc, &omsv1.StreamOrderEventsRequest{
-		OrderId: order.GetOrderId(), HistoryOnly: true,
+		OrderId: order.GetOrderId(), Account: o.account, HistoryOnly: true,
 	})
 	if err != nil {
 		return nil, err
