@@ -507,6 +507,7 @@ class Authorizer:
         assert entitlements is not None
 
         def check(request: Any, metadata: Sequence[tuple[str, Any]], context: Any) -> Caller:
+            _accounts_var.set(None)
             caller = self.identify(metadata, context)
             caller_var.set(caller)
             grant = entitlements.get(caller.name)
