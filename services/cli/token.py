@@ -22,7 +22,9 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     keygen.add_argument("directory", type=Path)
     keygen.set_defaults(handler=cmd_keygen)
     mint = actions.add_parser("mint", help="a bearer token for a principal, on stdout")
-    mint.add_argument("--key", type=Path, required=True, help="the PEM private key (Ed25519, EC P-256 or RSA)")
+    key = mint.add_mutually_exclusive_group(required=True)
+    key.add_argument("--key", type=Path, help="the PEM private key (Ed25519, EC P-256 or RSA)")
+    key.add_argument("--hmac-key", type=Path, help="the shared key file (HS256; TESSERA_JWT_HMAC_KEY_FILE)")
     mint.add_argument("--subject", required=True, help="the principal, as the entitlements file names it")
     mint.add_argument("--issuer", default=identities.LOCAL_ISSUER, help="iss (default %(default)s)")
     mint.add_argument("--audience", default=identities.LOCAL_AUDIENCE, help="aud (default %(default)s)")
@@ -40,10 +42,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_mint(args: argparse.Namespace) -> int:
     try:
-        token = identities.mint(args.key, args.subject, issuer=args.issuer, audience=args.audience,
-                                lifetime=args.lifetime, key_id=args.key_id or None)
+        if args.hmac_key is not None:
+            token = identities.mint(args.hmac_key.read_bytes(), args.subject, issuer=args.issuer,
+                                    audience=args.audience, lifetime=args.lifetime, key_id=args.key_id or None,
+                                    algorithm="HS256")
+        else:
+            token = identities.mint(args.key, args.subject, issuer=args.issuer, audience=args.audience,
+                                    lifetime=args.lifetime, key_id=args.key_id or None)
     except (OSError, ValueError, TypeError) as error:
-        err(f"cannot mint a token with {args.key}: {error}")
+        err(f"cannot mint a token with {args.key or args.hmac_key}: {error}")
         return EXIT_ERROR
     print(token)
     return EXIT_OK

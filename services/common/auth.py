@@ -43,7 +43,9 @@ entitlements file, refuses to start.
 
 **Outgoing.** A service that calls another (the OMS the Exchange, a Risk replica its
 peer) presents the token in ``TESSERA_SERVICE_TOKEN_FILE`` when set (re-read when the
-file changes), else its TLS client certificate.
+file changes); else, where tokens are HS256 with a shared key, one it mints itself for
+``TESSERA_SERVICE_PRINCIPAL`` (an hour's, renewed at half-life); else its TLS client
+certificate.
 
 Health checks and reflection stay open: they are never registered through here.
 """
@@ -73,6 +75,9 @@ ISSUER_VARIABLE = "TESSERA_JWT_ISSUER"
 AUDIENCE_VARIABLE = "TESSERA_JWT_AUDIENCE"
 LEEWAY_VARIABLE = "TESSERA_JWT_LEEWAY_SECONDS"
 SERVICE_TOKEN_VARIABLE = "TESSERA_SERVICE_TOKEN_FILE"
+SERVICE_PRINCIPAL_VARIABLE = "TESSERA_SERVICE_PRINCIPAL"
+#: A token a service mints for itself (HS256, with the shared key) lives this long.
+SELF_MINTED_LIFETIME = 3600
 AUTHORIZATION = "authorization"
 _BEARER = "Bearer "
 #: Verified tokens kept (a steady client reuses one): the cache is emptied when full.
@@ -623,7 +628,7 @@ class _ServiceToken:
     def get(self) -> tuple[tuple[str, str], ...]:
         path = os.environ.get(SERVICE_TOKEN_VARIABLE, "").strip()
         if not path:
-            return ()
+            return self._self_minted()
         now = time.monotonic()
         if path == self.path and now - self.checked < RELOAD_CHECK_SECONDS:
             return self.metadata
@@ -638,6 +643,29 @@ class _ServiceToken:
                 self.metadata = ((AUTHORIZATION, _BEARER + token),) if token else ()
         except OSError as error:
             log.error("%s: cannot read %s (%s)", SERVICE_TOKEN_VARIABLE, path, error.strerror)
+        return self.metadata
+
+
+    def _self_minted(self) -> tuple[tuple[str, str], ...]:
+        principal = os.environ.get(SERVICE_PRINCIPAL_VARIABLE, "").strip()
+        key_path = os.environ.get(HMAC_KEY_VARIABLE, "").strip()
+        if not principal or not key_path:
+            return ()
+        now = time.time()
+        if self.metadata and now < self.checked:
+            return self.metadata
+        import jwt
+
+        try:
+            key = _read_file(HMAC_KEY_VARIABLE, key_path).strip()
+        except ConfigError as error:
+            log.error("cannot mint the service token: %s", error)
+            return self.metadata
+        claims = {"sub": principal, "iss": os.environ.get(ISSUER_VARIABLE, "").strip(),
+                  "aud": os.environ.get(AUDIENCE_VARIABLE, "").strip(), "iat": int(now),
+                  "exp": int(now + SELF_MINTED_LIFETIME)}
+        self.metadata = ((AUTHORIZATION, _BEARER + jwt.encode(claims, key, algorithm="HS256")),)
+        self.checked = now + SELF_MINTED_LIFETIME / 2  # renewed at half-life
         return self.metadata
 
 
