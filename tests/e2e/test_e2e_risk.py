@@ -137,7 +137,8 @@ def test_reducing_admits_a_reducing_order_and_refuses_opening_and_flipping_ones(
 
     with ledger.uow() as uow:
         position = uow.positions.get(account, "BTCUSDT")
-    assert (STATES[state.state], state.operator, state.reason) == ("REDUCING", "e2e-operator", "e2e: unwind only")
+    assert (STATES[state.state], state.operator, state.reason) == (
+        "REDUCING", "local", "e2e: unwind only (comment: e2e-operator)")  # the caller's principal; a comment
     assert reduced.side == pb.SIDE_SELL and position.quantity == Decimal("0.006")
     assert codes(flipping) == ["REDUCING_ONLY"] and "flip through zero" in flipping.violations[0].message
     assert codes(adding) == ["REDUCING_ONLY"] and "would add to the long" in adding.violations[0].message

@@ -249,7 +249,7 @@ def test_the_kill_switch_set_through_one_replica_is_obeyed_by_the_other_within_t
           f"(bound {bound * 1000:.0f} ms)")
 
     assert [v.code for v in after_bound.violations] == ["TRADING_HALTED"]
-    assert state_on_1.state == HALTED and state_on_1.operator == "e2e-shards"
+    assert state_on_1.state == HALTED and state_on_1.operator == "local"  # the caller's principal
     # Every order sent once the bound had passed was refused (approved), none the other way.
     assert all(status == pb.ORDER_STATUS_REJECTED for sent, status in answers if sent >= bound), answers
     assert all(status == pb.ORDER_STATUS_APPROVED for sent, status in reset_answers if sent >= bound), reset_answers
