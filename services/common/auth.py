@@ -106,37 +106,35 @@ class Caller:
 
 
 ANONYMOUS = Caller("", "none")
-#: The current call's caller (ANONYMOUS outside a call and without identities).
-caller_var: contextvars.ContextVar[Caller] = contextvars.ContextVar("tessera_caller", default=ANONYMOUS)
-#: The accounts the current call is confined to (None: any).
-_accounts_var: contextvars.ContextVar[frozenset[str] | None] = contextvars.ContextVar("tessera_accounts",
-                                                                                       default=None)
-_roles_var: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("tessera_roles", default=frozenset())
+_NO_ROLES: frozenset[str] = frozenset()
+#: The current call's (caller, its roles, the accounts it is confined to or None): one
+#: context variable, set once per call.
+_call_var: contextvars.ContextVar[tuple[Caller, frozenset[str], frozenset[str] | None]] = contextvars.ContextVar(
+    "tessera_call", default=(ANONYMOUS, _NO_ROLES, None))
 
 
 def current_caller() -> Caller:
-    return caller_var.get()
+    return _call_var.get()[0]
 
 
 def caller_has_role(role: str) -> bool:
     """True when the current call's principal holds ``role``."""
-    return role in _roles_var.get()
+    return role in _call_var.get()[1]
 
 
 def check_account(account: str, what: str = "order") -> None:
     """Refuse (NOT_ENTITLED) when the current call is confined to accounts ``account`` is
     not one of: for a method that names an order by id, called once the stored order is
     loaded."""
-    allowed = _accounts_var.get()
+    caller, _, allowed = _call_var.get()
     if allowed is not None and account not in allowed:
-        caller = caller_var.get()
         raise NotEntitled(f"{caller.name} may not act on account {account!r} (the {what}'s account)",
                           metadata={"principal": caller.name, "account": account})
 
 
 def confined() -> bool:
     """True when the current call is confined to listed accounts (a trader's)."""
-    return _accounts_var.get() is not None
+    return _call_var.get()[2] is not None
 
 
 MAX_COMMENT = 200
@@ -162,13 +160,13 @@ def with_comment(reason: str, comment: str) -> str:
 def principal_for_record(comment: str = "") -> str:
     """Who a privileged action is recorded as: the authenticated principal; without
     identities, ``unauthenticated`` (the request's comment goes into the record's text)."""
-    caller = caller_var.get()
+    caller = _call_var.get()[0]
     return caller.name[:128] if caller.via != "none" else "unauthenticated"
 
 
 def record_privileged(action: str, **details: Any) -> None:
     """One ``tessera.audit`` log line for a privileged action, with the principal."""
-    caller = caller_var.get()
+    caller = _call_var.get()[0]
     audit_log.warning("privileged action %s by %s (%s): %s", action, caller.name or "unauthenticated", caller.via,
                       ", ".join(f"{key}={value!r}" for key, value in details.items()))
 
@@ -178,10 +176,29 @@ def record_privileged(action: str, **details: Any) -> None:
 class Grant:
     roles: frozenset[str]
     accounts: frozenset[str]
+    #: method -> the widest scope the roles give it (ALL, LISTED or None), filled on use.
+    scopes: dict[str, str | None] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def all_accounts(self) -> bool:
         return "*" in self.accounts
+
+    def scope(self, rule: "access.Rule") -> str | None:
+        """The widest grant the roles give ``rule``'s method; ALL for a trader of "*"."""
+        found = self.scopes.get(rule.full_name, "")
+        if found != "":
+            return found
+        scope = None
+        for role in self.roles:
+            given = rule.grants.get(role)
+            if given == access.ALL:
+                scope = access.ALL
+                break
+            scope = scope or given
+        if scope == access.LISTED and self.all_accounts:
+            scope = access.ALL
+        self.scopes[rule.full_name] = scope
+        return scope
 
 
 def parse_entitlements(text: str, source: str = "entitlements") -> dict[str, Grant]:
@@ -313,7 +330,7 @@ class TokenVerifier:
         self.audience = audience
         self.leeway = leeway
         self.clock = clock
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: dict[str, tuple[Caller, float]] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "TokenVerifier | None":
@@ -341,17 +358,24 @@ class TokenVerifier:
         return cls(keys, issuer=issuer, audience=audience, leeway=leeway)
 
     def verify(self, token: str) -> str:
-        """The token's principal (``sub``).
+        """The token's principal (``sub``)."""
+        return self.caller(token).name
+
+    def caller(self, token: str) -> Caller:
+        """The token's caller (its ``sub``, via ``token``); ``token`` may carry its
+        ``Bearer `` prefix (the metadata value as it arrived: the cache's key).
 
         Raises
         ------
         NotAuthenticated
             ``IDENTITY_INVALID``, its metadata's ``problem`` saying why.
         """
-        now = self.clock()
         hit = self._cache.get(token)
-        if hit is not None and hit[1] + self.leeway > now:
+        if hit is not None and hit[1] + self.leeway > self.clock():
             return hit[0]
+        key_text = token
+        if token.startswith(_BEARER):
+            token = token[len(_BEARER):].strip()
         import jwt
 
         try:
@@ -385,8 +409,9 @@ class TokenVerifier:
             raise _invalid("subject", "the bearer token names no subject")
         if len(self._cache) >= TOKEN_CACHE_SIZE:
             self._cache.clear()
-        self._cache[token] = (subject, float(claims["exp"]))
-        return subject
+        caller = Caller(subject, "token")
+        self._cache[key_text] = (caller, float(claims["exp"]))
+        return caller
 
 
 def _invalid(problem: str, message: str) -> NotAuthenticated:
@@ -490,7 +515,7 @@ class Authorizer:
                     raise _invalid("scheme", "the authorization metadata must be 'Bearer <JWT>' (and this "
                                              "service verifies no tokens)" if self.verifier is None else
                                    "the authorization metadata must be 'Bearer <JWT>'")
-                return Caller(self.verifier.verify(value[len(_BEARER):].strip()), "token")
+                return self.verifier.caller(value)
         if self.mtls:
             name = certificate_principal(context)
             if name:
@@ -512,31 +537,22 @@ class Authorizer:
         assert entitlements is not None
 
         def check(request: Any, metadata: Sequence[tuple[str, Any]], context: Any) -> Caller:
-            _accounts_var.set(None)
             caller = self.identify(metadata, context)
-            caller_var.set(caller)
             grant = entitlements.get(caller.name)
             if grant is None:
+                _call_var.set((caller, _NO_ROLES, None))
                 raise NotEntitled(f"{caller.name} is not in the entitlements file",
                                   metadata={"principal": caller.name, "method": short})
-            _roles_var.set(grant.roles)
-            scope = None
-            for role in grant.roles:
-                given = rule.grants.get(role)
-                if given == access.ALL:
-                    scope = access.ALL
-                    break
-                scope = scope or given
+            scope = grant.scope(rule)
+            if scope == access.ALL:
+                _call_var.set((caller, grant.roles, None))
+                return caller
+            _call_var.set((caller, grant.roles, grant.accounts))
             if scope is None:
                 raise NotEntitled(f"{short} is not open to {caller.name} (roles: {', '.join(sorted(grant.roles))})",
                                   metadata={"principal": caller.name, "method": short})
-            if scope == access.ALL or grant.all_accounts:
-                return caller
-            if stored:
-                _accounts_var.set(grant.accounts)
-                return caller
-            if extract is None:
-                return caller
+            if stored or extract is None:
+                return caller  # the servicer checks the stored order's account (check_account)
             message = request
             if isinstance(request, (bytes, bytearray)):
                 try:
@@ -552,7 +568,6 @@ class Authorizer:
                                           metadata={"principal": caller.name, "method": short})
                     raise NotEntitled(f"{caller.name} may not act on account {account!r}",
                                       metadata={"principal": caller.name, "method": short, "account": account})
-            _accounts_var.set(grant.accounts)
             return caller
 
         return check
