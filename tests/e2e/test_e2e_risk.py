@@ -85,7 +85,7 @@ def filled(stack: Stack, **fields: Any) -> pb.Order:
 
 def set_state(stack: Stack, state: int, reason: str) -> None:
     stack.risk.SetTradingState(
-        risk_pb2.SetTradingStateRequest(state=state, operator="e2e-operator", reason=reason), timeout=e2e.RPC_TIMEOUT
+        risk_pb2.SetTradingStateRequest(state=state, reason=reason), timeout=e2e.RPC_TIMEOUT
     )
 
 
@@ -137,8 +137,8 @@ def test_reducing_admits_a_reducing_order_and_refuses_opening_and_flipping_ones(
 
     with ledger.uow() as uow:
         position = uow.positions.get(account, "BTCUSDT")
-    assert (STATES[state.state], state.operator, state.reason) == (
-        "REDUCING", "local", "e2e: unwind only (comment: e2e-operator)")  # the caller's principal; a comment
+    # Who changed it: the caller's authenticated principal (the suite's token, "local").
+    assert (STATES[state.state], state.operator, state.reason) == ("REDUCING", "local", "e2e: unwind only")
     assert reduced.side == pb.SIDE_SELL and position.quantity == Decimal("0.006")
     assert codes(flipping) == ["REDUCING_ONLY"] and "flip through zero" in flipping.violations[0].message
     assert codes(adding) == ["REDUCING_ONLY"] and "would add to the long" in adding.violations[0].message
