@@ -186,7 +186,9 @@ class CallObserver:
             if self.access_log:
                 level = _access_level(method, code)
                 if access_log.isEnabledFor(level):
-                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {caller[0]}")
+                    who = caller[0]  # the guard's Caller, or what the line says instead
+                    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
+                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {who}")
         finally:
             try:
                 if scope is not None:
@@ -209,20 +211,15 @@ class CallObserver:
         return default
 
     @staticmethod
-    async def _admit(guard: Any, request: Any, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
-        """Run the call's guard; a refusal ends the call with its status."""
-        try:
-            caller = guard(request, state[4], context)
-        except Exception as error:  # noqa: BLE001 - a DomainError (UNAUTHENTICATED, NOT_ENTITLED)
-            if getattr(error, "reason", "") == "NOT_ENTITLED":
-                metrics.not_entitled(getattr(error, "metadata", {}).get("method", ""))
-            name = getattr(error, "metadata", {}).get("principal")
-            state[5][0] = f"principal={name}" if name else "principal=-"
-            from services.common.errors import abort_error  # errors imports this module
+    async def _refuse(error: Exception, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
+        """End the call its guard refused with the refusal's status (counted when NOT_ENTITLED)."""
+        metadata = getattr(error, "metadata", None) or {}
+        if getattr(error, "reason", "") == "NOT_ENTITLED":
+            metrics.not_entitled(metadata.get("method", ""))
+        state[5][0] = f"principal={metadata.get('principal') or '-'}"
+        from services.common.errors import abort_error  # errors imports this module
 
-            await abort_error(context, error)
-            raise
-        state[5][0] = f"principal={caller.name} via={caller.via}"
+        await abort_error(context, error)
 
     def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
                ) -> Callable[..., Awaitable[Any]]:
@@ -230,8 +227,12 @@ class CallObserver:
             state = self._enter(method, request, context)
             code, response = "UNKNOWN", None
             try:
-                if guard is not None:
-                    await self._admit(guard, request, context, state)
+                if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
+                    try:
+                        state[5][0] = guard(request, state[4], context)
+                    except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
+                        await self._refuse(error, context, state)
+                        raise
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
                 return response
@@ -251,8 +252,12 @@ class CallObserver:
             state = self._enter(method, request, context)
             code = "UNKNOWN"
             try:
-                if guard is not None:
-                    await self._admit(guard, request, context, state)
+                if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
+                    try:
+                        state[5][0] = guard(request, state[4], context)
+                    except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
+                        await self._refuse(error, context, state)
+                        raise
                 async for item in behavior(request, context):
                     yield item
                 code = self._code(context, "OK")
