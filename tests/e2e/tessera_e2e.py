@@ -83,13 +83,20 @@ def base_env(**overrides: str | None) -> dict[str, str]:
 
 
 def channel(address: str, credentials: grpc.ChannelCredentials | None = None,
-            options: Any = None) -> grpc.Channel:
-    """A channel to a service of the suite's stacks, presenting the suite's client token."""
+            options: Any = None, *, token_file: str | None = None) -> grpc.Channel:
+    """A channel to a service of the suite's stacks, presenting the suite's client token
+    (principal ``local``, every role), or the token in ``token_file``."""
     from services.cli.connection import BearerToken
 
     raw = (grpc.insecure_channel(address, options=options) if credentials is None
            else grpc.secure_channel(address, credentials, options=options))
-    return grpc.intercept_channel(raw, BearerToken(Path(AUTH_ENV["TESSERA_TOKEN_FILE"]).read_text().strip()))
+    token = Path(token_file or AUTH_ENV["TESSERA_TOKEN_FILE"]).read_text().strip()
+    return grpc.intercept_channel(raw, BearerToken(token))
+
+
+#: The suite's service identity (principal ``tessera-service``, role service only): what
+#: the OMS presents to the Exchange.
+SERVICE_TOKEN_FILE = AUTH_ENV["TESSERA_SERVICE_TOKEN_FILE"]
 
 
 def wait_for_log(read: Callable[[], str], *wanted: str, timeout: float = 5.0) -> str:
