@@ -284,3 +284,39 @@ def test_every_rule_names_known_roles_and_grants() -> None:
         assert set(rule.grants.values()) <= {access.ALL, access.LISTED}, rule
         if access.LISTED in rule.grants.values():
             assert rule.account, f"{rule.method}: a listed-accounts grant needs to know where the account is"
+
+
+# -- tessera token ---------------------------------------------------------------------------------
+def test_tessera_token_keygen_and_mint_make_tokens_the_services_verify(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli.__main__ import main
+
+    assert main(["token", "keygen", str(tmp_path / "issuer")]) == 0
+    capsys.readouterr()
+    assert main(["token", "mint", "--key", str(tmp_path / "issuer" / "jwt-signing.pem"), "--subject", "alice",
+                 "--issuer", ISSUER, "--audience", AUDIENCE, "--lifetime", "120"]) == 0
+    minted = capsys.readouterr().out.strip()
+    assert verifier_for(tmp_path / "issuer" / "jwt-public.pem").verify(minted) == "alice"
+    shared = tmp_path / "hmac.key"
+    shared.write_text("k" * 40)
+    assert main(["token", "mint", "--hmac-key", str(shared), "--subject", "bot", "--issuer", ISSUER,
+                 "--audience", AUDIENCE]) == 0
+    verifier = auth.TokenVerifier.from_env({auth.HMAC_KEY_VARIABLE: str(shared), auth.ISSUER_VARIABLE: ISSUER,
+                                            auth.AUDIENCE_VARIABLE: AUDIENCE})
+    assert verifier is not None and verifier.verify(capsys.readouterr().out.strip()) == "bot"
+
+
+def test_a_service_mints_its_own_token_with_the_shared_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "hmac.key"
+    shared.write_text("s" * 40)
+    env = {auth.HMAC_KEY_VARIABLE: str(shared), auth.ISSUER_VARIABLE: ISSUER, auth.AUDIENCE_VARIABLE: AUDIENCE,
+           auth.SERVICE_PRINCIPAL_VARIABLE: "tessera-service"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv(auth.SERVICE_TOKEN_VARIABLE, raising=False)
+    monkeypatch.setattr(auth, "_service_token", auth._ServiceToken())
+    ((key, value),) = auth.service_metadata()
+    assert key == "authorization" and value.startswith("Bearer ")
+    verifier = auth.TokenVerifier.from_env(env)
+    assert verifier is not None and verifier.verify(value.removeprefix("Bearer ")) == "tessera-service"
+    assert auth.service_metadata() == ((key, value),)  # kept until its half-life
