@@ -339,3 +339,25 @@ def test_a_changed_entitlements_file_is_reloaded(world: World) -> None:
     while reason_of(world.call(GET_STATE, risk_pb2.GetTradingStateRequest(), stranger)) != "NOT_ENTITLED":
         assert time.monotonic() < deadline, "the entitlements were not restored"
         time.sleep(0.2)
+
+
+# -- without identities, only when asked --------------------------------------------------------
+def test_without_identities_only_when_asked_and_then_every_line_says_so(tmp_path: Path) -> None:
+    stack = e2e.start_stack(e2e.sqlite_url(tmp_path / "none.db"), tmp_path / "logs", TESSERA_AUTH="none",
+                            TESSERA_TOKEN_FILE=None)
+    try:
+        with grpc.insecure_channel(stack.addresses["risk"]) as channel:  # no token at all
+            answer = channel.unary_unary(
+                GET_STATE.full_name, request_serializer=risk_pb2.GetTradingStateRequest.SerializeToString,
+                response_deserializer=risk_pb2.GetTradingStateResponse.FromString)(
+                risk_pb2.GetTradingStateRequest(), timeout=e2e.RPC_TIMEOUT)
+            assert answer.state == pb.TRADING_STATE_ACTIVE
+        approved = e2e.approve(stack)
+        assert stack.oms.SubmitOrder(approved.request(), timeout=e2e.RPC_TIMEOUT).order.status == pb.ORDER_STATUS_FILLED
+        for name in ("risk", "oms", "exchange"):  # said at start, by each
+            assert "identities OFF (TESSERA_AUTH=none)" in stack.processes[name].stderr(), name
+        assert "auth=none" in e2e.wait_for_log(stack.processes["oms"].stderr, "SubmitOrder OK")
+        lines = [x for x in stack.processes["risk"].stderr().splitlines() if '"tessera.rpc"' in x]
+        assert lines and all("auth=none" in x for x in lines), lines[-3:]
+    finally:
+        stack.stop()
