@@ -178,6 +178,9 @@ def test_a_request_for_the_other_replicas_account_is_forwarded_and_decided_by_it
     assert [r.order.status for r in batch.results[:2]] == [pb.ORDER_STATUS_APPROVED] * 2
     # The owner refused the third (the second of what it was sent): named by its index here.
     assert batch.results[2].error.message.startswith("orders[2].order_manager_id"), batch.results[2]
+    # The owner saw the forwarding replica as its caller: the services' identity (role service).
+    forwarded_line = e2e.wait_for_log(shards.processes[1].stderr, "RiskService/ValidateOrders OK")
+    assert "principal=tessera-service via=token" in forwarded_line, forwarded_line
 
 
 def _refusal_by_a_lone_replica_0(shards: Shards, log_dir: Path, peers: str, account: str,
