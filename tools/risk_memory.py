@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from services.common.identities import provision_local  # noqa: E402
 from services.cli.stack import ServiceProcess  # noqa: E402
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "BNBUSDT", "AVAXUSDT")
@@ -110,6 +111,7 @@ def measure(url: str, log_dir: Path, shards: int = 1, settle: float = 1.0) -> Sa
                 "TESSERA_HOST": "127.0.0.1", "TESSERA_METRICS_PORT": "off", "TESSERA_ACCESS_LOG": "false",
                 "PYTHONUNBUFFERED": "1", "TESSERA_RISK_SHARDS": str(shards), "TESSERA_RISK_SHARD": "0",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))})
+    env.update(provision_local(log_dir / "auth"))  # identities on, as deployed
     risk = ServiceProcess("risk", env, log_dir)
     started = time.monotonic()
     risk.start()

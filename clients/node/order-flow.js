@@ -27,6 +27,7 @@
  */
 
 const crypto = require('node:crypto');
+const fs = require('node:fs');
 const tessera = require('./tessera');
 const token = require('./token');
 
@@ -42,13 +43,19 @@ function parseArgs(argv) {
     account: `node-${crypto.randomBytes(6).toString('hex')}`,
     venue: 'aster',
     timeout: 15,
+    // The token `tessera up` writes for its local stack, when there is one here.
+    'token-file': process.env.TESSERA_TOKEN_FILE || (fs.existsSync('var/auth/local.token') ? 'var/auth/local.token' : ''),
+    'tls-ca': process.env.TESSERA_CLIENT_TLS_CA_FILE || '',
+    'tls-cert': process.env.TESSERA_CLIENT_TLS_CERT_FILE || '',
+    'tls-key': process.env.TESSERA_CLIENT_TLS_KEY_FILE || '',
+    'tls-server-name': process.env.TESSERA_CLIENT_TLS_SERVER_NAME || '',
   };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i];
     const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? arg.split(/=(.*)/s, 2) : [arg, undefined];
     const name = flag.replace(/^--/, '');
     if (flag === '--help' || flag === '-h') {
-      console.log('usage: node order-flow.js [--risk HOST:PORT] [--oms HOST:PORT] [--symbol S] [--quantity Q] [--account A] [--venue V] [--timeout SECONDS]');
+      console.log('usage: node order-flow.js [--risk HOST:PORT] [--oms HOST:PORT] [--symbol S] [--quantity Q] [--account A] [--venue V] [--timeout SECONDS] [--token-file FILE] [--tls-ca FILE [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]]');
       process.exit(0);
     }
     if (!flag.startsWith('--') || !(name in options)) throw new Error(`unknown argument ${arg}`);
@@ -101,7 +108,11 @@ async function run(options) {
   const checks = new Checks();
   const timeoutMs = options.timeout * 1000;
   const rpc = { timeoutMs };
-  const clients = tessera.connect({ risk: options.risk, oms: options.oms });
+  const bearer = options['token-file'] ? fs.readFileSync(options['token-file'], 'utf8').trim() : '';
+  const tls = options['tls-ca'] ? {
+    ca: options['tls-ca'], cert: options['tls-cert'], key: options['tls-key'], serverName: options['tls-server-name'],
+  } : undefined;
+  const clients = tessera.connect({ risk: options.risk, oms: options.oms }, { token: bearer, tls });
   try {
     console.log(`Tessera order flow from Node.js ${process.version}: risk ${options.risk}, oms ${options.oms}`);
     await Promise.all(['risk', 'oms'].map((name) => tessera.waitForReady(clients[name], timeoutMs).catch(() => {
@@ -192,12 +203,12 @@ async function run(options) {
       `  GetOrder trades: ${got.trades.map((t) => t.trade_id).join(', ')}`);
 
     // 7. ListTrades for the order.
-    const listed = await tessera.call(clients.oms, 'ListTrades', { order_id: order.order_id }, rpc);
+    const listed = await tessera.call(clients.oms, 'ListTrades', { order_id: order.order_id, account: options.account }, rpc);
     checks.expect(trade && listed.trades.some((t) => t.trade_id === trade.trade_id),
       `ListTrades: ${listed.trades.length} trade(s) for the order, including ${trade ? trade.trade_id : '?'}`);
 
     // 8. StreamOrderEvents: the stored history of the order, then the server ends the stream.
-    const streamed = await tessera.collect(clients.oms, 'StreamOrderEvents', { order_id: order.order_id, history_only: true }, rpc);
+    const streamed = await tessera.collect(clients.oms, 'StreamOrderEvents', { order_id: order.order_id, account: options.account, history_only: true }, rpc);
     const streamedEvents = streamed.map((message) => statusOf(message.event.to_status));
     checks.expect(JSON.stringify(streamedEvents) === JSON.stringify(EXPECTED_EVENTS),
       `StreamOrderEvents (history_only): ${streamedEvents.join(' > ')}`, `expected ${EXPECTED_EVENTS.join(' > ')}`);

@@ -12,6 +12,7 @@
  * names ("SIDE_BUY"), 64-bit integers as strings, and every field present (defaults).
  */
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -73,8 +74,45 @@ function exchangeClient(address, credentials, options) {
   return new (services().ExchangeService)(address, credentialsOr(credentials), options);
 }
 
-/** Clients for the addresses given: { risk, oms, exchange } (only those named). */
-function connect(addresses, { credentials, options } = {}) {
+/**
+ * A client interceptor presenting `token` (a JWT naming the caller, docs/access.md) as
+ * `authorization: Bearer <token>` metadata on every call; works on plaintext and TLS
+ * channels alike.
+ */
+function bearerInterceptor(token) {
+  const value = `Bearer ${String(token).trim()}`;
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('authorization', value);
+      next(metadata, listener);
+    },
+  });
+}
+
+/**
+ * TLS channel credentials from PEM files: `ca` (the CA the server's certificate chains
+ * to), and `cert` with `key` for mutual TLS (the certificate then names the caller).
+ */
+function tlsCredentials({ ca, cert, key }) {
+  const read = (path) => (path ? fs.readFileSync(path) : null);
+  if (Boolean(cert) !== Boolean(key)) throw new Error('a TLS client certificate needs its key (and the key its certificate)');
+  return grpc.credentials.createSsl(read(ca), read(key), read(cert));
+}
+
+/**
+ * Clients for the addresses given: { risk, oms, exchange } (only those named).
+ * `token`: the caller's bearer token, sent with every call; `tls`: { ca, cert, key,
+ * serverName } PEM file paths for TLS (mutual with cert and key); or `credentials` made
+ * by the caller.
+ */
+function connect(addresses, { credentials, options, token, tls } = {}) {
+  if (tls && tls.ca) {
+    credentials = tlsCredentials(tls);
+    if (tls.serverName) options = { ...(options || {}), 'grpc.ssl_target_name_override': tls.serverName };
+  }
+  if (token) {
+    options = { ...(options || {}), interceptors: [...((options && options.interceptors) || []), bearerInterceptor(token)] };
+  }
   const clients = {};
   if (addresses.risk) clients.risk = riskClient(addresses.risk, credentials, options);
   if (addresses.oms) clients.oms = omsClient(addresses.oms, credentials, options);
@@ -176,6 +214,8 @@ module.exports = {
   omsClient,
   exchangeClient,
   connect,
+  bearerInterceptor,
+  tlsCredentials,
   close,
   waitForReady,
   call,

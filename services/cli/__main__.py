@@ -14,12 +14,17 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
   tessera positions [...]                     positions and PnL, spot and futures apart (from Risk)
   tessera watch [...]                         follow order events
   tessera rebalance FILE [...]                run a batch of target orders from CSV or JSON
-  tessera kill-switch status|trip|reduce|reset  the trading state (changes need --operator, --reason)
+  tessera kill-switch status|trip|reduce|reset  the trading state (changes need --reason; --comment optional)
+  tessera token keygen|mint                    signing keys and bearer tokens for identities
 
 Store (any database; --database-url or TESSERA_DATABASE_URL):
   tessera verify-store [...]                  check the store's invariants, report every violation (exit 4)
   tessera export --from T --to T [...]        orders, events and trades for audit, CSV or Parquet; hash
                                               chains verified (exit 4, nothing written, when one is broken)
+
+Every client command presents a bearer token (--token-file, TESSERA_TOKEN_FILE; default
+var/auth/local.token, which `tessera up` writes) and speaks TLS with --tls-ca (mutual
+TLS with --tls-cert/--tls-key): docs/cli.md.
 
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
 usage, 3 order rejected by risk, 130 interrupted.
@@ -33,6 +38,7 @@ from typing import Sequence
 
 from . import client
 from .client import EXIT_USAGE, UsageError
+from .connection import ConnectionError_
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,9 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     kill_switch = commands.add_parser(
         "kill-switch", help="show, trip (halt + cancel all), reduce or reset the trading state",
         description="status: the trading state. trip: EmergencyCancelAll (halt, latched; cancel every open "
-        "order). reduce: REDUCING. reset: ACTIVE. Changes need --operator and --reason and are audited.")
+        "order). reduce: REDUCING. reset: ACTIVE. Changes need --reason (and an operator's identity) and are "
+        "audited with the caller's principal; --comment adds a note.")
     add_kill_switch_arguments(kill_switch)
     kill_switch.set_defaults(handler=cmd_kill_switch)
+
+    from .token import add_token_arguments
+
+    token = commands.add_parser(
+        "token", help="signing keys and bearer tokens for identities",
+        description="keygen DIR: an Ed25519 key pair (DIR/jwt-signing.pem, DIR/jwt-public.pem). mint: a signed "
+        "bearer token (a JWT) for a principal, printed on stdout. The services verify tokens with the public "
+        "key (TESSERA_JWT_PUBLIC_KEY_FILES); see docs/access.md.")
+    add_token_arguments(token)
 
     from .verify_store import add_verify_store_arguments, cmd_verify_store
 
@@ -181,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         parser.error(str(error))
         return EXIT_USAGE  # not reached: parser.error exits with 2
+    except ConnectionError_ as error:
+        client.err(str(error))
+        return client.EXIT_ERROR
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 from google.protobuf import timestamp_pb2
 
+from services.common.auth import Authorizer
 from services.common.server import add_service
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
@@ -166,7 +167,8 @@ async def serve(role: str, port: int, exchange_address: str, interceptors: bool 
     else:
         servicer = BareExchange()
         service = exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"]
-    add_service(server, servicer, service, observe=interceptors)
+    # The transport's floor: no identities (explicitly), whatever the environment says.
+    add_service(server, servicer, service, observe=interceptors, authorizer=Authorizer.disabled())
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     stop = asyncio.Event()

@@ -53,7 +53,7 @@ from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from .client import EXIT_ERROR, EXIT_OK, err
-from .stack import Stack, StackError, ephemeral_secret, tail
+from .stack import Stack, StackError, client_token, ephemeral_secret, tail
 
 #: Client -> Risk, client -> OMS, OMS -> Exchange.
 RPC_HOPS = 3
@@ -196,9 +196,11 @@ class Clients:
     oms: Any
     health: Any
     channels: list[grpc.aio.Channel]
+    #: The caller's identity (its bearer token), sent with every call of the order path.
+    metadata: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def connect(cls, addresses: dict[str, str]) -> "Clients":
+    def connect(cls, addresses: dict[str, str], token: str = "") -> "Clients":
         risk_channel = grpc.aio.insecure_channel(addresses["risk"])
         oms_channel = grpc.aio.insecure_channel(addresses["oms"])
         return cls(
@@ -206,6 +208,7 @@ class Clients:
             oms=oms_pb2_grpc.OrderManagementServiceStub(oms_channel),
             health=health_pb2_grpc.HealthStub(oms_channel),
             channels=[risk_channel, oms_channel],
+            metadata=(("authorization", f"Bearer {token}"),) if token else (),
         )
 
     async def close(self) -> None:
@@ -261,17 +264,20 @@ async def _echo(clients: Clients) -> int:
 
 async def _round_trip(clients: Clients, orders: Orders, split: dict[str, list[float]] | None = None) -> int:
     started = time.perf_counter()
-    decision = await clients.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=orders.next()), timeout=CALL_TIMEOUT)
+    decision = await clients.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=orders.next()), timeout=CALL_TIMEOUT,
+                                              metadata=clients.metadata)
     validated = time.perf_counter()
     if decision.order.status != pb.ORDER_STATUS_APPROVED:
         raise OrderFailed(f"risk did not approve: {[v.code for v in decision.violations]}")
     answer = await clients.oms.SubmitOrder(
-        oms_pb2.SubmitOrderRequest(order=decision.order, risk_token=decision.risk_token), timeout=CALL_TIMEOUT
+        oms_pb2.SubmitOrderRequest(order=decision.order, risk_token=decision.risk_token), timeout=CALL_TIMEOUT,
+        metadata=clients.metadata,
     )
     order = answer.order
     while order.status in (pb.ORDER_STATUS_SUBMITTED, pb.ORDER_STATUS_ACCEPTED, pb.ORDER_STATUS_PARTIALLY_FILLED):
         await asyncio.sleep(0.001)  # not FILLED in the answer: follow it until it is
-        order = (await clients.oms.GetOrder(oms_pb2.GetOrderRequest(order_id=order.order_id), timeout=CALL_TIMEOUT)).order
+        order = (await clients.oms.GetOrder(oms_pb2.GetOrderRequest(order_id=order.order_id), timeout=CALL_TIMEOUT,
+                                            metadata=clients.metadata)).order
     if order.status != pb.ORDER_STATUS_FILLED:
         raise OrderFailed(f"order ended {pb.OrderStatus.Name(order.status)}")
     if split is not None:
@@ -284,7 +290,8 @@ async def _round_trip(clients: Clients, orders: Orders, split: dict[str, list[fl
 async def _batch(clients: Clients, orders: Orders, size: int, split: dict[str, list[float]]) -> int:
     started = time.perf_counter()
     decisions = await clients.risk.ValidateOrders(
-        risk_pb2.ValidateOrdersRequest(orders=orders.batch(size)), timeout=CALL_TIMEOUT * 4
+        risk_pb2.ValidateOrdersRequest(orders=orders.batch(size)), timeout=CALL_TIMEOUT * 4,
+        metadata=clients.metadata,
     )
     validated = time.perf_counter()
     approved = [r for r in decisions.results if r.order.status == pb.ORDER_STATUS_APPROVED]
@@ -296,7 +303,7 @@ async def _batch(clients: Clients, orders: Orders, size: int, split: dict[str, l
         oms_pb2.SubmitOrdersRequest(
             orders=[oms_pb2.SubmitOrderRequest(order=r.order, risk_token=r.risk_token) for r in approved]
         ),
-        timeout=CALL_TIMEOUT * 4,
+        timeout=CALL_TIMEOUT * 4, metadata=clients.metadata,
     )
     finished = time.perf_counter()
     filled = sum(1 for r in answer.results if r.order.status == pb.ORDER_STATUS_FILLED)
@@ -319,8 +326,9 @@ class Plan:
     batch_in_flight: int = 1
 
 
-async def measure(database: str, addresses: dict[str, str], plan: Plan, progress: Progress) -> list[Series]:
-    clients = Clients.connect(addresses)
+async def measure(database: str, addresses: dict[str, str], plan: Plan, progress: Progress,
+                  token: str = "") -> list[Series]:
+    clients = Clients.connect(addresses, token)
     orders = Orders(uuid.uuid4().hex[:8])
     results: list[Series] = []
     try:
@@ -442,7 +450,7 @@ def run_database(
             stack = Stack(database_url=database.url, env=env, log_dir=Path(workdir) / "logs")
             with stack:
                 try:
-                    series = asyncio.run(measure(label, stack.addresses, plan, progress))
+                    series = asyncio.run(measure(label, stack.addresses, plan, progress, client_token(stack.env)))
                 except BaseException:
                     progress.note(stack.logs(lines=20))
                     raise

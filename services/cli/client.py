@@ -20,6 +20,7 @@ from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
+from .connection import add_identity_arguments, connect
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -75,6 +76,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, risk: bool = Fa
     )
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="deadline of each call (default %(default)s)")
+    add_identity_arguments(parser)
 
 
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +160,7 @@ def _oms(args: argparse.Namespace, channel: grpc.Channel) -> Any:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     intent = build_intent(args)
-    with grpc.insecure_channel(args.risk) as risk_channel, grpc.insecure_channel(args.oms) as oms_channel:
+    with connect(args, args.risk) as risk_channel, connect(args, args.oms) as oms_channel:
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
         try:
             decision = risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent), timeout=args.timeout)
@@ -214,7 +216,7 @@ def _pages(call: Callable[[str], Any], items: str, limit: int) -> Iterator[Any]:
 def _list(args: argparse.Namespace, call: Callable[[Any, str, int], Any], items: str,
           render: Callable[[list[Any]], str], noun: str) -> int:
     page_size = min(args.limit, 1000) if args.limit else 1000
-    with grpc.insecure_channel(args.oms) as channel:
+    with connect(args, args.oms) as channel:
         stub = _oms(args, channel)
         try:
             *rows, more = list(_pages(lambda token: call(stub, token, page_size), items, args.limit))
@@ -268,7 +270,7 @@ def cmd_order(args: argparse.Namespace) -> int:
     request = oms_pb2.GetOrderRequest(
         order_id=args.order_id or "", account=args.account, client_order_id=args.client_order_id
     )
-    with grpc.insecure_channel(args.oms) as channel:
+    with connect(args, args.oms) as channel:
         try:
             answer = _oms(args, channel).GetOrder(request, timeout=args.timeout)
         except grpc.RpcError as error:
@@ -294,7 +296,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    channel = grpc.insecure_channel(args.oms)
+    channel = connect(args, args.oms)
     stream = None
     try:
         stream = _oms(args, channel).StreamOrderEvents(request)

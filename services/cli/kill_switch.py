@@ -2,8 +2,9 @@
 
 ``status`` shows the global state (and who set it, why, when); ``trip`` calls
 ``EmergencyCancelAll`` (halt, latched, and cancel every open order); ``reduce`` sets
-REDUCING; ``reset`` sets ACTIVE again. Every change needs ``--operator`` and
-``--reason``: the services refuse a change without them, and audit each one.
+REDUCING; ``reset`` sets ACTIVE again. Every change needs ``--reason`` and a caller
+with the operator role (its token or certificate): the services audit each change with
+that principal; ``--comment`` (``--operator`` is kept as its alias) adds a note.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
+from .connection import connect
 from .client import EXIT_ERROR, EXIT_OK, add_connection_arguments, err
 
 ACTIONS = ("status", "trip", "reduce", "reset")
@@ -25,18 +27,19 @@ ACTIONS = ("status", "trip", "reduce", "reset")
 def add_kill_switch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=ACTIONS,
                         help="status; trip (halt + cancel everything); reduce (REDUCING); reset (ACTIVE)")
-    parser.add_argument("--operator", default="", help="who makes the change (required to change it)")
+    parser.add_argument("--comment", "--operator", dest="comment", default="",
+                        help="a note recorded with the change (who acted is your identity)")
     parser.add_argument("--reason", default="", help="why (required to change it)")
     add_connection_arguments(parser, risk=True)
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.risk) as risk_channel, grpc.insecure_channel(args.oms) as oms_channel:
+    with connect(args, args.risk) as risk_channel, connect(args, args.oms) as oms_channel:
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
         try:
             if args.action == "trip":
                 answer = oms_pb2_grpc.OrderManagementServiceStub(oms_channel).EmergencyCancelAll(
-                    oms_pb2.EmergencyCancelAllRequest(operator=args.operator, reason=args.reason), timeout=args.timeout
+                    oms_pb2.EmergencyCancelAllRequest(operator=args.comment, reason=args.reason), timeout=args.timeout
                 )
                 print(f"trading HALTED; {len(answer.orders)} order(s) cancelled")
                 if answer.orders:
@@ -44,7 +47,7 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
             elif args.action in ("reduce", "reset"):
                 state = pb.TRADING_STATE_REDUCING if args.action == "reduce" else pb.TRADING_STATE_ACTIVE
                 answer = risk.SetTradingState(
-                    risk_pb2.SetTradingStateRequest(state=state, operator=args.operator, reason=args.reason),
+                    risk_pb2.SetTradingStateRequest(state=state, operator=args.comment, reason=args.reason),
                     timeout=args.timeout,
                 )
                 print(f"trading {_name(answer.previous_state)} -> {_name(answer.state)}")

@@ -13,6 +13,9 @@ from sqlalchemy.engine import make_url
 
 from . import output
 from .client import EXIT_ERROR, EXIT_OK, err
+from services.common.auth import MODE_VARIABLE
+from services.common.identities import identities_configured, provision_local
+
 from .stack import DEFAULT_PORTS, SECRET_VARIABLE, SERVICES, Stack, StackError, ephemeral_secret, tail
 
 
@@ -32,9 +35,30 @@ def shown_url(url: str) -> str:
         return url
 
 
-def local_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The services' environment; an ephemeral HMAC secret when none is configured."""
+LOCAL_AUTH_DIR = Path("var") / "auth"
+
+
+def local_identities(env: dict[str, str], *, no_auth: bool = False) -> None:
+    """Identities for the local stack, unless the environment configures them: keys, an
+    entitlements file and tokens in ``var/auth`` (the ``tessera`` client commands present
+    ``var/auth/local.token`` by default); ``no_auth``: none at all (``TESSERA_AUTH=none``)."""
+    if no_auth:
+        env[MODE_VARIABLE] = "none"
+        print("tessera: identities OFF (--no-auth): any caller may call anything; every access log line says "
+              "auth=none", flush=True)
+        return
+    if identities_configured(env):
+        return
+    env.update(provision_local(Path.cwd() / LOCAL_AUTH_DIR))
+    print(f"tessera: identities on: principal 'local' (every role) in {LOCAL_AUTH_DIR}/local.token, used by the "
+          f"tessera commands run here; entitlements in {LOCAL_AUTH_DIR}/entitlements.yaml", flush=True)
+
+
+def local_environment(environ: Mapping[str, str] = os.environ, *, no_auth: bool = False) -> dict[str, str]:
+    """The services' environment; an ephemeral HMAC secret when none is configured, and
+    the local identities (:func:`local_identities`)."""
     env = dict(environ)
+    local_identities(env, no_auth=no_auth)
     if not env.get(SECRET_VARIABLE) and not env.get(f"{SECRET_VARIABLE}_FILE"):
         env[SECRET_VARIABLE] = ephemeral_secret()
         env.pop("AIS_RISK_HMAC_KEY_ID", None)
@@ -57,6 +81,8 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
                         help="interface to bind (env TESSERA_HOST, default %(default)s)")
     parser.add_argument("--log-dir", default="var/log", help="service logs (default %(default)s)")
     parser.add_argument("--startup-timeout", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="run without identities (TESSERA_AUTH=none): any caller may call anything")
 
 
 def print_addresses(stack: Stack) -> None:
@@ -64,7 +90,7 @@ def print_addresses(stack: Stack) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    env = local_environment()
+    env = local_environment(no_auth=args.no_auth)
     url = args.db or default_database_url(env)
     stack = Stack(
         database_url=url,

@@ -16,6 +16,7 @@ from tessera.common.v1 import types_pb2 as pb
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
+from .connection import connect
 from .client import EXIT_ERROR, EXIT_OK, MARKETS, add_connection_arguments, err
 
 HEADERS = ("account", "market", "symbol", "quantity", "avg_entry", "mark", "unrealised", "realised_net", "fees",
@@ -60,7 +61,7 @@ def cmd_positions(args: argparse.Namespace) -> int:
     )
     rows: list[Any] = []
     more = False
-    with grpc.insecure_channel(args.risk) as channel:
+    with connect(args, args.risk) as channel:
         stub = risk_pb2_grpc.RiskServiceStub(channel)
         try:
             while True:

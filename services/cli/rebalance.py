@@ -32,6 +32,7 @@ from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
+from .connection import connect
 from .client import (
     EXIT_ERROR,
     EXIT_OK,
@@ -149,7 +150,7 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     rows = read_rows(args.file)
     identifier = args.identifier or default_identifier(args.file, rows)
     intents = [row_intent(row, number, identifier, args) for number, row in enumerate(rows, 1)]
-    with grpc.insecure_channel(args.risk) as risk_channel, grpc.insecure_channel(args.oms) as oms_channel:
+    with connect(args, args.risk) as risk_channel, connect(args, args.oms) as oms_channel:
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
         oms = oms_pb2_grpc.OrderManagementServiceStub(oms_channel)
         try:

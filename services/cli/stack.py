@@ -18,6 +18,11 @@ ready line tells which. The line after it, ``<name> metrics on <host>:<port>``, 
 where the service serves Prometheus metrics (``metrics_addresses``; free ports too,
 unless ``metrics_ports`` or the environment choose them).
 
+Identities: unless the environment configures them (``TESSERA_AUTH``,
+``TESSERA_ENTITLEMENTS_FILE``), the stack makes its own (a key pair, an entitlements
+file, a client and a service token: :func:`services.common.identities.provision_local`)
+under ``<log_dir>/auth``; its channels present the client token (``TESSERA_TOKEN_FILE``).
+
 A service whose environment has ``TESSERA_TLS_CERT_FILE`` serves TLS: the stack's own
 health checks and channels then use TLS too, trusting ``TESSERA_CLIENT_TLS_CA_FILE``
 (else ``TESSERA_TLS_CA_FILE``) and presenting ``TESSERA_CLIENT_TLS_CERT_FILE`` and
@@ -48,6 +53,8 @@ from typing import Any, Iterable, Mapping
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.identities import CLIENT_TOKEN_VARIABLE, identities_configured, provision_local
 
 SERVICES = ("exchange", "risk", "oms")
 DEFAULT_PORTS = {"risk": 50051, "oms": 50052, "exchange": 50053}
@@ -93,14 +100,27 @@ def metrics_enabled(name: str, env: Mapping[str, str]) -> bool:
     return True
 
 
-def open_channel(address: str, env: Mapping[str, str]) -> grpc.Channel:
-    """A blocking channel to a service started with ``env``: TLS when it serves TLS."""
-    if not env.get("TESSERA_TLS_CERT_FILE"):
-        return grpc.insecure_channel(address)
-    from services.common.tls import channel_credentials
+def client_token(env: Mapping[str, str]) -> str:
+    """The bearer token a client of a stack started with ``env`` presents ("" for none):
+    the file ``TESSERA_TOKEN_FILE`` names."""
+    path = env.get(CLIENT_TOKEN_VARIABLE, "").strip()
+    return Path(path).read_text(encoding="utf-8").strip() if path else ""
 
-    credentials, options = channel_credentials(env, CLIENT_TLS_PREFIXES)
-    return grpc.secure_channel(address, credentials or grpc.ssl_channel_credentials(), options=options)
+
+def open_channel(address: str, env: Mapping[str, str], *, token: str | None = None) -> grpc.Channel:
+    """A blocking channel to a service started with ``env``: TLS when it serves TLS, and
+    the stack's client token (``TESSERA_TOKEN_FILE``; or ``token``) on every call."""
+    from services.cli.connection import BearerToken
+
+    token = client_token(env) if token is None else token
+    if not env.get("TESSERA_TLS_CERT_FILE"):
+        channel = grpc.insecure_channel(address)
+    else:
+        from services.common.tls import channel_credentials
+
+        credentials, options = channel_credentials(env, CLIENT_TLS_PREFIXES)
+        channel = grpc.secure_channel(address, credentials or grpc.ssl_channel_credentials(), options=options)
+    return grpc.intercept_channel(channel, BearerToken(token)) if token else channel
 
 
 def _read(path: Path) -> str:
@@ -301,6 +321,9 @@ class Stack:
         self.ports = {name: int((ports or {}).get(name, 0)) for name in SERVICES}
         self.metrics_ports = {name: str(port) for name, port in (metrics_ports or {}).items()}
         self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="tessera-stack-"))
+        if not identities_configured(self.env):
+            # Identities on, as deployed: a key pair, an entitlements file and tokens of the stack's own.
+            self.env.update(provision_local(self.log_dir / "auth"))
         self.cwd = Path(cwd) if cwd is not None else None
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout

@@ -88,6 +88,12 @@ _OWN: tuple[Reason, ...] = (
         (core_ext.TOKEN_EXPIRED, "The token is older than its lifetime (300 s by default): validate the order again "
                                  "(the same client order id returns it with a fresh token)."),
     )),
+    _r("IDENTITY_MISSING", "UNAUTHENTICATED",
+       "The call names no caller: present a bearer token (authorization: Bearer <JWT>) or, where the service "
+       "requires mutual TLS, a client certificate (docs/access.md)."),
+    _r("IDENTITY_INVALID", "UNAUTHENTICATED",
+       "The bearer token does not verify; the metadata's problem says why: expired, audience, issuer, signature, "
+       "not_yet_valid, claims, algorithm, scheme, malformed. Get a new token.", ("problem",)),
     _r(core_ext.TOKEN_FIELDS_CHANGED, "PERMISSION_DENIED",
        "A signed field of the order differs from what Risk approved: send the order exactly as Risk answered it.",
        services=_OMS_EXCHANGE),
@@ -98,6 +104,9 @@ _OWN: tuple[Reason, ...] = (
        "(replayed).", _ORDER, _OMS_EXCHANGE),
     _r("CALLER_NOT_OMS", "PERMISSION_DENIED",
        "An Exchange service call without the OMS's credential: clients call the OMS.", ("method",), _EXCHANGE),
+    _r("NOT_ENTITLED", "PERMISSION_DENIED",
+       "The caller's roles do not admit the method, or not for this account (docs/access.md); an unknown "
+       "principal holds no role.", ("principal", "method", "account")),
     _r("ORDER_NOT_FOUND", "NOT_FOUND", "No order with this id (or account and client order id).",
        ("order_id", "account", "client_order_id"), ("risk", "oms")),
     _r("ORDER_MANAGER_NOT_FOUND", "NOT_FOUND", "No order manager with this unique_identifier.",

@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError
 from core_ext import IllegalTransition
 from services.common import error_catalog
 from services.common.observability import metrics
-from services.common.observability.interceptors import request_id_metadata
+from services.common.observability.logs import request_id_metadata
 from services.domain import errors as domain
 from tessera.common.v1 import types_pb2 as common_pb
 

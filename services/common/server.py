@@ -32,7 +32,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import tls
+from services.common import auth, tls
 from services.common.config import ConfigError, env_int, exit_on_config_error
 from services.common.observability import metrics
 from services.common.decoding import decode_safely
@@ -50,7 +50,7 @@ Registrar = Callable[[grpc.aio.Server], Iterable[str]]
 
 
 def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_requests: Iterable[str] = (),
-                observe: bool = True) -> str:
+                observe: bool = True, authorizer: auth.Authorizer | None = None) -> str:
     """Register ``servicer``'s methods for ``service`` (a ``ServiceDescriptor``), as the
     generated ``add_*Servicer_to_server`` does, with two differences:
 
@@ -65,6 +65,8 @@ def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_
 
     Returns the service's full name."""
     raw = frozenset(raw_requests)
+    if observe and authorizer is None:
+        authorizer = auth.process_authorizer()
     handlers = {}
     for method in service.methods:
         request = message_factory.GetMessageClass(method.input_type)
@@ -75,7 +77,8 @@ def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_
         handler = make(behavior, request_deserializer=deserializer, response_serializer=response.SerializeToString)
         if observe:
             full = f"/{service.full_name}/{method.name}"
-            handler = observe_handler(full, decode_safely(full, handler))
+            guard = authorizer.guard(full, request) if authorizer is not None else None
+            handler = observe_handler(full, decode_safely(full, handler), guard)
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
@@ -167,8 +170,13 @@ async def serve(
     metrics.SERVICE["name"] = name
     try:
         credentials = tls.server_credentials(os.environ)
+        authorizer = auth.configure(os.environ)
     except ConfigError as error:
         exit_on_config_error(name, error)
+    if authorizer.enabled:
+        log.info("%s: %s", name, authorizer.describe())
+    else:  # said at start, and by every access log line (auth=none)
+        log.warning("%s: %s", name, authorizer.describe())
     # No interceptors: add_service wraps each method's handler once (observe_handler, decode_safely).
     server = grpc.aio.server(options=SERVER_OPTIONS)
     service_names = list(register(server))

@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import core_ext
+from services.common.auth import service_metadata
 from services.domain import Order
 from services.domain.errors import TokenRejected
 
@@ -60,9 +61,10 @@ def batch_tokens(risk_tokens: list[str]) -> str:
 def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "", *,
                       now: float | None = None) -> tuple[tuple[str, str], ...]:
     """gRPC metadata proving the call comes from an OMS holding the key ring (signed at
-    ``now``, epoch seconds; default: the wall clock)."""
+    ``now``, epoch seconds; default: the wall clock), with the OMS's identity (its service
+    token; else its TLS client certificate speaks)."""
     credential = core_ext.sign_token(keyring, _call_body(method, risk_token), int(time.time() if now is None else now))
-    return ((OMS_CREDENTIAL_METADATA, credential),)
+    return ((OMS_CREDENTIAL_METADATA, credential), *service_metadata())
 
 
 def verify_oms_call(

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import grpc
 
 import core_ext
-from services.common import convert
+from services.common import auth, convert
 from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
@@ -181,21 +181,28 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             reports = await self.engine.cancel_all(None, market_type)
         return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports])
 
+    def _authorize_settings(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """Venue settings: an operator's identity admits them (docs/access.md); any other
+        caller (the OMS) also needs the OMS's call credential."""
+        if not auth.caller_has_role("operator"):
+            self.engine.authorize(context.invocation_metadata(), method)
+
     @venue_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "SetLeverage")
+        self._authorize_settings(context, "SetLeverage")
         symbol = _symbol(request.symbol)
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
         if leverage != leverage.to_integral_value() or leverage > convert.MAX_LEVERAGE:
             raise InvalidOrder("leverage", f"must be a whole number from 1 to {convert.MAX_LEVERAGE}",
                                violation="OUT_OF_RANGE")
+        auth.record_privileged("SetLeverage", symbol=symbol, leverage=str(leverage))
         applied = await self.engine.provider.set_leverage(symbol, int(leverage))
         return pb.SetLeverageResponse(symbol=symbol, leverage=str(applied))
 
     @venue_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "SetMarginMode")
+        self._authorize_settings(context, "SetMarginMode")
         symbol = _symbol(request.symbol)
         if request.margin_mode == common_pb.MARGIN_MODE_UNSPECIFIED:
             mode = MarginMode.ISOLATED  # the safe default: a position cannot draw on the whole account
@@ -203,6 +210,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             mode = _MARGIN_MODES[request.margin_mode]
         else:
             raise InvalidOrder("margin_mode", "ISOLATED or CROSSED", violation="UNKNOWN_VALUE")
+        auth.record_privileged("SetMarginMode", symbol=symbol, margin_mode=mode.value)
         applied = await self.engine.provider.set_margin_mode(symbol, mode)
         return pb.SetMarginModeResponse(symbol=symbol, margin_mode=_MARGIN_MODES_PB[applied])
 

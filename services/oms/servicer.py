@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from services.common import convert
+from services.common import auth, convert
 from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.domain import OrderStatus
@@ -64,6 +64,7 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         )
         convert.raise_problems(problems)
         assert account is not None and client_order_id is not None
+        auth.check_account(account)  # before the lookup: another account's ids are not probed
         return await self.oms.find_order_id(account, client_order_id)
 
     # SubmitOrder and SubmitOrders receive the request's bytes (see RAW_REQUESTS): the
@@ -105,7 +106,10 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
 
     @grpc_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
-        order = await self.oms.cancel(await self._order_id(request))
+        order_id = await self._order_id(request)
+        if auth.confined():  # a trader: the stored order's account first (one read by primary key)
+            auth.check_account((await self.oms.get_order(order_id)).account)
+        order = await self.oms.cancel(order_id)
         return pb.CancelOrderResponse(order=convert.order_to_proto(order))
 
     @grpc_errors
@@ -120,12 +124,13 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     @grpc_errors
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
         problems: convert.Problems = []
-        operator = convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator",
-                                      problems=problems)
+        comment = auth.comment_of(request.operator, problems)
         if not request.reason.strip():
             problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
         convert.raise_problems(problems)
-        orders = await self.oms.emergency_cancel_all(operator, request.reason.strip()[:500])  # type: ignore[arg-type]
+        reason = auth.with_comment(request.reason.strip(), comment)
+        auth.record_privileged("EmergencyCancelAll", reason=reason)
+        orders = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
         return pb.EmergencyCancelAllResponse(
             state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
         )
@@ -133,6 +138,7 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     @grpc_errors
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext):
         order, events, trades = await self.oms.order_details(await self._order_id(request))
+        auth.check_account(order.account)
         return pb.GetOrderResponse(
             order=convert.order_to_proto(order),
             events=[convert.event_to_proto(e, account=order.account, symbol=order.symbol) for e in events],
@@ -214,6 +220,7 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     async def GetOrderManager(self, request: pb.GetOrderManagerRequest, context: grpc.aio.ServicerContext):
         unique_identifier = convert.check_text(request.unique_identifier, convert.IDENTIFIER_PATTERN, "unique_identifier")
         manager, orders = await self.oms.get_order_manager(unique_identifier)  # type: ignore[arg-type]
+        auth.check_account(manager.target_account_uid, "order manager")
         return pb.GetOrderManagerResponse(
             order_manager=convert.order_manager_to_proto(manager), orders=[convert.order_to_proto(o) for o in orders]
         )

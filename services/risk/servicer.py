@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from services.common import convert, tls
+from services.common import auth, convert, tls
 from services.common.errors import grpc_errors, item_error_proto
 from services.domain import MarketType, TradingState, new_id
 from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed, ReplicaUnavailable
@@ -91,7 +91,8 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
     @staticmethod
     def _metadata(context: grpc.aio.ServicerContext) -> tuple[tuple[str, str], ...]:
         passed = tuple((k, v) for k, v in context.invocation_metadata() or () if k in ("x-request-id", "traceparent"))
-        return (*passed, (FORWARDED_METADATA, "1"))
+        # The forwarding replica's own identity (its service token, else its client certificate).
+        return (*passed, (FORWARDED_METADATA, "1"), *auth.service_metadata())
 
     async def _pass_on(self, error: grpc.aio.AioRpcError, owner: int, account: str,
                        context: grpc.aio.ServicerContext) -> None:
@@ -182,6 +183,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         convert.raise_problems(problems)
         assert order_id is not None
         replaced = await self.engine.stored_order(order_id)
+        auth.check_account(replaced.account)
         owner = self.sharding.owner(replaced.account)
         if owner != self.sharding.shard:
             peer = self._peer(owner, replaced.account, context)
@@ -219,14 +221,16 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         if state is None:
             problems.append(InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED",
                                          violation="REQUIRED" if request.state == 0 else "UNKNOWN_VALUE"))
-        convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator", problems=problems)
+        comment = auth.comment_of(request.operator, problems)
         if not request.reason.strip():
             problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
         elif len(request.reason) > 500:
             problems.append(InvalidOrder("reason", "longer than 500 characters", violation="TOO_LONG"))
         convert.raise_problems(problems)
         assert state is not None
-        previous = await self.engine.set_trading_state(state, request.operator.strip(), request.reason.strip())
+        reason = auth.with_comment(request.reason.strip(), comment)
+        auth.record_privileged("SetTradingState", state=state.value, reason=reason)
+        previous = await self.engine.set_trading_state(state, auth.principal_for_record(), reason)
         return pb.SetTradingStateResponse(state=state_to_proto(state), previous_state=state_to_proto(previous))
 
     @grpc_errors

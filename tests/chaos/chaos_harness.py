@@ -55,7 +55,8 @@ import venue_harness as vh
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from services.cli.stack import ServiceProcess, Stack
+from services.cli.connection import BearerToken
+from services.cli.stack import ServiceProcess, Stack, client_token
 from services.reliability import VenueRecord, check_against_venue, check_store
 from services.store.models import anomalies_table, orders_table
 from tessera.common.v1 import types_pb2 as pb
@@ -433,10 +434,16 @@ class Chaos:
                 taken.append(queue.popleft())
         return taken
 
+    def _channel(self, name: str) -> grpc.Channel:
+        """A channel to one of the stack's services, presenting the stack's client token."""
+        assert self.stack is not None
+        channel = grpc.insecure_channel(self.stack.addresses[name], options=CLIENT_OPTIONS)
+        return grpc.intercept_channel(channel, BearerToken(client_token(self.stack.env)))
+
     def _worker(self, queue: collections.deque[OrderSpec]) -> None:
         assert self.stack is not None
-        risk_channel = grpc.insecure_channel(self.stack.addresses["risk"], options=CLIENT_OPTIONS)
-        oms_channel = grpc.insecure_channel(self.stack.addresses["oms"], options=CLIENT_OPTIONS)
+        risk_channel = self._channel("risk")
+        oms_channel = self._channel("oms")
         risk, oms = risk_pb2_grpc.RiskServiceStub(risk_channel), oms_pb2_grpc.OrderManagementServiceStub(oms_channel)
         try:
             while True:
@@ -467,7 +474,7 @@ class Chaos:
     def _settle(self, engine: Any) -> None:
         """Cancel whatever still works (every symbol, every account) until nothing is open."""
         assert self.stack is not None
-        channel = grpc.insecure_channel(self.stack.addresses["oms"], options=CLIENT_OPTIONS)
+        channel = self._channel("oms")
         oms = oms_pb2_grpc.OrderManagementServiceStub(channel)
         deadline = time.monotonic() + self.config.settle_timeout
         try:

@@ -116,9 +116,13 @@ def probe_check(podman: Podman, probe: Mapping[str, Any], container: str,
 
 
 # -- the tessera command --------------------------------------------------------------------
-def tessera(*args: str, oms: str, risk: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``tessera ARGS --risk RISK --oms OMS``, from the host, as an operator runs it."""
+def tessera(*args: str, oms: str, risk: str = "", timeout: float = 60,
+            token: str = "") -> subprocess.CompletedProcess[str]:
+    """``tessera ARGS --risk RISK --oms OMS``, from the host, as an operator runs it
+    (presenting ``token``, TESSERA_TOKEN)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TESSERA_", "AIS_", "ASTER_"))}
+    if token:
+        env["TESSERA_TOKEN"] = token
     command = [str(TESSERA), *args]
     needs_risk = bool(risk)
     command += [*(["--risk", risk] if needs_risk else []), "--oms", oms]

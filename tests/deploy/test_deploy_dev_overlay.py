@@ -212,7 +212,7 @@ def test_the_secret_values_reached_the_services(played: PlayedOverlay) -> None:
     assert f"ASTER_API_KEY={venue['api-key']}" in environment
     assert f"ASTER_API_SECRET={venue['api-secret']}" in environment
     # Risk signs with the key of the Secret, under its key id.
-    with grpc.insecure_channel(played.address("risk")) as channel:
+    with dev_channel(played.address("risk")) as channel:
         intent = pb.OrderIntent(account=f"{played.run}-secret", venue="aster", market_type=pb.MARKET_TYPE_FUTURES,
                                 symbol="SOLUSDT", side=pb.SIDE_BUY, order_type=pb.ORDER_TYPE_MARKET,
                                 quantity="1", time_in_force=pb.TIME_IN_FORCE_GTC)
@@ -237,7 +237,7 @@ def test_each_risk_replica_decides_its_own_accounts_and_forwards_the_others(play
     for entry in range(shards):  # each replica takes every account: its own, and the others' by forwarding
         for owner, account in accounts.items():
             result = ds.tessera("submit", "BTCUSDT", "buy", "0.01", "--account", account,
-                                risk=played.address("risk", entry), oms=oms)
+                                risk=played.address("risk", entry), oms=oms, token=dev_token())
             assert result.returncode == 0, (entry, owner, ds.show(result))
             assert "oms: FILLED" in result.stdout, (entry, owner, ds.show(result))
 
@@ -253,3 +253,17 @@ def test_stopping_ends_every_service_cleanly_and_teardown_leaves_nothing(played:
     assert played.stop_codes == {"risk-0": 0, "risk-1": 0, "oms": 0, "exchange": 0}
     assert played.podman.leftovers(played.run) == {w: [] for w in ("pod", "container", "volume", "secret", "network")}
     assert not played.workdir.exists()
+
+
+def dev_token() -> str:
+    """A token of the dev overlay's dev-trader (HS256, with the overlay's dev-only key)."""
+    from services.common.identities import mint
+
+    key = b"dev-only-jwt-hmac-key-not-a-secret-0000000000"
+    return mint(key, "dev-trader", issuer="tessera", audience="tessera", algorithm="HS256")
+
+
+def dev_channel(address: str) -> grpc.Channel:
+    from services.cli.connection import channel_for
+
+    return channel_for(address, token=dev_token())

@@ -31,6 +31,12 @@ SERVICES = {"exchange": (50053, 9103), "risk": (50051, 9101), "oms": (50052, 910
 DOCKERFILE_USER = re.search(r"^USER\s+(\d+):(\d+)\s*$", (ds.ROOT / "Dockerfile").read_text(), re.M)
 
 
+ISSUER, AUDIENCE = "tessera", "tessera"
+ENTITLEMENTS = """principals:
+  - {name: tessera-service, roles: [service]}
+  - {name: tester, roles: [trader, operator, auditor], accounts: ["*"]}
+"""
+
 @dataclass
 class ByHand:
     podman: Podman
@@ -38,6 +44,7 @@ class ByHand:
     run: str
     key_id: str
     secret: str
+    jwt_key: str = field(default_factory=lambda: secrets.token_urlsafe(36))
     ports: dict[str, tuple[int, int]] = field(default_factory=dict)  # service -> (gRPC, metrics) on 127.0.0.1
     migrate: subprocess.CompletedProcess[str] | None = None
     startup: dict[str, ds.ProbeOutcome] = field(default_factory=dict)
@@ -50,6 +57,14 @@ class ByHand:
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service][0]}"
 
+    def channel(self, service: str) -> grpc.Channel:
+        """A channel presenting a token of the principal ``tester`` (every role)."""
+        from services.cli.connection import channel_for
+        from services.common.identities import mint
+
+        token = mint(self.jwt_key.encode(), "tester", issuer=ISSUER, audience=AUDIENCE, algorithm="HS256")
+        return channel_for(self.address(service), token=token)
+
     def start(self, service: str) -> None:
         grpc_port, metrics_port = SERVICES[service]
         self.ports[service] = (ds.free_port(), ds.free_port())
@@ -60,6 +75,14 @@ class ByHand:
             *store,
             "--secret", f"{self.run}-hmac,type=env,target=AIS_RISK_HMAC_SECRET",
             "--env", f"AIS_RISK_HMAC_KEY_ID={self.key_id}",
+            # Identities: HS256 tokens with a shared key (the services mint their own), and the
+            # entitlements file, both podman secrets mounted as files under /run/secrets.
+            "--secret", f"{self.run}-jwt,type=mount,target=jwt-key",
+            "--secret", f"{self.run}-entitlements,type=mount,target=entitlements.yaml",
+            "--env", "TESSERA_JWT_HMAC_KEY_FILE=/run/secrets/jwt-key",
+            "--env", f"TESSERA_JWT_ISSUER={ISSUER}", "--env", f"TESSERA_JWT_AUDIENCE={AUDIENCE}",
+            "--env", "TESSERA_ENTITLEMENTS_FILE=/run/secrets/entitlements.yaml",
+            "--env", "TESSERA_SERVICE_PRINCIPAL=tessera-service",
             "--env", "TESSERA_EXCHANGE_ADDRESS=exchange:50053",
             "--publish", f"127.0.0.1:{self.ports[service][0]}:{grpc_port}",
             "--publish", f"127.0.0.1:{self.ports[service][1]}:{metrics_port}",
@@ -88,6 +111,8 @@ def by_hand(podman: Podman, images: Images, declared_probes: dict[str, dict[str,
         podman.run("network", "create", f"{run}-net")
         podman.run("volume", "create", f"{run}-data")
         podman.run("secret", "create", f"{run}-hmac", "-", input=deployment.secret)
+        podman.run("secret", "create", f"{run}-jwt", "-", input=deployment.jwt_key)
+        podman.run("secret", "create", f"{run}-entitlements", "-", input=ENTITLEMENTS)
         deployment.migrate = podman.run(
             "run", "--rm", "--name", f"{run}-migrate", "--network", f"{run}-net", "--read-only",
             "--cap-drop", "ALL", "--volume", f"{run}-data:/var/lib/tessera", images.tessera, "migrate", check=False,
@@ -157,8 +182,7 @@ def test_every_service_runs_as_the_image_user_on_a_read_only_root(by_hand: ByHan
 
 
 def test_the_hmac_secret_reached_every_service(by_hand: ByHand) -> None:
-    with grpc.insecure_channel(by_hand.address("risk")) as risk_channel, \
-            grpc.insecure_channel(by_hand.address("oms")) as oms_channel:
+    with by_hand.channel("risk") as risk_channel, by_hand.channel("oms") as oms_channel:
         intent = pb.OrderIntent(account=f"{by_hand.run}-secret", venue="aster", market_type=pb.MARKET_TYPE_FUTURES,
                                 symbol="ETHUSDT", side=pb.SIDE_BUY, order_type=pb.ORDER_TYPE_MARKET,
                                 quantity="0.1", time_in_force=pb.TIME_IN_FORCE_GTC)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from services.cli.stack import PROJECT_ROOT, Stack
+from services.common.identities import provision_local
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
@@ -38,6 +40,11 @@ TAKER_FEE = Decimal("0.0004")
 MAX_NOTIONAL = Decimal("250000")
 PG_ADMIN_URL = os.environ.get("TESSERA_E2E_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RPC_TIMEOUT = 15.0
+#: The suite's identities (one key pair, entitlements and tokens for every stack it starts):
+#: the principal ``local`` holds every role, so the tests' stubs (and ``tessera`` commands
+#: run with :func:`base_env`) may call anything; tests/e2e/test_e2e_access.py tries the roles.
+AUTH_DIR = Path(tempfile.mkdtemp(prefix="tessera-e2e-auth-"))
+AUTH_ENV = provision_local(AUTH_DIR)
 
 
 # -- environment ----------------------------------------------------------------------
@@ -62,6 +69,7 @@ def base_env(**overrides: str | None) -> dict[str, str]:
             "TESSERA_RISK_ALLOWED_SYMBOLS": ",".join(PRICES),
             "TESSERA_METRICS_PORT": "0",  # /metrics on a free port: never two tests on 9101
             "PYTHONUNBUFFERED": "1",
+            **AUTH_ENV,
         }
     )
     path = env.get("PYTHONPATH", "")
@@ -72,6 +80,37 @@ def base_env(**overrides: str | None) -> dict[str, str]:
         else:
             env[key] = value
     return env
+
+
+def channel(address: str, credentials: grpc.ChannelCredentials | None = None,
+            options: Any = None, *, token_file: str | None = None) -> grpc.Channel:
+    """A channel to a service of the suite's stacks, presenting the suite's client token
+    (principal ``local``, every role), or the token in ``token_file``."""
+    from services.cli.connection import BearerToken
+
+    raw = (grpc.insecure_channel(address, options=options) if credentials is None
+           else grpc.secure_channel(address, credentials, options=options))
+    token = Path(token_file or AUTH_ENV["TESSERA_TOKEN_FILE"]).read_text().strip()
+    return grpc.intercept_channel(raw, BearerToken(token))
+
+
+#: The suite's service identity (principal ``tessera-service``, role service only): what
+#: the OMS presents to the Exchange.
+SERVICE_TOKEN_FILE = AUTH_ENV["TESSERA_SERVICE_TOKEN_FILE"]
+
+
+def wait_for_log(read: Callable[[], str], *wanted: str, timeout: float = 5.0) -> str:
+    """The first line of ``read()`` holding every one of ``wanted``, waiting for it (access
+    log lines are written a moment after their call); fails with the log's tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read()
+        found = next((line for line in text.splitlines() if all(w in line for w in wanted)), None)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log line with {wanted!r}; the log ends:\n" + "\n".join(text.splitlines()[-5:]))
+        time.sleep(0.05)
 
 
 def sqlite_url(path: Path) -> str:

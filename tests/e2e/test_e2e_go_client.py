@@ -120,7 +120,7 @@ def test_go_vector_check_reports_a_mismatch(go_binaries: Path, tmp_path: Path) -
 def test_go_client_runs_a_complete_order_flow(go_binaries: Path, stack, store) -> None:
     addresses = stack.addresses
     result = run_binary(go_binaries / "order-flow", "-risk", addresses["risk"], "-oms", addresses["oms"],
-                        "-timeout", "15")
+                        "-timeout", "15", "-token-file", e2e.AUTH_ENV["TESSERA_TOKEN_FILE"])
     assert result.returncode == 0, e2e.show(result)
     out = result.stdout
     passed, failed = summary(result)

@@ -202,7 +202,7 @@ def test_emergency_cancel_all_halts_cancels_and_only_set_trading_state_resumes(s
         assert refused.order.status == pb.ORDER_STATUS_REJECTED
         assert "TRADING_HALTED" in [v.code for v in refused.violations]
 
-        for operator, reason in (("", "resume"), ("bob", "")):
+        for operator, reason in (("bob", ""), ("x" * 201, "resume")):  # no reason; a comment too long
             expect_error(
                 lambda: stack.risk.SetTradingState(
                     risk_pb2.SetTradingStateRequest(state=pb.TRADING_STATE_ACTIVE, operator=operator, reason=reason),
@@ -218,11 +218,14 @@ def test_emergency_cancel_all_halts_cancels_and_only_set_trading_state_resumes(s
             timeout=RPC_TIMEOUT,
         )
         assert (resumed.state, resumed.previous_state) == (pb.TRADING_STATE_ACTIVE, pb.TRADING_STATE_HALTED)
+        # Who acted is the caller's principal (the suite's token: "local"); the free text is a comment.
         state = stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest(), timeout=RPC_TIMEOUT)
-        assert (state.operator, state.reason) == ("bob", "incident over")
+        assert (state.operator, state.reason) == ("local", "incident over (comment: bob)")
         with store.uow() as uow:
             history = uow.trading_state.history()
-        assert [(h.to_state.value, h.operator) for h in history[:2]] == [("ACTIVE", "bob"), ("HALTED", "alice")]
+        assert [(h.to_state.value, h.operator, h.reason) for h in history[:2]] == [
+            ("ACTIVE", "local", "incident over (comment: bob)"),
+            ("HALTED", "local", "emergency cancel all: venue incident (comment: alice)")]
         assert submit(stack).status == pb.ORDER_STATUS_FILLED
 
 
@@ -324,7 +327,7 @@ def test_tessera_kill_switch_trips_reports_and_resets(stack, store):
         resting = submit(stack, order_type=pb.ORDER_TYPE_LIMIT, price=BELOW_MARKET)
 
         refused = run_cli("kill-switch", "trip", *connection)
-        assert refused.returncode == 1 and "operator" in refused.stderr
+        assert refused.returncode == 1 and "reason" in refused.stderr
 
         tripped = run_cli("kill-switch", "trip", "--operator", "dana", "--reason", "fat finger", *connection)
         assert tripped.returncode == 0, tripped.stderr
@@ -332,8 +335,8 @@ def test_tessera_kill_switch_trips_reports_and_resets(stack, store):
         assert store.status(resting.order_id) == "CANCELLED"
 
         status = run_cli("kill-switch", "status", *connection)
-        assert "HALTED" in status.stdout and "dana" in status.stdout
+        assert "HALTED" in status.stdout and "(comment: dana)" in status.stdout and "local" in status.stdout
 
-        reset = run_cli("kill-switch", "reset", "--operator", "erin", "--reason", "all clear", *connection)
+        reset = run_cli("kill-switch", "reset", "--comment", "erin", "--reason", "all clear", *connection)
         assert reset.returncode == 0, reset.stderr
-        assert "HALTED -> ACTIVE" in reset.stdout and "erin" in reset.stdout
+        assert "HALTED -> ACTIVE" in reset.stdout and "all clear (comment: erin)" in reset.stdout

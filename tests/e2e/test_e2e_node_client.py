@@ -47,11 +47,12 @@ def node_with_modules() -> str:
     return executable
 
 
-def run_node(executable: str, script: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_node(executable: str, script: str, *args: str, timeout: float = 60.0,
+             cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TESSERA_", "AIS_"))}
     return subprocess.run(
         [executable, str(CLIENT / script), *args],
-        cwd=str(PROJECT_ROOT), env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=str(cwd), env=env, capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -93,7 +94,7 @@ def test_node_client_runs_a_complete_order_flow(stack, store) -> None:
     executable = node_with_modules()
     addresses = stack.addresses
     result = run_node(executable, "order-flow.js", "--risk", addresses["risk"], "--oms", addresses["oms"],
-                      "--timeout", "15")
+                      "--timeout", "15", "--token-file", e2e.AUTH_ENV["TESSERA_TOKEN_FILE"])
     assert result.returncode == 0, e2e.show(result)
     out = result.stdout
     passed, failed = summary(result)
@@ -118,3 +119,15 @@ def test_node_client_runs_a_complete_order_flow(stack, store) -> None:
     order_id = approved.group(1)
     assert store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
     assert len(store.trades(order_id)) == 1
+
+
+def test_node_client_without_a_token_is_refused_unauthenticated(stack, tmp_path: Path) -> None:
+    """The token is what lets the flow above through: without one (and run where there is
+    no var/auth/local.token), Risk refuses the first call UNAUTHENTICATED
+    (IDENTITY_MISSING) and the flow fails."""
+    executable = node_with_modules()
+    addresses = stack.addresses
+    result = run_node(executable, "order-flow.js", "--risk", addresses["risk"], "--oms", addresses["oms"],
+                      "--timeout", "15", cwd=tmp_path)
+    assert result.returncode != 0, e2e.show(result)
+    assert "IDENTITY_MISSING" in result.stdout + result.stderr, e2e.show(result)

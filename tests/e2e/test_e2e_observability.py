@@ -317,7 +317,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def ticker(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.StatusCode:
-    channel = grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
+    channel = e2e.channel(address, credentials)
     with channel:
         try:
             exchange_pb2_grpc.ExchangeServiceStub(channel).GetTicker(

@@ -86,7 +86,7 @@ def _race(stubs, approved: e2e.Approved) -> list[str]:
 
 def test_two_replicas_racing_for_the_same_orders_submit_each_once(replicas, pg_url, sim):
     stack, second = replicas
-    channel = grpc.insecure_channel(second.address)
+    channel = e2e.channel(second.address)
     stubs = [stack.oms, oms_pb2_grpc.OrderManagementServiceStub(channel)]
     orders = []
     try:

@@ -85,7 +85,7 @@ def filled(stack: Stack, **fields: Any) -> pb.Order:
 
 def set_state(stack: Stack, state: int, reason: str) -> None:
     stack.risk.SetTradingState(
-        risk_pb2.SetTradingStateRequest(state=state, operator="e2e-operator", reason=reason), timeout=e2e.RPC_TIMEOUT
+        risk_pb2.SetTradingStateRequest(state=state, reason=reason), timeout=e2e.RPC_TIMEOUT
     )
 
 
@@ -137,7 +137,8 @@ def test_reducing_admits_a_reducing_order_and_refuses_opening_and_flipping_ones(
 
     with ledger.uow() as uow:
         position = uow.positions.get(account, "BTCUSDT")
-    assert (STATES[state.state], state.operator, state.reason) == ("REDUCING", "e2e-operator", "e2e: unwind only")
+    # Who changed it: the caller's authenticated principal (the suite's token, "local").
+    assert (STATES[state.state], state.operator, state.reason) == ("REDUCING", "local", "e2e: unwind only")
     assert reduced.side == pb.SIDE_SELL and position.quantity == Decimal("0.006")
     assert codes(flipping) == ["REDUCING_ONLY"] and "flip through zero" in flipping.violations[0].message
     assert codes(adding) == ["REDUCING_ONLY"] and "would add to the long" in adding.violations[0].message
@@ -174,7 +175,7 @@ def test_a_daily_loss_breach_trips_the_kill_switch_for_every_replica(risk_stack,
     replica.start()
     try:
         with restoring_active(risk_stack):
-            with grpc.insecure_channel(replica.wait_ready(30)) as channel:
+            with e2e.channel(replica.wait_ready(30)) as channel:
                 falling_risk = risk_pb2_grpc.RiskServiceStub(channel)
                 breach = validate(falling_risk, account=account, symbol="ETHUSDT", quantity="0.01")
                 seen_by_replica = trading_state(falling_risk)

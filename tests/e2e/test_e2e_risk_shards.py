@@ -66,7 +66,7 @@ class Shards:
 
     def __init__(self, stack: Stack, second: ServiceProcess, url: str) -> None:
         self.stack, self.second, self.url = stack, second, url
-        self.channels = [grpc.insecure_channel(stack.addresses["risk"]), grpc.insecure_channel(second.address)]
+        self.channels = [e2e.channel(stack.addresses["risk"]), e2e.channel(second.address)]
         self.risk = [risk_pb2_grpc.RiskServiceStub(channel) for channel in self.channels]
         self.processes = [stack.processes["risk"], second]
 
@@ -178,6 +178,9 @@ def test_a_request_for_the_other_replicas_account_is_forwarded_and_decided_by_it
     assert [r.order.status for r in batch.results[:2]] == [pb.ORDER_STATUS_APPROVED] * 2
     # The owner refused the third (the second of what it was sent): named by its index here.
     assert batch.results[2].error.message.startswith("orders[2].order_manager_id"), batch.results[2]
+    # The owner saw the forwarding replica as its caller: the services' identity (role service).
+    forwarded_line = e2e.wait_for_log(shards.processes[1].stderr, "RiskService/ValidateOrders OK")
+    assert "principal=tessera-service via=token" in forwarded_line, forwarded_line
 
 
 def _refusal_by_a_lone_replica_0(shards: Shards, log_dir: Path, peers: str, account: str,
@@ -187,7 +190,7 @@ def _refusal_by_a_lone_replica_0(shards: Shards, log_dir: Path, peers: str, acco
                            log_dir)
     alone.start()
     try:
-        with grpc.insecure_channel(alone.wait_ready(30)) as channel:
+        with e2e.channel(alone.wait_ready(30)) as channel:
             stub = risk_pb2_grpc.RiskServiceStub(channel)
             return e2e.expect_error(
                 lambda: stub.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account=account)),
@@ -249,7 +252,7 @@ def test_the_kill_switch_set_through_one_replica_is_obeyed_by_the_other_within_t
           f"(bound {bound * 1000:.0f} ms)")
 
     assert [v.code for v in after_bound.violations] == ["TRADING_HALTED"]
-    assert state_on_1.state == HALTED and state_on_1.operator == "e2e-shards"
+    assert state_on_1.state == HALTED and state_on_1.operator == "local"  # the caller's principal
     # Every order sent once the bound had passed was refused (approved), none the other way.
     assert all(status == pb.ORDER_STATUS_REJECTED for sent, status in answers if sent >= bound), answers
     assert all(status == pb.ORDER_STATUS_APPROVED for sent, status in reset_answers if sent >= bound), reset_answers

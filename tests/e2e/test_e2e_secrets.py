@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, inspect, text
 import core_ext
 from services.common.tokens import _call_body, batch_tokens, oms_call_metadata
 from tessera.common.v1 import types_pb2 as pb
-from tessera.exchange.v1 import exchange_pb2
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
 
@@ -303,16 +303,23 @@ def test_every_money_moving_exchange_rpc_refuses_callers_other_than_the_oms(live
     placed_before = dict(sim.control("GET", "/_sim/placements"))
     requests_before = len(sim.requests())
 
+    # As the services' own identity (the service role, which the Exchange admits) but without
+    # the OMS's credential: an operator's identity alone admits venue settings (docs/access.md).
+    channel = e2e.channel(stack.addresses["exchange"], token_file=e2e.SERVICE_TOKEN_FILE)
+    exchange = exchange_pb2_grpc.ExchangeServiceStub(channel)
     refused = 0
-    for name, (method, request, token) in exchange_calls(approved).items():
-        for label, metadata in forged_credentials(method, token).items():
-            error = e2e.expect_error(
-                lambda: getattr(stack.exchange, method)(request, timeout=e2e.RPC_TIMEOUT, metadata=metadata),
-                grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
-            assert method in error.details(), (name, label, error.details())
-            refused += 1
-    stream = stack.exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(), timeout=5)
-    e2e.expect_error(lambda: next(iter(stream)), grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+    try:
+        for name, (method, request, token) in exchange_calls(approved).items():
+            for label, metadata in forged_credentials(method, token).items():
+                error = e2e.expect_error(
+                    lambda: getattr(exchange, method)(request, timeout=e2e.RPC_TIMEOUT, metadata=metadata),
+                    grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+                assert method in error.details(), (name, label, error.details())
+                refused += 1
+        stream = exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(), timeout=5)
+        e2e.expect_error(lambda: next(iter(stream)), grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+    finally:
+        channel.close()
 
     assert refused == 8 * 6
     # Nothing reached the venue: no placement, no cancel, no setting; not even a query.

@@ -62,6 +62,7 @@ def check_references(objects: list[Obj], *, external_secrets: bool) -> list[str]
     problems = []
     secrets = {s["metadata"]["name"]: set(secret_data(s)) for s in of_kind(objects, "Secret")}
     config_maps = {cm["metadata"]["name"] for cm in of_kind(objects, "ConfigMap")}
+    config_map_keys = {cm["metadata"]["name"]: set(cm.get("data") or {}) for cm in of_kind(objects, "ConfigMap")}
     for workload in workloads(objects):
         for name, key in _secret_references(workload):
             if name in secrets:
@@ -80,6 +81,11 @@ def check_references(objects: list[Obj], *, external_secrets: bool) -> list[str]
             mounted: dict[str, set[str]] = {}
             volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
             for mount in container.get("volumeMounts", []):
+                config_map = volumes.get(mount["name"], {}).get("configMap")
+                if config_map is not None:  # a file of configuration (the entitlements): a ConfigMap's key
+                    if config_map["name"] not in config_maps:
+                        problems.append(f"{ref(workload)}: mounts ConfigMap/{config_map['name']}, not rendered")
+                    mounted[mount["mountPath"].rstrip("/")] = config_map_keys.get(config_map["name"], set())
                 secret = volumes.get(mount["name"], {}).get("secret")
                 if secret is not None:
                     name = secret["secretName"]
@@ -92,7 +98,7 @@ def check_references(objects: list[Obj], *, external_secrets: bool) -> list[str]
                 if file_name not in mounted.get(directory, set()):
                     problems.append(
                         f"{ref(workload)} container {container['name']}: {variable}={value} "
-                        "is not a file of a Secret mounted there"
+                        "is not a file of a Secret (or ConfigMap) mounted there"
                     )
     return problems
 

@@ -53,6 +53,7 @@ EXTERNAL_SECRETS = {
     "tessera-hmac": {"current", "current-key-id", "previous", "previous-key-id"},
     "tessera-venue": {"api-key", "api-secret"},
     "tessera-database": {"url"},
+    "tessera-jwt": {"public.pem", "service-token"},
 }
 #: Committed Secret values must be empty or carry this marker.
 DEV_ONLY_MARKER = "dev-only"

@@ -62,10 +62,13 @@ class CertificateAuthority:
         self.cert = self.directory / f"{name}.crt"
         self.cert.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Issued:
+    def issue(self, common_name: str, *, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+              uris: tuple[str, ...] = ()) -> Issued:
+        """A leaf certificate; ``uris``: URI subject alternative names (a caller's
+        principal, ``spiffe://tessera/oms``), listed before the host names."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.timezone.utc)
-        names: list[x509.GeneralName] = []
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri) for uri in uris]
         for host in hosts:
             try:
                 names.append(x509.IPAddress(ipaddress.ip_address(host)))

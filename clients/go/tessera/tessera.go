@@ -28,6 +28,23 @@ import (
 	"tessera/clients/go/token"
 )
 
+// bearer sends a bearer token (a JWT naming the caller) with every call.
+type bearer struct{ token string }
+
+func (b bearer) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity is false: a plaintext deployment identifies callers by their
+// tokens alone (use TLS wherever the network is not trusted).
+func (b bearer) RequireTransportSecurity() bool { return false }
+
+// WithBearerToken is the dial option that presents token (a JWT naming the caller, see
+// docs/access.md) with every call: pass it to Dial with the transport's option.
+func WithBearerToken(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(bearer{token: strings.TrimSpace(token)})
+}
+
 // ErrorDomain is the domain of every ErrorInfo Tessera sends.
 const ErrorDomain = "tessera"
 
@@ -48,7 +65,8 @@ type Conns struct {
 
 // Dial connects to the given addresses and waits until each connection is ready or ctx
 // ends. Without options the connections are plaintext; pass
-// grpc.WithTransportCredentials(...) for TLS.
+// grpc.WithTransportCredentials(...) for TLS, and WithBearerToken for the caller's identity
+// (with grpc.WithInsecure() on a plaintext deployment).
 func Dial(ctx context.Context, addresses Addresses, options ...grpc.DialOption) (*Conns, error) {
 	if len(options) == 0 {
 		options = []grpc.DialOption{grpc.WithInsecure()}

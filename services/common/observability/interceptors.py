@@ -45,25 +45,19 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from services.domain.order import random_bytes
 
 from . import metrics, tracing
-from .logs import FastLine, order_id_var, request_id_var
+from .logs import REQUEST_ID_METADATA, FastLine, order_id_var, request_id_metadata, request_id_var
 
 access_log = logging.getLogger("tessera.rpc")
 _access_line = FastLine(access_log)
 
-REQUEST_ID_METADATA = "x-request-id"
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+_NO_IDENTITY = "auth=none"  # the access log's word for a call no identity was asked of
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _ORDER_ID_FIELDS: dict[Any, tuple[str | None, bool]] = {}
 
 
 def new_request_id() -> str:
     return random_bytes(16).hex()
-
-
-def request_id_metadata() -> tuple[tuple[str, str], ...]:
-    """The current call's request id as a metadata entry (empty outside a call)."""
-    request_id = request_id_var.get()
-    return ((REQUEST_ID_METADATA, request_id),) if request_id else ()
 
 
 def note_order_id(order_id: str | None) -> None:
@@ -121,14 +115,19 @@ class CallObserver:
     def __init__(self, *, access_log_enabled: bool | None = None) -> None:
         self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """``handler`` with its behaviour observed (health checks and reflection pass)."""
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
+        """``handler`` with its behaviour observed (health checks and reflection pass).
+
+        ``guard(request, metadata, context)``, when given, identifies the caller and checks
+        its entitlement (:meth:`services.common.auth.Authorizer.guard`) before the
+        behaviour runs: what it raises ends the call with that error's status. Without a
+        guard, every access log line says ``auth=none``."""
         if handler is None or method.startswith(_PASS_THROUGH):
             return handler
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(unary_stream=self._stream(method, handler.unary_stream))
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard))
         return handler
 
     # -- per call ----------------------------------------------------------------------
@@ -158,12 +157,12 @@ class CallObserver:
         else:
             span = None
         scope = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-        return tokens, span, scope, time.perf_counter()
+        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY]
 
     def _exit(
         self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
     ) -> None:
-        tokens, span, scope, started = state
+        tokens, span, scope, started, _, caller = state
         elapsed = time.perf_counter() - started
         try:
             metrics.rpc_finished(method, code, elapsed)
@@ -180,7 +179,9 @@ class CallObserver:
             if self.access_log:
                 level = _access_level(method, code)
                 if access_log.isEnabledFor(level):
-                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms")
+                    who = caller[0]  # the guard's Caller, or what the line says instead
+                    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
+                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {who}")
         finally:
             try:
                 if scope is not None:
@@ -202,11 +203,29 @@ class CallObserver:
             return next((c.name for c in grpc.StatusCode if c.value[0] == code), default)
         return default
 
-    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @staticmethod
+    async def _refuse(error: Exception, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
+        """End the call its guard refused with the refusal's status (counted when NOT_ENTITLED)."""
+        metadata = getattr(error, "metadata", None) or {}
+        if getattr(error, "reason", "") == "NOT_ENTITLED":
+            metrics.not_entitled(metadata.get("method", ""))
+        state[5][0] = f"principal={metadata.get('principal') or '-'}"
+        from services.common.errors import abort_error  # errors imports this module
+
+        await abort_error(context, error)
+
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
+               ) -> Callable[..., Awaitable[Any]]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = self._enter(method, request, context)
             code, response = "UNKNOWN", None
             try:
+                if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
+                    try:
+                        state[5][0] = guard(request, state[4], context)
+                    except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
+                        await self._refuse(error, context, state)
+                        raise
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
                 return response
@@ -221,11 +240,17 @@ class CallObserver:
 
         return call
 
-    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = self._enter(method, request, context)
             code = "UNKNOWN"
             try:
+                if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
+                    try:
+                        state[5][0] = guard(request, state[4], context)
+                    except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
+                        await self._refuse(error, context, state)
+                        raise
                 async for item in behavior(request, context):
                     yield item
                 code = self._code(context, "OK")
@@ -258,12 +283,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 _observer: list[CallObserver] = []
 
 
-def observe_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def observe_handler(method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` (``/package.Service/Method``) observed, wrapped once at
-    registration with the process's observer (``TESSERA_ACCESS_LOG`` read once)."""
+    registration with the process's observer (``TESSERA_ACCESS_LOG`` read once), its
+    calls admitted by ``guard`` (see :meth:`CallObserver.wrap`)."""
     if not _observer:
         _observer.append(CallObserver())
-    return _observer[0].wrap(method, handler)
+    return _observer[0].wrap(method, handler, guard)
 
 
 # -- the OMS's outgoing calls -------------------------------------------------------------

@@ -31,6 +31,15 @@ from opentelemetry import trace
 
 #: Set by the server interceptor for the duration of each call.
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_request_id", default=None)
+
+REQUEST_ID_METADATA = "x-request-id"
+
+
+def request_id_metadata() -> tuple[tuple[str, str], ...]:
+    """The current call's request id as a metadata entry (empty outside a call)."""
+    request_id = request_id_var.get()
+    return ((REQUEST_ID_METADATA, request_id),) if request_id else ()
+
 order_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tessera_order_id", default=None)
 
 #: Variables whose values are secrets (each may also come from ``<name>_FILE``).

@@ -41,6 +41,12 @@ TOKEN_FAILURES = Counter(
     "Refused risk tokens and OMS call credentials, by reason and by the service that refused them.",
     ["reason", "service"],
 )
+NOT_ENTITLED = Counter(
+    "tessera_not_entitled",
+    "Calls refused PERMISSION_DENIED NOT_ENTITLED (the caller's roles do not admit the method, or not for the "
+    "account), by service and method.",
+    ["service", "method"],
+)
 VENUE_ERRORS = Counter(
     "tessera_venue_errors",
     "Errors from the venue connection (shadow and live modes), by reason code; each attempt counts.",
@@ -122,6 +128,10 @@ def risk_rejected(reasons: Iterable[str]) -> None:
 
 def token_failure(reason: str) -> None:
     TOKEN_FAILURES.labels(reason, SERVICE["name"]).inc()
+
+
+def not_entitled(method: str) -> None:
+    NOT_ENTITLED.labels(SERVICE["name"], method).inc()
 
 
 def venue_error(error: BaseException) -> BaseException:

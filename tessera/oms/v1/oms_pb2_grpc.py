@@ -223,7 +223,8 @@ class OrderManagementServiceServicer:
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll halts trading (latched: the global trading state becomes
         HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-        or approved order of every symbol and account.
+        or approved order of every symbol and account. Operators only (PERMISSION_DENIED
+        NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -151,8 +151,10 @@ class RiskServiceServicer:
 
     def SetTradingState(self, request, context):
         """SetTradingState changes it; the change is an audited event. The only way out of
-        HALTED (after EmergencyCancelAll, for example). Errors: INVALID_ARGUMENT (state
-        UNSPECIFIED, operator or reason missing or malformed).
+        HALTED (after EmergencyCancelAll, for example). Operators only; the change is
+        recorded with the caller's authenticated principal. Errors: INVALID_ARGUMENT (state
+        UNSPECIFIED, reason missing or too long, a comment too long), PERMISSION_DENIED
+        NOT_ENTITLED (docs/access.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 import core_ext
+from services.common.auth import Authorizer
 from services.common.server import add_service
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
@@ -59,6 +60,10 @@ async def _server(register: Any) -> tuple[grpc.aio.Server, str]:
     return server, f"127.0.0.1:{port}"
 
 
+#: These tests are about the order path, not identities (tests/e2e/test_e2e_access.py): none, explicitly.
+NO_IDENTITIES = Authorizer.disabled()
+
+
 @contextlib.asynccontextmanager
 async def inprocess_stack(store: Store, keyring: "core_ext.KeyRing", limits: RiskLimits,
                           prices: dict[str, Decimal]) -> AsyncIterator[InProcessStack]:
@@ -71,18 +76,18 @@ async def inprocess_stack(store: Store, keyring: "core_ext.KeyRing", limits: Ris
         engine = ExchangeEngine(keyring, PaperProvider(prices))
         server, exchange_address = await _server(lambda s: add_service(
             s, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
-            raw_requests=EXCHANGE_RAW))
+            raw_requests=EXCHANGE_RAW, authorizer=NO_IDENTITIES))
         servers.append(server)
         channels.append(grpc.aio.insecure_channel(exchange_address, options=OPTIONS))
         oms = OrderManagement(oms_db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channels[-1]))
         server, oms_address = await _server(lambda s: add_service(
             s, OrderManagementServicer(oms), oms_pb2.DESCRIPTOR.services_by_name["OrderManagementService"],
-            raw_requests=OMS_RAW))
+            raw_requests=OMS_RAW, authorizer=NO_IDENTITIES))
         servers.append(server)
         risk = RiskEngine(risk_db, keyring, limits)
         risk_servicer = RiskServicer(risk)
         server, risk_address = await _server(lambda s: add_service(
-            s, risk_servicer, risk_pb2.DESCRIPTOR.services_by_name["RiskService"]))
+            s, risk_servicer, risk_pb2.DESCRIPTOR.services_by_name["RiskService"], authorizer=NO_IDENTITIES))
         servers.append(server)
         await risk.start()
         tasks += [asyncio.create_task(risk.follow(stop)), asyncio.create_task(oms.follow_exchange_reports(stop)),

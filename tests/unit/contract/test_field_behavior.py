@@ -66,8 +66,9 @@ def test_the_marks_name_what_a_client_must_send() -> None:
     assert marked(oms_pb2.ReplaceOrderRequest, REQUIRED) == {"order", "risk_token"}
     assert marked(risk_pb2.ValidateOrderRequest, REQUIRED) == {"order"}
     assert marked(oms_pb2.SubmitOrderRequest, REQUIRED) == {"order", "risk_token"}
-    assert marked(risk_pb2.SetTradingStateRequest, REQUIRED) == {"state", "operator", "reason"}
-    assert marked(oms_pb2.EmergencyCancelAllRequest, REQUIRED) == {"operator", "reason"}
+    # operator: a comment now; who acted is the caller's authenticated principal.
+    assert marked(risk_pb2.SetTradingStateRequest, REQUIRED) == {"state", "reason"}
+    assert marked(oms_pb2.EmergencyCancelAllRequest, REQUIRED) == {"reason"}
     # "Either order_id, or account and client_order_id": no field is required alone.
     assert marked(oms_pb2.GetOrderRequest, REQUIRED) == set()
 

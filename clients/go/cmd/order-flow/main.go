@@ -39,6 +39,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -54,6 +55,7 @@ var expectedEvents = []string{"PENDING", "APPROVED", "SUBMITTED", "FILLED"}
 
 type options struct {
 	risk, oms, symbol, quantity, account, venue string
+	tokenFile                                   string
 	timeout                                     time.Duration
 }
 
@@ -116,7 +118,16 @@ func run(ctx context.Context, o options) (*checks, error) {
 	c := &checks{}
 	fmt.Printf("Tessera order flow from Go %s: risk %s, oms %s\n", runtime.Version(), o.risk, o.oms)
 	dialCtx, cancel := call(ctx, o.timeout)
-	conns, err := tessera.Dial(dialCtx, tessera.Addresses{Risk: o.risk, OMS: o.oms})
+	dialOptions := []grpc.DialOption{grpc.WithInsecure()}
+	if o.tokenFile != "" {
+		token, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("cannot read the token file: %w", err)
+		}
+		dialOptions = append(dialOptions, tessera.WithBearerToken(string(token)))
+	}
+	conns, err := tessera.Dial(dialCtx, tessera.Addresses{Risk: o.risk, OMS: o.oms}, dialOptions...)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -246,7 +257,7 @@ func run(ctx context.Context, o options) (*checks, error) {
 
 	// 7. ListTrades for the order.
 	rpc, cancel = call(ctx, o.timeout)
-	listed, err := conns.OMS.ListTrades(rpc, &omsv1.ListTradesRequest{OrderId: order.GetOrderId()})
+	listed, err := conns.OMS.ListTrades(rpc, &omsv1.ListTradesRequest{OrderId: order.GetOrderId(), Account: o.account})
 	cancel()
 	if err != nil {
 		return nil, err
@@ -261,7 +272,7 @@ func run(ctx context.Context, o options) (*checks, error) {
 	rpc, cancel = call(ctx, o.timeout)
 	defer cancel()
 	stream, err := conns.OMS.StreamOrderEvents(rpc, &omsv1.StreamOrderEventsRequest{
-		OrderId: order.GetOrderId(), HistoryOnly: true,
+		OrderId: order.GetOrderId(), Account: o.account, HistoryOnly: true,
 	})
 	if err != nil {
 		return nil, err
@@ -308,6 +319,7 @@ func main() {
 	flag.StringVar(&o.quantity, "quantity", "0.01", "quantity of the market order")
 	flag.StringVar(&o.account, "account", "go-"+randomHex(6), "account (default: a fresh one)")
 	flag.StringVar(&o.venue, "venue", "aster", "venue")
+	flag.StringVar(&o.tokenFile, "token-file", env("TESSERA_TOKEN_FILE", ""), "bearer token (JWT) naming the caller")
 	flag.Float64Var(&timeout, "timeout", 15, "deadline of each call, seconds")
 	flag.Parse()
 	if flag.NArg() > 0 || !(timeout > 0) {

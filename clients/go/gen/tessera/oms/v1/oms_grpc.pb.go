@@ -72,7 +72,8 @@ type OrderManagementServiceClient interface {
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account.
+	// or approved order of every symbol and account. Operators only (PERMISSION_DENIED
+	// NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
@@ -325,7 +326,8 @@ type OrderManagementServiceServer interface {
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account.
+	// or approved order of every symbol and account. Operators only (PERMISSION_DENIED
+	// NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.

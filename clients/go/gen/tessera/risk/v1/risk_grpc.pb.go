@@ -47,8 +47,10 @@ type RiskServiceClient interface {
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(ctx context.Context, in *GetTradingStateRequest, opts ...grpc.CallOption) (*GetTradingStateResponse, error)
 	// SetTradingState changes it; the change is an audited event. The only way out of
-	// HALTED (after EmergencyCancelAll, for example). Errors: INVALID_ARGUMENT (state
-	// UNSPECIFIED, operator or reason missing or malformed).
+	// HALTED (after EmergencyCancelAll, for example). Operators only; the change is
+	// recorded with the caller's authenticated principal. Errors: INVALID_ARGUMENT (state
+	// UNSPECIFIED, reason missing or too long, a comment too long), PERMISSION_DENIED
+	// NOT_ENTITLED (docs/access.md).
 	SetTradingState(ctx context.Context, in *SetTradingStateRequest, opts ...grpc.CallOption) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(ctx context.Context, in *GetLimitsRequest, opts ...grpc.CallOption) (*GetLimitsResponse, error)
@@ -198,8 +200,10 @@ type RiskServiceServer interface {
 	// GetTradingState reads the global trading state that gates new orders.
 	GetTradingState(context.Context, *GetTradingStateRequest) (*GetTradingStateResponse, error)
 	// SetTradingState changes it; the change is an audited event. The only way out of
-	// HALTED (after EmergencyCancelAll, for example). Errors: INVALID_ARGUMENT (state
-	// UNSPECIFIED, operator or reason missing or malformed).
+	// HALTED (after EmergencyCancelAll, for example). Operators only; the change is
+	// recorded with the caller's authenticated principal. Errors: INVALID_ARGUMENT (state
+	// UNSPECIFIED, reason missing or too long, a comment too long), PERMISSION_DENIED
+	// NOT_ENTITLED (docs/access.md).
 	SetTradingState(context.Context, *SetTradingStateRequest) (*SetTradingStateResponse, error)
 	// GetLimits returns the configured pre-trade controls.
 	GetLimits(context.Context, *GetLimitsRequest) (*GetLimitsResponse, error)
