@@ -98,6 +98,20 @@ _OWN: tuple[Reason, ...] = (
        "(replayed).", _ORDER, _OMS_EXCHANGE),
     _r("CALLER_NOT_OMS", "PERMISSION_DENIED",
        "An Exchange service call without the OMS's credential: clients call the OMS.", ("method",), _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_EXPIRED", "UNAUTHENTICATED",
+       "The OMS's credential for this Exchange call is older than its lifetime (30 s, plus 5 s of clock skew) or "
+       "issued in the future: the OMS signs each call afresh, so a late or captured credential.", ("method",),
+       _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_MISMATCH", "PERMISSION_DENIED",
+       "The OMS's credential is genuine but was signed for another method or another request (it binds the "
+       "SHA-256 digest of the request's serialized bytes): a credential moved to another call.", ("method",),
+       _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_REPLAYED", "PERMISSION_DENIED",
+       "The OMS's credential was used already: each one is good for one call (the Exchange remembers its nonce "
+       "for its lifetime).", ("method",), _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_CACHE_FULL", "UNAVAILABLE",
+       "More calls within one credential lifetime than the Exchange remembers (500,000): refused rather than "
+       "accepted unremembered; retry after the RetryInfo's delay.", ("method",), _EXCHANGE),
     _r("ORDER_NOT_FOUND", "NOT_FOUND", "No order with this id (or account and client order id).",
        ("order_id", "account", "client_order_id"), ("risk", "oms")),
     _r("ORDER_MANAGER_NOT_FOUND", "NOT_FOUND", "No order manager with this unique_identifier.",

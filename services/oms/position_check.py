@@ -83,9 +83,10 @@ class PositionCheck:
     async def check(self) -> list[Mismatch]:
         """Compare once; returns the mismatches recorded by this check (raises the
         Exchange's ``AioRpcError`` when it cannot answer)."""
+        request = exchange_pb2.ListVenuePositionsRequest()
         answer = await self.stub.ListVenuePositions(
-            exchange_pb2.ListVenuePositionsRequest(), timeout=self.timeout_seconds,
-            metadata=oms_call_metadata(self.keyring, "ListVenuePositions"))
+            request, timeout=self.timeout_seconds,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", request))
         if answer.mode != common_pb.EXECUTION_MODE_LIVE:
             return []  # paper and shadow: no venue account to compare with
         venue = {p.symbol: Decimal(p.quantity) for p in answer.positions
