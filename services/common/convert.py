@@ -391,6 +391,59 @@ def order_as_approved(message: pb.Order) -> Order | None:
     return order
 
 
+#: The reason of a field the client sent that differs from the approved order's.
+DIFFERS = "DIFFERS_FROM_APPROVED"
+
+
+def check_output_fields_as_approved(message: pb.Order) -> None:
+    """Refuse an order message whose output-only fields (which the risk token does not
+    sign) say something an approved order cannot be: a status other than APPROVED, a
+    fill, a venue id, reject reasons, a replacement. Unset is fine (a client may send
+    only what it chose); set, it must be what Risk answered. No store access.
+
+    Raises
+    ------
+    InvalidOrder
+        ``DIFFERS_FROM_APPROVED`` for each such field, named.
+    """
+    problems: Problems = []
+    if message.status not in (pb.ORDER_STATUS_UNSPECIFIED, pb.ORDER_STATUS_APPROVED):
+        _refuse(problems, "status", "an order is submitted as Risk approved it: APPROVED or unset", DIFFERS)
+    if message.filled_quantity:
+        try:
+            filled = Decimal(message.filled_quantity)
+        except ArithmeticError:
+            filled = None
+        if filled is None or not filled.is_finite() or filled != 0:
+            _refuse(problems, "filled_quantity", "an approved order has filled nothing: 0 or unset", DIFFERS)
+    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id"):
+        if getattr(message, name):
+            _refuse(problems, name, "an approved order has none: leave it unset", DIFFERS)
+    if message.reject_reasons:
+        _refuse(problems, "reject_reasons", "an approved order has none: leave it empty", DIFFERS)
+    raise_problems(problems)
+
+
+def unsigned_fields_sent(message: pb.Order) -> dict[str, Any]:
+    """The unsigned fields Risk stored with the approved order that the message sets
+    (the order manager, the expiry, the order time, the version), as the order holds
+    them: a claim compares each with the stored order (see
+    :class:`services.store.order_sets.Claims`). A malformed value is left out here:
+    the token's checks or the order's conversion refuse it."""
+    sent: dict[str, Any] = {}
+    if message.order_manager_id:
+        sent["order_manager_id"] = message.order_manager_id
+    for name in ("expire_time", "order_time"):
+        if message.HasField(name):
+            try:
+                sent[name] = timestamp_from_proto(message, name)
+            except DomainError:
+                pass
+    if message.version:
+        sent["version"] = message.version
+    return sent
+
+
 def order_to_proto(order: Order) -> pb.Order:
     """The order as the contract carries it (the fields an order does not have left unset)."""
     wire = _TO_WIRE

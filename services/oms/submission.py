@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 8
 
 
+#: The Order fields a client does not set (``OUTPUT_ONLY`` in the contract) but may echo.
+_OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
+                "reject_reasons", "version", "replaced_by_order_id")
+
+
 @dataclasses.dataclass
 class Submission:
     order: Order
@@ -122,8 +127,12 @@ class Submitter:
         return await self.submit_verified(list(zip(verdicts, parse_batch(raw).orders)), remaining=remaining)
 
     async def submit(self, order: Order, token: str) -> Submission:
-        """Submit a domain order with its token (the request a client would send)."""
+        """Submit a domain order with its token: the request a client would send with the
+        fields a client sets (the output-only ones, which an order rebuilt from a message
+        does not carry as Risk stored them, are left unset)."""
         request = oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(order), risk_token=token)
+        for name in _OUTPUT_ONLY:
+            request.order.ClearField(name)
         return await self.submit_wire(request.SerializeToString())
 
     # -- the path ---------------------------------------------------------------------------------
@@ -149,11 +158,14 @@ class Submitter:
         for index, (verdict, request) in enumerate(entries):
             try:
                 verified = self._verified(verdict, request)
+                # Unsigned fields that disagree with the approved order are refused, never ignored.
+                convert.check_output_fields_as_approved(request.order)
             except DomainError as error:
                 results[index] = error
                 continue
             claims.append((index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
-                                                 convert.order_as_approved(request.order), replacing)))
+                                                 convert.order_as_approved(request.order), replacing,
+                                                 convert.unsigned_fields_sent(request.order))))
         if not claims:
             return results
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])
