@@ -122,10 +122,9 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         problems: convert.Problems = []
         operator = convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator",
                                       problems=problems)
-        if not request.reason.strip():
-            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
+        reason = convert.check_reason(request.reason, problems=problems)
         convert.raise_problems(problems)
-        orders = await self.oms.emergency_cancel_all(operator, request.reason.strip()[:500])  # type: ignore[arg-type]
+        orders = await self.oms.emergency_cancel_all(operator, reason)  # type: ignore[arg-type]
         return pb.EmergencyCancelAllResponse(
             state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
         )
@@ -200,13 +199,14 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         status = request.status.strip() or "created"
         if len(status) > 32:
             problems.append(InvalidOrder("status", "longer than 32 characters", violation="TOO_LONG"))
+        metadata = convert.metadata_from_proto(request, "metadata", problems=problems)
         convert.raise_problems(problems)
         manager, created = await self.oms.create_order_manager(
             unique_identifier=unique_identifier,
             target_account_uid=account,
             target_time=target_time,
             status=status,
-            metadata=convert.struct_from_proto(request, "metadata"),
+            metadata=metadata,
         )
         return pb.CreateOrderManagerResponse(order_manager=convert.order_manager_to_proto(manager), created=created)
 

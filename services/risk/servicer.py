@@ -220,10 +220,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             problems.append(InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED",
                                          violation="REQUIRED" if request.state == 0 else "UNKNOWN_VALUE"))
         convert.check_text(request.operator.strip(), convert.IDENTIFIER_PATTERN, "operator", problems=problems)
-        if not request.reason.strip():
-            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
-        elif len(request.reason) > 500:
-            problems.append(InvalidOrder("reason", "longer than 500 characters", violation="TOO_LONG"))
+        convert.check_reason(request.reason, problems=problems)
         convert.raise_problems(problems)
         assert state is not None
         previous = await self.engine.set_trading_state(state, request.operator.strip(), request.reason.strip())
