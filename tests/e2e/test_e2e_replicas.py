@@ -6,9 +6,9 @@ TOKEN_ALREADY_USED and sends nothing. Both replicas follow the Exchange's report
 reconcile the same open orders, so every fill reaches the store twice: it must be
 stored once. The venue simulator counts the placements it received per client order id.
 
-And the last line of defence behind a restarted Exchange service (which forgets which
-orders it executed): a second placement of the same client order id reaches the venue
-and is refused there, so the order still exists once.
+And a restarted Exchange service (which forgets what it remembered): its record of
+executions in the store refuses a second execution of an order before the venue is
+asked, so the order is placed once.
 """
 
 from __future__ import annotations
