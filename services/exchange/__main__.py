@@ -23,13 +23,12 @@ from services.common.config import (
 )
 from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
+from services.store.database import Database
+from services.store.engine import database_url
 from tessera.exchange.v1 import exchange_pb2
 
 from .aster.credentials import credentials_from_environ, missing_variables
 from .aster.transport import AsterTransport
-from services.store.database import Database
-from services.store.engine import database_url
-
 from .engine import ExchangeEngine, StoreExecutions
 from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
 from .providers.live import LiveProvider

@@ -5,8 +5,9 @@ checked: an order reaches the provider only with a valid token bound to its exac
 fields (verified on the request's bytes, like the OMS does), and at most once per order
 id: remembered while its token could still be valid, and recorded in the store
 (``exchange_executions``, :class:`StoreExecutions`) before the provider is called, so
-that a restart, which forgets the memory, forgets nothing that matters. Every execution mode runs this same
-pipeline; only the provider differs (see :mod:`services.exchange.venue`).
+that a restart, which forgets the memory, forgets nothing that matters. Every execution
+mode runs this same pipeline; only the provider differs (see
+:mod:`services.exchange.venue`).
 
 The reports of an execution or a cancel travel in its answer. The report log
 (``StreamExecutionReports``) carries what the provider learns later (a resting order
