@@ -53,6 +53,16 @@ _OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order
                 "reject_reasons", "version", "replaced_by_order_id")
 
 
+def client_message(order: Order) -> common_pb.Order:
+    """A domain order as a client sends it to SubmitOrder: the fields a client sets (the
+    output-only ones, which an order rebuilt from a message does not carry as Risk
+    stored them, are left unset)."""
+    message = convert.order_to_proto(order)
+    for name in _OUTPUT_ONLY:
+        message.ClearField(name)
+    return message
+
+
 @dataclasses.dataclass
 class Submission:
     order: Order
@@ -130,9 +140,7 @@ class Submitter:
         """Submit a domain order with its token: the request a client would send with the
         fields a client sets (the output-only ones, which an order rebuilt from a message
         does not carry as Risk stored them, are left unset)."""
-        request = oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(order), risk_token=token)
-        for name in _OUTPUT_ONLY:
-            request.order.ClearField(name)
+        request = oms_pb2.SubmitOrderRequest(order=client_message(order), risk_token=token)
         return await self.submit_wire(request.SerializeToString())
 
     # -- the path ---------------------------------------------------------------------------------
