@@ -471,10 +471,12 @@ def check_output_fields_as_approved(message: pb.Order) -> None:
 
 def unsigned_fields_sent(message: pb.Order) -> dict[str, Any]:
     """The unsigned fields Risk stored with the approved order that the message sets
-    (the order manager, the expiry, the order time, the version), as the order holds
-    them: a claim compares each with the stored order (see
-    :class:`services.store.order_sets.Claims`). A malformed value is left out here:
-    the token's checks or the order's conversion refuse it."""
+    (the order manager, the expiry, the order time), as the order holds them: a claim
+    compares each with the stored order (see :class:`services.store.order_sets.Claims`).
+    A malformed value is left out here: the token's checks or the order's conversion
+    refuse it. Not the version: validating the same client order id again re-issues the
+    token and moves the approved order's version on, and an answer from before is as
+    good as the new one (its own token still verifies)."""
     sent: dict[str, Any] = {}
     if message.order_manager_id:
         sent["order_manager_id"] = message.order_manager_id
@@ -484,8 +486,6 @@ def unsigned_fields_sent(message: pb.Order) -> dict[str, Any]:
                 sent[name] = timestamp_from_proto(message, name)
             except DomainError:
                 pass
-    if message.version:
-        sent["version"] = message.version
     return sent
 
 

@@ -236,7 +236,7 @@ FIELD_REASONS: dict[str, str] = {
     "TOO_MANY_ITEMS": "A batch above its limit (5000 orders).",
     "NO_CHANGE": "A replacement that changes neither the quantity nor the price.",
     "DIFFERS_FROM_APPROVED": "SubmitOrder: a field the risk token does not sign (the order manager, the expiry, "
-                             "the order time, the version, the status, a fill, ...) is set to something other than "
+                             "the order time, the status, a fill, ...) is set to something other than "
                              "the approved order's: send the order as Risk answered it, or leave the field unset.",
     "TOO_LARGE": "The value is larger than the field allows (an order manager's metadata: 16 KiB as JSON, "
                  "nesting depth 8).",

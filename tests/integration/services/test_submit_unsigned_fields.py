@@ -39,7 +39,6 @@ DISAGREEING = {
     "order_manager_id": _set("order_manager_id", "another-batch"),
     "expire_time": _set("expire_time", LATER),
     "order_time": _set("order_time", LATER),
-    "version": _set("version", 7),
     "status": _set("status", pb.ORDER_STATUS_FILLED),
     "filled_quantity": _set("filled_quantity", "0.01"),
     "average_fill_price": _set("average_fill_price", "65000"),
@@ -87,7 +86,7 @@ def test_unsigned_fields_left_unset_or_as_risk_answered_them_go(db, risk, oms, m
     bare = asyncio.run(approved(risk, make_order(quantity=Decimal("0.02"))))
     signed_only = convert.order_to_proto(bare.order)
     for name in ("order_manager_id", "expire_time", "status", "filled_quantity", "order_time", "updated_time",
-                 "version"):
+                 "version"):  # the version too: the output-only fields a client may leave unset
         signed_only.ClearField(name)
 
     first = asyncio.run(oms.submit_wire(oms_pb2.SubmitOrderRequest(
