@@ -10,8 +10,8 @@
 
 Each service runs as ``sys.executable -m services.<name>`` with its own environment
 (the caller's, plus the stack's settings). The exchange starts first, so the OMS can
-be told its address; then Risk, then the OMS (Risk and the OMS both migrate the
-database at start, so they never do it at the same time). A service is ready when it
+be told its address; then Risk, then the OMS (each migrates the database at start,
+one after the other, so they never do it at the same time). A service is ready when it
 has printed ``<name> listening on <host>:<port>`` and answers a ``grpc.health.v1``
 check with SERVING. Port 0 (the default) lets each service pick a free port; the
 ready line tells which. The line after it, ``<name> metrics on <host>:<port>``, tells
@@ -269,7 +269,7 @@ class Stack:
     Parameters
     ----------
     database_url
-        ``TESSERA_DATABASE_URL`` for Risk and the OMS; None keeps what ``env`` says
+        ``TESSERA_DATABASE_URL`` for the three services; None keeps what ``env`` says
         (or the services' default, ``var/tessera.db`` under ``cwd``).
     secret
         ``AIS_RISK_HMAC_SECRET`` for all three; None keeps what ``env`` says.

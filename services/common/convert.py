@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import re
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -46,6 +47,16 @@ _VENUE = re.compile(r"^[a-z0-9_-]{1,32}$")
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,24}$")
 _ORDER_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+#: The longest value of each identifier (docs/contract.md, "Limits"): longer is TOO_LONG.
+MAX_LENGTHS: dict[re.Pattern[str], int] = {
+    _ACCOUNT: 64, _CLIENT_ORDER_ID: 36, _VENUE: 32, _SYMBOL: 24, _ORDER_ID: 36, _IDENTIFIER: 128,
+}
+#: An order manager's metadata: at most this many bytes as compact JSON (UTF-8)...
+MAX_METADATA_BYTES = 16 * 1024
+#: ...nested at most this deep (an object or list inside the top object is depth 2).
+MAX_METADATA_DEPTH = 8
+#: A free-text reason (the kill switch, a trading state change): at most this many characters.
+MAX_REASON_LENGTH = 500
 
 _ENUM_PREFIXES: dict[type[enum.Enum], tuple[Any, str]] = {
     Side: (pb.Side, "SIDE_"),
@@ -163,6 +174,9 @@ def check_text(value: str, pattern: re.Pattern[str], field: str, *, required: bo
         if required:
             return _refuse(problems, field, "required", "REQUIRED")
         return None
+    limit = MAX_LENGTHS.get(pattern)
+    if limit is not None and len(value) > limit:
+        return _refuse(problems, field, f"longer than {limit} characters ({len(value)})", "TOO_LONG")
     if not pattern.fullmatch(value):
         shown = value if len(value) <= 40 else value[:40] + "..."
         return _refuse(problems, field, f"invalid value {shown!r} (expected {pattern.pattern})", "INVALID_FORMAT")
@@ -238,6 +252,37 @@ def struct_from_proto(message: Any, name: str) -> dict[str, Any]:
     if not message.HasField(name):
         return {}
     return json_format.MessageToDict(getattr(message, name))
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def metadata_from_proto(message: Any, name: str, *, problems: Problems | None = None) -> dict[str, Any]:
+    """A client's ``Struct`` to store (an order manager's metadata), within its bounds:
+    at most :data:`MAX_METADATA_BYTES` as compact JSON and :data:`MAX_METADATA_DEPTH`
+    levels deep; past either, ``TOO_LARGE``."""
+    value = struct_from_proto(message, name)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        _refuse(problems, name, f"{size} bytes as JSON, at most {MAX_METADATA_BYTES}", "TOO_LARGE")
+    elif _depth(value) > MAX_METADATA_DEPTH:
+        _refuse(problems, name, f"nested {_depth(value)} levels deep, at most {MAX_METADATA_DEPTH}", "TOO_LARGE")
+    return value
+
+
+def check_reason(value: str, field: str = "reason", *, problems: Problems | None = None) -> str:
+    """A required free-text reason, trimmed: at most :data:`MAX_REASON_LENGTH` characters."""
+    text = value.strip()
+    if not text:
+        _refuse(problems, field, "required", "REQUIRED")
+    elif len(text) > MAX_REASON_LENGTH:
+        _refuse(problems, field, f"longer than {MAX_REASON_LENGTH} characters ({len(text)})", "TOO_LONG")
+    return text
 
 
 # -- orders ---------------------------------------------------------------------------
@@ -389,6 +434,59 @@ def order_as_approved(message: pb.Order) -> Order | None:
     order.order_manager_id = message.order_manager_id or None
     order.order_time = order.updated_time = order_time
     return order
+
+
+#: The reason of a field the client sent that differs from the approved order's.
+DIFFERS = "DIFFERS_FROM_APPROVED"
+
+
+def check_output_fields_as_approved(message: pb.Order) -> None:
+    """Refuse an order message whose output-only fields (which the risk token does not
+    sign) say something an approved order cannot be: a status other than APPROVED, a
+    fill, a venue id, reject reasons, a replacement. Unset is fine (a client may send
+    only what it chose); set, it must be what Risk answered. No store access.
+
+    Raises
+    ------
+    InvalidOrder
+        ``DIFFERS_FROM_APPROVED`` for each such field, named.
+    """
+    problems: Problems = []
+    if message.status not in (pb.ORDER_STATUS_UNSPECIFIED, pb.ORDER_STATUS_APPROVED):
+        _refuse(problems, "status", "an order is submitted as Risk approved it: APPROVED or unset", DIFFERS)
+    if message.filled_quantity:
+        try:
+            filled = Decimal(message.filled_quantity)
+        except ArithmeticError:
+            filled = None
+        if filled is None or not filled.is_finite() or filled != 0:
+            _refuse(problems, "filled_quantity", "an approved order has filled nothing: 0 or unset", DIFFERS)
+    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id"):
+        if getattr(message, name):
+            _refuse(problems, name, "an approved order has none: leave it unset", DIFFERS)
+    if message.reject_reasons:
+        _refuse(problems, "reject_reasons", "an approved order has none: leave it empty", DIFFERS)
+    raise_problems(problems)
+
+
+def unsigned_fields_sent(message: pb.Order) -> dict[str, Any]:
+    """The unsigned fields Risk stored with the approved order that the message sets
+    (the order manager, the expiry, the order time), as the order holds them: a claim
+    compares each with the stored order (see :class:`services.store.order_sets.Claims`).
+    A malformed value is left out here: the token's checks or the order's conversion
+    refuse it. Not the version: validating the same client order id again re-issues the
+    token and moves the approved order's version on, and an answer from before is as
+    good as the new one (its own token still verifies)."""
+    sent: dict[str, Any] = {}
+    if message.order_manager_id:
+        sent["order_manager_id"] = message.order_manager_id
+    for name in ("expire_time", "order_time"):
+        if message.HasField(name):
+            try:
+                sent[name] = timestamp_from_proto(message, name)
+            except DomainError:
+                pass
+    return sent
 
 
 def order_to_proto(order: Order) -> pb.Order:

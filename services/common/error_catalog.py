@@ -107,6 +107,20 @@ _OWN: tuple[Reason, ...] = (
     _r("NOT_ENTITLED", "PERMISSION_DENIED",
        "The caller's roles do not admit the method, or not for this account (docs/access.md); an unknown "
        "principal holds no role.", ("principal", "method", "account")),
+    _r("SERVICE_CREDENTIAL_EXPIRED", "UNAUTHENTICATED",
+       "The OMS's credential for this Exchange call is older than its lifetime (30 s, plus 5 s of clock skew) or "
+       "issued in the future: the OMS signs each call afresh, so a late or captured credential.", ("method",),
+       _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_MISMATCH", "PERMISSION_DENIED",
+       "The OMS's credential is genuine but was signed for another method or another request (it binds the "
+       "SHA-256 digest of the request's serialized bytes): a credential moved to another call.", ("method",),
+       _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_REPLAYED", "PERMISSION_DENIED",
+       "The OMS's credential was used already: each one is good for one call (the Exchange remembers its nonce "
+       "for its lifetime).", ("method",), _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_CACHE_FULL", "UNAVAILABLE",
+       "More calls within one credential lifetime than the Exchange remembers (500,000): refused rather than "
+       "accepted unremembered; retry after the RetryInfo's delay.", ("method",), _EXCHANGE),
     _r("ORDER_NOT_FOUND", "NOT_FOUND", "No order with this id (or account and client order id).",
        ("order_id", "account", "client_order_id"), ("risk", "oms")),
     _r("ORDER_MANAGER_NOT_FOUND", "NOT_FOUND", "No order manager with this unique_identifier.",
@@ -233,6 +247,11 @@ FIELD_REASONS: dict[str, str] = {
     "UNKNOWN_REFERENCE": "The identifier names nothing that exists (an order manager to create first).",
     "TOO_MANY_ITEMS": "A batch above its limit (5000 orders).",
     "NO_CHANGE": "A replacement that changes neither the quantity nor the price.",
+    "DIFFERS_FROM_APPROVED": "SubmitOrder: a field the risk token does not sign (the order manager, the expiry, "
+                             "the order time, the status, a fill, ...) is set to something other than "
+                             "the approved order's: send the order as Risk answered it, or leave the field unset.",
+    "TOO_LARGE": "The value is larger than the field allows (an order manager's metadata: 16 KiB as JSON, "
+                 "nesting depth 8).",
     "INVALID_VALUE": "Any other malformed value; the description says what.",
 }
 

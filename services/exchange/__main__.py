@@ -25,11 +25,13 @@ from services.common.config import (
 )
 from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
+from services.store.database import Database
+from services.store.engine import database_url
 from tessera.exchange.v1 import exchange_pb2
 
 from .aster.credentials import credentials_from_environ, missing_variables
 from .aster.transport import AsterTransport
-from .engine import ExchangeEngine
+from .engine import ExchangeEngine, StoreExecutions
 from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
 from .providers.live import LiveProvider
 from .providers.paper import PaperFees, PaperProvider
@@ -217,7 +219,14 @@ async def main() -> None:
     except ConfigError as error:
         exit_on_config_error("exchange", error)
     await restore_settings(provider, symbols)  # before serving: no order arrives to find them unset
-    engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl)
+    # Every execution is recorded in the store before the provider is called: an order is
+    # executed once, whatever this process forgets (a restart).
+    db = Database.from_url(database_url())
+    engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl, executions=StoreExecutions(db))
+
+    async def stopping() -> None:
+        await engine.close()
+        db.close()
 
     def register(server):  # type: ignore[no-untyped-def]
         return [add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
@@ -229,7 +238,7 @@ async def main() -> None:
         host=server_config.host,
         port=server_config.port,
         on_started=engine.start,
-        on_stopping=engine.close,
+        on_stopping=stopping,
     )
 
 

@@ -3,8 +3,11 @@
 The Exchange service is a network endpoint of its own, so it trusts nothing the OMS
 checked: an order reaches the provider only with a valid token bound to its exact
 fields (verified on the request's bytes, like the OMS does), and at most once per order
-id while that token could still be valid. Every execution mode runs this same
-pipeline; only the provider differs (see :mod:`services.exchange.venue`).
+id: remembered while its token could still be valid, and recorded in the store
+(``exchange_executions``, :class:`StoreExecutions`) before the provider is called, so
+that a restart, which forgets the memory, forgets nothing that matters. Every execution
+mode runs this same pipeline; only the provider differs (see
+:mod:`services.exchange.venue`).
 
 The reports of an execution or a cancel travel in its answer. The report log
 (``StreamExecutionReports``) carries what the provider learns later (a resting order
@@ -16,30 +19,60 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import core_ext
-from services.common.tokens import batch_tokens, verify_oms_call, verify_or_raise
-from services.domain import MarketType, Order
+from services.common import convert
+from services.common.tokens import ReplayCache, verify_oms_call, verify_or_raise
+from services.domain import MarketType, Order, utcnow
 from services.domain.errors import TokenReplayed
 from services.domain.execution import ExecutionReport
+from tessera.exchange.v1 import exchange_pb2
 
 from .reports import ReportLog
 from .venue import OrderRef, Provider, VenueOrderState
 
-__all__ = ["ExchangeEngine", "Provider"]
+__all__ = ["ExchangeEngine", "ExecutionRecord", "Provider", "StoreExecutions"]
+
+
+class ExecutionRecord(Protocol):
+    """Where the Exchange records, durably, each order id it sends to its provider."""
+
+    async def record(self, orders: list[Order], mode: str) -> list[bool]:
+        """Record ``orders``; True for each recorded now, False for one recorded before."""
+
+
+class StoreExecutions:
+    """The store's ``exchange_executions`` table, written in the group commit of ``db``
+    (one statement and one commit for the executions of the moment)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+
+    async def record(self, orders: list[Order], mode: str) -> list[bool]:
+        from services.store.executions import EXECUTIONS, Execution
+
+        at = utcnow()
+        return await self.db.write_many(EXECUTIONS, [
+            Execution(o.order_id, o.client_order_id, o.account, o.venue, o.symbol, mode, at) for o in orders])
 
 
 class ExchangeEngine:
     def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, executions: ExecutionRecord | None = None) -> None:
         self.keyring = keyring
         self.provider = provider
         self.ttl_seconds = ttl_seconds
         #: The time tokens and credentials are checked at, and executed ids forgotten
         #: after (epoch seconds): the wall clock unless a test gives its own.
         self.wall = wall
+        #: The durable record of executed order ids (the service's: the store); None keeps
+        #: the memory below alone (in-process tests), which a restart forgets.
+        self.executions = executions
         self.reports = ReportLog()
+        #: The nonces of the OMS's credentials accepted, until each expires: a credential
+        #: is good for one call.
+        self.replay = ReplayCache()
         # order id -> when its token stops being valid; a second execution is a replay.
         # Ids go in the order they were executed, with the time they may be forgotten:
         # the oldest are let go from the front, so each execution costs O(1).
@@ -61,28 +94,38 @@ class ExchangeEngine:
             if self._executed.get(order_id) == until:
                 del self._executed[order_id]
         if order.order_id in self._executed:
-            raise TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED",
-                                metadata={"order_id": order.order_id})
+            raise _executed_before(order)
         until = max(issued_at + self.ttl_seconds + 60, forget[-1][0] if forget else 0.0)
         self._executed[order.order_id] = until
         forget.append((until, order.order_id))
 
-    def authorize(self, metadata: object, method: str, risk_token: str = "") -> None:
-        """Refuse calls the OMS did not sign (see :func:`verify_oms_call`)."""
-        verify_oms_call(self.keyring, metadata, method, risk_token, now=self.wall())
+    def authorize(self, metadata: object, method: str, request: object = b"") -> None:
+        """Refuse calls the OMS did not sign for this method and this request (its bytes
+        as received, or the message), and a credential's second use (see
+        :func:`verify_oms_call`)."""
+        verify_oms_call(self.keyring, metadata, method, request, replay=self.replay, now=self.wall())
 
-    async def execute(self, order: Order, token: str, metadata: object) -> list[ExecutionReport]:
-        """Verify ``token`` against ``order`` and execute it (the reports are the answer's)."""
+    async def execute(self, order: Order, token: str, metadata: object, request: object = None
+                      ) -> list[ExecutionReport]:
+        """Verify ``token`` against ``order`` and execute it (the reports are the answer's).
+        ``request``: the ExecuteOrderRequest the credential in ``metadata`` signs (its
+        bytes or the message); None: the one ``order`` and ``token`` make."""
         # The risk token first, so a bad token is reported as such whoever sends it.
         result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds, now=self.wall())
-        return await self.execute_verified(order, result, token, metadata)
+        if request is None:
+            request = exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=token)
+        return await self.execute_verified(order, result, token, metadata, request)
 
     async def execute_verified(self, order: Order, verified: "core_ext.VerifyResult", token: str,
-                               metadata: object) -> list[ExecutionReport]:
-        """Execute an order whose token verified (``verified``): the OMS's credential,
-        once per order id, then the provider."""
-        self.authorize(metadata, "ExecuteOrder", token)
+                               metadata: object, request: object) -> list[ExecutionReport]:
+        """Execute an order whose token verified (``verified``): the OMS's credential for
+        this ``request``, once per order id, then the provider."""
+        self.authorize(metadata, "ExecuteOrder", request)
         self._claim(order, verified.issued_at or 0)
+        if self.executions is not None:
+            (recorded,) = await self.executions.record([order], self.provider.mode)
+            if not recorded:
+                raise _executed_before(order)
         return await self.provider.execute(order)
 
     async def unanswered(self, reports: list[ExecutionReport]) -> None:
@@ -90,14 +133,17 @@ class ExchangeEngine:
         await self.reports.append(reports)
 
     async def execute_many(
-        self, orders: list[tuple[Order | Exception, "core_ext.VerifyResult | None", str]], metadata: object
+        self, orders: list[tuple[Order | Exception, "core_ext.VerifyResult | None", str]], metadata: object,
+        request: object,
     ) -> list[list[ExecutionReport] | Exception]:
         """Execute each ``(order, its token's verdict, risk token)``, in order: the reports
         of each, or the error that refused it (one order's failure leaves the others be;
         an item may already be its refusal). A verdict of None: verify the token here.
-        The OMS's credential covers the whole batch (see :func:`batch_tokens`)."""
-        self.authorize(metadata, "ExecuteOrders", batch_tokens([token for _, _, token in orders]))
-        outcomes: list[list[ExecutionReport] | Exception] = []
+        The OMS's credential covers the whole batch: ``request``, the ExecuteOrdersRequest
+        (its bytes as received, or the message)."""
+        self.authorize(metadata, "ExecuteOrders", request)
+        outcomes: list[list[ExecutionReport] | Exception | None] = []
+        claimed: list[int] = []
         for order, verified, token in orders:
             if isinstance(order, Exception):
                 outcomes.append(order)
@@ -107,10 +153,24 @@ class ExchangeEngine:
                     verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds,
                                                now=self.wall())
                 self._claim(order, verified.issued_at or 0)
-                outcomes.append(await self.provider.execute(order))
             except Exception as error:  # noqa: BLE001 - reported for this order alone
                 outcomes.append(error)
-        return outcomes
+                continue
+            claimed.append(len(outcomes))
+            outcomes.append(None)
+        if self.executions is not None and claimed:
+            # The batch's executions in one set write: recorded before any reaches the provider.
+            recorded = await self.executions.record([orders[i][0] for i in claimed], self.provider.mode)  # type: ignore[misc]
+            for index, fresh in zip(claimed, recorded):
+                if not fresh:
+                    outcomes[index] = _executed_before(orders[index][0])  # type: ignore[arg-type]
+        for index, outcome in enumerate(outcomes):
+            if outcome is None:
+                try:
+                    outcomes[index] = await self.provider.execute(orders[index][0])  # type: ignore[arg-type]
+                except Exception as error:  # noqa: BLE001 - reported for this order alone
+                    outcomes[index] = error
+        return outcomes  # type: ignore[return-value]
 
     async def cancel(
         self,
@@ -133,3 +193,8 @@ class ExchangeEngine:
     async def query_order(self, ref: OrderRef) -> VenueOrderState:
         """The venue's view of one order; nothing is logged or changed."""
         return await self.provider.query_order(ref)
+
+
+def _executed_before(order: Order) -> TokenReplayed:
+    return TokenReplayed(f"order {order.order_id} was already executed", reason="TOKEN_ALREADY_USED",
+                         metadata={"order_id": order.order_id})

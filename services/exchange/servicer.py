@@ -24,8 +24,11 @@ from .venue import OrderRef
 
 #: At most this many orders per ExecuteOrders call (the OMS's SubmitOrders limit).
 MAX_BATCH = 5000
-#: The methods that receive the request's bytes as they arrived.
-RAW_REQUESTS = ("ExecuteOrder", "ExecuteOrders")
+#: The methods that receive the request's bytes as they arrived: the OMS's credential
+#: binds the SHA-256 digest of those bytes (verified on them, before they are parsed;
+#: ExecuteOrder and ExecuteOrders verify the risk tokens on them too).
+RAW_REQUESTS = ("ExecuteOrder", "ExecuteOrders", "CancelOrder", "CancelAllOrders", "EmergencyCancelAll",
+                "SetLeverage", "SetMarginMode", "QueryOrder", "StreamExecutionReports", "ListVenuePositions")
 _MODES = {"PAPER": common_pb.EXECUTION_MODE_PAPER, "SHADOW": common_pb.EXECUTION_MODE_SHADOW, "LIVE": common_pb.EXECUTION_MODE_LIVE}
 _MARGIN_MODES = {common_pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED, common_pb.MARGIN_MODE_CROSSED: MarginMode.CROSSED}
 _MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
@@ -53,6 +56,21 @@ def _parse(message_type: Any, raw: bytes) -> Any:
         return message_type.FromString(raw)
     except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
         raise MalformedRequest(message_type.DESCRIPTOR.name) from None
+
+
+def _received(request: Any, message_type: Any) -> tuple[bytes, Any]:
+    """The request's bytes and its message. Over gRPC the bytes arrive as sent (see
+    RAW_REQUESTS); called in-process with a message, its serialization."""
+    if isinstance(request, bytes):
+        return request, None
+    return request.SerializeToString(), request
+
+
+def _authorized(engine: ExchangeEngine, request: Any, context: Any, method: str, message_type: Any) -> Any:
+    """The request's message, once the OMS's credential verified on its bytes."""
+    raw, message = _received(request, message_type)
+    engine.authorize(context.invocation_metadata(), method, raw)
+    return message if message is not None else _parse(message_type, raw)
 
 
 def _symbol(value: str) -> str:
@@ -114,7 +132,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         note_order_id(message.order.order_id)
         order, verified = self._order(verdict, message)
         reports = await self.engine.execute_verified(order, verified, message.risk_token,
-                                                     context.invocation_metadata())
+                                                     context.invocation_metadata(), request)
         self._unless_answered(context, reports)
         return self._response(order, reports)
 
@@ -137,7 +155,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                 items.append((error, None, item.risk_token))
                 continue
             items.append((order, verified, item.risk_token))
-        outcomes = await self.engine.execute_many(items, context.invocation_metadata())
+        outcomes = await self.engine.execute_many(items, context.invocation_metadata(), request)
         results: list[pb.ExecuteOrderResult] = []
         answered: list[Any] = []
         for index, ((order, _, _), outcome) in enumerate(zip(items, outcomes)):
@@ -151,7 +169,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "CancelOrder")
+        request = _authorized(self.engine, request, context, "CancelOrder", pb.CancelOrderRequest)
         order_id = convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id")
         report = await self.engine.cancel(
             order_id,
@@ -165,13 +183,13 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def CancelAllOrders(self, request: pb.CancelAllOrdersRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "CancelAllOrders")
+        request = _authorized(self.engine, request, context, "CancelAllOrders", pb.CancelAllOrdersRequest)
         reports = await self.engine.cancel_all(_symbol(request.symbol), _market_type(request.market_type))
         return pb.CancelAllOrdersResponse(reports=[convert.report_to_proto(r) for r in reports])
 
     @venue_errors
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "EmergencyCancelAll")
+        request = _authorized(self.engine, request, context, "EmergencyCancelAll", pb.EmergencyCancelAllRequest)
         market_type = _market_type(request.market_type)
         reports = []
         if request.symbols:
@@ -181,15 +199,18 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             reports = await self.engine.cancel_all(None, market_type)
         return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports])
 
-    def _authorize_settings(self, context: grpc.aio.ServicerContext, method: str) -> None:
+    def _settings_request(self, request: Any, context: grpc.aio.ServicerContext, method: str,
+                          message_type: Any) -> Any:
         """Venue settings: an operator's identity admits them (docs/access.md); any other
-        caller (the OMS) also needs the OMS's call credential."""
-        if not auth.caller_has_role("operator"):
-            self.engine.authorize(context.invocation_metadata(), method)
+        caller (the OMS) also needs the OMS's call credential for this request."""
+        if auth.caller_has_role("operator"):
+            raw, message = _received(request, message_type)
+            return message if message is not None else _parse(message_type, raw)
+        return _authorized(self.engine, request, context, method, message_type)
 
     @venue_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
-        self._authorize_settings(context, "SetLeverage")
+        request = self._settings_request(request, context, "SetLeverage", pb.SetLeverageRequest)
         symbol = _symbol(request.symbol)
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
@@ -202,7 +223,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
-        self._authorize_settings(context, "SetMarginMode")
+        request = self._settings_request(request, context, "SetMarginMode", pb.SetMarginModeRequest)
         symbol = _symbol(request.symbol)
         if request.margin_mode == common_pb.MARGIN_MODE_UNSPECIFIED:
             mode = MarginMode.ISOLATED  # the safe default: a position cannot draw on the whole account
@@ -227,7 +248,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def QueryOrder(self, request: pb.QueryOrderRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "QueryOrder")
+        request = _authorized(self.engine, request, context, "QueryOrder", pb.QueryOrderRequest)
         ref = OrderRef(
             order_id=convert.check_text(request.order_id, convert.ORDER_ID_PATTERN, "order_id") or "",
             client_order_id=convert.check_text(
@@ -254,7 +275,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @grpc_errors
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):
-        self.engine.authorize(context.invocation_metadata(), "StreamExecutionReports")
+        request = _authorized(self.engine, request, context, "StreamExecutionReports", pb.StreamExecutionReportsRequest)
         if request.after_sequence < 0:
             raise InvalidOrder("after_sequence", "must not be negative", violation="OUT_OF_RANGE")
         async for report in self.engine.reports.follow(request.after_sequence):
@@ -263,7 +284,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     @venue_errors
     async def ListVenuePositions(self, request: pb.ListVenuePositionsRequest, context: grpc.aio.ServicerContext):
         """The venue account's futures positions (live mode only; see the contract)."""
-        self.engine.authorize(context.invocation_metadata(), "ListVenuePositions")
+        request = _authorized(self.engine, request, context, "ListVenuePositions", pb.ListVenuePositionsRequest)
         read = getattr(self.engine.provider, "venue_positions", None)
         if self.engine.provider.mode != "LIVE" or read is None:
             return pb.ListVenuePositionsResponse(mode=self.mode)

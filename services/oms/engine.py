@@ -96,8 +96,10 @@ class OrderManagement:
         """:meth:`submit` for each ``(order, risk token)``, together."""
         from tessera.oms.v1 import oms_pb2
 
+        from .submission import client_message
+
         batch = oms_pb2.SubmitOrdersRequest(orders=[
-            oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(order), risk_token=token) for order, token in items
+            oms_pb2.SubmitOrderRequest(order=client_message(order), risk_token=token) for order, token in items
         ])
         return await self.submit_wire_many(batch.SerializeToString())
 

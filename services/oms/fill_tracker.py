@@ -3,7 +3,11 @@
 A report is matched to its order by order id only (never by symbol and side). A fill
 is recorded once per venue trade id; a fill that would overfill the order, or that
 arrives for an order that can no longer take fills, is refused and recorded as an
-anomaly, never silently applied. Applying a report twice changes nothing.
+anomaly, never silently applied. Applying a report twice changes nothing. An overfill
+(the venue reports more executed than the order's quantity: the order went to the venue
+twice, or the venue is wrong) also quarantines the symbol: its own trading state goes
+HALTED (scope ``symbol:<SYMBOL>``, lifted only by an operator's SetTradingState), and a
+note event on the order says why; ``tessera verify-store`` reports every overfill.
 
 :func:`apply_to_order` is the whole of it, in memory: the OMS applies an execution's
 answer to the order it just claimed and stores the result in one set write
@@ -21,12 +25,16 @@ import logging
 from typing import Any
 
 import core_ext
-from services.domain import Order, OrderStatus, TimeInForce, Trade
+from services.domain import Order, OrderEvent, OrderStatus, TimeInForce, Trade, TradingState, utcnow
 from services.domain.errors import OverfillError, StaleOrder
 from services.domain.execution import ExecutionReport, Fill
 from services.store import UnitOfWork
+from services.store.repositories import symbol_scope
 
 log = logging.getLogger(__name__)
+
+#: Who quarantines a symbol for an overfill (the trading state's operator).
+QUARANTINE_OPERATOR = "fill-tracker"
 
 # Status-only reports the tracker applies; fills move orders through apply_fill.
 _STATUS_REPORTS = frozenset(
@@ -147,6 +155,31 @@ def _anomaly(uow: UnitOfWork, kind: str, order: Order | None, report: ExecutionR
     )
 
 
+def _overfill_recorded(uow: UnitOfWork, order: Order, report: ExecutionReport) -> bool:
+    trade_id = report.fill.trade_id if report.fill else None
+    return any(a.kind == "OVERFILL" and (a.payload or {}).get("trade_id") == trade_id
+               for a in uow.anomalies.list(order_id=order.order_id, limit=50))
+
+
+def _quarantine(uow: UnitOfWork, order: Order, why: str) -> None:
+    """HALT the order's symbol (its own scope) and note why on the order, without a transition."""
+    scope = symbol_scope(order.symbol)
+    log.error("quarantining %s: order %s overfilled: %s", order.symbol, order.order_id, why)
+    uow.trading_state.set(TradingState.HALTED.value, QUARANTINE_OPERATOR,
+                          f"order {order.order_id} overfilled: {why}", scope=scope)
+    event = OrderEvent(
+        order_id=order.order_id,
+        sequence=order.last_sequence + 1,
+        event_time=utcnow(),
+        from_status=order.status,
+        to_status=order.status,
+        reason=f"fill tracker: {order.symbol} quarantined: overfill: {why}",
+        payload={"quarantine_scope": scope, "anomaly": "OVERFILL"},
+    )
+    order.last_sequence = event.sequence
+    order.new_events.append(event)
+
+
 def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None, Trade | None]:
     """Apply one report inside ``uow``; the caller commits (and retries on StaleOrder)."""
     order = uow.orders.get(report.order_id)
@@ -158,8 +191,14 @@ def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None
         known = frozenset({report.fill.trade_id})
     applied = apply_to_order(order, report, known)
     if applied.anomaly is not None:
-        _anomaly(uow, applied.anomaly[0], order, report, applied.anomaly[1])
-        if order.remote_order_id and applied.changed:
+        kind, detail = applied.anomaly
+        if kind == "OVERFILL" and _overfill_recorded(uow, order, report):
+            return order, None  # the same refused fill again: recorded and quarantined already
+        _anomaly(uow, kind, order, report, detail)
+        quarantined = kind == "OVERFILL"
+        if quarantined:
+            _quarantine(uow, order, detail)
+        if quarantined or (order.remote_order_id and applied.changed):
             uow.orders.save(order)
         return order, None
     if applied.trade is not None and not uow.trades.add_if_absent(applied.trade):

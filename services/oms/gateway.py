@@ -1,6 +1,11 @@
 """The OMS's gateway to the Exchange service: the only module that speaks exchange.v1.
 
-Every call is signed with the OMS's credential (see :mod:`services.common.tokens`),
+Every call is signed with the OMS's credential (see :mod:`services.common.tokens`): for
+its method and the digest of its request's bytes, good once, for 30 s. The request
+message is built once and the credential signs its serialization; the stub serializes
+that same message object again, which gives the same bytes (the messages have no map
+fields, and one protobuf implementation serializes one message deterministically);
+a difference would be refused by the Exchange, never accepted. Every call
 waits for a restarting Exchange within its deadline (``wait_for_ready``: a call made
 while the Exchange is down is sent when it is back, instead of failing unsent), and
 comes back as data the OMS acts on: the reports of an execution, or a
@@ -27,7 +32,7 @@ from google.rpc import error_details_pb2, status_pb2
 import core_ext
 from services.common import convert
 from services.common.observability.interceptors import client_span, outgoing_metadata
-from services.common.tokens import batch_tokens, oms_call_metadata
+from services.common.tokens import oms_call_metadata
 from services.domain import Order
 from services.domain.execution import ExecutionReport
 from tessera.common.v1 import types_pb2 as common_pb
@@ -161,10 +166,11 @@ class ExchangeGateway:
         """Execute one order; ``remaining``: the submitting client's time left (seconds)."""
         try:
             with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrder"):
+                request = exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token)
                 response = await self.stub.ExecuteOrder(
-                    exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
+                    request,
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token, now=self.wall()),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", request, now=self.wall()),
                               *outgoing_metadata()),
                     wait_for_ready=True,
                 )
@@ -183,15 +189,15 @@ class ExchangeGateway:
 
     async def _execute_batch(self, items: Sequence[tuple[common_pb.Order, str]], remaining: float | None
                              ) -> list[Executed | Refusal]:
-        tokens = [token for _, token in items]
         try:
             with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrders"):
+                request = exchange_pb2.ExecuteOrdersRequest(
+                    orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
+                )
                 response = await self.stub.ExecuteOrders(
-                    exchange_pb2.ExecuteOrdersRequest(
-                        orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
-                    ),
+                    request,
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens), now=self.wall()),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", request, now=self.wall()),
                               *outgoing_metadata()),
                     wait_for_ready=True,
                 )
@@ -224,43 +230,46 @@ class ExchangeGateway:
         return convert.report_from_proto(response.report)
 
     async def _cancel(self, order: Order) -> Any:
+        request = exchange_pb2.CancelOrderRequest(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            remote_order_id=order.remote_order_id or "",
+            symbol=order.symbol,
+            market_type=convert.enum_to_proto(order.market_type),
+            account=order.account,
+        )
         return await self.stub.CancelOrder(
-            exchange_pb2.CancelOrderRequest(
-                order_id=order.order_id,
-                client_order_id=order.client_order_id,
-                remote_order_id=order.remote_order_id or "",
-                symbol=order.symbol,
-                market_type=convert.enum_to_proto(order.market_type),
-                account=order.account,
-            ),
-            timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "CancelOrder", now=self.wall()), *outgoing_metadata()),
+            request, timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, "CancelOrder", request, now=self.wall()),
+                              *outgoing_metadata()),
         )
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
         """``QueryOrder``: the venue's view of one order (raises ``AioRpcError``)."""
+        request = exchange_pb2.QueryOrderRequest(
+            order_id=order.order_id,
+            client_order_id=order.client_order_id,
+            remote_order_id=order.remote_order_id or "",
+            symbol=order.symbol,
+            market_type=convert.enum_to_proto(order.market_type),
+            account=order.account,
+            venue=order.venue,
+            side=convert.enum_to_proto(order.side),
+        )
         return await self.stub.QueryOrder(
-            exchange_pb2.QueryOrderRequest(
-                order_id=order.order_id,
-                client_order_id=order.client_order_id,
-                remote_order_id=order.remote_order_id or "",
-                symbol=order.symbol,
-                market_type=convert.enum_to_proto(order.market_type),
-                account=order.account,
-                venue=order.venue,
-                side=convert.enum_to_proto(order.side),
-            ),
-            timeout=timeout or self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "QueryOrder", now=self.wall()), *outgoing_metadata()),
+            request, timeout=timeout or self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, "QueryOrder", request, now=self.wall()),
+                              *outgoing_metadata()),
         )
 
     async def venue_futures_positions(self, *, timeout: float | None = None) -> dict[str, Decimal] | None:
         """``ListVenuePositions``: the venue account's futures positions by symbol, or None
         when the Exchange runs paper or shadow (no venue account to compare with).
         Raises the call's ``AioRpcError``."""
+        request = exchange_pb2.ListVenuePositionsRequest()
         answer = await self.stub.ListVenuePositions(
-            exchange_pb2.ListVenuePositionsRequest(), timeout=timeout or self.timeout,
-            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", now=self.wall()))
+            request, timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", request, now=self.wall()))
         if answer.mode != common_pb.EXECUTION_MODE_LIVE:
             return None
         return {p.symbol: Decimal(p.quantity) for p in answer.positions
@@ -269,10 +278,9 @@ class ExchangeGateway:
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
         learns later (resting orders filling, the venue's own cancels)."""
+        request = exchange_pb2.StreamExecutionReportsRequest(after_sequence=after_sequence)
         return self.stub.StreamExecutionReports(
-            exchange_pb2.StreamExecutionReportsRequest(after_sequence=after_sequence),
-            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports", now=self.wall()),
-        )
+            request, metadata=oms_call_metadata(self.keyring, "StreamExecutionReports", request, now=self.wall()))
 
 
 SIMULATED_MODES = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)

@@ -125,10 +125,9 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
         problems: convert.Problems = []
         comment = auth.comment_of(request.operator, problems)
-        if not request.reason.strip():
-            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
+        reason = convert.check_reason(request.reason, problems=problems)
         convert.raise_problems(problems)
-        reason = auth.with_comment(request.reason.strip(), comment)
+        reason = auth.with_comment(reason, comment)
         auth.record_privileged("EmergencyCancelAll", reason=reason)
         orders = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
         return pb.EmergencyCancelAllResponse(
@@ -206,13 +205,14 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         status = request.status.strip() or "created"
         if len(status) > 32:
             problems.append(InvalidOrder("status", "longer than 32 characters", violation="TOO_LONG"))
+        metadata = convert.metadata_from_proto(request, "metadata", problems=problems)
         convert.raise_problems(problems)
         manager, created = await self.oms.create_order_manager(
             unique_identifier=unique_identifier,
             target_account_uid=account,
             target_time=target_time,
             status=status,
-            metadata=convert.struct_from_proto(request, "metadata"),
+            metadata=metadata,
         )
         return pb.CreateOrderManagerResponse(order_manager=convert.order_manager_to_proto(manager), created=created)
 

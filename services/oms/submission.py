@@ -49,6 +49,21 @@ log = logging.getLogger(__name__)
 MAX_CAS_ATTEMPTS = 8
 
 
+#: The Order fields a client does not set (``OUTPUT_ONLY`` in the contract) but may echo.
+_OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
+                "reject_reasons", "version", "replaced_by_order_id")
+
+
+def client_message(order: Order) -> common_pb.Order:
+    """A domain order as a client sends it to SubmitOrder: the fields a client sets (the
+    output-only ones, which an order rebuilt from a message does not carry as Risk
+    stored them, are left unset)."""
+    message = convert.order_to_proto(order)
+    for name in _OUTPUT_ONLY:
+        message.ClearField(name)
+    return message
+
+
 @dataclasses.dataclass
 class Submission:
     order: Order
@@ -126,8 +141,10 @@ class Submitter:
         return await self.submit_verified(list(zip(verdicts, parse_batch(raw).orders)), remaining=remaining)
 
     async def submit(self, order: Order, token: str) -> Submission:
-        """Submit a domain order with its token (the request a client would send)."""
-        request = oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(order), risk_token=token)
+        """Submit a domain order with its token: the request a client would send with the
+        fields a client sets (the output-only ones, which an order rebuilt from a message
+        does not carry as Risk stored them, are left unset)."""
+        request = oms_pb2.SubmitOrderRequest(order=client_message(order), risk_token=token)
         return await self.submit_wire(request.SerializeToString())
 
     # -- the path ---------------------------------------------------------------------------------
@@ -152,7 +169,10 @@ class Submitter:
         verified_entries: list[tuple[int, oms_pb2.SubmitOrderRequest, "core_ext.VerifyResult"]] = []
         for index, (verdict, request) in enumerate(entries):
             try:
-                verified_entries.append((index, request, self._verified(verdict, request)))
+                verified = self._verified(verdict, request)
+                # Unsigned fields that disagree with the approved order are refused, never ignored.
+                convert.check_output_fields_as_approved(request.order)
+                verified_entries.append((index, request, verified))
             except DomainError as error:
                 results[index] = error
         if not verified_entries:
@@ -168,7 +188,8 @@ class Submitter:
         remaining = None if deadline is None else deadline - time.monotonic()
         now = self.clock()
         claims = [(index, request, Claim(request.order.order_id, verified.key_id, verified.nonce, now,
-                                         convert.order_as_approved(request.order), replacing))
+                                         convert.order_as_approved(request.order), replacing,
+                                         convert.unsigned_fields_sent(request.order)))
                   for index, request, verified in verified_entries]
         outcomes = await self.db.write_many(CLAIMS, [claim for _, _, claim in claims])
         self.written()

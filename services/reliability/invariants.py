@@ -16,6 +16,10 @@ What an execution system promises, in terms of what it stored:
   ledger follows the trades (the Risk replica that owns the account writes it, see
   :mod:`services.risk.book`): a trade not in it yet is counted as pending, and is a
   violation only with ``require_ledger`` (when every replica has caught up);
+- **no overfill**: every fill the venue reported beyond an order's quantity (an
+  ``OVERFILL`` anomaly the fill tracker refused to apply: the order reached the venue
+  twice, or the venue is wrong) is reported, with whether its symbol is quarantined
+  (its own trading state HALTED); a symbol not quarantined is a violation of its own;
 - optionally **nothing left in doubt**: no order still working (``require_terminal``)
   or in doubt (SUBMITTED) for longer than ``in_doubt_after``.
 
@@ -37,11 +41,13 @@ from sqlalchemy.orm import Session
 
 from services.store.chain import event_hash, store_digest
 from services.store.models import (
+    anomalies_table,
     ledger_entries_table,
     order_events_table,
     orders_table,
     positions_table,
     trades_table,
+    trading_state_table,
 )
 
 from .replay import ReplayError, replay
@@ -330,11 +336,31 @@ def check_store(
         ).all()
         for order_id, count in orphans:
             report.add("ORPHAN_EVENTS", order_id, f"{count} events of an order that is not stored")
+        _check_overfills(report, session)
         if ledger:
             _check_ledger(report, session, require_ledger=require_ledger)
         session.rollback()
     report.digest = store_digest(heads)
     return report
+
+
+def _check_overfills(report: Report, session: Session) -> None:
+    """Every OVERFILL anomaly, and whether its symbol is quarantined (HALTED in its own scope)."""
+    rows = session.execute(
+        select(anomalies_table.c.order_id, anomalies_table.c.detail, orders_table.c.symbol)
+        .join(orders_table, orders_table.c.order_id == anomalies_table.c.order_id, isouter=True)
+        .where(anomalies_table.c.kind == "OVERFILL")
+        .order_by(anomalies_table.c.id)
+    ).all()
+    states = {scope: state for scope, state in session.execute(
+        select(trading_state_table.c.scope, trading_state_table.c.state))}
+    for order_id, detail, symbol in rows:
+        scope = f"symbol:{symbol}" if symbol else None
+        state = states.get(scope or "", "ACTIVE")
+        report.add("OVERFILL", order_id, f"the venue reported more than the order's quantity ({detail}); "
+                                         f"{scope or 'its symbol'} is {state}")
+        if state != "HALTED":
+            report.add("OVERFILL_NOT_QUARANTINED", order_id, f"{scope or 'its symbol'} is {state}, not HALTED")
 
 
 def _short(values: list[int]) -> str:

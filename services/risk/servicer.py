@@ -222,10 +222,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
             problems.append(InvalidOrder("state", "required: ACTIVE, REDUCING or HALTED",
                                          violation="REQUIRED" if request.state == 0 else "UNKNOWN_VALUE"))
         comment = auth.comment_of(request.operator, problems)
-        if not request.reason.strip():
-            problems.append(InvalidOrder("reason", "required", violation="REQUIRED"))
-        elif len(request.reason) > 500:
-            problems.append(InvalidOrder("reason", "longer than 500 characters", violation="TOO_LONG"))
+        convert.check_reason(request.reason, problems=problems)
         convert.raise_problems(problems)
         assert state is not None
         reason = auth.with_comment(request.reason.strip(), comment)

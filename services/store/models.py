@@ -199,6 +199,25 @@ class ExecutionAnomalyRow(Base):
     observed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class ExchangeExecutionRow(Base):
+    """An order the Exchange service sent to its provider (paper, shadow or live), once.
+
+    Written by the Exchange before the provider executes the order, in the same group
+    commit as the other executions of the moment: the primary key makes a second
+    execution of an order id impossible, whatever the Exchange's memory lost (a restart).
+    """
+
+    __tablename__ = "exchange_executions"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(NAME)
+    account: Mapped[str] = mapped_column(NAME)
+    venue: Mapped[str] = mapped_column(NAME)
+    symbol: Mapped[str] = mapped_column(NAME)
+    mode: Mapped[str] = mapped_column(CODE)
+    executed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class PositionRow(Base):
     """The ledger: one account's net position in one symbol of one market type (spot and
     futures apart), from its fills.
@@ -262,5 +281,6 @@ order_managers_table = OrderManagerRow.__table__
 trading_state_table = TradingStateRow.__table__
 trading_state_events_table = TradingStateEventRow.__table__
 anomalies_table = ExecutionAnomalyRow.__table__
+exchange_executions_table = ExchangeExecutionRow.__table__
 positions_table = PositionRow.__table__
 ledger_entries_table = LedgerEntryRow.__table__

@@ -55,7 +55,7 @@ from services.domain import (
     TradingState,
     ledger,
 )
-from services.domain.errors import OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
+from services.domain.errors import InvalidOrder, OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
 
 from .codec import json_text
 from .database import WriteContext
@@ -381,6 +381,9 @@ class Claim:
     #: A replacement is claimed only by ReplaceOrder, once the order it replaces ended
     #: (``replacing`` is that order's id); SubmitOrder's claims leave it None.
     replacing: str | None = None
+    #: The unsigned fields the request set (:func:`services.common.convert.unsigned_fields_sent`):
+    #: each must equal the stored order's, or the claim is refused naming it.
+    sent: dict[str, Any] | None = None
 
 
 #: The reason of the claim's APPROVED -> SUBMITTED event.
@@ -415,6 +418,9 @@ class Claims:
         seen: set[str] = set()
         for index, claim in enumerate(claims):
             # A second claim of the same order in the batch is read after the first moved it.
+            # (The direct path's compare-and-set holds the order manager, the expiry and
+            # the order time, through the head: a message that disagrees goes the read
+            # path, which refuses it naming the field.)
             (direct if claim.order is not None and claim.order_id not in seen else read).append(index)
             seen.add(claim.order_id)
         if direct:
@@ -538,6 +544,14 @@ class Claims:
                 f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
                 reason="REPLACEMENT_ORDER",
                 metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
+        # An unsigned field the request set must be the approved order's: refused, not ignored.
+        differing = [
+            InvalidOrder(name, f"differs from the approved order's ({_shown(getattr(order, name))}): send the order "
+                               "as Risk answered it, or leave the field unset", violation="DIFFERS_FROM_APPROVED")
+            for name, value in (claim.sent or {}).items() if getattr(order, name) != value
+        ]
+        if differing:
+            return InvalidOrder.of(differing)
         # The trading state may have changed since Risk approved the order: the global
         # state or the symbol's own (a quarantine), whichever is stricter, decides. A
         # refused order stays APPROVED and may go once trading resumes.
@@ -552,6 +566,12 @@ class Claims:
                     reason="REDUCING_ONLY", metadata={"symbol": order.symbol},
                 )
         return None
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
 
 
 def position_from_trades(context: WriteContext, account: str, symbol: str) -> Decimal:

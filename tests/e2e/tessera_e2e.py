@@ -361,23 +361,23 @@ def check_happy_path(stack: Stack, store: StoreView) -> None:
     assert [t.trade_id for t in got.trades] == [trade.trade_id]
 
 
-def oms_credential(method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:
-    """The call metadata with which the OMS proves itself to the Exchange service (the
-    tests hold the key ring, so they can act as the OMS to inspect the exchange)."""
+def oms_credential(method: str, request: Any = b"") -> tuple[tuple[str, str], ...]:
+    """The call metadata with which the OMS proves itself to the Exchange service for one
+    ``request`` (the message, or its bytes), once (the tests hold the key ring, so they
+    can act as the OMS to inspect the exchange)."""
     import core_ext
     from services.common.tokens import oms_call_metadata
 
-    return oms_call_metadata(core_ext.KeyRing(KEY_ID, SECRET.encode()), method, risk_token)
+    return oms_call_metadata(core_ext.KeyRing(KEY_ID, SECRET.encode()), method, request)
 
 
 def execution_reports(stack: Stack, *, seconds: float = 1.0) -> list[pb.ExecutionReport]:
     """Every report the exchange has retained (the stream follows forever: read it for a
     moment, then stop)."""
     reports = []
-    stream = stack.exchange.StreamExecutionReports(
-        exchange_pb2.StreamExecutionReportsRequest(after_sequence=0), timeout=seconds,
-        metadata=oms_credential("StreamExecutionReports"),
-    )
+    request = exchange_pb2.StreamExecutionReportsRequest(after_sequence=0)
+    stream = stack.exchange.StreamExecutionReports(request, timeout=seconds,
+                                                   metadata=oms_credential("StreamExecutionReports", request))
     try:
         for item in stream:
             reports.append(item.report)

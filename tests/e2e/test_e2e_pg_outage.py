@@ -115,9 +115,17 @@ def postgres() -> Iterator[OwnPostgres]:
         server.destroy()
 
 
+#: An order the OMS sent just as the server went down may reach an Exchange that cannot
+#: record its execution (the store is down): refused before the venue, it is in doubt
+#: until the reconciler asks the venue after its grace period (then NOT_AT_VENUE). A
+#: grace just above the Exchange call's timeout (10 s), asked every 2 s, settles it
+#: within the test's wait.
+RECONCILE = {"TESSERA_RECONCILE_GRACE_SECONDS": "12", "TESSERA_RECONCILE_INTERVAL_SECONDS": "2"}
+
+
 @pytest.fixture(scope="module")
 def stack(postgres, tmp_path_factory):
-    running = e2e.start_stack(postgres.url, tmp_path_factory.mktemp("pg-outage-logs"))
+    running = e2e.start_stack(postgres.url, tmp_path_factory.mktemp("pg-outage-logs"), **RECONCILE)
     yield running
     running.stop()
 
@@ -191,7 +199,7 @@ def test_postgresql_stopped_mid_run_then_back(postgres, stack):
     # chained and replaying to it, its trades and ledger in step; nothing left in doubt.
     engine = create_engine(postgres.url)
     try:
-        assert e2e.wait_until(lambda: check_store(engine, require_terminal=True).ok, 20)
+        assert e2e.wait_until(lambda: check_store(engine, require_terminal=True).ok, 30)
         report = check_store(engine, require_terminal=True)
     finally:
         engine.dispose()

@@ -30,7 +30,7 @@ import venue_harness as vh
 from sqlalchemy import create_engine, inspect, text
 
 import core_ext
-from services.common.tokens import _call_body, batch_tokens, oms_call_metadata
+from services.common.tokens import oms_call_metadata
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2
@@ -90,7 +90,8 @@ def live(pg_url, sim, secret_files, tmp_path_factory):
                 ("SetLeverage", exchange_pb2.SetLeverageRequest(symbol=symbol, leverage="10")),
                 ("SetMarginMode", exchange_pb2.SetMarginModeRequest(symbol=symbol, margin_mode=pb.MARGIN_MODE_ISOLATED)),
             ):
-                getattr(stack.exchange, method)(request, timeout=e2e.RPC_TIMEOUT, metadata=oms_call_metadata(KEYRING, method))
+                getattr(stack.exchange, method)(request, timeout=e2e.RPC_TIMEOUT,
+                                                metadata=oms_call_metadata(KEYRING, method, request))
         yield stack
     finally:
         stack.stop()
@@ -261,14 +262,14 @@ def test_live_exchange_with_an_unusable_venue_secret_file_refuses_to_start(files
 
 # -- only the OMS reaches the Exchange --------------------------------------------------------------
 def exchange_calls(approved: e2e.Approved) -> dict[str, tuple[str, Any, str]]:
-    """Each Exchange RPC that needs the OMS's credential: (method, request, bound risk token)."""
+    """Each Exchange RPC that needs the OMS's credential: (method, request, its risk token)."""
     order = approved.order
     return {
         "ExecuteOrder": ("ExecuteOrder", exchange_pb2.ExecuteOrderRequest(order=order, risk_token=approved.token),
                          approved.token),
         "ExecuteOrders": ("ExecuteOrders", exchange_pb2.ExecuteOrdersRequest(
             orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=approved.token)]),
-            batch_tokens([approved.token])),
+            approved.token),
         "CancelOrder": ("CancelOrder", exchange_pb2.CancelOrderRequest(
             order_id=order.order_id, client_order_id=order.client_order_id, symbol=order.symbol,
             market_type=order.market_type), ""),
@@ -283,17 +284,25 @@ def exchange_calls(approved: e2e.Approved) -> dict[str, tuple[str, Any, str]]:
     }
 
 
-def forged_credentials(method: str, token: str) -> dict[str, tuple[tuple[str, str], ...]]:
+NOT_OMS = (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+MISMATCH = (grpc.StatusCode.PERMISSION_DENIED, "SERVICE_CREDENTIAL_MISMATCH")
+
+
+def forged_credentials(method: str, request: Any, token: str
+                       ) -> dict[str, tuple[tuple[tuple[str, str], ...], tuple[grpc.StatusCode, str]]]:
+    """(metadata, the refusal expected) by label: none is the OMS's credential for this call."""
     other = "CancelAllOrders" if method != "CancelAllOrders" else "CancelOrder"
     stranger = core_ext.KeyRing(KEY_ID, b"not-the-oms-key-0123456789abcdef-xyz")
+    another_request = exchange_pb2.CancelAllOrdersRequest(symbol="ETHUSDT")
     return {
-        "none": (),
-        "a risk token": (("tessera-oms-credential", token or "v1.x.1.y.z.w"),),
-        "another method's": oms_call_metadata(KEYRING, other, token),
-        "another token's": oms_call_metadata(KEYRING, method, "v1.other.token"),
-        "another key's": oms_call_metadata(stranger, method, token),
-        "an expired one": (("tessera-oms-credential",
-                            core_ext.sign_token(KEYRING, _call_body(method, token), int(time.time()) - 300)),),
+        "none": ((), NOT_OMS),
+        # A risk token is signed with the same key ring, over an order: genuine, for no call.
+        "a risk token": ((("tessera-oms-credential", token or "v1.x.1.y.z.w"),), MISMATCH if token else NOT_OMS),
+        "another method's": (oms_call_metadata(KEYRING, other, request), MISMATCH),
+        "another request's": (oms_call_metadata(KEYRING, method, another_request), MISMATCH),
+        "another key's": (oms_call_metadata(stranger, method, request), NOT_OMS),
+        "an expired one": (oms_call_metadata(KEYRING, method, request, now=time.time() - 300),
+                           (grpc.StatusCode.UNAUTHENTICATED, "SERVICE_CREDENTIAL_EXPIRED")),
     }
 
 
@@ -310,10 +319,10 @@ def test_every_money_moving_exchange_rpc_refuses_callers_other_than_the_oms(live
     refused = 0
     try:
         for name, (method, request, token) in exchange_calls(approved).items():
-            for label, metadata in forged_credentials(method, token).items():
+            for label, (metadata, (code, reason)) in forged_credentials(method, request, token).items():
                 error = e2e.expect_error(
                     lambda: getattr(exchange, method)(request, timeout=e2e.RPC_TIMEOUT, metadata=metadata),
-                    grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_OMS")
+                    code, reason)
                 assert method in error.details(), (name, label, error.details())
                 refused += 1
         stream = exchange.StreamExecutionReports(exchange_pb2.StreamExecutionReportsRequest(), timeout=5)
@@ -325,6 +334,31 @@ def test_every_money_moving_exchange_rpc_refuses_callers_other_than_the_oms(live
     # Nothing reached the venue: no placement, no cancel, no setting; not even a query.
     assert sim.control("GET", "/_sim/placements") == placed_before
     assert [r for r in sim.requests()[requests_before:] if r["method"] != "GET" or "/order" in r["path"]] == []
+
+
+def test_a_service_credential_is_good_for_its_one_request_once(live_for_auth, sim):
+    stack = live_for_auth
+    approved = e2e.approve(stack, symbol="BTCUSDT", quantity="0.01")
+    order = approved.order
+    query = exchange_pb2.QueryOrderRequest(order_id=order.order_id, client_order_id=order.client_order_id,
+                                           symbol=order.symbol, market_type=order.market_type,
+                                           account=order.account, venue=order.venue)
+    credential = oms_call_metadata(KEYRING, "QueryOrder", query)
+    assert stack.exchange.QueryOrder(query, timeout=e2e.RPC_TIMEOUT, metadata=credential).found is False
+
+    # Captured and used again within its lifetime: refused.
+    e2e.expect_error(lambda: stack.exchange.QueryOrder(query, timeout=e2e.RPC_TIMEOUT, metadata=credential),
+                     grpc.StatusCode.PERMISSION_DENIED, "SERVICE_CREDENTIAL_REPLAYED")
+    # A credential for one cancel, presented with another order's cancel: refused, nothing reaches the venue.
+    requests_before = len(sim.requests())
+    asked = exchange_pb2.CancelOrderRequest(order_id=order.order_id, client_order_id=order.client_order_id,
+                                            symbol=order.symbol, market_type=order.market_type)
+    other = exchange_pb2.CancelOrderRequest(order_id="another-order", client_order_id="another-cid",
+                                            symbol=order.symbol, market_type=order.market_type)
+    e2e.expect_error(lambda: stack.exchange.CancelOrder(other, timeout=e2e.RPC_TIMEOUT,
+                                                        metadata=oms_call_metadata(KEYRING, "CancelOrder", asked)),
+                     grpc.StatusCode.PERMISSION_DENIED, "SERVICE_CREDENTIAL_MISMATCH")
+    assert sim.requests()[requests_before:] == []
 
 
 def test_live_mode_cannot_be_reached_by_calling_the_exchange_directly(live_for_auth, sim):
@@ -362,7 +396,8 @@ def live_for_auth(sim, secret_files, tmp_path_factory):
             ("SetLeverage", exchange_pb2.SetLeverageRequest(symbol="BTCUSDT", leverage="10")),
             ("SetMarginMode", exchange_pb2.SetMarginModeRequest(symbol="BTCUSDT", margin_mode=pb.MARGIN_MODE_ISOLATED)),
         ):
-            getattr(stack.exchange, method)(request, timeout=e2e.RPC_TIMEOUT, metadata=oms_call_metadata(KEYRING, method))
+            getattr(stack.exchange, method)(request, timeout=e2e.RPC_TIMEOUT,
+                                            metadata=oms_call_metadata(KEYRING, method, request))
         yield stack
     finally:
         stack.stop()

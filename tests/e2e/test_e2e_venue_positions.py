@@ -37,8 +37,9 @@ def live(sim, tmp_path_factory):
 
 
 def venue_positions(stack) -> dict[str, str]:
-    answer = stack.exchange.ListVenuePositions(exchange_pb2.ListVenuePositionsRequest(), timeout=e2e.RPC_TIMEOUT,
-                                               metadata=e2e.oms_credential("ListVenuePositions"))
+    request = exchange_pb2.ListVenuePositionsRequest()
+    answer = stack.exchange.ListVenuePositions(request, timeout=e2e.RPC_TIMEOUT,
+                                               metadata=e2e.oms_credential("ListVenuePositions", request))
     assert answer.mode == pb.EXECUTION_MODE_LIVE
     return {p.symbol: p.quantity for p in answer.positions}
 

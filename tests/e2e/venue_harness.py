@@ -119,14 +119,12 @@ def venue_env(sim: VenueSim, mode: str, **overrides: str | None) -> dict[str, st
 
 def set_up_symbol(stack: Stack, symbol: str, leverage: str = "10") -> None:
     """SetLeverage and SetMarginMode (ISOLATED) as the OMS would call them."""
-    stack.exchange.SetLeverage(
-        exchange_pb2.SetLeverageRequest(symbol=symbol, leverage=leverage), timeout=e2e.RPC_TIMEOUT,
-        metadata=e2e.oms_credential("SetLeverage"),
-    )
-    stack.exchange.SetMarginMode(
-        exchange_pb2.SetMarginModeRequest(symbol=symbol, margin_mode=pb.MARGIN_MODE_ISOLATED),
-        timeout=e2e.RPC_TIMEOUT, metadata=e2e.oms_credential("SetMarginMode"),
-    )
+    leverage_request = exchange_pb2.SetLeverageRequest(symbol=symbol, leverage=leverage)
+    stack.exchange.SetLeverage(leverage_request, timeout=e2e.RPC_TIMEOUT,
+                               metadata=e2e.oms_credential("SetLeverage", leverage_request))
+    margin_request = exchange_pb2.SetMarginModeRequest(symbol=symbol, margin_mode=pb.MARGIN_MODE_ISOLATED)
+    stack.exchange.SetMarginMode(margin_request, timeout=e2e.RPC_TIMEOUT,
+                                 metadata=e2e.oms_credential("SetMarginMode", margin_request))
 
 
 def restart_oms(stack: Stack) -> None:

@@ -31,7 +31,7 @@ import core_ext
 from services.cli.stack import Stack
 from services.common.convert import order_from_proto
 from services.domain.errors import InvalidOrder
-from services.common.tokens import batch_tokens, oms_call_metadata
+from services.common.tokens import oms_call_metadata
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
@@ -64,23 +64,6 @@ def _with_valid_token(request: Any) -> Any:
     return request
 
 
-def _converts(item: Any) -> bool:
-    if not item.HasField("order"):
-        return False
-    try:
-        order_from_proto(item.order)
-    except InvalidOrder:
-        return False
-    return True
-
-
-def _binding(request: Any) -> str:
-    """What the OMS's credential binds for this request (as the OMS would sign it)."""
-    if type(request).__name__ == "ExecuteOrdersRequest":  # the tokens of the orders the Exchange will take
-        return batch_tokens([item.risk_token for item in request.orders if _converts(item)])
-    return getattr(request, "risk_token", "")
-
-
 def _call(stack: Stack, service: str, method: Any, request: Any) -> None:
     path = f"/{method.containing_service.full_name}/{method.name}"
     response_class = getattr({"risk": risk_pb2, "oms": oms_pb2, "exchange": exchange_pb2}[service],
@@ -88,7 +71,7 @@ def _call(stack: Stack, service: str, method: Any, request: Any) -> None:
     channel = stack.channel(service)
     metadata: tuple[tuple[str, str], ...] = ()
     if service == "exchange":
-        metadata = oms_call_metadata(KEYRING, method.name, _binding(request))
+        metadata = oms_call_metadata(KEYRING, method.name, request)  # for this request, as the OMS signs it
     if method.server_streaming:
         call = channel.unary_stream(path, request_serializer=type(request).SerializeToString,
                                     response_deserializer=response_class.FromString)
@@ -161,7 +144,7 @@ def _bytes_test_for(service: str, method: Any):  # type: ignore[no-untyped-def]
     def fuzz(stack: Stack, raw: bytes) -> None:
         count(f"bytes:{service}.{method.name}")
         path = f"/{method.containing_service.full_name}/{method.name}"
-        metadata = oms_call_metadata(KEYRING, method.name) if service == "exchange" else ()
+        metadata = oms_call_metadata(KEYRING, method.name, raw) if service == "exchange" else ()
         channel = stack.channel(service)
         try:
             if method.server_streaming:

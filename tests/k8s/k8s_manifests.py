@@ -45,7 +45,8 @@ METRICS_SCRAPER_PEER = {
 AUTOSCALED = {"oms"}
 #: Risk runs as a StatefulSet: each replica owns the accounts of its ordinal.
 SHARDED = "risk"
-DATABASE_CLIENTS = {"risk", "oms", "tessera-migrate"}
+#: The Exchange records each execution in the store (never twice, whatever a restart forgot).
+DATABASE_CLIENTS = {"risk", "oms", "exchange", "tessera-migrate"}
 MIGRATION_JOB = "tessera-migrate"
 #: Secrets an overlay may reference without rendering them: the prod overlay expects
 #: them to exist (docs/deployment.md), with these keys.
@@ -54,6 +55,9 @@ EXTERNAL_SECRETS = {
     "tessera-venue": {"api-key", "api-secret"},
     "tessera-database": {"url"},
     "tessera-jwt": {"public.pem", "service-token"},
+    # Mutual TLS between the OMS and the Exchange (prod: k8s/overlays/prod/mtls.yaml).
+    "tessera-tls-exchange": {"tls.crt", "tls.key", "ca.crt"},
+    "tessera-tls-oms": {"tls.crt", "tls.key", "ca.crt"},
 }
 #: Committed Secret values must be empty or carry this marker.
 DEV_ONLY_MARKER = "dev-only"

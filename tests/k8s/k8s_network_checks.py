@@ -22,6 +22,9 @@ from k8s_manifests import (
     SHARDED,
     workloads,
     pod_labels,
+    pod_spec,
+    containers,
+    container_env,
     selector_matches,
 )
 
@@ -136,7 +139,7 @@ def check_risk_peers(objects: list[Obj]) -> list[str]:
 
 
 def check_database_access(objects: list[Obj]) -> list[str]:
-    """Risk, OMS and the migration Job are the database's clients: they carry the label
+    """Risk, OMS, the Exchange and the migration Job are the database's clients: they carry the label
     the database policies select, and an in-cluster PostgreSQL admits nothing else."""
     problems = []
     labelled = {
@@ -201,4 +204,48 @@ def check_metrics_ingress(objects: list[Obj]) -> list[str]:
                                     f"than from {METRICS_SCRAPER_PEER}")
         if not scrapable:
             problems.append(f"{ref(deployment)}: no rule admits Prometheus to its metrics port {port}")
+    return problems
+
+
+def _secret_file(workload: Obj, container: Obj, path: str) -> str | None:
+    """The Secret a file path of ``container`` is mounted from, or None."""
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        if path.startswith(mount["mountPath"].rstrip("/") + "/"):
+            secret = volumes.get(mount["name"], {}).get("secret")
+            return secret["secretName"] if secret else None
+    return None
+
+
+def check_exchange_mtls(objects: list[Obj], *, required: bool) -> list[str]:
+    """With ``required`` (prod): the Exchange's gRPC port speaks TLS and demands a client
+    certificate (server certificate, key and client CA, each a file from a mounted
+    Secret), its probes use the plaintext health port, and the OMS dials it over TLS with
+    a client certificate (CA, certificate and key from a mounted Secret). Without: any
+    TLS set-up present is still complete."""
+    problems: list[str] = []
+    exchange = service_workload(objects, "exchange")
+    oms = service_workload(objects, "oms")
+    exchange_container = containers(exchange, init=False)[0]
+    oms_container = containers(oms, init=False)[0]
+    exchange_env = container_env(objects, exchange, exchange_container)
+    oms_env = container_env(objects, oms, oms_container)
+    server = {name: exchange_env.get(f"TESSERA_TLS_{name}_FILE") for name in ("CERT", "KEY", "CA")}
+    client = {name: oms_env.get(f"TESSERA_EXCHANGE_TLS_{name}_FILE") or oms_env.get(f"TESSERA_TLS_{name}_FILE")
+              for name in ("CA", "CERT", "KEY")}
+    if not required and not any(server.values()) and not any(client.values()):
+        return []
+    for side, workload, container, files in (("Exchange", exchange, exchange_container, server),
+                                             ("OMS", oms, oms_container, client)):
+        for name, path in files.items():
+            if not path:
+                problems.append(f"{ref(workload)}: no {name} file for mutual TLS ({side} side)")
+            elif _secret_file(workload, container, path) is None:
+                problems.append(f"{ref(workload)}: {path} is not in a mounted Secret")
+    health = exchange_env.get("TESSERA_EXCHANGE_HEALTH_PORT") or exchange_env.get("TESSERA_HEALTH_PORT")
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        port = (exchange_container.get(kind) or {}).get("grpc", {}).get("port")
+        if port is not None and str(port) != str(health):
+            problems.append(f"{ref(exchange)}: {kind} probes port {port}, not the plaintext health port "
+                            f"({health or 'unset'}): the kubelet presents no client certificate")
     return problems

@@ -244,8 +244,28 @@ def metrics_service_port_wrong_target(objects: Objects) -> None:
     km.named(objects, "Service", "risk")["spec"]["ports"][1]["targetPort"] = "grpc"
 
 
-def exchange_is_a_database_client(objects: Objects) -> None:
-    km.pod_labels(km.named(objects, "Deployment", "exchange"))["tessera.io/database-client"] = "true"
+def exchange_without_a_client_ca(objects: Objects) -> None:
+    env = container_of(objects, "Deployment", "exchange")["env"]
+    env[:] = [item for item in env if item["name"] != "TESSERA_TLS_CA_FILE"]
+
+
+def oms_without_a_client_certificate(objects: Objects) -> None:
+    env = container_of(objects, "Deployment", "oms")["env"]
+    env[:] = [item for item in env if item["name"] != "TESSERA_EXCHANGE_TLS_CERT_FILE"]
+
+
+def exchange_tls_from_an_unmounted_path(objects: Objects) -> None:
+    container_of(objects, "Deployment", "exchange")["volumeMounts"] = [
+        mount for mount in container_of(objects, "Deployment", "exchange")["volumeMounts"]
+        if mount["mountPath"] != "/etc/tessera/tls"]
+
+
+def exchange_probed_on_its_tls_port(objects: Objects) -> None:
+    container_of(objects, "Deployment", "exchange")["livenessProbe"]["grpc"]["port"] = 50053
+
+
+def exchange_is_not_a_database_client(objects: Objects) -> None:
+    del km.pod_labels(km.named(objects, "Deployment", "exchange"))["tessera.io/database-client"]
 
 
 def database_from_everyone(objects: Objects) -> None:
@@ -369,7 +389,11 @@ BREAKAGES: list[tuple[str, Callable[[Objects], None], Callable[[Objects], list[s
     ("prod", metrics_port_variable_mismatch, workload_checks.check_metrics_wiring),
     ("dev", scrape_annotation_wrong_port, workload_checks.check_metrics_wiring),
     ("prod", metrics_service_port_wrong_target, workload_checks.check_service_wiring),
-    ("prod", exchange_is_a_database_client, network_checks.check_database_access),
+    ("prod", exchange_is_not_a_database_client, network_checks.check_database_access),
+    ("prod", exchange_without_a_client_ca, lambda o: network_checks.check_exchange_mtls(o, required=True)),
+    ("prod", oms_without_a_client_certificate, lambda o: network_checks.check_exchange_mtls(o, required=True)),
+    ("prod", exchange_tls_from_an_unmounted_path, lambda o: network_checks.check_exchange_mtls(o, required=True)),
+    ("prod", exchange_probed_on_its_tls_port, lambda o: network_checks.check_exchange_mtls(o, required=True)),
     ("dev", database_from_everyone, network_checks.check_database_access),
     ("dev", risk_reaches_the_internet, lambda o: network_checks.check_venue_egress(o, required=False)),
     ("prod", drop_venue_egress, lambda o: network_checks.check_venue_egress(o, required=True)),

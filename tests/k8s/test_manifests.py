@@ -112,6 +112,10 @@ def test_only_the_exchange_reaches_the_venue_and_only_in_prod(objects: list[dict
     assert network_checks.check_venue_egress(objects, required=overlay == "prod") == []
 
 
+def test_prod_requires_mutual_tls_between_the_oms_and_the_exchange(objects: list[dict], overlay: str) -> None:
+    assert network_checks.check_exchange_mtls(objects, required=overlay == "prod") == []
+
+
 def test_referenced_secrets_and_config_maps_exist_with_the_keys_read(objects: list[dict], overlay: str) -> None:
     assert config_checks.check_references(objects, external_secrets=overlay == "prod") == []
 

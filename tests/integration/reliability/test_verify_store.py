@@ -231,3 +231,27 @@ def test_upgrading_a_store_chains_the_events_written_before_the_chain(tmp_path):
 
     assert result.violations == []
     assert migrated == hashes  # the migration computes what the repository would
+
+
+def test_an_overfill_quarantines_its_symbol_and_the_command_reports_it(store, store_url, history, capsys):
+    from reliability_history import report
+
+    from services.domain import OrderStatus
+    from services.oms.fill_tracker import apply_report
+
+    with store.uow() as uow:
+        order = uow.orders.get(history["filled"])
+        apply_report(uow, report(order, OrderStatus.FILLED, trade=("t-again", str(order.quantity), "65000")))
+        uow.commit()
+
+    assert kinds(store) == ["OVERFILL"]  # reported; its symbol quarantined, so nothing more
+    assert cli_main(["verify-store", "--database-url", store_url]) == 4
+    out = capsys.readouterr().out
+    assert f"OVERFILL order {history['filled']}" in out and f"symbol:{order.symbol} is HALTED" in out
+
+    # An overfill whose symbol is not quarantined (trading resumed, or recorded by an older
+    # release) is a violation of its own.
+    with store.uow() as uow:
+        uow.trading_state.set("ACTIVE", "someone", "resumed", scope=f"symbol:{order.symbol}")
+        uow.commit()
+    assert kinds(store) == ["OVERFILL", "OVERFILL_NOT_QUARANTINED"]

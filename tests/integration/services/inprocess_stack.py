@@ -3,8 +3,9 @@
 The same servicers, handlers (registered by :func:`services.common.server.add_service`,
 raw request bytes included) and background loops as the three services' ``__main__``
 modules run, on port 0, over one database URL: what a test needs to watch from inside
-(the store's statements, say) while orders go through the real wire path. The two
-services' databases share the test's store (and its engine).
+(the store's statements, say) while orders go through the real wire path. The three
+services' databases share the test's store (and its engine): the Exchange records each
+execution there, as its ``__main__`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import grpc
 import core_ext
 from services.common.auth import Authorizer
 from services.common.server import add_service
-from services.exchange.engine import ExchangeEngine
+from services.exchange.engine import ExchangeEngine, StoreExecutions
 from services.exchange.providers.paper import PaperProvider
 from services.exchange.servicer import RAW_REQUESTS as EXCHANGE_RAW
 from services.exchange.servicer import ExchangeServicer
@@ -67,13 +68,13 @@ NO_IDENTITIES = Authorizer.disabled()
 @contextlib.asynccontextmanager
 async def inprocess_stack(store: Store, keyring: "core_ext.KeyRing", limits: RiskLimits,
                           prices: dict[str, Decimal]) -> AsyncIterator[InProcessStack]:
-    risk_db, oms_db = Database(store), Database(store)
+    risk_db, oms_db, exchange_db = Database(store), Database(store), Database(store, owns_store=False)
     stop = asyncio.Event()
     servers: list[grpc.aio.Server] = []
     channels: list[grpc.aio.Channel] = []
     tasks: list[asyncio.Task[Any]] = []
     try:
-        engine = ExchangeEngine(keyring, PaperProvider(prices))
+        engine = ExchangeEngine(keyring, PaperProvider(prices), executions=StoreExecutions(exchange_db))
         server, exchange_address = await _server(lambda s: add_service(
             s, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
             raw_requests=EXCHANGE_RAW, authorizer=NO_IDENTITIES))
@@ -108,3 +109,4 @@ async def inprocess_stack(store: Store, keyring: "core_ext.KeyRing", limits: Ris
             await server.stop(0)
         risk_db.close()
         oms_db.close()
+        exchange_db.close()

@@ -56,8 +56,10 @@ class FakeStreamCall:
     """A server-streaming call over the engine's report log; ``drained`` is set once the
     consumer asks for more than the log holds (it has applied everything so far)."""
 
-    def __init__(self, engine: ExchangeEngine, after: int, metadata: Any) -> None:
+    def __init__(self, engine: ExchangeEngine, after: int, metadata: Any, request: Any = None) -> None:
         self._engine = engine
+        self._request = request if request is not None else exchange_pb2.StreamExecutionReportsRequest(
+            after_sequence=after)
         self._metadata = metadata
         self._reports = engine.reports.follow(after)
         self._delivered = after
@@ -71,7 +73,7 @@ class FakeStreamCall:
         if self._metadata is not None:  # checked once, when the stream starts
             metadata, self._metadata = self._metadata, None
             try:
-                self._engine.authorize(metadata, "StreamExecutionReports")
+                self._engine.authorize(metadata, "StreamExecutionReports", self._request)
             except DomainError as error:
                 raise FakeExchange.as_rpc_error(error) from None
         if self._delivered >= self._engine.reports.last_sequence:
@@ -111,7 +113,7 @@ class FakeExchange:
             raise self.execute_failure
         try:
             order = convert.order_from_proto(request.order)
-            reports = await self.engine.execute(order, request.risk_token, metadata)
+            reports = await self.engine.execute(order, request.risk_token, metadata, request)
         except (DomainError, core_ext.IllegalTransition) as error:
             raise self.as_rpc_error(error) from None
         self.answered += reports
@@ -127,7 +129,7 @@ class FakeExchange:
         if self.cancel_failure is not None:
             raise self.cancel_failure
         try:
-            self.engine.authorize(metadata, "CancelOrder")
+            self.engine.authorize(metadata, "CancelOrder", request)
             report = await self.engine.cancel(request.order_id)
         except DomainError as error:
             raise self.as_rpc_error(error) from None
@@ -136,7 +138,7 @@ class FakeExchange:
     async def QueryOrder(self, request, timeout=None, metadata=None, wait_for_ready=None):
         await asyncio.sleep(0)
         try:
-            self.engine.authorize(metadata, "QueryOrder")
+            self.engine.authorize(metadata, "QueryOrder", request)
             state = await self.engine.query_order(OrderRef(
                 order_id=request.order_id, client_order_id=request.client_order_id, account=request.account,
                 venue=request.venue, symbol=request.symbol, side=Side.BUY))
@@ -148,7 +150,7 @@ class FakeExchange:
             fills=[convert.report_to_proto(r) for r in state.fills], mode=common_pb.EXECUTION_MODE_PAPER)
 
     def StreamExecutionReports(self, request, timeout=None, metadata=None):
-        call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else ())
+        call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else (), request)
         self.streams.append(call)
         return call
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.domain import LiquiditySide, Order, OrderStatus, utcnow
+from services.domain import LiquiditySide, Order, OrderStatus, TradingState, utcnow
 from services.domain.execution import ExecutionReport, Fill
 from services.oms.fill_tracker import apply_report
 from services.store import Store
@@ -91,27 +91,37 @@ def test_the_same_trade_id_in_a_report_with_another_status_is_still_a_duplicate(
     assert (stored.status, stored.filled_quantity, len(trades)) == (S.PARTIALLY_FILLED, Decimal("0.4"), 1)
 
 
-def test_overfill_records_an_anomaly_and_no_trade_and_leaves_the_order_unchanged(store, stored_order):
+def test_overfill_records_an_anomaly_and_no_trade_and_quarantines_the_symbol(store, stored_order):
     order = stored_order(S.ACCEPTED, quantity=Decimal("1"))
     apply(store, report(order, S.PARTIALLY_FILLED, fill("0.6", "65000")))
     before, before_events, _, _ = load(store, order.order_id)
 
     _, trade = apply(store, report(order, S.FILLED, fill("0.5", "65000", trade_id="too-much")))
+    _, again = apply(store, report(order, S.FILLED, fill("0.5", "65000", trade_id="too-much")))  # the same report
 
     stored, events, trades, anomalies = load(store, order.order_id)
-    assert trade is None
+    assert trade is None and again is None
     assert len(trades) == 1 and trades[0].trade_id != "too-much"  # only the first fill
-    assert (stored.status, stored.filled_quantity, stored.average_fill_price, stored.version) == (
+    assert (stored.status, stored.filled_quantity, stored.average_fill_price) == (
         before.status,
         before.filled_quantity,
         before.average_fill_price,
-        before.version,
     )
-    assert events == before_events
-    (anomaly,) = anomalies
+    # One note, no transition: the order stays as it was; its history says why the symbol halted.
+    assert events[:-1] == before_events
+    note = events[-1]
+    assert (note.from_status, note.to_status) == (before.status, before.status)
+    assert note.payload == {"quarantine_scope": f"symbol:{order.symbol}", "anomaly": "OVERFILL"}
+    (anomaly,) = anomalies  # recorded once, though reported twice
     assert (anomaly.kind, anomaly.order_id, anomaly.venue) == ("OVERFILL", order.order_id, "paper")
     assert anomaly.payload["trade_id"] == "too-much"
     assert anomaly.observed_time.utcoffset() == dt.timedelta(0)
+    with store.uow(read_only=True) as uow:
+        quarantine = uow.trading_state.get(f"symbol:{order.symbol}")
+        everything = uow.trading_state.get()
+    assert (quarantine.state, quarantine.operator) == (TradingState.HALTED, "fill-tracker")
+    assert order.order_id in quarantine.reason
+    assert everything.state is TradingState.ACTIVE  # the other symbols trade on
 
 
 def test_report_for_an_unknown_order_records_an_anomaly_and_nothing_else(store, make_order):

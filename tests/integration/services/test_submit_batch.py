@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from services.common import convert
-from services.common.tokens import batch_tokens, oms_call_metadata
+from services.common.tokens import oms_call_metadata
 from services.domain.errors import TokenRejected, TokenReplayed
 from svc_harness import S, FakeExchange, approved, as_sent, rpc_error
 from tessera.common.v1 import types_pb2 as common_pb
@@ -32,7 +32,7 @@ class BatchExchange(FakeExchange):
             raise self.batch_failure
         orders = [convert.order_from_proto(item.order) for item in request.orders]
         outcomes = await self.engine.execute_many(
-            [(order, None, item.risk_token) for order, item in zip(orders, request.orders)], metadata
+            [(order, None, item.risk_token) for order, item in zip(orders, request.orders)], metadata, request
         )
         results = []
         for order, outcome in zip(orders, outcomes):
@@ -163,16 +163,26 @@ def test_a_batch_the_exchange_refuses_outright_rejects_its_orders(risk, oms, exc
 
 
 def test_the_exchange_refuses_a_batch_the_oms_did_not_sign_for_these_orders(risk, exchange, keyring, make_order):
+    def request_of(items):
+        return exchange_pb2.ExecuteOrdersRequest(orders=[
+            exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=token)
+            for order, _, token in items])
+
     async def scenario():
         decisions = [await approved(risk, make_order()) for _ in range(2)]
         items = [(as_sent(d.order), None, d.token) for d in decisions]
         # Signed for the first order alone: replaying the credential with another batch fails.
-        metadata = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([items[0][2]]))
+        metadata = oms_call_metadata(keyring, "ExecuteOrders", request_of(items[:1]))
         with pytest.raises(TokenRejected) as refused:
-            await exchange.engine.execute_many(items, metadata)
-        good = oms_call_metadata(keyring, "ExecuteOrders", batch_tokens([t for _, _, t in items]))
-        return refused.value, await exchange.engine.execute_many(items, good)
+            await exchange.engine.execute_many(items, metadata, request_of(items))
+        request = request_of(items)
+        good = oms_call_metadata(keyring, "ExecuteOrders", request)
+        outcomes = await exchange.engine.execute_many(items, good, request)
+        with pytest.raises(TokenRejected) as replayed:  # the same call again: its credential is spent
+            await exchange.engine.execute_many(items, good, request)
+        return refused.value, outcomes, replayed.value
 
-    refused, outcomes = asyncio.run(scenario())
-    assert refused.reason == "CALLER_NOT_OMS"
+    refused, outcomes, replayed = asyncio.run(scenario())
+    assert refused.reason == "SERVICE_CREDENTIAL_MISMATCH"
     assert all(isinstance(o, list) and o for o in outcomes)
+    assert replayed.reason == "SERVICE_CREDENTIAL_REPLAYED"

@@ -13,10 +13,12 @@ import pytest
 from fakes import FakeClock
 
 import core_ext
+from services.common import convert
 from services.common.tokens import oms_call_metadata
 from services.domain.errors import TokenRejected, TokenReplayed
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
+from tessera.exchange.v1 import exchange_pb2
 
 TTL = 300
 SKEW = core_ext.DEFAULT_SKEW_SECONDS
@@ -39,10 +41,12 @@ def signed(clock: FakeClock, **fields):
 
 
 def execute(engine, clock, order, token, *, credential_at=None):
-    """As the OMS calls it: with its call credential, signed at ``credential_at`` (now)."""
-    metadata = oms_call_metadata(KEYRING, "ExecuteOrder", token,
+    """As the OMS calls it: with its call credential for this request, signed at
+    ``credential_at`` (now)."""
+    request = exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=token)
+    metadata = oms_call_metadata(KEYRING, "ExecuteOrder", request,
                                  now=clock.time() if credential_at is None else credential_at)
-    return asyncio.run(engine.execute(order, token, metadata))
+    return asyncio.run(engine.execute(order, token, metadata, request))
 
 
 def test_a_token_is_executed_until_its_lifetime_and_skew_are_over(engine, clock):
@@ -61,10 +65,10 @@ def test_a_token_is_executed_until_its_lifetime_and_skew_are_over(engine, clock)
 
 def test_the_oms_credential_is_checked_at_the_engines_time(engine, clock):
     order, token = signed(clock)
-    stale_credential = clock.time() - 120  # a credential lives 60 s
+    stale_credential = clock.time() - 36  # a credential lives 30 s, plus 5 s of skew
     with pytest.raises(TokenRejected) as refused:
         execute(engine, clock, order, token, credential_at=stale_credential)
-    assert refused.value.reason == "CALLER_NOT_OMS"
+    assert refused.value.reason == "SERVICE_CREDENTIAL_EXPIRED"
     assert execute(engine, clock, order, token)  # the same order with a fresh credential
 
 

@@ -13,6 +13,7 @@ import core_ext
 from services.common import convert
 from services.domain import OrderStatus
 from services.domain.errors import TokenRejected
+from services.oms.submission import client_message
 from tessera.oms.v1 import oms_pb2
 
 SKEW = core_ext.DEFAULT_SKEW_SECONDS
@@ -82,5 +83,5 @@ def test_a_batch_is_checked_at_one_instant_of_the_clock(submitter, approved, clo
 async def _many(submitter, items):
     """SubmitOrders as the servicer hands it over: the serialized batch."""
     batch = oms_pb2.SubmitOrdersRequest(orders=[
-        oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(order), risk_token=token) for order, token in items])
+        oms_pb2.SubmitOrderRequest(order=client_message(order), risk_token=token) for order, token in items])
     return await submitter.submit_wire_many(batch.SerializeToString())

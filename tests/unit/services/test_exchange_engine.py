@@ -10,13 +10,15 @@ from decimal import Decimal
 import pytest
 
 import core_ext
-from services.common.tokens import OMS_CREDENTIAL_METADATA, oms_call_metadata
+from services.common import convert
+from services.common.tokens import OMS_CREDENTIAL_METADATA, ReplayCache, oms_call_metadata, verify_oms_call
 from services.domain import OrderStatus, OrderType, Side, utcnow
 from services.domain.errors import TokenRejected, TokenReplayed
 from services.domain.execution import ExecutionReport
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
 from services.exchange.reports import ReportLog
+from tessera.exchange.v1 import exchange_pb2
 
 TTL = 300
 
@@ -62,14 +64,19 @@ def engine(keyring, spy) -> ExchangeEngine:
     return ExchangeEngine(keyring, spy, ttl_seconds=TTL)
 
 
-def from_oms(keyring, token, method: str = "ExecuteOrder"):
-    """The call metadata the OMS attaches to an Exchange call carrying ``token``."""
-    return oms_call_metadata(keyring, method, token or "")
+def execute_request(order, token) -> exchange_pb2.ExecuteOrderRequest:
+    """The ExecuteOrderRequest the OMS sends for ``order`` and ``token``."""
+    return exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=token or "")
+
+
+def from_oms(keyring, order, token, method: str = "ExecuteOrder"):
+    """The call metadata the OMS attaches to an ExecuteOrder call of ``order`` and ``token``."""
+    return oms_call_metadata(keyring, method, execute_request(order, token))
 
 
 async def execute_as_oms(engine: ExchangeEngine, keyring, order, token):
     """``engine.execute`` as the OMS calls it: with its signed call credential."""
-    return await engine.execute(order, token, from_oms(keyring, token))
+    return await engine.execute(order, token, from_oms(keyring, order, token), execute_request(order, token))
 
 
 def tamper_signature(token: str) -> str:
@@ -224,35 +231,49 @@ def test_second_execution_of_the_same_order_id_raises_token_replayed(
 
 # -- only the OMS may call -------------------------------------------------------------------------
 def caller_cases():
-    """(id, metadata builder (keyring, token) -> metadata)."""
+    """(id, metadata builder (keyring, order, token) -> metadata, the refusal's reason)."""
     stranger = core_ext.KeyRing("stranger", b"a-key-the-exchange-does-not-know!!")
+    not_oms, mismatch = "CALLER_NOT_OMS", "SERVICE_CREDENTIAL_MISMATCH"
     return [
-        ("no-metadata", lambda keyring, token: ()),
-        ("none", lambda keyring, token: None),
-        ("other-headers-only", lambda keyring, token: (("authorization", "Bearer x"),)),
-        ("the-risk-token-itself", lambda keyring, token: ((OMS_CREDENTIAL_METADATA, token),)),
-        ("signed-for-another-method", lambda keyring, token: oms_call_metadata(keyring, "CancelOrder", token)),
-        ("signed-for-another-risk-token", lambda keyring, token: oms_call_metadata(keyring, "ExecuteOrder", "x")),
-        ("signed-with-an-unknown-key", lambda keyring, token: oms_call_metadata(stranger, "ExecuteOrder", token)),
-        ("garbage", lambda keyring, token: ((OMS_CREDENTIAL_METADATA, "garbage"),)),
+        ("no-metadata", lambda keyring, order, token: (), not_oms),
+        ("none", lambda keyring, order, token: None, not_oms),
+        ("other-headers-only", lambda keyring, order, token: (("authorization", "Bearer x"),), not_oms),
+        # Signed with the same key ring, over an order body: genuine, but not for this call.
+        ("the-risk-token-itself", lambda keyring, order, token: ((OMS_CREDENTIAL_METADATA, token),), mismatch),
+        ("signed-for-another-method",
+         lambda keyring, order, token: from_oms(keyring, order, token, "CancelOrder"), mismatch),
+        ("signed-for-another-risk-token", lambda keyring, order, token: from_oms(keyring, order, "x"), mismatch),
+        ("signed-for-another-order",
+         lambda keyring, order, token: from_oms(keyring, dataclasses.replace(order, order_id="other"), token),
+         mismatch),
+        ("signed-for-the-bare-method",
+         lambda keyring, order, token: oms_call_metadata(keyring, "ExecuteOrder"), mismatch),
+        ("signed-with-an-unknown-key", lambda keyring, order, token: from_oms(stranger, order, token), not_oms),
+        ("expired", lambda keyring, order, token: oms_call_metadata(
+            keyring, "ExecuteOrder", execute_request(order, token), now=time.time() - 36),
+         "SERVICE_CREDENTIAL_EXPIRED"),
+        ("issued-in-the-future", lambda keyring, order, token: oms_call_metadata(
+            keyring, "ExecuteOrder", execute_request(order, token), now=time.time() + 60),
+         "SERVICE_CREDENTIAL_EXPIRED"),
+        ("garbage", lambda keyring, order, token: ((OMS_CREDENTIAL_METADATA, "garbage"),), not_oms),
     ]
 
 
 CALLER_CASES = caller_cases()
 
 
-@pytest.mark.parametrize(("case", "metadata"), CALLER_CASES, ids=[case for case, _ in CALLER_CASES])
-def test_a_valid_risk_token_without_the_oms_credential_never_reaches_the_provider(
-    engine, spy, keyring, make_order, sign, case, metadata
+@pytest.mark.parametrize(("case", "metadata", "reason"), CALLER_CASES, ids=[case for case, _, _ in CALLER_CASES])
+def test_a_valid_risk_token_without_the_oms_credential_for_this_request_never_reaches_the_provider(
+    engine, spy, keyring, make_order, sign, case, metadata, reason
 ):
     # Clients hold risk tokens; holding one must not let them past the OMS to a venue.
     order = make_order()
     token = sign(order)
 
     with pytest.raises(TokenRejected) as raised:
-        asyncio.run(engine.execute(order, token, metadata(keyring, token)))
+        asyncio.run(engine.execute(order, token, metadata(keyring, order, token)))
 
-    assert raised.value.reason == "CALLER_NOT_OMS"
+    assert raised.value.reason == reason
     assert spy.executed == []
     assert engine.reports.after(0) == []
 
@@ -281,12 +302,57 @@ def test_a_bad_risk_token_is_reported_as_such_whoever_sends_it(engine, spy, make
 
 
 def test_authorize_accepts_the_oms_credential_for_its_method_only(engine, keyring):
-    engine.authorize(oms_call_metadata(keyring, "CancelOrder"), "CancelOrder")
+    request = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+    engine.authorize(oms_call_metadata(keyring, "CancelOrder", request), "CancelOrder", request)
 
     with pytest.raises(TokenRejected) as raised:
-        engine.authorize(oms_call_metadata(keyring, "CancelOrder"), "EmergencyCancelAll")
+        engine.authorize(oms_call_metadata(keyring, "CancelOrder", request), "EmergencyCancelAll", request)
 
-    assert raised.value.reason == "CALLER_NOT_OMS"
+    assert raised.value.reason == "SERVICE_CREDENTIAL_MISMATCH"
+
+
+def test_a_service_credential_used_a_second_time_within_its_lifetime_is_refused(engine, keyring):
+    request = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+    credential = oms_call_metadata(keyring, "CancelOrder", request)
+    engine.authorize(credential, "CancelOrder", request)
+
+    with pytest.raises(TokenRejected) as raised:
+        engine.authorize(credential, "CancelOrder", request)
+
+    assert raised.value.reason == "SERVICE_CREDENTIAL_REPLAYED"
+    engine.authorize(oms_call_metadata(keyring, "CancelOrder", request), "CancelOrder", request)  # a fresh one
+
+
+def test_a_credential_for_one_request_is_refused_with_another_request_of_its_method(engine, keyring):
+    asked = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+    other = exchange_pb2.CancelOrderRequest(order_id="o-2", symbol="BTCUSDT")
+
+    with pytest.raises(TokenRejected) as raised:
+        engine.authorize(oms_call_metadata(keyring, "CancelOrder", asked), "CancelOrder", other)
+
+    assert raised.value.reason == "SERVICE_CREDENTIAL_MISMATCH"
+    engine.authorize(oms_call_metadata(keyring, "CancelOrder", asked), "CancelOrder", asked)
+
+
+def test_the_replay_cache_forgets_a_credential_once_it_expired_and_refuses_past_its_capacity(keyring):
+    cache = ReplayCache(capacity=2)
+    request = b"\x0a\x03o-1"
+    first = oms_call_metadata(keyring, "CancelOrder", request, now=1_000_000)
+    verify_oms_call(keyring, first, "CancelOrder", request, replay=cache, now=1_000_001)
+    verify_oms_call(keyring, oms_call_metadata(keyring, "CancelOrder", request, now=1_000_000), "CancelOrder",
+                    request, replay=cache, now=1_000_001)
+    with pytest.raises(TokenRejected) as full:
+        verify_oms_call(keyring, oms_call_metadata(keyring, "CancelOrder", request, now=1_000_000), "CancelOrder",
+                        request, replay=cache, now=1_000_002)
+    # 35 s on (30 s lifetime, 5 s skew) both have expired: forgotten, and the first is refused as expired.
+    with pytest.raises(TokenRejected) as late:
+        verify_oms_call(keyring, first, "CancelOrder", request, replay=cache, now=1_000_035)
+    verify_oms_call(keyring, oms_call_metadata(keyring, "CancelOrder", request, now=1_000_035), "CancelOrder",
+                    request, replay=cache, now=1_000_035)
+
+    assert full.value.reason == "SERVICE_CREDENTIAL_CACHE_FULL"
+    assert late.value.reason == "SERVICE_CREDENTIAL_EXPIRED"
+    assert len(cache) == 1
 
 
 # -- the report log ----------------------------------------------------------------------------

@@ -564,7 +564,7 @@ type EmergencyCancelAllRequest struct {
 	// switch is the caller's authenticated principal (docs/access.md), recorded as the
 	// HALTED state's operator; this field no longer names anyone.
 	Operator string `protobuf:"bytes,1,opt,name=operator,proto3" json:"operator,omitempty"`
-	// Why, in words (the first 500 characters are kept).
+	// Why, in words; at most 500 characters (surrounding spaces trimmed).
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 }
 
@@ -1255,7 +1255,8 @@ type CreateOrderManagerRequest struct {
 	TargetTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=target_time,json=targetTime,proto3" json:"target_time,omitempty"`
 	// The initial status, at most 32 characters; "created" when empty.
 	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
-	// The client's own data about the batch, stored as given.
+	// The client's own data about the batch, stored as given: at most 16 KiB as
+	// compact JSON, nested at most 8 levels deep (TOO_LARGE past either).
 	Metadata *structpb.Struct `protobuf:"bytes,5,opt,name=metadata,proto3" json:"metadata,omitempty"`
 }
 

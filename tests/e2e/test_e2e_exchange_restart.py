@@ -1,0 +1,53 @@
+"""The issue's replay, end to end on paper: an order the OMS executed and that FILLED; the
+Exchange service restarted (its memory and its replay cache gone); then the same
+ExecuteOrder (the order, its risk token, an OMS credential for that very request, all
+within their lifetimes) sent to it directly. The Exchange's record of executions in the
+store refuses it: no second fill on paper, one trade, and verify-store finds nothing."""
+
+from __future__ import annotations
+
+import grpc
+import tessera_e2e as e2e
+
+from services.cli.stack import ServiceProcess, Stack
+from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2
+
+
+def _restart_exchange(stack: Stack) -> None:
+    old = stack.processes["exchange"]
+    old.kill()
+    channel = stack._channels.pop("exchange", None)
+    if channel is not None:
+        channel.close()
+    env = dict(old.env, TESSERA_EXCHANGE_PORT=old.address.rsplit(":", 1)[1])  # the OMS knows this address
+    fresh = ServiceProcess("exchange", env, old.log_dir / "exchange-restarted", cwd=old.cwd)
+    stack.processes["exchange"] = fresh
+    fresh.start()
+    fresh.wait_ready(30)
+
+
+def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fills_nothing_on_paper(tmp_path):
+    url = e2e.sqlite_url(tmp_path / "tessera.db")
+    stack = e2e.start_stack(url, tmp_path / "logs")
+    store = e2e.StoreView(url)
+    try:
+        approved = e2e.approve(stack, symbol="BTCUSDT", quantity="0.01")
+        submitted = stack.oms.SubmitOrder(approved.request(), timeout=e2e.RPC_TIMEOUT)
+        assert submitted.order.status == pb.ORDER_STATUS_FILLED
+        request = exchange_pb2.ExecuteOrderRequest(order=approved.order, risk_token=approved.token)
+        credential = e2e.oms_credential("ExecuteOrder", request)
+
+        _restart_exchange(stack)
+        e2e.expect_error(lambda: stack.exchange.ExecuteOrder(request, timeout=e2e.RPC_TIMEOUT, metadata=credential),
+                         grpc.StatusCode.PERMISSION_DENIED, "TOKEN_ALREADY_USED")
+
+        assert len(store.trades(approved.order.order_id)) == 1
+        assert store.status(approved.order.order_id) == "FILLED"
+        # The restarted paper venue filled nothing: its report log holds no report of the order.
+        assert [r for r in e2e.execution_reports(stack) if r.order_id == approved.order.order_id] == []
+        verified = e2e.run_cli("verify-store", "--database-url", url)
+        assert verified.returncode == 0 and "no violations" in verified.stdout, e2e.show(verified)
+    finally:
+        store.close()
+        stack.stop()
