@@ -127,13 +127,13 @@ def test_order_manager_metadata_and_identifier_bounds(store, keyring):
 def test_reasons_at_500_characters_are_taken_and_501_refused(store, keyring):
     async def scenario(stack):
         past_halt = await refused(stack.oms.EmergencyCancelAll(
-            oms_pb2.EmergencyCancelAllRequest(operator="ops", reason="r" * 501)))
+            oms_pb2.EmergencyCancelAllRequest(reason="r" * 501)))
         state_before = await stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest())
-        halted = await stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(operator="ops", reason="r" * 500))
+        halted = await stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(reason="r" * 500))
         past_reset = await refused(stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
-            state=pb.TRADING_STATE_ACTIVE, operator="ops", reason="r" * 501)))
+            state=pb.TRADING_STATE_ACTIVE, reason="r" * 501)))
         reset = await stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
-            state=pb.TRADING_STATE_ACTIVE, operator="ops", reason="r" * 500))
+            state=pb.TRADING_STATE_ACTIVE, reason="r" * 500))
         after = await stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest())
         return past_halt, state_before, halted, past_reset, reset, after
 

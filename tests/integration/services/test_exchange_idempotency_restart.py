@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.common import convert
+from services.common.auth import Authorizer
 from services.common.server import add_service
 from services.common.tokens import oms_call_metadata
 from services.exchange.engine import ExchangeEngine, StoreExecutions
@@ -42,7 +43,7 @@ async def exchange_server(keyring: Any, store: Any):
     engine = ExchangeEngine(keyring, provider, executions=StoreExecutions(db))
     server = grpc.aio.server()
     add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
-                raw_requests=RAW_REQUESTS)
+                raw_requests=RAW_REQUESTS, authorizer=Authorizer.disabled())  # callers' identities: not this test's
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await engine.start()

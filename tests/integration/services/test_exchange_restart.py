@@ -24,7 +24,7 @@ from services.oms.engine import OrderManagement
 from services.oms.gateway import ExchangeGateway
 from tessera.oms.v1 import oms_pb2
 
-from svc_harness import S, approved, as_sent, details
+from svc_harness import S, approved, details
 
 
 class RestartingChannel:
@@ -56,7 +56,7 @@ def oms(db, keyring, exchange, channel) -> OrderManagement:
 
 
 def _request(decision) -> bytes:
-    return oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(as_sent(decision.order)),
+    return oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(decision.order),
                                       risk_token=decision.token).SerializeToString()
 
 
@@ -113,7 +113,7 @@ def test_a_batch_while_the_exchange_stays_down_claims_none_of_its_orders(risk, o
     async def scenario():
         decisions = [await approved(risk, make_order()) for _ in range(3)]
         batch = oms_pb2.SubmitOrdersRequest(orders=[
-            oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(as_sent(d.order)), risk_token=d.token)
+            oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(d.order), risk_token=d.token)
             for d in decisions])
         outcomes = await oms.submit_wire_many(batch.SerializeToString(), remaining=0.3)
         stored = [(await details(oms, d.order.order_id))[0] for d in decisions]
