@@ -16,8 +16,8 @@ received to ``exchange`` in one ``ExecuteOrders`` call, then one canned result p
 ``exchange`` answers ``ExecuteOrders`` with one canned result per order. The canned
 batch answers are built once per batch size.
 
-The servers are set up as Tessera's are (the same server options, the same event loop,
-the objects loaded at start frozen out of the collector's scans).
+The servers are set up as Tessera's are (the same server options, event loop and
+collector thresholds, the objects loaded at start frozen out of the collector's scans).
 
 ``python -m services.cli.bare_chain risk|oms|exchange [--port N] [--exchange ADDRESS]
 [--interceptors]`` prints ``<name> listening on 127.0.0.1:<port>`` like Tessera's
@@ -202,8 +202,11 @@ async def serve(role: str, port: int, exchange_address: str, interceptors: bool 
         from services.common.observability import metrics
         from services.common.observability.logs import setup_logging
 
+        from services.common.observability.tracing import setup_tracing
+
         metrics.SERVICE["name"] = role
         setup_logging(role, os.environ)
+        setup_tracing(role, os.environ)  # as the services: spans exported only when OTLP is configured
     server = grpc.aio.server(options=SERVER_OPTIONS)
     channel = None
     if role == "risk":
@@ -241,9 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role == "oms" and not args.exchange:
         parser.error("--exchange is required for the oms role")
-    from services.common.server import install_event_loop
+    from services.common.server import gc_thresholds, install_event_loop
 
-    install_event_loop(os.environ)  # the services' event loop, so the floor compares like with like
+    # The services' process set-up (server.run): their collector thresholds and event loop,
+    # so the floor compares like with like.
+    gc.set_threshold(*gc_thresholds(os.environ))
+    install_event_loop(os.environ)
     asyncio.run(serve(args.role, args.port, args.exchange, args.interceptors))
     return 0
 

@@ -942,8 +942,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     token = token_summary(report.get("token"))
     if token:
-        lines += ["", "**The token check** (this process; median of the repetitions, each the median of seven "
-                  "timings):", "", "| check | per call | spread |", "|---|---:|---:|"]
+        lines += ["", "**The token check** (this process, interleaved; CPU time per call, `time.thread_time`: "
+                  "the median of the repetitions, each the median of seven timings):", "", "| check | per call | spread |", "|---|---:|---:|"]
         names = {
             "compiled": "the OMS's check from the wire, compiled (`core_ext.verify_order_request` on a serialized "
                         "SubmitOrderRequest: order fields -> canonical body -> MAC -> verdict)",

@@ -209,18 +209,33 @@ SEED_MODULE = "aiswarm.risk.limits"
 SEED_SOURCE = "src/aiswarm/risk/limits.py"
 
 
-def _time_call(statement: str, namespace: dict[str, Any], target: float = 0.02, timings: int = 7) -> float:
-    """Seconds per call: the median of ``timings`` timings of a number of calls chosen to
-    take about ``target`` seconds each."""
-    timer = timeit.Timer(statement, globals=namespace)
+def _calibrate(timer: timeit.Timer, target: float) -> int:
+    """How many calls take about ``target`` seconds (of this thread's CPU time)."""
     number = 1
     while True:
         elapsed = timer.timeit(number)
         if elapsed >= target / 4 or number >= 1 << 24:
             break
         number *= 4
-    number = max(1, int(number * target / max(elapsed, 1e-9)))
-    return statistics.median(timer.repeat(repeat=timings, number=number)) / number
+    return max(1, int(number * target / max(elapsed, 1e-9)))
+
+
+def _time_calls(statements: dict[str, tuple[str, dict[str, Any]]], target: float = 0.02,
+                timings: int = 7) -> dict[str, float]:
+    """Seconds per call of each statement: ``timings`` timings of each, interleaved (one of
+    each in turn), each of as many calls as take about ``target`` seconds; the median.
+
+    Timed in this thread's CPU time (``time.thread_time``), not the wall clock: on a
+    machine shared with other work the wall clock also counts the time slices the
+    scheduler gives the others, which says nothing of the call."""
+    timers = {label: timeit.Timer(statement, timer=time.thread_time, globals=namespace)
+              for label, (statement, namespace) in statements.items()}
+    numbers = {label: _calibrate(timer, target) for label, timer in timers.items()}
+    samples: dict[str, list[float]] = {label: [] for label in timers}
+    for _ in range(timings):
+        for label, timer in timers.items():
+            samples[label].append(timer.timeit(numbers[label]) / numbers[label])
+    return {label: statistics.median(values) for label, values in samples.items()}
 
 
 def _wire_request(impl: Any, key_id: str, secret: bytes, issued_at: int) -> tuple[Any, bytes, str]:
@@ -291,7 +306,8 @@ def seed_commit(path: str) -> str:
 
 def token_figures(repetitions: int, seed: str | None, progress: Callable[[str], None] = lambda _: None,
                   target: float = 0.02) -> dict[str, Any]:
-    """Seconds per call, one list of ``repetitions`` figures per measurement:
+    """Seconds per call (CPU time, see :func:`_time_calls`), one list of ``repetitions``
+    figures per measurement, all timed interleaved:
 
     * ``compiled``, ``python``: ``verify_order_request`` on a serialized SubmitOrderRequest,
       the OMS's whole check (order fields from the wire -> canonical body -> MAC -> verdict);
@@ -340,8 +356,8 @@ def token_figures(repetitions: int, seed: str | None, progress: Callable[[str], 
                                "function": f"{SEED_MODULE}.verify_risk_token"}
         for repetition in range(repetitions):
             progress(f"  token checks, repetition {repetition + 1}/{repetitions}")
-            for label, (statement, namespace) in namespaces.items():
-                figures["seconds"].setdefault(label, []).append(_time_call(statement, namespace, target))
+            for label, seconds in _time_calls(namespaces, target).items():
+                figures["seconds"].setdefault(label, []).append(seconds)
     return figures
 
 
