@@ -1,7 +1,7 @@
 """``tessera bench``: the order path against its floors, measured in one run.
 
-Starts, in turn, each thing it measures as real processes, and drives it from this
-process with asyncio gRPC clients:
+Starts what it measures as real processes and drives it from this process with asyncio
+gRPC clients:
 
 * **the bare chain** (:mod:`services.cli.bare_chain`): three plain ``grpc.aio`` servers in
   three processes exchanging the order path's own messages in its shape (client ->
@@ -10,14 +10,16 @@ process with asyncio gRPC clients:
   ``ExecuteOrders``), with no interceptors, no database and no logic: the transport's
   floor. Beside it the **hop**, one ``ValidateOrder`` on the bare Risk-like server with and
   without Tessera's observers (request ids, trace context, metrics, the access log), at
-  the highest concurrency: what the observers cost a hop;
+  the highest concurrency: what the observers cost a hop. These run for the whole
+  benchmark; their repetitions are interleaved with Tessera's, each just before it, so a
+  floor and what is judged against it are measured seconds apart;
 * **Tessera** (Risk, OMS, Exchange in paper mode) on each database in turn, a fresh one
   per run (a SQLite file in a temporary directory, per synchronous mode; a new PostgreSQL
   database, dropped afterwards): the **round trip** (``ValidateOrder`` then ``SubmitOrder``
   until FILLED) at 1, 8 and 32 orders in flight, and the **batch** (``ValidateOrders`` then
-  ``SubmitOrders`` of the approved orders); and on the same database the **empty durable
-  commit** (one row UPDATEd, COMMIT, on a connection of the services' own engine): the
-  database's floor;
+  ``SubmitOrders`` of the approved orders); and on the same database, at the start of each
+  repetition, the **empty durable commit** (one row UPDATEd, COMMIT, on a connection of the
+  services' own engine): the database's floor;
 * **the token check**, in this process: the OMS's whole check from the wire
   (``core_ext.verify_order_request``: order fields -> canonical body -> MAC -> verdict),
   compiled and the pure-Python twin, the bare HMAC under it, and the seed project's own
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib.metadata
@@ -59,7 +62,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence
 
 import grpc
 
@@ -172,9 +175,9 @@ def _median_spread(values: list[float]) -> tuple[float, list[float]]:
 
 
 def aggregate(series: Iterable[Series]) -> list[dict[str, Any]]:
-    """One row per configuration (database, kind, in flight, batch size), in the order
-    first measured: each figure the median of the repetitions, ``<figure>_spread`` their
-    [min, max]."""
+    """One row per configuration (database, kind, in flight, batch size), the bare chain's
+    first, the others in the order first measured: each figure the median of the
+    repetitions, ``<figure>_spread`` their [min, max]."""
     groups: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     for s in series:
         groups.setdefault((s.database, s.kind, s.concurrency, s.batch_size), []).append(s.summary())
@@ -195,7 +198,8 @@ def aggregate(series: Iterable[Series]) -> list[dict[str, Any]]:
         row["cpu_us_per_op"] = {p: _median_spread([x["cpu_us_per_op"].get(p, float("nan")) for x in summaries])[0]
                                 for p in processes}
         rows.append(row)
-    return rows
+    rank = {BARE: 0, OBSERVED: 1}
+    return sorted(rows, key=lambda r: rank.get(r["database"], 2))  # the floors first; otherwise as measured
 
 
 def _process_order(name: str) -> int:
@@ -459,17 +463,69 @@ async def _warm_up(label: str, clients: Clients, orders: Orders, plan: Plan, pro
         raise OrderFailed(f"{label}: the warm-up failed: {warm.first_error}")
 
 
+class ChainDriver:
+    """Drives the bare chain and the observed Risk-like server from one event loop."""
+
+    def __init__(self, bare: BareChain, observed: BareChain, plan: Plan, progress: Progress) -> None:
+        self.plan, self.progress = plan, progress
+        self.clients = Clients.connect(bare.addresses)
+        self.observed_clients = Clients.connect(observed.addresses)
+        self.orders = Orders(uuid.uuid4().hex[:8])
+        available = CpuMeter.available()
+        self.meter = CpuMeter({**bare.pids, "client": os.getpid()}) if available else None
+        self.hop_meters = {
+            BARE: CpuMeter({"risk": bare.pids["risk"], "client": os.getpid()}) if available else None,
+            OBSERVED: CpuMeter({"risk": observed.pids["risk"], "client": os.getpid()}) if available else None,
+        }
+        self.hop_stubs = {BARE: self.clients.risk, OBSERVED: self.observed_clients.risk}
+
+    async def warm_up(self) -> None:
+        await _warm_up(BARE, self.clients, self.orders, self.plan, self.progress)
+        warm = Series(OBSERVED, "warmup", 1)
+        await _drive(self.plan.warmup, 4, lambda: _hop(self.observed_clients.risk, self.orders), warm, self.progress,
+                     f"{OBSERVED} warm-up")
+        if warm.errors:
+            raise OrderFailed(f"{OBSERVED}: the warm-up failed: {warm.first_error}")
+
+    async def repetition(self, repetition: int, tag: int) -> list[Series]:
+        """The chain's round trips and batches, then the hop on the bare and the observed
+        server (alternately first); ``tag`` numbers the repetition in the whole run."""
+        plan = self.plan
+        results = await _order_path(BARE, self.clients, self.orders, plan, repetition, self.progress, self.meter)
+        in_flight = max(plan.concurrency)
+        labels = (BARE, OBSERVED) if tag % 2 == 0 else (OBSERVED, BARE)
+        for label in labels:
+            stub = self.hop_stubs[label]
+            results.append(await _configuration(
+                Series(label, "hop", in_flight, repetition=repetition), plan.orders, in_flight,
+                lambda stub=stub: _hop(stub, self.orders), self.progress,
+                f"{label} hop, {in_flight} in flight (repetition {repetition + 1}/{plan.repetitions})",
+                self.hop_meters[label]))
+        for series in results:
+            series.repetition = tag
+        return results
+
+    async def close(self) -> None:
+        await self.clients.close()
+        await self.observed_clients.close()
+
+
 async def measure(
     database: str, addresses: dict[str, str], plan: Plan, progress: Progress, pids: dict[str, int] | None = None,
-    floor: Callable[[], list[float]] | None = None,
+    floor: Callable[[], list[float]] | None = None, chain: tuple[BareChain, BareChain] | None = None,
+    chain_tag: int = 0,
 ) -> list[Series]:
-    """Tessera on one database: each repetition the empty durable commits (``floor``),
-    then the round trips and the batches."""
+    """Tessera on one database. Each repetition: the empty durable commits (``floor``), the
+    bare chain's configurations and hops (``chain``: the floor measured beside Tessera,
+    seconds apart), then Tessera's round trips and batches."""
     clients = Clients.connect(addresses)
     orders = Orders(uuid.uuid4().hex[:8])
     meter = CpuMeter({**(pids or {}), "client": os.getpid()}) if pids and CpuMeter.available() else None
+    driver = ChainDriver(*chain, plan, progress) if chain is not None else None
     results: list[Series] = []
     try:
+        if driver is not None:
+            await driver.warm_up()
         await _warm_up(database, clients, orders, plan, progress)
         for repetition in range(plan.repetitions):
             if floor is not None:
@@ -477,48 +533,13 @@ async def measure(
                 latencies = await asyncio.to_thread(floor)
                 results.append(Series(database, "commit", 1, latencies, len(latencies), sum(latencies),
                                       repetition=repetition))
+            if driver is not None:
+                results += await driver.repetition(repetition, chain_tag + repetition)
             results += await _order_path(database, clients, orders, plan, repetition, progress, meter)
     finally:
         await clients.close()
-    return results
-
-
-async def measure_chain(bare: BareChain, observed: BareChain, plan: Plan, progress: Progress) -> list[Series]:
-    """The bare chain: each repetition its round trips and batches, then the hop at the
-    highest concurrency on the bare Risk-like server and on the observed one."""
-    clients = Clients.connect(bare.addresses)
-    observed_clients = Clients.connect(observed.addresses)
-    orders = Orders(uuid.uuid4().hex[:8])
-    available = CpuMeter.available()
-    meter = CpuMeter({**bare.pids, "client": os.getpid()}) if available else None
-    hop_meters = {
-        BARE: CpuMeter({"risk": bare.pids["risk"], "client": os.getpid()}) if available else None,
-        OBSERVED: CpuMeter({"risk": observed.pids["risk"], "client": os.getpid()}) if available else None,
-    }
-    hop_stubs = {BARE: clients.risk, OBSERVED: observed_clients.risk}
-    in_flight = max(plan.concurrency)
-    results: list[Series] = []
-    try:
-        await _warm_up(BARE, clients, orders, plan, progress)
-        warm = Series(OBSERVED, "warmup", 1)
-        await _drive(plan.warmup, 4, lambda: _hop(observed_clients.risk, orders), warm, progress,
-                     f"{OBSERVED} warm-up")
-        if warm.errors:
-            raise OrderFailed(f"{OBSERVED}: the warm-up failed: {warm.first_error}")
-        for repetition in range(plan.repetitions):
-            results += await _order_path(BARE, clients, orders, plan, repetition, progress, meter)
-            # Alternate which goes first, so neither always meets the machine as the other left it.
-            labels = (BARE, OBSERVED) if repetition % 2 == 0 else (OBSERVED, BARE)
-            for label in labels:
-                stub = hop_stubs[label]
-                results.append(await _configuration(
-                    Series(label, "hop", in_flight, repetition=repetition), plan.orders, in_flight,
-                    lambda stub=stub: _hop(stub, orders), progress,
-                    f"{label} hop, {in_flight} in flight (repetition {repetition + 1}/{plan.repetitions})",
-                    hop_meters[label]))
-    finally:
-        await clients.close()
-        await observed_clients.close()
+        if driver is not None:
+            await driver.close()
     return results
 
 
@@ -596,9 +617,11 @@ def sqlite_label(synchronous: str) -> str:
 
 
 def run_database(
-    kind: str, plan: Plan, admin_url: str, progress: Progress, synchronous: str = "FULL"
+    kind: str, plan: Plan, admin_url: str, progress: Progress, synchronous: str = "FULL",
+    chain: tuple[BareChain, BareChain] | None = None, chain_tag: int = 0,
 ) -> tuple[str, list[Series], dict[str, str]]:
-    """Measure one database on a fresh stack; returns its label, the series and its settings."""
+    """Measure one database on a fresh stack (and the bare chain beside it, with ``chain``);
+    returns its label, the series and its settings."""
     label = sqlite_label(synchronous) if kind == "sqlite" else kind
     with tempfile.TemporaryDirectory(prefix=f"tessera-bench-{kind}-") as workdir:
         with Database(kind, Path(workdir), admin_url, synchronous) as database:
@@ -616,7 +639,7 @@ def run_database(
             with stack:
                 pids = {name: process.pid for name, process in stack.processes.items() if process.pid}
                 try:
-                    series = asyncio.run(measure(label, stack.addresses, plan, progress, pids, floor))
+                    series = asyncio.run(measure(label, stack.addresses, plan, progress, pids, floor, chain, chain_tag))
                 except BaseException:
                     progress.note(stack.logs(lines=20))
                     raise
@@ -625,19 +648,23 @@ def run_database(
             return label, series, settings
 
 
-def run_bare_chain(plan: Plan, progress: Progress) -> list[Series]:
-    """The bare chain (three processes) and an observed Risk-like server beside it."""
+@contextlib.contextmanager
+def bare_chain(progress: Progress) -> Iterator[tuple[BareChain, BareChain]]:
+    """The bare chain (three processes) and an observed Risk-like server beside it, for
+    the whole run."""
     env = stack_environment()
     with tempfile.TemporaryDirectory(prefix="tessera-bench-bare-") as workdir:
         progress.note(f"{BARE}: starting its three servers, and an observed Risk-like one")
-        with BareChain(Path(workdir), env=env) as bare, \
-                BareChain(Path(workdir), observed=True, roles=("risk",), env=env) as observed:
-            try:
-                return asyncio.run(measure_chain(bare, observed, plan, progress))
-            except BaseException:
-                for path in sorted(Path(workdir).glob("*.stderr.log")):
-                    progress.note(f"{path.name}: {tail(path.read_text(errors='replace'), 10)}")
-                raise
+        try:
+            with BareChain(Path(workdir), env=env) as bare, \
+                    BareChain(Path(workdir), observed=True, roles=("risk",), env=env) as observed:
+                yield bare, observed
+        except BaseException:
+            for path in sorted(Path(workdir).glob("*.stderr.log")):
+                text = tail(path.read_text(errors="replace"), 10)
+                if text:
+                    progress.note(f"{path.name}: {text}")
+            raise
 
 
 def _load() -> tuple[float, float, float]:
@@ -1125,25 +1152,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"{plan.orders} orders per configuration, {', '.join(map(str, plan.concurrency))} in flight, "
                   f"{plan.batches} batches of {plan.batch_size}" + (" (smoke run: not a measurement)" if args.smoke else ""))
     series: list[Series] = []
-    if args.bare_chain:
-        try:
-            series += run_bare_chain(plan, progress)
-        except (StackError, OrderFailed, OSError, grpc.FutureTimeoutError) as error:
-            err(f"{BARE}: {error}")
-            return EXIT_ERROR
     runs = [("sqlite", mode) for mode in modes] if "sqlite" in databases else []
     runs += [("postgres", "FULL")] if "postgres" in databases else []
-    for kind, mode in runs:
-        try:
-            label, measured, settings = run_database(kind, plan, args.postgres_admin_url, progress, mode)
-        except (StackError, OrderFailed, OSError) as error:
-            err(f"{kind}: {error}")
-            return EXIT_ERROR
-        except Exception as error:  # noqa: BLE001 - e.g. PostgreSQL unreachable: say which database
-            err(f"{kind}: {type(error).__name__}: {tail(str(error), 5)}")
-            return EXIT_ERROR
-        series += measured
-        report["databases"][label] = settings
+    with contextlib.ExitStack() as resources:
+        chain = None
+        if args.bare_chain:
+            try:
+                chain = resources.enter_context(bare_chain(progress))
+            except (StackError, OSError, grpc.FutureTimeoutError) as error:
+                err(f"{BARE}: {error}")
+                return EXIT_ERROR
+        for index, (kind, mode) in enumerate(runs):
+            try:
+                label, measured, settings = run_database(kind, plan, args.postgres_admin_url, progress, mode,
+                                                         chain, index * plan.repetitions)
+            except (StackError, OrderFailed, OSError) as error:
+                err(f"{kind}: {error}")
+                return EXIT_ERROR
+            except Exception as error:  # noqa: BLE001 - e.g. PostgreSQL unreachable: say which database
+                err(f"{kind}: {type(error).__name__}: {tail(str(error), 5)}")
+                return EXIT_ERROR
+            series += measured
+            report["databases"][label] = settings
     progress.note("the token checks")
     report["seed_note"] = "" if args.seed else "no --seed given"
     try:
