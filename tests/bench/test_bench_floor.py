@@ -121,3 +121,27 @@ def test_the_round_trip_target_is_a_ratio_to_the_bare_chain_plus_three_commits()
     assert p50["ratio_value"] == pytest.approx(4.0 / 3.5) and p50["met"] is True
     single = targets["SQLite FULL: single-order throughput, 32 in flight"]
     assert single["ratio_value"] == pytest.approx(0.4) and single["met"] is False  # 40 % of the bare chain's
+
+
+def test_a_ratio_pairs_each_repetition_with_the_floor_measured_beside_it():
+    # The load changed between repetitions: each side of a pair met the same load.
+    series = [
+        _series("bare chain", "hop", 0, 0.001, 0.001, concurrency=32),
+        _series("bare chain, observed", "hop", 0, 0.003, 0.001, concurrency=32),
+        _series("bare chain", "hop", 1, 0.004, 0.001, concurrency=32),
+        _series("bare chain, observed", "hop", 1, 0.0044, 0.001, concurrency=32),
+        _series("bare chain", "hop", 2, 0.002, 0.001, concurrency=32),
+        _series("bare chain, observed", "hop", 2, 0.0024, 0.001, concurrency=32),
+    ]
+    rows = bench.aggregate(series)
+    bare, observed = bench._find(rows, "bare chain", "hop"), bench._find(rows, "bare chain, observed", "hop")
+    assert observed["p50_ms"] / bare["p50_ms"] == pytest.approx(1.5)  # the medians' ratio
+    assert bench.paired(lambda o, b: o["p50_ms"] / b["p50_ms"], observed, bare) == pytest.approx(1.2)
+    targets = {t["target"]: t for t in bench.evaluate(rows, {})}
+    assert targets["the observers' cost per hop, 32 in flight: p50"]["ratio_value"] == pytest.approx(0.2)
+    # Unmatched repetitions are not paired.
+    series[1].repetition = 5
+    rows = bench.aggregate(series)
+    bare, observed = bench._find(rows, "bare chain", "hop"), bench._find(rows, "bare chain, observed", "hop")
+    assert bench.paired(lambda o, b: o["p50_ms"] / b["p50_ms"], observed, bare) == pytest.approx(1.15)
+    assert bench.paired(lambda o, b: 1.0, observed, None) != bench.paired(lambda o, b: 1.0, observed, None)  # NaN
