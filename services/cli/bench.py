@@ -408,6 +408,8 @@ class Plan:
     commits: int = 200
     batch_in_flight: int = 1
     token_seconds: float = 0.02  # per timing of the token checks (seven timings per figure)
+    hop_calls: int = 5000  # per hop configuration and repetition (a hop is short: more calls, steadier CPU figures)
+    bare_batch_factor: int = 10  # the bare chain runs this many times the batches (each takes milliseconds)
 
 
 async def _configuration(
@@ -492,13 +494,14 @@ class ChainDriver:
         """The chain's round trips and batches, then the hop on the bare and the observed
         server (alternately first); ``tag`` numbers the repetition in the whole run."""
         plan = self.plan
-        results = await _order_path(BARE, self.clients, self.orders, plan, repetition, self.progress, self.meter)
+        chain_plan = dataclasses.replace(plan, batches=plan.batches * plan.bare_batch_factor)
+        results = await _order_path(BARE, self.clients, self.orders, chain_plan, repetition, self.progress, self.meter)
         in_flight = max(plan.concurrency)
         labels = (BARE, OBSERVED) if tag % 2 == 0 else (OBSERVED, BARE)
         for label in labels:
             stub = self.hop_stubs[label]
             results.append(await _configuration(
-                Series(label, "hop", in_flight, repetition=repetition), plan.orders, in_flight,
+                Series(label, "hop", in_flight, repetition=repetition), plan.hop_calls, in_flight,
                 lambda stub=stub: _hop(stub, self.orders), self.progress,
                 f"{label} hop, {in_flight} in flight (repetition {repetition + 1}/{plan.repetitions})",
                 self.hop_meters[label]))
@@ -956,8 +959,9 @@ def markdown(report: dict[str, Any]) -> str:
                  + (f" at {seed['commit']}" if seed.get("commit") else "") + ", unchanged"
                  if seed else f"- the seed: not measured ({report.get('seed_note') or 'no --seed'})")
     lines += [
-        f"- {plan['repetitions']} repetitions, interleaved, each of: {plan['orders']} orders (calls) per configuration, "
-        f"{plan['batches']} batches of {plan['batch_size']}, {plan['commits']} empty commits; {plan['warmup']} warm-up "
+        f"- {plan['repetitions']} repetitions, interleaved, each of: {plan['orders']} orders per configuration, "
+        f"{plan['batches']} batches of {plan['batch_size']} ({plan['batches'] * plan['bare_batch_factor']} for the "
+        f"bare chain), {plan['hop_calls']} calls per hop, {plan['commits']} empty commits; {plan['warmup']} warm-up "
         "orders first, not recorded. Every figure is the median of the repetitions, (min-max) their spread; "
         "CPU per order is CPU time (`/proc/PID/stat`) over orders completed.",
         "",
@@ -1132,6 +1136,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive, default=1000, help="orders per batch RPC (default %(default)s)")
     parser.add_argument("--batches", type=int, default=2,
                         help="batches per database and repetition (0: none; default %(default)s)")
+    parser.add_argument("--hop-calls", type=_positive, default=5000,
+                        help="calls per hop configuration and repetition, with and without the observers "
+                        "(default %(default)s)")
     parser.add_argument("--commits", type=_positive, default=200,
                         help="empty durable commits per database and repetition (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up orders, not recorded (default %(default)s)")
@@ -1168,10 +1175,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.smoke:
         plan = Plan(orders=min(args.orders, 12), concurrency=args.concurrency, batch_size=min(args.batch_size, 10),
                     batches=min(args.batches, 1) or 1, warmup=min(args.warmup, 4),
-                    repetitions=min(args.repetitions, 2), commits=min(args.commits, 10), token_seconds=0.001)
+                    repetitions=min(args.repetitions, 2), commits=min(args.commits, 10), token_seconds=0.001,
+                    hop_calls=min(args.hop_calls, 12), bare_batch_factor=1)
     else:
         plan = Plan(orders=args.orders, concurrency=args.concurrency, batch_size=args.batch_size,
-                    batches=args.batches, warmup=args.warmup, repetitions=args.repetitions, commits=args.commits)
+                    batches=args.batches, warmup=args.warmup, repetitions=args.repetitions, commits=args.commits,
+                    hop_calls=args.hop_calls)
     progress = Progress(quiet=args.quiet)
     report: dict[str, Any] = {
         "command": "tessera bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"]
