@@ -113,7 +113,10 @@ proto-release: setup
 
 ## Benchmarks: the micro-benchmarks (compiled core vs pure Python, the HMAC floor), then
 ## tessera bench (the stack as processes on SQLite and PostgreSQL); rewrites the results
-## in docs/benchmarks.md and its plot. BENCH_ARGS go to tessera bench (e.g. --orders 500).
+## in docs/benchmarks.md and its plot. BENCH_ARGS go to tessera bench (e.g. --orders 500);
+## SEED=PATH names a checkout of the seed project, whose token verification is measured beside
+## Tessera's (docs/benchmarks.md says how to bring it; nothing of it is committed here).
+SEED ?=
 BENCH_STAMP := $(VENV)/.tessera-bench-installed
 BENCH_ARGS ?=
 
@@ -125,9 +128,10 @@ bench: setup $(BENCH_STAMP)
 	mkdir -p var/bench
 	$(BIN)/python -m pytest tests/bench/test_core_micro.py -q -p no:cacheprovider \
 		--benchmark-enable --benchmark-only --benchmark-json=var/bench/micro.json
-	TESSERA_BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/tessera bench \
-		--micro-json var/bench/micro.json --json var/bench/results.json \
-		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md --sqlite-synchronous FULL,NORMAL $(BENCH_ARGS)
+	TESSERA_BENCH_COMMAND="make bench$(if $(SEED), SEED=$(SEED))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" \
+		$(BIN)/tessera bench --micro-json var/bench/micro.json --json var/bench/results.json \
+		--plot docs/benchmarks-latency.png --docs docs/benchmarks.md --sqlite-synchronous FULL,NORMAL \
+		$(if $(SEED),--seed $(SEED)) $(BENCH_ARGS)
 
 ## Reliability, the long runs (docs/reliability.md reports their figures):
 ## make chaos: 2,000 orders through the real processes on PostgreSQL while the OMS, the

@@ -10,6 +10,15 @@ nothing else: no interceptors, no database, no checks. ``risk`` answers
 for a filled market order (the order with every field set, a trade, a fill report), so
 the floor serialises and parses the same bytes the real path does.
 
+The batch shape too: ``risk`` answers ``ValidateOrders`` with one canned result per order
+of the request; ``oms`` answers ``SubmitOrders`` by sending the orders and tokens it
+received to ``exchange`` in one ``ExecuteOrders`` call, then one canned result per order;
+``exchange`` answers ``ExecuteOrders`` with one canned result per order. The canned
+batch answers are built once per batch size.
+
+The servers are set up as Tessera's are (the same server options, event loop and
+collector thresholds, the objects loaded at start frozen out of the collector's scans).
+
 ``python -m services.cli.bare_chain risk|oms|exchange [--port N] [--exchange ADDRESS]
 [--interceptors]`` prints ``<name> listening on 127.0.0.1:<port>`` like Tessera's
 services, and runs until SIGTERM. ``tessera bench`` starts the three and drives them
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -33,7 +43,7 @@ import grpc
 from google.protobuf import timestamp_pb2
 
 from services.common.auth import Authorizer
-from services.common.server import add_service
+from services.common.server import SERVER_OPTIONS, add_service
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
@@ -116,8 +126,18 @@ class BareRisk(risk_pb2_grpc.RiskServiceServicer):
     def __init__(self) -> None:
         self.answer = risk_pb2.ValidateOrderResponse(order=canned_order(pb.ORDER_STATUS_APPROVED), risk_token=TOKEN)
 
+        self.result = risk_pb2.ValidateOrderResult(order=self.answer.order, risk_token=TOKEN)
+        self.batches: dict[int, risk_pb2.ValidateOrdersResponse] = {}
+
     async def ValidateOrder(self, request, context):  # type: ignore[no-untyped-def]
         return self.answer
+
+    async def ValidateOrders(self, request, context):  # type: ignore[no-untyped-def]
+        size = len(request.orders)
+        answer = self.batches.get(size)
+        if answer is None:
+            answer = self.batches[size] = risk_pb2.ValidateOrdersResponse(results=[self.result] * size)
+        return answer
 
 
 class BareOms(oms_pb2_grpc.OrderManagementServiceServicer):
@@ -125,6 +145,7 @@ class BareOms(oms_pb2_grpc.OrderManagementServiceServicer):
         self.exchange = exchange
         self.forward_metadata = forward_metadata
         self.answer = oms_pb2.SubmitOrderResponse(order=canned_order(pb.ORDER_STATUS_FILLED), trades=[canned_trade()])
+        self.batches: dict[int, oms_pb2.SubmitOrdersResponse] = {}
 
     async def SubmitOrder(self, request, context):  # type: ignore[no-untyped-def]
         metadata = None
@@ -137,6 +158,25 @@ class BareOms(oms_pb2_grpc.OrderManagementServiceServicer):
         )
         return self.answer
 
+    async def SubmitOrders(self, request, context):  # type: ignore[no-untyped-def]
+        metadata = None
+        if self.forward_metadata:
+            from services.common.observability.interceptors import outgoing_metadata
+
+            metadata = outgoing_metadata()
+        await self.exchange.ExecuteOrders(
+            exchange_pb2.ExecuteOrdersRequest(orders=[
+                exchange_pb2.ExecuteOrderRequest(order=item.order, risk_token=item.risk_token) for item in request.orders
+            ]),
+            metadata=metadata,
+        )
+        size = len(request.orders)
+        answer = self.batches.get(size)
+        if answer is None:
+            result = oms_pb2.SubmitOrderResult(order=self.answer.order, trades=self.answer.trades)
+            answer = self.batches[size] = oms_pb2.SubmitOrdersResponse(results=[result] * size)
+        return answer
+
 
 class BareExchange(exchange_pb2_grpc.ExchangeServiceServicer):
     def __init__(self) -> None:
@@ -144,8 +184,18 @@ class BareExchange(exchange_pb2_grpc.ExchangeServiceServicer):
             remote_order_id="paper-0123456789abcdef", mode=pb.EXECUTION_MODE_PAPER, reports=[canned_report()]
         )
 
+        self.batches: dict[int, exchange_pb2.ExecuteOrdersResponse] = {}
+
     async def ExecuteOrder(self, request, context):  # type: ignore[no-untyped-def]
         return self.answer
+
+    async def ExecuteOrders(self, request, context):  # type: ignore[no-untyped-def]
+        size = len(request.orders)
+        answer = self.batches.get(size)
+        if answer is None:
+            result = exchange_pb2.ExecuteOrderResult(response=self.answer)
+            answer = self.batches[size] = exchange_pb2.ExecuteOrdersResponse(results=[result] * size)
+        return answer
 
 
 async def serve(role: str, port: int, exchange_address: str, interceptors: bool = False) -> None:
@@ -153,9 +203,12 @@ async def serve(role: str, port: int, exchange_address: str, interceptors: bool 
         from services.common.observability import metrics
         from services.common.observability.logs import setup_logging
 
+        from services.common.observability.tracing import setup_tracing
+
         metrics.SERVICE["name"] = role
         setup_logging(role, os.environ)
-    server = grpc.aio.server()
+        setup_tracing(role, os.environ)  # as the services: spans exported only when OTLP is configured
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     channel = None
     if role == "risk":
         servicer: Any = BareRisk()
@@ -171,6 +224,8 @@ async def serve(role: str, port: int, exchange_address: str, interceptors: bool 
     add_service(server, servicer, service, observe=interceptors, authorizer=Authorizer.disabled())
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
+    gc.collect()
+    gc.freeze()  # as Tessera's servers do once they are up
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -191,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.role == "oms" and not args.exchange:
         parser.error("--exchange is required for the oms role")
-    from services.common.server import install_event_loop
+    from services.common.server import gc_thresholds, install_event_loop
 
-    install_event_loop(os.environ)  # the services' event loop, so the floor compares like with like
+    # The services' process set-up (server.run): their collector thresholds and event loop,
+    # so the floor compares like with like.
+    gc.set_threshold(*gc_thresholds(os.environ))
+    install_event_loop(os.environ)
     asyncio.run(serve(args.role, args.port, args.exchange, args.interceptors))
     return 0
 
