@@ -137,6 +137,13 @@ _OWN: tuple[Reason, ...] = (
        "Another Risk replica decides this account and could not be reached: send the order there.",
        ("account", "owner_replica"), _RISK),
     _r("OVERFILL", "FAILED_PRECONDITION", "A fill would take the order past its quantity.", ("order_id",), _OMS),
+    _r("ACCOUNT_NOT_CONFIGURED", "FAILED_PRECONDITION",
+       "The order's account is not in the venue accounts (TESSERA_VENUE_ACCOUNTS_FILE): nothing was stored or sent. "
+       "Add the account to the registry (it is reloaded within seconds) or use a configured one.",
+       ("account",), ("risk", "exchange")),
+    _r("VENUE_NOT_CONFIGURED", "FAILED_PRECONDITION",
+       "The order's account trades at another venue, or not in this market (FUTURES, SPOT), in the venue accounts: "
+       "nothing was stored or sent.", ("account", "venue"), ("risk", "exchange")),
     _r("LEVERAGE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's leverage before its first order.",
        ("symbol",), _EXCHANGE),
     _r("MARGIN_MODE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's margin mode before its first order.",

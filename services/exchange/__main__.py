@@ -6,6 +6,7 @@ safely stops the service with a message naming every missing variable (never a v
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Mapping
 from urllib.parse import urlparse
@@ -24,6 +25,8 @@ from services.common.config import (
 from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
 from tessera.exchange.v1 import exchange_pb2
+
+from services.common.venue_accounts import VARIABLE, RegistryError, VenueAccounts, reload_seconds
 
 from .aster.credentials import credentials_from_environ, missing_variables
 from .aster.transport import AsterTransport
@@ -72,10 +75,13 @@ def with_venue_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
-def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTransport:
-    """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs."""
+def make_transport(environ: Mapping[str, str], *, public_only: bool,
+                   registry: bool = False) -> AsterTransport:
+    """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs.
+    With a venue accounts ``registry`` the transport has no credentials of its own: each
+    request is signed with its account's."""
     credentials = None
-    if not public_only:
+    if not public_only and not registry:
         try:
             credentials = credentials_from_environ(environ)
         except ValueError as error:
@@ -94,11 +100,16 @@ def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTra
     )
 
 
-def live_gate(environ: Mapping[str, str]) -> None:
-    """Every live-mode gate at once: the message names each one that is missing."""
+def live_gate(environ: Mapping[str, str], *, registry: bool = False) -> None:
+    """Every live-mode gate at once: the message names each one that is missing. With a
+    venue accounts registry, the credentials come from it (not the environment)."""
     missing = []
     if environ.get("AIS_ENABLE_LIVE_TRADING", "").lower() != "true":
         missing.append("AIS_ENABLE_LIVE_TRADING=true")
+    if registry:
+        if missing:
+            raise ConfigError(f"live mode needs {', '.join(missing)}")
+        return
     if not environ.get("ASTER_ACCOUNT_ID"):
         missing.append("ASTER_ACCOUNT_ID")
     missing += missing_variables(environ)  # V1 key and secret, or the V3 API wallet
@@ -165,12 +176,18 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
             taker=env_decimal(environ, "TESSERA_PAPER_TAKER_FEE", "0.0004"),
         )
         return ShadowProvider(make_transport(environ, public_only=True), fees, poll_seconds=poll)
-    live_gate(environ)
+    try:
+        accounts = VenueAccounts.from_environ(environ, with_credentials=True)
+    except RegistryError as error:
+        raise ConfigError(str(error)) from None
+    live_gate(environ, registry=accounts is not None)
+    if accounts is not None and not accounts.accounts:
+        raise ConfigError(f"{VARIABLE} holds no account")
     user_stream = (environ.get("TESSERA_VENUE_USER_STREAM", "") or "true").lower()
     if user_stream not in ("true", "false"):
         raise ConfigError("TESSERA_VENUE_USER_STREAM must be true or false")
-    return LiveProvider(make_transport(environ, public_only=False), poll_seconds=poll,
-                        user_stream=user_stream == "true")
+    return LiveProvider(make_transport(environ, public_only=False, registry=accounts is not None), poll_seconds=poll,
+                        user_stream=user_stream == "true", accounts=accounts)
 
 
 async def main() -> None:
@@ -179,6 +196,9 @@ async def main() -> None:
         provider = make_provider(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
         server_config = ServerConfig.from_env("exchange")
+        reload = reload_seconds(os.environ)
+    except RegistryError as error:
+        exit_on_config_error("exchange", ConfigError(str(error)))
     except ConfigError as error:
         exit_on_config_error("exchange", error)
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl)
@@ -187,13 +207,26 @@ async def main() -> None:
         return [add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
                             raw_requests=RAW_REQUESTS)]
 
+    accounts = getattr(provider, "accounts", None)
+    watcher: list[asyncio.Task[None]] = []
+
+    async def started() -> None:
+        await engine.start()
+        if accounts is not None:  # the registry reloaded when it changes (a key rotated, an account added)
+            watcher.append(asyncio.create_task(accounts.watch(reload), name="venue-accounts"))
+
+    async def stopping() -> None:
+        for task in watcher:
+            task.cancel()
+        await engine.close()
+
     await serve(
         "exchange",
         register,
         host=server_config.host,
         port=server_config.port,
-        on_started=engine.start,
-        on_stopping=engine.close,
+        on_started=started,
+        on_stopping=stopping,
     )
 
 

@@ -113,9 +113,10 @@ class ExchangeEngine:
         symbol: str | None = None,
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
+        account: str | None = None,
     ) -> ExecutionReport:
         return await self.provider.cancel(
-            order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type
+            order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type, account=account
         )
 
     async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:

@@ -109,6 +109,16 @@ class ExchangeServiceStub:
                 request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
                 response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
                 _registered_method=True)
+        self.SetPositionMode = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/SetPositionMode',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.FromString,
+                _registered_method=True)
+        self.ListVenueSettings = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/ListVenueSettings',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
@@ -232,6 +242,23 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPositionMode(self, request, context):
+        """SetPositionMode sets an account's position mode at the venue: one-way, or hedge
+        (orders then carry positionSide). Live mode only; OMS only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVenueSettings(self, request, context):
+        """ListVenueSettings answers the venue settings the service holds for each account
+        (read from the venue when it started, and each change since): position mode, and
+        per symbol leverage and margin mode. Paper and shadow mode: none. OMS only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +316,16 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     servicer.ListVenuePositions,
                     request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.FromString,
                     response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.SerializeToString,
+            ),
+            'SetPositionMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPositionMode,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.SerializeToString,
+            ),
+            'ListVenueSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVenueSettings,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -608,6 +645,60 @@ class ExchangeService:
             '/tessera.exchange.v1.ExchangeService/ListVenuePositions',
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPositionMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/SetPositionMode',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVenueSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/ListVenueSettings',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
