@@ -1,0 +1,133 @@
+"""The live provider with a venue accounts registry, against the simulator: accounts side by
+side with their own credentials, an account the registry lacks refused with nothing sent, the
+settings read from the venue when the provider starts (a restart refuses nothing), and the
+cancel-all of the kill switch reaching orders placed at the venue outside Tessera."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+import pytest
+
+from services.common.venue_accounts import VenueAccounts
+from services.domain import MarginMode, MarketType, OrderStatus, OrderType, Side
+from services.domain.errors import PreconditionFailed
+from services.exchange.providers.live import LiveProvider
+
+from conftest import WALLET_A, running_venue
+
+V1_KEY, V1_SECRET = "key-desk-b-0123", "secret-desk-b-0123456789"
+
+
+def registry(tmp_path) -> VenueAccounts:
+    (tmp_path / "a.key").write_text(WALLET_A[2] + "\n")
+    (tmp_path / "b.key").write_text(V1_KEY)
+    (tmp_path / "b.secret").write_text(V1_SECRET)
+    path = tmp_path / "accounts.json"
+    path.write_text(json.dumps({"accounts": {
+        "desk-a": {"venue": "aster", "market_types": ["FUTURES"], "user": WALLET_A[0], "signer": WALLET_A[1],
+                   "private_key_file": "a.key"},
+        "desk-b": {"venue": "aster", "market_types": ["FUTURES"], "api_key_file": "b.key",
+                   "secret_file": "b.secret"},
+    }}))
+    return VenueAccounts(path, with_credentials=True)
+
+
+async def sink(reports):
+    return None
+
+
+def test_two_accounts_trade_side_by_side_and_an_unconfigured_one_is_refused_with_nothing_sent(tmp_path, make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path))
+            await provider.start(sink)  # reads each account's settings from the venue
+            a = await provider.execute(make_order(account="desk-a", quantity=Decimal("0.1")))
+            b = await provider.execute(make_order(account="desk-b", quantity=Decimal("0.2")))
+            sent_before = len(venue.requests("POST", "/order"))
+            refusals = []
+            for order in (make_order(account="someone-else"), make_order(account="desk-a", venue="binance"),
+                          make_order(account="desk-a", market_type=MarketType.SPOT)):
+                with pytest.raises(PreconditionFailed) as refused:
+                    await provider.execute(order)
+                refusals.append(refused.value.reason)
+            sent_after = len(venue.requests("POST", "/order"))
+            held = {name: [str(o.quantity) for o in account.orders.values()]
+                    for name, account in venue.sim.state.accounts.items()}
+            await provider.close()
+            return a, b, refusals, sent_before, sent_after, held
+
+    a, b, refusals, sent_before, sent_after, held = asyncio.run(scenario())
+
+    assert a[-1].order_status is OrderStatus.FILLED and b[-1].order_status is OrderStatus.FILLED
+    assert held[WALLET_A[0]] == ["0.1"] and held["venue-b"] == ["0.2"]
+    assert refusals == ["ACCOUNT_NOT_CONFIGURED", "VENUE_NOT_CONFIGURED", "VENUE_NOT_CONFIGURED"]
+    assert sent_after == sent_before == 2
+
+
+def test_a_restarted_provider_reads_the_settings_from_the_venue_and_refuses_no_order_for_them(tmp_path, make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            first = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                 accounts=registry(tmp_path))
+            await first.set_leverage("BTCUSDT", 5, account="desk-a")
+            await first.set_margin_mode("BTCUSDT", MarginMode.ISOLATED, account="desk-a")
+            await first.set_position_mode(True, account="desk-b")
+            await first.close()
+            restarted = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                     accounts=registry(tmp_path))
+            await restarted.start(sink)
+            settings = restarted.venue_settings()
+            filled = await restarted.execute(make_order(account="desk-a", leverage=Decimal(5),
+                                                        quantity=Decimal("0.1")))
+            hedged = await restarted.execute(make_order(account="desk-b", quantity=Decimal("0.1")))
+            with pytest.raises(PreconditionFailed) as mismatch:
+                await restarted.execute(make_order(account="desk-a", leverage=Decimal(3)))
+            sides = {name: sorted(key[1] for key, position in account.positions.items() if position.amount)
+                     for name, account in venue.sim.state.accounts.items() if name in (WALLET_A[0], "venue-b")}
+            await restarted.close()
+            return settings, filled, hedged, mismatch.value, sides
+
+    settings, filled, hedged, mismatch, sides = asyncio.run(scenario())
+
+    assert settings["desk-a"].leverage["BTCUSDT"] == 5
+    assert settings["desk-a"].margin_modes["BTCUSDT"] is MarginMode.ISOLATED
+    assert settings["desk-a"].hedge_mode is False and settings["desk-b"].hedge_mode is True
+    assert filled[-1].order_status is OrderStatus.FILLED and hedged[-1].order_status is OrderStatus.FILLED
+    assert sides == {WALLET_A[0]: ["BOTH"], "venue-b": ["LONG"]}  # positionSide sent in hedge mode only
+    assert mismatch.reason == "LEVERAGE_MISMATCH"
+
+
+def test_cancel_all_cancels_every_configured_accounts_open_orders_at_the_venue_whoever_placed_them(tmp_path,
+                                                                                                  make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path))
+            await provider.start(sink)
+            ours = await provider.execute(make_order(account="desk-a", order_type=OrderType.LIMIT,
+                                                     price=Decimal("60000"), quantity=Decimal("0.1")))
+            async with venue.sim._lock:  # placed at the venue with desk-b's key, not through Tessera
+                outside = venue.sim.state.place(venue.sim.state.account("venue-b"), "futures", {
+                    "symbol": "ETHUSDT", "side": "SELL", "type": "LIMIT", "quantity": "1", "price": "4000",
+                    "timeInForce": "GTC", "newClientOrderId": "placed-by-hand"})
+            reports = await provider.cancel_all()
+            statuses = {o.client_order_id: o.status for o in venue.sim.state.orders.values()}
+            await provider.close()
+            return ours[0], outside, reports, statuses
+
+    ours, outside, reports, statuses = asyncio.run(scenario())
+
+    assert statuses[ours.client_order_id] == "CANCELED"
+    assert statuses["placed-by-hand"] == "CANCELED"
+    assert [(r.order_id, r.order_status) for r in reports] == [(ours.order_id, OrderStatus.CANCELLED)]
+    assert json.loads(reports[0].raw_json)["cancelAll"]["response"]["code"] == 200  # the allOpenOrders exchange
