@@ -140,10 +140,10 @@ _OWN: tuple[Reason, ...] = (
     _r("ACCOUNT_NOT_CONFIGURED", "FAILED_PRECONDITION",
        "The order's account is not in the venue accounts (TESSERA_VENUE_ACCOUNTS_FILE): nothing was stored or sent. "
        "Add the account to the registry (it is reloaded within seconds) or use a configured one.",
-       ("account",), ("risk", "exchange")),
+       ("account",), ("risk", "oms", "exchange")),
     _r("VENUE_NOT_CONFIGURED", "FAILED_PRECONDITION",
        "The order's account trades at another venue, or not in this market (FUTURES, SPOT), in the venue accounts: "
-       "nothing was stored or sent.", ("account", "venue"), ("risk", "exchange")),
+       "nothing was stored or sent.", ("account", "venue"), ("risk", "oms", "exchange")),
     _r("LEVERAGE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's leverage before its first order.",
        ("symbol",), _EXCHANGE),
     _r("MARGIN_MODE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's margin mode before its first order.",

@@ -17,6 +17,7 @@ from services.domain import Order, OrderStatus, TradingState, utcnow
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.store import UnitOfWork
 
+from .fill_tracker import apply_report
 from .gateway import ExchangeGateway, Refusal
 from .submission import Submitter
 
@@ -80,6 +81,23 @@ class Cancels:
         cancelled: list[Order] = []
         for symbol in symbols:
             cancelled += await self.cancel_all(symbol, None)
+        # Then at the venue itself: every open order of every account the Exchange trades
+        # for, those placed outside Tessera too (allOpenOrders per symbol).
+        answer = await self.gateway.emergency_cancel_all()
+        if isinstance(answer, Refusal):
+            log.error("the venue-wide cancel of the kill switch failed (%s: %s); trading stays HALTED",
+                      answer.reason, answer.detail)
+            return cancelled
+        listed = {order.order_id for order in cancelled}
+        for report in answer:
+            try:
+                order, _ = await self.submitter.write(apply_report, report)
+            except Exception as error:  # noqa: BLE001 - one report must not stop the rest
+                log.warning("report of the venue-wide cancel not applied to %s: %s", report.order_id, error)
+                continue
+            if order is not None and order.order_id not in listed:
+                listed.add(order.order_id)
+                cancelled.append(order)
         return cancelled
 
     # -- expiry ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .gateway import ExchangeGateway
 from .queries import Queries
 from .replace import Replacement, Replacer
 from .submission import Submission, Submitter
+from .venue_settings import VenueSettings
 
 log = logging.getLogger(__name__)
 #: How many streamed reports the OMS remembers having applied (see ``report_key``).
@@ -74,6 +75,8 @@ class OrderManagement:
                                    written=self._event_written.set)
         self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock)
         self.replacer = Replacer(self.submitter, self.gateway, ttl_seconds=ttl_seconds)
+        self.venue_settings = VenueSettings(self.submitter, self.gateway)
+        self._settings_sync: asyncio.Task[int] | None = None
         self.queries = Queries(db, self._event_written)
         self._applied: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
 
@@ -115,8 +118,22 @@ class OrderManagement:
     async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
         return await self.cancels.emergency_cancel_all(operator, reason)
 
+    async def set_venue_setting(self, **fields: Any) -> Any:
+        return await self.venue_settings.set(**fields)
+
+    async def list_venue_settings(self, account: str | None = None) -> Any:
+        return await self.venue_settings.list(account)
+
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         return await self.cancels.expire_due(now)
+
+    # -- venue settings ---------------------------------------------------------------------------
+    async def _sync_settings(self) -> int:
+        try:
+            return await self.venue_settings.sync()
+        except Exception as error:  # noqa: BLE001 - the store may be down: the next reconnect syncs again
+            log.warning("venue settings not stored (%s)", type(error).__name__)
+            return 0
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_order(self, order_id: str) -> Order:
@@ -154,6 +171,9 @@ class OrderManagement:
         backoff = 0.2
         while not stop.is_set():
             call = self.gateway.reports(0)
+            if self._settings_sync is None or self._settings_sync.done():
+                # (Re)connected, perhaps to a restarted Exchange: store the venue settings it read.
+                self._settings_sync = asyncio.ensure_future(self._sync_settings())
             try:
                 async for response in call:
                     report = convert.report_from_proto(response.report)

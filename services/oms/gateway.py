@@ -219,6 +219,30 @@ class ExchangeGateway:
             metadata=(*oms_call_metadata(self.keyring, "QueryOrder"), *outgoing_metadata()),
         )
 
+    async def emergency_cancel_all(self) -> list[ExecutionReport] | Refusal:
+        """``EmergencyCancelAll`` over every symbol: the Exchange cancels every open order of
+        every account it trades for at the venue (``allOpenOrders``), those placed outside
+        Tessera too; the reports are those of the orders it follows."""
+        try:
+            response = await self.stub.EmergencyCancelAll(
+                exchange_pb2.EmergencyCancelAllRequest(), timeout=self.timeout,
+                metadata=(*oms_call_metadata(self.keyring, "EmergencyCancelAll"), *outgoing_metadata()))
+        except grpc.aio.AioRpcError as error:
+            return refusal_of(error)
+        return [convert.report_from_proto(r) for r in response.reports]
+
+    async def venue_setting(self, method: str, request: Any) -> Any:
+        """One of the Exchange's setting calls (``SetLeverage``, ``SetMarginMode``,
+        ``SetPositionMode``); raises ``AioRpcError``."""
+        return await getattr(self.stub, method)(
+            request, timeout=self.timeout, metadata=(*oms_call_metadata(self.keyring, method), *outgoing_metadata()))
+
+    async def list_venue_settings(self) -> Any:
+        """``ListVenueSettings``: what the Exchange holds per account (raises ``AioRpcError``)."""
+        return await self.stub.ListVenueSettings(
+            exchange_pb2.ListVenueSettingsRequest(), timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, "ListVenueSettings"), *outgoing_metadata()))
+
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
         learns later (resting orders filling, the venue's own cancels)."""
