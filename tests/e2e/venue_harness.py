@@ -140,3 +140,19 @@ def restart_oms(stack: Stack) -> None:
     stack.processes["oms"] = fresh
     fresh.start()
     fresh.wait_ready(30)
+
+
+def restart_exchange(stack: Stack) -> None:
+    """Stop the Exchange process and start a new one on the same port with the same settings
+    (the OMS keeps its address and reconnects)."""
+    old = stack.processes["exchange"]
+    port = (old.address or "").rsplit(":", 1)[-1]
+    old.stop()
+    channel = stack._channels.pop("exchange", None)
+    if channel is not None:
+        channel.close()
+    fresh = ServiceProcess("exchange", {**old.env, "TESSERA_EXCHANGE_PORT": port}, old.log_dir / "restarted",
+                           cwd=old.cwd, python=old.python)
+    stack.processes["exchange"] = fresh
+    fresh.start()
+    fresh.wait_ready(30)
