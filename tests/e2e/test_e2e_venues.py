@@ -89,13 +89,16 @@ def test_live_mode_refuses_to_start_naming_every_missing_gate(present, missing):
 
 
 # -- live -----------------------------------------------------------------------------------------
-def test_live_orders_are_refused_until_leverage_and_margin_mode_are_set(live, live_store, sim):
-    approved = e2e.approve(live, symbol="ETHUSDT", quantity="0.1")
+def test_live_orders_go_with_the_settings_read_from_the_venue_and_one_asking_for_another_leverage_is_refused(
+        live, live_store, sim):
+    # The Exchange read every symbol's leverage from the venue when it started (the
+    # simulator's default, 20x): an order asking for 3x is refused before it is sent.
+    approved = e2e.approve(live, symbol="ETHUSDT", quantity="0.1", leverage="3")
 
     answer = submit(live, approved)
 
     assert answer.order.status == pb.ORDER_STATUS_REJECTED
-    assert list(answer.order.reject_reasons) == ["LEVERAGE_NOT_SET"]
+    assert list(answer.order.reject_reasons) == ["LEVERAGE_MISMATCH"]
     assert live_store.statuses(approved.order.order_id) == ["PENDING", "APPROVED", "SUBMITTED", "REJECTED"]
     assert sim.orders(approved.order.client_order_id) == []
 
