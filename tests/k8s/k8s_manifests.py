@@ -52,6 +52,7 @@ MIGRATION_JOB = "tessera-migrate"
 EXTERNAL_SECRETS = {
     "tessera-hmac": {"current", "current-key-id", "previous", "previous-key-id"},
     "tessera-venue": {"api-key", "api-secret"},
+    "tessera-venue-accounts": {"accounts.json"},
     "tessera-database": {"url"},
 }
 #: Committed Secret values must be empty or carry this marker.
