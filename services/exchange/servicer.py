@@ -272,11 +272,20 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         read = getattr(self.engine.provider, "venue_positions", None)
         if self.engine.provider.mode != "LIVE" or read is None:
             return pb.ListVenuePositionsResponse(mode=self.mode)
-        held = await read()
-        return pb.ListVenuePositionsResponse(mode=self.mode, positions=[
-            pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
-                             quantity=convert.format_decimal(quantity))
-            for symbol, quantity in held.items()])
+        registry = getattr(self.engine.provider, "accounts", None)
+        if registry is None:
+            held = await read()
+            return pb.ListVenuePositionsResponse(mode=self.mode, positions=[
+                pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
+                                 quantity=convert.format_decimal(quantity))
+                for symbol, quantity in held.items()])
+        accounts = sorted(name for name, found in registry.accounts.items() if MarketType.FUTURES in found.market_types)
+        positions = []
+        for account in accounts:  # each venue account's own positions
+            for symbol, quantity in (await read(account=account)).items():
+                positions.append(pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
+                                                  quantity=convert.format_decimal(quantity), account=account))
+        return pb.ListVenuePositionsResponse(mode=self.mode, positions=positions, accounts=accounts)
 
     @venue_errors
     async def SetPositionMode(self, request: pb.SetPositionModeRequest, context: grpc.aio.ServicerContext):

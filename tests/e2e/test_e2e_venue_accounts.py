@@ -20,6 +20,7 @@ import pytest
 from eth_account import Account
 
 from tessera.common.v1 import types_pb2 as pb
+from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
 
@@ -184,6 +185,26 @@ def test_a_dropped_user_stream_loses_and_doubles_no_fill(accounts):
         stored = [t.trade_id for t in store.trades(approved.order.order_id)]
         assert stored == [str(t["id"]) for t in sim.trades(venue_order["orderId"])]  # once each
     sim.set_price("BTCUSDT", str(e2e.PRICES["BTCUSDT"]))
+
+
+def test_each_venue_accounts_positions_are_its_own_and_agree_with_its_ledger(accounts):
+    stack, store, sim = accounts
+    answer = stack.exchange.ListVenuePositions(exchange_pb2.ListVenuePositionsRequest(), timeout=e2e.RPC_TIMEOUT,
+                                               metadata=e2e.oms_credential("ListVenuePositions"))
+    venue = {(p.account, p.symbol): p.quantity for p in answer.positions}
+
+    def ledger(account, symbol):
+        return stack.risk.GetPosition(risk_pb2.GetPositionRequest(
+            account=account, market_type=pb.MARKET_TYPE_FUTURES, symbol=symbol), timeout=e2e.RPC_TIMEOUT).position
+
+    assert list(answer.accounts) == ["desk-a", "desk-b"]
+    assert {("desk-a", "BTCUSDT"), ("desk-b", "BTCUSDT"), ("desk-a", "ETHUSDT")} <= venue.keys()
+    assert ("desk-b", "ETHUSDT") not in venue  # only desk-a traded ETHUSDT: each venue account its own
+    for (account, symbol), quantity in venue.items():
+        assert e2e.wait_until(lambda: ledger(account, symbol).quantity == quantity, 10), (account, symbol, quantity)
+    time.sleep(2.0)  # reconciler passes (every 0.5 s): every account agrees with the venue
+    with store.uow() as uow:
+        assert [a for a in uow.anomalies.list(limit=100) if a.kind == "VENUE_POSITION_MISMATCH"] == []
 
 
 def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts):

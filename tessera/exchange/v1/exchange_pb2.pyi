@@ -255,19 +255,23 @@ class ListVenuePositionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListVenuePositionsResponse(_message.Message):
-    __slots__ = ("mode", "positions")
+    __slots__ = ("mode", "positions", "accounts")
     MODE_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     mode: _types_pb2.ExecutionMode
     positions: _containers.RepeatedCompositeFieldContainer[VenuePosition]
-    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., positions: _Optional[_Iterable[_Union[VenuePosition, _Mapping]]] = ...) -> None: ...
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., positions: _Optional[_Iterable[_Union[VenuePosition, _Mapping]]] = ..., accounts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VenuePosition(_message.Message):
-    __slots__ = ("symbol", "market_type", "quantity")
+    __slots__ = ("symbol", "market_type", "quantity", "account")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     market_type: _types_pb2.MarketType
     quantity: str
-    def __init__(self, symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., quantity: _Optional[str] = ...) -> None: ...
+    account: str
+    def __init__(self, symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., quantity: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...
