@@ -186,8 +186,11 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
     user_stream = (environ.get("TESSERA_VENUE_USER_STREAM", "") or "true").lower()
     if user_stream not in ("true", "false"):
         raise ConfigError("TESSERA_VENUE_USER_STREAM must be true or false")
+    deadman = _seconds(environ, "TESSERA_VENUE_DEADMAN_SECONDS", "120")
+    if deadman < 0 or 0 < deadman < 5:
+        raise ConfigError("TESSERA_VENUE_DEADMAN_SECONDS must be 0 (off) or at least 5")
     return LiveProvider(make_transport(environ, public_only=False, registry=accounts is not None), poll_seconds=poll,
-                        user_stream=user_stream == "true", accounts=accounts)
+                        user_stream=user_stream == "true", accounts=accounts, deadman_seconds=deadman)
 
 
 async def main() -> None:

@@ -35,6 +35,8 @@ class ExchangeEngine:
         self.provider = provider
         self.ttl_seconds = ttl_seconds
         self.reports = ReportLog()
+        if hasattr(provider, "alive"):  # the venue's dead-man switch is held only while the OMS follows
+            provider.alive = lambda: self.reports.followers > 0
         # order id -> when its token stops being valid; a second execution is a replay.
         # Ids go in the order they were executed, with the time they may be forgotten:
         # the oldest are let go from the front, so each execution costs O(1).

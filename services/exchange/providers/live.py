@@ -88,8 +88,18 @@ class LiveProvider:
         mark_price_seconds: float = 1.0,
         round_prices: bool = True,
         accounts: VenueAccounts | None = None,
+        deadman_seconds: float = 0.0,
     ) -> None:
         self.transport = transport
+        #: The venue's dead-man switch (futures ``countdownCancelAll``): while ``alive()``
+        #: says the OMS follows the reports, every futures symbol with an order this
+        #: process follows is armed for ``deadman_seconds`` and re-armed every quarter of
+        #: it; when the OMS (or this process) is gone for that long, the venue cancels
+        #: those symbols' open orders. 0: off.
+        self.deadman_seconds = deadman_seconds
+        self.alive: Any = None
+        self._deadman: asyncio.Task[None] | None = None
+        self._armed: set[tuple[str, str]] = set()
         #: The venue accounts: each order goes with its account's credentials, and an order
         #: of an account (or venue) the registry does not hold is refused. None: the
         #: transport's one set of credentials (the environment's single account).
@@ -179,6 +189,8 @@ class LiveProvider:
             log.warning("could not read the venue's clock: %s", error)
         if self.poll_seconds > 0 and self._poller is None:
             self._poller = asyncio.create_task(self._poll_forever(), name="venue-fills")
+        if self.deadman_seconds > 0 and self._deadman is None:
+            self._deadman = asyncio.create_task(self._deadman_forever(), name="venue-dead-man")
         try:  # the venue's published limits (weight per host, orders per account) before any order
             self.transport.configure_limits(
                 MarketType.FUTURES, await self.transport.send(rq.prepare_exchange_info(MarketType.FUTURES)))
@@ -204,11 +216,12 @@ class LiveProvider:
                                 getattr(error, "reason", error))
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._deadman):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = self._deadman = None
         for session in self.sessions.values():
             for stream in session.streams.values():
                 await stream.close()
@@ -720,6 +733,34 @@ class LiveProvider:
         payload = await self.transport.send(rq.prepare_countdown_cancel_all(symbol, countdown_ms),
                                             self.session(account).credentials)
         return int(payload.get("countdownTime", countdown_ms)) if isinstance(payload, dict) else countdown_ms
+
+    async def heartbeat(self) -> list[tuple[str, str]]:
+        """One beat of the dead-man switch: arm (again) every futures symbol with a followed
+        open order, per account, while the OMS is alive; disarm the symbols that have none
+        left. Returns the (account session, symbol) pairs armed now."""
+        if self.alive is not None and not self.alive():
+            return []  # the OMS is gone: let the countdowns run out
+        wanted = {(t.session.key, t.ref.symbol) for t in self._tracked.values()
+                  if t.ref.market_type is MarketType.FUTURES and t.venue_status not in FINAL}
+        countdown_ms = int(self.deadman_seconds * 1000)
+        for key, symbol in sorted(wanted):
+            await self.transport.send(rq.prepare_countdown_cancel_all(symbol, countdown_ms),
+                                      self.sessions[key].credentials)
+        for key, symbol in sorted(self._armed - wanted):
+            with contextlib.suppress(VenueInDoubt, VenueRateLimited, VenueRejected):
+                await self.transport.send(rq.prepare_countdown_cancel_all(symbol, 0), self.sessions[key].credentials)
+        self._armed = wanted
+        return sorted(wanted)
+
+    async def _deadman_forever(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+            except (VenueInDoubt, VenueRateLimited, VenueRejected) as error:
+                log.warning("the venue's dead-man switch was not re-armed: %s", error.reason)
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive any one bad answer
+                log.exception("the venue's dead-man switch was not re-armed")
+            await asyncio.sleep(self.deadman_seconds / 4)
 
     async def _refresh(self, tracked: Tracked) -> list[ExecutionReport]:
         ref = tracked.ref

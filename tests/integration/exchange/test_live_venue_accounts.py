@@ -131,3 +131,37 @@ def test_cancel_all_cancels_every_configured_accounts_open_orders_at_the_venue_w
     assert statuses["placed-by-hand"] == "CANCELED"
     assert [(r.order_id, r.order_status) for r in reports] == [(ours.order_id, OrderStatus.CANCELLED)]
     assert json.loads(reports[0].raw_json)["cancelAll"]["response"]["code"] == 200  # the allOpenOrders exchange
+
+
+def test_the_dead_man_switch_is_held_while_the_oms_is_alive_and_the_venue_cancels_when_it_is_gone(tmp_path,
+                                                                                                 make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path), deadman_seconds=0.5)
+            oms_alive = [True]
+            provider.alive = lambda: oms_alive[0]
+            await provider.start(sink)
+            resting = await provider.execute(make_order(account="desk-a", order_type=OrderType.LIMIT,
+                                                        price=Decimal("60000"), quantity=Decimal("0.1")))
+            client_id = resting[0].client_order_id
+
+            def status():
+                return next(o.status for o in venue.sim.state.orders.values() if o.client_order_id == client_id)
+
+            await asyncio.sleep(1.2)  # beats every 0.125 s: the countdown never runs out
+            held = status()
+            oms_alive[0] = False  # the OMS stops following the reports
+            await asyncio.sleep(1.2)
+            after = status()
+            beats = len(venue.requests("POST", "/countdownCancelAll"))
+            await provider.close()
+            return held, after, beats
+
+    held, after, beats = asyncio.run(scenario())
+
+    assert held == "NEW"
+    assert after == "CANCELED"  # cancelled by the venue, nobody asked it to
+    assert beats >= 4
