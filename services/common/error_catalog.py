@@ -153,7 +153,7 @@ _OWN: tuple[Reason, ...] = (
     _r("SHADOW_MODE_READ_ONLY", "FAILED_PRECONDITION", "Shadow mode never sends an order to the venue.",
        services=_EXCHANGE),
     _r("VENUE_REJECTED", "FAILED_PRECONDITION", "The venue refused the request with a code Tessera does not map.",
-       ("venue_code",), _EXCHANGE),
+       ("venue_code", "venue_payload"), _EXCHANGE),
     _r("CONCURRENT_UPDATE", "ABORTED", "A concurrent writer changed the order first: read it and retry.",
        ("order_id",), _OMS),
     _r("VENUE_RATE_LIMITED", "RESOURCE_EXHAUSTED",
@@ -199,7 +199,8 @@ def _venue_reasons(own: dict[str, Reason]) -> dict[str, tuple[Reason, tuple[int,
     found = {}
     for name, numbers in codes.items():
         kind = kinds[name]
-        metadata = {"rejected": ("venue_code",), "cancel_rejected": ("venue_code", "order_id")}.get(kind, ())
+        metadata = {"rejected": ("venue_code", "venue_payload"),
+                    "cancel_rejected": ("venue_code", "order_id", "venue_payload")}.get(kind, ())
         services = _OMS_EXCHANGE if kind == "cancel_rejected" else _EXCHANGE
         entry = own.get(name) or _r(name, _KIND_CODES[kind], f"{_KIND_MEANINGS[kind]}.", metadata, services)
         found[name] = (entry, tuple(numbers))

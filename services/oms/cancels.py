@@ -47,7 +47,7 @@ class Cancels:
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                return await self.submitter.write(_cancel_refused, order_id, answer.reason)
+                return await self.submitter.write(_cancel_refused, order_id, answer.reason, answer.venue_payload)
             # No answer: the cancel may or may not have reached the venue. The order stays
             # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
             raise VenueUnavailable(
@@ -144,10 +144,12 @@ def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
     return order
 
 
-def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str) -> Order:
+def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, venue_payload: str | None = None) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-        order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+        if venue_payload:  # the venue's refusal of the cancel, as it answered
+            event.raw_venue_json = order.raw_venue_json = venue_payload
         uow.orders.save(order)
     return order
 

@@ -57,6 +57,8 @@ class Refusal:
     code: grpc.StatusCode
     reason: str
     detail: str
+    #: The venue's request and answer as exact JSON text, when the venue refused.
+    venue_payload: str | None = None
 
     @property
     def definitive(self) -> bool:
@@ -68,23 +70,30 @@ class Refusal:
         return self.code is grpc.StatusCode.NOT_FOUND
 
 
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
+def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     for key, value in error.trailing_metadata() or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
             try:
                 status = status_pb2.Status.FromString(value)
             except Exception:  # noqa: BLE001 - a detail that does not parse: no reason
-                break
+                return None
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info) and info.reason:
-                    return info.reason
-    return error.code().name
+                    return info
+    return None
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
+    info = _error_info(error)
+    return info.reason if info is not None else error.code().name
 
 
 def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
-    return Refusal(error.code(), reason_of(error), error.details() or "")
+    info = _error_info(error)
+    return Refusal(error.code(), info.reason if info is not None else error.code().name, error.details() or "",
+                   (info.metadata.get("venue_payload") or None) if info is not None else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +182,8 @@ class ExchangeGateway:
         for result in response.results:
             if result.HasField("error"):
                 code = getattr(grpc.StatusCode, result.error.code, grpc.StatusCode.UNKNOWN)
-                answers.append(Refusal(code, result.error.reason or code.name, result.error.message))
+                answers.append(Refusal(code, result.error.reason or code.name, result.error.message,
+                                       result.error.metadata.get("venue_payload") or None))
             else:
                 answers.append(Executed([convert.report_from_proto(r) for r in result.response.reports],
                                         result.response.mode))

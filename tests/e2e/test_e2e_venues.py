@@ -6,6 +6,7 @@ layer) and, for "exactly once" claims, at the simulated venue itself.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -155,6 +156,11 @@ def test_insufficient_margin_at_the_venue_rejects_the_order(live, live_store, si
     assert answer.order.status == pb.ORDER_STATUS_REJECTED
     assert list(answer.order.reject_reasons) == ["MARGIN_INSUFFICIENT"]
     assert live_store.trades(approved.order.order_id) == []
+    # The venue's refusal as it answered, on the order and on its REJECTED event.
+    refusal = json.loads(answer.order.raw_venue_json)
+    assert refusal["request"]["path"].endswith("/order") and refusal["response"]["code"] == -2019
+    (rejected,) = [e for e in live_store.events(approved.order.order_id) if e.to_status.value == "REJECTED"]
+    assert rejected.raw_venue_json == answer.order.raw_venue_json
 
 
 @pytest.mark.parametrize(
