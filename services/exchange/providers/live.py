@@ -36,14 +36,13 @@ import time
 from decimal import Decimal
 from typing import Any, Iterable
 
+from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.domain.execution import ExecutionReport, Fill
 
 from ..aster import raw
 from ..aster import requests as rq
-from services.common.venue_accounts import VenueAccounts
-
 from ..aster.credentials import VenueCredentials
 from ..aster.errors import VenueCancelRejected, VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
 from ..aster.rules import SymbolRules, parse_exchange_info, price_to_tick
