@@ -165,6 +165,24 @@ def test_venue_settings_are_stored_and_an_exchange_restart_refuses_no_order_for_
     assert stored_settings(stack, "desk-a")[("desk-a", "ETHUSDT")].source == "e2e-operator"  # unchanged, kept
 
 
+def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
+    stack, store, sim = accounts
+    oms = ("--oms", stack.processes["oms"].address)
+
+    changed = e2e.run_cli("venue", "leverage", "desk-b", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
+    margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--operator", "cli-operator", *oms)
+    unknown = e2e.run_cli("venue", "leverage", "nobody", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
+    listed = e2e.run_cli("venue", "settings", "desk-b", *oms)
+
+    assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
+    assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
+    (row,) = [line for line in listed.stdout.splitlines() if "SOLUSDT" in line]
+    assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", "cli-operator"]
+    assert "desk-a" not in listed.stdout
+    at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
+    assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"
+
+
 def test_a_dropped_user_stream_loses_and_doubles_no_fill(accounts):
     stack, store, sim = accounts
     assert e2e.wait_until(lambda: sim.streams()["connected"] >= 2, 10)  # one per account
