@@ -27,7 +27,10 @@ if _version_not_supported:
 
 class ExchangeServiceStub:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
@@ -123,7 +126,10 @@ class ExchangeServiceStub:
 
 class ExchangeServiceServicer:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
@@ -175,7 +181,8 @@ class ExchangeServiceServicer:
 
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll cancels every open order on every given symbol (every symbol
-        when none is given). OMS only.
+        when none is given: each symbol with an open order at the venue, of every
+        configured account, those placed outside Tessera too). OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -337,7 +344,10 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ExchangeService:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's

@@ -233,7 +233,8 @@ class OrderManagementServiceServicer:
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll halts trading (latched: the global trading state becomes
         HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-        or approved order of every symbol and account.
+        or approved order of every symbol and account, then (live mode) every open order
+        at the venue of every account the Exchange trades for, whoever placed it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -32,7 +32,8 @@ type ExchangeServiceClient interface {
 	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
-	// when none is given). OMS only.
+	// when none is given: each symbol with an open order at the venue, of every
+	// configured account, those placed outside Tessera too). OMS only.
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.
@@ -236,7 +237,8 @@ type ExchangeServiceServer interface {
 	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
-	// when none is given). OMS only.
+	// when none is given: each symbol with an open order at the venue, of every
+	// configured account, those placed outside Tessera too). OMS only.
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.

@@ -72,7 +72,8 @@ type OrderManagementServiceClient interface {
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account.
+	// or approved order of every symbol and account, then (live mode) every open order
+	// at the venue of every account the Exchange trades for, whoever placed it.
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
@@ -354,7 +355,8 @@ type OrderManagementServiceServer interface {
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account.
+	// or approved order of every symbol and account, then (live mode) every open order
+	// at the venue of every account the Exchange trades for, whoever placed it.
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
