@@ -33,7 +33,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Iterable
 
 from services.common.venue_accounts import VenueAccounts
@@ -45,7 +45,7 @@ from ..aster import raw
 from ..aster import requests as rq
 from ..aster.credentials import VenueCredentials
 from ..aster.errors import VenueCancelRejected, VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
-from ..aster.rules import SymbolRules, parse_exchange_info, price_to_tick
+from ..aster.rules import SymbolRules, parse_exchange_info, round_to_tick
 from ..aster.transport import AsterTransport
 from ..aster.user_stream import UserDataStream, default_stream_url
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
@@ -396,10 +396,13 @@ class LiveProvider:
                 await self.load_settings(account=order.account)  # not read at start: read now, once
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
-        if not self.round_prices and order.price is not None and price_to_tick(order.price, order.side, rules) != order.price:
-            raise PreconditionFailed(
-                f"price {order.price} is not on the tick {rules.tick_size} of {order.symbol}", reason="PRICE_NOT_ON_TICK"
-            )
+        if not self.round_prices:
+            for name, value in (("price", order.price), ("stop price", order.stop_price)):
+                if value is not None and round_to_tick(value, rules.tick_size, ROUND_HALF_EVEN,
+                                                       rules.min_price) != value:
+                    raise PreconditionFailed(
+                        f"{name} {value} is not on the tick {rules.tick_size} of {order.symbol}",
+                        reason="PRICE_NOT_ON_TICK")
         mark = await self.mark_price(order.symbol, order.market_type)
         request = rq.prepare_order(order, rules, hedge_mode=session.hedge_mode, reference_price=mark)
         self.ensure_stream(session, order.market_type)

@@ -165,3 +165,25 @@ def test_the_dead_man_switch_is_held_while_the_oms_is_alive_and_the_venue_cancel
     assert held == "NEW"
     assert after == "CANCELED"  # cancelled by the venue, nobody asked it to
     assert beats >= 4
+
+
+def test_without_rounding_an_off_tick_stop_price_is_refused_too_and_nothing_is_sent(tmp_path, make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path), round_prices=False)
+            await provider.start(sink)
+            with pytest.raises(PreconditionFailed) as refused:
+                await provider.execute(make_order(account="desk-a", order_type=OrderType.STOP_LIMIT,
+                                                  price=Decimal("70000.1"), stop_price=Decimal("69999.95"),
+                                                  quantity=Decimal("0.1")))
+            sent = venue.requests("POST", "/order")
+            await provider.close()
+            return refused.value, sent
+
+    refused, sent = asyncio.run(scenario())
+
+    assert refused.reason == "PRICE_NOT_ON_TICK" and "stop price 69999.95" in str(refused)
+    assert sent == []
