@@ -21,16 +21,18 @@ _TOKEN_MESSAGES = {
 
 
 def verify_or_raise(
-    keyring: "core_ext.KeyRing", token: str | None, order: Order, *, ttl_seconds: int
+    keyring: "core_ext.KeyRing", token: str | None, order: Order, *, ttl_seconds: int, now: float | None = None
 ) -> "core_ext.VerifyResult":
-    """Verify ``token`` against ``order``'s economic fields.
+    """Verify ``token`` against ``order``'s economic fields at ``now`` (epoch seconds;
+    default: the wall clock).
 
     Raises
     ------
     TokenRejected
         With the verifier's reason code (``TOKEN_EXPIRED``, ...) as its reason.
     """
-    result = core_ext.verify_token(keyring, token, order.token_body(), time.time(), ttl_seconds)
+    result = core_ext.verify_token(keyring, token, order.token_body(), time.time() if now is None else now,
+                                   ttl_seconds)
     if not result.ok:
         raise TokenRejected(_TOKEN_MESSAGES.get(result.reason, "risk token refused"), reason=result.reason)
     return result
@@ -55,21 +57,26 @@ def batch_tokens(risk_tokens: list[str]) -> str:
     return "batch:" + hashlib.sha256("\n".join(risk_tokens).encode()).hexdigest()
 
 
-def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "") -> tuple[tuple[str, str], ...]:
-    """gRPC metadata proving the call comes from an OMS holding the key ring."""
-    credential = core_ext.sign_token(keyring, _call_body(method, risk_token), int(time.time()))
+def oms_call_metadata(keyring: "core_ext.KeyRing", method: str, risk_token: str = "", *,
+                      now: float | None = None) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata proving the call comes from an OMS holding the key ring (signed at
+    ``now``, epoch seconds; default: the wall clock)."""
+    credential = core_ext.sign_token(keyring, _call_body(method, risk_token), int(time.time() if now is None else now))
     return ((OMS_CREDENTIAL_METADATA, credential),)
 
 
 def verify_oms_call(
-    keyring: "core_ext.KeyRing", metadata: object, method: str, risk_token: str = "", *, ttl_seconds: int = 60
+    keyring: "core_ext.KeyRing", metadata: object, method: str, risk_token: str = "", *, ttl_seconds: int = 60,
+    now: float | None = None,
 ) -> None:
-    """Raise :class:`TokenRejected` (reason ``CALLER_NOT_OMS``) unless the OMS signed this call."""
+    """Raise :class:`TokenRejected` (reason ``CALLER_NOT_OMS``) unless the OMS signed this
+    call (checked at ``now``, epoch seconds; default: the wall clock)."""
     presented = None
     for key, value in metadata or ():  # type: ignore[attr-defined]
         if key == OMS_CREDENTIAL_METADATA:
             presented = value if isinstance(value, str) else None
-    result = core_ext.verify_token(keyring, presented, _call_body(method, risk_token), time.time(), ttl_seconds)
+    result = core_ext.verify_token(keyring, presented, _call_body(method, risk_token),
+                                   time.time() if now is None else now, ttl_seconds)
     if not result.ok:
         raise TokenRejected(
             f"only the OMS may call {method} ({result.reason.lower().replace('_', ' ')})", reason="CALLER_NOT_OMS",

@@ -16,7 +16,9 @@ wallet's ``private_key_file``; ``chain_id`` 1666, or 714 on testnet) or V1 ones
 (``api_key_file``, ``secret_file``). Every secret is read from a file, never from the
 registry itself (a secret written inline is refused); a relative path is relative to the
 registry's directory. Risk reads the registry without the credentials (it never opens a
-key file); the Exchange reads both.
+key file); the Exchange reads both, building each account's credentials with the factory
+it passes (:func:`services.exchange.aster.credentials.credentials_from_mapping`: this
+module knows files and fields, not signing).
 
 :class:`VenueAccounts` holds the registry in memory: a lookup is a dict lookup, never a
 file read, so the order path does not touch the disk. :meth:`VenueAccounts.refresh`
@@ -36,7 +38,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from services.domain import MarketType
 from services.domain.errors import PreconditionFailed
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 VARIABLE = "TESSERA_VENUE_ACCOUNTS_FILE"
 RELOAD_VARIABLE = "TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS"
 VENUES = frozenset({"aster"})
+#: The EIP-712 chainId of Aster's mainnet (714 on testnet), when an account names none.
+MAINNET_CHAIN_ID = 1666
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 _SECRET_FIELDS = {"private_key": "private_key_file", "api_key": "api_key_file", "secret": "secret_file"}
 _FIELDS = frozenset({"venue", "market_types", "user", "signer", "chain_id", *_SECRET_FIELDS.values()})
@@ -87,7 +91,13 @@ def _read_secret(base: Path, account: str, field: str, value: Any) -> tuple[str,
     return text, path
 
 
-def parse(document: Any, base: Path, *, with_credentials: bool) -> tuple[dict[str, VenueAccount], list[Path]]:
+#: Builds an account's credentials from its fields (``user``, ``signer``, ``private_key``,
+#: ``chain_id``; or ``api_key``, ``secret``) and a label; raises ValueError naming fields only.
+CredentialsFactory = Callable[..., Any]
+
+
+def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
+          ) -> tuple[dict[str, VenueAccount], list[Path]]:
     """The accounts of a registry document, and the key files it read.
 
     Raises
@@ -130,27 +140,28 @@ def parse(document: Any, base: Path, *, with_credentials: bool) -> tuple[dict[st
         missing = [field for field in needed if not entry.get(field)]
         if missing:
             raise RegistryError(f"account {name!r}: missing {', '.join(missing)}")
-        credentials = None
-        if with_credentials:
-            credentials, read = _credentials(name, entry, base, v3)
+        built = None
+        if credentials is not None:
+            built, read = _credentials(name, entry, base, v3, credentials)
             files += read
-        accounts[name] = VenueAccount(name, venue, market_types, "v3" if v3 else "v1", credentials)
+        accounts[name] = VenueAccount(name, venue, market_types, "v3" if v3 else "v1", built)
     return accounts, files
 
 
-def _credentials(name: str, entry: Mapping[str, Any], base: Path, v3: bool) -> tuple[Any, list[Path]]:
-    from services.exchange.aster.credentials import MAINNET_CHAIN_ID, HmacCredentials, WalletCredentials
-
+def _credentials(name: str, entry: Mapping[str, Any], base: Path, v3: bool,
+                 factory: CredentialsFactory) -> tuple[Any, list[Path]]:
     try:
         if v3:
             key, path = _read_secret(base, name, "private_key_file", entry["private_key_file"])
             chain = entry.get("chain_id", MAINNET_CHAIN_ID)
             if not isinstance(chain, int) or isinstance(chain, bool):
                 raise RegistryError(f"account {name!r}: chain_id must be a number (1666 mainnet, 714 testnet)")
-            return WalletCredentials(str(entry["user"]), str(entry["signer"]), key, chain_id=chain), [path]
+            fields = {"user": str(entry["user"]), "signer": str(entry["signer"]), "private_key": key,
+                      "chain_id": str(chain)}
+            return factory(fields, label=None), [path]
         api_key, key_path = _read_secret(base, name, "api_key_file", entry["api_key_file"])
         secret, secret_path = _read_secret(base, name, "secret_file", entry["secret_file"])
-        return HmacCredentials(api_key, secret, label=f"v1:{name}"), [key_path, secret_path]
+        return factory({"api_key": api_key, "secret": secret}, label=f"v1:{name}"), [key_path, secret_path]
     except RegistryError:
         raise
     except ValueError as error:  # the credentials' own messages name fields, never values
@@ -171,9 +182,11 @@ def _fingerprint(paths: list[Path]) -> tuple[Any, ...]:
 class VenueAccounts:
     """The registry in memory (see the module). ``get`` is a dict lookup."""
 
-    def __init__(self, path: str | os.PathLike[str], *, with_credentials: bool) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, credentials: CredentialsFactory | None = None) -> None:
+        """``credentials``: the factory of each account's credentials (the Exchange's);
+        None reads the registry without opening a key file (Risk)."""
         self.path = Path(path)
-        self.with_credentials = with_credentials
+        self.credentials = credentials
         self.accounts: dict[str, VenueAccount] = {}
         self._files: list[Path] = []
         self._fingerprint: tuple[Any, ...] = ()
@@ -181,10 +194,11 @@ class VenueAccounts:
         self.load()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], *, with_credentials: bool) -> "VenueAccounts | None":
+    def from_environ(cls, environ: Mapping[str, str], *, credentials: CredentialsFactory | None = None
+                     ) -> "VenueAccounts | None":
         """The registry ``TESSERA_VENUE_ACCOUNTS_FILE`` names; None when unset."""
         path = environ.get(VARIABLE, "")
-        return cls(path, with_credentials=with_credentials) if path else None
+        return cls(path, credentials=credentials) if path else None
 
     def load(self) -> None:
         """Read the registry now.
@@ -202,7 +216,7 @@ class VenueAccounts:
         except ValueError as error:
             raise RegistryError(f"{VARIABLE} {str(self.path)!r} is not JSON (line {getattr(error, 'lineno', '?')})"
                                 ) from None
-        accounts, files = parse(document, self.path.parent, with_credentials=self.with_credentials)
+        accounts, files = parse(document, self.path.parent, credentials=self.credentials)
         self.accounts, self._files = accounts, files
         self._fingerprint = fingerprint + _fingerprint(files)
         self.loads += 1

@@ -28,7 +28,7 @@ from tessera.exchange.v1 import exchange_pb2
 
 from services.common.venue_accounts import VARIABLE, RegistryError, VenueAccounts, reload_seconds
 
-from .aster.credentials import credentials_from_environ, missing_variables
+from .aster.credentials import credentials_from_environ, credentials_from_mapping, missing_variables
 from .aster.transport import AsterTransport
 from .engine import ExchangeEngine
 from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
@@ -177,7 +177,7 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
         )
         return ShadowProvider(make_transport(environ, public_only=True), fees, poll_seconds=poll)
     try:
-        accounts = VenueAccounts.from_environ(environ, with_credentials=True)
+        accounts = VenueAccounts.from_environ(environ, credentials=credentials_from_mapping)
     except RegistryError as error:
         raise ConfigError(str(error)) from None
     live_gate(environ, registry=accounts is not None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import time
+from typing import Callable
 
 import core_ext
 from services.common.tokens import batch_tokens, verify_oms_call, verify_or_raise
@@ -30,10 +31,14 @@ __all__ = ["ExchangeEngine", "Provider"]
 
 
 class ExchangeEngine:
-    def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300) -> None:
+    def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300,
+                 wall: Callable[[], float] = time.time) -> None:
         self.keyring = keyring
         self.provider = provider
         self.ttl_seconds = ttl_seconds
+        #: The time tokens and credentials are checked at, and executed ids forgotten
+        #: after (epoch seconds): the wall clock unless a test gives its own.
+        self.wall = wall
         self.reports = ReportLog()
         if hasattr(provider, "alive"):  # the venue's dead-man switch is held only while the OMS follows
             provider.alive = lambda: self.reports.followers > 0
@@ -51,7 +56,7 @@ class ExchangeEngine:
         await self.provider.close()
 
     def _claim(self, order: Order, issued_at: int) -> None:
-        now = time.time()
+        now = self.wall()
         forget = self._forget
         while forget and forget[0][0] <= now:
             until, order_id = forget.popleft()
@@ -66,12 +71,12 @@ class ExchangeEngine:
 
     def authorize(self, metadata: object, method: str, risk_token: str = "") -> None:
         """Refuse calls the OMS did not sign (see :func:`verify_oms_call`)."""
-        verify_oms_call(self.keyring, metadata, method, risk_token)
+        verify_oms_call(self.keyring, metadata, method, risk_token, now=self.wall())
 
     async def execute(self, order: Order, token: str, metadata: object) -> list[ExecutionReport]:
         """Verify ``token`` against ``order`` and execute it (the reports are the answer's)."""
         # The risk token first, so a bad token is reported as such whoever sends it.
-        result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+        result = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds, now=self.wall())
         return await self.execute_verified(order, result, token, metadata)
 
     async def execute_verified(self, order: Order, verified: "core_ext.VerifyResult", token: str,
@@ -101,7 +106,8 @@ class ExchangeEngine:
                 continue
             try:
                 if verified is None:
-                    verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds)
+                    verified = verify_or_raise(self.keyring, token, order, ttl_seconds=self.ttl_seconds,
+                                               now=self.wall())
                 self._claim(order, verified.issued_at or 0)
                 outcomes.append(await self.provider.execute(order))
             except Exception as error:  # noqa: BLE001 - reported for this order alone

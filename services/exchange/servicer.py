@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from typing import Any, Callable
 
 import grpc
@@ -100,7 +99,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             raise InvalidOrder("order", "required", violation="REQUIRED")
         order = convert.order_from_proto(request.order)
         return order, verify_or_raise(self.engine.keyring, request.risk_token, order,
-                                      ttl_seconds=self.engine.ttl_seconds)
+                                      ttl_seconds=self.engine.ttl_seconds, now=self.engine.wall())
 
     def _response(self, order: Order, reports: list[Any]) -> pb.ExecuteOrderResponse:
         return pb.ExecuteOrderResponse(remote_order_id=order.remote_order_id or "", mode=self.mode,
@@ -119,7 +118,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def ExecuteOrder(self, request: bytes, context: grpc.aio.ServicerContext):
-        verdict = core_ext.verify_order_request(self.engine.keyring, request, time.time(), self.engine.ttl_seconds)
+        verdict = core_ext.verify_order_request(self.engine.keyring, request, self.engine.wall(), self.engine.ttl_seconds)
         message = _parse(pb.ExecuteOrderRequest, request)
         note_order_id(message.order.order_id)
         order, verified = self._order(verdict, message)
@@ -131,7 +130,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     @venue_errors
     async def ExecuteOrders(self, request: bytes, context: grpc.aio.ServicerContext):
         try:
-            verdicts = core_ext.verify_order_requests(self.engine.keyring, request, time.time(),
+            verdicts = core_ext.verify_order_requests(self.engine.keyring, request, self.engine.wall(),
                                                       self.engine.ttl_seconds)
         except ValueError:
             raise MalformedRequest("ExecuteOrdersRequest") from None

@@ -41,13 +41,14 @@ class Cancels:
         self.clock = clock
 
     async def cancel(self, order_id: str) -> Order:
-        order = await self.submitter.write(_request_cancel, order_id)
+        order = await self.submitter.write(_request_cancel, order_id, self.clock())
         if order.status is not OrderStatus.PENDING_CANCEL:
             return order  # never reached a venue: cancelled locally
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                return await self.submitter.write(_cancel_refused, order_id, answer.reason, answer.venue_payload)
+                return await self.submitter.write(_cancel_refused, order_id, answer.reason, self.clock(),
+                                                  answer.venue_payload)
             # No answer: the cancel may or may not have reached the venue. The order stays
             # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
             raise VenueUnavailable(
@@ -129,14 +130,14 @@ class Cancels:
         return (await self.submitter.apply_reports(order.order_id, [answer])).order
 
 
-def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
+def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL:
         return order
     if order.status in (OrderStatus.PENDING, OrderStatus.APPROVED):
-        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission")
+        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission", at=at)
     elif order.status.is_open:
-        order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested")
+        order.transition(OrderStatus.PENDING_CANCEL, reason="cancel requested", at=at)
     else:
         raise PreconditionFailed(f"order is {order.status.value}: nothing to cancel", reason="ORDER_NOT_OPEN",
                                  metadata={"order_id": order.order_id, "status": order.status.value})
@@ -144,10 +145,11 @@ def _request_cancel(uow: UnitOfWork, order_id: str) -> Order:
     return order
 
 
-def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, venue_payload: str | None = None) -> Order:
+def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime,
+                    venue_payload: str | None = None) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
         if venue_payload:  # the venue's refusal of the cancel, as it answered
             event.raw_venue_json = order.raw_venue_json = venue_payload
         uow.orders.save(order)

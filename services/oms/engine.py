@@ -20,6 +20,7 @@ import asyncio
 import collections
 import datetime as dt
 import logging
+import time
 from typing import Any, AsyncIterator, Callable
 
 import grpc
@@ -65,14 +66,15 @@ class OrderManagement:
         ttl_seconds: int = 300,
         exchange_timeout: float = 10.0,
         clock: Callable[[], dt.datetime] = utcnow,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.keyring = keyring
         self.ttl_seconds = ttl_seconds
-        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout)
+        self.gateway = ExchangeGateway(exchange, keyring, timeout=exchange_timeout, wall=wall)
         self._event_written = asyncio.Event()
         self.submitter = Submitter(db, keyring, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
-                                   written=self._event_written.set)
+                                   wall=wall, written=self._event_written.set)
         self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock)
         self.replacer = Replacer(self.submitter, self.gateway, ttl_seconds=ttl_seconds)
         self.venue_settings = VenueSettings(self.submitter, self.gateway)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, Sequence
+import time
+from decimal import Decimal
+from typing import Any, Callable, Sequence
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -115,13 +117,17 @@ class ExchangeGateway:
         Signs the OMS's per-call credential.
     timeout
         The longest an execution or a cancel waits for its answer (seconds).
+    wall
+        The wall clock (epoch seconds) the credentials are signed at.
     """
 
     def __init__(self, stub: exchange_pb2_grpc.ExchangeServiceStub, keyring: "core_ext.KeyRing", *,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, wall: Callable[[], float] = time.time) -> None:
         self.stub = stub
         self.keyring = keyring
         self.timeout = timeout
+        #: The time the OMS's per-call credentials are signed at (epoch seconds).
+        self.wall = wall
 
     def _deadline(self, remaining: float | None) -> float:
         """The call's timeout: the gateway's, within what the caller has left (a margin
@@ -139,7 +145,8 @@ class ExchangeGateway:
                 response = await self.stub.ExecuteOrder(
                     exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token),
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token), *outgoing_metadata()),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", token, now=self.wall()),
+                              *outgoing_metadata()),
                     wait_for_ready=True,
                 )
         except grpc.aio.AioRpcError as error:
@@ -165,7 +172,7 @@ class ExchangeGateway:
                         orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
                     ),
                     timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens)),
+                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", batch_tokens(tokens), now=self.wall()),
                               *outgoing_metadata()),
                     wait_for_ready=True,
                 )
@@ -209,7 +216,7 @@ class ExchangeGateway:
                 account=order.account,
             ),
             timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "CancelOrder"), *outgoing_metadata()),
+            metadata=(*oms_call_metadata(self.keyring, "CancelOrder", now=self.wall()), *outgoing_metadata()),
         )
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
@@ -226,7 +233,7 @@ class ExchangeGateway:
                 side=convert.enum_to_proto(order.side),
             ),
             timeout=timeout or self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "QueryOrder"), *outgoing_metadata()),
+            metadata=(*oms_call_metadata(self.keyring, "QueryOrder", now=self.wall()), *outgoing_metadata()),
         )
 
     async def emergency_cancel_all(self) -> list[ExecutionReport] | Refusal:
@@ -236,29 +243,75 @@ class ExchangeGateway:
         try:
             response = await self.stub.EmergencyCancelAll(
                 exchange_pb2.EmergencyCancelAllRequest(), timeout=self.timeout,
-                metadata=(*oms_call_metadata(self.keyring, "EmergencyCancelAll"), *outgoing_metadata()))
+                metadata=(*oms_call_metadata(self.keyring, "EmergencyCancelAll", now=self.wall()), *outgoing_metadata()))
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
         return [convert.report_from_proto(r) for r in response.reports]
 
-    async def venue_setting(self, method: str, request: Any) -> Any:
-        """One of the Exchange's setting calls (``SetLeverage``, ``SetMarginMode``,
-        ``SetPositionMode``); raises ``AioRpcError``."""
+    async def _setting(self, method: str, request: Any) -> Any:
         return await getattr(self.stub, method)(
-            request, timeout=self.timeout, metadata=(*oms_call_metadata(self.keyring, method), *outgoing_metadata()))
+            request, timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, method, now=self.wall()), *outgoing_metadata()))
+
+    async def set_leverage(self, account: str, symbol: str, leverage: int) -> int:
+        """``SetLeverage`` for an account's symbol: the leverage the venue applied
+        (raises ``AioRpcError``)."""
+        answer = await self._setting("SetLeverage", exchange_pb2.SetLeverageRequest(
+            symbol=symbol, leverage=str(leverage), account=account))
+        return int(answer.leverage)
+
+    async def set_margin_mode(self, account: str, symbol: str, margin_mode: int) -> int:
+        """``SetMarginMode`` (a ``tessera.common.v1.MarginMode``): the mode the venue
+        applied (raises ``AioRpcError``)."""
+        answer = await self._setting("SetMarginMode", exchange_pb2.SetMarginModeRequest(
+            symbol=symbol, margin_mode=margin_mode, account=account))
+        return int(answer.margin_mode)
+
+    async def set_position_mode(self, account: str, hedge: bool) -> bool:
+        """``SetPositionMode``: True when the venue applied hedge mode (raises ``AioRpcError``)."""
+        answer = await self._setting("SetPositionMode", exchange_pb2.SetPositionModeRequest(
+            account=account, hedge_mode=hedge))
+        return bool(answer.hedge_mode)
 
     async def list_venue_settings(self) -> Any:
         """``ListVenueSettings``: what the Exchange holds per account (raises ``AioRpcError``)."""
         return await self.stub.ListVenueSettings(
             exchange_pb2.ListVenueSettingsRequest(), timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "ListVenueSettings"), *outgoing_metadata()))
+            metadata=(*oms_call_metadata(self.keyring, "ListVenueSettings", now=self.wall()), *outgoing_metadata()))
+
+    async def venue_futures_positions(self, *, timeout: float | None = None) -> dict[str, Decimal] | None:
+        """``ListVenuePositions``: the venue account's futures positions by symbol, or None
+        when the Exchange runs paper or shadow (no venue account to compare with).
+        Raises the call's ``AioRpcError``."""
+        answer = await self.stub.ListVenuePositions(
+            exchange_pb2.ListVenuePositionsRequest(), timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", now=self.wall()))
+        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+            return None
+        return {p.symbol: Decimal(p.quantity) for p in answer.positions
+                if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)}
+
+    async def venue_futures_positions_by_account(self, *, timeout: float | None = None
+                                                 ) -> tuple[list[str], dict[tuple[str, str], Decimal]] | None:
+        """``ListVenuePositions`` by account: the accounts the answer covers (empty: the
+        Exchange's single venue account, every position under account ``""``) and the
+        futures positions by (account, symbol); None in paper or shadow mode. Raises the
+        call's ``AioRpcError``."""
+        answer = await self.stub.ListVenuePositions(
+            exchange_pb2.ListVenuePositionsRequest(), timeout=timeout or self.timeout,
+            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", now=self.wall()))
+        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+            return None
+        return list(answer.accounts), {(p.account, p.symbol): Decimal(p.quantity) for p in answer.positions
+                                       if p.market_type in (common_pb.MARKET_TYPE_FUTURES,
+                                                            common_pb.MARKET_TYPE_UNSPECIFIED)}
 
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange
         learns later (resting orders filling, the venue's own cancels)."""
         return self.stub.StreamExecutionReports(
             exchange_pb2.StreamExecutionReportsRequest(after_sequence=after_sequence),
-            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports"),
+            metadata=oms_call_metadata(self.keyring, "StreamExecutionReports", now=self.wall()),
         )
 
 

@@ -31,12 +31,11 @@ import time
 from decimal import Decimal
 from typing import Any, Callable
 
-from services.common.tokens import oms_call_metadata
 from services.domain import MarketType
 from services.store import UnitOfWork
 from services.store.database import Database
-from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2
+
+from .gateway import ExchangeGateway
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,7 @@ class PositionCheck:
         self.db = db
         self.keyring = keyring
         self.stub = stub
+        self.gateway = ExchangeGateway(stub, keyring, timeout=timeout_seconds)
         self.timeout_seconds = timeout_seconds
         self.settle_seconds = settle_seconds
         self.monotonic = monotonic
@@ -96,19 +96,14 @@ class PositionCheck:
     async def check(self) -> list[Mismatch]:
         """Compare once; returns the mismatches recorded by this check (raises the
         Exchange's ``AioRpcError`` when it cannot answer)."""
-        answer = await self.stub.ListVenuePositions(
-            exchange_pb2.ListVenuePositionsRequest(), timeout=self.timeout_seconds,
-            metadata=oms_call_metadata(self.keyring, "ListVenuePositions"))
-        if answer.mode != common_pb.EXECUTION_MODE_LIVE:
+        answer = await self.gateway.venue_futures_positions_by_account(timeout=self.timeout_seconds)
+        if answer is None:
             return []  # paper and shadow: no venue account to compare with
-        futures = [p for p in answer.positions
-                   if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)]
-        if answer.accounts:  # a registry: each venue account against its own Tessera account
-            venue = {(p.account, p.symbol): Decimal(p.quantity) for p in futures}
-            accounts = set(answer.accounts)
-            ledger = await self.db.read(lambda uow: ledger_futures_by_account(uow, accounts))
+        accounts, venue = answer
+        if accounts:  # a registry: each venue account against its own Tessera account
+            wanted = set(accounts)
+            ledger = await self.db.read(lambda uow: ledger_futures_by_account(uow, wanted))
         else:  # one venue account for every Tessera account
-            venue = {("", p.symbol): Decimal(p.quantity) for p in futures}
             ledger = {("", symbol): quantity for symbol, quantity in (await self.db.read(ledger_futures)).items()}
         differing = {}
         for key in sorted(venue.keys() | ledger.keys()):

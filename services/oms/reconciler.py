@@ -159,12 +159,12 @@ class Reconciler:
         if status in _CLOSING or status is OrderStatus.ACCEPTED:
             if status in _CLOSING and filled < executed:
                 return "waiting"  # the venue's trades are not all visible yet
-            await self._write(apply_report, self._status_report(order, status, answer.remote_order_id))
+            await self._write(apply_report, self._status_report(order, status, answer.remote_order_id, self.clock()))
         current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
         return "waiting" if current is not None and current.status.is_open and status is None else "resolved"
 
     @staticmethod
-    def _status_report(order: Order, status: OrderStatus, remote_order_id: str) -> ExecutionReport:
+    def _status_report(order: Order, status: OrderStatus, remote_order_id: str, at: dt.datetime) -> ExecutionReport:
         return ExecutionReport(
             order_id=order.order_id,
             client_order_id=order.client_order_id,
@@ -173,7 +173,7 @@ class Reconciler:
             symbol=order.symbol,
             side=order.side,
             order_status=status,
-            transact_time=utcnow(),
+            transact_time=at,
             remote_order_id=remote_order_id or None,
             reason=f"reconciled: the venue says {status.value.lower()}",
         )
@@ -197,12 +197,12 @@ class Reconciler:
                 return "waiting"
             target = OrderStatus.REJECTED if order.status is OrderStatus.SUBMITTED else OrderStatus.CANCELLED
             changed = await self._write(self._close_absent, order.order_id, order.version, target,
-                                        "reconciled: not at venue (the order never arrived)")
+                                        "reconciled: not at venue (the order never arrived)", self.clock())
             return "not_at_venue" if changed else "waiting"
         if mode in _SIMULATED:
             target = OrderStatus.CANCELLED if order.status is OrderStatus.PENDING_CANCEL else OrderStatus.EXPIRED
             await self._write(self._close_absent, order.order_id, order.version, target,
-                              "reconciled: the simulated venue no longer has the order (it restarted)")
+                              "reconciled: the simulated venue no longer has the order (it restarted)", self.clock())
             return "resolved"
         current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
         if current is None or current.version != order.version:
@@ -218,7 +218,8 @@ class Reconciler:
         return sent[-1] if sent else None
 
     @staticmethod
-    def _close_absent(uow: UnitOfWork, order_id: str, seen_version: int, target: OrderStatus, reason: str) -> bool:
+    def _close_absent(uow: UnitOfWork, order_id: str, seen_version: int, target: OrderStatus, reason: str,
+                      at: dt.datetime) -> bool:
         """Close an order the venue does not have, unless it changed since it was asked
         about (an acknowledgement or a fill arrived meanwhile: the next pass looks again)."""
         order = uow.orders.get(order_id)
@@ -226,16 +227,17 @@ class Reconciler:
             return False
         if target is OrderStatus.REJECTED:
             order.reject_reasons = [NOT_AT_VENUE]
-        order.transition(target, reason=reason, payload={"reconciler": True})
+        order.transition(target, reason=reason, at=at, payload={"reconciler": True})
         uow.orders.save(order)
         return True
 
     async def _quarantine(self, order: Order, why: str, detail: dict[str, Any]) -> str:
-        await self._write(self._record_quarantine, order.order_id, why, detail)
+        await self._write(self._record_quarantine, order.order_id, why, detail, self.clock())
         return "quarantined"
 
     @staticmethod
-    def _record_quarantine(uow: UnitOfWork, order_id: str, why: str, detail: dict[str, Any]) -> None:
+    def _record_quarantine(uow: UnitOfWork, order_id: str, why: str, detail: dict[str, Any], at: dt.datetime
+                           ) -> None:
         order = uow.orders.get(order_id)
         assert order is not None
         if any(a.kind == DISCREPANCY for a in uow.anomalies.list(order_id=order_id, limit=50)):
@@ -249,7 +251,7 @@ class Reconciler:
         event = OrderEvent(
             order_id=order_id,
             sequence=order.last_sequence + 1,
-            event_time=utcnow(),
+            event_time=at,
             from_status=order.status,
             to_status=order.status,
             reason=f"reconciler: {order.symbol} quarantined: {why}",

@@ -25,6 +25,7 @@ venue's own modify (Aster futures' ``PUT /fapi/v3/order``) is not used.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from decimal import Decimal
 from typing import Any
@@ -82,7 +83,8 @@ def _read_stored(uow: UnitOfWork, order_id: str) -> _Stored:
                    uow.trades.for_order(order_id), replaced)
 
 
-def _start(uow: UnitOfWork, replaced_id: str, replacement_id: str, filled: Decimal | None) -> tuple[Order, str]:
+def _start(uow: UnitOfWork, replaced_id: str, replacement_id: str, filled: Decimal | None, at: dt.datetime
+           ) -> tuple[Order, str]:
     """Move the replaced order to PENDING_CANCEL for ``replacement_id`` (or find where an
     earlier attempt of the same replace got to)."""
     order = load(uow, replaced_id)
@@ -101,30 +103,30 @@ def _start(uow: UnitOfWork, replaced_id: str, replacement_id: str, filled: Decim
     if filled is None or order.filled_quantity != filled:
         return order, _CHANGED
     order.replaced_by_order_id = replacement_id
-    order.transition(OrderStatus.PENDING_CANCEL, reason=f"replace requested: by order {replacement_id}",
+    order.transition(OrderStatus.PENDING_CANCEL, reason=f"replace requested: by order {replacement_id}", at=at,
                      payload={"replaced_by_order_id": replacement_id})
     uow.orders.save(order)
     return order, _CANCEL
 
 
-def _cancel_refused(uow: UnitOfWork, replaced_id: str, replacement_id: str, reason: str) -> Order:
+def _cancel_refused(uow: UnitOfWork, replaced_id: str, replacement_id: str, reason: str, at: dt.datetime) -> Order:
     """The venue refused the cancel: the old order goes back to where it was, free to be
     replaced again, and the replacement is abandoned (in the same transaction)."""
     order = load(uow, replaced_id)
     if order.replaced_by_order_id == replacement_id:
         order.replaced_by_order_id = None
         if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-            order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}")
+            order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
         uow.orders.save(order)
-    _abandon(uow, replacement_id, f"the venue refused to cancel order {replaced_id}: {reason}")
+    _abandon(uow, replacement_id, f"the venue refused to cancel order {replaced_id}: {reason}", at)
     return order
 
 
-def _abandon(uow: UnitOfWork, replacement_id: str, reason: str) -> Order:
+def _abandon(uow: UnitOfWork, replacement_id: str, reason: str, at: dt.datetime) -> Order:
     """Cancel a replacement that will not be sent (its token then moves nothing)."""
     order = load(uow, replacement_id)
     if order.status is OrderStatus.APPROVED:
-        order.transition(OrderStatus.CANCELLED, reason=f"replace abandoned: {reason}")
+        order.transition(OrderStatus.CANCELLED, reason=f"replace abandoned: {reason}", at=at)
         uow.orders.save(order)
     return order
 
@@ -151,7 +153,8 @@ class Replacer:
             venue's answer to the cancel not known yet (VENUE_UNAVAILABLE: call again).
         """
         presented = convert.order_from_proto(message)
-        verified = verify_or_raise(self.keyring, token, presented, ttl_seconds=self.ttl_seconds)
+        verified = verify_or_raise(self.keyring, token, presented, ttl_seconds=self.ttl_seconds,
+                                   now=self.submitter.wall())
         stored = await self.db.read(_read_stored, presented.order_id)
         replacement = stored.replacement
         if replacement.replaces_order_id is None or stored.replaced is None:
@@ -160,7 +163,8 @@ class Replacer:
         if replacement.status is not OrderStatus.APPROVED:
             return self._answered(stored, verified)
         replaced_id, replacement_id = replacement.replaces_order_id, replacement.order_id
-        replaced, found = await self.submitter.write(_start, replaced_id, replacement_id, stored.replaced_filled)
+        replaced, found = await self.submitter.write(_start, replaced_id, replacement_id, stored.replaced_filled,
+                                                     self.submitter.clock())
         if found == _NOT_WORKING:
             raise PreconditionFailed(
                 f"order {replaced_id} is {replaced.status.value}: only an order working at the venue can be replaced",
@@ -200,7 +204,7 @@ class Replacer:
         return Replacement(abandoned, [], replaced)
 
     async def _abandon(self, replacement_id: str, reason: str) -> Order:
-        return await self.submitter.write(_abandon, replacement_id, reason)
+        return await self.submitter.write(_abandon, replacement_id, reason, self.submitter.clock())
 
     async def _cancel(self, replaced: Order, replacement_id: str) -> tuple[Order, Decimal | None]:
         """Cancel the replaced order at the venue; the order as the answer left it, and
@@ -208,7 +212,8 @@ class Replacer:
         answer = await self.gateway.cancel(replaced)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                await self.submitter.write(_cancel_refused, replaced.order_id, replacement_id, answer.reason)
+                await self.submitter.write(_cancel_refused, replaced.order_id, replacement_id, answer.reason,
+                                           self.submitter.clock())
                 raise PreconditionFailed(f"the venue refused to cancel order {replaced.order_id}: {answer.detail}",
                                          reason=answer.reason, metadata={"order_id": replaced.order_id})
             raise VenueUnavailable(

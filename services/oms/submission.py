@@ -76,12 +76,15 @@ class Submitter:
 
     def __init__(self, db: Database[Any], keyring: "core_ext.KeyRing", gateway: ExchangeGateway, *,
                  ttl_seconds: int = 300, clock: Callable[[], dt.datetime] = utcnow,
-                 written: Callable[[], None] = lambda: None) -> None:
+                 wall: Callable[[], float] = time.time, written: Callable[[], None] = lambda: None) -> None:
         self.db = db
         self.keyring = keyring
         self.gateway = gateway
         self.ttl_seconds = ttl_seconds
+        #: The time a claim records (UTC), and the time tokens are verified at (epoch
+        #: seconds): the real ones unless a test gives its own.
         self.clock = clock
+        self.wall = wall
         self.written = written
 
     # -- entry points -----------------------------------------------------------------------------
@@ -94,7 +97,7 @@ class Submitter:
             The request, the token or the order refused (INVALID_ARGUMENT, the token's
             reason, NOT_FOUND, TOKEN_ALREADY_USED, TRADING_HALTED, ...).
         """
-        verdict = core_ext.verify_order_request(self.keyring, raw, time.time(), self.ttl_seconds)
+        verdict = core_ext.verify_order_request(self.keyring, raw, self.wall(), self.ttl_seconds)
         request = parse_request(raw)
         note_order_id(request.order.order_id)
         (outcome,) = await self.submit_verified([(verdict, request)], remaining=remaining)
@@ -113,7 +116,7 @@ class Submitter:
             The batch is not a valid message, or has more than ``max_items`` orders.
         """
         try:
-            verdicts = core_ext.verify_order_requests(self.keyring, raw, time.time(), self.ttl_seconds)
+            verdicts = core_ext.verify_order_requests(self.keyring, raw, self.wall(), self.ttl_seconds)
         except ValueError:
             raise MalformedRequest("SubmitOrdersRequest") from None
         if max_items is not None and len(verdicts) > max_items:
@@ -135,7 +138,7 @@ class Submitter:
         if not request.HasField("order"):
             raise InvalidOrder("order", "required", violation="REQUIRED")
         order = convert.order_from_proto(request.order)
-        return verify_or_raise(self.keyring, request.risk_token, order, ttl_seconds=self.ttl_seconds)
+        return verify_or_raise(self.keyring, request.risk_token, order, ttl_seconds=self.ttl_seconds, now=self.wall())
 
     async def submit_verified(
         self, entries: Sequence[tuple["core_ext.VerifyResult", oms_pb2.SubmitOrderRequest]], *,
@@ -257,7 +260,7 @@ class Submitter:
         """The Exchange refused the order, or its answer never came."""
         if refusal.definitive:
             log.warning("exchange refused order %s: %s", order.order_id, refusal.detail)
-            stored = await self.write(_refused, order.order_id, refusal.reason, refusal.detail,
+            stored = await self.write(_refused, order.order_id, refusal.reason, refusal.detail, self.clock(),
                                       refusal.venue_payload)
             return Submission(stored, [])
         # No answer: the venue may or may not have the order. It stays SUBMITTED.
@@ -300,12 +303,14 @@ class Submitter:
         return await self.write(apply_and_read)
 
 
-def _refused(uow: UnitOfWork, order_id: str, reason: str, detail: str, venue_payload: str | None = None) -> Order:
+def _refused(uow: UnitOfWork, order_id: str, reason: str, detail: str, at: dt.datetime,
+             venue_payload: str | None = None) -> Order:
     order = uow.orders.get(order_id)
     assert order is not None
     if order.status is OrderStatus.SUBMITTED:
         order.reject_reasons = [reason]
-        event = order.transition(OrderStatus.REJECTED, reason=f"exchange: {reason}", payload={"detail": detail[:500]})
+        event = order.transition(OrderStatus.REJECTED, reason=f"exchange: {reason}", at=at,
+                                 payload={"detail": detail[:500]})
         if venue_payload:  # the venue's refusal, as it answered
             event.raw_venue_json = order.raw_venue_json = venue_payload
         uow.orders.save(order)

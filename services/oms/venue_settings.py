@@ -19,7 +19,6 @@ from services.domain import MarginMode
 from services.domain.errors import DomainError, InvalidOrder, OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.store.venue_settings import ACCOUNT_ROW, VenueSetting
 from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2
 
 from .gateway import ExchangeGateway, refusal_of
 from .submission import Submitter
@@ -59,18 +58,15 @@ class VenueSettings:
         """
         try:
             if leverage is not None:
-                answer = await self.gateway.venue_setting("SetLeverage", exchange_pb2.SetLeverageRequest(
-                    symbol=symbol, leverage=str(leverage), account=account))
-                values: dict[str, Any] = {"leverage": int(answer.leverage)}
+                values: dict[str, Any] = {"leverage": await self.gateway.set_leverage(account, symbol, leverage)}
             elif margin_mode is not None:
-                answer = await self.gateway.venue_setting("SetMarginMode", exchange_pb2.SetMarginModeRequest(
-                    symbol=symbol, margin_mode=common_pb.MARGIN_MODE_ISOLATED if margin_mode is MarginMode.ISOLATED
-                    else common_pb.MARGIN_MODE_CROSSED, account=account))
-                values = {"margin_mode": _MARGIN[answer.margin_mode].value}
+                applied = await self.gateway.set_margin_mode(
+                    account, symbol, common_pb.MARGIN_MODE_ISOLATED if margin_mode is MarginMode.ISOLATED
+                    else common_pb.MARGIN_MODE_CROSSED)
+                values = {"margin_mode": _MARGIN[applied].value}
             else:
-                answer = await self.gateway.venue_setting("SetPositionMode", exchange_pb2.SetPositionModeRequest(
-                    account=account, hedge_mode=position_mode == HEDGE))
-                values = {"position_mode": HEDGE if answer.hedge_mode else ONE_WAY}
+                hedge = await self.gateway.set_position_mode(account, position_mode == HEDGE)
+                values = {"position_mode": HEDGE if hedge else ONE_WAY}
                 symbol = ACCOUNT_ROW
         except grpc.aio.AioRpcError as error:
             raise error_of(error) from None

@@ -31,7 +31,7 @@ async def main() -> None:
         if poll <= 0 or state_poll <= 0:
             raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")
         try:  # Risk reads who trades where, never the credentials
-            accounts = VenueAccounts.from_environ(os.environ, with_credentials=False)
+            accounts = VenueAccounts.from_environ(os.environ)
             reload = reload_seconds(os.environ)
         except RegistryError as error:
             raise ConfigError(str(error)) from None

@@ -169,7 +169,7 @@ class Book:
         limits = self.limits
         account = self.accounts.get(order.account) or Account()
         stamp = now.timestamp()
-        approved_since = stamp - limits.approval_lifetime_seconds
+        approved_since = stamp - limits.approval_counted_seconds
         state = self.state_for(order.symbol)
         positions = account.positions
         open_orders = account.open_orders(approved_since)

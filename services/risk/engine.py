@@ -35,7 +35,7 @@ from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNot
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
 from services.store.order_sets import NEW_ORDERS
-from services.store.risk_state import LEDGER, EventTail, load, trading_states
+from services.store.risk_state import StoreSource
 
 from .book import GLOBAL_SCOPE, Book
 from .checks import Violation, check_order
@@ -72,8 +72,12 @@ class RiskEngine:
         The store, the signing keys, the controls, the reference prices.
     sharding
         Which accounts this replica owns (default: every account).
-    clock
-        The current time (tests inject theirs).
+    clock, monotonic
+        The current time (UTC), and the monotonic clock the polls and flushes are paced
+        by: the real ones unless a test gives its own.
+    source
+        Where the book is loaded from, followed from, and its ledger written to
+        (default: the store behind ``db``, :class:`~services.store.risk_state.StoreSource`).
     poll_seconds, state_poll_seconds
         How often :meth:`follow` reads the order events and the trading state.
     accounts
@@ -94,6 +98,8 @@ class RiskEngine:
         *,
         sharding: Sharding | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+        source: Any = None,
         poll_seconds: float = 0.1,
         state_poll_seconds: float = 0.1,
         flush_seconds: float = 1.0,
@@ -106,11 +112,12 @@ class RiskEngine:
         self.limits = limits
         self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
         self.clock = clock
+        self.monotonic = monotonic
+        self.source = source if source is not None else StoreSource(db, monotonic=monotonic)
         self.sharding = sharding or Sharding()
         self.book = Book(limits, self.sharding.owns, clock)
         self.poll_seconds = poll_seconds
         self.state_poll_seconds = state_poll_seconds
-        self._tail: EventTail | None = None
         self._loading: asyncio.Future[None] | None = None
         self._states_read = 0.0
         self._flushed = 0.0
@@ -130,12 +137,10 @@ class RiskEngine:
     async def _load(self) -> None:
         now = self.clock()
         limits = self.limits
-        codec = self.db.codec
-        snapshot = await self.db.read(lambda uow: load(
-            uow.session.connection(), codec, now=now,
-            approved_since=now - dt.timedelta(seconds=limits.approval_lifetime_seconds),
+        snapshot = await self.source.load(
+            now=now, approved_since=now - dt.timedelta(seconds=limits.approval_counted_seconds),
             window_start=now - dt.timedelta(seconds=limits.order_rate_window_seconds),
-            reset=last_reset(now, limits.daily_reset_utc), owns=self.sharding.owns))
+            reset=last_reset(now, limits.daily_reset_utc), owns=self.sharding.owns)
         book = self.book
         book.set_trading(snapshot.trading)
         book.load_positions(snapshot.positions)
@@ -144,8 +149,7 @@ class RiskEngine:
         book.load_recent(snapshot.recent)
         for trade in snapshot.unapplied:  # fills whose ledger entries a stopped replica never wrote
             book.fill(final=False, **trade)
-        self._tail = EventTail(snapshot.cursor)
-        self._states_read = time.monotonic()
+        self._states_read = self.monotonic()
         log.info("risk book loaded: %d accounts, %d fills applied at start", len(book.accounts),
                  len(snapshot.unapplied))
         await self.flush()
@@ -154,22 +158,15 @@ class RiskEngine:
         """Bring the book up to date with the store now: order events, the trading state,
         and the ledger it owes. Returns how many events it applied."""
         await self.start()
-        tail = self._tail
-        assert tail is not None
-        codec = self.db.codec
-        read_states = time.monotonic() - self._states_read >= self.state_poll_seconds
-
-        def read(connection: Any) -> tuple[list[Any], dict[str, TradingState] | None]:
-            return tail.read(connection, codec), trading_states(connection) if read_states else None
-
-        events, states = await self.db.read_connection(read)
+        read_states = self.monotonic() - self._states_read >= self.state_poll_seconds
+        events, states = await self.source.follow(read_states)
         if states is not None:
             self.book.set_trading(states)
-            self._states_read = time.monotonic()
+            self._states_read = self.monotonic()
         for event in events:
             self._apply(event)
         if (self.book.pending_entries >= FLUSH_ENTRIES
-                or time.monotonic() - self._flushed >= self.flush_seconds):
+                or self.monotonic() - self._flushed >= self.flush_seconds):
             await self.flush()
         return len(events)
 
@@ -195,12 +192,12 @@ class RiskEngine:
 
     async def flush(self) -> None:
         """Write the ledger entries and positions the book owes the store."""
-        self._flushed = time.monotonic()
+        self._flushed = self.monotonic()
         entries, positions = self.book.drain()
         if not entries and not positions:
             return
         try:
-            await self.db.write(LEDGER, (entries, positions))
+            await self.source.write_ledger(entries, positions)
         except BaseException:
             self.book.undrain(entries, positions)
             raise

@@ -14,6 +14,7 @@ import os
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from core_ext import DEFAULT_SKEW_SECONDS
 from services.common.config import env_int, env_prices
 
 from . import config
@@ -92,6 +93,14 @@ class RiskLimits:
     daily_reset_utc: dt.time = _DEFAULTS["daily_reset_utc"]
     #: How long an APPROVED order may still be submitted: the token TTL.
     approval_lifetime_seconds: int = 300
+
+    @property
+    def approval_counted_seconds(self) -> int:
+        """How long an unsubmitted approval counts among the open orders: its token's TTL
+        plus the clock skew the OMS and the Exchange allow a token (a token is accepted until
+        ``issued_at + ttl + skew``), so Risk never lets an approval go while it can still be
+        submitted."""
+        return self.approval_lifetime_seconds + DEFAULT_SKEW_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "RiskLimits":

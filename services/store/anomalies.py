@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from services.domain import utcnow
@@ -56,3 +56,8 @@ class AnomalyRepository:
             ExecutionAnomaly(**{name: row[name] for name in ExecutionAnomaly.__dataclass_fields__})
             for row in self.session.execute(statement).mappings()
         ]
+
+    def count_by_kind(self) -> dict[str, int]:
+        """How many anomalies are recorded, by kind."""
+        statement = select(anomalies_t.c.kind, func.count()).group_by(anomalies_t.c.kind)
+        return {kind: int(count) for kind, count in self.session.execute(statement)}

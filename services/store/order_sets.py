@@ -591,12 +591,12 @@ class Fills:
             updates.append([*order_values(codec, order, UPDATE_COLUMNS), order.order_id, fill.stored_sequence])
             order.last_event_hash = saved_head
             chains.append((events, head))
-        updated = _updated(context, updates)
+        moved = self._moved(context, fills, updates)
         outcomes: list[Any] = []
         event_rows: list[list[Any]] = []
         trade_rows: list[list[Any]] = []
-        for fill, (events, head) in zip(fills, chains):
-            if fill.order.order_id not in updated:
+        for fill, (events, head), won in zip(fills, chains, moved):
+            if not won:
                 outcomes.append(StaleOrder(f"order {fill.order.order_id} was changed by another writer",
                                            metadata={"order_id": fill.order.order_id}))
                 continue
@@ -609,6 +609,27 @@ class Fills:
         if trade_rows:
             _execute(context, insert_sql(context.dialect, "trades_ts", TRADE_COLUMNS), trade_rows)
         return outcomes
+
+    @staticmethod
+    def _moved(context: WriteContext, fills: Sequence[Fill], updates: list[list[Any]]) -> list[bool]:
+        """Which fills' compare-and-set updates moved their order. A batch may hold more
+        than one write of an order (a later fill computed from what an earlier one
+        stored): the n-th write of each order goes in the n-th update, after the ones
+        before it, so it moves the order exactly when it expected what they left."""
+        rounds: list[list[int]] = []
+        occurrences: dict[str, int] = {}
+        for index, fill in enumerate(fills):
+            n = occurrences.get(fill.order.order_id, 0)
+            occurrences[fill.order.order_id] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(index)
+        moved = [False] * len(fills)
+        for indexes in rounds:
+            updated = _updated(context, [updates[index] for index in indexes])
+            for index in indexes:
+                moved[index] = fills[index].order.order_id in updated
+        return moved
 
 
 NEW_ORDERS = NewOrders()

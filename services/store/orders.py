@@ -220,6 +220,16 @@ class OrderRepository:
             statement = statement.where(orders_t.c.account == account)
         return int(self.session.execute(statement).scalar_one())
 
+    def in_doubt(self) -> tuple[int, dt.datetime | None]:
+        """How many orders are SUBMITTED (sent, no venue answer yet), and the oldest
+        ``updated_time`` among them (UTC; None when there is none)."""
+        statement = (select(func.count(), func.min(orders_t.c.updated_time))
+                     .where(orders_t.c.status == OrderStatus.SUBMITTED.value))
+        count, oldest = self.session.execute(statement).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        return int(count), oldest
+
     # -- events ---------------------------------------------------------------------
     def events(self, order_id: str) -> list[OrderEvent]:
         """Every event of one order, by sequence."""

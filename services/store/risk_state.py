@@ -286,4 +286,44 @@ class LedgerWrite:
 
 LEDGER = LedgerWrite()
 
-__all__ = ["EventTail", "LEDGER", "Snapshot", "TailEvent", "fees_from", "fees_json", "load", "trading_states"]
+
+class StoreSource:
+    """Where a Risk replica's book comes from and where its ledger goes: the store,
+    through the process's :class:`~services.store.database.Database`. The engine asks it
+    for the snapshot it starts from (:func:`load`), the order events since (an
+    :class:`EventTail`) with the trading state, and writes the ledger it owes
+    (:data:`LEDGER`); service tests give the engine an in-memory source with the same
+    three methods."""
+
+    def __init__(self, db: Any, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.db = db
+        self.monotonic = monotonic
+        self.tail: EventTail | None = None
+
+    async def load(self, *, now: dt.datetime, approved_since: dt.datetime, window_start: dt.datetime,
+                   reset: dt.datetime, owns: Callable[[str], bool]) -> Snapshot:
+        codec = self.db.codec
+        snapshot: Snapshot = await self.db.read(lambda uow: load(
+            uow.session.connection(), codec, now=now, approved_since=approved_since, window_start=window_start,
+            reset=reset, owns=owns))
+        self.tail = EventTail(snapshot.cursor, monotonic=self.monotonic)
+        return snapshot
+
+    async def follow(self, read_states: bool) -> tuple[list[TailEvent], dict[str, TradingState] | None]:
+        """The followed order events since the last call, and every scope's trading state
+        when ``read_states``."""
+        tail, codec = self.tail, self.db.codec
+        if tail is None:
+            raise RuntimeError("load first")
+
+        def read(connection: Connection) -> tuple[list[TailEvent], dict[str, TradingState] | None]:
+            return tail.read(connection, codec), trading_states(connection) if read_states else None
+
+        return await self.db.read_connection(read)
+
+    async def write_ledger(self, entries: list[dict[str, Any]], positions: list[Position]) -> None:
+        await self.db.write(LEDGER, (entries, positions))
+
+
+__all__ = ["EventTail", "LEDGER", "Snapshot", "StoreSource", "TailEvent", "fees_from", "fees_json", "load",
+           "trading_states"]

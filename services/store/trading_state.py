@@ -89,6 +89,10 @@ class TradingStateRepository:
         )
         return TradingStateRecord(target, reason, operator, now)
 
+    def states(self) -> dict[str, TradingState]:
+        """Every scope that has a state of its own, with it (the global scope only once set)."""
+        return {scope: TradingState(state) for scope, state in self.session.execute(select(state_t.c.scope, state_t.c.state))}
+
     def history(self, scope: str = GLOBAL_SCOPE, limit: int = 100) -> list[TradingStateChange]:
         """The scope's changes, newest first."""
         statement = (

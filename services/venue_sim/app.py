@@ -102,8 +102,11 @@ class VenueSimulator:
         order_limit: int = 1200,
         chain_id: int = 1666,
         listen_key_ttl: float = 3600.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state
+        #: The clock an IP ban (``ban_418``) lasts on (a test may move its own).
+        self.monotonic = monotonic
         self.auth = Authenticator(chain_id=chain_id)
         if api_key and api_secret:
             self.auth.add_api_key(api_key, api_secret, DEFAULT_ACCOUNT)
@@ -181,8 +184,8 @@ class VenueSimulator:
         if (method, endpoint) in ORDER_ENDPOINTS and self.forbid_orders:
             self.violations.append(f"{method} {path}")
             return _error(403, -1, "order endpoints are forbidden on this venue (shadow mode must never call them)", headers)
-        if time.monotonic() < self.banned_until:
-            retry = max(1, int(self.banned_until - time.monotonic()) + 1)
+        if self.monotonic() < self.banned_until:
+            retry = max(1, int(self.banned_until - self.monotonic()) + 1)
             return _error(418, -1003, "Way too many requests; IP banned.", {**headers, "Retry-After": str(retry)})
         if self._weight_used > self.weight_limit:
             return _error(429, -1003, "Too many requests.", {**headers, "Retry-After": "1"})
@@ -209,7 +212,7 @@ class VenueSimulator:
         if fault.kind == "rate_limit_429":
             return _error(429, -1003, "Too many requests; please use the websocket for live updates.", {**call.headers, "Retry-After": str(fault.retry_after)})
         if fault.kind == "ban_418":
-            self.banned_until = time.monotonic() + fault.retry_after
+            self.banned_until = self.monotonic() + fault.retry_after
             return _error(418, -1003, "Way too many requests; IP banned.", {**call.headers, "Retry-After": str(fault.retry_after)})
         if fault.kind == "bad_timestamp":
             return _error(400, -1021, "Timestamp for this request is outside of the recvWindow.", call.headers)

@@ -154,10 +154,6 @@ class TradingStateCollector(Collector):
         return []  # collected lazily: no store read at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from sqlalchemy import select
-
-        from services.store.models import trading_state_table
-
         family = GaugeMetricFamily(
             "tessera_trading_state",
             "Trading state per scope as the store holds it: 0 ACTIVE, 1 REDUCING, 2 HALTED.",
@@ -165,11 +161,11 @@ class TradingStateCollector(Collector):
         )
         try:
             with self.store.uow(read_only=True) as uow:
-                rows = uow.session.execute(select(trading_state_table.c.scope, trading_state_table.c.state)).all()
+                stored = uow.trading_state.states()
         except Exception:  # noqa: BLE001 - a store outage must not break the scrape
             log.warning("tessera_trading_state: the store could not be read")
             return
-        states = {"global": "ACTIVE", **{scope: state for scope, state in rows}}
+        states = {"global": "ACTIVE", **{scope: state.value for scope, state in stored.items()}}
         for scope, state in sorted(states.items()):
             family.add_metric([scope], TRADING_STATE_VALUES.get(state, -1))
         yield family
@@ -192,24 +188,14 @@ class OrderHealthCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily
-        from sqlalchemy import func, select
-
-        from services.store.models import anomalies_table, orders_table
 
         try:
             with self.store.uow(read_only=True) as uow:
-                count, oldest = uow.session.execute(
-                    select(func.count(), func.min(orders_table.c.updated_time))
-                    .where(orders_table.c.status == "SUBMITTED")
-                ).one()
-                kinds = uow.session.execute(
-                    select(anomalies_table.c.kind, func.count()).group_by(anomalies_table.c.kind)
-                ).all()
+                count, oldest = uow.orders.in_doubt()
+                kinds = uow.anomalies.count_by_kind()
         except Exception:  # noqa: BLE001 - a store outage must not break the scrape
             log.warning("order health metrics: the store could not be read")
             return
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=dt.timezone.utc)
         age = max(0.0, (self.clock() - oldest).total_seconds()) if oldest is not None else 0.0
         yield GaugeMetricFamily("tessera_orders_in_doubt",
                                 "Orders SUBMITTED to the venue without an answer yet (store-wide).", value=count)
@@ -219,7 +205,7 @@ class OrderHealthCollector(Collector):
         anomalies = CounterMetricFamily("tessera_execution_anomalies",
                                         "Execution anomalies recorded in the store, by kind (refused venue reports, "
                                         "reconciler quarantines).", labels=["kind"])
-        for kind, number in sorted(kinds):
+        for kind, number in sorted(kinds.items()):
             anomalies.add_metric([kind], number)
         yield anomalies
 

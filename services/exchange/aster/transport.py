@@ -84,6 +84,7 @@ class AsterTransport:
         default_backoff: float = 1.0,
         public_only: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.futures_url = futures_url.rstrip("/")
         self.spot_url = (spot_url or futures_url).rstrip("/")
@@ -101,6 +102,9 @@ class AsterTransport:
         self.default_backoff = default_backoff
         self.public_only = public_only
         self.sleep = sleep
+        #: Wall time (epoch seconds): the rate limits' windows and backoffs, and the
+        #: timestamp of signed requests (with the venue's offset).
+        self.clock = clock
         self.clock_offset_ms = 0
         self._session: aiohttp.ClientSession | None = None
 
@@ -116,7 +120,7 @@ class AsterTransport:
         host = urlparse(base_url).netloc
         gate = self.gates.get(host)
         if gate is None:
-            gate = self.gates[host] = WeightGate(self.weight_limit)
+            gate = self.gates[host] = WeightGate(self.weight_limit, clock=self.clock)
         return gate
 
     @property
@@ -128,7 +132,8 @@ class AsterTransport:
         key = f"{credentials.account_key}@{urlparse(base_url).netloc}"
         gate = self.order_gates.get(key)
         if gate is None:
-            gate = self.order_gates[key] = OrderCountGate(self._order_limits.get(urlparse(base_url).netloc, ()))
+            gate = self.order_gates[key] = OrderCountGate(self._order_limits.get(urlparse(base_url).netloc, ()),
+                                                          clock=self.clock)
         return gate
 
     def configure_limits(self, market_type: MarketType, exchange_info: Any) -> list[RateLimit]:
@@ -160,14 +165,14 @@ class AsterTransport:
             self._session = None
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000) + self.clock_offset_ms
+        return int(self.clock() * 1000) + self.clock_offset_ms
 
     async def sync_clock(self, market_type: MarketType = MarketType.FUTURES) -> int:
         """Measure the venue clock against ours (``GET /time``); signed V1 requests use it."""
         prefix = SPOT_PREFIX if market_type is MarketType.SPOT else "/fapi/v1"
-        before = time.time() * 1000
+        before = self.clock() * 1000
         payload = await self.send(VenueRequest("GET", f"{prefix}/time"))
-        after = time.time() * 1000
+        after = self.clock() * 1000
         self.clock_offset_ms = int(int(payload["serverTime"]) - (before + after) / 2)
         return self.clock_offset_ms
 

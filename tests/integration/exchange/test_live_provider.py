@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from decimal import Decimal
 
 import pytest
+from fakes import FakeClock
 
 from services.domain import LiquiditySide, MarginMode, MarketType, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import PreconditionFailed
@@ -269,16 +271,18 @@ def test_a_late_fill_is_reported_once_by_the_poller(make_order):
 @pytest.mark.parametrize(("kind", "reason"), [("rate_limit_429", "VENUE_RATE_LIMITED"), ("ban_418", "VENUE_IP_BANNED")])
 def test_after_a_rate_limit_answer_nothing_is_sent_until_retry_after(kind, reason):
     async def scenario():
-        async with running_venue() as venue:
-            provider = LiveProvider(venue.transport(), poll_seconds=0)
+        clock = FakeClock(dt.datetime.now(dt.timezone.utc))  # the backoff and the ban on a clock the test moves
+        async with running_venue(sim_options={"monotonic": clock.monotonic}) as venue:
+            provider = LiveProvider(venue.transport(clock=clock.time), poll_seconds=0)
             venue.fault(kind, method="GET", path="/ticker/bookTicker", retry_after=1)
             with pytest.raises(VenueRateLimited) as first:
                 await provider.quote("BTCUSDT")
             sent = len(venue.requests())
+            clock.advance(0.999)
             with pytest.raises(VenueRateLimited) as second:
                 await provider.quote("BTCUSDT")
             held_back = len(venue.requests()) == sent
-            await asyncio.sleep(1.1)
+            clock.advance(0.001)
             quote = await provider.quote("BTCUSDT")
             await provider.close()
             return first.value, second.value, held_back, quote

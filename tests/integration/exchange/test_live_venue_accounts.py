@@ -14,6 +14,7 @@ import pytest
 from services.common.venue_accounts import VenueAccounts
 from services.domain import MarginMode, MarketType, OrderStatus, OrderType, Side
 from services.domain.errors import PreconditionFailed
+from services.exchange.aster.credentials import credentials_from_mapping
 from services.exchange.providers.live import LiveProvider
 
 from conftest import WALLET_A, running_venue
@@ -32,7 +33,7 @@ def registry(tmp_path) -> VenueAccounts:
         "desk-b": {"venue": "aster", "market_types": ["FUTURES"], "api_key_file": "b.key",
                    "secret_file": "b.secret"},
     }}))
-    return VenueAccounts(path, with_credentials=True)
+    return VenueAccounts(path, credentials=credentials_from_mapping)
 
 
 async def sink(reports):

@@ -31,20 +31,31 @@ def _fail_after_writing(scope: str) -> Any:
     return write
 
 
-def _hold(gate: threading.Event) -> Any:
+def _hold(gate: threading.Event, started: threading.Event | None = None) -> Any:
     def wait(uow: UnitOfWork) -> None:
+        if started is not None:
+            started.set()
         gate.wait(10)
 
     return wait
 
 
+async def _holding(db: Database, gate: threading.Event) -> "asyncio.Future[Any]":
+    """A first call that keeps the writer busy until ``gate`` is set; returns once the
+    writer has taken it (its batch is closed: what is queued now forms the next one)."""
+    started = threading.Event()
+    first = asyncio.ensure_future(db.run(_hold(gate, started)))
+    if not await asyncio.to_thread(started.wait, 10):
+        raise AssertionError("the writer never took the first call")
+    return first
+
+
 async def _queued(db: Database, gate: threading.Event, *calls: Any) -> list[Any]:
     """Block the writer on a first call, queue ``calls`` behind it, then release it: the
     queued calls then form one batch."""
-    first = asyncio.ensure_future(db.run(_hold(gate)))
-    await asyncio.sleep(0.05)
+    first = await _holding(db, gate)
     rest = [asyncio.ensure_future(db.run(call)) for call in calls]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # each task's first step queues its call
     gate.set()
     await first
     return await asyncio.gather(*rest, return_exceptions=True)
@@ -124,10 +135,9 @@ async def _callers_are_answered_only_after_the_commit(db: Database) -> None:
             seen.append(f"answered {scope}")
 
         gate = threading.Event()
-        first = asyncio.ensure_future(db.run(_hold(gate)))
-        await asyncio.sleep(0.05)
+        first = await _holding(db, gate)
         writes = [asyncio.ensure_future(write(s)) for s in ("p", "q")]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # each task's first step queues its call
         gate.set()
         await asyncio.gather(first, *writes)
     finally:

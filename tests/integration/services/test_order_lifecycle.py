@@ -8,9 +8,11 @@ from decimal import Decimal
 
 import pytest
 
+from fakes import FakeClock
 from services.domain import OrderStatus, TimeInForce, TradingState, batches, utcnow
 from services.domain.errors import InvalidOrder, PreconditionFailed
-from svc_harness import S, approved, as_sent, details, statuses
+from services.risk.engine import RiskEngine
+from svc_harness import LIMITS, S, approved, as_sent, details, statuses
 
 FAR_BELOW_MARKET = Decimal("60000")  # a BUY limit here rests at the paper venue
 
@@ -76,11 +78,14 @@ def test_an_approved_order_whose_token_lapsed_expires_and_cannot_be_submitted(ri
     assert exchange.execute_requests == []
 
 
-def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_expiry(risk, oms, make_order):
+def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_expiry(db, keyring, make_order):
+    clock = FakeClock(utcnow())
+    risk = RiskEngine(db, keyring, LIMITS, clock=clock.now, monotonic=clock.monotonic)
+
     async def scenario():
         order = make_order()
         first = await approved(risk, order)
-        await asyncio.sleep(1.1)  # a later issued-at second
+        clock.advance(1)  # a later issued-at second
         again = await approved(risk, make_order(client_order_id=order.client_order_id))
         return first, again
 
@@ -89,19 +94,24 @@ def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_exp
     assert again.order.order_id == first.order.order_id
     assert again.token != first.token
     assert again.order.token_nonce == again.token.split(".")[3] != first.token.split(".")[3]
-    assert again.order.updated_time > first.order.updated_time
+    assert again.order.updated_time == first.order.updated_time + dt.timedelta(seconds=1)
+    assert int(again.token.split(".")[2]) == int(first.token.split(".")[2]) + 1  # issued a second later
 
 
-def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(risk, oms, exchange, make_order):
-    expire_at = utcnow() + dt.timedelta(seconds=1)
+def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(db, keyring, oms, exchange,
+                                                                               make_order):
+    # Risk approved it 10 s ago (its clock) for an expiry 5 s ago: the token is still
+    # good, the paper venue rests it, and the sweep finds it due at once.
+    now = utcnow()
+    expire_at = now - dt.timedelta(seconds=5)
+    risk = RiskEngine(db, keyring, LIMITS, clock=FakeClock(now - dt.timedelta(seconds=10)).now)
 
     async def scenario():
         decision = await approved(
             risk, make_order(price=FAR_BELOW_MARKET, time_in_force=TimeInForce.GTD, expire_time=expire_at)
         )
         resting = await oms.submit(as_sent(decision.order), decision.token)
-        before = await oms.expire_due()
-        await asyncio.sleep(max(0.0, (expire_at - utcnow()).total_seconds()) + 0.05)
+        before = await oms.expire_due(expire_at - dt.timedelta(microseconds=1))
         at_time = await oms.expire_due()
         return resting, before, at_time, await details(oms, decision.order.order_id)
 

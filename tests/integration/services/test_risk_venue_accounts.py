@@ -22,7 +22,7 @@ def test_risk_refuses_an_order_whose_account_or_venue_is_not_configured_and_stor
     path = tmp_path / "accounts.json"
     path.write_text(json.dumps({"accounts": {"desk-a": {
         "venue": "aster", "market_types": ["FUTURES"], "api_key_file": "a.key", "secret_file": "a.secret"}}}))
-    risk = RiskEngine(db, keyring, LIMITS, accounts=VenueAccounts(path, with_credentials=False))
+    risk = RiskEngine(db, keyring, LIMITS, accounts=VenueAccounts(path, credentials=None))
 
     async def scenario():
         good = await risk.validate(make_order(account="desk-a", venue="aster", quantity=Decimal("0.01")))

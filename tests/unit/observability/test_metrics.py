@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import urllib.request
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from order_factory import build_order
@@ -65,6 +65,24 @@ def _database(store: Store, seen: list) -> "Database":
     return Database(store, on_events=report)
 
 
+async def _writer_busy(db: "Database", gate: Any) -> Any:
+    """A call that holds the writer until ``gate`` is set; returns (its future) once the
+    writer has taken it, so what is queued next waits for the next batch."""
+    import asyncio
+    import threading
+
+    started = threading.Event()
+
+    def hold(uow) -> None:
+        started.set()
+        gate.wait(10)
+
+    held = asyncio.ensure_future(db.run(hold))
+    if not await asyncio.to_thread(started.wait, 10):
+        raise AssertionError("the writer never took the first call")
+    return held
+
+
 def test_the_writer_counts_events_only_once_committed(store: Store) -> None:
     import asyncio
     import threading
@@ -80,10 +98,9 @@ def test_the_writer_counts_events_only_once_committed(store: Store) -> None:
     gate, committed = threading.Event(), threading.Event()
 
     async def scenario() -> None:
-        held = asyncio.ensure_future(db.run(lambda uow: gate.wait(10)))  # the writer is busy: nothing committed
-        await asyncio.sleep(0.05)
+        held = await _writer_busy(db, gate)  # the writer is busy: nothing committed
         write = asyncio.ensure_future(db.write(NEW_ORDERS, order))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # the task's first step queues the write
         assert (value("tessera_orders_total", status="PENDING"),
                 value("tessera_orders_total", status="APPROVED")) == start
         gate.set()
@@ -116,10 +133,9 @@ def test_a_call_that_fails_in_a_shared_batch_takes_its_events_along(store: Store
         raise ValueError("refused")
 
     async def scenario() -> list:
-        held = asyncio.ensure_future(db.run(lambda uow: gate.wait(10)))
-        await asyncio.sleep(0.05)
+        held = await _writer_busy(db, gate)
         calls = [asyncio.ensure_future(db.run(add_then_fail)), asyncio.ensure_future(db.run(lambda uow: uow.orders.add(kept)))]
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # each task's first step queues its call
         gate.set()
         await held
         return await asyncio.gather(*calls, return_exceptions=True)

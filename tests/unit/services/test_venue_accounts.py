@@ -12,6 +12,7 @@ import pytest
 from services.common.venue_accounts import RegistryError, VenueAccounts, reload_seconds
 from services.domain import MarketType
 from services.domain.errors import PreconditionFailed
+from services.exchange.aster.credentials import credentials_from_mapping
 
 USER = "0x2222222222222222222222222222222222222222"
 SIGNER = "0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"
@@ -40,7 +41,7 @@ def registry_file(tmp_path: Path) -> Path:
 
 
 def test_each_account_gets_its_venue_markets_and_credentials_read_from_its_files(registry_file):
-    registry = VenueAccounts(registry_file, with_credentials=True)
+    registry = VenueAccounts(registry_file, credentials=credentials_from_mapping)
 
     alpha, beta = registry.get("alpha"), registry.get("beta")
     assert alpha.api == "v3" and alpha.market_types == {MarketType.FUTURES, MarketType.SPOT}
@@ -58,14 +59,14 @@ def test_risk_reads_the_registry_without_opening_a_key_file(registry_file, tmp_p
     for name in ("alpha.key", "beta.api-key", "beta.secret"):
         (tmp_path / name).unlink()
 
-    registry = VenueAccounts(registry_file, with_credentials=False)
+    registry = VenueAccounts(registry_file, credentials=None)
 
     assert registry.get("alpha").credentials is None and registry.get("alpha").api == "v3"
     assert sorted(registry.accounts) == ["alpha", "beta"]
 
 
 def test_an_order_of_an_unknown_account_or_another_venue_or_market_is_refused(registry_file):
-    registry = VenueAccounts(registry_file, with_credentials=False)
+    registry = VenueAccounts(registry_file, credentials=None)
 
     assert registry.check("alpha", "aster", MarketType.SPOT).account == "alpha"
     with pytest.raises(PreconditionFailed) as unknown:
@@ -98,7 +99,7 @@ def test_a_registry_with_an_inline_secret_or_a_bad_entry_is_refused_without_show
     path = write(tmp_path, {"acct": entry})
 
     with pytest.raises(RegistryError) as refused:
-        VenueAccounts(path, with_credentials=False)
+        VenueAccounts(path, credentials=None)
 
     assert message in str(refused.value) and "'acct'" in str(refused.value)
     assert PRIVATE_KEY not in str(refused.value) and API_KEY not in str(refused.value)
@@ -108,19 +109,19 @@ def test_a_key_file_that_is_missing_or_padded_or_does_not_match_the_signer_is_re
     path = write(tmp_path, {"alpha": {"venue": "aster", "user": USER, "signer": SIGNER,
                                       "private_key_file": "alpha.key"}})
     with pytest.raises(RegistryError, match="private_key_file .* cannot be read"):
-        VenueAccounts(path, with_credentials=True)
+        VenueAccounts(path, credentials=credentials_from_mapping)
     (tmp_path / "alpha.key").write_text(" " + PRIVATE_KEY)
     with pytest.raises(RegistryError, match="surrounding whitespace"):
-        VenueAccounts(path, with_credentials=True)
+        VenueAccounts(path, credentials=credentials_from_mapping)
     (tmp_path / "alpha.key").write_text("0x" + "02" * 32)
     with pytest.raises(RegistryError) as wrong:
-        VenueAccounts(path, with_credentials=True)
+        VenueAccounts(path, credentials=credentials_from_mapping)
     assert "does not belong to the signer" in str(wrong.value) and "02" * 32 not in str(wrong.value)
 
 
 def test_the_registry_is_reloaded_when_it_or_a_key_file_changes_and_kept_when_the_new_one_is_bad(registry_file,
                                                                                                tmp_path):
-    registry = VenueAccounts(registry_file, with_credentials=True)
+    registry = VenueAccounts(registry_file, credentials=credentials_from_mapping)
     old_beta = registry.get("beta").credentials
     assert registry.refresh() is False and registry.loads == 1
 
@@ -144,8 +145,8 @@ def test_a_registry_that_is_not_json_names_the_file_and_the_reload_interval_must
     path = tmp_path / "accounts.json"
     path.write_text("accounts: []")
     with pytest.raises(RegistryError, match="is not JSON"):
-        VenueAccounts(path, with_credentials=False)
-    assert VenueAccounts.from_environ({}, with_credentials=False) is None
+        VenueAccounts(path, credentials=None)
+    assert VenueAccounts.from_environ({}, credentials=None) is None
     assert reload_seconds({}) == 5.0
     with pytest.raises(RegistryError):
         reload_seconds({"TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS": "0"})

@@ -1,0 +1,90 @@
+"""The OMS's expiry sweep (``Cancels.expire_due``) over the fake store, the clock moved
+by hand: lapsed tokens and GTD orders expire at their instant, not a tick before."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from service_layer_support import RESTING, TTL
+
+import core_ext
+from services.domain import OrderStatus, TimeInForce
+from services.domain.errors import DomainError
+
+#: An APPROVED order whose token was issued this long ago can never be submitted.
+LAPSE = TTL + core_ext.DEFAULT_SKEW_SECONDS
+TICK = dt.timedelta(microseconds=1)
+
+
+def stored(db, order_id):
+    return db.read_sync(lambda uow: (uow.orders.get(order_id), uow.orders.events(order_id)))
+
+
+def test_an_unsubmitted_order_expires_just_after_its_token_can_no_longer_be_used(cancels, approved, clock, db,
+                                                                                 submitter, gateway):
+    order, token = approved()
+    clock.advance(LAPSE)
+    at_the_limit = asyncio.run(cancels.expire_due())
+    clock.advance(TICK)
+    after = asyncio.run(cancels.expire_due())
+    with pytest.raises(DomainError):
+        asyncio.run(submitter.submit(order, token))
+
+    assert at_the_limit == []
+    assert [o.order_id for o in after] == [order.order_id]
+    expired, events = stored(db, order.order_id)
+    assert expired.status is OrderStatus.EXPIRED
+    assert events[-1].reason == "risk token expired before submission"
+    assert events[-1].event_time == clock.now()
+    assert gateway.executed == []
+
+
+def test_a_reapproved_order_is_not_expired_on_its_first_tokens_time(cancels, approved, clock, db):
+    order, _ = approved()
+    clock.advance(60)
+
+    def reapprove(uow):  # what Risk does when the client retries: a fresh token, the approval time moved
+        stored_order = uow.orders.get(order.order_id)
+        stored_order.updated_time = clock.now()
+        uow.orders.save(stored_order)
+
+    db.run_sync(reapprove)
+    clock.advance(LAPSE - 60 + 1)
+
+    assert asyncio.run(cancels.expire_due()) == []
+    clock.advance(60)
+    assert [o.status for o in asyncio.run(cancels.expire_due())] == [OrderStatus.EXPIRED]
+
+
+def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(cancels, approved, clock, db,
+                                                                               submitter, gateway):
+    expire_at = clock.now() + dt.timedelta(seconds=90)
+    order, token = approved(time_in_force=TimeInForce.GTD, expire_time=expire_at, **RESTING)
+    resting = asyncio.run(submitter.submit(order, token))
+    clock.set(expire_at - TICK)
+    before = asyncio.run(cancels.expire_due())
+    clock.set(expire_at)
+    at_time = asyncio.run(cancels.expire_due())
+
+    assert resting.order.status is OrderStatus.ACCEPTED
+    assert before == [] and gateway.cancelled == [order.order_id]
+    assert [o.status for o in at_time] == [OrderStatus.EXPIRED]
+    expired, events = stored(db, order.order_id)
+    assert [e.to_status for e in events][-2:] == [OrderStatus.ACCEPTED, OrderStatus.EXPIRED]
+    assert events[-1].reason == "GTD expire time reached" and events[-1].event_time == expire_at
+
+
+def test_an_approved_gtd_order_expires_locally_at_its_time_before_its_token_lapses(cancels, approved, clock, db,
+                                                                                   gateway):
+    expire_at = clock.now() + dt.timedelta(seconds=30)
+    order, _ = approved(time_in_force=TimeInForce.GTD, expire_time=expire_at)
+    clock.set(expire_at)
+
+    expired = asyncio.run(cancels.expire_due())
+
+    assert [o.order_id for o in expired] == [order.order_id]
+    _, events = stored(db, order.order_id)
+    assert events[-1].reason == "GTD expire time reached before submission"
+    assert gateway.cancelled == []  # it never reached a venue
