@@ -30,6 +30,8 @@ import venue_harness as vh
 USER_A, SIGNER_A, KEY_A = vh.V3_USER, vh.V3_SIGNER, vh.V3_PRIVATE_KEY
 USER_B, KEY_B = "0x3333333333333333333333333333333333333333", "0x" + "02" * 32
 SIGNER_B = Account.from_key(KEY_B).address
+USER_C, KEY_C = "0x4444444444444444444444444444444444444444", "0x" + "03" * 32  # added to the registry later
+SIGNER_C = Account.from_key(KEY_C).address
 
 
 def submit(stack, approved):
@@ -69,10 +71,11 @@ def integers(value: Any) -> list[int]:
 def accounts(tmp_path_factory):
     """Two V3 accounts at the simulator, the registry naming their key files, the stack."""
     sim = vh.VenueSim(tmp_path_factory.mktemp("accounts-sim"), "--wallet", f"{USER_A}:{SIGNER_A}",
-                      "--wallet", f"{USER_B}:{SIGNER_B}")
+                      "--wallet", f"{USER_B}:{SIGNER_B}", "--wallet", f"{USER_C}:{SIGNER_C}")
     secrets = tmp_path_factory.mktemp("venue-accounts")
     (secrets / "desk-a.key").write_text(KEY_A + "\n")
     (secrets / "desk-b.key").write_text(KEY_B + "\n")
+    (secrets / "desk-c.key").write_text(KEY_C + "\n")
     registry = secrets / "accounts.json"
     registry.write_text(json.dumps({"accounts": {
         "desk-a": {"venue": "aster", "market_types": ["FUTURES"], "user": USER_A, "signer": SIGNER_A,
@@ -82,10 +85,11 @@ def accounts(tmp_path_factory):
     }}))
     env = vh.venue_env(sim, "shadow")
     env.update({"TESSERA_EXECUTION_MODE": "live", "AIS_ENABLE_LIVE_TRADING": "true",
-                "TESSERA_VENUE_ACCOUNTS_FILE": str(registry)})
+                "TESSERA_VENUE_ACCOUNTS_FILE": str(registry), "TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS": "0.5"})
     url = e2e.sqlite_url(tmp_path_factory.mktemp("accounts-db") / "tessera.db")
     stack = e2e.start_stack(url, tmp_path_factory.mktemp("accounts-logs"), **env)
     view = e2e.StoreView(url)
+    stack.registry = registry  # type: ignore[attr-defined]  # for the reload test
     yield stack, view, sim
     view.close()
     stack.stop()
@@ -225,6 +229,33 @@ def test_each_venue_accounts_positions_are_its_own_and_agree_with_its_ledger(acc
         assert [a for a in uow.anomalies.list(limit=100) if a.kind == "VENUE_POSITION_MISMATCH"] == []
 
 
+def test_an_account_added_to_the_registry_trades_once_both_services_reloaded_it(accounts):
+    stack, store, sim = accounts
+
+    def validate():
+        return stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account="desk-c")),
+                                        timeout=e2e.RPC_TIMEOUT)
+
+    e2e.expect_error(validate, grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_NOT_CONFIGURED")
+    document = json.loads(stack.registry.read_text())
+    document["accounts"]["desk-c"] = {"venue": "aster", "market_types": ["FUTURES"], "user": USER_C,
+                                      "signer": SIGNER_C, "private_key_file": "desk-c.key"}
+    stack.registry.write_text(json.dumps(document))
+
+    def approved():
+        try:
+            return validate()
+        except grpc.RpcError:
+            return None
+
+    assert e2e.wait_until(lambda: approved() is not None, 10), "Risk did not reload the registry"
+    order = e2e.approve(stack, account="desk-c", quantity="0.01")
+    time.sleep(1.0)  # the Exchange's reload (every 0.5 s, as Risk's)
+    assert submit(stack, order).order.status == pb.ORDER_STATUS_FILLED
+    (at_venue,) = sim.orders(order.order.client_order_id)
+    assert at_venue["account"] == USER_C
+
+
 def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts):
     stack, store, sim = accounts
     ours = e2e.approve(stack, account="desk-a", order_type=pb.ORDER_TYPE_LIMIT, quantity="0.01", price="60000")
@@ -238,7 +269,11 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts)
         answer = stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(
             operator="e2e-operator", reason="kill switch e2e"), timeout=e2e.RPC_TIMEOUT)
         assert answer.state == pb.TRADING_STATE_HALTED
-        assert [o.order_id for o in answer.orders] == [ours.order.order_id]
+        listed = {o.order_id: o for o in answer.orders}
+        assert ours.order.order_id in listed
+        # The others: approvals never submitted (the reload test's), cancelled without the venue.
+        assert all(not o.remote_order_id and o.status == pb.ORDER_STATUS_CANCELLED
+                   for order_id, o in listed.items() if order_id != ours.order.order_id)
         settled(store, ours.order.order_id, "CANCELLED")
         (by_hand,) = sim.orders("placed-by-hand")
         assert by_hand["status"] == "CANCELED"  # placed outside Tessera, cancelled all the same
