@@ -191,7 +191,8 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
         raise ConfigError("TESSERA_VENUE_DEADMAN_SECONDS must be 0 (off) or at least 5")
     return LiveProvider(make_transport(environ, public_only=False, registry=accounts is not None), poll_seconds=poll,
                         user_stream=user_stream == "true", accounts=accounts, deadman_seconds=deadman,
-                        round_prices=False)  # an off-tick price is refused: the stored price is the price sent
+                        round_prices=False,  # an off-tick price is refused: the stored price is the price sent
+                        account_id=None if accounts is not None else environ["ASTER_ACCOUNT_ID"])
 
 
 async def main() -> None:

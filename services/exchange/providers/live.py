@@ -88,8 +88,12 @@ class LiveProvider:
         round_prices: bool = True,
         accounts: VenueAccounts | None = None,
         deadman_seconds: float = 0.0,
+        account_id: str | None = None,
     ) -> None:
         self.transport = transport
+        #: Without a registry: the one Tessera account the transport's credentials trade for
+        #: (``ASTER_ACCOUNT_ID``); an order of another account is refused. None: any account.
+        self.account_id = account_id
         #: The venue's dead-man switch (futures ``countdownCancelAll``): while ``alive()``
         #: says the OMS follows the reports, every futures symbol with an order this
         #: process follows is armed for ``deadman_seconds`` and re-armed every quarter of
@@ -389,6 +393,11 @@ class LiveProvider:
             raise PreconditionFailed(f"this Exchange trades at {VENUE!r}, not {order.venue!r}",
                                      reason="VENUE_NOT_CONFIGURED", metadata={"account": order.account,
                                                                              "venue": order.venue})
+        elif self.account_id is not None and order.account != self.account_id:
+            raise PreconditionFailed(
+                f"account {order.account!r} is not configured: this Exchange's venue credentials trade for "
+                f"{self.account_id!r} (ASTER_ACCOUNT_ID); a venue accounts registry adds more",
+                reason="ACCOUNT_NOT_CONFIGURED", metadata={"account": order.account})
         session = self.session(order.account)
         if (self._started and order.market_type is MarketType.FUTURES and self.require_settings
                 and not session.settings_loaded and order.symbol not in session.leverage):

@@ -188,3 +188,26 @@ def test_without_rounding_an_off_tick_stop_price_is_refused_too_and_nothing_is_s
 
     assert refused.reason == "PRICE_NOT_ON_TICK" and "stop price 69999.95" in str(refused)
     assert sent == []
+
+
+def test_without_a_registry_only_the_environments_account_trades_and_only_at_aster(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0, user_stream=False, account_id="acct-1")
+            await provider.set_leverage("BTCUSDT", 10)
+            await provider.set_margin_mode("BTCUSDT", MarginMode.ISOLATED)
+            refusals = []
+            for order in (make_order(account="someone-else"), make_order(venue="binance")):
+                with pytest.raises(PreconditionFailed) as refused:
+                    await provider.execute(order)
+                refusals.append(refused.value.reason)
+            sent = len(venue.requests("POST", "/order"))
+            filled = await provider.execute(make_order(account="acct-1"))
+            await provider.close()
+            return refusals, sent, filled
+
+    refusals, sent, filled = asyncio.run(scenario())
+
+    assert refusals == ["ACCOUNT_NOT_CONFIGURED", "VENUE_NOT_CONFIGURED"]
+    assert sent == 0
+    assert filled[-1].order_status is OrderStatus.FILLED
