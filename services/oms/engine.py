@@ -130,12 +130,17 @@ class OrderManagement:
         return await self.cancels.expire_due(now)
 
     # -- venue settings ---------------------------------------------------------------------------
-    async def _sync_settings(self) -> int:
-        try:
-            return await self.venue_settings.sync()
-        except Exception as error:  # noqa: BLE001 - the store may be down: the next reconnect syncs again
-            log.warning("venue settings not stored (%s)", type(error).__name__)
-            return 0
+    async def _sync_settings(self, again_after: tuple[float, ...] = (0.0, 2.0, 10.0)) -> int:
+        """Store the settings the Exchange holds: at once, and again a little later (an
+        Exchange that just started may still be reading them from the venue)."""
+        changed = 0
+        for delay in again_after:
+            await asyncio.sleep(delay)
+            try:
+                changed += await self.venue_settings.sync()
+            except Exception as error:  # noqa: BLE001 - the store may be down: the next pass or reconnect syncs
+                log.warning("venue settings not stored (%s)", type(error).__name__)
+        return changed
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_order(self, order_id: str) -> Order:
@@ -199,6 +204,8 @@ class OrderManagement:
                 await asyncio.wait_for(stop.wait(), backoff)
             except asyncio.TimeoutError:
                 backoff = min(backoff * 2, 5.0)
+        if self._settings_sync is not None:
+            self._settings_sync.cancel()
 
 
 __all__ = ["OrderManagement", "Replacement", "Submission", "utcnow"]
