@@ -136,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
         "key (TESSERA_JWT_PUBLIC_KEY_FILES); see docs/access.md.")
     add_token_arguments(token)
 
+    from .venue import add_venue_arguments, cmd_venue
+
+    venue = commands.add_parser(
+        "venue", help="read and change the venue settings (leverage, margin mode, position mode) of an account",
+        description="leverage ACCOUNT SYMBOL N, margin-mode ACCOUNT SYMBOL isolated|crossed, position-mode ACCOUNT "
+        "hedge|one-way: change the setting at the venue through the OMS (SetVenueSetting) and store it, with "
+        "--operator. settings [ACCOUNT]: what the store holds (read from the venue when the Exchange starts).")
+    add_venue_arguments(venue)
+    venue.set_defaults(handler=cmd_venue)
+
     from .verify_store import add_verify_store_arguments, cmd_verify_store
 
     verify_store = commands.add_parser(

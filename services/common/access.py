@@ -91,6 +91,8 @@ RULES: tuple[Rule, ...] = (
     _rule(OMS, "StreamOrderEvents", "account", trader=LISTED, **_READERS),
     _rule(OMS, "CreateOrderManager", "target_account_uid", trader=LISTED),
     _rule(OMS, "GetOrderManager", "stored", trader=LISTED, **_READERS),
+    _rule(OMS, "SetVenueSetting", privileged=True, operator=ALL),
+    _rule(OMS, "ListVenueSettings", **_READERS),
     # Exchange: the OMS's (its HMAC call credential is checked as well), venue settings, prices
     _rule(EXCHANGE, "ExecuteOrder", service=ALL),
     _rule(EXCHANGE, "ExecuteOrders", service=ALL),
@@ -99,6 +101,8 @@ RULES: tuple[Rule, ...] = (
     _rule(EXCHANGE, "EmergencyCancelAll", service=ALL),
     _rule(EXCHANGE, "SetLeverage", privileged=True, operator=ALL, service=ALL),
     _rule(EXCHANGE, "SetMarginMode", privileged=True, operator=ALL, service=ALL),
+    _rule(EXCHANGE, "SetPositionMode", privileged=True, operator=ALL, service=ALL),
+    _rule(EXCHANGE, "ListVenueSettings", service=ALL),
     _rule(EXCHANGE, "GetTicker", service=ALL, **_EVERYONE),
     _rule(EXCHANGE, "StreamExecutionReports", service=ALL),
     _rule(EXCHANGE, "QueryOrder", service=ALL),

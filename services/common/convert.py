@@ -530,6 +530,8 @@ def order_to_proto(order: Order) -> pb.Order:
         message.replaces_order_id = order.replaces_order_id
     if order.replaced_by_order_id:
         message.replaced_by_order_id = order.replaced_by_order_id
+    if order.raw_venue_json:
+        message.raw_venue_json = order.raw_venue_json
     if order.expire_time is not None:
         set_timestamp(message.expire_time, order.expire_time)
     set_timestamp(message.order_time, order.order_time)
@@ -549,6 +551,7 @@ def event_to_proto(event: OrderEvent, *, cursor: int = 0, account: str = "", sym
         cursor=cursor,
         account=account,
         symbol=symbol,
+        raw_venue_json=event.raw_venue_json or "",
     )
 
 
@@ -568,6 +571,7 @@ def trade_to_proto(trade: Trade) -> pb.Trade:
         liquidity_side=enum_to_proto(trade.liquidity_side),
         trade_time=timestamp_to_proto(trade.trade_time),
         raw_payload=struct_to_proto(trade.raw_payload),
+        raw_venue_json=trade.raw_venue_json or "",
     )
 
 
@@ -614,6 +618,7 @@ def report_to_proto(report: ExecutionReport) -> pb.ExecutionReport:
         transact_time=timestamp_to_proto(report.transact_time),
         reason=report.reason,
         raw_payload=struct_to_proto(report.raw_payload),
+        raw_venue_json=report.raw_json or "",
     )
 
 
@@ -644,4 +649,5 @@ def report_from_proto(message: pb.ExecutionReport) -> ExecutionReport:
         reason=message.reason,
         raw_payload=struct_from_proto(message, "raw_payload") or None,
         sequence=message.sequence,
+        raw_json=message.raw_venue_json or None,
     )

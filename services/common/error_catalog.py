@@ -160,6 +160,13 @@ _OWN: tuple[Reason, ...] = (
        "Another Risk replica decides this account and could not be reached: send the order there.",
        ("account", "owner_replica"), _RISK),
     _r("OVERFILL", "FAILED_PRECONDITION", "A fill would take the order past its quantity.", ("order_id",), _OMS),
+    _r("ACCOUNT_NOT_CONFIGURED", "FAILED_PRECONDITION",
+       "The order's account is not in the venue accounts (TESSERA_VENUE_ACCOUNTS_FILE): nothing was stored or sent. "
+       "Add the account to the registry (it is reloaded within seconds) or use a configured one.",
+       ("account",), ("risk", "oms", "exchange")),
+    _r("VENUE_NOT_CONFIGURED", "FAILED_PRECONDITION",
+       "The order's account trades at another venue, or not in this market (FUTURES, SPOT), in the venue accounts: "
+       "nothing was stored or sent.", ("account", "venue"), ("risk", "oms", "exchange")),
     _r("LEVERAGE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's leverage before its first order.",
        ("symbol",), _EXCHANGE),
     _r("MARGIN_MODE_NOT_SET", "FAILED_PRECONDITION", "Live mode: set the symbol's margin mode before its first order.",
@@ -169,7 +176,7 @@ _OWN: tuple[Reason, ...] = (
     _r("SHADOW_MODE_READ_ONLY", "FAILED_PRECONDITION", "Shadow mode never sends an order to the venue.",
        services=_EXCHANGE),
     _r("VENUE_REJECTED", "FAILED_PRECONDITION", "The venue refused the request with a code Tessera does not map.",
-       ("venue_code",), _EXCHANGE),
+       ("venue_code", "venue_payload"), _EXCHANGE),
     _r("CONCURRENT_UPDATE", "ABORTED", "A concurrent writer changed the order first: read it and retry.",
        ("order_id",), _OMS),
     _r("VENUE_RATE_LIMITED", "RESOURCE_EXHAUSTED",
@@ -218,7 +225,8 @@ def _venue_reasons(own: dict[str, Reason]) -> dict[str, tuple[Reason, tuple[int,
     found = {}
     for name, numbers in codes.items():
         kind = kinds[name]
-        metadata = {"rejected": ("venue_code",), "cancel_rejected": ("venue_code", "order_id")}.get(kind, ())
+        metadata = {"rejected": ("venue_code", "venue_payload"),
+                    "cancel_rejected": ("venue_code", "order_id", "venue_payload")}.get(kind, ())
         services = _OMS_EXCHANGE if kind == "cancel_rejected" else _EXCHANGE
         entry = own.get(name) or _r(name, _KIND_CODES[kind], f"{_KIND_MEANINGS[kind]}.", metadata, services)
         found[name] = (entry, tuple(numbers))

@@ -61,6 +61,9 @@ class OrderEvent:
     to_status: OrderStatus
     reason: str = ""
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: The venue payload that made this change, as its exact JSON text (not hashed: the
+    #: chain covers the fields above).
+    raw_venue_json: str | None = None
 
 
 #: The reason of Risk's PENDING -> APPROVED event.
@@ -98,6 +101,8 @@ class Order:
     reject_reasons: list[str] = dataclasses.field(default_factory=list)
     token_nonce: str | None = None
     raw_venue_payload: dict[str, Any] | None = None
+    #: The venue's latest word on the order: the exact JSON text of what last changed it.
+    raw_venue_json: str | None = None
     version: int = 0
     last_sequence: int = 0
     # The hash of the newest stored event (the store's tamper-evident chain of events).

@@ -28,6 +28,8 @@ class Trade:
     liquidity_side: LiquiditySide | None = None
     client_order_id: str | None = None
     raw_payload: dict[str, Any] | None = None
+    #: The venue payload the fill came from, as its exact JSON text.
+    raw_venue_json: str | None = None
 
     @property
     def notional(self) -> Decimal:

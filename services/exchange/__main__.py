@@ -29,7 +29,9 @@ from services.store.database import Database
 from services.store.engine import database_url
 from tessera.exchange.v1 import exchange_pb2
 
-from .aster.credentials import credentials_from_environ, missing_variables
+from services.common.venue_accounts import VARIABLE, RegistryError, VenueAccounts, reload_seconds
+
+from .aster.credentials import credentials_from_environ, credentials_from_mapping, missing_variables
 from .aster.transport import AsterTransport
 from .engine import ExchangeEngine, StoreExecutions
 from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedPrices, StaticPrices
@@ -79,10 +81,13 @@ def with_venue_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
-def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTransport:
-    """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs."""
+def make_transport(environ: Mapping[str, str], *, public_only: bool,
+                   registry: bool = False) -> AsterTransport:
+    """The venue connection: ``TESSERA_VENUE_URL`` (both markets) or the two Aster URLs.
+    With a venue accounts ``registry`` the transport has no credentials of its own: each
+    request is signed with its account's."""
     credentials = None
-    if not public_only:
+    if not public_only and not registry:
         try:
             credentials = credentials_from_environ(environ)
         except ValueError as error:
@@ -101,11 +106,16 @@ def make_transport(environ: Mapping[str, str], *, public_only: bool) -> AsterTra
     )
 
 
-def live_gate(environ: Mapping[str, str]) -> None:
-    """Every live-mode gate at once: the message names each one that is missing."""
+def live_gate(environ: Mapping[str, str], *, registry: bool = False) -> None:
+    """Every live-mode gate at once: the message names each one that is missing. With a
+    venue accounts registry, the credentials come from it (not the environment)."""
     missing = []
     if environ.get("AIS_ENABLE_LIVE_TRADING", "").lower() != "true":
         missing.append("AIS_ENABLE_LIVE_TRADING=true")
+    if registry:
+        if missing:
+            raise ConfigError(f"live mode needs {', '.join(missing)}")
+        return
     if not environ.get("ASTER_ACCOUNT_ID"):
         missing.append("ASTER_ACCOUNT_ID")
     missing += missing_variables(environ)  # V1 key and secret, or the V3 API wallet
@@ -172,12 +182,23 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
             taker=env_decimal(environ, "TESSERA_PAPER_TAKER_FEE", "0.0004"),
         )
         return ShadowProvider(make_transport(environ, public_only=True), fees, poll_seconds=poll)
-    live_gate(environ)
+    try:
+        accounts = VenueAccounts.from_environ(environ, credentials=credentials_from_mapping)
+    except RegistryError as error:
+        raise ConfigError(str(error)) from None
+    live_gate(environ, registry=accounts is not None)
+    if accounts is not None and not accounts.accounts:
+        raise ConfigError(f"{VARIABLE} holds no account")
     user_stream = (environ.get("TESSERA_VENUE_USER_STREAM", "") or "true").lower()
     if user_stream not in ("true", "false"):
         raise ConfigError("TESSERA_VENUE_USER_STREAM must be true or false")
-    return LiveProvider(make_transport(environ, public_only=False), poll_seconds=poll,
-                        user_stream=user_stream == "true")
+    deadman = _seconds(environ, "TESSERA_VENUE_DEADMAN_SECONDS", "120")
+    if deadman < 0 or 0 < deadman < 5:
+        raise ConfigError("TESSERA_VENUE_DEADMAN_SECONDS must be 0 (off) or at least 5")
+    return LiveProvider(make_transport(environ, public_only=False, registry=accounts is not None), poll_seconds=poll,
+                        user_stream=user_stream == "true", accounts=accounts, deadman_seconds=deadman,
+                        round_prices=False,  # an off-tick price is refused: the stored price is the price sent
+                        account_id=None if accounts is not None else environ["ASTER_ACCOUNT_ID"])
 
 
 def settings_symbols(environ: Mapping[str, str]) -> list[str]:
@@ -216,6 +237,9 @@ async def main() -> None:
         symbols = settings_symbols(os.environ)
         ttl = env_int(os.environ, "TESSERA_TOKEN_TTL_SECONDS", 300, minimum=1)
         server_config = ServerConfig.from_env("exchange")
+        reload = reload_seconds(os.environ)
+    except RegistryError as error:
+        exit_on_config_error("exchange", ConfigError(str(error)))
     except ConfigError as error:
         exit_on_config_error("exchange", error)
     await restore_settings(provider, symbols)  # before serving: no order arrives to find them unset
@@ -224,20 +248,30 @@ async def main() -> None:
     db = Database.from_url(database_url())
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl, executions=StoreExecutions(db))
 
-    async def stopping() -> None:
-        await engine.close()
-        db.close()
-
     def register(server):  # type: ignore[no-untyped-def]
         return [add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
                             raw_requests=RAW_REQUESTS)]
+
+    accounts = getattr(provider, "accounts", None)
+    watcher: list[asyncio.Task[None]] = []
+
+    async def started() -> None:
+        await engine.start()
+        if accounts is not None:  # the registry reloaded when it changes (a key rotated, an account added)
+            watcher.append(asyncio.create_task(accounts.watch(reload), name="venue-accounts"))
+
+    async def stopping() -> None:
+        for task in watcher:
+            task.cancel()
+        await engine.close()
+        db.close()
 
     await serve(
         "exchange",
         register,
         host=server_config.host,
         port=server_config.port,
-        on_started=engine.start,
+        on_started=started,
         on_stopping=stopping,
     )
 

@@ -73,6 +73,8 @@ class ExchangeEngine:
         #: The nonces of the OMS's credentials accepted, until each expires: a credential
         #: is good for one call.
         self.replay = ReplayCache()
+        if hasattr(provider, "alive"):  # the venue's dead-man switch is held only while the OMS follows
+            provider.alive = lambda: self.reports.followers > 0
         # order id -> when its token stops being valid; a second execution is a replay.
         # Ids go in the order they were executed, with the time they may be forgotten:
         # the oldest are let go from the front, so each execution costs O(1).
@@ -179,9 +181,10 @@ class ExchangeEngine:
         symbol: str | None = None,
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
+        account: str | None = None,
     ) -> ExecutionReport:
         return await self.provider.cancel(
-            order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type
+            order_id, symbol=symbol, client_order_id=client_order_id, market_type=market_type, account=account
         )
 
     async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:

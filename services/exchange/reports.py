@@ -20,6 +20,9 @@ class ReportLog:
         self._reports: collections.deque[ExecutionReport] = collections.deque(maxlen=retain)
         self._sequence = 0
         self._changed = asyncio.Condition()
+        #: How many StreamExecutionReports subscribers follow the log now (the OMS is
+        #: alive while one does).
+        self.followers = 0
 
     @property
     def last_sequence(self) -> int:
@@ -42,13 +45,17 @@ class ReportLog:
 
     async def follow(self, after_sequence: int) -> AsyncIterator[ExecutionReport]:
         cursor = after_sequence
-        while True:
-            pending = self.after(cursor)
-            if not pending:
-                async with self._changed:
-                    await self._changed.wait_for(lambda: self._sequence > cursor)
-                continue
-            for report in pending:
-                cursor = report.sequence
-                yield report
+        self.followers += 1
+        try:
+            while True:
+                pending = self.after(cursor)
+                if not pending:
+                    async with self._changed:
+                        await self._changed.wait_for(lambda: self._sequence > cursor)
+                    continue
+                for report in pending:
+                    cursor = report.sequence
+                    yield report
+        finally:
+            self.followers -= 1
 

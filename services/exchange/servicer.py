@@ -14,7 +14,7 @@ from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import MarginMode, MarketType, Order, Side
-from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, in_request
+from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, PreconditionFailed, in_request
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
@@ -28,7 +28,8 @@ MAX_BATCH = 5000
 #: binds the SHA-256 digest of those bytes (verified on them, before they are parsed;
 #: ExecuteOrder and ExecuteOrders verify the risk tokens on them too).
 RAW_REQUESTS = ("ExecuteOrder", "ExecuteOrders", "CancelOrder", "CancelAllOrders", "EmergencyCancelAll",
-                "SetLeverage", "SetMarginMode", "QueryOrder", "StreamExecutionReports", "ListVenuePositions")
+                "SetLeverage", "SetMarginMode", "QueryOrder", "StreamExecutionReports", "ListVenuePositions",
+                "SetPositionMode", "ListVenueSettings")
 _MODES = {"PAPER": common_pb.EXECUTION_MODE_PAPER, "SHADOW": common_pb.EXECUTION_MODE_SHADOW, "LIVE": common_pb.EXECUTION_MODE_LIVE}
 _MARGIN_MODES = {common_pb.MARGIN_MODE_ISOLATED: MarginMode.ISOLATED, common_pb.MARGIN_MODE_CROSSED: MarginMode.CROSSED}
 _MARGIN_MODES_PB = {mode: value for value, mode in _MARGIN_MODES.items()}
@@ -81,6 +82,15 @@ def _symbol(value: str) -> str:
 
 def _market_type(value: int) -> MarketType | None:
     return convert.enum_from_proto(MarketType, value, "market_type", required=False)
+
+
+def _account(value: str) -> str | None:
+    return convert.check_text(value, convert.ACCOUNT_PATTERN, "account", required=False) or None
+
+
+def _for(account: str | None) -> dict[str, str]:
+    """The account keyword for a provider's setting call (none: the single account)."""
+    return {"account": account} if account else {}
 
 
 def _item_error(index: int, error: BaseException) -> pb.ExecuteOrderResult:
@@ -178,6 +188,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
                 request.client_order_id, convert.CLIENT_ORDER_ID_PATTERN, "client_order_id", required=False
             ),
             market_type=_market_type(request.market_type),
+            account=_account(request.account),
         )
         return pb.CancelOrderResponse(report=convert.report_to_proto(report))
 
@@ -217,8 +228,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         if leverage != leverage.to_integral_value() or leverage > convert.MAX_LEVERAGE:
             raise InvalidOrder("leverage", f"must be a whole number from 1 to {convert.MAX_LEVERAGE}",
                                violation="OUT_OF_RANGE")
-        auth.record_privileged("SetLeverage", symbol=symbol, leverage=str(leverage))
-        applied = await self.engine.provider.set_leverage(symbol, int(leverage))
+        account = _account(request.account)
+        auth.record_privileged("SetLeverage", account=account, symbol=symbol, leverage=str(leverage))
+        applied = await self.engine.provider.set_leverage(symbol, int(leverage), **_for(account))
         return pb.SetLeverageResponse(symbol=symbol, leverage=str(applied))
 
     @venue_errors
@@ -231,8 +243,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             mode = _MARGIN_MODES[request.margin_mode]
         else:
             raise InvalidOrder("margin_mode", "ISOLATED or CROSSED", violation="UNKNOWN_VALUE")
-        auth.record_privileged("SetMarginMode", symbol=symbol, margin_mode=mode.value)
-        applied = await self.engine.provider.set_margin_mode(symbol, mode)
+        account = _account(request.account)
+        auth.record_privileged("SetMarginMode", account=account, symbol=symbol, margin_mode=mode.value)
+        applied = await self.engine.provider.set_margin_mode(symbol, mode, **_for(account))
         return pb.SetMarginModeResponse(symbol=symbol, margin_mode=_MARGIN_MODES_PB[applied])
 
     @venue_errors
@@ -288,8 +301,44 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         read = getattr(self.engine.provider, "venue_positions", None)
         if self.engine.provider.mode != "LIVE" or read is None:
             return pb.ListVenuePositionsResponse(mode=self.mode)
-        held = await read()
-        return pb.ListVenuePositionsResponse(mode=self.mode, positions=[
-            pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
-                             quantity=convert.format_decimal(quantity))
-            for symbol, quantity in held.items()])
+        registry = getattr(self.engine.provider, "accounts", None)
+        if registry is None:
+            held = await read()
+            return pb.ListVenuePositionsResponse(mode=self.mode, positions=[
+                pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
+                                 quantity=convert.format_decimal(quantity))
+                for symbol, quantity in held.items()])
+        accounts = sorted(name for name, found in registry.accounts.items() if MarketType.FUTURES in found.market_types)
+        positions = []
+        for account in accounts:  # each venue account's own positions
+            for symbol, quantity in (await read(account=account)).items():
+                positions.append(pb.VenuePosition(symbol=symbol, market_type=common_pb.MARKET_TYPE_FUTURES,
+                                                  quantity=convert.format_decimal(quantity), account=account))
+        return pb.ListVenuePositionsResponse(mode=self.mode, positions=positions, accounts=accounts)
+
+    @venue_errors
+    async def SetPositionMode(self, request: pb.SetPositionModeRequest, context: grpc.aio.ServicerContext):
+        """An account's position mode at the venue (live mode only)."""
+        request = self._settings_request(request, context, "SetPositionMode", pb.SetPositionModeRequest)
+        account = _account(request.account)
+        setter = getattr(self.engine.provider, "set_position_mode", None)
+        if self.engine.provider.mode != "LIVE" or setter is None:
+            raise PreconditionFailed("position modes exist at a venue: live mode only", reason="FAILED_PRECONDITION")
+        applied = await setter(request.hedge_mode, **_for(account))
+        return pb.SetPositionModeResponse(account=account or "", hedge_mode=applied)
+
+    @venue_errors
+    async def ListVenueSettings(self, request: pb.ListVenueSettingsRequest, context: grpc.aio.ServicerContext):
+        """The settings this service holds per account (live mode; see the contract)."""
+        request = _authorized(self.engine, request, context, "ListVenueSettings", pb.ListVenueSettingsRequest)
+        read = getattr(self.engine.provider, "venue_settings", None)
+        if self.engine.provider.mode != "LIVE" or read is None:
+            return pb.ListVenueSettingsResponse(mode=self.mode)
+        accounts = []
+        for account, settings in read().items():
+            accounts.append(pb.VenueAccountSettings(
+                account=account or "", hedge_mode=settings.hedge_mode,
+                symbols=[pb.VenueSymbolSettings(symbol=symbol, leverage=str(settings.leverage[symbol]),
+                                                margin_mode=_MARGIN_MODES_PB[settings.margin_modes[symbol]])
+                         for symbol in sorted(set(settings.leverage) & set(settings.margin_modes))]))
+        return pb.ListVenueSettingsResponse(mode=self.mode, accounts=accounts)

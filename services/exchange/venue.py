@@ -118,6 +118,7 @@ class Provider(Protocol):
         symbol: str | None = None,
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
+        account: str | None = None,
     ) -> ExecutionReport: ...
 
     async def cancel_all(

@@ -17,6 +17,7 @@ from services.domain import Order, OrderStatus, TradingState, utcnow
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.store import UnitOfWork
 
+from .fill_tracker import apply_report
 from .gateway import ExchangeGateway, Refusal
 from .submission import Submitter
 
@@ -46,7 +47,8 @@ class Cancels:
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                return await self.submitter.write(_cancel_refused, order_id, answer.reason, self.clock())
+                return await self.submitter.write(_cancel_refused, order_id, answer.reason, self.clock(),
+                                                  answer.venue_payload)
             # No answer: the cancel may or may not have reached the venue. The order stays
             # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
             raise VenueUnavailable(
@@ -80,6 +82,23 @@ class Cancels:
         cancelled: list[Order] = []
         for symbol in symbols:
             cancelled += await self.cancel_all(symbol, None)
+        # Then at the venue itself: every open order of every account the Exchange trades
+        # for, those placed outside Tessera too (allOpenOrders per symbol).
+        answer = await self.gateway.emergency_cancel_all()
+        if isinstance(answer, Refusal):
+            log.error("the venue-wide cancel of the kill switch failed (%s: %s); trading stays HALTED",
+                      answer.reason, answer.detail)
+            return cancelled
+        listed = {order.order_id for order in cancelled}
+        for report in answer:
+            try:
+                order, _ = await self.submitter.write(apply_report, report)
+            except Exception as error:  # noqa: BLE001 - one report must not stop the rest
+                log.warning("report of the venue-wide cancel not applied to %s: %s", report.order_id, error)
+                continue
+            if order is not None and order.order_id not in listed:
+                listed.add(order.order_id)
+                cancelled.append(order)
         return cancelled
 
     # -- expiry ---------------------------------------------------------------------------
@@ -126,10 +145,13 @@ def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
     return order
 
 
-def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime) -> Order:
+def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime,
+                    venue_payload: str | None = None) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-        order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
+        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
+        if venue_payload:  # the venue's refusal of the cancel, as it answered
+            event.raw_venue_json = order.raw_venue_json = venue_payload
         uow.orders.save(order)
     return order
 

@@ -37,6 +37,7 @@ from .gateway import ExchangeGateway
 from .queries import Queries
 from .replace import Replacement, Replacer
 from .submission import Submission, Submitter
+from .venue_settings import VenueSettings
 
 log = logging.getLogger(__name__)
 #: How many streamed reports the OMS remembers having applied (see ``report_key``).
@@ -78,6 +79,8 @@ class OrderManagement:
                                    wall=wall, written=self._event_written.set)
         self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock)
         self.replacer = Replacer(self.submitter, self.gateway, ttl_seconds=ttl_seconds)
+        self.venue_settings = VenueSettings(self.submitter, self.gateway)
+        self._settings_sync: asyncio.Task[int] | None = None
         self.queries = Queries(db, self._event_written)
         self._applied: collections.OrderedDict[tuple[object, ...], None] = collections.OrderedDict()
 
@@ -121,8 +124,27 @@ class OrderManagement:
     async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
         return await self.cancels.emergency_cancel_all(operator, reason)
 
+    async def set_venue_setting(self, **fields: Any) -> Any:
+        return await self.venue_settings.set(**fields)
+
+    async def list_venue_settings(self, account: str | None = None) -> Any:
+        return await self.venue_settings.list(account)
+
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         return await self.cancels.expire_due(now)
+
+    # -- venue settings ---------------------------------------------------------------------------
+    async def _sync_settings(self, again_after: tuple[float, ...] = (0.0, 2.0, 10.0)) -> int:
+        """Store the settings the Exchange holds: at once, and again a little later (an
+        Exchange that just started may still be reading them from the venue)."""
+        changed = 0
+        for delay in again_after:
+            await asyncio.sleep(delay)
+            try:
+                changed += await self.venue_settings.sync()
+            except Exception as error:  # noqa: BLE001 - the store may be down: the next pass or reconnect syncs
+                log.warning("venue settings not stored (%s)", type(error).__name__)
+        return changed
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_order(self, order_id: str) -> Order:
@@ -160,6 +182,9 @@ class OrderManagement:
         backoff = 0.2
         while not stop.is_set():
             call = self.gateway.reports(0)
+            if self._settings_sync is None or self._settings_sync.done():
+                # (Re)connected, perhaps to a restarted Exchange: store the venue settings it read.
+                self._settings_sync = asyncio.ensure_future(self._sync_settings())
             try:
                 async for response in call:
                     report = convert.report_from_proto(response.report)
@@ -183,6 +208,8 @@ class OrderManagement:
                 await asyncio.wait_for(stop.wait(), backoff)
             except asyncio.TimeoutError:
                 backoff = min(backoff * 2, 5.0)
+        if self._settings_sync is not None:
+            self._settings_sync.cancel()
 
 
 __all__ = ["OrderManagement", "Replacement", "Submission", "utcnow"]

@@ -69,6 +69,7 @@ def _trade(order: Order, report: ExecutionReport) -> Trade:
         commission_asset=fill.commission_asset,
         liquidity_side=fill.liquidity_side,
         raw_payload=report.raw_payload,
+        raw_venue_json=report.raw_json,
     )
 
 
@@ -95,19 +96,30 @@ def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str]
         if fill.trade_id in known_trades:
             return applied  # already recorded: a duplicate report
         try:
-            order.apply_fill(fill.quantity, fill.price, at=report.transact_time, payload=fill_payload(fill))
+            event = order.apply_fill(fill.quantity, fill.price, at=report.transact_time, payload=fill_payload(fill))
         except (OverfillError, core_ext.IllegalTransition) as error:
             kind = "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER"
             applied.anomaly = (kind, str(error))
             return applied
         applied.trade = _trade(order, report)
         applied.changed = True
+        _keep_raw(order, event, report)
         return applied
-    applied.changed = _apply_status(order, report) or applied.changed
+    event = _apply_status(order, report)
+    if event is not None:
+        _keep_raw(order, event, report)
+    applied.changed = event is not None or applied.changed
     return applied
 
 
-def _apply_status(order: Order, report: ExecutionReport) -> bool:
+def _keep_raw(order: Order, event: OrderEvent, report: ExecutionReport) -> None:
+    """The venue's payload (exact JSON text) on the event it made and on the order."""
+    if report.raw_json:
+        event.raw_venue_json = report.raw_json
+        order.raw_venue_json = report.raw_json
+
+
+def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
     target = report.order_status
     reason = report.reason or f"venue: {target.value.lower()}"
     if (
@@ -120,16 +132,15 @@ def _apply_status(order: Order, report: ExecutionReport) -> bool:
         # cancel request pending was cancelled: the table has no PENDING_CANCEL -> EXPIRED.
         target, reason = OrderStatus.EXPIRED, "GTD expire time reached"
     if target is order.status or target not in _STATUS_REPORTS:
-        return False
+        return None
     # No rollback target: leaving PENDING_CANCEL for the state before it means the venue
     # refused the cancel, which only the cancel call's answer says, never a (possibly
     # duplicated) status report.
     if not core_ext.can_transition(order.status.value, target.value):
         # A late acknowledgement after the order moved on: the order already knows more.
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
-        return False
-    order.transition(target, reason=reason, at=report.transact_time)
-    return True
+        return None
+    return order.transition(target, reason=reason, at=report.transact_time)
 
 
 def _gtd_due(order: Order, report: ExecutionReport) -> bool:

@@ -64,6 +64,8 @@ class Refusal:
     code: grpc.StatusCode
     reason: str
     detail: str
+    #: The venue's request and answer as exact JSON text, when the venue refused.
+    venue_payload: str | None = None
 
     @property
     def definitive(self) -> bool:
@@ -75,23 +77,30 @@ class Refusal:
         return self.code is grpc.StatusCode.NOT_FOUND
 
 
-def reason_of(error: grpc.aio.AioRpcError) -> str:
-    """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
+def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     for key, value in error.trailing_metadata() or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
             try:
                 status = status_pb2.Status.FromString(value)
             except Exception:  # noqa: BLE001 - a detail that does not parse: no reason
-                break
+                return None
             for detail in status.details:
                 info = error_details_pb2.ErrorInfo()
                 if detail.Unpack(info) and info.reason:
-                    return info.reason
-    return error.code().name
+                    return info
+    return None
+
+
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
+    info = _error_info(error)
+    return info.reason if info is not None else error.code().name
 
 
 def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
-    return Refusal(error.code(), reason_of(error), error.details() or "")
+    info = _error_info(error)
+    return Refusal(error.code(), info.reason if info is not None else error.code().name, error.details() or "",
+                   (info.metadata.get("venue_payload") or None) if info is not None else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +223,8 @@ class ExchangeGateway:
         for result in response.results:
             if result.HasField("error"):
                 code = getattr(grpc.StatusCode, result.error.code, grpc.StatusCode.UNKNOWN)
-                answers.append(Refusal(code, result.error.reason or code.name, result.error.message))
+                answers.append(Refusal(code, result.error.reason or code.name, result.error.message,
+                                       result.error.metadata.get("venue_payload") or None))
             else:
                 answers.append(Executed([convert.report_from_proto(r) for r in result.response.reports],
                                         result.response.mode))
@@ -262,18 +272,68 @@ class ExchangeGateway:
                               *outgoing_metadata()),
         )
 
-    async def venue_futures_positions(self, *, timeout: float | None = None) -> dict[str, Decimal] | None:
-        """``ListVenuePositions``: the venue account's futures positions by symbol, or None
-        when the Exchange runs paper or shadow (no venue account to compare with).
-        Raises the call's ``AioRpcError``."""
+    async def emergency_cancel_all(self) -> list[ExecutionReport] | Refusal:
+        """``EmergencyCancelAll`` over every symbol: the Exchange cancels every open order of
+        every account it trades for at the venue (``allOpenOrders``), those placed outside
+        Tessera too; the reports are those of the orders it follows."""
+        try:
+            request = exchange_pb2.EmergencyCancelAllRequest()
+            response = await self.stub.EmergencyCancelAll(
+                request, timeout=self.timeout,
+                metadata=(*oms_call_metadata(self.keyring, "EmergencyCancelAll", request, now=self.wall()),
+                          *outgoing_metadata()))
+        except grpc.aio.AioRpcError as error:
+            return refusal_of(error)
+        return [convert.report_from_proto(r) for r in response.reports]
+
+    async def _setting(self, method: str, request: Any) -> Any:
+        return await getattr(self.stub, method)(
+            request, timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, method, request, now=self.wall()), *outgoing_metadata()))
+
+    async def set_leverage(self, account: str, symbol: str, leverage: int) -> int:
+        """``SetLeverage`` for an account's symbol: the leverage the venue applied
+        (raises ``AioRpcError``)."""
+        answer = await self._setting("SetLeverage", exchange_pb2.SetLeverageRequest(
+            symbol=symbol, leverage=str(leverage), account=account))
+        return int(answer.leverage)
+
+    async def set_margin_mode(self, account: str, symbol: str, margin_mode: int) -> int:
+        """``SetMarginMode`` (a ``tessera.common.v1.MarginMode``): the mode the venue
+        applied (raises ``AioRpcError``)."""
+        answer = await self._setting("SetMarginMode", exchange_pb2.SetMarginModeRequest(
+            symbol=symbol, margin_mode=margin_mode, account=account))
+        return int(answer.margin_mode)
+
+    async def set_position_mode(self, account: str, hedge: bool) -> bool:
+        """``SetPositionMode``: True when the venue applied hedge mode (raises ``AioRpcError``)."""
+        answer = await self._setting("SetPositionMode", exchange_pb2.SetPositionModeRequest(
+            account=account, hedge_mode=hedge))
+        return bool(answer.hedge_mode)
+
+    async def list_venue_settings(self) -> Any:
+        """``ListVenueSettings``: what the Exchange holds per account (raises ``AioRpcError``)."""
+        request = exchange_pb2.ListVenueSettingsRequest()
+        return await self.stub.ListVenueSettings(
+            request, timeout=self.timeout,
+            metadata=(*oms_call_metadata(self.keyring, "ListVenueSettings", request, now=self.wall()),
+                      *outgoing_metadata()))
+
+    async def venue_futures_positions_by_account(self, *, timeout: float | None = None
+                                                 ) -> tuple[list[str], dict[tuple[str, str], Decimal]] | None:
+        """``ListVenuePositions`` by account: the accounts the answer covers (empty: the
+        Exchange's single venue account, every position under account ``""``) and the
+        futures positions by (account, symbol); None in paper or shadow mode. Raises the
+        call's ``AioRpcError``."""
         request = exchange_pb2.ListVenuePositionsRequest()
         answer = await self.stub.ListVenuePositions(
             request, timeout=timeout or self.timeout,
             metadata=oms_call_metadata(self.keyring, "ListVenuePositions", request, now=self.wall()))
         if answer.mode != common_pb.EXECUTION_MODE_LIVE:
             return None
-        return {p.symbol: Decimal(p.quantity) for p in answer.positions
-                if p.market_type in (common_pb.MARKET_TYPE_FUTURES, common_pb.MARKET_TYPE_UNSPECIFIED)}
+        return list(answer.accounts), {(p.account, p.symbol): Decimal(p.quantity) for p in answer.positions
+                                       if p.market_type in (common_pb.MARKET_TYPE_FUTURES,
+                                                            common_pb.MARKET_TYPE_UNSPECIFIED)}
 
     def reports(self, after_sequence: int = 0) -> Any:
         """``StreamExecutionReports`` from ``after_sequence``: the reports the Exchange

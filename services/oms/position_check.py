@@ -49,10 +49,22 @@ class Mismatch:
     symbol: str
     venue_quantity: Decimal
     ledger_quantity: Decimal
+    #: The Tessera account, with a venue accounts registry; "" for the single venue account.
+    account: str = ""
 
     @property
     def difference(self) -> Decimal:
         return self.venue_quantity - self.ledger_quantity
+
+
+def ledger_futures_by_account(uow: UnitOfWork, accounts: set[str]) -> dict[tuple[str, str], Decimal]:
+    """The ledger's futures positions of ``accounts``, per account and symbol (flat ones left out)."""
+    held: dict[tuple[str, str], Decimal] = {}
+    for position in uow.positions.list(market_type=MarketType.FUTURES):
+        if position.quantity and position.account in accounts:
+            key = (position.account, position.symbol)
+            held[key] = held.get(key, Decimal(0)) + position.quantity
+    return held
 
 
 def ledger_futures(uow: UnitOfWork) -> dict[str, Decimal]:
@@ -77,21 +89,27 @@ class PositionCheck:
         self.timeout_seconds = timeout_seconds
         self.settle_seconds = settle_seconds
         self.monotonic = monotonic
-        self._seen: dict[str, tuple[Mismatch, float]] = {}  # each difference and when it was first seen
-        self._reported: dict[str, Decimal] = {}
+        # each difference and when it was first seen, by (account, symbol)
+        self._seen: dict[tuple[str, str], tuple[Mismatch, float]] = {}
+        self._reported: dict[tuple[str, str], Decimal] = {}
 
     async def check(self) -> list[Mismatch]:
         """Compare once; returns the mismatches recorded by this check (raises the
         Exchange's ``AioRpcError`` when it cannot answer)."""
-        venue = await self.gateway.venue_futures_positions(timeout=self.timeout_seconds)
-        if venue is None:
+        answer = await self.gateway.venue_futures_positions_by_account(timeout=self.timeout_seconds)
+        if answer is None:
             return []  # paper and shadow: no venue account to compare with
-        ledger = await self.db.read(ledger_futures)
+        accounts, venue = answer
+        if accounts:  # a registry: each venue account against its own Tessera account
+            wanted = set(accounts)
+            ledger = await self.db.read(lambda uow: ledger_futures_by_account(uow, wanted))
+        else:  # one venue account for every Tessera account
+            ledger = {("", symbol): quantity for symbol, quantity in (await self.db.read(ledger_futures)).items()}
         differing = {}
-        for symbol in sorted(venue.keys() | ledger.keys()):
-            mismatch = Mismatch(symbol, venue.get(symbol, Decimal(0)), ledger.get(symbol, Decimal(0)))
+        for key in sorted(venue.keys() | ledger.keys()):
+            mismatch = Mismatch(key[1], venue.get(key, Decimal(0)), ledger.get(key, Decimal(0)), account=key[0])
             if mismatch.difference:
-                differing[symbol] = mismatch
+                differing[key] = mismatch
         now = self.monotonic()
         seen = {}
         for symbol, mismatch in differing.items():
@@ -105,19 +123,22 @@ class PositionCheck:
         if confirmed:
             await self.db.run(self._record, confirmed)
             for mismatch in confirmed:
-                self._reported[mismatch.symbol] = mismatch.difference
+                self._reported[(mismatch.account, mismatch.symbol)] = mismatch.difference
         return confirmed
 
     @staticmethod
     def _record(uow: UnitOfWork, mismatches: list[Mismatch]) -> None:
         for m in mismatches:
-            detail = (f"{m.symbol} futures: the venue holds {m.venue_quantity}, Tessera's ledger "
+            whose = f"account {m.account}: " if m.account else ""
+            detail = (f"{whose}{m.symbol} futures: the venue holds {m.venue_quantity}, Tessera's ledger "
                       f"{m.ledger_quantity} (difference {m.difference})")
             log.error("position mismatch: %s", detail)
-            uow.anomalies.record(kind=KIND, venue=VENUE, order_id=None, detail=detail, payload={
-                "symbol": m.symbol, "market_type": MarketType.FUTURES.value,
-                "venue_quantity": str(m.venue_quantity), "ledger_quantity": str(m.ledger_quantity),
-                "difference": str(m.difference)})
+            payload = {"symbol": m.symbol, "market_type": MarketType.FUTURES.value,
+                       "venue_quantity": str(m.venue_quantity), "ledger_quantity": str(m.ledger_quantity),
+                       "difference": str(m.difference)}
+            if m.account:
+                payload["account"] = m.account
+            uow.anomalies.record(kind=KIND, venue=VENUE, order_id=None, detail=detail, payload=payload)
 
 
 __all__ = ["KIND", "Mismatch", "PositionCheck", "ledger_futures"]

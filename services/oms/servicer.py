@@ -17,6 +17,7 @@ from tessera.oms.v1 import oms_pb2 as pb
 from tessera.oms.v1 import oms_pb2_grpc
 
 from .engine import OrderManagement, Submission
+from .venue_settings import parse_request as parse_venue_setting
 
 MAX_BATCH = 5000
 MAX_PAGE = 1000
@@ -224,3 +225,30 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         return pb.GetOrderManagerResponse(
             order_manager=convert.order_manager_to_proto(manager), orders=[convert.order_to_proto(o) for o in orders]
         )
+
+    @grpc_errors
+    async def SetVenueSetting(self, request: pb.SetVenueSettingRequest, context: grpc.aio.ServicerContext):
+        fields = parse_venue_setting(request)
+        comment = fields.pop("comment")
+        auth.record_privileged("SetVenueSetting", **{k: str(v) for k, v in fields.items() if v not in (None, "")},
+                               **({"comment": comment} if comment else {}))
+        setting = await self.oms.set_venue_setting(**fields)
+        return pb.SetVenueSettingResponse(setting=_setting_proto(setting))
+
+    @grpc_errors
+    async def ListVenueSettings(self, request: pb.ListVenueSettingsRequest, context: grpc.aio.ServicerContext):
+        problems: convert.Problems = []
+        account = _optional(request.account, convert.ACCOUNT_PATTERN, "account", problems)
+        convert.raise_problems(problems)
+        settings = await self.oms.list_venue_settings(account)
+        return pb.ListVenueSettingsResponse(settings=[_setting_proto(s) for s in settings])
+
+
+def _setting_proto(setting: Any) -> pb.VenueSetting:
+    margin = {"ISOLATED": common_pb.MARGIN_MODE_ISOLATED, "CROSSED": common_pb.MARGIN_MODE_CROSSED}
+    return pb.VenueSetting(
+        account=setting.account, symbol=setting.symbol,
+        leverage=str(setting.leverage) if setting.leverage is not None else "",
+        margin_mode=margin.get(setting.margin_mode or "", common_pb.MARGIN_MODE_UNSPECIFIED),
+        position_mode=setting.position_mode or "", source=setting.source,
+        updated_time=convert.timestamp_to_proto(setting.updated_time))

@@ -292,7 +292,8 @@ class Submitter:
         """The Exchange refused the order, or its answer never came."""
         if refusal.definitive:
             log.warning("exchange refused order %s: %s", order.order_id, refusal.detail)
-            stored = await self.write(_refused, order.order_id, refusal.reason, refusal.detail, self.clock())
+            stored = await self.write(_refused, order.order_id, refusal.reason, refusal.detail, self.clock(),
+                                      refusal.venue_payload)
             return Submission(stored, [])
         # No answer: the venue may or may not have the order. It stays SUBMITTED.
         log.error("order %s in doubt: exchange call failed with %s", order.order_id, refusal.code.name)
@@ -334,12 +335,16 @@ class Submitter:
         return await self.write(apply_and_read)
 
 
-def _refused(uow: UnitOfWork, order_id: str, reason: str, detail: str, at: dt.datetime) -> Order:
+def _refused(uow: UnitOfWork, order_id: str, reason: str, detail: str, at: dt.datetime,
+             venue_payload: str | None = None) -> Order:
     order = uow.orders.get(order_id)
     assert order is not None
     if order.status is OrderStatus.SUBMITTED:
         order.reject_reasons = [reason]
-        order.transition(OrderStatus.REJECTED, reason=f"exchange: {reason}", at=at, payload={"detail": detail[:500]})
+        event = order.transition(OrderStatus.REJECTED, reason=f"exchange: {reason}", at=at,
+                                 payload={"detail": detail[:500]})
+        if venue_payload:  # the venue's refusal, as it answered
+            event.raw_venue_json = order.raw_venue_json = venue_payload
         uow.orders.save(order)
     return order
 

@@ -9,6 +9,7 @@ import os
 from services.common.config import ConfigError, ServerConfig, env_decimal, exit_on_config_error, load_keyring
 from services.common.observability import metrics
 from services.common.server import add_service, run, serve
+from services.common.venue_accounts import RegistryError, VenueAccounts, reload_seconds
 from services.store import database_url
 from services.store.database import Database
 from tessera.risk.v1 import risk_pb2
@@ -29,10 +30,16 @@ async def main() -> None:
         state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
         if poll <= 0 or state_poll <= 0:
             raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")
+        try:  # Risk reads who trades where, never the credentials
+            accounts = VenueAccounts.from_environ(os.environ)
+            reload = reload_seconds(os.environ)
+        except RegistryError as error:
+            raise ConfigError(str(error)) from None
     except ConfigError as error:
         exit_on_config_error("risk", error)
     db = Database.from_url(database_url(), on_events=metrics.events_committed)
-    engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll)
+    engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll,
+                        accounts=accounts)
     servicer = RiskServicer(engine, sharding)
     metrics.watch_trading_state(db.store)
     metrics.watch_risk_book(engine.book, sharding.shard, sharding.shards)
@@ -45,6 +52,8 @@ async def main() -> None:
     async def started() -> None:
         await engine.start()  # the book, before the first decision
         background.append(asyncio.create_task(engine.follow(stop), name="risk-book"))
+        if accounts is not None:
+            background.append(asyncio.create_task(accounts.watch(reload, stop), name="venue-accounts"))
 
     async def stopping() -> None:
         stop.set()

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import core_ext
 from services.common.observability import metrics
+from services.common.venue_accounts import VenueAccounts
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
 from services.domain.order import APPROVAL_REASON
 from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
@@ -79,6 +80,10 @@ class RiskEngine:
         (default: the store behind ``db``, :class:`~services.store.risk_state.StoreSource`).
     poll_seconds, state_poll_seconds
         How often :meth:`follow` reads the order events and the trading state.
+    accounts
+        The venue accounts: an order whose account or venue is not configured there is
+        refused (``ACCOUNT_NOT_CONFIGURED``, ``VENUE_NOT_CONFIGURED``) before anything is
+        stored. None: no registry, every account may trade.
     flush_seconds
         How often the ledger the book owes is written (sooner past ``FLUSH_ENTRIES``
         entries): it is the store's copy, for a replica that starts; decisions use the book.
@@ -98,8 +103,11 @@ class RiskEngine:
         poll_seconds: float = 0.1,
         state_poll_seconds: float = 0.1,
         flush_seconds: float = 1.0,
+        accounts: VenueAccounts | None = None,
     ) -> None:
         self.db = db
+        #: The venue accounts (None: every account may trade, as in paper mode without a registry).
+        self.accounts = accounts
         self.keyring = keyring
         self.limits = limits
         self.prices = prices if prices is not None else StaticPrices(limits.reference_prices)
@@ -248,6 +256,12 @@ class RiskEngine:
                     f"of {self.sharding.shards} (this is replica {self.sharding.shard})", reason="NOT_ACCOUNT_OWNER",
                     metadata={"account": order.account, "owner_replica": self.sharding.owner(order.account)})
                 continue
+            if self.accounts is not None:
+                try:
+                    self.accounts.check(order.account, order.venue, order.market_type)
+                except DomainError as error:  # nothing stored: the order never existed
+                    results[index] = error
+                    continue
             key = (order.account, order.client_order_id)
             if not fresh and (key in self._in_flight or self.book.client_order(*key) is not None):
                 retries.append(index)  # a retry: answered from the store, below

@@ -49,7 +49,8 @@ ORDER_LIFECYCLE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 TRADE_COLUMNS: tuple[str, ...] = tuple(c.name for c in trades_table.columns if c.name != "id")
-EVENT_COLUMNS = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload")
+EVENT_COLUMNS = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload",
+                 "raw_venue_json")
 
 
 def _to_db(value: Any) -> Any:

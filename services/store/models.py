@@ -108,6 +108,9 @@ class OrderRow(Base):
     reject_reasons: Mapped[list[str]] = mapped_column(JSONType)
     token_nonce: Mapped[str | None] = mapped_column(NAME)
     raw_venue_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The venue's latest word on the order: the exact JSON text of the request and answer
+    # (or stream message) that last changed it (migration 0006).
+    raw_venue_json: Mapped[str | None] = mapped_column(Text())
     version: Mapped[int] = mapped_column(Integer())
     last_sequence: Mapped[int] = mapped_column(Integer())
     # The hash of the order's newest event: the head of its chain (see services.store.chain).
@@ -134,6 +137,8 @@ class OrderEventRow(Base):
     # The per-order hash chain (services.store.chain); NULL prev_hash on an order's first event.
     prev_hash: Mapped[str | None] = mapped_column(HASH)
     hash: Mapped[str | None] = mapped_column(HASH)
+    # The venue payload that made this change, as its exact JSON text (migration 0006).
+    raw_venue_json: Mapped[str | None] = mapped_column(Text())
 
 
 class TradeRow(Base):
@@ -155,6 +160,24 @@ class TradeRow(Base):
     liquidity_side: Mapped[str | None] = mapped_column(CODE)
     trade_time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     raw_payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The venue payload the fill came from, as its exact JSON text (migration 0006).
+    raw_venue_json: Mapped[str | None] = mapped_column(Text())
+
+
+class VenueSettingRow(Base):
+    """A venue setting of an account: its position mode (symbol ``""``), or a futures
+    symbol's leverage and margin mode. Read from the venue when the Exchange starts, and
+    set by operators (SetVenueSetting)."""
+
+    __tablename__ = "venue_settings"
+
+    account: Mapped[str] = mapped_column(NAME, primary_key=True)
+    symbol: Mapped[str] = mapped_column(NAME, primary_key=True)
+    leverage: Mapped[int | None] = mapped_column(Integer())
+    margin_mode: Mapped[str | None] = mapped_column(CODE)
+    position_mode: Mapped[str | None] = mapped_column(CODE)
+    source: Mapped[str] = mapped_column(NAME)
+    updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class TradingStateRow(Base):
@@ -284,3 +307,4 @@ anomalies_table = ExecutionAnomalyRow.__table__
 exchange_executions_table = ExchangeExecutionRow.__table__
 positions_table = PositionRow.__table__
 ledger_entries_table = LedgerEntryRow.__table__
+venue_settings_table = VenueSettingRow.__table__

@@ -65,7 +65,7 @@ from .models import order_events_table, orders_table, trades_table
 from .trading_state import GLOBAL_SCOPE
 
 EVENT_COLUMNS = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload",
-                 "prev_hash", "hash")
+                 "prev_hash", "hash", "raw_venue_json")
 #: The columns an update of the order path writes (``version`` is bumped by the statement).
 UPDATE_COLUMNS = ORDER_LIFECYCLE_COLUMNS
 #: At most this many ids in one ``IN (...)`` list on SQLite (its variable limit is 32766).
@@ -140,7 +140,7 @@ def _event_values(codec: Any, event: OrderEvent, prev_hash: str | None) -> tuple
     )
     return (event.order_id, event.sequence, codec.time(event.event_time),
             event.from_status.value if event.from_status is not None else None, event.to_status.value,
-            event.reason, json_text(event.payload or {}), prev_hash, digest), digest
+            event.reason, json_text(event.payload or {}), prev_hash, digest, event.raw_venue_json), digest
 
 
 def chain(codec: Any, order: Order) -> tuple[list[list[Any]], str | None]:

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import SQLITE_BEGIN_OPTION, database_url, make_engine, safe_url
 from .migrate import upgrade
+from .venue_settings import VenueSettingRepository
 from .repositories import (
     AccountActivityRepository,
     AnomalyRepository,
@@ -49,6 +50,7 @@ class AbstractUnitOfWork(abc.ABC):
     anomalies: AnomalyRepository
     positions: PositionRepository
     account_activity: AccountActivityRepository
+    venue_settings: VenueSettingRepository
 
     def __enter__(self) -> Self:
         return self
@@ -86,6 +88,7 @@ class UnitOfWork(AbstractUnitOfWork):
         self.anomalies = AnomalyRepository(session)
         self.positions = PositionRepository(session)
         self.account_activity = AccountActivityRepository(session)
+        self.venue_settings = VenueSettingRepository(session)
         return self
 
     def __exit__(
@@ -127,6 +130,7 @@ class JoinedUnitOfWork(AbstractUnitOfWork):
         self.anomalies = AnomalyRepository(session)
         self.positions = PositionRepository(session)
         self.account_activity = AccountActivityRepository(session)
+        self.venue_settings = VenueSettingRepository(session)
 
     def __exit__(self, *exc_info: object) -> None:
         pass

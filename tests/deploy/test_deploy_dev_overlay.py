@@ -209,8 +209,11 @@ def test_the_secret_values_reached_the_services(played: PlayedOverlay) -> None:
         assert url == played.secret("tessera-database")["url"], pod.name
     venue = played.secret("tessera-venue")
     environment = played.podman.out("exec", played.container("exchange"), "env").splitlines()
-    assert f"ASTER_API_KEY={venue['api-key']}" in environment
-    assert f"ASTER_API_SECRET={venue['api-secret']}" in environment
+    assert "ASTER_API_KEY_FILE=/etc/tessera/venue/api-key" in environment  # a file, never a value
+    assert not [line for line in environment if line.startswith(("ASTER_API_KEY=", "ASTER_API_SECRET="))]
+    mounted = played.podman.out("exec", played.container("exchange"), "cat", "/etc/tessera/venue/api-key",
+                                "/etc/tessera/venue/api-secret")
+    assert mounted == venue["api-key"] + venue["api-secret"]
     # Risk signs with the key of the Secret, under its key id.
     with dev_channel(played.address("risk")) as channel:
         intent = pb.OrderIntent(account=f"{played.run}-secret", venue="aster", market_type=pb.MARKET_TYPE_FUTURES,

@@ -172,8 +172,21 @@ class Approved:
         return oms_pb2.SubmitOrderRequest(order=order, risk_token=self.token)
 
 
+def live_account(stack: Any) -> str | None:
+    """The one account a live Exchange without a venue accounts registry trades for
+    (``ASTER_ACCOUNT_ID``: it refuses the others); None for other stacks."""
+    exchange = getattr(stack, "processes", {}).get("exchange")
+    env = getattr(exchange, "env", None) or {}
+    if env.get("TESSERA_EXECUTION_MODE") == "live" and not env.get("TESSERA_VENUE_ACCOUNTS_FILE"):
+        return env.get("ASTER_ACCOUNT_ID") or None
+    return None
+
+
 def approve(stack: Stack, **fields: Any) -> Approved:
-    """Validate an order with Risk and insist it was approved."""
+    """Validate an order with Risk and insist it was approved (for a live stack with one
+    venue account, the order is that account's unless the caller names another)."""
+    if "account" not in fields and live_account(stack):
+        fields["account"] = live_account(stack)
     answer = stack.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent(**fields)), timeout=RPC_TIMEOUT)
     assert answer.order.status == pb.ORDER_STATUS_APPROVED, (answer.order, list(answer.violations))
     assert answer.risk_token, "an approved order comes with a risk token"

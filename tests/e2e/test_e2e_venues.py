@@ -6,6 +6,7 @@ layer) and, for "exactly once" claims, at the simulated venue itself.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -89,13 +90,16 @@ def test_live_mode_refuses_to_start_naming_every_missing_gate(present, missing):
 
 
 # -- live -----------------------------------------------------------------------------------------
-def test_live_orders_are_refused_until_leverage_and_margin_mode_are_set(live, live_store, sim):
-    approved = e2e.approve(live, symbol="ETHUSDT", quantity="0.1")
+def test_live_orders_go_with_the_settings_read_from_the_venue_and_one_asking_for_another_leverage_is_refused(
+        live, live_store, sim):
+    # The Exchange read every symbol's leverage from the venue when it started (the
+    # simulator's default, 20x): an order asking for 3x is refused before it is sent.
+    approved = e2e.approve(live, symbol="ETHUSDT", quantity="0.1", leverage="3")
 
     answer = submit(live, approved)
 
     assert answer.order.status == pb.ORDER_STATUS_REJECTED
-    assert list(answer.order.reject_reasons) == ["LEVERAGE_NOT_SET"]
+    assert list(answer.order.reject_reasons) == ["LEVERAGE_MISMATCH"]
     assert live_store.statuses(approved.order.order_id) == ["PENDING", "APPROVED", "SUBMITTED", "REJECTED"]
     assert sim.orders(approved.order.client_order_id) == []
 
@@ -152,6 +156,11 @@ def test_insufficient_margin_at_the_venue_rejects_the_order(live, live_store, si
     assert answer.order.status == pb.ORDER_STATUS_REJECTED
     assert list(answer.order.reject_reasons) == ["MARGIN_INSUFFICIENT"]
     assert live_store.trades(approved.order.order_id) == []
+    # The venue's refusal as it answered, on the order and on its REJECTED event.
+    refusal = json.loads(answer.order.raw_venue_json)
+    assert refusal["request"]["path"].endswith("/order") and refusal["response"]["code"] == -2019
+    (rejected,) = [e for e in live_store.events(approved.order.order_id) if e.to_status.value == "REJECTED"]
+    assert rejected.raw_venue_json == answer.order.raw_venue_json
 
 
 @pytest.mark.parametrize(

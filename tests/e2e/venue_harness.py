@@ -26,6 +26,8 @@ API_SECRET = "e2e-venue-secret-0123456789abcdef"  # never printed by any service
 V3_USER = "0x2222222222222222222222222222222222222222"
 V3_SIGNER = "0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1"
 V3_PRIVATE_KEY = "0x" + "01" * 32  # never printed by any service
+#: The Tessera account a live stack without a venue accounts registry trades for (ASTER_ACCOUNT_ID).
+LIVE_ACCOUNT = "e2e-account"
 _READY = re.compile(r"^venue-sim listening on (\S+):(\d+)\s*$", re.MULTILINE)
 
 
@@ -107,11 +109,11 @@ def venue_env(sim: VenueSim, mode: str, **overrides: str | None) -> dict[str, st
         "TESSERA_RECONCILE_GRACE_SECONDS": "1.5",
     }
     if mode == "live":
-        env.update({"AIS_ENABLE_LIVE_TRADING": "true", "ASTER_ACCOUNT_ID": "e2e-account",
+        env.update({"AIS_ENABLE_LIVE_TRADING": "true", "ASTER_ACCOUNT_ID": LIVE_ACCOUNT,
                     "ASTER_API_KEY": API_KEY, "ASTER_API_SECRET": API_SECRET})
     if mode == "live-v3":
         env.update({"TESSERA_EXECUTION_MODE": "live", "AIS_ENABLE_LIVE_TRADING": "true",
-                    "ASTER_ACCOUNT_ID": "e2e-account", "ASTER_USER": V3_USER, "ASTER_SIGNER": V3_SIGNER,
+                    "ASTER_ACCOUNT_ID": LIVE_ACCOUNT, "ASTER_USER": V3_USER, "ASTER_SIGNER": V3_SIGNER,
                     "ASTER_SIGNER_PRIVATE_KEY": V3_PRIVATE_KEY})
     env.update(overrides)
     return env
@@ -136,5 +138,21 @@ def restart_oms(stack: Stack) -> None:
         channel.close()
     fresh = ServiceProcess("oms", old.env, old.log_dir / "restarted", cwd=old.cwd, python=old.python)
     stack.processes["oms"] = fresh
+    fresh.start()
+    fresh.wait_ready(30)
+
+
+def restart_exchange(stack: Stack) -> None:
+    """Stop the Exchange process and start a new one on the same port with the same settings
+    (the OMS keeps its address and reconnects)."""
+    old = stack.processes["exchange"]
+    port = (old.address or "").rsplit(":", 1)[-1]
+    old.stop()
+    channel = stack._channels.pop("exchange", None)
+    if channel is not None:
+        channel.close()
+    fresh = ServiceProcess("exchange", {**old.env, "TESSERA_EXCHANGE_PORT": port}, old.log_dir / "restarted",
+                           cwd=old.cwd, python=old.python)
+    stack.processes["exchange"] = fresh
     fresh.start()
     fresh.wait_ready(30)

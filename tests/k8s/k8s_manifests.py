@@ -53,6 +53,7 @@ MIGRATION_JOB = "tessera-migrate"
 EXTERNAL_SECRETS = {
     "tessera-hmac": {"current", "current-key-id", "previous", "previous-key-id"},
     "tessera-venue": {"api-key", "api-secret"},
+    "tessera-venue-accounts": {"accounts.json"},
     "tessera-database": {"url"},
     "tessera-jwt": {"public.pem", "service-token"},
     # Mutual TLS between the OMS and the Exchange (prod: k8s/overlays/prod/mtls.yaml).

@@ -292,7 +292,7 @@ def secret_name_typo(objects: Objects) -> None:
 
 def secret_key_typo(objects: Objects) -> None:
     env = container_of(objects, "Deployment", "exchange")["env"]
-    next(item for item in env if item["name"] == "ASTER_API_KEY")["valueFrom"]["secretKeyRef"]["key"] = "apikey"
+    next(item for item in env if item["name"] == "ASTER_API_KEY_FILE")["value"] = "/etc/tessera/venue/apikey"
 
 
 def key_file_not_mounted(objects: Objects) -> None:

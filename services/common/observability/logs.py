@@ -48,6 +48,7 @@ SECRET_VARIABLES = (
     "AIS_RISK_HMAC_SECRET_PREVIOUS",
     "ASTER_API_SECRET",
     "ASTER_API_KEY",
+    "ASTER_SIGNER_PRIVATE_KEY",
     "TESSERA_TEST_POSTGRES_ADMIN_URL",
 )
 REDACTED = "[REDACTED]"
@@ -59,7 +60,7 @@ _MIN_SECRET_LENGTH = 6
 # password.
 _SECRETS = re.compile(
     r"(?P<token>\bv\d+\.[A-Za-z0-9_-]{1,32}\.\d{1,12}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
-    r"|(?P<hex>\b[0-9a-fA-F]{64,}\b)"
+    r"|(?P<hex>\b(?:0x)?[0-9a-fA-F]{64,}\b)"
     r"|(?P<key>(?i:\b(?:[a-z0-9_-]*secret|signature|password|passwd|api[_-]?key|x-mbx-apikey|risk[_-]?token|token)"
     r"[\"']?\s*[:=]\s*[\"']?))(?P<value>[^\s\"'&,;}\]]+)"
     r"|(?P<scheme>://[^/\s:@]+:)(?P<password>[^@\s/]+)@"
@@ -84,6 +85,26 @@ def _file_text(path: str) -> str:
         return ""
 
 
+def _registry_secrets(path: str) -> set[str]:
+    """The contents of the key files a venue accounts registry names (its ``*_file`` fields)."""
+    if not path:
+        return set()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            accounts = json.load(handle).get("accounts", {})
+    except (OSError, ValueError, AttributeError):
+        return set()
+    found = set()
+    base = os.path.dirname(path)
+    for entry in accounts.values() if isinstance(accounts, dict) else ():
+        for field, name in (entry.items() if isinstance(entry, dict) else ()):
+            if field.endswith("_file") and isinstance(name, str) and name:
+                value = _file_text(name if os.path.isabs(name) else os.path.join(base, name))
+                if len(value) >= _MIN_SECRET_LENGTH:
+                    found.add(value)
+    return found
+
+
 def secret_values(environ: Mapping[str, str] = os.environ) -> list[str]:
     """The secret values this process may hold, longest first."""
     values = set()
@@ -91,6 +112,7 @@ def secret_values(environ: Mapping[str, str] = os.environ) -> list[str]:
         for value in (environ.get(name, ""), _file_text(environ[f"{name}_FILE"]) if environ.get(f"{name}_FILE") else ""):
             if len(value.strip()) >= _MIN_SECRET_LENGTH:
                 values.add(value.strip())
+    values.update(_registry_secrets(environ.get("TESSERA_VENUE_ACCOUNTS_FILE", "")))
     match = re.search(r"://[^/\s:@]+:([^@\s/]+)@", environ.get("TESSERA_DATABASE_URL", ""))
     if match and len(match.group(1)) >= 3:
         values.add(match.group(1))

@@ -28,8 +28,11 @@ from services.domain.errors import DomainError, OrderNotFound, PreconditionFaile
 class VenueRejected(PreconditionFailed):
     """The venue refused the request; nothing happened there (``FAILED_PRECONDITION``)."""
 
-    def __init__(self, message: str, *, reason: str, venue_code: int | None = None) -> None:
-        super().__init__(message, reason=reason, metadata={"venue_code": venue_code})
+    def __init__(self, message: str, *, reason: str, venue_code: int | None = None,
+                 venue_payload: str | None = None) -> None:
+        # venue_payload: the request and the venue's answer as exact JSON text (no secret:
+        # the authentication parameters are left out), for the order's audit trail.
+        super().__init__(message, reason=reason, metadata={"venue_code": venue_code, "venue_payload": venue_payload})
         self.venue_code = venue_code
 
 
@@ -158,8 +161,10 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
 }
 
 
-def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float = 0.0) -> DomainError:
-    """The domain error for an unsuccessful answer (``payload`` is the decoded body, if any)."""
+def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float = 0.0,
+                venue_payload: str | None = None) -> DomainError:
+    """The domain error for an unsuccessful answer (``payload`` is the decoded body, if any;
+    ``venue_payload`` the request and answer as exact JSON text, kept on a refusal)."""
     code = payload.get("code") if isinstance(payload, dict) else None
     message = payload.get("msg") if isinstance(payload, dict) else None
     detail = f"{what}: venue answered HTTP {http_status}" + (f" code {code}" if code is not None else "")
@@ -173,13 +178,14 @@ def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float
         return VenueInDoubt(detail, reason="VENUE_UNAVAILABLE")
     rule = VENUE_ERROR_CODES.get(code) if isinstance(code, int) else None
     if rule is None:
-        return VenueRejected(detail, reason="VENUE_REJECTED", venue_code=code if isinstance(code, int) else None)
+        return VenueRejected(detail, reason="VENUE_REJECTED", venue_code=code if isinstance(code, int) else None,
+                             venue_payload=venue_payload)
     if rule.kind == _U:
         return VenueOrderUnknown(detail, reason=rule.reason)
     if rule.kind == _C:
-        return VenueCancelRejected(detail, reason=rule.reason, venue_code=code)
+        return VenueCancelRejected(detail, reason=rule.reason, venue_code=code, venue_payload=venue_payload)
     if rule.kind == _L:
         return VenueRateLimited(detail, reason=rule.reason, retry_after=retry_after)
     if rule.kind == _D:
         return VenueInDoubt(detail, reason=rule.reason)
-    return VenueRejected(detail, reason=rule.reason, venue_code=code)
+    return VenueRejected(detail, reason=rule.reason, venue_code=code, venue_payload=venue_payload)

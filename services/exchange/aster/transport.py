@@ -261,7 +261,9 @@ class AsterTransport:
         failed = isinstance(payload, dict) and isinstance(payload.get("code"), int) and payload["code"] < 0
         if 200 <= status < 300 and not failed:
             return VenueAnswer(payload, text, status, raw.request_json(request.method, signed.path, request.params))
-        raise metrics.venue_error(venue_error(status, payload, what=what, retry_after=retry_after))
+        exchanged = raw.exchange_json(raw.request_json(request.method, signed.path, request.params), status, text)
+        raise metrics.venue_error(venue_error(status, payload, what=what, retry_after=retry_after,
+                                              venue_payload=exchanged))
 
 
 def _seconds(value: str | None) -> float:

@@ -1,12 +1,20 @@
 """Live execution: real orders on Aster, V1 or V3, one or several venue accounts.
 
 Safety first: an order for a futures symbol is refused (``FAILED_PRECONDITION``,
-``LEVERAGE_NOT_SET`` / ``MARGIN_MODE_NOT_SET``) until SetLeverage and SetMarginMode
-succeeded at the venue for that symbol (or :meth:`LiveProvider.load_settings` read them
-from it: at start, for the symbols ``TESSERA_VENUE_SETTINGS_SYMBOLS`` names), and an order the venue's filters would refuse is refused before it is sent.
+``LEVERAGE_NOT_SET`` / ``MARGIN_MODE_NOT_SET``) until its leverage and margin mode are
+known: :meth:`LiveProvider.start` reads every account's settings from the venue
+(position mode, and each symbol's leverage and margin type; again at the account's first
+order when that read failed), and SetLeverage / SetMarginMode / SetPositionMode change
+them. A restarted Exchange therefore trades on with what the venue holds; the symbols
+``TESSERA_VENUE_SETTINGS_SYMBOLS`` names are read before the service serves at all
+(:meth:`LiveProvider.restore_settings`). An order the venue's filters would refuse is
+refused before it is sent.
 
-Accounts: each order is sent with the credentials of its account (``credentials_for``,
-by the order's account name; the transport's own by default), V1 and V3 side by side.
+Accounts: each order is sent with the credentials of its account (the venue accounts
+registry, :mod:`services.common.venue_accounts`, or ``credentials_for``; without either,
+the transport's own), V1 and V3 side by side. With a registry, an order of an account or
+venue it does not hold is refused (``ACCOUNT_NOT_CONFIGURED``, ``VENUE_NOT_CONFIGURED``)
+and no other account's credentials are ever used for it.
 Settings, cursors and user-data streams are kept per account (:class:`AccountSession`).
 
 The venue's ``clientOrderId`` is the order's client order id, so Tessera can always ask
@@ -27,9 +35,10 @@ import contextlib
 import dataclasses
 import logging
 import time
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Iterable
 
+from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.domain.execution import ExecutionReport, Fill
@@ -38,7 +47,7 @@ from ..aster import raw
 from ..aster import requests as rq
 from ..aster.credentials import VenueCredentials
 from ..aster.errors import VenueCancelRejected, VenueInDoubt, VenueOrderUnknown, VenueRateLimited, VenueRejected
-from ..aster.rules import SymbolRules, parse_exchange_info, price_to_tick
+from ..aster.rules import SymbolRules, parse_exchange_info, round_to_tick
 from ..aster.transport import AsterTransport
 from ..aster.user_stream import UserDataStream, default_stream_url
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
@@ -55,6 +64,9 @@ from .live_tracking import (
     _ms,
     trade_id,
 )
+
+#: The venue this provider trades at (an order's ``venue`` field).
+VENUE = "aster"
 
 __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES", "trade_id"]
 
@@ -76,8 +88,29 @@ class LiveProvider:
         reconnect_seconds: float = 1.0,
         mark_price_seconds: float = 1.0,
         round_prices: bool = True,
+        accounts: VenueAccounts | None = None,
+        deadman_seconds: float = 0.0,
+        account_id: str | None = None,
     ) -> None:
         self.transport = transport
+        #: Without a registry: the one Tessera account the transport's credentials trade for
+        #: (``ASTER_ACCOUNT_ID``); an order of another account is refused. None: any account.
+        self.account_id = account_id
+        #: The venue's dead-man switch (futures ``countdownCancelAll``): while ``alive()``
+        #: says the OMS follows the reports, every futures symbol with an order this
+        #: process follows is armed for ``deadman_seconds`` and re-armed every quarter of
+        #: it; when the OMS (or this process) is gone for that long, the venue cancels
+        #: those symbols' open orders. 0: off.
+        self.deadman_seconds = deadman_seconds
+        self.alive: Any = None
+        self._deadman: asyncio.Task[None] | None = None
+        self._armed: set[tuple[str, str]] = set()
+        #: The venue accounts: each order goes with its account's credentials, and an order
+        #: of an account (or venue) the registry does not hold is refused. None: the
+        #: transport's one set of credentials (the environment's single account).
+        self.accounts = accounts
+        if accounts is not None and credentials_for is None:
+            credentials_for = accounts.credentials_for
         self.poll_seconds = poll_seconds
         self.require_settings = require_settings
         self.credentials_for = credentials_for
@@ -109,15 +142,39 @@ class LiveProvider:
         session = self.sessions.get(key)
         if session is None:
             session = self.sessions[key] = AccountSession(key, credentials)
+        elif credentials is not None and session.credentials is not credentials:
+            session.credentials = credentials  # the registry was reloaded (a key rotated): sign with the new one
         return session
 
     def session(self, account: str | None = None) -> AccountSession:
-        """The session of Tessera account ``account`` (the default credentials' without one)."""
+        """The session of Tessera account ``account`` (the default credentials' without one).
+
+        Raises
+        ------
+        PreconditionFailed
+            ``ACCOUNT_NOT_CONFIGURED``: a registry is configured and does not hold ``account``
+            (no other account's credentials are ever used for it).
+        """
         if account and self.credentials_for is not None:
             credentials = self.credentials_for(account)
             if credentials is not None:
                 return self._session_for(credentials)
+        if self.accounts is not None:
+            raise PreconditionFailed(f"account {account!r} is not configured in the venue accounts",
+                                     reason="ACCOUNT_NOT_CONFIGURED", metadata={"account": account or ""})
         return self._default
+
+    def account_names(self) -> list[str | None]:
+        """The Tessera accounts this provider trades for (None: the environment's single one)."""
+        if self.accounts is None:
+            return [None]
+        return sorted(self.accounts.accounts)
+
+    def _markets(self, account: str | None) -> list[MarketType]:
+        if account is None or self.accounts is None:
+            return [MarketType.FUTURES]
+        found = self.accounts.get(account)
+        return sorted(found.market_types, key=lambda m: m.value) if found is not None else []
 
     @property
     def leverage(self) -> dict[str, int]:
@@ -137,20 +194,39 @@ class LiveProvider:
             log.warning("could not read the venue's clock: %s", error)
         if self.poll_seconds > 0 and self._poller is None:
             self._poller = asyncio.create_task(self._poll_forever(), name="venue-fills")
+        if self.deadman_seconds > 0 and self._deadman is None:
+            self._deadman = asyncio.create_task(self._deadman_forever(), name="venue-dead-man")
         try:  # the venue's published limits (weight per host, orders per account) before any order
             self.transport.configure_limits(
                 MarketType.FUTURES, await self.transport.send(rq.prepare_exchange_info(MarketType.FUTURES)))
         except Exception as error:  # noqa: BLE001 - the first order reads them again
             log.warning("could not read the venue's exchange information: %s", getattr(error, "reason", error))
-        if self.user_stream and self._default.credentials is not None:
-            self.ensure_stream(self._default, MarketType.FUTURES)
+        for account in self.account_names():
+            try:
+                session = self.session(account)
+            except PreconditionFailed:
+                continue  # removed from the registry meanwhile
+            if session.credentials is None:
+                continue
+            if self.user_stream:
+                for market in self._markets(account):
+                    self.ensure_stream(session, market)
+            if MarketType.FUTURES in self._markets(account):
+                # The venue's leverage, margin types and position mode, before the first order:
+                # a restarted Exchange trades on with what the venue holds.
+                try:
+                    await self.load_settings(account=account)
+                except Exception as error:  # noqa: BLE001 - the first order of the account reads them again
+                    log.warning("could not read the venue settings of %s: %s", account or "the account",
+                                getattr(error, "reason", error))
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        for task in (self._poller, self._deadman):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = self._deadman = None
         for session in self.sessions.values():
             for stream in session.streams.values():
                 await stream.close()
@@ -250,6 +326,7 @@ class LiveProvider:
         session = self.session(account)
         mode = await self.transport.send(rq.prepare_position_mode(), session.credentials)
         session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        session.settings_loaded = True
         wanted = set(symbols) if symbols is not None else None
         for row in await self.transport.send(rq.prepare_position_risk(), session.credentials) or []:
             symbol = str(row.get("symbol", ""))
@@ -271,6 +348,19 @@ class LiveProvider:
         wanted = sorted(set(symbols))
         settings = await self.load_settings(wanted, account=account)
         return [symbol for symbol in wanted if symbol not in settings.leverage or symbol not in settings.margin_modes]
+
+    def venue_settings(self) -> dict[str | None, VenueSettings]:
+        """The settings held for each account (None: the environment's single account)."""
+        held: dict[str | None, VenueSettings] = {}
+        for account in self.account_names():
+            try:
+                session = self.session(account)
+            except PreconditionFailed:
+                continue
+            if session.credentials is None:
+                continue
+            held[account] = VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+        return held
 
     async def venue_positions(self, *, account: str | None = None) -> dict[str, Decimal]:
         """The venue account's futures positions (``positionRisk``), net per symbol: the sum
@@ -309,13 +399,31 @@ class LiveProvider:
 
     # -- orders -------------------------------------------------------------------------------
     async def execute(self, order: Order) -> list[ExecutionReport]:
+        if self.accounts is not None:
+            self.accounts.check(order.account, order.venue, order.market_type)
+        elif order.venue != VENUE:
+            raise PreconditionFailed(f"this Exchange trades at {VENUE!r}, not {order.venue!r}",
+                                     reason="VENUE_NOT_CONFIGURED", metadata={"account": order.account,
+                                                                             "venue": order.venue})
+        elif self.account_id is not None and order.account != self.account_id:
+            raise PreconditionFailed(
+                f"account {order.account!r} is not configured: this Exchange's venue credentials trade for "
+                f"{self.account_id!r} (ASTER_ACCOUNT_ID); a venue accounts registry adds more",
+                reason="ACCOUNT_NOT_CONFIGURED", metadata={"account": order.account})
         session = self.session(order.account)
+        if (self._started and order.market_type is MarketType.FUTURES and self.require_settings
+                and not session.settings_loaded and order.symbol not in session.leverage):
+            with contextlib.suppress(VenueInDoubt, VenueRateLimited, VenueRejected):
+                await self.load_settings(account=order.account)  # not read at start: read now, once
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
-        if not self.round_prices and order.price is not None and price_to_tick(order.price, order.side, rules) != order.price:
-            raise PreconditionFailed(
-                f"price {order.price} is not on the tick {rules.tick_size} of {order.symbol}", reason="PRICE_NOT_ON_TICK"
-            )
+        if not self.round_prices:
+            for name, value in (("price", order.price), ("stop price", order.stop_price)):
+                if value is not None and round_to_tick(value, rules.tick_size, ROUND_HALF_EVEN,
+                                                       rules.min_price) != value:
+                    raise PreconditionFailed(
+                        f"{name} {value} is not on the tick {rules.tick_size} of {order.symbol}",
+                        reason="PRICE_NOT_ON_TICK")
         mark = await self.mark_price(order.symbol, order.market_type)
         request = rq.prepare_order(order, rules, hedge_mode=session.hedge_mode, reference_price=mark)
         self.ensure_stream(session, order.market_type)
@@ -589,8 +697,23 @@ class LiveProvider:
         outside Tessera too), and of every symbol with followed orders; reports for the
         followed ones."""
         targets: set[tuple[str, MarketType, str]] = set()
-        if symbol is not None:
-            targets.add((self.session(account).key, market_type or MarketType.FUTURES, symbol))
+        accounts = [account] if account is not None else self.account_names()
+        for name in accounts:
+            try:
+                session = self.session(name)
+            except PreconditionFailed:
+                continue
+            if session.credentials is None:
+                continue
+            for market in self._markets(name):
+                if market_type not in (None, market):
+                    continue
+                if symbol is not None:
+                    targets.add((session.key, market, symbol))
+                elif self.accounts is not None or name is None:
+                    # Every symbol with an open order at the venue, whoever placed it.
+                    for row in await self.open_orders(None, market, account=name):
+                        targets.add((session.key, market, str(row.get("symbol", ""))))
         for tracked in self._tracked.values():
             if symbol in (None, tracked.ref.symbol) and market_type in (None, tracked.ref.market_type):
                 if account is None or tracked.session is self.session(account):
@@ -633,6 +756,34 @@ class LiveProvider:
         payload = await self.transport.send(rq.prepare_countdown_cancel_all(symbol, countdown_ms),
                                             self.session(account).credentials)
         return int(payload.get("countdownTime", countdown_ms)) if isinstance(payload, dict) else countdown_ms
+
+    async def heartbeat(self) -> list[tuple[str, str]]:
+        """One beat of the dead-man switch: arm (again) every futures symbol with a followed
+        open order, per account, while the OMS is alive; disarm the symbols that have none
+        left. Returns the (account session, symbol) pairs armed now."""
+        if self.alive is not None and not self.alive():
+            return []  # the OMS is gone: let the countdowns run out
+        wanted = {(t.session.key, t.ref.symbol) for t in self._tracked.values()
+                  if t.ref.market_type is MarketType.FUTURES and t.venue_status not in FINAL}
+        countdown_ms = int(self.deadman_seconds * 1000)
+        for key, symbol in sorted(wanted):
+            await self.transport.send(rq.prepare_countdown_cancel_all(symbol, countdown_ms),
+                                      self.sessions[key].credentials)
+        for key, symbol in sorted(self._armed - wanted):
+            with contextlib.suppress(VenueInDoubt, VenueRateLimited, VenueRejected):
+                await self.transport.send(rq.prepare_countdown_cancel_all(symbol, 0), self.sessions[key].credentials)
+        self._armed = wanted
+        return sorted(wanted)
+
+    async def _deadman_forever(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+            except (VenueInDoubt, VenueRateLimited, VenueRejected) as error:
+                log.warning("the venue's dead-man switch was not re-armed: %s", error.reason)
+            except Exception:  # noqa: BLE001 - the heartbeat must outlive any one bad answer
+                log.exception("the venue's dead-man switch was not re-armed")
+            await asyncio.sleep(self.deadman_seconds / 4)
 
     async def _refresh(self, tracked: Tracked) -> list[ExecutionReport]:
         ref = tracked.ref

@@ -68,6 +68,8 @@ class AccountSession:
         self.leverage: dict[str, int] = {}
         self.margin_modes: dict[str, MarginMode] = {}
         self.hedge_mode = False
+        #: True once the venue's settings were read (load_settings).
+        self.settings_loaded = False
         self.cursors: dict[tuple[MarketType, str], int] = {}
         self.streams: dict[MarketType, UserDataStream] = {}
 

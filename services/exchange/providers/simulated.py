@@ -272,6 +272,7 @@ class SimulatedVenue:
         symbol: str | None = None,
         client_order_id: str | None = None,
         market_type: MarketType | None = None,
+        account: str | None = None,
     ) -> ExecutionReport:
         async with self._lock:
             sim = self._resting.pop(order_id, None)

@@ -196,7 +196,7 @@ class OrderIntent(_message.Message):
     def __init__(self, client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "replaced_by_order_id")
+    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "raw_venue_json", "replaced_by_order_id")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +223,7 @@ class Order(_message.Message):
     REJECT_REASONS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REPLACES_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACED_BY_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
@@ -250,11 +251,12 @@ class Order(_message.Message):
     reject_reasons: _containers.RepeatedScalarFieldContainer[str]
     version: int
     replaces_order_id: str
+    raw_venue_json: str
     replaced_by_order_id: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., raw_venue_json: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
-    __slots__ = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload", "cursor", "account", "symbol")
+    __slots__ = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload", "cursor", "account", "symbol", "raw_venue_json")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +267,7 @@ class OrderEvent(_message.Message):
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     sequence: int
     event_time: _timestamp_pb2.Timestamp
@@ -275,10 +278,11 @@ class OrderEvent(_message.Message):
     cursor: int
     account: str
     symbol: str
-    def __init__(self, order_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_status: _Optional[_Union[OrderStatus, str]] = ..., to_status: _Optional[_Union[OrderStatus, str]] = ..., reason: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cursor: _Optional[int] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ...) -> None: ...
+    raw_venue_json: str
+    def __init__(self, order_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., from_status: _Optional[_Union[OrderStatus, str]] = ..., to_status: _Optional[_Union[OrderStatus, str]] = ..., reason: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., cursor: _Optional[int] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., raw_venue_json: _Optional[str] = ...) -> None: ...
 
 class Trade(_message.Message):
-    __slots__ = ("trade_id", "venue", "order_id", "client_order_id", "account", "symbol", "side", "quantity", "price", "commission", "commission_asset", "liquidity_side", "trade_time", "raw_payload")
+    __slots__ = ("trade_id", "venue", "order_id", "client_order_id", "account", "symbol", "side", "quantity", "price", "commission", "commission_asset", "liquidity_side", "trade_time", "raw_payload", "raw_venue_json")
     TRADE_ID_FIELD_NUMBER: _ClassVar[int]
     VENUE_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +297,7 @@ class Trade(_message.Message):
     LIQUIDITY_SIDE_FIELD_NUMBER: _ClassVar[int]
     TRADE_TIME_FIELD_NUMBER: _ClassVar[int]
     RAW_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     trade_id: str
     venue: str
     order_id: str
@@ -307,7 +312,8 @@ class Trade(_message.Message):
     liquidity_side: LiquiditySide
     trade_time: _timestamp_pb2.Timestamp
     raw_payload: _struct_pb2.Struct
-    def __init__(self, trade_id: _Optional[str] = ..., venue: _Optional[str] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., commission: _Optional[str] = ..., commission_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., trade_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raw_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    raw_venue_json: str
+    def __init__(self, trade_id: _Optional[str] = ..., venue: _Optional[str] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., commission: _Optional[str] = ..., commission_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., trade_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raw_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., raw_venue_json: _Optional[str] = ...) -> None: ...
 
 class RiskViolation(_message.Message):
     __slots__ = ("code", "message")
@@ -343,7 +349,7 @@ class ItemError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., status_code: _Optional[_Union[ErrorCode, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., field_violations: _Optional[_Iterable[_Union[FieldViolation, _Mapping]]] = ..., retry_delay: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ExecutionReport(_message.Message):
-    __slots__ = ("sequence", "order_id", "client_order_id", "remote_order_id", "venue", "account", "symbol", "order_status", "trade_id", "last_quantity", "last_price", "commission", "commission_asset", "liquidity_side", "cumulative_quantity", "transact_time", "reason", "side", "raw_payload")
+    __slots__ = ("sequence", "order_id", "client_order_id", "remote_order_id", "venue", "account", "symbol", "order_status", "trade_id", "last_quantity", "last_price", "commission", "commission_asset", "liquidity_side", "cumulative_quantity", "transact_time", "reason", "side", "raw_payload", "raw_venue_json")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -363,6 +369,7 @@ class ExecutionReport(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     RAW_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     order_id: str
     client_order_id: str
@@ -382,7 +389,8 @@ class ExecutionReport(_message.Message):
     reason: str
     side: Side
     raw_payload: _struct_pb2.Struct
-    def __init__(self, sequence: _Optional[int] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., venue: _Optional[str] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., order_status: _Optional[_Union[OrderStatus, str]] = ..., trade_id: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_price: _Optional[str] = ..., commission: _Optional[str] = ..., commission_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., cumulative_quantity: _Optional[str] = ..., transact_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., raw_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    raw_venue_json: str
+    def __init__(self, sequence: _Optional[int] = ..., order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., venue: _Optional[str] = ..., account: _Optional[str] = ..., symbol: _Optional[str] = ..., order_status: _Optional[_Union[OrderStatus, str]] = ..., trade_id: _Optional[str] = ..., last_quantity: _Optional[str] = ..., last_price: _Optional[str] = ..., commission: _Optional[str] = ..., commission_asset: _Optional[str] = ..., liquidity_side: _Optional[_Union[LiquiditySide, str]] = ..., cumulative_quantity: _Optional[str] = ..., transact_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., raw_payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., raw_venue_json: _Optional[str] = ...) -> None: ...
 
 class OrderManager(_message.Message):
     __slots__ = ("id", "unique_identifier", "target_account_uid", "target_time", "order_received_time", "execution_end", "status", "metadata")

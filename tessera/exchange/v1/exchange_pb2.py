@@ -26,7 +26,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from tessera.common.v1 import types_pb2 as tessera_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/exchange/v1/exchange.proto\x12\x13tessera.exchange.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1dtessera/common/v1/types.proto\"^\n\x13\x45xecuteOrderRequest\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.OrderB\x04\xe2\x41\x01\x02\x12\x18\n\nrisk_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x14\x45xecuteOrderResponse\x12\x17\n\x0fremote_order_id\x18\x01 \x01(\t\x12.\n\x04mode\x18\x02 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\x12\x33\n\x07reports\x18\x03 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"V\n\x14\x45xecuteOrdersRequest\x12>\n\x06orders\x18\x01 \x03(\x0b\x32(.tessera.exchange.v1.ExecuteOrderRequestB\x04\xe2\x41\x01\x01\"Q\n\x15\x45xecuteOrdersResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.tessera.exchange.v1.ExecuteOrderResult\"~\n\x12\x45xecuteOrderResult\x12;\n\x08response\x18\x01 \x01(\x0b\x32).tessera.exchange.v1.ExecuteOrderResponse\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\xd1\x01\n\x12\x43\x61ncelOrderRequest\x12\x16\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x63lient_order_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0fremote_order_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06symbol\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x0bmarket_type\x18\x05 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61\x63\x63ount\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"I\n\x13\x43\x61ncelOrderResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".tessera.common.v1.ExecutionReport\"h\n\x16\x43\x61ncelAllOrdersRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"N\n\x17\x43\x61ncelAllOrdersResponse\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"l\n\x19\x45mergencyCancelAllRequest\x12\x15\n\x07symbols\x18\x01 \x03(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"Q\n\x1a\x45mergencyCancelAllResponse\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"B\n\x12SetLeverageRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08leverage\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"7\n\x13SetLeverageResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08leverage\x18\x02 \x01(\t\"f\n\x14SetMarginModeRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmargin_mode\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarginModeB\x04\xe2\x41\x01\x01\"[\n\x15SetMarginModeResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x32\n\x0bmargin_mode\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarginMode\"b\n\x10GetTickerRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"X\n\x11GetTickerResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\t\x12\x11\n\tbid_price\x18\x03 \x01(\t\x12\x11\n\task_price\x18\x04 \x01(\t\"=\n\x1dStreamExecutionReportsRequest\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x01\"T\n\x1eStreamExecutionReportsResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".tessera.common.v1.ExecutionReport\"\x92\x02\n\x11QueryOrderRequest\x12\x16\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x63lient_order_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fremote_order_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06symbol\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x05 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61\x63\x63ount\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05venue\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\x12+\n\x04side\x18\x08 \x01(\x0e\x32\x17.tessera.common.v1.SideB\x04\xe2\x41\x01\x01\"\x8b\x02\n\x12QueryOrderResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x34\n\x0cvenue_status\x18\x02 \x01(\x0e\x32\x1e.tessera.common.v1.OrderStatus\x12\x19\n\x11\x65xecuted_quantity\x18\x03 \x01(\t\x12\x19\n\x11original_quantity\x18\x04 \x01(\t\x12\x17\n\x0fremote_order_id\x18\x05 \x01(\t\x12\x31\n\x05\x66ills\x18\x06 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\x12.\n\x04mode\x18\x07 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\"\x1b\n\x19ListVenuePositionsRequest\"\x83\x01\n\x1aListVenuePositionsResponse\x12.\n\x04mode\x18\x01 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\x12\x35\n\tpositions\x18\x02 \x03(\x0b\x32\".tessera.exchange.v1.VenuePosition\"e\n\rVenuePosition\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x32\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketType\x12\x10\n\x08quantity\x18\x03 \x01(\t2\xa7\t\n\x0f\x45xchangeService\x12\x63\n\x0c\x45xecuteOrder\x12(.tessera.exchange.v1.ExecuteOrderRequest\x1a).tessera.exchange.v1.ExecuteOrderResponse\x12`\n\x0b\x43\x61ncelOrder\x12\'.tessera.exchange.v1.CancelOrderRequest\x1a(.tessera.exchange.v1.CancelOrderResponse\x12l\n\x0f\x43\x61ncelAllOrders\x12+.tessera.exchange.v1.CancelAllOrdersRequest\x1a,.tessera.exchange.v1.CancelAllOrdersResponse\x12u\n\x12\x45mergencyCancelAll\x12..tessera.exchange.v1.EmergencyCancelAllRequest\x1a/.tessera.exchange.v1.EmergencyCancelAllResponse\x12`\n\x0bSetLeverage\x12\'.tessera.exchange.v1.SetLeverageRequest\x1a(.tessera.exchange.v1.SetLeverageResponse\x12\x66\n\rSetMarginMode\x12).tessera.exchange.v1.SetMarginModeRequest\x1a*.tessera.exchange.v1.SetMarginModeResponse\x12Z\n\tGetTicker\x12%.tessera.exchange.v1.GetTickerRequest\x1a&.tessera.exchange.v1.GetTickerResponse\x12\x83\x01\n\x16StreamExecutionReports\x12\x32.tessera.exchange.v1.StreamExecutionReportsRequest\x1a\x33.tessera.exchange.v1.StreamExecutionReportsResponse0\x01\x12]\n\nQueryOrder\x12&.tessera.exchange.v1.QueryOrderRequest\x1a\'.tessera.exchange.v1.QueryOrderResponse\x12\x66\n\rExecuteOrders\x12).tessera.exchange.v1.ExecuteOrdersRequest\x1a*.tessera.exchange.v1.ExecuteOrdersResponse\x12u\n\x12ListVenuePositions\x12..tessera.exchange.v1.ListVenuePositionsRequest\x1a/.tessera.exchange.v1.ListVenuePositionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/exchange/v1/exchange.proto\x12\x13tessera.exchange.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1dtessera/common/v1/types.proto\"^\n\x13\x45xecuteOrderRequest\x12-\n\x05order\x18\x01 \x01(\x0b\x32\x18.tessera.common.v1.OrderB\x04\xe2\x41\x01\x02\x12\x18\n\nrisk_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x14\x45xecuteOrderResponse\x12\x17\n\x0fremote_order_id\x18\x01 \x01(\t\x12.\n\x04mode\x18\x02 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\x12\x33\n\x07reports\x18\x03 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"V\n\x14\x45xecuteOrdersRequest\x12>\n\x06orders\x18\x01 \x03(\x0b\x32(.tessera.exchange.v1.ExecuteOrderRequestB\x04\xe2\x41\x01\x01\"Q\n\x15\x45xecuteOrdersResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.tessera.exchange.v1.ExecuteOrderResult\"~\n\x12\x45xecuteOrderResult\x12;\n\x08response\x18\x01 \x01(\x0b\x32).tessera.exchange.v1.ExecuteOrderResponse\x12+\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1c.tessera.common.v1.ItemError\"\xd1\x01\n\x12\x43\x61ncelOrderRequest\x12\x16\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x63lient_order_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1d\n\x0fremote_order_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06symbol\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x0bmarket_type\x18\x05 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61\x63\x63ount\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\"I\n\x13\x43\x61ncelOrderResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".tessera.common.v1.ExecutionReport\"h\n\x16\x43\x61ncelAllOrdersRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"N\n\x17\x43\x61ncelAllOrdersResponse\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"l\n\x19\x45mergencyCancelAllRequest\x12\x15\n\x07symbols\x18\x01 \x03(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"I\n\x16SetPositionModeRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nhedge_mode\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01\">\n\x17SetPositionModeResponse\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x12\n\nhedge_mode\x18\x02 \x01(\x08\"\x1a\n\x18ListVenueSettingsRequest\"\x88\x01\n\x19ListVenueSettingsResponse\x12.\n\x04mode\x18\x01 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\x12;\n\x08\x61\x63\x63ounts\x18\x02 \x03(\x0b\x32).tessera.exchange.v1.VenueAccountSettings\"v\n\x14VenueAccountSettings\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x12\n\nhedge_mode\x18\x02 \x01(\x08\x12\x39\n\x07symbols\x18\x03 \x03(\x0b\x32(.tessera.exchange.v1.VenueSymbolSettings\"k\n\x13VenueSymbolSettings\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08leverage\x18\x02 \x01(\t\x12\x32\n\x0bmargin_mode\x18\x03 \x01(\x0e\x32\x1d.tessera.common.v1.MarginMode\"Q\n\x1a\x45mergencyCancelAllResponse\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\"Y\n\x12SetLeverageRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08leverage\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61\x63\x63ount\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"7\n\x13SetLeverageResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x10\n\x08leverage\x18\x02 \x01(\t\"}\n\x14SetMarginModeRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmargin_mode\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarginModeB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61\x63\x63ount\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"[\n\x15SetMarginModeResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x32\n\x0bmargin_mode\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarginMode\"b\n\x10GetTickerRequest\x12\x14\n\x06symbol\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\"X\n\x11GetTickerResponse\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\t\x12\x11\n\tbid_price\x18\x03 \x01(\t\x12\x11\n\task_price\x18\x04 \x01(\t\"=\n\x1dStreamExecutionReportsRequest\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x01\"T\n\x1eStreamExecutionReportsResponse\x12\x32\n\x06report\x18\x01 \x01(\x0b\x32\".tessera.common.v1.ExecutionReport\"\x92\x02\n\x11QueryOrderRequest\x12\x16\n\x08order_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x63lient_order_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1d\n\x0fremote_order_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x14\n\x06symbol\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x0bmarket_type\x18\x05 \x01(\x0e\x32\x1d.tessera.common.v1.MarketTypeB\x04\xe2\x41\x01\x01\x12\x15\n\x07\x61\x63\x63ount\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05venue\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\x12+\n\x04side\x18\x08 \x01(\x0e\x32\x17.tessera.common.v1.SideB\x04\xe2\x41\x01\x01\"\x8b\x02\n\x12QueryOrderResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x34\n\x0cvenue_status\x18\x02 \x01(\x0e\x32\x1e.tessera.common.v1.OrderStatus\x12\x19\n\x11\x65xecuted_quantity\x18\x03 \x01(\t\x12\x19\n\x11original_quantity\x18\x04 \x01(\t\x12\x17\n\x0fremote_order_id\x18\x05 \x01(\t\x12\x31\n\x05\x66ills\x18\x06 \x03(\x0b\x32\".tessera.common.v1.ExecutionReport\x12.\n\x04mode\x18\x07 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\"\x1b\n\x19ListVenuePositionsRequest\"\x95\x01\n\x1aListVenuePositionsResponse\x12.\n\x04mode\x18\x01 \x01(\x0e\x32 .tessera.common.v1.ExecutionMode\x12\x35\n\tpositions\x18\x02 \x03(\x0b\x32\".tessera.exchange.v1.VenuePosition\x12\x10\n\x08\x61\x63\x63ounts\x18\x03 \x03(\t\"v\n\rVenuePosition\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x32\n\x0bmarket_type\x18\x02 \x01(\x0e\x32\x1d.tessera.common.v1.MarketType\x12\x10\n\x08quantity\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x04 \x01(\t2\x89\x0b\n\x0f\x45xchangeService\x12\x63\n\x0c\x45xecuteOrder\x12(.tessera.exchange.v1.ExecuteOrderRequest\x1a).tessera.exchange.v1.ExecuteOrderResponse\x12`\n\x0b\x43\x61ncelOrder\x12\'.tessera.exchange.v1.CancelOrderRequest\x1a(.tessera.exchange.v1.CancelOrderResponse\x12l\n\x0f\x43\x61ncelAllOrders\x12+.tessera.exchange.v1.CancelAllOrdersRequest\x1a,.tessera.exchange.v1.CancelAllOrdersResponse\x12u\n\x12\x45mergencyCancelAll\x12..tessera.exchange.v1.EmergencyCancelAllRequest\x1a/.tessera.exchange.v1.EmergencyCancelAllResponse\x12`\n\x0bSetLeverage\x12\'.tessera.exchange.v1.SetLeverageRequest\x1a(.tessera.exchange.v1.SetLeverageResponse\x12\x66\n\rSetMarginMode\x12).tessera.exchange.v1.SetMarginModeRequest\x1a*.tessera.exchange.v1.SetMarginModeResponse\x12Z\n\tGetTicker\x12%.tessera.exchange.v1.GetTickerRequest\x1a&.tessera.exchange.v1.GetTickerResponse\x12\x83\x01\n\x16StreamExecutionReports\x12\x32.tessera.exchange.v1.StreamExecutionReportsRequest\x1a\x33.tessera.exchange.v1.StreamExecutionReportsResponse0\x01\x12]\n\nQueryOrder\x12&.tessera.exchange.v1.QueryOrderRequest\x1a\'.tessera.exchange.v1.QueryOrderResponse\x12\x66\n\rExecuteOrders\x12).tessera.exchange.v1.ExecuteOrdersRequest\x1a*.tessera.exchange.v1.ExecuteOrdersResponse\x12u\n\x12ListVenuePositions\x12..tessera.exchange.v1.ListVenuePositionsRequest\x1a/.tessera.exchange.v1.ListVenuePositionsResponse\x12l\n\x0fSetPositionMode\x12+.tessera.exchange.v1.SetPositionModeRequest\x1a,.tessera.exchange.v1.SetPositionModeResponse\x12r\n\x11ListVenueSettings\x12-.tessera.exchange.v1.ListVenueSettingsRequest\x1a..tessera.exchange.v1.ListVenueSettingsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -59,14 +59,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMERGENCYCANCELALLREQUEST'].fields_by_name['symbols']._serialized_options = b'\342A\001\001'
   _globals['_EMERGENCYCANCELALLREQUEST'].fields_by_name['market_type']._loaded_options = None
   _globals['_EMERGENCYCANCELALLREQUEST'].fields_by_name['market_type']._serialized_options = b'\342A\001\001'
+  _globals['_SETPOSITIONMODEREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_SETPOSITIONMODEREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\001'
+  _globals['_SETPOSITIONMODEREQUEST'].fields_by_name['hedge_mode']._loaded_options = None
+  _globals['_SETPOSITIONMODEREQUEST'].fields_by_name['hedge_mode']._serialized_options = b'\342A\001\001'
   _globals['_SETLEVERAGEREQUEST'].fields_by_name['symbol']._loaded_options = None
   _globals['_SETLEVERAGEREQUEST'].fields_by_name['symbol']._serialized_options = b'\342A\001\002'
   _globals['_SETLEVERAGEREQUEST'].fields_by_name['leverage']._loaded_options = None
   _globals['_SETLEVERAGEREQUEST'].fields_by_name['leverage']._serialized_options = b'\342A\001\002'
+  _globals['_SETLEVERAGEREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_SETLEVERAGEREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\001'
   _globals['_SETMARGINMODEREQUEST'].fields_by_name['symbol']._loaded_options = None
   _globals['_SETMARGINMODEREQUEST'].fields_by_name['symbol']._serialized_options = b'\342A\001\002'
   _globals['_SETMARGINMODEREQUEST'].fields_by_name['margin_mode']._loaded_options = None
   _globals['_SETMARGINMODEREQUEST'].fields_by_name['margin_mode']._serialized_options = b'\342A\001\001'
+  _globals['_SETMARGINMODEREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_SETMARGINMODEREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\001'
   _globals['_GETTICKERREQUEST'].fields_by_name['symbol']._loaded_options = None
   _globals['_GETTICKERREQUEST'].fields_by_name['symbol']._serialized_options = b'\342A\001\002'
   _globals['_GETTICKERREQUEST'].fields_by_name['market_type']._loaded_options = None
@@ -109,34 +117,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELALLORDERSRESPONSE']._serialized_end=1140
   _globals['_EMERGENCYCANCELALLREQUEST']._serialized_start=1142
   _globals['_EMERGENCYCANCELALLREQUEST']._serialized_end=1250
-  _globals['_EMERGENCYCANCELALLRESPONSE']._serialized_start=1252
-  _globals['_EMERGENCYCANCELALLRESPONSE']._serialized_end=1333
-  _globals['_SETLEVERAGEREQUEST']._serialized_start=1335
-  _globals['_SETLEVERAGEREQUEST']._serialized_end=1401
-  _globals['_SETLEVERAGERESPONSE']._serialized_start=1403
-  _globals['_SETLEVERAGERESPONSE']._serialized_end=1458
-  _globals['_SETMARGINMODEREQUEST']._serialized_start=1460
-  _globals['_SETMARGINMODEREQUEST']._serialized_end=1562
-  _globals['_SETMARGINMODERESPONSE']._serialized_start=1564
-  _globals['_SETMARGINMODERESPONSE']._serialized_end=1655
-  _globals['_GETTICKERREQUEST']._serialized_start=1657
-  _globals['_GETTICKERREQUEST']._serialized_end=1755
-  _globals['_GETTICKERRESPONSE']._serialized_start=1757
-  _globals['_GETTICKERRESPONSE']._serialized_end=1845
-  _globals['_STREAMEXECUTIONREPORTSREQUEST']._serialized_start=1847
-  _globals['_STREAMEXECUTIONREPORTSREQUEST']._serialized_end=1908
-  _globals['_STREAMEXECUTIONREPORTSRESPONSE']._serialized_start=1910
-  _globals['_STREAMEXECUTIONREPORTSRESPONSE']._serialized_end=1994
-  _globals['_QUERYORDERREQUEST']._serialized_start=1997
-  _globals['_QUERYORDERREQUEST']._serialized_end=2271
-  _globals['_QUERYORDERRESPONSE']._serialized_start=2274
-  _globals['_QUERYORDERRESPONSE']._serialized_end=2541
-  _globals['_LISTVENUEPOSITIONSREQUEST']._serialized_start=2543
-  _globals['_LISTVENUEPOSITIONSREQUEST']._serialized_end=2570
-  _globals['_LISTVENUEPOSITIONSRESPONSE']._serialized_start=2573
-  _globals['_LISTVENUEPOSITIONSRESPONSE']._serialized_end=2704
-  _globals['_VENUEPOSITION']._serialized_start=2706
-  _globals['_VENUEPOSITION']._serialized_end=2807
-  _globals['_EXCHANGESERVICE']._serialized_start=2810
-  _globals['_EXCHANGESERVICE']._serialized_end=4001
+  _globals['_SETPOSITIONMODEREQUEST']._serialized_start=1252
+  _globals['_SETPOSITIONMODEREQUEST']._serialized_end=1325
+  _globals['_SETPOSITIONMODERESPONSE']._serialized_start=1327
+  _globals['_SETPOSITIONMODERESPONSE']._serialized_end=1389
+  _globals['_LISTVENUESETTINGSREQUEST']._serialized_start=1391
+  _globals['_LISTVENUESETTINGSREQUEST']._serialized_end=1417
+  _globals['_LISTVENUESETTINGSRESPONSE']._serialized_start=1420
+  _globals['_LISTVENUESETTINGSRESPONSE']._serialized_end=1556
+  _globals['_VENUEACCOUNTSETTINGS']._serialized_start=1558
+  _globals['_VENUEACCOUNTSETTINGS']._serialized_end=1676
+  _globals['_VENUESYMBOLSETTINGS']._serialized_start=1678
+  _globals['_VENUESYMBOLSETTINGS']._serialized_end=1785
+  _globals['_EMERGENCYCANCELALLRESPONSE']._serialized_start=1787
+  _globals['_EMERGENCYCANCELALLRESPONSE']._serialized_end=1868
+  _globals['_SETLEVERAGEREQUEST']._serialized_start=1870
+  _globals['_SETLEVERAGEREQUEST']._serialized_end=1959
+  _globals['_SETLEVERAGERESPONSE']._serialized_start=1961
+  _globals['_SETLEVERAGERESPONSE']._serialized_end=2016
+  _globals['_SETMARGINMODEREQUEST']._serialized_start=2018
+  _globals['_SETMARGINMODEREQUEST']._serialized_end=2143
+  _globals['_SETMARGINMODERESPONSE']._serialized_start=2145
+  _globals['_SETMARGINMODERESPONSE']._serialized_end=2236
+  _globals['_GETTICKERREQUEST']._serialized_start=2238
+  _globals['_GETTICKERREQUEST']._serialized_end=2336
+  _globals['_GETTICKERRESPONSE']._serialized_start=2338
+  _globals['_GETTICKERRESPONSE']._serialized_end=2426
+  _globals['_STREAMEXECUTIONREPORTSREQUEST']._serialized_start=2428
+  _globals['_STREAMEXECUTIONREPORTSREQUEST']._serialized_end=2489
+  _globals['_STREAMEXECUTIONREPORTSRESPONSE']._serialized_start=2491
+  _globals['_STREAMEXECUTIONREPORTSRESPONSE']._serialized_end=2575
+  _globals['_QUERYORDERREQUEST']._serialized_start=2578
+  _globals['_QUERYORDERREQUEST']._serialized_end=2852
+  _globals['_QUERYORDERRESPONSE']._serialized_start=2855
+  _globals['_QUERYORDERRESPONSE']._serialized_end=3122
+  _globals['_LISTVENUEPOSITIONSREQUEST']._serialized_start=3124
+  _globals['_LISTVENUEPOSITIONSREQUEST']._serialized_end=3151
+  _globals['_LISTVENUEPOSITIONSRESPONSE']._serialized_start=3154
+  _globals['_LISTVENUEPOSITIONSRESPONSE']._serialized_end=3303
+  _globals['_VENUEPOSITION']._serialized_start=3305
+  _globals['_VENUEPOSITION']._serialized_end=3423
+  _globals['_EXCHANGESERVICE']._serialized_start=3426
+  _globals['_EXCHANGESERVICE']._serialized_end=4843
 # @@protoc_insertion_point(module_scope)

@@ -90,6 +90,54 @@ class EmergencyCancelAllRequest(_message.Message):
     market_type: _types_pb2.MarketType
     def __init__(self, symbols: _Optional[_Iterable[str]] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ...) -> None: ...
 
+class SetPositionModeRequest(_message.Message):
+    __slots__ = ("account", "hedge_mode")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    hedge_mode: bool
+    def __init__(self, account: _Optional[str] = ..., hedge_mode: _Optional[bool] = ...) -> None: ...
+
+class SetPositionModeResponse(_message.Message):
+    __slots__ = ("account", "hedge_mode")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    hedge_mode: bool
+    def __init__(self, account: _Optional[str] = ..., hedge_mode: _Optional[bool] = ...) -> None: ...
+
+class ListVenueSettingsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVenueSettingsResponse(_message.Message):
+    __slots__ = ("mode", "accounts")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
+    mode: _types_pb2.ExecutionMode
+    accounts: _containers.RepeatedCompositeFieldContainer[VenueAccountSettings]
+    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., accounts: _Optional[_Iterable[_Union[VenueAccountSettings, _Mapping]]] = ...) -> None: ...
+
+class VenueAccountSettings(_message.Message):
+    __slots__ = ("account", "hedge_mode", "symbols")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    HEDGE_MODE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOLS_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    hedge_mode: bool
+    symbols: _containers.RepeatedCompositeFieldContainer[VenueSymbolSettings]
+    def __init__(self, account: _Optional[str] = ..., hedge_mode: _Optional[bool] = ..., symbols: _Optional[_Iterable[_Union[VenueSymbolSettings, _Mapping]]] = ...) -> None: ...
+
+class VenueSymbolSettings(_message.Message):
+    __slots__ = ("symbol", "leverage", "margin_mode")
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    symbol: str
+    leverage: str
+    margin_mode: _types_pb2.MarginMode
+    def __init__(self, symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ...) -> None: ...
+
 class EmergencyCancelAllResponse(_message.Message):
     __slots__ = ("reports",)
     REPORTS_FIELD_NUMBER: _ClassVar[int]
@@ -97,12 +145,14 @@ class EmergencyCancelAllResponse(_message.Message):
     def __init__(self, reports: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ...) -> None: ...
 
 class SetLeverageRequest(_message.Message):
-    __slots__ = ("symbol", "leverage")
+    __slots__ = ("symbol", "leverage", "account")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     leverage: str
-    def __init__(self, symbol: _Optional[str] = ..., leverage: _Optional[str] = ...) -> None: ...
+    account: str
+    def __init__(self, symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...
 
 class SetLeverageResponse(_message.Message):
     __slots__ = ("symbol", "leverage")
@@ -113,12 +163,14 @@ class SetLeverageResponse(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., leverage: _Optional[str] = ...) -> None: ...
 
 class SetMarginModeRequest(_message.Message):
-    __slots__ = ("symbol", "margin_mode")
+    __slots__ = ("symbol", "margin_mode", "account")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     MARGIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     margin_mode: _types_pb2.MarginMode
-    def __init__(self, symbol: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ...) -> None: ...
+    account: str
+    def __init__(self, symbol: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ..., account: _Optional[str] = ...) -> None: ...
 
 class SetMarginModeResponse(_message.Message):
     __slots__ = ("symbol", "margin_mode")
@@ -203,19 +255,23 @@ class ListVenuePositionsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListVenuePositionsResponse(_message.Message):
-    __slots__ = ("mode", "positions")
+    __slots__ = ("mode", "positions", "accounts")
     MODE_FIELD_NUMBER: _ClassVar[int]
     POSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTS_FIELD_NUMBER: _ClassVar[int]
     mode: _types_pb2.ExecutionMode
     positions: _containers.RepeatedCompositeFieldContainer[VenuePosition]
-    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., positions: _Optional[_Iterable[_Union[VenuePosition, _Mapping]]] = ...) -> None: ...
+    accounts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., positions: _Optional[_Iterable[_Union[VenuePosition, _Mapping]]] = ..., accounts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class VenuePosition(_message.Message):
-    __slots__ = ("symbol", "market_type", "quantity")
+    __slots__ = ("symbol", "market_type", "quantity", "account")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     market_type: _types_pb2.MarketType
     quantity: str
-    def __init__(self, symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., quantity: _Optional[str] = ...) -> None: ...
+    account: str
+    def __init__(self, symbol: _Optional[str] = ..., market_type: _Optional[_Union[_types_pb2.MarketType, str]] = ..., quantity: _Optional[str] = ..., account: _Optional[str] = ...) -> None: ...

@@ -27,7 +27,10 @@ if _version_not_supported:
 
 class ExchangeServiceStub:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
@@ -109,11 +112,24 @@ class ExchangeServiceStub:
                 request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
                 response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
                 _registered_method=True)
+        self.SetPositionMode = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/SetPositionMode',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.FromString,
+                _registered_method=True)
+        self.ListVenueSettings = channel.unary_unary(
+                '/tessera.exchange.v1.ExchangeService/ListVenueSettings',
+                request_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.SerializeToString,
+                response_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServiceServicer:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
@@ -165,7 +181,8 @@ class ExchangeServiceServicer:
 
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll cancels every open order on every given symbol (every symbol
-        when none is given). OMS only.
+        when none is given: each symbol with an open order at the venue, of every
+        configured account, those placed outside Tessera too). OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +249,23 @@ class ExchangeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPositionMode(self, request, context):
+        """SetPositionMode sets an account's position mode at the venue: one-way, or hedge
+        (orders then carry positionSide). Live mode only; OMS only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVenueSettings(self, request, context):
+        """ListVenueSettings answers the venue settings the service holds for each account
+        (read from the venue when it started, and each change since): position mode, and
+        per symbol leverage and margin mode. Paper and shadow mode: none. OMS only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -290,6 +324,16 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
                     request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.FromString,
                     response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.SerializeToString,
             ),
+            'SetPositionMode': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPositionMode,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.SerializeToString,
+            ),
+            'ListVenueSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVenueSettings,
+                    request_deserializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.FromString,
+                    response_serializer=tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tessera.exchange.v1.ExchangeService', rpc_method_handlers)
@@ -300,7 +344,10 @@ def add_ExchangeServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ExchangeService:
     """ExchangeService executes risk-signed orders in paper, shadow or live mode and
-    reports executions. One active instance serves one venue account.
+    reports executions. One active instance serves one venue account, or with a venue
+    accounts registry (TESSERA_VENUE_ACCOUNTS_FILE) several: each order is signed with
+    its account's credentials, and an order of an account or venue the registry does not
+    hold is refused FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED / VENUE_NOT_CONFIGURED.
 
     OMS only. Clients do not call this service: they submit and cancel through
     tessera.oms.v1.OrderManagementService. Every RPC but GetTicker requires the OMS's
@@ -608,6 +655,60 @@ class ExchangeService:
             '/tessera.exchange.v1.ExchangeService/ListVenuePositions',
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsRequest.SerializeToString,
             tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenuePositionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPositionMode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/SetPositionMode',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.SetPositionModeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVenueSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.exchange.v1.ExchangeService/ListVenueSettings',
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsRequest.SerializeToString,
+            tessera_dot_exchange_dot_v1_dot_exchange__pb2.ListVenueSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

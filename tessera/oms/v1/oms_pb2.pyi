@@ -12,6 +12,58 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SetVenueSettingRequest(_message.Message):
+    __slots__ = ("account", "symbol", "leverage", "margin_mode", "position_mode", "operator")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MODE_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    symbol: str
+    leverage: str
+    margin_mode: _types_pb2.MarginMode
+    position_mode: str
+    operator: str
+    def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ..., position_mode: _Optional[str] = ..., operator: _Optional[str] = ...) -> None: ...
+
+class SetVenueSettingResponse(_message.Message):
+    __slots__ = ("setting",)
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    setting: VenueSetting
+    def __init__(self, setting: _Optional[_Union[VenueSetting, _Mapping]] = ...) -> None: ...
+
+class ListVenueSettingsRequest(_message.Message):
+    __slots__ = ("account",)
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    def __init__(self, account: _Optional[str] = ...) -> None: ...
+
+class ListVenueSettingsResponse(_message.Message):
+    __slots__ = ("settings",)
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    settings: _containers.RepeatedCompositeFieldContainer[VenueSetting]
+    def __init__(self, settings: _Optional[_Iterable[_Union[VenueSetting, _Mapping]]] = ...) -> None: ...
+
+class VenueSetting(_message.Message):
+    __slots__ = ("account", "symbol", "leverage", "margin_mode", "position_mode", "source", "updated_time")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MODE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    symbol: str
+    leverage: str
+    margin_mode: _types_pb2.MarginMode
+    position_mode: str
+    source: str
+    updated_time: _timestamp_pb2.Timestamp
+    def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ..., position_mode: _Optional[str] = ..., source: _Optional[str] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class SubmitOrderRequest(_message.Message):
     __slots__ = ("order", "risk_token")
     ORDER_FIELD_NUMBER: _ClassVar[int]

@@ -118,6 +118,16 @@ class OrderManagementServiceStub:
                 request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
                 response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
                 _registered_method=True)
+        self.SetVenueSetting = channel.unary_unary(
+                '/tessera.oms.v1.OrderManagementService/SetVenueSetting',
+                request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingRequest.SerializeToString,
+                response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingResponse.FromString,
+                _registered_method=True)
+        self.ListVenueSettings = channel.unary_unary(
+                '/tessera.oms.v1.OrderManagementService/ListVenueSettings',
+                request_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsRequest.SerializeToString,
+                response_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class OrderManagementServiceServicer:
@@ -223,8 +233,10 @@ class OrderManagementServiceServicer:
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll halts trading (latched: the global trading state becomes
         HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-        or approved order of every symbol and account. Operators only (PERMISSION_DENIED
-        NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
+        or approved order of every symbol and account, then (live mode) every open order
+        at the venue of every account the Exchange trades for, whoever placed it. Operators
+        only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
+        not admit: docs/access.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +328,27 @@ class OrderManagementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetVenueSetting(self, request, context):
+        """SetVenueSetting changes one venue setting of an account at the venue (through the
+        Exchange service): a symbol's leverage or margin mode, or the account's position
+        mode. The operator's command (tessera venue leverage|margin-mode|position-mode).
+        The setting as the venue applied it is stored (venue_settings), with the operator.
+        Errors: INVALID_ARGUMENT (the setting, the symbol), FAILED_PRECONDITION
+        (ACCOUNT_NOT_CONFIGURED, the venue's refusal), UNAVAILABLE (the venue or the
+        Exchange did not answer: read the setting back with ListVenueSettings).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVenueSettings(self, request, context):
+        """ListVenueSettings reads the venue settings the store holds (read from the venue
+        each time the Exchange service starts, and each change made with SetVenueSetting).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrderManagementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +411,16 @@ def add_OrderManagementServiceServicer_to_server(servicer, server):
                     servicer.ReplaceOrder,
                     request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.FromString,
                     response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.SerializeToString,
+            ),
+            'SetVenueSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVenueSetting,
+                    request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingRequest.FromString,
+                    response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingResponse.SerializeToString,
+            ),
+            'ListVenueSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVenueSettings,
+                    request_deserializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsRequest.FromString,
+                    response_serializer=tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -728,6 +771,60 @@ class OrderManagementService:
             '/tessera.oms.v1.OrderManagementService/ReplaceOrder',
             tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderRequest.SerializeToString,
             tessera_dot_oms_dot_v1_dot_oms__pb2.ReplaceOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVenueSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.oms.v1.OrderManagementService/SetVenueSetting',
+            tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingRequest.SerializeToString,
+            tessera_dot_oms_dot_v1_dot_oms__pb2.SetVenueSettingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVenueSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.oms.v1.OrderManagementService/ListVenueSettings',
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsRequest.SerializeToString,
+            tessera_dot_oms_dot_v1_dot_oms__pb2.ListVenueSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

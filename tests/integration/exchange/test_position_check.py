@@ -135,3 +135,39 @@ def test_paper_and_shadow_compare_nothing(db):
 
     assert check(db, checker) == [] and check(db, checker, clock, after=30) == []
     assert anomalies(db) == []
+
+
+class RegistryExchange:
+    """An Exchange with a venue accounts registry: positions per configured account."""
+
+    def __init__(self, accounts: list[str]) -> None:
+        self.accounts = accounts
+        self.held: dict[tuple[str, str], str] = {}
+
+    async def ListVenuePositions(self, request, timeout=None, metadata=None):
+        return exchange_pb2.ListVenuePositionsResponse(mode=common_pb.EXECUTION_MODE_LIVE, accounts=self.accounts,
+                                                       positions=[
+            exchange_pb2.VenuePosition(account=a, symbol=s, market_type=common_pb.MARKET_TYPE_FUTURES, quantity=q)
+            for (a, s), q in self.held.items()])
+
+
+def test_with_a_registry_each_venue_account_is_compared_with_its_own_tessera_account(db):
+    hold(db, "desk-a", "BTCUSDT", Side.BUY, "2")
+    hold(db, "desk-b", "BTCUSDT", Side.SELL, "1")
+    hold(db, "paper-only", "BTCUSDT", Side.BUY, "5")  # not at the venue: not compared
+    exchange = RegistryExchange(["desk-a", "desk-b"])
+    # Summed over accounts both venues' positions equal the ledger's desk-a + desk-b (1),
+    # but desk-b's venue account holds desk-a's position and the other way round.
+    exchange.held = {("desk-a", "BTCUSDT"): "-1", ("desk-b", "BTCUSDT"): "2"}
+    checker, clock = checker_for(db, exchange)
+
+    assert check(db, checker, clock) == []
+    recorded = check(db, checker, clock, after=6)
+
+    assert sorted((m.account, m.venue_quantity, m.ledger_quantity) for m in recorded) == [
+        ("desk-a", D("-1"), D("2")), ("desk-b", D("2"), D("-1"))]
+    payloads = sorted((a.payload["account"], a.payload["difference"]) for a in anomalies(db))
+    assert payloads == [("desk-a", "-3"), ("desk-b", "3")]
+
+    exchange.held = {("desk-a", "BTCUSDT"): "2", ("desk-b", "BTCUSDT"): "-1"}  # they agree again
+    assert check(db, checker, clock, after=6) == [] and len(anomalies(db)) == 2

@@ -15,8 +15,8 @@ from services.domain import MarketType, OrderStatus, Side
 from services.domain.ledger import Position, apply_fill
 from services.reliability.invariants import check_store
 from services.store import Store, upgrade
-from services.store.mapping import order_to_row
-from services.store.models import orders_table
+from services.store.mapping import order_to_row, trade_to_row
+from services.store.models import orders_table, trades_table
 
 D = Decimal
 BEFORE = "0003_event_hash_chain"
@@ -46,6 +46,17 @@ def add_orders_at_that_revision(store: Store, *orders: Any) -> None:
             connection.execute(table.insert().values({name: row[name] for name in present}))
 
 
+def add_trades_at_that_revision(store: Store, *trades: Any) -> None:
+    """The trades as the schema of that revision holds them (a later revision adds
+    trades_ts.raw_venue_json)."""
+    present = set(Table("trades_ts", MetaData(), autoload_with=store.engine).c.keys())
+    table = Table("trades_ts", MetaData(), *(c._copy() for c in trades_table.columns if c.name in present))
+    with store.engine.begin() as connection:
+        for trade in trades:
+            row = trade_to_row(trade)
+            connection.execute(table.insert().values({name: row[name] for name in present if name in row}))
+
+
 def stored_fills(store: Store) -> list:
     """Futures and spot orders in BTCUSDT, filled in several trades, as the OMS stored them."""
     futures = new_order(market_type=MarketType.FUTURES, quantity=D("3"))
@@ -59,10 +70,7 @@ def stored_fills(store: Store) -> list:
     for order in (futures, spot):
         order.transition(OrderStatus.APPROVED)
     add_orders_at_that_revision(store, futures, spot)
-    with store.uow() as uow:
-        for trade in trades:
-            uow.trades.add_if_absent(trade)
-        uow.commit()
+    add_trades_at_that_revision(store, *trades)
     # What the previous schema held: one netted row for the symbol.
     with store.engine.begin() as connection:
         connection.execute(text(
@@ -104,11 +112,9 @@ def test_a_closed_round_trip_realises_exactly_through_the_migration(old_database
     order = new_order(market_type=MarketType.FUTURES, quantity=D("2"))
     order.transition(OrderStatus.APPROVED)
     add_orders_at_that_revision(old_database, order)
-    with old_database.uow() as uow:
-        for trade_id, side, price in (("r-1", Side.BUY, "100"), ("r-2", Side.SELL, "130")):
-            uow.trades.add_if_absent(new_trade(order, side=side, quantity=D("1"), price=D(price),
-                                               commission=D("0"), trade_id=trade_id))
-        uow.commit()
+    add_trades_at_that_revision(old_database, *(
+        new_trade(order, side=side, quantity=D("1"), price=D(price), commission=D("0"), trade_id=trade_id)
+        for trade_id, side, price in (("r-1", Side.BUY, "100"), ("r-2", Side.SELL, "130"))))
 
     upgrade(old_database.engine)
 

@@ -88,7 +88,7 @@ def test_additions_are_not_breaking(tmp_path: pathlib.Path) -> None:
     copy = edited_copy(tmp_path, {
         TYPES: [
             ("  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n}",
-             "  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n  string desk = 28;\n}"),
+             "  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n  string desk = 29;\n}"),
             ("  ORDER_STATUS_EXPIRED = 10;\n", "  ORDER_STATUS_EXPIRED = 10;\n  ORDER_STATUS_SUSPENDED = 11;\n"),
         ],
         RISK: [(

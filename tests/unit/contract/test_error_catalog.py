@@ -77,7 +77,7 @@ def test_the_table_lists_each_reason_with_its_code_retry_and_metadata_keys():
     assert ("| `TOKEN_ALREADY_USED` | PERMISSION_DENIED | no | `order_id`, `status` |" in page)
     assert "| `STORE_UNAVAILABLE` | UNAVAILABLE | yes, after 1 s |" in page
     assert "| `CONCURRENT_UPDATE` | ABORTED | yes, after 0.05 s | `order_id` |" in page
-    assert "| `MARGIN_INSUFFICIENT` | FAILED_PRECONDITION | no | `venue_code` |" in page
+    assert "| `MARGIN_INSUFFICIENT` | FAILED_PRECONDITION | no | `venue_code`, `venue_payload` |" in page
     assert "Aster codes: -2019." in page
     assert "| `REQUIRED` |" in page  # the field reasons
 

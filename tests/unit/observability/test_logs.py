@@ -152,3 +152,17 @@ def test_setup_logging_routes_the_root_logger_through_the_redacting_json_handler
     lines = stream.getvalue().splitlines()
     assert json.loads(lines[0])["message"] == "loaded key [REDACTED]"
     assert len(lines) == 2 and lines[1].endswith("WARNING risk services.anything: kept")
+
+
+def test_the_key_files_of_the_venue_accounts_registry_and_a_0x_private_key_are_masked(tmp_path) -> None:
+    (tmp_path / "a.key").write_text("0x" + "ab" * 32 + "\n")
+    (tmp_path / "b.secret").write_text("registry-v1-secret-value")
+    (tmp_path / "accounts.json").write_text(json.dumps({"accounts": {
+        "a": {"venue": "aster", "user": "0x" + "1" * 40, "signer": "0x" + "2" * 40, "private_key_file": "a.key"},
+        "b": {"venue": "aster", "api_key_file": str(tmp_path / "missing"), "secret_file": "b.secret"}}}))
+    redact = Redactor(secret_values({"TESSERA_VENUE_ACCOUNTS_FILE": str(tmp_path / "accounts.json")}))
+
+    line = redact("key 0x" + "ab" * 32 + " and registry-v1-secret-value, unrelated 0x" + "cd" * 32)
+
+    assert "ab" * 32 not in line and "registry-v1-secret-value" not in line
+    assert "cd" * 32 not in line  # any 0x-prefixed 64-hex value (a private key) is masked too

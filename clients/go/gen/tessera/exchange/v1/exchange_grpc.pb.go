@@ -32,7 +32,8 @@ type ExchangeServiceClient interface {
 	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
-	// when none is given). OMS only.
+	// when none is given: each symbol with an open order at the venue, of every
+	// configured account, those placed outside Tessera too). OMS only.
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.
@@ -60,6 +61,13 @@ type ExchangeServiceClient interface {
 	// holds the mode and no positions. OMS only. Errors: RESOURCE_EXHAUSTED and
 	// UNAVAILABLE as for any venue read.
 	ListVenuePositions(ctx context.Context, in *ListVenuePositionsRequest, opts ...grpc.CallOption) (*ListVenuePositionsResponse, error)
+	// SetPositionMode sets an account's position mode at the venue: one-way, or hedge
+	// (orders then carry positionSide). Live mode only; OMS only.
+	SetPositionMode(ctx context.Context, in *SetPositionModeRequest, opts ...grpc.CallOption) (*SetPositionModeResponse, error)
+	// ListVenueSettings answers the venue settings the service holds for each account
+	// (read from the venue when it started, and each change since): position mode, and
+	// per symbol leverage and margin mode. Paper and shadow mode: none. OMS only.
+	ListVenueSettings(ctx context.Context, in *ListVenueSettingsRequest, opts ...grpc.CallOption) (*ListVenueSettingsResponse, error)
 }
 
 type exchangeServiceClient struct {
@@ -192,6 +200,24 @@ func (c *exchangeServiceClient) ListVenuePositions(ctx context.Context, in *List
 	return out, nil
 }
 
+func (c *exchangeServiceClient) SetPositionMode(ctx context.Context, in *SetPositionModeRequest, opts ...grpc.CallOption) (*SetPositionModeResponse, error) {
+	out := new(SetPositionModeResponse)
+	err := c.cc.Invoke(ctx, "/tessera.exchange.v1.ExchangeService/SetPositionMode", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *exchangeServiceClient) ListVenueSettings(ctx context.Context, in *ListVenueSettingsRequest, opts ...grpc.CallOption) (*ListVenueSettingsResponse, error) {
+	out := new(ListVenueSettingsResponse)
+	err := c.cc.Invoke(ctx, "/tessera.exchange.v1.ExchangeService/ListVenueSettings", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExchangeServiceServer is the server API for ExchangeService service.
 // All implementations must embed UnimplementedExchangeServiceServer
 // for forward compatibility
@@ -211,7 +237,8 @@ type ExchangeServiceServer interface {
 	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
-	// when none is given). OMS only.
+	// when none is given: each symbol with an open order at the venue, of every
+	// configured account, those placed outside Tessera too). OMS only.
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.
@@ -239,6 +266,13 @@ type ExchangeServiceServer interface {
 	// holds the mode and no positions. OMS only. Errors: RESOURCE_EXHAUSTED and
 	// UNAVAILABLE as for any venue read.
 	ListVenuePositions(context.Context, *ListVenuePositionsRequest) (*ListVenuePositionsResponse, error)
+	// SetPositionMode sets an account's position mode at the venue: one-way, or hedge
+	// (orders then carry positionSide). Live mode only; OMS only.
+	SetPositionMode(context.Context, *SetPositionModeRequest) (*SetPositionModeResponse, error)
+	// ListVenueSettings answers the venue settings the service holds for each account
+	// (read from the venue when it started, and each change since): position mode, and
+	// per symbol leverage and margin mode. Paper and shadow mode: none. OMS only.
+	ListVenueSettings(context.Context, *ListVenueSettingsRequest) (*ListVenueSettingsResponse, error)
 	mustEmbedUnimplementedExchangeServiceServer()
 }
 
@@ -278,6 +312,12 @@ func (UnimplementedExchangeServiceServer) ExecuteOrders(context.Context, *Execut
 }
 func (UnimplementedExchangeServiceServer) ListVenuePositions(context.Context, *ListVenuePositionsRequest) (*ListVenuePositionsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListVenuePositions not implemented")
+}
+func (UnimplementedExchangeServiceServer) SetPositionMode(context.Context, *SetPositionModeRequest) (*SetPositionModeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetPositionMode not implemented")
+}
+func (UnimplementedExchangeServiceServer) ListVenueSettings(context.Context, *ListVenueSettingsRequest) (*ListVenueSettingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVenueSettings not implemented")
 }
 func (UnimplementedExchangeServiceServer) mustEmbedUnimplementedExchangeServiceServer() {}
 
@@ -493,6 +533,42 @@ func _ExchangeService_ListVenuePositions_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExchangeService_SetPositionMode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPositionModeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExchangeServiceServer).SetPositionMode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.exchange.v1.ExchangeService/SetPositionMode",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExchangeServiceServer).SetPositionMode(ctx, req.(*SetPositionModeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExchangeService_ListVenueSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVenueSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExchangeServiceServer).ListVenueSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.exchange.v1.ExchangeService/ListVenueSettings",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExchangeServiceServer).ListVenueSettings(ctx, req.(*ListVenueSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ExchangeService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.exchange.v1.ExchangeService",
 	HandlerType: (*ExchangeServiceServer)(nil),
@@ -536,6 +612,14 @@ var _ExchangeService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListVenuePositions",
 			Handler:    _ExchangeService_ListVenuePositions_Handler,
+		},
+		{
+			MethodName: "SetPositionMode",
+			Handler:    _ExchangeService_SetPositionMode_Handler,
+		},
+		{
+			MethodName: "ListVenueSettings",
+			Handler:    _ExchangeService_ListVenueSettings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

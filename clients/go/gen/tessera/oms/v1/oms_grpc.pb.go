@@ -72,8 +72,10 @@ type OrderManagementServiceClient interface {
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account. Operators only (PERMISSION_DENIED
-	// NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
+	// or approved order of every symbol and account, then (live mode) every open order
+	// at the venue of every account the Exchange trades for, whoever placed it. Operators
+	// only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
+	// not admit: docs/access.md).
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
@@ -126,6 +128,17 @@ type OrderManagementServiceClient interface {
 	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
 	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
 	ReplaceOrder(ctx context.Context, in *ReplaceOrderRequest, opts ...grpc.CallOption) (*ReplaceOrderResponse, error)
+	// SetVenueSetting changes one venue setting of an account at the venue (through the
+	// Exchange service): a symbol's leverage or margin mode, or the account's position
+	// mode. The operator's command (tessera venue leverage|margin-mode|position-mode).
+	// The setting as the venue applied it is stored (venue_settings), with the operator.
+	// Errors: INVALID_ARGUMENT (the setting, the symbol), FAILED_PRECONDITION
+	// (ACCOUNT_NOT_CONFIGURED, the venue's refusal), UNAVAILABLE (the venue or the
+	// Exchange did not answer: read the setting back with ListVenueSettings).
+	SetVenueSetting(ctx context.Context, in *SetVenueSettingRequest, opts ...grpc.CallOption) (*SetVenueSettingResponse, error)
+	// ListVenueSettings reads the venue settings the store holds (read from the venue
+	// each time the Exchange service starts, and each change made with SetVenueSetting).
+	ListVenueSettings(ctx context.Context, in *ListVenueSettingsRequest, opts ...grpc.CallOption) (*ListVenueSettingsResponse, error)
 }
 
 type orderManagementServiceClient struct {
@@ -267,6 +280,24 @@ func (c *orderManagementServiceClient) ReplaceOrder(ctx context.Context, in *Rep
 	return out, nil
 }
 
+func (c *orderManagementServiceClient) SetVenueSetting(ctx context.Context, in *SetVenueSettingRequest, opts ...grpc.CallOption) (*SetVenueSettingResponse, error) {
+	out := new(SetVenueSettingResponse)
+	err := c.cc.Invoke(ctx, "/tessera.oms.v1.OrderManagementService/SetVenueSetting", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orderManagementServiceClient) ListVenueSettings(ctx context.Context, in *ListVenueSettingsRequest, opts ...grpc.CallOption) (*ListVenueSettingsResponse, error) {
+	out := new(ListVenueSettingsResponse)
+	err := c.cc.Invoke(ctx, "/tessera.oms.v1.OrderManagementService/ListVenueSettings", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OrderManagementServiceServer is the server API for OrderManagementService service.
 // All implementations must embed UnimplementedOrderManagementServiceServer
 // for forward compatibility
@@ -326,8 +357,10 @@ type OrderManagementServiceServer interface {
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-	// or approved order of every symbol and account. Operators only (PERMISSION_DENIED
-	// NOT_ENTITLED otherwise, as every method a caller's roles do not admit: docs/access.md).
+	// or approved order of every symbol and account, then (live mode) every open order
+	// at the venue of every account the Exchange trades for, whoever placed it. Operators
+	// only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
+	// not admit: docs/access.md).
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
@@ -380,6 +413,17 @@ type OrderManagementServiceServer interface {
 	// allows it), NOT_FOUND UNKNOWN_ORDER (the venue no longer holds the old order),
 	// UNAVAILABLE (VENUE_UNAVAILABLE, STORE_UNAVAILABLE: call again).
 	ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error)
+	// SetVenueSetting changes one venue setting of an account at the venue (through the
+	// Exchange service): a symbol's leverage or margin mode, or the account's position
+	// mode. The operator's command (tessera venue leverage|margin-mode|position-mode).
+	// The setting as the venue applied it is stored (venue_settings), with the operator.
+	// Errors: INVALID_ARGUMENT (the setting, the symbol), FAILED_PRECONDITION
+	// (ACCOUNT_NOT_CONFIGURED, the venue's refusal), UNAVAILABLE (the venue or the
+	// Exchange did not answer: read the setting back with ListVenueSettings).
+	SetVenueSetting(context.Context, *SetVenueSettingRequest) (*SetVenueSettingResponse, error)
+	// ListVenueSettings reads the venue settings the store holds (read from the venue
+	// each time the Exchange service starts, and each change made with SetVenueSetting).
+	ListVenueSettings(context.Context, *ListVenueSettingsRequest) (*ListVenueSettingsResponse, error)
 	mustEmbedUnimplementedOrderManagementServiceServer()
 }
 
@@ -422,6 +466,12 @@ func (UnimplementedOrderManagementServiceServer) GetOrderManager(context.Context
 }
 func (UnimplementedOrderManagementServiceServer) ReplaceOrder(context.Context, *ReplaceOrderRequest) (*ReplaceOrderResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReplaceOrder not implemented")
+}
+func (UnimplementedOrderManagementServiceServer) SetVenueSetting(context.Context, *SetVenueSettingRequest) (*SetVenueSettingResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetVenueSetting not implemented")
+}
+func (UnimplementedOrderManagementServiceServer) ListVenueSettings(context.Context, *ListVenueSettingsRequest) (*ListVenueSettingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVenueSettings not implemented")
 }
 func (UnimplementedOrderManagementServiceServer) mustEmbedUnimplementedOrderManagementServiceServer() {
 }
@@ -656,6 +706,42 @@ func _OrderManagementService_ReplaceOrder_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderManagementService_SetVenueSetting_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetVenueSettingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderManagementServiceServer).SetVenueSetting(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.oms.v1.OrderManagementService/SetVenueSetting",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderManagementServiceServer).SetVenueSetting(ctx, req.(*SetVenueSettingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrderManagementService_ListVenueSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVenueSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderManagementServiceServer).ListVenueSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tessera.oms.v1.OrderManagementService/ListVenueSettings",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderManagementServiceServer).ListVenueSettings(ctx, req.(*ListVenueSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tessera.oms.v1.OrderManagementService",
 	HandlerType: (*OrderManagementServiceServer)(nil),
@@ -703,6 +789,14 @@ var _OrderManagementService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReplaceOrder",
 			Handler:    _OrderManagementService_ReplaceOrder_Handler,
+		},
+		{
+			MethodName: "SetVenueSetting",
+			Handler:    _OrderManagementService_SetVenueSetting_Handler,
+		},
+		{
+			MethodName: "ListVenueSettings",
+			Handler:    _OrderManagementService_ListVenueSettings_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
