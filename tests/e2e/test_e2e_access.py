@@ -153,6 +153,8 @@ def _request(rule: access.Rule, world: World, own: bool) -> Any:
             "CreateOrderManager": lambda: oms.CreateOrderManagerRequest(
                 unique_identifier=f"access-{uuid.uuid4().hex[:12]}", target_account_uid=account),
             "GetOrderManager": lambda: oms.GetOrderManagerRequest(unique_identifier=world.managers[own]),
+            "SetVenueSetting": lambda: oms.SetVenueSettingRequest(account=account),  # no setting: refused after
+            "ListVenueSettings": lambda: oms.ListVenueSettingsRequest(),
         }[name]()
     return {
         "ExecuteOrder": lambda: exchange.ExecuteOrderRequest(),
@@ -166,6 +168,8 @@ def _request(rule: access.Rule, world: World, own: bool) -> Any:
         "StreamExecutionReports": lambda: exchange.StreamExecutionReportsRequest(after_sequence=-1),
         "QueryOrder": lambda: exchange.QueryOrderRequest(order_id=order_id),
         "ListVenuePositions": lambda: exchange.ListVenuePositionsRequest(),
+        "SetPositionMode": lambda: exchange.SetPositionModeRequest(account=account),  # paper: refused after
+        "ListVenueSettings": lambda: exchange.ListVenueSettingsRequest(),
     }[name]()
 
 

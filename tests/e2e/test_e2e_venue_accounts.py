@@ -19,6 +19,7 @@ import grpc
 import pytest
 from eth_account import Account
 
+from services.common.identities import LOCAL_PRINCIPAL
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
@@ -153,8 +154,9 @@ def test_every_venue_payload_is_stored_as_its_exact_json_on_the_order_its_events
 def test_venue_settings_are_stored_and_an_exchange_restart_refuses_no_order_for_them(accounts):
     stack, store, sim = accounts
     setting = set_leverage(stack, "desk-a", "ETHUSDT", "7")
+    # Who set it is the caller's identity (the local stack's client), not the request's comment.
     assert (setting.account, setting.symbol, setting.leverage, setting.source) == ("desk-a", "ETHUSDT", "7",
-                                                                                 "e2e-operator")
+                                                                                 LOCAL_PRINCIPAL)
     held = stored_settings(stack, "desk-a")
     assert held[("desk-a", "ETHUSDT")].leverage == "7"
     assert held[("desk-a", "")].position_mode == "ONE_WAY"  # read from the venue when the Exchange started
@@ -166,7 +168,7 @@ def test_venue_settings_are_stored_and_an_exchange_restart_refuses_no_order_for_
     answer = submit(stack, approved)
 
     assert answer.order.status == pb.ORDER_STATUS_FILLED, answer.order
-    assert stored_settings(stack, "desk-a")[("desk-a", "ETHUSDT")].source == "e2e-operator"  # unchanged, kept
+    assert stored_settings(stack, "desk-a")[("desk-a", "ETHUSDT")].source == LOCAL_PRINCIPAL  # unchanged, kept
 
 
 def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
@@ -181,7 +183,7 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
     assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
     (row,) = [line for line in listed.stdout.splitlines() if "SOLUSDT" in line]
-    assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", "cli-operator"]
+    assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", LOCAL_PRINCIPAL]  # the caller's identity
     assert "desk-a" not in listed.stdout
     at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
     assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"

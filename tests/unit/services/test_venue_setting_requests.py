@@ -3,6 +3,8 @@ position mode for the account (no symbol), every bad field reported at once."""
 
 from __future__ import annotations
 
+import contextvars
+
 import pytest
 
 from services.domain import MarginMode
@@ -26,8 +28,12 @@ def fields_of(error: InvalidOrder) -> set[str]:
      {"margin_mode": MarginMode.CROSSED, "symbol": "BTCUSDT"}),
     ({"position_mode": "HEDGE"}, {"position_mode": "HEDGE", "symbol": ""}),
 ])
-def test_each_kind_of_setting_is_read_with_its_account_and_operator(given, expected):
-    assert parse_request(request(**given)) == {"account": "desk-a", "operator": "ops", **expected}
+def test_each_kind_of_setting_is_read_with_its_account_and_the_caller_as_operator(given, expected):
+    # Who changes it is the caller's principal ("unauthenticated" outside a call with an
+    # identity); the request's operator field is only a comment.
+    parsed = contextvars.Context().run(parse_request, request(**given))  # outside any call
+    assert parsed == {"account": "desk-a", "operator": "unauthenticated",
+                                               "comment": "ops", **expected}
 
 
 @pytest.mark.parametrize(("given", "bad"), [
@@ -37,7 +43,7 @@ def test_each_kind_of_setting_is_read_with_its_account_and_operator(given, expec
     ({"symbol": "BTCUSDT", "leverage": "2.5"}, {"leverage"}),
     ({"symbol": "btc usdt", "leverage": "0"}, {"symbol", "leverage"}),
     ({"symbol": "BTCUSDT", "position_mode": "SIDEWAYS"}, {"symbol", "position_mode"}),
-    ({"leverage": "5", "symbol": "BTCUSDT", "operator": ""}, {"operator"}),
+    ({"leverage": "5", "symbol": "BTCUSDT", "operator": "x" * 201}, {"operator"}),  # a comment of at most 200
 ])
 def test_bad_fields_are_each_named(given, bad):
     with pytest.raises(InvalidOrder) as refused:
