@@ -12,6 +12,7 @@ context) are shared mutable state. Every function here holds the GIL from start 
 code while a context is in use, so calls cannot interleave.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -279,6 +280,7 @@ cdef str _REQUEST_INVALID = REQUEST_INVALID
 cdef Py_ssize_t _MAX_DIGITS = MAX_DECIMAL_DIGITS
 cdef long long _MAX_WINDOW = MAX_WINDOW_SECONDS
 cdef long long _MAX_IAT = MAX_ISSUED_AT
+cdef Py_ssize_t _MAX_TOKEN_LENGTH = MAX_TOKEN_LENGTH
 
 
 # --------------------------------------------------------------------------- helpers
@@ -552,26 +554,69 @@ def canonical_order_body(fields):
 
 # --------------------------------------------------------------------------- result and keys
 
+cdef struct ParsedToken:
+    Py_ssize_t key_id_len      # key id starts at offset 3 ("v1.")
+    Py_ssize_t nonce_offset
+    Py_ssize_t digest_offset
+    Py_ssize_t signature_offset
+    long long issued_at
+
+
+@cython.no_gc
+@cython.freelist(16)
 cdef class VerifyResult:
     """Outcome of :func:`verify_token` (immutable).
 
     ``ok`` is True only with reason ``"OK"``. ``key_id``, ``issued_at`` and
     ``nonce`` are taken from the token once it parsed (None for
     TOKEN_MISSING / TOKEN_MALFORMED); before TOKEN_NOT_YET_VALID they are unauthenticated.
+
+    A verdict of the compiled verifiers keeps the token's issued_at, nonce and (for
+    TOKEN_UNKNOWN_KEY) key id as C values and makes the Python objects on first read:
+    a check whose caller reads only ``ok`` / ``reason`` creates no int or str. The
+    instances take no part in the cyclic GC (no_gc): the verifiers give them only str,
+    int and None, and they cannot be changed afterwards.
     """
 
     cdef readonly bint ok
     cdef readonly str reason
-    cdef readonly object key_id
-    cdef readonly object issued_at
-    cdef readonly object nonce
+    cdef object _key_id
+    cdef object _issued_at
+    cdef object _nonce
+    cdef unsigned char _pending          # PENDING_* bits: values still in the C fields below
+    cdef unsigned char _key_id_len
+    cdef long long _iat
+    cdef char _nonce_chars[NONCE_LEN]
+    cdef char _key_id_chars[MAX_KEY_ID_LEN]
 
     def __init__(self, str reason, key_id=None, issued_at=None, nonce=None):
         self.ok = reason == _OK
         self.reason = reason
-        self.key_id = key_id
-        self.issued_at = issued_at
-        self.nonce = nonce
+        self._key_id = key_id
+        self._issued_at = issued_at
+        self._nonce = nonce
+        self._pending = 0
+
+    @property
+    def key_id(self):
+        if self._pending & PENDING_KEY_ID:
+            self._key_id = _ascii(self._key_id_chars, self._key_id_len)
+            self._pending &= ~PENDING_KEY_ID
+        return self._key_id
+
+    @property
+    def issued_at(self):
+        if self._pending & PENDING_ISSUED_AT:
+            self._issued_at = self._iat
+            self._pending &= ~PENDING_ISSUED_AT
+        return self._issued_at
+
+    @property
+    def nonce(self):
+        if self._pending & PENDING_NONCE:
+            self._nonce = _ascii(self._nonce_chars, NONCE_LEN)
+            self._pending &= ~PENDING_NONCE
+        return self._nonce
 
     cdef tuple _key(self):
         return (self.ok, self.reason, self.key_id, self.issued_at, self.nonce)
@@ -595,13 +640,37 @@ cdef class VerifyResult:
                 f"issued_at={self.issued_at!r}, nonce={self.nonce!r})")
 
 
+cdef enum:
+    PENDING_KEY_ID = 1
+    PENDING_ISSUED_AT = 2
+    PENDING_NONCE = 4
+
+
 cdef inline VerifyResult _result(str reason, object key_id, object issued_at, object nonce):
     cdef VerifyResult result = VerifyResult.__new__(VerifyResult)
     result.ok = reason is _OK
     result.reason = reason
-    result.key_id = key_id
-    result.issued_at = issued_at
-    result.nonce = nonce
+    result._key_id = key_id
+    result._issued_at = issued_at
+    result._nonce = nonce
+    return result
+
+
+cdef inline VerifyResult _token_result(str reason, object key_id, const char* token, ParsedToken* parsed):
+    """A verdict on a parsed token: issued_at and the nonce (and the key id when
+    ``key_id`` is None: an unknown key) stay C values until read."""
+    cdef VerifyResult result = VerifyResult.__new__(VerifyResult)
+    result.ok = reason is _OK
+    result.reason = reason
+    result._iat = parsed.issued_at
+    memcpy(result._nonce_chars, token + parsed.nonce_offset, NONCE_LEN)
+    if key_id is None:
+        memcpy(result._key_id_chars, token + 3, parsed.key_id_len)
+        result._key_id_len = <unsigned char>parsed.key_id_len
+        result._pending = PENDING_KEY_ID | PENDING_ISSUED_AT | PENDING_NONCE
+    else:
+        result._key_id = key_id
+        result._pending = PENDING_ISSUED_AT | PENDING_NONCE
     return result
 
 
@@ -737,14 +806,6 @@ cdef inline bint _b64_hash_ok(const char* p) noexcept nogil:
         if not (_CLASS[<unsigned char>p[i]] & CH_B64):
             return False
     return (_CLASS[<unsigned char>p[B64_HASH_LEN - 1]] & CH_B64_LAST) != 0
-
-
-cdef struct ParsedToken:
-    Py_ssize_t key_id_len      # key id starts at offset 3 ("v1.")
-    Py_ssize_t nonce_offset
-    Py_ssize_t digest_offset
-    Py_ssize_t signature_offset
-    long long issued_at
 
 
 cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept nogil:
@@ -901,29 +962,25 @@ cdef VerifyResult _verify(KeyRing keyring, const char* p, Py_ssize_t n, const ch
     cdef _HmacKey key
     cdef unsigned char raw[HASH_LEN]
     cdef char encoded[B64_HASH_LEN]
-    cdef object key_id, issued_at, nonce_text
-    if n > MAX_TOKEN_LENGTH or not _parse_token(p, n, &parsed):
+    if n > _MAX_TOKEN_LENGTH or not _parse_token(p, n, &parsed):
         return _result(_MALFORMED, None, None, None)
-    issued_at = parsed.issued_at
-    nonce_text = _ascii(p + parsed.nonce_offset, NONCE_LEN)
     key = keyring.find(p + 3, parsed.key_id_len)
     if key is None:
-        return _result(_UNKNOWN_KEY, _ascii(p + 3, parsed.key_id_len), issued_at, nonce_text)
-    key_id = key.key_id
+        return _token_result(_UNKNOWN_KEY, None, p, &parsed)
 
     key.mac(p, <size_t>(parsed.signature_offset - 1), raw)
     _b64_hash(raw, encoded)
     if not _b64_hash_equal(encoded, p + parsed.signature_offset):
-        return _result(_BAD_SIGNATURE, key_id, issued_at, nonce_text)
+        return _token_result(_BAD_SIGNATURE, key.key_id, p, &parsed)
     if <double>parsed.issued_at > now_f + <double>skew:
-        return _result(_NOT_YET_VALID, key_id, issued_at, nonce_text)
+        return _token_result(_NOT_YET_VALID, key.key_id, p, &parsed)
     if now_f >= <double>(parsed.issued_at + ttl + skew):
-        return _result(_EXPIRED, key_id, issued_at, nonce_text)
+        return _token_result(_EXPIRED, key.key_id, p, &parsed)
     _sha256(body, <size_t>body_n, raw)
     _b64_hash(raw, encoded)
     if not _b64_hash_equal(encoded, p + parsed.digest_offset):
-        return _result(_FIELDS_CHANGED, key_id, issued_at, nonce_text)
-    return _result(_OK, key_id, issued_at, nonce_text)
+        return _token_result(_FIELDS_CHANGED, key.key_id, p, &parsed)
+    return _token_result(_OK, key.key_id, p, &parsed)
 
 
 def verify_token(KeyRing keyring not None, token, bytes body not None, now,
@@ -956,7 +1013,7 @@ def verify_token(KeyRing keyring not None, token, bytes body not None, now,
     n = PyUnicode_GET_LENGTH(token)
     if n == 0:
         return _result(_MISSING, None, None, None)
-    if n > MAX_TOKEN_LENGTH or not PyUnicode_IS_ASCII(token):
+    if n > _MAX_TOKEN_LENGTH or not PyUnicode_IS_ASCII(token):
         return _result(_MALFORMED, None, None, None)
     return _verify(keyring, <const char*>PyUnicode_DATA(token), n, PyBytes_AS_STRING(body),
                    PyBytes_GET_SIZE(body), now_f, ttl, skew)
@@ -1128,36 +1185,33 @@ cdef Py_ssize_t _wire_body(WireOrder* order, Buffer* buf) except -2:
             else:
                 _append_netstring(buf, b"false", 5)
         else:
-            text = order.text[number]
             length = order.text_len[number]
+            if length == 0:
+                _append_netstring(buf, b"", 0)
+                continue
+            text = order.text[number]
             if _KIND[number - 1] == KIND_DECIMAL:
-                if length == 0:
-                    _append_netstring(buf, b"", 0)
-                    continue
                 length = _canonical_decimal(<const char*>text, length, decimal)
                 if length < 0:
                     return -1
                 _append_netstring(buf, decimal, length)
             else:
-                if length == 0:
-                    _append_netstring(buf, b"", 0)
-                else:
-                    _append_netstring(buf, <const char*>text, length)
+                _append_netstring(buf, <const char*>text, length)
     return buf.length
 
 
 cdef VerifyResult _verify_request(KeyRing keyring, const unsigned char* p, Py_ssize_t n, double now_f,
                                   long long ttl, long long skew, Buffer* buf):
     cdef WireOrder order
-    cdef Py_ssize_t i
-    memset(&order, 0, sizeof(order))
+    # Absent fields: no text (the pointers are read only under a non-zero length), 0.
+    memset(order.text_len, 0, sizeof(order.text_len))
+    memset(order.number, 0, sizeof(order.number))
+    order.token_len = 0
     if not _read_request(p, n, &order) or _wire_body(&order, buf) < 0:
         return _result(_REQUEST_INVALID, None, None, None)
     if order.token_len == 0:
         return _result(_MISSING, None, None, None)
-    for i in range(order.token_len):
-        if order.token[i] >= 0x80:
-            return _result(_MALFORMED, None, None, None)
+    # A token with a non-ASCII byte is TOKEN_MALFORMED: _parse_token accepts ASCII only.
     return _verify(keyring, <const char*>order.token, order.token_len, buf.data, buf.length, now_f, ttl, skew)
 
 
