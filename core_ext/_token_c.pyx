@@ -800,17 +800,9 @@ cdef inline bint _b64_hash_equal(const char* a, const char* b) noexcept nogil:
     return diff == 0
 
 
-cdef inline bint _b64_hash_ok(const char* p) noexcept nogil:
-    cdef int i
-    for i in range(B64_HASH_LEN - 1):
-        if not (_CLASS[<unsigned char>p[i]] & CH_B64):
-            return False
-    return (_CLASS[<unsigned char>p[B64_HASH_LEN - 1]] & CH_B64_LAST) != 0
-
-
 cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept nogil:
     """Match v1.<kid>.<iat>.<nonce>.<digest>.<sig> exactly (see docs/token.md)."""
-    cdef Py_ssize_t i = 3, start, k
+    cdef Py_ssize_t i = 3, start
     cdef long long iat = 0
     if n < 3 or p[0] != c'v' or p[1] != c'1' or p[2] != c'.':
         return False
@@ -831,27 +823,32 @@ cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept n
         return False
     out.issued_at = iat
     i += 1
-    if n - i < NONCE_LEN + 1 + B64_HASH_LEN + 1 + B64_HASH_LEN:
+    # The rest has a fixed shape, <32 hex>.<43 base64url>.<43 base64url>: its character
+    # classes are folded together (AND) without a branch per character, then tested once.
+    if n - i != NONCE_LEN + 1 + B64_HASH_LEN + 1 + B64_HASH_LEN:
         return False
     out.nonce_offset = i
-    for k in range(NONCE_LEN):
-        if not (_CLASS[<unsigned char>p[i + k]] & CH_HEX):
-            return False
-    i += NONCE_LEN
-    if p[i] != c'.':
-        return False
-    i += 1
-    out.digest_offset = i
-    if not _b64_hash_ok(p + i):
-        return False
-    i += B64_HASH_LEN
-    if p[i] != c'.':
-        return False
-    i += 1
-    out.signature_offset = i
-    if not _b64_hash_ok(p + i):
-        return False
-    return i + B64_HASH_LEN == n
+    out.digest_offset = i + NONCE_LEN + 1
+    out.signature_offset = out.digest_offset + B64_HASH_LEN + 1
+    return (_class_all(p + i, NONCE_LEN) & CH_HEX
+            and p[out.digest_offset - 1] == c'.' and p[out.signature_offset - 1] == c'.'
+            and _class_all(p + out.digest_offset, B64_HASH_LEN - 1)
+            & _class_all(p + out.signature_offset, B64_HASH_LEN - 1) & CH_B64
+            and _CLASS[<unsigned char>p[out.digest_offset + B64_HASH_LEN - 1]]
+            & _CLASS[<unsigned char>p[n - 1]] & CH_B64_LAST)
+
+
+cdef inline unsigned char _class_all(const char* p, Py_ssize_t n) noexcept nogil:
+    """The character class bits every one of p[:n] has (no early exit)."""
+    cdef unsigned char a = 0xFF, b = 0xFF
+    cdef Py_ssize_t k = 0
+    while k + 2 <= n:
+        a &= _CLASS[<unsigned char>p[k]]
+        b &= _CLASS[<unsigned char>p[k + 1]]
+        k += 2
+    if k < n:
+        a &= _CLASS[<unsigned char>p[k]]
+    return a & b
 
 
 cdef inline str _ascii(const char* p, Py_ssize_t n):
