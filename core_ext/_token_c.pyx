@@ -1239,12 +1239,14 @@ cdef enum:
     TOKEN_FIELD = 2        # token_format.WIRE_TOKEN_FIELD
 
 cdef int _WIRE_KIND[WIRE_SLOTS]            # by field number (1-based), for the bound fields
-cdef const char* _ENUM_NAMES[WIRE_SLOTS][MAX_ENUM_VALUE]
+cdef const char* _ENUM_NAMES[WIRE_SLOTS][MAX_ENUM_VALUE]    # the name's netstring "<len>:<name>,"
 cdef Py_ssize_t _ENUM_NAME_LEN[WIRE_SLOTS][MAX_ENUM_VALUE]
 cdef list _ENUM_NAME_BYTES = []    # keeps the names' bytes alive
+cdef Py_ssize_t _WIRE_BODY_SLACK = 0       # see _wire_body
 
 
 cdef void _build_wire_tables() except *:
+    global _WIRE_BODY_SLACK
     cdef Py_ssize_t i, v
     cdef bytes encoded
     if _N_FIELDS >= WIRE_SLOTS or (WIRE_ORDER_FIELD, WIRE_TOKEN_FIELD) != (ORDER_FIELD, TOKEN_FIELD):
@@ -1260,7 +1262,7 @@ cdef void _build_wire_tables() except *:
             for value, text in WIRE_ENUMS[name].items():
                 if not 0 <= value < MAX_ENUM_VALUE:
                     raise ImportError("enum value out of the compiled table's range")
-                encoded = text.encode("ascii")
+                encoded = b"%d:%s," % (len(text), text.encode("ascii"))     # the whole netstring
                 _ENUM_NAME_BYTES.append(encoded)
                 _ENUM_NAMES[i + 1][value] = PyBytes_AS_STRING(encoded)
                 _ENUM_NAME_LEN[i + 1][value] = PyBytes_GET_SIZE(encoded)
@@ -1268,6 +1270,8 @@ cdef void _build_wire_tables() except *:
             _WIRE_KIND[i + 1] = WIRE_FLAG
         else:
             _WIRE_KIND[i + 1] = WIRE_TEXT
+    longest = max([len(name) for name in _ENUM_NAME_BYTES] + [len(b"5:false,")])
+    _WIRE_BODY_SLACK = PyBytes_GET_SIZE(_BODY_PREFIX) + _N_FIELDS * (1 + 24 + longest)
 
 
 _build_wire_tables()
@@ -1367,40 +1371,115 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
     return True
 
 
+cdef inline void _copy(char* out, const char* src, Py_ssize_t n) noexcept nogil:
+    """memcpy for the short values of an order without a library call: up to 32 bytes as
+    two possibly overlapping moves of a fixed size."""
+    cdef unsigned long long a0, a1, b0, b1
+    cdef unsigned int c, d
+    if n >= 16:
+        if n > 32:
+            memcpy(out, src, n)
+            return
+        memcpy(&a0, src, 8)
+        memcpy(&a1, src + 8, 8)
+        memcpy(&b0, src + n - 16, 8)
+        memcpy(&b1, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + 8, &a1, 8)
+        memcpy(out + n - 16, &b0, 8)
+        memcpy(out + n - 8, &b1, 8)
+    elif n >= 8:
+        memcpy(&a0, src, 8)
+        memcpy(&b0, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + n - 8, &b0, 8)
+    elif n >= 4:
+        memcpy(&c, src, 4)
+        memcpy(&d, src + n - 4, 4)
+        memcpy(out, &c, 4)
+        memcpy(out + n - 4, &d, 4)
+    else:
+        while n > 0:
+            n -= 1
+            out[n] = src[n]
+
+
+cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noexcept nogil:
+    """``<n>:<value>,`` at out (the caller has made room); the end."""
+    cdef char digits[24]
+    cdef int count = 0
+    cdef Py_ssize_t rest = n
+    if n < 10:
+        out[0] = <char>(48 + n)
+        out += 1
+    elif n < 100:
+        out[0] = <char>(48 + n // 10)
+        out[1] = <char>(48 + n % 10)
+        out += 2
+    else:
+        while True:
+            digits[count] = <char>(48 + rest % 10)
+            count += 1
+            rest //= 10
+            if rest == 0:
+                break
+        while count > 0:
+            count -= 1
+            out[0] = digits[count]
+            out += 1
+    out[0] = c':'
+    _copy(out + 1, value, n)
+    out[n + 1] = c','
+    return out + n + 2
+
+
 cdef Py_ssize_t _wire_body(WireOrder* order, Buffer* buf) except -2:
-    """Append the canonical body to buf; its length, or -1 when there is none."""
-    cdef Py_ssize_t number, length
+    """Write the canonical body into buf; its length, or -1 when there is none.
+
+    Room for the whole body is made once: the prefix, each text field's bytes (a
+    canonical decimal is at most one byte longer than its text) and, per field, a
+    netstring's length digits and separators or the longest enum / bool netstring."""
+    cdef Py_ssize_t number, length, bound = _WIRE_BODY_SLACK
     cdef unsigned long long raw
     cdef long long value
     cdef char decimal[DECIMAL_BUF]
-    cdef const unsigned char* text
-    memcpy(buf.data, PyBytes_AS_STRING(_BODY_PREFIX), PyBytes_GET_SIZE(_BODY_PREFIX))
-    buf.length = PyBytes_GET_SIZE(_BODY_PREFIX)
+    cdef char* out
+    for number in range(1, _N_FIELDS + 1):
+        bound += order.text_len[number]
+    buf.length = 0
+    if bound > buf.capacity:
+        _reserve(buf, bound)
+    out = buf.data
+    _copy(out, PyBytes_AS_STRING(_BODY_PREFIX), PyBytes_GET_SIZE(_BODY_PREFIX))
+    out += PyBytes_GET_SIZE(_BODY_PREFIX)
     for number in range(1, _N_FIELDS + 1):
         if _WIRE_KIND[number] == WIRE_ENUM:
             raw = order.number[number] & 0xFFFFFFFFULL          # an int32 on the wire
             value = <long long>raw - (0x100000000LL if raw >= 0x80000000ULL else 0)
             if value < 0 or value >= MAX_ENUM_VALUE or _ENUM_NAMES[number][value] == NULL:
                 return -1
-            _append_netstring(buf, _ENUM_NAMES[number][value], _ENUM_NAME_LEN[number][value])
+            _copy(out, _ENUM_NAMES[number][value], _ENUM_NAME_LEN[number][value])   # a whole netstring
+            out += _ENUM_NAME_LEN[number][value]
         elif _WIRE_KIND[number] == WIRE_FLAG:
             if order.number[number] != 0:
-                _append_netstring(buf, b"true", 4)
+                memcpy(out, b"4:true,", 7)
+                out += 7
             else:
-                _append_netstring(buf, b"false", 5)
+                memcpy(out, b"5:false,", 8)
+                out += 8
         else:
             length = order.text_len[number]
             if length == 0:
-                _append_netstring(buf, b"", 0)
-                continue
-            text = order.text[number]
-            if _KIND[number - 1] == KIND_DECIMAL:
-                length = _canonical_decimal(<const char*>text, length, decimal)
+                memcpy(out, b"0:,", 3)
+                out += 3
+            elif _KIND[number - 1] == KIND_DECIMAL:
+                length = _canonical_decimal(<const char*>order.text[number], length, decimal)
                 if length < 0:
                     return -1
-                _append_netstring(buf, decimal, length)
+                out = _put_netstring(out, decimal, length)
             else:
-                _append_netstring(buf, <const char*>text, length)
+                out = _put_netstring(out, <const char*>order.text[number], length)
+    buf.length = out - buf.data
     return buf.length
 
 

@@ -183,6 +183,34 @@ def test_a_verdicts_token_values_read_the_same_every_time(impl):
     assert unknown == impl.VerifyResult("TOKEN_UNKNOWN_KEY", key_id, int(issued_at), nonce)
 
 
+@pytest.mark.parametrize("length", [100, 499, 500, 2000, 70_000])
+def test_a_body_longer_than_the_stack_buffer_verifies(impl, length):
+    """Long text fields (the body is written into a 512-byte stack buffer until it does
+    not fit) and a decimal with many leading zeros sign and verify as their fields do."""
+    order = _order(order_id="o" * length, account="a" * (length // 2), quantity="0" * min(length, 1000) + ".015")
+    ring, token = _signed(impl, order)
+    data = oms_pb2.SubmitOrderRequest(order=order, risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).ok
+    changed = oms_pb2.SubmitOrderRequest(order=_order(order_id="o" * length + "p", account="a" * (length // 2)),
+                                         risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, changed, NOW).reason == "TOKEN_FIELDS_CHANGED"
+
+
+def test_every_short_text_length_is_copied_whole(impl):
+    """Text fields of every length up to past 32 bytes (the body's short-copy sizes): the
+    request verifies, and changing the first or the last character is refused."""
+    for length in range(0, 70):
+        value = "".join(chr(48 + (i * 7) % 43) for i in range(length))
+        order = _order(client_order_id=value, symbol=value[:20])
+        ring, token = _signed(impl, order)
+        assert impl.verify_order_request(ring, oms_pb2.SubmitOrderRequest(order=order, risk_token=token)
+                                         .SerializeToString(), NOW).ok, length
+        for changed in ({value[:-1] + "~"} | {"~" + value[1:]} if length else set()):
+            data = oms_pb2.SubmitOrderRequest(order=_order(client_order_id=changed, symbol=value[:20]),
+                                              risk_token=token).SerializeToString()
+            assert impl.verify_order_request(ring, data, NOW).reason == "TOKEN_FIELDS_CHANGED", (length, changed)
+
+
 def test_batches_are_verified_item_by_item_in_order(impl):
     order = _order()
     ring, token = _signed(impl, order)
