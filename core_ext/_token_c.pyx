@@ -277,43 +277,51 @@ cdef extern from *:
         _mm_storeu_si128((__m128i *)(out + 16),
                          _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(h + 4)), big_endian));
     }
-    typedef struct {       /* everything derived from the key, cleansed after use */
-        unsigned int inner[8], outer[8], body[8];
-        unsigned char inner_tail[128], body_tail[128], outer_block[64];
-    } tsr_work;
+    typedef struct {       /* the states derived from the key, cleansed after use */
+        unsigned int inner[8], outer[8];
+        unsigned char outer_block[64];
+    } tsr_secret;
+    /* Zero memory the compiler may not elide (a barrier that "reads" it afterwards):
+     * inline stores, not a call, for the 128 bytes above. */
+    static inline void tsr_cleanse(void *p, size_t n) {
+        memset(p, 0, n);
+        __asm__ __volatile__("" : : "r"(p) : "memory");
+    }
 
     /* HMAC-SHA256(data) with the key's pad states and SHA-256(body), in step. */
     TSR_NI static int tsr_mac_and_digest(const tessera_hmac *ctx, const unsigned char *data, size_t n,
-                                  const unsigned char *body, size_t body_n, unsigned char *mac,
-                                  unsigned char *digest) {
-        tsr_work w;
+                                         const unsigned char *body, size_t body_n, unsigned char *mac,
+                                         unsigned char *digest) {
+        tsr_secret w;
+        unsigned int body_state[8];
+        unsigned char inner_tail[128], body_tail[128];    /* the token header's and the body's: public */
         size_t inner_full = n / 64, body_full = body_n / 64, i = 0, j = 0;
-        size_t inner_blocks = inner_full + tsr_pad(w.inner_tail, data, n, 64);
-        size_t body_blocks = body_full + tsr_pad(w.body_tail, body, body_n, 0);
+        size_t inner_blocks = inner_full + tsr_pad(inner_tail, data, n, 64);
+        size_t body_blocks = body_full + tsr_pad(body_tail, body, body_n, 0);
         memcpy(w.inner, ctx->inner.h, sizeof(w.inner));
         memcpy(w.outer, ctx->outer.h, sizeof(w.outer));
-        memcpy(w.body, tsr_iv, sizeof(w.body));
+        memcpy(body_state, tsr_iv, sizeof(body_state));
         for (; i < inner_blocks && j < body_blocks; i++, j++)
-            tsr_compress2(w.inner, tsr_block(data, inner_full, w.inner_tail, i),
-                          w.body, tsr_block(body, body_full, w.body_tail, j));
+            tsr_compress2(w.inner, tsr_block(data, inner_full, inner_tail, i),
+                          body_state, tsr_block(body, body_full, body_tail, j));
         for (; i < inner_blocks; i++)
-            tsr_compress1(w.inner, tsr_block(data, inner_full, w.inner_tail, i));
+            tsr_compress1(w.inner, tsr_block(data, inner_full, inner_tail, i));
         /* The outer message: the inner digest, padded; 64 + 32 bytes = 768 bits. */
         tsr_big_endian(w.inner, w.outer_block);
         memset(w.outer_block + 32, 0, 32);
         w.outer_block[32] = 0x80;
         w.outer_block[62] = 0x03;
         if (j < body_blocks) {
-            tsr_compress2(w.outer, w.outer_block, w.body, tsr_block(body, body_full, w.body_tail, j));
+            tsr_compress2(w.outer, w.outer_block, body_state, tsr_block(body, body_full, body_tail, j));
             j++;
         } else {
             tsr_compress1(w.outer, w.outer_block);
         }
         for (; j < body_blocks; j++)
-            tsr_compress1(w.body, tsr_block(body, body_full, w.body_tail, j));
+            tsr_compress1(body_state, tsr_block(body, body_full, body_tail, j));
         tsr_big_endian(w.outer, mac);
-        tsr_big_endian(w.body, digest);
-        OPENSSL_cleanse(&w, sizeof(w));
+        tsr_big_endian(body_state, digest);
+        tsr_cleanse(&w, sizeof(w));
         return 1;
     }
     #else
