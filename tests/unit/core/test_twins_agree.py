@@ -184,8 +184,9 @@ def test_verify_agrees_on_single_character_tampering(twins, rings, order, data, 
         assert a[1][1] == "OK"
 
 
-# Every character class boundary of the token alphabet, a separator, and bytes outside ASCII.
-SUBSTITUTES = "AZaz09-_fg.=+/ \x00\x7f\xe9\u20ac"
+# Each end of every character range of the token alphabet and its neighbours outside it
+# (@A Z[ `a z{ /0 9: fg ,-. ^_`), other separators, and characters outside ASCII.
+SUBSTITUTES = "@AZ[`az{/09:fg,-.^_=+ \x00\x7f\x80\xe9\u20ac"
 
 
 def test_verify_agrees_on_every_single_character_substitution(twins, rings):
