@@ -563,6 +563,39 @@ cdef int _sha256(const char* data, size_t n, unsigned char* out) except -1:
     return 0
 
 
+cdef inline void _copy(char* out, const char* src, Py_ssize_t n) noexcept nogil:
+    """memcpy for the short values of an order without a library call: up to 32 bytes as
+    two possibly overlapping moves of a fixed size."""
+    cdef unsigned long long a0, a1, b0, b1
+    cdef unsigned int c, d
+    if n >= 16:
+        if n > 32:
+            memcpy(out, src, n)
+            return
+        memcpy(&a0, src, 8)
+        memcpy(&a1, src + 8, 8)
+        memcpy(&b0, src + n - 16, 8)
+        memcpy(&b1, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + 8, &a1, 8)
+        memcpy(out + n - 16, &b0, 8)
+        memcpy(out + n - 8, &b1, 8)
+    elif n >= 8:
+        memcpy(&a0, src, 8)
+        memcpy(&b0, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + n - 8, &b0, 8)
+    elif n >= 4:
+        memcpy(&c, src, 4)
+        memcpy(&d, src + n - 4, 4)
+        memcpy(out, &c, 4)
+        memcpy(out + n - 4, &d, 4)
+    else:
+        while n > 0:
+            n -= 1
+            out[n] = src[n]
+
+
 cdef Py_ssize_t _canonical_decimal(const char* s, Py_ssize_t n, char* out) noexcept nogil:
     """Write the canonical form of s[:n] into out; return its length, -1 (syntax) or -2 (digits)."""
     cdef Py_ssize_t i = 0, int_start, int_end, frac_start, frac_end, int_len, frac_len, k = 0
@@ -599,14 +632,14 @@ cdef Py_ssize_t _canonical_decimal(const char* s, Py_ssize_t n, char* out) noexc
         out[k] = c'-'
         k += 1
     if int_len:
-        memcpy(out + k, s + int_start, int_len)
+        _copy(out + k, s + int_start, int_len)
         k += int_len
     else:
         out[k] = c'0'
         k += 1
     if frac_len:
         out[k] = c'.'
-        memcpy(out + k + 1, s + frac_start, frac_len)
+        _copy(out + k + 1, s + frac_start, frac_len)
         k += 1 + frac_len
     return k
 
@@ -1416,39 +1449,6 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
                 elif inner_wire == 0:
                     order.number[inner_number] = inner_value
     return True
-
-
-cdef inline void _copy(char* out, const char* src, Py_ssize_t n) noexcept nogil:
-    """memcpy for the short values of an order without a library call: up to 32 bytes as
-    two possibly overlapping moves of a fixed size."""
-    cdef unsigned long long a0, a1, b0, b1
-    cdef unsigned int c, d
-    if n >= 16:
-        if n > 32:
-            memcpy(out, src, n)
-            return
-        memcpy(&a0, src, 8)
-        memcpy(&a1, src + 8, 8)
-        memcpy(&b0, src + n - 16, 8)
-        memcpy(&b1, src + n - 8, 8)
-        memcpy(out, &a0, 8)
-        memcpy(out + 8, &a1, 8)
-        memcpy(out + n - 16, &b0, 8)
-        memcpy(out + n - 8, &b1, 8)
-    elif n >= 8:
-        memcpy(&a0, src, 8)
-        memcpy(&b0, src + n - 8, 8)
-        memcpy(out, &a0, 8)
-        memcpy(out + n - 8, &b0, 8)
-    elif n >= 4:
-        memcpy(&c, src, 4)
-        memcpy(&d, src + n - 4, 4)
-        memcpy(out, &c, 4)
-        memcpy(out + n - 4, &d, 4)
-    else:
-        while n > 0:
-            n -= 1
-            out[n] = src[n]
 
 
 cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noexcept nogil:
