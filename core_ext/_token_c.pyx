@@ -370,6 +370,7 @@ cdef extern from *:
             && EVP_MAC_final(ctx, out, &outl, 32) == 1 && outl == 32;
     }
     static void tessera_hmac_free(tessera_hmac *ctx) { EVP_MAC_CTX_free(ctx); }
+    static int tsr_cpu_has_sha_ni(void) { return 0; }     /* the in-step path needs SHA256_CTX states */
     static int tessera_sha256(const unsigned char *data, size_t n, unsigned char *out) {
         unsigned int outl = 0;
         return EVP_DigestInit_ex2(tessera_digest_ctx, tessera_sha256_algorithm, NULL) == 1
