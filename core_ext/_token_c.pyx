@@ -540,22 +540,32 @@ cdef Py_ssize_t _MAX_TOKEN_LENGTH = MAX_TOKEN_LENGTH
 
 # --------------------------------------------------------------------------- helpers
 
+cdef char _B64_PAIRS[4096][2]       # base64url of every 12 bits: two characters
+
+
+cdef void _build_b64_pairs() noexcept:
+    cdef int v
+    for v in range(4096):
+        _B64_PAIRS[v][0] = _B64_ALPHABET[v >> 6]
+        _B64_PAIRS[v][1] = _B64_ALPHABET[v & 63]
+
+
+_build_b64_pairs()
+
+
 cdef inline void _b64_hash(const unsigned char* d, char* out) noexcept nogil:
-    """Unpadded base64url of 32 bytes into 43 characters."""
+    """Unpadded base64url of 32 bytes into 43 characters (two characters per table look-up)."""
     cdef int i = 0, k = 0
     cdef unsigned int v
     while i < 30:
         v = (<unsigned int>d[i] << 16) | (<unsigned int>d[i + 1] << 8) | d[i + 2]
-        out[k] = _B64_ALPHABET[(v >> 18) & 63]
-        out[k + 1] = _B64_ALPHABET[(v >> 12) & 63]
-        out[k + 2] = _B64_ALPHABET[(v >> 6) & 63]
-        out[k + 3] = _B64_ALPHABET[v & 63]
+        memcpy(out + k, _B64_PAIRS[v >> 12], 2)
+        memcpy(out + k + 2, _B64_PAIRS[v & 0xFFF], 2)
         i += 3
         k += 4
     v = (<unsigned int>d[30] << 16) | (<unsigned int>d[31] << 8)
-    out[40] = _B64_ALPHABET[(v >> 18) & 63]
-    out[41] = _B64_ALPHABET[(v >> 12) & 63]
-    out[42] = _B64_ALPHABET[(v >> 6) & 63]
+    memcpy(out + 40, _B64_PAIRS[v >> 12], 2)
+    out[42] = _B64_PAIRS[v & 0xFFF][0]
 
 
 cdef int _sha256(const char* data, size_t n, unsigned char* out) except -1:
