@@ -12,6 +12,7 @@ context) are shared mutable state. Every function here holds the GIL from start 
 code while a context is in use, so calls cannot interleave.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -91,6 +92,8 @@ cdef extern from *:
      * (OPENSSL_NO_DEPRECATED_3_0, set by macros.h from OPENSSL_NO_DEPRECATED), or a build
      * with -DTESSERA_CRYPTO_EVP, uses EVP_MAC / EVP_MD instead (OpenSSL 3 only). */
     #define OPENSSL_SUPPRESS_DEPRECATED 1
+    /* 1 when the legacy build's two-message SHA-NI path is in use (set at import). */
+    static int tessera_sha_ni = 0;
     #include <openssl/opensslv.h>
     #include <openssl/crypto.h>
     #include <openssl/evp.h>
@@ -150,7 +153,188 @@ cdef extern from *:
         OPENSSL_cleanse(&ctx, sizeof(ctx));
         return ok;
     }
-    static int tessera_crypto_init(void) { return 1; }
+    /* SHA-256 with the x86 SHA extensions, two messages at a time.
+     *
+     * A SHA-256 block is a chain of 32 dependent SHA256RNDS2 instructions: one message
+     * leaves the unit idle between them (its latency), two independent messages in
+     * step use those cycles. The token check has two independent hashes, the HMAC's
+     * inner hash of the token header (2 blocks after the precomputed pad block) and
+     * the body digest (4 blocks for a market order), and the outer hash (1 block)
+     * depends only on the inner one: in step they take 4 block times instead of 7.
+     * Used when the CPU has the extensions (CPUID), with the states after the key's pad
+     * blocks that the SHA256_CTX pair above holds; else the SHA256_* path. */
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    #define TESSERA_SHA_NI_BUILD 1
+    #include <cpuid.h>
+    #include <immintrin.h>
+    #define TSR_NI __attribute__((target("sha,sse4.1,ssse3")))
+
+    static const unsigned int tsr_k[64] = {
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    };
+    static const unsigned int tsr_iv[8] = {
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    };
+
+    static int tsr_cpu_has_sha_ni(void) {
+        unsigned int a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 9)) || !(c & (1u << 19)))   /* SSSE3, SSE4.1 */
+            return 0;
+        return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));          /* SHA */
+    }
+
+    /* h[0..7] (a..h) to and from the instructions' register layout: ABEF and CDGH,
+     * highest lane first. */
+    TSR_NI static inline void tsr_load(const unsigned int *h, __m128i *abef, __m128i *cdgh) {
+        __m128i t = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0xB1);        /* b a d c */
+        __m128i u = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)(h + 4)), 0x1B);  /* h g f e */
+        *abef = _mm_alignr_epi8(t, u, 8);
+        *cdgh = _mm_blend_epi16(u, t, 0xF0);
+    }
+    TSR_NI static inline void tsr_store(unsigned int *h, __m128i abef, __m128i cdgh) {
+        __m128i t = _mm_shuffle_epi32(abef, 0x1B);
+        __m128i u = _mm_shuffle_epi32(cdgh, 0xB1);
+        _mm_storeu_si128((__m128i *)h, _mm_blend_epi16(t, u, 0xF0));
+        _mm_storeu_si128((__m128i *)(h + 4), _mm_alignr_epi8(u, t, 8));
+    }
+    /* Message words 4i..4i+3 from the previous sixteen (FIPS 180-4 6.2.2 step 1). */
+    TSR_NI static inline __m128i tsr_schedule(__m128i w0, __m128i w1, __m128i w2, __m128i w3) {
+        __m128i t = _mm_add_epi32(_mm_sha256msg1_epu32(w0, w1), _mm_alignr_epi8(w3, w2, 4));
+        return _mm_sha256msg2_epu32(t, w3);
+    }
+    /* Rounds 4i..4i+3. */
+    TSR_NI static inline void tsr_rounds4(__m128i *abef, __m128i *cdgh, __m128i w, int i) {
+        __m128i m = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)(tsr_k + 4 * i)));
+        *cdgh = _mm_sha256rnds2_epu32(*cdgh, *abef, m);    /* now ABEF; *abef is CDGH */
+        *abef = _mm_sha256rnds2_epu32(*abef, *cdgh, _mm_shuffle_epi32(m, 0x0E));
+    }
+    TSR_NI static inline __m128i tsr_words(const unsigned char *block, int i) {
+        const __m128i big_endian = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        return _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), big_endian);
+    }
+    TSR_NI static void tsr_compress1(unsigned int *h, const unsigned char *block) {
+        __m128i abef, cdgh, abef0, cdgh0, w[16];
+        int i;
+        tsr_load(h, &abef, &cdgh);
+        abef0 = abef;
+        cdgh0 = cdgh;
+        #pragma GCC unroll 16
+        for (i = 0; i < 16; i++) {
+            w[i] = i < 4 ? tsr_words(block, i) : tsr_schedule(w[i - 4], w[i - 3], w[i - 2], w[i - 1]);
+            tsr_rounds4(&abef, &cdgh, w[i], i);
+        }
+        tsr_store(h, _mm_add_epi32(abef, abef0), _mm_add_epi32(cdgh, cdgh0));
+    }
+    /* One block of each of two messages, their rounds interleaved. */
+    TSR_NI static void tsr_compress2(unsigned int *ha, const unsigned char *a, unsigned int *hb,
+                                     const unsigned char *b) {
+        __m128i abef, cdgh, abef0, cdgh0, w[16], abef_b, cdgh_b, abef0_b, cdgh0_b, v[16];
+        int i;
+        tsr_load(ha, &abef, &cdgh);
+        tsr_load(hb, &abef_b, &cdgh_b);
+        abef0 = abef;
+        cdgh0 = cdgh;
+        abef0_b = abef_b;
+        cdgh0_b = cdgh_b;
+        #pragma GCC unroll 16
+        for (i = 0; i < 16; i++) {
+            w[i] = i < 4 ? tsr_words(a, i) : tsr_schedule(w[i - 4], w[i - 3], w[i - 2], w[i - 1]);
+            v[i] = i < 4 ? tsr_words(b, i) : tsr_schedule(v[i - 4], v[i - 3], v[i - 2], v[i - 1]);
+            tsr_rounds4(&abef, &cdgh, w[i], i);
+            tsr_rounds4(&abef_b, &cdgh_b, v[i], i);
+        }
+        tsr_store(ha, _mm_add_epi32(abef, abef0), _mm_add_epi32(cdgh, cdgh0));
+        tsr_store(hb, _mm_add_epi32(abef_b, abef0_b), _mm_add_epi32(cdgh_b, cdgh0_b));
+    }
+
+    /* The last n % 64 bytes of a message, its padding and its length in bits (prefix
+     * bytes already hashed + n) into tail; how many blocks that makes (1 or 2). */
+    static size_t tsr_pad(unsigned char *tail, const unsigned char *message, size_t n, size_t prefix) {
+        size_t rest = n % 64, blocks = rest + 9 > 64 ? 2 : 1;
+        unsigned long long bits = (unsigned long long)(prefix + n) * 8;
+        int k;
+        memset(tail, 0, 128);      /* a constant size: a few vector stores */
+        memcpy(tail, message + (n - rest), rest);
+        tail[rest] = 0x80;
+        for (k = 0; k < 8; k++) tail[64 * blocks - 1 - k] = (unsigned char)(bits >> (8 * k));
+        return blocks;
+    }
+    static inline const unsigned char *tsr_block(const unsigned char *message, size_t full,
+                                                 const unsigned char *tail, size_t i) {
+        return i < full ? message + 64 * i : tail + 64 * (i - full);
+    }
+    /* The digest's bytes: h[0..7] big-endian. */
+    TSR_NI static inline void tsr_big_endian(const unsigned int *h, unsigned char *out) {
+        const __m128i big_endian = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+        _mm_storeu_si128((__m128i *)out, _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)h), big_endian));
+        _mm_storeu_si128((__m128i *)(out + 16),
+                         _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(h + 4)), big_endian));
+    }
+    typedef struct {       /* the states derived from the key, cleansed after use */
+        unsigned int inner[8], outer[8];
+        unsigned char outer_block[64];
+    } tsr_secret;
+    /* Zero memory the compiler may not elide (a barrier that "reads" it afterwards):
+     * inline stores, not a call, for the 128 bytes above. */
+    static inline void tsr_cleanse(void *p, size_t n) {
+        memset(p, 0, n);
+        __asm__ __volatile__("" : : "r"(p) : "memory");
+    }
+
+    /* HMAC-SHA256(data) with the key's pad states and SHA-256(body), in step. */
+    TSR_NI static int tsr_mac_and_digest(const tessera_hmac *ctx, const unsigned char *data, size_t n,
+                                         const unsigned char *body, size_t body_n, unsigned char *mac,
+                                         unsigned char *digest) {
+        tsr_secret w;
+        unsigned int body_state[8];
+        unsigned char inner_tail[128], body_tail[128];    /* the token header's and the body's: public */
+        size_t inner_full = n / 64, body_full = body_n / 64, i = 0, j = 0;
+        size_t inner_blocks = inner_full + tsr_pad(inner_tail, data, n, 64);
+        size_t body_blocks = body_full + tsr_pad(body_tail, body, body_n, 0);
+        memcpy(w.inner, ctx->inner.h, sizeof(w.inner));
+        memcpy(w.outer, ctx->outer.h, sizeof(w.outer));
+        memcpy(body_state, tsr_iv, sizeof(body_state));
+        for (; i < inner_blocks && j < body_blocks; i++, j++)
+            tsr_compress2(w.inner, tsr_block(data, inner_full, inner_tail, i),
+                          body_state, tsr_block(body, body_full, body_tail, j));
+        for (; i < inner_blocks; i++)
+            tsr_compress1(w.inner, tsr_block(data, inner_full, inner_tail, i));
+        /* The outer message: the inner digest, padded; 64 + 32 bytes = 768 bits. */
+        tsr_big_endian(w.inner, w.outer_block);
+        memset(w.outer_block + 32, 0, 32);
+        w.outer_block[32] = 0x80;
+        w.outer_block[62] = 0x03;
+        if (j < body_blocks) {
+            tsr_compress2(w.outer, w.outer_block, body_state, tsr_block(body, body_full, body_tail, j));
+            j++;
+        } else {
+            tsr_compress1(w.outer, w.outer_block);
+        }
+        for (; j < body_blocks; j++)
+            tsr_compress1(body_state, tsr_block(body, body_full, body_tail, j));
+        tsr_big_endian(w.outer, mac);
+        tsr_big_endian(body_state, digest);
+        tsr_cleanse(&w, sizeof(w));
+        return 1;
+    }
+    #else
+    #define TESSERA_SHA_NI_BUILD 0
+    static int tsr_cpu_has_sha_ni(void) { return 0; }
+    static int tsr_mac_and_digest(const tessera_hmac *ctx, const unsigned char *data, size_t n,
+                                  const unsigned char *body, size_t body_n, unsigned char *mac,
+                                  unsigned char *digest) { return 0; }
+    #endif
+    static int tessera_crypto_init(void) {
+        tessera_sha_ni = tsr_cpu_has_sha_ni();
+        return 1;
+    }
     #else
     #define TESSERA_LEGACY_CRYPTO 0
     #include <openssl/core_names.h>
@@ -186,6 +370,7 @@ cdef extern from *:
             && EVP_MAC_final(ctx, out, &outl, 32) == 1 && outl == 32;
     }
     static void tessera_hmac_free(tessera_hmac *ctx) { EVP_MAC_CTX_free(ctx); }
+    static int tsr_cpu_has_sha_ni(void) { return 0; }     /* the in-step path needs SHA256_CTX states */
     static int tessera_sha256(const unsigned char *data, size_t n, unsigned char *out) {
         unsigned int outl = 0;
         return EVP_DigestInit_ex2(tessera_digest_ctx, tessera_sha256_algorithm, NULL) == 1
@@ -193,6 +378,15 @@ cdef extern from *:
             && EVP_DigestFinal_ex(tessera_digest_ctx, out, &outl) == 1 && outl == 32;
     }
     #endif
+    /* HMAC-SHA256(data) and SHA-256(body): in step on SHA-NI, else one after the other. */
+    static int tessera_mac_and_digest(tessera_hmac *ctx, const unsigned char *data, size_t n,
+                                      const unsigned char *body, size_t body_n, unsigned char *mac,
+                                      unsigned char *digest) {
+    #if TESSERA_LEGACY_CRYPTO
+        if (tessera_sha_ni) return tsr_mac_and_digest(ctx, data, n, body, body_n, mac, digest);
+    #endif
+        return tessera_hmac_sha256(ctx, data, n, mac) && tessera_sha256(body, body_n, digest);
+    }
     """
     ctypedef struct tessera_hmac:
         pass
@@ -202,7 +396,59 @@ cdef extern from *:
     int tessera_hmac_sha256(tessera_hmac* ctx, const unsigned char* data, size_t n, unsigned char* out)
     void tessera_hmac_free(tessera_hmac* ctx)
     int tessera_sha256(const unsigned char* data, size_t n, unsigned char* out)
+    int tessera_mac_and_digest(tessera_hmac* ctx, const unsigned char* data, size_t n, const unsigned char* body,
+                               size_t body_n, unsigned char* mac, unsigned char* digest)
+    int tessera_sha_ni
+    int tsr_cpu_has_sha_ni()
     int RAND_bytes(unsigned char* buf, int num)
+
+
+cdef extern from *:
+    """
+    /* The token's fixed-length part checked 16 characters at a time (GCC / Clang vector
+     * extensions: SSE2 on x86-64, NEON on ARM; a loop elsewhere). Each returns 1 when
+     * every one of the 16 bytes at p is in the class. */
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef unsigned char tsr_v16 __attribute__((vector_size(16)));
+    typedef signed char tsr_m16 __attribute__((vector_size(16)));
+    static inline int tsr_all_set(tsr_m16 m) {
+        unsigned long long a, b;
+        memcpy(&a, &m, 8);
+        memcpy(&b, (const char *)&m + 8, 8);
+        return (a & b) == ~0ULL;
+    }
+    static inline int tessera_hex16(const char *p) {
+        tsr_v16 v;
+        memcpy(&v, p, 16);
+        return tsr_all_set((tsr_m16)((tsr_v16)(v - (unsigned char)48) < 10)
+                           | (tsr_m16)((tsr_v16)(v - (unsigned char)97) < 6));             /* 0-9 a-f */
+    }
+    static inline int tessera_b64url16(const char *p) {
+        tsr_v16 v;
+        memcpy(&v, p, 16);
+        return tsr_all_set((tsr_m16)((tsr_v16)(v - (unsigned char)65) < 26)                /* A-Z */
+                           | (tsr_m16)((tsr_v16)(v - (unsigned char)97) < 26)              /* a-z */
+                           | (tsr_m16)((tsr_v16)(v - (unsigned char)48) < 10)              /* 0-9 */
+                           | (tsr_m16)(v == 45) | (tsr_m16)(v == 95));                     /* - _ */
+    }
+    #else
+    static inline int tessera_hex16(const char *p) {
+        int i;
+        for (i = 0; i < 16; i++)
+            if (!((p[i] >= 48 && p[i] <= 57) || (p[i] >= 97 && p[i] <= 102))) return 0;
+        return 1;
+    }
+    static inline int tessera_b64url16(const char *p) {
+        int i;
+        for (i = 0; i < 16; i++)
+            if (!((p[i] >= 65 && p[i] <= 90) || (p[i] >= 97 && p[i] <= 122) || (p[i] >= 48 && p[i] <= 57)
+                  || p[i] == 45 || p[i] == 95)) return 0;
+        return 1;
+    }
+    #endif
+    """
+    bint tessera_hex16(const char* p) noexcept nogil
+    bint tessera_b64url16(const char* p) noexcept nogil
 
 
 cdef enum:
@@ -247,6 +493,16 @@ if not tessera_crypto_init():
 #: Which OpenSSL API the build uses: "legacy" (SHA256_*) or "evp" (EVP_MAC, EVP_MD).
 CRYPTO_BACKEND = "legacy" if TESSERA_LEGACY_CRYPTO else "evp"
 
+
+def sha_ni(enabled=None):
+    """Whether verification hashes the HMAC and the body digest in step with the x86 SHA
+    extensions (the legacy build on a CPU that has them); ``enabled=False`` turns that
+    off (and ``True`` back on where available), for tests and benchmarks of both paths."""
+    global tessera_sha_ni
+    if enabled is not None:
+        tessera_sha_ni = 1 if enabled and TESSERA_LEGACY_CRYPTO and tsr_cpu_has_sha_ni() else 0
+    return bool(tessera_sha_ni)
+
 # Field layout, from core_ext.token_format (one definition for both twins).
 cdef enum:
     KIND_STR = 0
@@ -279,32 +535,76 @@ cdef str _REQUEST_INVALID = REQUEST_INVALID
 cdef Py_ssize_t _MAX_DIGITS = MAX_DECIMAL_DIGITS
 cdef long long _MAX_WINDOW = MAX_WINDOW_SECONDS
 cdef long long _MAX_IAT = MAX_ISSUED_AT
+cdef Py_ssize_t _MAX_TOKEN_LENGTH = MAX_TOKEN_LENGTH
 
 
 # --------------------------------------------------------------------------- helpers
 
+cdef char _B64_PAIRS[4096][2]       # base64url of every 12 bits: two characters
+
+
+cdef void _build_b64_pairs() noexcept:
+    cdef int v
+    for v in range(4096):
+        _B64_PAIRS[v][0] = _B64_ALPHABET[v >> 6]
+        _B64_PAIRS[v][1] = _B64_ALPHABET[v & 63]
+
+
+_build_b64_pairs()
+
+
 cdef inline void _b64_hash(const unsigned char* d, char* out) noexcept nogil:
-    """Unpadded base64url of 32 bytes into 43 characters."""
+    """Unpadded base64url of 32 bytes into 43 characters (two characters per table look-up)."""
     cdef int i = 0, k = 0
     cdef unsigned int v
     while i < 30:
         v = (<unsigned int>d[i] << 16) | (<unsigned int>d[i + 1] << 8) | d[i + 2]
-        out[k] = _B64_ALPHABET[(v >> 18) & 63]
-        out[k + 1] = _B64_ALPHABET[(v >> 12) & 63]
-        out[k + 2] = _B64_ALPHABET[(v >> 6) & 63]
-        out[k + 3] = _B64_ALPHABET[v & 63]
+        memcpy(out + k, _B64_PAIRS[v >> 12], 2)
+        memcpy(out + k + 2, _B64_PAIRS[v & 0xFFF], 2)
         i += 3
         k += 4
     v = (<unsigned int>d[30] << 16) | (<unsigned int>d[31] << 8)
-    out[40] = _B64_ALPHABET[(v >> 18) & 63]
-    out[41] = _B64_ALPHABET[(v >> 12) & 63]
-    out[42] = _B64_ALPHABET[(v >> 6) & 63]
+    memcpy(out + 40, _B64_PAIRS[v >> 12], 2)
+    out[42] = _B64_PAIRS[v & 0xFFF][0]
 
 
 cdef int _sha256(const char* data, size_t n, unsigned char* out) except -1:
     if not tessera_sha256(<const unsigned char*>data, n, out):
         raise RuntimeError("OpenSSL SHA-256 failed")
     return 0
+
+
+cdef inline void _copy(char* out, const char* src, Py_ssize_t n) noexcept nogil:
+    """memcpy for the short values of an order without a library call: up to 32 bytes as
+    two possibly overlapping moves of a fixed size."""
+    cdef unsigned long long a0, a1, b0, b1
+    cdef unsigned int c, d
+    if n >= 16:
+        if n > 32:
+            memcpy(out, src, n)
+            return
+        memcpy(&a0, src, 8)
+        memcpy(&a1, src + 8, 8)
+        memcpy(&b0, src + n - 16, 8)
+        memcpy(&b1, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + 8, &a1, 8)
+        memcpy(out + n - 16, &b0, 8)
+        memcpy(out + n - 8, &b1, 8)
+    elif n >= 8:
+        memcpy(&a0, src, 8)
+        memcpy(&b0, src + n - 8, 8)
+        memcpy(out, &a0, 8)
+        memcpy(out + n - 8, &b0, 8)
+    elif n >= 4:
+        memcpy(&c, src, 4)
+        memcpy(&d, src + n - 4, 4)
+        memcpy(out, &c, 4)
+        memcpy(out + n - 4, &d, 4)
+    else:
+        while n > 0:
+            n -= 1
+            out[n] = src[n]
 
 
 cdef Py_ssize_t _canonical_decimal(const char* s, Py_ssize_t n, char* out) noexcept nogil:
@@ -343,14 +643,14 @@ cdef Py_ssize_t _canonical_decimal(const char* s, Py_ssize_t n, char* out) noexc
         out[k] = c'-'
         k += 1
     if int_len:
-        memcpy(out + k, s + int_start, int_len)
+        _copy(out + k, s + int_start, int_len)
         k += int_len
     else:
         out[k] = c'0'
         k += 1
     if frac_len:
         out[k] = c'.'
-        memcpy(out + k + 1, s + frac_start, frac_len)
+        _copy(out + k + 1, s + frac_start, frac_len)
         k += 1 + frac_len
     return k
 
@@ -552,26 +852,69 @@ def canonical_order_body(fields):
 
 # --------------------------------------------------------------------------- result and keys
 
+cdef struct ParsedToken:
+    Py_ssize_t key_id_len      # key id starts at offset 3 ("v1.")
+    Py_ssize_t nonce_offset
+    Py_ssize_t digest_offset
+    Py_ssize_t signature_offset
+    long long issued_at
+
+
+@cython.no_gc
+@cython.freelist(16)
 cdef class VerifyResult:
     """Outcome of :func:`verify_token` (immutable).
 
     ``ok`` is True only with reason ``"OK"``. ``key_id``, ``issued_at`` and
     ``nonce`` are taken from the token once it parsed (None for
     TOKEN_MISSING / TOKEN_MALFORMED); before TOKEN_NOT_YET_VALID they are unauthenticated.
+
+    A verdict of the compiled verifiers keeps the token's issued_at, nonce and (for
+    TOKEN_UNKNOWN_KEY) key id as C values and makes the Python objects on first read:
+    a check whose caller reads only ``ok`` / ``reason`` creates no int or str. The
+    instances take no part in the cyclic GC (no_gc): the verifiers give them only str,
+    int and None, and they cannot be changed afterwards.
     """
 
     cdef readonly bint ok
     cdef readonly str reason
-    cdef readonly object key_id
-    cdef readonly object issued_at
-    cdef readonly object nonce
+    cdef object _key_id
+    cdef object _issued_at
+    cdef object _nonce
+    cdef unsigned char _pending          # PENDING_* bits: values still in the C fields below
+    cdef unsigned char _key_id_len
+    cdef long long _iat
+    cdef char _nonce_chars[NONCE_LEN]
+    cdef char _key_id_chars[MAX_KEY_ID_LEN]
 
     def __init__(self, str reason, key_id=None, issued_at=None, nonce=None):
         self.ok = reason == _OK
         self.reason = reason
-        self.key_id = key_id
-        self.issued_at = issued_at
-        self.nonce = nonce
+        self._key_id = key_id
+        self._issued_at = issued_at
+        self._nonce = nonce
+        self._pending = 0
+
+    @property
+    def key_id(self):
+        if self._pending & PENDING_KEY_ID:
+            self._key_id = _ascii(self._key_id_chars, self._key_id_len)
+            self._pending &= ~PENDING_KEY_ID
+        return self._key_id
+
+    @property
+    def issued_at(self):
+        if self._pending & PENDING_ISSUED_AT:
+            self._issued_at = self._iat
+            self._pending &= ~PENDING_ISSUED_AT
+        return self._issued_at
+
+    @property
+    def nonce(self):
+        if self._pending & PENDING_NONCE:
+            self._nonce = _ascii(self._nonce_chars, NONCE_LEN)
+            self._pending &= ~PENDING_NONCE
+        return self._nonce
 
     cdef tuple _key(self):
         return (self.ok, self.reason, self.key_id, self.issued_at, self.nonce)
@@ -595,13 +938,37 @@ cdef class VerifyResult:
                 f"issued_at={self.issued_at!r}, nonce={self.nonce!r})")
 
 
+cdef enum:
+    PENDING_KEY_ID = 1
+    PENDING_ISSUED_AT = 2
+    PENDING_NONCE = 4
+
+
 cdef inline VerifyResult _result(str reason, object key_id, object issued_at, object nonce):
     cdef VerifyResult result = VerifyResult.__new__(VerifyResult)
     result.ok = reason is _OK
     result.reason = reason
-    result.key_id = key_id
-    result.issued_at = issued_at
-    result.nonce = nonce
+    result._key_id = key_id
+    result._issued_at = issued_at
+    result._nonce = nonce
+    return result
+
+
+cdef inline VerifyResult _token_result(str reason, object key_id, const char* token, ParsedToken* parsed):
+    """A verdict on a parsed token: issued_at and the nonce (and the key id when
+    ``key_id`` is None: an unknown key) stay C values until read."""
+    cdef VerifyResult result = VerifyResult.__new__(VerifyResult)
+    result.ok = reason is _OK
+    result.reason = reason
+    result._iat = parsed.issued_at
+    memcpy(result._nonce_chars, token + parsed.nonce_offset, NONCE_LEN)
+    if key_id is None:
+        memcpy(result._key_id_chars, token + 3, parsed.key_id_len)
+        result._key_id_len = <unsigned char>parsed.key_id_len
+        result._pending = PENDING_KEY_ID | PENDING_ISSUED_AT | PENDING_NONCE
+    else:
+        result._key_id = key_id
+        result._pending = PENDING_ISSUED_AT | PENDING_NONCE
     return result
 
 
@@ -631,6 +998,14 @@ cdef class _HmacKey:
     cdef int mac(self, const char* data, size_t n, unsigned char* out) except -1:
         """HMAC-SHA256 of data with the keyed context (re-initialised, not re-keyed)."""
         if not tessera_hmac_sha256(self.ctx, <const unsigned char*>data, n, out):
+            raise RuntimeError("OpenSSL HMAC failed")
+        return 0
+
+    cdef int mac_and_digest(self, const char* data, size_t n, const char* body, size_t body_n,
+                            unsigned char* mac, unsigned char* digest) except -1:
+        """HMAC-SHA256 of data and SHA-256 of body (in step where the CPU allows)."""
+        if not tessera_mac_and_digest(self.ctx, <const unsigned char*>data, n, <const unsigned char*>body, body_n,
+                                      mac, digest):
             raise RuntimeError("OpenSSL HMAC failed")
         return 0
 
@@ -731,25 +1106,9 @@ cdef inline bint _b64_hash_equal(const char* a, const char* b) noexcept nogil:
     return diff == 0
 
 
-cdef inline bint _b64_hash_ok(const char* p) noexcept nogil:
-    cdef int i
-    for i in range(B64_HASH_LEN - 1):
-        if not (_CLASS[<unsigned char>p[i]] & CH_B64):
-            return False
-    return (_CLASS[<unsigned char>p[B64_HASH_LEN - 1]] & CH_B64_LAST) != 0
-
-
-cdef struct ParsedToken:
-    Py_ssize_t key_id_len      # key id starts at offset 3 ("v1.")
-    Py_ssize_t nonce_offset
-    Py_ssize_t digest_offset
-    Py_ssize_t signature_offset
-    long long issued_at
-
-
 cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept nogil:
     """Match v1.<kid>.<iat>.<nonce>.<digest>.<sig> exactly (see docs/token.md)."""
-    cdef Py_ssize_t i = 3, start, k
+    cdef Py_ssize_t i = 3, start
     cdef long long iat = 0
     if n < 3 or p[0] != c'v' or p[1] != c'1' or p[2] != c'.':
         return False
@@ -770,27 +1129,23 @@ cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept n
         return False
     out.issued_at = iat
     i += 1
-    if n - i < NONCE_LEN + 1 + B64_HASH_LEN + 1 + B64_HASH_LEN:
+    # The rest has a fixed shape, <32 hex>.<43 base64url>.<43 base64url>: checked 16
+    # characters at a time (the 42 leading characters of a hash as 0-15, 16-31, 26-41),
+    # each hash's last character by its class (its two low bits are zero).
+    if n - i != NONCE_LEN + 1 + B64_HASH_LEN + 1 + B64_HASH_LEN:
         return False
     out.nonce_offset = i
-    for k in range(NONCE_LEN):
-        if not (_CLASS[<unsigned char>p[i + k]] & CH_HEX):
-            return False
-    i += NONCE_LEN
-    if p[i] != c'.':
-        return False
-    i += 1
-    out.digest_offset = i
-    if not _b64_hash_ok(p + i):
-        return False
-    i += B64_HASH_LEN
-    if p[i] != c'.':
-        return False
-    i += 1
-    out.signature_offset = i
-    if not _b64_hash_ok(p + i):
-        return False
-    return i + B64_HASH_LEN == n
+    out.digest_offset = i + NONCE_LEN + 1
+    out.signature_offset = out.digest_offset + B64_HASH_LEN + 1
+    return (tessera_hex16(p + i) and tessera_hex16(p + i + 16)
+            and p[out.digest_offset - 1] == c'.' and p[out.signature_offset - 1] == c'.'
+            and _b64_hash_chars(p + out.digest_offset) and _b64_hash_chars(p + out.signature_offset))
+
+
+cdef inline bint _b64_hash_chars(const char* p) noexcept nogil:
+    """The 43 characters at p are an unpadded base64url hash of 32 bytes."""
+    return (tessera_b64url16(p) and tessera_b64url16(p + 16) and tessera_b64url16(p + B64_HASH_LEN - 1 - 16)
+            and (_CLASS[<unsigned char>p[B64_HASH_LEN - 1]] & CH_B64_LAST) != 0)
 
 
 cdef inline str _ascii(const char* p, Py_ssize_t n):
@@ -900,30 +1255,27 @@ cdef VerifyResult _verify(KeyRing keyring, const char* p, Py_ssize_t n, const ch
     cdef ParsedToken parsed
     cdef _HmacKey key
     cdef unsigned char raw[HASH_LEN]
+    cdef unsigned char digest[HASH_LEN]
     cdef char encoded[B64_HASH_LEN]
-    cdef object key_id, issued_at, nonce_text
-    if n > MAX_TOKEN_LENGTH or not _parse_token(p, n, &parsed):
+    if n > _MAX_TOKEN_LENGTH or not _parse_token(p, n, &parsed):
         return _result(_MALFORMED, None, None, None)
-    issued_at = parsed.issued_at
-    nonce_text = _ascii(p + parsed.nonce_offset, NONCE_LEN)
     key = keyring.find(p + 3, parsed.key_id_len)
     if key is None:
-        return _result(_UNKNOWN_KEY, _ascii(p + 3, parsed.key_id_len), issued_at, nonce_text)
-    key_id = key.key_id
+        return _token_result(_UNKNOWN_KEY, None, p, &parsed)
 
-    key.mac(p, <size_t>(parsed.signature_offset - 1), raw)
+    # The body digest is computed with the MAC (it is used only once the signature held).
+    key.mac_and_digest(p, <size_t>(parsed.signature_offset - 1), body, <size_t>body_n, raw, digest)
     _b64_hash(raw, encoded)
     if not _b64_hash_equal(encoded, p + parsed.signature_offset):
-        return _result(_BAD_SIGNATURE, key_id, issued_at, nonce_text)
+        return _token_result(_BAD_SIGNATURE, key.key_id, p, &parsed)
     if <double>parsed.issued_at > now_f + <double>skew:
-        return _result(_NOT_YET_VALID, key_id, issued_at, nonce_text)
+        return _token_result(_NOT_YET_VALID, key.key_id, p, &parsed)
     if now_f >= <double>(parsed.issued_at + ttl + skew):
-        return _result(_EXPIRED, key_id, issued_at, nonce_text)
-    _sha256(body, <size_t>body_n, raw)
-    _b64_hash(raw, encoded)
+        return _token_result(_EXPIRED, key.key_id, p, &parsed)
+    _b64_hash(digest, encoded)
     if not _b64_hash_equal(encoded, p + parsed.digest_offset):
-        return _result(_FIELDS_CHANGED, key_id, issued_at, nonce_text)
-    return _result(_OK, key_id, issued_at, nonce_text)
+        return _token_result(_FIELDS_CHANGED, key.key_id, p, &parsed)
+    return _token_result(_OK, key.key_id, p, &parsed)
 
 
 def verify_token(KeyRing keyring not None, token, bytes body not None, now,
@@ -956,7 +1308,7 @@ def verify_token(KeyRing keyring not None, token, bytes body not None, now,
     n = PyUnicode_GET_LENGTH(token)
     if n == 0:
         return _result(_MISSING, None, None, None)
-    if n > MAX_TOKEN_LENGTH or not PyUnicode_IS_ASCII(token):
+    if n > _MAX_TOKEN_LENGTH or not PyUnicode_IS_ASCII(token):
         return _result(_MALFORMED, None, None, None)
     return _verify(keyring, <const char*>PyUnicode_DATA(token), n, PyBytes_AS_STRING(body),
                    PyBytes_GET_SIZE(body), now_f, ttl, skew)
@@ -978,12 +1330,14 @@ cdef enum:
     TOKEN_FIELD = 2        # token_format.WIRE_TOKEN_FIELD
 
 cdef int _WIRE_KIND[WIRE_SLOTS]            # by field number (1-based), for the bound fields
-cdef const char* _ENUM_NAMES[WIRE_SLOTS][MAX_ENUM_VALUE]
+cdef const char* _ENUM_NAMES[WIRE_SLOTS][MAX_ENUM_VALUE]    # the name's netstring "<len>:<name>,"
 cdef Py_ssize_t _ENUM_NAME_LEN[WIRE_SLOTS][MAX_ENUM_VALUE]
 cdef list _ENUM_NAME_BYTES = []    # keeps the names' bytes alive
+cdef Py_ssize_t _WIRE_BODY_SLACK = 0       # see _wire_body
 
 
 cdef void _build_wire_tables() except *:
+    global _WIRE_BODY_SLACK
     cdef Py_ssize_t i, v
     cdef bytes encoded
     if _N_FIELDS >= WIRE_SLOTS or (WIRE_ORDER_FIELD, WIRE_TOKEN_FIELD) != (ORDER_FIELD, TOKEN_FIELD):
@@ -999,7 +1353,7 @@ cdef void _build_wire_tables() except *:
             for value, text in WIRE_ENUMS[name].items():
                 if not 0 <= value < MAX_ENUM_VALUE:
                     raise ImportError("enum value out of the compiled table's range")
-                encoded = text.encode("ascii")
+                encoded = b"%d:%s," % (len(text), text.encode("ascii"))     # the whole netstring
                 _ENUM_NAME_BYTES.append(encoded)
                 _ENUM_NAMES[i + 1][value] = PyBytes_AS_STRING(encoded)
                 _ENUM_NAME_LEN[i + 1][value] = PyBytes_GET_SIZE(encoded)
@@ -1007,6 +1361,8 @@ cdef void _build_wire_tables() except *:
             _WIRE_KIND[i + 1] = WIRE_FLAG
         else:
             _WIRE_KIND[i + 1] = WIRE_TEXT
+    longest = max([len(name) for name in _ENUM_NAME_BYTES] + [len(b"5:false,")])
+    _WIRE_BODY_SLACK = PyBytes_GET_SIZE(_BODY_PREFIX) + _N_FIELDS * (1 + 24 + longest)
 
 
 _build_wire_tables()
@@ -1106,58 +1462,97 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
     return True
 
 
+cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noexcept nogil:
+    """``<n>:<value>,`` at out (the caller has made room); the end."""
+    cdef char digits[24]
+    cdef int count = 0
+    cdef Py_ssize_t rest = n
+    if n < 10:
+        out[0] = <char>(48 + n)
+        out += 1
+    elif n < 100:
+        out[0] = <char>(48 + n // 10)
+        out[1] = <char>(48 + n % 10)
+        out += 2
+    else:
+        while True:
+            digits[count] = <char>(48 + rest % 10)
+            count += 1
+            rest //= 10
+            if rest == 0:
+                break
+        while count > 0:
+            count -= 1
+            out[0] = digits[count]
+            out += 1
+    out[0] = c':'
+    _copy(out + 1, value, n)
+    out[n + 1] = c','
+    return out + n + 2
+
+
 cdef Py_ssize_t _wire_body(WireOrder* order, Buffer* buf) except -2:
-    """Append the canonical body to buf; its length, or -1 when there is none."""
-    cdef Py_ssize_t number, length
+    """Write the canonical body into buf; its length, or -1 when there is none.
+
+    Room for the whole body is made once: the prefix, each text field's bytes (a
+    canonical decimal is at most one byte longer than its text) and, per field, a
+    netstring's length digits and separators or the longest enum / bool netstring."""
+    cdef Py_ssize_t number, length, bound = _WIRE_BODY_SLACK
     cdef unsigned long long raw
     cdef long long value
     cdef char decimal[DECIMAL_BUF]
-    cdef const unsigned char* text
-    memcpy(buf.data, PyBytes_AS_STRING(_BODY_PREFIX), PyBytes_GET_SIZE(_BODY_PREFIX))
-    buf.length = PyBytes_GET_SIZE(_BODY_PREFIX)
+    cdef char* out
+    for number in range(1, _N_FIELDS + 1):
+        bound += order.text_len[number]
+    buf.length = 0
+    if bound > buf.capacity:
+        _reserve(buf, bound)
+    out = buf.data
+    _copy(out, PyBytes_AS_STRING(_BODY_PREFIX), PyBytes_GET_SIZE(_BODY_PREFIX))
+    out += PyBytes_GET_SIZE(_BODY_PREFIX)
     for number in range(1, _N_FIELDS + 1):
         if _WIRE_KIND[number] == WIRE_ENUM:
             raw = order.number[number] & 0xFFFFFFFFULL          # an int32 on the wire
             value = <long long>raw - (0x100000000LL if raw >= 0x80000000ULL else 0)
             if value < 0 or value >= MAX_ENUM_VALUE or _ENUM_NAMES[number][value] == NULL:
                 return -1
-            _append_netstring(buf, _ENUM_NAMES[number][value], _ENUM_NAME_LEN[number][value])
+            _copy(out, _ENUM_NAMES[number][value], _ENUM_NAME_LEN[number][value])   # a whole netstring
+            out += _ENUM_NAME_LEN[number][value]
         elif _WIRE_KIND[number] == WIRE_FLAG:
             if order.number[number] != 0:
-                _append_netstring(buf, b"true", 4)
+                memcpy(out, b"4:true,", 7)
+                out += 7
             else:
-                _append_netstring(buf, b"false", 5)
+                memcpy(out, b"5:false,", 8)
+                out += 8
         else:
-            text = order.text[number]
             length = order.text_len[number]
-            if _KIND[number - 1] == KIND_DECIMAL:
-                if length == 0:
-                    _append_netstring(buf, b"", 0)
-                    continue
-                length = _canonical_decimal(<const char*>text, length, decimal)
+            if length == 0:
+                memcpy(out, b"0:,", 3)
+                out += 3
+            elif _KIND[number - 1] == KIND_DECIMAL:
+                length = _canonical_decimal(<const char*>order.text[number], length, decimal)
                 if length < 0:
                     return -1
-                _append_netstring(buf, decimal, length)
+                out = _put_netstring(out, decimal, length)
             else:
-                if length == 0:
-                    _append_netstring(buf, b"", 0)
-                else:
-                    _append_netstring(buf, <const char*>text, length)
+                out = _put_netstring(out, <const char*>order.text[number], length)
+    buf.length = out - buf.data
     return buf.length
 
 
 cdef VerifyResult _verify_request(KeyRing keyring, const unsigned char* p, Py_ssize_t n, double now_f,
                                   long long ttl, long long skew, Buffer* buf):
     cdef WireOrder order
-    cdef Py_ssize_t i
-    memset(&order, 0, sizeof(order))
+    # Absent fields: no text (the pointers are read only under a non-zero length), 0.
+    memset(order.text_len, 0, sizeof(order.text_len))
+    memset(order.number, 0, sizeof(order.number))
+    order.token_len = 0
     if not _read_request(p, n, &order) or _wire_body(&order, buf) < 0:
         return _result(_REQUEST_INVALID, None, None, None)
     if order.token_len == 0:
         return _result(_MISSING, None, None, None)
-    for i in range(order.token_len):
-        if order.token[i] >= 0x80:
-            return _result(_MALFORMED, None, None, None)
+    # A token with a non-ASCII byte is TOKEN_MALFORMED: _parse_token accepts ASCII only.
     return _verify(keyring, <const char*>order.token, order.token_len, buf.data, buf.length, now_f, ttl, skew)
 
 
@@ -1233,6 +1628,18 @@ def verify_order_requests(KeyRing keyring not None, bytes data not None, now, tt
     finally:
         if buf.owned:
             PyMem_Free(buf.data)
+
+
+def mac_and_digest(KeyRing keyring not None, bytes data not None, bytes body not None):
+    """HMAC-SHA256 of ``data`` with the current key and SHA-256 of ``body``, as a
+    verification computes them (see :func:`sha_ni`): two 32-byte strings. For tests
+    against :mod:`hmac` / :mod:`hashlib` (not part of the token API)."""
+    cdef unsigned char mac[HASH_LEN]
+    cdef unsigned char digest[HASH_LEN]
+    cdef _HmacKey key = <_HmacKey>keyring._keys[0]
+    key.mac_and_digest(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), PyBytes_AS_STRING(body),
+                       <size_t>PyBytes_GET_SIZE(body), mac, digest)
+    return PyBytes_FromStringAndSize(<char*>mac, HASH_LEN), PyBytes_FromStringAndSize(<char*>digest, HASH_LEN)
 
 
 def hmac_floor(KeyRing keyring not None, bytes data not None):

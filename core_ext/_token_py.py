@@ -218,6 +218,9 @@ class VerifyResult:
     def __bool__(self) -> bool:
         return self.ok
 
+    def __reduce__(self) -> tuple:
+        return (VerifyResult, (self.reason, self.key_id, self.issued_at, self.nonce))
+
     def __repr__(self) -> str:
         return (f"VerifyResult(ok={self.ok!r}, reason={self.reason!r}, key_id={self.key_id!r}, "
                 f"issued_at={self.issued_at!r}, nonce={self.nonce!r})")

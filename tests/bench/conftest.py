@@ -24,18 +24,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     write = terminalreporter.write_line
     write("")
     write("compiled core vs pure-Python twin (medians)")
-    write(f"{'operation':<14} {'compiled':>12} {'pure Python':>12} {'speed-up':>9} {'vs HMAC floor':>14}")
-    for group in ("sign_token", "verify_token", "transition"):
+    write(f"{'operation':<20} {'compiled':>12} {'pure Python':>12} {'speed-up':>9} {'vs HMAC floor':>14}")
+    for group in ("sign_token", "verify_token", "verify_order_request", "transition"):
         values = MEDIANS.get(group, {})
         compiled, twin = values.get("cython"), values.get("python")
         if compiled is None or twin is None:
             continue
         versus = f"{compiled / floor:.1f}x" if floor and group != "transition" else ""
-        write(f"{group:<14} {compiled * 1e6:>9.3f} us {twin * 1e6:>9.3f} us {twin / compiled:>8.1f}x {versus:>14}")
+        write(f"{group:<20} {compiled * 1e6:>9.3f} us {twin * 1e6:>9.3f} us {twin / compiled:>8.1f}x {versus:>14}")
     if floor:
-        write(f"{'HMAC floor':<14} {floor * 1e6:>9.3f} us  (the compiled core's pre-keyed OpenSSL context, "
+        write(f"{'HMAC floor':<20} {floor * 1e6:>9.3f} us  (the compiled core's pre-keyed OpenSSL context, "
               "nothing else: _token_c.hmac_floor)")
     python_hmac = MEDIANS.get("hmac_python", {}).get("hashlib")
     if python_hmac:
-        write(f"{'Python hmac':<14} {python_hmac * 1e6:>9.3f} us  (pre-keyed context copied per call: "
+        write(f"{'Python hmac':<20} {python_hmac * 1e6:>9.3f} us  (pre-keyed context copied per call: "
               "copy, update, digest)")

@@ -70,6 +70,21 @@ def test_verify_token(benchmark, impl) -> None:
     assert result.ok
 
 
+def test_verify_order_request(benchmark, impl) -> None:
+    """The OMS's whole check from the wire: a serialized SubmitOrderRequest -> canonical
+    body -> MAC and digest -> verdict (``verify_order_request``)."""
+    from services.common.convert import order_to_proto
+    from tessera.oms.v1 import oms_pb2
+
+    keyring, _, token = _signed(impl)
+    data = oms_pb2.SubmitOrderRequest(order=order_to_proto(_order()), risk_token=token).SerializeToString()
+    now = float(ISSUED_AT + 1)
+    benchmark.group = "verify_order_request"
+    result = benchmark(impl.verify_order_request, keyring, data, now, 300)
+    record(benchmark, "verify_order_request", impl.IMPLEMENTATION)
+    assert result.ok
+
+
 def test_transition(benchmark, impl) -> None:
     benchmark.group = "transition"
     assert benchmark(impl.transition, "SUBMITTED", "PARTIALLY_FILLED") == "PARTIALLY_FILLED"

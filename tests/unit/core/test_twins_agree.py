@@ -184,6 +184,33 @@ def test_verify_agrees_on_single_character_tampering(twins, rings, order, data, 
         assert a[1][1] == "OK"
 
 
+# Each end of every character range of the token alphabet and its neighbours outside it
+# (@A Z[ `a z{ /0 9: fg ,-. ^_`), other separators, and characters outside ASCII.
+SUBSTITUTES = "@AZ[`az{/09:fg,-.^_=+ \x00\x7f\x80\xe9\u20ac"
+
+
+def test_verify_agrees_on_every_single_character_substitution(twins, rings):
+    """Exhaustive, not sampled: each position of a token (the key id, issued_at, the nonce,
+    the digest, the signature and their separators) replaced with each character of
+    SUBSTITUTES, verified by both twins (the compiled parser folds the fixed-length part's
+    character classes without a branch per character)."""
+    compiled, python = twins
+    body = python.canonical_order_body({
+        "order_id": "ord-1", "client_order_id": "cli-1", "account": "acct-1", "venue": "ASTER",
+        "market_type": "FUTURES", "symbol": "BTCUSDT", "side": "BUY", "order_type": "LIMIT", "quantity": "0.015",
+        "price": "64250.5", "stop_price": None, "time_in_force": "GTC", "reduce_only": False, "post_only": True,
+        "leverage": "5"})
+    token = python.sign_token(python.KeyRing("k1", SECRET), body, IAT)
+    reasons = set()
+    for index in range(len(token)):
+        for char in SUBSTITUTES:
+            candidate = token[:index] + char + token[index + 1:]
+            a = outcome(compiled.verify_token, rings[0], candidate, body, IAT + 1.0)
+            assert a == outcome(python.verify_token, rings[1], candidate, body, IAT + 1.0), (index, char)
+            reasons.add(a[1][1])
+    assert {"OK", "TOKEN_MALFORMED", "TOKEN_BAD_SIGNATURE", "TOKEN_UNKNOWN_KEY"} <= reasons
+
+
 status_like = st.one_of(st.sampled_from(ORDER_STATUSES), st.text(max_size=16), st.none(), st.integers())
 
 

@@ -138,6 +138,79 @@ def test_the_token_verdicts_are_verify_tokens(impl):
         assert impl.verify_order_request(ring, data, now) == impl.verify_token(ring, candidate, body, now)
 
 
+def _with_token_bytes(order: pb.Order, token: bytes) -> bytes:
+    """A SubmitOrderRequest whose token field holds these bytes (UTF-8 or not)."""
+    length, prefix = len(token), bytearray()
+    while length >= 0x80:
+        prefix.append(length & 0x7F | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return oms_pb2.SubmitOrderRequest(order=order).SerializeToString() + b"\x12" + bytes(prefix) + token
+
+
+@pytest.mark.parametrize("replacement", [b"\x80", b"\xff", "\u00e9".encode(), "\u20ac".encode()])
+def test_a_token_with_a_byte_outside_ascii_is_malformed_wherever_it_is(impl, replacement):
+    order = _order()
+    ring, token = _signed(impl, order)
+    raw = token.encode()
+    assert impl.verify_order_request(ring, _with_token_bytes(order, raw), NOW).ok
+    for index in range(len(raw)):
+        data = _with_token_bytes(order, raw[:index] + replacement + raw[index + 1:])
+        verdict = impl.verify_order_request(ring, data, NOW)
+        assert (verdict.reason, verdict.key_id, verdict.issued_at, verdict.nonce) == (
+            "TOKEN_MALFORMED", None, None, None), index
+
+
+def test_a_verdicts_token_values_read_the_same_every_time(impl):
+    """The compiled verdict makes issued_at, the nonce and an unknown key id on first
+    read; every read, equality, hashing and pickling see the token's values."""
+    import pickle
+
+    order = _order()
+    ring, token = _signed(impl, order)
+    _, key_id, issued_at, nonce, _, _ = token.split(".")
+    data = oms_pb2.SubmitOrderRequest(order=order, risk_token=token).SerializeToString()
+    first, second = impl.verify_order_request(ring, data, NOW), impl.verify_order_request(ring, data, NOW)
+    assert hash(first) == hash(second) and first == second
+    assert [(v.key_id, v.issued_at, v.nonce) for v in (first, first)] == [(key_id, int(issued_at), nonce)] * 2
+    assert pickle.loads(pickle.dumps(second)) == first
+    assert repr(second) == repr(first) == (f"VerifyResult(ok=True, reason='OK', key_id={key_id!r}, "
+                                           f"issued_at={issued_at}, nonce={nonce!r})")
+    stranger = impl.KeyRing("someone-else", SECRET)
+    unknown = impl.verify_order_request(stranger, data, NOW)
+    assert (unknown.reason, unknown.key_id, unknown.issued_at, unknown.nonce) == (
+        "TOKEN_UNKNOWN_KEY", key_id, int(issued_at), nonce)
+    assert unknown == impl.VerifyResult("TOKEN_UNKNOWN_KEY", key_id, int(issued_at), nonce)
+
+
+@pytest.mark.parametrize("length", [100, 499, 500, 2000, 70_000])
+def test_a_body_longer_than_the_stack_buffer_verifies(impl, length):
+    """Long text fields (the body is written into a 512-byte stack buffer until it does
+    not fit) and a decimal with many leading zeros sign and verify as their fields do."""
+    order = _order(order_id="o" * length, account="a" * (length // 2), quantity="0" * min(length, 1000) + ".015")
+    ring, token = _signed(impl, order)
+    data = oms_pb2.SubmitOrderRequest(order=order, risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).ok
+    changed = oms_pb2.SubmitOrderRequest(order=_order(order_id="o" * length + "p", account="a" * (length // 2)),
+                                         risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, changed, NOW).reason == "TOKEN_FIELDS_CHANGED"
+
+
+def test_every_short_text_length_is_copied_whole(impl):
+    """Text fields of every length up to past 32 bytes (the body's short-copy sizes): the
+    request verifies, and changing the first or the last character is refused."""
+    for length in range(0, 70):
+        value = "".join(chr(48 + (i * 7) % 43) for i in range(length))
+        order = _order(client_order_id=value, symbol=value[:20])
+        ring, token = _signed(impl, order)
+        assert impl.verify_order_request(ring, oms_pb2.SubmitOrderRequest(order=order, risk_token=token)
+                                         .SerializeToString(), NOW).ok, length
+        for changed in ({value[:-1] + "~"} | {"~" + value[1:]} if length else set()):
+            data = oms_pb2.SubmitOrderRequest(order=_order(client_order_id=changed, symbol=value[:20]),
+                                              risk_token=token).SerializeToString()
+            assert impl.verify_order_request(ring, data, NOW).reason == "TOKEN_FIELDS_CHANGED", (length, changed)
+
+
 def test_batches_are_verified_item_by_item_in_order(impl):
     order = _order()
     ring, token = _signed(impl, order)
