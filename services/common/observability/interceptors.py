@@ -47,7 +47,7 @@ from services.domain.order import random_bytes
 
 from . import metrics, tracing
 from .metrics import rpc_finished
-from .logs import REQUEST_ID_METADATA, FastLine, order_id_var, request_id_metadata, request_id_var
+from .logs import REQUEST_ID_METADATA, FastLine, _trace_ids, order_id_var, request_id_metadata, request_id_var
 
 access_log = logging.getLogger("tessera.rpc")
 _access_line = FastLine(access_log)
@@ -138,6 +138,12 @@ def _access_level(method: str, code: str) -> int:
     return level
 
 
+def _access_message(method: str, code: str, elapsed: float, who: Any) -> str:
+    """An access line's message; ``who``: the guard's Caller, or what the line says instead."""
+    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
+    return f"{method} {code} {elapsed * 1000:.2f}ms {who}"
+
+
 def _access_log_enabled(environ: Any = os.environ) -> bool:
     return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
 
@@ -192,12 +198,12 @@ class CallObserver:
                 span = trace.get_current_span(parent)  # not recorded: the caller's context, passed on
             if span is not None:
                 scope = otel_context.attach(trace.set_span_in_context(span))
-        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY]
+        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY], request_id
 
     def _exit(
         self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
     ) -> None:
-        tokens, span, scope, started, _, caller = state
+        tokens, span, scope, started, _, caller, request_id = state
         elapsed = time.perf_counter() - started
         try:
             rpc_finished(method, code, elapsed)
@@ -216,9 +222,13 @@ class CallObserver:
             if self.access_log:
                 level = _access_level(method, code)
                 if access_log.isEnabledFor(level):
-                    who = caller[0]  # the guard's Caller, or what the line says instead
-                    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
-                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {who}")
+                    if span is None and not otel_context.get_current():
+                        trace_id = span_id = ""  # no trace: nothing to look up
+                    else:
+                        trace_id, span_id = _trace_ids()
+                    # the guard's Caller (or what the line says instead); the text made when written
+                    _access_line.write(level, _access_message, (method, code, elapsed, caller[0]), request_id,
+                                       order_id_var.get(), trace_id, span_id)
         finally:
             try:
                 if scope is not None:

@@ -16,7 +16,7 @@ import itertools
 import logging
 import threading
 from bisect import bisect_left
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Iterable, Iterator
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
@@ -58,33 +58,49 @@ VENUE_ERRORS = Counter(
 class RpcDurations(Collector):
     """``tessera_rpc_duration_seconds{service,method,code}``: a histogram, as
     ``prometheus_client.Histogram`` exposes one (``_bucket{le}``, ``_count``, ``_sum``),
-    kept for the observer's one observation per call: a bucket found by bisection and
-    one lock, instead of a label look-up, a scan of the buckets and a lock per value."""
+    kept for the observer's one observation per call. An observation is queued (an
+    append) and counted into its buckets with the others queued, at each scrape and every
+    ``fold_every`` observations: one bisection per observation in a pass over them,
+    instead of a label look-up, a scan of the buckets and a lock per value in each call."""
 
     name = "tessera_rpc_duration_seconds"
     documentation = "Server-side duration of gRPC calls, by service, full method name and status code."
     labelnames = ("service", "method", "code")
 
-    def __init__(self, buckets: Iterable[float]) -> None:
+    def __init__(self, buckets: Iterable[float], fold_every: int = 1024) -> None:
         self.bounds = tuple(float(b) for b in buckets)
+        self.fold_every = fold_every
         self._le = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
         self._series: dict[tuple[str, str, str], list[Any]] = {}  # labels -> [counts per bucket, sum]
+        self._queue: deque[tuple[tuple[str, str, str], float]] = deque()  # appended and drained thread-safely
         self._lock = threading.Lock()
 
     def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
-        series = self._series.get(labels)
-        if series is None:
-            with self._lock:
-                series = self._series.setdefault(labels, [[0] * (len(self.bounds) + 1), 0.0])
-        index = bisect_left(self.bounds, seconds)  # the first bound >= seconds (le: at most)
+        queue = self._queue
+        queue.append((labels, seconds))
+        if len(queue) >= self.fold_every:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the queued observations into their series."""
+        queue, bounds, series_of = self._queue, self.bounds, self._series
         with self._lock:
-            series[0][index] += 1
-            series[1] += seconds
+            while True:
+                try:
+                    labels, seconds = queue.popleft()
+                except IndexError:
+                    return
+                series = series_of.get(labels)
+                if series is None:
+                    series = series_of[labels] = [[0] * (len(bounds) + 1), 0.0]
+                series[0][bisect_left(bounds, seconds)] += 1  # the first bound >= seconds (le: at most)
+                series[1] += seconds
 
     def describe(self) -> list[Any]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
+        self.fold()
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
             snapshot = [(labels, list(counts), total) for labels, (counts, total) in self._series.items()]

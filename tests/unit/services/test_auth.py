@@ -258,7 +258,8 @@ def test_without_identities_every_access_log_line_says_so(monkeypatch: pytest.Mo
     from services.common.observability import interceptors
 
     written: list[str] = []
-    monkeypatch.setattr(interceptors, "_access_line", lambda level, message: written.append(message))
+    monkeypatch.setattr(interceptors, "_access_line", SimpleNamespace(
+        write=lambda level, render, parts, *context: written.append(render(*parts))))
     monkeypatch.setattr(interceptors.access_log, "isEnabledFor", lambda level: True)
     observer = interceptors.CallObserver(access_log_enabled=True)
 
