@@ -29,6 +29,7 @@ channel interceptors.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
 import itertools
@@ -36,6 +37,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from typing import Any, Awaitable, Callable, Iterator
 
 import grpc
@@ -46,8 +48,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from services.domain.order import random_bytes
 
 from . import metrics, tracing
-from .metrics import rpc_finished
-from .logs import REQUEST_ID_METADATA, FastLine, _trace_ids, order_id_var, request_id_metadata, request_id_var
+from .metrics import SERVICE
+from .logs import REQUEST_ID_METADATA, FastLine, order_id_var, request_id_metadata, request_id_var
 
 access_log = logging.getLogger("tessera.rpc")
 _access_line = FastLine(access_log)
@@ -148,6 +150,60 @@ def _access_log_enabled(environ: Any = os.environ) -> bool:
     return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
 
 
+class _FinishedCalls:
+    """The calls finished since the last drain, each as its observer saw it: counted
+    into ``tessera_rpc_duration_seconds`` and written to the access log together, a
+    moment later (``delay`` seconds on the event loop), at each scrape of the metrics,
+    every ``limit`` calls, at once for an unexpected failure, and at exit. A call then
+    costs its observer an append; the rest is one pass over many calls."""
+
+    def __init__(self, delay: float = 0.05, limit: int = 1024) -> None:
+        self.delay = delay
+        self.limit = limit
+        self.queue: deque[tuple[Any, ...]] = deque()  # appended and drained thread-safely
+        self._scheduled = False
+        metrics.RPC_DURATION.before_collect(self.drain)
+        atexit.register(self.drain)
+
+    def add(self, call: tuple[Any, ...]) -> None:
+        queue = self.queue
+        queue.append(call)
+        if len(queue) >= self.limit:
+            self.drain()
+        elif not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(self.delay, self.drain)
+            except RuntimeError:  # no loop: now
+                self.drain()
+                return
+            self._scheduled = True
+
+    def drain(self) -> None:
+        self._scheduled = False
+        queue, durations, lines = self.queue, [], []
+        offset = time.time() - time.perf_counter()  # perf_counter readings as wall-clock times
+        while True:
+            try:
+                (ended, started, service, method, code, who, request_id, order_id, response, trace_id, span_id,
+                 logged) = queue.popleft()
+            except IndexError:
+                break
+            elapsed = ended - started
+            durations.append(((service, method, code), elapsed))
+            if logged:
+                if order_id is None and response is not None:
+                    order_id = order_id_of(response)
+                lines.append((ended + offset, _access_level(method, code), _access_message,
+                              (method, code, elapsed, who), request_id, order_id, trace_id, span_id))
+        if durations:
+            metrics.RPC_DURATION.observe_many(durations)
+        if lines:
+            _access_line.write_batch(lines)
+
+
+_finished = _FinishedCalls()
+
+
 class CallObserver:
     """Wraps a method's behaviour with what every call gets (see the module docstring)."""
 
@@ -204,31 +260,30 @@ class CallObserver:
         self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
     ) -> None:
         tokens, span, scope, started, _, caller, request_id = state
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
         try:
-            rpc_finished(method, code, elapsed)
-            if response is not None and order_id_var.get() is None:
-                order_id = order_id_of(response)
-                if order_id is not None:
-                    order_id_var.set(order_id)
-            if span is not None and span.is_recording():
-                order_id = order_id_var.get()
-                if order_id:
-                    span.set_attribute("tessera.order_id", order_id)
-                span.set_attribute("rpc.grpc.status_code", code)
-                if code not in ("OK", "CANCELLED"):
-                    span.set_status(Status(StatusCode.ERROR, code))
-                span.end()
-            if self.access_log:
-                level = _access_level(method, code)
-                if access_log.isEnabledFor(level):
-                    if span is None and not otel_context.get_current():
-                        trace_id = span_id = ""  # no trace: nothing to look up
-                    else:
-                        trace_id, span_id = _trace_ids()
-                    # the guard's Caller (or what the line says instead); the text made when written
-                    _access_line.write(level, _access_message, (method, code, elapsed, caller[0]), request_id,
-                                       order_id_var.get(), trace_id, span_id)
+            order_id = order_id_var.get()
+            trace_id = span_id = ""
+            if span is not None:
+                if order_id is None and response is not None:
+                    order_id = order_id_of(response)
+                    response = None
+                span_context = span.get_span_context()
+                if span_context.is_valid:
+                    trace_id, span_id = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+                if span.is_recording():
+                    if order_id:
+                        span.set_attribute("tessera.order_id", order_id)
+                    span.set_attribute("rpc.grpc.status_code", code)
+                    if code not in ("OK", "CANCELLED"):
+                        span.set_status(Status(StatusCode.ERROR, code))
+                    span.end()
+            # The rest when the finished calls are written: the answer's order id (when the
+            # request had none), the duration's bucket, the access line's text.
+            _finished.add((ended, started, SERVICE["name"], method, code, caller[0], request_id, order_id,
+                           response if order_id is None else None, trace_id, span_id, self.access_log))
+            if code in _UNEXPECTED:
+                _finished.drain()  # a WARNING: now
         finally:
             try:
                 if scope is not None:

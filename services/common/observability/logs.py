@@ -303,14 +303,33 @@ class FastLine:
 
     def flush(self) -> None:
         self._scheduled = False
-        handler = _handler[0]
-        if not self._pending or handler is None:
+        if not self._pending:
             return
         pending, self._pending = self._pending, []
+        self._emit(pending)
+
+    def write_batch(self, entries: list[tuple[Any, ...]]) -> None:
+        """Lines written together, now: each ``(created, level, render, message,
+        request_id, order_id, trace_id, span_id)`` as :meth:`write` takes them (with the
+        time the line is about); those below the handler's or the logger's level left out."""
+        handler = _handler[0]
+        if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
+            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
+                text = render(*message) if render is not None else message
+                self.logger.log(level, "%s", text, extra={"tessera_safe": True, "request_id": request_id,
+                                                          "order_id": order_id})
+            return
+        threshold, enabled = handler.level, self.logger.isEnabledFor
+        self._emit([entry for entry in entries if entry[1] >= threshold and enabled(entry[1])])
+
+    def _emit(self, entries: list[tuple[Any, ...]]) -> None:
+        handler = _handler[0]
+        if not entries or handler is None:
+            return
         formatter, logger, terminator = handler.formatter, self.logger.name, handler.terminator
         lines = []
         try:
-            for created, level, render, message, request_id, order_id, trace_id, span_id in pending:
+            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
                 text = render(*message) if render is not None else message
                 lines.append(formatter.line(created, _LEVEL_NAMES.get(level) or logging.getLevelName(level), logger,
                                             text, request_id, order_id, trace_id, span_id) + terminator)

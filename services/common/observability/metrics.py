@@ -17,7 +17,7 @@ import logging
 import threading
 from bisect import bisect_left
 from collections import OrderedDict, deque
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -74,12 +74,22 @@ class RpcDurations(Collector):
         self._series: dict[tuple[str, str, str], list[Any]] = {}  # labels -> [counts per bucket, sum]
         self._queue: deque[tuple[tuple[str, str, str], float]] = deque()  # appended and drained thread-safely
         self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
 
     def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
         queue = self._queue
         queue.append((labels, seconds))
         if len(queue) >= self.fold_every:
             self.fold()
+
+    def observe_many(self, observations: Iterable[tuple[tuple[str, str, str], float]]) -> None:
+        """``(labels, seconds)`` observations, counted in now."""
+        self._queue.extend(observations)
+        self.fold()
+
+    def before_collect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` (which brings in observations held elsewhere) before each scrape."""
+        self._hooks.append(hook)
 
     def fold(self) -> None:
         """Count the queued observations into their series."""
@@ -100,6 +110,11 @@ class RpcDurations(Collector):
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - the scrape goes on with what is counted
+                log.debug("an RPC duration source failed", exc_info=True)
         self.fold()
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         with self._lock:
