@@ -55,6 +55,8 @@ VENUE_ERRORS = Counter(
     "Errors from the venue connection (shadow and live modes), by reason code; each attempt counts.",
     ["code"],
 )
+
+
 class RpcDurations(Collector):
     """``tessera_rpc_duration_seconds{service,method,code}``: a histogram, as
     ``prometheus_client.Histogram`` exposes one (``_bucket{le}``, ``_count``, ``_sum``),
