@@ -56,6 +56,7 @@ _access_line = FastLine(access_log)
 
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
 _TRACE_KEYS = tracing.TRACE_METADATA_KEYS
+_tracing_state = tracing._state  # ``provider``: set while spans are recorded (tracing.recording())
 _NO_IDENTITY = "auth=none"  # the access log's word for a call no identity was asked of
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _ORDER_ID_READERS: dict[type, Callable[[Any], str | None] | None] = {}
@@ -226,7 +227,26 @@ class CallObserver:
         return handler
 
     # -- per call ----------------------------------------------------------------------
+    # A unary call runs _unary's ``call`` and nothing else of this class unless it is
+    # traced, refused or aborted: each function call and tuple on this path is paid per call.
+    def _trace(self, method: str, metadata: Any, traced: bool, request_id: str) -> tuple[Any, Any]:
+        """The call's span (recorded, or the caller's context passed on) and its scope."""
+        parent = tracing.extract(metadata) if traced else None
+        if tracing.recording():
+            span = tracing.tracer().start_span(
+                method.lstrip("/"),
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.method": method, "tessera.request_id": request_id},
+            )
+        elif parent is not None:
+            span = trace.get_current_span(parent)  # not recorded: the caller's context, passed on
+        else:
+            return None, None
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
     def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
+        """(request id, its context token, the order id's token, span, scope, metadata)."""
         metadata = context.invocation_metadata() or ()
         request_id = None
         traced = False
@@ -237,29 +257,18 @@ class CallObserver:
             elif key in _TRACE_KEYS:
                 traced = True
         if request_id is None:
-            request_id = new_request_id()
-        tokens = (request_id_var.set(request_id), order_id_var.set(order_id_of(request)))
+            request_id = f"{_id_prefix[0]}{next(_id_counter[0]) & 0xFFFFFFFFFFFF:012x}"  # new_request_id()
+        request_token = request_id_var.set(request_id)
+        order_token = order_id_var.set(order_id_of(request))
         context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
-        span = scope = None
-        if traced or tracing.recording():  # else no trace: nothing to extract, start or attach
-            parent = tracing.extract(metadata) if traced else None
-            if tracing.recording():
-                span = tracing.tracer().start_span(
-                    method.lstrip("/"),
-                    context=parent,
-                    kind=SpanKind.SERVER,
-                    attributes={"rpc.system": "grpc", "rpc.method": method, "tessera.request_id": request_id},
-                )
-            elif parent is not None:
-                span = trace.get_current_span(parent)  # not recorded: the caller's context, passed on
-            if span is not None:
-                scope = otel_context.attach(trace.set_span_in_context(span))
-        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY], request_id
+        if traced or _tracing_state["provider"] is not None:  # else nothing to extract, start or attach
+            span, scope = self._trace(method, metadata, traced, request_id)
+        else:
+            span = scope = None
+        return request_id, request_token, order_token, span, scope, metadata
 
-    def _exit(
-        self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
-    ) -> None:
-        tokens, span, scope, started, _, caller, request_id = state
+    def _exit(self, method: str, code: str, started: float, response: Any, who: Any, request_id: str,
+              request_token: Any, order_token: Any, span: Any, scope: Any) -> None:
         ended = time.perf_counter()
         try:
             order_id = order_id_var.get()
@@ -280,7 +289,7 @@ class CallObserver:
                     span.end()
             # The rest when the finished calls are written: the answer's order id (when the
             # request had none), the duration's bucket, the access line's text.
-            _finished.add((ended, started, SERVICE["name"], method, code, caller[0], request_id, order_id,
+            _finished.add((ended, started, SERVICE["name"], method, code, who, request_id, order_id,
                            response if order_id is None else None, trace_id, span_id, self.access_log))
             if code in _UNEXPECTED:
                 _finished.drain()  # a WARNING: now
@@ -288,8 +297,8 @@ class CallObserver:
             try:
                 if scope is not None:
                     otel_context.detach(scope)
-                request_id_var.reset(tokens[0])
-                order_id_var.reset(tokens[1])
+                request_id_var.reset(request_token)
+                order_id_var.reset(order_token)
             except ValueError:  # a stream closed from another context: that context ends anyway
                 pass
 
@@ -306,27 +315,35 @@ class CallObserver:
         return default
 
     @staticmethod
-    async def _refuse(error: Exception, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
+    async def _refuse(error: Exception, context: grpc.aio.ServicerContext) -> None:
         """End the call its guard refused with the refusal's status (counted when NOT_ENTITLED)."""
         metadata = getattr(error, "metadata", None) or {}
         if getattr(error, "reason", "") == "NOT_ENTITLED":
             metrics.not_entitled(metadata.get("method", ""))
-        state[5][0] = f"principal={metadata.get('principal') or '-'}"
         from services.common.errors import abort_error  # errors imports this module
 
         await abort_error(context, error)
 
+    @staticmethod
+    def _refused(error: Exception) -> str:
+        """What the access line of a call its guard refused says of the caller."""
+        return f"principal={(getattr(error, 'metadata', None) or {}).get('principal') or '-'}"
+
     def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
                ) -> Callable[..., Awaitable[Any]]:
+        enter, leave, perf_counter = self._enter, self._exit, time.perf_counter
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = self._enter(method, request, context)
-            code, response = "UNKNOWN", None
+            request_id, request_token, order_token, span, scope, metadata = enter(method, request, context)
+            code, response, who = "UNKNOWN", None, _NO_IDENTITY
+            started = perf_counter()
             try:
                 if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
                     try:
-                        state[5][0] = guard(request, state[4], context)
+                        who = guard(request, metadata, context)
                     except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
-                        await self._refuse(error, context, state)
+                        who = self._refused(error)
+                        await self._refuse(error, context)
                         raise
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
@@ -338,20 +355,22 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                self._exit(method, context, state, code, response)
+                leave(method, code, started, response, who, request_id, request_token, order_token, span, scope)
 
         return call
 
     def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = self._enter(method, request, context)
-            code = "UNKNOWN"
+            request_id, request_token, order_token, span, scope, metadata = self._enter(method, request, context)
+            code, who = "UNKNOWN", _NO_IDENTITY
+            started = time.perf_counter()
             try:
                 if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
                     try:
-                        state[5][0] = guard(request, state[4], context)
+                        who = guard(request, metadata, context)
                     except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
-                        await self._refuse(error, context, state)
+                        who = self._refused(error)
+                        await self._refuse(error, context)
                         raise
                 async for item in behavior(request, context):
                     yield item
@@ -363,7 +382,7 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                self._exit(method, context, state, code)
+                self._exit(method, code, started, None, who, request_id, request_token, order_token, span, scope)
 
         return call
 

@@ -326,13 +326,13 @@ class FastLine:
         handler = _handler[0]
         if not entries or handler is None:
             return
-        formatter, logger, terminator = handler.formatter, self.logger.name, handler.terminator
+        line, logger, terminator, names = handler.formatter.line, self.logger.name, handler.terminator, _LEVEL_NAMES
         lines = []
         try:
             for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
                 text = render(*message) if render is not None else message
-                lines.append(formatter.line(created, _LEVEL_NAMES.get(level) or logging.getLevelName(level), logger,
-                                            text, request_id, order_id, trace_id, span_id) + terminator)
+                lines.append(line(created, names.get(level) or logging.getLevelName(level), logger, text, request_id,
+                                  order_id, trace_id, span_id) + terminator)
         except Exception:  # noqa: BLE001 - a log line must never fail a call
             pass
         handler.acquire()
