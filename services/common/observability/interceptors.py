@@ -29,12 +29,15 @@ channel interceptors.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import re
 import time
+from collections import deque
 from typing import Any, Awaitable, Callable, Iterator
 
 import grpc
@@ -45,19 +48,39 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from services.domain.order import random_bytes
 
 from . import metrics, tracing
+from .metrics import SERVICE
 from .logs import REQUEST_ID_METADATA, FastLine, order_id_var, request_id_metadata, request_id_var
 
 access_log = logging.getLogger("tessera.rpc")
 _access_line = FastLine(access_log)
 
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+_TRACE_KEYS = tracing.TRACE_METADATA_KEYS
+_tracing_state = tracing._state  # ``provider``: set while spans are recorded (tracing.recording())
 _NO_IDENTITY = "auth=none"  # the access log's word for a call no identity was asked of
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
-_ORDER_ID_FIELDS: dict[Any, tuple[str | None, bool]] = {}
+_ORDER_ID_READERS: dict[type, Callable[[Any], str | None] | None] = {}
+
+
+# A request id made here: this process's random prefix (80 bits, drawn again in a forked
+# child) and a counter, 32 hex digits like the 16 random bytes they replace, without the
+# random source's lock and bytes per call. Unique per process and across processes; not
+# secret and not meant to be unguessable (a caller may send its own).
+_id_prefix = [""]
+_id_counter = [itertools.count()]
+
+
+def _new_prefix() -> None:
+    _id_prefix[0] = random_bytes(10).hex()
+    _id_counter[0] = itertools.count()
+
+
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 def new_request_id() -> str:
-    return random_bytes(16).hex()
+    return f"{_id_prefix[0]}{next(_id_counter[0]) & 0xFFFFFFFFFFFF:012x}"
 
 
 def note_order_id(order_id: str | None) -> None:
@@ -67,29 +90,36 @@ def note_order_id(order_id: str | None) -> None:
         order_id_var.set(order_id)
 
 
-def order_id_of(message: Any) -> str | None:
-    """``message.order_id`` or ``message.order.order_id``, when the message has one."""
+def _flat_order_id(message: Any) -> str | None:
+    return message.order_id or None
+
+
+def _nested_order_id(message: Any) -> str | None:
+    return message.order.order_id or None  # an unset ``order`` reads as empty, and stays unset
+
+
+def _order_id_reader(message: Any) -> Callable[[Any], str | None] | None:
     descriptor = getattr(message, "DESCRIPTOR", None)
-    if descriptor is None:
+    fields = getattr(descriptor, "fields_by_name", None)
+    if not fields:
         return None
-    plan = _ORDER_ID_FIELDS.get(descriptor)
-    if plan is None:
-        fields = descriptor.fields_by_name
-        if "order_id" in fields and fields["order_id"].type == fields["order_id"].TYPE_STRING:
-            plan = ("order_id", False)
-        elif "order" in fields and fields["order"].message_type is not None and "order_id" in fields["order"].message_type.fields_by_name:
-            plan = ("order", True)
-        else:
-            plan = (None, False)
-        _ORDER_ID_FIELDS[descriptor] = plan
-    name, nested = plan
-    if name is None:
-        return None
-    if nested:
-        if not message.HasField(name):
-            return None
-        return getattr(message, name).order_id or None
-    return getattr(message, name) or None
+    if "order_id" in fields and fields["order_id"].type == fields["order_id"].TYPE_STRING:
+        return _flat_order_id
+    if "order" in fields and fields["order"].message_type is not None \
+            and "order_id" in fields["order"].message_type.fields_by_name:
+        return _nested_order_id
+    return None
+
+
+def order_id_of(message: Any) -> str | None:
+    """``message.order_id`` or ``message.order.order_id``, when the message has one (the
+    way to read it found once per message class)."""
+    kind = type(message)
+    try:
+        reader = _ORDER_ID_READERS[kind]
+    except KeyError:
+        reader = _ORDER_ID_READERS[kind] = _order_id_reader(message)
+    return reader(message) if reader is not None else None
 
 
 # Reads (Get*, List*, Query*) are frequent and change nothing: DEBUG; anything failing
@@ -99,14 +129,80 @@ _UNEXPECTED = frozenset({"UNKNOWN", "INTERNAL", "DATA_LOSS"})
 _SAFE = {"tessera_safe": True}  # a line built here from names and numbers: nothing to redact
 
 
+_METHOD_LEVELS: dict[str, int] = {}
+
+
 def _access_level(method: str, code: str) -> int:
     if code in _UNEXPECTED:
         return logging.WARNING
-    return logging.DEBUG if method.rpartition("/")[2].startswith(_READS) else logging.INFO
+    level = _METHOD_LEVELS.get(method)
+    if level is None:
+        level = _METHOD_LEVELS[method] = logging.DEBUG if method.rpartition("/")[2].startswith(_READS) else logging.INFO
+    return level
+
+
+def _access_message(method: str, code: str, elapsed: float, who: Any) -> str:
+    """An access line's message; ``who``: the guard's Caller, or what the line says instead."""
+    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
+    return f"{method} {code} {elapsed * 1000:.2f}ms {who}"
 
 
 def _access_log_enabled(environ: Any = os.environ) -> bool:
     return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
+
+
+class _FinishedCalls:
+    """The calls finished since the last drain, each as its observer saw it: counted
+    into ``tessera_rpc_duration_seconds`` and written to the access log together, a
+    moment later (``delay`` seconds on the event loop), at each scrape of the metrics,
+    every ``limit`` calls, at once for an unexpected failure, and at exit. A call then
+    costs its observer an append; the rest is one pass over many calls."""
+
+    def __init__(self, delay: float = 0.05, limit: int = 1024) -> None:
+        self.delay = delay
+        self.limit = limit
+        self.queue: deque[tuple[Any, ...]] = deque()  # appended and drained thread-safely
+        self._scheduled = False
+        metrics.RPC_DURATION.before_collect(self.drain)
+        atexit.register(self.drain)
+
+    def add(self, call: tuple[Any, ...]) -> None:
+        queue = self.queue
+        queue.append(call)
+        if len(queue) >= self.limit:
+            self.drain()
+        elif not self._scheduled:
+            try:
+                asyncio.get_running_loop().call_later(self.delay, self.drain)
+            except RuntimeError:  # no loop: now
+                self.drain()
+                return
+            self._scheduled = True
+
+    def drain(self) -> None:
+        self._scheduled = False
+        queue, durations, lines = self.queue, [], []
+        offset = time.time() - time.perf_counter()  # perf_counter readings as wall-clock times
+        while True:
+            try:
+                (ended, started, service, method, code, who, request_id, order_id, response, trace_id, span_id,
+                 logged) = queue.popleft()
+            except IndexError:
+                break
+            elapsed = ended - started
+            durations.append(((service, method, code), elapsed))
+            if logged:
+                if order_id is None and response is not None:
+                    order_id = order_id_of(response)
+                lines.append((ended + offset, _access_level(method, code), _access_message,
+                              (method, code, elapsed, who), request_id, order_id, trace_id, span_id))
+        if durations:
+            metrics.RPC_DURATION.observe_many(durations)
+        if lines:
+            _access_line.write_batch(lines)
+
+
+_finished = _FinishedCalls()
 
 
 class CallObserver:
@@ -131,19 +227,10 @@ class CallObserver:
         return handler
 
     # -- per call ----------------------------------------------------------------------
-    def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
-        metadata = context.invocation_metadata() or ()
-        request_id = None
-        traced = False
-        for key, value in metadata:
-            if key == REQUEST_ID_METADATA:
-                if request_id is None and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
-                    request_id = value
-            elif key in tracing.TRACE_METADATA_KEYS:
-                traced = True
-        request_id = request_id or new_request_id()
-        tokens = (request_id_var.set(request_id), order_id_var.set(order_id_of(request)))
-        context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
+    # A unary call runs _unary's ``call`` and nothing else of this class unless it is
+    # traced, refused or aborted: each function call and tuple on this path is paid per call.
+    def _trace(self, method: str, metadata: Any, traced: bool, request_id: str) -> tuple[Any, Any]:
+        """The call's span (recorded, or the caller's context passed on) and its scope."""
         parent = tracing.extract(metadata) if traced else None
         if tracing.recording():
             span = tracing.tracer().start_span(
@@ -155,39 +242,63 @@ class CallObserver:
         elif parent is not None:
             span = trace.get_current_span(parent)  # not recorded: the caller's context, passed on
         else:
-            span = None
-        scope = otel_context.attach(trace.set_span_in_context(span)) if span is not None else None
-        return tokens, span, scope, time.perf_counter(), metadata, [_NO_IDENTITY]
+            return None, None
+        return span, otel_context.attach(trace.set_span_in_context(span))
 
-    def _exit(
-        self, method: str, context: grpc.aio.ServicerContext, state: tuple[Any, ...], code: str, response: Any = None
-    ) -> None:
-        tokens, span, scope, started, _, caller = state
-        elapsed = time.perf_counter() - started
+    def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
+        """(request id, its context token, the order id's token, span, scope, metadata)."""
+        metadata = context.invocation_metadata() or ()
+        request_id = None
+        traced = False
+        for key, value in metadata:
+            if key == REQUEST_ID_METADATA:
+                if request_id is None and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
+                    request_id = value
+            elif key in _TRACE_KEYS:
+                traced = True
+        if request_id is None:
+            request_id = f"{_id_prefix[0]}{next(_id_counter[0]) & 0xFFFFFFFFFFFF:012x}"  # new_request_id()
+        request_token = request_id_var.set(request_id)
+        order_token = order_id_var.set(order_id_of(request))
+        context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
+        if traced or _tracing_state["provider"] is not None:  # else nothing to extract, start or attach
+            span, scope = self._trace(method, metadata, traced, request_id)
+        else:
+            span = scope = None
+        return request_id, request_token, order_token, span, scope, metadata
+
+    def _exit(self, method: str, code: str, started: float, response: Any, who: Any, request_id: str,
+              request_token: Any, order_token: Any, span: Any, scope: Any) -> None:
+        ended = time.perf_counter()
         try:
-            metrics.rpc_finished(method, code, elapsed)
-            if response is not None and order_id_var.get() is None:
-                order_id_var.set(order_id_of(response))
-            if span is not None and span.is_recording():
-                order_id = order_id_var.get()
-                if order_id:
-                    span.set_attribute("tessera.order_id", order_id)
-                span.set_attribute("rpc.grpc.status_code", code)
-                if code not in ("OK", "CANCELLED"):
-                    span.set_status(Status(StatusCode.ERROR, code))
-                span.end()
-            if self.access_log:
-                level = _access_level(method, code)
-                if access_log.isEnabledFor(level):
-                    who = caller[0]  # the guard's Caller, or what the line says instead
-                    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
-                    _access_line(level, f"{method} {code} {elapsed * 1000:.2f}ms {who}")
+            order_id = order_id_var.get()
+            trace_id = span_id = ""
+            if span is not None:
+                if order_id is None and response is not None:
+                    order_id = order_id_of(response)
+                    response = None
+                span_context = span.get_span_context()
+                if span_context.is_valid:
+                    trace_id, span_id = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+                if span.is_recording():
+                    if order_id:
+                        span.set_attribute("tessera.order_id", order_id)
+                    span.set_attribute("rpc.grpc.status_code", code)
+                    if code not in ("OK", "CANCELLED"):
+                        span.set_status(Status(StatusCode.ERROR, code))
+                    span.end()
+            # The rest when the finished calls are written: the answer's order id (when the
+            # request had none), the duration's bucket, the access line's text.
+            _finished.add((ended, started, SERVICE["name"], method, code, who, request_id, order_id,
+                           response if order_id is None else None, trace_id, span_id, self.access_log))
+            if code in _UNEXPECTED:
+                _finished.drain()  # a WARNING: now
         finally:
             try:
                 if scope is not None:
                     otel_context.detach(scope)
-                request_id_var.reset(tokens[0])
-                order_id_var.reset(tokens[1])
+                request_id_var.reset(request_token)
+                order_id_var.reset(order_token)
             except ValueError:  # a stream closed from another context: that context ends anyway
                 pass
 
@@ -204,27 +315,35 @@ class CallObserver:
         return default
 
     @staticmethod
-    async def _refuse(error: Exception, context: grpc.aio.ServicerContext, state: tuple[Any, ...]) -> None:
+    async def _refuse(error: Exception, context: grpc.aio.ServicerContext) -> None:
         """End the call its guard refused with the refusal's status (counted when NOT_ENTITLED)."""
         metadata = getattr(error, "metadata", None) or {}
         if getattr(error, "reason", "") == "NOT_ENTITLED":
             metrics.not_entitled(metadata.get("method", ""))
-        state[5][0] = f"principal={metadata.get('principal') or '-'}"
         from services.common.errors import abort_error  # errors imports this module
 
         await abort_error(context, error)
 
+    @staticmethod
+    def _refused(error: Exception) -> str:
+        """What the access line of a call its guard refused says of the caller."""
+        return f"principal={(getattr(error, 'metadata', None) or {}).get('principal') or '-'}"
+
     def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
                ) -> Callable[..., Awaitable[Any]]:
+        enter, leave, perf_counter = self._enter, self._exit, time.perf_counter
+
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = self._enter(method, request, context)
-            code, response = "UNKNOWN", None
+            request_id, request_token, order_token, span, scope, metadata = enter(method, request, context)
+            code, response, who = "UNKNOWN", None, _NO_IDENTITY
+            started = perf_counter()
             try:
                 if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
                     try:
-                        state[5][0] = guard(request, state[4], context)
+                        who = guard(request, metadata, context)
                     except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
-                        await self._refuse(error, context, state)
+                        who = self._refused(error)
+                        await self._refuse(error, context)
                         raise
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
@@ -236,20 +355,22 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                self._exit(method, context, state, code, response)
+                leave(method, code, started, response, who, request_id, request_token, order_token, span, scope)
 
         return call
 
     def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            state = self._enter(method, request, context)
-            code = "UNKNOWN"
+            request_id, request_token, order_token, span, scope, metadata = self._enter(method, request, context)
+            code, who = "UNKNOWN", _NO_IDENTITY
+            started = time.perf_counter()
             try:
                 if guard is not None:  # identity and entitlement: synchronous, no coroutine when admitted
                     try:
-                        state[5][0] = guard(request, state[4], context)
+                        who = guard(request, metadata, context)
                     except Exception as error:  # noqa: BLE001 - a DomainError: UNAUTHENTICATED, NOT_ENTITLED
-                        await self._refuse(error, context, state)
+                        who = self._refused(error)
+                        await self._refuse(error, context)
                         raise
                 async for item in behavior(request, context):
                     yield item
@@ -261,7 +382,7 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                self._exit(method, context, state, code)
+                self._exit(method, code, started, None, who, request_id, request_token, order_token, span, scope)
 
         return call
 

@@ -27,6 +27,7 @@ import sys
 import time
 from typing import Any, Iterable, Mapping
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 #: Set by the server interceptor for the duration of each call.
@@ -158,6 +159,15 @@ def _trace_ids() -> tuple[str, str]:
 
 
 _NO_SPAN = trace.INVALID_SPAN
+
+
+def _call_context() -> tuple[str | None, str | None, str, str]:
+    """(request id, order id, trace id, span id) of the current call, as lines carry them."""
+    if otel_context.get_current():  # else outside any trace: no span to look up
+        trace_id, span_id = _trace_ids()
+    else:
+        trace_id = span_id = ""
+    return request_id_var.get(), order_id_var.get(), trace_id, span_id
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
@@ -177,6 +187,7 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.service = service
         self.redact = redactor or Redactor()
+        self._heads: dict[tuple[str, str], str] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage() if getattr(record, "tessera_safe", False) else self.redact(record.getMessage())
@@ -196,11 +207,30 @@ class JsonFormatter(logging.Formatter):
     def safe_line(self, created: float, level: str, logger: str, message: str) -> str:
         """The line of a record whose message has nothing to redact, in the current
         request's context, without building a ``LogRecord`` (the access log's path)."""
-        return _LINE_ENCODER.encode(self.entry(created, level, logger, message, _context(None)))
+        return self.line(created, level, logger, message, *_call_context())
+
+    def line(self, created: float, level: str, logger: str, message: str, request_id: str | None,
+             order_id: str | None, trace_id: str = "", span_id: str = "") -> str:
+        """The text ``json.dumps`` makes of :meth:`entry` for a message with nothing to
+        redact and the context given, put together from parts (the fields that do not
+        change from line to line encoded once per level and logger)."""
+        head = self._heads.get((level, logger))
+        if head is None:
+            head = self._heads[(level, logger)] = (
+                f', "level": {_quote(level)}, "service": {_quote(self.service)}, "logger": {_quote(logger)}, '
+                f'"message": ')
+        line = f'{{"timestamp": "{utc_timestamp(created)}"{head}{_quote(message)}'
+        if request_id:
+            line += f', "request_id": {_quote(str(request_id))}'
+        if order_id:
+            line += f', "order_id": {_quote(str(order_id))}'
+        if trace_id:
+            line += f', "trace_id": "{trace_id}", "span_id": "{span_id}"'
+        return line + "}"
 
 
-#: ``json.dumps(entry, ensure_ascii=False)``, with the encoder made once.
-_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False)
+#: A string as ``json.dumps(..., ensure_ascii=False)`` writes it (quotes included).
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 class TextFormatter(logging.Formatter):
@@ -225,7 +255,19 @@ class TextFormatter(logging.Formatter):
 
     def safe_line(self, created: float, level: str, logger: str, message: str) -> str:
         """As :meth:`JsonFormatter.safe_line`."""
-        return self._line(created, level, logger, message, _context(None))
+        return self.line(created, level, logger, message, *_call_context())
+
+    def line(self, created: float, level: str, logger: str, message: str, request_id: str | None,
+             order_id: str | None, trace_id: str = "", span_id: str = "") -> str:
+        """As :meth:`JsonFormatter.line`."""
+        fields = {}
+        if request_id:
+            fields["request_id"] = str(request_id)
+        if order_id:
+            fields["order_id"] = str(order_id)
+        if trace_id:
+            fields["trace_id"], fields["span_id"] = trace_id, span_id
+        return self._line(created, level, logger, message, fields)
 
 
 LOG_FORMATS = ("json", "text")
@@ -239,25 +281,37 @@ class FastLine:
     Lines below WARNING written on an event loop are collected and written together a
     moment later (``delay`` seconds, one ``write`` for all of them): a write per line is
     a system call per call, and on a busy gRPC server each such call hands the GIL to
-    the server's other threads. WARNING and above, and lines written off a loop, go out
-    at once; :meth:`flush` writes what is collected (at exit too)."""
+    the server's other threads. What such a line needs is taken when it is written (the
+    time, the level, the call's context) and the text is made when the lines are
+    written: one pass over them, rather than a formatter run between each call's other
+    work. WARNING and above, and lines written off a loop, go out at once; :meth:`flush`
+    writes what is collected (at exit too)."""
 
     def __init__(self, logger: logging.Logger, delay: float = 0.05) -> None:
         self.logger = logger
         self.delay = delay
-        self._pending: list[str] = []
+        self._pending: list[tuple[Any, ...]] = []
         self._scheduled = False
         atexit.register(self.flush)
 
     def __call__(self, level: int, message: str) -> None:
+        """A line of ``message``, in the current call's context."""
+        self.write(level, None, message, *_call_context())
+
+    def write(self, level: int, render: Any, message: Any, request_id: str | None, order_id: str | None,
+              trace_id: str = "", span_id: str = "") -> None:
+        """A line in the context given: its message ``render(*message)`` when ``render``
+        is given (called when the line is written, with what the caller passed), else
+        ``message`` as it is."""
         handler = _handler[0]
         if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
-            self.logger.log(level, "%s", message, extra={"tessera_safe": True})
+            text = render(*message) if render is not None else message
+            self.logger.log(level, "%s", text, extra={"tessera_safe": True, "request_id": request_id,
+                                                      "order_id": order_id})
             return
         if level < handler.level or not self.logger.isEnabledFor(level):
             return
-        line = handler.formatter.safe_line(time.time(), logging.getLevelName(level), self.logger.name, message)
-        self._pending.append(line + handler.terminator)
+        self._pending.append((time.time(), level, render, message, request_id, order_id, trace_id, span_id))
         if level >= logging.WARNING:
             self.flush()
             return
@@ -271,10 +325,38 @@ class FastLine:
 
     def flush(self) -> None:
         self._scheduled = False
-        handler = _handler[0]
-        if not self._pending or handler is None:
+        if not self._pending:
             return
-        lines, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
+        self._emit(pending)
+
+    def write_batch(self, entries: list[tuple[Any, ...]]) -> None:
+        """Lines written together, now: each ``(created, level, render, message,
+        request_id, order_id, trace_id, span_id)`` as :meth:`write` takes them (with the
+        time the line is about); those below the handler's or the logger's level left out."""
+        handler = _handler[0]
+        if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
+            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
+                text = render(*message) if render is not None else message
+                self.logger.log(level, "%s", text, extra={"tessera_safe": True, "request_id": request_id,
+                                                          "order_id": order_id})
+            return
+        threshold, enabled = handler.level, self.logger.isEnabledFor
+        self._emit([entry for entry in entries if entry[1] >= threshold and enabled(entry[1])])
+
+    def _emit(self, entries: list[tuple[Any, ...]]) -> None:
+        handler = _handler[0]
+        if not entries or handler is None:
+            return
+        line, logger, terminator, names = handler.formatter.line, self.logger.name, handler.terminator, _LEVEL_NAMES
+        lines = []
+        try:
+            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
+                text = render(*message) if render is not None else message
+                lines.append(line(created, names.get(level) or logging.getLevelName(level), logger, text, request_id,
+                                  order_id, trace_id, span_id) + terminator)
+        except Exception:  # noqa: BLE001 - a log line must never fail a call
+            pass
         handler.acquire()
         try:
             handler.stream.write("".join(lines))
@@ -285,6 +367,8 @@ class FastLine:
             handler.release()
 
 
+_LEVEL_NAMES = {level: logging.getLevelName(level)
+                for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)}
 _handler: list[logging.StreamHandler | None] = [None]  # type: ignore[type-arg]
 
 

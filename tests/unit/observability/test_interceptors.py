@@ -235,3 +235,15 @@ def test_access_lines_are_info_on_the_order_path_debug_for_reads_warning_when_un
     assert _access_level("/tessera.oms.v1.OrderManagementService/ListOrders", "NOT_FOUND") == logging.DEBUG
     assert _access_level("/tessera.exchange.v1.ExchangeService/QueryOrder", "OK") == logging.DEBUG
     assert _access_level("/tessera.oms.v1.OrderManagementService/GetOrder", "INTERNAL") == logging.WARNING
+
+
+def test_made_request_ids_are_32_hex_digits_and_never_repeat_even_in_a_forked_child() -> None:
+    import re
+
+    from services.common.observability import interceptors
+
+    made = [interceptors.new_request_id() for _ in range(5000)]
+    interceptors._new_prefix()  # what a forked child runs first: a prefix of its own, its counter from 0
+    made += [interceptors.new_request_id() for _ in range(5000)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", made_id) for made_id in made)
+    assert len(set(made)) == len(made)

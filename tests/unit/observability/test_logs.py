@@ -166,3 +166,56 @@ def test_the_key_files_of_the_venue_accounts_registry_and_a_0x_private_key_are_m
 
     assert "ab" * 32 not in line and "registry-v1-secret-value" not in line
     assert "cd" * 32 not in line  # any 0x-prefixed 64-hex value (a private key) is masked too
+
+
+# -- the access log's fast path ------------------------------------------------------------------
+@pytest.mark.parametrize("context", [
+    (None, None, "", ""),
+    ("req-1", "order-9", "", ""),
+    ("req-2", 'an "odd" order\\ id \u00e9\u4e2d\n', "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+])
+def test_a_fast_line_is_the_text_json_dumps_makes_of_the_entry(context) -> None:
+    request_id, order_id, trace_id, span_id = context
+    formatter = JsonFormatter("risk \"\u00e9\"")
+    message = '/tessera.risk.v1.RiskService/ValidateOrder OK 0.42ms principal=al"ice\u00e9 via=bearer'
+    fields = {k: v for k, v in (("request_id", request_id), ("order_id", order_id), ("trace_id", trace_id),
+                                ("span_id", span_id)) if v}
+    expected = json.dumps(formatter.entry(1_750_000_000.25, "INFO", "tessera.rpc", message, fields),
+                          ensure_ascii=False)
+    for _ in range(2):  # the parts encoded once, then reused
+        assert formatter.line(1_750_000_000.25, "INFO", "tessera.rpc", message, *context) == expected
+
+
+def test_deferred_lines_carry_the_context_of_their_call_and_are_written_together() -> None:
+    import asyncio
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._handler[0]
+    stream = io.StringIO()
+    logs.setup_logging("oms", {}, stream=stream)
+    try:
+        line = logs.FastLine(logging.getLogger("tessera.rpc"), delay=0.01)
+
+        async def call(request_id: str) -> None:
+            tokens = logs.request_id_var.set(request_id), logs.order_id_var.set(f"order-{request_id}")
+            try:
+                line.write(logging.INFO, "{} {}".format, ("GetOrder", request_id), *logs._call_context())
+            finally:
+                logs.request_id_var.reset(tokens[0])
+                logs.order_id_var.reset(tokens[1])
+
+        async def run() -> str:
+            await call("a")
+            await call("b")
+            written = stream.getvalue()  # not yet: collected for a moment
+            await asyncio.sleep(0.05)
+            return written
+
+        assert asyncio.run(run()) == ""
+        entries = [json.loads(text) for text in stream.getvalue().splitlines()]
+        assert [(e["message"], e["request_id"], e["order_id"]) for e in entries] == [
+            ("GetOrder a", "a", "order-a"), ("GetOrder b", "b", "order-b")]
+        assert {e["service"] for e in entries} == {"oms"} and {e["level"] for e in entries} == {"INFO"}
+    finally:
+        root.handlers[:], level, logs._handler[0] = saved
+        root.setLevel(level)

@@ -289,3 +289,24 @@ def test_the_metrics_endpoint_serves_the_registry() -> None:
     for name in ("tessera_orders_total", "tessera_rpc_duration_seconds", "tessera_submit_to_fill_seconds",
                  "process_cpu_seconds_total"):
         assert name in text
+
+
+def test_rpc_durations_are_exposed_as_a_prometheus_histogram_of_the_same_buckets() -> None:
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    buckets = (0.0005, 0.001, 0.0025, 0.01)
+    ours, theirs = metrics.RpcDurations(buckets, fold_every=3), CollectorRegistry()
+    reference = Histogram("tessera_rpc_duration_seconds", metrics.RpcDurations.documentation,
+                          ["service", "method", "code"], buckets=buckets, registry=theirs)
+    registry = CollectorRegistry()
+    registry.register(ours)
+    for labels, seconds in ((("risk", "/a/B", "OK"), 0.0005), (("risk", "/a/B", "OK"), 0.0007),
+                            (("risk", "/a/B", "OK"), 0.5), (("risk", "/a/B", "UNKNOWN"), 0.002),
+                            (("oms", "/a/C", "OK"), 0.0001)):
+        ours.observe(labels, seconds)
+        reference.labels(*labels).observe(seconds)
+
+    def exposed(reg: CollectorRegistry) -> list[str]:
+        return sorted(line for line in generate_latest(reg).decode().splitlines() if "_created" not in line)
+
+    assert exposed(registry) == exposed(theirs)

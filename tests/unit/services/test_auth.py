@@ -258,7 +258,8 @@ def test_without_identities_every_access_log_line_says_so(monkeypatch: pytest.Mo
     from services.common.observability import interceptors
 
     written: list[str] = []
-    monkeypatch.setattr(interceptors, "_access_line", lambda level, message: written.append(message))
+    monkeypatch.setattr(interceptors, "_access_line", SimpleNamespace(
+        write_batch=lambda entries: written.extend(render(*parts) for _, _, render, parts, *context in entries)))
     monkeypatch.setattr(interceptors.access_log, "isEnabledFor", lambda level: True)
     observer = interceptors.CallObserver(access_log_enabled=True)
 
@@ -269,6 +270,7 @@ def test_without_identities_every_access_log_line_says_so(monkeypatch: pytest.Mo
                             grpc.unary_unary_rpc_method_handler(behavior), guard=None)
     context = SimpleNamespace(invocation_metadata=lambda: (), set_trailing_metadata=lambda metadata: None)
     assert asyncio.run(handler.unary_unary(None, context)) == "ok"
+    interceptors._finished.drain()  # written a moment after the call (see _FinishedCalls)
     assert len(written) == 1 and written[0].endswith(" auth=none"), written
 
 
