@@ -163,10 +163,11 @@ def test_orders_sent_with_the_tessera_command_are_filled(played: PlayedOverlay) 
     risk, oms = played.address("risk"), played.address("oms")
     account = f"{played.run}-acct"
     for symbol, side in (("BTCUSDT", "buy"), ("ETHUSDT", "buy"), ("BTCUSDT", "sell")):
-        result = ds.tessera("submit", symbol, side, "0.01", "--account", account, risk=risk, oms=oms)
+        result = ds.tessera("submit", symbol, side, "0.01", "--account", account, risk=risk, oms=oms,
+                            token=dev_token())
         assert result.returncode == 0, ds.show(result)
         assert "oms: FILLED" in result.stdout, ds.show(result)
-    listed = ds.tessera("orders", "--account", account, "--status", "filled", oms=oms)
+    listed = ds.tessera("orders", "--account", account, "--status", "filled", oms=oms, token=dev_token())
     assert listed.returncode == 0, ds.show(listed)
     assert listed.stdout.count(" FILLED ") == 3, ds.show(listed)
 

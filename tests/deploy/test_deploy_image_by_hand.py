@@ -57,18 +57,23 @@ class ByHand:
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service][0]}"
 
-    def channel(self, service: str) -> grpc.Channel:
-        """A channel presenting a token of the principal ``tester`` (every role)."""
-        from services.cli.connection import channel_for
+    def token(self) -> str:
+        """A bearer token of the principal ``tester`` (every role)."""
         from services.common.identities import mint
 
-        token = mint(self.jwt_key.encode(), "tester", issuer=ISSUER, audience=AUDIENCE, algorithm="HS256")
-        return channel_for(self.address(service), token=token)
+        return mint(self.jwt_key.encode(), "tester", issuer=ISSUER, audience=AUDIENCE, algorithm="HS256")
+
+    def channel(self, service: str) -> grpc.Channel:
+        """A channel presenting :meth:`token`."""
+        from services.cli.connection import channel_for
+
+        return channel_for(self.address(service), token=self.token())
 
     def start(self, service: str) -> None:
         grpc_port, metrics_port = SERVICES[service]
         self.ports[service] = (ds.free_port(), ds.free_port())
-        store = ["--volume", f"{self.run}-data:/var/lib/tessera"] if service != "exchange" else []
+        # The store on the volume: Risk, the OMS and the Exchange (which records what it executed).
+        store = ["--volume", f"{self.run}-data:/var/lib/tessera"]
         self.podman.run(
             "run", "--detach", "--name", self.container(service), "--network", f"{self.run}-net",
             "--network-alias", service, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -76,7 +81,9 @@ class ByHand:
             "--secret", f"{self.run}-hmac,type=env,target=AIS_RISK_HMAC_SECRET",
             "--env", f"AIS_RISK_HMAC_KEY_ID={self.key_id}",
             # Identities: HS256 tokens with a shared key (the services mint their own), and the
-            # entitlements file, both podman secrets mounted as files under /run/secrets.
+            # entitlements file, both podman secrets mounted as files under /run/secrets (a
+            # tmpfs: on a read-only root the secrets' mount points cannot be made otherwise).
+            "--tmpfs", "/run/secrets",
             "--secret", f"{self.run}-jwt,type=mount,target=jwt-key",
             "--secret", f"{self.run}-entitlements,type=mount,target=entitlements.yaml",
             "--env", "TESSERA_JWT_HMAC_KEY_FILE=/run/secrets/jwt-key",
@@ -163,10 +170,11 @@ def test_orders_sent_with_the_tessera_command_are_filled(by_hand: ByHand) -> Non
     risk, oms = by_hand.address("risk"), by_hand.address("oms")
     account = f"{by_hand.run}-acct"
     for side in ("buy", "sell"):
-        result = ds.tessera("submit", "BTCUSDT", side, "0.01", "--account", account, risk=risk, oms=oms)
+        result = ds.tessera("submit", "BTCUSDT", side, "0.01", "--account", account, risk=risk, oms=oms,
+                            token=by_hand.token())
         assert result.returncode == 0, ds.show(result)
         assert "oms: FILLED" in result.stdout, ds.show(result)
-    listed = ds.tessera("orders", "--account", account, "--status", "filled", oms=oms)
+    listed = ds.tessera("orders", "--account", account, "--status", "filled", oms=oms, token=by_hand.token())
     assert listed.returncode == 0, ds.show(listed)
     assert listed.stdout.count(" FILLED ") == 2, ds.show(listed)
 

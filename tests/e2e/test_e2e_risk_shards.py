@@ -285,7 +285,10 @@ def test_each_replica_holds_only_its_own_accounts_and_the_owner_has_the_position
                     text("SELECT account, symbol, quantity FROM positions"))}
 
         mine = [a for accounts in owned.values() for a in accounts]
-        assert e2e.wait_until(lambda: all(stored_positions().get((a, "BTCUSDT")) == expected[a] for a in mine), 10)
+        # Both positions of every account written (the ledger writes them in its own batches).
+        assert e2e.wait_until(lambda: all(
+            stored_positions().get((a, "BTCUSDT")) == expected[a]
+            and stored_positions().get((a, "ETHUSDT")) == Decimal("0.5") for a in mine), 10)
         positions = stored_positions()
     finally:
         engine.dispose()

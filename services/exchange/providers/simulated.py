@@ -290,11 +290,15 @@ class SimulatedVenue:
         ]
         return [await self.cancel(order_id) for order_id in chosen]
 
-    async def set_leverage(self, symbol: str, leverage: int) -> int:
+    async def set_leverage(self, symbol: str, leverage: int, *, account: str | None = None) -> int:
+        """A symbol's leverage (paper and shadow: one book for every account; ``account``
+        is accepted as the live provider takes it, and not told apart)."""
         self.leverage[symbol] = leverage
         return leverage
 
-    async def set_margin_mode(self, symbol: str, margin_mode: MarginMode) -> MarginMode:
+    async def set_margin_mode(self, symbol: str, margin_mode: MarginMode, *, account: str | None = None
+                              ) -> MarginMode:
+        """A symbol's margin mode (``account`` as for :meth:`set_leverage`)."""
         self.margin_modes[symbol] = margin_mode
         return margin_mode
 
