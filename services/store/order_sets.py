@@ -527,45 +527,56 @@ class Claims:
     @staticmethod
     def _refusal(context: WriteContext, claim: Claim, entry: tuple[Order, TradingState, str] | None,
                  claimed: set[str]) -> Exception | None:
-        if entry is None:
-            return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service",
-                                 metadata={"order_id": claim.order_id})
-        order, state, why = entry
-        if claim.order_id in claimed or order.status.is_open or order.status is OrderStatus.FILLED:
-            status = "SUBMITTED" if claim.order_id in claimed else order.status.value
-            return TokenReplayed(f"risk token already used: the order is {status}",
-                                 metadata={"order_id": claim.order_id, "status": status})
-        if order.status is not OrderStatus.APPROVED:
-            return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
-                                      reason="ORDER_NOT_APPROVED",
-                                      metadata={"order_id": order.order_id, "status": order.status.value})
-        if order.replaces_order_id is not None and claim.replacing != order.replaces_order_id:
+        order, state, why = entry if entry is not None else (None, TradingState.ACTIVE, "")
+        return claim_refusal(claim, order, claimed, state, why,
+                             lambda o: position_from_trades(context, o.account, o.symbol))
+
+
+def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: TradingState, why: str,
+                  held: Callable[[Order], Decimal]) -> Exception | None:
+    """Why a claim may not move ``order`` (None: it may): the rules of :data:`CLAIMS`,
+    whatever holds the store. ``claimed``: the order ids claimed earlier in the same
+    write; ``state`` and ``why``: the trading state that applies to the order's symbol
+    (the stricter of the global and the symbol's own) and its reason; ``held``: the
+    account's net quantity in the symbol, asked only when trading is REDUCING."""
+    if order is None:
+        return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service",
+                             metadata={"order_id": claim.order_id})
+    if claim.order_id in claimed or order.status.is_open or order.status is OrderStatus.FILLED:
+        status = "SUBMITTED" if claim.order_id in claimed else order.status.value
+        return TokenReplayed(f"risk token already used: the order is {status}",
+                             metadata={"order_id": claim.order_id, "status": status})
+    if order.status is not OrderStatus.APPROVED:
+        return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
+                                  reason="ORDER_NOT_APPROVED",
+                                  metadata={"order_id": order.order_id, "status": order.status.value})
+    if order.replaces_order_id is not None and claim.replacing != order.replaces_order_id:
+        return PreconditionFailed(
+            f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
+            reason="REPLACEMENT_ORDER",
+            metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
+    # An unsigned field the request set must be the approved order's: refused, not ignored.
+    differing = [
+        InvalidOrder(name, f"differs from the approved order's ({_shown(getattr(order, name))}): send the order "
+                           "as Risk answered it, or leave the field unset", violation="DIFFERS_FROM_APPROVED")
+        for name, value in (claim.sent or {}).items() if getattr(order, name) != value
+    ]
+    if differing:
+        return InvalidOrder.of(differing)
+    # The trading state may have changed since Risk approved the order: the global
+    # state or the symbol's own (a quarantine), whichever is stricter, decides. A
+    # refused order stays APPROVED and may go once trading resumes.
+    if state is TradingState.HALTED:
+        return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED",
+                                  metadata={"symbol": order.symbol})
+    if state is TradingState.REDUCING:
+        position = held(order)
+        if not ledger.only_reduces(position, order.side, order.quantity):
             return PreconditionFailed(
-                f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
-                reason="REPLACEMENT_ORDER",
-                metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
-        # An unsigned field the request set must be the approved order's: refused, not ignored.
-        differing = [
-            InvalidOrder(name, f"differs from the approved order's ({_shown(getattr(order, name))}): send the order "
-                               "as Risk answered it, or leave the field unset", violation="DIFFERS_FROM_APPROVED")
-            for name, value in (claim.sent or {}).items() if getattr(order, name) != value
-        ]
-        if differing:
-            return InvalidOrder.of(differing)
-        # The trading state may have changed since Risk approved the order: the global
-        # state or the symbol's own (a quarantine), whichever is stricter, decides. A
-        # refused order stays APPROVED and may go once trading resumes.
-        if state is TradingState.HALTED:
-            return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED",
-                                      metadata={"symbol": order.symbol})
-        if state is TradingState.REDUCING:
-            held = position_from_trades(context, order.account, order.symbol)
-            if not ledger.only_reduces(held, order.side, order.quantity):
-                return PreconditionFailed(
-                    f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {held}",
-                    reason="REDUCING_ONLY", metadata={"symbol": order.symbol},
-                )
-        return None
+                f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {position}",
+                reason="REDUCING_ONLY", metadata={"symbol": order.symbol},
+            )
+    return None
 
 
 def _shown(value: Any) -> str:

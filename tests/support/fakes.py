@@ -35,8 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 import grpc
 
 from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus, OrderType, Side, Trade, TradingState
-from services.domain import ledger
-from services.domain.errors import OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
+from services.domain.errors import OrderNotFound, StaleOrder
 from services.domain.execution import ExecutionReport, Fill as VenueFill
 from services.domain.enums import LiquiditySide
 from services.exchange.venue import OrderRef, make_report
@@ -44,7 +43,7 @@ from services.oms.gateway import Executed, Refusal
 from services.store.chain import chain_rows
 from services.store.errors import DuplicateClientOrderId, DuplicateOrderId
 from services.store.mapping import ORDER_LIFECYCLE_COLUMNS, event_to_row
-from services.store.order_sets import CLAIM_REASON, Claim, Fill
+from services.store.order_sets import CLAIM_REASON, Claim, Fill, claim_refusal
 from services.store.records import ExecutionAnomaly, TradingStateChange, TradingStateRecord
 from services.store.trading_state import GLOBAL_SCOPE, symbol_scope
 from services.store.uow import AbstractUnitOfWork
@@ -479,34 +478,15 @@ def _claims(uow: FakeUnitOfWork, claims: list[Claim]) -> list[Any]:
 
 
 def _claim_refusal(uow: FakeUnitOfWork, claim: Claim, order: Order | None, claimed: set[str]) -> Exception | None:
-    if order is None:
-        return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service",
-                             metadata={"order_id": claim.order_id})
-    if claim.order_id in claimed or order.status.is_open or order.status is OrderStatus.FILLED:
-        status = "SUBMITTED" if claim.order_id in claimed else order.status.value
-        return TokenReplayed(f"risk token already used: the order is {status}",
-                             metadata={"order_id": claim.order_id, "status": status})
-    if order.status is not OrderStatus.APPROVED:
-        return PreconditionFailed(f"order is {order.status.value}: only APPROVED orders can be submitted",
-                                  reason="ORDER_NOT_APPROVED",
-                                  metadata={"order_id": order.order_id, "status": order.status.value})
-    if order.replaces_order_id is not None and claim.replacing != order.replaces_order_id:
-        return PreconditionFailed(
-            f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
-            reason="REPLACEMENT_ORDER",
-            metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
-    state = uow.trading_state.effective(order.symbol)
-    if state.state is TradingState.HALTED:
-        return PreconditionFailed(f"trading in {order.symbol} is halted: {state.reason}", reason="TRADING_HALTED",
-                                  metadata={"symbol": order.symbol})
-    if state.state is TradingState.REDUCING:
-        held = sum(((t.quantity if t.side is Side.BUY else -t.quantity) for t in uow.state.trades.values()
-                    if t.account == order.account and t.symbol == order.symbol), Decimal(0))
-        if not ledger.only_reduces(held, order.side, order.quantity):
-            return PreconditionFailed(
-                f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {held}",
-                reason="REDUCING_ONLY", metadata={"symbol": order.symbol})
-    return None
+    """The SQL write's rules (:func:`services.store.order_sets.claim_refusal`) over the fake's state."""
+    state = uow.trading_state.effective(order.symbol) if order is not None else None
+
+    def held(o: Order) -> Decimal:
+        return sum(((t.quantity if t.side is Side.BUY else -t.quantity) for t in uow.state.trades.values()
+                    if t.account == o.account and t.symbol == o.symbol), Decimal(0))
+
+    return claim_refusal(claim, order, claimed, state.state if state else TradingState.ACTIVE,
+                         state.reason if state else "", held)
 
 
 def _fills(uow: FakeUnitOfWork, fills: list[Fill]) -> list[Any]:
