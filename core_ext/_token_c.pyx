@@ -720,34 +720,9 @@ cdef int _reserve(Buffer* buf, Py_ssize_t extra) except -1:
 
 cdef inline int _append_netstring(Buffer* buf, const char* value, Py_ssize_t n) except -1:
     """Append ``<n>:<value>,``."""
-    cdef char digits[24]
-    cdef int count = 0
-    cdef Py_ssize_t rest = n
-    cdef char* out
     if buf.length + n + 24 > buf.capacity:
         _reserve(buf, n + 24)
-    out = buf.data + buf.length
-    if n < 10:                      # the usual lengths, without the digit loop
-        out[0] = <char>(48 + n)
-        count = 1
-    elif n < 100:
-        out[0] = <char>(48 + n // 10)
-        out[1] = <char>(48 + n % 10)
-        count = 2
-    else:
-        while True:
-            digits[count] = <char>(48 + rest % 10)
-            count += 1
-            rest //= 10
-            if rest == 0:
-                break
-        for rest in range(count):
-            out[rest] = digits[count - 1 - rest]
-    out[count] = c':'
-    if n:
-        memcpy(out + count + 1, value, n)
-    out[count + 1 + n] = c','
-    buf.length += count + n + 2
+    buf.length = _put_netstring(buf.data + buf.length, value, n) - buf.data
     return 0
 
 
@@ -1179,8 +1154,6 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     cdef Py_ssize_t n = 0, k
     cdef int overflow = 0
     cdef long long iat = -1
-    cdef char digits[24]
-    cdef int count = 0
     cdef _HmacKey key
     if not keyring._keys:
         raise ValueError("KeyRing is not initialised")
@@ -1197,16 +1170,7 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     n += PyBytes_GET_SIZE(key.key_id_bytes)
     header[n] = c'.'
     n += 1
-    while True:
-        digits[count] = <char>(48 + iat % 10)
-        count += 1
-        iat //= 10
-        if iat == 0:
-            break
-    while count > 0:
-        count -= 1
-        header[n] = digits[count]
-        n += 1
+    n = _put_digits(header + n, <unsigned long long>iat) - header
     header[n] = c'.'
     n += 1
     if nonce is None:
@@ -1462,12 +1426,26 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
     return True
 
 
-cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noexcept nogil:
-    """``<n>:<value>,`` at out (the caller has made room); the end."""
+cdef inline char* _put_digits(char* out, unsigned long long value) noexcept nogil:
+    """``value`` in decimal digits at out; the end."""
     cdef char digits[24]
     cdef int count = 0
-    cdef Py_ssize_t rest = n
-    if n < 10:
+    while True:
+        digits[count] = <char>(48 + value % 10)
+        count += 1
+        value //= 10
+        if value == 0:
+            break
+    while count > 0:
+        count -= 1
+        out[0] = digits[count]
+        out += 1
+    return out
+
+
+cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noexcept nogil:
+    """``<n>:<value>,`` at out (the caller has made room); the end."""
+    if n < 10:                      # the usual lengths, without the digit loop
         out[0] = <char>(48 + n)
         out += 1
     elif n < 100:
@@ -1475,16 +1453,7 @@ cdef inline char* _put_netstring(char* out, const char* value, Py_ssize_t n) noe
         out[1] = <char>(48 + n % 10)
         out += 2
     else:
-        while True:
-            digits[count] = <char>(48 + rest % 10)
-            count += 1
-            rest //= 10
-            if rest == 0:
-                break
-        while count > 0:
-            count -= 1
-            out[0] = digits[count]
-            out += 1
+        out = _put_digits(out, <unsigned long long>n)
     out[0] = c':'
     _copy(out + 1, value, n)
     out[n + 1] = c','
