@@ -197,14 +197,14 @@ class _FinishedCalls:
                  logged) = queue.popleft()
             except IndexError:
                 break
-            elapsed = ended - started
-            durations.append(((service, method, code), elapsed))
+            elapsed, labels = ended - started, (service, method, code)
+            durations.append((labels, elapsed))
             if logged:
                 if order_id is None and response is not None:
                     order_id = order_id_of(response)
-                message = messages.get((method, code))
+                message = messages.get(labels)
                 if message is None:
-                    message = messages[(method, code)] = (_access_level(method, code), f"{method} {code} ")
+                    message = messages[labels] = (_access_level(method, code), f"{method} {code} ")
                 after = callers.get(who)
                 if after is None:
                     after = _caller_text(who)
@@ -216,7 +216,7 @@ class _FinishedCalls:
             _access_line.write_timed(lines)
 
 
-_ACCESS_MESSAGES: dict[tuple[str, str], tuple[int, str]] = {}  # (method, code) -> (level, "<method> <code> ")
+_ACCESS_MESSAGES: dict[tuple[str, str, str], tuple[int, str]] = {}  # (service, method, code) -> (level, "<method> <code> ")
 _ACCESS_CALLERS: dict[Any, str] = {}  # the caller -> "ms <who>", the end of its access lines' messages
 
 
@@ -295,7 +295,9 @@ class CallObserver:
         if request_id is None:
             request_id = next(_ids[0], None) or _id_block()  # new_request_id()
         request_id_var.set(request_id)
-        order_id_var.set(order_id_of(request))
+        order_id = order_id_of(request)
+        if order_id is not None or order_id_var.get() is not None:  # else it is None already
+            order_id_var.set(order_id)
         context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
         if traced or _tracing_state["provider"] is not None:  # else nothing to extract, start or attach
             span, scope = self._trace(method, metadata, traced, request_id)
@@ -369,7 +371,9 @@ class CallObserver:
 
     def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None, refused: Any = None,
                refuse: Any = None) -> Callable[..., Awaitable[Any]]:
-        enter, leave, perf_counter = self._enter, self._exit, time.perf_counter
+        enter, leave, perf_counter, get_order_id = self._enter, self._exit, time.perf_counter, order_id_var.get
+        finished, logged = _finished, self.access_log
+        queue = finished.queue
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
             request_id, span, scope, metadata = enter(method, request, context)
@@ -395,7 +399,14 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                leave(method, code, started, response, who, request_id, span, scope)
+                if span is None and code == "OK":  # the usual end: _exit's, without a span or a warning
+                    order_id = get_order_id()
+                    queue.append((perf_counter(), started, SERVICE["name"], method, code, who, request_id, order_id,
+                                  response if order_id is None else None, "", "", logged))
+                    if not finished._scheduled or len(queue) >= finished.limit:
+                        finished.added()
+                else:
+                    leave(method, code, started, response, who, request_id, span, scope)
 
         return call
 
