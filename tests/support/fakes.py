@@ -552,9 +552,10 @@ class FakeRiskSource:
                 order = state.orders[event.order_id]
                 events.append(TailEvent(event_id, event.order_id, event.sequence, event.to_status, event.event_time,
                                         copy.deepcopy(event.payload) if event.to_status in (
-                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) else {},
+                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+                                        or event.from_status is event.to_status else {},
                                         order.account, order.symbol, order.side, order.venue, order.quantity,
-                                        order.filled_quantity, order.market_type))
+                                        order.filled_quantity, order.market_type, event.from_status))
         self.cursor = len(state.event_log)
         states = {scope: record.state for scope, record in state.trading_state.items()} if read_states else None
         return events, states

@@ -52,6 +52,13 @@ PATHS: dict[OrderStatus, tuple[OrderStatus, ...]] = {
         OrderStatus.ACCEPTED,
         OrderStatus.CANCELLED,
     ),
+    OrderStatus.EXPIRED: (
+        OrderStatus.APPROVED,
+        OrderStatus.SUBMITTED,
+        OrderStatus.ACCEPTED,
+        OrderStatus.EXPIRED,
+    ),
+    OrderStatus.REJECTED: (OrderStatus.APPROVED, OrderStatus.SUBMITTED, OrderStatus.REJECTED),
 }
 
 
