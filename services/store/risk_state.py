@@ -160,6 +160,8 @@ class TailEvent:
     quantity: Decimal
     filled_quantity: Decimal
     market_type: MarketType = MarketType.FUTURES
+    #: The status before (None for the order's first event).
+    from_status: OrderStatus | None = None
 
 
 class EventTail:
@@ -186,10 +188,14 @@ class EventTail:
         now = self.monotonic()
         self.gaps = {gap: since for gap, since in self.gaps.items() if now - since < self.gap_seconds}
         mark = _mark(codec.dialect)
-        # The order's columns and the payload are read for the followed statuses only.
+        # The order's columns are read for the followed statuses only, the payload for the
+        # fills: the fill events, and the events from a closed status to itself (a fill after
+        # close, or a note).
         columns = ("SELECT e.id, e.to_status, e.order_id, e.sequence, e.event_time, "
-                   f"CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') THEN e.payload END, o.account, o.symbol, "
-                   "o.side, o.venue, o.quantity, o.filled_quantity, o.market_type FROM order_events_ts AS e "
+                   "CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') OR e.from_status = e.to_status "
+                   "THEN e.payload END, o.account, o.symbol, "
+                   "o.side, o.venue, o.quantity, o.filled_quantity, o.market_type, e.from_status "
+                   "FROM order_events_ts AS e "
                    "LEFT JOIN orders_ts AS o "
                    f"ON o.order_id = e.order_id AND e.to_status IN ({_FOLLOWED}) ")
         if codec.dialect == "sqlite":
@@ -217,11 +223,13 @@ class EventTail:
                 continue  # not followed
             events.append(TailEvent(event_id, row[2], row[3], status, codec.time_from(row[4]),
                                     codec.json_from(row[5]) or {}, row[6], row[7], _SIDES[row[8]], row[9],
-                                    codec.decimal_from(row[10]), codec.decimal_from(row[11]), _MARKETS[row[12]]))
+                                    codec.decimal_from(row[10]), codec.decimal_from(row[11]), _MARKETS[row[12]],
+                                    _EVERY_STATUS.get(row[13])))
         return events
 
 
 _STATUSES = {status.value: status for status in FOLLOWED}
+_EVERY_STATUS = {status.value: status for status in OrderStatus}
 _SIDES = {side.value: side for side in Side}
 _MARKETS = {market.value: market for market in MarketType}
 

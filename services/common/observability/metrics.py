@@ -24,6 +24,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from services.domain.order import FILL_AFTER_CLOSE, event_label
+
 log = logging.getLogger(__name__)
 
 #: Set by :func:`services.common.server.run` (``risk``, ``oms``, ``exchange``).
@@ -132,6 +134,11 @@ RPC_DURATION = RpcDurations(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 REGISTRY.register(RPC_DURATION)
+FILLS_AFTER_CLOSE = Counter(
+    "tessera_fills_after_close",
+    "Fills the venue reported for an order already CANCELLED or EXPIRED, recorded on it (the fill crossed the "
+    "cancel or the expiry on the wire; the order stays closed). Not counted in tessera_orders_total.",
+)
 SUBMIT_TO_FILL = Histogram(
     "tessera_submit_to_fill_seconds",
     "Time from the OMS accepting an order (APPROVED -> SUBMITTED) to its FILLED transition, "
@@ -167,17 +174,24 @@ _order_children: dict[str, Any] = {}
 
 def events_committed(events: Iterable[Any]) -> None:
     """Order events a transaction has just committed (the store's writer reports them,
-    see :mod:`services.store.database`): ``(order_id, to_status, event_time)`` tuples,
-    ``order_events_ts`` rows or ``services.domain.OrderEvent`` objects."""
+    see :mod:`services.store.database`): ``(order_id, label, event_time)`` tuples (the
+    label of :func:`services.domain.order.event_label`: the status entered, or
+    ``FILL_AFTER_CLOSE``), ``order_events_ts`` rows or ``services.domain.OrderEvent``
+    objects."""
     try:
         for event in events:
             if isinstance(event, tuple):
                 order_id, status, at = event
                 status = _status_name(status)
             elif isinstance(event, dict):  # an order_events_ts row
-                order_id, status, at = event["order_id"], _status_name(event["to_status"]), event["event_time"]
+                order_id, at = event["order_id"], event["event_time"]
+                status = event_label(event.get("from_status"), event["to_status"], event.get("payload"))
             else:
-                order_id, status, at = event.order_id, _status_name(event.to_status), event.event_time
+                order_id, status, at = event.order_id, event_label(event.from_status, event.to_status,
+                                                                   event.payload), event.event_time
+            if status == FILL_AFTER_CLOSE:
+                FILLS_AFTER_CLOSE.inc()  # no status entered
+                continue
             child = _order_children.get(status)
             if child is None:
                 child = _order_children[status] = ORDERS.labels(status)
