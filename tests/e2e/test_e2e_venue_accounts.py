@@ -182,18 +182,29 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     stack, store, sim = accounts
     oms = ("--oms", stack.processes["oms"].address)
 
+    held = e2e.approve(stack, account="desk-b", quantity="0.01")  # desk-b holds a position
+    assert submit(stack, held).order.status == pb.ORDER_STATUS_FILLED
+
     changed = e2e.run_cli("venue", "leverage", "desk-b", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
     margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--operator", "cli-operator", *oms)
     unknown = e2e.run_cli("venue", "leverage", "nobody", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
+    # Hedge mode: the venue refuses it while the account holds a position; one-way (as it is) is kept.
+    locked = e2e.run_cli("venue", "position-mode", "desk-b", "hedge", "--operator", "cli-operator", *oms)
+    one_way = e2e.run_cli("venue", "position-mode", "desk-b", "one-way", "--operator", "cli-operator", *oms)
     listed = e2e.run_cli("venue", "settings", "desk-b", *oms)
 
     assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
     assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
+    assert locked.returncode == 1 and "POSITION_MODE_LOCKED_BY_POSITION" in locked.stderr, e2e.show(locked)
+    assert one_way.returncode == 0, e2e.show(one_way)
     (row,) = [line for line in listed.stdout.splitlines() if "SOLUSDT" in line]
     assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", LOCAL_PRINCIPAL]  # the caller's identity
+    (account_row,) = [line for line in listed.stdout.splitlines() if "(account)" in line]
+    assert account_row.split()[:6] == ["desk-b", "(account)", "-", "-", "ONE_WAY", LOCAL_PRINCIPAL]
     assert "desk-a" not in listed.stdout
     at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
     assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"
+    assert at_venue["dual_side"] is False  # never hedged
 
 
 def test_a_dropped_user_stream_loses_and_doubles_no_fill(accounts):
