@@ -31,7 +31,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection
 
 from services.domain import OPEN_STATUSES, MarketType, OrderStatus, Side, TradingState, utcnow
-from services.domain.ledger import Position
+from services.domain.ledger import Position, fee_in_quote
 
 from .codec import Codec
 from .database import WriteContext, run_on_driver
@@ -116,13 +116,17 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} ORDER BY order_time",
         (codec.time(window_start),))]
     totals: dict[str, Decimal] = {}
-    for account, realised, commission in run(
-            f"SELECT account, realised_pnl, commission FROM ledger_entries WHERE trade_time >= {mark}",
-            (codec.time(reset),), execution_options=_STREAMED):
+    for account, symbol, realised, commission, commission_asset in run(
+            "SELECT account, symbol, realised_pnl, commission, commission_asset FROM ledger_entries "
+            f"WHERE trade_time >= {mark}", (codec.time(reset),), execution_options=_STREAMED):
         if not owns(account):
             continue
-        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats.
-        totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
+        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats. A fee
+        # in another asset than the quote is not counted (services.domain.ledger.fee_in_quote).
+        net = codec.decimal_from(realised)
+        if fee_in_quote(symbol, commission_asset):
+            net -= codec.decimal_from(commission)
+        totals[account] = totals.get(account, Decimal(0)) + net
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
 

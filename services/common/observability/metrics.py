@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable, Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -56,6 +56,25 @@ VENUE_ERRORS = Counter(
     "tessera_venue_errors",
     "Errors from the venue connection (shadow and live modes), by reason code; each attempt counts.",
     ["code"],
+)
+
+# The venue connection's health (live mode), set by the Exchange: its user-data streams
+# (services/exchange/aster/user_stream.py) and its dead-man switch heartbeat
+# (services/exchange/providers/live.py).
+VENUE_USER_STREAM = Gauge(
+    "tessera_venue_user_stream_connected",
+    "1 while the user-data stream of a venue account (the account key, never a credential) and market is "
+    "connected; 0 while it is down and fills are polled from REST instead (the fallback).",
+    ["account", "market"],
+)
+DEADMAN_FAILURES = Counter(
+    "tessera_venue_deadman_failures",
+    "Dead-man switch heartbeats (countdownCancelAll) that failed to re-arm the venue's countdown, by reason code.",
+    ["reason"],
+)
+DEADMAN_FAILING = Gauge(
+    "tessera_venue_deadman_consecutive_failures",
+    "Dead-man switch heartbeats failed in a row (0 after one that re-armed every armed symbol).",
 )
 
 
@@ -226,6 +245,30 @@ def venue_error(error: BaseException) -> BaseException:
     return error
 
 
+def user_stream_state(account: str, market: str, connected: bool | None) -> None:
+    """The user-data stream of ``account`` (a venue account key) on ``market`` is connected,
+    down (False: the REST polling fallback), or closed (None: its series is removed)."""
+    try:
+        if connected is None:
+            VENUE_USER_STREAM.remove(account, market)
+        else:
+            VENUE_USER_STREAM.labels(account, market).set(1 if connected else 0)
+    except Exception:  # noqa: BLE001 - never fail the stream over a metric (a series never set: KeyError)
+        log.debug("user-stream metric not recorded", exc_info=True)
+
+
+def deadman_heartbeat(error: BaseException | None) -> None:
+    """One dead-man switch heartbeat ended: re-armed (None) or failed with ``error``."""
+    try:
+        if error is None:
+            DEADMAN_FAILING.set(0)
+        else:
+            DEADMAN_FAILURES.labels(str(getattr(error, "reason", None) or type(error).__name__)).inc()
+            DEADMAN_FAILING.inc()
+    except Exception:  # noqa: BLE001 - the heartbeat must outlive its metric
+        log.debug("dead-man metric not recorded", exc_info=True)
+
+
 def rpc_finished(method: str, code: str, seconds: float) -> None:
     RPC_DURATION.observe((SERVICE["name"], method, code), seconds)
 
@@ -384,10 +427,12 @@ __all__ = [
     "RiskBookCollector",
     "SERVICE",
     "TRADING_STATE_VALUES",
+    "deadman_heartbeat",
     "events_committed",
     "risk_rejected",
     "rpc_finished",
     "token_failure",
+    "user_stream_state",
     "venue_error",
     "watch_risk_book",
     "watch_trading_state",

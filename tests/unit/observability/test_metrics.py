@@ -225,6 +225,29 @@ def test_venue_errors_are_counted_by_reason_and_passed_through() -> None:
     assert value("tessera_venue_errors_total", code="VENUE_TIMEOUT") - before == 1
 
 
+def test_the_user_stream_gauge_is_set_per_account_and_market_and_removed_when_closed() -> None:
+    labels = {"account": "v3:0xunit", "market": "SPOT"}
+    metrics.user_stream_state("v3:0xunit", "SPOT", False)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) == 0
+    metrics.user_stream_state("v3:0xunit", "SPOT", True)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) == 1
+    metrics.user_stream_state("v3:0xunit", "SPOT", None)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) is None
+    metrics.user_stream_state("v3:0xunit", "SPOT", None)  # closed twice: no error
+
+
+def test_dead_man_heartbeat_failures_are_counted_by_reason_and_a_success_ends_the_run() -> None:
+    before = value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT")
+    metrics.deadman_heartbeat(None)
+    metrics.deadman_heartbeat(VenueInDoubt("no answer", reason="VENUE_TIMEOUT"))
+    metrics.deadman_heartbeat(VenueInDoubt("no answer", reason="VENUE_TIMEOUT"))
+    assert value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT") - before == 2
+    assert value("tessera_venue_deadman_consecutive_failures") == 2
+    metrics.deadman_heartbeat(None)
+    assert value("tessera_venue_deadman_consecutive_failures") == 0
+    assert value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT") - before == 2
+
+
 def test_rpc_durations_by_service_method_and_code() -> None:
     metrics.SERVICE["name"] = "risk"
     labels = {"service": "risk", "method": "/tessera.risk.v1.RiskService/ValidateOrder", "code": "OK"}

@@ -697,8 +697,11 @@ type OrderIntent struct {
 	// The trading account, ^[A-Za-z0-9._:@-]{1,64}$.
 	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
 	// The venue, lowercase, ^[a-z0-9_-]{1,32}$. Tessera's Exchange service trades on
-	// Aster: "aster". Stored with the order and signed by the token; it does not route
-	// (each Exchange service serves one venue account).
+	// Aster: "aster". Stored with the order and signed by the token. The order is
+	// routed by its account: the venue accounts registry names each account's venue,
+	// market types and credentials (without one, the Exchange trades for its single
+	// configured account). An account, venue or market type not configured is refused
+	// FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED or VENUE_NOT_CONFIGURED.
 	Venue string `protobuf:"bytes,3,opt,name=venue,proto3" json:"venue,omitempty"`
 	// FUTURES or SPOT; UNSPECIFIED is refused.
 	MarketType MarketType `protobuf:"varint,4,opt,name=market_type,json=marketType,proto3,enum=tessera.common.v1.MarketType" json:"market_type,omitempty"`
