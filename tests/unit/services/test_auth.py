@@ -176,6 +176,16 @@ class FakeContext:
         return {"peer_uri": [self.peer_uri.encode()]} if self.peer_uri else {}
 
 
+@pytest.fixture(autouse=True)
+def _the_call_ends_with_the_test() -> Any:
+    """A guard called outside a gRPC call sets the caller in the test's own context: put
+    back what was there after each test, as the end of a call does, so no later test
+    runs as this one's caller."""
+    token = auth._call_var.set(auth._call_var.get())
+    yield
+    auth._call_var.reset(token)
+
+
 @pytest.fixture()
 def authorizer(keys: tuple[Path, Path], tmp_path: Path) -> auth.Authorizer:
     path = write_entitlements(tmp_path / "entitlements.yaml", [
@@ -322,3 +332,7 @@ def test_a_service_mints_its_own_token_with_the_shared_key(tmp_path: Path, monke
     verifier = auth.TokenVerifier.from_env(env)
     assert verifier is not None and verifier.verify(value.removeprefix("Bearer ")) == "tessera-service"
     assert auth.service_metadata() == ((key, value),)  # kept until its half-life
+
+
+def test_a_caller_set_by_a_guard_does_not_outlive_its_test() -> None:
+    assert auth.current_caller() == auth.ANONYMOUS  # the tests before this one admitted callers
