@@ -36,39 +36,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from services.cli.bench import Clients, Orders, Progress, Series, _configuration, _drive, _hop  # noqa: E402
-from services.cli.bench_floor import CpuMeter  # noqa: E402
+from services.cli.bench_floor import CpuMeter, cpu_seconds, thread_cpu_seconds  # noqa: E402
 
 BARE = "bare"
 _LISTENING = re.compile(r"risk listening on (\S+)")
-
-
-class ThreadCpuMeter:
-    """CPU seconds per named process between :meth:`start` and :meth:`stop`, as
-    :class:`CpuMeter` measures them, from the time each thread ran (nanoseconds)."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = dict(pids)
-        self._before: dict[str, float] = {}
-
-    @staticmethod
-    def available() -> bool:
-        return Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists()
-
-    @staticmethod
-    def _seconds(pid: int) -> float:
-        total = 0
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):  # a thread that has just ended
-                pass
-        return total / 1e9
-
-    def start(self) -> None:
-        self._before = {name: self._seconds(pid) for name, pid in self.pids.items()}
-
-    def stop(self) -> dict[str, float]:
-        return {name: self._seconds(pid) - self._before[name] for name, pid in self.pids.items()}
 
 
 def _start(label: str, root: Path, observed: bool, log_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -98,8 +69,8 @@ async def _run(servers: dict[str, tuple[subprocess.Popen[bytes], str]], calls: i
     progress = Progress(quiet=True)
     orders = Orders(uuid.uuid4().hex[:8])
     clients = {label: Clients.connect({"risk": address}) for label, (_, address) in servers.items()}
-    meter = ThreadCpuMeter if ThreadCpuMeter.available() else CpuMeter
-    meters = {label: meter({"risk": process.pid}) for label, (process, _) in servers.items()}
+    clock = thread_cpu_seconds if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists() else cpu_seconds
+    meters = {label: CpuMeter({"risk": process.pid}, clock) for label, (process, _) in servers.items()}
     for label, client in clients.items():  # warm up, not recorded
         await _drive(2000, in_flight, lambda client=client: _hop(client.risk, orders), Series(label, "warmup", 1),
                      progress, "warm-up")

@@ -83,7 +83,7 @@ def measure(trials: int, calls: int, drain_every: int) -> dict[str, float]:
         decode, behaviour, context = handler.request_deserializer, handler.unary_unary, Context()  # type: ignore[attr-defined]
         started = time.perf_counter()
         for index in range(calls):
-            coroutine = behaviour(decode(raw), context)
+            coroutine = behaviour(raw if decode is None else decode(raw), context)  # as gRPC decodes
             try:
                 coroutine.send(None)
             except StopIteration:

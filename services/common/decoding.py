@@ -22,7 +22,7 @@ _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
 
 
 class Undecodable:
-    """What the decoder gives a method for bytes that are not its request message."""
+    """What a method is given for bytes that are not its request message."""
 
     __slots__ = ("message_type",)
 
@@ -40,33 +40,25 @@ def _safe(deserialize: Callable[[bytes], Any], message_type: str) -> Callable[[b
     return decode
 
 
+def message_type(method: str) -> str:
+    """The request message's name for ``method`` (``/package.Service/Method``), as a refusal names it."""
+    return method.rsplit("/", 1)[-1] + "Request"
+
+
 async def refuse(context: grpc.aio.ServicerContext, request: Undecodable) -> None:
     """End the call whose request could not be decoded: INVALID_ARGUMENT, MALFORMED_REQUEST."""
     await abort(context, grpc.StatusCode.INVALID_ARGUMENT, REASON,
                 f"the request is not a valid {request.message_type} message")
 
 
-def safe_decoder(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """``handler`` of ``method`` with a decoder that never raises: bytes that are not the
-    request message reach its behaviour as an :class:`Undecodable`, for a caller that
-    refuses those itself (:func:`refuse`; the observer does, see
-    :func:`services.common.server.add_service`). A method that takes the request's bytes,
-    or none, is left as it is."""
-    if handler is None or handler.request_deserializer is None or method.startswith(_PASS_THROUGH) \
-            or handler.request_streaming:  # client-streaming methods: Tessera has none
-        return handler
-    decode = _safe(handler.request_deserializer, method.rsplit("/", 1)[-1] + "Request")
-    return handler._replace(request_deserializer=decode)
-
-
 def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """``handler`` of ``method`` with a decoder that never raises and a behaviour that
-    refuses what it could not decode (see the module docstring); a method that takes the
-    request's bytes, or none, is left as it is. Applied once, when the method is
-    registered (or per call by :class:`UndecodableRequests`)."""
-    safe = safe_decoder(method, handler)
-    if safe is handler:
+    """``handler`` of ``method`` with a decoder that never raises (see the module
+    docstring); a method that takes the request's bytes, or none, is left as it is.
+    Applied once, when the method is registered, or per call by :class:`UndecodableRequests`
+    (Tessera's own servers have the observer decode, see :func:`services.common.server.add_service`)."""
+    if handler is None or handler.request_deserializer is None or method.startswith(_PASS_THROUGH):
         return handler
+    decode = _safe(handler.request_deserializer, message_type(method))
     if handler.unary_unary is not None:
         unary = handler.unary_unary
 
@@ -75,7 +67,9 @@ def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
                 await refuse(context, request)
             return await unary(request, context)
 
-        return safe._replace(unary_unary=unary_behaviour)
+        return grpc.unary_unary_rpc_method_handler(
+            unary_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
+        )
     if handler.unary_stream is not None:
         stream = handler.unary_stream
 
@@ -85,8 +79,10 @@ def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
             async for item in stream(request, context):
                 yield item
 
-        return safe._replace(unary_stream=stream_behaviour)
-    return handler
+        return grpc.unary_stream_rpc_method_handler(
+            stream_behaviour, request_deserializer=decode, response_serializer=handler.response_serializer
+        )
+    return handler  # client-streaming methods: Tessera has none
 
 
 class UndecodableRequests(grpc.aio.ServerInterceptor):

@@ -240,24 +240,32 @@ class CallObserver:
         self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler, guard: Any = None,
-             refusal: tuple[type, Callable[[Any, Any], Awaitable[None]]] | None = None) -> grpc.RpcMethodHandler:
+             decode: bool = False) -> grpc.RpcMethodHandler:
         """``handler`` with its behaviour observed (health checks and reflection pass).
 
         ``guard(request, metadata, context)``, when given, identifies the caller and checks
         its entitlement (:meth:`services.common.auth.Authorizer.guard`) before the
         behaviour runs: what it raises ends the call with that error's status. Without a
-        guard, every access log line says ``auth=none``. ``refusal``, when given, is
-        ``(type, refuse)``: a request of that type (what the decoder makes of bytes that
-        are not a request, :func:`services.common.decoding.safe_decoder`) is refused with
-        ``await refuse(context, request)`` once the guard has admitted the call, instead
-        of reaching the behaviour."""
+        guard, every access log line says ``auth=none``. ``decode``: the call decodes its
+        request itself with the handler's decoder (gRPC hands it the bytes: no decoder of
+        ours for gRPC to call per request) and answers bytes that are not the request
+        message INVALID_ARGUMENT, MALFORMED_REQUEST once the guard has admitted it, as
+        :func:`services.common.decoding.decode_safely` would."""
         if handler is None or method.startswith(_PASS_THROUGH):
             return handler
-        refused, refuse = refusal or (None, None)
+        parse = undecodable = refuse = None
+        if decode and handler.request_deserializer is not None and not handler.request_streaming:
+            from services.common import decoding  # it imports the errors, and they much else: servers only
+
+            parse, refuse = handler.request_deserializer, decoding.refuse
+            undecodable = decoding.Undecodable(decoding.message_type(method))  # what the guard and refuse see
+            handler = handler._replace(request_deserializer=None)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard, refused, refuse))
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard, parse, undecodable,
+                                                            refuse))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard, refused, refuse))
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard, parse, undecodable,
+                                                              refuse))
         return handler
 
     # -- per call ----------------------------------------------------------------------
@@ -369,13 +377,18 @@ class CallObserver:
         """What the access line of a call its guard refused says of the caller."""
         return f"principal={(getattr(error, 'metadata', None) or {}).get('principal') or '-'}"
 
-    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None, refused: Any = None,
-               refuse: Any = None) -> Callable[..., Awaitable[Any]]:
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None, parse: Any = None,
+               undecodable: Any = None, refuse: Any = None) -> Callable[..., Awaitable[Any]]:
         enter, leave, perf_counter, get_order_id = self._enter, self._exit, time.perf_counter, order_id_var.get
         finished, logged = _finished, self.access_log
         queue = finished.queue
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if parse is not None:
+                try:
+                    request = parse(request)
+                except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
+                    request = undecodable
             request_id, span, scope, metadata = enter(method, request, context)
             code, response, who = "UNKNOWN", None, _NO_IDENTITY
             started = perf_counter()
@@ -387,7 +400,7 @@ class CallObserver:
                         who = self._refused(error)
                         await self._refuse(error, context)
                         raise
-                if request.__class__ is refused:  # not decodable: refused (an abort raises)
+                if request is undecodable and parse is not None:  # refused (an abort raises)
                     await refuse(context, request)
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
@@ -410,9 +423,14 @@ class CallObserver:
 
         return call
 
-    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None, refused: Any = None,
-                refuse: Any = None) -> Callable[..., Any]:
+    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None, parse: Any = None,
+                undecodable: Any = None, refuse: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if parse is not None:
+                try:
+                    request = parse(request)
+                except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
+                    request = undecodable
             request_id, span, scope, metadata = self._enter(method, request, context)
             code, who = "UNKNOWN", _NO_IDENTITY
             started = time.perf_counter()
@@ -424,7 +442,7 @@ class CallObserver:
                         who = self._refused(error)
                         await self._refuse(error, context)
                         raise
-                if request.__class__ is refused:  # not decodable: refused (an abort raises)
+                if request is undecodable and parse is not None:  # refused (an abort raises)
                     await refuse(context, request)
                 async for item in behavior(request, context):
                     yield item
@@ -459,14 +477,14 @@ _observer: list[CallObserver] = []
 
 
 def observe_handler(method: str, handler: grpc.RpcMethodHandler, guard: Any = None,
-                    refusal: tuple[type, Callable[[Any, Any], Awaitable[None]]] | None = None
-                    ) -> grpc.RpcMethodHandler:
+                    decode: bool = False) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` (``/package.Service/Method``) observed, wrapped once at
     registration with the process's observer (``TESSERA_ACCESS_LOG`` read once), its
-    calls admitted by ``guard`` and undecodable requests refused (see :meth:`CallObserver.wrap`)."""
+    calls admitted by ``guard``, their requests decoded by the call when ``decode`` (see
+    :meth:`CallObserver.wrap`)."""
     if not _observer:
         _observer.append(CallObserver())
-    return _observer[0].wrap(method, handler, guard, refusal)
+    return _observer[0].wrap(method, handler, guard, decode)
 
 
 # -- the OMS's outgoing calls -------------------------------------------------------------
