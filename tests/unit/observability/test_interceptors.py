@@ -313,3 +313,51 @@ def test_a_calls_ids_stay_with_it_the_next_call_on_the_server_starts_without_the
     assert sorted(r["order_id"] for r in records[2:]) == [f"order-{n}" for n in range(2, 6)]
     assert len({r["request_id"] for r in records}) == len(records)
     assert request_id_var.get() is None and order_id_var.get() is None
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_decoding_observer_refuses_undecodable_bytes_after_its_guard(streaming: bool) -> None:
+    from services.common.observability.interceptors import CallObserver
+
+    admitted: list[Any] = []
+
+    def guard(request: Any, metadata: Any, context: Any) -> str:
+        admitted.append(request)
+        return "auth=none"
+
+    async def get(request: Any, context: Any) -> Any:
+        return Response()
+
+    async def stream(request: Any, context: Any):  # type: ignore[no-untyped-def]
+        yield Response()
+
+    handler = (grpc.unary_stream_rpc_method_handler(stream, request_deserializer=Request.FromString,
+                                                    response_serializer=Response.SerializeToString) if streaming
+               else unary(get))
+    observed = CallObserver(access_log_enabled=True).wrap("/test.Upstream/Get", handler, guard, decode=True)
+    assert observed.request_deserializer is None  # the call decodes
+
+    async def go() -> tuple[grpc.StatusCode, grpc.StatusCode]:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Upstream", {"Get": observed}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = (channel.unary_stream if streaming else channel.unary_unary)("/test.Upstream/Get")
+                codes = []
+                for raw in (b"\xff\xff\xff", Request(order_id="order-1").SerializeToString()):
+                    try:
+                        if streaming:
+                            [item async for item in call(raw, timeout=5)]
+                        else:
+                            await call(raw, timeout=5)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.aio.AioRpcError as error:
+                        codes.append(error.code())
+                return codes[0], codes[1]
+        finally:
+            await server.stop(0)
+
+    assert asyncio.run(go()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK)
+    assert not hasattr(admitted[0], "DESCRIPTOR") and admitted[1].order_id == "order-1"
