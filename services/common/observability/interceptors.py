@@ -205,6 +205,7 @@ class _FinishedCalls:
                 message = messages.get(labels)
                 if message is None:
                     message = messages[labels] = (_access_level(method, code), f"{method} {code} ")
+                who = who if who.__class__ is str else (who.name, who.via)  # a Caller's own hash is Python's
                 after = callers.get(who)
                 if after is None:
                     after = _caller_text(who)
@@ -220,10 +221,11 @@ _ACCESS_MESSAGES: dict[tuple[str, str, str], tuple[int, str]] = {}  # (service, 
 _ACCESS_CALLERS: dict[Any, str] = {}  # the caller -> "ms <who>", the end of its access lines' messages
 
 
-def _caller_text(who: Any) -> str:
-    """The end of an access line's message for ``who`` (kept for the next line, up to a
-    bound: callers come and go)."""
-    after = f"ms {who if isinstance(who, str) else f'principal={who.name} via={who.via}'}"
+def _caller_text(who: str | tuple[str, str]) -> str:
+    """The end of an access line's message for ``who`` (what the line says of the caller,
+    or a Caller's name and how it was identified), kept for the next line up to a bound:
+    callers come and go."""
+    after = f"ms {who if isinstance(who, str) else f'principal={who[0]} via={who[1]}'}"
     if len(_ACCESS_CALLERS) >= 4096:
         _ACCESS_CALLERS.clear()
     _ACCESS_CALLERS[who] = after
