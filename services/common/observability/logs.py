@@ -399,20 +399,6 @@ class FastLine:
         pending, self._pending = self._pending, []
         self._emit(pending)
 
-    def write_batch(self, entries: list[tuple[Any, ...]]) -> None:
-        """Lines written together, now: each ``(created, level, render, message,
-        request_id, order_id, trace_id, span_id)`` as :meth:`write` takes them (with the
-        time the line is about); those below the handler's or the logger's level left out."""
-        handler = _handler[0]
-        if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
-            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
-                text = render(*message) if render is not None else message
-                self.logger.log(level, "%s", text, extra={"tessera_safe": True, "request_id": request_id,
-                                                          "order_id": order_id})
-            return
-        threshold, enabled = handler.level, self.logger.isEnabledFor
-        self._emit([entry for entry in entries if entry[1] >= threshold and enabled(entry[1])])
-
     def write_timed(self, entries: list[tuple[Any, ...]]) -> None:
         """Lines written together, now, each a measured call's: ``(created, level,
         before, seconds, after, request_id, order_id, trace_id, span_id)``, its message
