@@ -5,17 +5,18 @@ the second with ``--interceptors``), and for each ``--also DIR`` an observed one
 from another tree's ``services/`` (``git archive <commit> services | tar -x -C DIR``:
 the observers as they were, or with a part switched off, beside them as they are), then
 drives ``ValidateOrder`` at ``--in-flight`` calls in flight on each in turn (the order
-reversed every other repetition), ``--repetitions`` times, with the bench's own client
-code (:func:`services.cli.bench._hop`). Prints each server's CPU per call and p50 per
-repetition, then the medians, the median of the per-repetition ratios to the bare
-server and how many repetitions are within ``--target`` of it: the servers run back to
-back, so a noisy machine moves both sides of each ratio.
+rotated every repetition, see :func:`turns`, ``--pause`` seconds between turns),
+``--repetitions`` times, with the bench's own client code
+(:func:`services.cli.bench._hop`). Prints each server's CPU per call and p50 per
+repetition, then the medians, the median of the per-repetition ratios to the bare server
+and how many repetitions are within ``--target`` of it: the servers run back to back, so
+a noisy machine moves both sides of each ratio.
 
 A server's CPU is the time its threads ran (``/proc/PID/task/*/schedstat``, in
 nanoseconds; the clock-tick counts of ``/proc/PID/stat`` are 10 ms steps, 5 µs per call
 in a repetition of 2,000 calls), or the tick counts where schedstat is missing.
 
-``python tools/hop_bench.py [--calls 2000] [--in-flight 32] [--repetitions 20] [--also DIR ...]``
+``python tools/hop_bench.py [--calls 2000] [--in-flight 32] [--repetitions 20] [--pause 0.1] [--also DIR ...]``
 """
 
 from __future__ import annotations
@@ -64,8 +65,18 @@ def _start(label: str, root: Path, observed: bool, log_dir: Path) -> tuple[subpr
         time.sleep(0.02)
 
 
+def turns(labels: list[str], repetition: int) -> list[str]:
+    """The order the servers take their turns in, in ``repetition``: rotated by one a
+    repetition, and reversed every other round of rotations, so that each server takes
+    each place, after each of its neighbours, as often as the others (a server's place in
+    the round moves its CPU per call by a few per cent)."""
+    ordered = labels if (repetition // len(labels)) % 2 == 0 else labels[::-1]
+    shift = repetition % len(labels)
+    return ordered[shift:] + ordered[:shift]
+
+
 async def _run(servers: dict[str, tuple[subprocess.Popen[bytes], str]], calls: int, in_flight: int,
-               repetitions: int) -> dict[str, list[tuple[float, float]]]:
+               repetitions: int, pause: float) -> dict[str, list[tuple[float, float]]]:
     progress = Progress(quiet=True)
     orders = Orders(uuid.uuid4().hex[:8])
     clients = {label: Clients.connect({"risk": address}) for label, (_, address) in servers.items()}
@@ -77,7 +88,8 @@ async def _run(servers: dict[str, tuple[subprocess.Popen[bytes], str]], calls: i
     results: dict[str, list[tuple[float, float]]] = {label: [] for label in servers}
     labels = list(servers)
     for repetition in range(repetitions):
-        for label in (labels if repetition % 2 == 0 else labels[::-1]):
+        for label in turns(labels, repetition):
+            await asyncio.sleep(pause)  # what the last server does a moment after its calls (its drain) is done
             risk = clients[label].risk
             series = await _configuration(Series(label, "hop", in_flight), calls, in_flight,
                                           lambda risk=risk: _hop(risk, orders), progress, label, meters[label])
@@ -99,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="another tree's services/, run observed beside this one's (may be repeated)")
+    parser.add_argument("--pause", type=float, default=0.1, help="seconds between two servers' turns")
     parser.add_argument("--target", type=float, default=0.10,
                         help="the ratio to the bare server's CPU per call a repetition is counted within")
     args = parser.parse_args(argv)
@@ -113,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for index, (label, (root, observed)) in enumerate(plan.items()):
                 servers[label] = _start(f"server-{index}", root, observed, Path(workdir))
-            results = asyncio.run(_run(servers, args.calls, args.in_flight, args.repetitions))
+            results = asyncio.run(_run(servers, args.calls, args.in_flight, args.repetitions, args.pause))
         finally:
             for process, _ in servers.values():
                 process.terminate()
