@@ -5,16 +5,18 @@ the second with ``--interceptors``), and for each ``--also DIR`` an observed one
 from another tree's ``services/`` (``git archive <commit> services | tar -x -C DIR``:
 the observers as they were, or with a part switched off, beside them as they are), then
 drives ``ValidateOrder`` at ``--in-flight`` calls in flight on each in turn (the order
-rotated every repetition, see :func:`turns`, ``--pause`` seconds between turns),
+rotated every repetition, see :func:`turns`),
 ``--repetitions`` times, with the bench's own client code
 (:func:`services.cli.bench._hop`). Prints each server's CPU per call and p50 per
 repetition, then the medians, the median of the per-repetition ratios to the bare server
 and how many repetitions are within ``--target`` of it: the servers run back to back, so
 a noisy machine moves both sides of each ratio.
 
-A server's CPU is the time its threads ran (``/proc/PID/task/*/schedstat``, in
-nanoseconds; the clock-tick counts of ``/proc/PID/stat`` are 10 ms steps, 5 µs per call
-in a repetition of 2,000 calls), or the tick counts where schedstat is missing.
+A server's CPU is the time its threads ran from the first call of its turn to
+``--pause`` seconds after the last (what it does a moment later, the observers' drain,
+is its own), from each thread's ``/proc/PID/task/TID/schedstat`` in nanoseconds (the
+clock-tick counts of ``/proc/PID/stat`` are 10 ms steps, 5 µs per call in a turn of
+2,000 calls), or the tick counts where schedstat is missing.
 
 ``python tools/hop_bench.py [--calls 2000] [--in-flight 32] [--repetitions 20] [--pause 0.1] [--also DIR ...]``
 """
@@ -36,8 +38,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from services.cli.bench import Clients, Orders, Progress, Series, _configuration, _drive, _hop  # noqa: E402
-from services.cli.bench_floor import CpuMeter, cpu_seconds, thread_cpu_seconds  # noqa: E402
+from services.cli.bench import Clients, Orders, Progress, Series, _drive, _hop  # noqa: E402
+from services.cli.bench_floor import CpuMeter, cpu_seconds, thread_cpu_times  # noqa: E402
 
 BARE = "bare"
 _LISTENING = re.compile(r"risk listening on (\S+)")
@@ -80,7 +82,7 @@ async def _run(servers: dict[str, tuple[subprocess.Popen[bytes], str]], calls: i
     progress = Progress(quiet=True)
     orders = Orders(uuid.uuid4().hex[:8])
     clients = {label: Clients.connect({"risk": address}) for label, (_, address) in servers.items()}
-    clock = thread_cpu_seconds if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists() else cpu_seconds
+    clock = thread_cpu_times if Path(f"/proc/{os.getpid()}/task/{os.getpid()}/schedstat").exists() else cpu_seconds
     meters = {label: CpuMeter({"risk": process.pid}, clock) for label, (process, _) in servers.items()}
     for label, client in clients.items():  # warm up, not recorded
         await _drive(2000, in_flight, lambda client=client: _hop(client.risk, orders), Series(label, "warmup", 1),
@@ -89,10 +91,11 @@ async def _run(servers: dict[str, tuple[subprocess.Popen[bytes], str]], calls: i
     labels = list(servers)
     for repetition in range(repetitions):
         for label in turns(labels, repetition):
-            await asyncio.sleep(pause)  # what the last server does a moment after its calls (its drain) is done
-            risk = clients[label].risk
-            series = await _configuration(Series(label, "hop", in_flight), calls, in_flight,
-                                          lambda risk=risk: _hop(risk, orders), progress, label, meters[label])
+            risk, series, meter = clients[label].risk, Series(label, "hop", in_flight), meters[label]
+            meter.start()
+            await _drive(calls, in_flight, lambda risk=risk: _hop(risk, orders), series, progress, label)
+            await asyncio.sleep(pause)  # what the server does a moment after the calls (its drain): counted too
+            series.cpu = meter.stop()
             summary = series.summary()
             if summary["errors"]:
                 raise SystemExit(f"{label}: {summary['errors']} calls failed: {summary['first_error']}")
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=20)
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="another tree's services/, run observed beside this one's (may be repeated)")
-    parser.add_argument("--pause", type=float, default=0.1, help="seconds between two servers' turns")
+    parser.add_argument("--pause", type=float, default=0.1,
+                        help="seconds a server's turn lasts after its last call (its deferred work counted)")
     parser.add_argument("--target", type=float, default=0.10,
                         help="the ratio to the bare server's CPU per call a repetition is counted within")
     args = parser.parse_args(argv)

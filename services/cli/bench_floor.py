@@ -42,33 +42,43 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat)
 
 
-def thread_cpu_seconds(pid: int) -> float:
-    """The seconds a process's threads have run so far, to the nanosecond (``schedstat``
-    of each thread; not those of threads that have ended): steadier over a short run
-    than :func:`cpu_seconds`, counted in clock ticks of 10 ms."""
-    total = 0
+def thread_cpu_times(pid: int) -> dict[int, int]:
+    """The nanoseconds each live thread of a process has run so far (``schedstat``):
+    a :class:`CpuMeter` clock steadier over a short run than :func:`cpu_seconds`, which
+    counts in clock ticks of 10 ms."""
+    times = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            times[int(task.name)] = int((task / "schedstat").read_text().split()[0])
         except (OSError, ValueError, IndexError):  # a thread that has just ended
             pass
-    return total / 1e9
+    return times
+
+
+def _elapsed(before: Any, after: Any) -> float:
+    """CPU seconds between two readings of a clock: seconds, or the nanoseconds of each
+    thread (a thread that ended in between is left out, one that started counts from 0)."""
+    if isinstance(after, dict):
+        if not isinstance(before, dict):
+            return float("nan")
+        return sum(ran - before.get(thread, 0) for thread, ran in after.items()) / 1e9
+    return after - before if isinstance(before, (int, float)) else float("nan")
 
 
 class CpuMeter:
     """CPU seconds per named process between :meth:`start` and :meth:`stop`
-    (``clock``: :func:`cpu_seconds`, or :func:`thread_cpu_seconds`)."""
+    (``clock``: :func:`cpu_seconds`, or :func:`thread_cpu_times`)."""
 
-    def __init__(self, pids: Mapping[str, int], clock: Callable[[int], float] = cpu_seconds) -> None:
+    def __init__(self, pids: Mapping[str, int], clock: Callable[[int], Any] = cpu_seconds) -> None:
         self.pids = dict(pids)
         self.clock = clock
-        self._before: dict[str, float] = {}
+        self._before: dict[str, Any] = {}
 
     @staticmethod
     def available() -> bool:
         return Path(f"/proc/{os.getpid()}/stat").exists()
 
-    def _read(self) -> dict[str, float]:
+    def _read(self) -> dict[str, Any]:
         values = {}
         for name, pid in self.pids.items():
             try:
@@ -82,7 +92,7 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         after = self._read()
-        return {name: after[name] - self._before.get(name, float("nan")) for name in self.pids}
+        return {name: _elapsed(self._before.get(name), after[name]) for name in self.pids}
 
 
 # -- the bare chain -------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ def test_the_commit_floor_commits_each_transaction_on_sqlite(tmp_path: Path, syn
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-@pytest.mark.parametrize("clock", [bench_floor.cpu_seconds, bench_floor.thread_cpu_seconds])
+@pytest.mark.parametrize("clock", [bench_floor.cpu_seconds, bench_floor.thread_cpu_times])
 def test_the_cpu_meter_counts_this_process_s_work(clock):
     meter = bench_floor.CpuMeter({"client": os.getpid()}, clock)
     meter.start()
@@ -88,6 +88,20 @@ def test_the_cpu_meter_counts_this_process_s_work(clock):
     while not total or meter.stop()["client"] <= 0:
         total += sum(i * i for i in range(200_000))
     assert meter.stop()["client"] > 0
+
+
+def test_a_thread_that_ends_takes_only_its_own_time_out_of_the_threads_meter():
+    import threading
+
+    meter = bench_floor.CpuMeter({"client": os.getpid()}, bench_floor.thread_cpu_times)
+    meter.start()
+    worker = threading.Thread(target=lambda: sum(i * i for i in range(300_000)))
+    worker.start()
+    worker.join()
+    total = 0
+    while not total or meter.stop()["client"] <= 0:
+        total += sum(i * i for i in range(200_000))
+    assert meter.stop()["client"] > 0  # this thread's time, the ended one's left out: never below zero
 
 
 def _series(database: str, kind: str, repetition: int, latency: float, cpu_seconds: float,
