@@ -363,36 +363,26 @@ def test_a_decoding_observer_refuses_undecodable_bytes_after_its_guard(streaming
     assert not hasattr(admitted[0], "DESCRIPTOR") and admitted[1].order_id == "order-1"
 
 
-def test_an_access_line_names_the_caller_its_guard_admitted() -> None:
-    import io
+def test_an_access_line_names_the_caller_its_guard_admitted(log_stream: Any) -> None:
     import json
-    import logging
     from types import SimpleNamespace
 
     from services.common.auth import Caller
-    from services.common.observability import interceptors, logs
+    from services.common.observability import interceptors
 
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._handler[0]
-    stream = io.StringIO()
-    logs.setup_logging("unit", {}, stream=stream)
-    try:
-        callers = iter([Caller('al"ice', "token"), Caller('al"ice', "token"), Caller("bob", "mtls")])
-        observer = interceptors.CallObserver(access_log_enabled=True)
-        handler = observer.wrap("/tessera.oms.v1.OrderManagementService/CancelOrder", unary(lambda r, c: _answer()),
-                                guard=lambda request, metadata, context: next(callers))
-        context = SimpleNamespace(invocation_metadata=lambda: (), set_trailing_metadata=lambda metadata: None)
+    callers = iter([Caller('al"ice', "token"), Caller('al"ice', "token"), Caller("bob", "mtls")])
+    observer = interceptors.CallObserver(access_log_enabled=True)
+    handler = observer.wrap("/tessera.oms.v1.OrderManagementService/CancelOrder", unary(lambda r, c: _answer()),
+                            guard=lambda request, metadata, context: next(callers))
+    context = SimpleNamespace(invocation_metadata=lambda: (), set_trailing_metadata=lambda metadata: None)
 
-        async def calls() -> None:
-            for order_id in ("o-1", "o-2", "o-3"):
-                await handler.unary_unary(Request(order_id=order_id), context)
+    async def calls() -> None:
+        for order_id in ("o-1", "o-2", "o-3"):
+            await handler.unary_unary(Request(order_id=order_id), context)
 
-        asyncio.run(calls())
-        interceptors._finished.drain()
-        lines = [json.loads(text) for text in stream.getvalue().splitlines() if '"tessera.rpc"' in text]
-    finally:
-        root.handlers[:], level, logs._handler[0] = saved
-        root.setLevel(level)
+    asyncio.run(calls())
+    interceptors._finished.drain()
+    lines = [json.loads(text) for text in log_stream.getvalue().splitlines() if '"tessera.rpc"' in text]
     assert [(line["message"].split(" ", 2)[1], line["message"].rsplit("ms ", 1)[1], line["order_id"])
             for line in lines] == [("OK", 'principal=al"ice via=token', "o-1"), ("OK", 'principal=al"ice via=token', "o-2"),
                                    ("OK", "principal=bob via=mtls", "o-3")]

@@ -257,21 +257,13 @@ def test_deferred_lines_carry_the_context_of_their_call_and_are_written_together
         root.setLevel(level)
 
 
-def test_timed_lines_are_written_in_one_go_below_the_threshold_left_out() -> None:
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._handler[0]
-    stream = io.StringIO()
-    logs.setup_logging("risk", {"TESSERA_LOG_LEVEL": "INFO"}, stream=stream)
-    try:
-        logs.FastLine(logging.getLogger("tessera.rpc")).write_timed([
-            (1_750_000_000.25, logging.INFO, "/a/B OK ", 0.001, "ms auth=none", "req-1", "order-1", "", ""),
-            (1_750_000_000.26, logging.DEBUG, "/a/GetC OK ", 0.002, "ms auth=none", "req-2", "", "", ""),
-            (1_750_000_000.27, logging.WARNING, "/a/B INTERNAL ", 0.003, "ms auth=none", "req-3", "", "", ""),
-        ])
-        entries = [json.loads(text) for text in stream.getvalue().splitlines()]
-        assert [(e["level"], e["message"], e["request_id"]) for e in entries] == [
-            ("INFO", "/a/B OK 1.00ms auth=none", "req-1"), ("WARNING", "/a/B INTERNAL 3.00ms auth=none", "req-3")]
-        assert entries[0]["order_id"] == "order-1" and "order_id" not in entries[1]
-    finally:
-        root.handlers[:], level, logs._handler[0] = saved
-        root.setLevel(level)
+def test_timed_lines_are_written_in_one_go_below_the_threshold_left_out(log_stream) -> None:
+    logs.FastLine(logging.getLogger("tessera.rpc")).write_timed([
+        (1_750_000_000.25, logging.INFO, "/a/B OK ", 0.001, "ms auth=none", "req-1", "order-1", "", ""),
+        (1_750_000_000.26, logging.DEBUG, "/a/GetC OK ", 0.002, "ms auth=none", "req-2", "", "", ""),
+        (1_750_000_000.27, logging.WARNING, "/a/B INTERNAL ", 0.003, "ms auth=none", "req-3", "", "", ""),
+    ])
+    entries = [json.loads(text) for text in log_stream.getvalue().splitlines()]
+    assert [(e["level"], e["message"], e["request_id"]) for e in entries] == [
+        ("INFO", "/a/B OK 1.00ms auth=none", "req-1"), ("WARNING", "/a/B INTERNAL 3.00ms auth=none", "req-3")]
+    assert entries[0]["order_id"] == "order-1" and "order_id" not in entries[1]
