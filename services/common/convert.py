@@ -30,7 +30,7 @@ from services.domain import (
     Trade,
     utcnow,
 )
-from services.domain.execution import ExecutionReport, Fill
+from services.domain.execution import CancelFailure, ExecutionReport, Fill
 from services.domain.errors import DomainError, InvalidOrder
 from tessera.common.v1 import types_pb2 as pb
 
@@ -651,3 +651,14 @@ def report_from_proto(message: pb.ExecutionReport) -> ExecutionReport:
         sequence=message.sequence,
         raw_json=message.raw_venue_json or None,
     )
+
+
+def cancel_failure_to_proto(failure: CancelFailure) -> pb.VenueCancelFailure:
+    return pb.VenueCancelFailure(account=failure.account, market_type=enum_to_proto(failure.market_type),
+                                 symbol=failure.symbol, reason=failure.reason, message=failure.message)
+
+
+def cancel_failure_from_proto(message: pb.VenueCancelFailure) -> CancelFailure:
+    return CancelFailure(message.account, enum_from_proto(MarketType, message.market_type, "market_type",
+                                                          required=False),
+                         message.symbol, message.reason, message.message)

@@ -197,6 +197,10 @@ _OWN: tuple[Reason, ...] = (
     _r("VENUE_UNAVAILABLE", "UNAVAILABLE",
        "No usable answer from the venue (HTTP 5xx, or the Exchange service did not answer the OMS): the request may "
        "or may not have taken effect; read the order before retrying.", services=_OMS_EXCHANGE),
+    _r("CANCEL_ALL_INCOMPLETE", "UNAVAILABLE",
+       "A venue-wide cancel (CancelAllOrders) went through every account and symbol and some failed (the message "
+       "names them): the others were cancelled; send it again. EmergencyCancelAll answers OK instead and lists "
+       "the failures in its venue_failures.", ("failures",), _EXCHANGE),
     _r("VENUE_TIMEOUT", "UNAVAILABLE", "The venue did not answer in time: the request may or may not have taken "
                                        "effect.", services=_EXCHANGE),
     _r("VENUE_UNREACHABLE", "UNAVAILABLE", "The venue could not be reached.", services=_EXCHANGE),

@@ -25,7 +25,7 @@ import core_ext
 from services.common import convert
 from services.common.tokens import ReplayCache, verify_oms_call, verify_or_raise
 from services.domain import MarketType, Order, utcnow
-from services.domain.errors import TokenReplayed
+from services.domain.errors import CancelAllIncomplete, TokenReplayed
 from services.domain.execution import ExecutionReport
 from tessera.exchange.v1 import exchange_pb2
 
@@ -189,7 +189,11 @@ class ExchangeEngine:
 
     async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:
         # Not one of the OMS's own order-by-order calls: the OMS learns these from the log.
-        reports = await self.provider.cancel_all(symbol, market_type)
+        try:
+            reports = await self.provider.cancel_all(symbol, market_type)
+        except CancelAllIncomplete as incomplete:  # what was cancelled is logged all the same
+            await self.reports.append(incomplete.reports)
+            raise
         await self.reports.append(reports)
         return reports
 

@@ -14,7 +14,14 @@ from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import MarginMode, MarketType, Order, Side
-from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, PreconditionFailed, in_request
+from services.domain.errors import (
+    CancelAllIncomplete,
+    DomainError,
+    InvalidOrder,
+    MalformedRequest,
+    PreconditionFailed,
+    in_request,
+)
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
@@ -202,13 +209,16 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
         request = _authorized(self.engine, request, context, "EmergencyCancelAll", pb.EmergencyCancelAllRequest)
         market_type = _market_type(request.market_type)
-        reports = []
-        if request.symbols:
-            for symbol in sorted({_symbol(s) for s in request.symbols}):
+        symbols: list[str | None] = sorted({_symbol(s) for s in request.symbols}) if request.symbols else [None]
+        reports, failures = [], []
+        for symbol in symbols:  # each symbol's (and account's) failure stops none of the others
+            try:
                 reports += await self.engine.cancel_all(symbol, market_type)
-        else:
-            reports = await self.engine.cancel_all(None, market_type)
-        return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports])
+            except CancelAllIncomplete as incomplete:
+                reports += incomplete.reports
+                failures += incomplete.failures
+        return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports],
+                                             failures=[convert.cancel_failure_to_proto(f) for f in failures])
 
     def _settings_request(self, request: Any, context: grpc.aio.ServicerContext, method: str,
                           message_type: Any) -> Any:

@@ -34,7 +34,7 @@ from services.common import convert
 from services.common.observability.interceptors import client_span, outgoing_metadata
 from services.common.tokens import oms_call_metadata
 from services.domain import Order
-from services.domain.execution import ExecutionReport
+from services.domain.execution import CancelFailure, ExecutionReport
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
@@ -101,6 +101,15 @@ def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
     info = _error_info(error)
     return Refusal(error.code(), info.reason if info is not None else error.code().name, error.details() or "",
                    (info.metadata.get("venue_payload") or None) if info is not None else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Swept:
+    """The Exchange's answer to the venue-wide cancel: the reports of the orders it follows
+    that were cancelled, and what it could not cancel (empty: everything was)."""
+
+    reports: list[ExecutionReport]
+    failures: list[CancelFailure]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,10 +281,11 @@ class ExchangeGateway:
                               *outgoing_metadata()),
         )
 
-    async def emergency_cancel_all(self) -> list[ExecutionReport] | Refusal:
+    async def emergency_cancel_all(self) -> Swept | Refusal:
         """``EmergencyCancelAll`` over every symbol: the Exchange cancels every open order of
         every account it trades for at the venue (``allOpenOrders``), those placed outside
-        Tessera too; the reports are those of the orders it follows."""
+        Tessera too; the reports are those of the orders it follows, the failures what it
+        could not cancel (every other account and symbol was tried all the same)."""
         try:
             request = exchange_pb2.EmergencyCancelAllRequest()
             response = await self.stub.EmergencyCancelAll(
@@ -284,7 +294,8 @@ class ExchangeGateway:
                           *outgoing_metadata()))
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
-        return [convert.report_from_proto(r) for r in response.reports]
+        return Swept([convert.report_from_proto(r) for r in response.reports],
+                     [convert.cancel_failure_from_proto(f) for f in response.failures])
 
     async def _setting(self, method: str, request: Any) -> Any:
         return await getattr(self.stub, method)(
@@ -346,4 +357,4 @@ class ExchangeGateway:
 SIMULATED_MODES = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
 
 __all__ = ["EXECUTE_BATCH", "ExchangeGateway", "Executed", "IN_DOUBT_REASONS", "Refusal", "SIMULATED_MODES",
-           "reason_of", "refusal_of"]
+           "Swept", "reason_of", "refusal_of"]

@@ -130,9 +130,10 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         convert.raise_problems(problems)
         reason = auth.with_comment(reason, comment)
         auth.record_privileged("EmergencyCancelAll", reason=reason)
-        orders = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
+        done = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
         return pb.EmergencyCancelAllResponse(
-            state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
+            state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in done.orders],
+            venue_failures=[convert.cancel_failure_to_proto(f) for f in done.failures],
         )
 
     @grpc_errors

@@ -3,7 +3,8 @@ accounts side by side (each its own API wallet, its private key read from a file
 account the registry lacks refused by Risk, the venue settings kept in the store and set by
 the operator, an Exchange restart with no order refused for its settings, a dropped user-data
 stream with no fill lost or doubled, every venue payload stored as its exact JSON text, and
-the kill switch cancelling an order placed at the venue outside Tessera.
+the kill switch cancelling an order placed at the venue outside Tessera, past an account
+whose signer the venue refuses (named in its answer).
 
 The services run as processes (``tessera_e2e.start_stack``); the module's tests share one
 stack and run in order (the kill switch last).
@@ -33,6 +34,8 @@ USER_B, KEY_B = "0x3333333333333333333333333333333333333333", "0x" + "02" * 32
 SIGNER_B = Account.from_key(KEY_B).address
 USER_C, KEY_C = "0x4444444444444444444444444444444444444444", "0x" + "03" * 32  # added to the registry later
 SIGNER_C = Account.from_key(KEY_C).address
+USER_X, KEY_X = "0x1111111111111111111111111111111111111111", "0x" + "04" * 32  # the venue knows no such wallet
+SIGNER_X = Account.from_key(KEY_X).address
 
 
 def submit(stack, approved):
@@ -258,7 +261,7 @@ def test_an_account_added_to_the_registry_trades_once_both_services_reloaded_it(
     assert at_venue["account"] == USER_C
 
 
-def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts):
+def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue_past_an_account_the_venue_refuses(accounts):
     stack, store, sim = accounts
     ours = e2e.approve(stack, account="desk-a", order_type=pb.ORDER_TYPE_LIMIT, quantity="0.01", price="60000")
     assert submit(stack, ours).order.status == pb.ORDER_STATUS_ACCEPTED
@@ -266,10 +269,23 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts)
                                                   "type": "LIMIT", "quantity": "1", "price": "4000",
                                                   "timeInForce": "GTC", "newClientOrderId": "placed-by-hand"})
     assert outside["status"] == "NEW"
+    # An account whose API wallet the venue does not know: the venue refuses everything it signs.
+    document = json.loads(stack.registry.read_text())
+    document["accounts"]["desk-0"] = {"venue": "aster", "market_types": ["FUTURES"], "user": USER_X,
+                                      "signer": SIGNER_X, "private_key_file": "desk-x.key"}
+    (stack.registry.parent / "desk-x.key").write_text(KEY_X + "\n")
+    stack.registry.write_text(json.dumps(document))
+
+    def exchange_accounts():
+        answer = stack.exchange.ListVenueSettings(exchange_pb2.ListVenueSettingsRequest(), timeout=e2e.RPC_TIMEOUT,
+                                                  metadata=e2e.oms_credential("ListVenueSettings"))
+        return {a.account for a in answer.accounts}
+
+    assert e2e.wait_until(lambda: "desk-0" in exchange_accounts(), 10), "the Exchange did not reload the registry"
 
     try:
         answer = stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(
-            operator="e2e-operator", reason="kill switch e2e"), timeout=e2e.RPC_TIMEOUT)
+            operator="e2e-operator", reason="kill switch e2e"), timeout=30)
         assert answer.state == pb.TRADING_STATE_HALTED
         listed = {o.order_id: o for o in answer.orders}
         assert ours.order.order_id in listed
@@ -278,7 +294,12 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts)
                    for order_id, o in listed.items() if order_id != ours.order.order_id)
         settled(store, ours.order.order_id, "CANCELLED")
         (by_hand,) = sim.orders("placed-by-hand")
-        assert by_hand["status"] == "CANCELED"  # placed outside Tessera, cancelled all the same
+        assert by_hand["status"] == "CANCELED"  # placed outside Tessera, past the refused account
+        # The refused account is named: its open orders could not be listed, after every attempt.
+        assert [(f.account, f.market_type, f.symbol, f.reason) for f in answer.venue_failures] == [
+            ("desk-0", pb.MARKET_TYPE_FUTURES, "", "VENUE_UNAUTHORIZED")]
+        assert stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest(),
+                                          timeout=e2e.RPC_TIMEOUT).state == pb.TRADING_STATE_HALTED
     finally:
         stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
             state=pb.TRADING_STATE_ACTIVE, operator="e2e-operator", reason="kill switch e2e done"),

@@ -39,7 +39,7 @@ from services.domain.errors import OrderNotFound, StaleOrder
 from services.domain.execution import ExecutionReport, Fill as VenueFill
 from services.domain.enums import LiquiditySide
 from services.exchange.venue import OrderRef, make_report
-from services.oms.gateway import Executed, Refusal
+from services.oms.gateway import Executed, Refusal, Swept
 from services.store.chain import chain_rows
 from services.store.errors import DuplicateClientOrderId, DuplicateOrderId
 from services.store.mapping import ORDER_LIFECYCLE_COLUMNS, event_to_row
@@ -583,6 +583,9 @@ class FakeGateway:
         self.cancelled: list[str] = []
         self.resting: dict[str, OrderRef] = {}
         self.refuse: Refusal | None = None
+        #: What the next EmergencyCancelAll calls answer (see emergency_cancel_all), and how many came.
+        self.sweeps: list[Swept | Refusal] = []
+        self.swept = 0
         self._trades = itertools.count(1)
 
     async def ready(self, within: float | None = None) -> bool:
@@ -623,6 +626,19 @@ class FakeGateway:
         if ref is None:
             return Refusal(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"no working order {order.order_id}")
         return make_report(ref, OrderStatus.CANCELLED, at=self.clock())
+
+    async def emergency_cancel_all(self) -> Swept | Refusal:
+        """The venue-wide cancel: every resting order cancelled, and the next of ``sweeps``
+        (a ``Swept`` whose failures are answered with those reports, or a ``Refusal``) when
+        one is queued. Each call is counted in ``swept``."""
+        await asyncio.sleep(0)
+        self.swept += 1
+        scripted = self.sweeps.pop(0) if self.sweeps else None
+        if isinstance(scripted, Refusal):
+            return scripted
+        reports = [make_report(ref, OrderStatus.CANCELLED, at=self.clock()) for ref in self.resting.values()]
+        self.resting.clear()
+        return Swept(reports, list(scripted.failures) if scripted is not None else [])
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
         raise NotInTheFake("QueryOrder")

@@ -56,6 +56,13 @@ VENUE_ERRORS = Counter(
     ["code"],
 )
 
+KILL_SWITCH_FAILURES = Counter(
+    "tessera_kill_switch_failures",
+    "What the kill switch's venue-wide cancel (EmergencyCancelAll) still could not cancel after its last attempt: "
+    "one per account or symbol left, by reason (EXCHANGE_UNAVAILABLE: the Exchange service did not answer).",
+    ["reason"],
+)
+
 
 class RpcDurations(Collector):
     """``tessera_rpc_duration_seconds{service,method,code}``: a histogram, as
@@ -210,6 +217,15 @@ def venue_error(error: BaseException) -> BaseException:
     """Count ``error`` (by its reason code) and return it: ``raise venue_error(e)``."""
     VENUE_ERRORS.labels(str(getattr(error, "reason", None) or type(error).__name__)).inc()
     return error
+
+
+def kill_switch_failures(reasons: Iterable[str]) -> None:
+    """Count what a kill switch left uncancelled at the venue, one per account or symbol."""
+    try:
+        for reason in reasons:
+            KILL_SWITCH_FAILURES.labels(reason).inc()
+    except Exception:  # noqa: BLE001 - a metric must never fail the kill switch
+        log.debug("kill switch metrics not recorded", exc_info=True)
 
 
 def rpc_finished(method: str, code: str, seconds: float) -> None:
@@ -371,6 +387,7 @@ __all__ = [
     "SERVICE",
     "TRADING_STATE_VALUES",
     "events_committed",
+    "kill_switch_failures",
     "risk_rejected",
     "rpc_finished",
     "token_failure",

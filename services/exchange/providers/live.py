@@ -40,8 +40,8 @@ from typing import Any, Iterable
 
 from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
-from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
-from services.domain.execution import ExecutionReport, Fill
+from services.domain.errors import CancelAllIncomplete, OrderNotFound, PreconditionFailed, VenueUnavailable
+from services.domain.execution import CancelFailure, ExecutionReport, Fill
 
 from ..aster import raw
 from ..aster import requests as rq
@@ -695,8 +695,20 @@ class LiveProvider:
     ) -> list[ExecutionReport]:
         """Cancel every open order of ``symbol`` at the venue (``allOpenOrders``: those placed
         outside Tessera too), and of every symbol with followed orders; reports for the
-        followed ones."""
-        targets: set[tuple[str, MarketType, str]] = set()
+        followed ones.
+
+        Every account and symbol is tried whatever happens to the others: an account whose
+        open orders cannot be listed, or a symbol the venue does not cancel, is set aside as a
+        :class:`CancelFailure` and the sweep goes on.
+
+        Raises
+        ------
+        CancelAllIncomplete
+            Something failed: the reports of what was cancelled, and the failures.
+        """
+        failures: list[CancelFailure] = []
+        # (session key, market, symbol) -> the Tessera account it is cancelled for
+        targets: dict[tuple[str, MarketType, str], str | None] = {}
         accounts = [account] if account is not None else self.account_names()
         for name in accounts:
             try:
@@ -709,29 +721,57 @@ class LiveProvider:
                 if market_type not in (None, market):
                     continue
                 if symbol is not None:
-                    targets.add((session.key, market, symbol))
+                    targets.setdefault((session.key, market, symbol), name)
                 elif self.accounts is not None or name is None:
                     # Every symbol with an open order at the venue, whoever placed it.
-                    for row in await self.open_orders(None, market, account=name):
-                        targets.add((session.key, market, str(row.get("symbol", ""))))
+                    try:
+                        listed = await self.open_orders(None, market, account=name)
+                    except Exception as error:  # noqa: BLE001 - one account must not stop the sweep
+                        failures.append(CancelFailure.of(error, account=name or self.account_id, market_type=market))
+                        continue
+                    for row in listed:
+                        targets.setdefault((session.key, market, str(row.get("symbol", ""))), name)
         for tracked in self._tracked.values():
             if symbol in (None, tracked.ref.symbol) and market_type in (None, tracked.ref.market_type):
                 if account is None or tracked.session is self.session(account):
-                    targets.add((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol))
+                    targets.setdefault((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol),
+                                       tracked.ref.account or None)
         answers: dict[tuple[str, MarketType, str], str] = {}
         for target in sorted(targets):
             key, market, name = target
-            answer = await self.transport.exchange(rq.prepare_cancel_all(name, market), self.sessions[key].credentials)
+            try:
+                answer = await self.transport.exchange(rq.prepare_cancel_all(name, market),
+                                                       self.sessions[key].credentials)
+            except Exception as error:  # noqa: BLE001 - one symbol must not stop the sweep
+                failures.append(CancelFailure.of(error, account=targets[target], market_type=market, symbol=name))
+                continue
             answers[target] = answer.raw_json
+        reports = await self._cancelled_reports(answers)
+        if failures:
+            for failure in failures:
+                log.error("cancel-all at the venue failed: %s (%s)", failure.describe(), failure.message)
+            raise CancelAllIncomplete(reports, failures)
+        return reports
+
+    async def _cancelled_reports(self, answers: dict[tuple[str, MarketType, str], str]) -> list[ExecutionReport]:
+        """The followed orders of the symbols ``answers`` cancelled, as the venue now has them."""
         reports: list[ExecutionReport] = []
         for tracked in list(self._tracked.values()):
             target = (tracked.session.key, tracked.ref.market_type, tracked.ref.symbol)
-            if target in answers:
-                with contextlib.suppress(VenueOrderUnknown):
-                    for report in await self._refresh(tracked):
-                        # The request that changed the order, then the venue's word on it.
-                        report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
-                        reports.append(report)
+            if target not in answers:
+                continue
+            try:
+                refreshed = await self._refresh(tracked)
+            except VenueOrderUnknown:
+                continue
+            except Exception as error:  # noqa: BLE001 - cancelled all the same; its stream or poll tells
+                log.warning("order %s: not read back after the cancel of its symbol: %s", tracked.ref.order_id,
+                            getattr(error, "reason", error))
+                continue
+            for report in refreshed:
+                # The request that changed the order, then the venue's word on it.
+                report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
+                reports.append(report)
         return reports
 
     async def cancel_all_open_orders(

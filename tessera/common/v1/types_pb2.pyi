@@ -421,3 +421,17 @@ class FieldViolation(_message.Message):
     reason: str
     description: str
     def __init__(self, field: _Optional[str] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class VenueCancelFailure(_message.Message):
+    __slots__ = ("account", "market_type", "symbol", "reason", "message")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    market_type: MarketType
+    symbol: str
+    reason: str
+    message: str
+    def __init__(self, account: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

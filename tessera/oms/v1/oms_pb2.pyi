@@ -145,12 +145,14 @@ class EmergencyCancelAllRequest(_message.Message):
     def __init__(self, operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EmergencyCancelAllResponse(_message.Message):
-    __slots__ = ("state", "orders")
+    __slots__ = ("state", "orders", "venue_failures")
     STATE_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    VENUE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     state: _types_pb2.TradingState
     orders: _containers.RepeatedCompositeFieldContainer[_types_pb2.Order]
-    def __init__(self, state: _Optional[_Union[_types_pb2.TradingState, str]] = ..., orders: _Optional[_Iterable[_Union[_types_pb2.Order, _Mapping]]] = ...) -> None: ...
+    venue_failures: _containers.RepeatedCompositeFieldContainer[_types_pb2.VenueCancelFailure]
+    def __init__(self, state: _Optional[_Union[_types_pb2.TradingState, str]] = ..., orders: _Optional[_Iterable[_Union[_types_pb2.Order, _Mapping]]] = ..., venue_failures: _Optional[_Iterable[_Union[_types_pb2.VenueCancelFailure, _Mapping]]] = ...) -> None: ...
 
 class GetOrderRequest(_message.Message):
     __slots__ = ("order_id", "account", "client_order_id")

@@ -13,7 +13,7 @@ import pytest
 
 from services.common.venue_accounts import VenueAccounts
 from services.domain import MarginMode, MarketType, OrderStatus, OrderType, Side
-from services.domain.errors import PreconditionFailed
+from services.domain.errors import CancelAllIncomplete, PreconditionFailed
 from services.exchange.aster.credentials import credentials_from_mapping
 from services.exchange.providers.live import LiveProvider
 
@@ -132,6 +132,64 @@ def test_cancel_all_cancels_every_configured_accounts_open_orders_at_the_venue_w
     assert statuses["placed-by-hand"] == "CANCELED"
     assert [(r.order_id, r.order_status) for r in reports] == [(ours.order_id, OrderStatus.CANCELLED)]
     assert json.loads(reports[0].raw_json)["cancelAll"]["response"]["code"] == 200  # the allOpenOrders exchange
+
+
+def test_cancel_all_goes_on_past_an_account_whose_signer_the_venue_refuses_and_names_what_failed(tmp_path,
+                                                                                               make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path))
+            await provider.start(sink)
+            resting = {"order_type": OrderType.LIMIT, "quantity": Decimal("0.1")}
+            a = await provider.execute(make_order(account="desk-a", price=Decimal("60000"), **resting))
+            b = [await provider.execute(make_order(account="desk-b", symbol=symbol, price=price, **resting))
+                 for symbol, price in (("BTCUSDT", Decimal("60000")), ("ETHUSDT", Decimal("3000")))]
+            venue.sim.auth.revoke_wallet(*WALLET_A[:2])  # desk-a sorts first, by name and by venue account
+            with pytest.raises(CancelAllIncomplete) as incomplete:
+                await provider.cancel_all()
+            statuses = {o.client_order_id: o.status for o in venue.sim.state.orders.values()}
+            await provider.close()
+            return a[0], [placed[0] for placed in b], incomplete.value, statuses
+
+    a, b, incomplete, statuses = asyncio.run(scenario())
+
+    assert statuses[a.client_order_id] == "NEW"  # refused: nothing cancelled for desk-a
+    assert [statuses[placed.client_order_id] for placed in b] == ["CANCELED", "CANCELED"]
+    assert sorted((r.order_id, r.order_status) for r in incomplete.reports) == sorted(
+        (placed.order_id, OrderStatus.CANCELLED) for placed in b)
+    # desk-a's open orders could not be listed, nor its followed order's symbol cancelled
+    assert [(f.account, f.market_type, f.symbol, f.reason) for f in incomplete.failures] == [
+        ("desk-a", MarketType.FUTURES, "", "VENUE_UNAUTHORIZED"),
+        ("desk-a", MarketType.FUTURES, "BTCUSDT", "VENUE_UNAUTHORIZED")]
+    assert incomplete.reason == "CANCEL_ALL_INCOMPLETE" and "desk-a FUTURES (every symbol)" in str(incomplete)
+
+
+def test_cancel_all_goes_on_past_a_symbol_the_venue_fails_to_cancel(tmp_path, make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            venue.sim.add_api_key(V1_KEY, V1_SECRET, account="venue-b")
+            provider = LiveProvider(venue.transport(credentials=None), poll_seconds=0, user_stream=False,
+                                    accounts=registry(tmp_path))
+            await provider.start(sink)
+            placed = [(await provider.execute(make_order(account="desk-b", symbol=symbol, price=price,
+                                                         order_type=OrderType.LIMIT, quantity=Decimal("0.1"))))[0]
+                      for symbol, price in (("BTCUSDT", Decimal("60000")), ("ETHUSDT", Decimal("3000")))]
+            venue.fault("error_5xx", method="DELETE", path="/allOpenOrders", count=1)  # the first symbol's
+            with pytest.raises(CancelAllIncomplete) as incomplete:
+                await provider.cancel_all(account="desk-b")
+            statuses = {o.client_order_id: o.status for o in venue.sim.state.orders.values()}
+            await provider.close()
+            return placed, incomplete.value, statuses
+
+    placed, incomplete, statuses = asyncio.run(scenario())
+
+    assert [statuses[p.client_order_id] for p in placed] == ["NEW", "CANCELED"]
+    assert [(f.account, f.symbol) for f in incomplete.failures] == [("desk-b", "BTCUSDT")]
+    assert [(r.order_id, r.order_status) for r in incomplete.reports] == [(placed[1].order_id, OrderStatus.CANCELLED)]
 
 
 def test_the_dead_man_switch_is_held_while_the_oms_is_alive_and_the_venue_cancels_when_it_is_gone(tmp_path,

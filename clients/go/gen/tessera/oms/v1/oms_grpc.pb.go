@@ -73,9 +73,13 @@ type OrderManagementServiceClient interface {
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
 	// or approved order of every symbol and account, then (live mode) every open order
-	// at the venue of every account the Exchange trades for, whoever placed it. Operators
-	// only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
-	// not admit: docs/access.md).
+	// at the venue of every account the Exchange trades for, whoever placed it. That
+	// venue-wide cancel goes through every account and symbol whatever fails, is sent
+	// again for what failed (a bounded number of times), and the answer names what could
+	// still not be cancelled in venue_failures: the call answers OK (trading is HALTED
+	// either way) and a non-empty venue_failures means the kill switch is incomplete.
+	// Operators only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a
+	// caller's roles do not admit: docs/access.md).
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
@@ -358,9 +362,13 @@ type OrderManagementServiceServer interface {
 	// EmergencyCancelAll halts trading (latched: the global trading state becomes
 	// HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
 	// or approved order of every symbol and account, then (live mode) every open order
-	// at the venue of every account the Exchange trades for, whoever placed it. Operators
-	// only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
-	// not admit: docs/access.md).
+	// at the venue of every account the Exchange trades for, whoever placed it. That
+	// venue-wide cancel goes through every account and symbol whatever fails, is sent
+	// again for what failed (a bounded number of times), and the answer names what could
+	// still not be cancelled in venue_failures: the call answers OK (trading is HALTED
+	// either way) and a non-empty venue_failures means the kill switch is incomplete.
+	// Operators only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a
+	// caller's roles do not admit: docs/access.md).
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// GetOrder returns one order with its events and trades. Errors: INVALID_ARGUMENT,
 	// NOT_FOUND ORDER_NOT_FOUND.
