@@ -118,6 +118,10 @@ _OWN: tuple[Reason, ...] = (
     _r("SERVICE_CREDENTIAL_REPLAYED", "PERMISSION_DENIED",
        "The OMS's credential was used already: each one is good for one call (the Exchange remembers its nonce "
        "for its lifetime).", ("method",), _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_BEFORE_START", "UNAVAILABLE",
+       "The OMS's credential was issued before this Exchange service started (its replay cache is in memory: a "
+       "credential from before a restart could otherwise be used again). The OMS signs each call afresh and sends "
+       "it again after the RetryInfo's delay: a captured credential never passes.", ("method",), _EXCHANGE),
     _r("SERVICE_CREDENTIAL_CACHE_FULL", "UNAVAILABLE",
        "More calls within one credential lifetime than the Exchange remembers (500,000): refused rather than "
        "accepted unremembered; retry after the RetryInfo's delay.", ("method",), _EXCHANGE),

@@ -9,6 +9,7 @@ counts the calls.
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -90,7 +91,8 @@ class FakeStreamCall:
 class FakeExchange:
     def __init__(self, keyring: "core_ext.KeyRing") -> None:
         self.provider = PaperProvider({"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")})
-        self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300)
+        # Started at the beginning of this second: it accepts credentials signed from now on.
+        self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300, credentials_since=int(time.time()))
         self.execute_requests: list[exchange_pb2.ExecuteOrderRequest] = []
         #: The reports of every ExecuteOrder answer (the stream does not carry them).
         self.answered: list[Any] = []
