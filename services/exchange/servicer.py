@@ -220,18 +220,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports],
                                              failures=[convert.cancel_failure_to_proto(f) for f in failures])
 
-    def _settings_request(self, request: Any, context: grpc.aio.ServicerContext, method: str,
-                          message_type: Any) -> Any:
-        """Venue settings: an operator's identity admits them (docs/access.md); any other
-        caller (the OMS) also needs the OMS's call credential for this request."""
-        if auth.caller_has_role("operator"):
-            raw, message = _received(request, message_type)
-            return message if message is not None else _parse(message_type, raw)
-        return _authorized(self.engine, request, context, method, message_type)
-
     @venue_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
-        request = self._settings_request(request, context, "SetLeverage", pb.SetLeverageRequest)
+        request = _authorized(self.engine, request, context, "SetLeverage", pb.SetLeverageRequest)
         symbol = _symbol(request.symbol)
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
@@ -245,7 +236,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
-        request = self._settings_request(request, context, "SetMarginMode", pb.SetMarginModeRequest)
+        request = _authorized(self.engine, request, context, "SetMarginMode", pb.SetMarginModeRequest)
         symbol = _symbol(request.symbol)
         if request.margin_mode == common_pb.MARGIN_MODE_UNSPECIFIED:
             mode = MarginMode.ISOLATED  # the safe default: a position cannot draw on the whole account
@@ -329,11 +320,12 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     @venue_errors
     async def SetPositionMode(self, request: pb.SetPositionModeRequest, context: grpc.aio.ServicerContext):
         """An account's position mode at the venue (live mode only)."""
-        request = self._settings_request(request, context, "SetPositionMode", pb.SetPositionModeRequest)
+        request = _authorized(self.engine, request, context, "SetPositionMode", pb.SetPositionModeRequest)
         account = _account(request.account)
         setter = getattr(self.engine.provider, "set_position_mode", None)
         if self.engine.provider.mode != "LIVE" or setter is None:
             raise PreconditionFailed("position modes exist at a venue: live mode only", reason="FAILED_PRECONDITION")
+        auth.record_privileged("SetPositionMode", account=account, hedge_mode=request.hedge_mode)
         applied = await setter(request.hedge_mode, **_for(account))
         return pb.SetPositionModeResponse(account=account or "", hedge_mode=applied)
 

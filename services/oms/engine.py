@@ -132,6 +132,9 @@ class OrderManagement:
     async def list_venue_settings(self, account: str | None = None) -> Any:
         return await self.venue_settings.list(account)
 
+    async def venue_setting_history(self, account: str | None = None) -> Any:
+        return await self.venue_settings.history(account)
+
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         return await self.cancels.expire_due(now)
 

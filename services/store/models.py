@@ -180,6 +180,25 @@ class VenueSettingRow(Base):
     updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
+class VenueSettingChangeRow(Base):
+    """One change of a venue setting (migration 0010), written in the transaction that
+    changes its ``venue_settings`` row: what it set (the other columns NULL), who (the
+    operator's principal, or ``venue``), the operator's comment, when."""
+
+    __tablename__ = "venue_setting_changes"
+    __table_args__ = (Index(None, "account", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(NAME)
+    symbol: Mapped[str] = mapped_column(NAME)
+    leverage: Mapped[int | None] = mapped_column(Integer())
+    margin_mode: Mapped[str | None] = mapped_column(CODE)
+    position_mode: Mapped[str | None] = mapped_column(CODE)
+    principal: Mapped[str] = mapped_column(NAME)
+    comment: Mapped[str] = mapped_column(Text())
+    changed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class TradingStateRow(Base):
     """The kill switch: one row per scope ("global"); no row means ACTIVE."""
 
@@ -308,3 +327,4 @@ exchange_executions_table = ExchangeExecutionRow.__table__
 positions_table = PositionRow.__table__
 ledger_entries_table = LedgerEntryRow.__table__
 venue_settings_table = VenueSettingRow.__table__
+venue_setting_changes_table = VenueSettingChangeRow.__table__

@@ -162,6 +162,11 @@ def test_venue_settings_are_stored_and_an_exchange_restart_refuses_no_order_for_
                                                                                  LOCAL_PRINCIPAL)
     held = stored_settings(stack, "desk-a")
     assert held[("desk-a", "ETHUSDT")].leverage == "7"
+    history = stack.oms.ListVenueSettings(oms_pb2.ListVenueSettingsRequest(account="desk-a", history=True),
+                                          timeout=e2e.RPC_TIMEOUT).changes
+    eth = [(c.leverage, c.principal, c.comment) for c in history if c.symbol == "ETHUSDT"]
+    assert eth[-1] == ("7", LOCAL_PRINCIPAL, "e2e-operator")  # the request's comment, kept
+    assert all(principal == "venue" for _, principal, _ in eth[:-1])  # read from the venue before it
     assert held[("desk-a", "")].position_mode == "ONE_WAY"  # read from the venue when the Exchange started
     assert e2e.expect_error(lambda: set_leverage(stack, "someone-else", "ETHUSDT", "3"),
                             grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_NOT_CONFIGURED")
@@ -179,15 +184,25 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     oms = ("--oms", stack.processes["oms"].address)
 
     changed = e2e.run_cli("venue", "leverage", "desk-b", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
-    margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--operator", "cli-operator", *oms)
+    margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--comment", "INC-7 de-risk", *oms)
     unknown = e2e.run_cli("venue", "leverage", "nobody", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
     listed = e2e.run_cli("venue", "settings", "desk-b", *oms)
+    history = e2e.run_cli("venue", "history", "desk-b", *oms)
 
     assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
     assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
     (row,) = [line for line in listed.stdout.splitlines() if "SOLUSDT" in line]
     assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", LOCAL_PRINCIPAL]  # the caller's identity
     assert "desk-a" not in listed.stdout
+    # The history keeps each change with who made it and the comment (the latest setting alone does not).
+    assert history.returncode == 0, e2e.show(history)
+    assert "desk-a" not in history.stdout
+    changes = [line.split() for line in history.stdout.splitlines() if "SOLUSDT" in line]
+    ours = [cells for cells in changes if cells[5] == LOCAL_PRINCIPAL]  # (and any read from the venue: "venue")
+    assert [cells[:6] for cells in ours] == [["desk-b", "SOLUSDT", "4", "-", "-", LOCAL_PRINCIPAL],
+                                             ["desk-b", "SOLUSDT", "-", "ISOLATED", "-", LOCAL_PRINCIPAL]]
+    assert [" ".join(cells[7:]) for cells in ours] == ["cli-operator", "INC-7 de-risk"]
+    assert {cells[5] for cells in changes} <= {LOCAL_PRINCIPAL, "venue"}
     at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
     assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"
 

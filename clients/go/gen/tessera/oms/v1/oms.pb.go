@@ -41,9 +41,10 @@ type SetVenueSettingRequest struct {
 	MarginMode v1.MarginMode `protobuf:"varint,4,opt,name=margin_mode,json=marginMode,proto3,enum=tessera.common.v1.MarginMode" json:"margin_mode,omitempty"`
 	// "HEDGE" or "ONE_WAY".
 	PositionMode string `protobuf:"bytes,5,opt,name=position_mode,json=positionMode,proto3" json:"position_mode,omitempty"`
-	// A comment (at most 200 characters), logged with the change. Who changes it is the
-	// caller's authenticated principal (docs/access.md), stored with the setting; this
-	// field no longer names anyone.
+	// A comment (at most 200 characters), logged with the change and stored in its
+	// history (VenueSettingChange.comment). Who changes it is the caller's authenticated
+	// principal (docs/access.md), stored with the setting; this field no longer names
+	// anyone.
 	Operator string `protobuf:"bytes,6,opt,name=operator,proto3" json:"operator,omitempty"`
 }
 
@@ -178,6 +179,8 @@ type ListVenueSettingsRequest struct {
 
 	// One account; empty for every account.
 	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// True: also answer the history of changes (changes).
+	History bool `protobuf:"varint,2,opt,name=history,proto3" json:"history,omitempty"`
 }
 
 func (x *ListVenueSettingsRequest) Reset() {
@@ -219,6 +222,13 @@ func (x *ListVenueSettingsRequest) GetAccount() string {
 	return ""
 }
 
+func (x *ListVenueSettingsRequest) GetHistory() bool {
+	if x != nil {
+		return x.History
+	}
+	return false
+}
+
 // ListVenueSettingsResponse lists the stored settings, by account then symbol.
 type ListVenueSettingsResponse struct {
 	state         protoimpl.MessageState
@@ -227,6 +237,9 @@ type ListVenueSettingsResponse struct {
 
 	// The settings, by account then symbol (the position-mode row first).
 	Settings []*VenueSetting `protobuf:"bytes,1,rep,name=settings,proto3" json:"settings,omitempty"`
+	// With history: the latest 1,000 changes of the settings (of the account), oldest
+	// first; empty otherwise.
+	Changes []*VenueSettingChange `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 }
 
 func (x *ListVenueSettingsResponse) Reset() {
@@ -268,6 +281,127 @@ func (x *ListVenueSettingsResponse) GetSettings() []*VenueSetting {
 	return nil
 }
 
+func (x *ListVenueSettingsResponse) GetChanges() []*VenueSettingChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+// VenueSettingChange is one change of a venue setting, as recorded when it was made:
+// what it set (the settings it did not set are empty), who and why.
+type VenueSettingChange struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// The Tessera account; empty for the Exchange's single account.
+	Account string `protobuf:"bytes,1,opt,name=account,proto3" json:"account,omitempty"`
+	// The symbol; empty for the account's position mode.
+	Symbol string `protobuf:"bytes,2,opt,name=symbol,proto3" json:"symbol,omitempty"`
+	// The leverage it set; empty when it set another setting.
+	Leverage string `protobuf:"bytes,3,opt,name=leverage,proto3" json:"leverage,omitempty"`
+	// The margin mode it set; UNSPECIFIED when it set another setting.
+	MarginMode v1.MarginMode `protobuf:"varint,4,opt,name=margin_mode,json=marginMode,proto3,enum=tessera.common.v1.MarginMode" json:"margin_mode,omitempty"`
+	// The position mode it set ("HEDGE" or "ONE_WAY"); empty when it set another setting.
+	PositionMode string `protobuf:"bytes,5,opt,name=position_mode,json=positionMode,proto3" json:"position_mode,omitempty"`
+	// Who: the operator's authenticated principal, or "venue" (read from the venue when
+	// the Exchange service started).
+	Principal string `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The operator's comment (SetVenueSettingRequest.operator); empty without one.
+	Comment string `protobuf:"bytes,7,opt,name=comment,proto3" json:"comment,omitempty"`
+	// When it was stored.
+	ChangedTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=changed_time,json=changedTime,proto3" json:"changed_time,omitempty"`
+}
+
+func (x *VenueSettingChange) Reset() {
+	*x = VenueSettingChange{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[4]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *VenueSettingChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VenueSettingChange) ProtoMessage() {}
+
+func (x *VenueSettingChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[4]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VenueSettingChange.ProtoReflect.Descriptor instead.
+func (*VenueSettingChange) Descriptor() ([]byte, []int) {
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VenueSettingChange) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetSymbol() string {
+	if x != nil {
+		return x.Symbol
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetLeverage() string {
+	if x != nil {
+		return x.Leverage
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetMarginMode() v1.MarginMode {
+	if x != nil {
+		return x.MarginMode
+	}
+	return v1.MarginMode(0)
+}
+
+func (x *VenueSettingChange) GetPositionMode() string {
+	if x != nil {
+		return x.PositionMode
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+func (x *VenueSettingChange) GetChangedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangedTime
+	}
+	return nil
+}
+
 // VenueSetting is one stored venue setting: an account's position mode (symbol
 // empty), or a symbol's leverage and margin mode.
 type VenueSetting struct {
@@ -294,7 +428,7 @@ type VenueSetting struct {
 func (x *VenueSetting) Reset() {
 	*x = VenueSetting{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[4]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[5]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -307,7 +441,7 @@ func (x *VenueSetting) String() string {
 func (*VenueSetting) ProtoMessage() {}
 
 func (x *VenueSetting) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[4]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[5]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -320,7 +454,7 @@ func (x *VenueSetting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSetting.ProtoReflect.Descriptor instead.
 func (*VenueSetting) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{4}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VenueSetting) GetAccount() string {
@@ -388,7 +522,7 @@ type SubmitOrderRequest struct {
 func (x *SubmitOrderRequest) Reset() {
 	*x = SubmitOrderRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[5]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[6]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -401,7 +535,7 @@ func (x *SubmitOrderRequest) String() string {
 func (*SubmitOrderRequest) ProtoMessage() {}
 
 func (x *SubmitOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[5]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[6]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -414,7 +548,7 @@ func (x *SubmitOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrderRequest.ProtoReflect.Descriptor instead.
 func (*SubmitOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{5}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitOrderRequest) GetOrder() *v1.Order {
@@ -451,7 +585,7 @@ type SubmitOrderResponse struct {
 func (x *SubmitOrderResponse) Reset() {
 	*x = SubmitOrderResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[6]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[7]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -464,7 +598,7 @@ func (x *SubmitOrderResponse) String() string {
 func (*SubmitOrderResponse) ProtoMessage() {}
 
 func (x *SubmitOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[6]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[7]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +611,7 @@ func (x *SubmitOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrderResponse.ProtoReflect.Descriptor instead.
 func (*SubmitOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{6}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitOrderResponse) GetOrder() *v1.Order {
@@ -514,7 +648,7 @@ type SubmitOrdersRequest struct {
 func (x *SubmitOrdersRequest) Reset() {
 	*x = SubmitOrdersRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[7]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[8]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -527,7 +661,7 @@ func (x *SubmitOrdersRequest) String() string {
 func (*SubmitOrdersRequest) ProtoMessage() {}
 
 func (x *SubmitOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[7]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[8]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +674,7 @@ func (x *SubmitOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrdersRequest.ProtoReflect.Descriptor instead.
 func (*SubmitOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{7}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitOrdersRequest) GetOrders() []*SubmitOrderRequest {
@@ -563,7 +697,7 @@ type SubmitOrdersResponse struct {
 func (x *SubmitOrdersResponse) Reset() {
 	*x = SubmitOrdersResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[8]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[9]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -576,7 +710,7 @@ func (x *SubmitOrdersResponse) String() string {
 func (*SubmitOrdersResponse) ProtoMessage() {}
 
 func (x *SubmitOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[8]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[9]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +723,7 @@ func (x *SubmitOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrdersResponse.ProtoReflect.Descriptor instead.
 func (*SubmitOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{8}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitOrdersResponse) GetResults() []*SubmitOrderResult {
@@ -620,7 +754,7 @@ type SubmitOrderResult struct {
 func (x *SubmitOrderResult) Reset() {
 	*x = SubmitOrderResult{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[9]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[10]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -633,7 +767,7 @@ func (x *SubmitOrderResult) String() string {
 func (*SubmitOrderResult) ProtoMessage() {}
 
 func (x *SubmitOrderResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[9]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[10]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +780,7 @@ func (x *SubmitOrderResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitOrderResult.ProtoReflect.Descriptor instead.
 func (*SubmitOrderResult) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{9}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubmitOrderResult) GetOrder() *v1.Order {
@@ -695,7 +829,7 @@ type CancelOrderRequest struct {
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[10]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[11]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -708,7 +842,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[10]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[11]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +855,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{10}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelOrderRequest) GetOrderId() string {
@@ -759,7 +893,7 @@ type CancelOrderResponse struct {
 func (x *CancelOrderResponse) Reset() {
 	*x = CancelOrderResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[11]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -772,7 +906,7 @@ func (x *CancelOrderResponse) String() string {
 func (*CancelOrderResponse) ProtoMessage() {}
 
 func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[11]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +919,7 @@ func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
 func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{11}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelOrderResponse) GetOrder() *v1.Order {
@@ -810,7 +944,7 @@ type CancelAllOrdersRequest struct {
 func (x *CancelAllOrdersRequest) Reset() {
 	*x = CancelAllOrdersRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[12]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -823,7 +957,7 @@ func (x *CancelAllOrdersRequest) String() string {
 func (*CancelAllOrdersRequest) ProtoMessage() {}
 
 func (x *CancelAllOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[12]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +970,7 @@ func (x *CancelAllOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAllOrdersRequest.ProtoReflect.Descriptor instead.
 func (*CancelAllOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{12}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelAllOrdersRequest) GetSymbol() string {
@@ -866,7 +1000,7 @@ type CancelAllOrdersResponse struct {
 func (x *CancelAllOrdersResponse) Reset() {
 	*x = CancelAllOrdersResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[13]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -879,7 +1013,7 @@ func (x *CancelAllOrdersResponse) String() string {
 func (*CancelAllOrdersResponse) ProtoMessage() {}
 
 func (x *CancelAllOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[13]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1026,7 @@ func (x *CancelAllOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelAllOrdersResponse.ProtoReflect.Descriptor instead.
 func (*CancelAllOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{13}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelAllOrdersResponse) GetOrders() []*v1.Order {
@@ -919,7 +1053,7 @@ type EmergencyCancelAllRequest struct {
 func (x *EmergencyCancelAllRequest) Reset() {
 	*x = EmergencyCancelAllRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[14]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -932,7 +1066,7 @@ func (x *EmergencyCancelAllRequest) String() string {
 func (*EmergencyCancelAllRequest) ProtoMessage() {}
 
 func (x *EmergencyCancelAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[14]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1079,7 @@ func (x *EmergencyCancelAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmergencyCancelAllRequest.ProtoReflect.Descriptor instead.
 func (*EmergencyCancelAllRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{14}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EmergencyCancelAllRequest) GetOperator() string {
@@ -987,7 +1121,7 @@ type EmergencyCancelAllResponse struct {
 func (x *EmergencyCancelAllResponse) Reset() {
 	*x = EmergencyCancelAllResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[15]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[16]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1000,7 +1134,7 @@ func (x *EmergencyCancelAllResponse) String() string {
 func (*EmergencyCancelAllResponse) ProtoMessage() {}
 
 func (x *EmergencyCancelAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[15]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[16]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1147,7 @@ func (x *EmergencyCancelAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmergencyCancelAllResponse.ProtoReflect.Descriptor instead.
 func (*EmergencyCancelAllResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{15}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EmergencyCancelAllResponse) GetState() v1.TradingState {
@@ -1055,7 +1189,7 @@ type GetOrderRequest struct {
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[16]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[17]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1068,7 +1202,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[16]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[17]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1215,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{16}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetOrderRequest) GetOrderId() string {
@@ -1122,7 +1256,7 @@ type GetOrderResponse struct {
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[17]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[18]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1135,7 +1269,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[17]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[18]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1282,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{17}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetOrderResponse) GetOrder() *v1.Order {
@@ -1197,7 +1331,7 @@ type ListOrdersRequest struct {
 func (x *ListOrdersRequest) Reset() {
 	*x = ListOrdersRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[18]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[19]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1210,7 +1344,7 @@ func (x *ListOrdersRequest) String() string {
 func (*ListOrdersRequest) ProtoMessage() {}
 
 func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[18]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[19]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1357,7 @@ func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{18}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListOrdersRequest) GetAccount() string {
@@ -1283,7 +1417,7 @@ type ListOrdersResponse struct {
 func (x *ListOrdersResponse) Reset() {
 	*x = ListOrdersResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[19]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[20]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1296,7 +1430,7 @@ func (x *ListOrdersResponse) String() string {
 func (*ListOrdersResponse) ProtoMessage() {}
 
 func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[19]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[20]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1443,7 @@ func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{19}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListOrdersResponse) GetOrders() []*v1.Order {
@@ -1348,7 +1482,7 @@ type ListTradesRequest struct {
 func (x *ListTradesRequest) Reset() {
 	*x = ListTradesRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[20]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[21]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1361,7 +1495,7 @@ func (x *ListTradesRequest) String() string {
 func (*ListTradesRequest) ProtoMessage() {}
 
 func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[20]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[21]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1508,7 @@ func (x *ListTradesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesRequest.ProtoReflect.Descriptor instead.
 func (*ListTradesRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{20}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListTradesRequest) GetOrderId() string {
@@ -1427,7 +1561,7 @@ type ListTradesResponse struct {
 func (x *ListTradesResponse) Reset() {
 	*x = ListTradesResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[21]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[22]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1440,7 +1574,7 @@ func (x *ListTradesResponse) String() string {
 func (*ListTradesResponse) ProtoMessage() {}
 
 func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[21]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[22]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1587,7 @@ func (x *ListTradesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTradesResponse.ProtoReflect.Descriptor instead.
 func (*ListTradesResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{21}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListTradesResponse) GetTrades() []*v1.Trade {
@@ -1490,7 +1624,7 @@ type StreamOrderEventsRequest struct {
 func (x *StreamOrderEventsRequest) Reset() {
 	*x = StreamOrderEventsRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[22]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[23]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1503,7 +1637,7 @@ func (x *StreamOrderEventsRequest) String() string {
 func (*StreamOrderEventsRequest) ProtoMessage() {}
 
 func (x *StreamOrderEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[22]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[23]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1650,7 @@ func (x *StreamOrderEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOrderEventsRequest.ProtoReflect.Descriptor instead.
 func (*StreamOrderEventsRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{22}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StreamOrderEventsRequest) GetOrderId() string {
@@ -1562,7 +1696,7 @@ type StreamOrderEventsResponse struct {
 func (x *StreamOrderEventsResponse) Reset() {
 	*x = StreamOrderEventsResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[23]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[24]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1575,7 +1709,7 @@ func (x *StreamOrderEventsResponse) String() string {
 func (*StreamOrderEventsResponse) ProtoMessage() {}
 
 func (x *StreamOrderEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[23]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[24]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1722,7 @@ func (x *StreamOrderEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOrderEventsResponse.ProtoReflect.Descriptor instead.
 func (*StreamOrderEventsResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{23}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamOrderEventsResponse) GetEvent() *v1.OrderEvent {
@@ -1628,7 +1762,7 @@ type CreateOrderManagerRequest struct {
 func (x *CreateOrderManagerRequest) Reset() {
 	*x = CreateOrderManagerRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[24]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[25]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1641,7 +1775,7 @@ func (x *CreateOrderManagerRequest) String() string {
 func (*CreateOrderManagerRequest) ProtoMessage() {}
 
 func (x *CreateOrderManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[24]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[25]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1788,7 @@ func (x *CreateOrderManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderManagerRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderManagerRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{24}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateOrderManagerRequest) GetUniqueIdentifier() string {
@@ -1707,7 +1841,7 @@ type CreateOrderManagerResponse struct {
 func (x *CreateOrderManagerResponse) Reset() {
 	*x = CreateOrderManagerResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[25]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[26]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1720,7 +1854,7 @@ func (x *CreateOrderManagerResponse) String() string {
 func (*CreateOrderManagerResponse) ProtoMessage() {}
 
 func (x *CreateOrderManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[25]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[26]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1867,7 @@ func (x *CreateOrderManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderManagerResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderManagerResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{25}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateOrderManagerResponse) GetOrderManager() *v1.OrderManager {
@@ -1763,7 +1897,7 @@ type GetOrderManagerRequest struct {
 func (x *GetOrderManagerRequest) Reset() {
 	*x = GetOrderManagerRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[26]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[27]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1776,7 +1910,7 @@ func (x *GetOrderManagerRequest) String() string {
 func (*GetOrderManagerRequest) ProtoMessage() {}
 
 func (x *GetOrderManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[26]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[27]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1923,7 @@ func (x *GetOrderManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderManagerRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderManagerRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{26}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetOrderManagerRequest) GetUniqueIdentifier() string {
@@ -1814,7 +1948,7 @@ type GetOrderManagerResponse struct {
 func (x *GetOrderManagerResponse) Reset() {
 	*x = GetOrderManagerResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[27]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[28]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1827,7 +1961,7 @@ func (x *GetOrderManagerResponse) String() string {
 func (*GetOrderManagerResponse) ProtoMessage() {}
 
 func (x *GetOrderManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[27]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[28]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +1974,7 @@ func (x *GetOrderManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderManagerResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderManagerResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{27}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetOrderManagerResponse) GetOrderManager() *v1.OrderManager {
@@ -1874,7 +2008,7 @@ type ReplaceOrderRequest struct {
 func (x *ReplaceOrderRequest) Reset() {
 	*x = ReplaceOrderRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[28]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[29]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1887,7 +2021,7 @@ func (x *ReplaceOrderRequest) String() string {
 func (*ReplaceOrderRequest) ProtoMessage() {}
 
 func (x *ReplaceOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[28]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[29]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2034,7 @@ func (x *ReplaceOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceOrderRequest.ProtoReflect.Descriptor instead.
 func (*ReplaceOrderRequest) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{28}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplaceOrderRequest) GetOrder() *v1.Order {
@@ -1940,7 +2074,7 @@ type ReplaceOrderResponse struct {
 func (x *ReplaceOrderResponse) Reset() {
 	*x = ReplaceOrderResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_tessera_oms_v1_oms_proto_msgTypes[29]
+		mi := &file_tessera_oms_v1_oms_proto_msgTypes[30]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -1953,7 +2087,7 @@ func (x *ReplaceOrderResponse) String() string {
 func (*ReplaceOrderResponse) ProtoMessage() {}
 
 func (x *ReplaceOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tessera_oms_v1_oms_proto_msgTypes[29]
+	mi := &file_tessera_oms_v1_oms_proto_msgTypes[30]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2100,7 @@ func (x *ReplaceOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplaceOrderResponse.ProtoReflect.Descriptor instead.
 func (*ReplaceOrderResponse) Descriptor() ([]byte, []int) {
-	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{29}
+	return file_tessera_oms_v1_oms_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReplaceOrderResponse) GetOrder() *v1.Order {
@@ -2032,16 +2166,42 @@ var file_tessera_oms_v1_oms_proto_rawDesc = []byte{
 	0x73, 0x65, 0x12, 0x36, 0x0a, 0x07, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x18, 0x01, 0x20,
 	0x01, 0x28, 0x0b, 0x32, 0x1c, 0x2e, 0x74, 0x65, 0x73, 0x73, 0x65, 0x72, 0x61, 0x2e, 0x6f, 0x6d,
 	0x73, 0x2e, 0x76, 0x31, 0x2e, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e,
-	0x67, 0x52, 0x07, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x22, 0x3a, 0x0a, 0x18, 0x4c, 0x69,
+	0x67, 0x52, 0x07, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x22, 0x5a, 0x0a, 0x18, 0x4c, 0x69,
 	0x73, 0x74, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x52,
 	0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x1e, 0x0a, 0x07, 0x61, 0x63, 0x63, 0x6f, 0x75, 0x6e,
 	0x74, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x42, 0x04, 0xe2, 0x41, 0x01, 0x01, 0x52, 0x07, 0x61,
-	0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x22, 0x55, 0x0a, 0x19, 0x4c, 0x69, 0x73, 0x74, 0x56, 0x65,
-	0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x52, 0x65, 0x73, 0x70, 0x6f,
-	0x6e, 0x73, 0x65, 0x12, 0x38, 0x0a, 0x08, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x18,
-	0x01, 0x20, 0x03, 0x28, 0x0b, 0x32, 0x1c, 0x2e, 0x74, 0x65, 0x73, 0x73, 0x65, 0x72, 0x61, 0x2e,
-	0x6f, 0x6d, 0x73, 0x2e, 0x76, 0x31, 0x2e, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74,
-	0x69, 0x6e, 0x67, 0x52, 0x08, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x22, 0x98, 0x02,
+	0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x12, 0x1e, 0x0a, 0x07, 0x68, 0x69, 0x73, 0x74, 0x6f, 0x72,
+	0x79, 0x18, 0x02, 0x20, 0x01, 0x28, 0x08, 0x42, 0x04, 0xe2, 0x41, 0x01, 0x01, 0x52, 0x07, 0x68,
+	0x69, 0x73, 0x74, 0x6f, 0x72, 0x79, 0x22, 0x93, 0x01, 0x0a, 0x19, 0x4c, 0x69, 0x73, 0x74, 0x56,
+	0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x52, 0x65, 0x73, 0x70,
+	0x6f, 0x6e, 0x73, 0x65, 0x12, 0x38, 0x0a, 0x08, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73,
+	0x18, 0x01, 0x20, 0x03, 0x28, 0x0b, 0x32, 0x1c, 0x2e, 0x74, 0x65, 0x73, 0x73, 0x65, 0x72, 0x61,
+	0x2e, 0x6f, 0x6d, 0x73, 0x2e, 0x76, 0x31, 0x2e, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74,
+	0x74, 0x69, 0x6e, 0x67, 0x52, 0x08, 0x73, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x73, 0x12, 0x3c,
+	0x0a, 0x07, 0x63, 0x68, 0x61, 0x6e, 0x67, 0x65, 0x73, 0x18, 0x02, 0x20, 0x03, 0x28, 0x0b, 0x32,
+	0x22, 0x2e, 0x74, 0x65, 0x73, 0x73, 0x65, 0x72, 0x61, 0x2e, 0x6f, 0x6d, 0x73, 0x2e, 0x76, 0x31,
+	0x2e, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x43, 0x68, 0x61,
+	0x6e, 0x67, 0x65, 0x52, 0x07, 0x63, 0x68, 0x61, 0x6e, 0x67, 0x65, 0x73, 0x22, 0xbe, 0x02, 0x0a,
+	0x12, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x43, 0x68, 0x61,
+	0x6e, 0x67, 0x65, 0x12, 0x18, 0x0a, 0x07, 0x61, 0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x18, 0x01,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x61, 0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x12, 0x16, 0x0a,
+	0x06, 0x73, 0x79, 0x6d, 0x62, 0x6f, 0x6c, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x73,
+	0x79, 0x6d, 0x62, 0x6f, 0x6c, 0x12, 0x1a, 0x0a, 0x08, 0x6c, 0x65, 0x76, 0x65, 0x72, 0x61, 0x67,
+	0x65, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09, 0x52, 0x08, 0x6c, 0x65, 0x76, 0x65, 0x72, 0x61, 0x67,
+	0x65, 0x12, 0x3e, 0x0a, 0x0b, 0x6d, 0x61, 0x72, 0x67, 0x69, 0x6e, 0x5f, 0x6d, 0x6f, 0x64, 0x65,
+	0x18, 0x04, 0x20, 0x01, 0x28, 0x0e, 0x32, 0x1d, 0x2e, 0x74, 0x65, 0x73, 0x73, 0x65, 0x72, 0x61,
+	0x2e, 0x63, 0x6f, 0x6d, 0x6d, 0x6f, 0x6e, 0x2e, 0x76, 0x31, 0x2e, 0x4d, 0x61, 0x72, 0x67, 0x69,
+	0x6e, 0x4d, 0x6f, 0x64, 0x65, 0x52, 0x0a, 0x6d, 0x61, 0x72, 0x67, 0x69, 0x6e, 0x4d, 0x6f, 0x64,
+	0x65, 0x12, 0x23, 0x0a, 0x0d, 0x70, 0x6f, 0x73, 0x69, 0x74, 0x69, 0x6f, 0x6e, 0x5f, 0x6d, 0x6f,
+	0x64, 0x65, 0x18, 0x05, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0c, 0x70, 0x6f, 0x73, 0x69, 0x74, 0x69,
+	0x6f, 0x6e, 0x4d, 0x6f, 0x64, 0x65, 0x12, 0x1c, 0x0a, 0x09, 0x70, 0x72, 0x69, 0x6e, 0x63, 0x69,
+	0x70, 0x61, 0x6c, 0x18, 0x06, 0x20, 0x01, 0x28, 0x09, 0x52, 0x09, 0x70, 0x72, 0x69, 0x6e, 0x63,
+	0x69, 0x70, 0x61, 0x6c, 0x12, 0x18, 0x0a, 0x07, 0x63, 0x6f, 0x6d, 0x6d, 0x65, 0x6e, 0x74, 0x18,
+	0x07, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x63, 0x6f, 0x6d, 0x6d, 0x65, 0x6e, 0x74, 0x12, 0x3d,
+	0x0a, 0x0c, 0x63, 0x68, 0x61, 0x6e, 0x67, 0x65, 0x64, 0x5f, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x08,
+	0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72,
+	0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x54, 0x69, 0x6d, 0x65, 0x73, 0x74, 0x61, 0x6d, 0x70,
+	0x52, 0x0b, 0x63, 0x68, 0x61, 0x6e, 0x67, 0x65, 0x64, 0x54, 0x69, 0x6d, 0x65, 0x22, 0x98, 0x02,
 	0x0a, 0x0c, 0x56, 0x65, 0x6e, 0x75, 0x65, 0x53, 0x65, 0x74, 0x74, 0x69, 0x6e, 0x67, 0x12, 0x18,
 	0x0a, 0x07, 0x61, 0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52,
 	0x07, 0x61, 0x63, 0x63, 0x6f, 0x75, 0x6e, 0x74, 0x12, 0x16, 0x0a, 0x06, 0x73, 0x79, 0x6d, 0x62,
@@ -2384,119 +2544,123 @@ func file_tessera_oms_v1_oms_proto_rawDescGZIP() []byte {
 	return file_tessera_oms_v1_oms_proto_rawDescData
 }
 
-var file_tessera_oms_v1_oms_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_tessera_oms_v1_oms_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tessera_oms_v1_oms_proto_goTypes = []interface{}{
 	(*SetVenueSettingRequest)(nil),     // 0: tessera.oms.v1.SetVenueSettingRequest
 	(*SetVenueSettingResponse)(nil),    // 1: tessera.oms.v1.SetVenueSettingResponse
 	(*ListVenueSettingsRequest)(nil),   // 2: tessera.oms.v1.ListVenueSettingsRequest
 	(*ListVenueSettingsResponse)(nil),  // 3: tessera.oms.v1.ListVenueSettingsResponse
-	(*VenueSetting)(nil),               // 4: tessera.oms.v1.VenueSetting
-	(*SubmitOrderRequest)(nil),         // 5: tessera.oms.v1.SubmitOrderRequest
-	(*SubmitOrderResponse)(nil),        // 6: tessera.oms.v1.SubmitOrderResponse
-	(*SubmitOrdersRequest)(nil),        // 7: tessera.oms.v1.SubmitOrdersRequest
-	(*SubmitOrdersResponse)(nil),       // 8: tessera.oms.v1.SubmitOrdersResponse
-	(*SubmitOrderResult)(nil),          // 9: tessera.oms.v1.SubmitOrderResult
-	(*CancelOrderRequest)(nil),         // 10: tessera.oms.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),        // 11: tessera.oms.v1.CancelOrderResponse
-	(*CancelAllOrdersRequest)(nil),     // 12: tessera.oms.v1.CancelAllOrdersRequest
-	(*CancelAllOrdersResponse)(nil),    // 13: tessera.oms.v1.CancelAllOrdersResponse
-	(*EmergencyCancelAllRequest)(nil),  // 14: tessera.oms.v1.EmergencyCancelAllRequest
-	(*EmergencyCancelAllResponse)(nil), // 15: tessera.oms.v1.EmergencyCancelAllResponse
-	(*GetOrderRequest)(nil),            // 16: tessera.oms.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),           // 17: tessera.oms.v1.GetOrderResponse
-	(*ListOrdersRequest)(nil),          // 18: tessera.oms.v1.ListOrdersRequest
-	(*ListOrdersResponse)(nil),         // 19: tessera.oms.v1.ListOrdersResponse
-	(*ListTradesRequest)(nil),          // 20: tessera.oms.v1.ListTradesRequest
-	(*ListTradesResponse)(nil),         // 21: tessera.oms.v1.ListTradesResponse
-	(*StreamOrderEventsRequest)(nil),   // 22: tessera.oms.v1.StreamOrderEventsRequest
-	(*StreamOrderEventsResponse)(nil),  // 23: tessera.oms.v1.StreamOrderEventsResponse
-	(*CreateOrderManagerRequest)(nil),  // 24: tessera.oms.v1.CreateOrderManagerRequest
-	(*CreateOrderManagerResponse)(nil), // 25: tessera.oms.v1.CreateOrderManagerResponse
-	(*GetOrderManagerRequest)(nil),     // 26: tessera.oms.v1.GetOrderManagerRequest
-	(*GetOrderManagerResponse)(nil),    // 27: tessera.oms.v1.GetOrderManagerResponse
-	(*ReplaceOrderRequest)(nil),        // 28: tessera.oms.v1.ReplaceOrderRequest
-	(*ReplaceOrderResponse)(nil),       // 29: tessera.oms.v1.ReplaceOrderResponse
-	(v1.MarginMode)(0),                 // 30: tessera.common.v1.MarginMode
-	(*timestamppb.Timestamp)(nil),      // 31: google.protobuf.Timestamp
-	(*v1.Order)(nil),                   // 32: tessera.common.v1.Order
-	(*v1.Trade)(nil),                   // 33: tessera.common.v1.Trade
-	(*v1.ItemError)(nil),               // 34: tessera.common.v1.ItemError
-	(v1.TradingState)(0),               // 35: tessera.common.v1.TradingState
-	(*v1.VenueCancelFailure)(nil),      // 36: tessera.common.v1.VenueCancelFailure
-	(*v1.OrderEvent)(nil),              // 37: tessera.common.v1.OrderEvent
-	(v1.OrderStatus)(0),                // 38: tessera.common.v1.OrderStatus
-	(*structpb.Struct)(nil),            // 39: google.protobuf.Struct
-	(*v1.OrderManager)(nil),            // 40: tessera.common.v1.OrderManager
+	(*VenueSettingChange)(nil),         // 4: tessera.oms.v1.VenueSettingChange
+	(*VenueSetting)(nil),               // 5: tessera.oms.v1.VenueSetting
+	(*SubmitOrderRequest)(nil),         // 6: tessera.oms.v1.SubmitOrderRequest
+	(*SubmitOrderResponse)(nil),        // 7: tessera.oms.v1.SubmitOrderResponse
+	(*SubmitOrdersRequest)(nil),        // 8: tessera.oms.v1.SubmitOrdersRequest
+	(*SubmitOrdersResponse)(nil),       // 9: tessera.oms.v1.SubmitOrdersResponse
+	(*SubmitOrderResult)(nil),          // 10: tessera.oms.v1.SubmitOrderResult
+	(*CancelOrderRequest)(nil),         // 11: tessera.oms.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),        // 12: tessera.oms.v1.CancelOrderResponse
+	(*CancelAllOrdersRequest)(nil),     // 13: tessera.oms.v1.CancelAllOrdersRequest
+	(*CancelAllOrdersResponse)(nil),    // 14: tessera.oms.v1.CancelAllOrdersResponse
+	(*EmergencyCancelAllRequest)(nil),  // 15: tessera.oms.v1.EmergencyCancelAllRequest
+	(*EmergencyCancelAllResponse)(nil), // 16: tessera.oms.v1.EmergencyCancelAllResponse
+	(*GetOrderRequest)(nil),            // 17: tessera.oms.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),           // 18: tessera.oms.v1.GetOrderResponse
+	(*ListOrdersRequest)(nil),          // 19: tessera.oms.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),         // 20: tessera.oms.v1.ListOrdersResponse
+	(*ListTradesRequest)(nil),          // 21: tessera.oms.v1.ListTradesRequest
+	(*ListTradesResponse)(nil),         // 22: tessera.oms.v1.ListTradesResponse
+	(*StreamOrderEventsRequest)(nil),   // 23: tessera.oms.v1.StreamOrderEventsRequest
+	(*StreamOrderEventsResponse)(nil),  // 24: tessera.oms.v1.StreamOrderEventsResponse
+	(*CreateOrderManagerRequest)(nil),  // 25: tessera.oms.v1.CreateOrderManagerRequest
+	(*CreateOrderManagerResponse)(nil), // 26: tessera.oms.v1.CreateOrderManagerResponse
+	(*GetOrderManagerRequest)(nil),     // 27: tessera.oms.v1.GetOrderManagerRequest
+	(*GetOrderManagerResponse)(nil),    // 28: tessera.oms.v1.GetOrderManagerResponse
+	(*ReplaceOrderRequest)(nil),        // 29: tessera.oms.v1.ReplaceOrderRequest
+	(*ReplaceOrderResponse)(nil),       // 30: tessera.oms.v1.ReplaceOrderResponse
+	(v1.MarginMode)(0),                 // 31: tessera.common.v1.MarginMode
+	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
+	(*v1.Order)(nil),                   // 33: tessera.common.v1.Order
+	(*v1.Trade)(nil),                   // 34: tessera.common.v1.Trade
+	(*v1.ItemError)(nil),               // 35: tessera.common.v1.ItemError
+	(v1.TradingState)(0),               // 36: tessera.common.v1.TradingState
+	(*v1.VenueCancelFailure)(nil),      // 37: tessera.common.v1.VenueCancelFailure
+	(*v1.OrderEvent)(nil),              // 38: tessera.common.v1.OrderEvent
+	(v1.OrderStatus)(0),                // 39: tessera.common.v1.OrderStatus
+	(*structpb.Struct)(nil),            // 40: google.protobuf.Struct
+	(*v1.OrderManager)(nil),            // 41: tessera.common.v1.OrderManager
 }
 var file_tessera_oms_v1_oms_proto_depIdxs = []int32{
-	30, // 0: tessera.oms.v1.SetVenueSettingRequest.margin_mode:type_name -> tessera.common.v1.MarginMode
-	4,  // 1: tessera.oms.v1.SetVenueSettingResponse.setting:type_name -> tessera.oms.v1.VenueSetting
-	4,  // 2: tessera.oms.v1.ListVenueSettingsResponse.settings:type_name -> tessera.oms.v1.VenueSetting
-	30, // 3: tessera.oms.v1.VenueSetting.margin_mode:type_name -> tessera.common.v1.MarginMode
-	31, // 4: tessera.oms.v1.VenueSetting.updated_time:type_name -> google.protobuf.Timestamp
-	32, // 5: tessera.oms.v1.SubmitOrderRequest.order:type_name -> tessera.common.v1.Order
-	32, // 6: tessera.oms.v1.SubmitOrderResponse.order:type_name -> tessera.common.v1.Order
-	33, // 7: tessera.oms.v1.SubmitOrderResponse.trades:type_name -> tessera.common.v1.Trade
-	5,  // 8: tessera.oms.v1.SubmitOrdersRequest.orders:type_name -> tessera.oms.v1.SubmitOrderRequest
-	9,  // 9: tessera.oms.v1.SubmitOrdersResponse.results:type_name -> tessera.oms.v1.SubmitOrderResult
-	32, // 10: tessera.oms.v1.SubmitOrderResult.order:type_name -> tessera.common.v1.Order
-	33, // 11: tessera.oms.v1.SubmitOrderResult.trades:type_name -> tessera.common.v1.Trade
-	34, // 12: tessera.oms.v1.SubmitOrderResult.error:type_name -> tessera.common.v1.ItemError
-	32, // 13: tessera.oms.v1.CancelOrderResponse.order:type_name -> tessera.common.v1.Order
-	32, // 14: tessera.oms.v1.CancelAllOrdersResponse.orders:type_name -> tessera.common.v1.Order
-	35, // 15: tessera.oms.v1.EmergencyCancelAllResponse.state:type_name -> tessera.common.v1.TradingState
-	32, // 16: tessera.oms.v1.EmergencyCancelAllResponse.orders:type_name -> tessera.common.v1.Order
-	36, // 17: tessera.oms.v1.EmergencyCancelAllResponse.venue_failures:type_name -> tessera.common.v1.VenueCancelFailure
-	32, // 18: tessera.oms.v1.GetOrderResponse.order:type_name -> tessera.common.v1.Order
-	37, // 19: tessera.oms.v1.GetOrderResponse.events:type_name -> tessera.common.v1.OrderEvent
-	33, // 20: tessera.oms.v1.GetOrderResponse.trades:type_name -> tessera.common.v1.Trade
-	38, // 21: tessera.oms.v1.ListOrdersRequest.statuses:type_name -> tessera.common.v1.OrderStatus
-	32, // 22: tessera.oms.v1.ListOrdersResponse.orders:type_name -> tessera.common.v1.Order
-	33, // 23: tessera.oms.v1.ListTradesResponse.trades:type_name -> tessera.common.v1.Trade
-	37, // 24: tessera.oms.v1.StreamOrderEventsResponse.event:type_name -> tessera.common.v1.OrderEvent
-	32, // 25: tessera.oms.v1.StreamOrderEventsResponse.order:type_name -> tessera.common.v1.Order
-	31, // 26: tessera.oms.v1.CreateOrderManagerRequest.target_time:type_name -> google.protobuf.Timestamp
-	39, // 27: tessera.oms.v1.CreateOrderManagerRequest.metadata:type_name -> google.protobuf.Struct
-	40, // 28: tessera.oms.v1.CreateOrderManagerResponse.order_manager:type_name -> tessera.common.v1.OrderManager
-	40, // 29: tessera.oms.v1.GetOrderManagerResponse.order_manager:type_name -> tessera.common.v1.OrderManager
-	32, // 30: tessera.oms.v1.GetOrderManagerResponse.orders:type_name -> tessera.common.v1.Order
-	32, // 31: tessera.oms.v1.ReplaceOrderRequest.order:type_name -> tessera.common.v1.Order
-	32, // 32: tessera.oms.v1.ReplaceOrderResponse.order:type_name -> tessera.common.v1.Order
-	33, // 33: tessera.oms.v1.ReplaceOrderResponse.trades:type_name -> tessera.common.v1.Trade
-	32, // 34: tessera.oms.v1.ReplaceOrderResponse.replaced_order:type_name -> tessera.common.v1.Order
-	5,  // 35: tessera.oms.v1.OrderManagementService.SubmitOrder:input_type -> tessera.oms.v1.SubmitOrderRequest
-	7,  // 36: tessera.oms.v1.OrderManagementService.SubmitOrders:input_type -> tessera.oms.v1.SubmitOrdersRequest
-	10, // 37: tessera.oms.v1.OrderManagementService.CancelOrder:input_type -> tessera.oms.v1.CancelOrderRequest
-	12, // 38: tessera.oms.v1.OrderManagementService.CancelAllOrders:input_type -> tessera.oms.v1.CancelAllOrdersRequest
-	14, // 39: tessera.oms.v1.OrderManagementService.EmergencyCancelAll:input_type -> tessera.oms.v1.EmergencyCancelAllRequest
-	16, // 40: tessera.oms.v1.OrderManagementService.GetOrder:input_type -> tessera.oms.v1.GetOrderRequest
-	18, // 41: tessera.oms.v1.OrderManagementService.ListOrders:input_type -> tessera.oms.v1.ListOrdersRequest
-	20, // 42: tessera.oms.v1.OrderManagementService.ListTrades:input_type -> tessera.oms.v1.ListTradesRequest
-	22, // 43: tessera.oms.v1.OrderManagementService.StreamOrderEvents:input_type -> tessera.oms.v1.StreamOrderEventsRequest
-	24, // 44: tessera.oms.v1.OrderManagementService.CreateOrderManager:input_type -> tessera.oms.v1.CreateOrderManagerRequest
-	26, // 45: tessera.oms.v1.OrderManagementService.GetOrderManager:input_type -> tessera.oms.v1.GetOrderManagerRequest
-	28, // 46: tessera.oms.v1.OrderManagementService.ReplaceOrder:input_type -> tessera.oms.v1.ReplaceOrderRequest
-	0,  // 47: tessera.oms.v1.OrderManagementService.SetVenueSetting:input_type -> tessera.oms.v1.SetVenueSettingRequest
-	2,  // 48: tessera.oms.v1.OrderManagementService.ListVenueSettings:input_type -> tessera.oms.v1.ListVenueSettingsRequest
-	6,  // 49: tessera.oms.v1.OrderManagementService.SubmitOrder:output_type -> tessera.oms.v1.SubmitOrderResponse
-	8,  // 50: tessera.oms.v1.OrderManagementService.SubmitOrders:output_type -> tessera.oms.v1.SubmitOrdersResponse
-	11, // 51: tessera.oms.v1.OrderManagementService.CancelOrder:output_type -> tessera.oms.v1.CancelOrderResponse
-	13, // 52: tessera.oms.v1.OrderManagementService.CancelAllOrders:output_type -> tessera.oms.v1.CancelAllOrdersResponse
-	15, // 53: tessera.oms.v1.OrderManagementService.EmergencyCancelAll:output_type -> tessera.oms.v1.EmergencyCancelAllResponse
-	17, // 54: tessera.oms.v1.OrderManagementService.GetOrder:output_type -> tessera.oms.v1.GetOrderResponse
-	19, // 55: tessera.oms.v1.OrderManagementService.ListOrders:output_type -> tessera.oms.v1.ListOrdersResponse
-	21, // 56: tessera.oms.v1.OrderManagementService.ListTrades:output_type -> tessera.oms.v1.ListTradesResponse
-	23, // 57: tessera.oms.v1.OrderManagementService.StreamOrderEvents:output_type -> tessera.oms.v1.StreamOrderEventsResponse
-	25, // 58: tessera.oms.v1.OrderManagementService.CreateOrderManager:output_type -> tessera.oms.v1.CreateOrderManagerResponse
-	27, // 59: tessera.oms.v1.OrderManagementService.GetOrderManager:output_type -> tessera.oms.v1.GetOrderManagerResponse
-	29, // 60: tessera.oms.v1.OrderManagementService.ReplaceOrder:output_type -> tessera.oms.v1.ReplaceOrderResponse
-	1,  // 61: tessera.oms.v1.OrderManagementService.SetVenueSetting:output_type -> tessera.oms.v1.SetVenueSettingResponse
-	3,  // 62: tessera.oms.v1.OrderManagementService.ListVenueSettings:output_type -> tessera.oms.v1.ListVenueSettingsResponse
-	49, // [49:63] is the sub-list for method output_type
-	35, // [35:49] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	31, // 0: tessera.oms.v1.SetVenueSettingRequest.margin_mode:type_name -> tessera.common.v1.MarginMode
+	5,  // 1: tessera.oms.v1.SetVenueSettingResponse.setting:type_name -> tessera.oms.v1.VenueSetting
+	5,  // 2: tessera.oms.v1.ListVenueSettingsResponse.settings:type_name -> tessera.oms.v1.VenueSetting
+	4,  // 3: tessera.oms.v1.ListVenueSettingsResponse.changes:type_name -> tessera.oms.v1.VenueSettingChange
+	31, // 4: tessera.oms.v1.VenueSettingChange.margin_mode:type_name -> tessera.common.v1.MarginMode
+	32, // 5: tessera.oms.v1.VenueSettingChange.changed_time:type_name -> google.protobuf.Timestamp
+	31, // 6: tessera.oms.v1.VenueSetting.margin_mode:type_name -> tessera.common.v1.MarginMode
+	32, // 7: tessera.oms.v1.VenueSetting.updated_time:type_name -> google.protobuf.Timestamp
+	33, // 8: tessera.oms.v1.SubmitOrderRequest.order:type_name -> tessera.common.v1.Order
+	33, // 9: tessera.oms.v1.SubmitOrderResponse.order:type_name -> tessera.common.v1.Order
+	34, // 10: tessera.oms.v1.SubmitOrderResponse.trades:type_name -> tessera.common.v1.Trade
+	6,  // 11: tessera.oms.v1.SubmitOrdersRequest.orders:type_name -> tessera.oms.v1.SubmitOrderRequest
+	10, // 12: tessera.oms.v1.SubmitOrdersResponse.results:type_name -> tessera.oms.v1.SubmitOrderResult
+	33, // 13: tessera.oms.v1.SubmitOrderResult.order:type_name -> tessera.common.v1.Order
+	34, // 14: tessera.oms.v1.SubmitOrderResult.trades:type_name -> tessera.common.v1.Trade
+	35, // 15: tessera.oms.v1.SubmitOrderResult.error:type_name -> tessera.common.v1.ItemError
+	33, // 16: tessera.oms.v1.CancelOrderResponse.order:type_name -> tessera.common.v1.Order
+	33, // 17: tessera.oms.v1.CancelAllOrdersResponse.orders:type_name -> tessera.common.v1.Order
+	36, // 18: tessera.oms.v1.EmergencyCancelAllResponse.state:type_name -> tessera.common.v1.TradingState
+	33, // 19: tessera.oms.v1.EmergencyCancelAllResponse.orders:type_name -> tessera.common.v1.Order
+	37, // 20: tessera.oms.v1.EmergencyCancelAllResponse.venue_failures:type_name -> tessera.common.v1.VenueCancelFailure
+	33, // 21: tessera.oms.v1.GetOrderResponse.order:type_name -> tessera.common.v1.Order
+	38, // 22: tessera.oms.v1.GetOrderResponse.events:type_name -> tessera.common.v1.OrderEvent
+	34, // 23: tessera.oms.v1.GetOrderResponse.trades:type_name -> tessera.common.v1.Trade
+	39, // 24: tessera.oms.v1.ListOrdersRequest.statuses:type_name -> tessera.common.v1.OrderStatus
+	33, // 25: tessera.oms.v1.ListOrdersResponse.orders:type_name -> tessera.common.v1.Order
+	34, // 26: tessera.oms.v1.ListTradesResponse.trades:type_name -> tessera.common.v1.Trade
+	38, // 27: tessera.oms.v1.StreamOrderEventsResponse.event:type_name -> tessera.common.v1.OrderEvent
+	33, // 28: tessera.oms.v1.StreamOrderEventsResponse.order:type_name -> tessera.common.v1.Order
+	32, // 29: tessera.oms.v1.CreateOrderManagerRequest.target_time:type_name -> google.protobuf.Timestamp
+	40, // 30: tessera.oms.v1.CreateOrderManagerRequest.metadata:type_name -> google.protobuf.Struct
+	41, // 31: tessera.oms.v1.CreateOrderManagerResponse.order_manager:type_name -> tessera.common.v1.OrderManager
+	41, // 32: tessera.oms.v1.GetOrderManagerResponse.order_manager:type_name -> tessera.common.v1.OrderManager
+	33, // 33: tessera.oms.v1.GetOrderManagerResponse.orders:type_name -> tessera.common.v1.Order
+	33, // 34: tessera.oms.v1.ReplaceOrderRequest.order:type_name -> tessera.common.v1.Order
+	33, // 35: tessera.oms.v1.ReplaceOrderResponse.order:type_name -> tessera.common.v1.Order
+	34, // 36: tessera.oms.v1.ReplaceOrderResponse.trades:type_name -> tessera.common.v1.Trade
+	33, // 37: tessera.oms.v1.ReplaceOrderResponse.replaced_order:type_name -> tessera.common.v1.Order
+	6,  // 38: tessera.oms.v1.OrderManagementService.SubmitOrder:input_type -> tessera.oms.v1.SubmitOrderRequest
+	8,  // 39: tessera.oms.v1.OrderManagementService.SubmitOrders:input_type -> tessera.oms.v1.SubmitOrdersRequest
+	11, // 40: tessera.oms.v1.OrderManagementService.CancelOrder:input_type -> tessera.oms.v1.CancelOrderRequest
+	13, // 41: tessera.oms.v1.OrderManagementService.CancelAllOrders:input_type -> tessera.oms.v1.CancelAllOrdersRequest
+	15, // 42: tessera.oms.v1.OrderManagementService.EmergencyCancelAll:input_type -> tessera.oms.v1.EmergencyCancelAllRequest
+	17, // 43: tessera.oms.v1.OrderManagementService.GetOrder:input_type -> tessera.oms.v1.GetOrderRequest
+	19, // 44: tessera.oms.v1.OrderManagementService.ListOrders:input_type -> tessera.oms.v1.ListOrdersRequest
+	21, // 45: tessera.oms.v1.OrderManagementService.ListTrades:input_type -> tessera.oms.v1.ListTradesRequest
+	23, // 46: tessera.oms.v1.OrderManagementService.StreamOrderEvents:input_type -> tessera.oms.v1.StreamOrderEventsRequest
+	25, // 47: tessera.oms.v1.OrderManagementService.CreateOrderManager:input_type -> tessera.oms.v1.CreateOrderManagerRequest
+	27, // 48: tessera.oms.v1.OrderManagementService.GetOrderManager:input_type -> tessera.oms.v1.GetOrderManagerRequest
+	29, // 49: tessera.oms.v1.OrderManagementService.ReplaceOrder:input_type -> tessera.oms.v1.ReplaceOrderRequest
+	0,  // 50: tessera.oms.v1.OrderManagementService.SetVenueSetting:input_type -> tessera.oms.v1.SetVenueSettingRequest
+	2,  // 51: tessera.oms.v1.OrderManagementService.ListVenueSettings:input_type -> tessera.oms.v1.ListVenueSettingsRequest
+	7,  // 52: tessera.oms.v1.OrderManagementService.SubmitOrder:output_type -> tessera.oms.v1.SubmitOrderResponse
+	9,  // 53: tessera.oms.v1.OrderManagementService.SubmitOrders:output_type -> tessera.oms.v1.SubmitOrdersResponse
+	12, // 54: tessera.oms.v1.OrderManagementService.CancelOrder:output_type -> tessera.oms.v1.CancelOrderResponse
+	14, // 55: tessera.oms.v1.OrderManagementService.CancelAllOrders:output_type -> tessera.oms.v1.CancelAllOrdersResponse
+	16, // 56: tessera.oms.v1.OrderManagementService.EmergencyCancelAll:output_type -> tessera.oms.v1.EmergencyCancelAllResponse
+	18, // 57: tessera.oms.v1.OrderManagementService.GetOrder:output_type -> tessera.oms.v1.GetOrderResponse
+	20, // 58: tessera.oms.v1.OrderManagementService.ListOrders:output_type -> tessera.oms.v1.ListOrdersResponse
+	22, // 59: tessera.oms.v1.OrderManagementService.ListTrades:output_type -> tessera.oms.v1.ListTradesResponse
+	24, // 60: tessera.oms.v1.OrderManagementService.StreamOrderEvents:output_type -> tessera.oms.v1.StreamOrderEventsResponse
+	26, // 61: tessera.oms.v1.OrderManagementService.CreateOrderManager:output_type -> tessera.oms.v1.CreateOrderManagerResponse
+	28, // 62: tessera.oms.v1.OrderManagementService.GetOrderManager:output_type -> tessera.oms.v1.GetOrderManagerResponse
+	30, // 63: tessera.oms.v1.OrderManagementService.ReplaceOrder:output_type -> tessera.oms.v1.ReplaceOrderResponse
+	1,  // 64: tessera.oms.v1.OrderManagementService.SetVenueSetting:output_type -> tessera.oms.v1.SetVenueSettingResponse
+	3,  // 65: tessera.oms.v1.OrderManagementService.ListVenueSettings:output_type -> tessera.oms.v1.ListVenueSettingsResponse
+	52, // [52:66] is the sub-list for method output_type
+	38, // [38:52] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_tessera_oms_v1_oms_proto_init() }
@@ -2554,7 +2718,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[4].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*VenueSetting); i {
+			switch v := v.(*VenueSettingChange); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2566,7 +2730,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[5].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*SubmitOrderRequest); i {
+			switch v := v.(*VenueSetting); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2578,7 +2742,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[6].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*SubmitOrderResponse); i {
+			switch v := v.(*SubmitOrderRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2590,7 +2754,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[7].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*SubmitOrdersRequest); i {
+			switch v := v.(*SubmitOrderResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2602,7 +2766,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[8].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*SubmitOrdersResponse); i {
+			switch v := v.(*SubmitOrdersRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2614,7 +2778,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[9].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*SubmitOrderResult); i {
+			switch v := v.(*SubmitOrdersResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2626,7 +2790,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[10].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelOrderRequest); i {
+			switch v := v.(*SubmitOrderResult); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2638,7 +2802,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelOrderResponse); i {
+			switch v := v.(*CancelOrderRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2650,7 +2814,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelAllOrdersRequest); i {
+			switch v := v.(*CancelOrderResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2662,7 +2826,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CancelAllOrdersResponse); i {
+			switch v := v.(*CancelAllOrdersRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2674,7 +2838,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*EmergencyCancelAllRequest); i {
+			switch v := v.(*CancelAllOrdersResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2686,7 +2850,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*EmergencyCancelAllResponse); i {
+			switch v := v.(*EmergencyCancelAllRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2698,7 +2862,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[16].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetOrderRequest); i {
+			switch v := v.(*EmergencyCancelAllResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2710,7 +2874,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[17].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetOrderResponse); i {
+			switch v := v.(*GetOrderRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2722,7 +2886,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[18].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListOrdersRequest); i {
+			switch v := v.(*GetOrderResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2734,7 +2898,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[19].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListOrdersResponse); i {
+			switch v := v.(*ListOrdersRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2746,7 +2910,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[20].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListTradesRequest); i {
+			switch v := v.(*ListOrdersResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2758,7 +2922,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[21].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListTradesResponse); i {
+			switch v := v.(*ListTradesRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2770,7 +2934,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[22].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*StreamOrderEventsRequest); i {
+			switch v := v.(*ListTradesResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2782,7 +2946,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[23].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*StreamOrderEventsResponse); i {
+			switch v := v.(*StreamOrderEventsRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2794,7 +2958,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[24].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CreateOrderManagerRequest); i {
+			switch v := v.(*StreamOrderEventsResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2806,7 +2970,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[25].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CreateOrderManagerResponse); i {
+			switch v := v.(*CreateOrderManagerRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2818,7 +2982,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[26].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetOrderManagerRequest); i {
+			switch v := v.(*CreateOrderManagerResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2830,7 +2994,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[27].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetOrderManagerResponse); i {
+			switch v := v.(*GetOrderManagerRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2842,7 +3006,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[28].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ReplaceOrderRequest); i {
+			switch v := v.(*GetOrderManagerResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -2854,6 +3018,18 @@ func file_tessera_oms_v1_oms_proto_init() {
 			}
 		}
 		file_tessera_oms_v1_oms_proto_msgTypes[29].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*ReplaceOrderRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_tessera_oms_v1_oms_proto_msgTypes[30].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*ReplaceOrderResponse); i {
 			case 0:
 				return &v.state
@@ -2872,7 +3048,7 @@ func file_tessera_oms_v1_oms_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_tessera_oms_v1_oms_proto_rawDesc,
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
