@@ -18,6 +18,7 @@ import pytest
 from services.cli.stack import PROJECT_ROOT
 from tessera.common.v1 import types_pb2 as pb
 from tessera.oms.v1 import oms_pb2
+from tessera.risk.v1 import risk_pb2
 
 import tessera_e2e as e2e
 import venue_harness as vh
@@ -102,6 +103,19 @@ def test_live_orders_go_with_the_settings_read_from_the_venue_and_one_asking_for
     assert list(answer.order.reject_reasons) == ["LEVERAGE_MISMATCH"]
     assert live_store.statuses(approved.order.order_id) == ["PENDING", "APPROVED", "SUBMITTED", "REJECTED"]
     assert sim.orders(approved.order.client_order_id) == []
+
+
+def test_live_without_a_registry_risk_refuses_another_account_than_the_environments_and_stores_nothing(live,
+                                                                                                         live_store):
+    for fields, reason in (({"account": "someone-else"}, "ACCOUNT_NOT_CONFIGURED"),
+                           ({"account": vh.LIVE_ACCOUNT, "venue": "binance"}, "VENUE_NOT_CONFIGURED")):
+        intent = e2e.intent(**fields)
+        e2e.expect_error(lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent),
+                                                         timeout=e2e.RPC_TIMEOUT),
+                         grpc.StatusCode.FAILED_PRECONDITION, reason)
+    with live_store.uow() as uow:
+        stored, _ = uow.orders.list(limit=10_000)
+    assert [o for o in stored if o.account == "someone-else" or o.venue == "binance"] == []
 
 
 def test_live_market_order_fills_at_the_venue_and_its_trade_is_stored_once(live, live_store, sim):

@@ -248,14 +248,21 @@ def test_without_rounding_an_off_tick_stop_price_is_refused_too_and_nothing_is_s
     assert sent == []
 
 
-def test_without_a_registry_only_the_environments_account_trades_and_only_at_aster(make_order):
+def test_without_a_registry_only_the_environments_account_trades_and_only_at_aster_and_risk_refuses_the_same(
+        make_order):
+    environment = {"TESSERA_EXECUTION_MODE": "live", "ASTER_ACCOUNT_ID": "acct-1"}
+    # What Risk reads from the same environment (it refuses before anything is stored).
+    risk_registry = VenueAccounts.from_environ(environment, single_account=True)
+    refused_orders = (make_order(account="someone-else"), make_order(venue="binance"))
+
     async def scenario():
         async with running_venue() as venue:
-            provider = LiveProvider(venue.transport(), poll_seconds=0, user_stream=False, account_id="acct-1")
+            provider = LiveProvider(venue.transport(), poll_seconds=0, user_stream=False,
+                                    account_id=environment["ASTER_ACCOUNT_ID"])
             await provider.set_leverage("BTCUSDT", 10)
             await provider.set_margin_mode("BTCUSDT", MarginMode.ISOLATED)
             refusals = []
-            for order in (make_order(account="someone-else"), make_order(venue="binance")):
+            for order in refused_orders:
                 with pytest.raises(PreconditionFailed) as refused:
                     await provider.execute(order)
                 refusals.append(refused.value.reason)
@@ -269,3 +276,12 @@ def test_without_a_registry_only_the_environments_account_trades_and_only_at_ast
     assert refusals == ["ACCOUNT_NOT_CONFIGURED", "VENUE_NOT_CONFIGURED"]
     assert sent == 0
     assert filled[-1].order_status is OrderStatus.FILLED
+    assert risk_registry is not None
+    risk_refusals = []
+    for order in refused_orders:
+        with pytest.raises(PreconditionFailed) as refused:
+            risk_registry.check(order.account, order.venue, order.market_type)
+        risk_refusals.append(refused.value.reason)
+    assert risk_refusals == refusals
+    for market in (MarketType.FUTURES, MarketType.SPOT):  # what the Exchange takes, Risk takes
+        assert risk_registry.check("acct-1", "aster", market).account == "acct-1"
