@@ -16,11 +16,15 @@ PnL of what was closed and the commissions paid, all in the symbol's quote curre
 * a fill larger than the position **flips** it: the position is closed as above and the
   remainder opens a new position on the other side at the fill price.
 
-Commissions are added to ``commission`` (taken to be in the quote currency, as the paper
-venue and Aster's futures charge them); ``realised_pnl`` is gross of them,
-:attr:`Position.net_realised_pnl` net. ``fees`` keeps them by the asset the venue charged
-them in as well (``""`` when the venue did not say), so a fee charged in another asset
-(a spot venue's base asset, a fee token) is reported as what it is. Arithmetic is exact (100 significant digits). Only a partial reduction divides (its
+A commission counts against PnL only when it is in the quote currency
+(:func:`fee_in_quote`: its asset is the symbol's quote asset, or the venue did not say,
+as the paper venue and Aster's futures charge USDT): it is added to ``commission``, and
+``realised_pnl`` is gross of it, :attr:`Position.net_realised_pnl` net. A fee charged in
+another asset (a spot buy's base asset, a fee token such as BNB or ASTER) has no price
+in the quote currency here: it is left out of ``commission`` and the net PnL (and so of
+the daily loss limit) rather than added as if it were USDT. ``fees`` keeps every fee by
+the asset the venue charged it in (``""`` when the venue did not say), counted or not,
+so each is reported as what it is. Arithmetic is exact (100 significant digits). Only a partial reduction divides (its
 share of the cost basis): that share is rounded half-even to 18 decimal places, the
 store's scale, and because a close always takes the whole remaining cost, the realised
 PnL of a complete round trip is exact whatever the partial steps were.
@@ -46,6 +50,32 @@ def to_scale(value: Decimal) -> Decimal:
     if rounded.as_tuple().exponent > 0:  # type: ignore[operator]
         rounded = rounded.quantize(Decimal(1), context=_WIDE)
     return _WIDE.plus(rounded)
+
+
+#: The quote assets a symbol's name is read with, in the order they are tried ("BUSD"
+#: before "USD", which ends it).
+QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "USD", "BTC", "ETH")
+
+
+def quote_asset(symbol: str) -> str:
+    """The quote asset of ``symbol`` read from its name ("BTCUSDT": "USDT", "ETHBTC":
+    "BTC"); "USDT" when none of :data:`QUOTE_ASSETS` ends it. The paper venue charges its
+    fees in it."""
+    for quote in QUOTE_ASSETS:
+        if symbol.endswith(quote) and symbol != quote:
+            return quote
+    return "USDT"
+
+
+def fee_in_quote(symbol: str, asset: str | None) -> bool:
+    """True when a fee charged in ``asset`` is in ``symbol``'s quote currency, so it counts
+    against the PnL: the venue did not say (empty), or ``asset`` is :func:`quote_asset`,
+    or the symbol's name is a base followed by ``asset`` (a quote asset that list lacks,
+    "USD1" of "BTCUSD1"). A fee in the base asset ("BTC" of "BTCUSDT") or in a fee token
+    ("BNB", "ASTER" of "ASTERUSDT") is not."""
+    if not asset:
+        return True
+    return asset == quote_asset(symbol) or (len(asset) < len(symbol) and symbol.endswith(asset))
 
 
 def add_fee(fees: tuple[tuple[str, Decimal], ...], asset: str | None, amount: Decimal
@@ -109,7 +139,8 @@ class Position:
 
 @dataclasses.dataclass(frozen=True)
 class LedgerUpdate:
-    """The result of one fill: the new position and what this fill realised."""
+    """The result of one fill: the new position, what this fill realised and the
+    commission it counted against the PnL (its fee when :func:`fee_in_quote`, else 0)."""
 
     position: Position
     realised_pnl: Decimal
@@ -137,6 +168,7 @@ def apply_fill(
         raise ValueError(f"a fill needs a positive quantity and price, got {quantity} @ {price}")
     if not commission.is_finite():
         raise ValueError(f"commission must be finite, got {commission}")
+    counted = commission if fee_in_quote(position.symbol, commission_asset) else ZERO
     held, cost = position.quantity, position.cost_basis
     new_quantity = _WIDE.add(held, quantity if side is Side.BUY else -quantity)
     realised = ZERO
@@ -156,11 +188,11 @@ def apply_fill(
         quantity=_WIDE.plus(new_quantity),
         cost_basis=_WIDE.plus(new_cost) if new_quantity != 0 else ZERO,
         realised_pnl=_WIDE.add(position.realised_pnl, realised),
-        commission=_WIDE.add(position.commission, commission),
+        commission=_WIDE.add(position.commission, counted),
         updated_time=at if at is not None else position.updated_time,
         fees=add_fee(position.fees, commission_asset, commission),
     )
-    return LedgerUpdate(updated, _WIDE.plus(realised), commission)
+    return LedgerUpdate(updated, _WIDE.plus(realised), counted)
 
 
 def only_reduces(position_quantity: Decimal, side: Side, quantity: Decimal) -> bool:

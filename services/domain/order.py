@@ -4,6 +4,14 @@ The order knows nothing of gRPC or SQLAlchemy. Every status change goes through
 :meth:`Order.transition`, which asks the state machine of :mod:`core_ext` (one table,
 compiled or pure Python) and appends an :class:`OrderEvent` only after the transition
 succeeded; the repository writes the events in the same transaction as the status.
+
+One event records a fill without a status change: a fill the venue reports for an order
+already CANCELLED or EXPIRED (:meth:`Order.apply_fill_after_close`). The venue filled
+part of the order before the cancel (or expiry) took effect there, and its report of
+the fill reached Tessera after the close (a cancel's answer can overtake a stream's
+fill). The order stays closed, with the fill added: its event goes from the closed
+status to the same one, reason :data:`FILL_AFTER_CLOSE_REASON`, the fill as payload
+(:func:`is_fill_after_close` tells such an event apart).
 """
 
 from __future__ import annotations
@@ -52,7 +60,9 @@ def new_id() -> str:
 
 @dataclasses.dataclass
 class OrderEvent:
-    """One status transition of one order; ``sequence`` is per order, from 1."""
+    """One status transition of one order; ``sequence`` is per order, from 1. Some go
+    from a status to the same one without a transition: a note (a quarantine), a fill
+    after close (:func:`is_fill_after_close`)."""
 
     order_id: str
     sequence: int
@@ -68,6 +78,32 @@ class OrderEvent:
 
 #: The reason of Risk's PENDING -> APPROVED event.
 APPROVAL_REASON = "risk: approved"
+#: The reason of the event of a fill recorded on a closed order (see the module docstring).
+FILL_AFTER_CLOSE_REASON = "fill after close"
+#: The closed statuses a late fill is still recorded on: the venue ended the order
+#: (a cancel, an expiry) and may have filled part of it first. Not REJECTED (the venue
+#: never worked the order) nor FILLED (a fill more would overfill it).
+CLOSED_FILLABLE = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED})
+_CLOSED_FILLABLE_NAMES = frozenset(status.value for status in CLOSED_FILLABLE)
+#: What the order metrics count a fill after close as (it enters no status).
+FILL_AFTER_CLOSE = "FILL_AFTER_CLOSE"
+
+
+def is_fill_after_close(from_status: Any, to_status: Any, payload: Any) -> bool:
+    """Whether an event (its statuses as :class:`OrderStatus` or their names, its payload)
+    records a fill on a closed order rather than a transition: the same closed status
+    before and after, and a venue trade in the payload."""
+    status = getattr(to_status, "value", to_status)
+    return (status in _CLOSED_FILLABLE_NAMES and getattr(from_status, "value", from_status) == status
+            and "trade_id" in (payload or {}))
+
+
+def event_label(from_status: Any, to_status: Any, payload: Any) -> str:
+    """What the order metrics count an event as: the status it entered, or
+    :data:`FILL_AFTER_CLOSE` for a fill recorded on a closed order."""
+    if is_fill_after_close(from_status, to_status, payload):
+        return FILL_AFTER_CLOSE
+    return str(getattr(to_status, "value", to_status))
 
 
 @dataclasses.dataclass
@@ -219,8 +255,50 @@ class Order:
             The fill would take the filled quantity past the order quantity; nothing
             is changed.
         core_ext.IllegalTransition
-            The order cannot take fills in its current status.
+            The order cannot take fills in its current status (for a closed one, see
+            :meth:`apply_fill_after_close`).
         """
+        new_filled = self._checked_fill(quantity, price)
+        target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
+        event = self.transition(target, reason="fill", at=at, payload=payload)
+        self._add_fill(quantity, price, new_filled)
+        return event
+
+    def apply_fill_after_close(
+        self,
+        quantity: Decimal,
+        price: Decimal,
+        *,
+        at: dt.datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> OrderEvent:
+        """Record a fill the venue made before the order closed (CANCELLED or EXPIRED)
+        and reported after: the filled quantity and VWAP grow, the status stays, and the
+        event goes from the status to itself (reason :data:`FILL_AFTER_CLOSE_REASON`).
+        Only for an order that reached the venue: the caller knows that, the order does not.
+
+        Raises
+        ------
+        OverfillError
+            As :meth:`apply_fill`; nothing is changed.
+        core_ext.IllegalTransition
+            The order is not CANCELLED or EXPIRED; nothing is changed.
+        """
+        if self.status not in CLOSED_FILLABLE:
+            raise core_ext.IllegalTransition(self.status.value, self.status.value,
+                                             "a fill after close is recorded on a CANCELLED or EXPIRED order only")
+        new_filled = self._checked_fill(quantity, price)
+        at = at or utcnow()
+        event = OrderEvent(self.order_id, self.last_sequence + 1, at, self.status, self.status,
+                           FILL_AFTER_CLOSE_REASON, payload or {})
+        self.updated_time = at
+        self.last_sequence = event.sequence
+        self.new_events.append(event)
+        self._add_fill(quantity, price, new_filled)
+        return event
+
+    def _checked_fill(self, quantity: Decimal, price: Decimal) -> Decimal:
+        """The filled quantity after a fill of ``quantity`` at ``price``, or OverfillError."""
         if quantity <= 0 or price <= 0:
             raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}",
                                 metadata={"order_id": self.order_id})
@@ -230,9 +308,9 @@ class Order:
                 f"fill of {quantity} would overfill order {self.order_id}: "
                 f"filled {self.filled_quantity} of {self.quantity}", metadata={"order_id": self.order_id}
             )
-        target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
-        event = self.transition(target, reason="fill", at=at, payload=payload)
+        return new_filled
+
+    def _add_fill(self, quantity: Decimal, price: Decimal, new_filled: Decimal) -> None:
         previous_value = (self.average_fill_price or Decimal(0)) * self.filled_quantity
         self.average_fill_price = (previous_value + quantity * price) / new_filled
         self.filled_quantity = new_filled
-        return event

@@ -4,6 +4,13 @@ A cancel of an order that never reached a venue (PENDING, APPROVED) closes it he
 working one goes PENDING_CANCEL, then the venue's answer decides: CANCELLED (or a fill
 that won the race), or back to the state before it when the venue refuses. A cancel
 without an answer leaves the order PENDING_CANCEL (a new request sends it again).
+
+When the venue's answer says it executed more of the order than the OMS has recorded,
+the fills the cancel crossed on the wire are still on their way (the report stream):
+the OMS reads them from the venue (``QueryOrder``) and records them before the close
+(:func:`closing_reports`), so the answer holds the order with every fill. Should the
+venue not answer that question, they are recorded when they arrive, on the closed
+order (a fill after close, see :mod:`services.oms.fill_tracker`).
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 import core_ext
+from services.common import convert
 from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, utcnow
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
-from services.domain.execution import CancelFailure
+from services.domain.execution import CancelFailure, ExecutionReport
 from services.store import UnitOfWork
 
 from .fill_tracker import apply_report
@@ -88,7 +96,7 @@ class Cancels:
                 f"the Exchange did not answer the cancel of order {order_id} ({answer.code.name}); "
                 "it stays PENDING_CANCEL"
             )
-        return (await self.submitter.apply_reports(order_id, [answer])).order
+        return (await self.submitter.apply_reports(order_id, await closing_reports(self.gateway, order, answer))).order
 
     async def cancel_all(self, symbol: str, account: str | None) -> list[Order]:
         def working(uow: UnitOfWork) -> list[Order]:
@@ -182,7 +190,29 @@ class Cancels:
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             raise VenueUnavailable(f"the venue did not cancel order {order.order_id}: {answer.reason}")
-        return (await self.submitter.apply_reports(order.order_id, [answer])).order
+        return (await self.submitter.apply_reports(order.order_id, await closing_reports(self.gateway, order, answer))
+                ).order
+
+
+async def closing_reports(gateway: ExchangeGateway, order: Order, answer: ExecutionReport) -> list[ExecutionReport]:
+    """The venue's answer to the cancel of ``order`` (as it was stored when the cancel
+    was sent), preceded by the order's fills at the venue when the answer says more was
+    executed than the order has filled: they are recorded before the close."""
+    executed = answer.cumulative_quantity
+    if executed is None or executed <= order.filled_quantity:
+        return [answer]
+    return [*await fills_at_venue(gateway, order), answer]
+
+
+async def fills_at_venue(gateway: ExchangeGateway, order: Order) -> list[ExecutionReport]:
+    """Every fill the venue holds for ``order`` (each applied once, by trade id); none
+    when the venue cannot be asked now (they then arrive on the report stream)."""
+    try:
+        answer = await gateway.query(order)
+    except grpc.aio.AioRpcError as error:
+        log.warning("fills of order %s not read from the venue (%s)", order.order_id, error.code().name)
+        return []
+    return [convert.report_from_proto(fill) for fill in answer.fills]
 
 
 def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
@@ -226,4 +256,4 @@ def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, 
     return order
 
 
-__all__ = ["Cancels", "EmergencyCancel", "KILL_SWITCH_ATTEMPTS", "load"]
+__all__ = ["Cancels", "EmergencyCancel", "KILL_SWITCH_ATTEMPTS", "closing_reports", "fills_at_venue", "load"]

@@ -2,8 +2,19 @@
 
 A report is matched to its order by order id only (never by symbol and side). A fill
 is recorded once per venue trade id; a fill that would overfill the order, or that
-arrives for an order that can no longer take fills, is refused and recorded as an
-anomaly, never silently applied. Applying a report twice changes nothing. An overfill
+arrives for an order that never worked at the venue (REJECTED, or closed before it was
+sent: ``FILL_ON_CLOSED_ORDER``), is refused and recorded as an anomaly, never silently
+applied. Applying a report twice changes nothing.
+
+A fill for an order already CANCELLED or EXPIRED that reached the venue is recorded in
+full: the venue filled it before the cancel (or expiry) took effect and reported the
+fill after the close (a cancel's answer can overtake the report stream's fill). The
+trade is stored, the order's filled quantity and average price grow, and its event goes
+from the closed status to the same one (reason "fill after close",
+:meth:`services.domain.Order.apply_fill_after_close`); the order stays closed, and Risk's
+ledger applies the fill as any other. A close whose report says the venue executed more
+than the order has filled records that (``venue_executed_quantity`` in its event's
+payload): the missing fills are on their way. An overfill
 (the venue reports more executed than the order's quantity: the order went to the venue
 twice, or the venue is wrong) also quarantines the symbol: its own trading state goes
 HALTED (scope ``symbol:<SYMBOL>``, lifted only by an operator's SetTradingState), and a
@@ -22,14 +33,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import core_ext
 from services.domain import Order, OrderEvent, OrderStatus, TimeInForce, Trade, TradingState, utcnow
 from services.domain.errors import OverfillError, StaleOrder
 from services.domain.execution import ExecutionReport, Fill
+from services.domain.order import CLOSED_FILLABLE
 from services.store import UnitOfWork
 from services.store.repositories import symbol_scope
+
+from .replay import claim_of
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +97,16 @@ class Applied:
     anomaly: tuple[str, str] | None = None
 
 
-def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str] | frozenset[str] = frozenset()
-                   ) -> Applied:
+def _sent_here() -> bool:
+    return True
+
+
+def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str] | frozenset[str] = frozenset(),
+                   reached_venue: Callable[[], bool] = _sent_here) -> Applied:
     """Apply ``report`` to ``order`` in memory (``known_trades``: venue trade ids the order
-    already has, which are not applied again)."""
+    already has, which are not applied again; ``reached_venue``: whether the order was
+    sent to the venue, asked only for a fill on a CANCELLED or EXPIRED order; by default
+    yes, for the answer of the caller's own submission)."""
     applied = Applied()
     if report.remote_order_id and order.remote_order_id != report.remote_order_id:
         order.remote_order_id = report.remote_order_id
@@ -96,7 +116,14 @@ def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str]
         if fill.trade_id in known_trades:
             return applied  # already recorded: a duplicate report
         try:
-            event = order.apply_fill(fill.quantity, fill.price, at=report.transact_time, payload=fill_payload(fill))
+            if order.status in CLOSED_FILLABLE and reached_venue():
+                event = order.apply_fill_after_close(fill.quantity, fill.price, at=report.transact_time,
+                                                     payload=fill_payload(fill))
+                log.warning("fill %s of order %s recorded after its close (%s)", fill.trade_id, order.order_id,
+                            order.status.value)
+            else:
+                event = order.apply_fill(fill.quantity, fill.price, at=report.transact_time,
+                                         payload=fill_payload(fill))
         except (OverfillError, core_ext.IllegalTransition) as error:
             kind = "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER"
             applied.anomaly = (kind, str(error))
@@ -140,7 +167,15 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         # A late acknowledgement after the order moved on: the order already knows more.
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
         return None
-    return order.transition(target, reason=reason, at=report.transact_time)
+    payload = None
+    executed = report.cumulative_quantity
+    if target in CLOSED_FILLABLE and executed is not None and executed > order.filled_quantity:
+        # The venue executed more than the order has filled: those fills are on their way
+        # (the report stream, the venue's trades) and are recorded when they arrive.
+        log.info("order %s %s with %s executed at the venue, %s filled here: fills on their way", order.order_id,
+                 target.value, executed, order.filled_quantity)
+        payload = {"venue_executed_quantity": str(executed)}
+    return order.transition(target, reason=reason, at=report.transact_time, payload=payload)
 
 
 def _gtd_due(order: Order, report: ExecutionReport) -> bool:
@@ -200,7 +235,7 @@ def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None
     known = frozenset()
     if report.fill is not None and uow.trades.get(order.venue, report.fill.trade_id) is not None:
         known = frozenset({report.fill.trade_id})
-    applied = apply_to_order(order, report, known)
+    applied = apply_to_order(order, report, known, lambda: claim_of(uow.orders.events(order.order_id)) is not None)
     if applied.anomaly is not None:
         kind, detail = applied.anomaly
         if kind == "OVERFILL" and _overfill_recorded(uow, order, report):

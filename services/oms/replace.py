@@ -30,8 +30,6 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-import grpc
-
 import core_ext
 from services.common import convert
 from services.common.tokens import verify_or_raise
@@ -41,7 +39,7 @@ from services.store import UnitOfWork
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.oms.v1 import oms_pb2
 
-from .cancels import load
+from .cancels import closing_reports, load
 from .gateway import ExchangeGateway, Refusal
 from .replay import claim_of
 from .submission import Submitter
@@ -219,23 +217,11 @@ class Replacer:
             raise VenueUnavailable(
                 f"the Exchange did not answer the cancel of order {replaced.order_id} ({answer.code.name}); it stays "
                 "PENDING_CANCEL: call ReplaceOrder again", metadata={"order_id": replaced.order_id})
-        reports = [answer]
-        if answer.cumulative_quantity is not None and answer.cumulative_quantity > replaced.filled_quantity:
-            # Fills the cancel crossed on the wire are still on their way (the report stream):
-            # recorded now, before the order closes, so none arrives at a cancelled order.
-            reports = [*await self._fills_at_venue(replaced), answer]
-        applied = await self.submitter.apply_reports(replaced.order_id, reports)
+        # Fills the cancel crossed on the wire are still on their way (the report stream):
+        # read from the venue and recorded before the order closes.
+        applied = await self.submitter.apply_reports(replaced.order_id,
+                                                     await closing_reports(self.gateway, replaced, answer))
         return applied.order, answer.cumulative_quantity
-
-    async def _fills_at_venue(self, order: Order) -> list[Any]:
-        """Every fill the venue holds for ``order`` (each applied once, by trade id); none
-        when the venue cannot be asked now (they then arrive on the report stream)."""
-        try:
-            answer = await self.gateway.query(order)
-        except grpc.aio.AioRpcError as error:
-            log.warning("fills of order %s not read from the venue (%s)", order.order_id, error.code().name)
-            return []
-        return [convert.report_from_proto(fill) for fill in answer.fills]
 
     async def _send(self, message: common_pb.Order, token: str, verified: "core_ext.VerifyResult",
                     replaced: Order, remaining: float | None) -> Replacement:

@@ -6,7 +6,9 @@ What an execution system promises, in terms of what it stored:
   1..n, each event's hash recomputes, each links to the one before, the order row
   points at the last); an edited, inserted, deleted or reordered event breaks it;
 - **replay**: folding an order's events through the state machine gives the stored
-  order (status, filled quantity, average price, last sequence);
+  order (status, filled quantity, average price, last sequence); a fill recorded after
+  the order closed (CANCELLED or EXPIRED, the same status before and after) counts as a
+  fill without a transition, and only on an order that was sent to a venue;
 - **never sent unapproved, never sent twice**: an order reached SUBMITTED only from
   APPROVED, with a verified risk token, at most once, and no token moved two orders;
 - **every fill exactly once**: each stored trade has exactly one fill event on its own

@@ -6,6 +6,11 @@ stored order: folding them through the state machine (:mod:`core_ext`, the same 
 the services use) yields the status, the status before a pending cancel, the filled
 quantity and the volume-weighted average price. A difference means the order row or
 its history was changed outside that path.
+
+Two kinds of event are no transition: a note (a quarantine: the same status before and
+after, the payload naming the quarantine scope), and a fill after close (the same
+CANCELLED or EXPIRED status before and after, the fill as payload: see
+:mod:`services.domain.order`), which adds its fill to an order that was sent to a venue.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import core_ext
+from services.domain.order import is_fill_after_close
 
 #: An event that records something without a transition (the reconciler's quarantine
 #: note): from and to status are equal and its payload names the quarantine scope.
@@ -68,7 +74,8 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
     ReplayError
         ``FIRST_EVENT`` (the history does not start with the order entering PENDING),
         ``BROKEN_HISTORY`` (an event's from-status is not the status before it),
-        ``ILLEGAL_TRANSITION`` or ``BAD_FILL_EVENT``.
+        ``ILLEGAL_TRANSITION``, ``BAD_FILL_EVENT`` or ``FILL_NEVER_SUBMITTED`` (a fill
+        after close on an order that never reached SUBMITTED).
     """
     state = ReplayedOrder()
     for event in events:
@@ -86,6 +93,13 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
         if source == target and NOTE_PAYLOAD_KEY in payload and not core_ext.can_transition(source, target):
             state.last_sequence = sequence  # a note, not a transition
             continue
+        if is_fill_after_close(source, target, payload):
+            if not state.submissions:
+                raise ReplayError("FILL_NEVER_SUBMITTED", f"event {sequence}: a fill after close on an order that "
+                                                          "was never sent to a venue")
+            _add_fill(state, payload, sequence)
+            state.last_sequence = sequence  # the order stays closed
+            continue
         previous = state.previous_status if source == "PENDING_CANCEL" else None
         if not core_ext.can_transition(source, target, previous):
             raise ReplayError("ILLEGAL_TRANSITION", f"event {sequence}: {source} -> {target} is not a legal transition")
@@ -99,9 +113,13 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
             if isinstance(nonce, str) and nonce:
                 state.token_nonces.append(nonce)
         if "trade_id" in payload and target in ("PARTIALLY_FILLED", "FILLED"):
-            quantity, price = _decimal(payload, "quantity", sequence), _decimal(payload, "price", sequence)
-            state.filled_quantity += quantity
-            state.notional += quantity * price
-            state.fills.append((str(payload["trade_id"]), quantity, price))
+            _add_fill(state, payload, sequence)
         state.status, state.last_sequence = target, sequence
     return state
+
+
+def _add_fill(state: ReplayedOrder, payload: Mapping[str, Any], sequence: int) -> None:
+    quantity, price = _decimal(payload, "quantity", sequence), _decimal(payload, "price", sequence)
+    state.filled_quantity += quantity
+    state.notional += quantity * price
+    state.fills.append((str(payload["trade_id"]), quantity, price))

@@ -318,7 +318,8 @@ class Book:
         reset = self.daily_reset.at(self.clock())
         holder._roll(reset)
         if trade_time >= reset:
-            holder.realised_today = _WIDE.add(holder.realised_today, _WIDE.subtract(update.realised_pnl, commission))
+            holder.realised_today = _WIDE.add(holder.realised_today,
+                                              _WIDE.subtract(update.realised_pnl, update.commission))
         held = holder.working.get(order_id)
         if held is not None:
             held.approved = False

@@ -30,7 +30,7 @@ import core_ext
 from services.common.observability import metrics
 from services.common.venue_accounts import VenueAccounts
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
-from services.domain.order import APPROVAL_REASON
+from services.domain.order import APPROVAL_REASON, is_fill_after_close
 from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
@@ -176,19 +176,23 @@ class RiskEngine:
             book.submitted(event.order_id, event.account, event.symbol, event.side,
                            event.quantity - event.filled_quantity)
         elif event.to_status in _FILLS:
-            payload = event.payload
-            try:
-                book.fill(order_id=event.order_id, account=event.account, symbol=event.symbol, side=event.side,
-                          venue=event.venue, trade_id=str(payload["trade_id"]),
-                          quantity=core_ext_decimal(payload["quantity"]), price=core_ext_decimal(payload["price"]),
-                          commission=core_ext_decimal(payload.get("commission", "0")), trade_time=event.event_time,
-                          final=event.to_status is OrderStatus.FILLED, market_type=event.market_type,
-                          commission_asset=payload.get("commission_asset"))
-            except (KeyError, ValueError, ArithmeticError) as error:
-                log.error("fill event %s of order %s cannot be applied to the ledger: %s", event.sequence,
-                          event.order_id, error)
+            self._fill(event, final=event.to_status is OrderStatus.FILLED)
         elif event.to_status in _ENDS:
+            if is_fill_after_close(event.from_status, event.to_status, event.payload):
+                self._fill(event, final=True)  # a fill the venue reported after the order closed
             book.ended(event.order_id, event.account)
+
+    def _fill(self, event: Any, *, final: bool) -> None:
+        payload = event.payload
+        try:
+            self.book.fill(order_id=event.order_id, account=event.account, symbol=event.symbol, side=event.side,
+                           venue=event.venue, trade_id=str(payload["trade_id"]),
+                           quantity=core_ext_decimal(payload["quantity"]), price=core_ext_decimal(payload["price"]),
+                           commission=core_ext_decimal(payload.get("commission", "0")), trade_time=event.event_time,
+                           final=final, market_type=event.market_type, commission_asset=payload.get("commission_asset"))
+        except (KeyError, ValueError, ArithmeticError) as error:
+            log.error("fill event %s of order %s cannot be applied to the ledger: %s", event.sequence,
+                      event.order_id, error)
 
     async def flush(self) -> None:
         """Write the ledger entries and positions the book owes the store."""

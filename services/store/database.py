@@ -221,7 +221,9 @@ class Database(Generic[T]):
         :data:`DEFAULT_MAX_BATCH` for the dialect); 1 turns group commit off for them.
     on_events
         Called after each commit with the order events it stored, as
-        ``(order_id, to_status, event_time)`` tuples (the services' order metrics).
+        ``(order_id, label, event_time)`` tuples, the label the status entered or
+        ``FILL_AFTER_CLOSE`` (:func:`services.domain.order.event_label`; the services'
+        order metrics).
     owns_store
         :meth:`close` disposes of the store too (False: the caller keeps using it).
     """

@@ -56,6 +56,7 @@ from services.domain import (
     ledger,
 )
 from services.domain.errors import InvalidOrder, OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
+from services.domain.order import event_label
 
 from .codec import json_text
 from .database import WriteContext
@@ -292,7 +293,8 @@ def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str]:
 
 
 def _note_events(context: WriteContext, order: Order) -> None:
-    context.events += [(e.order_id, e.to_status.value, e.event_time) for e in order.new_events]
+    context.events += [(e.order_id, e.to_status.value if e.from_status is not e.to_status
+                        else event_label(e.from_status, e.to_status, e.payload), e.event_time) for e in order.new_events]
     if order.order_manager_id and any(e.to_status.is_terminal or e.from_status in (None, OrderStatus.PENDING)
                                       for e in order.new_events):
         context.managers.add(order.order_manager_id)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus
 from services.domain.errors import OrderNotFound, StaleOrder
+from services.domain.order import event_label
 
 from ._sql import insert_unless_conflict, keyset_page
 from .chain import chain_rows
@@ -126,7 +127,8 @@ class OrderRepository:
     def _write_events(self, order: Order, rows: list[dict[str, Any]], head: str | None) -> None:
         if rows:
             self.session.execute(insert(events_t), rows)
-            self.written_events += [(row["order_id"], row["to_status"], row["event_time"]) for row in rows]
+            self.written_events += [(row["order_id"], event_label(row["from_status"], row["to_status"], row["payload"]),
+                                     row["event_time"]) for row in rows]
         order.new_events.clear()
         order.last_event_hash = head
 

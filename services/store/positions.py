@@ -14,14 +14,14 @@ import dataclasses
 import datetime as dt
 from decimal import Context, Decimal, localcontext
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy import tuple_ as sa_tuple
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from services.domain import MarketType, Side, Trade, utcnow
 from services.domain.errors import StaleOrder
-from services.domain.ledger import ZERO, LedgerEntry, Position, apply_fill
+from services.domain.ledger import ZERO, LedgerEntry, Position, apply_fill, fee_in_quote
 
 from ._sql import insert_unless_conflict
 from .models import ledger_entries_table as entries_t
@@ -152,19 +152,17 @@ class PositionRepository:
 
     def realised_since(self, account: str, since: dt.datetime) -> Decimal:
         """The account's realised PnL net of commissions over the fills traded at or
-        after ``since``: summed by PostgreSQL (exact NUMERIC), or here, exactly, on
-        SQLite (whose SUM would add its decimal text as binary floats)."""
-        since_then = (entries_t.c.account == account, entries_t.c.trade_time >= since)
-        if self.session.get_bind().dialect.name == "postgresql":
-            sums = select(func.sum(entries_t.c.realised_pnl), func.sum(entries_t.c.commission)).where(*since_then)
-            realised, commission = self.session.execute(sums).one()
-            return ZERO if realised is None else _WIDE.subtract(realised, commission)
+        after ``since``, summed here, exactly (SQLite's SUM would add its decimal text as
+        binary floats); a fee in another asset than the symbol's quote is not counted
+        (:func:`services.domain.ledger.fee_in_quote`)."""
         total = ZERO
         with localcontext(_WIDE):
-            for realised, commission in self.session.execute(
-                select(entries_t.c.realised_pnl, entries_t.c.commission).where(*since_then)
+            for symbol, realised, commission, asset in self.session.execute(
+                select(entries_t.c.symbol, entries_t.c.realised_pnl, entries_t.c.commission,
+                       entries_t.c.commission_asset).where(entries_t.c.account == account,
+                                                           entries_t.c.trade_time >= since)
             ):
-                total += realised - commission
+                total += realised - commission if fee_in_quote(symbol, asset) else realised
         return total
 
     def entries(self, account: str, symbol: str | None = None, limit: int = 1000) -> list[LedgerEntry]:

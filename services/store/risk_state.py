@@ -31,7 +31,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection
 
 from services.domain import OPEN_STATUSES, MarketType, OrderStatus, Side, TradingState, utcnow
-from services.domain.ledger import Position
+from services.domain.ledger import Position, fee_in_quote
 
 from .codec import Codec
 from .database import WriteContext, run_on_driver
@@ -116,13 +116,17 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} ORDER BY order_time",
         (codec.time(window_start),))]
     totals: dict[str, Decimal] = {}
-    for account, realised, commission in run(
-            f"SELECT account, realised_pnl, commission FROM ledger_entries WHERE trade_time >= {mark}",
-            (codec.time(reset),), execution_options=_STREAMED):
+    for account, symbol, realised, commission, commission_asset in run(
+            "SELECT account, symbol, realised_pnl, commission, commission_asset FROM ledger_entries "
+            f"WHERE trade_time >= {mark}", (codec.time(reset),), execution_options=_STREAMED):
         if not owns(account):
             continue
-        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats.
-        totals[account] = totals.get(account, Decimal(0)) + codec.decimal_from(realised) - codec.decimal_from(commission)
+        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats. A fee
+        # in another asset than the quote is not counted (services.domain.ledger.fee_in_quote).
+        net = codec.decimal_from(realised)
+        if fee_in_quote(symbol, commission_asset):
+            net -= codec.decimal_from(commission)
+        totals[account] = totals.get(account, Decimal(0)) + net
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
 
@@ -160,6 +164,8 @@ class TailEvent:
     quantity: Decimal
     filled_quantity: Decimal
     market_type: MarketType = MarketType.FUTURES
+    #: The status before (None for the order's first event).
+    from_status: OrderStatus | None = None
 
 
 class EventTail:
@@ -186,10 +192,14 @@ class EventTail:
         now = self.monotonic()
         self.gaps = {gap: since for gap, since in self.gaps.items() if now - since < self.gap_seconds}
         mark = _mark(codec.dialect)
-        # The order's columns and the payload are read for the followed statuses only.
+        # The order's columns are read for the followed statuses only, the payload for the
+        # fills: the fill events, and the events from a closed status to itself (a fill after
+        # close, or a note).
         columns = ("SELECT e.id, e.to_status, e.order_id, e.sequence, e.event_time, "
-                   f"CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') THEN e.payload END, o.account, o.symbol, "
-                   "o.side, o.venue, o.quantity, o.filled_quantity, o.market_type FROM order_events_ts AS e "
+                   "CASE WHEN e.to_status IN ('PARTIALLY_FILLED', 'FILLED') OR e.from_status = e.to_status "
+                   "THEN e.payload END, o.account, o.symbol, "
+                   "o.side, o.venue, o.quantity, o.filled_quantity, o.market_type, e.from_status "
+                   "FROM order_events_ts AS e "
                    "LEFT JOIN orders_ts AS o "
                    f"ON o.order_id = e.order_id AND e.to_status IN ({_FOLLOWED}) ")
         if codec.dialect == "sqlite":
@@ -217,11 +227,13 @@ class EventTail:
                 continue  # not followed
             events.append(TailEvent(event_id, row[2], row[3], status, codec.time_from(row[4]),
                                     codec.json_from(row[5]) or {}, row[6], row[7], _SIDES[row[8]], row[9],
-                                    codec.decimal_from(row[10]), codec.decimal_from(row[11]), _MARKETS[row[12]]))
+                                    codec.decimal_from(row[10]), codec.decimal_from(row[11]), _MARKETS[row[12]],
+                                    _EVERY_STATUS.get(row[13])))
         return events
 
 
 _STATUSES = {status.value: status for status in FOLLOWED}
+_EVERY_STATUS = {status.value: status for status in OrderStatus}
 _SIDES = {side.value: side for side in Side}
 _MARKETS = {market.value: market for market in MarketType}
 

@@ -542,6 +542,10 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
         dropped = await sim.streams.drop_all() if body.get("drop", True) else 0
         return web.json_response({"refusing_for": body.get("seconds", 0), "dropped": dropped})
 
+    async def ws_expire(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        return web.json_response({"expired": sim.streams.expire(body.get("account"))})
+
     async def ws_state(request: web.Request) -> web.Response:
         return web.json_response({"connected": len(sim.streams.sockets), "connections": sim.streams.connections,
                                   "listen_keys": len(sim.streams.keys)})
@@ -594,6 +598,7 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
         web.post("/_sim/place", place),
         web.post("/_sim/ws/drop", ws_drop),
         web.post("/_sim/ws/refuse", ws_refuse),
+        web.post("/_sim/ws/expire", ws_expire),
         web.get("/_sim/ws", ws_state),
     ]
 

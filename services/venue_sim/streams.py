@@ -5,12 +5,15 @@ account's active key (extending it by 60 minutes) or a new one; ``PUT`` extends 
 ``DELETE`` closes it; an unknown or expired key is ``-1125``. A socket on a valid key
 receives the account's events of that market (futures ``ORDER_TRADE_UPDATE`` and
 ``ACCOUNT_UPDATE``, spot ``executionReport``); when the key expires it receives
-``listenKeyExpired`` and nothing more. Events are pushed only to connected sockets:
+``listenKeyExpired`` (``{"e": "listenKeyExpired", "E": <event time>}``, as Aster's futures
+docs give it: pushed only to a socket connected on a key that was valid) and nothing
+more. Events are pushed only to connected sockets:
 what happens while none is connected is never delivered, exactly the gap a client has
 to fill from REST after reconnecting.
 
-Tests drop every socket (``POST /_sim/ws/drop``) or refuse new ones for a while
-(``POST /_sim/ws/refuse``) through the control surface.
+Tests drop every socket (``POST /_sim/ws/drop``), refuse new ones for a while
+(``POST /_sim/ws/refuse``) or expire the listen keys now, as an hour without a
+keepalive would (``POST /_sim/ws/expire``), through the control surface.
 """
 
 from __future__ import annotations
@@ -76,6 +79,14 @@ class Streams:
         for socket, held in list(self.sockets.items()):
             if held is entry:
                 asyncio.ensure_future(socket.close())
+
+    def expire(self, account: str | None = None) -> int:
+        """Expire the listen keys (of ``account``, or every one) now: the next
+        :meth:`expire_due` pushes ``listenKeyExpired`` to their sockets. Returns how many."""
+        chosen = [e for e in self.keys.values() if account is None or e.account == account]
+        for entry in chosen:
+            entry.expires = 0.0
+        return len(chosen)
 
     def expire_due(self) -> None:
         """Expired keys: their sockets get ``listenKeyExpired`` and nothing more."""

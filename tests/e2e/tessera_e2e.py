@@ -16,13 +16,13 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -314,6 +314,57 @@ class StoreView:
 
 def _name(status: Any) -> str:
     return getattr(status, "value", status)
+
+
+# -- secrets: appear nowhere ------------------------------------------------------------
+def identity_secrets() -> dict[str, str]:
+    """The suite's identity secrets every stack holds, by what they are: the client's and
+    the services' bearer JWTs (whole, and their signatures alone) and the JWT signing key
+    (its PEM body)."""
+    client = Path(AUTH_ENV["TESSERA_TOKEN_FILE"]).read_text().strip()
+    service = Path(SERVICE_TOKEN_FILE).read_text().strip()
+    pem = (AUTH_DIR / "jwt-signing.pem").read_text()
+    return {"client bearer JWT": client, "client JWT's signature": client.rsplit(".", 1)[1],
+            "service JWT": service, "service JWT's signature": service.rsplit(".", 1)[1],
+            "JWT signing key": "".join(line for line in pem.splitlines() if not line.startswith("-----"))}
+
+
+def database_text(url: str) -> tuple[list[str], str]:
+    """Every table of the database and every column of every row of them, as one text."""
+    def as_text(value: Any) -> str:
+        value = bytes(value) if isinstance(value, memoryview) else value
+        return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+            dump = "\n".join(" ".join(as_text(value) for value in row) for table in tables
+                             for row in connection.execute(text(f'SELECT * FROM "{table}"')))
+    finally:
+        engine.dispose()
+    return tables, dump
+
+
+def assert_secrets_nowhere(needles: Mapping[str, str], *, log_dir: Path, database_url: str,
+                           told: Iterable[str] = ()) -> tuple[list[str], str]:
+    """None of ``needles`` (secrets by what they are) is in any file under ``log_dir`` (the
+    processes' output, every file they wrote), in any message a client was ``told``, or
+    anywhere in the database; returns the database's tables and text for further checks.
+    Stop the stack first: its logs are flushed and closed then."""
+    files = [p for p in log_dir.rglob("*") if p.is_file()]
+    assert files, f"no log under {log_dir}"
+    for path in files:
+        data = path.read_bytes()
+        for what, needle in needles.items():
+            assert needle.encode() not in data, f"the {what} is in {path}"
+    for message in told:
+        for what, needle in needles.items():
+            assert needle not in message, f"the {what} was sent to a client: {message}"
+    tables, dump = database_text(database_url)
+    for what, needle in needles.items():
+        assert needle not in dump, f"the {what} is stored in the database"
+    return tables, dump
 
 
 # -- scenarios shared by the SQLite and PostgreSQL suites -------------------------------

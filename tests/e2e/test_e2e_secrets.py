@@ -1,9 +1,11 @@
 """Secrets and who may reach a venue.
 
 - Every secret comes from a file (``*_FILE``): the HMAC key ring (current and previous)
-  and the venue's API key and secret; the database password is in the PostgreSQL URL.
-  After a live run with successes and every kind of failure, none of them appears in any
-  process's output, in any error a client received, or anywhere in the database.
+  and the venue's API key and secret; the database password is in the PostgreSQL URL;
+  the bearer JWTs (the client's, the services' own) and the key that signed them are the
+  suite's identities. After a live run with successes and every kind of failure, none of
+  them appears in any process's output, in any error a client received, or anywhere in
+  the database.
 - A weak, empty, unreadable or doubly-given secret stops each service at start with a
   message naming the variable, never the value.
 - Only the OMS can call the Exchange service: every RPC that can move money or reveal
@@ -14,6 +16,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import subprocess
 import sys
@@ -27,13 +31,13 @@ import grpc
 import pytest
 import tessera_e2e as e2e
 import venue_harness as vh
-from sqlalchemy import create_engine, inspect, text
 
 import core_ext
+from services.cli.connection import BearerToken
 from services.common.tokens import oms_call_metadata
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-from tessera.oms.v1 import oms_pb2
+from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2
 
 pytestmark = pytest.mark.postgres
@@ -45,7 +49,8 @@ API_KEY = "key-" + secrets.token_hex(16)
 API_SECRET = "vsec-" + secrets.token_hex(24)
 DB_PASSWORD = "dbpw-" + secrets.token_hex(12)  # trust authentication ignores it; it is in the URL all the same
 NEEDLES = {"HMAC secret": CURRENT, "previous HMAC secret": PREVIOUS, "venue API key": API_KEY,
-           "venue API secret": API_SECRET, "database password": DB_PASSWORD}
+           "venue API secret": API_SECRET, "database password": DB_PASSWORD,
+           **e2e.identity_secrets()}  # the bearer and service JWTs, the JWT signing key
 KEYRING = core_ext.KeyRing(KEY_ID, CURRENT.encode(), [(PREVIOUS_KEY_ID, PREVIOUS.encode())])
 
 
@@ -114,6 +119,15 @@ def errors_of(*calls) -> list[str]:
     return told
 
 
+def forged_jwt() -> str:
+    """The suite's client JWT with another subject in its payload and its own signature."""
+    header, payload, signature = e2e.identity_secrets()["client bearer JWT"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "mallory"
+    changed = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{changed}.{signature}"
+
+
 def sign_with(order: pb.Order, secret: str, key_id: str, issued_at: int | None = None) -> str:
     return e2e.sign(order, issued_at or int(time.time()), key_id=key_id, secret=secret)
 
@@ -154,33 +168,21 @@ def test_secrets_from_files_run_a_live_stack_and_appear_nowhere(live, sim, pg_ur
         in_doubt = e2e.approve(live, symbol="BTCUSDT", quantity="0.01")
         assert submit(live, in_doubt).order.status == pb.ORDER_STATUS_SUBMITTED
     assert len(told) == 9, "\n".join(m.split(" (")[0] for m in told)  # all but the risk rejection fail
+    # The client's JWT with its payload changed (another subject), its signature kept: refused.
+    forged = grpc.intercept_channel(grpc.insecure_channel(live.addresses["oms"]), BearerToken(forged_jwt()))
+    try:
+        told += errors_of(lambda: oms_pb2_grpc.OrderManagementServiceStub(forged).GetOrder(
+            oms_pb2.GetOrderRequest(order_id=filled.order.order_id), timeout=e2e.RPC_TIMEOUT))
+    finally:
+        forged.close()
+    assert len(told) == 10 and "UNAUTHENTICATED" in told[-1], told[-1]
     live.stop()  # flush and close every log
 
-    # The processes' output, every file they wrote.
-    files = [p for p in live.log_dir.rglob("*") if p.is_file()]
-    assert len(files) >= 6
-    for path in files:
-        data = path.read_bytes()
-        for what, needle in NEEDLES.items():
-            assert needle.encode() not in data, f"the {what} is in {path}"
-    # What the clients were told.
-    for message in told:
-        for what, needle in NEEDLES.items():
-            assert needle not in message, f"the {what} was sent to a client: {message}"
-    # The whole database, every column of every row.
-    engine = create_engine(pg_url)
-    try:
-        with engine.connect() as connection:
-            tables = inspect(connection).get_table_names()
-            dump = "\n".join(
-                row for table in tables
-                for row in connection.execute(text(f'SELECT row_to_json(t)::text FROM "{table}" t')).scalars()
-            )
-    finally:
-        engine.dispose()
+    # The processes' output and every file they wrote, what the clients were told, the whole
+    # database (every column of every row).
+    assert len([p for p in live.log_dir.rglob("*") if p.is_file()]) >= 6
+    tables, dump = e2e.assert_secrets_nowhere(NEEDLES, log_dir=live.log_dir, database_url=pg_url, told=told)
     assert "orders_ts" in tables and filled.order.order_id in dump
-    for what, needle in NEEDLES.items():
-        assert needle not in dump, f"the {what} is stored in the database"
     assert filled.token not in dump and filled.token.rsplit(".", 1)[1] not in dump  # tokens: only their nonces
 
 

@@ -4,15 +4,18 @@ account the registry lacks refused by Risk, the venue settings kept in the store
 the operator, an Exchange restart with no order refused for its settings, a dropped user-data
 stream with no fill lost or doubled, every venue payload stored as its exact JSON text, and
 the kill switch cancelling an order placed at the venue outside Tessera, past an account
-whose signer the venue refuses (named in its answer).
+whose signer the venue refuses (named in its answer), and after all of it no API wallet's
+private key (nor a bearer JWT, nor the key that signed them) in any log or
+anywhere in the store.
 
 The services run as processes (``tessera_e2e.start_stack``); the module's tests share one
-stack and run in order (the kill switch last).
+stack and run in order (the kill switch, then the scan for secrets, last).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -30,12 +33,17 @@ import tessera_e2e as e2e
 import venue_harness as vh
 
 USER_A, SIGNER_A, KEY_A = vh.V3_USER, vh.V3_SIGNER, vh.V3_PRIVATE_KEY
-USER_B, KEY_B = "0x3333333333333333333333333333333333333333", "0x" + "02" * 32
+USER_B, KEY_B = "0x3333333333333333333333333333333333333333", "0x" + secrets.token_hex(32)
 SIGNER_B = Account.from_key(KEY_B).address
-USER_C, KEY_C = "0x4444444444444444444444444444444444444444", "0x" + "03" * 32  # added to the registry later
+USER_C, KEY_C = "0x4444444444444444444444444444444444444444", "0x" + secrets.token_hex(32)  # added later
 SIGNER_C = Account.from_key(KEY_C).address
-USER_X, KEY_X = "0x1111111111111111111111111111111111111111", "0x" + "04" * 32  # the venue knows no such wallet
+# Added before the kill switch: an API wallet the venue does not know (it refuses its every request).
+USER_X, KEY_X = "0x1111111111111111111111111111111111111111", "0x" + secrets.token_hex(32)
 SIGNER_X = Account.from_key(KEY_X).address
+#: What no log line, no client and no row of the store may hold (the keys also without "0x").
+NEEDLES = {**{f"{name} API wallet private key": key[2:] for name, key in
+              (("desk-a", KEY_A), ("desk-b", KEY_B), ("desk-c", KEY_C), ("desk-0", KEY_X))},
+           **e2e.identity_secrets()}
 
 
 def submit(stack, approved):
@@ -183,16 +191,26 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     stack, store, sim = accounts
     oms = ("--oms", stack.processes["oms"].address)
 
+    held = e2e.approve(stack, account="desk-b", quantity="0.01")  # desk-b holds a position
+    assert submit(stack, held).order.status == pb.ORDER_STATUS_FILLED
+
     changed = e2e.run_cli("venue", "leverage", "desk-b", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
     margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--comment", "INC-7 de-risk", *oms)
     unknown = e2e.run_cli("venue", "leverage", "nobody", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
+    # Hedge mode: the venue refuses it while the account holds a position; one-way (as it is) is kept.
+    locked = e2e.run_cli("venue", "position-mode", "desk-b", "hedge", "--operator", "cli-operator", *oms)
+    one_way = e2e.run_cli("venue", "position-mode", "desk-b", "one-way", "--operator", "cli-operator", *oms)
     listed = e2e.run_cli("venue", "settings", "desk-b", *oms)
     history = e2e.run_cli("venue", "history", "desk-b", *oms)
 
     assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
     assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
+    assert locked.returncode == 1 and "POSITION_MODE_LOCKED_BY_POSITION" in locked.stderr, e2e.show(locked)
+    assert one_way.returncode == 0, e2e.show(one_way)
     (row,) = [line for line in listed.stdout.splitlines() if "SOLUSDT" in line]
     assert row.split()[:6] == ["desk-b", "SOLUSDT", "4", "ISOLATED", "-", LOCAL_PRINCIPAL]  # the caller's identity
+    (account_row,) = [line for line in listed.stdout.splitlines() if "(account)" in line]
+    assert account_row.split()[:6] == ["desk-b", "(account)", "-", "-", "ONE_WAY", LOCAL_PRINCIPAL]
     assert "desk-a" not in listed.stdout
     # The history keeps each change with who made it and the comment (the latest setting alone does not).
     assert history.returncode == 0, e2e.show(history)
@@ -205,6 +223,7 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     assert {cells[5] for cells in changes} <= {LOCAL_PRINCIPAL, "venue"}
     at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
     assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"
+    assert at_venue["dual_side"] is False  # never hedged
 
 
 def test_a_dropped_user_stream_loses_and_doubles_no_fill(accounts):
@@ -319,3 +338,14 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue_past_an_a
         stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
             state=pb.TRADING_STATE_ACTIVE, operator="e2e-operator", reason="kill switch e2e done"),
             timeout=e2e.RPC_TIMEOUT)
+
+
+def test_no_private_key_or_bearer_jwt_is_in_any_log_or_in_the_store(accounts):
+    stack, store, sim = accounts
+    url = stack.env["TESSERA_DATABASE_URL"]
+    stack.stop()  # flush and close every log (the module's last test)
+
+    tables, dump = e2e.assert_secrets_nowhere(NEEDLES, log_dir=stack.log_dir, database_url=url)
+
+    assert "orders_ts" in tables and "desk-c" in dump  # the scan read the store the tests wrote
+    assert (stack.log_dir / "exchange.stderr.log").read_text().strip()  # and the Exchange's log

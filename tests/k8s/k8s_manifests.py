@@ -247,3 +247,25 @@ def secret_data(secret: Obj) -> dict[str, str]:
     data = {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
     data.update(secret.get("stringData") or {})
     return data
+
+
+# ---------------------------------------------------------------- alert rules
+RULES = K8S / "components" / "monitoring" / "prometheus-rules.yaml"
+
+
+def promtool_test_rules(case: Mapping[str, Any], path: Path) -> None:
+    """``promtool test rules`` on ``case`` (a rule test file's content, written to ``path``):
+    passes when every test of it passes. Skipped without promtool (Debian's package
+    ``prometheus``), a failure under CI=true."""
+    import shutil
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        message = "promtool is not installed (apt-get install prometheus)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}\nCI=true: the alert rules must be tested", pytrace=False)
+        pytest.skip(message)
+    path.write_text(yaml.safe_dump(dict(case), sort_keys=False))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

@@ -15,11 +15,12 @@ MONITORING = km.K8S / "components" / "monitoring"
 RULES = MONITORING / "prometheus-rules.yaml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 #: What an operator pages on (issue: kill switch, quarantine, in doubt, anomalies, venue
-#: errors and rate limits, token failures, order-path latency, a service down).
+#: errors and rate limits, the user-data stream down and the dead-man switch failing,
+#: token failures, order-path latency, a service down).
 REQUIRED_ALERTS = {
     "TesseraKillSwitchTripped", "TesseraSymbolQuarantined", "TesseraOrdersInDoubt", "TesseraReconcilerAnomaly",
-    "TesseraVenueErrors", "TesseraVenueRateLimited", "TesseraTokenForgeryAttempt", "TesseraTokenFailures",
-    "TesseraOrderLatencyHigh", "TesseraServiceDown",
+    "TesseraVenueErrors", "TesseraVenueRateLimited", "TesseraVenueUserStreamDown", "TesseraVenueDeadManFailing",
+    "TesseraTokenForgeryAttempt", "TesseraTokenFailures", "TesseraOrderLatencyHigh", "TesseraServiceDown",
 }
 SERIES = re.compile(r"\b((?:tessera|process)_[a-z0-9_]+|up)\b")
 

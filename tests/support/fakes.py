@@ -36,6 +36,7 @@ import grpc
 
 from services.domain import OPEN_STATUSES, Order, OrderEvent, OrderStatus, OrderType, Side, Trade, TradingState
 from services.domain.errors import OrderNotFound, StaleOrder
+from services.domain.order import event_label
 from services.domain.execution import ExecutionReport, Fill as VenueFill
 from services.domain.enums import LiquiditySide
 from services.exchange.venue import OrderRef, make_report
@@ -185,7 +186,8 @@ class FakeOrderRepository:
             kept = copy.deepcopy(event)
             stored.append(kept)
             self.state.event_log.append((len(self.state.event_log) + 1, kept))
-            self.written_events.append((event.order_id, event.to_status.value, event.event_time))
+            self.written_events.append((event.order_id, event_label(event.from_status, event.to_status, event.payload),
+                                        event.event_time))
         order.new_events.clear()
         order.last_event_hash = head
 
@@ -552,9 +554,10 @@ class FakeRiskSource:
                 order = state.orders[event.order_id]
                 events.append(TailEvent(event_id, event.order_id, event.sequence, event.to_status, event.event_time,
                                         copy.deepcopy(event.payload) if event.to_status in (
-                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) else {},
+                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+                                        or event.from_status is event.to_status else {},
                                         order.account, order.symbol, order.side, order.venue, order.quantity,
-                                        order.filled_quantity, order.market_type))
+                                        order.filled_quantity, order.market_type, event.from_status))
         self.cursor = len(state.event_log)
         states = {scope: record.state for scope, record in state.trading_state.items()} if read_states else None
         return events, states

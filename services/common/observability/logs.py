@@ -10,7 +10,8 @@ Secrets are kept out of the code paths that log, and, as defence in depth, every
 line is redacted before it is written: the values of the secret variables
 (``AIS_RISK_HMAC_SECRET``, ``ASTER_API_SECRET``, ... and the files their ``_FILE``
 variants name), the password of ``TESSERA_DATABASE_URL``, risk tokens and OMS call
-credentials (whole), 64-hex strings (HMAC signatures), and ``secret=``,
+credentials (whole), JWTs (bearer and service tokens: three base64url segments, the
+first ``eyJ``, whole), 64-hex strings (HMAC signatures, private keys), and ``secret=``,
 ``signature=``, ``password=``, ``api_key=``, ``token=`` values.
 """
 
@@ -56,11 +57,13 @@ REDACTED = "[REDACTED]"
 _MIN_SECRET_LENGTH = 6
 
 # One pass over each line finds any of: a risk token or OMS call credential
-# (v1.<key id>.<issued at>.<nonce>.<body digest>.<signature>, docs/token.md), a 64+ hex
-# string (an HMAC-SHA256 signature, a hex key), a secret-looking key's value, a URL's
-# password.
+# (v1.<key id>.<issued at>.<nonce>.<body digest>.<signature>, docs/token.md), a JWT (a
+# bearer or service token: header.payload.signature, base64url, the header's JSON '{"'
+# encoding as "eyJ"; the signature may be empty), a 64+ hex string (an HMAC-SHA256
+# signature, a hex key), a secret-looking key's value, a URL's password.
 _SECRETS = re.compile(
     r"(?P<token>\bv\d+\.[A-Za-z0-9_-]{1,32}\.\d{1,12}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,})"
+    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*)"
     r"|(?P<hex>\b(?:0x)?[0-9a-fA-F]{64,}\b)"
     r"|(?P<key>(?i:\b(?:[a-z0-9_-]*secret|signature|password|passwd|api[_-]?key|x-mbx-apikey|risk[_-]?token|token)"
     r"[\"']?\s*[:=]\s*[\"']?))(?P<value>[^\s\"'&,;}\]]+)"
@@ -71,6 +74,8 @@ _SECRETS = re.compile(
 def _mask(match: "re.Match[str]") -> str:
     if match.group("token"):
         return "[REDACTED-TOKEN]"
+    if match.group("jwt"):
+        return "[REDACTED-JWT]"
     if match.group("hex"):
         return REDACTED
     if match.group("key"):

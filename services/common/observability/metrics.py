@@ -19,10 +19,12 @@ from bisect import bisect_left
 from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable, Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from services.domain.order import FILL_AFTER_CLOSE, event_label
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,24 @@ KILL_SWITCH_FAILURES = Counter(
     "What the kill switch's venue-wide cancel (EmergencyCancelAll) still could not cancel after its last attempt: "
     "one per account or symbol left, by reason (EXCHANGE_UNAVAILABLE: the Exchange service did not answer).",
     ["reason"],
+)
+# The venue connection's health (live mode), set by the Exchange: its user-data streams
+# (services/exchange/aster/user_stream.py) and its dead-man switch heartbeat
+# (services/exchange/providers/live.py).
+VENUE_USER_STREAM = Gauge(
+    "tessera_venue_user_stream_connected",
+    "1 while the user-data stream of a venue account (the account key, never a credential) and market is "
+    "connected; 0 while it is down and fills are polled from REST instead (the fallback).",
+    ["account", "market"],
+)
+DEADMAN_FAILURES = Counter(
+    "tessera_venue_deadman_failures",
+    "Dead-man switch heartbeats (countdownCancelAll) that failed to re-arm the venue's countdown, by reason code.",
+    ["reason"],
+)
+DEADMAN_FAILING = Gauge(
+    "tessera_venue_deadman_consecutive_failures",
+    "Dead-man switch heartbeats failed in a row (0 after one that re-armed every armed symbol).",
 )
 
 
@@ -139,6 +159,11 @@ RPC_DURATION = RpcDurations(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 REGISTRY.register(RPC_DURATION)
+FILLS_AFTER_CLOSE = Counter(
+    "tessera_fills_after_close",
+    "Fills the venue reported for an order already CANCELLED or EXPIRED, recorded on it (the fill crossed the "
+    "cancel or the expiry on the wire; the order stays closed). Not counted in tessera_orders_total.",
+)
 SUBMIT_TO_FILL = Histogram(
     "tessera_submit_to_fill_seconds",
     "Time from the OMS accepting an order (APPROVED -> SUBMITTED) to its FILLED transition, "
@@ -174,17 +199,24 @@ _order_children: dict[str, Any] = {}
 
 def events_committed(events: Iterable[Any]) -> None:
     """Order events a transaction has just committed (the store's writer reports them,
-    see :mod:`services.store.database`): ``(order_id, to_status, event_time)`` tuples,
-    ``order_events_ts`` rows or ``services.domain.OrderEvent`` objects."""
+    see :mod:`services.store.database`): ``(order_id, label, event_time)`` tuples (the
+    label of :func:`services.domain.order.event_label`: the status entered, or
+    ``FILL_AFTER_CLOSE``), ``order_events_ts`` rows or ``services.domain.OrderEvent``
+    objects."""
     try:
         for event in events:
             if isinstance(event, tuple):
                 order_id, status, at = event
                 status = _status_name(status)
             elif isinstance(event, dict):  # an order_events_ts row
-                order_id, status, at = event["order_id"], _status_name(event["to_status"]), event["event_time"]
+                order_id, at = event["order_id"], event["event_time"]
+                status = event_label(event.get("from_status"), event["to_status"], event.get("payload"))
             else:
-                order_id, status, at = event.order_id, _status_name(event.to_status), event.event_time
+                order_id, status, at = event.order_id, event_label(event.from_status, event.to_status,
+                                                                   event.payload), event.event_time
+            if status == FILL_AFTER_CLOSE:
+                FILLS_AFTER_CLOSE.inc()  # no status entered
+                continue
             child = _order_children.get(status)
             if child is None:
                 child = _order_children[status] = ORDERS.labels(status)
@@ -226,6 +258,30 @@ def kill_switch_failures(reasons: Iterable[str]) -> None:
             KILL_SWITCH_FAILURES.labels(reason).inc()
     except Exception:  # noqa: BLE001 - a metric must never fail the kill switch
         log.debug("kill switch metrics not recorded", exc_info=True)
+
+
+def user_stream_state(account: str, market: str, connected: bool | None) -> None:
+    """The user-data stream of ``account`` (a venue account key) on ``market`` is connected,
+    down (False: the REST polling fallback), or closed (None: its series is removed)."""
+    try:
+        if connected is None:
+            VENUE_USER_STREAM.remove(account, market)
+        else:
+            VENUE_USER_STREAM.labels(account, market).set(1 if connected else 0)
+    except Exception:  # noqa: BLE001 - never fail the stream over a metric (a series never set: KeyError)
+        log.debug("user-stream metric not recorded", exc_info=True)
+
+
+def deadman_heartbeat(error: BaseException | None) -> None:
+    """One dead-man switch heartbeat ended: re-armed (None) or failed with ``error``."""
+    try:
+        if error is None:
+            DEADMAN_FAILING.set(0)
+        else:
+            DEADMAN_FAILURES.labels(str(getattr(error, "reason", None) or type(error).__name__)).inc()
+            DEADMAN_FAILING.inc()
+    except Exception:  # noqa: BLE001 - the heartbeat must outlive its metric
+        log.debug("dead-man metric not recorded", exc_info=True)
 
 
 def rpc_finished(method: str, code: str, seconds: float) -> None:
@@ -386,11 +442,13 @@ __all__ = [
     "RiskBookCollector",
     "SERVICE",
     "TRADING_STATE_VALUES",
+    "deadman_heartbeat",
     "events_committed",
     "kill_switch_failures",
     "risk_rejected",
     "rpc_finished",
     "token_failure",
+    "user_stream_state",
     "venue_error",
     "watch_risk_book",
     "watch_trading_state",

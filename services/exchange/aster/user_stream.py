@@ -17,7 +17,9 @@ handed over: that is where the consumer fills the gap from REST (events the venu
 while no socket was open are never resent). A dropped socket, an expired key, a refused
 keepalive (``-1125``) or a failed connect all lead to the same path: wait, get a key,
 connect, fill the gap. ``connected`` says whether the stream is live now, so the
-consumer polls REST only while it is not.
+consumer polls REST only while it is not; ``tessera_venue_user_stream_connected`` (by
+account key and market) says the same to Prometheus, 0 from the start until the first
+connection and while the REST polling fallback stands in.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from urllib.parse import urlparse
 
 import aiohttp
 
+from services.common.observability import metrics
 from services.domain import MarketType
 
 from . import raw
@@ -92,6 +95,8 @@ class UserDataStream:
         self.connected = False
         self.connections = 0
         self.listen_key: str | None = None
+        #: The metric's labels: the venue account's key (never a credential) and the market.
+        self.labels = (credentials.account_key if credentials is not None else "default", market_type.value)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
@@ -100,6 +105,7 @@ class UserDataStream:
 
     def start(self) -> None:
         if self._task is None:
+            metrics.user_stream_state(*self.labels, False)
             self._task = asyncio.create_task(self._run(), name=f"user-stream-{self.market_type.value.lower()}")
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -117,6 +123,7 @@ class UserDataStream:
                 await self._task
             self._task = None
         self.connected = False
+        metrics.user_stream_state(*self.labels, None)
         if self.listen_key is not None:
             with contextlib.suppress(Exception):
                 await self.transport.send(rq.prepare_close_listen_key(self.listen_key, self.market_type),
@@ -137,6 +144,7 @@ class UserDataStream:
             finally:
                 self.connected = False
                 self._ready.clear()
+                metrics.user_stream_state(*self.labels, False)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_reconnect_seconds)
 
@@ -149,6 +157,7 @@ class UserDataStream:
             await self.on_connected()  # the gap: filled from REST before the first message
             self.connected = True
             self._ready.set()
+            metrics.user_stream_state(*self.labels, True)
             keepalive = asyncio.create_task(self._keepalive(socket))
             try:
                 async for message in socket:

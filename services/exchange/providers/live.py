@@ -38,6 +38,7 @@ import time
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Iterable
 
+from services.common.observability import metrics
 from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
 from services.domain.errors import CancelAllIncomplete, OrderNotFound, PreconditionFailed, VenueUnavailable
@@ -821,8 +822,12 @@ class LiveProvider:
                 await self.heartbeat()
             except (VenueInDoubt, VenueRateLimited, VenueRejected) as error:
                 log.warning("the venue's dead-man switch was not re-armed: %s", error.reason)
-            except Exception:  # noqa: BLE001 - the heartbeat must outlive any one bad answer
+                metrics.deadman_heartbeat(error)
+            except Exception as error:  # noqa: BLE001 - the heartbeat must outlive any one bad answer
                 log.exception("the venue's dead-man switch was not re-armed")
+                metrics.deadman_heartbeat(error)
+            else:
+                metrics.deadman_heartbeat(None)
             await asyncio.sleep(self.deadman_seconds / 4)
 
     async def _refresh(self, tracked: Tracked) -> list[ExecutionReport]:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import OrderNotFound
 from services.domain.execution import ExecutionReport, Fill
+from services.domain.ledger import quote_asset
 
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
 from .books import Book, walk
@@ -41,13 +42,6 @@ log = logging.getLogger(__name__)
 class PaperFees:
     maker: Decimal = Decimal("0.0002")
     taker: Decimal = Decimal("0.0004")
-
-
-def quote_asset(symbol: str) -> str:
-    for quote in ("USDT", "USDC", "BUSD", "USD", "BTC", "ETH"):
-        if symbol.endswith(quote) and symbol != quote:
-            return quote
-    return "USDT"
 
 
 def commission(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:

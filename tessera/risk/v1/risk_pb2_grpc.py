@@ -124,8 +124,11 @@ class RiskServiceServicer:
         targets another account; a GTD expire_time in the past), ALREADY_EXISTS
         DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
         with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
-        the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
-        same client order id makes the retry safe).
+        the account and cannot be reached), FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED
+        (a venue accounts registry is configured and does not hold the account) or
+        VENUE_NOT_CONFIGURED (the account trades at another venue or not in this market
+        type; neither stores anything), UNAVAILABLE STORE_UNAVAILABLE (retry: the same
+        client order id makes the retry safe).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

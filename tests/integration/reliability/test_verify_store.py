@@ -255,3 +255,61 @@ def test_an_overfill_quarantines_its_symbol_and_the_command_reports_it(store, st
         uow.trading_state.set("ACTIVE", "someone", "resumed", scope=f"symbol:{order.symbol}")
         uow.commit()
     assert kinds(store) == ["OVERFILL", "OVERFILL_NOT_QUARANTINED"]
+
+
+def _fill_after_close(store, order_id, trade_id="t-late", quantity="0.5", price="50010"):
+    from reliability_history import report
+
+    from services.domain import OrderStatus
+    from services.oms.fill_tracker import apply_report
+
+    with store.uow() as uow:
+        order = uow.orders.get(order_id)
+        apply_report(uow, report(order, OrderStatus.PARTIALLY_FILLED, trade=(trade_id, quantity, price), when=5))
+        uow.commit()
+
+
+def test_a_fill_after_close_verifies_clean_once_the_ledger_follows_it(store, store_url, history, capsys):
+    from reliability_history import follow_ledger
+
+    _fill_after_close(store, history["cancelled"])  # CANCELLED having filled 0.25 of 2; the venue filled 0.5 more
+
+    assert kinds(store) == []  # the trade is pending in the ledger, not a violation
+    follow_ledger(store)
+    result = check_store(store.engine, require_ledger=True)
+    assert result.violations == [] and result.trades == 4 and result.ledger_pending == 0
+    with store.uow(read_only=True) as uow:
+        order = uow.orders.get(history["cancelled"])
+    assert (order.status.value, order.filled_quantity) == ("CANCELLED", Decimal("0.75"))
+    assert cli_main(["verify-store", "--database-url", store_url, "--require-ledger"]) == 0
+
+
+def test_a_fill_after_close_changed_or_lost_behind_its_events_back_is_found(store, history):
+    _fill_after_close(store, history["cancelled"])
+    execute(store, update(orders_t).where(orders_t.c.order_id == history["cancelled"])
+            .values(filled_quantity=Decimal("0.25")))  # the order row forgets the late fill
+
+    found = {(v.kind, v.order_id) for v in check_store(store.engine).violations}
+    assert {("REPLAY_MISMATCH", history["cancelled"]), ("TRADES_MISMATCH", history["cancelled"])} <= found
+
+    execute(store, update(orders_t).where(orders_t.c.order_id == history["cancelled"])
+            .values(filled_quantity=Decimal("0.75")))
+    execute(store, delete(trades_t).where(trades_t.c.trade_id == "t-late"))  # the trade row is lost
+    assert {"FILL_WITHOUT_TRADE", "TRADES_MISMATCH"} <= set(kinds(store))
+
+
+def test_a_fill_after_close_on_an_order_never_sent_is_found(store, history):
+    # Forged through the repository, so the chain itself stays valid.
+    from services.domain import OrderStatus, Trade
+
+    with store.uow() as uow:
+        order = uow.orders.get(history["approved"])
+        order.transition(OrderStatus.CANCELLED, reason="cancel requested before submission")
+        order.apply_fill_after_close(Decimal("0.001"), Decimal("50000"),
+                                     payload={"trade_id": "t-forged", "quantity": "0.001", "price": "50000"})
+        uow.orders.save(order)
+        uow.trades.add_if_absent(Trade("t-forged", order.venue, order.order_id, order.account, order.symbol,
+                                       order.side, Decimal("0.001"), Decimal("50000"), order.updated_time))
+        uow.commit()
+
+    assert kinds(store) == ["FILL_NEVER_SUBMITTED"]

@@ -52,6 +52,13 @@ PATHS: dict[OrderStatus, tuple[OrderStatus, ...]] = {
         OrderStatus.ACCEPTED,
         OrderStatus.CANCELLED,
     ),
+    OrderStatus.EXPIRED: (
+        OrderStatus.APPROVED,
+        OrderStatus.SUBMITTED,
+        OrderStatus.ACCEPTED,
+        OrderStatus.EXPIRED,
+    ),
+    OrderStatus.REJECTED: (OrderStatus.APPROVED, OrderStatus.SUBMITTED, OrderStatus.REJECTED),
 }
 
 
@@ -154,7 +161,11 @@ def stored_order(store: Store) -> Callable[..., Order]:
 
 
 # -- the engines, with a fake Exchange stub ----------------------------------------------------
-from svc_harness import LIMITS, FakeExchange  # noqa: E402
+from svc_harness import LIMITS, MARKET_PRICE, FakeExchange  # noqa: E402
+
+from services.exchange.engine import ExchangeEngine  # noqa: E402
+from services.exchange.providers.books import BookShape  # noqa: E402
+from services.exchange.providers.paper import PaperProvider  # noqa: E402
 
 from services.oms.engine import OrderManagement  # noqa: E402
 from services.risk.engine import RiskEngine  # noqa: E402
@@ -163,6 +174,16 @@ from services.risk.engine import RiskEngine  # noqa: E402
 @pytest.fixture
 def exchange(keyring) -> FakeExchange:
     return FakeExchange(keyring)
+
+
+@pytest.fixture
+def shallow_exchange(keyring) -> FakeExchange:
+    """A paper venue whose book holds 0.004 per level: a marketable 0.01 fills in part."""
+    exchange = FakeExchange(keyring)
+    exchange.provider = PaperProvider({"BTCUSDT": MARKET_PRICE}, shape=BookShape(level_quantity=Decimal("0.004")))
+    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300,
+                                     credentials_since=exchange.engine.credentials_since)
+    return exchange
 
 
 @pytest.fixture

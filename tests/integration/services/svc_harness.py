@@ -9,11 +9,13 @@ counts the calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from decimal import Decimal
 from typing import Any
 
 import grpc
+from sqlalchemy import text
 
 import core_ext
 from services.common import convert
@@ -177,3 +179,39 @@ def statuses(events) -> list[OrderStatus]:
     return [e.to_status for e in events]
 
 
+async def working(risk: RiskEngine, oms: OrderManagement, order: Order) -> Order:
+    """``order`` approved by Risk and submitted through the OMS, as the OMS answered it."""
+    decision = await approved(risk, order)
+    submission = await oms.submit(as_sent(decision.order), decision.token)
+    return submission.order
+
+
+async def venue_fills(exchange: FakeExchange, price: Decimal) -> list[Any]:
+    """Move the paper market to ``price`` and let resting orders meet it; their fills go to
+    the report stream (the OMS learns them later), as on a venue."""
+    exchange.provider.source.set("BTCUSDT", price)
+    reports = await exchange.provider.match_resting()
+    await exchange.engine.reports.append(reports)
+    return reports
+
+
+async def follow_until_drained(oms: OrderManagement, exchange: FakeExchange) -> None:
+    """Let the OMS apply the report stream until it has applied everything in it."""
+    follower = asyncio.create_task(oms.follow_exchange_reports(asyncio.Event()))
+    try:
+        for _ in range(500):
+            if exchange.streams and exchange.streams[-1].drained.is_set():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the report follower never caught up")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+async def anomalies(db: Any) -> list[str]:
+    """The kinds of the execution anomalies stored, oldest first."""
+    return await db.read(lambda uow: uow.session.execute(
+        text("SELECT kind FROM execution_anomalies ORDER BY id")).scalars().all())

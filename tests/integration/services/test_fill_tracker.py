@@ -140,19 +140,73 @@ def test_report_for_an_unknown_order_records_an_anomaly_and_nothing_else(store, 
     assert anomaly.payload["trade_id"] == "ghost-trade"
 
 
-def test_fill_after_cancelled_records_an_anomaly_and_keeps_the_order_cancelled(store, stored_order):
-    order = stored_order(S.CANCELLED)
+@pytest.mark.parametrize("status", [S.CANCELLED, S.EXPIRED])
+def test_a_fill_after_the_order_closed_is_recorded_in_full_and_the_order_stays_closed(store, stored_order, status):
+    order = stored_order(status, quantity=Decimal("0.01"))
     before = load(store, order.order_id)
 
-    _, trade = apply(store, report(order, S.PARTIALLY_FILLED, fill("0.005", "65000", trade_id="late-fill")))
+    applied, trade = apply(store, report(order, S.PARTIALLY_FILLED, fill("0.004", "65000", trade_id="late-fill")))
+    _, again = apply(store, report(order, S.PARTIALLY_FILLED, fill("0.004", "65000", trade_id="late-fill")))
+
+    stored, events, trades, anomalies = load(store, order.order_id)
+    assert trade is not None and again is None  # the second report is a duplicate
+    assert [(t.trade_id, t.quantity, t.price) for t in trades] == [("late-fill", Decimal("0.004"), Decimal("65000"))]
+    assert (stored.status, stored.filled_quantity, stored.average_fill_price) == (status, Decimal("0.004"),
+                                                                                  Decimal("65000"))
+    assert applied.status is status and stored.version == before[0].version + 1
+    assert events[:-1] == before[1]
+    late = events[-1]
+    assert (late.sequence, late.from_status, late.to_status, late.reason) == (len(events), status, status,
+                                                                              "fill after close")
+    assert late.payload["trade_id"] == "late-fill" and stored.last_sequence == late.sequence
+    assert anomalies == []
+
+
+def test_a_fill_on_a_rejected_order_records_an_anomaly_and_keeps_the_order_as_it_was(store, stored_order):
+    order = stored_order(S.REJECTED)
+    before = load(store, order.order_id)
+
+    _, trade = apply(store, report(order, S.PARTIALLY_FILLED, fill("0.005", "65000", trade_id="ghost-fill")))
 
     stored, events, trades, anomalies = load(store, order.order_id)
     assert trade is None and trades == []
-    assert (stored.status, stored.filled_quantity, stored.version) == (S.CANCELLED, Decimal(0), before[0].version)
+    assert (stored.status, stored.filled_quantity, stored.version) == (S.REJECTED, Decimal(0), before[0].version)
     assert events == before[1]
     (anomaly,) = anomalies
     assert anomaly.kind == "FILL_ON_CLOSED_ORDER"
-    assert anomaly.payload["trade_id"] == "late-fill"
+    assert anomaly.payload["trade_id"] == "ghost-fill"
+
+
+def test_a_fill_on_an_order_cancelled_before_it_was_sent_records_an_anomaly(store, stored_order):
+    order = stored_order(S.APPROVED)
+    with store.uow() as uow:
+        unsent = uow.orders.get(order.order_id)
+        unsent.transition(S.CANCELLED, reason="cancel requested before submission")
+        uow.orders.save(unsent)
+        uow.commit()
+    before = load(store, order.order_id)
+
+    _, trade = apply(store, report(order, S.FILLED, fill("0.01", "65000", trade_id="never-sent")))
+
+    stored, events, trades, anomalies = load(store, order.order_id)
+    assert trade is None and trades == [] and events == before[1]
+    assert (stored.status, stored.filled_quantity) == (S.CANCELLED, Decimal(0))
+    assert [a.kind for a in anomalies] == ["FILL_ON_CLOSED_ORDER"]
+
+
+def test_a_fill_after_close_beyond_the_quantity_is_an_overfill_that_quarantines_the_symbol(store, stored_order):
+    order = stored_order(S.CANCELLED, quantity=Decimal("0.01"))
+    apply(store, report(order, S.PARTIALLY_FILLED, fill("0.008", "65000", trade_id="late-1")))
+
+    _, trade = apply(store, report(order, S.PARTIALLY_FILLED, fill("0.004", "65000", trade_id="late-2")))
+
+    stored, events, trades, anomalies = load(store, order.order_id)
+    assert trade is None and [t.trade_id for t in trades] == ["late-1"]
+    assert (stored.status, stored.filled_quantity) == (S.CANCELLED, Decimal("0.008"))
+    assert [a.kind for a in anomalies] == ["OVERFILL"]
+    assert events[-1].payload == {"quarantine_scope": f"symbol:{order.symbol}", "anomaly": "OVERFILL"}
+    with store.uow(read_only=True) as uow:
+        assert uow.trading_state.get(f"symbol:{order.symbol}").state is TradingState.HALTED
 
 
 def test_partial_fills_then_the_final_fill_move_the_order_to_filled_with_the_exact_vwap(store, stored_order):

@@ -104,3 +104,30 @@ def test_fills_a_stopped_replica_never_wrote_are_applied_when_it_starts(db, stor
     assert (held.quantity, held.average_entry_price) == (D("0.5"), D("65000"))
     assert len(entries) == 2
     assert again.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.5")
+
+
+def test_a_fill_reported_after_the_order_was_cancelled_moves_the_position_once_risk_follows_it(
+    db, store, keyring, stored_order
+):
+    order = stored_order(S.ACCEPTED, quantity=D("1"))
+    risk = RiskEngine(db, keyring, LIMITS, flush_seconds=0)
+    apply(store, report(order, S.PARTIALLY_FILLED, "0.4", "65000"))
+    cancelled = report(order, S.CANCELLED, "0", "0")
+    cancelled.fill, cancelled.cumulative_quantity = None, D("0.6")  # the venue executed 0.2 more
+    apply(store, cancelled)
+    follow(risk)
+    assert risk.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.4")
+
+    apply(store, report(order, S.PARTIALLY_FILLED, "0.2", "66500", trade_id="late"))  # the fill, after the close
+    follow(risk)
+    restarted = RiskEngine(db, keyring, LIMITS, flush_seconds=0)  # a replica starting now applies nothing twice
+    follow(restarted)
+
+    held, entries = position(store)
+    with store.uow(read_only=True) as uow:
+        stored = uow.orders.get(order.order_id)
+    assert (stored.status, stored.filled_quantity) == (S.CANCELLED, D("0.6"))
+    assert (held.quantity, held.cost_basis, held.average_entry_price) == (D("0.6"), D("39300"), D("65500"))
+    assert "late" in {e.trade_id for e in entries} and len(entries) == 2
+    for replica in (risk, restarted):
+        assert replica.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.6")

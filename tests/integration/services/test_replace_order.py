@@ -5,7 +5,6 @@ replacement; fills racing the replace end consistent, and Risk's book follows.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from decimal import Decimal
 
@@ -15,13 +14,11 @@ import pytest
 from services.common import convert
 from services.domain import new_id
 from services.domain.errors import InvalidOrder, PreconditionFailed, VenueUnavailable
-from services.exchange.engine import ExchangeEngine
-from services.exchange.providers.books import BookShape
-from services.exchange.providers.paper import PaperProvider
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine, new_client_order_id
 from services.risk.replacement import replacement_order
-from svc_harness import LIMITS, MARKET_PRICE, FakeExchange, S, approved, as_sent, details, rpc_error, statuses
+from svc_harness import (LIMITS, MARKET_PRICE, S, anomalies, approved, as_sent, details,
+                         follow_until_drained, rpc_error, statuses, venue_fills, working)
 
 ZERO = Decimal(0)
 
@@ -29,12 +26,6 @@ ZERO = Decimal(0)
 def resting(make_order, **fields):
     """A buy limit below the paper market (65000): it rests ACCEPTED."""
     return make_order(price=Decimal("60000"), **fields)
-
-
-async def working(risk, oms, order):
-    decision = await approved(risk, order)
-    submission = await oms.submit(as_sent(decision.order), decision.token)
-    return submission.order
 
 
 async def replacement(risk, order_id, *, quantity=None, price=None, client_order_id=None):
@@ -48,42 +39,6 @@ async def replacement(risk, order_id, *, quantity=None, price=None, client_order
 async def replace(oms, decision):
     """ReplaceOrder with the replacement exactly as Risk answered it."""
     return await oms.replace(convert.order_to_proto(decision.order), decision.token)
-
-
-def venue_fills(exchange, price):
-    """Move the paper market to ``price`` and let resting orders meet it; their fills go to
-    the report stream (the OMS learns them later), as on a venue."""
-
-    async def go():
-        exchange.provider.source.set("BTCUSDT", price)
-        reports = await exchange.provider.match_resting()
-        await exchange.engine.reports.append(reports)
-        return reports
-
-    return go()
-
-
-async def follow_until_drained(oms, exchange):
-    follower = asyncio.create_task(oms.follow_exchange_reports(asyncio.Event()))
-    try:
-        for _ in range(500):
-            if exchange.streams and exchange.streams[-1].drained.is_set():
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the report follower never caught up")
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-
-
-def anomalies(db):
-    async def read():
-        return await db.read(lambda uow: uow.session.execute(
-            __import__("sqlalchemy").text("SELECT kind FROM execution_anomalies")).scalars().all())
-
-    return read()
 
 
 # -- the flow -------------------------------------------------------------------------------------
@@ -121,16 +76,6 @@ def test_a_replacement_at_a_marketable_price_fills_at_once(risk, oms, exchange, 
     assert answer.order.status is S.FILLED and answer.order.quantity == Decimal("0.01")
     assert [(t.quantity, t.price) for t in answer.trades] == [(Decimal("0.01"), MARKET_PRICE)]
     assert answer.replaced.status is S.CANCELLED
-
-
-@pytest.fixture
-def shallow_exchange(keyring) -> FakeExchange:
-    """A paper venue whose book holds 0.004 per level: a marketable 0.01 fills in part."""
-    exchange = FakeExchange(keyring)
-    exchange.provider = PaperProvider({"BTCUSDT": MARKET_PRICE}, shape=BookShape(level_quantity=Decimal("0.004")))
-    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300,
-                                     credentials_since=exchange.engine.credentials_since)
-    return exchange
 
 
 def test_a_partially_filled_order_is_replaced_by_one_working_the_rest_of_the_new_total(

@@ -9,7 +9,6 @@ fail with any status code instead, and counts the calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from decimal import Decimal
@@ -27,15 +26,15 @@ from services.domain.errors import (
     TokenReplayed,
     VenueUnavailable,
 )
-from services.oms.engine import OrderManagement, Submission
+from services.oms.engine import Submission
 
 from svc_harness import (  # noqa: E402
     MARKET_PRICE,
-    FakeExchange,
     S,
     approved,
     as_sent,
     details,
+    follow_until_drained,
     rpc_error,
     statuses,
 )
@@ -499,22 +498,6 @@ def test_cancel_of_a_filled_order_is_refused_as_not_open(risk, oms, exchange, ma
 
 
 # -- the execution report stream ------------------------------------------------------------------
-async def follow_until_drained(oms: OrderManagement, exchange: FakeExchange) -> None:
-    """Run the OMS's report follower until it has applied every report the exchange logged."""
-    follower = asyncio.create_task(oms.follow_exchange_reports(asyncio.Event()))
-    try:
-        for _ in range(500):
-            if exchange.streams and exchange.streams[-1].drained.is_set():
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the report follower never caught up")
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-
-
 def test_a_resting_order_filled_later_is_applied_from_the_report_stream(risk, oms, exchange, make_order):
     # The answer acknowledges the order; its fill, found when the book crosses it
     # later, reaches the OMS on the report stream (the answer's reports never do).

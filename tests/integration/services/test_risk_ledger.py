@@ -69,8 +69,9 @@ def codes(decision) -> list[str]:
     return [v.code for v in decision.violations]
 
 
-def fill(store: Store, order: Order, price: Decimal | None = None) -> None:
-    """Submit the approved order and fill it whole through the fill tracker."""
+def fill(store: Store, order: Order, price: Decimal | None = None, fee: tuple[str, str] = ("0.1", "USDT")) -> None:
+    """Submit the approved order and fill it whole through the fill tracker; ``fee``:
+    (commission, its asset)."""
     with store.uow() as uow:
         stored = uow.orders.get(order.order_id)
         stored.transition(S.SUBMITTED)
@@ -80,15 +81,16 @@ def fill(store: Store, order: Order, price: Decimal | None = None) -> None:
             account=stored.account, symbol=stored.symbol, side=stored.side, order_status=S.FILLED,
             transact_time=utcnow(),
             fill=Fill(f"t-{uuid.uuid4().hex[:12]}", stored.quantity, price or PRICES[stored.symbol],
-                      D("0.1"), "USDT", LiquiditySide.TAKER),
+                      D(fee[0]), fee[1], LiquiditySide.TAKER),
         ))
         uow.commit()
 
 
-async def bought(risk: RiskEngine, store: Store, make_order, quantity: str, price: str | None = None, **fields):
+async def bought(risk: RiskEngine, store: Store, make_order, quantity: str, price: str | None = None,
+                 fee: tuple[str, str] = ("0.1", "USDT"), **fields):
     decision = await validate(risk, make_order, quantity=D(quantity), **fields)
     assert decision.order.status is S.APPROVED, decision.violations
-    fill(store, decision.order, D(price) if price else None)
+    fill(store, decision.order, D(price) if price else None, fee)
     await risk.sync()
     return decision.order
 
@@ -310,6 +312,44 @@ def test_a_replica_reads_only_the_positions_and_realised_pnl_of_its_own_accounts
         assert {p.account for p in snapshot.positions} == {accounts[owner]}
         assert [account for account, _ in snapshot.realised] == [accounts[owner]]
         assert snapshot.realised[0][1] == D("-10.2")  # 0.01 x -1,000, and two commissions of 0.1
+
+
+def test_a_fee_in_a_fee_token_is_kept_by_asset_and_left_out_of_the_net_pnl_and_the_daily_loss(
+        db, store, keyring, make_order):
+    """Risk's book, the ledger it writes, the realised PnL a restarted replica loads and
+    the position the positions RPCs answer all count a fee only in the quote currency."""
+    from services.risk.positions import Valued, to_proto
+    from services.store.risk_state import load
+
+    limits = dict(max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        risk = engine(db, keyring, **limits)
+        await bought(risk, store, make_order, "0.01", fee=("150", "BNB"))  # beyond the limit if it counted
+        await bought(risk, store, make_order, "0.01", price="64000", side=Side.SELL, fee=("0.1", "USDT"))
+        await risk.sync()
+        restarted = engine(db, keyring, **limits)  # its book, and today's realised PnL, from the store
+        return risk, restarted, await validate(restarted, make_order, quantity=D("0.001"))
+
+    risk, restarted, decision = asyncio.run(scenario())
+    now = utcnow()
+    with store.engine.connect() as connection, connection.begin():
+        snapshot = load(connection, db.codec, now=now, approved_since=now, window_start=now,
+                        reset=now - dt.timedelta(days=1), owns=lambda account: True)
+    with store.uow(read_only=True) as uow:
+        stored = uow.positions.get("acct-1", "BTCUSDT")
+        since = uow.positions.realised_since("acct-1", now - dt.timedelta(days=1))
+
+    assert snapshot.realised == [("acct-1", D("-10.1"))]  # 0.01 x -1,000 and the USDT fee; not the BNB
+    assert since == D("-10.1")
+    assert risk.book.accounts["acct-1"].realised_today == D("-10.1")
+    assert restarted.book.accounts["acct-1"].realised_today == D("-10.1")
+    assert decision.order.status is S.APPROVED, decision.violations  # -10.1 is within the 100 limit
+    assert (stored.commission, stored.net_realised_pnl, dict(stored.fees)) == (
+        D("0.1"), D("-10.1"), {"BNB": D("150"), "USDT": D("0.1")})
+    answered = to_proto(Valued(stored, D("65000")))
+    assert (answered.commission, answered.net_realised_pnl) == ("0.1", "-10.1")
+    assert {f.asset: f.amount for f in answered.fees} == {"BNB": "150", "USDT": "0.1"}
 
 
 def test_a_loaded_book_keeps_one_string_per_account_and_symbol_name(db, store, keyring, make_order):

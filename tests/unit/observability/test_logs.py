@@ -119,6 +119,21 @@ def test_a_risk_token_is_never_logged_whole_nor_its_signature() -> None:
     assert "[REDACTED-TOKEN]" in line
 
 
+def test_a_bearer_or_service_jwt_is_never_logged_whole_nor_its_signature(tmp_path) -> None:
+    from services.common.identities import generate_key_pair, mint
+
+    private, _ = generate_key_pair(tmp_path)
+    signed = mint(private, "alice")  # EdDSA, as the local stack's tokens
+    shared = mint(b"a-shared-hmac-key-of-32-bytes-or-more!!", "tessera-service", algorithm="HS256")
+    unsigned = signed.rsplit(".", 1)[0] + "."  # alg "none": an empty signature
+    for token in (signed, shared, unsigned):
+        assert token.startswith("eyJ") and token.count(".") == 2
+        line = JsonFormatter("oms").format(record("call with authorization: Bearer %s refused", token))
+        assert token not in line and token.split(".")[1] not in line
+        assert signed.rsplit(".", 1)[1] not in line
+        assert "Bearer [REDACTED-JWT] refused" in json.loads(line)["message"]
+
+
 def test_ordinary_lines_are_left_alone() -> None:
     text = ("/tessera.oms.v1.OrderManagementService/SubmitOrder OK 1.20ms order 187a78be-a32e-4676-bc15-1f33311cce3e "
             "TOKEN_EXPIRED: the risk token has expired; TOKEN_BAD_SIGNATURE")

@@ -149,6 +149,46 @@ def test_a_call_that_fails_in_a_shared_batch_takes_its_events_along(store: Store
     assert [order_id for batch in seen for order_id, _, _ in batch] == [kept.order_id]
 
 
+def test_a_fill_after_close_is_counted_as_such_and_not_as_a_status_entered(store: Store) -> None:
+    import asyncio
+    from decimal import Decimal
+
+    from services.domain import Trade
+    from services.store.order_sets import FILLS, Fill
+
+    seen: list = []
+    db = _database(store, seen)
+    order = build_order(quantity=Decimal("1"))
+    order.record_creation()
+    for status in (OrderStatus.APPROVED, OrderStatus.SUBMITTED, OrderStatus.CANCELLED):
+        order.transition(status)
+    db.run_sync(lambda uow: uow.orders.add(order))
+    start = value("tessera_fills_after_close_total"), value("tessera_orders_total", status="CANCELLED")
+
+    def late(uow, trade_id: str) -> None:  # through a unit of work, as the fill tracker writes
+        stored = uow.orders.get(order.order_id)
+        stored.apply_fill_after_close(Decimal("0.1"), Decimal("100"), payload={"trade_id": trade_id,
+                                                                              "quantity": "0.1", "price": "100"})
+        uow.orders.save(stored)
+
+    def trade(trade_id: str) -> Trade:
+        return Trade(trade_id, order.venue, order.order_id, order.account, order.symbol, order.side, Decimal("0.1"),
+                     Decimal("100"), order.order_time)
+
+    try:
+        asyncio.run(db.run(late, "t-uow"))
+        stored = db.read_sync(lambda uow: uow.orders.get(order.order_id))  # and through the fills' set write
+        sequence = stored.last_sequence
+        stored.apply_fill_after_close(Decimal("0.1"), Decimal("100"), payload={"trade_id": "t-set", "quantity": "0.1",
+                                                                               "price": "100"})
+        asyncio.run(db.write(FILLS, Fill(stored, sequence, [trade("t-set")])))
+    finally:
+        db.close()
+    assert (value("tessera_fills_after_close_total") - start[0],
+            value("tessera_orders_total", status="CANCELLED") - start[1]) == (2, 0)
+    assert [status for batch in seen[-2:] for _, status, _ in batch] == ["FILL_AFTER_CLOSE", "FILL_AFTER_CLOSE"]
+
+
 def test_risk_rejections_count_each_reason() -> None:
     before = value("tessera_risk_rejections_total", reason="MAX_NOTIONAL_EXCEEDED")
     metrics.risk_rejected(["MAX_NOTIONAL_EXCEEDED", "PRICE_BAND_EXCEEDED"])
@@ -183,6 +223,29 @@ def test_venue_errors_are_counted_by_reason_and_passed_through() -> None:
     error = VenueInDoubt("no answer", reason="VENUE_TIMEOUT")
     assert metrics.venue_error(error) is error
     assert value("tessera_venue_errors_total", code="VENUE_TIMEOUT") - before == 1
+
+
+def test_the_user_stream_gauge_is_set_per_account_and_market_and_removed_when_closed() -> None:
+    labels = {"account": "v3:0xunit", "market": "SPOT"}
+    metrics.user_stream_state("v3:0xunit", "SPOT", False)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) == 0
+    metrics.user_stream_state("v3:0xunit", "SPOT", True)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) == 1
+    metrics.user_stream_state("v3:0xunit", "SPOT", None)
+    assert REGISTRY.get_sample_value("tessera_venue_user_stream_connected", labels) is None
+    metrics.user_stream_state("v3:0xunit", "SPOT", None)  # closed twice: no error
+
+
+def test_dead_man_heartbeat_failures_are_counted_by_reason_and_a_success_ends_the_run() -> None:
+    before = value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT")
+    metrics.deadman_heartbeat(None)
+    metrics.deadman_heartbeat(VenueInDoubt("no answer", reason="VENUE_TIMEOUT"))
+    metrics.deadman_heartbeat(VenueInDoubt("no answer", reason="VENUE_TIMEOUT"))
+    assert value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT") - before == 2
+    assert value("tessera_venue_deadman_consecutive_failures") == 2
+    metrics.deadman_heartbeat(None)
+    assert value("tessera_venue_deadman_consecutive_failures") == 0
+    assert value("tessera_venue_deadman_failures_total", reason="VENUE_TIMEOUT") - before == 2
 
 
 def test_rpc_durations_by_service_method_and_code() -> None:

@@ -24,7 +24,7 @@ from services.domain.errors import DomainError, StaleOrder
 from services.domain.execution import Fill as VenueFill
 from services.exchange.venue import OrderRef, make_report
 from services.oms.cancels import Cancels
-from services.oms.fill_tracker import apply_to_order
+from services.oms.fill_tracker import apply_report, apply_to_order
 from services.oms.submission import Submitter
 from services.store import DuplicateClientOrderId, Store
 from services.store.chain import chain_rows
@@ -174,7 +174,32 @@ def two_fills_in_one_write(clock: FakeClock, db: Any) -> dict[str, Any]:
     return {"outcomes": [type(o).__name__ for o in outcomes], **_everything(db, [order.order_id])}
 
 
-@pytest.mark.parametrize("scenario", [order_path, units_of_work, two_fills_in_one_write])
+def fills_after_close(clock: FakeClock, db: Any) -> dict[str, Any]:
+    """A resting order cancelled, then a fill the venue made before the cancel reported
+    after it, twice; and a fill for an order cancelled before it was sent."""
+    keyring = core_ext.KeyRing(KEY_ID, SECRET)
+    gateway = FakeGateway(clock=clock.now)
+    submitter = Submitter(db, keyring, gateway, ttl_seconds=TTL, clock=clock.now, wall=clock.time)  # type: ignore[arg-type]
+    cancels = Cancels(submitter, gateway, ttl_seconds=TTL, clock=clock.now)  # type: ignore[arg-type]
+    sent, token = _approve(db, keyring, clock.now(), "sent", **RESTING)
+    unsent, _ = _approve(db, keyring, clock.now(), "unsent", **RESTING)
+    clock.advance(1)
+    asyncio.run(submitter.submit(sent, token))
+    asyncio.run(cancels.cancel(sent.order_id))
+    asyncio.run(cancels.cancel(unsent.order_id))
+    clock.advance(1)
+    applied = []
+    for order, trade in ((sent, "t-late"), (sent, "t-late"), (unsent, "t-unsent")):
+        late = make_report(OrderRef.of(order), OrderStatus.PARTIALLY_FILLED, at=clock.now(),
+                           fill=VenueFill(trade, Decimal("0.004"), Decimal("60000"), Decimal("0"), "USDT",
+                                          LiquiditySide.MAKER))
+        stored, recorded = asyncio.run(submitter.write(apply_report, late))
+        applied.append((_order(stored), recorded is not None))
+    anomalies = db.read_sync(lambda uow: [(a.kind, a.order_id) for a in uow.anomalies.list()])
+    return {"applied": applied, "anomalies": anomalies, **_everything(db, [sent.order_id, unsent.order_id])}
+
+
+@pytest.mark.parametrize("scenario", [order_path, units_of_work, two_fills_in_one_write, fills_after_close])
 def test_the_fake_store_ends_as_the_real_one(scenario, tmp_path):
     results = {}
     for name in ("fake", "sqlite"):
@@ -209,3 +234,9 @@ def test_the_scenarios_exercise_what_they_name(tmp_path):
     fills = two_fills_in_one_write(clock, FakeDatabase(clock=clock.now))
     assert fills["outcomes"] == ["Order", "Order", "StaleOrder"]
     assert fills["orders"][0]["status"] is OrderStatus.FILLED and len(fills["trades"][0]) == 2
+    clock = FakeClock()
+    late = fills_after_close(clock, FakeDatabase(clock=clock.now))
+    assert [recorded for _, recorded in late["applied"]] == [True, False, False]
+    assert [(o["status"], o["filled_quantity"]) for o in late["orders"]] == [
+        (OrderStatus.CANCELLED, Decimal("0.004")), (OrderStatus.CANCELLED, Decimal(0))]
+    assert [kind for kind, _ in late["anomalies"]] == ["FILL_ON_CLOSED_ORDER"]

@@ -10,7 +10,7 @@ from decimal import Context, Decimal, localcontext
 import pytest
 
 from services.domain import Side
-from services.domain.ledger import Position, apply_fill, only_reduces
+from services.domain.ledger import Position, apply_fill, fee_in_quote, only_reduces, quote_asset
 
 D = Decimal
 T1 = dt.datetime(2025, 3, 4, 10, 0, tzinfo=dt.timezone.utc)
@@ -85,6 +85,39 @@ def test_commissions_add_up_and_net_realised_subtracts_them():
     p, _ = fills((BUY, "1", "100"), (SELL, "1", "103"), commission="0.04")
 
     assert (p.realised_pnl, p.commission, p.net_realised_pnl) == (D("3"), D("0.08"), D("2.92"))
+
+
+def test_a_fee_in_another_asset_than_the_quote_is_listed_by_asset_but_not_counted_against_pnl():
+    position = Position("acct-1", "ASTERUSDT")
+    charged = [(BUY, "100", "1.5", "0.06", "USDT"), (SELL, "100", "1.6", "0.002", "BNB"),
+               (BUY, "10", "1.6", "0.004", "ASTER"), (SELL, "10", "1.7", "0.007", "")]
+    counted = []
+    for side, quantity, price, fee, asset in charged:
+        update = apply_fill(position, side, D(quantity), D(price), D(fee), commission_asset=asset)
+        position = update.position
+        counted.append(update.commission)
+
+    assert counted == [D("0.06"), 0, 0, D("0.007")]  # USDT and "the venue did not say" count
+    assert position.realised_pnl == D("11")  # 100 x 0.1 + 10 x 0.1
+    assert (position.commission, position.net_realised_pnl) == (D("0.067"), D("10.933"))
+    assert dict(position.fees) == {"": D("0.007"), "ASTER": D("0.004"), "BNB": D("0.002"), "USDT": D("0.06")}
+
+
+@pytest.mark.parametrize(
+    ("symbol", "asset", "counted"),
+    [("BTCUSDT", "USDT", True), ("BTCUSDT", "", True), ("BTCUSDT", None, True),
+     ("ETHBTC", "BTC", True), ("BTCUSD1", "USD1", True),  # a quote asset read from the name
+     ("BTCUSDT", "BTC", False),  # a spot buy's base asset
+     ("BTCUSDT", "BNB", False), ("ASTERUSDT", "ASTER", False),  # fee tokens
+     ("BTCUSDT", "USD", False), ("ETHBTC", "ETH", False), ("BTCUSDT", "BTCUSDT", False)],
+)
+def test_a_fee_counts_when_its_asset_is_the_symbols_quote_or_unknown(symbol, asset, counted):
+    assert fee_in_quote(symbol, asset) is counted
+
+
+def test_the_paper_venues_fee_asset_always_counts():
+    for symbol in ("BTCUSDT", "ETHBTC", "SOLBUSD", "XYZ"):  # "XYZ": no quote in its name, USDT
+        assert fee_in_quote(symbol, quote_asset(symbol))
 
 
 def test_a_round_trip_realises_exactly_even_when_the_average_does_not_terminate():

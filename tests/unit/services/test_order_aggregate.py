@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import core_ext
 from services.domain import MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import OverfillError
+from services.domain.order import event_label, is_fill_after_close
 
 S = OrderStatus
 
@@ -285,6 +286,64 @@ def test_fill_during_pending_cancel_is_applied(order_in):
 
     assert order.status is S.PARTIALLY_FILLED
     assert order.filled_quantity == Decimal("0.5")
+
+
+# -- fills after close -------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [S.CANCELLED, S.EXPIRED])
+def test_a_fill_after_close_adds_the_fill_and_keeps_the_status_with_an_event_from_it_to_itself(order_in, status):
+    order = order_in(status, quantity=Decimal("1"))
+    order.filled_quantity, order.average_fill_price = Decimal("0.4"), Decimal("100")  # filled before the close
+    last = order.last_sequence
+    at = dt.datetime(2025, 3, 4, 6, 0, tzinfo=dt.timezone.utc)
+
+    event = order.apply_fill_after_close(Decimal("0.2"), Decimal("103"), at=at, payload={"trade_id": "t-late"})
+
+    assert order.status is status
+    assert (order.filled_quantity, order.average_fill_price) == (Decimal("0.6"), Decimal("101"))  # (40 + 20.6) / 0.6
+    assert (event.from_status, event.to_status, event.reason) == (status, status, "fill after close")
+    assert (event.sequence, event.event_time, event.payload) == (last + 1, at, {"trade_id": "t-late"})
+    assert order.new_events[-1] is event and order.last_sequence == last + 1 and order.updated_time == at
+
+
+@pytest.mark.parametrize("status", [S.PENDING, S.APPROVED, S.SUBMITTED, S.ACCEPTED, S.PARTIALLY_FILLED, S.FILLED,
+                                    S.PENDING_CANCEL, S.REJECTED])
+def test_a_fill_after_close_on_an_order_not_cancelled_or_expired_raises_without_change(order_in, status):
+    order = order_in(status)
+    before = snapshot(order)
+
+    with pytest.raises(core_ext.IllegalTransition):
+        order.apply_fill_after_close(Decimal("0.5"), Decimal("100"))
+
+    assert snapshot(order) == before
+
+
+@pytest.mark.parametrize("quantity, price", [("0.7", "100"), ("0", "100"), ("0.1", "0")])
+def test_a_fill_after_close_that_would_overfill_or_is_not_positive_raises_without_change(order_in, quantity, price):
+    order = order_in(S.CANCELLED, quantity=Decimal("1"))
+    order.filled_quantity, order.average_fill_price = Decimal("0.4"), Decimal("100")
+    before = snapshot(order)
+
+    with pytest.raises(OverfillError):
+        order.apply_fill_after_close(Decimal(quantity), Decimal(price))
+
+    assert snapshot(order) == before
+
+
+@pytest.mark.parametrize("from_status, to_status, payload, expected", [
+    (S.CANCELLED, S.CANCELLED, {"trade_id": "t"}, True),
+    ("EXPIRED", "EXPIRED", {"trade_id": "t", "quantity": "1"}, True),
+    (S.PENDING_CANCEL, S.CANCELLED, {"trade_id": "t"}, False),  # a transition
+    (S.CANCELLED, S.CANCELLED, {"quarantine_scope": "symbol:BTCUSDT"}, False),  # a note
+    (S.PARTIALLY_FILLED, S.PARTIALLY_FILLED, {"trade_id": "t"}, False),  # a fill that is a transition
+    (S.REJECTED, S.REJECTED, {"trade_id": "t"}, False),
+    (S.FILLED, S.FILLED, {"trade_id": "t"}, False),
+    (S.CANCELLED, S.CANCELLED, None, False),
+])
+def test_an_event_is_a_fill_after_close_only_from_a_cancelled_or_expired_status_to_itself_with_a_trade(
+    from_status, to_status, payload, expected
+):
+    assert is_fill_after_close(from_status, to_status, payload) is expected
+    assert event_label(from_status, to_status, payload) == ("FILL_AFTER_CLOSE" if expected else S(to_status).value)
 
 
 # -- the token binding -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ and exposure and PnL count both."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -74,3 +75,26 @@ def test_reducing_reads_the_position_in_the_orders_market(make_order):
     assert [v.code for v in check_order(spot_sell, LIMITS, book.context(spot_sell, PRICES, NOW))] == [
         "REDUCING_ONLY"]
     assert [v.code for v in check_order(futures_sell, LIMITS, book.context(futures_sell, PRICES, NOW))] == []
+
+
+def test_the_daily_loss_counts_fees_in_the_quote_currency_only(make_order):
+    """A fee charged in a fee token (BNB) has no USDT value here: it is listed by asset,
+    left out of the net PnL, and so of the daily loss (as the ledger: fee_in_quote)."""
+    limits = dataclasses.replace(LIMITS, daily_loss_limit=D("100"))
+    book = Book(limits, clock=lambda: NOW)
+    filled(book, FUTURES, Side.BUY, "1", "50000", "f1", "20")  # USDT
+    filled(book, FUTURES, Side.BUY, "1", "50000", "f2", "500", asset="BNB")
+    filled(book, SPOT, Side.BUY, "0.1", "50000", "s1", "0.0001", asset="BTC")  # a spot buy's base asset
+    order = make_order(market_type=FUTURES, side=Side.BUY, order_type=OrderType.MARKET, price=None,
+                       quantity=D("0.1"))
+
+    context = book.context(order, PRICES, NOW)
+
+    assert context.realised_today == D("-20")
+    held = book.accounts["acct-1"].positions
+    assert (held[FUTURES, "BTCUSDT"].commission, dict(held[FUTURES, "BTCUSDT"].fees)) == (
+        D("20"), {"USDT": D("20"), "BNB": D("500")})
+    assert held[SPOT, "BTCUSDT"].commission == 0
+    assert "DAILY_LOSS_LIMIT" not in [v.code for v in check_order(order, limits, context)]
+    filled(book, FUTURES, Side.SELL, "1", "49919", "f3", "1")  # realises -81, fee 1 USDT: -102 in all
+    assert "DAILY_LOSS_LIMIT" in [v.code for v in check_order(order, limits, book.context(order, PRICES, NOW))]

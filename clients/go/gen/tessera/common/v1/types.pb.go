@@ -54,10 +54,12 @@ const (
 	// A cancel was sent to the venue and is not confirmed yet; fills may still arrive.
 	// A refused cancel returns the order to its previous status.
 	OrderStatus_ORDER_STATUS_PENDING_CANCEL OrderStatus = 8
-	// Cancelled (at the venue, or locally when it never reached one). Terminal.
+	// Cancelled (at the venue, or locally when it never reached one). Terminal; may have
+	// filled part of its quantity first (Order.filled_quantity), and a fill the venue
+	// reports after the cancel is still added to it (a "fill after close" event).
 	OrderStatus_ORDER_STATUS_CANCELLED OrderStatus = 9
 	// Expired: an APPROVED order whose token lapsed, a GTD order past its expire_time,
-	// an IOC or FOK remainder. Terminal.
+	// an IOC or FOK remainder. Terminal; fills as for CANCELLED.
 	OrderStatus_ORDER_STATUS_EXPIRED OrderStatus = 10
 )
 
@@ -695,8 +697,11 @@ type OrderIntent struct {
 	// The trading account, ^[A-Za-z0-9._:@-]{1,64}$.
 	Account string `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
 	// The venue, lowercase, ^[a-z0-9_-]{1,32}$. Tessera's Exchange service trades on
-	// Aster: "aster". Stored with the order and signed by the token; it does not route
-	// (each Exchange service serves one venue account).
+	// Aster: "aster". Stored with the order and signed by the token. The order is
+	// routed by its account: the venue accounts registry names each account's venue,
+	// market types and credentials (without one, the Exchange trades for its single
+	// configured account). An account, venue or market type not configured is refused
+	// FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED or VENUE_NOT_CONFIGURED.
 	Venue string `protobuf:"bytes,3,opt,name=venue,proto3" json:"venue,omitempty"`
 	// FUTURES or SPOT; UNSPECIFIED is refused.
 	MarketType MarketType `protobuf:"varint,4,opt,name=market_type,json=marketType,proto3,enum=tessera.common.v1.MarketType" json:"market_type,omitempty"`
@@ -923,7 +928,9 @@ type Order struct {
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The current status.
 	Status OrderStatus `protobuf:"varint,18,opt,name=status,proto3,enum=tessera.common.v1.OrderStatus" json:"status,omitempty"`
-	// Quantity filled so far, a decimal string; "0" before the first fill.
+	// Quantity filled so far, a decimal string; "0" before the first fill. It can still
+	// grow after the order is CANCELLED or EXPIRED: a fill the venue made before the close
+	// and reported after it.
 	FilledQuantity string `protobuf:"bytes,19,opt,name=filled_quantity,json=filledQuantity,proto3" json:"filled_quantity,omitempty"`
 	// Quantity-weighted average price of the fills; empty before the first fill.
 	AverageFillPrice string `protobuf:"bytes,20,opt,name=average_fill_price,json=averageFillPrice,proto3" json:"average_fill_price,omitempty"`
@@ -1195,9 +1202,10 @@ type OrderEvent struct {
 	EventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
 	// The status before; UNSPECIFIED for the order's first event (PENDING).
 	FromStatus OrderStatus `protobuf:"varint,4,opt,name=from_status,json=fromStatus,proto3,enum=tessera.common.v1.OrderStatus" json:"from_status,omitempty"`
-	// The status after. Equal to from_status for an event that records something
-	// without a transition (a quarantine by the reconciler, a partial fill of a
-	// partially filled order).
+	// The status after. Equal to from_status for a partial fill of a partially filled
+	// order, and for an event that records something without a transition: a quarantine
+	// by the reconciler or the fill tracker, a fill after close (CANCELLED or EXPIRED
+	// to itself, reason "fill after close", the fill in the payload).
 	ToStatus OrderStatus `protobuf:"varint,5,opt,name=to_status,json=toStatus,proto3,enum=tessera.common.v1.OrderStatus" json:"to_status,omitempty"`
 	// Why, in words or as a reason code ("cancel requested", "NOT_AT_VENUE").
 	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`

@@ -1009,8 +1009,9 @@ type Position struct {
 	CostBasis string `protobuf:"bytes,6,opt,name=cost_basis,json=costBasis,proto3" json:"cost_basis,omitempty"`
 	// PnL realised by the fills that reduced or closed the position, gross of fees.
 	RealisedPnl string `protobuf:"bytes,7,opt,name=realised_pnl,json=realisedPnl,proto3" json:"realised_pnl,omitempty"`
-	// The commissions counted against PnL: every fee, taken to be in the quote currency
-	// (as paper and Aster's futures charge them); fees lists them by asset.
+	// The commissions counted against PnL: the fees charged in the symbol's quote asset
+	// (or in an asset the venue did not name); a fee in another asset (the base asset,
+	// a fee token such as BNB) is not counted here, only listed in fees.
 	Commission string `protobuf:"bytes,8,opt,name=commission,proto3" json:"commission,omitempty"`
 	// realised_pnl - commission: what the daily loss limit counts.
 	NetRealisedPnl string `protobuf:"bytes,9,opt,name=net_realised_pnl,json=netRealisedPnl,proto3" json:"net_realised_pnl,omitempty"`
@@ -1020,8 +1021,8 @@ type Position struct {
 	// What closing the whole position at mark_price would realise; empty when
 	// mark_price is, "0" when flat.
 	UnrealisedPnl string `protobuf:"bytes,11,opt,name=unrealised_pnl,json=unrealisedPnl,proto3" json:"unrealised_pnl,omitempty"`
-	// The fees paid, one per asset the venue charged them in; asset is empty when the
-	// venue did not say.
+	// The fees paid, one per asset the venue charged them in, counted in commission or
+	// not; asset is empty when the venue did not say.
 	Fees []*Fee `protobuf:"bytes,12,rep,name=fees,proto3" json:"fees,omitempty"`
 	// The time of the last fill applied; unset for a position never traded.
 	UpdatedTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_time,json=updatedTime,proto3" json:"updated_time,omitempty"`

@@ -35,8 +35,11 @@ type RiskServiceClient interface {
 	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
 	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
 	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
-	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
-	// same client order id makes the retry safe).
+	// the account and cannot be reached), FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED
+	// (a venue accounts registry is configured and does not hold the account) or
+	// VENUE_NOT_CONFIGURED (the account trades at another venue or not in this market
+	// type; neither stores anything), UNAVAILABLE STORE_UNAVAILABLE (retry: the same
+	// client order id makes the retry safe).
 	ValidateOrder(ctx context.Context, in *ValidateOrderRequest, opts ...grpc.CallOption) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
@@ -188,8 +191,11 @@ type RiskServiceServer interface {
 	// targets another account; a GTD expire_time in the past), ALREADY_EXISTS
 	// DUPLICATE_CLIENT_ORDER_ID (the client order id of the account is taken by an order
 	// with other content), FAILED_PRECONDITION NOT_ACCOUNT_OWNER (another replica owns
-	// the account and cannot be reached), UNAVAILABLE STORE_UNAVAILABLE (retry: the
-	// same client order id makes the retry safe).
+	// the account and cannot be reached), FAILED_PRECONDITION ACCOUNT_NOT_CONFIGURED
+	// (a venue accounts registry is configured and does not hold the account) or
+	// VENUE_NOT_CONFIGURED (the account trades at another venue or not in this market
+	// type; neither stores anything), UNAVAILABLE STORE_UNAVAILABLE (retry: the same
+	// client order id makes the retry safe).
 	ValidateOrder(context.Context, *ValidateOrderRequest) (*ValidateOrderResponse, error)
 	// ValidateOrders checks a batch of at most 5000 orders and answers per order, in
 	// request order; each order is checked after the ones before it (they count against
