@@ -16,22 +16,17 @@ import asyncio
 import datetime as dt
 from decimal import Decimal
 
-import pytest
-
-import core_ext
 from services.common import convert
 from services.domain import MarketType, OrderStatus, OrderType, Side, utcnow
 from services.exchange.servicer import query_order_response
 from services.exchange.venue import OrderRef
 from services.oms.fill_tracker import apply_report
 from services.oms.reconciler import Reconciler
-from services.store.database import Database
 from tessera.common.v1 import types_pb2 as common_pb
 
 from conftest import running_venue
 from test_live_provider import ready
-
-KEYRING = core_ext.KeyRing("rec1", b"reconciler-test-secret-0123456789abcdef")
+from test_reconciler import KEYRING, db  # noqa: F401 - the store fixture
 
 
 class ExchangeOverProvider:
@@ -47,13 +42,6 @@ class ExchangeOverProvider:
                        market_type=convert.enum_from_proto(MarketType, request.market_type, "market_type"),
                        remote_order_id=request.remote_order_id or None)
         return query_order_response(await self.provider.query_order(ref), common_pb.EXECUTION_MODE_LIVE)
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = Database.from_url(f"sqlite:///{tmp_path / 'owed.db'}")
-    yield database
-    database.close()
 
 
 def test_the_fill_an_exchange_crash_lost_after_a_cancel_is_read_from_the_venue_once(db, make_order):
