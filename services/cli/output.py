@@ -7,6 +7,7 @@ as ``-``. Times are UTC in ISO 8601 with milliseconds and a ``Z``.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 import grpc
@@ -130,6 +131,10 @@ def orders_table(orders: Iterable[pb.Order]) -> str:
 
 
 def order_details(order: pb.Order) -> str:
+    owed = []
+    if order.venue_executed_quantity:  # a closed order whose fills are still on their way
+        owed = [("fills_owed", f"{Decimal(order.venue_executed_quantity) - Decimal(order.filled_quantity or '0')} "
+                               f"(the venue executed {order.venue_executed_quantity})")]
     return fields(
         [
             ("order_id", order.order_id),
@@ -151,6 +156,7 @@ def order_details(order: pb.Order) -> str:
             ("order_manager", order.order_manager_id),
             ("filled_quantity", order.filled_quantity),
             ("average_fill_price", order.average_fill_price),
+            *owed,
             ("remote_order_id", order.remote_order_id),
             ("order_time", timestamp(order, "order_time")),
             ("updated_time", timestamp(order, "updated_time")),

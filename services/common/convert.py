@@ -461,7 +461,7 @@ def check_output_fields_as_approved(message: pb.Order) -> None:
             filled = None
         if filled is None or not filled.is_finite() or filled != 0:
             _refuse(problems, "filled_quantity", "an approved order has filled nothing: 0 or unset", DIFFERS)
-    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id"):
+    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id", "venue_executed_quantity"):
         if getattr(message, name):
             _refuse(problems, name, "an approved order has none: leave it unset", DIFFERS)
     if message.reject_reasons:
@@ -532,6 +532,8 @@ def order_to_proto(order: Order) -> pb.Order:
         message.replaced_by_order_id = order.replaced_by_order_id
     if order.raw_venue_json:
         message.raw_venue_json = order.raw_venue_json
+    if order.venue_executed_quantity is not None:
+        message.venue_executed_quantity = format_decimal(order.venue_executed_quantity)
     if order.expire_time is not None:
         set_timestamp(message.expire_time, order.expire_time)
     set_timestamp(message.order_time, order.order_time)

@@ -12,6 +12,11 @@ the fill reached Tessera after the close (a cancel's answer can overtake a strea
 fill). The order stays closed, with the fill added: its event goes from the closed
 status to the same one, reason :data:`FILL_AFTER_CLOSE_REASON`, the fill as payload
 (:func:`is_fill_after_close` tells such an event apart).
+
+A close whose venue answer says more was executed than the order has filled leaves the
+order owing fills: :attr:`Order.venue_executed_quantity` holds the venue's executed
+quantity until the fills after close make it up (:meth:`Order.close_at_venue`); the
+OMS's reconciler asks the venue for the fills of such orders.
 """
 
 from __future__ import annotations
@@ -148,6 +153,10 @@ class Order:
     # starts the replace (see services.oms.replace).
     replaces_order_id: str | None = None
     replaced_by_order_id: str | None = None
+    # The fills a closed order still owes: the venue's cumulative executed quantity in its
+    # answer to the close (CANCELLED, EXPIRED) when it exceeded the filled quantity; None
+    # again once the fills after close make it up (see close_at_venue, fills_owed).
+    venue_executed_quantity: Decimal | None = None
     # Events produced since the order was loaded; the repository persists and clears them.
     new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
 
@@ -183,6 +192,14 @@ class Order:
     @property
     def remaining_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity
+
+    @property
+    def fills_owed(self) -> Decimal:
+        """The quantity the venue executed and the order has not recorded yet (0: none
+        owed): the fills of a close's answer still on their way."""
+        if self.venue_executed_quantity is None:
+            return Decimal(0)
+        return max(Decimal(0), self.venue_executed_quantity - self.filled_quantity)
 
     @property
     def notional(self) -> Decimal | None:
@@ -222,6 +239,34 @@ class Order:
         self.updated_time = at
         self.last_sequence = event.sequence
         self.new_events.append(event)
+        return event
+
+    def close_at_venue(
+        self,
+        target: OrderStatus,
+        *,
+        reason: str = "",
+        at: dt.datetime | None = None,
+        venue_executed: Decimal | None = None,
+    ) -> OrderEvent:
+        """Move to CANCELLED or EXPIRED on the venue's word, which says it executed
+        ``venue_executed`` of the order in all (None: it did not say). When that is more
+        than the order has filled, the rest is owed: the event's payload records it
+        (``venue_executed_quantity``), and so does :attr:`venue_executed_quantity` until the
+        fills after close make it up.
+
+        Raises
+        ------
+        core_ext.IllegalTransition
+            As :meth:`transition`; nothing is changed.
+        """
+        if target not in CLOSED_FILLABLE:
+            raise core_ext.IllegalTransition(self.status.value, target.value, "a venue's close is CANCELLED or EXPIRED")
+        owed = venue_executed is not None and venue_executed > self.filled_quantity
+        payload = {"venue_executed_quantity": str(venue_executed)} if owed else None
+        event = self.transition(target, reason=reason, at=at, payload=payload)
+        if owed:
+            self.venue_executed_quantity = venue_executed
         return event
 
     def record_approval(self, at: dt.datetime) -> OrderEvent:
@@ -295,6 +340,8 @@ class Order:
         self.last_sequence = event.sequence
         self.new_events.append(event)
         self._add_fill(quantity, price, new_filled)
+        if self.venue_executed_quantity is not None and self.filled_quantity >= self.venue_executed_quantity:
+            self.venue_executed_quantity = None  # every fill the close's answer announced is in
         return event
 
     def _checked_fill(self, quantity: Decimal, price: Decimal) -> Decimal:

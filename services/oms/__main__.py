@@ -57,6 +57,7 @@ async def main() -> None:
             raise ConfigError("TESSERA_EXCHANGE_TIMEOUT_SECONDS must be positive")
         reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
+        fills_owed_after = float(env_decimal(os.environ, "TESSERA_RECONCILE_FILLS_OWED_SECONDS", "120"))
         server_config = ServerConfig.from_env("oms")
         exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
         # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; the gateway sends the trace
@@ -76,7 +77,8 @@ async def main() -> None:
         db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout,
         exchange_channel=channel,  # submissions wait for a restarting Exchange before they claim an order
     )
-    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
+    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace,
+                            fills_owed_seconds=fills_owed_after)
     stop = asyncio.Event()
 
     def register(server):  # type: ignore[no-untyped-def]

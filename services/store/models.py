@@ -118,6 +118,10 @@ class OrderRow(Base):
     # ReplaceOrder's links: the order a replacement replaces, the replacement of an order.
     replaces_order_id: Mapped[str | None] = mapped_column(ID)
     replaced_by_order_id: Mapped[str | None] = mapped_column(ID)
+    # The fills a CANCELLED or EXPIRED order still owes: the venue's executed quantity in
+    # its answer to the close, while the order's fills fall short of it; NULL otherwise
+    # (migration 0009). Indexed: the reconciler reads the few orders that have one.
+    venue_executed_quantity: Mapped[Decimal | None] = mapped_column(DecimalString(), index=True)
 
 
 class OrderEventRow(Base):

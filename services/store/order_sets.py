@@ -74,7 +74,8 @@ IN_CHUNK = 500
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _ENUMS = {"market_type": MarketType, "side": Side, "order_type": OrderType, "time_in_force": TimeInForce,
           "status": OrderStatus, "previous_status": OrderStatus}
-_DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price"})
+_DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price",
+                       "venue_executed_quantity"})
 _TIMES = frozenset({"expire_time", "order_time", "updated_time"})
 _JSON = frozenset({"reject_reasons", "raw_venue_payload"})
 _FLAGS = frozenset({"reduce_only", "post_only"})

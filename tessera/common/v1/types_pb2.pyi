@@ -196,7 +196,7 @@ class OrderIntent(_message.Message):
     def __init__(self, client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "raw_venue_json", "replaced_by_order_id")
+    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "raw_venue_json", "replaced_by_order_id", "venue_executed_quantity")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +225,7 @@ class Order(_message.Message):
     REPLACES_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACED_BY_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    VENUE_EXECUTED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account: str
@@ -253,7 +254,8 @@ class Order(_message.Message):
     replaces_order_id: str
     raw_venue_json: str
     replaced_by_order_id: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., raw_venue_json: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ...) -> None: ...
+    venue_executed_quantity: str
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., raw_venue_json: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ..., venue_executed_quantity: _Optional[str] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
     __slots__ = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload", "cursor", "account", "symbol", "raw_venue_json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,48 @@ def test_store_from_url_creates_the_sqlite_directory_and_migrates(tmp_path):
             assert uow.orders.count_open() == 0
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_upgrading_marks_the_closed_orders_still_owing_fills_from_their_close_events(backend, tmp_path, request):
+    import order_factory
+    from sqlalchemy import insert, select
+
+    from services.domain import OrderStatus
+    from services.store.engine import make_engine
+    from services.store.mapping import event_to_row, order_to_row
+    from services.store.models import order_events_table, orders_table
+
+    url = (f"sqlite:///{tmp_path}/owed.db" if backend == "sqlite"
+           else request.getfixturevalue("create_postgres_database")())
+    engine = make_engine(url)
+    try:
+        upgrade(engine, "0007_venue_settings_raw_json")
+        rows, events = [], []
+        # (status, filled, the close's venue_executed_quantity): owing 0.3; made up by a fill
+        # after close; a close that said nothing; an order still working.
+        for status, filled, executed in ((OrderStatus.CANCELLED, "0.2", "0.5"), (OrderStatus.EXPIRED, "0.5", "0.5"),
+                                         (OrderStatus.CANCELLED, "0", None), (OrderStatus.ACCEPTED, "0", None)):
+            order = order_factory.build_order(quantity=Decimal("1"))
+            order.record_creation()
+            for step in (OrderStatus.APPROVED, OrderStatus.SUBMITTED, OrderStatus.ACCEPTED):
+                order.transition(step)
+            if status is not OrderStatus.ACCEPTED:
+                order.transition(status, payload=executed and {"venue_executed_quantity": executed})
+            order.filled_quantity = Decimal(filled)
+            row = order_to_row(order)
+            del row["venue_executed_quantity"]  # a column of this migration
+            rows.append({**row, "version": 1})
+            events += [event_to_row(e) for e in order.new_events]
+        with engine.begin() as connection:  # written as the 0007 release would
+            connection.execute(insert(orders_table), rows)
+            connection.execute(insert(order_events_table), events)
+
+        upgrade(engine)
+
+        with engine.connect() as connection:
+            marked = dict(connection.execute(
+                select(orders_table.c.order_id, orders_table.c.venue_executed_quantity)).all())
+        assert [marked[row["order_id"]] for row in rows] == [Decimal("0.5"), None, None, None]
+    finally:
+        engine.dispose()

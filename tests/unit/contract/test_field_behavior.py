@@ -61,7 +61,8 @@ def test_the_marks_name_what_a_client_must_send() -> None:
     assert marked(pb.Order, REQUIRED) == marked(pb.OrderIntent, REQUIRED) | {"order_id", "client_order_id"}
     assert marked(pb.Order, OUTPUT_ONLY) == {
         "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
-        "reject_reasons", "version", "replaces_order_id", "replaced_by_order_id", "raw_venue_json"}
+        "reject_reasons", "version", "replaces_order_id", "replaced_by_order_id", "raw_venue_json",
+        "venue_executed_quantity"}
     assert marked(risk_pb2.ValidateReplacementRequest, REQUIRED) == {"order_id"}
     assert marked(oms_pb2.ReplaceOrderRequest, REQUIRED) == {"order", "risk_token"}
     assert marked(risk_pb2.ValidateOrderRequest, REQUIRED) == {"order"}

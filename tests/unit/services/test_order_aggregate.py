@@ -329,6 +329,52 @@ def test_a_fill_after_close_that_would_overfill_or_is_not_positive_raises_withou
     assert snapshot(order) == before
 
 
+# -- fills owed ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [S.CANCELLED, S.EXPIRED])
+def test_a_close_at_the_venue_with_more_executed_than_filled_leaves_the_rest_owed(order_in, status):
+    order = order_in(S.PARTIALLY_FILLED, quantity=Decimal("1"))
+    order.filled_quantity = Decimal("0.2")
+
+    event = order.close_at_venue(status, reason="venue: cancelled", venue_executed=Decimal("0.6"))
+
+    assert (order.status, event.from_status, event.to_status) == (status, S.PARTIALLY_FILLED, status)
+    assert event.payload == {"venue_executed_quantity": "0.6"}
+    assert (order.venue_executed_quantity, order.fills_owed) == (Decimal("0.6"), Decimal("0.4"))
+
+
+@pytest.mark.parametrize("executed", [None, "0.2", "0.1"])
+def test_a_close_at_the_venue_with_every_fill_recorded_owes_nothing(order_in, executed):
+    order = order_in(S.PARTIALLY_FILLED, quantity=Decimal("1"))
+    order.filled_quantity = Decimal("0.2")
+
+    event = order.close_at_venue(S.CANCELLED, venue_executed=None if executed is None else Decimal(executed))
+
+    assert event.payload == {} and order.venue_executed_quantity is None and order.fills_owed == 0
+
+
+@pytest.mark.parametrize("target", [S.FILLED, S.REJECTED, S.PENDING_CANCEL])
+def test_a_close_at_the_venue_is_cancelled_or_expired_only_and_changes_nothing_otherwise(order_in, target):
+    order = order_in(S.ACCEPTED, quantity=Decimal("1"))
+    before = snapshot(order)
+
+    with pytest.raises(core_ext.IllegalTransition):
+        order.close_at_venue(target, venue_executed=Decimal("0.5"))
+
+    assert snapshot(order) == before and order.venue_executed_quantity is None
+
+
+def test_the_fills_owed_stay_until_the_fills_after_close_make_them_up(order_in):
+    order = order_in(S.ACCEPTED, quantity=Decimal("1"))
+    order.close_at_venue(S.CANCELLED, venue_executed=Decimal("0.5"))
+
+    order.apply_fill_after_close(Decimal("0.3"), Decimal("100"), payload={"trade_id": "t-1"})
+    partly = (order.venue_executed_quantity, order.fills_owed)
+    order.apply_fill_after_close(Decimal("0.2"), Decimal("100"), payload={"trade_id": "t-2"})
+
+    assert partly == (Decimal("0.5"), Decimal("0.2"))
+    assert (order.venue_executed_quantity, order.fills_owed, order.filled_quantity) == (None, 0, Decimal("0.5"))
+
+
 @pytest.mark.parametrize("from_status, to_status, payload, expected", [
     (S.CANCELLED, S.CANCELLED, {"trade_id": "t"}, True),
     ("EXPIRED", "EXPIRED", {"trade_id": "t", "quantity": "1"}, True),
