@@ -30,7 +30,8 @@ FIELDS = {
     "order_id": "0b5f2f0e-6d8f-4c9a-9a53-6e2f0a1b2c3d", "client_order_id": "cid-1", "account": "acct-1",
     "venue": "aster", "market_type": "FUTURES", "symbol": "BTCUSDT", "side": "BUY", "order_type": "LIMIT",
     "quantity": "0.5", "price": "65000.1", "stop_price": None, "time_in_force": "GTC", "reduce_only": False,
-    "post_only": False, "leverage": None,
+    "post_only": False, "leverage": None, "close_position": False, "working_type": "", "price_protect": False,
+    "activation_price": None, "callback_rate": None, "quote_order_qty": None,
 }
 
 _IMPLEMENTATIONS: list[Any] = []

@@ -60,6 +60,12 @@ def make_order(**changes: object) -> dict[str, object]:
         "reduce_only": False,
         "post_only": True,
         "leverage": "5",
+        "close_position": False,
+        "working_type": "",
+        "price_protect": False,
+        "activation_price": None,
+        "callback_rate": None,
+        "quote_order_qty": None,
     }
     order.update(changes)
     return order
