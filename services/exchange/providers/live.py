@@ -73,6 +73,11 @@ __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_
 
 log = logging.getLogger(__name__)
 
+def _venue_filled(tracked: Tracked, status: str, executed: Decimal) -> bool:
+    """An order whose quantity the venue decides, FILLED at the venue, every fill reported."""
+    return status == "FILLED" and not tracked.quantity and 0 < executed <= tracked.filled
+
+
 class LiveProvider:
     mode = "LIVE"
 
@@ -507,6 +512,7 @@ class LiveProvider:
             done = tracked.filled >= tracked.quantity
         else:  # the venue decides the quantity (close_position, quote_order_qty): filled when it says so
             done = tracked.venue_status == "FILLED" and tracked.filled >= tracked.venue_executed
+            tracked.ended = tracked.ended or done     # this fill's report says FILLED: nothing more to say
         status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         return make_report(tracked.ref, status, fill=fill, cumulative=tracked.filled, raw=raw_payload,
                            raw_json=raw_json, at=_ms(at))
@@ -576,7 +582,10 @@ class LiveProvider:
 
     def _end(self, tracked: Tracked, status: str, executed: Decimal, payload: Any,
              raw_json: str | None) -> list[ExecutionReport]:
-        if status not in ENDED or tracked.ended:
+        """The order's end: cancelled, expired, refused; or, for an order whose quantity the
+        venue decides, filled once every fill it executed was reported (its last fill's
+        report said PARTIALLY_FILLED: the venue's FILLED came after it)."""
+        if tracked.ended or not (status in ENDED or _venue_filled(tracked, status, executed)):
             return []
         tracked.ended = True
         return [make_report(tracked.ref, VENUE_STATUSES[status], cumulative=executed,
@@ -624,7 +633,7 @@ class LiveProvider:
             )
             if report is not None:
                 reports.append(report)
-        if tracked.venue_status in ENDED:
+        if tracked.venue_status in ENDED or (tracked.venue_status == "FILLED" and not tracked.quantity):
             status = tracked.venue_status
             if tracked.venue_executed > tracked.filled:
                 # A fill this stream never delivered: read it before saying the order ended.
