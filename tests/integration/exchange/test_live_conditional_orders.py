@@ -251,3 +251,41 @@ def test_the_simulator_refuses_spot_orders_as_the_docs_say(params, code):
             return refused.value
 
     assert run(scenario).venue_code == code
+
+
+def test_on_the_user_stream_a_close_position_orders_fills_end_filled_once(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.register(WALLET_A)
+            credentials = wallet()
+            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0)
+            streamed = []
+
+            async def sink(reports):
+                streamed.extend(reports)
+
+            await provider.start(sink)
+            await ready(provider)
+            await provider.execute(make_order(quantity=Decimal("0.7")))
+            order = make_order(order_type=OrderType.STOP_MARKET, side=Side.SELL, stop_price=Decimal("64000"),
+                               quantity=None, close_position=True)
+            accepted = await provider.execute(order)
+            stream = provider.sessions[credentials.account_key].streams[MarketType.FUTURES]
+            assert await stream.wait_connected(5)
+            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("63900"))
+            deadline = asyncio.get_running_loop().time() + 5
+            while not any(r.order_status is OrderStatus.FILLED and r.order_id == order.order_id for r in streamed):
+                assert asyncio.get_running_loop().time() < deadline, streamed
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            polled = await provider.poll_once()      # nothing more to say
+            await provider.close()
+            return accepted, [r for r in streamed if r.order_id == order.order_id], polled
+
+    accepted, reports, polled = run(scenario)
+
+    assert [r.order_status for r in accepted] == [OrderStatus.ACCEPTED]
+    fills = [r for r in reports if r.fill]
+    assert sum(r.fill.quantity for r in fills) == Decimal("0.7")
+    assert [r.order_status for r in reports if r.order_status is OrderStatus.FILLED] == [OrderStatus.FILLED]
+    assert reports[-1].order_status is OrderStatus.FILLED and polled == []

@@ -128,3 +128,26 @@ def test_an_acknowledged_order_a_simulated_venue_lost_expires(db):
     reconcile(db, exchange)
 
     assert db.run_sync(lambda uow: uow.orders.get(order.order_id)).status is OrderStatus.EXPIRED
+
+
+def test_an_order_the_venue_sized_is_reconciled_filled_on_the_venues_word_after_its_fills(db):
+    from services.domain import OrderType, Side
+
+    order = stored(db, OrderStatus.ACCEPTED, order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, price=None,
+                   stop_price=Decimal("66000"), quantity=None, close_position=True)
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_FILLED, executed_quantity="0.7", original_quantity="0",
+        remote_order_id="78", fills=[fill_report(order, "t1", "0.5"), fill_report(order, "t2", "0.2")],
+        mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    reconcile(db, exchange)
+    reconcile(db, exchange)
+
+    done = db.run_sync(lambda uow: uow.orders.get(order.order_id))
+    assert (done.status, done.filled_quantity, done.quantity) == (OrderStatus.FILLED, Decimal("0.7"), None)
+    trades = db.run_sync(lambda uow: uow.trades.for_order(order.order_id))
+    assert sorted(t.trade_id for t in trades) == ["t1", "t2"]
+    anomalies = db.run_sync(lambda uow: uow.anomalies.list(order_id=order.order_id))
+    assert anomalies == []
