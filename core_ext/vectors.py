@@ -25,7 +25,7 @@ from core_ext import _token_py as ref
 from core_ext import token_format as fmt
 from core_ext.keys import derive_key_id
 
-__all__ = ["DEFAULT_PATH", "build_vectors", "render"]
+__all__ = ["DEFAULT_PATH", "UNSET_V2_FIELDS", "build_vectors", "render"]
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "token-vectors.json"
 
@@ -40,6 +40,16 @@ KEY_DERIVED = derive_key_id(SECRET_DERIVED)
 ISSUED_AT = 1_750_000_000
 TTL = fmt.DEFAULT_TTL_SECONDS
 SKEW = fmt.DEFAULT_SKEW_SECONDS
+
+#: The fields format v2 added, as an order that uses none of them has them.
+UNSET_V2_FIELDS: dict[str, Any] = {
+    "close_position": False,
+    "working_type": "",
+    "price_protect": False,
+    "activation_price": None,
+    "callback_rate": None,
+    "quote_order_qty": None,
+}
 
 BASE_ORDER: dict[str, Any] = {
     "order_id": "6f1c1d8e-4b3a-4c2e-9a57-0d6a3b8f2e11",
@@ -57,12 +67,7 @@ BASE_ORDER: dict[str, Any] = {
     "reduce_only": False,
     "post_only": True,
     "leverage": "5",
-    "close_position": False,
-    "working_type": "",
-    "price_protect": False,
-    "activation_price": None,
-    "callback_rate": None,
-    "quote_order_qty": None,
+    **UNSET_V2_FIELDS,
 }
 
 

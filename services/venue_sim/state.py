@@ -14,6 +14,8 @@ import time
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable
 
+from services.domain.triggers import reaches_stop, trail
+
 BPS = Decimal("0.0001")
 MAKER_FEE = Decimal("0.0002")
 TAKER_FEE = Decimal("0.0004")
@@ -588,27 +590,16 @@ class VenueState:
         latest = self._trigger_price(order, book)
         buy = order.side == "BUY"
         if order.type == "TRAILING_STOP_MARKET":
-            return self._trail(order, latest, buy)
+            assert order.callback_rate is not None
+            order.extreme, triggered = trail(order.extreme, latest, buy=buy, activation=order.activation_price,
+                                             callback_rate=order.callback_rate)
+            return triggered
         assert order.stop_price is not None
-        rises = buy if order.type in STOPS else not buy
-        reached = latest >= order.stop_price if rises else latest <= order.stop_price
+        reached = reaches_stop(latest, order.stop_price, buy=buy, take_profit=order.type in TAKE_PROFITS)
         if reached and order.price_protect:
             mark, last = self.mark(order.symbol), book.last
             return abs(mark - last) <= mark * self.spec(order.symbol).trigger_protect
         return reached
-
-    @staticmethod
-    def _trail(order: VOrder, latest: Decimal, buy: bool) -> bool:
-        if order.extreme is None:
-            activation = order.activation_price
-            if activation is not None and (latest > activation if buy else latest < activation):
-                return False
-            order.extreme = latest
-        else:
-            order.extreme = min(order.extreme, latest) if buy else max(order.extreme, latest)
-        assert order.callback_rate is not None
-        back = order.extreme * order.callback_rate / 100
-        return latest >= order.extreme + back if buy else latest <= order.extreme - back
 
     def _take(self, account: Account, order: VOrder, book: SimBook) -> None:
         if order.quote_order_qty is not None:

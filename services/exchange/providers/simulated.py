@@ -39,6 +39,7 @@ from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderS
 from services.domain.errors import OrderNotFound
 from services.domain.execution import ExecutionReport, Fill
 from services.domain.ledger import quote_asset
+from services.domain.triggers import reaches_stop, trail
 
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
 from .books import Book, walk
@@ -62,10 +63,8 @@ def stop_triggered(order: Order, market_price: Decimal) -> bool:
     if not order.order_type.needs_stop_price:
         return order.order_type is not OrderType.TRAILING_STOP_MARKET
     assert order.stop_price is not None
-    rises = order.side is Side.BUY
-    if order.order_type.is_take_profit:
-        rises = not rises  # a take-profit BUY triggers when the price falls to its stop
-    return market_price >= order.stop_price if rises else market_price <= order.stop_price
+    return reaches_stop(market_price, order.stop_price, buy=order.side is Side.BUY,
+                        take_profit=order.order_type.is_take_profit)
 
 
 #: A simulated fill's quantity when it is a quote amount's worth: whole units of this.
@@ -104,17 +103,10 @@ class SimOrder:
     def trail(self, price: Decimal) -> bool:
         """A trailing stop's step at ``price``: activate, follow the extreme; True when it triggers."""
         order = self.order
-        buy = order.side is Side.BUY
-        if self.extreme is None:
-            activation = order.activation_price
-            if activation is not None and (price > activation if buy else price < activation):
-                return False
-            self.extreme = price
-        else:
-            self.extreme = min(self.extreme, price) if buy else max(self.extreme, price)
         assert order.callback_rate is not None
-        back = self.extreme * order.callback_rate / 100
-        return price >= self.extreme + back if buy else price <= self.extreme - back
+        self.extreme, triggered = trail(self.extreme, price, buy=order.side is Side.BUY,
+                                        activation=order.activation_price, callback_rate=order.callback_rate)
+        return triggered
 
 
 class SimulatedVenue:

@@ -6,16 +6,19 @@ reported once, FILLED on the venue's word where the venue decides the quantity."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from services.domain import MarginMode, MarketType, OrderStatus, OrderType, Side, WorkingType
+from services.domain import MarginMode, MarketType, Order, OrderStatus, OrderType, Side, WorkingType
+from services.domain.execution import ExecutionReport
 from services.exchange.aster.errors import VenueRejected
 from services.exchange.providers.live import LiveProvider
-from services.exchange.venue import OrderRef
+from services.exchange.venue import OrderRef, VenueOrderState
 
-from conftest import WALLET_A, running_venue, wallet
+from conftest import WALLET_A, running_venue, streaming_provider, wallet
 
 SIGNINGS = ["v1", "v3"]
 
@@ -48,28 +51,63 @@ def placement(venue, order) -> tuple[str, dict[str, str]]:
     raise AssertionError(f"no placement of {order.client_order_id}")
 
 
-@pytest.mark.parametrize("signing", SIGNINGS)
-def test_a_take_profit_market_buy_rests_until_the_price_falls_to_its_stop_then_fills(make_order, signing):
-    async def scenario():
+@dataclasses.dataclass
+class Trip:
+    """What :func:`trade_through` saw."""
+
+    placed: list[ExecutionReport]
+    steps: list[list[ExecutionReport]]
+    path: str
+    params: dict[str, str]
+    state: VenueOrderState
+    account: Any
+
+    @property
+    def reports(self) -> list[ExecutionReport]:
+        return [report for step in self.steps for report in step]
+
+
+def trade_through(signing: str, order: Order, moves: tuple[tuple[str, str], ...] = (), *,
+                  opening: Order | None = None) -> Trip:
+    """Place ``order`` (after ``opening``, an order that fills first), then move the futures
+    price (``("price", "64000")``) or the mark price (``("mark", ...)``) a step at a time,
+    polling the venue after each; the venue's word on the order at the end."""
+    async def scenario() -> Trip:
         async with running_venue() as venue:
             provider = provider_for(venue, signing)
-            await ready(provider)
-            order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, stop_price=Decimal("64000"),
-                               quantity=Decimal("0.2"), working_type=WorkingType.CONTRACT_PRICE)
-            accepted = await provider.execute(order)
-            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("64500"))
-            still = await provider.poll_once()
-            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("63990"))
-            filled = await provider.poll_once()
-            await provider.close()
-            return accepted, still, filled, placement(venue, order)
+            try:
+                if order.market_type is MarketType.FUTURES:
+                    await ready(provider)
+                if opening is not None:
+                    await provider.execute(opening)
+                placed = await provider.execute(order)
+                steps = []
+                for kind, price in moves:
+                    if kind == "mark":
+                        venue.sim.state.set_mark("BTCUSDT", Decimal(price))
+                    else:
+                        venue.sim.state.set_price("futures", "BTCUSDT", Decimal(price))
+                    steps.append(await provider.poll_once())
+                state = await provider.query_order(OrderRef.of(order))
+            finally:
+                await provider.close()
+            return Trip(placed, steps, *placement(venue, order), state, account_of(venue, signing))
 
-    accepted, still, filled, (path, params) = run(scenario)
+    return run(scenario)
 
-    assert [r.order_status for r in accepted] == [OrderStatus.ACCEPTED]
-    assert (params["type"], params["stopPrice"], params["quantity"], params["workingType"]) == (
+
+@pytest.mark.parametrize("signing", SIGNINGS)
+def test_a_take_profit_market_buy_rests_until_the_price_falls_to_its_stop_then_fills(make_order, signing):
+    order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, stop_price=Decimal("64000"),
+                       quantity=Decimal("0.2"), working_type=WorkingType.CONTRACT_PRICE)
+
+    trip = trade_through(signing, order, (("price", "64500"), ("price", "63990")))
+
+    assert [r.order_status for r in trip.placed] == [OrderStatus.ACCEPTED]
+    assert (trip.params["type"], trip.params["stopPrice"], trip.params["quantity"], trip.params["workingType"]) == (
         "TAKE_PROFIT_MARKET", "64000", "0.2", "CONTRACT_PRICE")
-    assert path == ("/fapi/v3/order" if signing == "v3" else "/fapi/v1/order")
+    assert trip.path == ("/fapi/v3/order" if signing == "v3" else "/fapi/v1/order")
+    still, filled = trip.steps
     assert still == []
     assert filled[-1].order_status is OrderStatus.FILLED
     assert sum(r.fill.quantity for r in filled if r.fill) == Decimal("0.2")
@@ -77,127 +115,83 @@ def test_a_take_profit_market_buy_rests_until_the_price_falls_to_its_stop_then_f
 
 @pytest.mark.parametrize("signing", SIGNINGS)
 def test_a_protected_take_profit_limit_sends_price_protect_and_becomes_a_limit_order(make_order, signing):
-    async def scenario():
-        async with running_venue() as venue:
-            provider = provider_for(venue, signing)
-            await ready(provider)
-            order = make_order(order_type=OrderType.TAKE_PROFIT, side=Side.SELL, stop_price=Decimal("66000"),
-                               price=Decimal("66100"), quantity=Decimal("0.1"), price_protect=True)
-            accepted = await provider.execute(order)
-            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("66000"))   # triggered: rests at 66100
-            resting = await provider.poll_once()
-            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("66200"))
-            filled = await provider.poll_once()
-            await provider.close()
-            return accepted, resting, filled, placement(venue, order)[1]
+    order = make_order(order_type=OrderType.TAKE_PROFIT, side=Side.SELL, stop_price=Decimal("66000"),
+                       price=Decimal("66100"), quantity=Decimal("0.1"), price_protect=True)
 
-    accepted, resting, filled, params = run(scenario)
+    # At 66000 it triggers and rests as a limit SELL at 66100, which 66200 crosses.
+    trip = trade_through(signing, order, (("price", "66000"), ("price", "66200")))
 
-    assert (params["type"], params["price"], params["stopPrice"], params["timeInForce"], params["priceProtect"]) == (
-        "TAKE_PROFIT", "66100", "66000", "GTC", "TRUE")
+    assert (trip.params["type"], trip.params["price"], trip.params["stopPrice"], trip.params["timeInForce"],
+            trip.params["priceProtect"]) == ("TAKE_PROFIT", "66100", "66000", "GTC", "TRUE")
+    resting, filled = trip.steps
     assert resting == []
     assert [(r.fill.price, r.order_status) for r in filled if r.fill] == [(Decimal("66100"), OrderStatus.FILLED)]
 
 
 @pytest.mark.parametrize("signing", SIGNINGS)
 def test_a_trailing_stop_on_the_mark_price_activates_trails_and_triggers_on_its_callback(make_order, signing):
-    async def scenario():
-        async with running_venue() as venue:
-            provider = provider_for(venue, signing)
-            await ready(provider)
-            order = make_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.SELL, quantity=Decimal("0.1"),
-                               callback_rate=Decimal("1"), activation_price=Decimal("65500"),
-                               working_type=WorkingType.MARK_PRICE)
-            accepted = await provider.execute(order)
-            quiet = []
-            for mark in ("65400", "65600", "66500", "65900"):   # active at 65600, high 66500, 1 %: 65835
-                venue.sim.state.set_mark("BTCUSDT", Decimal(mark))
-                quiet += await provider.poll_once()
-            venue.sim.state.set_mark("BTCUSDT", Decimal("65830"))
-            filled = await provider.poll_once()
-            venue_order = next(iter(account_of(venue, signing).orders.values()))
-            await provider.close()
-            return accepted, quiet, filled, venue_order, placement(venue, order)[1]
+    order = make_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.SELL, quantity=Decimal("0.1"),
+                       callback_rate=Decimal("1"), activation_price=Decimal("65500"),
+                       working_type=WorkingType.MARK_PRICE)
 
-    accepted, quiet, filled, venue_order, params = run(scenario)
+    # Active at 65600, the high 66500, 1 % back: 65835.
+    marks = ("65400", "65600", "66500", "65900", "65830")
+    trip = trade_through(signing, order, tuple(("mark", mark) for mark in marks))
 
-    assert (params["type"], params["callbackRate"], params["activationPrice"], params["workingType"]) == (
-        "TRAILING_STOP_MARKET", "1", "65500", "MARK_PRICE")
-    assert "stopPrice" not in params and "price" not in params
-    assert quiet == []
-    assert filled[-1].order_status is OrderStatus.FILLED
-    assert venue_order.to_json()["priceRate"] == "1" and venue_order.to_json()["activatePrice"] == "65500"
+    assert (trip.params["type"], trip.params["callbackRate"], trip.params["activationPrice"],
+            trip.params["workingType"]) == ("TRAILING_STOP_MARKET", "1", "65500", "MARK_PRICE")
+    assert "stopPrice" not in trip.params and "price" not in trip.params
+    assert trip.steps[:-1] == [[]] * 4
+    assert trip.steps[-1][-1].order_status is OrderStatus.FILLED
+    venue_order = next(iter(trip.account.orders.values())).to_json()
+    assert (venue_order["priceRate"], venue_order["activatePrice"]) == ("1", "65500")
 
 
 @pytest.mark.parametrize("signing", SIGNINGS)
 def test_a_trailing_stop_whose_activation_price_is_passed_is_refused_by_the_venue(make_order, signing):
-    async def scenario():
-        async with running_venue() as venue:
-            provider = provider_for(venue, signing)
-            await ready(provider)
-            order = make_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.BUY, quantity=Decimal("0.1"),
-                               callback_rate=Decimal("0.5"), activation_price=Decimal("65100"))
-            with pytest.raises(VenueRejected) as refused:
-                await provider.execute(order)
-            await provider.close()
-            return refused.value
+    order = make_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.BUY, quantity=Decimal("0.1"),
+                       callback_rate=Decimal("0.5"), activation_price=Decimal("65100"))
 
-    refused = run(scenario)
+    with pytest.raises(VenueRejected) as refused:
+        trade_through(signing, order)
 
-    assert (refused.reason, refused.venue_code) == ("ORDER_WOULD_IMMEDIATELY_TRIGGER", -2021)
+    assert (refused.value.reason, refused.value.venue_code) == ("ORDER_WOULD_IMMEDIATELY_TRIGGER", -2021)
 
 
 @pytest.mark.parametrize("signing", SIGNINGS)
 def test_a_close_position_take_profit_closes_the_whole_position_and_ends_filled(make_order, signing):
-    async def scenario():
-        async with running_venue() as venue:
-            provider = provider_for(venue, signing)
-            await ready(provider)
-            opened = await provider.execute(make_order(quantity=Decimal("0.7")))
-            order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, stop_price=Decimal("66000"),
-                               quantity=None, close_position=True)
-            accepted = await provider.execute(order)
-            venue.sim.state.set_price("futures", "BTCUSDT", Decimal("66000"))
-            filled = await provider.poll_once()
-            position = account_of(venue, signing).position("BTCUSDT", "BOTH").amount
-            state = await provider.query_order(OrderRef.of(order))
-            await provider.close()
-            return opened, accepted, filled, position, state, placement(venue, order)[1]
+    order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, stop_price=Decimal("66000"),
+                       quantity=None, close_position=True)
 
-    opened, accepted, filled, position, state, params = run(scenario)
+    trip = trade_through(signing, order, (("price", "66000"),), opening=make_order(quantity=Decimal("0.7")))
 
-    assert (params["type"], params["closePosition"]) == ("TAKE_PROFIT_MARKET", "true")
-    assert "quantity" not in params and "reduceOnly" not in params
-    fills = [r for r in filled if r.fill]
-    assert sum(r.fill.quantity for r in fills) == Decimal("0.7") and position == 0
+    assert (trip.params["type"], trip.params["closePosition"]) == ("TAKE_PROFIT_MARKET", "true")
+    assert "quantity" not in trip.params and "reduceOnly" not in trip.params
+    fills = [r for r in trip.reports if r.fill]
+    assert sum(r.fill.quantity for r in fills) == Decimal("0.7")
+    assert trip.account.position("BTCUSDT", "BOTH").amount == 0
     # One report per trade, then FILLED on the venue's word (the order had no quantity of its own).
     assert len({r.fill.trade_id for r in fills}) == len(fills) > 1
-    assert filled[-1].order_status is OrderStatus.FILLED and filled[-1].cumulative_quantity == Decimal("0.7")
+    assert trip.reports[-1].order_status is OrderStatus.FILLED
+    assert trip.reports[-1].cumulative_quantity == Decimal("0.7")
     assert all(r.order_status is OrderStatus.PARTIALLY_FILLED for r in fills[:-1])
-    assert state.status is OrderStatus.FILLED and state.executed_quantity == Decimal("0.7")
+    assert trip.state.status is OrderStatus.FILLED and trip.state.executed_quantity == Decimal("0.7")
 
 
 @pytest.mark.parametrize("signing", SIGNINGS)
 def test_a_spot_market_buy_of_a_quote_amount_buys_what_it_buys_and_ends_filled(make_order, signing):
-    async def scenario():
-        async with running_venue() as venue:
-            provider = provider_for(venue, signing)
-            order = make_order(market_type=MarketType.SPOT, symbol="ETHUSDT", quantity=None,
-                               quote_order_qty=Decimal("1000"))
-            reports = await provider.execute(order)
-            trades = account_of(venue, signing).trades
-            await provider.close()
-            return reports, trades, placement(venue, order)
+    order = make_order(market_type=MarketType.SPOT, symbol="ETHUSDT", quantity=None, quote_order_qty=Decimal("1000"))
 
-    reports, trades, (path, params) = run(scenario)
+    trip = trade_through(signing, order)
 
-    assert params["quoteOrderQty"] == "1000" and "quantity" not in params
-    assert path == ("/api/v3/order" if signing == "v3" else "/api/v1/order")
-    fills = [r for r in reports if r.fill]
-    assert [r.fill.trade_id for r in fills] == [f"spot-{t['id']}" for t in trades]
+    assert trip.params["quoteOrderQty"] == "1000" and "quantity" not in trip.params
+    assert trip.path == ("/api/v3/order" if signing == "v3" else "/api/v1/order")
+    fills = [r for r in trip.placed if r.fill]
+    assert [r.fill.trade_id for r in fills] == [f"spot-{t['id']}" for t in trip.account.trades]
     spent = sum(r.fill.quantity * r.fill.price for r in fills)
     assert Decimal(1000) - Decimal("3.21") < spent <= Decimal(1000)      # whole 0.001 steps at ~3200
-    assert reports[-1].order_status is OrderStatus.FILLED
+    assert trip.placed[-1].order_status is OrderStatus.FILLED
+    assert trip.state.status is OrderStatus.FILLED
 
 
 @pytest.mark.parametrize(
@@ -256,15 +250,7 @@ def test_the_simulator_refuses_spot_orders_as_the_docs_say(params, code):
 def test_on_the_user_stream_a_close_position_orders_fills_end_filled_once(make_order):
     async def scenario():
         async with running_venue() as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0)
-            streamed = []
-
-            async def sink(reports):
-                streamed.extend(reports)
-
-            await provider.start(sink)
+            provider, credentials, streamed = await streaming_provider(venue)
             await ready(provider)
             await provider.execute(make_order(quantity=Decimal("0.7")))
             order = make_order(order_type=OrderType.STOP_MARKET, side=Side.SELL, stop_price=Decimal("64000"),
