@@ -23,6 +23,7 @@ _PREFIXES = {
     "liquidity_side": (pb.LiquiditySide, "LIQUIDITY_SIDE_"),
     "execution_mode": (pb.ExecutionMode, "EXECUTION_MODE_"),
     "trading_state": (pb.TradingState, "TRADING_STATE_"),
+    "working_type": (pb.WorkingType, "WORKING_TYPE_"),
 }
 
 EMPTY = "-"
@@ -153,6 +154,7 @@ def order_details(order: pb.Order) -> str:
             ("reduce_only", "yes" if order.reduce_only else "no"),
             ("post_only", "yes" if order.post_only else "no"),
             ("leverage", order.leverage),
+            *_conditional_details(order),
             ("order_manager", order.order_manager_id),
             ("filled_quantity", order.filled_quantity),
             ("average_fill_price", order.average_fill_price),
@@ -163,6 +165,16 @@ def order_details(order: pb.Order) -> str:
             ("reject_reasons", ", ".join(order.reject_reasons)),
         ]
     )
+
+
+def _conditional_details(order: pb.Order) -> list[tuple[str, str]]:
+    """The fields of take-profit, trailing-stop, close-position and quote-amount orders, those set."""
+    shown = [("close_position", "yes" if order.close_position else ""),
+             ("working_type", enum_name("working_type", order.working_type) if order.working_type else ""),
+             ("price_protect", "yes" if order.price_protect else ""),
+             ("activation_price", order.activation_price), ("callback_rate", order.callback_rate),
+             ("quote_order_qty", order.quote_order_qty)]
+    return [(name, value) for name, value in shown if value]
 
 
 EVENT_HEADERS = ("seq", "event_time", "from", "to", "reason")

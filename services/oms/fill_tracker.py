@@ -125,7 +125,8 @@ def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str]
                             order.status.value)
             else:
                 event = order.apply_fill(fill.quantity, fill.price, at=report.transact_time,
-                                         payload=fill_payload(fill))
+                                         payload=fill_payload(fill),
+                                         complete=report.order_status is OrderStatus.FILLED)
         except (OverfillError, core_ext.IllegalTransition) as error:
             kind = "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER"
             applied.anomaly = (kind, str(error))
@@ -160,6 +161,12 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         # or by the venue itself) expired, whichever path brings the report. One with a
         # cancel request pending was cancelled: the table has no PENDING_CANCEL -> EXPIRED.
         target, reason = OrderStatus.EXPIRED, "GTD expire time reached"
+    if target is OrderStatus.FILLED and order.quantity is None and order.filled_quantity > 0:
+        # An order whose quantity the venue decides (close_position, quote_order_qty) is
+        # filled when the venue says so, after the fills it reported.
+        if not core_ext.can_transition(order.status.value, target.value):
+            return None
+        return order.transition(target, reason=reason, at=report.transact_time)
     if target is order.status or target not in _STATUS_REPORTS:
         return None
     # No rollback target: leaving PENDING_CANCEL for the state before it means the venue

@@ -174,7 +174,7 @@ class Reconciler:
         fills = [convert.report_from_proto(f) for f in answer.fills]
         executed = Decimal(answer.executed_quantity or "0")
         filled = sum((f.fill.quantity for f in fills if f.fill), Decimal(0))
-        if executed > order.quantity or filled > order.quantity:
+        if order.quantity is not None and (executed > order.quantity or filled > order.quantity):
             return await self._quarantine(
                 order, f"the venue executed {max(executed, filled)} of an order for {order.quantity}",
                 {"executed_quantity": str(executed), "fills": [f.fill.trade_id for f in fills if f.fill]},
@@ -187,8 +187,10 @@ class Reconciler:
                 order, f"the store refused venue fills {', '.join(refused)}", {"trade_ids": refused}
             )
         status = convert.enum_from_proto(OrderStatus, answer.venue_status, "venue_status", required=False)
-        if status in _CLOSING or status is OrderStatus.ACCEPTED:
-            if status in _CLOSING and filled < executed:
+        # An order whose quantity the venue decides ends FILLED on the venue's word alone.
+        venue_filled = status is OrderStatus.FILLED and order.quantity is None
+        if status in _CLOSING or status is OrderStatus.ACCEPTED or venue_filled:
+            if (status in _CLOSING or venue_filled) and filled < executed:
                 return "waiting"  # the venue's trades are not all visible yet
             await self._write(apply_report, self._status_report(order, status, answer.remote_order_id, self.clock()))
         current = await self.db.run(lambda uow: uow.orders.get(order.order_id))

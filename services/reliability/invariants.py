@@ -193,7 +193,7 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
     if state.last_sequence != order["last_sequence"]:
         report.add("REPLAY_MISMATCH", order_id,
                    f"the newest event is {state.last_sequence}, the order's last sequence is {order['last_sequence']}")
-    if order["filled_quantity"] > order["quantity"]:
+    if order["quantity"] is not None and order["filled_quantity"] > order["quantity"]:  # None: the venue sizes it
         report.add("OVERFILLED", order_id, f"filled {order['filled_quantity']} of {order['quantity']}")
     # Never sent unapproved, never sent twice.
     # A return to SUBMITTED from PENDING_CANCEL (the venue refused the cancel) is no submission.

@@ -173,3 +173,24 @@ def test_a_closed_order_owing_fills_beyond_the_horizon_is_no_longer_asked_about(
     assert exchange.asked == [recent.client_order_id] and summary.owing == 1
     owing = db.run_sync(lambda uow: (uow.orders.count_owing_fills(), uow.orders.owing_fills()))
     assert owing[0] == 2 and [o.order_id for o in owing[1]] == [old.order_id, recent.order_id]  # still counted
+def test_an_order_the_venue_sized_is_reconciled_filled_on_the_venues_word_after_its_fills(db):
+    from services.domain import OrderType, Side
+
+    order = stored(db, OrderStatus.ACCEPTED, order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, price=None,
+                   stop_price=Decimal("66000"), quantity=None, close_position=True)
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_FILLED, executed_quantity="0.7", original_quantity="0",
+        remote_order_id="78", fills=[fill_report(order, "t1", "0.5"), fill_report(order, "t2", "0.2")],
+        mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    reconcile(db, exchange)
+    reconcile(db, exchange)
+
+    done = db.run_sync(lambda uow: uow.orders.get(order.order_id))
+    assert (done.status, done.filled_quantity, done.quantity) == (OrderStatus.FILLED, Decimal("0.7"), None)
+    trades = db.run_sync(lambda uow: uow.trades.for_order(order.order_id))
+    assert sorted(t.trade_id for t in trades) == ["t1", "t2"]
+    anomalies = db.run_sync(lambda uow: uow.anomalies.list(order_id=order.order_id))
+    assert anomalies == []

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import core_ext
-from services.domain import MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
+from services.domain import MarketType, Order, OrderStatus, OrderType, Side, TimeInForce, WorkingType
 from services.domain.errors import OverfillError
 from services.domain.order import event_label, is_fill_after_close
 
@@ -409,6 +409,12 @@ ECONOMIC_CHANGES = {
     "reduce_only": True,
     "post_only": True,
     "leverage": Decimal("3"),
+    "close_position": True,
+    "working_type": WorkingType.MARK_PRICE,
+    "price_protect": True,
+    "activation_price": Decimal("51000"),
+    "callback_rate": Decimal("0.5"),
+    "quote_order_qty": Decimal("100"),
 }
 
 
@@ -427,11 +433,43 @@ def test_same_economics_detects_a_change_of_each_economic_field(make_order, fiel
     assert order.token_body() != changed.token_body()
 
 
-@pytest.mark.parametrize("field", ["price", "stop_price", "leverage"])
+@pytest.mark.parametrize("field", ["price", "stop_price", "leverage", "quantity", "working_type", "activation_price",
+                                   "callback_rate", "quote_order_qty"])
 def test_same_economics_tells_an_absent_optional_field_from_a_present_one(make_order, field):
-    order = make_order(order_type=OrderType.STOP_LIMIT, stop_price=Decimal("49000"), leverage=Decimal("5"))
+    order = make_order(order_type=OrderType.STOP_LIMIT, stop_price=Decimal("49000"), leverage=Decimal("5"),
+                       working_type=WorkingType.CONTRACT_PRICE, activation_price=Decimal("1"),
+                       callback_rate=Decimal("1"), quote_order_qty=Decimal("1"))
 
     assert not order.same_economics(dataclasses.replace(order, **{field: None}))
+
+
+def test_an_order_without_a_quantity_is_filled_when_the_venue_says_so(make_order):
+    order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, quantity=None, price=None,
+                       stop_price=Decimal("55000"), side=Side.SELL, close_position=True)
+    order.record_creation()
+    for step in (S.APPROVED, S.SUBMITTED, S.ACCEPTED):
+        order.transition(step)
+
+    order.apply_fill(Decimal("2"), Decimal("55000"))
+    assert (order.status, order.filled_quantity, order.remaining_quantity) == (S.PARTIALLY_FILLED, Decimal("2"), None)
+    order.apply_fill(Decimal("0.5"), Decimal("55010"), complete=True)
+    assert (order.status, order.filled_quantity) == (S.FILLED, Decimal("2.5"))
+    assert order.average_fill_price == (Decimal("2") * 55000 + Decimal("0.5") * 55010) / Decimal("2.5")
+
+
+def test_quantity_at_sizes_the_orders_the_venue_sizes(make_order):
+    closing = make_order(quantity=None, order_type=OrderType.STOP_MARKET, price=None, stop_price=Decimal("45000"),
+                         side=Side.SELL, close_position=True)
+    quoted = make_order(quantity=None, market_type=MarketType.SPOT, order_type=OrderType.MARKET, price=None,
+                        leverage=None, quote_order_qty=Decimal("100"))
+
+    assert closing.quantity_at(Decimal("2.5")) == Decimal("2.5")      # a SELL closes the long
+    assert closing.quantity_at(Decimal("-2.5")) == 0                   # and nothing of a short
+    assert closing.quantity_at(Decimal(0)) == 0
+    assert quoted.quantity_at(Decimal(0), Decimal("50")) == Decimal(2)
+    assert quoted.quantity_at(Decimal(0)) is None
+    assert quoted.notional == Decimal("100")
+    assert make_order().quantity_at(Decimal("-7")) == Decimal("1.5")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ are recorded). Nullable: the previous release keeps writing during a rolling upd
 (it never sets it).
 
 Revision ID: 0009_fills_owed
-Revises: 0007_venue_settings_raw_json
+Revises: 0008_conditional_orders
 Create Date: 2026-12-07
 """
 
@@ -26,7 +26,7 @@ from alembic import op
 from services.store.types import DecimalString, JSONType
 
 revision = "0009_fills_owed"
-down_revision = "0007_venue_settings_raw_json"
+down_revision = "0008_conditional_orders"
 branch_labels = None
 depends_on = None
 
@@ -61,5 +61,9 @@ def _backfill(bind: sa.engine.Connection) -> None:
 
 def downgrade() -> None:
     op.drop_index(INDEX, table_name="orders_ts")
-    with op.batch_alter_table("orders_ts") as batch:
-        batch.drop_column("venue_executed_quantity")
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite's own DROP COLUMN (3.35+), not batch mode's copy of the table, which cannot
+        # drop orders_ts while order events and trades reference it (as in 0008).
+        op.get_bind().exec_driver_sql("ALTER TABLE orders_ts DROP COLUMN venue_executed_quantity")
+    else:
+        op.drop_column("orders_ts", "venue_executed_quantity")
