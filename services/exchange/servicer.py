@@ -27,7 +27,7 @@ from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
 
 from .engine import ExchangeEngine
-from .venue import OrderRef
+from .venue import OrderRef, VenueOrderState
 
 #: At most this many orders per ExecuteOrders call (the OMS's SubmitOrders limit).
 MAX_BATCH = 5000
@@ -98,6 +98,19 @@ def _account(value: str) -> str | None:
 def _for(account: str | None) -> dict[str, str]:
     """The account keyword for a provider's setting call (none: the single account)."""
     return {"account": account} if account else {}
+
+
+def query_order_response(state: VenueOrderState, mode: int) -> pb.QueryOrderResponse:
+    """The answer of QueryOrder: the venue's view of one order, in execution mode ``mode``."""
+    return pb.QueryOrderResponse(
+        found=state.found,
+        venue_status=convert.enum_to_proto(state.status),
+        executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
+        original_quantity=convert.format_decimal(state.original_quantity),
+        remote_order_id=state.remote_order_id or "",
+        fills=[convert.report_to_proto(r) for r in state.fills],
+        mode=mode,
+    )
 
 
 def _item_error(index: int, error: BaseException) -> pb.ExecuteOrderResult:
@@ -276,16 +289,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             market_type=_market_type(request.market_type) or MarketType.FUTURES,
             remote_order_id=request.remote_order_id or None,
         )
-        state = await self.engine.query_order(ref)
-        return pb.QueryOrderResponse(
-            found=state.found,
-            venue_status=convert.enum_to_proto(state.status),
-            executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
-            original_quantity=convert.format_decimal(state.original_quantity),
-            remote_order_id=state.remote_order_id or "",
-            fills=[convert.report_to_proto(r) for r in state.fills],
-            mode=self.mode,
-        )
+        return query_order_response(await self.engine.query_order(ref), self.mode)
 
     @grpc_errors
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):

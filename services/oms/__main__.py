@@ -59,6 +59,7 @@ async def main() -> None:
         kill_switch_attempts = env_int(os.environ, "TESSERA_KILL_SWITCH_ATTEMPTS", KILL_SWITCH_ATTEMPTS, minimum=1)
         reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
+        fills_owed_after = float(env_decimal(os.environ, "TESSERA_RECONCILE_FILLS_OWED_SECONDS", "120"))
         server_config = ServerConfig.from_env("oms")
         exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
         # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; the gateway sends the trace
@@ -79,7 +80,8 @@ async def main() -> None:
         exchange_channel=channel,  # submissions wait for a restarting Exchange before they claim an order
         kill_switch_attempts=kill_switch_attempts,
     )
-    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
+    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace,
+                            fills_owed_seconds=fills_owed_after)
     stop = asyncio.Event()
 
     def register(server):  # type: ignore[no-untyped-def]

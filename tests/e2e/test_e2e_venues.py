@@ -151,6 +151,44 @@ def test_live_resting_order_fills_later_through_the_poller(live, live_store, sim
     sim.set_price("SOLUSDT", "150")
 
 
+def test_live_trailing_stop_close_position_and_quote_amount_orders_go_to_the_venue_as_approved(
+        live, live_store, sim):
+    vh.set_up_symbol(live, "BTCUSDT")
+    trailing = e2e.approve(live, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_TRAILING_STOP_MARKET, side=pb.SIDE_SELL,
+                           quantity="0.01", callback_rate="0.5", working_type=pb.WORKING_TYPE_CONTRACT_PRICE)
+    opened = e2e.approve(live, symbol="BTCUSDT", quantity="0.02")
+    closing = e2e.approve(live, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, side=pb.SIDE_SELL,
+                          quantity="", stop_price="70000", close_position=True, price_protect=True)
+    quoted = e2e.approve(live, symbol="ETHUSDT", market_type=pb.MARKET_TYPE_SPOT, quantity="",
+                         quote_order_qty="500")
+
+    answers = [submit(live, approved).order for approved in (trailing, opened, closing, quoted)]
+
+    assert [a.status for a in answers] == [pb.ORDER_STATUS_ACCEPTED, pb.ORDER_STATUS_FILLED,
+                                           pb.ORDER_STATUS_ACCEPTED, pb.ORDER_STATUS_FILLED]
+    (venue_trailing,) = sim.orders(trailing.order.client_order_id)
+    assert (venue_trailing["type"], venue_trailing["priceRate"], venue_trailing["workingType"]) == (
+        "TRAILING_STOP_MARKET", "0.5", "CONTRACT_PRICE")
+    (venue_closing,) = sim.orders(closing.order.client_order_id)
+    assert (venue_closing["closePosition"], venue_closing["priceProtect"], venue_closing["origQty"]) == (
+        True, True, "0")
+    (venue_quoted,) = sim.orders(quoted.order.client_order_id)
+    assert venue_quoted["origQuoteOrderQty"] == "500" and venue_quoted["status"] == "FILLED"
+    stored = live_store.order(quoted.order.order_id)
+    assert stored.quantity is None and stored.filled_quantity == Decimal(venue_quoted["executedQty"])
+    # The position (this test's 0.02 and what earlier ones left) closes when the venue's
+    # price reaches the take-profit; the trailing stop, 0.5 % back from the high since,
+    # triggers on the way down.
+    sim.set_price("BTCUSDT", "70000")
+    settled(live_store, closing.order.order_id, "FILLED")
+    closed = sum(t.quantity for t in live_store.trades(closing.order.order_id))
+    (venue_closing,) = sim.orders(closing.order.client_order_id)
+    assert closed >= Decimal("0.02") and Decimal(venue_closing["executedQty"]) == closed
+    sim.set_price("BTCUSDT", "69600")
+    settled(live_store, trailing.order.order_id, "FILLED")
+    sim.set_price("BTCUSDT", "65000")
+
+
 def test_live_cancel_reaches_the_venue(live, live_store, sim):
     approved = e2e.approve(live, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_LIMIT, quantity="0.01", price="60000")
     submit(live, approved)

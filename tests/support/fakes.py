@@ -242,6 +242,14 @@ class FakeOrderRepository:
         sent = [o.updated_time for o in self.state.orders.values() if o.status is OrderStatus.SUBMITTED]
         return len(sent), min(sent, default=None)
 
+    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500) -> list[Order]:
+        owing = [o for o in self.state.orders.values() if o.venue_executed_quantity is not None
+                 and (updated_since is None or o.updated_time >= updated_since)]
+        return [_copy(o) for o in sorted(owing, key=lambda o: (o.updated_time, o.order_id))[:max(1, limit)]]
+
+    def count_owing_fills(self) -> int:
+        return len(self.owing_fills(limit=len(self.state.orders) or 1))
+
     def events(self, order_id: str) -> list[OrderEvent]:
         return copy.deepcopy(sorted(self.state.events.get(order_id, []), key=lambda e: e.sequence))
 

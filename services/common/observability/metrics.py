@@ -322,8 +322,10 @@ class OrderHealthCollector(Collector):
     """What the alerts need from the store, read at each scrape (no hook in the order
     path): ``tessera_orders_in_doubt`` (SUBMITTED orders: sent, no venue answer yet),
     ``tessera_order_in_doubt_oldest_seconds`` (how long the oldest of them has been
-    SUBMITTED; 0 when there is none) and ``tessera_execution_anomalies_total{kind}``
-    (anomalies recorded: refused venue reports and the reconciler's quarantines).
+    SUBMITTED; 0 when there is none), ``tessera_orders_fills_owed`` (CANCELLED and EXPIRED
+    orders whose close said the venue executed more than they have filled: fills still
+    owed) and ``tessera_execution_anomalies_total{kind}`` (anomalies recorded: refused
+    venue reports, the reconciler's quarantines and owed fills it could not bring in).
     Store-wide, like the trading state: every replica reports the same values."""
 
     def __init__(self, store: Any, clock: Any = None) -> None:
@@ -339,6 +341,7 @@ class OrderHealthCollector(Collector):
         try:
             with self.store.uow(read_only=True) as uow:
                 count, oldest = uow.orders.in_doubt()
+                owing = uow.orders.count_owing_fills()
                 kinds = uow.anomalies.count_by_kind()
         except Exception:  # noqa: BLE001 - a store outage must not break the scrape
             log.warning("order health metrics: the store could not be read")
@@ -349,6 +352,9 @@ class OrderHealthCollector(Collector):
         yield GaugeMetricFamily("tessera_order_in_doubt_oldest_seconds",
                                 "Seconds the oldest SUBMITTED order has waited for the venue's answer; 0 when none.",
                                 value=age)
+        yield GaugeMetricFamily("tessera_orders_fills_owed",
+                                "CANCELLED and EXPIRED orders still owing fills the venue said it executed "
+                                "(store-wide).", value=owing)
         anomalies = CounterMetricFamily("tessera_execution_anomalies",
                                         "Execution anomalies recorded in the store, by kind (refused venue reports, "
                                         "reconciler quarantines).", labels=["kind"])

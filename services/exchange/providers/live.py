@@ -73,6 +73,11 @@ __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_
 
 log = logging.getLogger(__name__)
 
+def _venue_filled(tracked: Tracked, status: str, executed: Decimal) -> bool:
+    """An order whose quantity the venue decides, FILLED at the venue, every fill reported."""
+    return status == "FILLED" and not tracked.quantity and 0 < executed <= tracked.filled
+
+
 class LiveProvider:
     mode = "LIVE"
 
@@ -419,7 +424,8 @@ class LiveProvider:
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
         if not self.round_prices:
-            for name, value in (("price", order.price), ("stop price", order.stop_price)):
+            for name, value in (("price", order.price), ("stop price", order.stop_price),
+                                ("activation price", order.activation_price)):
                 if value is not None and round_to_tick(value, rules.tick_size, ROUND_HALF_EVEN,
                                                        rules.min_price) != value:
                     raise PreconditionFailed(
@@ -502,7 +508,12 @@ class LiveProvider:
             commission_asset=commission_asset or None,
             liquidity_side=LiquiditySide.MAKER if maker else LiquiditySide.TAKER,
         )
-        status = OrderStatus.FILLED if tracked.filled >= tracked.quantity else OrderStatus.PARTIALLY_FILLED
+        if tracked.quantity:
+            done = tracked.filled >= tracked.quantity
+        else:  # the venue decides the quantity (close_position, quote_order_qty): filled when it says so
+            done = tracked.venue_status == "FILLED" and tracked.filled >= tracked.venue_executed
+            tracked.ended = tracked.ended or done     # this fill's report says FILLED: nothing more to say
+        status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         return make_report(tracked.ref, status, fill=fill, cumulative=tracked.filled, raw=raw_payload,
                            raw_json=raw_json, at=_ms(at))
 
@@ -571,7 +582,10 @@ class LiveProvider:
 
     def _end(self, tracked: Tracked, status: str, executed: Decimal, payload: Any,
              raw_json: str | None) -> list[ExecutionReport]:
-        if status not in ENDED or tracked.ended:
+        """The order's end: cancelled, expired, refused; or, for an order whose quantity the
+        venue decides, filled once every fill it executed was reported (its last fill's
+        report said PARTIALLY_FILLED: the venue's FILLED came after it)."""
+        if tracked.ended or not (status in ENDED or _venue_filled(tracked, status, executed)):
             return []
         tracked.ended = True
         return [make_report(tracked.ref, VENUE_STATUSES[status], cumulative=executed,
@@ -604,6 +618,13 @@ class LiveProvider:
             tracked.announced = True
             reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw_json=raw_json,
                                        at=_ms(event.get("E"))))
+        if status in VENUE_STATUSES:
+            # Messages may come out of order: a final status is never taken back. (Known
+            # before the fill: an order whose quantity the venue decides is filled when the
+            # venue says so.)
+            if tracked.venue_status not in FINAL:
+                tracked.venue_status = status
+            tracked.venue_executed = max(tracked.venue_executed, cumulative)
         if execution in ("TRADE", "CALCULATED") and int(body.get("t", 0) or 0) > 0:
             report = self._fill(
                 tracked, body["t"], Decimal(str(body.get("l", "0"))), Decimal(str(body.get("L", "0"))),
@@ -612,12 +633,7 @@ class LiveProvider:
             )
             if report is not None:
                 reports.append(report)
-        if status in VENUE_STATUSES:
-            # Messages may come out of order: a final status is never taken back.
-            if tracked.venue_status not in FINAL:
-                tracked.venue_status = status
-            tracked.venue_executed = max(tracked.venue_executed, cumulative)
-        if tracked.venue_status in ENDED:
+        if tracked.venue_status in ENDED or (tracked.venue_status == "FILLED" and not tracked.quantity):
             status = tracked.venue_status
             if tracked.venue_executed > tracked.filled:
                 # A fill this stream never delivered: read it before saying the order ended.
@@ -852,12 +868,15 @@ class LiveProvider:
         ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
         quantity = Decimal(str(payload.get("origQty", "0")))
         since = int(payload["time"]) - TRADE_LOOKBACK_MS if payload.get("time") is not None else None
-        probe = Tracked(ref, quantity, venue_order_id, session, since_ms=since)
+        # origQty 0: a close-position order (the venue decides its quantity).
+        probe = Tracked(ref, quantity or None, venue_order_id, session, since_ms=since)
+        status = str(payload.get("status", "NEW"))
+        probe.venue_status = status
+        probe.venue_executed = Decimal(str(payload.get("executedQty", "0")))
         current = self._tracked.get(ref.order_id) or self._by_client_id.get((session.key, ref.market_type,
                                                                              ref.client_order_id))
         trades = await self._order_trades(probe)
         fills = [r for r in (self._trade_report(probe, t, text) for t, text in trades) if r is not None]
-        status = str(payload.get("status", "NEW"))
         if current is not None:
             current.seen |= probe.seen
             current.filled = max(current.filled, probe.filled)

@@ -8,7 +8,7 @@ operator's comment, and when. ``venue_settings`` keeps only the latest value. A 
 table: the previous release keeps writing ``venue_settings`` during a rolling update.
 
 Revision ID: 0010_venue_setting_changes
-Revises: 0007_venue_settings_raw_json
+Revises: 0009_fills_owed
 Create Date: 2027-01-12
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from services.store.types import UTCDateTime
 
 revision = "0010_venue_setting_changes"
-down_revision = "0007_venue_settings_raw_json"
+down_revision = "0009_fills_owed"
 branch_labels = None
 depends_on = None
 
