@@ -42,11 +42,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime (fields 14, 15 of stat)
 
 
-class CpuMeter:
-    """CPU seconds per named process between :meth:`start` and :meth:`stop`."""
+def thread_cpu_seconds(pid: int) -> float:
+    """The seconds a process's threads have run so far, to the nanosecond (``schedstat``
+    of each thread; not those of threads that have ended): steadier over a short run
+    than :func:`cpu_seconds`, counted in clock ticks of 10 ms."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that has just ended
+            pass
+    return total / 1e9
 
-    def __init__(self, pids: Mapping[str, int]) -> None:
+
+class CpuMeter:
+    """CPU seconds per named process between :meth:`start` and :meth:`stop`
+    (``clock``: :func:`cpu_seconds`, or :func:`thread_cpu_seconds`)."""
+
+    def __init__(self, pids: Mapping[str, int], clock: Callable[[int], float] = cpu_seconds) -> None:
         self.pids = dict(pids)
+        self.clock = clock
         self._before: dict[str, float] = {}
 
     @staticmethod
@@ -57,7 +72,7 @@ class CpuMeter:
         values = {}
         for name, pid in self.pids.items():
             try:
-                values[name] = cpu_seconds(pid)
+                values[name] = self.clock(pid)
             except (OSError, ValueError, IndexError):
                 values[name] = float("nan")
         return values

@@ -21,7 +21,9 @@ REASON = "MALFORMED_REQUEST"
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
 
 
-class _Undecodable:
+class Undecodable:
+    """What a method is given for bytes that are not its request message."""
+
     __slots__ = ("message_type",)
 
     def __init__(self, message_type: str) -> None:
@@ -33,12 +35,18 @@ def _safe(deserialize: Callable[[bytes], Any], message_type: str) -> Callable[[b
         try:
             return deserialize(raw)
         except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
-            return _Undecodable(message_type)
+            return Undecodable(message_type)
 
     return decode
 
 
-async def _refuse(context: grpc.aio.ServicerContext, request: _Undecodable) -> None:
+def message_type(method: str) -> str:
+    """The request message's name for ``method`` (``/package.Service/Method``), as a refusal names it."""
+    return method.rsplit("/", 1)[-1] + "Request"
+
+
+async def refuse(context: grpc.aio.ServicerContext, request: Undecodable) -> None:
+    """End the call whose request could not be decoded: INVALID_ARGUMENT, MALFORMED_REQUEST."""
     await abort(context, grpc.StatusCode.INVALID_ARGUMENT, REASON,
                 f"the request is not a valid {request.message_type} message")
 
@@ -46,17 +54,17 @@ async def _refuse(context: grpc.aio.ServicerContext, request: _Undecodable) -> N
 def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` with a decoder that never raises (see the module
     docstring); a method that takes the request's bytes, or none, is left as it is.
-    Applied once, when the method is registered (:func:`services.common.server.add_service`)."""
+    Applied once, when the method is registered, or per call by :class:`UndecodableRequests`
+    (Tessera's own servers have the observer decode, see :func:`services.common.server.add_service`)."""
     if handler is None or handler.request_deserializer is None or method.startswith(_PASS_THROUGH):
         return handler
-    message_type = method.rsplit("/", 1)[-1] + "Request"
-    decode = _safe(handler.request_deserializer, message_type)
+    decode = _safe(handler.request_deserializer, message_type(method))
     if handler.unary_unary is not None:
         unary = handler.unary_unary
 
         async def unary_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Undecodable):
-                await _refuse(context, request)
+            if isinstance(request, Undecodable):
+                await refuse(context, request)
             return await unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -66,8 +74,8 @@ def decode_safely(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethod
         stream = handler.unary_stream
 
         async def stream_behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if isinstance(request, _Undecodable):
-                await _refuse(context, request)
+            if isinstance(request, Undecodable):
+                await refuse(context, request)
             async for item in stream(request, context):
                 yield item
 

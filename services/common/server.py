@@ -35,7 +35,6 @@ from grpc_reflection.v1alpha import reflection
 from services.common import auth, tls
 from services.common.config import ConfigError, env_int, exit_on_config_error
 from services.common.observability import metrics
-from services.common.decoding import decode_safely
 from services.common.observability.interceptors import observe_handler
 from services.common.observability.logs import setup_logging
 from services.common.observability.tracing import setup_tracing, shutdown_tracing
@@ -55,9 +54,10 @@ def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_
     generated ``add_*Servicer_to_server`` does, with two differences:
 
     * each handler is wrapped once, here, with what every call gets (request ids, trace
-      context, metrics, the access log; :func:`observe_handler`) and a decoder that
-      answers undecodable bytes INVALID_ARGUMENT (:func:`decode_safely`), instead of
-      server interceptors that would run again for every call (``observe=False``: bare
+      context, metrics, the access log; :func:`observe_handler`), the wrapper decoding
+      the request and answering undecodable bytes INVALID_ARGUMENT (as
+      :func:`services.common.decoding.decode_safely` does), instead of server
+      interceptors that would run again for every call (``observe=False``: bare
       handlers, for the benchmark's floor);
     * the methods named in ``raw_requests`` receive the request's bytes as they arrived:
       they verify the risk token on the wire (see :func:`core_ext.verify_order_request`)
@@ -78,11 +78,12 @@ def add_service(server: grpc.aio.Server, servicer: object, service: Any, *, raw_
         if observe:
             full = f"/{service.full_name}/{method.name}"
             guard = authorizer.guard(full, request) if authorizer is not None else None
-            handler = observe_handler(full, decode_safely(full, handler), guard)
+            handler = observe_handler(full, handler, guard, decode=True)
         handlers[method.name] = handler
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
     return service.full_name
+
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -177,7 +178,7 @@ async def serve(
         log.info("%s: %s", name, authorizer.describe())
     else:  # said at start, and by every access log line (auth=none)
         log.warning("%s: %s", name, authorizer.describe())
-    # No interceptors: add_service wraps each method's handler once (observe_handler, decode_safely).
+    # No interceptors: add_service wraps each method's handler once (observe_handler, which decodes too).
     server = grpc.aio.server(options=SERVER_OPTIONS)
     service_names = list(register(server))
     health_servicer = health.aio.HealthServicer()

@@ -80,8 +80,9 @@ def test_the_commit_floor_commits_each_transaction_on_sqlite(tmp_path: Path, syn
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_the_cpu_meter_counts_this_process_s_work():
-    meter = bench_floor.CpuMeter({"client": os.getpid()})
+@pytest.mark.parametrize("clock", [bench_floor.cpu_seconds, bench_floor.thread_cpu_seconds])
+def test_the_cpu_meter_counts_this_process_s_work(clock):
+    meter = bench_floor.CpuMeter({"client": os.getpid()}, clock)
     meter.start()
     total = 0
     while not total or meter.stop()["client"] <= 0:

@@ -65,22 +65,35 @@ _ORDER_ID_READERS: dict[type, Callable[[Any], str | None] | None] = {}
 # A request id made here: this process's random prefix (80 bits, drawn again in a forked
 # child) and a counter, 32 hex digits like the 16 random bytes they replace, without the
 # random source's lock and bytes per call. Unique per process and across processes; not
-# secret and not meant to be unguessable (a caller may send its own).
+# secret and not meant to be unguessable (a caller may send its own). Made 4,096 at a
+# time: the counter's last three hex digits run through a table of them, the rest of the
+# id is formatted once per block (a call takes the next id of the block).
+_ID_LOW_DIGITS = tuple(f"{n:03x}" for n in range(4096))
 _id_prefix = [""]
-_id_counter = [itertools.count()]
+_id_blocks = [itertools.count()]
+_ids: list[Iterator[str]] = [iter(())]
 
 
 def _new_prefix() -> None:
     _id_prefix[0] = random_bytes(10).hex()
-    _id_counter[0] = itertools.count()
+    _id_blocks[0] = itertools.count()
+    _ids[0] = iter(())
 
 
 _new_prefix()
 os.register_at_fork(after_in_child=_new_prefix)
 
 
+def _id_block() -> str:
+    """The next block of request ids made here (its own counter values: two threads
+    that both find the last block used up each take a block of their own); its first."""
+    high = f"{_id_prefix[0]}{next(_id_blocks[0]) & 0xFFFFFFFFF:09x}"  # the counter is 48 bits: 36 + 12
+    ids = _ids[0] = iter([high + low for low in _ID_LOW_DIGITS])
+    return next(ids)
+
+
 def new_request_id() -> str:
-    return f"{_id_prefix[0]}{next(_id_counter[0]) & 0xFFFFFFFFFFFF:012x}"
+    return next(_ids[0], None) or _id_block()
 
 
 def note_order_id(order_id: str | None) -> None:
@@ -141,12 +154,6 @@ def _access_level(method: str, code: str) -> int:
     return level
 
 
-def _access_message(method: str, code: str, elapsed: float, who: Any) -> str:
-    """An access line's message; ``who``: the guard's Caller, or what the line says instead."""
-    who = who if isinstance(who, str) else f"principal={who.name} via={who.via}"
-    return f"{method} {code} {elapsed * 1000:.2f}ms {who}"
-
-
 def _access_log_enabled(environ: Any = os.environ) -> bool:
     return (environ.get("TESSERA_ACCESS_LOG", "") or "true").strip().lower() not in ("0", "false", "no", "off")
 
@@ -166,10 +173,10 @@ class _FinishedCalls:
         metrics.RPC_DURATION.before_collect(self.drain)
         atexit.register(self.drain)
 
-    def add(self, call: tuple[Any, ...]) -> None:
-        queue = self.queue
-        queue.append(call)
-        if len(queue) >= self.limit:
+    def added(self) -> None:
+        """What follows a call's append (the observer appends itself): the drain now,
+        when ``limit`` calls wait, or a moment later."""
+        if len(self.queue) >= self.limit:
             self.drain()
         elif not self._scheduled:
             try:
@@ -183,23 +190,46 @@ class _FinishedCalls:
         self._scheduled = False
         queue, durations, lines = self.queue, [], []
         offset = time.time() - time.perf_counter()  # perf_counter readings as wall-clock times
+        messages, callers = _ACCESS_MESSAGES, _ACCESS_CALLERS
         while True:
             try:
                 (ended, started, service, method, code, who, request_id, order_id, response, trace_id, span_id,
                  logged) = queue.popleft()
             except IndexError:
                 break
-            elapsed = ended - started
-            durations.append(((service, method, code), elapsed))
+            elapsed, labels = ended - started, (service, method, code)
+            durations.append((labels, elapsed))
             if logged:
                 if order_id is None and response is not None:
                     order_id = order_id_of(response)
-                lines.append((ended + offset, _access_level(method, code), _access_message,
-                              (method, code, elapsed, who), request_id, order_id, trace_id, span_id))
+                message = messages.get(labels)
+                if message is None:
+                    message = messages[labels] = (_access_level(method, code), f"{method} {code} ")
+                who = who if who.__class__ is str else (who.name, who.via)  # a Caller's own hash is Python's
+                after = callers.get(who)
+                if after is None:
+                    after = _caller_text(who)
+                lines.append((ended + offset, message[0], message[1], elapsed, after, request_id, order_id or "",
+                              trace_id, span_id))
         if durations:
             metrics.RPC_DURATION.observe_many(durations)
         if lines:
-            _access_line.write_batch(lines)
+            _access_line.write_timed(lines)
+
+
+_ACCESS_MESSAGES: dict[tuple[str, str, str], tuple[int, str]] = {}  # (service, method, code) -> (level, "<method> <code> ")
+_ACCESS_CALLERS: dict[Any, str] = {}  # the caller -> "ms <who>", the end of its access lines' messages
+
+
+def _caller_text(who: str | tuple[str, str]) -> str:
+    """The end of an access line's message for ``who`` (what the line says of the caller,
+    or a Caller's name and how it was identified), kept for the next line up to a bound:
+    callers come and go."""
+    after = f"ms {who if isinstance(who, str) else f'principal={who[0]} via={who[1]}'}"
+    if len(_ACCESS_CALLERS) >= 4096:
+        _ACCESS_CALLERS.clear()
+    _ACCESS_CALLERS[who] = after
+    return after
 
 
 _finished = _FinishedCalls()
@@ -211,19 +241,33 @@ class CallObserver:
     def __init__(self, *, access_log_enabled: bool | None = None) -> None:
         self.access_log = _access_log_enabled() if access_log_enabled is None else access_log_enabled
 
-    def wrap(self, method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler, guard: Any = None,
+             decode: bool = False) -> grpc.RpcMethodHandler:
         """``handler`` with its behaviour observed (health checks and reflection pass).
 
         ``guard(request, metadata, context)``, when given, identifies the caller and checks
         its entitlement (:meth:`services.common.auth.Authorizer.guard`) before the
         behaviour runs: what it raises ends the call with that error's status. Without a
-        guard, every access log line says ``auth=none``."""
+        guard, every access log line says ``auth=none``. ``decode``: the call decodes its
+        request itself with the handler's decoder (gRPC hands it the bytes: no decoder of
+        ours for gRPC to call per request) and answers bytes that are not the request
+        message INVALID_ARGUMENT, MALFORMED_REQUEST once the guard has admitted it, as
+        :func:`services.common.decoding.decode_safely` would."""
         if handler is None or method.startswith(_PASS_THROUGH):
             return handler
+        parse = undecodable = refuse = None
+        if decode and handler.request_deserializer is not None and not handler.request_streaming:
+            from services.common import decoding  # it imports the errors, and they much else: servers only
+
+            parse, refuse = handler.request_deserializer, decoding.refuse
+            undecodable = decoding.Undecodable(decoding.message_type(method))  # what the guard and refuse see
+            handler = handler._replace(request_deserializer=None)
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard))
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary, guard, parse, undecodable,
+                                                            refuse))
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard))
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream, guard, parse, undecodable,
+                                                              refuse))
         return handler
 
     # -- per call ----------------------------------------------------------------------
@@ -246,7 +290,9 @@ class CallObserver:
         return span, otel_context.attach(trace.set_span_in_context(span))
 
     def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, ...]:
-        """(request id, its context token, the order id's token, span, scope, metadata)."""
+        """(request id, span, scope, metadata). The request and order ids are set in the
+        call's context without a token to reset them: gRPC runs each call in a task of its
+        own, whose context ends with the call (a reset costs more than the set)."""
         metadata = context.invocation_metadata() or ()
         request_id = None
         traced = False
@@ -257,18 +303,20 @@ class CallObserver:
             elif key in _TRACE_KEYS:
                 traced = True
         if request_id is None:
-            request_id = f"{_id_prefix[0]}{next(_id_counter[0]) & 0xFFFFFFFFFFFF:012x}"  # new_request_id()
-        request_token = request_id_var.set(request_id)
-        order_token = order_id_var.set(order_id_of(request))
+            request_id = next(_ids[0], None) or _id_block()  # new_request_id()
+        request_id_var.set(request_id)
+        order_id = order_id_of(request)
+        if order_id is not None or order_id_var.get() is not None:  # else it is None already
+            order_id_var.set(order_id)
         context.set_trailing_metadata(((REQUEST_ID_METADATA, request_id),))
         if traced or _tracing_state["provider"] is not None:  # else nothing to extract, start or attach
             span, scope = self._trace(method, metadata, traced, request_id)
         else:
             span = scope = None
-        return request_id, request_token, order_token, span, scope, metadata
+        return request_id, span, scope, metadata
 
-    def _exit(self, method: str, code: str, started: float, response: Any, who: Any, request_id: str,
-              request_token: Any, order_token: Any, span: Any, scope: Any) -> None:
+    def _exit(self, method: str, code: str, started: float, response: Any, who: Any, request_id: str, span: Any,
+              scope: Any) -> None:
         ended = time.perf_counter()
         try:
             order_id = order_id_var.get()
@@ -289,18 +337,20 @@ class CallObserver:
                     span.end()
             # The rest when the finished calls are written: the answer's order id (when the
             # request had none), the duration's bucket, the access line's text.
-            _finished.add((ended, started, SERVICE["name"], method, code, who, request_id, order_id,
-                           response if order_id is None else None, trace_id, span_id, self.access_log))
+            finished = _finished
+            queue = finished.queue
+            queue.append((ended, started, SERVICE["name"], method, code, who, request_id, order_id,
+                          response if order_id is None else None, trace_id, span_id, self.access_log))
             if code in _UNEXPECTED:
-                _finished.drain()  # a WARNING: now
+                finished.drain()  # a WARNING: now
+            elif not finished._scheduled or len(queue) >= finished.limit:
+                finished.added()
         finally:
-            try:
-                if scope is not None:
+            if scope is not None:
+                try:
                     otel_context.detach(scope)
-                request_id_var.reset(request_token)
-                order_id_var.reset(order_token)
-            except ValueError:  # a stream closed from another context: that context ends anyway
-                pass
+                except ValueError:  # a stream closed from another context: that context ends anyway
+                    pass
 
     @staticmethod
     def _code(context: grpc.aio.ServicerContext, default: str) -> str:
@@ -329,12 +379,19 @@ class CallObserver:
         """What the access line of a call its guard refused says of the caller."""
         return f"principal={(getattr(error, 'metadata', None) or {}).get('principal') or '-'}"
 
-    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None
-               ) -> Callable[..., Awaitable[Any]]:
-        enter, leave, perf_counter = self._enter, self._exit, time.perf_counter
+    def _unary(self, method: str, behavior: Callable[..., Awaitable[Any]], guard: Any = None, parse: Any = None,
+               undecodable: Any = None, refuse: Any = None) -> Callable[..., Awaitable[Any]]:
+        enter, leave, perf_counter, get_order_id = self._enter, self._exit, time.perf_counter, order_id_var.get
+        finished, logged = _finished, self.access_log
+        queue = finished.queue
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            request_id, request_token, order_token, span, scope, metadata = enter(method, request, context)
+            if parse is not None:
+                try:
+                    request = parse(request)
+                except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
+                    request = undecodable
+            request_id, span, scope, metadata = enter(method, request, context)
             code, response, who = "UNKNOWN", None, _NO_IDENTITY
             started = perf_counter()
             try:
@@ -345,6 +402,8 @@ class CallObserver:
                         who = self._refused(error)
                         await self._refuse(error, context)
                         raise
+                if request is undecodable and parse is not None:  # refused (an abort raises)
+                    await refuse(context, request)
                 response = await behavior(request, context)
                 code = "OK"  # a handler that returns has not aborted (an abort raises)
                 return response
@@ -355,13 +414,26 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                leave(method, code, started, response, who, request_id, request_token, order_token, span, scope)
+                if span is None and code == "OK":  # the usual end: _exit's, without a span or a warning
+                    order_id = get_order_id()
+                    queue.append((perf_counter(), started, SERVICE["name"], method, code, who, request_id, order_id,
+                                  response if order_id is None else None, "", "", logged))
+                    if not finished._scheduled or len(queue) >= finished.limit:
+                        finished.added()
+                else:
+                    leave(method, code, started, response, who, request_id, span, scope)
 
         return call
 
-    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None) -> Callable[..., Any]:
+    def _stream(self, method: str, behavior: Callable[..., Any], guard: Any = None, parse: Any = None,
+                undecodable: Any = None, refuse: Any = None) -> Callable[..., Any]:
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            request_id, request_token, order_token, span, scope, metadata = self._enter(method, request, context)
+            if parse is not None:
+                try:
+                    request = parse(request)
+                except Exception:  # noqa: BLE001 - DecodeError, or anything a hostile payload makes the parser raise
+                    request = undecodable
+            request_id, span, scope, metadata = self._enter(method, request, context)
             code, who = "UNKNOWN", _NO_IDENTITY
             started = time.perf_counter()
             try:
@@ -372,6 +444,8 @@ class CallObserver:
                         who = self._refused(error)
                         await self._refuse(error, context)
                         raise
+                if request is undecodable and parse is not None:  # refused (an abort raises)
+                    await refuse(context, request)
                 async for item in behavior(request, context):
                     yield item
                 code = self._code(context, "OK")
@@ -382,7 +456,7 @@ class CallObserver:
                 code = "CANCELLED"
                 raise
             finally:
-                self._exit(method, code, started, None, who, request_id, request_token, order_token, span, scope)
+                self._exit(method, code, started, None, who, request_id, span, scope)
 
         return call
 
@@ -404,13 +478,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 _observer: list[CallObserver] = []
 
 
-def observe_handler(method: str, handler: grpc.RpcMethodHandler, guard: Any = None) -> grpc.RpcMethodHandler:
+def observe_handler(method: str, handler: grpc.RpcMethodHandler, guard: Any = None,
+                    decode: bool = False) -> grpc.RpcMethodHandler:
     """``handler`` of ``method`` (``/package.Service/Method``) observed, wrapped once at
     registration with the process's observer (``TESSERA_ACCESS_LOG`` read once), its
-    calls admitted by ``guard`` (see :meth:`CallObserver.wrap`)."""
+    calls admitted by ``guard``, their requests decoded by the call when ``decode`` (see
+    :meth:`CallObserver.wrap`)."""
     if not _observer:
         _observer.append(CallObserver())
-    return _observer[0].wrap(method, handler, guard)
+    return _observer[0].wrap(method, handler, guard, decode)
 
 
 # -- the OMS's outgoing calls -------------------------------------------------------------

@@ -176,13 +176,18 @@ def _call_context() -> tuple[str | None, str | None, str, str]:
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
-def utc_timestamp(created: float) -> str:
-    """``2025-06-01T12:00:00.123Z`` for a ``time.time()`` value."""
-    whole = int(created)
+def utc_second(whole: int) -> str:
+    """``2025-06-01T12:00:00`` for a whole ``time.time()`` second (the last one kept)."""
     if _second[0] != whole:
         _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         _second[0] = whole
-    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
+    return _second[1]
+
+
+def utc_timestamp(created: float) -> str:
+    """``2025-06-01T12:00:00.123Z`` for a ``time.time()`` value."""
+    whole = int(created)
+    return f"{utc_second(whole)}.{int((created - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -193,6 +198,8 @@ class JsonFormatter(logging.Formatter):
         self.service = service
         self.redact = redactor or Redactor()
         self._heads: dict[tuple[str, str], str] = {}
+        self._timed_heads: dict[str, dict[int, str]] = {}  # logger -> level -> the line's middle
+        self._parts: dict[str, str] = {}  # message parts -> their JSON text (no quotes)
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage() if getattr(record, "tessera_safe", False) else self.redact(record.getMessage())
@@ -232,6 +239,57 @@ class JsonFormatter(logging.Formatter):
         if trace_id:
             line += f', "trace_id": "{trace_id}", "span_id": "{span_id}"'
         return line + "}"
+
+    def timed_lines(self, logger: str, entries: Iterable[tuple[Any, ...]], terminator: str) -> list[str]:
+        """The lines :meth:`line` makes (each followed by ``terminator``) of ``entries``
+        ``(created, level, before, seconds, after, request_id, order_id, trace_id,
+        span_id)``, each a message with nothing to redact, ``f"{before}{seconds * 1000:.2f}{after}"``
+        (the access log's "<method> <code> <ms>ms <caller>"), a level number and the ids
+        as strings or empty. One pass: the parts that repeat from line to line (the level,
+        the service and logger, ``before`` and ``after``) encoded once, the second of the
+        timestamp formatted once per second."""
+        heads = self._timed_heads.get(logger)
+        if heads is None:
+            heads = self._timed_heads[logger] = {}
+        parts, quote, millis = self._parts, _quote, _MILLIS
+        if len(parts) > _PARTS_LIMIT:  # callers named in ``after`` come and go: keep the cache bounded
+            parts.clear()
+        lines = []
+        append = lines.append
+        last, second = _second
+        for created, level, before, seconds, after, request_id, order_id, trace_id, span_id in entries:
+            whole = int(created)
+            if whole != last:
+                last, second = whole, utc_second(whole)
+            head = heads.get(level)
+            if head is None:
+                head = heads[level] = (f'Z", "level": {quote(_level_name(level))}, "service": {quote(self.service)}, '
+                                       f'"logger": {quote(logger)}, "message": "')
+            encoded_before = parts.get(before)
+            if encoded_before is None:
+                encoded_before = parts[before] = quote(before)[1:-1]
+            encoded_after = parts.get(after)
+            if encoded_after is None:
+                encoded_after = parts[after] = quote(after)[1:-1]
+            if request_id and order_id and not trace_id:  # the usual context
+                context = f', "request_id": {quote(request_id)}, "order_id": {quote(order_id)}'
+            else:
+                context = f', "request_id": {quote(request_id)}' if request_id else ""
+                if order_id:
+                    context += f', "order_id": {quote(order_id)}'
+                if trace_id:
+                    context += f', "trace_id": "{trace_id}", "span_id": "{span_id}"'
+            append(f'{{"timestamp": "{second}.{millis[int((created - whole) * 1000)]}{head}{encoded_before}'
+                   f'{seconds * 1000:.2f}{encoded_after}"{context}}}{terminator}')
+        return lines
+
+
+_PARTS_LIMIT = 4096
+_MILLIS = [f"{n:03d}" for n in range(1000)]
+
+
+def _level_name(level: int) -> str:
+    return _LEVEL_NAMES.get(level) or logging.getLevelName(level)
 
 
 #: A string as ``json.dumps(..., ensure_ascii=False)`` writes it (quotes included).
@@ -273,6 +331,12 @@ class TextFormatter(logging.Formatter):
         if trace_id:
             fields["trace_id"], fields["span_id"] = trace_id, span_id
         return self._line(created, level, logger, message, fields)
+
+    def timed_lines(self, logger: str, entries: Iterable[tuple[Any, ...]], terminator: str) -> list[str]:
+        """As :meth:`JsonFormatter.timed_lines`."""
+        return [self.line(created, _level_name(level), logger, f"{before}{seconds * 1000:.2f}{after}", request_id,
+                          order_id, trace_id, span_id) + terminator
+                for created, level, before, seconds, after, request_id, order_id, trace_id, span_id in entries]
 
 
 LOG_FORMATS = ("json", "text")
@@ -335,19 +399,29 @@ class FastLine:
         pending, self._pending = self._pending, []
         self._emit(pending)
 
-    def write_batch(self, entries: list[tuple[Any, ...]]) -> None:
-        """Lines written together, now: each ``(created, level, render, message,
-        request_id, order_id, trace_id, span_id)`` as :meth:`write` takes them (with the
-        time the line is about); those below the handler's or the logger's level left out."""
+    def write_timed(self, entries: list[tuple[Any, ...]]) -> None:
+        """Lines written together, now, each a measured call's: ``(created, level,
+        before, seconds, after, request_id, order_id, trace_id, span_id)``, its message
+        ``f"{before}{seconds * 1000:.2f}{after}"``, its ids strings or empty (see
+        :meth:`JsonFormatter.timed_lines`); those below the handler's or the logger's
+        level left out."""
         handler = _handler[0]
         if handler is None or not isinstance(handler.formatter, (JsonFormatter, TextFormatter)):
-            for created, level, render, message, request_id, order_id, trace_id, span_id in entries:
-                text = render(*message) if render is not None else message
-                self.logger.log(level, "%s", text, extra={"tessera_safe": True, "request_id": request_id,
-                                                          "order_id": order_id})
+            for created, level, before, seconds, after, request_id, order_id, trace_id, span_id in entries:
+                self.logger.log(level, "%s", f"{before}{seconds * 1000:.2f}{after}",
+                                extra={"tessera_safe": True, "request_id": request_id, "order_id": order_id})
             return
         threshold, enabled = handler.level, self.logger.isEnabledFor
-        self._emit([entry for entry in entries if entry[1] >= threshold and enabled(entry[1])])
+        levels = {entry[1] for entry in entries}
+        if not all(level >= threshold and enabled(level) for level in levels):
+            entries = [entry for entry in entries if entry[1] >= threshold and enabled(entry[1])]
+        if not entries:
+            return
+        try:
+            lines = handler.formatter.timed_lines(self.logger.name, entries, handler.terminator)
+        except Exception:  # noqa: BLE001 - a log line must never fail a call
+            return
+        self._write(handler, lines)
 
     def _emit(self, entries: list[tuple[Any, ...]]) -> None:
         handler = _handler[0]
@@ -362,6 +436,11 @@ class FastLine:
                                   order_id, trace_id, span_id) + terminator)
         except Exception:  # noqa: BLE001 - a log line must never fail a call
             pass
+        self._write(handler, lines)
+
+    @staticmethod
+    def _write(handler: logging.StreamHandler, lines: list[str]) -> None:  # type: ignore[type-arg]
+        """``lines`` in one ``write``."""
         handler.acquire()
         try:
             handler.stream.write("".join(lines))

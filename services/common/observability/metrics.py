@@ -112,9 +112,10 @@ class RpcDurations(Collector):
             self.fold()
 
     def observe_many(self, observations: Iterable[tuple[tuple[str, str, str], float]]) -> None:
-        """``(labels, seconds)`` observations, counted in now."""
-        self._queue.extend(observations)
+        """``(labels, seconds)`` observations, counted in now (after those queued)."""
         self.fold()
+        with self._lock:
+            self._count(observations)
 
     def before_collect(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` (which brings in observations held elsewhere) before each scrape."""
@@ -122,18 +123,30 @@ class RpcDurations(Collector):
 
     def fold(self) -> None:
         """Count the queued observations into their series."""
-        queue, bounds, series_of = self._queue, self.bounds, self._series
-        with self._lock:
+        queue = self._queue
+        if not queue:
+            return
+        popleft = queue.popleft
+
+        def queued() -> Iterator[tuple[tuple[str, str, str], float]]:
             while True:
                 try:
-                    labels, seconds = queue.popleft()
+                    yield popleft()
                 except IndexError:
                     return
-                series = series_of.get(labels)
-                if series is None:
-                    series = series_of[labels] = [[0] * (len(bounds) + 1), 0.0]
-                series[0][bisect_left(bounds, seconds)] += 1  # the first bound >= seconds (le: at most)
-                series[1] += seconds
+
+        with self._lock:
+            self._count(queued())
+
+    def _count(self, observations: Iterable[tuple[tuple[str, str, str], float]]) -> None:
+        """Count ``observations`` into their series (the lock held)."""
+        bounds, series_of = self.bounds, self._series
+        for labels, seconds in observations:
+            series = series_of.get(labels)
+            if series is None:
+                series = series_of[labels] = [[0] * (len(bounds) + 1), 0.0]
+            series[0][bisect_left(bounds, seconds)] += 1  # the first bound >= seconds (le: at most)
+            series[1] += seconds
 
     def describe(self) -> list[Any]:
         return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]

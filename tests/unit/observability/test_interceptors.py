@@ -247,3 +247,156 @@ def test_made_request_ids_are_32_hex_digits_and_never_repeat_even_in_a_forked_ch
     made += [interceptors.new_request_id() for _ in range(5000)]
     assert all(re.fullmatch(r"[0-9a-f]{32}", made_id) for made_id in made)
     assert len(set(made)) == len(made)
+
+
+def test_undecodable_bytes_are_refused_invalid_argument_observed_like_any_call() -> None:
+    """add_service's observer refuses what its decoder could not decode (no second wrapper)."""
+    from services.cli.bare_chain import BareRisk
+    from services.common.auth import Authorizer
+    from services.common.server import add_service
+    from tessera.risk.v1 import risk_pb2
+
+    method = "/tessera.risk.v1.RiskService/ValidateOrder"
+
+    async def go() -> tuple[Any, tuple[Any, ...], Any]:
+        server = grpc.aio.server()
+        add_service(server, BareRisk(), risk_pb2.DESCRIPTOR.services_by_name["RiskService"],
+                    authorizer=Authorizer.disabled())
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                raw = channel.unary_unary(method)  # bytes as they are
+                call = raw(b"\xff\xff\xff", metadata=(("x-request-id", "req-garbage"),), timeout=5)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call
+                answer = await channel.unary_unary(method, response_deserializer=risk_pb2.ValidateOrderResponse.FromString)(
+                    risk_pb2.ValidateOrderRequest().SerializeToString(), timeout=5)
+                return refused.value, tuple(await call.trailing_metadata()), answer
+        finally:
+            await server.stop(0)
+
+    before = count(method, "INVALID_ARGUMENT")
+    error, trailing, answer = asyncio.run(go())
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    info = error_details_pb2.ErrorInfo()
+    rpc_status.from_call(error).details[0].Unpack(info)
+    assert info.reason == "MALFORMED_REQUEST" and "ValidateOrderRequest" in error.details()
+    assert ("x-request-id", "req-garbage") in trailing
+    assert count(method, "INVALID_ARGUMENT") - before == 1
+    assert answer.risk_token  # a decodable request still reaches the behaviour
+
+
+def test_a_calls_ids_stay_with_it_the_next_call_on_the_server_starts_without_them() -> None:
+    """The ids are set in the context of the task gRPC runs the call in, and go with it."""
+    records: list[dict[str, Any]] = []
+
+    async def go() -> None:
+        async def get(request: Any, context: Any) -> Any:
+            records.append(seen())
+            return Response()
+
+        server, port = await start({"Get": unary(get)}, "test.Upstream")
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = channel.unary_unary("/test.Upstream/Get", request_serializer=Request.SerializeToString,
+                                           response_deserializer=Response.FromString)
+                await call(Request(order_id="order-1"), metadata=(("x-request-id", "req-first"),), timeout=5)
+                await call(Request(), timeout=5)
+                await asyncio.gather(*(call(Request(order_id=f"order-{n}"), timeout=5) for n in range(2, 6)))
+        finally:
+            await server.stop(0)
+
+    asyncio.run(go())
+    assert records[0] == {"request_id": "req-first", "order_id": "order-1", "trace_id": None}
+    assert records[1]["request_id"] not in (None, "req-first") and records[1]["order_id"] is None
+    assert sorted(r["order_id"] for r in records[2:]) == [f"order-{n}" for n in range(2, 6)]
+    assert len({r["request_id"] for r in records}) == len(records)
+    assert request_id_var.get() is None and order_id_var.get() is None
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_decoding_observer_refuses_undecodable_bytes_after_its_guard(streaming: bool) -> None:
+    from services.common.observability.interceptors import CallObserver
+
+    admitted: list[Any] = []
+
+    def guard(request: Any, metadata: Any, context: Any) -> str:
+        admitted.append(request)
+        return "auth=none"
+
+    async def get(request: Any, context: Any) -> Any:
+        return Response()
+
+    async def stream(request: Any, context: Any):  # type: ignore[no-untyped-def]
+        yield Response()
+
+    handler = (grpc.unary_stream_rpc_method_handler(stream, request_deserializer=Request.FromString,
+                                                    response_serializer=Response.SerializeToString) if streaming
+               else unary(get))
+    observed = CallObserver(access_log_enabled=True).wrap("/test.Upstream/Get", handler, guard, decode=True)
+    assert observed.request_deserializer is None  # the call decodes
+
+    async def go() -> tuple[grpc.StatusCode, grpc.StatusCode]:
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Upstream", {"Get": observed}),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = (channel.unary_stream if streaming else channel.unary_unary)("/test.Upstream/Get")
+                codes = []
+                for raw in (b"\xff\xff\xff", Request(order_id="order-1").SerializeToString()):
+                    try:
+                        if streaming:
+                            [item async for item in call(raw, timeout=5)]
+                        else:
+                            await call(raw, timeout=5)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.aio.AioRpcError as error:
+                        codes.append(error.code())
+                return codes[0], codes[1]
+        finally:
+            await server.stop(0)
+
+    assert asyncio.run(go()) == (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OK)
+    assert not hasattr(admitted[0], "DESCRIPTOR") and admitted[1].order_id == "order-1"
+
+
+def test_an_access_line_names_the_caller_its_guard_admitted() -> None:
+    import io
+    import json
+    import logging
+    from types import SimpleNamespace
+
+    from services.common.auth import Caller
+    from services.common.observability import interceptors, logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._handler[0]
+    stream = io.StringIO()
+    logs.setup_logging("unit", {}, stream=stream)
+    try:
+        callers = iter([Caller('al"ice', "token"), Caller('al"ice', "token"), Caller("bob", "mtls")])
+        observer = interceptors.CallObserver(access_log_enabled=True)
+        handler = observer.wrap("/tessera.oms.v1.OrderManagementService/CancelOrder", unary(lambda r, c: _answer()),
+                                guard=lambda request, metadata, context: next(callers))
+        context = SimpleNamespace(invocation_metadata=lambda: (), set_trailing_metadata=lambda metadata: None)
+
+        async def calls() -> None:
+            for order_id in ("o-1", "o-2", "o-3"):
+                await handler.unary_unary(Request(order_id=order_id), context)
+
+        asyncio.run(calls())
+        interceptors._finished.drain()
+        lines = [json.loads(text) for text in stream.getvalue().splitlines() if '"tessera.rpc"' in text]
+    finally:
+        root.handlers[:], level, logs._handler[0] = saved
+        root.setLevel(level)
+    assert [(line["message"].split(" ", 2)[1], line["message"].rsplit("ms ", 1)[1], line["order_id"])
+            for line in lines] == [("OK", 'principal=al"ice via=token', "o-1"), ("OK", 'principal=al"ice via=token', "o-2"),
+                                   ("OK", "principal=bob via=mtls", "o-3")]
+
+
+async def _answer() -> Any:
+    return Response()

@@ -201,6 +201,27 @@ def test_a_fast_line_is_the_text_json_dumps_makes_of_the_entry(context) -> None:
         assert formatter.line(1_750_000_000.25, "INFO", "tessera.rpc", message, *context) == expected
 
 
+@pytest.mark.parametrize("formatter", [JsonFormatter("risk \"\u00e9\""), TextFormatter("risk")])
+def test_timed_lines_are_the_lines_of_their_messages(formatter) -> None:
+    """The access log's batch path: the same text :meth:`line` makes of each message."""
+    before = '/tessera.risk.v1.RiskService/ValidateOrder OK '
+    entries = [
+        (1_750_000_000.25, logging.INFO, before, 0.00042, 'ms principal=al"ice\u00e9 via=bearer', "req-1", "order-9", "",
+         ""),
+        (1_750_000_000.9994, logging.DEBUG, "/tessera.oms.v1.OrderManagementService/GetOrder NOT_FOUND ", 1.5,
+         "ms auth=none", "", 'an "odd" order\\ id \u00e9\u4e2d\n', "", ""),
+        (1_750_000_001.0, logging.WARNING, "/x/Y INTERNAL ", 0.0, "ms principal=- \t\x01", "req-3", "",
+         "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+        (1_750_003_601.5, 25, before, 123.456789, "ms auth=none", "req-4", "order-4", "0af7651916cd43dd8448eb211c80319c",
+         "b7ad6b7169203331"),
+    ]
+    for _ in range(2):  # the parts encoded once, then reused
+        assert formatter.timed_lines("tessera.rpc", entries, "\n") == [
+            formatter.line(created, logging.getLevelName(level), "tessera.rpc", f"{b}{seconds * 1000:.2f}{a}",
+                           request_id, order_id, trace_id, span_id) + "\n"
+            for created, level, b, seconds, a, request_id, order_id, trace_id, span_id in entries]
+
+
 def test_deferred_lines_carry_the_context_of_their_call_and_are_written_together() -> None:
     import asyncio
 
@@ -231,6 +252,26 @@ def test_deferred_lines_carry_the_context_of_their_call_and_are_written_together
         assert [(e["message"], e["request_id"], e["order_id"]) for e in entries] == [
             ("GetOrder a", "a", "order-a"), ("GetOrder b", "b", "order-b")]
         assert {e["service"] for e in entries} == {"oms"} and {e["level"] for e in entries} == {"INFO"}
+    finally:
+        root.handlers[:], level, logs._handler[0] = saved
+        root.setLevel(level)
+
+
+def test_timed_lines_are_written_in_one_go_below_the_threshold_left_out() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, logs._handler[0]
+    stream = io.StringIO()
+    logs.setup_logging("risk", {"TESSERA_LOG_LEVEL": "INFO"}, stream=stream)
+    try:
+        logs.FastLine(logging.getLogger("tessera.rpc")).write_timed([
+            (1_750_000_000.25, logging.INFO, "/a/B OK ", 0.001, "ms auth=none", "req-1", "order-1", "", ""),
+            (1_750_000_000.26, logging.DEBUG, "/a/GetC OK ", 0.002, "ms auth=none", "req-2", "", "", ""),
+            (1_750_000_000.27, logging.WARNING, "/a/B INTERNAL ", 0.003, "ms auth=none", "req-3", "", "", ""),
+        ])
+        entries = [json.loads(text) for text in stream.getvalue().splitlines()]
+        assert [(e["level"], e["message"], e["request_id"]) for e in entries] == [
+            ("INFO", "/a/B OK 1.00ms auth=none", "req-1"), ("WARNING", "/a/B INTERNAL 3.00ms auth=none", "req-3")]
+        assert entries[0]["order_id"] == "order-1" and "order_id" not in entries[1]
     finally:
         root.handlers[:], level, logs._handler[0] = saved
         root.setLevel(level)

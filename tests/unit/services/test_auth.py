@@ -269,7 +269,7 @@ def test_without_identities_every_access_log_line_says_so(monkeypatch: pytest.Mo
 
     written: list[str] = []
     monkeypatch.setattr(interceptors, "_access_line", SimpleNamespace(
-        write_batch=lambda entries: written.extend(render(*parts) for _, _, render, parts, *context in entries)))
+        write_timed=lambda entries: written.extend(f"{before}{seconds * 1000:.2f}{after}" for _, _, before, seconds, after, *ids in entries)))
     monkeypatch.setattr(interceptors.access_log, "isEnabledFor", lambda level: True)
     observer = interceptors.CallObserver(access_log_enabled=True)
 
