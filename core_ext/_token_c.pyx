@@ -39,6 +39,7 @@ from core_ext.token_format import (
     BATCH_ERROR,
     REQUEST_INVALID,
     WIRE_ENUMS,
+    WIRE_FIELD_NUMBERS,
     WIRE_ORDER_FIELD,
     WIRE_TOKEN_FIELD,
     OPTIONAL_FIELDS,
@@ -521,8 +522,8 @@ for _i, _name in enumerate(_FIELDS):
 del _i, _name
 
 cdef bytes _BODY_PREFIX = BODY_PREFIX
-if TOKEN_VERSION != "v1":
-    raise ImportError("the compiled token core implements format v1 only")
+if TOKEN_VERSION != "v2":
+    raise ImportError("the compiled token core implements format v2 only")
 cdef str _OK = OK
 cdef str _MISSING = TOKEN_MISSING
 cdef str _MALFORMED = TOKEN_MALFORMED
@@ -773,7 +774,7 @@ cdef int _append_str_field(Buffer* buf, object value, object name) except -1:
 def canonical_order_body(fields):
     """Return the canonical encoding of an order's economic fields (the signed body).
 
-    ``b"tessera.order.v1"`` followed by one netstring ``<len>:<utf-8 value>,`` per
+    ``b"tessera.order.v2"`` followed by one netstring ``<len>:<utf-8 value>,`` per
     field of ``ORDER_FIELDS``, in that order. Keys not in ``ORDER_FIELDS`` are ignored.
 
     Raises
@@ -828,7 +829,7 @@ def canonical_order_body(fields):
 # --------------------------------------------------------------------------- result and keys
 
 cdef struct ParsedToken:
-    Py_ssize_t key_id_len      # key id starts at offset 3 ("v1.")
+    Py_ssize_t key_id_len      # key id starts at offset 3 ("v2.")
     Py_ssize_t nonce_offset
     Py_ssize_t digest_offset
     Py_ssize_t signature_offset
@@ -1082,10 +1083,10 @@ cdef inline bint _b64_hash_equal(const char* a, const char* b) noexcept nogil:
 
 
 cdef bint _parse_token(const char* p, Py_ssize_t n, ParsedToken* out) noexcept nogil:
-    """Match v1.<kid>.<iat>.<nonce>.<digest>.<sig> exactly (see docs/token.md)."""
+    """Match v2.<kid>.<iat>.<nonce>.<digest>.<sig> exactly (see docs/token.md)."""
     cdef Py_ssize_t i = 3, start
     cdef long long iat = 0
-    if n < 3 or p[0] != c'v' or p[1] != c'1' or p[2] != c'.':
+    if n < 3 or p[0] != c'v' or p[1] != c'2' or p[2] != c'.':
         return False
     start = i
     while i < n and (_CLASS[<unsigned char>p[i]] & CH_B64):
@@ -1128,7 +1129,7 @@ cdef inline str _ascii(const char* p, Py_ssize_t n):
 
 
 def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=None):
-    """Return a token ``v1.<kid>.<iat>.<nonce>.<digest>.<sig>`` for an order body.
+    """Return a token ``v2.<kid>.<iat>.<nonce>.<digest>.<sig>`` for an order body.
 
     Parameters
     ----------
@@ -1164,7 +1165,7 @@ def sign_token(KeyRing keyring not None, bytes body not None, issued_at, nonce=N
     if overflow or iat < 0 or iat > _MAX_IAT:
         iat = check_issued_at(issued_at)      # raises with the shared message
 
-    memcpy(header, b"v1.", 3)
+    memcpy(header, b"v2.", 3)
     n = 3
     memcpy(header + n, PyBytes_AS_STRING(key.key_id_bytes), PyBytes_GET_SIZE(key.key_id_bytes))
     n += PyBytes_GET_SIZE(key.key_id_bytes)
@@ -1289,11 +1290,13 @@ cdef enum:
     WIRE_ENUM = 1
     WIRE_FLAG = 2          # a bool
     MAX_ENUM_VALUE = 16
-    WIRE_SLOTS = 16        # field numbers 1..15: the bound fields
+    WIRE_SLOTS = 24        # the bound fields, in ORDER_FIELDS order (the body's)
+    WIRE_NUMBERS = 48      # field numbers 0..47: those of the bound fields are below
     ORDER_FIELD = 1        # token_format.WIRE_ORDER_FIELD
     TOKEN_FIELD = 2        # token_format.WIRE_TOKEN_FIELD
 
-cdef int _WIRE_KIND[WIRE_SLOTS]            # by field number (1-based), for the bound fields
+cdef signed char _WIRE_SLOT[WIRE_NUMBERS]  # by field number: the bound field's slot, or -1
+cdef int _WIRE_KIND[WIRE_SLOTS]            # by slot
 cdef const char* _ENUM_NAMES[WIRE_SLOTS][MAX_ENUM_VALUE]    # the name's netstring "<len>:<name>,"
 cdef Py_ssize_t _ENUM_NAME_LEN[WIRE_SLOTS][MAX_ENUM_VALUE]
 cdef list _ENUM_NAME_BYTES = []    # keeps the names' bytes alive
@@ -1302,38 +1305,49 @@ cdef Py_ssize_t _WIRE_BODY_SLACK = 0       # see _wire_body
 
 cdef void _build_wire_tables() except *:
     global _WIRE_BODY_SLACK
-    cdef Py_ssize_t i, v
+    cdef Py_ssize_t i, v, number
     cdef bytes encoded
-    if _N_FIELDS >= WIRE_SLOTS or (WIRE_ORDER_FIELD, WIRE_TOKEN_FIELD) != (ORDER_FIELD, TOKEN_FIELD):
+    if (_N_FIELDS > WIRE_SLOTS or max(WIRE_FIELD_NUMBERS.values()) >= WIRE_NUMBERS
+            or (WIRE_ORDER_FIELD, WIRE_TOKEN_FIELD) != (ORDER_FIELD, TOKEN_FIELD)):
         raise ImportError("the compiled wire reader does not match core_ext.token_format")
+    for number in range(WIRE_NUMBERS):
+        _WIRE_SLOT[number] = -1
     for i in range(WIRE_SLOTS):
         for v in range(MAX_ENUM_VALUE):
             _ENUM_NAMES[i][v] = NULL
             _ENUM_NAME_LEN[i][v] = 0
+    # Room for each field's netstring beyond its text (see _wire_body): a text field's
+    # length digits and separators, the longest netstring of an enum or a bool.
+    slack = PyBytes_GET_SIZE(_BODY_PREFIX)
     for i in range(_N_FIELDS):
         name = _FIELDS[i]
+        _WIRE_SLOT[WIRE_FIELD_NUMBERS[name]] = <signed char>i
         if name in WIRE_ENUMS:
-            _WIRE_KIND[i + 1] = WIRE_ENUM
+            _WIRE_KIND[i] = WIRE_ENUM
+            longest = 0
             for value, text in WIRE_ENUMS[name].items():
                 if not 0 <= value < MAX_ENUM_VALUE:
                     raise ImportError("enum value out of the compiled table's range")
                 encoded = b"%d:%s," % (len(text), text.encode("ascii"))     # the whole netstring
                 _ENUM_NAME_BYTES.append(encoded)
-                _ENUM_NAMES[i + 1][value] = PyBytes_AS_STRING(encoded)
-                _ENUM_NAME_LEN[i + 1][value] = PyBytes_GET_SIZE(encoded)
+                _ENUM_NAMES[i][value] = PyBytes_AS_STRING(encoded)
+                _ENUM_NAME_LEN[i][value] = PyBytes_GET_SIZE(encoded)
+                longest = max(longest, len(encoded))
+            slack += longest
         elif name in BOOL_FIELDS:
-            _WIRE_KIND[i + 1] = WIRE_FLAG
+            _WIRE_KIND[i] = WIRE_FLAG
+            slack += len(b"5:false,")
         else:
-            _WIRE_KIND[i + 1] = WIRE_TEXT
-    longest = max([len(name) for name in _ENUM_NAME_BYTES] + [len(b"5:false,")])
-    _WIRE_BODY_SLACK = PyBytes_GET_SIZE(_BODY_PREFIX) + _N_FIELDS * (1 + 24 + longest)
+            _WIRE_KIND[i] = WIRE_TEXT
+            slack += 1 + 24      # the canonical decimal's extra byte, the digits, ":" and ","
+    _WIRE_BODY_SLACK = slack
 
 
 _build_wire_tables()
 
 
 cdef struct WireOrder:
-    const unsigned char* text[WIRE_SLOTS]      # by field number: the last value's bytes
+    const unsigned char* text[WIRE_SLOTS]      # by slot: the last value's bytes
     Py_ssize_t text_len[WIRE_SLOTS]
     unsigned long long number[WIRE_SLOTS]      # enums and bools (0 when absent)
     const unsigned char* token
@@ -1397,7 +1411,7 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
     occurrences of the order merge, as protobuf parses them). False when malformed."""
     cdef Py_ssize_t i = 0, j, end, start = 0, inner_start = 0
     cdef unsigned long long number = 0, value = 0, inner_number = 0, inner_value = 0
-    cdef int wire = 0, inner_wire = 0, kind
+    cdef int wire = 0, inner_wire = 0, kind, slot
     while i < n:
         i = _next_field(p, n, i, &number, &wire, &value, &start)
         if i < 0:
@@ -1414,15 +1428,18 @@ cdef bint _read_request(const unsigned char* p, Py_ssize_t n, WireOrder* order) 
                 j = _next_field(p, end, j, &inner_number, &inner_wire, &inner_value, &inner_start)
                 if j < 0:
                     return False
-                if inner_number < 1 or inner_number > <unsigned long long>_N_FIELDS:
+                if inner_number >= WIRE_NUMBERS:
                     continue
-                kind = _WIRE_KIND[inner_number]
+                slot = _WIRE_SLOT[inner_number]
+                if slot < 0:
+                    continue
+                kind = _WIRE_KIND[slot]
                 if kind == WIRE_TEXT:
                     if inner_wire == 2:
-                        order.text[inner_number] = p + inner_start
-                        order.text_len[inner_number] = j - inner_start
+                        order.text[slot] = p + inner_start
+                        order.text_len[slot] = j - inner_start
                 elif inner_wire == 0:
-                    order.number[inner_number] = inner_value
+                    order.number[slot] = inner_value
     return True
 
 
@@ -1466,46 +1483,46 @@ cdef Py_ssize_t _wire_body(WireOrder* order, Buffer* buf) except -2:
     Room for the whole body is made once: the prefix, each text field's bytes (a
     canonical decimal is at most one byte longer than its text) and, per field, a
     netstring's length digits and separators or the longest enum / bool netstring."""
-    cdef Py_ssize_t number, length, bound = _WIRE_BODY_SLACK
+    cdef Py_ssize_t slot, length, bound = _WIRE_BODY_SLACK
     cdef unsigned long long raw
     cdef long long value
     cdef char decimal[DECIMAL_BUF]
     cdef char* out
-    for number in range(1, _N_FIELDS + 1):
-        bound += order.text_len[number]
+    for slot in range(_N_FIELDS):
+        bound += order.text_len[slot]
     buf.length = 0
     if bound > buf.capacity:
         _reserve(buf, bound)
     out = buf.data
     _copy(out, PyBytes_AS_STRING(_BODY_PREFIX), PyBytes_GET_SIZE(_BODY_PREFIX))
     out += PyBytes_GET_SIZE(_BODY_PREFIX)
-    for number in range(1, _N_FIELDS + 1):
-        if _WIRE_KIND[number] == WIRE_ENUM:
-            raw = order.number[number] & 0xFFFFFFFFULL          # an int32 on the wire
+    for slot in range(_N_FIELDS):
+        if _WIRE_KIND[slot] == WIRE_ENUM:
+            raw = order.number[slot] & 0xFFFFFFFFULL          # an int32 on the wire
             value = <long long>raw - (0x100000000LL if raw >= 0x80000000ULL else 0)
-            if value < 0 or value >= MAX_ENUM_VALUE or _ENUM_NAMES[number][value] == NULL:
+            if value < 0 or value >= MAX_ENUM_VALUE or _ENUM_NAMES[slot][value] == NULL:
                 return -1
-            _copy(out, _ENUM_NAMES[number][value], _ENUM_NAME_LEN[number][value])   # a whole netstring
-            out += _ENUM_NAME_LEN[number][value]
-        elif _WIRE_KIND[number] == WIRE_FLAG:
-            if order.number[number] != 0:
+            _copy(out, _ENUM_NAMES[slot][value], _ENUM_NAME_LEN[slot][value])   # a whole netstring
+            out += _ENUM_NAME_LEN[slot][value]
+        elif _WIRE_KIND[slot] == WIRE_FLAG:
+            if order.number[slot] != 0:
                 memcpy(out, b"4:true,", 7)
                 out += 7
             else:
                 memcpy(out, b"5:false,", 8)
                 out += 8
         else:
-            length = order.text_len[number]
+            length = order.text_len[slot]
             if length == 0:
                 memcpy(out, b"0:,", 3)
                 out += 3
-            elif _KIND[number - 1] == KIND_DECIMAL:
-                length = _canonical_decimal(<const char*>order.text[number], length, decimal)
+            elif _KIND[slot] == KIND_DECIMAL:
+                length = _canonical_decimal(<const char*>order.text[slot], length, decimal)
                 if length < 0:
                     return -1
                 out = _put_netstring(out, decimal, length)
             else:
-                out = _put_netstring(out, <const char*>order.text[number], length)
+                out = _put_netstring(out, <const char*>order.text[slot], length)
     buf.length = out - buf.data
     return buf.length
 
@@ -1542,7 +1559,7 @@ def verify_order_request(KeyRing keyring not None, bytes data not None, now, ttl
     """
     cdef double now_f
     cdef long long ttl = 0, skew = 0
-    cdef char stack[512]
+    cdef char stack[1024]
     cdef Buffer buf
     _window(now, ttl_seconds, skew_seconds, &now_f, &ttl, &skew)
     buf.data = stack
@@ -1569,7 +1586,7 @@ def verify_order_requests(KeyRing keyring not None, bytes data not None, now, tt
     """
     cdef double now_f
     cdef long long ttl = 0, skew = 0
-    cdef char stack[512]
+    cdef char stack[1024]
     cdef Buffer buf
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i = 0, start = 0, end

@@ -29,6 +29,7 @@ from core_ext.token_format import (
     BATCH_ERROR,
     REQUEST_INVALID,
     WIRE_ENUMS,
+    WIRE_FIELD_NUMBERS,
     WIRE_ORDER_FIELD,
     WIRE_TOKEN_FIELD,
     OPTIONAL_FIELDS,
@@ -153,7 +154,7 @@ def _field_text(name: str, value: object) -> str:
 def canonical_order_body(fields: Mapping[str, object]) -> bytes:
     """Return the canonical encoding of an order's economic fields (the signed body).
 
-    ``b"tessera.order.v1"`` followed by one netstring ``<len>:<utf-8 value>,`` per
+    ``b"tessera.order.v2"`` followed by one netstring ``<len>:<utf-8 value>,`` per
     field of ``ORDER_FIELDS``, in that order. Keys not in ``ORDER_FIELDS`` are ignored.
 
     Raises
@@ -294,7 +295,7 @@ def _check_keyring_and_body(keyring: object, body: object) -> None:
 
 
 def sign_token(keyring: KeyRing, body: bytes, issued_at: int, nonce: str | None = None) -> str:
-    """Return a token ``v1.<kid>.<iat>.<nonce>.<digest>.<sig>`` for an order body.
+    """Return a token ``v2.<kid>.<iat>.<nonce>.<digest>.<sig>`` for an order body.
 
     Parameters
     ----------
@@ -374,7 +375,10 @@ def verify_token(keyring: KeyRing, token: str | None, body: bytes, now: float,
 # The request as it arrived (SubmitOrderRequest, ExecuteOrderRequest: the order in field
 # 1, the token in field 2): a protobuf wire-format reader just wide enough for them.
 _MAX_FIELD_NUMBER = (1 << 29) - 1
-_TEXT_FIELDS = frozenset(i + 1 for i, name in enumerate(ORDER_FIELDS) if name not in WIRE_ENUMS and name not in BOOL_FIELDS)
+_TEXT_FIELDS = frozenset(WIRE_FIELD_NUMBERS[name] for name in ORDER_FIELDS
+                         if name not in WIRE_ENUMS and name not in BOOL_FIELDS)
+_NUMBER_FIELDS = frozenset(WIRE_FIELD_NUMBERS[name] for name in ORDER_FIELDS
+                           if name in WIRE_ENUMS or name in BOOL_FIELDS)
 
 
 class _Malformed(Exception):
@@ -439,8 +443,8 @@ def _wire_order_body(texts: dict[int, bytes], numbers: dict[int, int]) -> bytes 
     """The canonical body of the order's bound fields as read off the wire (the string
     fields as the bytes that arrived); None when they have no canonical encoding."""
     parts = [BODY_PREFIX]
-    for index, name in enumerate(ORDER_FIELDS):
-        number = index + 1
+    for name in ORDER_FIELDS:
+        number = WIRE_FIELD_NUMBERS[name]
         if name in WIRE_ENUMS:
             text = WIRE_ENUMS[name].get(_int32(numbers.get(number, 0)))
             if text is None:
@@ -473,7 +477,7 @@ def _read_order_request(data: bytes) -> tuple[bytes | None, str | None]:
                 if inner in _TEXT_FIELDS:
                     if inner_wire == 2:
                         texts[inner] = inner_value
-                elif 1 <= inner <= len(ORDER_FIELDS) and inner_wire == 0:
+                elif inner in _NUMBER_FIELDS and inner_wire == 0:
                     numbers[inner] = inner_value
         elif number == WIRE_TOKEN_FIELD and wire == 2:
             token = value

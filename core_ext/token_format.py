@@ -30,11 +30,12 @@ __all__ = [
     "TOKEN_UNKNOWN_KEY",
     "TOKEN_VERSION",
     "WIRE_ENUMS",
+    "WIRE_FIELD_NUMBERS",
 ]
 
-TOKEN_VERSION = "v1"
+TOKEN_VERSION = "v2"
 #: Domain-separation prefix of the canonical order body.
-BODY_PREFIX = b"tessera.order.v1"
+BODY_PREFIX = b"tessera.order.v2"
 
 #: The order fields bound by the token, in canonical (encoding) order.
 ORDER_FIELDS: tuple[str, ...] = (
@@ -53,15 +54,26 @@ ORDER_FIELDS: tuple[str, ...] = (
     "reduce_only",
     "post_only",
     "leverage",
+    # Format v2: the conditional and quote-amount orders' fields.
+    "close_position",
+    "working_type",
+    "price_protect",
+    "activation_price",
+    "callback_rate",
+    "quote_order_qty",
 )
 #: Normalised with ``canonical_decimal``; None or "" encodes as "".
-DECIMAL_FIELDS: frozenset[str] = frozenset({"quantity", "price", "stop_price", "leverage"})
+DECIMAL_FIELDS: frozenset[str] = frozenset(
+    {"quantity", "price", "stop_price", "leverage", "activation_price", "callback_rate", "quote_order_qty"}
+)
 #: Encoded "true" / "false".
-BOOL_FIELDS: frozenset[str] = frozenset({"reduce_only", "post_only"})
+BOOL_FIELDS: frozenset[str] = frozenset({"reduce_only", "post_only", "close_position", "price_protect"})
 #: May be absent from the mapping (encoded as ""); every other field must be present.
-OPTIONAL_FIELDS: frozenset[str] = frozenset({"price", "stop_price"})
+OPTIONAL_FIELDS: frozenset[str] = frozenset(
+    {"price", "stop_price", "activation_price", "callback_rate", "quote_order_qty"}
+)
 
-#: Longest token accepted; a well-formed v1 token is at most 169 characters.
+#: Longest token accepted; a well-formed token is at most 169 characters.
 MAX_TOKEN_LENGTH = 256
 #: Most digits a canonical decimal may have (a lone leading "0" does not count).
 MAX_DECIMAL_DIGITS = 40
@@ -106,12 +118,19 @@ REQUEST_INVALID = "REQUEST_INVALID"
 WIRE_ENUMS: dict[str, dict[int, str]] = {
     "market_type": {1: "FUTURES", 2: "SPOT"},
     "side": {1: "BUY", 2: "SELL"},
-    "order_type": {1: "MARKET", 2: "LIMIT", 3: "STOP_MARKET", 4: "STOP_LIMIT"},
+    "order_type": {1: "MARKET", 2: "LIMIT", 3: "STOP_MARKET", 4: "STOP_LIMIT", 5: "TAKE_PROFIT",
+                   6: "TAKE_PROFIT_MARKET", 7: "TRAILING_STOP_MARKET"},
     "time_in_force": {0: "GTC", 1: "GTC", 2: "IOC", 3: "FOK", 4: "GTD"},
+    # Unspecified is its own value: nothing is sent to the venue (which uses CONTRACT_PRICE).
+    "working_type": {0: "", 1: "MARK_PRICE", 2: "CONTRACT_PRICE"},
 }
-#: In ``tessera.common.v1.Order`` (and so in ``SubmitOrderRequest.order`` and
-#: ``ExecuteOrderRequest.order``, both field 1, with the token as field 2) the bound
-#: fields are numbered 1 to 15 in ``ORDER_FIELDS`` order.
+#: The bound fields' numbers in ``tessera.common.v1.Order`` (and so in
+#: ``SubmitOrderRequest.order`` and ``ExecuteOrderRequest.order``, both field 1, with
+#: the token as field 2): 1 to 15 for the fields of format v1, 29 to 34 for v2's.
+WIRE_FIELD_NUMBERS: dict[str, int] = {
+    **{name: index + 1 for index, name in enumerate(ORDER_FIELDS[:15])},
+    **{name: 29 + index for index, name in enumerate(ORDER_FIELDS[15:])},
+}
 WIRE_ORDER_FIELD = 1
 WIRE_TOKEN_FIELD = 2
 

@@ -25,7 +25,7 @@ from core_ext import _token_py as ref
 from core_ext import token_format as fmt
 from core_ext.keys import derive_key_id
 
-__all__ = ["DEFAULT_PATH", "build_vectors", "render"]
+__all__ = ["DEFAULT_PATH", "UNSET_V2_FIELDS", "build_vectors", "render"]
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "docs" / "token-vectors.json"
 
@@ -40,6 +40,16 @@ KEY_DERIVED = derive_key_id(SECRET_DERIVED)
 ISSUED_AT = 1_750_000_000
 TTL = fmt.DEFAULT_TTL_SECONDS
 SKEW = fmt.DEFAULT_SKEW_SECONDS
+
+#: The fields format v2 added, as an order that uses none of them has them.
+UNSET_V2_FIELDS: dict[str, Any] = {
+    "close_position": False,
+    "working_type": "",
+    "price_protect": False,
+    "activation_price": None,
+    "callback_rate": None,
+    "quote_order_qty": None,
+}
 
 BASE_ORDER: dict[str, Any] = {
     "order_id": "6f1c1d8e-4b3a-4c2e-9a57-0d6a3b8f2e11",
@@ -57,6 +67,7 @@ BASE_ORDER: dict[str, Any] = {
     "reduce_only": False,
     "post_only": True,
     "leverage": "5",
+    **UNSET_V2_FIELDS,
 }
 
 
@@ -110,6 +121,21 @@ SIGNING_CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("empty_strings_and_long_ids", KEY_CURRENT,
      _order(client_order_id="", order_id="x" * 64, venue="PAPER"),
      ISSUED_AT + 7, "0123456789abcdef0123456789abcdef"),
+    ("futures_trailing_stop_market_mark_price", KEY_CURRENT,
+     _order(side="SELL", order_type="TRAILING_STOP_MARKET", price=None, post_only=False, working_type="MARK_PRICE",
+            activation_price="66000.0", callback_rate="0.50"),
+     ISSUED_AT + 8, "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a"),
+    ("futures_take_profit_market_close_position", KEY_CURRENT,
+     _order(side="SELL", order_type="TAKE_PROFIT_MARKET", quantity=None, price=None, stop_price="70000",
+            post_only=False, close_position=True, price_protect="true", working_type="CONTRACT_PRICE"),
+     ISSUED_AT + 9, "8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b8b"),
+    ("futures_take_profit_limit", KEY_CURRENT,
+     _order(side="SELL", order_type="TAKE_PROFIT", price="70010.5", stop_price="70000", post_only=False),
+     ISSUED_AT + 10, "9c9c9c9c9c9c9c9c9c9c9c9c9c9c9c9c"),
+    ("spot_market_buy_quote_order_qty", KEY_CURRENT,
+     _order(market_type="SPOT", order_type="MARKET", quantity="", price=None, post_only=False, leverage=None,
+            quote_order_qty="250.00", activation_price=_ABSENT, callback_rate=_ABSENT),
+     ISSUED_AT + 11, "adadadadadadadadadadadadadadadad"),
 ]
 
 _SECRETS = {KEY_CURRENT: SECRET_CURRENT, KEY_PREVIOUS: SECRET_PREVIOUS, KEY_DERIVED: SECRET_DERIVED}
@@ -186,7 +212,7 @@ def _verification_vectors() -> list[dict[str, Any]]:
         ("missing_null", None, body, fresh, fmt.TOKEN_MISSING),
         ("missing_empty", "", body, fresh, fmt.TOKEN_MISSING),
         ("malformed_five_parts", ".".join(parts[:5]), body, fresh, fmt.TOKEN_MALFORMED),
-        ("malformed_version", "v2." + token[3:], body, fresh, fmt.TOKEN_MALFORMED),
+        ("malformed_version_v1", "v1." + token[3:], body, fresh, fmt.TOKEN_MALFORMED),
         ("malformed_uppercase_nonce", ".".join([*parts[:3], nonce.upper(), *parts[4:]]), body,
          fresh, fmt.TOKEN_MALFORMED),
         ("malformed_iat_leading_zero", ".".join([*parts[:2], "0" + parts[2], *parts[3:]]), body,
@@ -256,17 +282,17 @@ def wire_order(order: dict[str, Any]) -> bytes:
     """A ``tessera.common.v1.Order`` with the bound fields of ``order``, as protobuf
     encodes it (fields in number order, defaults left out)."""
     out = bytearray()
-    for index, name in enumerate(fmt.ORDER_FIELDS):
-        value = order.get(name)
+    for name in fmt.ORDER_FIELDS:
+        value, number = order.get(name), fmt.WIRE_FIELD_NUMBERS[name]
         if name in fmt.WIRE_ENUMS:
-            number = _WIRE_VALUES[name][value] if value is not None else 0
-            if number:
-                out += _field(index + 1, number)
+            wire_value = _WIRE_VALUES[name][value] if value else 0
+            if wire_value:
+                out += _field(number, wire_value)
         elif name in fmt.BOOL_FIELDS:
-            if value:
-                out += _field(index + 1, 1)
+            if value in (True, "true"):
+                out += _field(number, 1)
         elif value not in (None, ""):
-            out += _field(index + 1, str(value).encode("utf-8"))
+            out += _field(number, str(value).encode("utf-8"))
     return bytes(out)
 
 
@@ -285,6 +311,15 @@ def _wire_vectors() -> list[dict[str, Any]]:
     # Fields the token does not bind: status 18, filled_quantity 19, order_time 22 (a Timestamp).
     unsigned = _field(18, 2) + _field(19, b"0") + _field(22, _field(1, ISSUED_AT))
     first, second = wire_order({**order, "quantity": None}), wire_order({"quantity": order["quantity"]})
+    trailing = _order(side="SELL", order_type="TRAILING_STOP_MARKET", price=None, post_only=False,
+                      working_type="MARK_PRICE", activation_price="66000", callback_rate="0.5")
+    trailing_token = ref.sign_token(_ring(KEY_CURRENT), ref.canonical_order_body(trailing), ISSUED_AT, nonce)
+    closing = _order(side="SELL", order_type="TAKE_PROFIT_MARKET", quantity=None, price=None, stop_price="70000",
+                     post_only=False, close_position=True, price_protect=True)
+    closing_token = ref.sign_token(_ring(KEY_CURRENT), ref.canonical_order_body(closing), ISSUED_AT, nonce)
+    quoted = _order(market_type="SPOT", order_type="MARKET", quantity=None, price=None, post_only=False,
+                    leverage=None, quote_order_qty="250")
+    quoted_token = ref.sign_token(_ring(KEY_CURRENT), ref.canonical_order_body(quoted), ISSUED_AT, nonce)
     cases: list[tuple[str, bytes, float, str]] = [
         ("valid", request, fresh, fmt.OK),
         ("valid_decimals_spelled_otherwise", wire_request(_order(quantity="0.01500", price="064250.50"), token),
@@ -299,7 +334,29 @@ def _wire_vectors() -> list[dict[str, Any]]:
          fmt.TOKEN_FIELDS_CHANGED),
         ("missing_token", wire_request(order, ""), fresh, fmt.TOKEN_MISSING),
         ("expired", request, ISSUED_AT + 3600.0, fmt.TOKEN_EXPIRED),
+        ("valid_trailing_stop_market", wire_request(trailing, trailing_token), fresh, fmt.OK),
+        ("valid_close_position", wire_request(closing, closing_token), fresh, fmt.OK),
+        ("valid_quote_order_qty_spelled_otherwise", wire_request({**quoted, "quote_order_qty": "250.000"},
+                                                                quoted_token), fresh, fmt.OK),
+        ("fields_changed_callback_rate", wire_request({**trailing, "callback_rate": "0.6"}, trailing_token), fresh,
+         fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_activation_price_dropped", wire_request({**trailing, "activation_price": None},
+                                                                 trailing_token), fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_working_type_unspecified", wire_request({**trailing, "working_type": ""}, trailing_token),
+         fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_close_position_cleared", wire_request({**closing, "close_position": False}, closing_token),
+         fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_price_protect_cleared", wire_request({**closing, "price_protect": False}, closing_token),
+         fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_quantity_instead_of_quote", wire_request({**quoted, "quantity": "0.004",
+                                                                   "quote_order_qty": None}, quoted_token),
+         fresh, fmt.TOKEN_FIELDS_CHANGED),
+        ("fields_changed_quote_order_qty", wire_request({**quoted, "quote_order_qty": "2500"}, quoted_token), fresh,
+         fmt.TOKEN_FIELDS_CHANGED),
         ("invalid_unknown_side", wire_request(order, token, _field(7, 9)), fresh, fmt.REQUEST_INVALID),
+        ("invalid_unknown_working_type", wire_request(order, token, _field(30, 3)), fresh, fmt.REQUEST_INVALID),
+        ("invalid_callback_rate_not_a_decimal", wire_request({**trailing, "callback_rate": "half"}, trailing_token),
+         fresh, fmt.REQUEST_INVALID),
         ("invalid_market_type_unspecified", wire_request({**order, "market_type": None}, token), fresh,
          fmt.REQUEST_INVALID),
         ("invalid_decimal_with_exponent", wire_request(_order(quantity="1.5e-2"), token), fresh, fmt.REQUEST_INVALID),
@@ -319,7 +376,7 @@ def _wire_vectors() -> list[dict[str, Any]]:
 def build_vectors() -> dict[str, Any]:
     """Return the whole vector document as plain JSON-compatible data."""
     return {
-        "format": "tessera risk token v1 (see docs/token.md)",
+        "format": "tessera risk token v2 (see docs/token.md)",
         "note": "Test keys only. Orders use null for an absent value; a field missing from "
                 "'order' is absent from the mapping.",
         "order_fields": list(fmt.ORDER_FIELDS),

@@ -195,6 +195,14 @@ function tokenFields(order) {
     reduce_only: Boolean(order.reduce_only),
     post_only: Boolean(order.post_only),
     leverage: order.leverage || null,
+    close_position: Boolean(order.close_position),
+    // Unspecified is a value of its own here: the empty string (nothing is sent to the venue).
+    working_type: !order.working_type || order.working_type === 'WORKING_TYPE_UNSPECIFIED'
+      ? '' : enumValue(order.working_type, 'WORKING_TYPE_'),
+    price_protect: Boolean(order.price_protect),
+    activation_price: order.activation_price || null,
+    callback_rate: order.callback_rate || null,
+    quote_order_qty: order.quote_order_qty || null,
   };
 }
 

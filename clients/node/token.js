@@ -1,6 +1,6 @@
 'use strict';
 /**
- * The Tessera risk token, format v1, written from docs/token.md alone (not a port of
+ * The Tessera risk token, format v2, written from docs/token.md alone (not a port of
  * the Python code): the canonical order body, canonical decimals, and HMAC-SHA256
  * tokens, with node:crypto only.
  *
@@ -12,14 +12,14 @@
 
 const crypto = require('node:crypto');
 
-const ORDER_MAGIC = 'tessera.order.v1';
-const VERSION = 'v1';
+const ORDER_MAGIC = 'tessera.order.v2';
+const VERSION = 'v2';
 const MAX_DECIMAL_DIGITS = 40;
 const MAX_TOKEN_LENGTH = 256;
 const DEFAULT_TTL_SECONDS = 300;
 const DEFAULT_SKEW_SECONDS = 5;
 
-/** The 15 signed fields, in body order, with their kind (docs/token.md §1). */
+/** The 21 signed fields, in body order, with their kind (docs/token.md §1). */
 const ORDER_FIELDS = [
   ['order_id', 'text'],
   ['client_order_id', 'text'],
@@ -36,9 +36,15 @@ const ORDER_FIELDS = [
   ['reduce_only', 'bool'],
   ['post_only', 'bool'],
   ['leverage', 'decimal'],
+  ['close_position', 'bool'],
+  ['working_type', 'text'],
+  ['price_protect', 'bool'],
+  ['activation_price', 'decimal'],
+  ['callback_rate', 'decimal'],
+  ['quote_order_qty', 'decimal'],
 ];
 /** The only fields that may be missing from the order (they then encode as empty). */
-const OPTIONAL_FIELDS = new Set(['price', 'stop_price']);
+const OPTIONAL_FIELDS = new Set(['price', 'stop_price', 'activation_price', 'callback_rate', 'quote_order_qty']);
 
 const REASONS = Object.freeze({
   OK: 'OK',

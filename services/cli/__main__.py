@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         "venue", help="read and change the venue settings (leverage, margin mode, position mode) of an account",
         description="leverage ACCOUNT SYMBOL N, margin-mode ACCOUNT SYMBOL isolated|crossed, position-mode ACCOUNT "
         "hedge|one-way: change the setting at the venue through the OMS (SetVenueSetting) and store it, with "
-        "--operator. settings [ACCOUNT]: what the store holds (read from the venue when the Exchange starts).")
+        "--operator. settings [ACCOUNT]: what the store holds (read from the venue when the Exchange starts). "
+        "history [ACCOUNT]: every change, with who made it, the comment and when.")
     add_venue_arguments(venue)
     venue.set_defaults(handler=cmd_venue)
 

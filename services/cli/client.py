@@ -35,7 +35,11 @@ ORDER_TYPES = {
     "limit": pb.ORDER_TYPE_LIMIT,
     "stop-market": pb.ORDER_TYPE_STOP_MARKET,
     "stop-limit": pb.ORDER_TYPE_STOP_LIMIT,
+    "take-profit": pb.ORDER_TYPE_TAKE_PROFIT,
+    "take-profit-market": pb.ORDER_TYPE_TAKE_PROFIT_MARKET,
+    "trailing-stop-market": pb.ORDER_TYPE_TRAILING_STOP_MARKET,
 }
+WORKING_TYPES = {"mark": pb.WORKING_TYPE_MARK_PRICE, "contract": pb.WORKING_TYPE_CONTRACT_PRICE}
 SIDES = {"buy": pb.SIDE_BUY, "sell": pb.SIDE_SELL}
 TIME_IN_FORCE = {
     "gtc": pb.TIME_IN_FORCE_GTC,
@@ -82,11 +86,25 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, risk: bool = Fa
 def add_submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("symbol", help="instrument, e.g. BTCUSDT")
     parser.add_argument("side", type=str.lower, choices=sorted(SIDES), help="buy or sell")
-    parser.add_argument("quantity", help="decimal quantity, e.g. 0.01")
+    parser.add_argument("quantity", nargs="?", default="",
+                        help="decimal quantity, e.g. 0.01 (left out with --close-position or --quote-order-qty)")
     parser.add_argument("--price", default="", help="limit price (makes the order a limit order)")
     parser.add_argument("--type", dest="order_type", type=str.lower, choices=list(ORDER_TYPES),
                         help="order type (default: market, or limit when --price is given)")
-    parser.add_argument("--stop-price", default="", help="trigger price of stop orders")
+    parser.add_argument("--stop-price", default="", help="trigger price of stop and take-profit orders")
+    parser.add_argument("--close-position", action="store_true",
+                        help="futures stop-market / take-profit-market: close the whole position when triggered "
+                             "(no quantity)")
+    parser.add_argument("--working-type", type=str.lower, choices=list(WORKING_TYPES),
+                        help="futures conditional orders: trigger on the mark or the contract price "
+                             "(default: the venue's, contract)")
+    parser.add_argument("--price-protect", action="store_true",
+                        help="futures stop / take-profit orders: trigger only while mark and contract prices agree")
+    parser.add_argument("--activation-price", default="", help="trailing-stop-market: where the trail starts")
+    parser.add_argument("--callback-rate", default="",
+                        help="trailing-stop-market: the callback in percent, 0.1 to 5 (1 is 1 %%)")
+    parser.add_argument("--quote-order-qty", default="", metavar="AMOUNT",
+                        help="spot market buy: the amount of the quote asset to spend (no quantity)")
     parser.add_argument("--tif", type=str.lower, choices=list(TIME_IN_FORCE), default="gtc",
                         help="time in force (default %(default)s)")
     parser.add_argument("--expire-time", default="", metavar="ISO_TIME",
@@ -117,6 +135,8 @@ def build_intent(args: argparse.Namespace) -> pb.OrderIntent:
     """The OrderIntent the ``submit`` arguments describe."""
     if args.order_type:
         order_type = ORDER_TYPES[args.order_type]
+    elif args.callback_rate:
+        order_type = pb.ORDER_TYPE_TRAILING_STOP_MARKET
     elif args.stop_price:
         order_type = pb.ORDER_TYPE_STOP_LIMIT if args.price else pb.ORDER_TYPE_STOP_MARKET
     else:
@@ -137,6 +157,12 @@ def build_intent(args: argparse.Namespace) -> pb.OrderIntent:
         post_only=args.post_only,
         leverage=args.leverage,
         order_manager_id=args.order_manager,
+        close_position=args.close_position,
+        working_type=WORKING_TYPES[args.working_type] if args.working_type else pb.WORKING_TYPE_UNSPECIFIED,
+        price_protect=args.price_protect,
+        activation_price=args.activation_price,
+        callback_rate=args.callback_rate,
+        quote_order_qty=args.quote_order_qty,
     )
     if args.expire_time:
         intent.expire_time.FromDatetime(parse_time(args.expire_time))

@@ -1,7 +1,8 @@
 """``tessera kill-switch``: read and change the trading state of any deployment.
 
 ``status`` shows the global state (and who set it, why, when); ``trip`` calls
-``EmergencyCancelAll`` (halt, latched, and cancel every open order); ``reduce`` sets
+``EmergencyCancelAll`` (halt, latched, and cancel every open order; what the venue-wide
+cancel could not cancel is printed on stderr and the exit code is 1); ``reduce`` sets
 REDUCING; ``reset`` sets ACTIVE again. Every change needs ``--reason`` and a caller
 with the operator role (its token or certificate): the services audit each change with
 that principal; ``--comment`` (``--operator`` is kept as its alias) adds a note.
@@ -36,6 +37,7 @@ def add_kill_switch_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_kill_switch(args: argparse.Namespace) -> int:
     with connect(args, args.risk) as risk_channel, connect(args, args.oms) as oms_channel:
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
+        incomplete = False
         try:
             if args.action == "trip":
                 answer = oms_pb2_grpc.OrderManagementServiceStub(oms_channel).EmergencyCancelAll(
@@ -44,6 +46,7 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
                 print(f"trading HALTED; {len(answer.orders)} order(s) cancelled")
                 if answer.orders:
                     print(output.orders_table(answer.orders))
+                incomplete = _venue_failures(answer.venue_failures)
             elif args.action in ("reduce", "reset"):
                 state = pb.TRADING_STATE_REDUCING if args.action == "reduce" else pb.TRADING_STATE_ACTIVE
                 answer = risk.SetTradingState(
@@ -61,7 +64,18 @@ def cmd_kill_switch(args: argparse.Namespace) -> int:
         ("reason", output.text(state.reason)),
         ("updated", output.timestamp(state, "updated_time")),
     ]))
-    return EXIT_OK
+    return EXIT_ERROR if incomplete else EXIT_OK
+
+
+def _venue_failures(failures) -> bool:  # type: ignore[no-untyped-def]
+    """Say on stderr what the venue-wide cancel could not cancel; True when anything."""
+    for failure in failures:
+        market = pb.MarketType.Name(failure.market_type).removeprefix("MARKET_TYPE_")
+        where = f"{output.text(failure.account)} {market} {failure.symbol or '(every symbol)'}"
+        err(f"NOT CANCELLED at the venue: {where}: {failure.reason}: {failure.message}")
+    if failures:
+        err("orders may still be working there; trading stays HALTED: fix the cause and trip again")
+    return bool(failures)
 
 
 def _name(state: int) -> str:

@@ -7,6 +7,7 @@ as ``-``. Times are UTC in ISO 8601 with milliseconds and a ``Z``.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 import grpc
@@ -22,6 +23,7 @@ _PREFIXES = {
     "liquidity_side": (pb.LiquiditySide, "LIQUIDITY_SIDE_"),
     "execution_mode": (pb.ExecutionMode, "EXECUTION_MODE_"),
     "trading_state": (pb.TradingState, "TRADING_STATE_"),
+    "working_type": (pb.WorkingType, "WORKING_TYPE_"),
 }
 
 EMPTY = "-"
@@ -130,6 +132,10 @@ def orders_table(orders: Iterable[pb.Order]) -> str:
 
 
 def order_details(order: pb.Order) -> str:
+    owed = []
+    if order.venue_executed_quantity:  # a closed order whose fills are still on their way
+        owed = [("fills_owed", f"{Decimal(order.venue_executed_quantity) - Decimal(order.filled_quantity or '0')} "
+                               f"(the venue executed {order.venue_executed_quantity})")]
     return fields(
         [
             ("order_id", order.order_id),
@@ -148,15 +154,27 @@ def order_details(order: pb.Order) -> str:
             ("reduce_only", "yes" if order.reduce_only else "no"),
             ("post_only", "yes" if order.post_only else "no"),
             ("leverage", order.leverage),
+            *_conditional_details(order),
             ("order_manager", order.order_manager_id),
             ("filled_quantity", order.filled_quantity),
             ("average_fill_price", order.average_fill_price),
+            *owed,
             ("remote_order_id", order.remote_order_id),
             ("order_time", timestamp(order, "order_time")),
             ("updated_time", timestamp(order, "updated_time")),
             ("reject_reasons", ", ".join(order.reject_reasons)),
         ]
     )
+
+
+def _conditional_details(order: pb.Order) -> list[tuple[str, str]]:
+    """The fields of take-profit, trailing-stop, close-position and quote-amount orders, those set."""
+    shown = [("close_position", "yes" if order.close_position else ""),
+             ("working_type", enum_name("working_type", order.working_type) if order.working_type else ""),
+             ("price_protect", "yes" if order.price_protect else ""),
+             ("activation_price", order.activation_price), ("callback_rate", order.callback_rate),
+             ("quote_order_qty", order.quote_order_qty)]
+    return [(name, value) for name, value in shown if value]
 
 
 EVENT_HEADERS = ("seq", "event_time", "from", "to", "reason")

@@ -8,7 +8,8 @@ APPROVED are submitted. Rows go to Risk and the OMS in chunks through the batch 
 
 File format: CSV with a header row, or JSON (a list of objects, or an object with an
 ``orders`` list). Columns / keys: ``symbol``, ``side``, ``quantity`` (required);
-``type`` (market, limit, stop-market, stop-limit; default market, limit with a price),
+``type`` (market, limit, stop-market, stop-limit, take-profit, take-profit-market; default
+market, limit with a price),
 ``price``, ``stop_price``, ``tif`` (gtc, ioc, fok, gtd), ``expire_time`` (ISO 8601),
 ``market`` (futures, spot), ``leverage``, ``reduce_only``, ``post_only``,
 ``client_order_id``, ``account``, ``venue``.

@@ -5,8 +5,10 @@
 the OMS asks the Exchange, which asks the venue) and print it as stored; ``settings
 [ACCOUNT]`` lists what the store holds (read from the venue each time the Exchange starts,
 and every change made here, with who made it: the caller's identity, which needs the
-operator role; ``--comment`` (``--operator`` is kept as its alias) adds a note).
-The account ``-`` means the Exchange's single account (no venue accounts registry).
+operator role; ``--comment`` (``--operator`` is kept as its alias) adds a note);
+``history [ACCOUNT]`` lists the changes that led there, oldest first: what each set, who,
+the comment, when. The account ``-`` means the Exchange's single account (no venue
+accounts registry).
 """
 
 from __future__ import annotations
@@ -45,28 +47,41 @@ def add_venue_arguments(parser: argparse.ArgumentParser) -> None:
     position.add_argument("position_mode", type=str.lower, choices=sorted(_POSITION))
     listing = actions.add_parser("settings", help="list the venue settings the store holds")
     listing.add_argument("account", nargs="?", default=None, help="one account (default: every account)")
-    for sub in (leverage, margin, position, listing):
+    history = actions.add_parser("history", help="list the changes of the venue settings: who, why, when")
+    history.add_argument("account", nargs="?", default=None, help="one account (default: every account)")
+    for sub in (leverage, margin, position, listing, history):
         sub.add_argument("--comment", "--operator", dest="comment", default="",
                          help="a note logged with a change (who acted is your identity)")
         add_connection_arguments(sub)
 
 
+def _values(s) -> list[str]:  # type: ignore[no-untyped-def]
+    """The cells a stored setting and a change share: account, symbol and the three settings."""
+    return [s.account or "-", s.symbol or "(account)", s.leverage or "",
+            pb.MarginMode.Name(s.margin_mode).removeprefix("MARGIN_MODE_") if s.margin_mode else "",
+            s.position_mode]
+
+
 def _rows(settings) -> str:  # type: ignore[no-untyped-def]
     return output.table(
         ["account", "symbol", "leverage", "margin mode", "position mode", "source", "updated"],
-        [[s.account or "-", s.symbol or "(account)", s.leverage or "",
-          pb.MarginMode.Name(s.margin_mode).removeprefix("MARGIN_MODE_") if s.margin_mode else "",
-          s.position_mode, s.source, output.timestamp(s, "updated_time")] for s in settings])
+        [[*_values(s), s.source, output.timestamp(s, "updated_time")] for s in settings])
+
+
+def _changes(changes) -> str:  # type: ignore[no-untyped-def]
+    return output.table(
+        ["account", "symbol", "leverage", "margin mode", "position mode", "by", "when", "comment"],
+        [[*_values(c), c.principal, output.timestamp(c, "changed_time"), c.comment] for c in changes])
 
 
 def cmd_venue(args: argparse.Namespace) -> int:
     with connect(args, args.oms) as channel:
         oms = oms_pb2_grpc.OrderManagementServiceStub(channel)
         try:
-            if args.action == "settings":
-                answer = oms.ListVenueSettings(oms_pb2.ListVenueSettingsRequest(account=args.account or ""),
-                                               timeout=args.timeout)
-                print(_rows(answer.settings))
+            if args.action in ("settings", "history"):
+                answer = oms.ListVenueSettings(oms_pb2.ListVenueSettingsRequest(
+                    account=args.account or "", history=args.action == "history"), timeout=args.timeout)
+                print(_rows(answer.settings) if args.action == "settings" else _changes(answer.changes))
                 return EXIT_OK
             request = oms_pb2.SetVenueSettingRequest(account=_account(args.account), operator=args.comment)
             if args.action == "leverage":

@@ -93,15 +93,17 @@ RULES: tuple[Rule, ...] = (
     _rule(OMS, "GetOrderManager", "stored", trader=LISTED, **_READERS),
     _rule(OMS, "SetVenueSetting", privileged=True, operator=ALL),
     _rule(OMS, "ListVenueSettings", **_READERS),
-    # Exchange: the OMS's (its HMAC call credential is checked as well), venue settings, prices
+    # Exchange: the OMS's (its HMAC call credential is checked as well), prices. The venue
+    # settings too: operators change them through the OMS's SetVenueSetting, which stores
+    # each change and its history (venue_settings, venue_setting_changes) before it calls these.
     _rule(EXCHANGE, "ExecuteOrder", service=ALL),
     _rule(EXCHANGE, "ExecuteOrders", service=ALL),
     _rule(EXCHANGE, "CancelOrder", service=ALL),
     _rule(EXCHANGE, "CancelAllOrders", service=ALL),
     _rule(EXCHANGE, "EmergencyCancelAll", service=ALL),
-    _rule(EXCHANGE, "SetLeverage", privileged=True, operator=ALL, service=ALL),
-    _rule(EXCHANGE, "SetMarginMode", privileged=True, operator=ALL, service=ALL),
-    _rule(EXCHANGE, "SetPositionMode", privileged=True, operator=ALL, service=ALL),
+    _rule(EXCHANGE, "SetLeverage", privileged=True, service=ALL),
+    _rule(EXCHANGE, "SetMarginMode", privileged=True, service=ALL),
+    _rule(EXCHANGE, "SetPositionMode", privileged=True, service=ALL),
     _rule(EXCHANGE, "ListVenueSettings", service=ALL),
     _rule(EXCHANGE, "GetTicker", service=ALL, **_EVERYONE),
     _rule(EXCHANGE, "StreamExecutionReports", service=ALL),

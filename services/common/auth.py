@@ -117,11 +117,6 @@ def current_caller() -> Caller:
     return _call_var.get()[0]
 
 
-def caller_has_role(role: str) -> bool:
-    """True when the current call's principal holds ``role``."""
-    return role in _call_var.get()[1]
-
-
 def check_account(account: str, what: str = "order") -> None:
     """Refuse (NOT_ENTITLED) when the current call is confined to accounts ``account`` is
     not one of: for a method that names an order by id, called once the stored order is

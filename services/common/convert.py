@@ -28,9 +28,10 @@ from services.domain import (
     Side,
     TimeInForce,
     Trade,
+    WorkingType,
     utcnow,
 )
-from services.domain.execution import ExecutionReport, Fill
+from services.domain.execution import CancelFailure, ExecutionReport, Fill
 from services.domain.errors import DomainError, InvalidOrder
 from tessera.common.v1 import types_pb2 as pb
 
@@ -41,6 +42,8 @@ MAX_DECIMAL_LENGTH = 48
 MAX_INTEGER_DIGITS = 20
 MAX_FRACTION_DIGITS = 18
 MAX_LEVERAGE = Decimal(125)
+#: A trailing stop's callback rate, in percent: the venue's bounds (``callbackRate``).
+MIN_CALLBACK_RATE, MAX_CALLBACK_RATE = Decimal("0.1"), Decimal(5)
 _ACCOUNT = re.compile(r"^[A-Za-z0-9._:@-]{1,64}$")
 _CLIENT_ORDER_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")  # the venue's own rule
 _VENUE = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -65,6 +68,7 @@ _ENUM_PREFIXES: dict[type[enum.Enum], tuple[Any, str]] = {
     MarketType: (pb.MarketType, "MARKET_TYPE_"),
     OrderStatus: (pb.OrderStatus, "ORDER_STATUS_"),
     LiquiditySide: (pb.LiquiditySide, "LIQUIDITY_SIDE_"),
+    WorkingType: (pb.WorkingType, "WORKING_TYPE_"),
 }
 
 
@@ -293,6 +297,9 @@ def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
     order_type = enum_from_proto(OrderType, message.order_type, "order_type", problems=problems)
     needs_price = order_type is not None and order_type.needs_price
     needs_stop = order_type is not None and order_type.needs_stop_price
+    trailing = order_type is OrderType.TRAILING_STOP_MARKET
+    # close_position and quote_order_qty take the quantity's place: the venue decides it.
+    sized_by_venue = message.close_position or message.quote_order_qty != ""
     fields: dict[str, Any] = {
         "account": check_text(message.account, _ACCOUNT, "account", problems=problems),
         "venue": check_text(message.venue, _VENUE, "venue", problems=problems),
@@ -300,7 +307,7 @@ def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
         "symbol": check_text(message.symbol, _SYMBOL, "symbol", problems=problems),
         "side": enum_from_proto(Side, message.side, "side", problems=problems),
         "order_type": order_type,
-        "quantity": parse_decimal(message.quantity, "quantity", problems=problems),
+        "quantity": parse_decimal(message.quantity, "quantity", required=not sized_by_venue, problems=problems),
         "price": parse_decimal(message.price, "price", required=needs_price, problems=problems),
         "stop_price": parse_decimal(message.stop_price, "stop_price", required=needs_stop, problems=problems),
         "time_in_force": enum_from_proto(TimeInForce, message.time_in_force, "time_in_force", required=False,
@@ -311,6 +318,15 @@ def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
         "order_manager_id": check_text(message.order_manager_id, _IDENTIFIER, "order_manager_id", required=False,
                                        problems=problems),
         "expire_time": timestamp_from_proto(message, "expire_time", problems=problems),
+        "close_position": message.close_position,
+        "working_type": enum_from_proto(WorkingType, message.working_type, "working_type", required=False,
+                                        problems=problems),
+        "price_protect": message.price_protect,
+        "activation_price": parse_decimal(message.activation_price, "activation_price", required=False,
+                                          problems=problems),
+        "callback_rate": parse_decimal(message.callback_rate, "callback_rate", required=trailing, problems=problems),
+        "quote_order_qty": parse_decimal(message.quote_order_qty, "quote_order_qty", required=False,
+                                         problems=problems),
     }
     if order_type is not None:
         if fields["price"] is not None and not needs_price:
@@ -319,6 +335,7 @@ def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
             _refuse(problems, "stop_price", f"must be empty for {order_type.value} orders", "NOT_ALLOWED")
         if fields["post_only"] and order_type is not OrderType.LIMIT:
             _refuse(problems, "post_only", "only LIMIT orders can be post-only", "NOT_ALLOWED")
+        _conditional_fields(fields, market_type, order_type, problems)
     leverage = fields["leverage"]
     if market_type is MarketType.SPOT:
         if leverage is not None:
@@ -333,6 +350,59 @@ def _order_fields(message: Any, problems: Problems) -> dict[str, Any]:
     elif fields["expire_time"] is not None:
         _refuse(problems, "expire_time", "only GTD orders take an expire time", "NOT_ALLOWED")
     return fields
+
+
+#: The order types that take ``close_position`` and ``price_protect`` (the venue's rules).
+_CLOSING_TYPES = frozenset({OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET})
+_PROTECTED_TYPES = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT,
+                              OrderType.TAKE_PROFIT_MARKET})
+
+
+def _conditional_fields(fields: dict[str, Any], market_type: MarketType | None, order_type: OrderType,
+                        problems: Problems) -> None:
+    """The fields of conditional and quote-amount orders, as the venue allows them
+    (close_position, working_type, price_protect, activation_price, callback_rate,
+    quote_order_qty): each only with the order types and market it applies to."""
+    kind = order_type.value
+    spot = market_type is MarketType.SPOT
+    if order_type is OrderType.TRAILING_STOP_MARKET and spot:
+        _refuse(problems, "order_type", "TRAILING_STOP_MARKET orders are FUTURES only", "NOT_ALLOWED")
+    if fields["close_position"]:
+        if spot:
+            _refuse(problems, "close_position", "only FUTURES orders can close a position", "NOT_ALLOWED")
+        elif order_type not in _CLOSING_TYPES:
+            _refuse(problems, "close_position", f"only STOP_MARKET and TAKE_PROFIT_MARKET orders close a position, "
+                                                f"not {kind}", "NOT_ALLOWED")
+        if fields["quantity"] is not None:
+            _refuse(problems, "quantity", "must be empty with close_position: the venue closes the whole position",
+                    "NOT_ALLOWED")
+        if fields["reduce_only"]:
+            _refuse(problems, "reduce_only", "cannot go with close_position (which only reduces already)",
+                    "NOT_ALLOWED")
+    if fields["working_type"] is not None and (spot or not order_type.is_conditional):
+        _refuse(problems, "working_type", "only FUTURES conditional orders (STOP_*, TAKE_PROFIT_*, "
+                                          f"TRAILING_STOP_MARKET) take a working type, not {'SPOT' if spot else kind}",
+                "NOT_ALLOWED")
+    if fields["price_protect"] and (spot or order_type not in _PROTECTED_TYPES):
+        _refuse(problems, "price_protect", "only FUTURES STOP_MARKET, STOP_LIMIT, TAKE_PROFIT and TAKE_PROFIT_MARKET "
+                                           f"orders take price protection, not {'SPOT' if spot else kind}",
+                "NOT_ALLOWED")
+    trailing = order_type is OrderType.TRAILING_STOP_MARKET
+    if fields["activation_price"] is not None and not trailing:
+        _refuse(problems, "activation_price", f"only TRAILING_STOP_MARKET orders take one, not {kind}", "NOT_ALLOWED")
+    rate = fields["callback_rate"]
+    if rate is not None:
+        if not trailing:
+            _refuse(problems, "callback_rate", f"only TRAILING_STOP_MARKET orders take one, not {kind}", "NOT_ALLOWED")
+        elif not MIN_CALLBACK_RATE <= rate <= MAX_CALLBACK_RATE:
+            _refuse(problems, "callback_rate", f"must be from {MIN_CALLBACK_RATE} to {MAX_CALLBACK_RATE} (percent), "
+                                               f"got {format_decimal(rate)}", "OUT_OF_RANGE")
+    if fields["quote_order_qty"] is not None:
+        if not spot or order_type is not OrderType.MARKET or fields["side"] is not Side.BUY:
+            _refuse(problems, "quote_order_qty", "only SPOT MARKET BUY orders spend a quote amount", "NOT_ALLOWED")
+        if fields["quantity"] is not None:
+            _refuse(problems, "quantity", "must be empty with quote_order_qty: the venue buys what the quote amount "
+                                          "buys", "NOT_ALLOWED")
 
 
 def order_from_intent(intent: pb.OrderIntent, *, order_id: str, client_order_id: str) -> Order:
@@ -379,6 +449,7 @@ _MARKET_TYPES = _by_number(MarketType)
 _SIDES = _by_number(Side)
 _ORDER_TYPES = _by_number(OrderType)
 _TIMES_IN_FORCE = {0: TimeInForce.GTC, **_by_number(TimeInForce)}
+_WORKING_TYPES: dict[int, WorkingType | None] = {0: None, **_by_number(WorkingType)}
 
 
 def order_from_signed_proto(message: pb.Order) -> Order:
@@ -400,13 +471,19 @@ def order_from_signed_proto(message: pb.Order) -> Order:
         symbol=message.symbol,
         side=_SIDES[message.side],
         order_type=_ORDER_TYPES[message.order_type],
-        quantity=Decimal(message.quantity),
+        quantity=Decimal(message.quantity) if message.quantity else None,
         price=Decimal(message.price) if message.price else None,
         stop_price=Decimal(message.stop_price) if message.stop_price else None,
         time_in_force=_TIMES_IN_FORCE[message.time_in_force],
         reduce_only=message.reduce_only,
         post_only=message.post_only,
         leverage=Decimal(message.leverage) if message.leverage else None,
+        close_position=message.close_position,
+        working_type=_WORKING_TYPES[message.working_type],
+        price_protect=message.price_protect,
+        activation_price=Decimal(message.activation_price) if message.activation_price else None,
+        callback_rate=Decimal(message.callback_rate) if message.callback_rate else None,
+        quote_order_qty=Decimal(message.quote_order_qty) if message.quote_order_qty else None,
         expire_time=timestamp_from_proto(message, "expire_time"),
         status=enum_from_proto(OrderStatus, message.status, "status", required=False) or OrderStatus.PENDING,
         filled_quantity=parse_decimal(message.filled_quantity, "filled_quantity", required=False, positive=False)
@@ -461,7 +538,7 @@ def check_output_fields_as_approved(message: pb.Order) -> None:
             filled = None
         if filled is None or not filled.is_finite() or filled != 0:
             _refuse(problems, "filled_quantity", "an approved order has filled nothing: 0 or unset", DIFFERS)
-    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id"):
+    for name in ("average_fill_price", "remote_order_id", "replaced_by_order_id", "venue_executed_quantity"):
         if getattr(message, name):
             _refuse(problems, name, "an approved order has none: leave it unset", DIFFERS)
     if message.reject_reasons:
@@ -518,6 +595,8 @@ def order_to_proto(order: Order) -> pb.Order:
         message.post_only = True
     if order.leverage is not None:
         message.leverage = format_decimal(order.leverage)
+    if order.order_type is not _LIMIT:  # a LIMIT order has none of them
+        _set_conditional_fields(message, order)
     if order.order_manager_id:
         message.order_manager_id = order.order_manager_id
     if order.average_fill_price is not None:
@@ -532,11 +611,32 @@ def order_to_proto(order: Order) -> pb.Order:
         message.replaced_by_order_id = order.replaced_by_order_id
     if order.raw_venue_json:
         message.raw_venue_json = order.raw_venue_json
+    if order.venue_executed_quantity is not None:
+        message.venue_executed_quantity = format_decimal(order.venue_executed_quantity)
     if order.expire_time is not None:
         set_timestamp(message.expire_time, order.expire_time)
     set_timestamp(message.order_time, order.order_time)
     set_timestamp(message.updated_time, order.updated_time)
     return message
+
+
+_LIMIT = OrderType.LIMIT
+
+
+def _set_conditional_fields(message: pb.Order, order: Order) -> None:
+    """The fields of conditional and quote-amount orders, those the order has."""
+    if order.close_position:
+        message.close_position = True
+    if order.working_type is not None:
+        message.working_type = _TO_WIRE[order.working_type]
+    if order.price_protect:
+        message.price_protect = True
+    if order.activation_price is not None:
+        message.activation_price = format_decimal(order.activation_price)
+    if order.callback_rate is not None:
+        message.callback_rate = format_decimal(order.callback_rate)
+    if order.quote_order_qty is not None:
+        message.quote_order_qty = format_decimal(order.quote_order_qty)
 
 
 def event_to_proto(event: OrderEvent, *, cursor: int = 0, account: str = "", symbol: str = "") -> pb.OrderEvent:
@@ -651,3 +751,14 @@ def report_from_proto(message: pb.ExecutionReport) -> ExecutionReport:
         sequence=message.sequence,
         raw_json=message.raw_venue_json or None,
     )
+
+
+def cancel_failure_to_proto(failure: CancelFailure) -> pb.VenueCancelFailure:
+    return pb.VenueCancelFailure(account=failure.account, market_type=enum_to_proto(failure.market_type),
+                                 symbol=failure.symbol, reason=failure.reason, message=failure.message)
+
+
+def cancel_failure_from_proto(message: pb.VenueCancelFailure) -> CancelFailure:
+    return CancelFailure(message.account, enum_from_proto(MarketType, message.market_type, "market_type",
+                                                          required=False),
+                         message.symbol, message.reason, message.message)

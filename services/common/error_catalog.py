@@ -118,6 +118,10 @@ _OWN: tuple[Reason, ...] = (
     _r("SERVICE_CREDENTIAL_REPLAYED", "PERMISSION_DENIED",
        "The OMS's credential was used already: each one is good for one call (the Exchange remembers its nonce "
        "for its lifetime).", ("method",), _EXCHANGE),
+    _r("SERVICE_CREDENTIAL_BEFORE_START", "UNAVAILABLE",
+       "The OMS's credential was issued before this Exchange service started (its replay cache is in memory: a "
+       "credential from before a restart could otherwise be used again). The OMS signs each call afresh and sends "
+       "it again after the RetryInfo's delay: a captured credential never passes.", ("method",), _EXCHANGE),
     _r("SERVICE_CREDENTIAL_CACHE_FULL", "UNAVAILABLE",
        "More calls within one credential lifetime than the Exchange remembers (500,000): refused rather than "
        "accepted unremembered; retry after the RetryInfo's delay.", ("method",), _EXCHANGE),
@@ -197,6 +201,10 @@ _OWN: tuple[Reason, ...] = (
     _r("VENUE_UNAVAILABLE", "UNAVAILABLE",
        "No usable answer from the venue (HTTP 5xx, or the Exchange service did not answer the OMS): the request may "
        "or may not have taken effect; read the order before retrying.", services=_OMS_EXCHANGE),
+    _r("CANCEL_ALL_INCOMPLETE", "UNAVAILABLE",
+       "A venue-wide cancel (CancelAllOrders) went through every account and symbol and some failed (the message "
+       "names them): the others were cancelled; send it again. EmergencyCancelAll answers OK instead and lists "
+       "the failures in its venue_failures.", ("failures",), _EXCHANGE),
     _r("VENUE_TIMEOUT", "UNAVAILABLE", "The venue did not answer in time: the request may or may not have taken "
                                        "effect.", services=_EXCHANGE),
     _r("VENUE_UNREACHABLE", "UNAVAILABLE", "The venue could not be reached.", services=_EXCHANGE),

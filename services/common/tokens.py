@@ -47,7 +47,9 @@ def verify_or_raise(
 # the method and the SHA-256 digest of the request's serialized bytes. The token
 # format carries a random nonce and the issue time (core_ext.sign_token), so the
 # credential is good for that one request, once (the Exchange remembers the nonces it
-# accepted until they expire: :class:`ReplayCache`), for SERVICE_CREDENTIAL_TTL_SECONDS.
+# accepted until they expire: :class:`ReplayCache`; a restarted Exchange, which forgot
+# them, refuses every credential issued before it started), for
+# SERVICE_CREDENTIAL_TTL_SECONDS.
 OMS_CREDENTIAL_METADATA = "tessera-oms-credential"
 _CALL_BODY_PREFIX = b"tessera.oms-call.v2\n"
 #: How long a service credential is good for (plus the verifier's clock skew, 5 s).
@@ -114,6 +116,10 @@ class ReplayCache:
         return None
 
 
+#: The refusal of a credential issued before the Exchange that verifies it started (see
+#: :func:`verify_oms_call`'s ``not_before``).
+SERVICE_CREDENTIAL_BEFORE_START = "SERVICE_CREDENTIAL_BEFORE_START"
+
 _CREDENTIAL_REFUSALS = {
     core_ext.TOKEN_EXPIRED: ("SERVICE_CREDENTIAL_EXPIRED", "the OMS's credential for {method} has expired"),
     core_ext.TOKEN_NOT_YET_VALID: ("SERVICE_CREDENTIAL_EXPIRED",
@@ -125,23 +131,32 @@ _CREDENTIAL_REFUSALS = {
                                     "the OMS's credential for {method} was used already"),
     "SERVICE_CREDENTIAL_CACHE_FULL": ("SERVICE_CREDENTIAL_CACHE_FULL",
                                       "too many {method} calls at once to remember each credential: retry"),
+    SERVICE_CREDENTIAL_BEFORE_START: (SERVICE_CREDENTIAL_BEFORE_START,
+                                      "the OMS's credential for {method} was issued before this Exchange service "
+                                      "started: send the call again with a fresh one"),
 }
 
 
 def verify_oms_call(
     keyring: "core_ext.KeyRing", metadata: object, method: str, request: object = b"", *,
     replay: ReplayCache | None = None, ttl_seconds: int = SERVICE_CREDENTIAL_TTL_SECONDS,
-    now: float | None = None,
+    now: float | None = None, not_before: float | None = None,
 ) -> None:
     """Refuse the call unless the OMS signed it, for this ``method`` and ``request``
     (its serialized bytes as received, or a message), and (with ``replay``) only once.
+
+    ``not_before`` (epoch seconds): refuse a credential issued before it. The replay
+    cache lives in memory, so a restarted Exchange would take again a credential its
+    previous process took; it refuses every credential issued before it started
+    instead (see :class:`services.exchange.engine.ExchangeEngine`).
 
     Raises
     ------
     TokenRejected
         ``CALLER_NOT_OMS`` (no credential, not one, an unknown key, a bad signature),
         ``SERVICE_CREDENTIAL_EXPIRED``, ``SERVICE_CREDENTIAL_MISMATCH`` (signed for another
-        method or request), ``SERVICE_CREDENTIAL_REPLAYED`` or ``SERVICE_CREDENTIAL_CACHE_FULL``.
+        method or request), ``SERVICE_CREDENTIAL_BEFORE_START`` (issued before
+        ``not_before``), ``SERVICE_CREDENTIAL_REPLAYED`` or ``SERVICE_CREDENTIAL_CACHE_FULL``.
     """
     presented = None
     for key, value in metadata or ():  # type: ignore[attr-defined]
@@ -150,7 +165,9 @@ def verify_oms_call(
     now = time.time() if now is None else now
     result = core_ext.verify_token(keyring, presented, _call_body(method, request_bytes(request)), now, ttl_seconds)
     reason = result.reason
-    if result.ok and replay is not None:
+    if result.ok and not_before is not None and (result.issued_at or 0) < not_before:
+        reason = SERVICE_CREDENTIAL_BEFORE_START
+    elif result.ok and replay is not None:
         expires = (result.issued_at or 0) + ttl_seconds + core_ext.DEFAULT_SKEW_SECONDS
         reason = replay.claim(result.nonce or "", expires, now) or reason
     if reason == core_ext.OK:

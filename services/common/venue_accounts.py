@@ -26,6 +26,10 @@ reloads it when the registry or one of its key files changed (their modification
 size or inode: a Kubernetes Secret update swaps a symlink); the services call it every
 ``TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS`` (5 s). A registry that no longer parses is
 logged (never a value) and the one in memory stays.
+
+Without a registry, a live Exchange trades for the one account ``ASTER_ACCOUNT_ID`` names;
+Risk reads that as a registry of one entry (:meth:`VenueAccounts.single`), so that it
+refuses the same orders the Exchange would, before anything is stored.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ log = logging.getLogger(__name__)
 
 VARIABLE = "TESSERA_VENUE_ACCOUNTS_FILE"
 RELOAD_VARIABLE = "TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS"
+#: Without a registry, the one Tessera account a live Exchange's credentials trade for.
+SINGLE_ACCOUNT_VARIABLE = "ASTER_ACCOUNT_ID"
+#: The venue of that single account (the Exchange's credentials are Aster's).
+SINGLE_ACCOUNT_VENUE = "aster"
 VENUES = frozenset({"aster"})
 #: The EIP-712 chainId of Aster's mainnet (714 on testnet), when an account names none.
 MAINNET_CHAIN_ID = 1666
@@ -68,7 +76,7 @@ class VenueAccount:
     account: str
     venue: str
     market_types: frozenset[MarketType]
-    api: str  # "v1" or "v3"
+    api: str  # "v1" or "v3"; "environment": the single account of ASTER_ACCOUNT_ID (its credentials unread)
     credentials: Any = None
 
     def __repr__(self) -> str:  # never the credentials' secrets (theirs hide them too)
@@ -185,7 +193,7 @@ class VenueAccounts:
     def __init__(self, path: str | os.PathLike[str], *, credentials: CredentialsFactory | None = None) -> None:
         """``credentials``: the factory of each account's credentials (the Exchange's);
         None reads the registry without opening a key file (Risk)."""
-        self.path = Path(path)
+        self.path: Path | None = Path(path)
         self.credentials = credentials
         self.accounts: dict[str, VenueAccount] = {}
         self._files: list[Path] = []
@@ -194,11 +202,44 @@ class VenueAccounts:
         self.load()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], *, credentials: CredentialsFactory | None = None
-                     ) -> "VenueAccounts | None":
-        """The registry ``TESSERA_VENUE_ACCOUNTS_FILE`` names; None when unset."""
+    def from_environ(cls, environ: Mapping[str, str], *, credentials: CredentialsFactory | None = None,
+                     single_account: bool = False) -> "VenueAccounts | None":
+        """The registry ``TESSERA_VENUE_ACCOUNTS_FILE`` names; None when unset.
+
+        ``single_account`` (Risk): without a registry, a live deployment
+        (``TESSERA_EXECUTION_MODE=live``) with ``ASTER_ACCOUNT_ID`` trades for that one
+        account only (the Exchange refuses every other): a registry of that one entry,
+        at Aster, futures and spot, so that Risk refuses the others
+        (``ACCOUNT_NOT_CONFIGURED``, ``VENUE_NOT_CONFIGURED``) before anything is stored,
+        as the Exchange would. Paper and shadow mode trade any account: None."""
         path = environ.get(VARIABLE, "")
-        return cls(path, credentials=credentials) if path else None
+        if path:
+            return cls(path, credentials=credentials)
+        account = environ.get(SINGLE_ACCOUNT_VARIABLE, "").strip()
+        live = (environ.get("TESSERA_EXECUTION_MODE", "") or "paper").strip().lower() == "live"
+        if single_account and live and account:
+            return cls.single(account)
+        return None
+
+    @classmethod
+    def single(cls, account: str, venue: str = SINGLE_ACCOUNT_VENUE,
+               market_types: frozenset[MarketType] = frozenset(MarketType)) -> "VenueAccounts":
+        """A registry of one account, held in memory (no file: nothing to reload), without
+        credentials.
+
+        Raises
+        ------
+        RegistryError
+            ``account`` is not an account name.
+        """
+        if not _ACCOUNT.match(account):
+            raise RegistryError(f"{SINGLE_ACCOUNT_VARIABLE} {account!r} is not an account name "
+                                "(^[A-Za-z0-9._:@-]{1,128}$)")
+        registry = cls.__new__(cls)
+        registry.path, registry.credentials = None, None
+        registry.accounts = {account: VenueAccount(account, venue, market_types, "environment")}
+        registry._files, registry._fingerprint, registry.loads = [], (), 1
+        return registry
 
     def load(self) -> None:
         """Read the registry now.
@@ -208,6 +249,8 @@ class VenueAccounts:
         RegistryError
             It cannot be read or is invalid (the accounts in memory are kept).
         """
+        if self.path is None:
+            return  # held in memory (single)
         fingerprint = _fingerprint([self.path])
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
@@ -224,7 +267,7 @@ class VenueAccounts:
     def refresh(self) -> bool:
         """Reload when the registry or a key file it read changed; True when it reloaded.
         A registry that no longer loads is logged and the accounts in memory stay."""
-        if _fingerprint([self.path, *self._files]) == self._fingerprint:
+        if self.path is None or _fingerprint([self.path, *self._files]) == self._fingerprint:
             return False
         try:
             self.load()

@@ -14,6 +14,7 @@ from .enums import (
     TERMINAL_STATUSES,
     TimeInForce,
     TradingState,
+    WorkingType,
 )
 from .order import Order, OrderEvent, new_id, utcnow
 from .trade import OrderManager, Trade
@@ -34,6 +35,7 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "TradingState",
+    "WorkingType",
     "new_id",
     "utcnow",
 ]

@@ -59,14 +59,46 @@ class OrderType(str, enum.Enum):
     LIMIT = "LIMIT"
     STOP_MARKET = "STOP_MARKET"
     STOP_LIMIT = "STOP_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_MARKET = "TAKE_PROFIT_MARKET"
+    TRAILING_STOP_MARKET = "TRAILING_STOP_MARKET"
 
     @property
     def needs_price(self) -> bool:
-        return self in (OrderType.LIMIT, OrderType.STOP_LIMIT)
+        return self in _LIMITED
 
     @property
     def needs_stop_price(self) -> bool:
-        return self in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+        return self in _STOPPED
+
+    @property
+    def is_conditional(self) -> bool:
+        """Rests untriggered until the market reaches a price (a stop, a take-profit, a trailing stop)."""
+        return self in _CONDITIONAL
+
+    @property
+    def is_take_profit(self) -> bool:
+        """Triggered the other way from a stop: a BUY when the price falls to the stop price."""
+        return self in (OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_MARKET)
+
+    @property
+    def is_market_like(self) -> bool:
+        """Trades at the market (once triggered): never rests on the book."""
+        return self in (OrderType.MARKET, OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET,
+                        OrderType.TRAILING_STOP_MARKET)
+
+
+_LIMITED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT})
+_STOPPED = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT,
+                      OrderType.TAKE_PROFIT_MARKET})
+_CONDITIONAL = _STOPPED | {OrderType.TRAILING_STOP_MARKET}
+
+
+class WorkingType(str, enum.Enum):
+    """The price that triggers a futures conditional order (the venue's ``workingType``)."""
+
+    MARK_PRICE = "MARK_PRICE"
+    CONTRACT_PRICE = "CONTRACT_PRICE"
 
 
 class TimeInForce(str, enum.Enum):

@@ -131,6 +131,23 @@ class VenueUnavailable(DomainError):
     reason = "VENUE_UNAVAILABLE"
 
 
+class CancelAllIncomplete(VenueUnavailable):
+    """A venue-wide cancel went through every account and symbol, and some of them failed
+    (UNAVAILABLE ``CANCEL_ALL_INCOMPLETE``: the cancel may be sent again). ``reports``
+    are those of the orders that were cancelled; ``failures`` (``CancelFailure``) name
+    what was not."""
+
+    reason = "CANCEL_ALL_INCOMPLETE"
+
+    def __init__(self, reports: Sequence[Any], failures: Sequence[Any]) -> None:
+        self.reports = list(reports)
+        self.failures = list(failures)
+        named = "; ".join(failure.describe() for failure in self.failures[:10])
+        more = f" and {len(self.failures) - 10} more" if len(self.failures) > 10 else ""
+        super().__init__(f"the venue-wide cancel failed for {len(self.failures)} account(s) or symbol(s): "
+                         f"{named}{more}", metadata={"failures": len(self.failures)})
+
+
 class ExchangeUnavailable(DomainError):
     """The OMS could not reach the Exchange service within the call's deadline: the
     order was not claimed and nothing was sent (it is still APPROVED): retry."""

@@ -12,6 +12,11 @@ the fill reached Tessera after the close (a cancel's answer can overtake a strea
 fill). The order stays closed, with the fill added: its event goes from the closed
 status to the same one, reason :data:`FILL_AFTER_CLOSE_REASON`, the fill as payload
 (:func:`is_fill_after_close` tells such an event apart).
+
+A close whose venue answer says more was executed than the order has filled leaves the
+order owing fills: :attr:`Order.venue_executed_quantity` holds the venue's executed
+quantity until the fills after close make it up (:meth:`Order.close_at_venue`); the
+OMS's reconciler asks the venue for the fills of such orders.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 import core_ext
 
-from .enums import MarketType, OrderStatus, OrderType, Side, TimeInForce
+from .enums import MarketType, OrderStatus, OrderType, Side, TimeInForce, WorkingType
 from .errors import OverfillError
 
 
@@ -118,13 +123,26 @@ class Order:
     symbol: str
     side: Side
     order_type: OrderType
-    quantity: Decimal
+    #: The base quantity; None for an order whose quantity the venue decides
+    #: (``close_position``: the position when it triggers; ``quote_order_qty``: what the
+    #: quote amount buys).
+    quantity: Decimal | None
     price: Decimal | None = None
     stop_price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.GTC
     reduce_only: bool = False
     post_only: bool = False
     leverage: Decimal | None = None
+    #: Close the whole position when triggered (futures STOP_MARKET / TAKE_PROFIT_MARKET).
+    close_position: bool = False
+    #: The price that triggers a futures conditional order; None: the venue's default.
+    working_type: WorkingType | None = None
+    price_protect: bool = False
+    #: TRAILING_STOP_MARKET: where the trail starts (None: at once) and the callback in percent.
+    activation_price: Decimal | None = None
+    callback_rate: Decimal | None = None
+    #: A spot MARKET BUY's amount of quote asset to spend (then ``quantity`` is None).
+    quote_order_qty: Decimal | None = None
     order_manager_id: str | None = None
     expire_time: dt.datetime | None = None
     status: OrderStatus = OrderStatus.PENDING
@@ -148,6 +166,10 @@ class Order:
     # starts the replace (see services.oms.replace).
     replaces_order_id: str | None = None
     replaced_by_order_id: str | None = None
+    # The fills a closed order still owes: the venue's cumulative executed quantity in its
+    # answer to the close (CANCELLED, EXPIRED) when it exceeded the filled quantity; None
+    # again once the fills after close make it up (see close_at_venue, fills_owed).
+    venue_executed_quantity: Decimal | None = None
     # Events produced since the order was loaded; the repository persists and clears them.
     new_events: list[OrderEvent] = dataclasses.field(default_factory=list, repr=False)
 
@@ -170,6 +192,12 @@ class Order:
             "reduce_only": self.reduce_only,
             "post_only": self.post_only,
             "leverage": self.leverage,
+            "close_position": self.close_position,
+            "working_type": "" if self.working_type is None else self.working_type.value,
+            "price_protect": self.price_protect,
+            "activation_price": self.activation_price,
+            "callback_rate": self.callback_rate,
+            "quote_order_qty": self.quote_order_qty,
         }
 
     def token_body(self) -> bytes:
@@ -181,13 +209,39 @@ class Order:
 
     # -- lifecycle ----------------------------------------------------------------------
     @property
-    def remaining_quantity(self) -> Decimal:
-        return self.quantity - self.filled_quantity
+    def remaining_quantity(self) -> Decimal | None:
+        """What is left to fill; None when the venue decides the quantity."""
+        return None if self.quantity is None else self.quantity - self.filled_quantity
+
+    def quantity_at(self, held: Decimal, price: Decimal | None = None) -> Decimal | None:
+        """The base quantity the order would trade now: its own; a close-position order's,
+        the whole position ``held`` when the order's side is against it (else nothing: 0);
+        a quote-amount order's, its amount at ``price`` (None without a price)."""
+        if self.quantity is not None:
+            return self.quantity
+        if self.close_position:
+            against = held != 0 and (held > 0) != (self.side is Side.BUY)
+            return abs(held) if against else Decimal(0)
+        if self.quote_order_qty is not None and price:
+            return self.quote_order_qty / price
+        return None
+
+    @property
+    def fills_owed(self) -> Decimal:
+        """The quantity the venue executed and the order has not recorded yet (0: none
+        owed): the fills of a close's answer still on their way."""
+        if self.venue_executed_quantity is None:
+            return Decimal(0)
+        return max(Decimal(0), self.venue_executed_quantity - self.filled_quantity)
 
     @property
     def notional(self) -> Decimal | None:
+        if self.quote_order_qty is not None:
+            return self.quote_order_qty
         reference = self.price if self.price is not None else self.stop_price
-        return None if reference is None else self.quantity * reference
+        if reference is None:
+            reference = self.activation_price
+        return None if reference is None or self.quantity is None else self.quantity * reference
 
     def transition(
         self,
@@ -224,6 +278,34 @@ class Order:
         self.new_events.append(event)
         return event
 
+    def close_at_venue(
+        self,
+        target: OrderStatus,
+        *,
+        reason: str = "",
+        at: dt.datetime | None = None,
+        venue_executed: Decimal | None = None,
+    ) -> OrderEvent:
+        """Move to CANCELLED or EXPIRED on the venue's word, which says it executed
+        ``venue_executed`` of the order in all (None: it did not say). When that is more
+        than the order has filled, the rest is owed: the event's payload records it
+        (``venue_executed_quantity``), and so does :attr:`venue_executed_quantity` until the
+        fills after close make it up.
+
+        Raises
+        ------
+        core_ext.IllegalTransition
+            As :meth:`transition`; nothing is changed.
+        """
+        if target not in CLOSED_FILLABLE:
+            raise core_ext.IllegalTransition(self.status.value, target.value, "a venue's close is CANCELLED or EXPIRED")
+        owed = venue_executed is not None and venue_executed > self.filled_quantity
+        payload = {"venue_executed_quantity": str(venue_executed)} if owed else None
+        event = self.transition(target, reason=reason, at=at, payload=payload)
+        if owed:
+            self.venue_executed_quantity = venue_executed
+        return event
+
     def record_approval(self, at: dt.datetime) -> OrderEvent:
         """Risk's approval: the order's first two events, created (PENDING) then APPROVED,
         both at ``at``. They depend on the order's id and ``at`` alone, so the OMS's claim
@@ -246,8 +328,13 @@ class Order:
         *,
         at: dt.datetime | None = None,
         payload: dict[str, Any] | None = None,
+        complete: bool = False,
     ) -> OrderEvent:
         """Accumulate a fill (VWAP) and move to PARTIALLY_FILLED or FILLED.
+
+        An order with a quantity is FILLED when its fills reach it; one whose quantity
+        the venue decides (``quantity`` None) when the venue says so (``complete``: its
+        report of this fill says FILLED).
 
         Raises
         ------
@@ -259,7 +346,8 @@ class Order:
             :meth:`apply_fill_after_close`).
         """
         new_filled = self._checked_fill(quantity, price)
-        target = OrderStatus.FILLED if new_filled == self.quantity else OrderStatus.PARTIALLY_FILLED
+        done = complete if self.quantity is None else new_filled == self.quantity
+        target = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         event = self.transition(target, reason="fill", at=at, payload=payload)
         self._add_fill(quantity, price, new_filled)
         return event
@@ -295,6 +383,8 @@ class Order:
         self.last_sequence = event.sequence
         self.new_events.append(event)
         self._add_fill(quantity, price, new_filled)
+        if self.venue_executed_quantity is not None and self.filled_quantity >= self.venue_executed_quantity:
+            self.venue_executed_quantity = None  # every fill the close's answer announced is in
         return event
 
     def _checked_fill(self, quantity: Decimal, price: Decimal) -> Decimal:
@@ -303,7 +393,7 @@ class Order:
             raise OverfillError(f"fill quantity and price must be positive, got {quantity} @ {price}",
                                 metadata={"order_id": self.order_id})
         new_filled = self.filled_quantity + quantity
-        if new_filled > self.quantity:
+        if self.quantity is not None and new_filled > self.quantity:  # None: the venue decides it
             raise OverfillError(
                 f"fill of {quantity} would overfill order {self.order_id}: "
                 f"filled {self.filled_quantity} of {self.quantity}", metadata={"order_id": self.order_id}

@@ -266,6 +266,9 @@ async def main() -> None:
         await engine.close()
         db.close()
 
+    # Credentials issued before the engine was made are refused (a restart forgets the
+    # replay cache): serve from the first whole second after it.
+    await engine.accepting_credentials()
     await serve(
         "exchange",
         register,

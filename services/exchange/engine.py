@@ -17,7 +17,9 @@ the call ended before its answer could be sent: each report reaches the OMS once
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import math
 import time
 from typing import Any, Callable, Protocol
 
@@ -25,7 +27,7 @@ import core_ext
 from services.common import convert
 from services.common.tokens import ReplayCache, verify_oms_call, verify_or_raise
 from services.domain import MarketType, Order, utcnow
-from services.domain.errors import TokenReplayed
+from services.domain.errors import CancelAllIncomplete, TokenReplayed
 from services.domain.execution import ExecutionReport
 from tessera.exchange.v1 import exchange_pb2
 
@@ -59,7 +61,8 @@ class StoreExecutions:
 
 class ExchangeEngine:
     def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300,
-                 wall: Callable[[], float] = time.time, executions: ExecutionRecord | None = None) -> None:
+                 wall: Callable[[], float] = time.time, executions: ExecutionRecord | None = None,
+                 credentials_since: float | None = None) -> None:
         self.keyring = keyring
         self.provider = provider
         self.ttl_seconds = ttl_seconds
@@ -73,6 +76,20 @@ class ExchangeEngine:
         #: The nonces of the OMS's credentials accepted, until each expires: a credential
         #: is good for one call.
         self.replay = ReplayCache()
+        #: The replay cache is memory: a restarted Exchange would accept again a credential
+        #: its previous process accepted (within the credential's 35 s). So a credential
+        #: issued before this engine was made (epoch seconds; default: now) is refused,
+        #: SERVICE_CREDENTIAL_BEFORE_START. The previous process died before this one
+        #: started, so every credential it accepted was issued before this instant by the
+        #: OMS's clock when the two clocks agree; issue times are whole seconds, so a
+        #: credential signed in the second this engine was made, after it, is refused too:
+        #: :meth:`accepting_credentials` waits for the next whole second before the service
+        #: serves. An OMS whose clock is behind this one's has its credentials refused until
+        #: its clock passes this instant: the refusal is UNAVAILABLE and the OMS's gateway
+        #: signs the call afresh and sends it again within its deadline. An OMS clock ahead
+        #: of this one by more than the restart took would let the previous process's last
+        #: credentials through: keep the clocks synchronised (the risk tokens need it too).
+        self.credentials_since = self.wall() if credentials_since is None else credentials_since
         if hasattr(provider, "alive"):  # the venue's dead-man switch is held only while the OMS follows
             provider.alive = lambda: self.reports.followers > 0
         # order id -> when its token stops being valid; a second execution is a replay.
@@ -101,11 +118,20 @@ class ExchangeEngine:
         self._executed[order.order_id] = until
         forget.append((until, order.order_id))
 
+    async def accepting_credentials(self) -> None:
+        """Wait until a credential signed now (a whole second) is one this engine accepts:
+        the service serves from then on, so an OMS whose clock agrees with this one has no
+        call refused for its credential's issue time."""
+        delay = math.ceil(self.credentials_since) - self.wall()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
     def authorize(self, metadata: object, method: str, request: object = b"") -> None:
         """Refuse calls the OMS did not sign for this method and this request (its bytes
-        as received, or the message), and a credential's second use (see
-        :func:`verify_oms_call`)."""
-        verify_oms_call(self.keyring, metadata, method, request, replay=self.replay, now=self.wall())
+        as received, or the message), a credential issued before this engine was made,
+        and a credential's second use (see :func:`verify_oms_call`)."""
+        verify_oms_call(self.keyring, metadata, method, request, replay=self.replay, now=self.wall(),
+                        not_before=self.credentials_since)
 
     async def execute(self, order: Order, token: str, metadata: object, request: object = None
                       ) -> list[ExecutionReport]:
@@ -189,7 +215,11 @@ class ExchangeEngine:
 
     async def cancel_all(self, symbol: str | None, market_type: MarketType | None = None) -> list[ExecutionReport]:
         # Not one of the OMS's own order-by-order calls: the OMS learns these from the log.
-        reports = await self.provider.cancel_all(symbol, market_type)
+        try:
+            reports = await self.provider.cancel_all(symbol, market_type)
+        except CancelAllIncomplete as incomplete:  # what was cancelled is logged all the same
+            await self.reports.append(incomplete.reports)
+            raise
         await self.reports.append(reports)
         return reports
 

@@ -14,13 +14,20 @@ from services.common.errors import grpc_errors, item_error_proto
 from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import MarginMode, MarketType, Order, Side
-from services.domain.errors import DomainError, InvalidOrder, MalformedRequest, PreconditionFailed, in_request
+from services.domain.errors import (
+    CancelAllIncomplete,
+    DomainError,
+    InvalidOrder,
+    MalformedRequest,
+    PreconditionFailed,
+    in_request,
+)
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2_grpc
 
 from .engine import ExchangeEngine
-from .venue import OrderRef
+from .venue import OrderRef, VenueOrderState
 
 #: At most this many orders per ExecuteOrders call (the OMS's SubmitOrders limit).
 MAX_BATCH = 5000
@@ -91,6 +98,19 @@ def _account(value: str) -> str | None:
 def _for(account: str | None) -> dict[str, str]:
     """The account keyword for a provider's setting call (none: the single account)."""
     return {"account": account} if account else {}
+
+
+def query_order_response(state: VenueOrderState, mode: int) -> pb.QueryOrderResponse:
+    """The answer of QueryOrder: the venue's view of one order, in execution mode ``mode``."""
+    return pb.QueryOrderResponse(
+        found=state.found,
+        venue_status=convert.enum_to_proto(state.status),
+        executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
+        original_quantity=convert.format_decimal(state.original_quantity),
+        remote_order_id=state.remote_order_id or "",
+        fills=[convert.report_to_proto(r) for r in state.fills],
+        mode=mode,
+    )
 
 
 def _item_error(index: int, error: BaseException) -> pb.ExecuteOrderResult:
@@ -202,26 +222,20 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     async def EmergencyCancelAll(self, request: pb.EmergencyCancelAllRequest, context: grpc.aio.ServicerContext):
         request = _authorized(self.engine, request, context, "EmergencyCancelAll", pb.EmergencyCancelAllRequest)
         market_type = _market_type(request.market_type)
-        reports = []
-        if request.symbols:
-            for symbol in sorted({_symbol(s) for s in request.symbols}):
+        symbols: list[str | None] = sorted({_symbol(s) for s in request.symbols}) if request.symbols else [None]
+        reports, failures = [], []
+        for symbol in symbols:  # each symbol's (and account's) failure stops none of the others
+            try:
                 reports += await self.engine.cancel_all(symbol, market_type)
-        else:
-            reports = await self.engine.cancel_all(None, market_type)
-        return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports])
-
-    def _settings_request(self, request: Any, context: grpc.aio.ServicerContext, method: str,
-                          message_type: Any) -> Any:
-        """Venue settings: an operator's identity admits them (docs/access.md); any other
-        caller (the OMS) also needs the OMS's call credential for this request."""
-        if auth.caller_has_role("operator"):
-            raw, message = _received(request, message_type)
-            return message if message is not None else _parse(message_type, raw)
-        return _authorized(self.engine, request, context, method, message_type)
+            except CancelAllIncomplete as incomplete:
+                reports += incomplete.reports
+                failures += incomplete.failures
+        return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports],
+                                             failures=[convert.cancel_failure_to_proto(f) for f in failures])
 
     @venue_errors
     async def SetLeverage(self, request: pb.SetLeverageRequest, context: grpc.aio.ServicerContext):
-        request = self._settings_request(request, context, "SetLeverage", pb.SetLeverageRequest)
+        request = _authorized(self.engine, request, context, "SetLeverage", pb.SetLeverageRequest)
         symbol = _symbol(request.symbol)
         leverage = convert.parse_decimal(request.leverage, "leverage")
         assert leverage is not None
@@ -235,7 +249,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
 
     @venue_errors
     async def SetMarginMode(self, request: pb.SetMarginModeRequest, context: grpc.aio.ServicerContext):
-        request = self._settings_request(request, context, "SetMarginMode", pb.SetMarginModeRequest)
+        request = _authorized(self.engine, request, context, "SetMarginMode", pb.SetMarginModeRequest)
         symbol = _symbol(request.symbol)
         if request.margin_mode == common_pb.MARGIN_MODE_UNSPECIFIED:
             mode = MarginMode.ISOLATED  # the safe default: a position cannot draw on the whole account
@@ -275,16 +289,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
             market_type=_market_type(request.market_type) or MarketType.FUTURES,
             remote_order_id=request.remote_order_id or None,
         )
-        state = await self.engine.query_order(ref)
-        return pb.QueryOrderResponse(
-            found=state.found,
-            venue_status=convert.enum_to_proto(state.status),
-            executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
-            original_quantity=convert.format_decimal(state.original_quantity),
-            remote_order_id=state.remote_order_id or "",
-            fills=[convert.report_to_proto(r) for r in state.fills],
-            mode=self.mode,
-        )
+        return query_order_response(await self.engine.query_order(ref), self.mode)
 
     @grpc_errors
     async def StreamExecutionReports(self, request: pb.StreamExecutionReportsRequest, context: grpc.aio.ServicerContext):
@@ -319,11 +324,12 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
     @venue_errors
     async def SetPositionMode(self, request: pb.SetPositionModeRequest, context: grpc.aio.ServicerContext):
         """An account's position mode at the venue (live mode only)."""
-        request = self._settings_request(request, context, "SetPositionMode", pb.SetPositionModeRequest)
+        request = _authorized(self.engine, request, context, "SetPositionMode", pb.SetPositionModeRequest)
         account = _account(request.account)
         setter = getattr(self.engine.provider, "set_position_mode", None)
         if self.engine.provider.mode != "LIVE" or setter is None:
             raise PreconditionFailed("position modes exist at a venue: live mode only", reason="FAILED_PRECONDITION")
+        auth.record_privileged("SetPositionMode", account=account, hedge_mode=request.hedge_mode)
         applied = await setter(request.hedge_mode, **_for(account))
         return pb.SetPositionModeResponse(account=account or "", hedge_mode=applied)
 

@@ -24,6 +24,7 @@ from services.store.database import Database
 from tessera.exchange.v1 import exchange_pb2_grpc
 from tessera.oms.v1 import oms_pb2
 
+from .cancels import KILL_SWITCH_ATTEMPTS
 from .engine import OrderManagement
 from .reconciler import Reconciler
 from .servicer import RAW_REQUESTS, OrderManagementServicer
@@ -55,8 +56,10 @@ async def main() -> None:
         exchange_timeout = float(env_decimal(os.environ, "TESSERA_EXCHANGE_TIMEOUT_SECONDS", "10"))
         if exchange_timeout <= 0:
             raise ConfigError("TESSERA_EXCHANGE_TIMEOUT_SECONDS must be positive")
+        kill_switch_attempts = env_int(os.environ, "TESSERA_KILL_SWITCH_ATTEMPTS", KILL_SWITCH_ATTEMPTS, minimum=1)
         reconcile_every = float(env_decimal(os.environ, "TESSERA_RECONCILE_INTERVAL_SECONDS", "10"))
         reconcile_grace = float(env_decimal(os.environ, "TESSERA_RECONCILE_GRACE_SECONDS", "30"))
+        fills_owed_after = float(env_decimal(os.environ, "TESSERA_RECONCILE_FILLS_OWED_SECONDS", "120"))
         server_config = ServerConfig.from_env("oms")
         exchange_address = os.environ.get("TESSERA_EXCHANGE_ADDRESS", "") or "127.0.0.1:50053"
         # TLS when TESSERA_EXCHANGE_TLS_* (or TESSERA_TLS_*) say so; the gateway sends the trace
@@ -75,8 +78,10 @@ async def main() -> None:
     oms = OrderManagement(
         db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout,
         exchange_channel=channel,  # submissions wait for a restarting Exchange before they claim an order
+        kill_switch_attempts=kill_switch_attempts,
     )
-    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace)
+    reconciler = Reconciler(db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), grace_seconds=reconcile_grace,
+                            fills_owed_seconds=fills_owed_after)
     stop = asyncio.Event()
 
     def register(server):  # type: ignore[no-untyped-def]

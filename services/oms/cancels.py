@@ -15,17 +15,20 @@ order (a fill after close, see :mod:`services.oms.fill_tracker`).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import datetime as dt
 import logging
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 
 import core_ext
 from services.common import convert
+from services.common.observability import metrics
 from services.domain import Order, OrderStatus, TradingState, utcnow
 from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
-from services.domain.execution import ExecutionReport
+from services.domain.execution import CancelFailure, ExecutionReport
 from services.store import UnitOfWork
 
 from .fill_tracker import apply_report
@@ -33,6 +36,27 @@ from .gateway import ExchangeGateway, Refusal
 from .submission import Submitter
 
 log = logging.getLogger(__name__)
+
+
+#: How many times the kill switch sends its venue-wide cancel at most (TESSERA_KILL_SWITCH_ATTEMPTS).
+KILL_SWITCH_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class EmergencyCancel:
+    """What the kill switch did: the orders it cancelled (each after its cancel request), and
+    what the venue-wide cancel still could not cancel after its last attempt (empty: all)."""
+
+    orders: list[Order]
+    failures: list[CancelFailure]
+
+
+def _unanswered(refusal: Refusal) -> CancelFailure:
+    """The venue-wide cancel the Exchange did not carry out at all, as one failure."""
+    reason = refusal.reason
+    if reason == refusal.code.name and refusal.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        reason = "EXCHANGE_UNAVAILABLE"
+    return CancelFailure("", None, "", reason, refusal.detail[:500])
 
 
 def load(uow: UnitOfWork, order_id: str) -> Order:
@@ -44,12 +68,18 @@ def load(uow: UnitOfWork, order_id: str) -> Order:
 
 class Cancels:
     def __init__(self, submitter: Submitter, gateway: ExchangeGateway, *, ttl_seconds: int = 300,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, sweep_attempts: int = KILL_SWITCH_ATTEMPTS,
+                 sweep_backoff: float = 0.5, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.submitter = submitter
         self.db = submitter.db
         self.gateway = gateway
         self.ttl_seconds = ttl_seconds
         self.clock = clock
+        #: The kill switch sends the venue-wide cancel at most this many times while some
+        #: account or symbol fails, waiting ``sweep_backoff`` s, then twice that, ... between.
+        self.sweep_attempts = max(1, sweep_attempts)
+        self.sweep_backoff = sweep_backoff
+        self.sleep = sleep
 
     async def cancel(self, order_id: str) -> Order:
         order = await self.submitter.write(_request_cancel, order_id, self.clock())
@@ -81,8 +111,11 @@ class Cancels:
                 results.append(await self.db.read(load, order.order_id))
         return results
 
-    async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
-        """Halt trading (latched) first, so nothing new starts, then cancel everything."""
+    async def emergency_cancel_all(self, operator: str, reason: str) -> EmergencyCancel:
+        """Halt trading (latched) first, so nothing new starts, then cancel everything: the
+        orders Tessera holds, then every open order at the venue, sent again (at most
+        ``sweep_attempts`` times in all) while some account or symbol failed. What still
+        failed is answered (and counted, and logged); trading stays HALTED either way."""
         await self.submitter.write(
             lambda uow: uow.trading_state.set(TradingState.HALTED.value, operator, f"emergency cancel all: {reason}")
         )
@@ -95,22 +128,41 @@ class Cancels:
             cancelled += await self.cancel_all(symbol, None)
         # Then at the venue itself: every open order of every account the Exchange trades
         # for, those placed outside Tessera too (allOpenOrders per symbol).
-        answer = await self.gateway.emergency_cancel_all()
-        if isinstance(answer, Refusal):
-            log.error("the venue-wide cancel of the kill switch failed (%s: %s); trading stays HALTED",
-                      answer.reason, answer.detail)
-            return cancelled
         listed = {order.order_id for order in cancelled}
-        for report in answer:
+        failures: list[CancelFailure] = []
+        for attempt in range(1, self.sweep_attempts + 1):
+            if attempt > 1:
+                await self.sleep(self.sweep_backoff * (attempt - 1))
+            answer = await self.gateway.emergency_cancel_all()
+            if isinstance(answer, Refusal):
+                failures = [_unanswered(answer)]
+                continue
+            for order in await self._apply_swept(answer.reports):
+                if order.order_id not in listed:
+                    listed.add(order.order_id)
+                    cancelled.append(order)
+            failures = answer.failures
+            if not failures:
+                break
+        if failures:
+            metrics.kill_switch_failures(failure.reason for failure in failures)
+            log.error("the kill switch's venue-wide cancel left %d account(s) or symbol(s) uncancelled after %d "
+                      "attempt(s); trading stays HALTED: %s", len(failures), self.sweep_attempts,
+                      "; ".join(failure.describe() for failure in failures))
+        return EmergencyCancel(cancelled, failures)
+
+    async def _apply_swept(self, reports: list[Any]) -> list[Order]:
+        """Apply the reports of a venue-wide cancel: the orders they changed."""
+        orders = []
+        for report in reports:
             try:
                 order, _ = await self.submitter.write(apply_report, report)
             except Exception as error:  # noqa: BLE001 - one report must not stop the rest
                 log.warning("report of the venue-wide cancel not applied to %s: %s", report.order_id, error)
                 continue
-            if order is not None and order.order_id not in listed:
-                listed.add(order.order_id)
-                cancelled.append(order)
-        return cancelled
+            if order is not None:
+                orders.append(order)
+        return orders
 
     # -- expiry ---------------------------------------------------------------------------
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
@@ -204,4 +256,4 @@ def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, 
     return order
 
 
-__all__ = ["Cancels", "closing_reports", "fills_at_venue", "load"]
+__all__ = ["Cancels", "EmergencyCancel", "KILL_SWITCH_ATTEMPTS", "closing_reports", "fills_at_venue", "load"]

@@ -31,7 +31,7 @@ from services.domain import Order, OrderEvent, OrderManager, Trade, utcnow
 from services.domain.errors import DomainError
 from services.store.database import Database
 
-from .cancels import Cancels
+from .cancels import KILL_SWITCH_ATTEMPTS, Cancels, EmergencyCancel
 from .fill_tracker import apply_report
 from .gateway import ExchangeGateway
 from .queries import Queries
@@ -68,6 +68,7 @@ class OrderManagement:
         exchange_channel: Any = None,
         clock: Callable[[], dt.datetime] = utcnow,
         wall: Callable[[], float] = time.time,
+        kill_switch_attempts: int = KILL_SWITCH_ATTEMPTS,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -77,7 +78,8 @@ class OrderManagement:
         self._event_written = asyncio.Event()
         self.submitter = Submitter(db, keyring, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
                                    wall=wall, written=self._event_written.set)
-        self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock)
+        self.cancels = Cancels(self.submitter, self.gateway, ttl_seconds=ttl_seconds, clock=clock,
+                               sweep_attempts=kill_switch_attempts)
         self.replacer = Replacer(self.submitter, self.gateway, ttl_seconds=ttl_seconds)
         self.venue_settings = VenueSettings(self.submitter, self.gateway)
         self._settings_sync: asyncio.Task[int] | None = None
@@ -121,7 +123,7 @@ class OrderManagement:
     async def cancel_all(self, symbol: str, account: str | None) -> list[Order]:
         return await self.cancels.cancel_all(symbol, account)
 
-    async def emergency_cancel_all(self, operator: str, reason: str) -> list[Order]:
+    async def emergency_cancel_all(self, operator: str, reason: str) -> EmergencyCancel:
         return await self.cancels.emergency_cancel_all(operator, reason)
 
     async def set_venue_setting(self, **fields: Any) -> Any:
@@ -129,6 +131,9 @@ class OrderManagement:
 
     async def list_venue_settings(self, account: str | None = None) -> Any:
         return await self.venue_settings.list(account)
+
+    async def venue_setting_history(self, account: str | None = None) -> Any:
+        return await self.venue_settings.history(account)
 
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         return await self.cancels.expire_due(now)

@@ -14,7 +14,9 @@ from the closed status to the same one (reason "fill after close",
 :meth:`services.domain.Order.apply_fill_after_close`); the order stays closed, and Risk's
 ledger applies the fill as any other. A close whose report says the venue executed more
 than the order has filled records that (``venue_executed_quantity`` in its event's
-payload): the missing fills are on their way. An overfill
+payload and on the order until the fills make it up): the missing fills are on their
+way, and the reconciler asks the venue for them should the report stream not bring
+them (:mod:`services.oms.reconciler`). An overfill
 (the venue reports more executed than the order's quantity: the order went to the venue
 twice, or the venue is wrong) also quarantines the symbol: its own trading state goes
 HALTED (scope ``symbol:<SYMBOL>``, lifted only by an operator's SetTradingState), and a
@@ -123,7 +125,8 @@ def apply_to_order(order: Order, report: ExecutionReport, known_trades: set[str]
                             order.status.value)
             else:
                 event = order.apply_fill(fill.quantity, fill.price, at=report.transact_time,
-                                         payload=fill_payload(fill))
+                                         payload=fill_payload(fill),
+                                         complete=report.order_status is OrderStatus.FILLED)
         except (OverfillError, core_ext.IllegalTransition) as error:
             kind = "OVERFILL" if isinstance(error, OverfillError) else "FILL_ON_CLOSED_ORDER"
             applied.anomaly = (kind, str(error))
@@ -158,6 +161,12 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         # or by the venue itself) expired, whichever path brings the report. One with a
         # cancel request pending was cancelled: the table has no PENDING_CANCEL -> EXPIRED.
         target, reason = OrderStatus.EXPIRED, "GTD expire time reached"
+    if target is OrderStatus.FILLED and order.quantity is None and order.filled_quantity > 0:
+        # An order whose quantity the venue decides (close_position, quote_order_qty) is
+        # filled when the venue says so, after the fills it reported.
+        if not core_ext.can_transition(order.status.value, target.value):
+            return None
+        return order.transition(target, reason=reason, at=report.transact_time)
     if target is order.status or target not in _STATUS_REPORTS:
         return None
     # No rollback target: leaving PENDING_CANCEL for the state before it means the venue
@@ -167,15 +176,17 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         # A late acknowledgement after the order moved on: the order already knows more.
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
         return None
-    payload = None
-    executed = report.cumulative_quantity
-    if target in CLOSED_FILLABLE and executed is not None and executed > order.filled_quantity:
-        # The venue executed more than the order has filled: those fills are on their way
-        # (the report stream, the venue's trades) and are recorded when they arrive.
+    if target not in CLOSED_FILLABLE:
+        return order.transition(target, reason=reason, at=report.transact_time)
+    # The venue may have executed more than the order has filled: those fills are on
+    # their way (the report stream, the venue's trades), recorded when they arrive; until
+    # then the order owes them (the reconciler asks the venue for them).
+    event = order.close_at_venue(target, reason=reason, at=report.transact_time,
+                                 venue_executed=report.cumulative_quantity)
+    if order.venue_executed_quantity is not None:
         log.info("order %s %s with %s executed at the venue, %s filled here: fills on their way", order.order_id,
-                 target.value, executed, order.filled_quantity)
-        payload = {"venue_executed_quantity": str(executed)}
-    return order.transition(target, reason=reason, at=report.transact_time, payload=payload)
+                 target.value, order.venue_executed_quantity, order.filled_quantity)
+    return event
 
 
 def _gtd_due(order: Order, report: ExecutionReport) -> bool:

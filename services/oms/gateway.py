@@ -8,6 +8,9 @@ fields, and one protobuf implementation serializes one message deterministically
 a difference would be refused by the Exchange, never accepted. Every call
 waits for a restarting Exchange within its deadline (``wait_for_ready``: a call made
 while the Exchange is down is sent when it is back, instead of failing unsent), and
+is signed afresh and sent again when an Exchange that has just restarted refuses its
+credential for being issued before it started (``SERVICE_CREDENTIAL_BEFORE_START``: the
+call did nothing there), and
 comes back as data the OMS acts on: the reports of an execution, or a
 :class:`Refusal` carrying the status code and the reason the Exchange put in the
 structured ``google.rpc.ErrorInfo`` of its status (never parsed out of the text).
@@ -32,9 +35,9 @@ from google.rpc import error_details_pb2, status_pb2
 import core_ext
 from services.common import convert
 from services.common.observability.interceptors import client_span, outgoing_metadata
-from services.common.tokens import oms_call_metadata
+from services.common.tokens import SERVICE_CREDENTIAL_BEFORE_START, oms_call_metadata
 from services.domain import Order
-from services.domain.execution import ExecutionReport
+from services.domain.execution import CancelFailure, ExecutionReport
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
@@ -54,6 +57,9 @@ _DEFINITIVE_CODES = frozenset(
 IN_DOUBT_REASONS = frozenset({"TOKEN_ALREADY_USED", "DUPLICATE_CLIENT_ORDER_ID"})
 #: At most this many orders per ExecuteOrders call.
 EXECUTE_BATCH = 1000
+#: How long a call refused for its credential's issue time (an Exchange that has just
+#: restarted) waits before it is signed afresh and sent again.
+CREDENTIAL_RETRY_SECONDS = 0.25
 _DETAILS_KEY = "grpc-status-details-bin"
 
 
@@ -101,6 +107,15 @@ def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
     info = _error_info(error)
     return Refusal(error.code(), info.reason if info is not None else error.code().name, error.details() or "",
                    (info.metadata.get("venue_payload") or None) if info is not None else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Swept:
+    """The Exchange's answer to the venue-wide cancel: the reports of the orders it follows
+    that were cancelled, and what it could not cancel (empty: everything was)."""
+
+    reports: list[ExecutionReport]
+    failures: list[CancelFailure]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +177,26 @@ class ExchangeGateway:
             return False
         return True
 
+    async def _call(self, method: str, request: Any, timeout: float, **options: Any) -> Any:
+        """``method`` with a credential for ``request`` signed now (raises ``AioRpcError``).
+
+        Refused ``SERVICE_CREDENTIAL_BEFORE_START``, the call did nothing at the Exchange:
+        it started after the credential's issue second (it has just restarted, or this
+        clock is behind its own). The call is then signed afresh and sent again, every
+        ``CREDENTIAL_RETRY_SECONDS``, within ``timeout`` in all."""
+        deadline = time.monotonic() + timeout
+        call = getattr(self.stub, method)
+        while True:
+            try:
+                return await call(request, timeout=timeout, metadata=(
+                    *oms_call_metadata(self.keyring, method, request, now=self.wall()), *outgoing_metadata()),
+                    **options)
+            except grpc.aio.AioRpcError as error:
+                timeout = deadline - time.monotonic() - CREDENTIAL_RETRY_SECONDS
+                if timeout <= 0 or reason_of(error) != SERVICE_CREDENTIAL_BEFORE_START:
+                    raise
+            await asyncio.sleep(CREDENTIAL_RETRY_SECONDS)
+
     def _deadline(self, remaining: float | None) -> float:
         """The call's timeout: the gateway's, within what the caller has left (a margin
         kept to answer it)."""
@@ -176,13 +211,7 @@ class ExchangeGateway:
         try:
             with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrder"):
                 request = exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token)
-                response = await self.stub.ExecuteOrder(
-                    request,
-                    timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrder", request, now=self.wall()),
-                              *outgoing_metadata()),
-                    wait_for_ready=True,
-                )
+                response = await self._call("ExecuteOrder", request, self._deadline(remaining), wait_for_ready=True)
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
         return Executed([convert.report_from_proto(r) for r in response.reports], response.mode)
@@ -203,13 +232,7 @@ class ExchangeGateway:
                 request = exchange_pb2.ExecuteOrdersRequest(
                     orders=[exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token) for order, token in items]
                 )
-                response = await self.stub.ExecuteOrders(
-                    request,
-                    timeout=self._deadline(remaining),
-                    metadata=(*oms_call_metadata(self.keyring, "ExecuteOrders", request, now=self.wall()),
-                              *outgoing_metadata()),
-                    wait_for_ready=True,
-                )
+                response = await self._call("ExecuteOrders", request, self._deadline(remaining), wait_for_ready=True)
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNIMPLEMENTED:
                 # An Exchange from before ExecuteOrders: one call per order.
@@ -248,11 +271,7 @@ class ExchangeGateway:
             market_type=convert.enum_to_proto(order.market_type),
             account=order.account,
         )
-        return await self.stub.CancelOrder(
-            request, timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "CancelOrder", request, now=self.wall()),
-                              *outgoing_metadata()),
-        )
+        return await self._call("CancelOrder", request, self.timeout)
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
         """``QueryOrder``: the venue's view of one order (raises ``AioRpcError``)."""
@@ -266,30 +285,23 @@ class ExchangeGateway:
             venue=order.venue,
             side=convert.enum_to_proto(order.side),
         )
-        return await self.stub.QueryOrder(
-            request, timeout=timeout or self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "QueryOrder", request, now=self.wall()),
-                              *outgoing_metadata()),
-        )
+        return await self._call("QueryOrder", request, timeout or self.timeout)
 
-    async def emergency_cancel_all(self) -> list[ExecutionReport] | Refusal:
+    async def emergency_cancel_all(self) -> Swept | Refusal:
         """``EmergencyCancelAll`` over every symbol: the Exchange cancels every open order of
         every account it trades for at the venue (``allOpenOrders``), those placed outside
-        Tessera too; the reports are those of the orders it follows."""
+        Tessera too; the reports are those of the orders it follows, the failures what it
+        could not cancel (every other account and symbol was tried all the same)."""
         try:
             request = exchange_pb2.EmergencyCancelAllRequest()
-            response = await self.stub.EmergencyCancelAll(
-                request, timeout=self.timeout,
-                metadata=(*oms_call_metadata(self.keyring, "EmergencyCancelAll", request, now=self.wall()),
-                          *outgoing_metadata()))
+            response = await self._call("EmergencyCancelAll", request, self.timeout)
         except grpc.aio.AioRpcError as error:
             return refusal_of(error)
-        return [convert.report_from_proto(r) for r in response.reports]
+        return Swept([convert.report_from_proto(r) for r in response.reports],
+                     [convert.cancel_failure_from_proto(f) for f in response.failures])
 
     async def _setting(self, method: str, request: Any) -> Any:
-        return await getattr(self.stub, method)(
-            request, timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, method, request, now=self.wall()), *outgoing_metadata()))
+        return await self._call(method, request, self.timeout)
 
     async def set_leverage(self, account: str, symbol: str, leverage: int) -> int:
         """``SetLeverage`` for an account's symbol: the leverage the venue applied
@@ -314,10 +326,7 @@ class ExchangeGateway:
     async def list_venue_settings(self) -> Any:
         """``ListVenueSettings``: what the Exchange holds per account (raises ``AioRpcError``)."""
         request = exchange_pb2.ListVenueSettingsRequest()
-        return await self.stub.ListVenueSettings(
-            request, timeout=self.timeout,
-            metadata=(*oms_call_metadata(self.keyring, "ListVenueSettings", request, now=self.wall()),
-                      *outgoing_metadata()))
+        return await self._call("ListVenueSettings", request, self.timeout)
 
     async def venue_futures_positions_by_account(self, *, timeout: float | None = None
                                                  ) -> tuple[list[str], dict[tuple[str, str], Decimal]] | None:
@@ -326,9 +335,7 @@ class ExchangeGateway:
         futures positions by (account, symbol); None in paper or shadow mode. Raises the
         call's ``AioRpcError``."""
         request = exchange_pb2.ListVenuePositionsRequest()
-        answer = await self.stub.ListVenuePositions(
-            request, timeout=timeout or self.timeout,
-            metadata=oms_call_metadata(self.keyring, "ListVenuePositions", request, now=self.wall()))
+        answer = await self._call("ListVenuePositions", request, timeout or self.timeout)
         if answer.mode != common_pb.EXECUTION_MODE_LIVE:
             return None
         return list(answer.accounts), {(p.account, p.symbol): Decimal(p.quantity) for p in answer.positions
@@ -346,4 +353,4 @@ class ExchangeGateway:
 SIMULATED_MODES = (common_pb.EXECUTION_MODE_PAPER, common_pb.EXECUTION_MODE_SHADOW)
 
 __all__ = ["EXECUTE_BATCH", "ExchangeGateway", "Executed", "IN_DOUBT_REASONS", "Refusal", "SIMULATED_MODES",
-           "reason_of", "refusal_of"]
+           "Swept", "reason_of", "refusal_of"]

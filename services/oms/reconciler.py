@@ -18,6 +18,21 @@ considers open it asks the Exchange service (``QueryOrder``) what the venue know
   symbol: the trading state of scope ``symbol:<SYMBOL>`` goes HALTED, an anomaly row and
   an order event say why, and nothing is invented.
 
+It also brings in the fills a closed order still owes. A CANCELLED or EXPIRED order
+whose close came with a venue answer saying more was executed than it had filled keeps
+that quantity (``venue_executed_quantity``) until its fills after close make it up: the
+report stream normally brings them within moments, but a report dropped on the way (an
+Exchange that crashed before it read them from the venue) would leave them out for
+good. So each pass asks the venue (``QueryOrder``) for the fills of every such order
+changed within ``fills_owed_horizon_seconds`` (its close, or its last fill after it) and
+records them through the fill tracker (each venue trade id once, whichever of the stream
+and the reconciler brings it first). An order still owing fills ``fills_owed_seconds``
+after its close, or its last fill after it (the venue cannot be asked, does not know the
+order, or gives fewer fills than it said it executed), is recorded once as a
+``FILLS_OWED`` anomaly (the order's history is left as it is); it is
+still asked about at every pass until the horizon, and a fill that comes later is still
+recorded.
+
 After each pass (:meth:`Reconciler.run_forever`), in live mode, the venue's futures
 positions are compared with the ledger's (:mod:`services.oms.position_check`): a
 difference that persists is recorded as a ``VENUE_POSITION_MISMATCH`` anomaly.
@@ -53,6 +68,8 @@ T = TypeVar("T")
 
 NOT_AT_VENUE = "NOT_AT_VENUE"
 DISCREPANCY = "RECONCILE_DISCREPANCY"
+#: The anomaly of a closed order whose owed fills the venue has not given within the bound.
+FILLS_OWED = "FILLS_OWED"
 OPERATOR = "reconciler"
 _SIMULATED = SIMULATED_MODES
 _CLOSING = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
@@ -66,6 +83,11 @@ class Summary:
     quarantined: int = 0
     waiting: int = 0
     unreachable: int = 0
+    #: Closed orders owing fills that were asked about, those whose fills are now all in,
+    #: and those still owing them after the bound (a FILLS_OWED anomaly).
+    owing: int = 0
+    owed_in: int = 0
+    fills_owed: int = 0
 
 
 class Reconciler:
@@ -77,11 +99,15 @@ class Reconciler:
         *,
         grace_seconds: float = 30.0,
         timeout_seconds: float = 10.0,
+        fills_owed_seconds: float = 120.0,
+        fills_owed_horizon_seconds: float = 86_400.0,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.db = db
         self.gateway = ExchangeGateway(exchange, keyring, timeout=timeout_seconds)
         self.grace = dt.timedelta(seconds=grace_seconds)
+        self.fills_owed_after = dt.timedelta(seconds=fills_owed_seconds)
+        self.fills_owed_horizon = dt.timedelta(seconds=fills_owed_horizon_seconds)
         self.timeout_seconds = timeout_seconds
         self.clock = clock
         self.positions = PositionCheck(db, keyring, exchange, timeout_seconds=timeout_seconds)
@@ -100,7 +126,7 @@ class Reconciler:
         while not stop.is_set():
             try:
                 summary = await self.reconcile_once()
-                if summary.checked:
+                if summary.checked or summary.owing:
                     log.info("reconciled %s", summary)
                 await self.check_positions()
             except Exception:  # noqa: BLE001 - the next pass tries again
@@ -131,6 +157,11 @@ class Reconciler:
                 summary.unreachable += 1
                 continue
             setattr(summary, outcome, getattr(summary, outcome) + 1)
+        since = self.clock() - self.fills_owed_horizon
+        for order in await self.db.run(lambda uow: uow.orders.owing_fills(updated_since=since)):
+            summary.owing += 1
+            outcome = await self.collect_owed_fills(order)
+            setattr(summary, outcome, getattr(summary, outcome) + 1)
         return summary
 
     # -- one order ------------------------------------------------------------------------------
@@ -143,7 +174,7 @@ class Reconciler:
         fills = [convert.report_from_proto(f) for f in answer.fills]
         executed = Decimal(answer.executed_quantity or "0")
         filled = sum((f.fill.quantity for f in fills if f.fill), Decimal(0))
-        if executed > order.quantity or filled > order.quantity:
+        if order.quantity is not None and (executed > order.quantity or filled > order.quantity):
             return await self._quarantine(
                 order, f"the venue executed {max(executed, filled)} of an order for {order.quantity}",
                 {"executed_quantity": str(executed), "fills": [f.fill.trade_id for f in fills if f.fill]},
@@ -156,12 +187,52 @@ class Reconciler:
                 order, f"the store refused venue fills {', '.join(refused)}", {"trade_ids": refused}
             )
         status = convert.enum_from_proto(OrderStatus, answer.venue_status, "venue_status", required=False)
-        if status in _CLOSING or status is OrderStatus.ACCEPTED:
-            if status in _CLOSING and filled < executed:
+        # An order whose quantity the venue decides ends FILLED on the venue's word alone.
+        venue_filled = status is OrderStatus.FILLED and order.quantity is None
+        if status in _CLOSING or status is OrderStatus.ACCEPTED or venue_filled:
+            if (status in _CLOSING or venue_filled) and filled < executed:
                 return "waiting"  # the venue's trades are not all visible yet
             await self._write(apply_report, self._status_report(order, status, answer.remote_order_id, self.clock()))
         current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
         return "waiting" if current is not None and current.status.is_open and status is None else "resolved"
+
+    # -- a closed order's owed fills ----------------------------------------------------------
+    async def collect_owed_fills(self, order: Order) -> str:
+        """Ask the venue for the fills ``order`` (CANCELLED or EXPIRED, owing fills) still
+        owes and record them; returns ``owed_in`` (none owed any more), ``waiting`` or
+        ``fills_owed`` (still owed after the bound: anomaly recorded, once)."""
+        try:
+            answer = await self.gateway.query(order, timeout=self.timeout_seconds)
+        except grpc.aio.AioRpcError as error:
+            why = f"the Exchange answered {error.code().name}"
+        else:
+            why = ("the venue does not know the order" if not answer.found
+                   else f"the venue gave {len(answer.fills)} fill(s) of the {answer.executed_quantity} it executed")
+            for fill in answer.fills:
+                await self._write(apply_report, convert.report_from_proto(fill))
+        current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
+        if current is None or current.venue_executed_quantity is None:
+            return "owed_in"
+        if self.clock() - current.updated_time < self.fills_owed_after:
+            return "waiting"
+        await self._write(self._record_fills_owed, current.order_id, why, self.clock())
+        return "fills_owed"
+
+    @staticmethod
+    def _record_fills_owed(uow: UnitOfWork, order_id: str, why: str, at: dt.datetime) -> None:
+        order = uow.orders.get(order_id)
+        if order is None or order.venue_executed_quantity is None:
+            return  # the fills arrived meanwhile
+        if any(a.kind == FILLS_OWED for a in uow.anomalies.list(order_id=order_id, limit=50)):
+            return  # said once
+        detail = (f"order {order_id} ({order.status.value}) owes {order.fills_owed} {order.symbol}: the venue "
+                  f"executed {order.venue_executed_quantity}, {order.filled_quantity} recorded, no fill since "
+                  f"{order.updated_time.isoformat()}; {why}")
+        log.error("fills owed: %s", detail)
+        uow.anomalies.record(kind=FILLS_OWED, venue=order.venue, order_id=order_id, detail=detail,
+                             payload={"venue_executed_quantity": str(order.venue_executed_quantity),
+                                      "filled_quantity": str(order.filled_quantity), "status": order.status.value},
+                             observed_time=at)
 
     @staticmethod
     def _status_report(order: Order, status: OrderStatus, remote_order_id: str, at: dt.datetime) -> ExecutionReport:

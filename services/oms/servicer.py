@@ -130,9 +130,10 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         convert.raise_problems(problems)
         reason = auth.with_comment(reason, comment)
         auth.record_privileged("EmergencyCancelAll", reason=reason)
-        orders = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
+        done = await self.oms.emergency_cancel_all(auth.principal_for_record(), reason)
         return pb.EmergencyCancelAllResponse(
-            state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in orders]
+            state=common_pb.TRADING_STATE_HALTED, orders=[convert.order_to_proto(o) for o in done.orders],
+            venue_failures=[convert.cancel_failure_to_proto(f) for f in done.failures],
         )
 
     @grpc_errors
@@ -232,7 +233,7 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         comment = fields.pop("comment")
         auth.record_privileged("SetVenueSetting", **{k: str(v) for k, v in fields.items() if v not in (None, "")},
                                **({"comment": comment} if comment else {}))
-        setting = await self.oms.set_venue_setting(**fields)
+        setting = await self.oms.set_venue_setting(**fields, comment=comment)
         return pb.SetVenueSettingResponse(setting=_setting_proto(setting))
 
     @grpc_errors
@@ -241,14 +242,27 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         account = _optional(request.account, convert.ACCOUNT_PATTERN, "account", problems)
         convert.raise_problems(problems)
         settings = await self.oms.list_venue_settings(account)
-        return pb.ListVenueSettingsResponse(settings=[_setting_proto(s) for s in settings])
+        changes = await self.oms.venue_setting_history(account) if request.history else []
+        return pb.ListVenueSettingsResponse(settings=[_setting_proto(s) for s in settings],
+                                            changes=[_change_proto(c) for c in changes])
+
+
+_MARGIN_PB = {"ISOLATED": common_pb.MARGIN_MODE_ISOLATED, "CROSSED": common_pb.MARGIN_MODE_CROSSED}
+
+
+def _setting_values(setting: Any) -> dict[str, Any]:
+    """The fields a stored setting and a recorded change share."""
+    return dict(account=setting.account, symbol=setting.symbol,
+                leverage=str(setting.leverage) if setting.leverage is not None else "",
+                margin_mode=_MARGIN_PB.get(setting.margin_mode or "", common_pb.MARGIN_MODE_UNSPECIFIED),
+                position_mode=setting.position_mode or "")
 
 
 def _setting_proto(setting: Any) -> pb.VenueSetting:
-    margin = {"ISOLATED": common_pb.MARGIN_MODE_ISOLATED, "CROSSED": common_pb.MARGIN_MODE_CROSSED}
-    return pb.VenueSetting(
-        account=setting.account, symbol=setting.symbol,
-        leverage=str(setting.leverage) if setting.leverage is not None else "",
-        margin_mode=margin.get(setting.margin_mode or "", common_pb.MARGIN_MODE_UNSPECIFIED),
-        position_mode=setting.position_mode or "", source=setting.source,
-        updated_time=convert.timestamp_to_proto(setting.updated_time))
+    return pb.VenueSetting(**_setting_values(setting), source=setting.source,
+                           updated_time=convert.timestamp_to_proto(setting.updated_time))
+
+
+def _change_proto(change: Any) -> pb.VenueSettingChange:
+    return pb.VenueSettingChange(**_setting_values(change), principal=change.principal, comment=change.comment,
+                                 changed_time=convert.timestamp_to_proto(change.changed_time))

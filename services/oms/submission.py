@@ -51,7 +51,7 @@ MAX_CAS_ATTEMPTS = 8
 
 #: The Order fields a client does not set (``OUTPUT_ONLY`` in the contract) but may echo.
 _OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
-                "reject_reasons", "version", "replaced_by_order_id")
+                "reject_reasons", "version", "replaced_by_order_id", "venue_executed_quantity")
 
 
 def client_message(order: Order) -> common_pb.Order:

@@ -6,6 +6,9 @@ order for them); the OMS copies what the Exchange holds into ``venue_settings`` 
 it (re)connects to the Exchange's report stream, and an operator changes one with
 ``SetVenueSetting`` (``tessera venue leverage|margin-mode|position-mode``): the OMS asks
 the Exchange, which asks the venue, and stores what the venue applied, with the operator.
+Every change (an operator's, or a value read from the venue that differs from the stored
+one) is kept in ``venue_setting_changes`` with who made it and the operator's comment
+(``tessera venue history``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import grpc
 
 from services.domain import MarginMode
 from services.domain.errors import DomainError, InvalidOrder, OrderNotFound, PreconditionFailed, VenueUnavailable
-from services.store.venue_settings import ACCOUNT_ROW, VenueSetting
+from services.store.venue_settings import ACCOUNT_ROW, VenueSetting, VenueSettingChange
 from tessera.common.v1 import types_pb2 as common_pb
 
 from .gateway import ExchangeGateway, refusal_of
@@ -46,9 +49,11 @@ class VenueSettings:
         self.gateway = gateway
 
     async def set(self, *, account: str, symbol: str, operator: str, leverage: int | None = None,
-                  margin_mode: MarginMode | None = None, position_mode: str | None = None) -> VenueSetting:
+                  margin_mode: MarginMode | None = None, position_mode: str | None = None,
+                  comment: str = "") -> VenueSetting:
         """Change one setting at the venue (exactly one of ``leverage``, ``margin_mode``,
-        ``position_mode``) and store what the venue applied.
+        ``position_mode``) and store what the venue applied, with the change (``operator``,
+        ``comment``) in the settings' history, in one transaction.
 
         Raises
         ------
@@ -71,10 +76,14 @@ class VenueSettings:
         except grpc.aio.AioRpcError as error:
             raise error_of(error) from None
         return await self.submitter.write(
-            lambda uow: uow.venue_settings.put(account, symbol, source=operator, **values))
+            lambda uow: uow.venue_settings.put(account, symbol, source=operator, comment=comment, **values))
 
     async def list(self, account: str | None = None) -> list[VenueSetting]:
         return await self.db.read(lambda uow: uow.venue_settings.list(account))
+
+    async def history(self, account: str | None = None) -> list[VenueSettingChange]:
+        """The latest changes (of one account), oldest first."""
+        return await self.db.read(lambda uow: uow.venue_settings.changes(account))
 
     async def sync(self) -> int:
         """Store what the Exchange holds (read from the venue when it started); rows that

@@ -8,7 +8,9 @@ What an execution system promises, in terms of what it stored:
 - **replay**: folding an order's events through the state machine gives the stored
   order (status, filled quantity, average price, last sequence); a fill recorded after
   the order closed (CANCELLED or EXPIRED, the same status before and after) counts as a
-  fill without a transition, and only on an order that was sent to a venue;
+  fill without a transition, and only on an order that was sent to a venue; a close
+  whose venue answer said more was executed leaves the order owing fills
+  (``venue_executed_quantity``) until its fills make it up;
 - **never sent unapproved, never sent twice**: an order reached SUBMITTED only from
   APPROVED, with a verified risk token, at most once, and no token moved two orders;
 - **every fill exactly once**: each stored trade has exactly one fill event on its own
@@ -22,8 +24,8 @@ What an execution system promises, in terms of what it stored:
   ``OVERFILL`` anomaly the fill tracker refused to apply: the order reached the venue
   twice, or the venue is wrong) is reported, with whether its symbol is quarantined
   (its own trading state HALTED); a symbol not quarantined is a violation of its own;
-- optionally **nothing left in doubt**: no order still working (``require_terminal``)
-  or in doubt (SUBMITTED) for longer than ``in_doubt_after``.
+- optionally **nothing left in doubt**: no order still working or owing fills
+  (``require_terminal``) or in doubt (SUBMITTED) for longer than ``in_doubt_after``.
 
 :func:`check_store` reads the database in pages of orders and reports every
 violation it finds, not just the first.
@@ -184,10 +186,14 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
         average is not None and abs(average - stored_average) > AVERAGE_TOLERANCE * max(Decimal(1), abs(average))
     ):
         report.add("REPLAY_MISMATCH", order_id, f"the fills average {average}, the order says {stored_average}")
+    if state.venue_executed_quantity != order.get("venue_executed_quantity"):
+        report.add("REPLAY_MISMATCH", order_id,
+                   f"the events leave {state.venue_executed_quantity} executed at the venue and owed, the order says "
+                   f"{order.get('venue_executed_quantity')}")
     if state.last_sequence != order["last_sequence"]:
         report.add("REPLAY_MISMATCH", order_id,
                    f"the newest event is {state.last_sequence}, the order's last sequence is {order['last_sequence']}")
-    if order["filled_quantity"] > order["quantity"]:
+    if order["quantity"] is not None and order["filled_quantity"] > order["quantity"]:  # None: the venue sizes it
         report.add("OVERFILLED", order_id, f"filled {order['filled_quantity']} of {order['quantity']}")
     # Never sent unapproved, never sent twice.
     # A return to SUBMITTED from PENDING_CANCEL (the venue refused the cancel) is no submission.
@@ -323,6 +329,10 @@ def check_store(
                 heads.append((order_id, order["last_event_hash"]))
                 _check_chain(report, order, events.get(order_id, []))
                 _check_replay(report, order, events.get(order_id, []), trades.get(order_id, []), nonces, fill_ids)
+                if require_terminal and order.get("venue_executed_quantity") is not None:
+                    report.add("FILLS_OWED", order_id,
+                               f"{order['status']} with {order['filled_quantity']} filled, the venue executed "
+                               f"{order['venue_executed_quantity']}: fills still owed")
                 if order["status"] in OPEN:
                     report.open_orders += 1
                     if require_terminal:

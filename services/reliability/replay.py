@@ -4,7 +4,7 @@ The OMS is the single writer of order state and writes each status change togeth
 with its event (one transaction, compare-and-set). So the events alone must give the
 stored order: folding them through the state machine (:mod:`core_ext`, the same table
 the services use) yields the status, the status before a pending cancel, the filled
-quantity and the volume-weighted average price. A difference means the order row or
+quantity, the volume-weighted average price and the fills a closed order still owes. A difference means the order row or
 its history was changed outside that path.
 
 Two kinds of event are no transition: a note (a quarantine: the same status before and
@@ -21,11 +21,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import core_ext
-from services.domain.order import is_fill_after_close
+from services.domain.order import CLOSED_FILLABLE, is_fill_after_close
 
 #: An event that records something without a transition (the reconciler's quarantine
 #: note): from and to status are equal and its payload names the quarantine scope.
 NOTE_PAYLOAD_KEY = "quarantine_scope"
+#: What a close (CANCELLED, EXPIRED) whose venue answer said more was executed than the
+#: order had filled records in its payload: the fills still owed (see Order.close_at_venue).
+CLOSE_PAYLOAD_KEY = "venue_executed_quantity"
+CLOSED_FILLABLE_NAMES = frozenset(status.value for status in CLOSED_FILLABLE)
 
 
 class ReplayError(ValueError):
@@ -46,23 +50,34 @@ class ReplayedOrder:
     submissions: int = 0
     fills: list[tuple[str, Decimal, Decimal]] = dataclasses.field(default_factory=list)  # trade id, qty, price
     token_nonces: list[str] = dataclasses.field(default_factory=list)
+    #: What the venue said it executed in its answer to the close (the close event's
+    #: ``venue_executed_quantity``), when that was more than the order had filled.
+    venue_executed: Decimal | None = None
 
     @property
     def average_fill_price(self) -> Decimal | None:
         return self.notional / self.filled_quantity if self.filled_quantity else None
+
+    @property
+    def venue_executed_quantity(self) -> Decimal | None:
+        """The order's ``venue_executed_quantity``: the venue's executed quantity while the
+        fills fall short of it (fills owed), None otherwise."""
+        owed = self.venue_executed is not None and self.venue_executed > self.filled_quantity
+        return self.venue_executed if owed else None
 
 
 def _name(value: Any) -> str | None:
     return None if value is None else getattr(value, "value", value)
 
 
-def _decimal(payload: Mapping[str, Any], key: str, sequence: int) -> Decimal:
+def _decimal(payload: Mapping[str, Any], key: str, sequence: int, what: str = "fill") -> Decimal:
+    kind = f"BAD_{what.upper()}_EVENT"
     try:
         value = Decimal(str(payload[key]))
     except (KeyError, InvalidOperation, TypeError):
-        raise ReplayError("BAD_FILL_EVENT", f"event {sequence}: fill without a decimal {key!r}") from None
+        raise ReplayError(kind, f"event {sequence}: {what} without a decimal {key!r}") from None
     if not value.is_finite() or value <= 0:
-        raise ReplayError("BAD_FILL_EVENT", f"event {sequence}: fill {key} {value} is not positive")
+        raise ReplayError(kind, f"event {sequence}: {what} {key} {value} is not positive")
     return value
 
 
@@ -74,7 +89,8 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
     ReplayError
         ``FIRST_EVENT`` (the history does not start with the order entering PENDING),
         ``BROKEN_HISTORY`` (an event's from-status is not the status before it),
-        ``ILLEGAL_TRANSITION``, ``BAD_FILL_EVENT`` or ``FILL_NEVER_SUBMITTED`` (a fill
+        ``ILLEGAL_TRANSITION``, ``BAD_FILL_EVENT``, ``BAD_CLOSE_EVENT`` (a close's
+        ``venue_executed_quantity`` not a positive decimal) or ``FILL_NEVER_SUBMITTED`` (a fill
         after close on an order that never reached SUBMITTED).
     """
     state = ReplayedOrder()
@@ -114,6 +130,8 @@ def replay(events: Iterable[Mapping[str, Any]]) -> ReplayedOrder:
                 state.token_nonces.append(nonce)
         if "trade_id" in payload and target in ("PARTIALLY_FILLED", "FILLED"):
             _add_fill(state, payload, sequence)
+        if CLOSE_PAYLOAD_KEY in payload and target in CLOSED_FILLABLE_NAMES:
+            state.venue_executed = _decimal(payload, CLOSE_PAYLOAD_KEY, sequence, "close")
         state.status, state.last_sequence = target, sequence
     return state
 

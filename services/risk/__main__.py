@@ -30,8 +30,8 @@ async def main() -> None:
         state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
         if poll <= 0 or state_poll <= 0:
             raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")
-        try:  # Risk reads who trades where, never the credentials
-            accounts = VenueAccounts.from_environ(os.environ)
+        try:  # Risk reads who trades where, never the credentials (live with ASTER_ACCOUNT_ID: that one)
+            accounts = VenueAccounts.from_environ(os.environ, single_account=True)
             reload = reload_seconds(os.environ)
         except RegistryError as error:
             raise ConfigError(str(error)) from None
@@ -52,7 +52,7 @@ async def main() -> None:
     async def started() -> None:
         await engine.start()  # the book, before the first decision
         background.append(asyncio.create_task(engine.follow(stop), name="risk-book"))
-        if accounts is not None:
+        if accounts is not None and accounts.path is not None:
             background.append(asyncio.create_task(accounts.watch(reload, stop), name="venue-accounts"))
 
     async def stopping() -> None:

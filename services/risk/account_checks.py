@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Context, Decimal
 
 from services.domain import Order, Side, TradingState
-from services.domain.ledger import only_reduces
+from services.domain.ledger import ZERO, only_reduces
 
 from .context import RiskContext
 from .limits import RiskLimits
@@ -20,10 +20,31 @@ from .violations import Violation, plain
 _WIDE = Context(prec=100)
 
 
+def order_quantity(order: Order, context: RiskContext) -> Decimal:
+    """The base quantity the checks size ``order`` by: its own; a close-position order's,
+    the position it closes (all of it when held against the order's side, else nothing);
+    a quote-amount order's, its amount at the reference price (nothing without one: the
+    order is refused for the missing reference anyway)."""
+    if order.quantity is not None:
+        return order.quantity
+    sized = order.quantity_at(context.position(order.symbol), context.reference_prices.get(order.symbol))
+    return ZERO if sized is None else sized
+
+
 def position_after(order: Order, context: RiskContext) -> Decimal:
-    """The account's net quantity in the order's symbol once the order is filled."""
-    signed = order.quantity if order.side is Side.BUY else _WIDE.minus(order.quantity)
+    """The account's net quantity in the order's symbol once the order is filled (a
+    close-position order leaves it flat, or as it is when it holds nothing to close)."""
+    quantity = order_quantity(order, context)
+    signed = quantity if order.side is Side.BUY else _WIDE.minus(quantity)
     return _WIDE.add(context.position(order.symbol), signed)
+
+
+def reducing_quantity(order: Order, context: RiskContext) -> Decimal:
+    """What counts against the position when only reducing is allowed: the order's
+    quantity plus what the account's orders on the same side may still fill. A
+    close-position order closes what is left when it triggers, never more: its own."""
+    quantity = order_quantity(order, context)
+    return quantity if order.close_position else _WIDE.add(quantity, context.working_same_side)
 
 
 def max_position(order: Order, limits: RiskLimits, context: RiskContext, reference: Decimal) -> Violation | None:
@@ -116,7 +137,7 @@ def daily_loss(order: Order, limits: RiskLimits, context: RiskContext) -> Violat
     if loss <= limit:
         return None
     if context.trading_state is TradingState.REDUCING and only_reduces(
-        context.position(order.symbol), order.side, _WIDE.add(order.quantity, context.working_same_side)
+        context.position(order.symbol), order.side, reducing_quantity(order, context)
     ):
         return None
     return Violation(

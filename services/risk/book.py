@@ -50,6 +50,11 @@ def symbol_scope(symbol: str) -> str:
     return f"symbol:{symbol}"
 
 
+def remaining(quantity: Decimal | None, filled: Decimal) -> Decimal | None:
+    """What an order may still fill; None when the venue decides its quantity."""
+    return None if quantity is None else quantity - filled
+
+
 @dataclasses.dataclass(slots=True)
 class Working:
     """An order that may still trade: what it may still fill, on which side."""
@@ -57,7 +62,9 @@ class Working:
     order_id: str
     symbol: str
     side: Side
-    remaining: Decimal
+    #: None for an order whose quantity the venue decides (close_position, quote_order_qty):
+    #: it adds nothing to the working quantity and works until its end.
+    remaining: Decimal | None
     approved: bool  # APPROVED (counts while its token lives) rather than at a venue
     approved_at: float  # epoch seconds of the token the client holds
 
@@ -90,7 +97,8 @@ class Account:
     def working_quantity(self, symbol: str, side: Side, approved_since: float) -> Decimal:
         total = ZERO
         for held in self.working.values():
-            if held.symbol == symbol and held.side is side and (not held.approved or held.approved_at >= approved_since):
+            if (held.symbol == symbol and held.side is side and held.remaining is not None
+                    and (not held.approved or held.approved_at >= approved_since)):
                 total = _WIDE.add(total, held.remaining)
         return total
 
@@ -178,7 +186,7 @@ class Book:
         replaced = account.working.get(order.replaces_order_id) if order.replaces_order_id else None
         if replaced is not None:
             open_orders -= 1
-            if working and replaced.symbol == order.symbol and replaced.side is order.side:
+            if working and replaced.remaining and replaced.symbol == order.symbol and replaced.side is order.side:
                 working = max(ZERO, _WIDE.subtract(working, replaced.remaining))
         return RiskContext(
             trading_state=state,
@@ -223,7 +231,7 @@ class Book:
 
     def _approve(self, account: Account, order: Order, stamp: float) -> None:
         account.working[order.order_id] = Working(order.order_id, order.symbol, order.side,
-                                                  order.quantity - order.filled_quantity, True, stamp)
+                                                  remaining(order.quantity, order.filled_quantity), True, stamp)
         if account.approvals is None:
             account.approvals = collections.deque()
         account.approvals.append((stamp, order.order_id))
@@ -248,7 +256,8 @@ class Book:
             account = self.account(account_name)
             approved = status == OrderStatus.APPROVED.value
             stamp = updated.timestamp()
-            account.working[order_id] = Working(order_id, symbol, Side(side), quantity - filled, approved, stamp)
+            account.working[order_id] = Working(order_id, symbol, Side(side), remaining(quantity, filled), approved,
+                                                stamp)
             if approved:
                 if account.approvals is None:
                     account.approvals = collections.deque()
@@ -280,7 +289,8 @@ class Book:
                 account._roll(reset)
                 account.realised_today = _WIDE.add(account.realised_today, net)
 
-    def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal) -> None:
+    def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal | None
+                  ) -> None:
         """The OMS sent the order to a venue: it works until it ends, whatever its token."""
         if not self.owns(account_name):
             return
@@ -323,8 +333,9 @@ class Book:
         held = holder.working.get(order_id)
         if held is not None:
             held.approved = False
-            held.remaining = _WIDE.subtract(held.remaining, quantity)
-            if final or held.remaining <= 0:
+            if held.remaining is not None:
+                held.remaining = _WIDE.subtract(held.remaining, quantity)
+            if final or (held.remaining is not None and held.remaining <= 0):
                 del holder.working[order_id]
         self._entries.append({
             "account": account, "symbol": symbol, "venue": venue, "trade_id": trade_id, "side": side,

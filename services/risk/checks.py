@@ -23,12 +23,14 @@ from .violations import Violation, plain
 __all__ = ["RiskContext", "Violation", "check_order", "notional_price"]
 
 _WIDE = Context(prec=100)
+#: An order's own prices, checked against the price limit and the band.
+_PRICES = ("price", "stop_price", "activation_price")
 
 
 def notional_price(order: Order, reference: Decimal | None) -> Decimal | None:
-    """The price the order's notional is measured at: its own limit or stop price, else
-    the market's reference price."""
-    return order.price or order.stop_price or reference
+    """The price the order's notional is measured at: its own limit, stop or activation
+    price, else the market's reference price."""
+    return order.price or order.stop_price or order.activation_price or reference
 
 
 def check_order(order: Order, limits: RiskLimits, context: RiskContext | None = None) -> list[Violation]:
@@ -73,8 +75,9 @@ def reducing_only(order: Order, context: RiskContext) -> Violation | None:
     if context.trading_state is not TradingState.REDUCING:
         return None
     held = context.position(order.symbol)
-    working = context.working_same_side
-    if only_reduces(held, order.side, _WIDE.add(order.quantity, working)):
+    working = 0 if order.close_position else context.working_same_side
+    quantity = account_checks.order_quantity(order, context)
+    if only_reduces(held, order.side, account_checks.reducing_quantity(order, context)):
         return None
     prefix = "trading is REDUCING: orders may only reduce a position;"
     if held == 0:
@@ -86,20 +89,22 @@ def reducing_only(order: Order, context: RiskContext) -> Violation | None:
     already = f" plus {plain(working)} already working" if working else ""
     return Violation(
         "REDUCING_ONLY",
-        f"{prefix} {order.side.value} {plain(order.quantity)}{already} exceeds {position}: it would flip through zero",
+        f"{prefix} {order.side.value} {plain(quantity)}{already} exceeds {position}: it would flip through zero",
     )
 
 
 def _max_quantity(order: Order, limits: RiskLimits) -> Violation | None:
+    """The order's own quantity; an order whose quantity the venue decides has none (a
+    quote-amount order is limited by its notional, a close-position order only reduces)."""
     limit = limits.max_quantity_per_order
-    if limit is not None and order.quantity > limit:
+    if limit is not None and order.quantity is not None and order.quantity > limit:
         return Violation("MAX_QUANTITY_EXCEEDED", f"quantity {plain(order.quantity)} exceeds the limit of {plain(limit)}")
     return None
 
 
 def _price_range(order: Order, limits: RiskLimits) -> list[Violation | None]:
     found: list[Violation | None] = []
-    for name in ("price", "stop_price"):
+    for name in _PRICES:
         value = getattr(order, name)
         if limits.max_price is not None and value is not None and value > limits.max_price:
             found.append(Violation("PRICE_OUT_OF_RANGE", f"{name} {plain(value)} exceeds {plain(limits.max_price)}"))
@@ -113,10 +118,17 @@ def _no_reference(order: Order) -> Violation:
 
 
 def _max_notional(order: Order, limits: RiskLimits, price: Decimal | None) -> Violation | None:
+    """The order's quantity at its price; a quote-amount order's notional is its amount.
+    A close-position order is not limited: it can only bring the position to flat."""
     limit = limits.max_notional_per_order
-    if limit is None or price is None:
+    if limit is None or order.close_position:
         return None
-    notional = _WIDE.multiply(order.quantity, price)
+    if order.quote_order_qty is not None:
+        notional = order.quote_order_qty
+    elif price is None or order.quantity is None:
+        return None
+    else:
+        notional = _WIDE.multiply(order.quantity, price)
     if notional > limit:
         return Violation("MAX_NOTIONAL_EXCEEDED", f"notional {plain(notional)} exceeds the limit of {plain(limit)}")
     return None
@@ -129,7 +141,7 @@ def _price_band(order: Order, limits: RiskLimits, reference: Decimal) -> Violati
     if band is None:
         return None
     problems = []
-    for name in ("price", "stop_price"):
+    for name in _PRICES:
         value = getattr(order, name)
         if value is None:
             continue

@@ -37,7 +37,7 @@ from services.store.database import Database
 from services.store.order_sets import NEW_ORDERS
 from services.store.risk_state import StoreSource
 
-from .book import GLOBAL_SCOPE, Book
+from .book import GLOBAL_SCOPE, Book, remaining
 from .checks import Violation, check_order
 from .context import last_reset
 from .kill_switch import DAILY_LOSS_CODE, OPERATOR
@@ -174,7 +174,7 @@ class RiskEngine:
         book = self.book
         if event.to_status is OrderStatus.SUBMITTED:
             book.submitted(event.order_id, event.account, event.symbol, event.side,
-                           event.quantity - event.filled_quantity)
+                           remaining(event.quantity, event.filled_quantity))
         elif event.to_status in _FILLS:
             self._fill(event, final=event.to_status is OrderStatus.FILLED)
         elif event.to_status in _ENDS:

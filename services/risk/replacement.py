@@ -61,7 +61,11 @@ def replacement_order(replaced: Order, *, order_id: str, client_order_id: str, q
         problems.append(InvalidOrder("price", f"must be empty: a {replaced.order_type.value} order has no price",
                                      violation="NOT_ALLOWED"))
     total = replaced.quantity if quantity is None else quantity
-    if total <= replaced.filled_quantity:
+    if replaced.quantity is None:
+        if quantity is not None:
+            problems.append(InvalidOrder("quantity", "must be empty: the venue decides this order's quantity "
+                                                     "(close_position)", violation="NOT_ALLOWED"))
+    elif total <= replaced.filled_quantity:
         problems.append(InvalidOrder(
             "quantity", f"the new total quantity {total} must exceed the {replaced.filled_quantity} already filled",
             violation="OUT_OF_RANGE"))
@@ -75,7 +79,7 @@ def replacement_order(replaced: Order, *, order_id: str, client_order_id: str, q
         replaced,
         order_id=order_id,
         client_order_id=client_order_id,
-        quantity=total - replaced.filled_quantity,
+        quantity=None if total is None else total - replaced.filled_quantity,
         price=new_price,
         status=OrderStatus.PENDING,
         previous_status=None,

@@ -74,12 +74,14 @@ class AccountActivityRepository:
 
     def working_quantity(self, account: str, symbol: str, side: Side, approved_since: dt.datetime) -> Decimal:
         """What the account's working orders in ``symbol`` on ``side`` may still fill
-        (quantity minus filled quantity, summed exactly)."""
+        (quantity minus filled quantity, summed exactly; an order whose quantity the venue
+        decides adds nothing)."""
         statement = select(orders_t.c.quantity, orders_t.c.filled_quantity).where(
             self._working(account, approved_since), orders_t.c.symbol == symbol, orders_t.c.side == side.value
         )
         total = Decimal(0)
         with localcontext(Context(prec=100)):
             for quantity, filled in self.session.execute(statement):
-                total += quantity - filled
+                if quantity is not None:
+                    total += quantity - filled
         return total

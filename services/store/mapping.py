@@ -22,6 +22,7 @@ from services.domain import (
     Side,
     TimeInForce,
     Trade,
+    WorkingType,
 )
 
 from .models import order_managers_table, orders_table, trades_table
@@ -33,6 +34,7 @@ _ORDER_ENUMS: dict[str, type[enum.Enum]] = {
     "time_in_force": TimeInForce,
     "status": OrderStatus,
     "previous_status": OrderStatus,
+    "working_type": WorkingType,
 }
 _TRADE_ENUMS: dict[str, type[enum.Enum]] = {"side": Side, "liquidity_side": LiquiditySide}
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -86,7 +87,9 @@ class OrderRow(Base):
     symbol: Mapped[str] = mapped_column(NAME)
     side: Mapped[str] = mapped_column(CODE)
     order_type: Mapped[str] = mapped_column(CODE)
-    quantity: Mapped[Decimal] = mapped_column(DecimalString())
+    # NULL for an order whose quantity the venue decides: close_position, quote_order_qty
+    # (migration 0008).
+    quantity: Mapped[Decimal | None] = mapped_column(DecimalString())
     price: Mapped[Decimal | None] = mapped_column(DecimalString())
     stop_price: Mapped[Decimal | None] = mapped_column(DecimalString())
     time_in_force: Mapped[str] = mapped_column(CODE)
@@ -118,6 +121,18 @@ class OrderRow(Base):
     # ReplaceOrder's links: the order a replacement replaces, the replacement of an order.
     replaces_order_id: Mapped[str | None] = mapped_column(ID)
     replaced_by_order_id: Mapped[str | None] = mapped_column(ID)
+    # Conditional and quote-amount orders (migration 0008), signed by the risk token with
+    # the fields above: the flags default to false for the rows of earlier releases.
+    close_position: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    working_type: Mapped[str | None] = mapped_column(CODE)
+    price_protect: Mapped[bool] = mapped_column(Boolean(), server_default=false())
+    activation_price: Mapped[Decimal | None] = mapped_column(DecimalString())
+    callback_rate: Mapped[Decimal | None] = mapped_column(DecimalString())
+    quote_order_qty: Mapped[Decimal | None] = mapped_column(DecimalString())
+    # The fills a CANCELLED or EXPIRED order still owes: the venue's executed quantity in
+    # its answer to the close, while the order's fills fall short of it; NULL otherwise
+    # (migration 0009). Indexed: the reconciler reads the few orders that have one.
+    venue_executed_quantity: Mapped[Decimal | None] = mapped_column(DecimalString(), index=True)
 
 
 class OrderEventRow(Base):
@@ -178,6 +193,25 @@ class VenueSettingRow(Base):
     position_mode: Mapped[str | None] = mapped_column(CODE)
     source: Mapped[str] = mapped_column(NAME)
     updated_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class VenueSettingChangeRow(Base):
+    """One change of a venue setting (migration 0010), written in the transaction that
+    changes its ``venue_settings`` row: what it set (the other columns NULL), who (the
+    operator's principal, or ``venue``), the operator's comment, when."""
+
+    __tablename__ = "venue_setting_changes"
+    __table_args__ = (Index(None, "account", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(NAME)
+    symbol: Mapped[str] = mapped_column(NAME)
+    leverage: Mapped[int | None] = mapped_column(Integer())
+    margin_mode: Mapped[str | None] = mapped_column(CODE)
+    position_mode: Mapped[str | None] = mapped_column(CODE)
+    principal: Mapped[str] = mapped_column(NAME)
+    comment: Mapped[str] = mapped_column(Text())
+    changed_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class TradingStateRow(Base):
@@ -308,3 +342,4 @@ exchange_executions_table = ExchangeExecutionRow.__table__
 positions_table = PositionRow.__table__
 ledger_entries_table = LedgerEntryRow.__table__
 venue_settings_table = VenueSettingRow.__table__
+venue_setting_changes_table = VenueSettingChangeRow.__table__

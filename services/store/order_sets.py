@@ -53,6 +53,7 @@ from services.domain import (
     TimeInForce,
     Trade,
     TradingState,
+    WorkingType,
     ledger,
 )
 from services.domain.errors import InvalidOrder, OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
@@ -73,11 +74,12 @@ UPDATE_COLUMNS = ORDER_LIFECYCLE_COLUMNS
 IN_CHUNK = 500
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 _ENUMS = {"market_type": MarketType, "side": Side, "order_type": OrderType, "time_in_force": TimeInForce,
-          "status": OrderStatus, "previous_status": OrderStatus}
-_DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price"})
+          "status": OrderStatus, "previous_status": OrderStatus, "working_type": WorkingType}
+_DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price",
+                       "activation_price", "callback_rate", "quote_order_qty", "venue_executed_quantity"})
 _TIMES = frozenset({"expire_time", "order_time", "updated_time"})
 _JSON = frozenset({"reject_reasons", "raw_venue_payload"})
-_FLAGS = frozenset({"reduce_only", "post_only"})
+_FLAGS = frozenset({"reduce_only", "post_only", "close_position", "price_protect"})
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -573,7 +575,7 @@ def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: T
                                   metadata={"symbol": order.symbol})
     if state is TradingState.REDUCING:
         position = held(order)
-        if not ledger.only_reduces(position, order.side, order.quantity):
+        if not ledger.only_reduces(position, order.side, order.quantity_at(position) or Decimal(0)):
             return PreconditionFailed(
                 f"trading in {order.symbol} is REDUCING: the order would not only reduce the position of {position}",
                 reason="REDUCING_ONLY", metadata={"symbol": order.symbol},

@@ -232,6 +232,22 @@ class OrderRepository:
             oldest = oldest.replace(tzinfo=dt.timezone.utc)
         return int(count), oldest
 
+    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500) -> list[Order]:
+        """CANCELLED and EXPIRED orders that still owe fills (``venue_executed_quantity``
+        set: the venue's answer to the close said it executed more than they have filled),
+        least recently changed first; only those changed since ``updated_since`` if given."""
+        statement = select(orders_t).where(orders_t.c.venue_executed_quantity.is_not(None))
+        if updated_since is not None:
+            statement = statement.where(orders_t.c.updated_time >= updated_since)
+        statement = statement.order_by(orders_t.c.updated_time, orders_t.c.order_id).limit(max(1, limit))
+        return [order_from_row(row) for row in self.session.execute(statement).mappings()]
+
+    def count_owing_fills(self) -> int:
+        """How many orders :meth:`owing_fills` would name, however old."""
+        statement = (select(func.count()).select_from(orders_t)
+                     .where(orders_t.c.venue_executed_quantity.is_not(None)))
+        return int(self.session.execute(statement).scalar_one())
+
     # -- events ---------------------------------------------------------------------
     def events(self, order_id: str) -> list[OrderEvent]:
         """Every event of one order, by sequence."""

@@ -67,6 +67,11 @@ WEIGHTS = {"/userTrades": 5, "/exchangeInfo": 1, "/depth": 2, "/positionRisk": 5
 DOCUMENTED = {
     ("futures", "/userTrades"): {"symbol", "startTime", "endTime", "fromId", "limit"},
     ("spot", "/userTrades"): {"symbol", "orderId", "startTime", "endTime", "fromId", "limit"},
+    # New Order (TRADE), futures: the parameters of the docs' table, by method.
+    ("futures", "POST", "/order"): {"symbol", "side", "positionSide", "type", "timeInForce", "quantity", "reduceOnly",
+                                    "price", "newClientOrderId", "stopPrice", "closePosition", "activationPrice",
+                                    "callbackRate", "workingType", "priceProtect", "newOrderRespType",
+                                    "pegPriceType", "pegOffset", "stpMode"},
 }
 AUTH_PARAMS = {"timestamp", "recvWindow", "signature", "user", "signer", "nonce"}
 
@@ -179,6 +184,8 @@ class VenueSimulator:
             sent = dict(urllib.parse.parse_qsl(raw_query + "&" + body, keep_blank_values=True))
             client_order_id = sent.get("newClientOrderId", "")
             self.placements[client_order_id] = self.placements.get(client_order_id, 0) + 1
+            # What the placement asked for, without its authentication.
+            self.requests[-1]["params"] = {k: v for k, v in sent.items() if k not in AUTH_PARAMS}
         weight = WEIGHTS.get((method, endpoint), WEIGHTS.get(endpoint, 1))
         headers = {WEIGHT_HEADER: str(self._use_weight(weight))}
         if (method, endpoint) in ORDER_ENDPOINTS and self.forbid_orders:
@@ -236,7 +243,8 @@ class VenueSimulator:
             else:
                 name, params = self._authenticate(call, security)
                 account = self.state.account(name)
-            documented = DOCUMENTED.get((call.market, call.endpoint))
+            documented = DOCUMENTED.get((call.market, call.request.method, call.endpoint),
+                                        DOCUMENTED.get((call.market, call.endpoint)))
             if documented is not None and set(params) - documented - AUTH_PARAMS:
                 raise VenueError(400, -1103, "An unknown parameter was sent.")
             if (call.request.method, call.endpoint) == ("POST", "/order") and account is not None:
@@ -292,7 +300,7 @@ async def _exchange_info(sim, market, params, fault, account):
             {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": sim.order_limit},
         ],
         "exchangeFilters": [],
-        "symbols": [spec.exchange_info() for spec in sim.state.specs.values()],
+        "symbols": [spec.exchange_info(market) for spec in sim.state.specs.values()],
     }
 
 
@@ -516,7 +524,8 @@ def _control_routes(sim: VenueSimulator) -> list[web.RouteDef]:
     async def set_mark(request: web.Request) -> web.Response:
         body = await request.json()
         try:
-            sim.state.marks[sim.state.spec(body["symbol"]).symbol] = Decimal(str(body["price"]))
+            async with sim._lock:
+                sim.state.set_mark(body["symbol"], Decimal(str(body["price"])))
         except (KeyError, InvalidOperation, VenueError) as error:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response({"symbol": body["symbol"], "mark": str(body["price"])})

@@ -76,6 +76,13 @@ class Authenticator:
         signers.add(signer.lower())
         return name
 
+    def revoke_wallet(self, user: str, signer: str) -> None:
+        """Refuse ``signer`` for ``user`` from now on (-1002), as the venue does once an API
+        wallet is removed; the account and its orders stay."""
+        wallet = self._wallets.get(user.lower())
+        if wallet is not None:
+            wallet[1].discard(signer.lower())
+
     # -- V1 ---------------------------------------------------------------------------------------
     def verify_v1(self, headers: Mapping[str, str], raw_query: str, body: str, *, key_only: bool
                   ) -> tuple[str, dict[str, str]]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable
+
+from services.domain.triggers import reaches_stop, trail
 
 BPS = Decimal("0.0001")
 MAKER_FEE = Decimal("0.0002")
@@ -21,7 +23,21 @@ MARKETS = ("futures", "spot")
 DEFAULT_ACCOUNT = "default"
 #: newClientOrderId: "Can only be string following the rule: ^[\.A-Z\:/a-z0-9_-]{1,36}$"
 CLIENT_ORDER_ID = re.compile(r"[.A-Z:/a-z0-9_-]{1,36}")
-ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+#: Order types per market, as the docs' New Order lists them (trailing stops are futures only).
+ORDER_TYPES = {
+    "futures": ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"),
+    "spot": ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"),
+}
+#: Conditional orders: they rest untriggered until the (working type's) price reaches them.
+STOPS = ("STOP", "STOP_MARKET")
+TAKE_PROFITS = ("TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+CLOSING_TYPES = ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
+#: callbackRate: "min 0.1, max 5 where 1 for 1%".
+CALLBACK_RATES = (Decimal("0.1"), Decimal(5))
+#: Futures-only parameters of New Order: refused on spot (PARAM_NOT_REQUIRED).
+FUTURES_ONLY = ("closePosition", "activationPrice", "callbackRate", "workingType", "priceProtect", "positionSide",
+                "reduceOnly")
 
 
 class VenueError(Exception):
@@ -47,6 +63,27 @@ def _tick(value: Decimal, tick: Decimal) -> Decimal:
     return ((value / tick).to_integral_value(ROUND_HALF_EVEN) * tick).normalize()
 
 
+def _decimal(params: dict[str, str], name: str, *, required: bool = False) -> Decimal | None:
+    """A DECIMAL parameter; -1102 when required and missing, or malformed."""
+    text = params.get(name)
+    if text is None and not required:
+        return None
+    try:
+        value = Decimal(text) if text is not None else None
+    except ArithmeticError:
+        value = None
+    if value is None or not value.is_finite():
+        raise VenueError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return value
+
+
+def _not_required(params: dict[str, str], *names: str) -> None:
+    """-1106 PARAM_NOT_REQUIRED for the first of ``names`` that was sent."""
+    for name in names:
+        if name in params:
+            raise VenueError(400, -1106, f"Parameter '{name}' sent when not required.")
+
+
 @dataclasses.dataclass
 class SymbolSpec:
     symbol: str
@@ -62,8 +99,11 @@ class SymbolSpec:
     level_step_bps: Decimal = Decimal("1")
     multiplier_up: Decimal = Decimal("1.15")
     multiplier_down: Decimal = Decimal("0.85")
+    #: priceProtect: the most the mark and contract prices may differ (a fraction) for a
+    #: protected conditional order to trigger.
+    trigger_protect: Decimal = Decimal("0.05")
 
-    def exchange_info(self) -> dict[str, Any]:
+    def exchange_info(self, market: str = "futures") -> dict[str, Any]:
         quote = next((q for q in ("USDT", "USDC", "BTC") if self.symbol.endswith(q)), "USDT")
         return {
             "symbol": self.symbol,
@@ -79,8 +119,9 @@ class SymbolSpec:
                 {"filterType": "PERCENT_PRICE", "multiplierUp": _fmt(self.multiplier_up),
                  "multiplierDown": _fmt(self.multiplier_down), "multiplierDecimal": 4},
             ],
-            "orderTypes": list(ORDER_TYPES),
+            "orderTypes": list(ORDER_TYPES[market]),
             "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+            "triggerProtect": _fmt(self.trigger_protect),
         }
 
 
@@ -110,6 +151,20 @@ class SimBook:
 
     def opposite(self, side: str) -> list[SimLevel]:
         return self.asks if side == "BUY" else self.bids
+
+    def take_quote(self, side: str, amount: Decimal, step: Decimal) -> tuple[list[tuple[Decimal, Decimal]], bool]:
+        """Consume what ``amount`` of the quote asset buys (sizes in whole ``step`` units);
+        the trades, and whether the amount was spent (what is left buys no more units)."""
+        taken = []
+        for level in self.opposite(side):
+            size = min(level.quantity, (amount / level.price / step).to_integral_value(ROUND_DOWN) * step)
+            if size > 0:
+                level.quantity -= size
+                amount -= size * level.price
+                taken.append((level.price, size))
+            if amount < level.price * step:
+                return taken, True
+        return taken, False
 
     def take(self, side: str, quantity: Decimal, limit: Decimal | None) -> list[tuple[Decimal, Decimal]]:
         """Consume up to ``quantity`` of liquidity, never past ``limit``."""
@@ -159,6 +214,12 @@ class VOrder:
     position_side: str = "BOTH"
     working_type: str = "CONTRACT_PRICE"
     price_protect: bool = False
+    close_position: bool = False
+    activation_price: Decimal | None = None
+    callback_rate: Decimal | None = None
+    quote_order_qty: Decimal | None = None
+    #: A trailing stop's extreme price since it activated (None: not active yet).
+    extreme: Decimal | None = None
     status: str = "NEW"
     executed: Decimal = Decimal(0)
     cum_quote: Decimal = Decimal(0)
@@ -200,8 +261,14 @@ class VOrder:
             "updateTime": self.update_time,
         }
         if self.market == "futures":
-            answer.update(reduceOnly=self.reduce_only, positionSide=self.position_side, closePosition=False,
-                          workingType=self.working_type, priceProtect=self.price_protect)
+            answer.update(reduceOnly=self.reduce_only, positionSide=self.position_side,
+                          closePosition=self.close_position, workingType=self.working_type,
+                          priceProtect=self.price_protect)
+            if self.type == "TRAILING_STOP_MARKET":
+                answer.update(activatePrice=_fmt(self.activation_price or Decimal(0)),
+                              priceRate=_fmt(self.callback_rate or Decimal(0)))
+        elif self.quote_order_qty is not None:
+            answer["origQuoteOrderQty"] = _fmt(self.quote_order_qty)
         return answer
 
 
@@ -373,54 +440,92 @@ class VenueState:
         spec = self.spec(symbol)
         side = params.get("side", "")
         kind = params.get("type", "")
+        futures = market == "futures"
         if side not in ("BUY", "SELL"):
             raise VenueError(400, -1117, "Invalid side.")
-        if kind not in ORDER_TYPES:
+        if kind not in ORDER_TYPES[market]:
             raise VenueError(400, -1116, "Invalid orderType.")
-        try:
-            quantity = Decimal(params["quantity"])
-            price = Decimal(params["price"]) if "price" in params else None
-            stop_price = Decimal(params["stopPrice"]) if "stopPrice" in params else None
-        except (KeyError, ArithmeticError):
-            raise VenueError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.") from None
+        if not futures:
+            _not_required(params, *FUTURES_ONLY)
+        close_position = params.get("closePosition", "false").lower() == "true"
+        if close_position:
+            # "Cannot be used with quantity paremeter; cannot be used with reduceOnly parameter"
+            if kind not in CLOSING_TYPES:
+                _not_required(params, "closePosition")
+            if "quantity" in params:
+                raise VenueError(400, -4137, "Quantity must be zero with closePosition equals true")
+            _not_required(params, "reduceOnly")
+        quote_order_qty = _decimal(params, "quoteOrderQty")
+        if quote_order_qty is not None:
+            # Spot "MARKET: quantity or quoteOrderQty", the quote amount to spend on a BUY.
+            if futures or kind != "MARKET" or side != "BUY" or "quantity" in params:
+                _not_required(params, "quoteOrderQty")
+            if quote_order_qty <= 0:
+                raise VenueError(400, -1102, "Mandatory parameter 'quoteOrderQty' was not sent, was empty/null, "
+                                             "or malformed.")
+        if close_position or quote_order_qty is not None:
+            quantity = Decimal(0)       # the venue decides it: at the trigger, or from the quote amount
+        else:
+            quantity = _decimal(params, "quantity", required=True)
+        price = _decimal(params, "price")
+        stop_price = _decimal(params, "stopPrice") if kind != "TRAILING_STOP_MARKET" else None  # "please ignore"
+        activation_price = _decimal(params, "activationPrice") if kind == "TRAILING_STOP_MARKET" else None
+        callback_rate = None
+        if kind == "TRAILING_STOP_MARKET":
+            callback_rate = _decimal(params, "callbackRate", required=True)
+            if not CALLBACK_RATES[0] <= callback_rate <= CALLBACK_RATES[1]:
+                raise VenueError(400, -1102, "Mandatory parameter 'callbackRate' was not sent, was empty/null, "
+                                             "or malformed.")
         if kind in ("LIMIT", "STOP", "TAKE_PROFIT") and price is None:
             raise VenueError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
-        if kind in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET") and stop_price is None:
+        if kind in STOPS + TAKE_PROFITS and stop_price is None:
             raise VenueError(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
-        if quantity <= 0:
-            raise VenueError(400, -4003, "Quantity less than zero.")
-        if (quantity - spec.min_qty) % spec.step != 0:
-            raise VenueError(400, -4023, "Qty not increased by step size.")
-        if quantity < spec.min_qty:
-            raise VenueError(400, -4004, "Quantity less than min quantity.")
-        if quantity > spec.max_qty:
-            raise VenueError(400, -4005, "Quantity greater than max quantity.")
-        for value in (price, stop_price):
+        working_type = params.get("workingType", "CONTRACT_PRICE")
+        if working_type not in WORKING_TYPES:
+            raise VenueError(400, -4031, f"Invalid parameter working type: {working_type}")
+        if quantity or not (close_position or quote_order_qty is not None):
+            if quantity <= 0:
+                raise VenueError(400, -4003, "Quantity less than zero.")
+            if (quantity - spec.min_qty) % spec.step != 0:
+                raise VenueError(400, -4023, "Qty not increased by step size.")
+            if quantity < spec.min_qty:
+                raise VenueError(400, -4004, "Quantity less than min quantity.")
+            if quantity > spec.max_qty:
+                raise VenueError(400, -4005, "Quantity greater than max quantity.")
+        for value in (price, stop_price, activation_price):
             if value is not None and (value - spec.tick) % spec.tick != 0:
                 raise VenueError(400, -4014, "Price not increased by tick size.")
         mark = self.mark(symbol)
-        if price is not None and market == "futures":
+        if price is not None and futures:
             if side == "BUY" and price > mark * spec.multiplier_up:
                 raise VenueError(400, -4016, "Price is higher than mark price multiplier cap.")
             if side == "SELL" and price < mark * spec.multiplier_down:
                 raise VenueError(400, -4024, "Price is lower than mark price multiplier floor.")
         book = self.book(market, symbol)
+        if activation_price is not None:
+            latest = mark if working_type == "MARK_PRICE" else book.last
+            if activation_price >= latest if side == "BUY" else activation_price <= latest:
+                raise VenueError(400, -2021, "Order would immediately trigger.")
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
-        position_side = self._check_position_side(account, market, params, side, reduce_only)
+        position_side = self._check_position_side(account, market, params, side, reduce_only or close_position)
+        if close_position and position_side != "BOTH" and (position_side == "LONG") == (side == "BUY"):
+            # "In Hedge Mode, cannot be used with BUY orders in LONG position side"
+            raise VenueError(400, -4061, "Order's position side does not match user's setting.")
         # "An order's notional value is the price * quantity. Since MARKET orders have no price,
-        # the mark price is used."
-        reference = price or stop_price or mark
-        if quantity * reference < spec.min_notional and not reduce_only:
+        # the mark price is used." A quote-amount order's notional is its amount.
+        reference = price or stop_price or activation_price or mark
+        notional = quote_order_qty if quote_order_qty is not None else quantity * reference
+        if notional < spec.min_notional and not (reduce_only or close_position):
             raise VenueError(400, -4164, f"Order's notional must be no smaller than {_fmt(spec.min_notional)} "
                                          "(unless you choose reduce only)")
-        if market == "futures":
+        if futures:
             self._check_reduce(account, symbol, side, position_side, quantity, reduce_only)
             leverage = account.leverage.get(symbol, account.default_leverage)
-            opening = not reduce_only and not (position_side == "LONG" and side == "SELL"
-                                               or position_side == "SHORT" and side == "BUY")
+            opening = not (reduce_only or close_position) and not (position_side == "LONG" and side == "SELL"
+                                                                   or position_side == "SHORT" and side == "BUY")
             if opening and quantity * reference / leverage > account.balance:
                 raise VenueError(400, -2019, "Margin is insufficient.")
-        elif side == "BUY" and quantity * reference > account.balance:
+        elif side == "BUY" and notional > account.balance:
             raise VenueError(400, -2018, "Balance is insufficient.")
         client_order_id = params.get("newClientOrderId") or f"sim-{self._next_order_id + 1}"
         if not CLIENT_ORDER_ID.fullmatch(client_order_id):
@@ -447,8 +552,12 @@ class VenueState:
             reduce_only=reduce_only,
             account=account.name,
             position_side=position_side,
-            working_type=params.get("workingType", "CONTRACT_PRICE"),
+            working_type=working_type,
             price_protect=params.get("priceProtect", "FALSE").upper() == "TRUE",
+            close_position=close_position,
+            activation_price=activation_price,
+            callback_rate=callback_rate,
+            quote_order_qty=quote_order_qty,
         )
         account.orders[order.order_id] = order
         account.by_client_id[(market, symbol, client_order_id)] = order
@@ -460,37 +569,78 @@ class VenueState:
         return order
 
     def _arrive(self, account: Account, order: VOrder, book: SimBook) -> None:
-        order.triggered = self._stop_triggered(order, book)
+        order.triggered = self._triggered(order, book)
         if not order.triggered:
             return
         self._take(account, order, book)
 
-    @staticmethod
-    def _stop_triggered(order: VOrder, book: SimBook) -> bool:
-        if order.type in ("STOP", "STOP_MARKET"):
-            assert order.stop_price is not None
-            return book.last >= order.stop_price if order.side == "BUY" else book.last <= order.stop_price
-        if order.type in ("TAKE_PROFIT", "TAKE_PROFIT_MARKET"):
-            assert order.stop_price is not None
-            return book.last <= order.stop_price if order.side == "BUY" else book.last >= order.stop_price
-        return True
+    def _trigger_price(self, order: VOrder, book: SimBook) -> Decimal:
+        """The price that triggers the order: the mark price or the contract's last (workingType)."""
+        if order.market == "futures" and order.working_type == "MARK_PRICE":
+            return self.mark(order.symbol)
+        return book.last
+
+    def _triggered(self, order: VOrder, book: SimBook) -> bool:
+        """The docs' conditions: a stop BUY at or above its stopPrice, a SELL at or below; a
+        take-profit the other way; a trailing stop once the price comes back callbackRate
+        percent from its extreme after activation. With priceProtect, only while the mark
+        and contract prices differ by no more than the symbol's triggerProtect."""
+        if order.type not in STOPS + TAKE_PROFITS + ("TRAILING_STOP_MARKET",):
+            return True
+        latest = self._trigger_price(order, book)
+        buy = order.side == "BUY"
+        if order.type == "TRAILING_STOP_MARKET":
+            assert order.callback_rate is not None
+            order.extreme, triggered = trail(order.extreme, latest, buy=buy, activation=order.activation_price,
+                                             callback_rate=order.callback_rate)
+            return triggered
+        assert order.stop_price is not None
+        reached = reaches_stop(latest, order.stop_price, buy=buy, take_profit=order.type in TAKE_PROFITS)
+        if reached and order.price_protect:
+            mark, last = self.mark(order.symbol), book.last
+            return abs(mark - last) <= mark * self.spec(order.symbol).trigger_protect
+        return reached
 
     def _take(self, account: Account, order: VOrder, book: SimBook) -> None:
+        if order.quote_order_qty is not None:
+            self._spend(account, order, book)
+            return
+        if order.close_position and not order.quantity:
+            # "If triggered, close all current long position (if SELL) or current short position (if BUY)."
+            held = account.position(order.symbol, order.position_side).amount
+            closable = held if order.side == "SELL" else -held
+            if closable <= 0:
+                self._finish(account, order, "EXPIRED")
+                return
+            order.quantity = closable
         limit = order.price if order.type in ("LIMIT", "STOP", "TAKE_PROFIT") else None
         if order.time_in_force == "FOK" and book.available(order.side, limit) < order.remaining:
             self._finish(account, order, "EXPIRED")
             return
         for price, size in book.take(order.side, order.remaining, limit):
             self._trade(account, order, price, size, maker=False)
-        market_like = order.type in ("MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET")
+        market_like = order.type in ("MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
         if order.remaining > 0 and (market_like or order.time_in_force in ("IOC", "FOK")):
             self._finish(account, order, "EXPIRED")
 
-    def _trade(self, account: Account, order: VOrder, price: Decimal, size: Decimal, *, maker: bool) -> None:
+    def _spend(self, account: Account, order: VOrder, book: SimBook) -> None:
+        """A quote-amount order: what its amount buys, in whole steps ("will not violate the
+        LOT_SIZE limit rules"); FILLED once the amount buys no more, else the rest expires."""
+        assert order.quote_order_qty is not None
+        taken, spent = book.take_quote(order.side, order.quote_order_qty, self.spec(order.symbol).step)
+        order.quantity = sum((size for _, size in taken), Decimal(0))
+        for index, (price, size) in enumerate(taken):
+            self._trade(account, order, price, size, maker=False, last=spent and index == len(taken) - 1)
+        if not spent or not taken:
+            self._finish(account, order, "EXPIRED")
+
+    def _trade(self, account: Account, order: VOrder, price: Decimal, size: Decimal, *, maker: bool,
+               last: bool | None = None) -> None:
         self._next_trade_id += 1
         order.executed += size
         order.cum_quote += price * size
-        order.status = "FILLED" if order.remaining == 0 else "PARTIALLY_FILLED"
+        done = order.remaining == 0 if last is None else last
+        order.status = "FILLED" if done else "PARTIALLY_FILLED"
         order.update_time = now_ms()
         fee = (price * size * (self.maker_fee if maker else self.taker_fee)).quantize(Decimal("1e-8"))
         pnl = Decimal(0)
@@ -539,11 +689,13 @@ class VenueState:
                 "X": order.status, "i": order.order_id, "l": last_qty, "z": _fmt(order.executed),
                 "L": last_price, "T": order.update_time, "t": trade["id"] if trade else 0, "b": "0", "a": "0",
                 "m": bool(trade and trade["maker"]), "R": order.reduce_only, "wt": order.working_type,
-                "ot": order.type, "ps": order.position_side, "cp": False,
+                "ot": order.type, "ps": order.position_side, "cp": order.close_position,
                 "rp": trade.get("realizedPnl", "0") if trade else "0",
             }
             if trade:
                 body.update(N=trade["commissionAsset"], n=trade["commission"])
+            if order.type == "TRAILING_STOP_MARKET":
+                body.update(AP=_fmt(order.activation_price or Decimal(0)), cr=_fmt(order.callback_rate or Decimal(0)))
             account.emit("futures", {"e": "ORDER_TRADE_UPDATE", "E": moment, "T": order.update_time, "o": body})
             return
         event = {
@@ -596,12 +748,24 @@ class VenueState:
                     continue
                 account = self.accounts[order.account]
                 if not order.triggered:
-                    if self._stop_triggered(order, book):
+                    if self._triggered(order, book):
                         order.triggered = True
                         self._take(account, order, book)
                 elif order.price is not None and book.crosses(order.side, order.price):
                     for _, size in book.take(order.side, order.remaining, order.price):
                         self._trade(account, order, order.price, size, maker=True)
+
+    def set_mark(self, symbol: str, price: Decimal) -> None:
+        """A new mark price: the futures orders it triggers (workingType MARK_PRICE, or a
+        protected order held back by the mark) meet the book."""
+        self.marks[self.spec(symbol).symbol] = price
+        book = self.book("futures", symbol)
+        resting = sorted((o for a in self.accounts.values() for o in a.orders.values()), key=lambda o: o.order_id)
+        for order in resting:
+            if (order.market == "futures" and order.symbol == symbol and order.open and not order.triggered
+                    and order.fill_due is None and self._triggered(order, book)):
+                order.triggered = True
+                self._take(self.accounts[order.account], order, book)
 
     # -- cancels --------------------------------------------------------------------------------
     def cancel(self, account: Account, market: str, symbol: str, order_id: str | None,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -79,6 +80,30 @@ def test_demo_runs_end_to_end(tmp_path):
     assert counts.get("FILLED", 0) >= 4 and set(counts) == {"FILLED", "REJECTED"}, counts
     assert trades >= counts["FILLED"]
     assert len(managers) == 1 and managers[0].startswith("demo-rebalance-")
+
+
+def test_submit_takes_the_new_order_types_and_their_fields(stack, store):
+    account = e2e.new_account()
+    quoted = e2e.run_cli("submit", "ETHUSDT", "buy", "--market", "spot", "--quote-order-qty", "320",
+                         "--account", account, *clients(stack))
+    assert quoted.returncode == 0, e2e.show(quoted)
+    order_id = re.search(rf"APPROVED order ({UUID})", quoted.stdout).group(1)
+    assert "quote_order_qty:" in quoted.stdout and store.status(order_id) == "FILLED"
+
+    trailing = e2e.run_cli("submit", "BTCUSDT", "sell", "0.01", "--type", "trailing-stop-market",
+                           "--callback-rate", "0.5", "--activation-price", "66000", "--working-type", "mark",
+                           "--account", account, *clients(stack))
+    assert trailing.returncode == 0, e2e.show(trailing)
+    order_id = re.search(rf"APPROVED order ({UUID})", trailing.stdout).group(1)
+    stored = store.order(order_id)
+    assert (stored.callback_rate, stored.activation_price, stored.working_type.value) == (
+        Decimal("0.5"), Decimal(66000), "MARK_PRICE")
+    assert "callback_rate:" in trailing.stdout and "MARK_PRICE" in trailing.stdout
+
+    refused = e2e.run_cli("submit", "BTCUSDT", "sell", "0.01", "--type", "take-profit-market", "--stop-price",
+                          "70000", "--close-position", "--account", account, *clients(stack))
+    assert refused.returncode != 0 and "quantity" in refused.stderr and "close_position" in refused.stderr, (
+        e2e.show(refused))
 
 
 def test_submit_then_list(stack, store):

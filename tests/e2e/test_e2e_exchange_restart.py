@@ -1,8 +1,11 @@
 """The issue's replay, end to end on paper: an order the OMS executed and that FILLED; the
 Exchange service restarted (its memory and its replay cache gone); then the same
 ExecuteOrder (the order, its risk token, an OMS credential for that very request, all
-within their lifetimes) sent to it directly. The Exchange's record of executions in the
-store refuses it: no second fill on paper, one trade, and verify-store finds nothing."""
+within their lifetimes) sent to it directly. The restarted Exchange refuses the
+credential (issued before it started), as it does a captured CancelOrder credential, and
+the Exchange's record of executions in the store refuses the order even with a fresh
+credential: no second fill on paper, one trade, and verify-store finds nothing. Orders
+still flow through the restarted Exchange."""
 
 from __future__ import annotations
 
@@ -37,13 +40,31 @@ def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fill
         assert submitted.order.status == pb.ORDER_STATUS_FILLED
         request = exchange_pb2.ExecuteOrderRequest(order=approved.order, risk_token=approved.token)
         credential = e2e.oms_credential("ExecuteOrder", request)
+        # A CancelOrder the OMS made, captured: used once (the order had filled: nothing to cancel).
+        cancel = exchange_pb2.CancelOrderRequest(order_id=approved.order.order_id, symbol="BTCUSDT",
+                                                 client_order_id=approved.order.client_order_id)
+        cancel_credential = e2e.oms_credential("CancelOrder", cancel)
+        e2e.expect_error(lambda: stack.exchange.CancelOrder(cancel, timeout=e2e.RPC_TIMEOUT,
+                                                            metadata=cancel_credential),
+                         grpc.StatusCode.NOT_FOUND, "UNKNOWN_ORDER")
 
         _restart_exchange(stack)
-        e2e.expect_error(lambda: stack.exchange.ExecuteOrder(request, timeout=e2e.RPC_TIMEOUT, metadata=credential),
+        # Both credentials are still within their lifetime, and the restarted Exchange's replay
+        # cache is empty: it refuses them for being issued before it started.
+        for method, sent, metadata in (("ExecuteOrder", request, credential),
+                                       ("CancelOrder", cancel, cancel_credential)):
+            e2e.expect_error(lambda: getattr(stack.exchange, method)(sent, timeout=e2e.RPC_TIMEOUT, metadata=metadata),
+                             grpc.StatusCode.UNAVAILABLE, "SERVICE_CREDENTIAL_BEFORE_START")
+        # And the order itself, even with a credential signed afresh: the store's record of executions.
+        e2e.expect_error(lambda: stack.exchange.ExecuteOrder(request, timeout=e2e.RPC_TIMEOUT,
+                                                             metadata=e2e.oms_credential("ExecuteOrder", request)),
                          grpc.StatusCode.PERMISSION_DENIED, "TOKEN_ALREADY_USED")
 
         assert len(store.trades(approved.order.order_id)) == 1
         assert store.status(approved.order.order_id) == "FILLED"
+        # Orders flow on through the restarted Exchange: the OMS signs each call afresh.
+        after = e2e.approve(stack, symbol="BTCUSDT", quantity="0.02")
+        assert stack.oms.SubmitOrder(after.request(), timeout=e2e.RPC_TIMEOUT).order.status == pb.ORDER_STATUS_FILLED
         # The restarted paper venue filled nothing: its report log holds no report of the order.
         assert [r for r in e2e.execution_reports(stack) if r.order_id == approved.order.order_id] == []
         verified = e2e.run_cli("verify-store", "--database-url", url)

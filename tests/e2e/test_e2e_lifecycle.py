@@ -92,6 +92,45 @@ def test_a_stop_order_not_triggered_rests_and_a_triggered_one_fills(stack, store
     assert triggered.status == pb.ORDER_STATUS_FILLED
 
 
+def test_take_profit_and_trailing_stop_orders_rest_or_trigger_as_the_venue_triggers_them(stack, store):
+    resting_tp = submit(stack, order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, stop_price=BELOW_MARKET)  # BUY: falls to
+    triggered_tp = submit(stack, order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, stop_price=ABOVE_MARKET)
+    limit_tp = submit(stack, order_type=pb.ORDER_TYPE_TAKE_PROFIT, side=pb.SIDE_SELL, stop_price=BELOW_MARKET,
+                      price="64000", time_in_force=pb.TIME_IN_FORCE_IOC, price_protect=True)
+    trailing = submit(stack, order_type=pb.ORDER_TYPE_TRAILING_STOP_MARKET, callback_rate="0.5",
+                      activation_price="64000", working_type=pb.WORKING_TYPE_MARK_PRICE)
+
+    assert resting_tp.status == pb.ORDER_STATUS_ACCEPTED
+    assert triggered_tp.status == pb.ORDER_STATUS_FILLED
+    assert limit_tp.status == pb.ORDER_STATUS_FILLED and limit_tp.price_protect
+    assert trailing.status == pb.ORDER_STATUS_ACCEPTED
+    assert (trailing.callback_rate, trailing.activation_price, trailing.working_type) == (
+        "0.5", "64000", pb.WORKING_TYPE_MARK_PRICE)
+    stored = store.order(trailing.order_id)
+    assert (stored.callback_rate, stored.activation_price, stored.working_type.value) == (
+        Decimal("0.5"), Decimal(64000), "MARK_PRICE")
+
+
+def test_a_close_position_order_closes_what_the_account_holds_and_ends_filled(stack, store):
+    account = new_account()
+    opened = submit(stack, account=account, quantity="0.03")
+    closing = submit(stack, account=account, order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, side=pb.SIDE_SELL,
+                     stop_price=BELOW_MARKET, quantity="", close_position=True)
+
+    assert opened.status == pb.ORDER_STATUS_FILLED
+    assert (closing.status, closing.quantity, closing.filled_quantity, closing.close_position) == (
+        pb.ORDER_STATUS_FILLED, "", "0.03", True)
+    assert store.order(closing.order_id).quantity is None
+
+
+def test_a_spot_market_buy_of_a_quote_amount_fills_what_the_amount_buys(stack, store):
+    order = submit(stack, market_type=pb.MARKET_TYPE_SPOT, symbol="ETHUSDT", quantity="", quote_order_qty="320")
+
+    assert (order.status, order.quantity, order.quote_order_qty) == (pb.ORDER_STATUS_FILLED, "", "320")
+    assert Decimal(order.filled_quantity) == Decimal("0.1") and Decimal(order.average_fill_price) == 3200
+    assert [str(t.quantity) for t in store.trades(order.order_id)] == ["0.1"]
+
+
 def test_a_post_only_order_that_would_take_is_rejected_by_the_venue(stack, store):
     order = submit(stack, order_type=pb.ORDER_TYPE_LIMIT, price=ABOVE_MARKET, post_only=True)
 

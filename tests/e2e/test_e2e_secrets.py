@@ -151,10 +151,10 @@ def test_secrets_from_files_run_a_live_stack_and_appear_nowhere(live, sim, pg_ur
         lambda: submit(live, refused, sign_with(refused.order, "x" * 40, "unknown-key")),
         lambda: submit(live, refused, ""),
         lambda: live.oms.SubmitOrder(refused.request(quantity="0.02"), timeout=e2e.RPC_TIMEOUT),
-        lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(symbol="DOGEUSDT")),
-                                        timeout=e2e.RPC_TIMEOUT),
-        lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(quantity="-1")),
-                                        timeout=e2e.RPC_TIMEOUT),
+        lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(
+            order=e2e.intent(symbol="DOGEUSDT", account=e2e.live_account(live))), timeout=e2e.RPC_TIMEOUT),
+        lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(
+            order=e2e.intent(quantity="-1", account=e2e.live_account(live))), timeout=e2e.RPC_TIMEOUT),
         lambda: live.oms.GetOrder(oms_pb2.GetOrderRequest(order_id=str(uuid.uuid4())), timeout=e2e.RPC_TIMEOUT),
         lambda: live.exchange.ExecuteOrder(exchange_pb2.ExecuteOrderRequest(order=refused.order,
                                                                             risk_token=refused.token),

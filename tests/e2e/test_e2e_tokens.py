@@ -197,3 +197,31 @@ def test_execution_report_stream_is_for_the_oms_only(stack):
         exchange_pb2.StreamExecutionReportsRequest(after_sequence=0), timeout=5
     )
     e2e.expect_error(lambda: next(iter(stream)), PERMISSION_DENIED, "CALLER_NOT_OMS")
+
+
+# -- the fields of format v2: each one bound on the wire ------------------------------------------
+TRAILING = {"order_type": pb.ORDER_TYPE_TRAILING_STOP_MARKET, "side": pb.SIDE_SELL, "callback_rate": "1",
+            "activation_price": "66000", "working_type": pb.WORKING_TYPE_MARK_PRICE}
+CLOSING = {"order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET, "side": pb.SIDE_SELL, "stop_price": "66000",
+           "quantity": "", "close_position": True, "price_protect": True}
+QUOTED = {"market_type": pb.MARKET_TYPE_SPOT, "quantity": "", "quote_order_qty": "100"}
+
+
+@pytest.mark.parametrize(
+    "approved_as, changes",
+    [(TRAILING, {"callback_rate": "2"}), (TRAILING, {"activation_price": "66500"}),
+     (TRAILING, {"activation_price": ""}), (TRAILING, {"working_type": pb.WORKING_TYPE_CONTRACT_PRICE}),
+     (TRAILING, {"working_type": 0}), (CLOSING, {"close_position": False, "quantity": "0.01"}),
+     (CLOSING, {"price_protect": False}), (QUOTED, {"quote_order_qty": "1000"}),
+     (QUOTED, {"quote_order_qty": "", "quantity": "0.03"})],
+    ids=["callback-rate", "activation-price", "activation-price-dropped", "working-type",
+         "working-type-unspecified", "close-position-for-a-quantity", "price-protect-cleared", "quote-amount",
+         "quote-amount-for-a-quantity"],
+)
+def test_each_field_of_the_new_order_types_changed_after_signing(stack, store, approved_as, changes):
+    approved = e2e.approve(stack, **approved_as)
+    e2e.expect_error(submit(stack, approved.request(**changes)), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")
+    store.assert_untouched(approved.order.order_id)
+    # At the Exchange service too (it checks the token again, from the wire).
+    changed = approved.request(**changes).order
+    e2e.expect_error(execute(stack, changed, approved.token), PERMISSION_DENIED, "TOKEN_FIELDS_CHANGED")

@@ -3,8 +3,9 @@ accounts side by side (each its own API wallet, its private key read from a file
 account the registry lacks refused by Risk, the venue settings kept in the store and set by
 the operator, an Exchange restart with no order refused for its settings, a dropped user-data
 stream with no fill lost or doubled, every venue payload stored as its exact JSON text, and
-the kill switch cancelling an order placed at the venue outside Tessera, and after all of it
-no API wallet's private key (nor a bearer JWT, nor the key that signed them) in any log or
+the kill switch cancelling an order placed at the venue outside Tessera, past an account
+whose signer the venue refuses (named in its answer), and after all of it no API wallet's
+private key (nor a bearer JWT, nor the key that signed them) in any log or
 anywhere in the store.
 
 The services run as processes (``tessera_e2e.start_stack``); the module's tests share one
@@ -35,11 +36,14 @@ USER_A, SIGNER_A, KEY_A = vh.V3_USER, vh.V3_SIGNER, vh.V3_PRIVATE_KEY
 USER_B, KEY_B = "0x3333333333333333333333333333333333333333", "0x" + secrets.token_hex(32)
 SIGNER_B = Account.from_key(KEY_B).address
 USER_C, KEY_C = "0x4444444444444444444444444444444444444444", "0x" + secrets.token_hex(32)  # added later
+SIGNER_C = Account.from_key(KEY_C).address
+# Added before the kill switch: an API wallet the venue does not know (it refuses its every request).
+USER_X, KEY_X = "0x1111111111111111111111111111111111111111", "0x" + secrets.token_hex(32)
+SIGNER_X = Account.from_key(KEY_X).address
 #: What no log line, no client and no row of the store may hold (the keys also without "0x").
 NEEDLES = {**{f"{name} API wallet private key": key[2:] for name, key in
-              (("desk-a", KEY_A), ("desk-b", KEY_B), ("desk-c", KEY_C))},
+              (("desk-a", KEY_A), ("desk-b", KEY_B), ("desk-c", KEY_C), ("desk-0", KEY_X))},
            **e2e.identity_secrets()}
-SIGNER_C = Account.from_key(KEY_C).address
 
 
 def submit(stack, approved):
@@ -166,6 +170,11 @@ def test_venue_settings_are_stored_and_an_exchange_restart_refuses_no_order_for_
                                                                                  LOCAL_PRINCIPAL)
     held = stored_settings(stack, "desk-a")
     assert held[("desk-a", "ETHUSDT")].leverage == "7"
+    history = stack.oms.ListVenueSettings(oms_pb2.ListVenueSettingsRequest(account="desk-a", history=True),
+                                          timeout=e2e.RPC_TIMEOUT).changes
+    eth = [(c.leverage, c.principal, c.comment) for c in history if c.symbol == "ETHUSDT"]
+    assert eth[-1] == ("7", LOCAL_PRINCIPAL, "e2e-operator")  # the request's comment, kept
+    assert all(principal == "venue" for _, principal, _ in eth[:-1])  # read from the venue before it
     assert held[("desk-a", "")].position_mode == "ONE_WAY"  # read from the venue when the Exchange started
     assert e2e.expect_error(lambda: set_leverage(stack, "someone-else", "ETHUSDT", "3"),
                             grpc.StatusCode.FAILED_PRECONDITION, "ACCOUNT_NOT_CONFIGURED")
@@ -186,12 +195,13 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     assert submit(stack, held).order.status == pb.ORDER_STATUS_FILLED
 
     changed = e2e.run_cli("venue", "leverage", "desk-b", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
-    margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--operator", "cli-operator", *oms)
+    margin = e2e.run_cli("venue", "margin-mode", "desk-b", "SOLUSDT", "isolated", "--comment", "INC-7 de-risk", *oms)
     unknown = e2e.run_cli("venue", "leverage", "nobody", "SOLUSDT", "4", "--operator", "cli-operator", *oms)
     # Hedge mode: the venue refuses it while the account holds a position; one-way (as it is) is kept.
     locked = e2e.run_cli("venue", "position-mode", "desk-b", "hedge", "--operator", "cli-operator", *oms)
     one_way = e2e.run_cli("venue", "position-mode", "desk-b", "one-way", "--operator", "cli-operator", *oms)
     listed = e2e.run_cli("venue", "settings", "desk-b", *oms)
+    history = e2e.run_cli("venue", "history", "desk-b", *oms)
 
     assert changed.returncode == 0 and margin.returncode == 0, e2e.show(changed) + e2e.show(margin)
     assert unknown.returncode == 1 and "ACCOUNT_NOT_CONFIGURED" in unknown.stderr, e2e.show(unknown)
@@ -202,6 +212,15 @@ def test_the_tessera_venue_commands_set_and_list_the_settings(accounts):
     (account_row,) = [line for line in listed.stdout.splitlines() if "(account)" in line]
     assert account_row.split()[:6] == ["desk-b", "(account)", "-", "-", "ONE_WAY", LOCAL_PRINCIPAL]
     assert "desk-a" not in listed.stdout
+    # The history keeps each change with who made it and the comment (the latest setting alone does not).
+    assert history.returncode == 0, e2e.show(history)
+    assert "desk-a" not in history.stdout
+    changes = [line.split() for line in history.stdout.splitlines() if "SOLUSDT" in line]
+    ours = [cells for cells in changes if cells[5] == LOCAL_PRINCIPAL]  # (and any read from the venue: "venue")
+    assert [cells[:6] for cells in ours] == [["desk-b", "SOLUSDT", "4", "-", "-", LOCAL_PRINCIPAL],
+                                             ["desk-b", "SOLUSDT", "-", "ISOLATED", "-", LOCAL_PRINCIPAL]]
+    assert [" ".join(cells[7:]) for cells in ours] == ["cli-operator", "INC-7 de-risk"]
+    assert {cells[5] for cells in changes} <= {LOCAL_PRINCIPAL, "venue"}
     at_venue = sim.control("GET", f"/_sim/settings?account={USER_B}")
     assert at_venue["leverage"]["SOLUSDT"] == 4 and at_venue["margin_types"]["SOLUSDT"] == "ISOLATED"
     assert at_venue["dual_side"] is False  # never hedged
@@ -276,7 +295,7 @@ def test_an_account_added_to_the_registry_trades_once_both_services_reloaded_it(
     assert at_venue["account"] == USER_C
 
 
-def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts):
+def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue_past_an_account_the_venue_refuses(accounts):
     stack, store, sim = accounts
     ours = e2e.approve(stack, account="desk-a", order_type=pb.ORDER_TYPE_LIMIT, quantity="0.01", price="60000")
     assert submit(stack, ours).order.status == pb.ORDER_STATUS_ACCEPTED
@@ -284,10 +303,23 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts)
                                                   "type": "LIMIT", "quantity": "1", "price": "4000",
                                                   "timeInForce": "GTC", "newClientOrderId": "placed-by-hand"})
     assert outside["status"] == "NEW"
+    # An account whose API wallet the venue does not know: the venue refuses everything it signs.
+    document = json.loads(stack.registry.read_text())
+    document["accounts"]["desk-0"] = {"venue": "aster", "market_types": ["FUTURES"], "user": USER_X,
+                                      "signer": SIGNER_X, "private_key_file": "desk-x.key"}
+    (stack.registry.parent / "desk-x.key").write_text(KEY_X + "\n")
+    stack.registry.write_text(json.dumps(document))
+
+    def exchange_accounts():
+        answer = stack.exchange.ListVenueSettings(exchange_pb2.ListVenueSettingsRequest(), timeout=e2e.RPC_TIMEOUT,
+                                                  metadata=e2e.oms_credential("ListVenueSettings"))
+        return {a.account for a in answer.accounts}
+
+    assert e2e.wait_until(lambda: "desk-0" in exchange_accounts(), 10), "the Exchange did not reload the registry"
 
     try:
         answer = stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(
-            operator="e2e-operator", reason="kill switch e2e"), timeout=e2e.RPC_TIMEOUT)
+            operator="e2e-operator", reason="kill switch e2e"), timeout=30)
         assert answer.state == pb.TRADING_STATE_HALTED
         listed = {o.order_id: o for o in answer.orders}
         assert ours.order.order_id in listed
@@ -296,7 +328,12 @@ def test_the_kill_switch_cancels_an_order_placed_directly_at_the_venue(accounts)
                    for order_id, o in listed.items() if order_id != ours.order.order_id)
         settled(store, ours.order.order_id, "CANCELLED")
         (by_hand,) = sim.orders("placed-by-hand")
-        assert by_hand["status"] == "CANCELED"  # placed outside Tessera, cancelled all the same
+        assert by_hand["status"] == "CANCELED"  # placed outside Tessera, past the refused account
+        # The refused account is named: its open orders could not be listed, after every attempt.
+        assert [(f.account, f.market_type, f.symbol, f.reason) for f in answer.venue_failures] == [
+            ("desk-0", pb.MARKET_TYPE_FUTURES, "", "VENUE_UNAUTHORIZED")]
+        assert stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest(),
+                                          timeout=e2e.RPC_TIMEOUT).state == pb.TRADING_STATE_HALTED
     finally:
         stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
             state=pb.TRADING_STATE_ACTIVE, operator="e2e-operator", reason="kill switch e2e done"),

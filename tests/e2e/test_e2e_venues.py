@@ -18,6 +18,7 @@ import pytest
 from services.cli.stack import PROJECT_ROOT
 from tessera.common.v1 import types_pb2 as pb
 from tessera.oms.v1 import oms_pb2
+from tessera.risk.v1 import risk_pb2
 
 import tessera_e2e as e2e
 import venue_harness as vh
@@ -104,6 +105,19 @@ def test_live_orders_go_with_the_settings_read_from_the_venue_and_one_asking_for
     assert sim.orders(approved.order.client_order_id) == []
 
 
+def test_live_without_a_registry_risk_refuses_another_account_than_the_environments_and_stores_nothing(live,
+                                                                                                         live_store):
+    for fields, reason in (({"account": "someone-else"}, "ACCOUNT_NOT_CONFIGURED"),
+                           ({"account": vh.LIVE_ACCOUNT, "venue": "binance"}, "VENUE_NOT_CONFIGURED")):
+        intent = e2e.intent(**fields)
+        e2e.expect_error(lambda: live.risk.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent),
+                                                         timeout=e2e.RPC_TIMEOUT),
+                         grpc.StatusCode.FAILED_PRECONDITION, reason)
+    with live_store.uow() as uow:
+        stored, _ = uow.orders.list(limit=10_000)
+    assert [o for o in stored if o.account == "someone-else" or o.venue == "binance"] == []
+
+
 def test_live_market_order_fills_at_the_venue_and_its_trade_is_stored_once(live, live_store, sim):
     vh.set_up_symbol(live, "BTCUSDT")
     approved = e2e.approve(live, symbol="BTCUSDT", quantity="0.01")
@@ -135,6 +149,44 @@ def test_live_resting_order_fills_later_through_the_poller(live, live_store, sim
     (trade,) = live_store.trades(approved.order.order_id)
     assert trade.price == Decimal("149") and e2e._name(trade.liquidity_side) == "MAKER"
     sim.set_price("SOLUSDT", "150")
+
+
+def test_live_trailing_stop_close_position_and_quote_amount_orders_go_to_the_venue_as_approved(
+        live, live_store, sim):
+    vh.set_up_symbol(live, "BTCUSDT")
+    trailing = e2e.approve(live, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_TRAILING_STOP_MARKET, side=pb.SIDE_SELL,
+                           quantity="0.01", callback_rate="0.5", working_type=pb.WORKING_TYPE_CONTRACT_PRICE)
+    opened = e2e.approve(live, symbol="BTCUSDT", quantity="0.02")
+    closing = e2e.approve(live, symbol="BTCUSDT", order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, side=pb.SIDE_SELL,
+                          quantity="", stop_price="70000", close_position=True, price_protect=True)
+    quoted = e2e.approve(live, symbol="ETHUSDT", market_type=pb.MARKET_TYPE_SPOT, quantity="",
+                         quote_order_qty="500")
+
+    answers = [submit(live, approved).order for approved in (trailing, opened, closing, quoted)]
+
+    assert [a.status for a in answers] == [pb.ORDER_STATUS_ACCEPTED, pb.ORDER_STATUS_FILLED,
+                                           pb.ORDER_STATUS_ACCEPTED, pb.ORDER_STATUS_FILLED]
+    (venue_trailing,) = sim.orders(trailing.order.client_order_id)
+    assert (venue_trailing["type"], venue_trailing["priceRate"], venue_trailing["workingType"]) == (
+        "TRAILING_STOP_MARKET", "0.5", "CONTRACT_PRICE")
+    (venue_closing,) = sim.orders(closing.order.client_order_id)
+    assert (venue_closing["closePosition"], venue_closing["priceProtect"], venue_closing["origQty"]) == (
+        True, True, "0")
+    (venue_quoted,) = sim.orders(quoted.order.client_order_id)
+    assert venue_quoted["origQuoteOrderQty"] == "500" and venue_quoted["status"] == "FILLED"
+    stored = live_store.order(quoted.order.order_id)
+    assert stored.quantity is None and stored.filled_quantity == Decimal(venue_quoted["executedQty"])
+    # The position (this test's 0.02 and what earlier ones left) closes when the venue's
+    # price reaches the take-profit; the trailing stop, 0.5 % back from the high since,
+    # triggers on the way down.
+    sim.set_price("BTCUSDT", "70000")
+    settled(live_store, closing.order.order_id, "FILLED")
+    closed = sum(t.quantity for t in live_store.trades(closing.order.order_id))
+    (venue_closing,) = sim.orders(closing.order.client_order_id)
+    assert closed >= Decimal("0.02") and Decimal(venue_closing["executedQty"]) == closed
+    sim.set_price("BTCUSDT", "69600")
+    settled(live_store, trailing.order.order_id, "FILLED")
+    sim.set_price("BTCUSDT", "65000")
 
 
 def test_live_cancel_reaches_the_venue(live, live_store, sim):

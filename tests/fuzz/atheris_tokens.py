@@ -33,8 +33,14 @@ with atheris.instrument_imports(include=["core_ext", "services.common.tokens", "
 
 def one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    target = fdp.ConsumeIntInRange(0, 4)
-    if target == 0:
+    target = fdp.ConsumeIntInRange(0, 5)
+    if target == 5:
+        requests = targets.wire_requests()[0]
+        request = bytearray(requests[fdp.ConsumeIntInRange(0, len(requests) - 1)])
+        for _ in range(fdp.ConsumeIntInRange(1, 4)):
+            request[fdp.ConsumeIntInRange(0, len(request) - 1)] = fdp.ConsumeIntInRange(0, 255)
+        targets.check_wire_request(bytes(request))
+    elif target == 0:
         targets.check_token(fdp.ConsumeUnicodeNoSurrogates(fdp.ConsumeIntInRange(0, 400)))
     elif target == 1:
         valid = targets.valid_tokens()[fdp.ConsumeIntInRange(0, 1)]
@@ -68,6 +74,7 @@ def one_input(data: bytes) -> None:
 
 def main() -> None:
     targets.fixtures()  # sign the fixtures before fuzzing starts
+    targets.wire_requests()
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 

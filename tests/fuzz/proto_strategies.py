@@ -51,6 +51,12 @@ def _good_values(name: str) -> list[Any]:
         return ["", "65000", "64000.5", "3200", "150.25", "3150"]
     if name == "leverage":
         return ["", "1", "3", "10"]
+    if name == "activation_price":
+        return ["", "65000", "3150"]
+    if name == "callback_rate":
+        return ["", "0.1", "1", "5"]
+    if name == "quote_order_qty":
+        return ["", "10", "100.5"]
     if name == "venue":
         return ["aster"]
     if name in ("account", "target_account_uid"):
@@ -72,6 +78,7 @@ def _bad_values(name: str) -> list[str]:
         "client_order_id": ["c" * 37, "cid 1", "cid\n"],
         "symbol": SYMBOLS[3:],
         "quantity": DECIMALS, "price": DECIMALS, "stop_price": DECIMALS, "leverage": DECIMALS + ["126", "1.5"],
+        "activation_price": DECIMALS, "callback_rate": DECIMALS + ["0.09", "5.01"], "quote_order_qty": DECIMALS,
         "page_token": ["eyJ0IjoiMjAyNSJ9", "!!!", "a" * 513, "MTIz"],
         "risk_token": ["v1.e2e-key-1.1700000000." + "a" * 32 + "." + "b" * 43 + "." + "c" * 43, "v1.....", "."],
     }.get(name, [])
@@ -188,7 +195,8 @@ def _valid_then_mutated(draw: st.DrawFn, descriptor: d.Descriptor, depth: int) -
     from tessera.common.v1 import types_pb2 as pb
 
     symbol = draw(st.sampled_from(sorted(PRICES)))
-    kind = draw(st.sampled_from(["market", "limit", "ioc", "gtd", "stop"]))
+    kind = draw(st.sampled_from(["market", "limit", "ioc", "gtd", "stop", "take_profit", "trailing", "close",
+                                 "quote"]))
     fields: dict[str, Any] = dict(
         client_order_id="fuzz-" + uuid.uuid4().hex[:12], account=draw(st.sampled_from(["fuzz-acct-1", "fuzz-acct-2"])),
         venue="aster", market_type=draw(st.sampled_from([pb.MARKET_TYPE_FUTURES, pb.MARKET_TYPE_SPOT])), symbol=symbol,
@@ -204,6 +212,17 @@ def _valid_then_mutated(draw: st.DrawFn, descriptor: d.Descriptor, depth: int) -
         fields["time_in_force"] = pb.TIME_IN_FORCE_IOC
     if kind == "stop":
         fields.update(order_type=pb.ORDER_TYPE_STOP_MARKET, stop_price=price)
+    if kind == "take_profit":
+        fields.update(order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, stop_price=price)
+    if kind == "trailing":
+        fields.update(order_type=pb.ORDER_TYPE_TRAILING_STOP_MARKET, market_type=pb.MARKET_TYPE_FUTURES,
+                      callback_rate=draw(st.sampled_from(["0.1", "1", "5"])),
+                      working_type=draw(st.sampled_from([0, pb.WORKING_TYPE_MARK_PRICE])))
+    if kind == "close":
+        fields.update(order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, market_type=pb.MARKET_TYPE_FUTURES, stop_price=price,
+                      quantity="", close_position=True)
+    if kind == "quote":
+        fields.update(market_type=pb.MARKET_TYPE_SPOT, side=pb.SIDE_BUY, quantity="", quote_order_qty="25")
     if descriptor.full_name == "tessera.common.v1.Order":
         fields.update(order_id=str(uuid.uuid4()), status=pb.ORDER_STATUS_APPROVED)
     instance = message_factory.GetMessageClass(descriptor)(**fields)

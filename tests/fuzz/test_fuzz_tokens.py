@@ -43,6 +43,34 @@ def test_canonical_decimal_is_canonical_or_refuses_the_same_way_in_both(text):
     targets.check_decimal(text)
 
 
+@fuzz_settings(EXAMPLES * 10)
+@given(st.integers(0, 3), st.lists(st.tuples(st.sampled_from(["set", "insert", "delete"]), st.integers(0, 1000),
+                                             st.integers(0, 255)), min_size=1, max_size=4))
+def test_a_request_off_the_wire_verifies_only_as_an_order_that_was_signed(which, edits):
+    count("token:wire_request")
+    request = bytearray(targets.wire_requests()[0][which])
+    for action, at, byte in edits:
+        at %= len(request) + (action == "insert")
+        if action == "set" and request:
+            request[at % len(request)] = byte
+        elif action == "insert":
+            request.insert(at, byte)
+        elif request:
+            del request[at % len(request)]
+    targets.check_wire_request(bytes(request))
+
+
+@fuzz_settings(EXAMPLES)
+@given(st.binary(max_size=400))
+def test_any_bytes_as_a_request_get_an_answer_and_both_implementations_agree(data):
+    count("token:wire_bytes")
+    targets.check_wire_request(data)
+
+
+def test_the_wire_seeds_verify():
+    assert [targets.check_wire_request(request) for request in targets.wire_requests()[0]] == ["OK"] * 4
+
+
 _VALUE = st.one_of(st.none(), st.booleans(), st.text(max_size=20), st.integers(), st.decimals(allow_nan=True),
                    st.floats(), st.binary(max_size=8))
 

@@ -11,7 +11,11 @@ Properties:
   signed (a mutated token never verifies);
 - ``canonical_decimal`` either returns a canonical spelling (idempotent, the same number)
   or raises ``CanonicalEncodingError``, identically in both twins;
-- the OMS call credential check raises nothing but ``TokenRejected`` on any metadata.
+- the OMS call credential check raises nothing but ``TokenRejected`` on any metadata;
+- ``verify_order_request`` (a request as it arrives, read off the wire) answers any bytes
+  with a known reason, identically in both twins, and accepts a request only when the
+  order it carries, parsed by protobuf, is one that was signed (every field of format v2
+  bound: an order of each new type is among the signed ones).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import core_ext
 from core_ext import CanonicalEncodingError
+from core_ext.vectors import UNSET_V2_FIELDS
 from services.domain.errors import TokenRejected
 
 SECRET = b"fuzz-secret-0123456789abcdef-0123456789"
@@ -30,8 +35,20 @@ FIELDS = {
     "order_id": "0b5f2f0e-6d8f-4c9a-9a53-6e2f0a1b2c3d", "client_order_id": "cid-1", "account": "acct-1",
     "venue": "aster", "market_type": "FUTURES", "symbol": "BTCUSDT", "side": "BUY", "order_type": "LIMIT",
     "quantity": "0.5", "price": "65000.1", "stop_price": None, "time_in_force": "GTC", "reduce_only": False,
-    "post_only": False, "leverage": None,
+    "post_only": False, "leverage": None, **UNSET_V2_FIELDS,
 }
+
+#: Orders of format v2's new kinds (a trailing stop, a close-position take-profit, a spot
+#: quote amount) besides FIELDS: their requests are the wire target's seeds.
+WIRE_ORDERS = [
+    FIELDS,
+    {**FIELDS, "side": "SELL", "order_type": "TRAILING_STOP_MARKET", "price": None, "working_type": "MARK_PRICE",
+     "activation_price": "66000", "callback_rate": "0.5"},
+    {**FIELDS, "side": "SELL", "order_type": "TAKE_PROFIT_MARKET", "quantity": None, "price": None,
+     "stop_price": "66000", "close_position": True, "price_protect": True},
+    {**FIELDS, "market_type": "SPOT", "order_type": "MARKET", "quantity": None, "price": None,
+     "quote_order_qty": "250"},
+]
 
 _IMPLEMENTATIONS: list[Any] = []
 
@@ -143,6 +160,57 @@ def check_order_body(fields: dict[str, Any]) -> None:
 
 
 RING = core_ext.KeyRing("k1", SECRET)
+
+_WIRE: list[tuple[bytes, frozenset[bytes]]] = []
+
+
+def wire_requests() -> tuple[list[bytes], frozenset[bytes]]:
+    """Valid SubmitOrderRequests of :data:`WIRE_ORDERS`, and the signed bodies."""
+    if not _WIRE:
+        from core_ext import vectors
+
+        python = implementations()[0]
+        ring = python.KeyRing("k1", SECRET)
+        bodies = [python.canonical_order_body(order) for order in WIRE_ORDERS]
+        requests = [vectors.wire_request(order, python.sign_token(ring, body, NOW - 10, "2" * 32))
+                    for order, body in zip(WIRE_ORDERS, bodies)]
+        _WIRE.extend(zip(requests, [frozenset(bodies)] * len(requests)))
+    return [request for request, _ in _WIRE], _WIRE[0][1]
+
+
+def _parsed_body(data: bytes) -> bytes | None:
+    """The canonical body of the order protobuf parses out of ``data`` (None: no message)."""
+    from google.protobuf.message import DecodeError
+
+    from core_ext import token_format
+    from tessera.oms.v1 import oms_pb2
+
+    try:
+        order = oms_pb2.SubmitOrderRequest.FromString(data).order
+    except DecodeError:
+        return None
+    fields: dict[str, Any] = {}
+    for name in token_format.ORDER_FIELDS:
+        value = getattr(order, name)
+        fields[name] = token_format.WIRE_ENUMS[name].get(value) if name in token_format.WIRE_ENUMS else value
+    try:
+        return implementations()[0].canonical_order_body(fields)
+    except (CanonicalEncodingError, TypeError):
+        return None
+
+
+def check_wire_request(data: bytes) -> str:
+    """Verify ``data`` from the wire with every implementation; returns the reason."""
+    answers = []
+    for fixture in fixtures():
+        result = fixture.impl.verify_order_request(fixture.ring, data, NOW, 300, 5)
+        assert result.reason in core_ext.REASONS or result.reason == core_ext.REQUEST_INVALID, result.reason
+        answers.append(_answer(result))
+    assert all(a == answers[0] for a in answers), answers
+    if answers[0][0]:
+        signed = wire_requests()[1]
+        assert _parsed_body(data) in signed, f"a request whose order nobody signed verified: {data.hex()}"
+    return str(answers[0][1])
 
 
 def check_call_credential(metadata: Any, method: str, genuine: set[str]) -> bool:

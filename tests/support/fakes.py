@@ -40,7 +40,7 @@ from services.domain.order import event_label
 from services.domain.execution import ExecutionReport, Fill as VenueFill
 from services.domain.enums import LiquiditySide
 from services.exchange.venue import OrderRef, make_report
-from services.oms.gateway import Executed, Refusal
+from services.oms.gateway import Executed, Refusal, Swept
 from services.store.chain import chain_rows
 from services.store.errors import DuplicateClientOrderId, DuplicateOrderId
 from services.store.mapping import ORDER_LIFECYCLE_COLUMNS, event_to_row
@@ -241,6 +241,14 @@ class FakeOrderRepository:
     def in_doubt(self) -> tuple[int, dt.datetime | None]:
         sent = [o.updated_time for o in self.state.orders.values() if o.status is OrderStatus.SUBMITTED]
         return len(sent), min(sent, default=None)
+
+    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500) -> list[Order]:
+        owing = [o for o in self.state.orders.values() if o.venue_executed_quantity is not None
+                 and (updated_since is None or o.updated_time >= updated_since)]
+        return [_copy(o) for o in sorted(owing, key=lambda o: (o.updated_time, o.order_id))[:max(1, limit)]]
+
+    def count_owing_fills(self) -> int:
+        return len(self.owing_fills(limit=len(self.state.orders) or 1))
 
     def events(self, order_id: str) -> list[OrderEvent]:
         return copy.deepcopy(sorted(self.state.events.get(order_id, []), key=lambda e: e.sequence))
@@ -586,6 +594,9 @@ class FakeGateway:
         self.cancelled: list[str] = []
         self.resting: dict[str, OrderRef] = {}
         self.refuse: Refusal | None = None
+        #: What the next EmergencyCancelAll calls answer (see emergency_cancel_all), and how many came.
+        self.sweeps: list[Swept | Refusal] = []
+        self.swept = 0
         self._trades = itertools.count(1)
 
     async def ready(self, within: float | None = None) -> bool:
@@ -626,6 +637,19 @@ class FakeGateway:
         if ref is None:
             return Refusal(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"no working order {order.order_id}")
         return make_report(ref, OrderStatus.CANCELLED, at=self.clock())
+
+    async def emergency_cancel_all(self) -> Swept | Refusal:
+        """The venue-wide cancel: every resting order cancelled, and the next of ``sweeps``
+        (a ``Swept`` whose failures are answered with those reports, or a ``Refusal``) when
+        one is queued. Each call is counted in ``swept``."""
+        await asyncio.sleep(0)
+        self.swept += 1
+        scripted = self.sweeps.pop(0) if self.sweeps else None
+        if isinstance(scripted, Refusal):
+            return scripted
+        reports = [make_report(ref, OrderStatus.CANCELLED, at=self.clock()) for ref in self.resting.values()]
+        self.resting.clear()
+        return Swept(reports, list(scripted.failures) if scripted is not None else [])
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
         raise NotInTheFake("QueryOrder")

@@ -169,17 +169,27 @@ func TokenFields(order *commonv1.Order) (token.Fields, error) {
 		"order_type": order.GetOrderType(), "time_in_force": order.GetTimeInForce(),
 	}
 	fields := token.Fields{
-		"order_id":        order.GetOrderId(),
-		"client_order_id": order.GetClientOrderId(),
-		"account":         order.GetAccount(),
-		"venue":           order.GetVenue(),
-		"symbol":          order.GetSymbol(),
-		"quantity":        order.GetQuantity(),
-		"price":           optional(order.GetPrice()),
-		"stop_price":      optional(order.GetStopPrice()),
-		"reduce_only":     order.GetReduceOnly(),
-		"post_only":       order.GetPostOnly(),
-		"leverage":        optional(order.GetLeverage()),
+		"order_id":         order.GetOrderId(),
+		"client_order_id":  order.GetClientOrderId(),
+		"account":          order.GetAccount(),
+		"venue":            order.GetVenue(),
+		"symbol":           order.GetSymbol(),
+		"quantity":         order.GetQuantity(),
+		"price":            optional(order.GetPrice()),
+		"stop_price":       optional(order.GetStopPrice()),
+		"reduce_only":      order.GetReduceOnly(),
+		"post_only":        order.GetPostOnly(),
+		"leverage":         optional(order.GetLeverage()),
+		"close_position":   order.GetClosePosition(),
+		"price_protect":    order.GetPriceProtect(),
+		"activation_price": optional(order.GetActivationPrice()),
+		"callback_rate":    optional(order.GetCallbackRate()),
+		"quote_order_qty":  optional(order.GetQuoteOrderQty()),
+		// Unspecified is a value of its own here: the empty string (nothing is sent to the venue).
+		"working_type": "",
+	}
+	if order.GetWorkingType() != commonv1.WorkingType_WORKING_TYPE_UNSPECIFIED {
+		fields["working_type"] = EnumValue(order.GetWorkingType())
 	}
 	for name, value := range enums {
 		text := EnumValue(value)

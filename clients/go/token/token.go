@@ -1,4 +1,4 @@
-// Package token is the Tessera risk token, format v1, written from docs/token.md alone
+// Package token is the Tessera risk token, format v2, written from docs/token.md alone
 // (not a port of the Python code): canonical decimals, the canonical order body, and
 // HMAC-SHA256 tokens, with the standard library only.
 //
@@ -22,8 +22,8 @@ import (
 )
 
 const (
-	orderMagic       = "tessera.order.v1"
-	version          = "v1"
+	orderMagic       = "tessera.order.v2"
+	version          = "v2"
 	maxDecimalDigits = 40
 	maxTokenLength   = 256
 	// DefaultTTLSeconds is how long a token is valid after it was issued (§4).
@@ -52,19 +52,23 @@ const (
 	boolean
 )
 
-// OrderFields are the 15 signed fields, in body order (§1).
+// OrderFields are the 21 signed fields, in body order (§1).
 var OrderFields = []string{
 	"order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type",
 	"quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage",
+	"close_position", "working_type", "price_protect", "activation_price", "callback_rate", "quote_order_qty",
 }
 
 var fieldKinds = map[string]kind{
 	"quantity": decimal, "price": decimal, "stop_price": decimal, "leverage": decimal,
-	"reduce_only": boolean, "post_only": boolean,
+	"activation_price": decimal, "callback_rate": decimal, "quote_order_qty": decimal,
+	"reduce_only": boolean, "post_only": boolean, "close_position": boolean, "price_protect": boolean,
 }
 
 // The only fields that may be missing from the order (they then encode as empty).
-var optionalFields = map[string]bool{"price": true, "stop_price": true}
+var optionalFields = map[string]bool{
+	"price": true, "stop_price": true, "activation_price": true, "callback_rate": true, "quote_order_qty": true,
+}
 
 var (
 	decimalSyntax = regexp.MustCompile(`^([+-]?)(?:([0-9]+)(?:\.([0-9]*))?|\.([0-9]+))$`)

@@ -50,6 +50,8 @@ func TestBodyRefusesWhatHasNoEncoding(t *testing.T) {
 	}
 	order["quantity"], order["price"], order["stop_price"], order["leverage"] = "1", nil, nil, nil
 	order["reduce_only"], order["post_only"] = false, "true"
+	order["close_position"], order["price_protect"] = false, false
+	order["activation_price"], order["callback_rate"], order["quote_order_qty"] = nil, "0.5", nil
 	if _, err := CanonicalOrderBody(order); err != nil {
 		t.Fatalf("valid order refused: %v", err)
 	}

@@ -58,6 +58,12 @@ VENUE_ERRORS = Counter(
     ["code"],
 )
 
+KILL_SWITCH_FAILURES = Counter(
+    "tessera_kill_switch_failures",
+    "What the kill switch's venue-wide cancel (EmergencyCancelAll) still could not cancel after its last attempt: "
+    "one per account or symbol left, by reason (EXCHANGE_UNAVAILABLE: the Exchange service did not answer).",
+    ["reason"],
+)
 # The venue connection's health (live mode), set by the Exchange: its user-data streams
 # (services/exchange/aster/user_stream.py) and its dead-man switch heartbeat
 # (services/exchange/providers/live.py).
@@ -258,6 +264,15 @@ def venue_error(error: BaseException) -> BaseException:
     return error
 
 
+def kill_switch_failures(reasons: Iterable[str]) -> None:
+    """Count what a kill switch left uncancelled at the venue, one per account or symbol."""
+    try:
+        for reason in reasons:
+            KILL_SWITCH_FAILURES.labels(reason).inc()
+    except Exception:  # noqa: BLE001 - a metric must never fail the kill switch
+        log.debug("kill switch metrics not recorded", exc_info=True)
+
+
 def user_stream_state(account: str, market: str, connected: bool | None) -> None:
     """The user-data stream of ``account`` (a venue account key) on ``market`` is connected,
     down (False: the REST polling fallback), or closed (None: its series is removed)."""
@@ -320,8 +335,10 @@ class OrderHealthCollector(Collector):
     """What the alerts need from the store, read at each scrape (no hook in the order
     path): ``tessera_orders_in_doubt`` (SUBMITTED orders: sent, no venue answer yet),
     ``tessera_order_in_doubt_oldest_seconds`` (how long the oldest of them has been
-    SUBMITTED; 0 when there is none) and ``tessera_execution_anomalies_total{kind}``
-    (anomalies recorded: refused venue reports and the reconciler's quarantines).
+    SUBMITTED; 0 when there is none), ``tessera_orders_fills_owed`` (CANCELLED and EXPIRED
+    orders whose close said the venue executed more than they have filled: fills still
+    owed) and ``tessera_execution_anomalies_total{kind}`` (anomalies recorded: refused
+    venue reports, the reconciler's quarantines and owed fills it could not bring in).
     Store-wide, like the trading state: every replica reports the same values."""
 
     def __init__(self, store: Any, clock: Any = None) -> None:
@@ -337,6 +354,7 @@ class OrderHealthCollector(Collector):
         try:
             with self.store.uow(read_only=True) as uow:
                 count, oldest = uow.orders.in_doubt()
+                owing = uow.orders.count_owing_fills()
                 kinds = uow.anomalies.count_by_kind()
         except Exception:  # noqa: BLE001 - a store outage must not break the scrape
             log.warning("order health metrics: the store could not be read")
@@ -347,6 +365,9 @@ class OrderHealthCollector(Collector):
         yield GaugeMetricFamily("tessera_order_in_doubt_oldest_seconds",
                                 "Seconds the oldest SUBMITTED order has waited for the venue's answer; 0 when none.",
                                 value=age)
+        yield GaugeMetricFamily("tessera_orders_fills_owed",
+                                "CANCELLED and EXPIRED orders still owing fills the venue said it executed "
+                                "(store-wide).", value=owing)
         anomalies = CounterMetricFamily("tessera_execution_anomalies",
                                         "Execution anomalies recorded in the store, by kind (refused venue reports, "
                                         "reconciler quarantines).", labels=["kind"])
@@ -442,6 +463,7 @@ __all__ = [
     "TRADING_STATE_VALUES",
     "deadman_heartbeat",
     "events_committed",
+    "kill_switch_failures",
     "risk_rejected",
     "rpc_finished",
     "token_failure",

@@ -131,6 +131,7 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -4023: CodeRule(_R, "QUANTITY_NOT_ON_STEP"),
     -4024: CodeRule(_R, "PRICE_OUTSIDE_PERCENT_BAND"),
     -4028: CodeRule(_R, "INVALID_LEVERAGE"),
+    -4031: CodeRule(_R, "INVALID_WORKING_TYPE"),
     -4045: CodeRule(_R, "MAX_STOP_ORDERS"),
     -4046: CodeRule(_R, "MARGIN_MODE_UNCHANGED"),
     -4047: CodeRule(_R, "MARGIN_MODE_LOCKED_BY_OPEN_ORDERS"),
@@ -147,6 +148,9 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
     -4118: CodeRule(_R, "REDUCE_ONLY_REJECTED"),
     -4131: CodeRule(_R, "PRICE_OUTSIDE_PERCENT_BAND"),
     -4135: CodeRule(_R, "INVALID_ACTIVATION_PRICE"),
+    # closePosition=true with a quantity, or (the venue's wording) without reduce-only.
+    -4137: CodeRule(_R, "CLOSE_POSITION_CONFLICT"),
+    -4138: CodeRule(_R, "CLOSE_POSITION_CONFLICT"),
     -4140: CodeRule(_R, "SYMBOL_NOT_OPEN_FOR_POSITIONS"),
     -4141: CodeRule(_R, "SYMBOL_CLOSED"),
     -4142: CodeRule(_R, "ORDER_WOULD_IMMEDIATELY_TRIGGER"),

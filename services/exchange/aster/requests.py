@@ -21,18 +21,22 @@ from services.common.convert import format_decimal
 from services.domain import MarketType, Order, OrderType, Side, TimeInForce
 from services.domain.errors import PreconditionFailed
 
-from .rules import SymbolRules, fit_order
+from .rules import FittedOrder, SymbolRules, fit_order
 
 FUTURES_PREFIX = "/fapi/v1"
 SPOT_PREFIX = "/api/v1"
 _V3_PREFIXES = (("/fapi/v1/", "/fapi/v3/"), ("/fapi/v2/", "/fapi/v3/"), ("/api/v1/", "/api/v3/"))
 
-#: Venue order types for Tessera's, per market (a stop-limit order is Aster's ``STOP``).
+#: Venue order types for Tessera's (a stop-limit order is Aster's ``STOP``; trailing stops
+#: are futures only).
 ORDER_TYPES = {
     OrderType.MARKET: "MARKET",
     OrderType.LIMIT: "LIMIT",
     OrderType.STOP_MARKET: "STOP_MARKET",
     OrderType.STOP_LIMIT: "STOP",
+    OrderType.TAKE_PROFIT: "TAKE_PROFIT",
+    OrderType.TAKE_PROFIT_MARKET: "TAKE_PROFIT_MARKET",
+    OrderType.TRAILING_STOP_MARKET: "TRAILING_STOP_MARKET",
 }
 #: Post-only is Aster's ``GTX`` time in force.
 POST_ONLY_TIME_IN_FORCE = "GTX"
@@ -93,7 +97,8 @@ def prefix_for(market_type: MarketType) -> str:
     return SPOT_PREFIX if market_type is MarketType.SPOT else FUTURES_PREFIX
 
 
-def _order_params(order: Order, rules: SymbolRules | None, reference_price: Decimal | None) -> list[tuple[str, str]]:
+def _order_params(order: Order, rules: SymbolRules | None, reference_price: Decimal | None
+                  ) -> tuple[list[tuple[str, str]], FittedOrder]:
     if order.time_in_force is TimeInForce.GTD:
         raise PreconditionFailed(
             "time_in_force GTD: Aster has no good-till-date orders", reason="ORDER_NOT_REPRESENTABLE"
@@ -104,24 +109,27 @@ def _order_params(order: Order, rules: SymbolRules | None, reference_price: Deci
         ("side", order.side.value),
         ("type", ORDER_TYPES[order.order_type]),
     ]
-    if order.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+    if order.order_type.needs_price:
         params.append(("timeInForce", POST_ONLY_TIME_IN_FORCE if order.post_only else order.time_in_force.value))
-    params.append(("quantity", format_decimal(fitted.quantity)))
+    if fitted.quantity is not None:
+        params.append(("quantity", format_decimal(fitted.quantity)))
+    if order.quote_order_qty is not None:
+        params.append(("quoteOrderQty", format_decimal(order.quote_order_qty)))
     if fitted.price is not None:
         params.append(("price", format_decimal(fitted.price)))
     if fitted.stop_price is not None:
         params.append(("stopPrice", format_decimal(fitted.stop_price)))
-    return params
+    return params, fitted
 
 
 def position_side(order: Order, hedge_mode: bool) -> str | None:
     """The ``positionSide`` of a futures order: none in one-way mode (the venue's
     ``BOTH``); in hedge mode the side of the position it opens (BUY: ``LONG``) or, when
-    reduce-only, the side it closes (SELL: ``LONG``)."""
+    reduce-only or closing the position, the side it closes (SELL: ``LONG``)."""
     if not hedge_mode:
         return None
     opens_long = order.side is Side.BUY
-    if order.reduce_only:
+    if order.reduce_only or order.close_position:
         opens_long = not opens_long
     return "LONG" if opens_long else "SHORT"
 
@@ -132,8 +140,6 @@ def prepare_futures_order(
     *,
     hedge_mode: bool = False,
     reference_price: Decimal | None = None,
-    working_type: str | None = None,
-    price_protect: bool | None = None,
 ) -> VenueRequest:
     """``POST /fapi/v1/order`` for ``order``; ``newClientOrderId`` is its client order id.
 
@@ -141,25 +147,33 @@ def prepare_futures_order(
     ``reference_price`` (the mark price) checks a market order's notional and a limit
     price's distance from it (MIN_NOTIONAL, PERCENT_PRICE). In hedge mode the order
     carries ``positionSide`` and never ``reduceOnly`` (the venue refuses it there: the
-    position side says what it closes). ``working_type`` (``MARK_PRICE`` or
-    ``CONTRACT_PRICE``) and ``price_protect`` apply to stop orders only.
+    position side says what it closes). A close-position order carries
+    ``closePosition=true`` and neither ``quantity`` nor ``reduceOnly``; a trailing stop
+    ``callbackRate`` and, when set, ``activationPrice``; a conditional order the
+    ``workingType`` and ``priceProtect=TRUE`` the order set (nothing when unset: the
+    venue's defaults, CONTRACT_PRICE and FALSE). Only what Risk signed is sent.
 
     Raises
     ------
     PreconditionFailed
         Reason ``ORDER_NOT_REPRESENTABLE``: the order cannot be sent as it is.
     """
-    params = _order_params(order, rules, reference_price)
+    params, fitted = _order_params(order, rules, reference_price)
+    if fitted.activation_price is not None:
+        params.append(("activationPrice", format_decimal(fitted.activation_price)))
+    if order.callback_rate is not None:
+        params.append(("callbackRate", format_decimal(order.callback_rate)))
     side = position_side(order, hedge_mode)
     if side is not None:
         params.append(("positionSide", side))
     elif order.reduce_only:
         params.append(("reduceOnly", "true"))
-    if order.order_type.needs_stop_price:
-        if working_type is not None:
-            params.append(("workingType", working_type))
-        if price_protect is not None:
-            params.append(("priceProtect", "TRUE" if price_protect else "FALSE"))
+    if order.close_position:
+        params.append(("closePosition", "true"))
+    if order.working_type is not None:
+        params.append(("workingType", order.working_type.value))
+    if order.price_protect:
+        params.append(("priceProtect", "TRUE"))
     params += [("newClientOrderId", order.client_order_id), ("newOrderRespType", "RESULT")]
     return VenueRequest("POST", f"{FUTURES_PREFIX}/order", tuple(params), signed=True, places_order=True)
 
@@ -170,7 +184,14 @@ def prepare_spot_order(
     """``POST /api/v1/order`` for ``order`` (see :func:`prepare_futures_order`)."""
     if order.reduce_only:
         raise PreconditionFailed("reduce_only: spot orders cannot be reduce-only", reason="ORDER_NOT_REPRESENTABLE")
-    params = _order_params(order, rules, reference_price)
+    futures_only = [name for name, value in (
+        ("TRAILING_STOP_MARKET", order.order_type is OrderType.TRAILING_STOP_MARKET),
+        ("close_position", order.close_position), ("working_type", order.working_type is not None),
+        ("price_protect", order.price_protect)) if value]
+    if futures_only:
+        raise PreconditionFailed(f"{', '.join(futures_only)}: futures only, not on spot",
+                                 reason="ORDER_NOT_REPRESENTABLE")
+    params, _ = _order_params(order, rules, reference_price)
     params += [("newClientOrderId", order.client_order_id), ("newOrderRespType", "RESULT")]
     return VenueRequest("POST", f"{SPOT_PREFIX}/order", tuple(params), signed=True, places_order=True)
 

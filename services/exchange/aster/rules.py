@@ -79,9 +79,11 @@ def parse_exchange_info(payload: Mapping[str, Any]) -> dict[str, SymbolRules]:
 
 @dataclasses.dataclass(frozen=True)
 class FittedOrder:
-    quantity: Decimal
+    #: None for an order whose quantity the venue decides (close_position, quote_order_qty).
+    quantity: Decimal | None
     price: Decimal | None
     stop_price: Decimal | None
+    activation_price: Decimal | None = None
 
 
 def round_to_tick(value: Decimal, tick: Decimal, rounding: str, base: Decimal = Decimal(0)) -> Decimal:
@@ -146,10 +148,33 @@ def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal 
         ``PRICE_OUTSIDE_PERCENT_BAND``.
     """
     if rules is None:
-        return FittedOrder(order.quantity, order.price, order.stop_price)
+        return FittedOrder(order.quantity, order.price, order.stop_price, order.activation_price)
     if rules.status != "TRADING":
         raise _refuse(f"{order.symbol} is not trading at the venue (status {rules.status})")
     quantity = order.quantity
+    if quantity is not None:
+        _check_quantity(order, quantity, rules)
+    price = None
+    if order.price is not None:
+        price = price_to_tick(order.price, order.side, rules)
+        _check_price("price", price, rules)
+        if reference_price is not None and reference_price > 0:
+            check_percent_price(order, price, reference_price, rules)
+    stop_price = _trigger_price("stop price", order.stop_price, rules)
+    activation_price = _trigger_price("activation price", order.activation_price, rules)
+    reference = price or stop_price or activation_price or reference_price
+    # "unless you choose reduce only": a close-position order only reduces, too. A
+    # quote-amount order's notional is its amount.
+    if rules.min_notional > 0 and not (order.reduce_only or order.close_position):
+        notional = order.quote_order_qty
+        if notional is None and quantity is not None and reference is not None:
+            notional = quantity * reference
+        if notional is not None and notional < rules.min_notional:
+            raise _refuse(f"notional {notional} is below the venue's minimum {rules.min_notional}")
+    return FittedOrder(None if quantity is None else quantity.normalize(), price, stop_price, activation_price)
+
+
+def _check_quantity(order: Order, quantity: Decimal, rules: SymbolRules) -> None:
     if rules.step_size > 0 and (quantity - rules.min_qty) % rules.step_size != 0:
         raise _refuse(f"quantity {quantity} is not a multiple of the step size {rules.step_size}")
     if rules.min_qty > 0 and quantity < rules.min_qty:
@@ -157,20 +182,12 @@ def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal 
     max_qty = rules.market_max_qty if order.order_type is OrderType.MARKET and rules.market_max_qty > 0 else rules.max_qty
     if max_qty > 0 and quantity > max_qty:
         raise _refuse(f"quantity {quantity} is above the maximum {max_qty}")
-    price = None
-    if order.price is not None:
-        price = price_to_tick(order.price, order.side, rules)
-        _check_price("price", price, rules)
-        if reference_price is not None and reference_price > 0:
-            check_percent_price(order, price, reference_price, rules)
-    stop_price = None
-    if order.stop_price is not None:
-        stop_price = round_to_tick(order.stop_price, rules.tick_size, ROUND_HALF_EVEN, rules.min_price)
-        _check_price("stop price", stop_price, rules)
-    reference = price or stop_price or reference_price
-    if rules.min_notional > 0 and reference is not None and not order.reduce_only:
-        if quantity * reference < rules.min_notional:
-            raise _refuse(
-                f"notional {quantity * reference} is below the venue's minimum {rules.min_notional}"
-            )
-    return FittedOrder(quantity.normalize(), price, stop_price)
+
+
+def _trigger_price(name: str, value: Decimal | None, rules: SymbolRules) -> Decimal | None:
+    """A stop or activation price on the tick (the nearest), within the price filter."""
+    if value is None:
+        return None
+    fitted = round_to_tick(value, rules.tick_size, ROUND_HALF_EVEN, rules.min_price)
+    _check_price(name, fitted, rules)
+    return fitted

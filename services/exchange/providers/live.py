@@ -41,8 +41,8 @@ from typing import Any, Iterable
 from services.common.observability import metrics
 from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
-from services.domain.errors import OrderNotFound, PreconditionFailed, VenueUnavailable
-from services.domain.execution import ExecutionReport, Fill
+from services.domain.errors import CancelAllIncomplete, OrderNotFound, PreconditionFailed, VenueUnavailable
+from services.domain.execution import CancelFailure, ExecutionReport, Fill
 
 from ..aster import raw
 from ..aster import requests as rq
@@ -72,6 +72,11 @@ VENUE = "aster"
 __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES", "trade_id"]
 
 log = logging.getLogger(__name__)
+
+def _venue_filled(tracked: Tracked, status: str, executed: Decimal) -> bool:
+    """An order whose quantity the venue decides, FILLED at the venue, every fill reported."""
+    return status == "FILLED" and not tracked.quantity and 0 < executed <= tracked.filled
+
 
 class LiveProvider:
     mode = "LIVE"
@@ -419,7 +424,8 @@ class LiveProvider:
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
         if not self.round_prices:
-            for name, value in (("price", order.price), ("stop price", order.stop_price)):
+            for name, value in (("price", order.price), ("stop price", order.stop_price),
+                                ("activation price", order.activation_price)):
                 if value is not None and round_to_tick(value, rules.tick_size, ROUND_HALF_EVEN,
                                                        rules.min_price) != value:
                     raise PreconditionFailed(
@@ -502,7 +508,12 @@ class LiveProvider:
             commission_asset=commission_asset or None,
             liquidity_side=LiquiditySide.MAKER if maker else LiquiditySide.TAKER,
         )
-        status = OrderStatus.FILLED if tracked.filled >= tracked.quantity else OrderStatus.PARTIALLY_FILLED
+        if tracked.quantity:
+            done = tracked.filled >= tracked.quantity
+        else:  # the venue decides the quantity (close_position, quote_order_qty): filled when it says so
+            done = tracked.venue_status == "FILLED" and tracked.filled >= tracked.venue_executed
+            tracked.ended = tracked.ended or done     # this fill's report says FILLED: nothing more to say
+        status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
         return make_report(tracked.ref, status, fill=fill, cumulative=tracked.filled, raw=raw_payload,
                            raw_json=raw_json, at=_ms(at))
 
@@ -571,7 +582,10 @@ class LiveProvider:
 
     def _end(self, tracked: Tracked, status: str, executed: Decimal, payload: Any,
              raw_json: str | None) -> list[ExecutionReport]:
-        if status not in ENDED or tracked.ended:
+        """The order's end: cancelled, expired, refused; or, for an order whose quantity the
+        venue decides, filled once every fill it executed was reported (its last fill's
+        report said PARTIALLY_FILLED: the venue's FILLED came after it)."""
+        if tracked.ended or not (status in ENDED or _venue_filled(tracked, status, executed)):
             return []
         tracked.ended = True
         return [make_report(tracked.ref, VENUE_STATUSES[status], cumulative=executed,
@@ -604,6 +618,13 @@ class LiveProvider:
             tracked.announced = True
             reports.append(make_report(tracked.ref, OrderStatus.ACCEPTED, cumulative=Decimal(0), raw_json=raw_json,
                                        at=_ms(event.get("E"))))
+        if status in VENUE_STATUSES:
+            # Messages may come out of order: a final status is never taken back. (Known
+            # before the fill: an order whose quantity the venue decides is filled when the
+            # venue says so.)
+            if tracked.venue_status not in FINAL:
+                tracked.venue_status = status
+            tracked.venue_executed = max(tracked.venue_executed, cumulative)
         if execution in ("TRADE", "CALCULATED") and int(body.get("t", 0) or 0) > 0:
             report = self._fill(
                 tracked, body["t"], Decimal(str(body.get("l", "0"))), Decimal(str(body.get("L", "0"))),
@@ -612,12 +633,7 @@ class LiveProvider:
             )
             if report is not None:
                 reports.append(report)
-        if status in VENUE_STATUSES:
-            # Messages may come out of order: a final status is never taken back.
-            if tracked.venue_status not in FINAL:
-                tracked.venue_status = status
-            tracked.venue_executed = max(tracked.venue_executed, cumulative)
-        if tracked.venue_status in ENDED:
+        if tracked.venue_status in ENDED or (tracked.venue_status == "FILLED" and not tracked.quantity):
             status = tracked.venue_status
             if tracked.venue_executed > tracked.filled:
                 # A fill this stream never delivered: read it before saying the order ended.
@@ -696,8 +712,20 @@ class LiveProvider:
     ) -> list[ExecutionReport]:
         """Cancel every open order of ``symbol`` at the venue (``allOpenOrders``: those placed
         outside Tessera too), and of every symbol with followed orders; reports for the
-        followed ones."""
-        targets: set[tuple[str, MarketType, str]] = set()
+        followed ones.
+
+        Every account and symbol is tried whatever happens to the others: an account whose
+        open orders cannot be listed, or a symbol the venue does not cancel, is set aside as a
+        :class:`CancelFailure` and the sweep goes on.
+
+        Raises
+        ------
+        CancelAllIncomplete
+            Something failed: the reports of what was cancelled, and the failures.
+        """
+        failures: list[CancelFailure] = []
+        # (session key, market, symbol) -> the Tessera account it is cancelled for
+        targets: dict[tuple[str, MarketType, str], str | None] = {}
         accounts = [account] if account is not None else self.account_names()
         for name in accounts:
             try:
@@ -710,29 +738,57 @@ class LiveProvider:
                 if market_type not in (None, market):
                     continue
                 if symbol is not None:
-                    targets.add((session.key, market, symbol))
+                    targets.setdefault((session.key, market, symbol), name)
                 elif self.accounts is not None or name is None:
                     # Every symbol with an open order at the venue, whoever placed it.
-                    for row in await self.open_orders(None, market, account=name):
-                        targets.add((session.key, market, str(row.get("symbol", ""))))
+                    try:
+                        listed = await self.open_orders(None, market, account=name)
+                    except Exception as error:  # noqa: BLE001 - one account must not stop the sweep
+                        failures.append(CancelFailure.of(error, account=name or self.account_id, market_type=market))
+                        continue
+                    for row in listed:
+                        targets.setdefault((session.key, market, str(row.get("symbol", ""))), name)
         for tracked in self._tracked.values():
             if symbol in (None, tracked.ref.symbol) and market_type in (None, tracked.ref.market_type):
                 if account is None or tracked.session is self.session(account):
-                    targets.add((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol))
+                    targets.setdefault((tracked.session.key, tracked.ref.market_type, tracked.ref.symbol),
+                                       tracked.ref.account or None)
         answers: dict[tuple[str, MarketType, str], str] = {}
         for target in sorted(targets):
             key, market, name = target
-            answer = await self.transport.exchange(rq.prepare_cancel_all(name, market), self.sessions[key].credentials)
+            try:
+                answer = await self.transport.exchange(rq.prepare_cancel_all(name, market),
+                                                       self.sessions[key].credentials)
+            except Exception as error:  # noqa: BLE001 - one symbol must not stop the sweep
+                failures.append(CancelFailure.of(error, account=targets[target], market_type=market, symbol=name))
+                continue
             answers[target] = answer.raw_json
+        reports = await self._cancelled_reports(answers)
+        if failures:
+            for failure in failures:
+                log.error("cancel-all at the venue failed: %s (%s)", failure.describe(), failure.message)
+            raise CancelAllIncomplete(reports, failures)
+        return reports
+
+    async def _cancelled_reports(self, answers: dict[tuple[str, MarketType, str], str]) -> list[ExecutionReport]:
+        """The followed orders of the symbols ``answers`` cancelled, as the venue now has them."""
         reports: list[ExecutionReport] = []
         for tracked in list(self._tracked.values()):
             target = (tracked.session.key, tracked.ref.market_type, tracked.ref.symbol)
-            if target in answers:
-                with contextlib.suppress(VenueOrderUnknown):
-                    for report in await self._refresh(tracked):
-                        # The request that changed the order, then the venue's word on it.
-                        report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
-                        reports.append(report)
+            if target not in answers:
+                continue
+            try:
+                refreshed = await self._refresh(tracked)
+            except VenueOrderUnknown:
+                continue
+            except Exception as error:  # noqa: BLE001 - cancelled all the same; its stream or poll tells
+                log.warning("order %s: not read back after the cancel of its symbol: %s", tracked.ref.order_id,
+                            getattr(error, "reason", error))
+                continue
+            for report in refreshed:
+                # The request that changed the order, then the venue's word on it.
+                report.raw_json = f'{{"cancelAll":{answers[target]},"order":{report.raw_json or "null"}}}'
+                reports.append(report)
         return reports
 
     async def cancel_all_open_orders(
@@ -812,12 +868,15 @@ class LiveProvider:
         ref = dataclasses.replace(ref, remote_order_id=str(venue_order_id))
         quantity = Decimal(str(payload.get("origQty", "0")))
         since = int(payload["time"]) - TRADE_LOOKBACK_MS if payload.get("time") is not None else None
-        probe = Tracked(ref, quantity, venue_order_id, session, since_ms=since)
+        # origQty 0: a close-position order (the venue decides its quantity).
+        probe = Tracked(ref, quantity or None, venue_order_id, session, since_ms=since)
+        status = str(payload.get("status", "NEW"))
+        probe.venue_status = status
+        probe.venue_executed = Decimal(str(payload.get("executedQty", "0")))
         current = self._tracked.get(ref.order_id) or self._by_client_id.get((session.key, ref.market_type,
                                                                              ref.client_order_id))
         trades = await self._order_trades(probe)
         fills = [r for r in (self._trade_report(probe, t, text) for t, text in trades) if r is not None]
-        status = str(payload.get("status", "NEW"))
         if current is not None:
             current.seen |= probe.seen
             current.filled = max(current.filled, probe.filled)

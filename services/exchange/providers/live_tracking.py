@@ -83,7 +83,8 @@ class Tracked:
     """An order this process follows at the venue until everything about it is known."""
 
     ref: OrderRef
-    quantity: Decimal
+    #: None (or 0 as the venue says it) for an order whose quantity the venue decides.
+    quantity: Decimal | None
     venue_order_id: int | None
     session: AccountSession
     since_ms: int | None = None

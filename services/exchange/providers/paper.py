@@ -43,10 +43,11 @@ def simulate_paper_fill(order: Order, price: Decimal, fees: PaperFees = PaperFee
 
     A marketable order takes liquidity at the market price (a limit order never
     trades through its limit); the commission is the taker fee on the notional, in
-    the symbol's quote asset.
+    the symbol's quote asset. An order whose quantity the venue decides (close_position,
+    quote_order_qty) needs the venue's state: :class:`PaperProvider` fills it.
     """
     remaining = order.remaining_quantity
-    if remaining <= 0 or not is_marketable(order, price):
+    if remaining is None or remaining <= 0 or not is_marketable(order, price):
         return None
     return Fill(
         trade_id=f"{VENUE_PREFIX}-{uuid.uuid4().hex}",

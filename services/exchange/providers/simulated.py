@@ -3,10 +3,18 @@
 An arriving order takes liquidity by walking the book (slippage, one trade per level,
 the taker fee); what a limit order cannot take at once rests and fills as a maker (at
 its limit price, the maker fee) when a later book crosses it, as far as that book's
-depth allows (partial fills). Stop orders rest untriggered until the price crosses the
-stop, then behave as the market or limit order they become. Immediate-or-cancel,
-fill-or-kill and market remainders expire; a post-only order that would take is
-rejected. Optional latency delays every arrival.
+depth allows (partial fills). Conditional orders rest untriggered, then behave as the
+market or limit order they become, triggered as the venue triggers them: a stop when the
+price reaches its stop price (a BUY at or above it, a SELL at or below), a take-profit
+the other way (a BUY at or below, a SELL at or above), a trailing stop once the price
+comes back ``callback_rate`` percent from its extreme (the lowest price since it
+activated for a BUY, the highest for a SELL; it activates at ``activation_price``, or at
+once). The book's last price stands for both the mark and the contract price
+(``working_type``). A close-position order, when it triggers, trades the position this
+venue's fills built against its side (nothing held: it expires); a quote-amount order
+spends its amount walking the book. Immediate-or-cancel, fill-or-kill and market
+remainders expire; a post-only order that would take is rejected. Optional latency
+delays every arrival.
 
 Only the book source differs between modes: paper builds books from a price source
 (:mod:`.books`), shadow reads the venue's real book (:mod:`.shadow`). Given the same
@@ -24,13 +32,14 @@ import dataclasses
 import itertools
 import logging
 import uuid
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import OrderNotFound
 from services.domain.execution import ExecutionReport, Fill
 from services.domain.ledger import quote_asset
+from services.domain.triggers import reaches_stop, trail
 
 from ..venue import OrderRef, Quote, ReportSink, VenueOrderState, make_report
 from .books import Book, walk
@@ -49,10 +58,17 @@ def commission(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal:
 
 
 def stop_triggered(order: Order, market_price: Decimal) -> bool:
+    """Whether a stop or take-profit order triggers at ``market_price`` (an order without a
+    stop price: at once; a trailing stop follows the price path, see :meth:`SimOrder.trail`)."""
     if not order.order_type.needs_stop_price:
-        return True
+        return order.order_type is not OrderType.TRAILING_STOP_MARKET
     assert order.stop_price is not None
-    return market_price >= order.stop_price if order.side is Side.BUY else market_price <= order.stop_price
+    return reaches_stop(market_price, order.stop_price, buy=order.side is Side.BUY,
+                        take_profit=order.order_type.is_take_profit)
+
+
+#: A simulated fill's quantity when it is a quote amount's worth: whole units of this.
+QUOTE_FILL_STEP = Decimal("0.00000001")
 
 
 class SimBookSource(Protocol):
@@ -69,10 +85,28 @@ class SimOrder:
     executed: Decimal = Decimal(0)
     triggered: bool = True
     fills: list[ExecutionReport] = dataclasses.field(default_factory=list)
+    #: The base quantity to trade: the order's, or a close-position order's once it triggered.
+    target: Decimal | None = None
+    #: A trailing stop's extreme price since it activated (None: not active yet).
+    extreme: Decimal | None = None
+    #: A quote-amount order's quote asset spent so far.
+    spent: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            self.target = self.order.quantity
 
     @property
     def remaining(self) -> Decimal:
-        return self.order.quantity - self.executed
+        return Decimal(0) if self.target is None else self.target - self.executed
+
+    def trail(self, price: Decimal) -> bool:
+        """A trailing stop's step at ``price``: activate, follow the extreme; True when it triggers."""
+        order = self.order
+        assert order.callback_rate is not None
+        self.extreme, triggered = trail(self.extreme, price, buy=order.side is Side.BUY,
+                                        activation=order.activation_price, callback_rate=order.callback_rate)
+        return triggered
 
 
 class SimulatedVenue:
@@ -106,6 +140,9 @@ class SimulatedVenue:
         self._lock = asyncio.Lock()
         self.leverage: dict[str, int] = {}
         self.margin_modes: dict[str, MarginMode] = {}
+        #: Net base quantity per (account, market type, symbol) from this venue's fills:
+        #: what a close-position order closes.
+        self.positions: dict[tuple[str, MarketType, str], Decimal] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, sink: ReportSink) -> None:
@@ -144,10 +181,15 @@ class SimulatedVenue:
         while len(self._orders) > self.retain:
             self._orders.popitem(last=False)
 
-    def _fill(self, sim: SimOrder, quantity: Decimal, price: Decimal, liquidity: LiquiditySide) -> ExecutionReport:
+    def _fill(self, sim: SimOrder, quantity: Decimal, price: Decimal, liquidity: LiquiditySide,
+              done: bool | None = None) -> ExecutionReport:
         rate = self.fees.maker if liquidity is LiquiditySide.MAKER else self.fees.taker
         sim.executed += quantity
-        done = sim.executed == sim.order.quantity
+        key = (sim.order.account, sim.order.market_type, sim.order.symbol)
+        self.positions[key] = self.positions.get(key, Decimal(0)) + (quantity if sim.order.side is Side.BUY
+                                                                      else -quantity)
+        if done is None:
+            done = sim.executed == sim.target
         fill = Fill(
             trade_id=f"{self.id_prefix}-{self.run_id}-{next(self._trade_ids)}",
             quantity=quantity,
@@ -179,7 +221,11 @@ class SimulatedVenue:
 
     def _arrive(self, sim: SimOrder, book: Book) -> list[ExecutionReport]:
         order = sim.order
-        sim.triggered = stop_triggered(order, book.last)
+        if order.order_type is OrderType.TRAILING_STOP_MARKET and order.activation_price is not None and (
+                order.activation_price >= book.last if order.side is Side.BUY else order.activation_price <= book.last):
+            # The venue's -2021: a BUY's activation price must be below the price, a SELL's above.
+            return [self._status(sim, OrderStatus.REJECTED, "ORDER_WOULD_IMMEDIATELY_TRIGGER")]
+        sim.triggered = self._triggers(sim, book)
         if not sim.triggered:
             self._resting[order.order_id] = sim
             return [self._status(sim, OrderStatus.ACCEPTED)]
@@ -194,14 +240,25 @@ class SimulatedVenue:
         touch = book.touch(order.side)
         return order.price >= touch if order.side is Side.BUY else order.price <= touch
 
+    @staticmethod
+    def _triggers(sim: SimOrder, book: Book) -> bool:
+        if sim.order.order_type is OrderType.TRAILING_STOP_MARKET:
+            return sim.trail(book.last)
+        return stop_triggered(sim.order, book.last)
+
     def _take(self, sim: SimOrder, book: Book, *, arriving: bool) -> list[ExecutionReport]:
         """Take liquidity now; expire or rest what is left."""
         order = sim.order
+        if order.quote_order_qty is not None:
+            return self._spend(sim, book)
+        if order.close_position and sim.target is None:
+            held = self.positions.get((order.account, order.market_type, order.symbol), Decimal(0))
+            sim.target = order.quantity_at(held)
+            if not sim.target:
+                self._resting.pop(order.order_id, None)
+                return [self._status(sim, OrderStatus.EXPIRED, "NO_POSITION_TO_CLOSE")]
         taken, remaining = walk(book, order.side, sim.remaining, order.price)
-        immediate = order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) or order.order_type in (
-            OrderType.MARKET,
-            OrderType.STOP_MARKET,
-        )
+        immediate = order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) or order.order_type.is_market_like
         if order.time_in_force is TimeInForce.FOK and remaining > 0:
             self._resting.pop(order.order_id, None)
             return [self._status(sim, OrderStatus.EXPIRED, "FOK_NOT_MARKETABLE")]
@@ -216,6 +273,29 @@ class SimulatedVenue:
             self._resting[order.order_id] = sim
             if arriving and not taken:
                 reports.append(self._status(sim, OrderStatus.ACCEPTED))
+        return reports
+
+    def _spend(self, sim: SimOrder, book: Book) -> list[ExecutionReport]:
+        """A quote-amount order: as much of the base asset as its amount buys, level by
+        level (whole :data:`QUOTE_FILL_STEP` units); what the book cannot fill expires."""
+        order = sim.order
+        assert order.quote_order_qty is not None
+        reports: list[ExecutionReport] = []
+        for level in book.opposite(order.side):
+            size = ((order.quote_order_qty - sim.spent) / level.price).quantize(QUOTE_FILL_STEP, rounding=ROUND_DOWN)
+            if level.quantity is not None:
+                size = min(size, level.quantity)
+            if size <= 0:
+                break
+            sim.spent += size * level.price
+            # Done when what is left cannot buy another unit here (nor at the worse levels after).
+            done = order.quote_order_qty - sim.spent < level.price * QUOTE_FILL_STEP
+            reports.append(self._fill(sim, size, level.price, LiquiditySide.TAKER, done=done))
+            if done:
+                break
+        if sim.status is not OrderStatus.FILLED:
+            reports.append(self._status(sim, OrderStatus.EXPIRED, "REMAINDER_EXPIRED" if reports
+                                        else "MARKET_NOT_MARKETABLE"))
         return reports
 
     def _rest_fill(self, sim: SimOrder, book: Book) -> list[ExecutionReport]:
@@ -242,7 +322,7 @@ class SimulatedVenue:
             for sim in list(self._resting.values()):
                 book = await self.books.book(sim.order.symbol, sim.order.market_type)
                 if not sim.triggered:
-                    if not stop_triggered(sim.order, book.last):
+                    if not self._triggers(sim, book):
                         continue
                     sim.triggered = True
                     reports += self._take(sim, book, arriving=False)
@@ -305,7 +385,7 @@ class SimulatedVenue:
             found=True,
             status=sim.status,
             executed_quantity=sim.executed,
-            original_quantity=sim.order.quantity,
+            original_quantity=sim.target,
             remote_order_id=sim.order.remote_order_id,
             fills=list(sim.fills),
             raw=raw,

@@ -40,6 +40,15 @@ class OrderType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ORDER_TYPE_LIMIT: _ClassVar[OrderType]
     ORDER_TYPE_STOP_MARKET: _ClassVar[OrderType]
     ORDER_TYPE_STOP_LIMIT: _ClassVar[OrderType]
+    ORDER_TYPE_TAKE_PROFIT: _ClassVar[OrderType]
+    ORDER_TYPE_TAKE_PROFIT_MARKET: _ClassVar[OrderType]
+    ORDER_TYPE_TRAILING_STOP_MARKET: _ClassVar[OrderType]
+
+class WorkingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKING_TYPE_UNSPECIFIED: _ClassVar[WorkingType]
+    WORKING_TYPE_MARK_PRICE: _ClassVar[WorkingType]
+    WORKING_TYPE_CONTRACT_PRICE: _ClassVar[WorkingType]
 
 class TimeInForce(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -119,6 +128,12 @@ ORDER_TYPE_MARKET: OrderType
 ORDER_TYPE_LIMIT: OrderType
 ORDER_TYPE_STOP_MARKET: OrderType
 ORDER_TYPE_STOP_LIMIT: OrderType
+ORDER_TYPE_TAKE_PROFIT: OrderType
+ORDER_TYPE_TAKE_PROFIT_MARKET: OrderType
+ORDER_TYPE_TRAILING_STOP_MARKET: OrderType
+WORKING_TYPE_UNSPECIFIED: WorkingType
+WORKING_TYPE_MARK_PRICE: WorkingType
+WORKING_TYPE_CONTRACT_PRICE: WorkingType
 TIME_IN_FORCE_UNSPECIFIED: TimeInForce
 TIME_IN_FORCE_GTC: TimeInForce
 TIME_IN_FORCE_IOC: TimeInForce
@@ -160,7 +175,7 @@ ERROR_CODE_DATA_LOSS: ErrorCode
 ERROR_CODE_UNAUTHENTICATED: ErrorCode
 
 class OrderIntent(_message.Message):
-    __slots__ = ("client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time")
+    __slots__ = ("client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "close_position", "working_type", "price_protect", "activation_price", "callback_rate", "quote_order_qty")
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     VENUE_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +192,12 @@ class OrderIntent(_message.Message):
     LEVERAGE_FIELD_NUMBER: _ClassVar[int]
     ORDER_MANAGER_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    WORKING_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PROTECT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_RATE_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ORDER_QTY_FIELD_NUMBER: _ClassVar[int]
     client_order_id: str
     account: str
     venue: str
@@ -193,10 +214,16 @@ class OrderIntent(_message.Message):
     leverage: str
     order_manager_id: str
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    close_position: bool
+    working_type: WorkingType
+    price_protect: bool
+    activation_price: str
+    callback_rate: str
+    quote_order_qty: str
+    def __init__(self, client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., close_position: _Optional[bool] = ..., working_type: _Optional[_Union[WorkingType, str]] = ..., price_protect: _Optional[bool] = ..., activation_price: _Optional[str] = ..., callback_rate: _Optional[str] = ..., quote_order_qty: _Optional[str] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "raw_venue_json", "replaced_by_order_id")
+    __slots__ = ("order_id", "client_order_id", "account", "venue", "market_type", "symbol", "side", "order_type", "quantity", "price", "stop_price", "time_in_force", "reduce_only", "post_only", "leverage", "order_manager_id", "expire_time", "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time", "reject_reasons", "version", "replaces_order_id", "raw_venue_json", "replaced_by_order_id", "close_position", "working_type", "price_protect", "activation_price", "callback_rate", "quote_order_qty", "venue_executed_quantity")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
@@ -225,6 +252,13 @@ class Order(_message.Message):
     REPLACES_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     RAW_VENUE_JSON_FIELD_NUMBER: _ClassVar[int]
     REPLACED_BY_ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_POSITION_FIELD_NUMBER: _ClassVar[int]
+    WORKING_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PROTECT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_PRICE_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_RATE_FIELD_NUMBER: _ClassVar[int]
+    QUOTE_ORDER_QTY_FIELD_NUMBER: _ClassVar[int]
+    VENUE_EXECUTED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     client_order_id: str
     account: str
@@ -253,7 +287,14 @@ class Order(_message.Message):
     replaces_order_id: str
     raw_venue_json: str
     replaced_by_order_id: str
-    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., raw_venue_json: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ...) -> None: ...
+    close_position: bool
+    working_type: WorkingType
+    price_protect: bool
+    activation_price: str
+    callback_rate: str
+    quote_order_qty: str
+    venue_executed_quantity: str
+    def __init__(self, order_id: _Optional[str] = ..., client_order_id: _Optional[str] = ..., account: _Optional[str] = ..., venue: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., quantity: _Optional[str] = ..., price: _Optional[str] = ..., stop_price: _Optional[str] = ..., time_in_force: _Optional[_Union[TimeInForce, str]] = ..., reduce_only: _Optional[bool] = ..., post_only: _Optional[bool] = ..., leverage: _Optional[str] = ..., order_manager_id: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., filled_quantity: _Optional[str] = ..., average_fill_price: _Optional[str] = ..., remote_order_id: _Optional[str] = ..., order_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reject_reasons: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., replaces_order_id: _Optional[str] = ..., raw_venue_json: _Optional[str] = ..., replaced_by_order_id: _Optional[str] = ..., close_position: _Optional[bool] = ..., working_type: _Optional[_Union[WorkingType, str]] = ..., price_protect: _Optional[bool] = ..., activation_price: _Optional[str] = ..., callback_rate: _Optional[str] = ..., quote_order_qty: _Optional[str] = ..., venue_executed_quantity: _Optional[str] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
     __slots__ = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload", "cursor", "account", "symbol", "raw_venue_json")
@@ -421,3 +462,17 @@ class FieldViolation(_message.Message):
     reason: str
     description: str
     def __init__(self, field: _Optional[str] = ..., reason: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class VenueCancelFailure(_message.Message):
+    __slots__ = ("account", "market_type", "symbol", "reason", "message")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    MARKET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    market_type: MarketType
+    symbol: str
+    reason: str
+    message: str
+    def __init__(self, account: _Optional[str] = ..., market_type: _Optional[_Union[MarketType, str]] = ..., symbol: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

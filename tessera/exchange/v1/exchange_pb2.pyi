@@ -139,10 +139,12 @@ class VenueSymbolSettings(_message.Message):
     def __init__(self, symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ...) -> None: ...
 
 class EmergencyCancelAllResponse(_message.Message):
-    __slots__ = ("reports",)
+    __slots__ = ("reports", "failures")
     REPORTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
     reports: _containers.RepeatedCompositeFieldContainer[_types_pb2.ExecutionReport]
-    def __init__(self, reports: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ...) -> None: ...
+    failures: _containers.RepeatedCompositeFieldContainer[_types_pb2.VenueCancelFailure]
+    def __init__(self, reports: _Optional[_Iterable[_Union[_types_pb2.ExecutionReport, _Mapping]]] = ..., failures: _Optional[_Iterable[_Union[_types_pb2.VenueCancelFailure, _Mapping]]] = ...) -> None: ...
 
 class SetLeverageRequest(_message.Message):
     __slots__ = ("symbol", "leverage", "account")

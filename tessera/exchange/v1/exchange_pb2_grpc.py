@@ -182,7 +182,9 @@ class ExchangeServiceServicer:
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll cancels every open order on every given symbol (every symbol
         when none is given: each symbol with an open order at the venue, of every
-        configured account, those placed outside Tessera too). OMS only.
+        configured account, those placed outside Tessera too). One account's or symbol's
+        failure stops none of the others: it answers OK and lists each in failures. OMS
+        only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -35,16 +35,40 @@ class SetVenueSettingResponse(_message.Message):
     def __init__(self, setting: _Optional[_Union[VenueSetting, _Mapping]] = ...) -> None: ...
 
 class ListVenueSettingsRequest(_message.Message):
-    __slots__ = ("account",)
+    __slots__ = ("account", "history")
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     account: str
-    def __init__(self, account: _Optional[str] = ...) -> None: ...
+    history: bool
+    def __init__(self, account: _Optional[str] = ..., history: _Optional[bool] = ...) -> None: ...
 
 class ListVenueSettingsResponse(_message.Message):
-    __slots__ = ("settings",)
+    __slots__ = ("settings", "changes")
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
     settings: _containers.RepeatedCompositeFieldContainer[VenueSetting]
-    def __init__(self, settings: _Optional[_Iterable[_Union[VenueSetting, _Mapping]]] = ...) -> None: ...
+    changes: _containers.RepeatedCompositeFieldContainer[VenueSettingChange]
+    def __init__(self, settings: _Optional[_Iterable[_Union[VenueSetting, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[VenueSettingChange, _Mapping]]] = ...) -> None: ...
+
+class VenueSettingChange(_message.Message):
+    __slots__ = ("account", "symbol", "leverage", "margin_mode", "position_mode", "principal", "comment", "changed_time")
+    ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SYMBOL_FIELD_NUMBER: _ClassVar[int]
+    LEVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_MODE_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MODE_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_TIME_FIELD_NUMBER: _ClassVar[int]
+    account: str
+    symbol: str
+    leverage: str
+    margin_mode: _types_pb2.MarginMode
+    position_mode: str
+    principal: str
+    comment: str
+    changed_time: _timestamp_pb2.Timestamp
+    def __init__(self, account: _Optional[str] = ..., symbol: _Optional[str] = ..., leverage: _Optional[str] = ..., margin_mode: _Optional[_Union[_types_pb2.MarginMode, str]] = ..., position_mode: _Optional[str] = ..., principal: _Optional[str] = ..., comment: _Optional[str] = ..., changed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class VenueSetting(_message.Message):
     __slots__ = ("account", "symbol", "leverage", "margin_mode", "position_mode", "source", "updated_time")
@@ -145,12 +169,14 @@ class EmergencyCancelAllRequest(_message.Message):
     def __init__(self, operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EmergencyCancelAllResponse(_message.Message):
-    __slots__ = ("state", "orders")
+    __slots__ = ("state", "orders", "venue_failures")
     STATE_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    VENUE_FAILURES_FIELD_NUMBER: _ClassVar[int]
     state: _types_pb2.TradingState
     orders: _containers.RepeatedCompositeFieldContainer[_types_pb2.Order]
-    def __init__(self, state: _Optional[_Union[_types_pb2.TradingState, str]] = ..., orders: _Optional[_Iterable[_Union[_types_pb2.Order, _Mapping]]] = ...) -> None: ...
+    venue_failures: _containers.RepeatedCompositeFieldContainer[_types_pb2.VenueCancelFailure]
+    def __init__(self, state: _Optional[_Union[_types_pb2.TradingState, str]] = ..., orders: _Optional[_Iterable[_Union[_types_pb2.Order, _Mapping]]] = ..., venue_failures: _Optional[_Iterable[_Union[_types_pb2.VenueCancelFailure, _Mapping]]] = ...) -> None: ...
 
 class GetOrderRequest(_message.Message):
     __slots__ = ("order_id", "account", "client_order_id")

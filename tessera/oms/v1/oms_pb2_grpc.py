@@ -234,9 +234,13 @@ class OrderManagementServiceServicer:
         """EmergencyCancelAll halts trading (latched: the global trading state becomes
         HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
         or approved order of every symbol and account, then (live mode) every open order
-        at the venue of every account the Exchange trades for, whoever placed it. Operators
-        only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a caller's roles do
-        not admit: docs/access.md).
+        at the venue of every account the Exchange trades for, whoever placed it. That
+        venue-wide cancel goes through every account and symbol whatever fails, is sent
+        again for what failed (a bounded number of times), and the answer names what could
+        still not be cancelled in venue_failures: the call answers OK (trading is HALTED
+        either way) and a non-empty venue_failures means the kill switch is incomplete.
+        Operators only (PERMISSION_DENIED NOT_ENTITLED otherwise, as every method a
+        caller's roles do not admit: docs/access.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,7 +336,11 @@ class OrderManagementServiceServicer:
         """SetVenueSetting changes one venue setting of an account at the venue (through the
         Exchange service): a symbol's leverage or margin mode, or the account's position
         mode. The operator's command (tessera venue leverage|margin-mode|position-mode).
-        The setting as the venue applied it is stored (venue_settings), with the operator.
+        The setting as the venue applied it is stored (venue_settings), with the operator,
+        and the change is added to the settings' history (venue_setting_changes: who, the
+        request's comment, when) in the same transaction. Operators change venue settings
+        only here: the Exchange service's SetLeverage, SetMarginMode and SetPositionMode
+        admit only the OMS (docs/access.md).
         Errors: INVALID_ARGUMENT (the setting, the symbol), FAILED_PRECONDITION
         (ACCOUNT_NOT_CONFIGURED, the venue's refusal), UNAVAILABLE (the venue or the
         Exchange did not answer: read the setting back with ListVenueSettings).
@@ -343,7 +351,8 @@ class OrderManagementServiceServicer:
 
     def ListVenueSettings(self, request, context):
         """ListVenueSettings reads the venue settings the store holds (read from the venue
-        each time the Exchange service starts, and each change made with SetVenueSetting).
+        each time the Exchange service starts, and each change made with SetVenueSetting),
+        and, with history, the changes that led to them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -92,6 +92,23 @@ async def running_venue(*, sim_options: dict[str, Any] | None = None, **state_op
         await runner.cleanup()
 
 
+async def streaming_provider(venue: SimVenue, **options: Any) -> tuple[Any, WalletCredentials, list[Any]]:
+    """A live provider on API wallet A (registered here), started with a sink that keeps
+    every report it is given: (provider, its credentials, the reports)."""
+    from services.exchange.providers.live import LiveProvider
+
+    venue.register(WALLET_A)
+    credentials = wallet()
+    provider = LiveProvider(venue.transport(credentials=credentials), **{"poll_seconds": 0, **options})
+    streamed: list[Any] = []
+
+    async def sink(reports: list[Any]) -> None:
+        streamed.extend(reports)
+
+    await provider.start(sink)
+    return provider, credentials, streamed
+
+
 def build_order(**overrides: Any) -> Order:
     fields: dict[str, Any] = dict(
         order_id=new_id(),

@@ -17,7 +17,7 @@ from services.exchange.aster.requests import prepare_listen_key
 from services.exchange.aster.signing import sign_request
 from services.exchange.providers.live import LiveProvider
 
-from conftest import API_KEY, API_SECRET, WALLET_A, WALLET_B, running_venue, wallet
+from conftest import API_KEY, API_SECRET, WALLET_A, WALLET_B, running_venue, streaming_provider, wallet
 
 
 def run(scenario):
@@ -163,16 +163,8 @@ def test_a_replayed_v3_request_is_refused_by_its_nonce():
 def test_a_dropped_stream_is_gap_filled_from_rest_and_no_fill_is_lost_or_doubled(make_order, poll_seconds):
     async def scenario():
         async with running_venue() as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=poll_seconds,
-                                    reconnect_seconds=0.05)
-            streamed = []
-
-            async def sink(reports):
-                streamed.extend(reports)
-
-            await provider.start(sink)
+            provider, credentials, streamed = await streaming_provider(venue, poll_seconds=poll_seconds,
+                                                                       reconnect_seconds=0.05)
             stream = provider.sessions[credentials.account_key].streams[MarketType.FUTURES]
             assert await stream.wait_connected(5)
             await ready(provider)
@@ -392,15 +384,7 @@ assert API_KEY and API_SECRET  # the default account's V1 key serves the single-
 def test_spot_fills_arrive_on_the_spot_user_stream(make_order):
     async def scenario():
         async with running_venue() as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0)
-            streamed = []
-
-            async def sink(reports):
-                streamed.extend(reports)
-
-            await provider.start(sink)
+            provider, credentials, streamed = await streaming_provider(venue)
             order = limit(make_order, "3190", "1", symbol="ETHUSDT", market_type=MarketType.SPOT)
             placed = await provider.execute(order)
             stream = provider.sessions[credentials.account_key].streams[MarketType.SPOT]

@@ -128,3 +128,69 @@ def test_an_acknowledged_order_a_simulated_venue_lost_expires(db):
     reconcile(db, exchange)
 
     assert db.run_sync(lambda uow: uow.orders.get(order.order_id)).status is OrderStatus.EXPIRED
+
+
+def closed_owing(db, executed, *, closed_seconds_ago=60):
+    """An ACCEPTED order of 1 the venue cancelled saying it executed ``executed``, none of
+    it recorded here: it owes ``executed``."""
+    order = stored(db, OrderStatus.ACCEPTED, quantity=Decimal("1"))
+    at = utcnow() - dt.timedelta(seconds=closed_seconds_ago)
+
+    def close(uow):
+        current = uow.orders.get(order.order_id)
+        current.close_at_venue(OrderStatus.CANCELLED, reason="venue: cancelled", at=at, venue_executed=Decimal(executed))
+        uow.orders.save(current)
+
+    db.run_sync(close)
+    return order
+
+
+def test_fewer_fills_than_the_venue_executed_are_recorded_and_the_rest_stays_owed_then_a_fills_owed_anomaly(db):
+    order = closed_owing(db, "0.6")
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_CANCELLED, executed_quantity="0.6", original_quantity="1",
+        fills=[fill_report(order, "t1", "0.4")], mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    summary = asyncio.run(Reconciler(db, KEYRING, exchange, fills_owed_seconds=0).reconcile_once())
+
+    current = db.run_sync(lambda uow: uow.orders.get(order.order_id))
+    (anomaly,) = db.run_sync(lambda uow: uow.anomalies.list(order_id=order.order_id))
+    assert (summary.owing, summary.fills_owed) == (1, 1)
+    assert (current.status, current.filled_quantity, current.fills_owed) == (OrderStatus.CANCELLED, Decimal("0.4"),
+                                                                             Decimal("0.2"))
+    assert anomaly.kind == "FILLS_OWED" and "the venue gave 1 fill(s) of the 0.6 it executed" in anomaly.detail
+
+
+def test_a_closed_order_owing_fills_beyond_the_horizon_is_no_longer_asked_about(db):
+    old = closed_owing(db, "0.5", closed_seconds_ago=7200)
+    recent = closed_owing(db, "0.5", closed_seconds_ago=10)
+    exchange = ScriptedExchange()
+
+    summary = asyncio.run(Reconciler(db, KEYRING, exchange, fills_owed_horizon_seconds=3600).reconcile_once())
+
+    assert exchange.asked == [recent.client_order_id] and summary.owing == 1
+    owing = db.run_sync(lambda uow: (uow.orders.count_owing_fills(), uow.orders.owing_fills()))
+    assert owing[0] == 2 and [o.order_id for o in owing[1]] == [old.order_id, recent.order_id]  # still counted
+def test_an_order_the_venue_sized_is_reconciled_filled_on_the_venues_word_after_its_fills(db):
+    from services.domain import OrderType, Side
+
+    order = stored(db, OrderStatus.ACCEPTED, order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, price=None,
+                   stop_price=Decimal("66000"), quantity=None, close_position=True)
+    exchange = ScriptedExchange()
+    exchange.answers[order.client_order_id] = exchange_pb2.QueryOrderResponse(
+        found=True, venue_status=common_pb.ORDER_STATUS_FILLED, executed_quantity="0.7", original_quantity="0",
+        remote_order_id="78", fills=[fill_report(order, "t1", "0.5"), fill_report(order, "t2", "0.2")],
+        mode=common_pb.EXECUTION_MODE_LIVE,
+    )
+
+    reconcile(db, exchange)
+    reconcile(db, exchange)
+
+    done = db.run_sync(lambda uow: uow.orders.get(order.order_id))
+    assert (done.status, done.filled_quantity, done.quantity) == (OrderStatus.FILLED, Decimal("0.7"), None)
+    trades = db.run_sync(lambda uow: uow.trades.for_order(order.order_id))
+    assert sorted(t.trade_id for t in trades) == ["t1", "t2"]
+    anomalies = db.run_sync(lambda uow: uow.anomalies.list(order_id=order.order_id))
+    assert anomalies == []

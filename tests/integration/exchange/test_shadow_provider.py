@@ -54,3 +54,28 @@ def test_the_shadow_transport_refuses_anything_but_public_reads():
 
     assert refused.reason == "SHADOW_MODE_READ_ONLY"
     assert requests == []
+
+
+def test_shadow_triggers_take_profit_and_trailing_stops_on_the_venues_book_and_never_sends_them(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            venue.sim.forbid_orders = True
+            provider = ShadowProvider(venue.transport(public_only=True), poll_seconds=0)
+            take_profit = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL,
+                                     stop_price=Decimal("65500"), quantity=Decimal("0.1"))
+            trailing = make_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.BUY, quantity=Decimal("0.1"),
+                                  callback_rate=Decimal("1"))
+            accepted = await provider.execute(take_profit) + await provider.execute(trailing)
+            moves = []
+            for price in ("64000", "64600", "64700", "65600"):   # the trail's low: 64000, + 1 %: 64640
+                venue.sim.state.set_price(None, "BTCUSDT", Decimal(price))
+                moves.append({(r.order_id, r.order_status) for r in await provider.match_resting()})
+            await provider.close()
+            return take_profit, trailing, accepted, moves, venue.sim.violations, venue.sim.state.orders
+
+    take_profit, trailing, accepted, moves, violations, venue_orders = asyncio.run(scenario())
+
+    assert [r.order_status for r in accepted] == [OrderStatus.ACCEPTED, OrderStatus.ACCEPTED]
+    assert moves == [set(), set(), {(trailing.order_id, OrderStatus.FILLED)},
+                     {(take_profit.order_id, OrderStatus.FILLED)}]
+    assert violations == [] and venue_orders == {}

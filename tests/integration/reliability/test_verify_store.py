@@ -313,3 +313,33 @@ def test_a_fill_after_close_on_an_order_never_sent_is_found(store, history):
         uow.commit()
 
     assert kinds(store) == ["FILL_NEVER_SUBMITTED"]
+
+
+def test_a_closed_order_owing_fills_is_reported_on_request_and_its_mark_replayed(store, history):
+    import dataclasses
+
+    from reliability_history import report
+
+    from services.domain import OrderStatus
+    from services.oms.fill_tracker import apply_report
+
+    working = history["working"]  # ACCEPTED; the venue cancels it saying it executed 0.5 of it
+    with store.uow() as uow:
+        order = uow.orders.get(working)
+        apply_report(uow, dataclasses.replace(report(order, OrderStatus.CANCELLED, when=6),
+                                              cumulative_quantity=Decimal("0.5")))
+        uow.commit()
+
+    def found(**options):
+        return sorted(v.kind for v in check_store(store.engine, **options).violations if v.order_id == working)
+
+    assert found() == []  # the fills are on their way: no violation while orders flow
+    assert found(require_terminal=True) == ["FILLS_OWED"]
+    execute(store, update(orders_t).where(orders_t.c.order_id == working).values(venue_executed_quantity=None))
+    assert found() == ["REPLAY_MISMATCH"]  # the mark cleared behind its events' back
+    execute(store, update(orders_t).where(orders_t.c.order_id == working)
+            .values(venue_executed_quantity=Decimal("0.5")))
+    _fill_after_close(store, working)  # the 0.5 arrives
+    with store.uow(read_only=True) as uow:
+        assert uow.orders.get(working).venue_executed_quantity is None
+    assert found(require_terminal=True) == []

@@ -181,7 +181,8 @@ def shallow_exchange(keyring) -> FakeExchange:
     """A paper venue whose book holds 0.004 per level: a marketable 0.01 fills in part."""
     exchange = FakeExchange(keyring)
     exchange.provider = PaperProvider({"BTCUSDT": MARKET_PRICE}, shape=BookShape(level_quantity=Decimal("0.004")))
-    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300)
+    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300,
+                                     credentials_since=exchange.engine.credentials_since)
     return exchange
 
 

@@ -75,6 +75,7 @@ async def inprocess_stack(store: Store, keyring: "core_ext.KeyRing", limits: Ris
     tasks: list[asyncio.Task[Any]] = []
     try:
         engine = ExchangeEngine(keyring, PaperProvider(prices), executions=StoreExecutions(exchange_db))
+        await engine.accepting_credentials()  # as the service does before it serves
         server, exchange_address = await _server(lambda s: add_service(
             s, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
             raw_requests=EXCHANGE_RAW, authorizer=NO_IDENTITIES))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,7 @@ from services.domain.errors import (
 )
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
+from services.exchange.servicer import query_order_response
 from services.exchange.venue import OrderRef
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine
@@ -92,7 +94,8 @@ class FakeStreamCall:
 class FakeExchange:
     def __init__(self, keyring: "core_ext.KeyRing") -> None:
         self.provider = PaperProvider({"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")})
-        self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300)
+        # Started at the beginning of this second: it accepts credentials signed from now on.
+        self.engine = ExchangeEngine(keyring, self.provider, ttl_seconds=300, credentials_since=int(time.time()))
         self.execute_requests: list[exchange_pb2.ExecuteOrderRequest] = []
         #: The reports of every ExecuteOrder answer (the stream does not carry them).
         self.answered: list[Any] = []
@@ -146,10 +149,7 @@ class FakeExchange:
                 venue=request.venue, symbol=request.symbol, side=Side.BUY))
         except DomainError as error:
             raise self.as_rpc_error(error) from None
-        return exchange_pb2.QueryOrderResponse(
-            found=state.found, venue_status=convert.enum_to_proto(state.status),
-            executed_quantity=convert.format_decimal(state.executed_quantity) if state.found else "",
-            fills=[convert.report_to_proto(r) for r in state.fills], mode=common_pb.EXECUTION_MODE_PAPER)
+        return query_order_response(state, common_pb.EXECUTION_MODE_PAPER)
 
     def StreamExecutionReports(self, request, timeout=None, metadata=None):
         call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else (), request)
@@ -184,13 +184,45 @@ async def working(risk: RiskEngine, oms: OrderManagement, order: Order) -> Order
     return submission.order
 
 
-async def venue_fills(exchange: FakeExchange, price: Decimal) -> list[Any]:
+async def venue_fills(exchange: FakeExchange, price: Decimal, *, published: bool = True) -> list[Any]:
     """Move the paper market to ``price`` and let resting orders meet it; their fills go to
-    the report stream (the OMS learns them later), as on a venue."""
+    the report stream (the OMS learns them later), as on a venue. ``published=False``:
+    the stream never carries them (an Exchange that crashed before it published them);
+    the venue still has them (``QueryOrder``)."""
     exchange.provider.source.set("BTCUSDT", price)
     reports = await exchange.provider.match_resting()
-    await exchange.engine.reports.append(reports)
+    if published:
+        await exchange.engine.reports.append(reports)
     return reports
+
+
+def cannot_query(exchange: FakeExchange) -> None:
+    """The Exchange does not answer QueryOrder (the OMS cannot read the fills it owes)
+    until :func:`can_query`."""
+
+    async def unavailable(request, timeout=None, metadata=None, wait_for_ready=None):
+        raise rpc_error(grpc.StatusCode.UNAVAILABLE, "EXCHANGE_UNAVAILABLE: not now")
+
+    exchange.QueryOrder = unavailable
+
+
+def can_query(exchange: FakeExchange) -> None:
+    """The Exchange answers QueryOrder again."""
+    exchange.__dict__.pop("QueryOrder", None)
+
+
+async def long_then_resting_sell(risk: RiskEngine, oms: OrderManagement, exchange: FakeExchange, make_order: Any,
+                                 *, published: bool = True) -> Order:
+    """Buy 0.004 at 65000 (filled at once), then a sell of 0.01 at 66000 that rests (returned);
+    the market moves to 67000 and the venue fills 0.004 of the sell, at 66000, without the
+    OMS hearing of it yet (``published=False``: nor will the report stream ever tell it)."""
+    bought = await working(risk, oms, make_order(quantity=Decimal("0.004"), price=MARKET_PRICE))
+    assert bought.status is S.FILLED
+    sell = await working(risk, oms, make_order(side=Side.SELL, price=Decimal("66000")))
+    assert sell.status is S.ACCEPTED
+    (fill,) = await venue_fills(exchange, Decimal("67000"), published=published)
+    assert (fill.fill.quantity, fill.fill.price) == (Decimal("0.004"), Decimal("66000"))
+    return sell
 
 
 async def follow_until_drained(oms: OrderManagement, exchange: FakeExchange) -> None:

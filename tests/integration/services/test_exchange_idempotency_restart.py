@@ -4,7 +4,9 @@ The Exchange records each order id in the store (``exchange_executions``) before
 provider is called. Here a real Exchange gRPC server (paper venue) executes an order,
 stops, and a new one (fresh memory, fresh paper venue, same store) is sent the very same
 ExecuteOrder again: the request bytes, the risk token and the OMS credential, all still
-within their lifetimes. It refuses; the new paper venue never sees the order.
+within their lifetimes. It refuses the credential (issued before it started), and the
+order even with a credential signed afresh (the store's record); the new paper venue
+never sees the order.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ async def exchange_server(keyring: Any, store: Any):
     db = Database(store, owns_store=False)
     provider = PaperProvider(PRICES)
     engine = ExchangeEngine(keyring, provider, executions=StoreExecutions(db))
+    await engine.accepting_credentials()  # as the service does before it serves
     server = grpc.aio.server()
     add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
                 raw_requests=RAW_REQUESTS, authorizer=Authorizer.disabled())  # callers' identities: not this test's
@@ -69,22 +72,27 @@ def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fill
         decision = await approved(risk, make_order())
         order = as_sent(decision.order)
         request = exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=decision.token)
-        credential = oms_call_metadata(keyring, "ExecuteOrder", request)
         async with exchange_server(keyring, store) as (exchange, first_venue):
+            credential = oms_call_metadata(keyring, "ExecuteOrder", request)
             answer = await exchange.ExecuteOrder(request, metadata=credential)
         async with exchange_server(keyring, store) as (exchange, second_venue):  # restarted: memory gone
-            with pytest.raises(grpc.aio.AioRpcError) as replayed:
+            with pytest.raises(grpc.aio.AioRpcError) as replayed:  # the captured credential: from before the start
                 await exchange.ExecuteOrder(request, metadata=credential)
+            # Even with a credential signed afresh (only the OMS can), the store's record refuses it.
+            with pytest.raises(grpc.aio.AioRpcError) as signed_afresh:
+                await exchange.ExecuteOrder(request, metadata=oms_call_metadata(keyring, "ExecuteOrder", request))
             batch = exchange_pb2.ExecuteOrdersRequest(orders=[request])
             again = await exchange.ExecuteOrders(batch, metadata=oms_call_metadata(keyring, "ExecuteOrders", batch))
-        return order, answer, first_venue, replayed.value, again, second_venue
+        return order, answer, first_venue, replayed.value, signed_afresh.value, again, second_venue
 
-    order, answer, first_venue, replayed, again, second_venue = asyncio.run(scenario())
+    order, answer, first_venue, replayed, signed_afresh, again, second_venue = asyncio.run(scenario())
 
     assert [r.order_status for r in answer.reports] == [common_pb.ORDER_STATUS_FILLED]
     assert order.order_id in first_venue._orders
-    assert replayed.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert reason_of(replayed) == "TOKEN_ALREADY_USED"
+    assert replayed.code() is grpc.StatusCode.UNAVAILABLE
+    assert reason_of(replayed) == "SERVICE_CREDENTIAL_BEFORE_START"
+    assert signed_afresh.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(signed_afresh) == "TOKEN_ALREADY_USED"
     assert again.results[0].error.reason == "TOKEN_ALREADY_USED"
     assert second_venue._orders == {}  # the paper venue after the restart never saw the order: no second fill
     assert executions(store, order.order_id) == 1

@@ -10,15 +10,14 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import grpc
 import pytest
 
 from services.domain import MarketType, Side
 from services.oms.engine import OrderManagement
 from services.reliability import check_store
 from services.risk.engine import RiskEngine
-from svc_harness import (LIMITS, MARKET_PRICE, FakeExchange, S, anomalies, follow_until_drained, rpc_error, statuses,
-                         venue_fills, working)
+from svc_harness import (LIMITS, S, anomalies, cannot_query, follow_until_drained, long_then_resting_sell,
+                         statuses)
 
 D = Decimal
 
@@ -26,28 +25,6 @@ D = Decimal
 @pytest.fixture
 def risk(db, keyring) -> RiskEngine:
     return RiskEngine(db, keyring, LIMITS, flush_seconds=0)
-
-
-def cannot_query(exchange: FakeExchange) -> None:
-    """The Exchange does not answer QueryOrder (the OMS cannot read the fills it owes)."""
-
-    async def unavailable(request, timeout=None, metadata=None, wait_for_ready=None):
-        raise rpc_error(grpc.StatusCode.UNAVAILABLE, "EXCHANGE_UNAVAILABLE: not now")
-
-    exchange.QueryOrder = unavailable
-
-
-async def long_then_resting_sell(risk, oms, exchange, make_order):
-    """Buy 0.004 at 65000 (filled at once), then a sell of 0.01 at 66000 that rests (returned);
-    the market moves to 67000 and the venue fills 0.004 of the sell, at 66000, without the
-    OMS hearing of it yet."""
-    bought = await working(risk, oms, make_order(quantity=D("0.004"), price=MARKET_PRICE))
-    assert bought.status is S.FILLED
-    sell = await working(risk, oms, make_order(side=Side.SELL, price=D("66000")))
-    assert sell.status is S.ACCEPTED
-    (fill,) = await venue_fills(exchange, D("67000"))
-    assert (fill.fill.quantity, fill.fill.price) == (D("0.004"), D("66000"))
-    return sell
 
 
 def test_a_fill_reported_after_the_cancels_answer_is_recorded_on_the_cancelled_order_and_in_the_ledger(

@@ -149,8 +149,10 @@ def test_upgrading_a_database_with_orders_adds_an_empty_ledger(tmp_path, make_or
         upgrade(engine, "0001_initial")
         store = Store(engine)
         row = order_to_row(make_order())
-        for later in ("last_event_hash", "replaces_order_id", "replaced_by_order_id", "raw_venue_json"):
-            del row[later]  # columns of later migrations (0003, 0005, 0006)
+        for later in ("last_event_hash", "replaces_order_id", "replaced_by_order_id", "raw_venue_json",
+                      "close_position", "working_type", "price_protect", "activation_price", "callback_rate",
+                      "quote_order_qty", "venue_executed_quantity"):
+            del row[later]  # columns of later migrations (0003, 0005, 0006, 0008, 0009)
         with engine.begin() as connection:  # written as the 0001 release would
             connection.execute(insert(orders_table), {**row, "version": 1})
         upgrade(engine)

@@ -87,8 +87,8 @@ def test_the_check_catches_a_breaking_change(tmp_path: pathlib.Path, edits, expe
 def test_additions_are_not_breaking(tmp_path: pathlib.Path) -> None:
     copy = edited_copy(tmp_path, {
         TYPES: [
-            ("  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n}",
-             "  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n  string desk = 29;\n}"),
+            ("  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n",
+             "  string replaced_by_order_id = 27 [(google.api.field_behavior) = OUTPUT_ONLY];\n  string desk = 99;\n"),
             ("  ORDER_STATUS_EXPIRED = 10;\n", "  ORDER_STATUS_EXPIRED = 10;\n  ORDER_STATUS_SUSPENDED = 11;\n"),
         ],
         RISK: [(

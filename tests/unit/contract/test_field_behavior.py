@@ -56,12 +56,14 @@ def test_every_request_field_of_the_order_path_is_marked() -> None:
 
 
 def test_the_marks_name_what_a_client_must_send() -> None:
+    # quantity is required unless close_position or quote_order_qty takes its place: OPTIONAL.
     assert marked(pb.OrderIntent, REQUIRED) == {
-        "account", "venue", "market_type", "symbol", "side", "order_type", "quantity"}
+        "account", "venue", "market_type", "symbol", "side", "order_type"}
     assert marked(pb.Order, REQUIRED) == marked(pb.OrderIntent, REQUIRED) | {"order_id", "client_order_id"}
     assert marked(pb.Order, OUTPUT_ONLY) == {
         "status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
-        "reject_reasons", "version", "replaces_order_id", "replaced_by_order_id", "raw_venue_json"}
+        "reject_reasons", "version", "replaces_order_id", "replaced_by_order_id", "raw_venue_json",
+        "venue_executed_quantity"}
     assert marked(risk_pb2.ValidateReplacementRequest, REQUIRED) == {"order_id"}
     assert marked(oms_pb2.ReplaceOrderRequest, REQUIRED) == {"order", "risk_token"}
     assert marked(risk_pb2.ValidateOrderRequest, REQUIRED) == {"order"}

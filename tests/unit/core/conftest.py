@@ -13,6 +13,7 @@ import types
 import pytest
 
 import core_ext
+from core_ext.vectors import UNSET_V2_FIELDS
 
 PURE_PYTHON_REQUESTED = os.environ.get("TESSERA_PURE_PYTHON") == "1"
 
@@ -60,6 +61,7 @@ def make_order(**changes: object) -> dict[str, object]:
         "reduce_only": False,
         "post_only": True,
         "leverage": "5",
+        **UNSET_V2_FIELDS,
     }
     order.update(changes)
     return order

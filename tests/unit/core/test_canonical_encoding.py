@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from core_ext import ORDER_FIELDS, CanonicalEncodingError
+from core_ext import OPTIONAL_FIELDS, ORDER_FIELDS, CanonicalEncodingError
 
 
 @pytest.mark.parametrize(
@@ -41,8 +41,8 @@ def test_canonical_decimal_requires_a_str(impl):
 
 def _netstrings(body: bytes) -> list[bytes]:
     """Split a canonical body into its values, checking the netstring framing."""
-    assert body.startswith(b"tessera.order.v1")
-    rest = body[len(b"tessera.order.v1"):]
+    assert body.startswith(b"tessera.order.v2")
+    rest = body[len(b"tessera.order.v2"):]
     values = []
     while rest:
         length, _, rest = rest.partition(b":")
@@ -57,10 +57,19 @@ def _netstrings(body: bytes) -> list[bytes]:
 def test_body_is_prefix_then_one_netstring_per_field_in_order(impl, order):
     body = impl.canonical_order_body(order)
     assert body == (
-        b"tessera.order.v1" b"5:ord-1," b"5:cli-1," b"6:acct-1," b"5:ASTER," b"7:FUTURES,"
+        b"tessera.order.v2" b"5:ord-1," b"5:cli-1," b"6:acct-1," b"5:ASTER," b"7:FUTURES,"
         b"7:BTCUSDT," b"3:BUY," b"5:LIMIT," b"5:0.015," b"7:64250.5," b"0:," b"3:GTC,"
         b"5:false," b"4:true," b"1:5,"
+        b"5:false," b"0:," b"5:false," b"0:," b"0:," b"0:,"
     )
+
+
+def test_a_trailing_stop_binds_its_fields_after_those_of_format_v1(impl, make_order):
+    body = impl.canonical_order_body(make_order(
+        order_type="TRAILING_STOP_MARKET", price=None, post_only=False, working_type="MARK_PRICE",
+        activation_price="66000.0", callback_rate="0.50", quantity=""))
+    assert body.endswith(b"5:false," b"10:MARK_PRICE," b"5:false," b"5:66000," b"3:0.5," b"0:,")
+    assert b"20:TRAILING_STOP_MARKET," b"0:," in body       # the empty quantity follows the type
     assert len(_netstrings(body)) == len(ORDER_FIELDS)
 
 
@@ -79,7 +88,9 @@ def test_equal_decimals_give_the_same_body(impl, make_order):
 def test_any_changed_field_changes_the_body(impl, order):
     body = impl.canonical_order_body(order)
     changed = {"quantity": "0.016", "price": "64250.4", "side": "SELL", "reduce_only": True,
-               "post_only": False, "leverage": "6", "stop_price": "1", "symbol": "ETHUSDT"}
+               "post_only": False, "leverage": "6", "stop_price": "1", "symbol": "ETHUSDT",
+               "close_position": True, "working_type": "MARK_PRICE", "price_protect": True,
+               "activation_price": "1", "callback_rate": "1", "quote_order_qty": "1"}
     for name, value in changed.items():
         assert impl.canonical_order_body({**order, name: value}) != body, name
 
@@ -103,7 +114,7 @@ def test_optional_prices_may_be_absent_none_or_empty(impl, order):
     assert impl.canonical_order_body({**order, "price": "", "stop_price": ""}) == expected
 
 
-@pytest.mark.parametrize("field", [f for f in ORDER_FIELDS if f not in ("price", "stop_price")])
+@pytest.mark.parametrize("field", [f for f in ORDER_FIELDS if f not in OPTIONAL_FIELDS])
 def test_missing_required_field_is_named(impl, order, field):
     del order[field]
     with pytest.raises(CanonicalEncodingError) as caught:

@@ -20,7 +20,7 @@ from core_ext import (
 IAT = 1_700_000_000
 NONCE = "0123456789abcdef0123456789abcdef"
 SECRET = b"unit-test-secret-0123456789abcdef"
-TOKEN_SHAPE = re.compile(r"v1\.k1\.(\d+)\.([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
+TOKEN_SHAPE = re.compile(r"v2\.k1\.(\d+)\.([0-9a-f]{32})\.([A-Za-z0-9_-]{43})\.([A-Za-z0-9_-]{43})")
 
 
 @pytest.fixture
@@ -63,8 +63,8 @@ def test_missing_token_is_rejected_with_reason_missing(impl, keyring, body, miss
 def _malformed_variants(token: str) -> list[object]:
     parts = token.split(".")
     return [
-        "garbage", ".", "v1", token + ".", "." + token, ".".join(parts[:5]),
-        "v2" + token[2:], "V1" + token[2:], token.replace("k1", "k 1", 1), token.replace("k1", "k1!", 1),
+        "garbage", ".", "v2", token + ".", "." + token, ".".join(parts[:5]),
+        "v1" + token[2:], "v3" + token[2:], "V2" + token[2:], token.replace("k1", "k 1", 1), token.replace("k1", "k1!", 1),
         ".".join([parts[0], "", *parts[2:]]), ".".join([parts[0], "k" * 33, *parts[2:]]),
         ".".join([*parts[:2], "0" + parts[2], *parts[3:]]), ".".join([*parts[:2], "-1", *parts[3:]]),
         ".".join([*parts[:2], "1" * 13, *parts[3:]]), ".".join([*parts[:2], "1.5", *parts[3:]]),

@@ -52,18 +52,22 @@ def test_wire_vectors_are_requests_protobuf_parses(case):
 
 def test_the_wire_enum_tables_match_the_contract():
     enums = {"market_type": pb.MarketType, "side": pb.Side, "order_type": pb.OrderType,
-             "time_in_force": pb.TimeInForce}
+             "time_in_force": pb.TimeInForce, "working_type": pb.WorkingType}
     for field, enum in enums.items():
         prefix = enum.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
         declared = {v.number: v.name.removeprefix(prefix) for v in enum.DESCRIPTOR.values if v.number}
         table = {number: name for number, name in token_format.WIRE_ENUMS[field].items() if number}
         assert table == declared
     assert token_format.WIRE_ENUMS["time_in_force"][0] == "GTC"
+    assert token_format.WIRE_ENUMS["working_type"][0] == ""     # unspecified: nothing sent, its own value
 
 
 def test_the_bound_fields_are_numbered_as_the_contract_numbers_them():
     numbers = {f.name: f.number for f in pb.Order.DESCRIPTOR.fields}
-    assert [numbers[name] for name in token_format.ORDER_FIELDS] == list(range(1, len(token_format.ORDER_FIELDS) + 1))
+    assert {name: numbers[name] for name in token_format.ORDER_FIELDS} == token_format.WIRE_FIELD_NUMBERS
+    # Format v1's fields are 1 to 15; v2's, appended to the body, are the Order's fields 29 to 34.
+    assert [token_format.WIRE_FIELD_NUMBERS[name] for name in token_format.ORDER_FIELDS] == [*range(1, 16),
+                                                                                          *range(29, 35)]
     for message in (oms_pb2.SubmitOrderRequest, exchange_pb2.ExecuteOrderRequest):
         fields = message.DESCRIPTOR.fields_by_name
         assert fields["order"].number == token_format.WIRE_ORDER_FIELD
@@ -119,6 +123,49 @@ def test_every_bound_field_changed_on_the_wire_is_refused(impl, name, value):
     ring, token = _signed(impl, _order())
     data = oms_pb2.SubmitOrderRequest(order=_order(**{name: value}), risk_token=token).SerializeToString()
     assert impl.verify_order_request(ring, data, NOW).reason == "TOKEN_FIELDS_CHANGED"
+
+
+def _trailing(**changes) -> pb.Order:
+    """A futures trailing stop with the fields of format v2 it takes set."""
+    return _order(**{"order_type": pb.ORDER_TYPE_TRAILING_STOP_MARKET, "price": "", "stop_price": "",
+                     "reduce_only": False, "working_type": pb.WORKING_TYPE_MARK_PRICE, "activation_price": "66000",
+                     "callback_rate": "0.5", **changes})
+
+
+def _closing(**changes) -> pb.Order:
+    return _order(**{"order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET, "quantity": "", "price": "",
+                     "reduce_only": False, "close_position": True, "price_protect": True, **changes})
+
+
+def _quoted(**changes) -> pb.Order:
+    return _order(**{"market_type": pb.MARKET_TYPE_SPOT, "side": pb.SIDE_BUY, "order_type": pb.ORDER_TYPE_MARKET,
+                     "quantity": "", "price": "", "stop_price": "", "time_in_force": pb.TIME_IN_FORCE_GTC,
+                     "reduce_only": False, "leverage": "", "quote_order_qty": "250", **changes})
+
+
+@pytest.mark.parametrize(
+    "make, name, value",
+    [(_trailing, "working_type", pb.WORKING_TYPE_CONTRACT_PRICE), (_trailing, "working_type", 0),
+     (_trailing, "activation_price", "66000.1"), (_trailing, "activation_price", ""),
+     (_trailing, "callback_rate", "0.6"), (_trailing, "callback_rate", ""), (_trailing, "close_position", True),
+     (_closing, "close_position", False), (_closing, "price_protect", False), (_closing, "quantity", "0.015"),
+     (_quoted, "quote_order_qty", "2500"), (_quoted, "quote_order_qty", ""), (_quoted, "quantity", "0.004")],
+)
+def test_every_field_of_format_v2_changed_on_the_wire_is_refused(impl, make, name, value):
+    order = make()
+    ring, token = _signed(impl, order)
+    assert impl.verify_order_request(ring, oms_pb2.SubmitOrderRequest(order=order, risk_token=token)
+                                     .SerializeToString(), NOW).ok
+    changed = make()
+    setattr(changed, name, value)
+    data = oms_pb2.SubmitOrderRequest(order=changed, risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).reason == "TOKEN_FIELDS_CHANGED"
+
+
+def test_an_unknown_working_type_on_the_wire_has_no_canonical_body(impl):
+    ring, token = _signed(impl, _trailing())
+    data = oms_pb2.SubmitOrderRequest(order=_trailing(working_type=3), risk_token=token).SerializeToString()
+    assert impl.verify_order_request(ring, data, NOW).reason == "REQUEST_INVALID"
 
 
 def test_unbound_fields_may_differ(impl):
@@ -185,7 +232,7 @@ def test_a_verdicts_token_values_read_the_same_every_time(impl):
 
 @pytest.mark.parametrize("length", [100, 499, 500, 2000, 70_000])
 def test_a_body_longer_than_the_stack_buffer_verifies(impl, length):
-    """Long text fields (the body is written into a 512-byte stack buffer until it does
+    """Long text fields (the body is written into a 1024-byte stack buffer until it does
     not fit) and a decimal with many leading zeros sign and verify as their fields do."""
     order = _order(order_id="o" * length, account="a" * (length // 2), quantity="0" * min(length, 1000) + ".015")
     ring, token = _signed(impl, order)
@@ -248,8 +295,10 @@ def twins():
         pytest.fail(f"compiled core_ext is not importable ({exc})", pytrace=False)
     python = core_ext.load_implementation("python")
     rings = tuple(m.KeyRing("k1", SECRET) for m in (compiled, python))
-    token = python.sign_token(rings[1], python.canonical_order_body(_fields(_order())), ISSUED_AT)
-    valid = oms_pb2.SubmitOrderRequest(order=_order(), risk_token=token).SerializeToString()
+    valid = []
+    for order in (_order(), _trailing(), _closing(), _quoted()):
+        token = python.sign_token(rings[1], python.canonical_order_body(_fields(order)), ISSUED_AT)
+        valid.append(oms_pb2.SubmitOrderRequest(order=order, risk_token=token).SerializeToString())
     return compiled, python, rings, valid
 
 
@@ -262,7 +311,7 @@ def _same(twins, data: bytes, now: float = NOW) -> None:
 @PROFILE
 @given(data=st.data())
 def test_twins_agree_on_mutated_requests(twins, data):
-    request = bytearray(twins[3])
+    request = bytearray(data.draw(st.sampled_from(twins[3])))
     for _ in range(data.draw(st.integers(1, 4))):
         at = data.draw(st.integers(0, len(request) - 1))
         action = data.draw(st.sampled_from(["set", "delete", "insert"]))
@@ -283,8 +332,8 @@ def test_twins_agree_on_random_bytes(twins, raw):
 
 def test_twins_agree_on_many_seeded_mutations(twins):
     generator = random.Random(7)
-    valid = twins[3]
-    for _ in range(5000):
+    for index in range(8000):
+        valid = twins[3][index % len(twins[3])]
         request = bytearray(valid)
         for _ in range(generator.randint(1, 3)):
             request[generator.randrange(len(request))] = generator.randrange(256)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.domain import MarketType, OrderType, Side, TimeInForce
+from services.domain import MarketType, OrderType, Side, TimeInForce, WorkingType
 from services.domain.errors import PreconditionFailed
 from services.exchange.aster.requests import (
     VenueRequest,
@@ -111,6 +111,80 @@ def test_stop_market_order_sends_its_stop_price_only(make_order):
     assert params["type"] == "STOP_MARKET"
     assert params["stopPrice"] == "70000"
     assert "price" not in params and "timeInForce" not in params
+
+
+def test_trailing_stop_market_sends_the_callback_rate_activation_price_and_working_type(make_order):
+    order = make_order(client_order_id="ts", order_type=OrderType.TRAILING_STOP_MARKET, side=Side.SELL, price=None,
+                       quantity=Decimal("0.010"), callback_rate=Decimal("0.50"), activation_price=Decimal("66000.04"),
+                       working_type=WorkingType.MARK_PRICE, reduce_only=True)
+
+    # activationPrice on the tick (the nearest), the names as Aster's New Order documents them.
+    assert prepare_futures_order(order, RULES).params == (
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "TRAILING_STOP_MARKET"),
+        ("quantity", "0.01"),
+        ("activationPrice", "66000"),
+        ("callbackRate", "0.5"),
+        ("reduceOnly", "true"),
+        ("workingType", "MARK_PRICE"),
+        ("newClientOrderId", "ts"),
+        ("newOrderRespType", "RESULT"),
+    )
+    no_activation = dict(prepare_futures_order(make_order(
+        order_type=OrderType.TRAILING_STOP_MARKET, price=None, callback_rate=Decimal("1"))).params)
+    assert "activationPrice" not in no_activation and "stopPrice" not in no_activation
+
+
+def test_take_profit_market_closing_the_position_sends_close_position_and_no_quantity(make_order):
+    order = make_order(client_order_id="tp", order_type=OrderType.TAKE_PROFIT_MARKET, side=Side.SELL, price=None,
+                       stop_price=Decimal("70000"), quantity=None, close_position=True, price_protect=True,
+                       working_type=WorkingType.CONTRACT_PRICE)
+
+    assert prepare_futures_order(order, RULES).params == (
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "TAKE_PROFIT_MARKET"),
+        ("stopPrice", "70000"),
+        ("closePosition", "true"),
+        ("workingType", "CONTRACT_PRICE"),
+        ("priceProtect", "TRUE"),
+        ("newClientOrderId", "tp"),
+        ("newOrderRespType", "RESULT"),
+    )
+
+
+def test_take_profit_limit_is_asters_take_profit_type_with_time_in_force(make_order):
+    order = make_order(client_order_id="tl", order_type=OrderType.TAKE_PROFIT, side=Side.SELL,
+                       price=Decimal("70100"), stop_price=Decimal("70000"), time_in_force=TimeInForce.GTC)
+
+    assert prepare_futures_order(order).params[:7] == (
+        ("symbol", "BTCUSDT"), ("side", "SELL"), ("type", "TAKE_PROFIT"), ("timeInForce", "GTC"),
+        ("quantity", "1.5"), ("price", "70100"), ("stopPrice", "70000"))
+
+
+def test_spot_market_buy_with_a_quote_amount_sends_quote_order_qty_and_no_quantity(make_order):
+    order = make_order(client_order_id="q1", market_type=MarketType.SPOT, order_type=OrderType.MARKET, price=None,
+                       leverage=None, quantity=None, quote_order_qty=Decimal("100.50"))
+
+    assert prepare_spot_order(order, RULES).params == (
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "MARKET"),
+        ("quoteOrderQty", "100.5"),
+        ("newClientOrderId", "q1"),
+        ("newOrderRespType", "RESULT"),
+    )
+
+
+def test_futures_only_fields_are_never_sent_to_spot(make_order):
+    order = make_order(market_type=MarketType.SPOT, order_type=OrderType.STOP_MARKET, price=None,
+                       stop_price=Decimal("70000"), leverage=None, working_type=WorkingType.MARK_PRICE)
+
+    with pytest.raises(PreconditionFailed, match="working_type") as raised:
+        prepare_spot_order(order)
+
+    assert raised.value.reason == "ORDER_NOT_REPRESENTABLE"
 
 
 def test_post_only_limit_order_is_sent_as_gtx(make_order):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
 
-from services.domain import MarketType, OrderType, Side
+from services.domain import MarketType, OrderType, Side, WorkingType
 from services.domain.errors import PreconditionFailed
 from services.exchange.aster.errors import VenueRateLimited
 from services.exchange.aster.limits import OrderCountGate, WeightGate, parse_rate_limits
@@ -15,7 +16,7 @@ from services.exchange.aster.requests import (
     prepare_futures_order,
     prepare_user_trades,
 )
-from services.exchange.aster.rules import SymbolRules, fit_order, price_to_tick
+from services.exchange.aster.rules import SymbolRules, fit_order, price_to_tick, round_to_tick
 
 # The futures exchangeInfo example of Aster's V3 docs (DOGEUSDT filters and rateLimits).
 DOC_SYMBOL = {
@@ -149,12 +150,40 @@ def test_hedge_mode_sends_position_side_and_never_reduce_only(make_order):
     assert one_way.param("positionSide") is None and one_way.param("reduceOnly") == "true"
 
 
-def test_stop_orders_may_carry_working_type_and_price_protect(make_order):
-    stop = make_order(order_type=OrderType.STOP_MARKET, price=None, stop_price=Decimal("49000"))
+def test_stop_orders_carry_the_working_type_and_price_protection_the_order_set(make_order):
+    stop = make_order(order_type=OrderType.STOP_MARKET, price=None, stop_price=Decimal("49000"),
+                      working_type=WorkingType.MARK_PRICE, price_protect=True)
+    plain = make_order(order_type=OrderType.STOP_MARKET, price=None, stop_price=Decimal("49000"))
 
-    request = prepare_futures_order(stop, working_type="MARK_PRICE", price_protect=True)
+    request = prepare_futures_order(stop)
 
     assert (request.param("workingType"), request.param("priceProtect")) == ("MARK_PRICE", "TRUE")
+    # Unset: nothing sent (the venue's defaults, CONTRACT_PRICE and FALSE), as Risk signed it.
+    assert (prepare_futures_order(plain).param("workingType"), prepare_futures_order(plain).param("priceProtect")) == (
+        None, None)
+
+
+def test_a_close_position_order_in_hedge_mode_names_the_side_it_closes(make_order):
+    closing = make_order(side=Side.SELL, order_type=OrderType.TAKE_PROFIT_MARKET, quantity=None, price=None,
+                         stop_price=Decimal("55000"), close_position=True)
+
+    hedged = prepare_futures_order(closing, hedge_mode=True)
+
+    assert (hedged.param("positionSide"), hedged.param("closePosition"), hedged.param("quantity"),
+            hedged.param("reduceOnly")) == ("LONG", "true", None, None)
+
+
+def test_trigger_and_activation_prices_are_put_on_the_tick_and_a_quote_amount_meets_min_notional(make_order):
+    trailing = make_order(order_type=OrderType.TRAILING_STOP_MARKET, price=None, side=Side.SELL,
+                          activation_price=Decimal("1.234"), callback_rate=Decimal("1"), quantity=Decimal("100"))
+    fitted = fit_order(trailing, RULES)
+    assert fitted.activation_price == round_to_tick(Decimal("1.234"), RULES.tick_size, "ROUND_HALF_EVEN",
+                                                    RULES.min_price)
+    quoted = make_order(market_type=MarketType.SPOT, order_type=OrderType.MARKET, price=None, leverage=None,
+                        quantity=None, quote_order_qty=RULES.min_notional / 2)
+    with pytest.raises(PreconditionFailed, match="notional"):
+        fit_order(quoted, RULES)
+    assert fit_order(dataclasses.replace(quoted, quote_order_qty=RULES.min_notional), RULES).quantity is None
 
 
 def test_futures_user_trades_are_read_by_time_or_trade_id_never_by_order_id():

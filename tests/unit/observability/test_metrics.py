@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import urllib.request
+from decimal import Decimal
 from typing import Any, Iterator
 
 import pytest
@@ -296,6 +297,17 @@ def test_orders_in_doubt_and_the_oldest_ones_wait_are_read_from_the_store(store:
     samples = scrape(collector)
     assert samples[("tessera_orders_in_doubt", ())] == 2  # SUBMITTED only: ACCEPTED has the venue's answer
     assert samples[("tessera_order_in_doubt_oldest_seconds", ())] == 90
+
+
+def test_the_closed_orders_still_owing_fills_are_counted_from_the_store(store: Store) -> None:
+    collector = metrics.OrderHealthCollector(store)
+    assert scrape(collector)[("tessera_orders_fills_owed", ())] == 0
+    with store.uow() as uow:
+        for status, executed in ((OrderStatus.CANCELLED, "0.4"), (OrderStatus.EXPIRED, "1"),
+                                 (OrderStatus.CANCELLED, None), (OrderStatus.FILLED, None)):
+            uow.orders.add(build_order(status=status, venue_executed_quantity=executed and Decimal(executed)))
+        uow.commit()
+    assert scrape(collector)[("tessera_orders_fills_owed", ())] == 2
 
 
 def test_execution_anomalies_are_counted_by_kind_from_the_store(store: Store) -> None:

@@ -57,6 +57,7 @@ def _everything(db: Any, order_ids: list[str]) -> dict[str, Any]:
                        for i in order_ids],
             "in_doubt": uow.orders.in_doubt(),
             "open": [o.order_id for o in uow.orders.open_orders()],
+            "owing": ([o.order_id for o in uow.orders.owing_fills()], uow.orders.count_owing_fills()),
         }
 
     return db.read_sync(read)
@@ -199,7 +200,31 @@ def fills_after_close(clock: FakeClock, db: Any) -> dict[str, Any]:
     return {"applied": applied, "anomalies": anomalies, **_everything(db, [sent.order_id, unsent.order_id])}
 
 
-@pytest.mark.parametrize("scenario", [order_path, units_of_work, two_fills_in_one_write, fills_after_close])
+def fills_owed(clock: FakeClock, db: Any) -> dict[str, Any]:
+    """A resting order the venue cancels saying it executed 0.008, nothing filled here: it
+    owes 0.008; then the two fills, one at a time."""
+    keyring = core_ext.KeyRing(KEY_ID, SECRET)
+    gateway = FakeGateway(clock=clock.now)
+    submitter = Submitter(db, keyring, gateway, ttl_seconds=TTL, clock=clock.now, wall=clock.time)  # type: ignore[arg-type]
+    owing, token = _approve(db, keyring, clock.now(), "owing", **RESTING)
+    clock.advance(1)
+    asyncio.run(submitter.submit(owing, token))
+    ref = OrderRef.of(owing)
+    asyncio.run(submitter.write(apply_report, make_report(ref, OrderStatus.CANCELLED, at=clock.now(),
+                                                          cumulative=Decimal("0.008"))))
+    seen = [_everything(db, [owing.order_id])]
+    for trade in ("t-1", "t-2"):
+        clock.advance(1)
+        late = make_report(ref, OrderStatus.PARTIALLY_FILLED, at=clock.now(),
+                           fill=VenueFill(trade, Decimal("0.004"), Decimal("60000"), Decimal("0"), "USDT",
+                                          LiquiditySide.MAKER))
+        asyncio.run(submitter.write(apply_report, late))
+        seen.append(_everything(db, [owing.order_id]))
+    return {"seen": seen}
+
+
+@pytest.mark.parametrize("scenario", [order_path, units_of_work, two_fills_in_one_write, fills_after_close,
+                                      fills_owed])
 def test_the_fake_store_ends_as_the_real_one(scenario, tmp_path):
     results = {}
     for name in ("fake", "sqlite"):
@@ -240,3 +265,8 @@ def test_the_scenarios_exercise_what_they_name(tmp_path):
     assert [(o["status"], o["filled_quantity"]) for o in late["orders"]] == [
         (OrderStatus.CANCELLED, Decimal("0.004")), (OrderStatus.CANCELLED, Decimal(0))]
     assert [kind for kind, _ in late["anomalies"]] == ["FILL_ON_CLOSED_ORDER"]
+    clock = FakeClock()
+    owed = fills_owed(clock, FakeDatabase(clock=clock.now))
+    assert [(seen["orders"][0]["venue_executed_quantity"], seen["orders"][0]["filled_quantity"], seen["owing"][1])
+            for seen in owed["seen"]] == [(Decimal("0.008"), Decimal(0), 1), (Decimal("0.008"), Decimal("0.004"), 1),
+                                          (None, Decimal("0.008"), 0)]

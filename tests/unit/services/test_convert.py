@@ -16,6 +16,7 @@ from services.domain import (
     OrderType,
     Side,
     TimeInForce,
+    WorkingType,
 )
 from services.domain.errors import InvalidOrder
 from services.domain.execution import ExecutionReport, Fill
@@ -61,6 +62,13 @@ def order_message(**overrides: Any) -> pb.Order:
 def from_intent(message: pb.OrderIntent):
     return convert.order_from_intent(message, order_id=ORDER_ID, client_order_id="generated-cid")
 
+
+STOP_MARKET: dict[str, Any] = {"order_type": pb.ORDER_TYPE_STOP_MARKET, "price": "", "stop_price": "45000"}
+TRAILING: dict[str, Any] = {"order_type": pb.ORDER_TYPE_TRAILING_STOP_MARKET, "price": "", "callback_rate": "1"}
+CLOSING: dict[str, Any] = {"order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET, "side": pb.SIDE_SELL, "price": "",
+                           "stop_price": "55000", "quantity": "", "close_position": True}
+QUOTED: dict[str, Any] = {"market_type": pb.MARKET_TYPE_SPOT, "order_type": pb.ORDER_TYPE_MARKET, "price": "",
+                          "quantity": "", "quote_order_qty": "100"}
 
 # (id, overrides, field the error must name)
 SHARED_RULES: list[tuple[str, dict[str, Any], str]] = [
@@ -123,6 +131,48 @@ SHARED_RULES: list[tuple[str, dict[str, Any], str]] = [
     ("gtd-without-expire-time", {"time_in_force": pb.TIME_IN_FORCE_GTD}, "expire_time"),
     ("expire-time-without-gtd", {"expire_time": EXPIRY}, "expire_time"),
     ("expire-time-with-ioc", {"time_in_force": pb.TIME_IN_FORCE_IOC, "expire_time": EXPIRY}, "expire_time"),
+    # take-profit, trailing-stop, close-position and quote-amount orders (the venue's rules)
+    ("stop-price-missing-on-take-profit", {"order_type": pb.ORDER_TYPE_TAKE_PROFIT}, "stop_price"),
+    ("price-missing-on-take-profit", {"order_type": pb.ORDER_TYPE_TAKE_PROFIT, "price": "", "stop_price": "55000"},
+     "price"),
+    ("price-on-take-profit-market", {"order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET, "stop_price": "55000"}, "price"),
+    ("stop-price-missing-on-take-profit-market", {"order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET, "price": ""},
+     "stop_price"),
+    ("callback-rate-missing-on-trailing", {**TRAILING, "callback_rate": ""}, "callback_rate"),
+    ("callback-rate-below-0.1", {**TRAILING, "callback_rate": "0.09"}, "callback_rate"),
+    ("callback-rate-above-5", {**TRAILING, "callback_rate": "5.01"}, "callback_rate"),
+    ("callback-rate-zero", {**TRAILING, "callback_rate": "0"}, "callback_rate"),
+    ("callback-rate-on-stop-market", {**STOP_MARKET, "callback_rate": "1"}, "callback_rate"),
+    ("stop-price-on-trailing", {**TRAILING, "stop_price": "49000"}, "stop_price"),
+    ("price-on-trailing", {**TRAILING, "price": "49000"}, "price"),
+    ("trailing-on-spot", {**TRAILING, "market_type": pb.MARKET_TYPE_SPOT}, "order_type"),
+    ("activation-price-negative", {**TRAILING, "activation_price": "-1"}, "activation_price"),
+    ("activation-price-zero", {**TRAILING, "activation_price": "0"}, "activation_price"),
+    ("activation-price-not-a-decimal", {**TRAILING, "activation_price": "1e3"}, "activation_price"),
+    ("activation-price-on-limit", {"activation_price": "51000"}, "activation_price"),
+    ("close-position-with-quantity", {**CLOSING, "quantity": "1"}, "quantity"),
+    ("close-position-with-reduce-only", {**CLOSING, "reduce_only": True}, "reduce_only"),
+    ("close-position-on-limit", {"close_position": True, "quantity": ""}, "close_position"),
+    ("close-position-on-stop-limit", {**CLOSING, "order_type": pb.ORDER_TYPE_STOP_LIMIT, "price": "44000"},
+     "close_position"),
+    ("close-position-on-trailing", {**TRAILING, "close_position": True, "quantity": ""}, "close_position"),
+    ("close-position-on-spot", {**CLOSING, "market_type": pb.MARKET_TYPE_SPOT}, "close_position"),
+    ("working-type-on-limit", {"working_type": pb.WORKING_TYPE_MARK_PRICE}, "working_type"),
+    ("working-type-on-spot-stop", {**STOP_MARKET, "market_type": pb.MARKET_TYPE_SPOT,
+                                   "working_type": pb.WORKING_TYPE_MARK_PRICE}, "working_type"),
+    ("working-type-unknown", {**STOP_MARKET, "working_type": 9}, "working_type"),
+    ("price-protect-on-market", {"order_type": pb.ORDER_TYPE_MARKET, "price": "", "price_protect": True},
+     "price_protect"),
+    ("price-protect-on-trailing", {**TRAILING, "price_protect": True}, "price_protect"),
+    ("price-protect-on-spot-stop", {**STOP_MARKET, "market_type": pb.MARKET_TYPE_SPOT, "price_protect": True},
+     "price_protect"),
+    ("quote-order-qty-with-quantity", {**QUOTED, "quantity": "0.01"}, "quantity"),
+    ("quote-order-qty-on-futures", {**QUOTED, "market_type": pb.MARKET_TYPE_FUTURES}, "quote_order_qty"),
+    ("quote-order-qty-on-spot-limit", {**QUOTED, "order_type": pb.ORDER_TYPE_LIMIT, "price": "50000"},
+     "quote_order_qty"),
+    ("quote-order-qty-on-a-sell", {**QUOTED, "side": pb.SIDE_SELL}, "quote_order_qty"),
+    ("quote-order-qty-negative", {**QUOTED, "quote_order_qty": "-100"}, "quote_order_qty"),
+    ("quote-order-qty-too-many-digits", {**QUOTED, "quote_order_qty": "1." + "1" * 19}, "quote_order_qty"),
 ]
 
 INTENT_RULES: list[tuple[str, dict[str, Any], str]] = [
@@ -205,6 +255,22 @@ def test_an_overlong_symbol_is_not_echoed_in_full():
         ({"quantity": "+2"}, {"quantity": Decimal(2)}),
         ({"quantity": "0001.2500"}, {"quantity": Decimal("1.25")}),
         ({"order_manager_id": "rebalance/2025-01-02:1"}, {"order_manager_id": "rebalance/2025-01-02:1"}),
+        ({"order_type": pb.ORDER_TYPE_TAKE_PROFIT, "stop_price": "55000", "time_in_force": pb.TIME_IN_FORCE_IOC},
+         {"order_type": OrderType.TAKE_PROFIT, "price": Decimal(50000), "stop_price": Decimal(55000)}),
+        ({**STOP_MARKET, "market_type": pb.MARKET_TYPE_SPOT, "order_type": pb.ORDER_TYPE_TAKE_PROFIT_MARKET},
+         {"order_type": OrderType.TAKE_PROFIT_MARKET, "market_type": MarketType.SPOT}),
+        ({**TRAILING, "callback_rate": "0.1", "activation_price": "49000.5", "working_type": pb.WORKING_TYPE_MARK_PRICE},
+         {"callback_rate": Decimal("0.1"), "activation_price": Decimal("49000.5"),
+          "working_type": WorkingType.MARK_PRICE, "price": None, "stop_price": None}),
+        ({**TRAILING, "callback_rate": "5"}, {"callback_rate": Decimal(5), "activation_price": None,
+                                             "working_type": None}),
+        ({**CLOSING, "price_protect": True, "working_type": pb.WORKING_TYPE_CONTRACT_PRICE},
+         {"quantity": None, "close_position": True, "price_protect": True,
+          "working_type": WorkingType.CONTRACT_PRICE}),
+        ({**STOP_MARKET, "close_position": True, "quantity": ""}, {"quantity": None, "close_position": True}),
+        ({"order_type": pb.ORDER_TYPE_STOP_LIMIT, "stop_price": "49000", "price_protect": True},
+         {"price_protect": True}),
+        (QUOTED, {"quantity": None, "quote_order_qty": Decimal(100), "market_type": MarketType.SPOT}),
     ],
 )
 def test_valid_variants_are_accepted(overrides, checks):
@@ -270,6 +336,14 @@ ROUND_TRIP_ORDERS = {
     "stop-market-spot": dict(order_type=pb.ORDER_TYPE_STOP_MARKET, price="", stop_price="0.00000001",
                              market_type=pb.MARKET_TYPE_SPOT, time_in_force=pb.TIME_IN_FORCE_FOK),
     "market-big-quantity": dict(order_type=pb.ORDER_TYPE_MARKET, price="", quantity="12345678901234567890"),
+    "take-profit": dict(order_type=pb.ORDER_TYPE_TAKE_PROFIT, price="50010.5", stop_price="50000", price_protect=True,
+                        working_type=pb.WORKING_TYPE_MARK_PRICE, side=pb.SIDE_SELL),
+    "trailing": dict(order_type=pb.ORDER_TYPE_TRAILING_STOP_MARKET, price="", activation_price="49000.50",
+                     callback_rate="0.50", working_type=pb.WORKING_TYPE_CONTRACT_PRICE),
+    "close-position": dict(order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, price="", stop_price="55000", quantity="",
+                           close_position=True, side=pb.SIDE_SELL),
+    "quote-order-qty": dict(market_type=pb.MARKET_TYPE_SPOT, order_type=pb.ORDER_TYPE_MARKET, price="", quantity="",
+                            quote_order_qty="100.10"),
 }
 
 
@@ -281,13 +355,29 @@ def test_order_to_proto_and_back_keeps_every_economic_field_exactly(overrides):
 
     assert back.token_fields() == original.token_fields()
     assert back.token_body() == original.token_body()
-    for name in ("quantity", "price", "stop_price", "leverage"):
+    for name in ("quantity", "price", "stop_price", "leverage", "activation_price", "callback_rate", "quote_order_qty"):
         before, after = getattr(original, name), getattr(back, name)
         assert (before is None) == (after is None)
         if before is not None:
             assert isinstance(after, Decimal)
             assert str(after) == str(before)  # same digits, not merely equal
     assert (back.expire_time, back.order_manager_id) == (original.expire_time, original.order_manager_id)
+    signed = convert.order_from_signed_proto(convert.order_to_proto(original))
+    assert signed.token_body() == original.token_body()
+
+
+def test_every_problem_of_a_conditional_order_is_named_at_once():
+    with pytest.raises(InvalidOrder) as raised:
+        from_intent(intent(**{**CLOSING, "quantity": "1", "reduce_only": True, "callback_rate": "1",
+                              "quote_order_qty": "5"}))
+
+    assert {v.field: v.reason for v in raised.value.violations} == {
+        "quantity": "NOT_ALLOWED", "reduce_only": "NOT_ALLOWED", "callback_rate": "NOT_ALLOWED",
+        "quote_order_qty": "NOT_ALLOWED"}
+    with pytest.raises(InvalidOrder) as raised:
+        from_intent(intent(**{**TRAILING, "callback_rate": "7"}))
+    assert [(v.field, v.reason) for v in raised.value.violations] == [("callback_rate", "OUT_OF_RANGE")]
+    assert "from 0.1 to 5" in str(raised.value)
 
 
 def test_order_to_proto_writes_decimals_in_canonical_plain_notation(make_order):
@@ -343,7 +433,7 @@ def test_timestamps_from_proto_are_utc_aware(make_order):
 
 @pytest.mark.parametrize(
     "member",
-    [*Side, *OrderType, *TimeInForce, *MarketType, *OrderStatus, *LiquiditySide],
+    [*Side, *OrderType, *TimeInForce, *MarketType, *OrderStatus, *LiquiditySide, *WorkingType],
     ids=lambda m: f"{type(m).__name__}.{m.value}",
 )
 def test_every_domain_enum_value_maps_to_proto_and_back(member):

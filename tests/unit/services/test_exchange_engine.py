@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import time
 from decimal import Decimal
 
@@ -61,7 +62,8 @@ def spy() -> SpyProvider:
 
 @pytest.fixture
 def engine(keyring, spy) -> ExchangeEngine:
-    return ExchangeEngine(keyring, spy, ttl_seconds=TTL)
+    # Started at the beginning of this second, as the service serves once it accepts a credential signed now.
+    return ExchangeEngine(keyring, spy, ttl_seconds=TTL, credentials_since=int(time.time()))
 
 
 def execute_request(order, token) -> exchange_pb2.ExecuteOrderRequest:
@@ -321,6 +323,49 @@ def test_a_service_credential_used_a_second_time_within_its_lifetime_is_refused(
 
     assert raised.value.reason == "SERVICE_CREDENTIAL_REPLAYED"
     engine.authorize(oms_call_metadata(keyring, "CancelOrder", request), "CancelOrder", request)  # a fresh one
+
+
+def test_a_cancel_credential_used_once_is_refused_by_the_restarted_exchange_and_a_fresh_one_accepted(keyring, spy):
+    wall = [1_700_000_000.0]
+    request = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+    first = ExchangeEngine(keyring, spy, ttl_seconds=TTL, wall=lambda: wall[0])
+    wall[0] += 0.5
+    credential = oms_call_metadata(keyring, "CancelOrder", request, now=wall[0])
+    first.authorize(credential, "CancelOrder", request)
+    wall[0] += 2.0  # the Exchange restarts: a new engine, its replay cache empty
+    restarted = ExchangeEngine(keyring, spy, ttl_seconds=TTL, wall=lambda: wall[0])
+
+    with pytest.raises(TokenRejected) as raised:
+        restarted.authorize(credential, "CancelOrder", request)  # within its lifetime, never seen by this engine
+
+    assert raised.value.reason == "SERVICE_CREDENTIAL_BEFORE_START"
+    assert raised.value.metadata == {"method": "CancelOrder"}
+    wall[0] = math.ceil(restarted.credentials_since)  # the service serves from the next whole second
+    restarted.authorize(oms_call_metadata(keyring, "CancelOrder", request, now=wall[0]), "CancelOrder", request)
+
+
+def test_a_credential_of_the_second_the_exchange_started_in_is_refused_and_one_of_the_next_accepted(keyring, spy):
+    engine = ExchangeEngine(keyring, spy, ttl_seconds=TTL, wall=lambda: 1_700_000_000.6)
+    request = exchange_pb2.QueryOrderRequest(order_id="o-1", symbol="BTCUSDT")
+
+    with pytest.raises(TokenRejected) as raised:  # issued at ...000 (whole seconds): before ...000.6
+        engine.authorize(oms_call_metadata(keyring, "QueryOrder", request, now=1_700_000_000.6), "QueryOrder", request)
+
+    assert raised.value.reason == "SERVICE_CREDENTIAL_BEFORE_START"
+    engine.authorize(oms_call_metadata(keyring, "QueryOrder", request, now=1_700_000_001.0), "QueryOrder", request)
+
+
+def test_the_service_waits_for_the_first_whole_second_after_its_engine_was_made(keyring, spy, monkeypatch):
+    slept: list[float] = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    asyncio.run(ExchangeEngine(keyring, spy, wall=lambda: 1_700_000_000.75).accepting_credentials())
+    asyncio.run(ExchangeEngine(keyring, spy, wall=lambda: 1_700_000_001.0).accepting_credentials())
+
+    assert slept == [pytest.approx(0.25)]  # none at a whole second
 
 
 def test_a_credential_for_one_request_is_refused_with_another_request_of_its_method(engine, keyring):

@@ -1,16 +1,24 @@
 """The OMS's Exchange gateway: a refusal's reason comes from the structured
-``google.rpc.ErrorInfo`` in the status trailers, never from the text; and the gateway is
-the one module of the OMS that speaks ``exchange.v1``."""
+``google.rpc.ErrorInfo`` in the status trailers, never from the text; a call refused for
+its credential's issue time (an Exchange that has just restarted) is signed afresh and
+sent again; and the gateway is the one module of the OMS that speaks ``exchange.v1``."""
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import pathlib
 
 import grpc
+import pytest
 
-from services.common.errors import to_grpc_status
-from services.oms.gateway import Refusal, reason_of, refusal_of
+import core_ext
+from services.common.errors import describe, to_grpc_status
+from services.common.tokens import OMS_CREDENTIAL_METADATA
+from services.domain.errors import DomainError
+from services.exchange.engine import ExchangeEngine
+from services.oms.gateway import CREDENTIAL_RETRY_SECONDS, ExchangeGateway, Refusal, reason_of, refusal_of
+from tessera.exchange.v1 import exchange_pb2
 
 OMS = pathlib.Path(__file__).resolve().parents[3] / "services" / "oms"
 
@@ -65,3 +73,63 @@ def test_only_the_gateway_builds_exchange_messages():
     speaking = sorted(path.name for path in OMS.glob("*.py")
                       if "tessera.exchange.v1.exchange_pb2" in _imports(path))
     assert speaking == ["gateway.py"]
+
+
+
+class _RestartedExchange:
+    """An Exchange stub whose engine was made at ``started`` on its own clock: CancelOrder
+    authorizes each call as the servicer does, and answers an empty report."""
+
+    def __init__(self, clock: list[float], started: float) -> None:
+        self.keyring = core_ext.KeyRing("k1", b"gateway-test-secret-0123456789abcdef")
+        self.engine = ExchangeEngine(self.keyring, object(), wall=lambda: clock[0],  # type: ignore[arg-type]
+                                     credentials_since=started)
+        self.credentials: list[str] = []
+
+    async def CancelOrder(self, request, timeout=None, metadata=None):  # noqa: N802 - the stub's name
+        self.credentials.append(dict(metadata)[OMS_CREDENTIAL_METADATA])
+        try:
+            self.engine.authorize(metadata, "CancelOrder", request)
+        except DomainError as error:
+            code, reason, message = describe(error)
+            status = to_grpc_status(code, reason, message)
+            raise _error(status.code, status.details, tuple(status.trailing_metadata)) from None
+        return exchange_pb2.CancelOrderResponse()
+
+
+def _gateway_behind(exchange: _RestartedExchange, clock: list[float], behind: float, monkeypatch) -> ExchangeGateway:
+    """A gateway whose clock is ``behind`` seconds behind the Exchange's; its waits move both."""
+
+    async def sleep(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    return ExchangeGateway(exchange, exchange.keyring, wall=lambda: clock[0] - behind)  # type: ignore[arg-type]
+
+
+def test_a_call_refused_for_a_credential_from_before_the_exchange_started_is_signed_afresh_and_answered(monkeypatch):
+    clock = [1_700_000_000.3]
+    exchange = _RestartedExchange(clock, started=1_700_000_000.3)  # has just restarted
+    gateway = _gateway_behind(exchange, clock, 0.5, monkeypatch)  # the OMS's clock half a second behind
+    request = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+
+    answer = asyncio.run(gateway._call("CancelOrder", request, 10.0))
+
+    assert answer == exchange_pb2.CancelOrderResponse()
+    # Signed at ...999.8, 000.05, 000.3, 000.55, 000.8 (issued ...999 or ...000: before the start), then 001.05.
+    assert len(exchange.credentials) == 6 and len(set(exchange.credentials)) == 6
+    assert clock[0] == pytest.approx(1_700_000_000.3 + 5 * CREDENTIAL_RETRY_SECONDS)
+
+
+def test_a_call_refused_for_another_reason_is_not_sent_again(monkeypatch):
+    clock = [1_700_000_002.0]
+    exchange = _RestartedExchange(clock, started=1_700_000_000.0)
+    gateway = _gateway_behind(exchange, clock, 0.0, monkeypatch)
+    request = exchange_pb2.CancelOrderRequest(order_id="o-1", symbol="BTCUSDT")
+    exchange.engine.replay.claim = lambda *args: "SERVICE_CREDENTIAL_REPLAYED"  # type: ignore[method-assign]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        asyncio.run(gateway._call("CancelOrder", request, 10.0))
+
+    assert reason_of(refused.value) == "SERVICE_CREDENTIAL_REPLAYED"
+    assert len(exchange.credentials) == 1

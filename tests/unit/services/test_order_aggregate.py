@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import core_ext
-from services.domain import MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
+from services.domain import MarketType, Order, OrderStatus, OrderType, Side, TimeInForce, WorkingType
 from services.domain.errors import OverfillError
 from services.domain.order import event_label, is_fill_after_close
 
@@ -329,6 +329,52 @@ def test_a_fill_after_close_that_would_overfill_or_is_not_positive_raises_withou
     assert snapshot(order) == before
 
 
+# -- fills owed ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", [S.CANCELLED, S.EXPIRED])
+def test_a_close_at_the_venue_with_more_executed_than_filled_leaves_the_rest_owed(order_in, status):
+    order = order_in(S.PARTIALLY_FILLED, quantity=Decimal("1"))
+    order.filled_quantity = Decimal("0.2")
+
+    event = order.close_at_venue(status, reason="venue: cancelled", venue_executed=Decimal("0.6"))
+
+    assert (order.status, event.from_status, event.to_status) == (status, S.PARTIALLY_FILLED, status)
+    assert event.payload == {"venue_executed_quantity": "0.6"}
+    assert (order.venue_executed_quantity, order.fills_owed) == (Decimal("0.6"), Decimal("0.4"))
+
+
+@pytest.mark.parametrize("executed", [None, "0.2", "0.1"])
+def test_a_close_at_the_venue_with_every_fill_recorded_owes_nothing(order_in, executed):
+    order = order_in(S.PARTIALLY_FILLED, quantity=Decimal("1"))
+    order.filled_quantity = Decimal("0.2")
+
+    event = order.close_at_venue(S.CANCELLED, venue_executed=None if executed is None else Decimal(executed))
+
+    assert event.payload == {} and order.venue_executed_quantity is None and order.fills_owed == 0
+
+
+@pytest.mark.parametrize("target", [S.FILLED, S.REJECTED, S.PENDING_CANCEL])
+def test_a_close_at_the_venue_is_cancelled_or_expired_only_and_changes_nothing_otherwise(order_in, target):
+    order = order_in(S.ACCEPTED, quantity=Decimal("1"))
+    before = snapshot(order)
+
+    with pytest.raises(core_ext.IllegalTransition):
+        order.close_at_venue(target, venue_executed=Decimal("0.5"))
+
+    assert snapshot(order) == before and order.venue_executed_quantity is None
+
+
+def test_the_fills_owed_stay_until_the_fills_after_close_make_them_up(order_in):
+    order = order_in(S.ACCEPTED, quantity=Decimal("1"))
+    order.close_at_venue(S.CANCELLED, venue_executed=Decimal("0.5"))
+
+    order.apply_fill_after_close(Decimal("0.3"), Decimal("100"), payload={"trade_id": "t-1"})
+    partly = (order.venue_executed_quantity, order.fills_owed)
+    order.apply_fill_after_close(Decimal("0.2"), Decimal("100"), payload={"trade_id": "t-2"})
+
+    assert partly == (Decimal("0.5"), Decimal("0.2"))
+    assert (order.venue_executed_quantity, order.fills_owed, order.filled_quantity) == (None, 0, Decimal("0.5"))
+
+
 @pytest.mark.parametrize("from_status, to_status, payload, expected", [
     (S.CANCELLED, S.CANCELLED, {"trade_id": "t"}, True),
     ("EXPIRED", "EXPIRED", {"trade_id": "t", "quantity": "1"}, True),
@@ -363,6 +409,12 @@ ECONOMIC_CHANGES = {
     "reduce_only": True,
     "post_only": True,
     "leverage": Decimal("3"),
+    "close_position": True,
+    "working_type": WorkingType.MARK_PRICE,
+    "price_protect": True,
+    "activation_price": Decimal("51000"),
+    "callback_rate": Decimal("0.5"),
+    "quote_order_qty": Decimal("100"),
 }
 
 
@@ -381,11 +433,43 @@ def test_same_economics_detects_a_change_of_each_economic_field(make_order, fiel
     assert order.token_body() != changed.token_body()
 
 
-@pytest.mark.parametrize("field", ["price", "stop_price", "leverage"])
+@pytest.mark.parametrize("field", ["price", "stop_price", "leverage", "quantity", "working_type", "activation_price",
+                                   "callback_rate", "quote_order_qty"])
 def test_same_economics_tells_an_absent_optional_field_from_a_present_one(make_order, field):
-    order = make_order(order_type=OrderType.STOP_LIMIT, stop_price=Decimal("49000"), leverage=Decimal("5"))
+    order = make_order(order_type=OrderType.STOP_LIMIT, stop_price=Decimal("49000"), leverage=Decimal("5"),
+                       working_type=WorkingType.CONTRACT_PRICE, activation_price=Decimal("1"),
+                       callback_rate=Decimal("1"), quote_order_qty=Decimal("1"))
 
     assert not order.same_economics(dataclasses.replace(order, **{field: None}))
+
+
+def test_an_order_without_a_quantity_is_filled_when_the_venue_says_so(make_order):
+    order = make_order(order_type=OrderType.TAKE_PROFIT_MARKET, quantity=None, price=None,
+                       stop_price=Decimal("55000"), side=Side.SELL, close_position=True)
+    order.record_creation()
+    for step in (S.APPROVED, S.SUBMITTED, S.ACCEPTED):
+        order.transition(step)
+
+    order.apply_fill(Decimal("2"), Decimal("55000"))
+    assert (order.status, order.filled_quantity, order.remaining_quantity) == (S.PARTIALLY_FILLED, Decimal("2"), None)
+    order.apply_fill(Decimal("0.5"), Decimal("55010"), complete=True)
+    assert (order.status, order.filled_quantity) == (S.FILLED, Decimal("2.5"))
+    assert order.average_fill_price == (Decimal("2") * 55000 + Decimal("0.5") * 55010) / Decimal("2.5")
+
+
+def test_quantity_at_sizes_the_orders_the_venue_sizes(make_order):
+    closing = make_order(quantity=None, order_type=OrderType.STOP_MARKET, price=None, stop_price=Decimal("45000"),
+                         side=Side.SELL, close_position=True)
+    quoted = make_order(quantity=None, market_type=MarketType.SPOT, order_type=OrderType.MARKET, price=None,
+                        leverage=None, quote_order_qty=Decimal("100"))
+
+    assert closing.quantity_at(Decimal("2.5")) == Decimal("2.5")      # a SELL closes the long
+    assert closing.quantity_at(Decimal("-2.5")) == 0                   # and nothing of a short
+    assert closing.quantity_at(Decimal(0)) == 0
+    assert quoted.quantity_at(Decimal(0), Decimal("50")) == Decimal(2)
+    assert quoted.quantity_at(Decimal(0)) is None
+    assert quoted.notional == Decimal("100")
+    assert make_order().quantity_at(Decimal("-7")) == Decimal("1.5")
 
 
 @pytest.mark.parametrize(

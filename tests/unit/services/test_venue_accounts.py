@@ -150,3 +150,17 @@ def test_a_registry_that_is_not_json_names_the_file_and_the_reload_interval_must
     assert reload_seconds({}) == 5.0
     with pytest.raises(RegistryError):
         reload_seconds({"TESSERA_VENUE_ACCOUNTS_RELOAD_SECONDS": "0"})
+
+
+def test_the_single_account_of_the_environment_is_a_registry_of_one_that_never_reloads():
+    single = VenueAccounts.from_environ({"TESSERA_EXECUTION_MODE": "LIVE", "ASTER_ACCOUNT_ID": "acct-1"},
+                                        single_account=True)
+
+    assert single is not None and list(single.accounts) == ["acct-1"]
+    assert single.check("acct-1", "aster", MarketType.SPOT).credentials is None  # Risk never holds credentials
+    with pytest.raises(PreconditionFailed) as refused:
+        single.check("acct-2", "aster", MarketType.FUTURES)
+    assert refused.value.reason == "ACCOUNT_NOT_CONFIGURED"
+    assert single.refresh() is False
+    with pytest.raises(RegistryError, match="ASTER_ACCOUNT_ID"):
+        VenueAccounts.single("not an account")

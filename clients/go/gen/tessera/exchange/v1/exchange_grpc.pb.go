@@ -33,7 +33,9 @@ type ExchangeServiceClient interface {
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
 	// when none is given: each symbol with an open order at the venue, of every
-	// configured account, those placed outside Tessera too). OMS only.
+	// configured account, those placed outside Tessera too). One account's or symbol's
+	// failure stops none of the others: it answers OK and lists each in failures. OMS
+	// only.
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.
@@ -238,7 +240,9 @@ type ExchangeServiceServer interface {
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
 	// when none is given: each symbol with an open order at the venue, of every
-	// configured account, those placed outside Tessera too). OMS only.
+	// configured account, those placed outside Tessera too). One account's or symbol's
+	// failure stops none of the others: it answers OK and lists each in failures. OMS
+	// only.
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.

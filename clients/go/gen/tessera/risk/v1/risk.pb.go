@@ -1219,10 +1219,11 @@ type ValidateReplacementRequest struct {
 	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// The order's new total quantity, a positive decimal string: what it has filled counts
 	// towards it (10 with 4 filled: the replacement works 6), so it must exceed the filled
-	// quantity. Empty: unchanged.
+	// quantity. Empty: unchanged. An order without a quantity (close_position) takes none.
 	Quantity string `protobuf:"bytes,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	// The new limit price, a positive decimal string, for LIMIT and STOP_LIMIT orders
-	// only. Empty: unchanged. At least one of quantity and price must change.
+	// The new limit price, a positive decimal string, for LIMIT, STOP_LIMIT and
+	// TAKE_PROFIT orders only. Empty: unchanged. At least one of quantity and price must
+	// change.
 	Price string `protobuf:"bytes,3,opt,name=price,proto3" json:"price,omitempty"`
 	// The replacement's client order id, ^[.A-Z:/a-z0-9_-]{1,36}$, unique per account;
 	// Risk generates one when empty. Set it to retry safely (the key of idempotency).

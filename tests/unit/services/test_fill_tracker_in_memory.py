@@ -104,6 +104,7 @@ def test_a_close_the_venue_reports_with_more_executed_than_filled_says_so_on_its
     (event,) = order.new_events
     assert (event.to_status, event.payload) == (status, {"venue_executed_quantity": "0.6"})
     assert order.filled_quantity == Decimal("0.4")  # the missing fill is recorded when it arrives
+    assert (order.venue_executed_quantity, order.fills_owed) == (Decimal("0.6"), Decimal("0.2"))  # owed till then
 
 
 @pytest.mark.parametrize("cumulative", [None, "0.4"])
@@ -117,3 +118,4 @@ def test_a_close_with_every_fill_recorded_adds_nothing_to_its_event(order_in, cu
 
     (event,) = order.new_events
     assert (event.to_status, event.payload) == (S.CANCELLED, {})
+    assert order.venue_executed_quantity is None

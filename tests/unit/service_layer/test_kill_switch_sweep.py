@@ -1,0 +1,82 @@
+"""The kill switch's venue-wide cancel (``Cancels.emergency_cancel_all``) over the fake
+store and a fake Exchange: sent again while some account or symbol fails, at most the
+configured number of times, what still failed answered and counted, trading HALTED
+either way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from prometheus_client import REGISTRY
+from service_layer_support import RESTING, TTL
+
+from services.domain import MarketType, OrderStatus, TradingState
+from services.domain.execution import CancelFailure
+from services.oms.cancels import Cancels
+from services.oms.gateway import Refusal, Swept
+
+REFUSED = CancelFailure("desk-a", MarketType.FUTURES, "", "VENUE_UNAUTHORIZED", "GET openOrders: HTTP 401 -1002")
+
+
+def failures_counted(reason: str) -> float:
+    return REGISTRY.get_sample_value("tessera_kill_switch_failures_total", {"reason": reason}) or 0.0
+
+
+def kill_switch(submitter, gateway, clock, attempts=3):
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    cancels = Cancels(submitter, gateway, ttl_seconds=TTL, clock=clock.now, sweep_attempts=attempts,
+                      sweep_backoff=0.5, sleep=sleep)
+    return cancels, slept
+
+
+def halted(db) -> TradingState:
+    return db.read_sync(lambda uow: uow.trading_state.get().state)
+
+
+def test_a_sweep_that_keeps_failing_is_sent_a_bounded_number_of_times_and_its_failures_answered_and_counted(
+        submitter, gateway, clock, db, approved):
+    order, token = approved(**RESTING)
+    asyncio.run(submitter.submit(order, token))
+    gateway.sweeps = [Swept([], [REFUSED])] * 5
+    cancels, slept = kill_switch(submitter, gateway, clock, attempts=3)
+    before = failures_counted("VENUE_UNAUTHORIZED")
+
+    done = asyncio.run(cancels.emergency_cancel_all("ops", "test"))
+
+    assert gateway.swept == 3 and slept == [0.5, 1.0]
+    assert done.failures == [REFUSED]
+    assert failures_counted("VENUE_UNAUTHORIZED") - before == 1
+    assert [(o.order_id, o.status) for o in done.orders] == [(order.order_id, OrderStatus.CANCELLED)]
+    assert halted(db) is TradingState.HALTED
+
+
+def test_a_sweep_that_succeeds_on_its_second_attempt_answers_no_failure(submitter, gateway, clock, db):
+    gateway.sweeps = [Swept([], [REFUSED])]
+    cancels, slept = kill_switch(submitter, gateway, clock)
+    before = failures_counted("VENUE_UNAUTHORIZED")
+
+    done = asyncio.run(cancels.emergency_cancel_all("ops", "test"))
+
+    assert gateway.swept == 2 and slept == [0.5]
+    assert done.failures == []
+    assert failures_counted("VENUE_UNAUTHORIZED") == before
+    assert halted(db) is TradingState.HALTED
+
+
+def test_an_exchange_that_never_answers_is_one_failure_named_exchange_unavailable(submitter, gateway, clock, db):
+    gateway.sweeps = [Refusal(grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", "failed to connect")] * 3
+    cancels, _ = kill_switch(submitter, gateway, clock)
+    before = failures_counted("EXCHANGE_UNAVAILABLE")
+
+    done = asyncio.run(cancels.emergency_cancel_all("ops", "test"))
+
+    assert gateway.swept == 3
+    assert [(f.account, f.market_type, f.symbol, f.reason) for f in done.failures] == [
+        ("", None, "", "EXCHANGE_UNAVAILABLE")]
+    assert failures_counted("EXCHANGE_UNAVAILABLE") - before == 1
+    assert halted(db) is TradingState.HALTED
