@@ -18,16 +18,27 @@ from conftest import WALLET_A, running_venue, wallet
 from test_live_v3 import limit, ready, run, until
 
 
+async def started(venue, **options):
+    """The provider of WALLET_A's API wallet, started, and the list its stream's reports go to."""
+    venue.register(WALLET_A)
+    credentials = wallet()
+    provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0, reconnect_seconds=0.05,
+                            **options)
+    streamed = []
+
+    async def sink(reports):
+        streamed.extend(reports)
+
+    await provider.start(sink)
+    return provider, provider.sessions[credentials.account_key].streams, streamed
+
+
 def test_the_listen_key_keepalive_reaches_the_venue_and_keeps_the_key_alive():
     async def scenario():
         # A key lives 1 s at this venue; the provider extends it every 0.1 s.
         async with running_venue(sim_options={"listen_key_ttl": 1.0}) as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0,
-                                    keepalive_seconds=0.1, reconnect_seconds=0.05)
-            await provider.start(lambda reports: asyncio.sleep(0))
-            stream = provider.sessions[credentials.account_key].streams[MarketType.FUTURES]
+            provider, streams, _ = await started(venue, keepalive_seconds=0.1)
+            stream = streams[MarketType.FUTURES]
             assert await stream.wait_connected(5)
             opened = time.monotonic()
             key = stream.listen_key
@@ -50,17 +61,8 @@ def test_the_listen_key_keepalive_reaches_the_venue_and_keeps_the_key_alive():
 def test_an_expired_listen_key_is_renewed_and_the_fill_made_meanwhile_is_gap_filled(make_order):
     async def scenario():
         async with running_venue() as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0,
-                                    reconnect_seconds=0.05)
-            streamed = []
-
-            async def sink(reports):
-                streamed.extend(reports)
-
-            await provider.start(sink)
-            stream = provider.sessions[credentials.account_key].streams[MarketType.FUTURES]
+            provider, streams, streamed = await started(venue)
+            stream = streams[MarketType.FUTURES]
             assert await stream.wait_connected(5)
             await ready(provider)
             first, second = limit(make_order, "63900", "0.2"), limit(make_order, "63800", "0.3")
@@ -105,22 +107,13 @@ def test_an_expired_listen_key_is_renewed_and_the_fill_made_meanwhile_is_gap_fil
 def test_a_dropped_spot_stream_is_gap_filled_from_rest_and_no_fill_is_lost_or_doubled(make_order):
     async def scenario():
         async with running_venue() as venue:
-            venue.register(WALLET_A)
-            credentials = wallet()
-            provider = LiveProvider(venue.transport(credentials=credentials), poll_seconds=0,
-                                    reconnect_seconds=0.05)
-            streamed = []
-
-            async def sink(reports):
-                streamed.extend(reports)
-
-            await provider.start(sink)
+            provider, streams, streamed = await started(venue)
             orders = [limit(make_order, price, "1", symbol="ETHUSDT", market_type=MarketType.SPOT)
                       for price in ("3195", "3190", "3185")]
             answers = []
             for order in orders:
                 answers += await provider.execute(order)
-            stream = provider.sessions[credentials.account_key].streams[MarketType.SPOT]
+            stream = streams[MarketType.SPOT]
             assert await stream.wait_connected(5)
 
             def fills_of(order):
