@@ -171,17 +171,19 @@ class Podman:
 
     def remove_everything_named(self, prefix: str) -> None:
         """Remove every pod, container, volume, secret and network whose name starts with
-        ``prefix`` (a run's own objects), in an order that lets each go."""
-        for pod in self.names("pod", prefix):
-            self.run("pod", "rm", "--force", "--time", "10", pod, check=False)
-        for container in self.names("container", prefix):
-            self.run("rm", "--force", "--volumes", "--time", "10", container, check=False)
-        for volume in self.names("volume", prefix):
-            self.run("volume", "rm", "--force", volume, check=False)
-        for secret in self.names("secret", prefix):
-            self.run("secret", "rm", secret, check=False)
-        for network in self.names("network", prefix):
-            self.run("network", "rm", "--force", network, check=False)
+        ``prefix`` (a run's own objects), in an order that lets each go: one ``podman``
+        call per kind, which removes its objects side by side."""
+        removals = (
+            ("pod", ("pod", "rm", "--force", "--time", "10")),
+            ("container", ("rm", "--force", "--volumes", "--time", "10")),
+            ("volume", ("volume", "rm", "--force")),
+            ("secret", ("secret", "rm")),
+            ("network", ("network", "rm", "--force")),
+        )
+        for what, command in removals:
+            names = self.names(what, prefix)
+            if names:
+                self.run(*command, *names, check=False)
 
     def leftovers(self, prefix: str) -> dict[str, list[str]]:
         """What a run named ``prefix`` left behind, by kind (empty lists: nothing)."""

@@ -15,6 +15,7 @@ and tearing down leaves nothing behind.
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import tempfile
 import time
@@ -88,8 +89,14 @@ class PlayedOverlay:
         self.torn_down = True
         for pod in self.pods():
             if self.podman.run("pod", "exists", pod.name, check=False).returncode == 0:
+                # The service's container first, then its pod, as the kubelet stops the app
+                # containers before the sandbox: `podman pod stop` stops the pod's network
+                # holder beside the service, whose goodbyes to its peers are then lost and
+                # each peer's server waits out its whole grace for the connection to close.
+                service = pod.podman_container(pod.containers()[0])
+                self.podman.run("stop", "--time", "20", service, check=False)
                 self.podman.run("pod", "stop", "--time", "20", pod.name, check=False)
-                code = self.exit_code(pod.podman_container(pod.containers()[0]))
+                code = self.exit_code(service)
                 self.stop_codes[pod.name.removeprefix(f"{self.run}-")] = -1 if code is None else code
         self.podman.remove_everything_named(self.run)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -130,14 +137,17 @@ def played(podman: Podman, images: Images, dev_overlay: list[dict[str, Any]]) ->
         overlay.migrate_exit = overlay.exit_code(migrate)
         for service in SERVICES:
             overlay.play(service)
-        for pod in overlay.pods():
+
+        def startup(pod: kube_play.PlayablePod) -> ds.ProbeOutcome:
             service = pod.workload
             probe = pod.probes[service]["startupProbe"]
-            overlay.startup[pod.name] = ds.run_probe(
-                "startupProbe", probe,
-                ds.probe_check(podman, probe, pod.podman_container(service),
-                               lambda p, pod=pod, service=service: pod.host_port(service, p)),
-            )
+            return ds.run_probe("startupProbe", probe,
+                                ds.probe_check(podman, probe, pod.podman_container(service),
+                                               lambda p: pod.host_port(service, p)))
+
+        # Each pod's startup probe on its own clock, side by side, as the kubelet runs them.
+        with concurrent.futures.ThreadPoolExecutor(len(overlay.pods())) as probes:
+            overlay.startup = dict(zip((pod.name for pod in overlay.pods()), probes.map(startup, overlay.pods())))
         yield overlay
     finally:
         overlay.teardown()
