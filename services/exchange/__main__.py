@@ -38,6 +38,7 @@ from .providers.books import BookShape, PriceSource, RandomWalkPrices, RecordedP
 from .providers.live import LiveProvider
 from .providers.paper import PaperFees, PaperProvider
 from .providers.shadow import ShadowProvider
+from .providers.simulated import SimulatedVenue
 from .servicer import RAW_REQUESTS, ExchangeServicer
 from .venue import Provider
 
@@ -202,8 +203,9 @@ def make_provider(environ: Mapping[str, str]) -> Provider:
 
 
 def settings_symbols(environ: Mapping[str, str]) -> list[str]:
-    """``TESSERA_VENUE_SETTINGS_SYMBOLS``: the symbols (comma-separated) whose leverage and
-    margin mode a live Exchange reads from the venue at start and takes as set."""
+    """``TESSERA_VENUE_SETTINGS_SYMBOLS``: the symbols (comma-separated) a live Exchange
+    must find set at the venue before it serves: the venue's settings are read then (every
+    symbol's, once), and a named symbol without a leverage or a margin mode is logged."""
     symbols = [item.strip().upper() for item in environ.get("TESSERA_VENUE_SETTINGS_SYMBOLS", "").split(",")]
     bad = [symbol for symbol in symbols if symbol and not symbol.isalnum()]
     if bad:
@@ -212,9 +214,10 @@ def settings_symbols(environ: Mapping[str, str]) -> list[str]:
 
 
 async def restore_settings(provider: Provider, symbols: list[str]) -> None:
-    """Live mode, before serving: the venue's leverage and margin mode for ``symbols``
-    (a restarted Exchange then takes their orders at once). A venue that does not answer
-    leaves them unset: their orders are refused until SetLeverage and SetMarginMode."""
+    """Live mode, before serving: the venue's settings, every symbol's (a restarted Exchange
+    then takes their orders at once), and a warning for each of ``symbols`` the venue has
+    no leverage or margin mode for. A venue that does not answer leaves them unread: the
+    provider's start and then the account's first order read them again."""
     if not symbols or not isinstance(provider, LiveProvider):
         return
     try:
@@ -228,6 +231,18 @@ async def restore_settings(provider: Provider, symbols: list[str]) -> None:
                     "and SetMarginMode", ", ".join(missing))
     log.info("leverage and margin mode read from the venue for %s",
              ", ".join(s for s in symbols if s not in missing) or "no symbol")
+
+
+async def hold_ledger_positions(provider: Provider, db: Database) -> None:
+    """Paper and shadow mode, before serving: the simulated venue holds the ledger's open
+    positions, so a close-position order after a restart closes what was filled before it
+    (the venue's own memory starts empty)."""
+    if not isinstance(provider, SimulatedVenue):
+        return
+    held = [p for p in await db.read(lambda uow: uow.positions.list()) if not p.is_flat]
+    provider.hold((p.account, p.market_type, p.symbol, p.quantity) for p in held)
+    if held:
+        log.info("the simulated venue holds the ledger's %d open positions", len(held))
 
 
 async def main() -> None:
@@ -247,6 +262,7 @@ async def main() -> None:
     # executed once, whatever this process forgets (a restart).
     db = Database.from_url(database_url())
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl, executions=StoreExecutions(db))
+    await hold_ledger_positions(provider, db)
 
     def register(server):  # type: ignore[no-untyped-def]
         return [add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],

@@ -9,6 +9,9 @@ still flow through the restarted Exchange."""
 
 from __future__ import annotations
 
+import time
+from decimal import Decimal
+
 import grpc
 import tessera_e2e as e2e
 
@@ -69,6 +72,33 @@ def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fill
         assert [r for r in e2e.execution_reports(stack) if r.order_id == approved.order.order_id] == []
         verified = e2e.run_cli("verify-store", "--database-url", url)
         assert verified.returncode == 0 and "no violations" in verified.stdout, e2e.show(verified)
+    finally:
+        store.close()
+        stack.stop()
+
+
+def test_after_an_exchange_restart_a_close_position_order_closes_what_was_filled_before_it(tmp_path):
+    url = e2e.sqlite_url(tmp_path / "tessera.db")
+    stack = e2e.start_stack(url, tmp_path / "logs")
+    store = e2e.StoreView(url)
+    account = e2e.new_account()
+    try:
+        opened = e2e.approve(stack, account=account, symbol="BTCUSDT", quantity="0.03")
+        assert stack.oms.SubmitOrder(opened.request(), timeout=e2e.RPC_TIMEOUT).order.status == pb.ORDER_STATUS_FILLED
+        # Risk's ledger follows the fill a moment later: the restarted Exchange reads it at start.
+        deadline = time.monotonic() + 30
+        while store.position(account, "BTCUSDT") != Decimal("0.03"):
+            assert time.monotonic() < deadline, "the ledger never held the opening fill"
+            time.sleep(0.05)
+
+        _restart_exchange(stack)
+        closing = e2e.approve(stack, account=account, symbol="BTCUSDT", side=pb.SIDE_SELL, quantity="",
+                              order_type=pb.ORDER_TYPE_TAKE_PROFIT_MARKET, stop_price="60000", close_position=True)
+        closed = stack.oms.SubmitOrder(closing.request(), timeout=e2e.RPC_TIMEOUT).order
+
+        # The venue's memory of the position died with the process; the ledger's did not.
+        assert (closed.status, closed.filled_quantity) == (pb.ORDER_STATUS_FILLED, "0.03")
+        assert [str(t.quantity) for t in store.trades(closing.order.order_id)] == ["0.03"]
     finally:
         store.close()
         stack.stop()

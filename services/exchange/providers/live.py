@@ -5,10 +5,11 @@ Safety first: an order for a futures symbol is refused (``FAILED_PRECONDITION``,
 known: :meth:`LiveProvider.start` reads every account's settings from the venue
 (position mode, and each symbol's leverage and margin type; again at the account's first
 order when that read failed), and SetLeverage / SetMarginMode / SetPositionMode change
-them. A restarted Exchange therefore trades on with what the venue holds; the symbols
-``TESSERA_VENUE_SETTINGS_SYMBOLS`` names are read before the service serves at all
-(:meth:`LiveProvider.restore_settings`). An order the venue's filters would refuse is
-refused before it is sent.
+them. A restarted Exchange therefore trades on with what the venue holds; with
+``TESSERA_VENUE_SETTINGS_SYMBOLS`` the environment's account is read before the service
+serves at all (:meth:`LiveProvider.restore_settings`), once: :meth:`LiveProvider.start`
+does not read it again. An order the venue's filters would refuse is refused before it
+is sent.
 
 Accounts: each order is sent with the credentials of its account (the venue accounts
 registry, :mod:`services.common.venue_accounts`, or ``credentials_for``; without either,
@@ -217,9 +218,10 @@ class LiveProvider:
             if self.user_stream:
                 for market in self._markets(account):
                     self.ensure_stream(session, market)
-            if MarketType.FUTURES in self._markets(account):
-                # The venue's leverage, margin types and position mode, before the first order:
-                # a restarted Exchange trades on with what the venue holds.
+            if MarketType.FUTURES in self._markets(account) and not session.settings_loaded:
+                # The venue's leverage, margin types and position mode, before the first order
+                # (unless read already, before serving): a restarted Exchange trades on with
+                # what the venue holds.
                 try:
                     await self.load_settings(account=account)
                 except Exception as error:  # noqa: BLE001 - the first order of the account reads them again
@@ -332,9 +334,10 @@ class LiveProvider:
         session = self.session(account)
         mode = await self.transport.send(rq.prepare_position_mode(), session.credentials)
         session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
-        session.settings_loaded = True
         wanted = set(symbols) if symbols is not None else None
-        for row in await self.transport.send(rq.prepare_position_risk(), session.credentials) or []:
+        rows = await self.transport.send(rq.prepare_position_risk(), session.credentials) or []
+        session.settings_loaded = True  # both read: not read again at start or at the first order
+        for row in rows:
             symbol = str(row.get("symbol", ""))
             if wanted is not None and symbol not in wanted:
                 continue
@@ -346,13 +349,14 @@ class LiveProvider:
         return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
 
     async def restore_settings(self, symbols: Iterable[str], *, account: str | None = None) -> list[str]:
-        """Take the leverage and margin mode the venue holds for ``symbols`` as set (see
-        :meth:`load_settings`): for a restarted Exchange service, whose operator set them
-        before (``TESSERA_VENUE_SETTINGS_SYMBOLS``), so their orders are not refused until
-        SetLeverage and SetMarginMode are called again. Only the symbols named are taken;
-        returns those still without both (the venue does not list them)."""
+        """Read the account's settings from the venue before the service serves (see
+        :meth:`load_settings`: every symbol's, as :meth:`start` would, which then does not
+        read them again), for a restarted Exchange whose operator named the symbols they
+        trade (``TESSERA_VENUE_SETTINGS_SYMBOLS``): their orders are taken from the first
+        call. Returns those of ``symbols`` still without both a leverage and a margin mode
+        (the venue does not list them)."""
         wanted = sorted(set(symbols))
-        settings = await self.load_settings(wanted, account=account)
+        settings = await self.load_settings(account=account)
         return [symbol for symbol in wanted if symbol not in settings.leverage or symbol not in settings.margin_modes]
 
     def venue_settings(self) -> dict[str | None, VenueSettings]:

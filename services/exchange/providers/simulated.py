@@ -11,7 +11,8 @@ comes back ``callback_rate`` percent from its extreme (the lowest price since it
 activated for a BUY, the highest for a SELL; it activates at ``activation_price``, or at
 once). The book's last price stands for both the mark and the contract price
 (``working_type``). A close-position order, when it triggers, trades the position this
-venue's fills built against its side (nothing held: it expires); a quote-amount order
+venue holds against its side (the ledger's positions at start, then its own fills;
+nothing held: it expires); a quote-amount order
 spends its amount walking the book. Immediate-or-cancel, fill-or-kill and market
 remainders expire; a post-only order that would take is rejected. Optional latency
 delays every arrival.
@@ -33,7 +34,7 @@ import itertools
 import logging
 import uuid
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import OrderNotFound
@@ -140,9 +141,15 @@ class SimulatedVenue:
         self._lock = asyncio.Lock()
         self.leverage: dict[str, int] = {}
         self.margin_modes: dict[str, MarginMode] = {}
-        #: Net base quantity per (account, market type, symbol) from this venue's fills:
-        #: what a close-position order closes.
+        #: Net base quantity per (account, market type, symbol): what a close-position
+        #: order closes. The ledger's at start (:meth:`hold`), then this venue's fills.
         self.positions: dict[tuple[str, MarketType, str], Decimal] = {}
+
+    def hold(self, positions: Iterable[tuple[str, MarketType, str, Decimal]]) -> None:
+        """Take ``positions`` (account, market type, symbol, net base quantity) as held
+        before this venue's first fill: a restarted Exchange closes what was filled before."""
+        for account, market_type, symbol, quantity in positions:
+            self.positions[(account, market_type, symbol)] = quantity
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, sink: ReportSink) -> None:

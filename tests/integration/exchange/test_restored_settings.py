@@ -1,7 +1,8 @@
-"""A restarted live Exchange takes the leverage and margin mode the venue holds for the
-symbols ``TESSERA_VENUE_SETTINGS_SYMBOLS`` names (set before the restart), and only
-those: it takes their orders at once, and still refuses the others' until SetLeverage
-and SetMarginMode (against the venue simulator, real HTTP on loopback)."""
+"""A restarted live Exchange reads the venue's settings before it serves when
+``TESSERA_VENUE_SETTINGS_SYMBOLS`` names the symbols it trades: every symbol's leverage
+and margin mode (set before the restart) is taken, each named symbol the venue has none
+for is reported, and the provider's start does not read them a second time (against the
+venue simulator, real HTTP on loopback)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from services.exchange.providers.live import LiveProvider
 
 from conftest import running_venue
 
+SETTINGS_PATHS = ("/fapi/v1/positionSide/dual", "/fapi/v2/positionRisk")
 
-def test_a_restarted_provider_takes_the_venues_settings_for_the_symbols_named_and_only_those(make_order):
+
+def test_a_restarted_provider_takes_the_venues_settings_before_serving_and_reads_them_once(make_order):
     async def scenario():
         async with running_venue() as venue:
             before = LiveProvider(venue.transport(), poll_seconds=0)  # the Exchange before its restart
@@ -29,24 +32,31 @@ def test_a_restarted_provider_takes_the_venues_settings_for_the_symbols_named_an
             await before.close()
 
             after = LiveProvider(venue.transport(), poll_seconds=0)  # the restarted one
-            await restore_settings(after, ["BTCUSDT", "SOLUSDT"])
+            missing = await after.restore_settings(["BTCUSDT", "SOLUSDT"])
+            read_before_serving = len(venue.sim.requests)
+            await after.start(lambda reports: asyncio.sleep(0))
+            settings_reads = [r["path"] for r in venue.sim.requests if r["path"] in SETTINGS_PATHS]
             reports = await after.execute(make_order(quantity=Decimal("0.01")))
-            with pytest.raises(PreconditionFailed) as not_named:  # set at the venue, but not named
-                await after.execute(make_order(symbol="ETHUSDT", quantity=Decimal("0.01"), price=Decimal("3200")))
+            # Set at the venue but not named: taken too, as the start would take it.
+            others = await after.execute(make_order(symbol="ETHUSDT", quantity=Decimal("0.01"), price=Decimal("3200")))
             with pytest.raises(PreconditionFailed) as mismatch:
                 await after.execute(make_order(quantity=Decimal("0.01"), leverage=Decimal(3)))
             session = after.session(None)
             settings = dict(session.leverage), dict(session.margin_modes)
             await after.close()
-            return reports, not_named.value, mismatch.value, settings
+            return missing, read_before_serving, settings_reads, reports, others, mismatch.value, settings
 
-    reports, not_named, mismatch, (leverage, margin_modes) = asyncio.run(scenario())
+    missing, read_before_serving, settings_reads, reports, others, mismatch, (leverage, margin_modes) = \
+        asyncio.run(scenario())
 
-    assert reports and reports[-1].order_status.value in ("ACCEPTED", "FILLED", "PARTIALLY_FILLED")
-    assert not_named.reason == "LEVERAGE_NOT_SET"
+    assert missing == ["SOLUSDT"]  # named, but the venue has no leverage or margin mode for it
+    assert read_before_serving > 0
+    assert sorted(settings_reads) == sorted(SETTINGS_PATHS)  # each read once: the start did not read again
+    for answered in (reports, others):
+        assert answered and answered[-1].order_status.value in ("ACCEPTED", "FILLED", "PARTIALLY_FILLED")
     assert mismatch.reason == "LEVERAGE_MISMATCH"  # the venue's leverage (7) taken, not a default
-    assert leverage["BTCUSDT"] == 7 and margin_modes["BTCUSDT"] is MarginMode.ISOLATED
-    assert "ETHUSDT" not in leverage
+    assert leverage["BTCUSDT"] == leverage["ETHUSDT"] == 7
+    assert margin_modes["BTCUSDT"] is margin_modes["ETHUSDT"] is MarginMode.ISOLATED
 
 
 def test_a_venue_that_does_not_answer_leaves_the_symbols_unset(make_order):
