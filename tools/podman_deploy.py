@@ -182,8 +182,9 @@ class Podman:
         )
         for what, command in removals:
             names = self.names(what, prefix)
-            if names:
-                self.run(*command, *names, check=False)
+            if names and self.run(*command, *names, check=False).returncode != 0:
+                for name in self.names(what, prefix):  # one that went meanwhile fails the call: one by one
+                    self.run(*command, name, check=False)
 
     def leftovers(self, prefix: str) -> dict[str, list[str]]:
         """What a run named ``prefix`` left behind, by kind (empty lists: nothing)."""

@@ -27,6 +27,7 @@ from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
 from services.store.database import Database
 from services.store.engine import database_url
+from services.store.risk_state import held_positions
 from tessera.exchange.v1 import exchange_pb2
 
 from services.common.venue_accounts import VARIABLE, RegistryError, VenueAccounts, reload_seconds
@@ -222,27 +223,33 @@ async def restore_settings(provider: Provider, symbols: list[str]) -> None:
         return
     try:
         missing = await asyncio.wait_for(provider.restore_settings(symbols), SETTINGS_TIMEOUT_SECONDS)
-    except Exception as error:  # noqa: BLE001 - the service starts; orders wait for SetLeverage
-        log.warning("could not read the leverage and margin mode of %s from the venue (%s): their orders are "
-                    "refused until SetLeverage and SetMarginMode", ", ".join(symbols), error or type(error).__name__)
+    except Exception as error:  # noqa: BLE001 - the service starts; the start reads them again
+        log.warning("could not read the venue's settings before serving (%s): they are read again as the Exchange "
+                    "starts, and at an account's next order", error or type(error).__name__)
         return
     if missing:
         log.warning("the venue has no leverage or margin mode for %s: their orders are refused until SetLeverage "
                     "and SetMarginMode", ", ".join(missing))
-    log.info("leverage and margin mode read from the venue for %s",
-             ", ".join(s for s in symbols if s not in missing) or "no symbol")
+    log.info("the venue's settings read before serving (named: %s)", ", ".join(symbols))
 
 
 async def hold_ledger_positions(provider: Provider, db: Database) -> None:
-    """Paper and shadow mode, before serving: the simulated venue holds the ledger's open
-    positions, so a close-position order after a restart closes what was filled before it
-    (the venue's own memory starts empty)."""
+    """Paper and shadow mode, before serving: the simulated venue holds the store's open
+    positions (the ledger's, and the fills Risk has not taken into it yet), so a
+    close-position order after a restart closes what was filled before it (the venue's
+    own memory starts empty). A store that does not answer leaves it holding nothing."""
     if not isinstance(provider, SimulatedVenue):
         return
-    held = [p for p in await db.read(lambda uow: uow.positions.list()) if not p.is_flat]
-    provider.hold((p.account, p.market_type, p.symbol, p.quantity) for p in held)
+    codec = db.codec
+    try:
+        held = await db.read(lambda uow: held_positions(uow.session.connection(), codec))
+    except Exception as error:  # noqa: BLE001 - the service starts; close-position orders find nothing held
+        log.warning("could not read the open positions from the store (%s): a close-position order closes only "
+                    "what this Exchange fills from now on", type(error).__name__)
+        return
+    provider.hold((account, market, symbol, quantity) for (account, market, symbol), quantity in held.items())
     if held:
-        log.info("the simulated venue holds the ledger's %d open positions", len(held))
+        log.info("the simulated venue holds the store's %d open positions", len(held))
 
 
 async def main() -> None:

@@ -92,18 +92,7 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
             "updated_time, version FROM positions", execution_options=_STREAMED)
         if owns(account)
     ]
-    unapplied = [
-        {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
-         "side": Side(side), "quantity": codec.decimal_from(quantity), "price": codec.decimal_from(price),
-         "commission": codec.decimal_from(commission), "trade_time": codec.time_from(trade_time),
-         "market_type": MarketType(market_type), "commission_asset": commission_asset}
-        for trade_id, venue, order_id, account, symbol, side, quantity, price, commission, trade_time, market_type,
-        commission_asset in run(
-            "SELECT t.trade_id, t.venue, t.order_id, t.account, t.symbol, t.side, t.quantity, t.price, "
-            "t.commission, t.trade_time, o.market_type, t.commission_asset FROM trades_ts AS t "
-            "JOIN orders_ts AS o ON o.order_id = t.order_id WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS l "
-            "WHERE l.venue = t.venue AND l.trade_id = t.trade_id) ORDER BY t.id")
-    ]
+    unapplied = unapplied_trades(connection, codec)
     working = [
         (order_id, account, client_order_id, symbol, side, codec.decimal_from(quantity), codec.decimal_from(filled),
          status, codec.time_from(updated))
@@ -129,6 +118,38 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         totals[account] = totals.get(account, Decimal(0)) + net
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
+
+
+def unapplied_trades(connection: Connection, codec: Codec) -> list[dict[str, Any]]:
+    """The fills not in the ledger yet (Risk takes each in a moment after it is stored), in
+    the order they were stored."""
+    return [
+        {"trade_id": trade_id, "venue": venue, "order_id": order_id, "account": account, "symbol": symbol,
+         "side": Side(side), "quantity": codec.decimal_from(quantity), "price": codec.decimal_from(price),
+         "commission": codec.decimal_from(commission), "trade_time": codec.time_from(trade_time),
+         "market_type": MarketType(market_type), "commission_asset": commission_asset}
+        for trade_id, venue, order_id, account, symbol, side, quantity, price, commission, trade_time, market_type,
+        commission_asset in connection.exec_driver_sql(
+            "SELECT t.trade_id, t.venue, t.order_id, t.account, t.symbol, t.side, t.quantity, t.price, "
+            "t.commission, t.trade_time, o.market_type, t.commission_asset FROM trades_ts AS t "
+            "JOIN orders_ts AS o ON o.order_id = t.order_id WHERE NOT EXISTS (SELECT 1 FROM ledger_entries AS l "
+            "WHERE l.venue = t.venue AND l.trade_id = t.trade_id) ORDER BY t.id")
+    ]
+
+
+def held_positions(connection: Connection, codec: Codec) -> dict[tuple[str, MarketType, str], Decimal]:
+    """Net base quantity per (account, market type, symbol), flat ones left out: the
+    ledger's positions and the fills it has not taken in yet, signed by side, read in one
+    transaction (a fill is in one or the other, never both)."""
+    held: dict[tuple[str, MarketType, str], Decimal] = {}
+    for account, market_type, symbol, quantity in connection.exec_driver_sql(
+            "SELECT account, market_type, symbol, quantity FROM positions"):
+        held[(account, MarketType(market_type), symbol)] = codec.decimal_from(quantity)
+    for trade in unapplied_trades(connection, codec):
+        key = (trade["account"], trade["market_type"], trade["symbol"])
+        signed = trade["quantity"] if trade["side"] is Side.BUY else -trade["quantity"]
+        held[key] = held.get(key, Decimal(0)) + signed
+    return {key: quantity for key, quantity in held.items() if quantity}
 
 
 def fees_from(stored: Any) -> tuple[tuple[str, Decimal], ...]:

@@ -297,14 +297,6 @@ class StoreView:
         with self.uow() as uow:
             return uow.trades.for_order(order_id)
 
-    def position(self, account: str, symbol: str, market_type: str = "FUTURES") -> Any:
-        """The ledger's net quantity of the account in the symbol (None: no position row)."""
-        from services.domain import MarketType
-
-        with self.uow() as uow:
-            found = uow.positions.list(account=account, symbol=symbol, market_type=MarketType(market_type))
-        return found[0].quantity if found else None
-
     def status(self, order_id: str) -> str:
         order = self.order(order_id)
         assert order is not None, f"order {order_id} is not stored"

@@ -3,13 +3,14 @@
 Safety first: an order for a futures symbol is refused (``FAILED_PRECONDITION``,
 ``LEVERAGE_NOT_SET`` / ``MARGIN_MODE_NOT_SET``) until its leverage and margin mode are
 known: :meth:`LiveProvider.start` reads every account's settings from the venue
-(position mode, and each symbol's leverage and margin type; again at the account's first
+(position mode, and each symbol's leverage and margin type; again at the account's next
 order when that read failed), and SetLeverage / SetMarginMode / SetPositionMode change
 them. A restarted Exchange therefore trades on with what the venue holds; with
-``TESSERA_VENUE_SETTINGS_SYMBOLS`` the environment's account is read before the service
-serves at all (:meth:`LiveProvider.restore_settings`), once: :meth:`LiveProvider.start`
-does not read it again. An order the venue's filters would refuse is refused before it
-is sent.
+``TESSERA_VENUE_SETTINGS_SYMBOLS`` every futures account is read before the service
+serves at all (:meth:`LiveProvider.restore_settings`), and :meth:`LiveProvider.start`
+does not read it again. One read per account: orders that arrive while it is in flight
+wait for it (:meth:`LiveProvider.read_settings`). An order the venue's filters would
+refuse is refused before it is sent.
 
 Accounts: each order is sent with the credentials of its account (the venue accounts
 registry, :mod:`services.common.venue_accounts`, or ``credentials_for``; without either,
@@ -73,6 +74,12 @@ VENUE = "aster"
 __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES", "trade_id"]
 
 log = logging.getLogger(__name__)
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    """Mark a shared read's outcome as seen (its askers get it through their shields)."""
+    if not future.cancelled():
+        future.exception()
+
 
 def _venue_filled(tracked: Tracked, status: str, executed: Decimal) -> bool:
     """An order whose quantity the venue decides, FILLED at the venue, every fill reported."""
@@ -223,7 +230,7 @@ class LiveProvider:
                 # (unless read already, before serving): a restarted Exchange trades on with
                 # what the venue holds.
                 try:
-                    await self.load_settings(account=account)
+                    await self.read_settings(account)
                 except Exception as error:  # noqa: BLE001 - the first order of the account reads them again
                     log.warning("could not read the venue settings of %s: %s", account or "the account",
                                 getattr(error, "reason", error))
@@ -336,28 +343,51 @@ class LiveProvider:
         session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
         wanted = set(symbols) if symbols is not None else None
         rows = await self.transport.send(rq.prepare_position_risk(), session.credentials) or []
-        session.settings_loaded = True  # both read: not read again at start or at the first order
         for row in rows:
             symbol = str(row.get("symbol", ""))
             if wanted is not None and symbol not in wanted:
                 continue
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # a row without one: that symbol unset
                 session.leverage[symbol] = int(row["leverage"])
             margin = str(row.get("marginType", "")).upper()
             if margin in ("ISOLATED", "CROSS", "CROSSED"):
                 session.margin_modes[symbol] = MarginMode.ISOLATED if margin == "ISOLATED" else MarginMode.CROSSED
+        session.settings_loaded = True  # both read: not read again at start or at the first order
         return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
 
-    async def restore_settings(self, symbols: Iterable[str], *, account: str | None = None) -> list[str]:
-        """Read the account's settings from the venue before the service serves (see
-        :meth:`load_settings`: every symbol's, as :meth:`start` would, which then does not
-        read them again), for a restarted Exchange whose operator named the symbols they
-        trade (``TESSERA_VENUE_SETTINGS_SYMBOLS``): their orders are taken from the first
-        call. Returns those of ``symbols`` still without both a leverage and a margin mode
-        (the venue does not list them)."""
+    async def read_settings(self, account: str | None) -> VenueSettings:
+        """:meth:`load_settings` of ``account``, shared by everyone who asks while a read is in
+        flight: the orders that arrive while the start reads (or before it has), each of which
+        would otherwise read the settings again (``positionSide/dual`` weighs 30 of the
+        venue's budget)."""
+        session = self.session(account)  # accounts of one set of credentials share one session
+        reading = session.settings_read
+        if reading is None or reading.done():
+            reading = session.settings_read = asyncio.ensure_future(self.load_settings(account=account))
+            reading.add_done_callback(_retrieve)  # its failure is each asker's, never "never retrieved"
+        return await asyncio.shield(reading)
+
+    async def restore_settings(self, symbols: Iterable[str]) -> list[str]:
+        """Read every futures account's settings from the venue before the service serves
+        (see :meth:`load_settings`: every symbol's, as :meth:`start` would, which then does
+        not read them again), for a restarted Exchange whose operator named the symbols
+        they trade (``TESSERA_VENUE_SETTINGS_SYMBOLS``): their orders are taken from the
+        first call. Returns those of ``symbols`` still without both a leverage and a margin
+        mode (the venue does not list them), with the account in brackets when a registry
+        names several."""
         wanted = sorted(set(symbols))
-        settings = await self.load_settings(account=account)
-        return [symbol for symbol in wanted if symbol not in settings.leverage or symbol not in settings.margin_modes]
+        missing: list[str] = []
+        for account in self.account_names():
+            try:
+                session = self.session(account)
+            except PreconditionFailed:
+                continue  # removed from the registry meanwhile
+            if session.credentials is None or MarketType.FUTURES not in self._markets(account):
+                continue
+            settings = await self.read_settings(account)
+            missing += [symbol if account is None else f"{symbol} ({account})" for symbol in wanted
+                        if symbol not in settings.leverage or symbol not in settings.margin_modes]
+        return missing
 
     def venue_settings(self) -> dict[str | None, VenueSettings]:
         """The settings held for each account (None: the environment's single account)."""
@@ -424,7 +454,7 @@ class LiveProvider:
         if (self._started and order.market_type is MarketType.FUTURES and self.require_settings
                 and not session.settings_loaded and order.symbol not in session.leverage):
             with contextlib.suppress(VenueInDoubt, VenueRateLimited, VenueRejected):
-                await self.load_settings(account=order.account)  # not read at start: read now, once
+                await self.read_settings(order.account)  # not read at start (or not yet): read now, once
         self._check_settings(order, session)
         rules = await self.rules(order.symbol, order.market_type)
         if not self.round_prices:

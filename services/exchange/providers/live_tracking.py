@@ -9,6 +9,7 @@ held while its placement is in flight.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from decimal import Decimal
@@ -70,6 +71,8 @@ class AccountSession:
         self.hedge_mode = False
         #: True once the venue's settings were read (load_settings).
         self.settings_loaded = False
+        #: The read of them in flight, shared by whoever asks meanwhile (read_settings).
+        self.settings_read: "asyncio.Future[Any] | None" = None
         self.cursors: dict[tuple[MarketType, str], int] = {}
         self.streams: dict[MarketType, UserDataStream] = {}
 

@@ -33,7 +33,7 @@ def test_a_restarted_provider_takes_the_venues_settings_before_serving_and_reads
 
             after = LiveProvider(venue.transport(), poll_seconds=0)  # the restarted one
             missing = await after.restore_settings(["BTCUSDT", "SOLUSDT"])
-            read_before_serving = len(venue.sim.requests)
+            read_before_serving = [r["path"] for r in venue.sim.requests if r["path"] in SETTINGS_PATHS]
             await after.start(lambda reports: asyncio.sleep(0))
             settings_reads = [r["path"] for r in venue.sim.requests if r["path"] in SETTINGS_PATHS]
             reports = await after.execute(make_order(quantity=Decimal("0.01")))
@@ -50,7 +50,7 @@ def test_a_restarted_provider_takes_the_venues_settings_before_serving_and_reads
         asyncio.run(scenario())
 
     assert missing == ["SOLUSDT"]  # named, but the venue has no leverage or margin mode for it
-    assert read_before_serving > 0
+    assert sorted(read_before_serving) == sorted(SETTINGS_PATHS)
     assert sorted(settings_reads) == sorted(SETTINGS_PATHS)  # each read once: the start did not read again
     for answered in (reports, others):
         assert answered and answered[-1].order_status.value in ("ACCEPTED", "FILLED", "PARTIALLY_FILLED")
@@ -80,3 +80,26 @@ def test_the_symbols_variable_is_read_strictly():
     assert settings_symbols({}) == []
     with pytest.raises(ConfigError, match="not a symbol: BTC/USDT"):
         settings_symbols({"TESSERA_VENUE_SETTINGS_SYMBOLS": "BTC/USDT"})
+
+
+def test_orders_arriving_while_the_start_reads_the_settings_share_its_one_read(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            before = LiveProvider(venue.transport(), poll_seconds=0)
+            await before.set_leverage("BTCUSDT", 7)
+            await before.set_margin_mode("BTCUSDT", MarginMode.ISOLATED)
+            await before.close()
+            venue.sim.requests.clear()
+
+            after = LiveProvider(venue.transport(), poll_seconds=0)  # restarted, orders already waiting
+            starting = asyncio.create_task(after.start(lambda reports: asyncio.sleep(0)))
+            answers = await asyncio.gather(*(after.execute(make_order(quantity=Decimal("0.01"))) for _ in range(5)))
+            await starting
+            reads = [r["path"] for r in venue.sim.requests if r["path"] in SETTINGS_PATHS]
+            await after.close()
+            return answers, reads
+
+    answers, reads = asyncio.run(scenario())
+
+    assert all(reports and reports[-1].order_status.value == "FILLED" for reports in answers)  # none refused
+    assert sorted(reads) == sorted(SETTINGS_PATHS)  # one read for the start and the five orders

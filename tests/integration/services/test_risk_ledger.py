@@ -397,3 +397,25 @@ def test_a_quarantined_symbol_is_refused_by_risk_and_does_not_stop_the_kill_swit
     assert elsewhere.order.status is S.APPROVED
     assert codes(breach) == ["TRADING_HALTED", "DAILY_LOSS_LIMIT"]
     assert (state.state, state.operator) == (TradingState.HALTED, "risk")  # the global switch tripped
+
+
+def test_the_held_positions_are_the_ledgers_and_the_fills_not_in_it_yet_signed_by_side(db, store, keyring,
+                                                                                         make_order):
+    from services.store.risk_state import held_positions
+
+    risk = engine(db, keyring)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015")  # taken into the ledger
+        later = await validate(risk, make_order, quantity=D("0.004"))
+        sold = await validate(risk, make_order, symbol="ETHUSDT", side=Side.SELL, quantity=D("0.006"))
+        fill(store, later.order)  # stored, not taken into the ledger yet (no sync)
+        fill(store, sold.order)
+
+    asyncio.run(scenario())
+
+    with store.uow(read_only=True) as uow:
+        ledger = uow.positions.get("acct-1", "BTCUSDT").quantity
+        held = held_positions(uow.session.connection(), db.codec)
+    assert ledger == D("0.015")
+    assert held == {("acct-1", FUTURES, "BTCUSDT"): D("0.019"), ("acct-1", FUTURES, "ETHUSDT"): D("-0.006")}
