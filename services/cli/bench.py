@@ -70,7 +70,7 @@ from tessera.common.v1 import types_pb2 as pb
 from tessera.oms.v1 import oms_pb2, oms_pb2_grpc
 from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
-from .bench_floor import BareChain, CpuMeter, commit_floor, token_figures
+from .bench_floor import BareChain, CpuMeter, commit_floor, token_figures, tree_state
 from .client import EXIT_ERROR, EXIT_OK, err
 from .stack import Stack, StackError, client_token, ephemeral_secret, tail
 
@@ -705,6 +705,22 @@ def _version(distribution: str) -> str:
         return "-"
 
 
+#: The checkout the services run from (every stack the benchmark starts imports it afresh).
+TREE = Path(__file__).resolve().parents[2]
+
+
+def tree_line(before: dict[str, str], after: dict[str, str]) -> str:
+    """The report's line on what was measured (see :func:`bench_floor.tree_state`)."""
+    if not before.get("commit"):
+        return "- tree: not a git work tree"
+    line = f"- tree: {before['commit']}" + (f", with uncommitted changes ({before['changes'][:10]})"
+                                            if before.get("changes") else ", clean")
+    if after != before:
+        line += ("; **the tree changed while the benchmark ran**: stacks started after the change ran another "
+                 "program, so these figures mix two")
+    return line
+
+
 def machine() -> dict[str, Any]:
     import core_ext
 
@@ -961,6 +977,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Python {m['python']} (core: {m['implementation']}); "
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
     ]
+    if "tree" in report:
+        lines.append(tree_line(report["tree"]["before"], report["tree"].get("after", report["tree"]["before"])))
     for database, settings in report["databases"].items():
         lines.append(f"- {database}: " + ", ".join(f"{k} {v}" for k, v in settings.items()))
     seed = report.get("seed")
@@ -1195,12 +1213,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "command": "tessera bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"]
         else "tessera bench",
         "machine": machine(),
+        "tree": {"before": tree_state(TREE)},
         "plan": dataclasses.asdict(plan),
         "smoke": args.smoke,
         "databases": {},
     }
     if os.environ.get("TESSERA_BENCH_COMMAND"):
         report["command"] = os.environ["TESSERA_BENCH_COMMAND"]
+    if report["tree"]["before"].get("changes"):
+        progress.note(f"the tree {TREE} has uncommitted changes: the report says so; leave it alone until the run "
+                      "ends (every stack imports it afresh)")
     progress.note(f"tessera bench: the bare chain, {', '.join(databases)}; {plan.repetitions} repetitions of "
                   f"{plan.orders} orders per configuration, {', '.join(map(str, plan.concurrency))} in flight, "
                   f"{plan.batches} batches of {plan.batch_size}" + (" (smoke run: not a measurement)" if args.smoke else ""))
@@ -1237,6 +1259,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     report["token"] = token
     report["seed"] = token.get("seed")
     report["machine"]["load_after"] = [round(x, 2) for x in _load()]
+    report["tree"]["after"] = tree_state(TREE)
+    if report["tree"]["after"] != report["tree"]["before"]:
+        err("the tree changed while the benchmark ran: its figures mix two programs (see the report)")
     rows = aggregate(series)
     floor_columns(rows)
     report["results"] = rows

@@ -320,6 +320,21 @@ def load_seed(path: str) -> Any:
     return importlib.import_module(SEED_MODULE)
 
 
+def tree_state(path: str | Path) -> dict[str, str]:
+    """What a run measures: the checkout's commit and its uncommitted changes to tracked
+    files, named by ``git stash create`` (an object id of the work tree as it is; empty
+    when clean). Equal states at the start and the end of a run mean every stack it
+    started ran the same program. Empty values outside a git work tree."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "changes": git("stash", "create")}
+
+
 def seed_commit(path: str) -> str:
     """The seed checkout's commit, when it is a git work tree (else "")."""
     try:

@@ -160,3 +160,36 @@ def test_a_ratio_pairs_each_repetition_with_the_floor_measured_beside_it():
     bare, observed = bench._find(rows, "bare chain", "hop"), bench._find(rows, "bare chain, observed", "hop")
     assert bench.paired(lambda o, b: o["p50_ms"] / b["p50_ms"], observed, bare) == pytest.approx(1.15)
     assert bench.paired(lambda o, b: 1.0, observed, None) != bench.paired(lambda o, b: 1.0, observed, None)  # NaN
+
+
+def test_the_tree_state_names_the_commit_and_each_set_of_uncommitted_changes(tmp_path: Path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "module.py").write_text("A = 1\n")
+    git("add", "module.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "one")
+
+    clean = bench_floor.tree_state(tmp_path)
+    (tmp_path / "module.py").write_text("A = 2\n")
+    edited = bench_floor.tree_state(tmp_path)
+    (tmp_path / "module.py").write_text("A = 3\n")
+    edited_again = bench_floor.tree_state(tmp_path)
+
+    assert clean["commit"] and clean["changes"] == ""
+    assert edited["commit"] == clean["commit"] and edited["changes"]
+    assert edited_again["changes"] not in ("", edited["changes"])  # another program than the one before
+    assert bench_floor.tree_state(tmp_path / "not-a-repo") == {"commit": "", "changes": ""}
+
+
+def test_the_report_says_when_the_tree_changed_while_the_benchmark_ran():
+    clean = {"commit": "abc1234", "changes": ""}
+    dirty = {"commit": "abc1234", "changes": "0123456789abcdef"}
+
+    assert bench.tree_line(clean, clean) == "- tree: abc1234, clean"
+    assert bench.tree_line(dirty, dirty) == "- tree: abc1234, with uncommitted changes (0123456789)"
+    assert "changed while the benchmark ran" in bench.tree_line(clean, dirty)
+    assert "changed while" not in bench.tree_line(dirty, dirty)
