@@ -24,7 +24,7 @@ from services.oms.fill_tracker import apply_report
 from services.oms.reconciler import Reconciler
 from tessera.common.v1 import types_pb2 as common_pb
 
-from conftest import running_venue
+from venue_sim_support import running_venue
 from test_live_provider import ready
 from test_reconciler import KEYRING, db  # noqa: F401 - the store fixture
 

@@ -18,7 +18,7 @@ from services.exchange.aster.errors import VenueRejected
 from services.exchange.providers.live import LiveProvider
 from services.exchange.venue import OrderRef, VenueOrderState
 
-from conftest import WALLET_A, running_venue, streaming_provider, wallet
+from venue_sim_support import WALLET_A, running_venue, streaming_provider, wallet
 
 SIGNINGS = ["v1", "v3"]
 

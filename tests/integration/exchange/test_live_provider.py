@@ -16,7 +16,7 @@ from services.exchange.aster.requests import prepare_book_ticker, prepare_query_
 from services.exchange.providers.live import LiveProvider
 from services.exchange.venue import OrderRef
 
-from conftest import running_venue
+from venue_sim_support import running_venue
 
 
 def run(scenario):

@@ -17,7 +17,7 @@ from services.exchange.aster.requests import prepare_listen_key
 from services.exchange.aster.signing import sign_request
 from services.exchange.providers.live import LiveProvider
 
-from conftest import API_KEY, API_SECRET, WALLET_A, WALLET_B, running_venue, streaming_provider, wallet
+from venue_sim_support import API_KEY, API_SECRET, WALLET_A, WALLET_B, running_venue, streaming_provider, wallet
 
 
 def run(scenario):

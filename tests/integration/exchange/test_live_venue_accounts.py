@@ -18,7 +18,7 @@ from services.domain.errors import CancelAllIncomplete, PreconditionFailed
 from services.exchange.aster.credentials import credentials_from_mapping
 from services.exchange.providers.live import LiveProvider
 
-from conftest import WALLET_A, running_venue
+from venue_sim_support import WALLET_A, running_venue
 
 V1_KEY, V1_SECRET = "key-desk-b-0123", "secret-desk-b-0123456789"
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 import core_ext
-from conftest import build_order
+from venue_sim_support import build_order
 from services.domain import MarketType, Side, Trade, utcnow
 from services.oms.position_check import KIND, PositionCheck
 from services.store.database import Database

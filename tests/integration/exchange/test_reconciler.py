@@ -17,7 +17,7 @@ from services.oms.reconciler import Reconciler
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.exchange.v1 import exchange_pb2
 
-from conftest import build_order
+from venue_sim_support import build_order
 
 KEYRING = core_ext.KeyRing("rec1", b"reconciler-test-secret-0123456789abcdef")
 PATHS = {

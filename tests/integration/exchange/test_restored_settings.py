@@ -17,7 +17,7 @@ from services.domain.errors import PreconditionFailed
 from services.exchange.__main__ import restore_settings, settings_symbols
 from services.exchange.providers.live import LiveProvider
 
-from conftest import running_venue
+from venue_sim_support import running_venue
 
 SETTINGS_PATHS = ("/fapi/v1/positionSide/dual", "/fapi/v2/positionRisk")
 

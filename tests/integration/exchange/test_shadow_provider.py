@@ -12,7 +12,7 @@ from services.domain.errors import PreconditionFailed
 from services.exchange.aster.requests import prepare_cancel_all
 from services.exchange.providers.shadow import ShadowProvider
 
-from conftest import running_venue
+from venue_sim_support import running_venue
 
 
 def test_shadow_fills_against_the_venue_book_and_never_calls_an_order_endpoint(make_order):

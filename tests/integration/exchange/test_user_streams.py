@@ -14,7 +14,7 @@ import aiohttp
 from services.domain import MarketType, OrderStatus
 from services.exchange.providers.live import LiveProvider
 
-from conftest import WALLET_A, running_venue, wallet
+from venue_sim_support import WALLET_A, running_venue, wallet
 from test_live_v3 import limit, ready, run, until
 
 

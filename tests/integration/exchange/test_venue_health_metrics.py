@@ -14,7 +14,7 @@ from services.domain import MarketType, OrderType
 from services.exchange.providers.live import LiveProvider
 from services.venue_sim.app import Fault
 
-from conftest import WALLET_A, running_venue, wallet
+from venue_sim_support import WALLET_A, running_venue, wallet
 from test_live_v3 import ready, run, until
 
 ACCOUNT = "v3:" + WALLET_A[0]  # the account key: the user address, as the wallet spells it

@@ -14,7 +14,7 @@ from services.domain import MarketType
 from services.domain.errors import PreconditionFailed
 from services.risk.engine import RiskEngine
 
-from conftest import LIMITS
+from svc_harness import LIMITS
 
 
 def test_risk_refuses_an_order_whose_account_or_venue_is_not_configured_and_stores_nothing(

@@ -8,19 +8,17 @@ PostgreSQL tests are skipped, except with ``CI=true``, where they fail.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from typing import Any
 
-import order_factory
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+from store_rows import new_order, new_trade
 
 from services.domain import Order, Trade
 from services.store import Store
@@ -29,7 +27,6 @@ from services.store.models import Base
 
 ADMIN_URL_ENV = "TESSERA_TEST_POSTGRES_ADMIN_URL"
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-T0 = dt.datetime(2025, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
 
 
 def _admin_engine() -> Engine:
@@ -104,34 +101,6 @@ def sqlite_store(tmp_path: Any) -> Iterator[Store]:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> Store:
     return request.getfixturevalue("sqlite_store" if request.param == "sqlite" else "pg_store")
-
-
-def new_order(**overrides: Any) -> Order:
-    """A LIMIT BUY order on ``acct-1`` carrying its creation event."""
-    order = order_factory.build_order(
-        **{"price": Decimal("50000.25"), "order_time": T0, "updated_time": T0, **overrides}
-    )
-    order.record_creation()
-    return order
-
-
-def new_trade(order: Order, **overrides: Any) -> Trade:
-    fields: dict[str, Any] = dict(
-        trade_id=f"t-{uuid.uuid4().hex[:12]}",
-        venue=order.venue,
-        order_id=order.order_id,
-        account=order.account,
-        symbol=order.symbol,
-        side=order.side,
-        quantity=Decimal("0.5"),
-        price=Decimal("50000.25"),
-        trade_time=T0,
-        commission=Decimal("0.0125"),
-        commission_asset="USDT",
-        client_order_id=order.client_order_id,
-    )
-    fields.update(overrides)
-    return Trade(**fields)
 
 
 def add_committed(store: Store, *orders: Order) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from conftest import new_order, new_trade
+from store_rows import new_order, new_trade
 from sqlalchemy import MetaData, Table, text
 
 from services.domain import MarketType, OrderStatus, Side
