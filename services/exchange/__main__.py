@@ -247,7 +247,7 @@ async def hold_ledger_positions(provider: Provider, db: Database) -> None:
         log.warning("could not read the open positions from the store (%s): a close-position order closes only "
                     "what this Exchange fills from now on", type(error).__name__)
         return
-    provider.hold((account, market, symbol, quantity) for (account, market, symbol), quantity in held.items())
+    provider.hold(held)
     if held:
         log.info("the simulated venue holds the store's %d open positions", len(held))
 

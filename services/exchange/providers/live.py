@@ -38,7 +38,7 @@ import dataclasses
 import logging
 import time
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from services.common.observability import metrics
 from services.common.venue_accounts import VenueAccounts
@@ -184,6 +184,17 @@ class LiveProvider:
             return [None]
         return sorted(self.accounts.accounts)
 
+    def _credentialed(self) -> Iterator[tuple[str | None, AccountSession]]:
+        """Each account this provider trades for that has credentials, with its session
+        (one removed from the registry meanwhile is skipped)."""
+        for account in self.account_names():
+            try:
+                session = self.session(account)
+            except PreconditionFailed:
+                continue
+            if session.credentials is not None:
+                yield account, session
+
     def _markets(self, account: str | None) -> list[MarketType]:
         if account is None or self.accounts is None:
             return [MarketType.FUTURES]
@@ -215,13 +226,7 @@ class LiveProvider:
                 MarketType.FUTURES, await self.transport.send(rq.prepare_exchange_info(MarketType.FUTURES)))
         except Exception as error:  # noqa: BLE001 - the first order reads them again
             log.warning("could not read the venue's exchange information: %s", getattr(error, "reason", error))
-        for account in self.account_names():
-            try:
-                session = self.session(account)
-            except PreconditionFailed:
-                continue  # removed from the registry meanwhile
-            if session.credentials is None:
-                continue
+        for account, session in self._credentialed():
             if self.user_stream:
                 for market in self._markets(account):
                     self.ensure_stream(session, market)
@@ -377,12 +382,8 @@ class LiveProvider:
         names several."""
         wanted = sorted(set(symbols))
         missing: list[str] = []
-        for account in self.account_names():
-            try:
-                session = self.session(account)
-            except PreconditionFailed:
-                continue  # removed from the registry meanwhile
-            if session.credentials is None or MarketType.FUTURES not in self._markets(account):
+        for account, _ in self._credentialed():
+            if MarketType.FUTURES not in self._markets(account):
                 continue
             settings = await self.read_settings(account)
             missing += [symbol if account is None else f"{symbol} ({account})" for symbol in wanted
@@ -391,16 +392,8 @@ class LiveProvider:
 
     def venue_settings(self) -> dict[str | None, VenueSettings]:
         """The settings held for each account (None: the environment's single account)."""
-        held: dict[str | None, VenueSettings] = {}
-        for account in self.account_names():
-            try:
-                session = self.session(account)
-            except PreconditionFailed:
-                continue
-            if session.credentials is None:
-                continue
-            held[account] = VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
-        return held
+        return {account: VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+                for account, session in self._credentialed()}
 
     async def venue_positions(self, *, account: str | None = None) -> dict[str, Decimal]:
         """The venue account's futures positions (``positionRisk``), net per symbol: the sum

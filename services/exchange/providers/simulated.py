@@ -34,7 +34,7 @@ import itertools
 import logging
 import uuid
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Iterable, Protocol
+from typing import Any, Mapping, Protocol
 
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, OrderType, Side, TimeInForce
 from services.domain.errors import OrderNotFound
@@ -145,11 +145,10 @@ class SimulatedVenue:
         #: order closes. The ledger's at start (:meth:`hold`), then this venue's fills.
         self.positions: dict[tuple[str, MarketType, str], Decimal] = {}
 
-    def hold(self, positions: Iterable[tuple[str, MarketType, str, Decimal]]) -> None:
-        """Take ``positions`` (account, market type, symbol, net base quantity) as held
-        before this venue's first fill: a restarted Exchange closes what was filled before."""
-        for account, market_type, symbol, quantity in positions:
-            self.positions[(account, market_type, symbol)] = quantity
+    def hold(self, positions: Mapping[tuple[str, MarketType, str], Decimal]) -> None:
+        """Take ``positions`` (net base quantity per account, market type and symbol) as
+        held before this venue's first fill: a restarted Exchange closes what was filled before."""
+        self.positions.update(positions)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self, sink: ReportSink) -> None:

@@ -15,9 +15,10 @@ import uuid
 from decimal import Decimal
 from typing import Any, AsyncIterator
 
+import order_factory
 from aiohttp import web
 
-from services.domain import MarketType, Order, OrderType, Side, new_id
+from services.domain import Order, OrderType
 from services.exchange.aster.credentials import VenueCredentials, WalletCredentials
 from services.exchange.aster.signing import Credentials
 from services.exchange.aster.transport import AsterTransport
@@ -111,17 +112,7 @@ async def streaming_provider(venue: SimVenue, **options: Any) -> tuple[Any, Wall
 
 
 def build_order(**overrides: Any) -> Order:
-    fields: dict[str, Any] = dict(
-        order_id=new_id(),
-        client_order_id=f"it-{uuid.uuid4().hex[:12]}",
-        account="acct-1",
-        venue="aster",
-        market_type=MarketType.FUTURES,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        quantity=Decimal("0.01"),
-        price=None,
-    )
-    fields.update(overrides)
-    return Order(**fields)
+    """A MARKET BUY of 0.01 BTCUSDT on FUTURES at ``aster`` for ``acct-1``."""
+    return order_factory.build_order(**{"client_order_id": f"it-{uuid.uuid4().hex[:12]}", "venue": "aster",
+                                        "order_type": OrderType.MARKET, "quantity": Decimal("0.01"),
+                                        "price": None, **overrides})
