@@ -14,6 +14,9 @@ process goes through one writer thread that commits concurrent requests together
   repositories, for everything off the order path (cancels, order managers, the trading
   state, the reconciler). Each runs in its own SAVEPOINT when it shares the batch, so
   one that raises rolls back only itself.
+* The writer takes its batch once the transaction has begun: on SQLite, once it holds
+  the file's write lock (one writer per file: the three services take turns), so what
+  was queued while another process committed shares the next commit.
 * One commit (one fsync on SQLite with ``synchronous=FULL``, one WAL flush on
   PostgreSQL with ``synchronous_commit=on``) covers the batch, and every caller is
   answered only after it: nothing is acknowledged before it is durable. When the commit
@@ -361,21 +364,10 @@ class Database(Generic[T]):
             with self._ready:
                 while not self._queue:
                     self._ready.wait()
-                batch: list[_Pending] = []
-                calls = items = 0
-                stop = False
-                while self._queue and calls < self.max_batch and items < MAX_SET_ITEMS:
-                    pending = self._queue.popleft()
-                    if pending is None:
-                        stop = True
-                        break
-                    batch.append(pending)
-                    if isinstance(pending, _Set):
-                        items += len(pending.items)
-                    else:
-                        calls += 1
-            if batch:
-                self._commit(batch)
+                closing = self._queue[0] is None  # close(): nothing queued before it
+                if closing:
+                    self._queue.popleft()
+            stop = closing or self._commit()
             if stop:
                 # Calls queued after close() began are refused.
                 with self._ready:
@@ -385,6 +377,23 @@ class Database(Generic[T]):
                     pending.error = RuntimeError("the database is closed")
                     pending.settle()
                 return
+
+    def _take(self) -> tuple[list[_Pending], bool]:
+        """The calls queued now, up to the batch's bounds, and whether close() came
+        among them (the batch is what was queued before it)."""
+        batch: list[_Pending] = []
+        calls = items = 0
+        with self._ready:
+            while self._queue and calls < self.max_batch and items < MAX_SET_ITEMS:
+                pending = self._queue.popleft()
+                if pending is None:
+                    return batch, True
+                batch.append(pending)
+                if isinstance(pending, _Set):
+                    items += len(pending.items)
+                else:
+                    calls += 1
+        return batch, False
 
     def _open(self) -> Connection:
         if self._connection is None or self._connection.closed or self._connection.invalidated:
@@ -397,14 +406,25 @@ class Database(Generic[T]):
     def _executed(self, *_args: Any) -> None:
         self._statements += 1
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        sets = [p for p in batch if isinstance(p, _Set)]
-        calls = [p for p in batch if isinstance(p, _Call)]
+    def _commit(self) -> bool:
+        """Commit the calls queued once the transaction has begun; True when close()
+        came among them.
+
+        The batch is taken after ``BEGIN``: on SQLite that is when the file's write lock
+        is held (``BEGIN IMMEDIATE``, which waits while another process commits), so
+        every call queued during the wait shares this commit instead of waiting for the
+        next one, and a busy file makes fewer, larger commits instead of more waits.
+        """
+        batch: list[_Pending] = []
+        stop = False
         connection: Connection | None = None
         try:
             connection = self._open()
             self._statements = 0
             with connection.begin() as transaction:
+                batch, stop = self._take()
+                sets = [p for p in batch if isinstance(p, _Set)]
+                calls = [p for p in batch if isinstance(p, _Call)]
                 context = WriteContext(connection, self.codec)
                 self._write_sets(context, sets)
                 if calls:
@@ -429,12 +449,15 @@ class Database(Generic[T]):
                 except Exception:  # noqa: BLE001 - the connection is gone: open a new one next time
                     connection.invalidate()
                     self._connection = None
+            if not batch:  # BEGIN failed: what is queued fails with it
+                batch, stop = self._take()
             for pending in batch:
                 pending.error = error
                 pending.result = None
         self.batches += 1
         self.calls += len(batch)
         _settle(batch)
+        return stop
 
     @staticmethod
     def _write_sets(context: WriteContext, sets: list[_Set]) -> None:

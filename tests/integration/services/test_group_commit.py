@@ -4,6 +4,7 @@ each in its own savepoint, and are answered only after the commit."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from typing import Any
 
@@ -170,3 +171,30 @@ async def _closed_database_refuses_writes(store: Store) -> None:
     db.close()
     with pytest.raises(RuntimeError, match="closed"):
         await db.run(_set_state("z"))
+
+
+def test_calls_queued_while_another_writer_holds_the_file_share_the_commit_that_follows(sqlite_store: Store) -> None:
+    asyncio.run(_calls_queued_while_another_writer_holds_the_file(sqlite_store))
+
+
+async def _calls_queued_while_another_writer_holds_the_file(store: Store) -> None:
+    """SQLite has one writer per file: the writer takes its batch once ``BEGIN IMMEDIATE``
+    holds the lock, so what was queued while another process committed goes in one
+    commit, not one commit for the first call and another for the rest."""
+    other = sqlite3.connect(store.engine.url.database, isolation_level=None)  # another process's writer
+    db = Database(store)
+    try:
+        commits = _commits(store)
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.ensure_future(db.run(_set_state("w0")))
+        await asyncio.sleep(0.05)  # the writer took the first call and waits for the lock
+        rest = [asyncio.ensure_future(db.run(_set_state(f"w{i}"))) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        assert not first.done()
+        other.execute("COMMIT")
+        results = await asyncio.gather(first, *rest)
+        assert results == [f"w{i}" for i in range(6)]
+        assert commits[0] == 1 and db.batches == 1 and db.calls == 6
+    finally:
+        other.close()
+        db.close()
