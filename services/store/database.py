@@ -15,8 +15,9 @@ process goes through one writer thread that commits concurrent requests together
   state, the reconciler). Each runs in its own SAVEPOINT when it shares the batch, so
   one that raises rolls back only itself.
 * The writer takes its batch once the transaction has begun: on SQLite, once it holds
-  the file's write lock (one writer per file: the three services take turns), so what
-  was queued while another process committed shares the next commit.
+  the file's write lock (one writer per file: the three services take turns, handed
+  over by the kernel, see :class:`~services.store.engine.WriterTurn`), so what was
+  queued while another process committed shares the next commit.
 * One commit (one fsync on SQLite with ``synchronous=FULL``, one WAL flush on
   PostgreSQL with ``synchronous_commit=on``) covers the batch, and every caller is
   answered only after it: nothing is acknowledged before it is durable. When the commit
@@ -47,6 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .codec import Codec
+from .engine import WriterTurn
 from .uow import JoinedUnitOfWork, Store, UnitOfWork, refresh_managers
 
 T = TypeVar("T")
@@ -253,6 +255,8 @@ class Database(Generic[T]):
         self._ready = threading.Condition(threading.Lock())
         self._writer: threading.Thread | None = None
         self._connection: Connection | None = None
+        #: The writer's turn on a SQLite file among the processes sharing it (None: not SQLite).
+        self._turn = WriterTurn.for_engine(store.engine)
         self._statements = 0  # run on the writer's connection in the current batch
         self._closed = False
         #: Batches committed and calls they carried (for tests and diagnostics).
@@ -355,6 +359,8 @@ class Database(Generic[T]):
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._turn is not None:
+            self._turn.close()
         if self.owns_store:
             self.store.dispose()
 
@@ -418,10 +424,11 @@ class Database(Generic[T]):
         batch: list[_Pending] = []
         stop = False
         connection: Connection | None = None
+        turn = self._turn if self._turn is not None else contextlib.nullcontext()
         try:
             connection = self._open()
             self._statements = 0
-            with connection.begin() as transaction:
+            with turn, connection.begin() as transaction:
                 batch, stop = self._take()
                 sets = [p for p in batch if isinstance(p, _Set)]
                 calls = [p for p in batch if isinstance(p, _Call)]

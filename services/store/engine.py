@@ -9,16 +9,22 @@ instead of failing with "database is locked" when a read transaction tries to be
 a write transaction. Read-only units of work ask for a plain deferred ``BEGIN`` with
 the execution option ``sqlite_begin="DEFERRED"`` and never wait for writers.
 
-A writer that finds the lock taken (by another process: Risk and the OMS share the
-file) polls for it every 50 microseconds to 2 milliseconds, up to the same 5 s
-``busy_timeout``: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, ... ms between
+A writer that finds the lock taken (by another process: Risk, the OMS and the Exchange
+share the file) polls for it every 50 microseconds to 2 milliseconds, up to the same
+5 s ``busy_timeout``: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, ... ms between
 tries, which turns every brief overlap of two short transactions into milliseconds.
+The services' writer threads first take their turn from the kernel
+(:class:`WriterTurn`: ``flock`` on a file beside the database), so a waiting writer
+sleeps until the one before it has committed and is woken as the turn is handed over,
+instead of polling; the polling stays for every other writer (tools, migrations).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import fcntl
+import logging
 import json
 import os
 import sqlite3
@@ -31,6 +37,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 #: Execution option naming how a SQLite transaction begins: IMMEDIATE or DEFERRED.
 SQLITE_BEGIN_OPTION = "sqlite_begin"
@@ -175,3 +183,47 @@ def begin_write(dbapi_connection: Any, statement: str, timeout: float = SQLITE_B
             delay = min(delay * 2, 0.002)
     finally:
         dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+class WriterTurn:
+    """The turn of a process's writer on a SQLite file, handed from one process to the
+    next by the kernel: an exclusive ``flock`` on ``<database>-writer``, taken before
+    ``BEGIN IMMEDIATE`` and released after the commit (or the rollback).
+
+    SQLite has one writer per file and no way to wake a writer waiting for the lock;
+    this lock does: a writer whose turn it is not sleeps in the kernel and wakes as
+    soon as the previous one releases it. It orders the writers that take it and
+    nothing more: SQLite's own lock still guards the file, against writers that do not
+    take a turn too. A process that dies releases its turn with its descriptors.
+
+    :meth:`for_engine` gives None (no turns: plain polling) for another database, an
+    in-memory one, or a file beside which the lock file cannot be opened.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> "WriterTurn | None":
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
+                or url.database.startswith("file:"):
+            return None
+        path = f"{url.database}-writer"
+        try:
+            return cls(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as error:
+            log.info("no writer turns on %s (%s): writers poll for SQLite's lock", path, error.strerror)
+            return None
+
+    def __enter__(self) -> "WriterTurn":
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL until the turn is ours
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

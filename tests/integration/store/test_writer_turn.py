@@ -1,0 +1,96 @@
+"""WriterTurn: the services' writers on one SQLite file take turns through a kernel lock
+(``flock`` on ``<database>-writer``), handed from one to the next as each commits."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from sqlalchemy import create_engine
+
+from services.store.engine import WriterTurn, make_engine
+
+_HOLD = """
+import sys, time
+from sqlalchemy import create_engine
+from services.store.engine import WriterTurn
+turn = WriterTurn.for_engine(create_engine(sys.argv[1]))
+turn.__enter__()
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_turn_is_a_file_beside_the_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/tessera.db")
+    turn = WriterTurn.for_engine(engine)
+    try:
+        assert turn is not None
+        assert (tmp_path / "tessera.db-writer").exists()
+    finally:
+        assert turn is not None
+        turn.close()
+        engine.dispose()
+
+
+def test_no_turns_off_a_sqlite_file() -> None:
+    assert WriterTurn.for_engine(create_engine("sqlite://")) is None
+    assert WriterTurn.for_engine(create_engine("sqlite:///:memory:")) is None
+    assert WriterTurn.for_engine(create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres")) is None
+
+
+def test_no_turns_where_the_lock_file_cannot_be_opened(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/missing-directory/tessera.db")
+    assert WriterTurn.for_engine(engine) is None
+
+
+def test_a_second_writer_waits_for_the_first_to_release_its_turn(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/tessera.db")
+    first, second = WriterTurn.for_engine(engine), WriterTurn.for_engine(engine)  # two descriptors, as two processes
+    assert first is not None and second is not None
+    order: list[str] = []
+    taken = threading.Event()
+
+    def take_second() -> None:
+        with second:
+            order.append("second")
+            taken.set()
+
+    try:
+        with first:
+            waiter = threading.Thread(target=take_second)
+            waiter.start()
+            assert not taken.wait(0.2)  # blocked while the first holds the turn
+            order.append("first releases")
+        assert taken.wait(5)
+        waiter.join(5)
+        assert order == ["first releases", "second"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_writer_killed_holding_its_turn_hands_it_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/tessera.db"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, url], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[3])
+    turn = WriterTurn.for_engine(create_engine(url))
+    assert turn is not None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        taken = threading.Event()
+        waiter = threading.Thread(target=lambda: (turn.__enter__(), taken.set()))
+        waiter.start()
+        assert not taken.wait(0.2)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert taken.wait(5), "the turn was not handed on after the holder died"
+        waiter.join(5)
+        turn.__exit__(None, None, None)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        turn.close()
