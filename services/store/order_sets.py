@@ -27,7 +27,8 @@ SQLite runs each insert with ``executemany`` (the driver steps one prepared stat
 through the rows, in C) and each update as ``UPDATE ... FROM (VALUES ...) RETURNING``
 (up to 500 orders a statement); PostgreSQL binds each column as one array and
 ``unnest``s it (``INSERT ... SELECT FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``),
-one statement whatever the number of rows, prepared once. Values are converted by the
+one statement whatever the number of rows, prepared once, except that an insert of a
+few rows goes as rows of values (see :func:`_insert`). Values are converted by the
 dialect's :class:`~services.store.codec.Codec`, exactly as the column types store them.
 """
 
