@@ -211,6 +211,17 @@ def _insert(context: WriteContext, table_name: str, names: tuple[str, ...], rows
     return _execute(context, insert_sql(context.dialect, table_name, names, ignore_conflicts), rows)
 
 
+def _pg_source(types: Sequence[str], names: Sequence[str], rows: int) -> str:
+    """The rows an update joins, on PostgreSQL, as ``v(names)``: one row of values when
+    ``rows`` is 1 (cheaper than arrays of one, see :func:`_insert`), else one array per
+    column ``unnest``ed (any number of rows)."""
+    if rows == 1:
+        values = ", ".join(f"%s::{t}" for t in types)
+        return f"(VALUES ({values})) AS v({', '.join(names)})"
+    arrays = ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
+    return f"unnest({arrays}) AS v({', '.join(names)})"
+
+
 def _sqlite_values(width: int, rows: int) -> str:
     row = "(" + ", ".join("?" * width) + ")"
     return ", ".join([row] * rows)
@@ -223,7 +234,7 @@ def update_sql(dialect: str, rows: int = 1) -> str:
 
     Parameters per order: the new values of ``UPDATE_COLUMNS``, then ``order_id`` and
     the expected sequence. SQLite: ``rows`` rows of ``VALUES``, flattened; PostgreSQL:
-    one array per column (``rows`` is not used).
+    one row of values for 1, else one array per column (any number of rows).
     """
     width = len(UPDATE_COLUMNS) + 2
     if dialect == "sqlite":
@@ -234,10 +245,9 @@ def update_sql(dialect: str, rows: int = 1) -> str:
                 "RETURNING orders_ts.order_id")
     names = (*UPDATE_COLUMNS, "order_id", "expected_sequence")
     types = [*(_pg_type(orders_table.c[name]) for name in UPDATE_COLUMNS), "text", "integer"]
-    arrays = ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
     assignments = ", ".join(f"{name} = v.{name}" for name in UPDATE_COLUMNS)
     return (f"UPDATE orders_ts AS o SET {assignments}, version = o.version + 1 "
-            f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"FROM {_pg_source(types, names, rows)} "
             "WHERE o.order_id = v.order_id AND o.last_sequence = v.expected_sequence RETURNING o.order_id")
 
 
@@ -265,9 +275,8 @@ def expected_claim_sql(dialect: str, rows: int = 1) -> str:
     types = [_pg_type(orders_table.c[column]) for column in
              ("updated_time", "last_event_hash", "order_id", "last_event_hash", "token_nonce", "order_manager_id",
               "expire_time")]
-    arrays = ", ".join(f"%s::{t}[]" for t in types)
     return (f"UPDATE orders_ts AS o SET {moved}, updated_time = v.updated_time, last_event_hash = v.head, "
-            f"version = o.version + 1 FROM unnest({arrays}) AS v({', '.join(names)}) "
+            f"version = o.version + 1 FROM {_pg_source(types, names, rows)} "
             f"WHERE o.order_id = v.order_id AND o.{approved.format(o='o.')} "
             "AND o.last_event_hash = v.expected AND o.token_nonce = v.nonce "
             "AND o.order_manager_id IS NOT DISTINCT FROM v.manager AND o.expire_time IS NOT DISTINCT FROM v.expire "
@@ -313,6 +322,8 @@ def _set_update(context: WriteContext, sql: Callable[[str, int], str], rows: lis
             seen.add(row[key])
             unique.append(row)
     if context.dialect != "sqlite":
+        if len(unique) == 1:  # one row of values (see _pg_source)
+            return {row[0] for row in context.run(sql(context.dialect, 1), tuple(unique[0]))}
         return {row[0] for row in context.run(sql(context.dialect, 0), tuple(list(c) for c in zip(*unique)))}
     moved: set[str] = set()
     for start in range(0, len(unique), UPDATE_CHUNK):

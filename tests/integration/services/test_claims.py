@@ -136,3 +136,28 @@ def test_a_second_claim_of_an_order_in_the_batch_or_later_is_refused_as_replayed
     assert first.status is OrderStatus.SUBMITTED
     assert isinstance(again, TokenReplayed) and isinstance(later, TokenReplayed)
     assert stored.status is OrderStatus.SUBMITTED and stored.last_sequence == 3 and stored.version == 2
+
+
+def test_one_claim_and_several_store_the_same_whatever_shape_the_update_takes(db, risk, make_order):
+    """On PostgreSQL one claim joins one row of values, several join unnested arrays
+    (SQLite: rows of values always); each claim moves its order all the same."""
+    async def scenario():
+        alone = await approved(risk, make_order())
+        together = [await approved(risk, make_order()) for _ in range(3)]
+        statements = _statements(db)
+        first = await db.write_many(CLAIMS, [_claim(alone)])
+        rest = await db.write_many(CLAIMS, [_claim(d) for d in together])
+        stored = await db.read(lambda uow: [uow.orders.get(d.order.order_id) for d in (alone, *together)])
+        return first + rest, stored, [s for s in statements if s.lstrip().startswith("UPDATE")]
+
+    claimed, stored, updates = asyncio.run(scenario())
+    assert [o.status for o in claimed] == [OrderStatus.SUBMITTED] * 4
+    assert [o.status for o in stored] == [OrderStatus.SUBMITTED] * 4
+    assert [(o.last_sequence, o.last_event_hash) for o in stored] == [(o.last_sequence, o.last_event_hash)
+                                                                        for o in claimed]
+    assert len(updates) == 2
+    if db.codec.dialect == "sqlite":
+        assert all("unnest(" not in u for u in updates)
+    else:
+        assert "(VALUES (" in updates[0] and "unnest(" not in updates[0]
+        assert "unnest(" in updates[1]
