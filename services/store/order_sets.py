@@ -228,7 +228,7 @@ def _sqlite_values(width: int, rows: int) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def update_sql(dialect: str, rows: int = 1) -> str:
+def update_sql(dialect: str, rows: int) -> str:
     """The compare-and-set update of orders' lifecycle columns on ``last_sequence``, for
     ``rows`` orders at once; returns the ids it updated.
 
@@ -252,7 +252,7 @@ def update_sql(dialect: str, rows: int = 1) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def expected_claim_sql(dialect: str, rows: int = 1) -> str:
+def expected_claim_sql(dialect: str, rows: int) -> str:
     """The claim of orders whose stored row is known (see :class:`Claims`): APPROVED ->
     SUBMITTED where the row is exactly the expected one and trading is ACTIVE, for
     ``rows`` orders at once; returns the ids it moved.

@@ -187,7 +187,7 @@ async def _calls_queued_while_another_writer_holds_the_file(store: Store) -> Non
         commits = _commits(store)
         other.execute("BEGIN IMMEDIATE")
         first = asyncio.ensure_future(db.run(_set_state("w0")))
-        await asyncio.sleep(0.05)  # the writer took the first call and waits for the lock
+        await asyncio.sleep(0.05)  # the writer woke for the first call and waits for the lock
         rest = [asyncio.ensure_future(db.run(_set_state(f"w{i}"))) for i in range(1, 6)]
         await asyncio.sleep(0.05)
         assert not first.done()

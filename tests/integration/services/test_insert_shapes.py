@@ -5,6 +5,7 @@ rows and refuses a reused client order id the same way (SQLite: ``executemany`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from sqlalchemy import event
@@ -14,12 +15,25 @@ from services.store.errors import DuplicateClientOrderId
 from services.store.order_sets import FEW_ROWS, NEW_ORDERS
 
 
-def _inserts(db: Any, table: str) -> list[str]:
+def _inserts(db: Any, table: str, listeners: list[Any]) -> list[str]:
     seen: list[str] = []
-    event.listen(db.store.engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *rest: seen.append(statement)
-                 if statement.startswith(f"INSERT INTO {table} ") else None)
+
+    def note(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        if statement.startswith(f"INSERT INTO {table} "):
+            seen.append(statement)
+
+    event.listen(db.store.engine, "before_cursor_execute", note)
+    listeners.append(note)
     return seen
+
+
+def _order_fields(order: Any) -> dict[str, Any]:
+    fields = dataclasses.asdict(order)
+    return {k: v for k, v in fields.items() if k not in ("events", "new_events", "last_event_hash", "version")}
+
+
+def _event_fields(event: Any) -> tuple[Any, ...]:
+    return (event.sequence, event.event_time, event.from_status, event.to_status, event.reason, event.payload)
 
 
 def _shape(statement: str) -> str:
@@ -28,25 +42,40 @@ def _shape(statement: str) -> str:
 
 def _stores_the_same_whatever_the_shape(db: Any, make_order: Any) -> tuple[list[str], list[str], bool]:
     async def scenario() -> tuple[list[str], list[str], bool]:
-        orders_seen, events_seen = _inserts(db, "orders_ts"), _inserts(db, "order_events_ts")
+        listeners: list[Any] = []
+        orders_seen, events_seen = _inserts(db, "orders_ts", listeners), _inserts(db, "order_events_ts", listeners)
+        try:
+            return await stores(orders_seen, events_seen)
+        finally:
+            for note in listeners:
+                event.remove(db.store.engine, "before_cursor_execute", note)
+
+    async def stores(orders_seen: list[str], events_seen: list[str]) -> tuple[list[str], list[str], bool]:
         sizes = (1, FEW_ROWS, FEW_ROWS + 12)
         written: list[Any] = []
+        expected: dict[str, list[tuple[Any, ...]]] = {}
         for size in sizes:
             orders = [make_order() for _ in range(size)]
             for order in orders:
                 order.record_creation()
+                expected[order.order_id] = [_event_fields(e) for e in order.new_events]
             outcomes = await db.write_many(NEW_ORDERS, orders)
             assert not any(isinstance(o, BaseException) for o in outcomes), outcomes
             written += orders
-        stored = await db.read(lambda uow: [uow.orders.get(o.order_id) for o in written])
-        same = all(s is not None and s.client_order_id == o.client_order_id and s.quantity == o.quantity
-                   and s.price == o.price and s.status == o.status for s, o in zip(stored, written))
-        # A client order id used again: refused, alone or among others.
-        again = written[0]
-        twin = make_order(account=again.account, client_order_id=again.client_order_id)
-        twin.record_creation()
-        (refused,) = await db.write_many(NEW_ORDERS, [twin])
-        assert isinstance(refused, DuplicateClientOrderId), refused
+        stored = await db.read(lambda uow: [(uow.orders.get(o.order_id), uow.orders.events(o.order_id))
+                                            for o in written])
+        same = all(s is not None and _order_fields(s) == _order_fields(o)
+                   and [_event_fields(e) for e in events] == expected[o.order_id] != []
+                   for (s, events), o in zip(stored, written))
+        # A client order id used again: refused, alone or among others (the others stored).
+        for size in (1, 3):
+            twin = make_order(account=written[0].account, client_order_id=written[0].client_order_id)
+            others = [make_order() for _ in range(size - 1)]
+            for order in (twin, *others):
+                order.record_creation()
+            refused, *fine = await db.write_many(NEW_ORDERS, [twin, *others])
+            assert isinstance(refused, DuplicateClientOrderId), refused
+            assert not any(isinstance(o, BaseException) for o in fine), fine
         return [_shape(s) for s in orders_seen], [_shape(s) for s in events_seen], same
 
     return asyncio.run(scenario())
@@ -60,9 +89,9 @@ def test_postgresql_inserts_one_row_as_values_and_many_as_arrays_and_stores_the_
         db.close()
     assert same
     # Orders (their insert reads back the ids stored): one row as values, otherwise arrays.
-    assert orders == ["values", "unnest", "unnest", "values"]
+    assert orders == ["values", "unnest", "unnest", "values", "unnest"]
     # Events (nothing to read back): values up to FEW_ROWS rows, then arrays.
-    assert events == ["values", "values", "unnest"]
+    assert events == ["values", "values", "unnest", "values"]
 
 
 def test_sqlite_inserts_every_size_with_executemany_and_stores_the_same(sqlite_store, make_order):

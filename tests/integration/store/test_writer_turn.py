@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from services.domain import TradingState
+from services.store import Store, UnitOfWork
+from services.store.database import Database
 from services.store.engine import WriterTurn, make_engine
 
 _HOLD = """
@@ -61,7 +65,7 @@ def test_a_second_writer_waits_for_the_first_to_release_its_turn(tmp_path: Path)
 
     try:
         with first:
-            waiter = threading.Thread(target=take_second)
+            waiter = threading.Thread(target=take_second, daemon=True)
             waiter.start()
             assert not taken.wait(0.2)  # blocked while the first holds the turn
             order.append("first releases")
@@ -82,7 +86,7 @@ def test_a_writer_killed_holding_its_turn_hands_it_on(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         taken = threading.Event()
-        waiter = threading.Thread(target=lambda: (turn.__enter__(), taken.set()))
+        waiter = threading.Thread(target=lambda: (turn.__enter__(), taken.set()), daemon=True)
         waiter.start()
         assert not taken.wait(0.2)
         holder.send_signal(signal.SIGKILL)
@@ -94,3 +98,29 @@ def test_a_writer_killed_holding_its_turn_hands_it_on(tmp_path: Path) -> None:
         if holder.poll() is None:
             holder.kill()
         turn.close()
+
+
+def test_the_services_writer_waits_for_its_turn_then_commits(tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path}/tessera.db", migrate=True)
+    other = WriterTurn.for_engine(store.engine)  # another process's writer
+    db = Database(store)
+    assert other is not None
+
+    def write(uow: UnitOfWork) -> str:
+        uow.trading_state.set(TradingState.REDUCING, "ops", "test", scope="turns")
+        return "written"
+
+    async def scenario() -> str:
+        with other:
+            call = asyncio.ensure_future(db.run(write))
+            await asyncio.sleep(0.2)
+            assert not call.done()  # waiting for the turn the other writer holds
+        return await asyncio.wait_for(call, 10)
+
+    try:
+        assert asyncio.run(scenario()) == "written"
+        assert db.read_sync(lambda uow: uow.trading_state.get("turns").state) is TradingState.REDUCING
+    finally:
+        db.close()
+        other.close()
+        store.dispose()
