@@ -256,9 +256,8 @@ class Database(Generic[T]):
         self._writer: threading.Thread | None = None
         self._connection: Connection | None = None
         #: The writer's turn on a SQLite file among the processes sharing it (None: not
-        #: SQLite), opened by the writer thread at its first commit.
+        #: SQLite), opened by the writer thread when it starts.
         self._turn: WriterTurn | None = None
-        self._turn_opened = False
         self._statements = 0  # run on the writer's connection in the current batch
         self._closed = False
         #: Batches committed and calls they carried (for tests and diagnostics).
@@ -368,6 +367,7 @@ class Database(Generic[T]):
 
     # -- the writer thread ------------------------------------------------------------------
     def _write_loop(self) -> None:
+        self._turn = WriterTurn.for_engine(self.store.engine)
         while True:
             with self._ready:
                 while not self._queue:
@@ -426,9 +426,6 @@ class Database(Generic[T]):
         batch: list[_Pending] = []
         stop = False
         connection: Connection | None = None
-        if not self._turn_opened:
-            self._turn_opened = True
-            self._turn = WriterTurn.for_engine(self.store.engine)
         turn = self._turn if self._turn is not None else contextlib.nullcontext()
         try:
             connection = self._open()

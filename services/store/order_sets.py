@@ -179,13 +179,11 @@ def insert_sql(dialect: str, table_name: str, names: tuple[str, ...], ignore_con
     if dialect == "sqlite":
         sql = f"INSERT INTO {table_name} ({column_list}) VALUES ({', '.join('?' for _ in names)})"
         return sql + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
+    parameters = _pg_parameters([_pg_type(c) for c in _columns(table, names)], single)
     if single:
-        values = ", ".join(f"%s::{_pg_type(c)}" for c in _columns(table, names))
-        sql = f"INSERT INTO {table_name} ({column_list}) VALUES ({values})"
+        sql = f"INSERT INTO {table_name} ({column_list}) VALUES ({parameters})"
     else:
-        arrays = ", ".join(f"%s::{_pg_type(c)}[]" if _pg_type(c) != "jsonb" else "%s::text[]::jsonb[]"
-                           for c in _columns(table, names))
-        sql = f"INSERT INTO {table_name} ({column_list}) SELECT * FROM unnest({arrays})"
+        sql = f"INSERT INTO {table_name} ({column_list}) SELECT * FROM unnest({parameters})"
     return sql + (" ON CONFLICT DO NOTHING RETURNING order_id" if ignore_conflicts else "")
 
 
@@ -211,15 +209,21 @@ def _insert(context: WriteContext, table_name: str, names: tuple[str, ...], rows
     return _execute(context, insert_sql(context.dialect, table_name, names, ignore_conflicts), rows)
 
 
+def _pg_parameters(types: Sequence[str], single: bool) -> str:
+    """PostgreSQL's placeholders for columns of ``types``: one value each when ``single``,
+    else one array each (JSON bound as text)."""
+    if single:
+        return ", ".join(f"%s::{t}" for t in types)
+    return ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
+
+
 def _pg_source(types: Sequence[str], names: Sequence[str], rows: int) -> str:
     """The rows an update joins, on PostgreSQL, as ``v(names)``: one row of values when
     ``rows`` is 1 (cheaper than arrays of one, see :func:`_insert`), else one array per
     column ``unnest``ed (any number of rows)."""
     if rows == 1:
-        values = ", ".join(f"%s::{t}" for t in types)
-        return f"(VALUES ({values})) AS v({', '.join(names)})"
-    arrays = ", ".join("%s::text[]::jsonb[]" if t == "jsonb" else f"%s::{t}[]" for t in types)
-    return f"unnest({arrays}) AS v({', '.join(names)})"
+        return f"(VALUES ({_pg_parameters(types, True)})) AS v({', '.join(names)})"
+    return f"unnest({_pg_parameters(types, False)}) AS v({', '.join(names)})"
 
 
 def _sqlite_values(width: int, rows: int) -> str:
