@@ -126,6 +126,17 @@ class Executed:
     mode: int
 
 
+@dataclasses.dataclass
+class _Pending:
+    """An execution asked for, waiting for the end of the event loop's turn."""
+
+    order: common_pb.Order
+    token: str
+    remaining: float | None
+    future: "asyncio.Future[Executed | Refusal]"
+    orphaned: Callable[["Executed | Refusal"], Any] | None
+
+
 class ExchangeGateway:
     """Signed calls to the Exchange service, answered as data.
 
@@ -152,6 +163,9 @@ class ExchangeGateway:
         #: The time the OMS's per-call credentials are signed at (epoch seconds).
         self.wall = wall
         self.channel = channel
+        #: The executions asked for in this turn of the event loop, and the calls sending them.
+        self._pending: list[_Pending] = []
+        self._sending: set[asyncio.Future[None]] = set()
 
     async def ready(self, within: float | None = None) -> bool:
         """Whether the Exchange is connected, waiting up to ``within`` seconds (the
@@ -205,9 +219,52 @@ class ExchangeGateway:
         return max(0.05, min(self.timeout, remaining - 0.05))
 
     # -- executions ---------------------------------------------------------------------------
-    async def execute(self, order: common_pb.Order, token: str, *, remaining: float | None = None
-                      ) -> Executed | Refusal:
-        """Execute one order; ``remaining``: the submitting client's time left (seconds)."""
+    async def execute(self, order: common_pb.Order, token: str, *, remaining: float | None = None,
+                      orphaned: Callable[[Executed | Refusal], Any] | None = None) -> Executed | Refusal:
+        """Execute one order; ``remaining``: the submitting client's time left (seconds).
+
+        The orders submitted in the same turn of the event loop (the claims one group
+        commit made durable resume together) go to the Exchange as one ``ExecuteOrders``
+        call: one call, one credential and one execution write at the Exchange for all of
+        them, instead of one each. An order alone goes as ``ExecuteOrder``, at once. The
+        call runs apart from its callers: one that is cancelled (its client's deadline)
+        does not cancel the others' call, and its answer, when it comes, is handed to
+        ``orphaned`` (the OMS records it) instead of being lost.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Executed | Refusal] = loop.create_future()
+        self._pending.append(_Pending(order, token, remaining, future, orphaned))
+        if len(self._pending) == 1:
+            loop.call_soon(self._send_pending)
+        return await future
+
+    def _send_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._send(pending))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, pending: list["_Pending"]) -> None:
+        try:
+            if len(pending) == 1:
+                answers = [await self._execute_one(pending[0].order, pending[0].token, pending[0].remaining)]
+            else:
+                remaining = None if any(p.remaining is None for p in pending) else max(p.remaining for p in pending)
+                answers = await self.execute_many([(p.order, p.token) for p in pending], remaining=remaining)
+        except BaseException as error:  # noqa: BLE001 - every caller gets it
+            for item in pending:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for item, answer in zip(pending, answers):
+            if not item.future.done():
+                item.future.set_result(answer)
+            elif item.orphaned is not None:
+                item.orphaned(answer)
+
+    async def _execute_one(self, order: common_pb.Order, token: str, remaining: float | None) -> Executed | Refusal:
         try:
             with client_span("tessera.exchange.v1.ExchangeService/ExecuteOrder"):
                 request = exchange_pb2.ExecuteOrderRequest(order=order, risk_token=token)
@@ -236,7 +293,7 @@ class ExchangeGateway:
         except grpc.aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.UNIMPLEMENTED:
                 # An Exchange from before ExecuteOrders: one call per order.
-                return list(await asyncio.gather(*(self.execute(order, token, remaining=remaining)
+                return list(await asyncio.gather(*(self._execute_one(order, token, remaining)
                                                    for order, token in items)))
             return [refusal_of(error)] * len(items)
         if len(response.results) != len(items):

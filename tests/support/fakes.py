@@ -603,7 +603,10 @@ class FakeGateway:
         """Always connected (the real gateway waits for a restarting Exchange)."""
         return True
 
-    async def execute(self, order: Any, token: str, *, remaining: float | None = None) -> Executed | Refusal:
+    async def execute(self, order: Any, token: str, *, remaining: float | None = None,
+                      orphaned: Any = None) -> Executed | Refusal:
+        """Executed at once (``orphaned``: the real gateway's hand-off of an answer whose
+        caller went away; here the answer comes in the caller's own step)."""
         await asyncio.sleep(0)
         self.executed.append((order, token))
         if self.refuse is not None:

@@ -133,3 +133,67 @@ def test_a_call_refused_for_another_reason_is_not_sent_again(monkeypatch):
 
     assert reason_of(refused.value) == "SERVICE_CREDENTIAL_REPLAYED"
     assert len(exchange.credentials) == 1
+
+
+class _CountingExchange:
+    """An Exchange stub that records each execution call and answers every order with an
+    empty execution once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.keyring = core_ext.KeyRing("k1", b"gateway-test-secret-0123456789abcdef")
+        self.calls: list[tuple[str, list[str]]] = []
+        self.release = asyncio.Event()
+
+    async def ExecuteOrder(self, request, timeout=None, metadata=None, wait_for_ready=None):  # noqa: N802
+        self.calls.append(("ExecuteOrder", [request.order.order_id]))
+        await self.release.wait()
+        return exchange_pb2.ExecuteOrderResponse(mode=1)
+
+    async def ExecuteOrders(self, request, timeout=None, metadata=None, wait_for_ready=None):  # noqa: N802
+        self.calls.append(("ExecuteOrders", [item.order.order_id for item in request.orders]))
+        await self.release.wait()
+        return exchange_pb2.ExecuteOrdersResponse(results=[
+            exchange_pb2.ExecuteOrderResult(response=exchange_pb2.ExecuteOrderResponse(mode=1))
+            for _ in request.orders])
+
+
+def _order(order_id: str):
+    from tessera.common.v1 import types_pb2 as common_pb
+
+    return common_pb.Order(order_id=order_id, symbol="BTCUSDT")
+
+
+def test_executions_asked_for_in_one_turn_of_the_loop_go_as_one_call_and_a_lone_one_as_execute_order():
+    async def run():
+        exchange = _CountingExchange()
+        gateway = ExchangeGateway(exchange, exchange.keyring)  # type: ignore[arg-type]
+        exchange.release.set()
+        together = await asyncio.gather(*(gateway.execute(_order(f"o-{i}"), "t") for i in range(3)))
+        alone = await gateway.execute(_order("o-9"), "t")
+        return exchange.calls, together, alone
+
+    calls, together, alone = asyncio.run(run())
+
+    assert calls == [("ExecuteOrders", ["o-0", "o-1", "o-2"]), ("ExecuteOrder", ["o-9"])]
+    assert all(answer.mode == 1 and answer.reports == [] for answer in [*together, alone])
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_others_call_and_its_answer_is_handed_on():
+    async def run():
+        exchange = _CountingExchange()
+        gateway = ExchangeGateway(exchange, exchange.keyring)  # type: ignore[arg-type]
+        orphans: list = []
+        leaving = asyncio.ensure_future(gateway.execute(_order("o-1"), "t", orphaned=orphans.append))
+        staying = asyncio.ensure_future(gateway.execute(_order("o-2"), "t", orphaned=orphans.append))
+        while not exchange.calls:
+            await asyncio.sleep(0)
+        leaving.cancel()
+        await asyncio.sleep(0)
+        exchange.release.set()
+        return exchange.calls, await staying, leaving.cancelled(), orphans
+
+    calls, answer, cancelled, orphans = asyncio.run(run())
+
+    assert calls == [("ExecuteOrders", ["o-1", "o-2"])]
+    assert cancelled and answer.mode == 1
+    assert len(orphans) == 1 and orphans[0].mode == 1  # the gone caller's answer, not lost
