@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import os
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -55,10 +56,20 @@ def random_bytes(count: int) -> bytearray:
 
 
 def new_id() -> str:
-    """A random (version 4) UUID as text, without the ``uuid.UUID`` object."""
-    raw = random_bytes(16)
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    """A time-ordered (version 7, RFC 9562) UUID as text, without the ``uuid.UUID`` object:
+    the Unix time in milliseconds in its first 48 bits, then 74 random bits.
+
+    The ids of orders made one after the other sort one after the other, so the store's
+    keys on them (the order's primary key, its events' (order id, sequence), its trades'
+    order id; a client order id Risk makes from one) grow at their right edge: a commit
+    of a group of orders dirties one leaf page per index instead of one per order, and
+    the pages a writer touches stay the recent ones however large the tables grow (a
+    random id lands each order on a random page). Within one millisecond the order is
+    random, which is all the locality needs.
+    """
+    raw = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big")) + random_bytes(10)
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 

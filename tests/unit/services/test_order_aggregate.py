@@ -512,3 +512,23 @@ def test_equal_decimals_in_different_spellings_give_the_same_token_body(make_ord
 
     assert a.token_body() == b.token_body()
     assert a.same_economics(b)
+
+
+def test_new_ids_are_version_7_uuids_that_sort_in_the_order_they_were_made(monkeypatch):
+    import uuid
+
+    from services.domain import new_id
+    from services.domain import order as order_module
+
+    now = [1_800_000_000_000_000_000]  # nanoseconds
+    monkeypatch.setattr(order_module.time, "time_ns", lambda: now[0])
+    made = []
+    for _ in range(200):
+        made.append(new_id())
+        now[0] += 1_000_000  # one millisecond later
+    parsed = [uuid.UUID(text) for text in made]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == text for u, text in zip(parsed, made))
+    assert made == sorted(made)  # time-ordered: the store's keys grow at their right edge
+    assert parsed[0].int >> 80 == 1_800_000_000_000  # the milliseconds, in the first 48 bits
+    same_millisecond = {new_id() for _ in range(1000)}
+    assert len(same_millisecond) == 1000  # 74 random bits: distinct within one millisecond
