@@ -23,6 +23,7 @@ from services.common.config import (
     exit_on_config_error,
     load_keyring,
 )
+from services.common.observability import metrics
 from services.common.server import add_service, run, serve
 from services.risk.limits import DEFAULT_PRICES
 from services.store.database import Database
@@ -267,7 +268,7 @@ async def main() -> None:
     await restore_settings(provider, symbols)  # before serving: no order arrives to find them unset
     # Every execution is recorded in the store before the provider is called: an order is
     # executed once, whatever this process forgets (a restart).
-    db = Database.from_url(database_url())
+    db = Database.from_url(database_url(), on_commit=metrics.store_committed)
     engine = ExchangeEngine(keyring, provider, ttl_seconds=ttl, executions=StoreExecutions(db))
     await hold_ledger_positions(provider, db)
 

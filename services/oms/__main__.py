@@ -73,7 +73,8 @@ async def main() -> None:
     if reconcile_grace <= exchange_timeout:
         log.warning("TESSERA_RECONCILE_GRACE_SECONDS (%s) should exceed TESSERA_EXCHANGE_TIMEOUT_SECONDS (%s): an "
                     "order still on its way to the venue could be judged not at venue", reconcile_grace, exchange_timeout)
-    db = Database.from_url(database_url(), on_events=metrics.events_committed)
+    db = Database.from_url(database_url(), on_events=metrics.events_committed,
+                            on_commit=metrics.store_committed)
     metrics.watch_trading_state(db.store)
     oms = OrderManagement(
         db, keyring, exchange_pb2_grpc.ExchangeServiceStub(channel), ttl_seconds=ttl, exchange_timeout=exchange_timeout,

@@ -37,7 +37,8 @@ async def main() -> None:
             raise ConfigError(str(error)) from None
     except ConfigError as error:
         exit_on_config_error("risk", error)
-    db = Database.from_url(database_url(), on_events=metrics.events_committed)
+    db = Database.from_url(database_url(), on_events=metrics.events_committed,
+                            on_commit=metrics.store_committed)
     engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll,
                         accounts=accounts)
     servicer = RiskServicer(engine, sharding)

@@ -41,6 +41,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy import Connection, event
@@ -229,6 +230,12 @@ class Database(Generic[T]):
         ``(order_id, label, event_time)`` tuples, the label the status entered or
         ``FILL_AFTER_CLOSE`` (:func:`services.domain.order.event_label`; the services'
         order metrics).
+    on_commit
+        Called after each group commit with the items it wrote (a set write's items,
+        a unit-of-work call one), the seconds the writer waited to begin (on SQLite:
+        for its turn and the file's write lock, which the other processes' writers
+        hold in turn) and the seconds from then to the end of the commit, the write
+        lock held all along (the services' store metrics).
     owns_store
         :meth:`close` disposes of the store too (False: the caller keeps using it).
     """
@@ -240,6 +247,7 @@ class Database(Generic[T]):
         workers: int | None = None,
         max_batch: int | None = None,
         on_events: Callable[[list[tuple[str, str, Any]]], None] | None = None,
+        on_commit: Callable[[int, float, float], None] | None = None,
         owns_store: bool = True,
     ) -> None:
         self.store = store
@@ -250,6 +258,7 @@ class Database(Generic[T]):
             workers = 2 if dialect == "sqlite" else 4
         self.max_batch = max(1, max_batch if max_batch is not None else DEFAULT_MAX_BATCH.get(dialect, 64))
         self.on_events = on_events
+        self.on_commit = on_commit
         self._readers = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="db-read")
         self._queue: collections.deque[_Pending | None] = collections.deque()
         self._ready = threading.Condition(threading.Lock())
@@ -430,7 +439,9 @@ class Database(Generic[T]):
         try:
             connection = self._open()
             self._statements = 0
+            asked = time.perf_counter()
             with turn, connection.begin() as transaction:
+                begun = time.perf_counter()
                 batch, stop = self._take()
                 sets = [p for p in batch if isinstance(p, _Set)]
                 calls = [p for p in batch if isinstance(p, _Call)]
@@ -443,6 +454,12 @@ class Database(Generic[T]):
                         refresh_managers(JoinedUnitOfWork(session).order_managers, context.managers)
                 if not self._statements or not any(p.error is None for p in batch):
                     transaction.rollback()  # nothing written, or nothing to keep: no commit
+            if self.on_commit is not None and batch:
+                try:
+                    self.on_commit(sum(len(p.items) if isinstance(p, _Set) else 1 for p in batch),
+                                   begun - asked, time.perf_counter() - begun)
+                except Exception:  # noqa: BLE001 - never fail a committed batch over a metric
+                    log.debug("commit not reported", exc_info=True)
             if self.on_events is not None and context.events:
                 try:
                     self.on_events(context.events)

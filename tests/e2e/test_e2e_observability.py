@@ -206,6 +206,18 @@ def test_order_counters_follow_the_flow(observed: dict[str, Any]) -> None:
     assert 0 <= sample(oms, "tessera_submit_to_fill_seconds_sum") < 10
 
 
+def test_every_services_store_writer_counts_its_group_commits(observed: dict[str, Any]) -> None:
+    # Risk stored three decisions, the OMS one claim and its fills, the Exchange one execution.
+    for name, writes in (("risk", 3), ("oms", 2), ("exchange", 1)):
+        scraped = observed["metrics"][name]
+        commits = sample(scraped, "tessera_store_commit_items_count")
+        assert 1 <= commits <= sample(scraped, "tessera_store_commit_items_sum"), name
+        assert sample(scraped, "tessera_store_commit_items_sum") >= writes, name
+        assert sample(scraped, "tessera_store_write_wait_seconds_count") == commits, name
+        assert sample(scraped, "tessera_store_write_held_seconds_count") == commits, name
+        assert 0 < sample(scraped, "tessera_store_write_held_seconds_sum") < 10, name
+
+
 def test_token_failures_are_counted_by_reason_and_service(observed: dict[str, Any]) -> None:
     oms, exchange = observed["metrics"]["oms"], observed["metrics"]["exchange"]
     assert sample(oms, "tessera_token_failures_total", reason="TOKEN_FIELDS_CHANGED", service="oms") == 1

@@ -184,6 +184,25 @@ SUBMIT_TO_FILL = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 
+STORE_COMMIT_ITEMS = Histogram(
+    "tessera_store_commit_items",
+    "Writes per group commit of this process's store writer (a set write's orders, claims, fills or "
+    "executions; a unit of work one): the commits per order are their inverse.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 5000),
+)
+_STORE_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+STORE_WRITE_WAIT = Histogram(
+    "tessera_store_write_wait_seconds",
+    "Time the store writer waited to begin a group commit: on SQLite for its turn and the file's write lock, "
+    "which the services' writers hold one after the other.",
+    buckets=_STORE_SECONDS,
+)
+STORE_WRITE_HELD = Histogram(
+    "tessera_store_write_held_seconds",
+    "Time from a group commit's begin to the end of its commit (on SQLite the file's write lock held all along).",
+    buckets=_STORE_SECONDS,
+)
+
 #: ``tessera_trading_state`` values.
 TRADING_STATE_VALUES = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
 
@@ -208,6 +227,17 @@ def _order_submitted(order_id: str, at: dt.datetime) -> None:
 
 
 _order_children: dict[str, Any] = {}
+
+
+def store_committed(items: int, waited: float, held: float) -> None:
+    """A group commit of this process's store writer (see :mod:`services.store.database`):
+    the writes it carried, the seconds it waited to begin, the seconds it held the write."""
+    try:
+        STORE_COMMIT_ITEMS.observe(items)
+        STORE_WRITE_WAIT.observe(waited)
+        STORE_WRITE_HELD.observe(held)
+    except Exception:  # noqa: BLE001 - a metric never fails a commit
+        log.debug("store commit not counted", exc_info=True)
 
 
 def events_committed(events: Iterable[Any]) -> None:

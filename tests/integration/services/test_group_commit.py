@@ -198,3 +198,50 @@ async def _calls_queued_while_another_writer_holds_the_file(store: Store) -> Non
     finally:
         other.close()
         db.close()
+
+
+def test_each_group_commit_is_reported_with_its_writes_and_the_time_waited_and_held(sqlite_store: Store) -> None:
+    asyncio.run(_each_group_commit_is_reported(sqlite_store))
+
+
+async def _each_group_commit_is_reported(store: Store) -> None:
+    """``on_commit`` (the services' store metrics): one report per commit, with the
+    writes it carried, how long the writer waited for the file (another process held
+    it) and how long it then held it."""
+    reports: list[tuple[int, float, float]] = []
+    other = sqlite3.connect(store.engine.url.database, isolation_level=None)
+    db = Database(store, on_commit=lambda *report: reports.append(report))
+    try:
+        await db.run(_set_state("alone"))
+        other.execute("BEGIN IMMEDIATE")
+        first = asyncio.ensure_future(db.run(_set_state("w0")))
+        await asyncio.sleep(0.05)
+        rest = [asyncio.ensure_future(db.run(_set_state(f"w{i}"))) for i in range(1, 4)]
+        await asyncio.sleep(0.15)
+        other.execute("COMMIT")
+        await asyncio.gather(first, *rest)
+        assert [items for items, _, _ in reports] == [1, 4]
+        (_, waited, held) = reports[1]
+        assert waited >= 0.15  # the other writer held the file meanwhile
+        assert 0 < held < waited
+    finally:
+        other.close()
+        db.close()
+
+
+def test_the_store_metrics_count_each_commit_as_reported() -> None:
+    from prometheus_client import REGISTRY
+
+    from services.common.observability import metrics
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("tessera_store_commit_items_count"), value("tessera_store_commit_items_sum"),
+              value("tessera_store_write_wait_seconds_bucket", le="0.001"),
+              value("tessera_store_write_held_seconds_bucket", le="0.01"))
+    metrics.store_committed(7, 0.0004, 0.02)
+    after = (value("tessera_store_commit_items_count"), value("tessera_store_commit_items_sum"),
+             value("tessera_store_write_wait_seconds_bucket", le="0.001"),
+             value("tessera_store_write_held_seconds_bucket", le="0.01"))
+    assert [b - a for a, b in zip(before, after)] == [1, 7, 1, 0]  # 20 ms held: above the 10 ms bucket
