@@ -165,6 +165,7 @@ class ExchangeGateway:
         self.channel = channel
         #: The executions asked for in this turn of the event loop, and the calls sending them.
         self._pending: list[_Pending] = []
+        self._pending_loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Future[None]] = set()
 
     async def ready(self, within: float | None = None) -> bool:
@@ -229,9 +230,14 @@ class ExchangeGateway:
         them, instead of one each. An order alone goes as ``ExecuteOrder``, at once. The
         call runs apart from its callers: one that is cancelled (its client's deadline)
         does not cancel the others' call, and its answer, when it comes, is handed to
-        ``orphaned`` (the OMS records it) instead of being lost.
+        ``orphaned`` (the OMS records it) instead of being lost. The call's deadline is
+        the longest its callers have left (within the gateway's timeout); each caller
+        still answers its own client within its own deadline, by being cancelled.
         """
         loop = asyncio.get_running_loop()
+        if self._pending and self._pending_loop is not loop:
+            self._pending = []  # asked for on a loop that stopped before its turn ended: nobody waits
+        self._pending_loop = loop
         future: asyncio.Future[Executed | Refusal] = loop.create_future()
         self._pending.append(_Pending(order, token, remaining, future, orphaned))
         if len(self._pending) == 1:

@@ -197,3 +197,30 @@ def test_a_caller_that_goes_away_does_not_cancel_the_others_call_and_its_answer_
     assert calls == [("ExecuteOrders", ["o-1", "o-2"])]
     assert cancelled and answer.mode == 1
     assert len(orphans) == 1 and orphans[0].mode == 1  # the gone caller's answer, not lost
+
+
+def test_an_execution_left_on_a_loop_that_stopped_does_not_hold_up_the_next_loops():
+    exchange = _CountingExchange()
+    gateway = ExchangeGateway(exchange, exchange.keyring)  # type: ignore[arg-type]
+    exchange.release.set()
+    stopped = asyncio.new_event_loop()
+    left: list[asyncio.Task] = []
+
+    def ask() -> None:
+        left.append(asyncio.ensure_future(gateway.execute(_order("o-stale"), "t")))
+        left[0]._log_destroy_pending = False  # type: ignore[attr-defined] - it is left on purpose
+
+    try:
+        stopped.call_soon(ask)
+        # The execution is asked for in the next turn, and the loop stops at its end,
+        # before the end-of-turn send it scheduled ever runs.
+        stopped.call_soon(lambda: stopped.call_soon(stopped.stop))
+        stopped.run_forever()
+        assert len(gateway._pending) == 1 and not exchange.calls
+    finally:
+        stopped.close()
+
+    answer = asyncio.run(asyncio.wait_for(gateway.execute(_order("o-next"), "t"), 5))
+
+    assert answer.mode == 1
+    assert exchange.calls == [("ExecuteOrder", ["o-next"])]
