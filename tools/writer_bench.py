@@ -24,25 +24,16 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.domain import MarketType, Order, OrderType, Side, new_id  # noqa: E402
-from services.domain.order import random_bytes  # noqa: E402
 from services.store import Store  # noqa: E402
 from services.store.database import Database  # noqa: E402
 from services.store.order_sets import NEW_ORDERS  # noqa: E402
-
-
-def random_id() -> str:
-    """A random (version 4) UUID as text: the ids Tessera made before version 7."""
-    raw = random_bytes(16)
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def approved(make_id) -> Order:  # type: ignore[no-untyped-def]
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         store = Store.from_url(f"sqlite:///{directory}/writer.db", migrate=True)
         db = Database(store)
         try:
-            cpu, wall = asyncio.run(measure(db, new_id if args.ids == "v7" else random_id, args.group,
+            cpu, wall = asyncio.run(measure(db, new_id if args.ids == "v7" else lambda: str(uuid.uuid4()), args.group,
                                             args.orders, args.prefill))
         finally:
             db.close()

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -61,6 +62,7 @@ EXECUTE_BATCH = 1000
 #: restarted) waits before it is signed afresh and sent again.
 CREDENTIAL_RETRY_SECONDS = 0.25
 _DETAILS_KEY = "grpc-status-details-bin"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +136,7 @@ class _Pending:
     token: str
     remaining: float | None
     future: "asyncio.Future[Executed | Refusal]"
-    orphaned: Callable[["Executed | Refusal"], Any] | None
+    orphaned: Callable[["Executed | Refusal"], Awaitable[Any]] | None
 
 
 class ExchangeGateway:
@@ -221,7 +223,8 @@ class ExchangeGateway:
 
     # -- executions ---------------------------------------------------------------------------
     async def execute(self, order: common_pb.Order, token: str, *, remaining: float | None = None,
-                      orphaned: Callable[[Executed | Refusal], Any] | None = None) -> Executed | Refusal:
+                      orphaned: Callable[[Executed | Refusal], Awaitable[Any]] | None = None
+                      ) -> Executed | Refusal:
         """Execute one order; ``remaining``: the submitting client's time left (seconds).
 
         The orders submitted in the same turn of the event loop (the claims one group
@@ -230,7 +233,7 @@ class ExchangeGateway:
         them, instead of one each. An order alone goes as ``ExecuteOrder``, at once. The
         call runs apart from its callers: one that is cancelled (its client's deadline)
         does not cancel the others' call, and its answer, when it comes, is handed to
-        ``orphaned`` (the OMS records it) instead of being lost. The call's deadline is
+        ``orphaned`` (the OMS records it, awaited in the call's task) instead of being lost. The call's deadline is
         the longest its callers have left (within the gateway's timeout); each caller
         still answers its own client within its own deadline, by being cancelled.
         """
@@ -264,11 +267,17 @@ class ExchangeGateway:
             if not isinstance(error, Exception):
                 raise
             return
+        orphans = []
         for item, answer in zip(pending, answers):
             if not item.future.done():
                 item.future.set_result(answer)
             elif item.orphaned is not None:
-                item.orphaned(answer)
+                orphans.append(item.orphaned(answer))
+        # Stored in this call's own task (kept until done, see _send_pending), once
+        # every caller still waiting has its answer.
+        for outcome in await asyncio.gather(*orphans, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("the answer of an execution whose submitter went away was not stored: %r", outcome)
 
     async def _execute_one(self, order: common_pb.Order, token: str, remaining: float | None) -> Executed | Refusal:
         try:

@@ -102,7 +102,6 @@ class Submitter:
         self.clock = clock
         self.wall = wall
         self.written = written
-        self._orphans: set[asyncio.Future[Any]] = set()
 
     # -- entry points -----------------------------------------------------------------------------
     async def submit_wire(self, raw: bytes, *, remaining: float | None = None) -> Submission:
@@ -216,7 +215,7 @@ class Submitter:
         if len(sending) == 1:
             claimed = sending[0][1]
             answers = [await self.gateway.execute(orders[0], tokens[0], remaining=remaining,
-                                                  orphaned=lambda answer: self._record_orphan(claimed, answer))]
+                                                  orphaned=lambda answer: self._record([(claimed, answer)]))]
         else:
             answers = await self.gateway.execute_many(list(zip(orders, tokens)), remaining=remaining)
         finished = await self._record(list(zip((order for _, order, _ in sending), answers)))
@@ -225,14 +224,6 @@ class Submitter:
         if replays:  # after the sends: a repeat inside this batch answers as its first did
             await self._replayed(results, replays)
         return results
-
-    def _record_orphan(self, order: Order, answer: Executed | Refusal) -> None:
-        """Record the Exchange's answer for an order whose submitter has gone (its client's
-        deadline passed while the execution was in flight): what it says is stored all the
-        same, as the fill tracker would store it from the report stream."""
-        task = asyncio.ensure_future(self._record([(order, answer)]))
-        self._orphans.add(task)
-        task.add_done_callback(self._orphans.discard)
 
     async def _replayed(self, results: list[Any], replays: list[tuple[int, str, str, str]]) -> None:
         """Answer the claims a retry of a submission made (see :mod:`.replay`)."""

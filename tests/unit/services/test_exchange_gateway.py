@@ -183,14 +183,20 @@ def test_a_caller_that_goes_away_does_not_cancel_the_others_call_and_its_answer_
         exchange = _CountingExchange()
         gateway = ExchangeGateway(exchange, exchange.keyring)  # type: ignore[arg-type]
         orphans: list = []
-        leaving = asyncio.ensure_future(gateway.execute(_order("o-1"), "t", orphaned=orphans.append))
-        staying = asyncio.ensure_future(gateway.execute(_order("o-2"), "t", orphaned=orphans.append))
+
+        async def keep(answer):
+            orphans.append(answer)
+
+        leaving = asyncio.ensure_future(gateway.execute(_order("o-1"), "t", orphaned=keep))
+        staying = asyncio.ensure_future(gateway.execute(_order("o-2"), "t", orphaned=keep))
         while not exchange.calls:
             await asyncio.sleep(0)
         leaving.cancel()
         await asyncio.sleep(0)
         exchange.release.set()
-        return exchange.calls, await staying, leaving.cancelled(), orphans
+        answer = await staying
+        await asyncio.gather(*gateway._sending)  # the orphan is stored in the call's own task
+        return exchange.calls, answer, leaving.cancelled(), orphans
 
     calls, answer, cancelled, orphans = asyncio.run(run())
 
