@@ -40,16 +40,17 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from typing import Any, Callable, Generic, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from sqlalchemy import Connection, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from .codec import Codec
-from .engine import WriterTurn
+from .engine import SQLITE_BUSY_TIMEOUT_MS, WriterTurn
 from .uow import JoinedUnitOfWork, Store, UnitOfWork, refresh_managers
 
 T = TypeVar("T")
@@ -186,6 +187,11 @@ def _settle(batch: list[_Pending]) -> None:
             pass
 
 
+def _turn_unavailable(waited: float) -> OperationalError:
+    return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+        f"database is locked: another process's writer has held the store's write turn for {waited:.1f} s"))
+
+
 def _resolve_all(pendings: list[_Pending]) -> None:
     for pending in pendings:
         pending._resolve()
@@ -238,6 +244,14 @@ class Database(Generic[T]):
         lock held all along (the services' store metrics).
     owns_store
         :meth:`close` disposes of the store too (False: the caller keeps using it).
+    turn_timeout
+        On a SQLite file, how long the writes queued while the writer waits for its turn
+        (:class:`~services.store.engine.WriterTurn`: another process's writer holds it)
+        may wait: past it they fail as the store being unavailable (an
+        ``OperationalError``, "database is locked"), and so does every write asked for
+        until the turn comes. The writer itself waits on (the kernel's lock has no
+        deadline) and writes what is queued once the turn comes. Default: SQLite's busy
+        timeout, what a writer without turns waits for the file's lock.
     """
 
     def __init__(
@@ -249,8 +263,10 @@ class Database(Generic[T]):
         on_events: Callable[[list[tuple[str, str, Any]]], None] | None = None,
         on_commit: Callable[[int, float, float], None] | None = None,
         owns_store: bool = True,
+        turn_timeout: float | None = None,
     ) -> None:
         self.store = store
+        self.turn_timeout = SQLITE_BUSY_TIMEOUT_MS / 1000 if turn_timeout is None else turn_timeout
         self.owns_store = owns_store
         dialect = store.engine.dialect.name
         self.codec = Codec(dialect)
@@ -269,6 +285,7 @@ class Database(Generic[T]):
         self._turn: WriterTurn | None = None
         self._statements = 0  # run on the writer's connection in the current batch
         self._closed = False
+        self._stopped = threading.Event()  # the writer thread has ended
         #: Batches committed and calls they carried (for tests and diagnostics).
         self.batches = 0
         self.calls = 0
@@ -305,6 +322,9 @@ class Database(Generic[T]):
         with self._ready:
             if self._closed:
                 raise RuntimeError("the database is closed")
+            waited = self._turn_waited()
+            if waited is not None:
+                raise _turn_unavailable(waited)
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
                 self._writer.start()
@@ -375,8 +395,45 @@ class Database(Generic[T]):
             self.store.dispose()
 
     # -- the writer thread ------------------------------------------------------------------
+    def _turn_waited(self) -> float | None:
+        """How long the writer has waited for its turn, when that is past ``turn_timeout``."""
+        since = self._turn.waiting_since if self._turn is not None else None
+        if since is None:
+            return None
+        waited = time.monotonic() - since
+        return waited if waited > self.turn_timeout else None
+
+    def _watch_turn(self) -> None:
+        """Fail the writes queued behind a wait for the turn past ``turn_timeout`` (the
+        writer thread is blocked in the kernel and cannot)."""
+        period = max(0.01, min(0.5, self.turn_timeout / 4))
+        while not self._stopped.wait(period):
+            with self._ready:
+                waited = self._turn_waited()
+                if waited is None:
+                    continue
+                failed = [pending for pending in self._queue if pending is not None]
+                if not failed:
+                    continue
+                kept = [pending for pending in self._queue if pending is None]  # close(): still to come
+                self._queue.clear()
+                self._queue.extend(kept)
+            log.warning("the store's write turn has been held by another process for %.1f s: %d queued writes "
+                        "failed as the store being unavailable", waited, len(failed))
+            for pending in failed:
+                pending.error = _turn_unavailable(waited)
+            _settle(failed)
+
     def _write_loop(self) -> None:
+        try:
+            self._write_batches()
+        finally:
+            self._stopped.set()
+
+    def _write_batches(self) -> None:
         self._turn = WriterTurn.for_engine(self.store.engine)
+        if self._turn is not None:
+            threading.Thread(target=self._watch_turn, name="db-writer-turn", daemon=True).start()
         while True:
             with self._ready:
                 while not self._queue:

@@ -197,10 +197,14 @@ class WriterTurn:
     take a turn too. A process that dies releases its turn with its descriptors.
 
     The wait has no deadline (``flock`` has none, and a thread blocked in it cannot be
-    interrupted): a writer *stopped* while it holds its turn (SIGSTOP, a debugger) makes
-    the others wait, not fail, until it runs again or dies. Polling for the turn with a
-    deadline instead cost 6 to 8 % of the throughput at 32 in flight (interleaved A/B runs,
-    2026-12-07): the kernel's hand-over is what the turn is for.
+    interrupted): a writer *stopped* while it holds its turn (SIGSTOP, a debugger) keeps
+    the others' writer threads waiting until it runs again or dies. Polling for the turn
+    with a deadline instead cost 6 to 8 % of the throughput at 32 in flight (interleaved
+    A/B runs, 2026-12-07): the kernel's hand-over is what the turn is for. The deadline
+    is the callers': :attr:`waiting_since` says since when the writer has waited, and
+    :class:`~services.store.database.Database` fails the writes queued behind a wait
+    longer than its ``turn_timeout`` (SQLite's busy timeout, what a writer without
+    turns waits for the file's lock) as the store being unavailable.
 
     :meth:`for_engine` gives None (no turns: plain polling) for another database, an
     in-memory one, or a file beside which the lock file cannot be opened.
@@ -208,6 +212,8 @@ class WriterTurn:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        #: ``time.monotonic()`` when the wait for the turn began, while it lasts (None otherwise).
+        self.waiting_since: float | None = None
 
     @classmethod
     def for_engine(cls, engine: Engine) -> "WriterTurn | None":
@@ -223,7 +229,11 @@ class WriterTurn:
             return None
 
     def __enter__(self) -> "WriterTurn":
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL until the turn is ours
+        self.waiting_since = time.monotonic()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL until the turn is ours
+        finally:
+            self.waiting_since = None
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

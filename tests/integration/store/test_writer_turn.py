@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 
 from services.domain import TradingState
 from services.store import Store, UnitOfWork
@@ -120,6 +122,41 @@ def test_the_services_writer_waits_for_its_turn_then_commits(tmp_path: Path) -> 
     try:
         assert asyncio.run(scenario()) == "written"
         assert db.read_sync(lambda uow: uow.trading_state.get("turns").state) is TradingState.REDUCING
+    finally:
+        db.close()
+        other.close()
+        store.dispose()
+
+
+def test_writes_queued_behind_a_turn_held_too_long_fail_as_the_store_unavailable_and_writing_resumes(
+        tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path}/tessera.db", migrate=True)
+    other = WriterTurn.for_engine(store.engine)  # another process's writer, stuck holding its turn
+    db = Database(store, turn_timeout=0.3)
+    assert other is not None
+
+    def write(uow: UnitOfWork, scope: str) -> str:
+        uow.trading_state.set(TradingState.REDUCING, "ops", "test", scope=scope)
+        return "written"
+
+    async def scenario() -> str:
+        with other:
+            queued = asyncio.ensure_future(db.run(write, "queued"))
+            await asyncio.sleep(0.1)
+            assert not queued.done()  # still within the timeout: waiting
+            with pytest.raises(OperationalError, match="database is locked.*write turn"):
+                await asyncio.wait_for(queued, 5)
+            with pytest.raises(OperationalError, match="database is locked.*write turn"):
+                await asyncio.wait_for(db.run(write, "asked later"), 5)
+        return await asyncio.wait_for(db.run(write, "resumed"), 10)
+
+    try:
+        assert asyncio.run(scenario()) == "written"
+        states = db.read_sync(lambda uow: {scope: uow.trading_state.get(scope).state
+                                           for scope in ("queued", "asked later", "resumed")})
+        # The failed writes were not written once the turn came; the one after it was.
+        assert states == {"queued": TradingState.ACTIVE, "asked later": TradingState.ACTIVE,
+                          "resumed": TradingState.REDUCING}
     finally:
         db.close()
         other.close()
