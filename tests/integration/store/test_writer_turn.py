@@ -132,7 +132,7 @@ def test_writes_queued_behind_a_turn_held_too_long_fail_as_the_store_unavailable
         tmp_path: Path) -> None:
     store = Store.from_url(f"sqlite:///{tmp_path}/tessera.db", migrate=True)
     other = WriterTurn.for_engine(store.engine)  # another process's writer, stuck holding its turn
-    db = Database(store, turn_timeout=0.3)
+    db = Database(store, turn_timeout=1.0)
     assert other is not None
 
     def write(uow: UnitOfWork, scope: str) -> str:
@@ -148,7 +148,14 @@ def test_writes_queued_behind_a_turn_held_too_long_fail_as_the_store_unavailable
                 await asyncio.wait_for(queued, 5)
             with pytest.raises(OperationalError, match="database is locked.*write turn"):
                 await asyncio.wait_for(db.run(write, "asked later"), 5)
-        return await asyncio.wait_for(db.run(write, "resumed"), 10)
+        # The turn released: a write succeeds again once the writer holds it (until then a
+        # write asked for still fails as unavailable, which a caller retries).
+        for _ in range(200):
+            try:
+                return await asyncio.wait_for(db.run(write, "resumed"), 10)
+            except OperationalError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("writing did not resume once the turn was released")
 
     try:
         assert asyncio.run(scenario()) == "written"
