@@ -452,22 +452,23 @@ class Database(Generic[T]):
                     pending.settle()
                 return
 
-    def _take(self) -> tuple[list[_Pending], bool]:
-        """The calls queued now, up to the batch's bounds, and whether close() came
-        among them (the batch is what was queued before it)."""
+    def _take(self) -> tuple[list[_Pending], bool, int]:
+        """The calls queued now, up to the batch's bounds, whether close() came among
+        them (the batch is what was queued before it), and the writes they carry (a set
+        write's items, a unit-of-work call one)."""
         batch: list[_Pending] = []
         calls = items = 0
         with self._ready:
             while self._queue and calls < self.max_batch and items < MAX_SET_ITEMS:
                 pending = self._queue.popleft()
                 if pending is None:
-                    return batch, True
+                    return batch, True, items + calls
                 batch.append(pending)
                 if isinstance(pending, _Set):
                     items += len(pending.items)
                 else:
                     calls += 1
-        return batch, False
+        return batch, False, items + calls
 
     def _open(self) -> Connection:
         if self._connection is None or self._connection.closed or self._connection.invalidated:
@@ -499,7 +500,7 @@ class Database(Generic[T]):
             asked = time.perf_counter()
             with turn, connection.begin() as transaction:
                 begun = time.perf_counter()
-                batch, stop = self._take()
+                batch, stop, writes = self._take()
                 sets = [p for p in batch if isinstance(p, _Set)]
                 calls = [p for p in batch if isinstance(p, _Call)]
                 context = WriteContext(connection, self.codec)
@@ -513,8 +514,7 @@ class Database(Generic[T]):
                     transaction.rollback()  # nothing written, or nothing to keep: no commit
             if self.on_commit is not None and batch:
                 try:
-                    self.on_commit(sum(len(p.items) if isinstance(p, _Set) else 1 for p in batch),
-                                   begun - asked, time.perf_counter() - begun)
+                    self.on_commit(writes, begun - asked, time.perf_counter() - begun)
                 except Exception:  # noqa: BLE001 - never fail a committed batch over a metric
                     log.debug("commit not reported", exc_info=True)
             if self.on_events is not None and context.events:
@@ -533,7 +533,7 @@ class Database(Generic[T]):
                     connection.invalidate()
                     self._connection = None
             if not batch:  # BEGIN failed: what is queued fails with it
-                batch, stop = self._take()
+                batch, stop, _ = self._take()
             for pending in batch:
                 pending.error = error
                 pending.result = None
