@@ -378,13 +378,31 @@ class Database(Generic[T]):
         return await loop.run_in_executor(self._readers, self.read_connection_sync, fn, *args)
 
     def close(self) -> None:
+        """Write what was queued before, stop the writer, release the connections.
+
+        A writer still waiting for its turn on a SQLite file past ``turn_timeout``
+        (another process's writer holds it: stopped, say) is not waited for: the writes
+        queued behind that wait have failed as the store being unavailable, and the
+        writer thread, left to end once the turn comes, writes nothing more. Its
+        connection and turn go with the process; the caller (a service stopping) is
+        not held without end.
+        """
         with self._ready:
             self._closed = True
             self._queue.append(None)
             self._ready.notify()
             writer = self._writer
         if writer is not None:
-            writer.join()
+            writer.join(0.1)
+            while writer.is_alive():
+                if self._turn_waited() is not None:
+                    log.warning("the store's writer is still waiting for its write turn, held by another process: "
+                                "closed without it (it writes nothing more)")
+                    self._readers.shutdown(wait=True)
+                    if self.owns_store:
+                        self.store.dispose()
+                    return
+                writer.join(0.1)
         self._readers.shutdown(wait=True)
         if self._connection is not None:
             self._connection.close()

@@ -168,3 +168,49 @@ def test_writes_queued_behind_a_turn_held_too_long_fail_as_the_store_unavailable
         db.close()
         other.close()
         store.dispose()
+
+
+def test_closing_does_not_wait_without_end_for_a_turn_another_process_keeps(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/tessera.db"
+    store = Store.from_url(url, migrate=True)
+    other = WriterTurn.for_engine(store.engine)  # another process's writer, stuck holding its turn
+    db = Database(store, turn_timeout=1.0)
+    assert other is not None
+
+    def write(uow: UnitOfWork) -> str:
+        uow.trading_state.set(TradingState.REDUCING, "ops", "test", scope="queued")
+        return "written"
+
+    closed = threading.Event()
+
+    async def scenario() -> None:
+        queued = asyncio.ensure_future(db.run(write))
+        await asyncio.sleep(0.1)
+        assert not queued.done()  # waiting for the turn
+        closer = threading.Thread(target=lambda: (db.close(), closed.set()), daemon=True)
+        closer.start()
+        with pytest.raises(OperationalError, match="database is locked.*write turn"):
+            await asyncio.wait_for(queued, 10)
+        # A liveness bound, not a speed claim: without it close() would wait as long as
+        # the other process keeps the turn.
+        assert await asyncio.get_running_loop().run_in_executor(None, closed.wait, 10), \
+            "close() waited for a turn another process keeps"
+
+    writer = None
+    try:
+        with other:
+            asyncio.run(scenario())
+            writer = db._writer
+            assert writer is not None and writer.is_alive()  # still blocked for the turn
+        # The turn released: the writer left behind ends, and writes nothing.
+        writer.join(10)
+        assert not writer.is_alive()
+        reader = Store.from_url(url, migrate=False)
+        try:
+            with reader.uow(read_only=True) as uow:
+                assert uow.trading_state.get("queued").state is TradingState.ACTIVE
+        finally:
+            reader.dispose()
+    finally:
+        other.close()
+        store.dispose()
