@@ -392,23 +392,23 @@ class Database(Generic[T]):
             self._queue.append(None)
             self._ready.notify()
             writer = self._writer
+        left_behind = False
         if writer is not None:
             writer.join(0.1)
             while writer.is_alive():
                 if self._turn_waited() is not None:
+                    left_behind = True
                     log.warning("the store's writer is still waiting for its write turn, held by another process: "
                                 "closed without it (it writes nothing more)")
-                    self._readers.shutdown(wait=True)
-                    if self.owns_store:
-                        self.store.dispose()
-                    return
+                    break
                 writer.join(0.1)
         self._readers.shutdown(wait=True)
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        if self._turn is not None:
-            self._turn.close()
+        if not left_behind:  # the writer left behind keeps its connection and turn
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            if self._turn is not None:
+                self._turn.close()
         if self.owns_store:
             self.store.dispose()
 
