@@ -84,10 +84,13 @@ class VenueAccount:
         return f"VenueAccount({self.account}, venue={self.venue}, markets={markets}, api={self.api})"
 
 
-def _read_secret(base: Path, account: str, field: str, value: Any) -> tuple[str, Path]:
+def _read_secret(base: Path, account: str, field: str, value: Any) -> tuple[str, tuple[Any, ...]]:
+    """The secret in the file ``value`` names, and the file's mark (see :func:`_fingerprint`)
+    as it was before it was read: a change made while it is read is seen by the next refresh."""
     if not isinstance(value, str) or not value:
         raise RegistryError(f"account {account!r}: {field} must name a file")
     path = Path(value) if os.path.isabs(value) else base / value
+    (mark,) = _fingerprint([path])
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -96,7 +99,7 @@ def _read_secret(base: Path, account: str, field: str, value: Any) -> tuple[str,
         text = text[:-1]
     if not text or text.strip() != text:
         raise RegistryError(f"account {account!r}: {field} {str(path)!r} is empty or has surrounding whitespace")
-    return text, path
+    return text, mark
 
 
 #: Builds an account's credentials from its fields (``user``, ``signer``, ``private_key``,
@@ -105,8 +108,9 @@ CredentialsFactory = Callable[..., Any]
 
 
 def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
-          ) -> tuple[dict[str, VenueAccount], list[Path]]:
-    """The accounts of a registry document, and the key files it read.
+          ) -> tuple[dict[str, VenueAccount], list[tuple[Any, ...]]]:
+    """The accounts of a registry document, and the marks of the key files it read (each
+    taken before the file was read).
 
     Raises
     ------
@@ -116,7 +120,7 @@ def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
     if not isinstance(document, dict) or not isinstance(document.get("accounts"), dict):
         raise RegistryError('the registry must be a JSON object with an "accounts" object')
     accounts: dict[str, VenueAccount] = {}
-    files: list[Path] = []
+    files: list[tuple[Any, ...]] = []
     for name, entry in document["accounts"].items():
         if not _ACCOUNT.match(name):
             raise RegistryError(f"account {name!r} is not an account name (^[A-Za-z0-9._:@-]{{1,128}}$)")
@@ -157,19 +161,19 @@ def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
 
 
 def _credentials(name: str, entry: Mapping[str, Any], base: Path, v3: bool,
-                 factory: CredentialsFactory) -> tuple[Any, list[Path]]:
+                 factory: CredentialsFactory) -> tuple[Any, list[tuple[Any, ...]]]:
     try:
         if v3:
-            key, path = _read_secret(base, name, "private_key_file", entry["private_key_file"])
+            key, mark = _read_secret(base, name, "private_key_file", entry["private_key_file"])
             chain = entry.get("chain_id", MAINNET_CHAIN_ID)
             if not isinstance(chain, int) or isinstance(chain, bool):
                 raise RegistryError(f"account {name!r}: chain_id must be a number (1666 mainnet, 714 testnet)")
             fields = {"user": str(entry["user"]), "signer": str(entry["signer"]), "private_key": key,
                       "chain_id": str(chain)}
-            return factory(fields, label=None), [path]
-        api_key, key_path = _read_secret(base, name, "api_key_file", entry["api_key_file"])
-        secret, secret_path = _read_secret(base, name, "secret_file", entry["secret_file"])
-        return factory({"api_key": api_key, "secret": secret}, label=f"v1:{name}"), [key_path, secret_path]
+            return factory(fields, label=None), [mark]
+        api_key, key_mark = _read_secret(base, name, "api_key_file", entry["api_key_file"])
+        secret, secret_mark = _read_secret(base, name, "secret_file", entry["secret_file"])
+        return factory({"api_key": api_key, "secret": secret}, label=f"v1:{name}"), [key_mark, secret_mark]
     except RegistryError:
         raise
     except ValueError as error:  # the credentials' own messages name fields, never values
@@ -259,9 +263,9 @@ class VenueAccounts:
         except ValueError as error:
             raise RegistryError(f"{VARIABLE} {str(self.path)!r} is not JSON (line {getattr(error, 'lineno', '?')})"
                                 ) from None
-        accounts, files = parse(document, self.path.parent, credentials=self.credentials)
-        self.accounts, self._files = accounts, files
-        self._fingerprint = fingerprint + _fingerprint(files)
+        accounts, marks = parse(document, self.path.parent, credentials=self.credentials)
+        self.accounts, self._files = accounts, [Path(mark[0]) for mark in marks]
+        self._fingerprint = fingerprint + tuple(marks)
         self.loads += 1
 
     def refresh(self) -> bool:

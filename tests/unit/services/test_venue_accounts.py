@@ -141,6 +141,24 @@ def test_the_registry_is_reloaded_when_it_or_a_key_file_changes_and_kept_when_th
     assert sorted(registry.accounts) == ["alpha", "beta", "gamma"]  # the previous registry stays
 
 
+def test_a_key_file_rotated_while_the_registry_loads_is_read_again_at_the_next_refresh(registry_file, tmp_path):
+    rotated = []
+
+    def rotating_on_first_read(values, *, label=None):
+        # The Secret is updated after beta's key file was read, before the load ends.
+        if label == "v1:beta" and not rotated:
+            (tmp_path / "beta.api-key").write_text("rotated-api-key-0123")
+            os.utime(tmp_path / "beta.api-key", ns=(1, 1))  # another modification time, whatever the clock
+            rotated.append(True)
+        return credentials_from_mapping(values, label=label)
+
+    registry = VenueAccounts(registry_file, credentials=rotating_on_first_read)
+    assert rotated and registry.get("beta").credentials.api_key == API_KEY  # what the load read
+
+    assert registry.refresh() is True  # the rotated file is not taken as the one in memory
+    assert registry.get("beta").credentials.api_key == "rotated-api-key-0123"
+
+
 def test_a_registry_that_is_not_json_names_the_file_and_the_reload_interval_must_be_positive(tmp_path):
     path = tmp_path / "accounts.json"
     path.write_text("accounts: []")
