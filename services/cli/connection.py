@@ -3,7 +3,8 @@
 - ``--token-file FILE`` (env ``TESSERA_TOKEN_FILE``): a bearer token (a JWT) sent as
   ``authorization: Bearer …`` with every call; ``--token`` (env ``TESSERA_TOKEN``) gives
   the token itself. Without either, ``var/auth/local.token`` under the current directory
-  is used when it exists (the token ``tessera up`` writes for its local stack).
+  is used when it exists (the token ``tessera up`` writes for its local stack), unless a
+  client certificate is presented (it then names the caller).
 - ``--tls-ca FILE`` (env ``TESSERA_CLIENT_TLS_CA_FILE``) speaks TLS, trusting that CA;
   ``--tls-cert`` / ``--tls-key`` (``TESSERA_CLIENT_TLS_CERT_FILE`` / ``…_KEY_FILE``)
   present a client certificate (mutual TLS: the certificate is then the identity, unless
@@ -27,7 +28,8 @@ LOCAL_TOKEN = Path("var") / "auth" / "local.token"
 def add_identity_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str] = os.environ) -> None:
     group = parser.add_argument_group("identity and TLS")
     group.add_argument("--token-file", default=environ.get("TESSERA_TOKEN_FILE", ""), metavar="FILE",
-                       help="bearer token file (env TESSERA_TOKEN_FILE; default var/auth/local.token if present)")
+                       help="bearer token file (env TESSERA_TOKEN_FILE; default var/auth/local.token if present "
+                            "and no --tls-cert is given)")
     group.add_argument("--token", default=environ.get("TESSERA_TOKEN", ""), metavar="JWT",
                        help="bearer token itself (env TESSERA_TOKEN)")
     group.add_argument("--tls-ca", default=environ.get("TESSERA_CLIENT_TLS_CA_FILE", ""), metavar="FILE",
@@ -53,10 +55,13 @@ def _read(path: str, what: str) -> bytes:
 
 
 def token_of(args: Any) -> str:
-    """The bearer token the options give ("" for none)."""
+    """The bearer token the options give ("" for none). The local stack's token is the
+    default only without a client certificate: a token sent along would name the caller
+    instead of the certificate (and go to wherever the command connects)."""
     if getattr(args, "token", ""):
         return args.token.strip()
-    path = getattr(args, "token_file", "") or (str(LOCAL_TOKEN) if LOCAL_TOKEN.is_file() else "")
+    local = LOCAL_TOKEN.is_file() and not getattr(args, "tls_cert", "")
+    path = getattr(args, "token_file", "") or (str(LOCAL_TOKEN) if local else "")
     return _read(path, "token file").decode("utf-8", "replace").strip() if path else ""
 
 

@@ -318,6 +318,31 @@ def test_tessera_token_keygen_and_mint_make_tokens_the_services_verify(tmp_path:
     assert verifier is not None and verifier.verify(capsys.readouterr().out.strip()) == "bot"
 
 
+def test_the_tessera_command_with_a_client_certificate_does_not_send_the_local_stacks_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.cli import connection
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "var" / "auth").mkdir(parents=True)
+    (tmp_path / "var" / "auth" / "local.token").write_text("local-stack-token\n")
+    for name in ("ca.pem", "me.pem", "me.key"):
+        (tmp_path / name).write_bytes(b"pem")
+    sent: list[str] = []
+    monkeypatch.setattr(connection, "channel_for", lambda address, *, token="", **tls: sent.append(token))
+
+    def options(**given: str) -> SimpleNamespace:
+        return SimpleNamespace(**{"token": "", "token_file": "", "tls_ca": "", "tls_cert": "", "tls_key": "",
+                                  "tls_server_name": "", **given})
+
+    certificate = {"tls_ca": "ca.pem", "tls_cert": "me.pem", "tls_key": "me.key"}
+    connection.connect(options(**certificate), "oms.example:443")
+    assert sent == [""]  # the certificate names the caller: the local stack's token is not sent along
+    connection.connect(options(), "localhost:50052")
+    assert sent[-1] == "local-stack-token"  # without a certificate it is still the default
+    connection.connect(options(token="given", **certificate), "oms.example:443")
+    assert sent[-1] == "given"  # a token asked for goes with the certificate (and names the caller)
+
+
 def test_a_service_mints_its_own_token_with_the_shared_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shared = tmp_path / "hmac.key"
     shared.write_text("s" * 40)
