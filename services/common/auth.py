@@ -56,6 +56,7 @@ import contextvars
 import dataclasses
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -349,7 +350,9 @@ class TokenVerifier:
         try:
             leeway = float(raw_leeway)
         except ValueError:
-            raise ConfigError(f"{LEEWAY_VARIABLE} must be a number of seconds, got {raw_leeway!r}") from None
+            leeway = math.nan
+        if not math.isfinite(leeway) or leeway < 0:  # NaN or infinity: no token would ever expire
+            raise ConfigError(f"{LEEWAY_VARIABLE} must be a number of seconds (0 or more), got {raw_leeway!r}")
         return cls(keys, issuer=issuer, audience=audience, leeway=leeway)
 
     def verify(self, token: str) -> str:

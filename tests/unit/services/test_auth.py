@@ -106,6 +106,18 @@ def test_hs256_with_a_key_file(tmp_path: Path) -> None:
                                      auth.AUDIENCE_VARIABLE: AUDIENCE})
 
 
+@pytest.mark.parametrize("leeway", ["nan", "inf", "-inf", "-5"])
+def test_a_leeway_that_is_not_a_finite_nonnegative_number_of_seconds_is_refused(tmp_path: Path, leeway: str) -> None:
+    # PyJWT compares exp with now - leeway: NaN or infinity would let every expired token through.
+    secret = tmp_path / "hmac.key"
+    secret.write_bytes(os.urandom(32).hex().encode())
+    env = {auth.HMAC_KEY_VARIABLE: str(secret), auth.ISSUER_VARIABLE: ISSUER, auth.AUDIENCE_VARIABLE: AUDIENCE,
+           auth.LEEWAY_VARIABLE: leeway}
+    with pytest.raises(ConfigError, match=auth.LEEWAY_VARIABLE):
+        auth.TokenVerifier.from_env(env)
+    assert auth.TokenVerifier.from_env({**env, auth.LEEWAY_VARIABLE: "0"}).leeway == 0  # type: ignore[union-attr]
+
+
 def test_a_verified_token_is_cached_until_it_expires(keys: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     import jwt
 
