@@ -166,8 +166,9 @@ class LiveProvider:
         Raises
         ------
         PreconditionFailed
-            ``ACCOUNT_NOT_CONFIGURED``: a registry is configured and does not hold ``account``
-            (no other account's credentials are ever used for it).
+            ``ACCOUNT_NOT_CONFIGURED``: a registry is configured and does not hold ``account``,
+            or, without one, ``account`` is not the one ``ASTER_ACCOUNT_ID`` names (no other
+            account's credentials are ever used for it).
         """
         if account and self.credentials_for is not None:
             credentials = self.credentials_for(account)
@@ -176,6 +177,11 @@ class LiveProvider:
         if self.accounts is not None:
             raise PreconditionFailed(f"account {account!r} is not configured in the venue accounts",
                                      reason="ACCOUNT_NOT_CONFIGURED", metadata={"account": account or ""})
+        if account and self.account_id is not None and account != self.account_id:
+            raise PreconditionFailed(
+                f"account {account!r} is not configured: this Exchange's venue credentials trade for "
+                f"{self.account_id!r} (ASTER_ACCOUNT_ID); a venue accounts registry adds more",
+                reason="ACCOUNT_NOT_CONFIGURED", metadata={"account": account})
         return self._default
 
     def account_names(self) -> list[str | None]:

@@ -285,3 +285,29 @@ def test_without_a_registry_only_the_environments_account_trades_and_only_at_ast
     assert risk_refusals == refusals
     for market in (MarketType.FUTURES, MarketType.SPOT):  # what the Exchange takes, Risk takes
         assert risk_registry.check("acct-1", "aster", market).account == "acct-1"
+
+
+def test_without_a_registry_a_setting_or_a_read_for_another_account_is_refused_and_nothing_is_sent():
+    # The environment's credentials trade for acct-1 alone: a setting named for another
+    # account must not change acct-1's at the venue (nor read acct-1's as the other's).
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0, user_stream=False, account_id="acct-1")
+            refusals = []
+            for call in (lambda: provider.set_leverage("BTCUSDT", 50, account="someone-else"),
+                         lambda: provider.set_margin_mode("BTCUSDT", MarginMode.CROSSED, account="someone-else"),
+                         lambda: provider.set_position_mode(True, account="someone-else"),
+                         lambda: provider.venue_positions(account="someone-else")):
+                with pytest.raises(PreconditionFailed) as refused:
+                    await call()
+                refusals.append(refused.value.reason)
+            sent = [r["path"] for r in venue.requests() if "/time" not in r["path"]]
+            applied = await provider.set_leverage("BTCUSDT", 10, account="acct-1")  # its own account: taken
+            await provider.close()
+            return refusals, sent, applied, provider.session("acct-1").leverage
+
+    refusals, sent, applied, leverage = asyncio.run(scenario())
+
+    assert refusals == ["ACCOUNT_NOT_CONFIGURED"] * 4
+    assert sent == []
+    assert applied == 10 and leverage == {"BTCUSDT": 10}
