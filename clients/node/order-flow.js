@@ -33,6 +33,7 @@ const token = require('./token');
 
 const { grpc } = tessera;
 const EXPECTED_EVENTS = ['PENDING', 'APPROVED', 'SUBMITTED', 'FILLED'];
+const LOCAL_TOKEN = 'var/auth/local.token';
 
 function parseArgs(argv) {
   const options = {
@@ -43,8 +44,7 @@ function parseArgs(argv) {
     account: `node-${crypto.randomBytes(6).toString('hex')}`,
     venue: 'aster',
     timeout: 15,
-    // The token `tessera up` writes for its local stack, when there is one here.
-    'token-file': process.env.TESSERA_TOKEN_FILE || (fs.existsSync('var/auth/local.token') ? 'var/auth/local.token' : ''),
+    'token-file': process.env.TESSERA_TOKEN_FILE || '',
     'tls-ca': process.env.TESSERA_CLIENT_TLS_CA_FILE || '',
     'tls-cert': process.env.TESSERA_CLIENT_TLS_CERT_FILE || '',
     'tls-key': process.env.TESSERA_CLIENT_TLS_KEY_FILE || '',
@@ -63,6 +63,10 @@ function parseArgs(argv) {
     if (value === undefined) throw new Error(`${flag} needs a value`);
     options[name] = value;
   }
+  // The token `tessera up` writes for its local stack, when there is one here and no
+  // client certificate names the caller (a token sent along would name it instead, and
+  // go to wherever the client connects).
+  if (!options['token-file'] && !options['tls-cert'] && fs.existsSync(LOCAL_TOKEN)) options['token-file'] = LOCAL_TOKEN;
   options.timeout = Number(options.timeout);
   if (!(options.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
   return options;

@@ -131,3 +131,26 @@ def test_node_client_without_a_token_is_refused_unauthenticated(stack, tmp_path:
                       "--timeout", "15", cwd=tmp_path)
     assert result.returncode != 0, e2e.show(result)
     assert "IDENTITY_MISSING" in result.stdout + result.stderr, e2e.show(result)
+
+
+def _parsed_token_file(executable: str, cwd: Path, *args: str) -> str:
+    script = ("const { parseArgs } = require(process.argv[1]);"
+              "console.log(JSON.stringify(parseArgs(process.argv.slice(2))['token-file']));")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TESSERA_", "AIS_"))}
+    result = subprocess.run([executable, "-e", script, str(CLIENT / "order-flow.js"), *args], cwd=str(cwd),
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, e2e.show(result)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_node_client_sends_the_local_stacks_token_only_without_a_client_certificate(tmp_path: Path) -> None:
+    """Run where `tessera up` left var/auth/local.token, the client sends it by default;
+    given a client certificate it does not (the certificate names the caller), and a token
+    file asked for explicitly still goes."""
+    executable = node_with_modules()
+    (tmp_path / "var" / "auth").mkdir(parents=True)
+    (tmp_path / "var" / "auth" / "local.token").write_text("local\n")
+    tls = ("--tls-ca", "ca.pem", "--tls-cert", "client.pem", "--tls-key", "client.key")
+    assert _parsed_token_file(executable, tmp_path) == "var/auth/local.token"
+    assert _parsed_token_file(executable, tmp_path, *tls) == ""
+    assert _parsed_token_file(executable, tmp_path, *tls, "--token-file", "mine.token") == "mine.token"
