@@ -118,6 +118,14 @@ class ExchangeEngine:
         self._executed[order.order_id] = until
         forget.append((until, order.order_id))
 
+    def _unclaim(self, orders: list[Order]) -> None:
+        """Let ``orders`` be executed again: their execution could not be recorded, so none
+        of them reached the provider. (Had the record been kept all the same, a commit
+        failing after it was durable, the store refuses the next try: memory is only the
+        first of the two guards.)"""
+        for order in orders:
+            self._executed.pop(order.order_id, None)
+
     async def accepting_credentials(self) -> None:
         """Wait until a credential signed now (a whole second) is one this engine accepts:
         the service serves from then on, so an OMS whose clock agrees with this one has no
@@ -151,7 +159,11 @@ class ExchangeEngine:
         self.authorize(metadata, "ExecuteOrder", request)
         self._claim(order, verified.issued_at or 0)
         if self.executions is not None:
-            (recorded,) = await self.executions.record([order], self.provider.mode)
+            try:
+                (recorded,) = await self.executions.record([order], self.provider.mode)
+            except BaseException:
+                self._unclaim([order])
+                raise
             if not recorded:
                 raise _executed_before(order)
         return await self.provider.execute(order)
@@ -188,7 +200,12 @@ class ExchangeEngine:
             outcomes.append(None)
         if self.executions is not None and claimed:
             # The batch's executions in one set write: recorded before any reaches the provider.
-            recorded = await self.executions.record([orders[i][0] for i in claimed], self.provider.mode)  # type: ignore[misc]
+            sent = [orders[i][0] for i in claimed]
+            try:
+                recorded = await self.executions.record(sent, self.provider.mode)  # type: ignore[arg-type]
+            except BaseException:
+                self._unclaim(sent)  # type: ignore[arg-type]
+                raise
             for index, fresh in zip(claimed, recorded):
                 if not fresh:
                     outcomes[index] = _executed_before(orders[index][0])  # type: ignore[arg-type]

@@ -482,3 +482,58 @@ def test_two_followers_each_see_every_new_report():
         return await asyncio.wait_for(asyncio.gather(*tasks), 2)
 
     assert asyncio.run(scenario()) == [[1, 2, 3], [1, 2, 3]]
+
+
+class FailingOnce:
+    """An execution record whose first write fails (the store went away), then records."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.recorded: set[str] = set()
+
+    async def record(self, orders, mode):
+        self.calls += 1
+        if self.calls == 1:
+            raise OSError("the store is unavailable")
+        fresh = [o.order_id not in self.recorded for o in orders]
+        self.recorded |= {o.order_id for o in orders}
+        return fresh
+
+
+def test_an_execution_that_could_not_be_recorded_reaches_no_venue_and_can_be_sent_again(keyring, spy, make_order,
+                                                                                         sign):
+    engine = ExchangeEngine(keyring, spy, ttl_seconds=TTL, credentials_since=int(time.time()),
+                            executions=FailingOnce())
+    order = make_order()
+    token = sign(order)
+
+    async def scenario():
+        with pytest.raises(OSError):
+            await execute_as_oms(engine, keyring, order, token)
+        assert spy.executed == []
+        return await execute_as_oms(engine, keyring, order, token)  # the OMS's retry, a fresh credential
+
+    reports = asyncio.run(scenario())
+
+    assert len(reports) == 1
+    assert spy.executed == [order.order_id]
+
+
+def test_a_batch_whose_executions_could_not_be_recorded_reaches_no_venue_and_can_be_sent_again(keyring, spy,
+                                                                                               make_order, sign):
+    engine = ExchangeEngine(keyring, spy, ttl_seconds=TTL, credentials_since=int(time.time()),
+                            executions=FailingOnce())
+    orders = [make_order(), make_order()]
+    items = [(order, None, sign(order)) for order in orders]
+    request = exchange_pb2.ExecuteOrdersRequest(orders=[execute_request(o, t) for o, _, t in items])
+
+    async def scenario():
+        with pytest.raises(OSError):
+            await engine.execute_many(items, oms_call_metadata(keyring, "ExecuteOrders", request), request)
+        assert spy.executed == []
+        return await engine.execute_many(items, oms_call_metadata(keyring, "ExecuteOrders", request), request)
+
+    outcomes = asyncio.run(scenario())
+
+    assert [len(o) for o in outcomes] == [1, 1]  # type: ignore[arg-type]
+    assert spy.executed == [o.order_id for o in orders]
