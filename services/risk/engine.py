@@ -145,10 +145,13 @@ class RiskEngine:
         book.set_trading(snapshot.trading)
         book.load_positions(snapshot.positions)
         book.load_realised(snapshot.realised, last_reset(now, limits.daily_reset_utc))
+        # Fills whose ledger entries a stopped replica never wrote: they move the positions
+        # and today's PnL. They are taken in before the working orders are loaded, whose
+        # filled quantities in the store count them already.
+        for trade in snapshot.unapplied:
+            book.fill(final=False, **trade)
         book.load_working(snapshot.working)
         book.load_recent(snapshot.recent)
-        for trade in snapshot.unapplied:  # fills whose ledger entries a stopped replica never wrote
-            book.fill(final=False, **trade)
         self._states_read = self.monotonic()
         log.info("risk book loaded: %d accounts, %d fills applied at start", len(book.accounts),
                  len(snapshot.unapplied))

@@ -419,3 +419,35 @@ def test_the_held_positions_are_the_ledgers_and_the_fills_not_in_it_yet_signed_b
         held = held_positions(uow.session.connection(), db.codec)
     assert ledger == D("0.015")
     assert held == {("acct-1", FUTURES, "BTCUSDT"): D("0.019"), ("acct-1", FUTURES, "ETHUSDT"): D("-0.006")}
+
+
+def test_an_order_partly_filled_while_risk_was_down_keeps_what_it_may_still_fill_after_a_restart(
+        db, store, keyring, make_order):
+    """The store's orders already hold the fills not yet in the ledger: a restarted replica
+    applies those fills to the positions, not a second time to what the order may still fill."""
+    limits = dict(max_open_orders=1, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        resting = await validate(first, make_order, order_type=OrderType.LIMIT, price=D("65000"),
+                                 quantity=D("0.01"))
+        with store.uow() as uow:  # submitted, then half filled while no replica followed the store
+            stored = uow.orders.get(resting.order.order_id)
+            stored.transition(S.SUBMITTED)
+            uow.orders.save(stored)
+            apply_report(uow, ExecutionReport(
+                order_id=stored.order_id, client_order_id=stored.client_order_id, venue=stored.venue,
+                account=stored.account, symbol=stored.symbol, side=stored.side,
+                order_status=S.PARTIALLY_FILLED, transact_time=utcnow(),
+                fill=Fill("t-half", D("0.005"), D("65000"), D("0.1"), "USDT", LiquiditySide.MAKER)))
+            uow.commit()
+        restarted = engine(db, keyring, **limits)
+        await restarted.start()
+        return restarted, resting.order.order_id, await validate(restarted, make_order, quantity=D("0.001"))
+
+    restarted, order_id, another = asyncio.run(scenario())
+
+    account = restarted.book.accounts["acct-1"]
+    assert account.positions[FUTURES, "BTCUSDT"].quantity == D("0.005")
+    assert account.working[order_id].remaining == D("0.005")
+    assert codes(another) == ["MAX_OPEN_ORDERS_EXCEEDED"]  # the resting order still works half of it
