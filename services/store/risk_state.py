@@ -41,6 +41,8 @@ _OPEN = ", ".join(f"'{status.value}'" for status in sorted(OPEN_STATUSES, key=la
 FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED,
             OrderStatus.EXPIRED, OrderStatus.REJECTED)
 _FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
+#: How far below the newest id the tail looks for ids not committed yet (PostgreSQL).
+GAP_WINDOW = 10_000
 
 
 #: Read in batches through a server-side cursor on PostgreSQL: the driver never holds
@@ -64,6 +66,8 @@ class Snapshot:
     recent: list[tuple[str, dt.datetime]]
     realised: list[tuple[str, Decimal]]
     trading: dict[str, TradingState]
+    #: Event ids below the cursor not committed when it was read (PostgreSQL): to ask for.
+    gaps: list[int] = dataclasses.field(default_factory=list)
 
 
 def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
@@ -77,11 +81,18 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
 
     The event cursor is read first: a fill committed meanwhile is in both the fills
     not yet in the ledger and the events after the cursor, and the book applies each
-    venue trade once.
+    venue trade once. On PostgreSQL the ids below the cursor that are not there yet
+    (their transactions still open, or rolled back) are the tail's first gaps: a fill
+    committed late with such an id is followed like any other.
     """
     mark = _mark(codec.dialect)
     run = connection.exec_driver_sql
     cursor = run("SELECT COALESCE(MAX(id), 0) FROM order_events_ts").scalar_one()
+    gaps: list[int] = []
+    if codec.dialect == "postgresql" and cursor:
+        floor = max(0, cursor - GAP_WINDOW)
+        present = {row[0] for row in run(f"SELECT id FROM order_events_ts WHERE id > {mark}", (floor,))}
+        gaps = [gap for gap in range(floor + 1, cursor) if gap not in present]
     names: dict[str, str] = {}  # one str object per account and symbol, however many rows name it
     positions = [
         Position(names.setdefault(account, account), names.setdefault(symbol, symbol), codec.decimal_from(quantity),
@@ -117,7 +128,7 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
             net -= codec.decimal_from(commission)
         totals[account] = totals.get(account, Decimal(0)) + net
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
-    return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading)
+    return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading, gaps)
 
 
 def unapplied_trades(connection: Connection, codec: Codec) -> list[dict[str, Any]]:
@@ -196,17 +207,20 @@ class EventTail:
     ----------
     cursor
         The last id already accounted for.
+    gaps
+        Ids below ``cursor`` not accounted for yet (not committed when it was read).
     gap_seconds
         How long a skipped id is asked for again before it is taken for a rollback.
     """
 
-    def __init__(self, cursor: int, *, gap_seconds: float = 10.0, limit: int = 5000,
+    def __init__(self, cursor: int, *, gaps: Sequence[int] = (), gap_seconds: float = 10.0, limit: int = 5000,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.cursor = cursor
         self.gap_seconds = gap_seconds
         self.limit = limit
         self.monotonic = monotonic
-        self.gaps: dict[int, float] = {}
+        now = monotonic()
+        self.gaps: dict[int, float] = {gap: now for gap in gaps}
 
     def read(self, connection: Connection, codec: Codec) -> list[TailEvent]:
         """The followed events after the cursor (and any that filled a gap), oldest first."""
@@ -240,7 +254,7 @@ class EventTail:
                 del self.gaps[event_id]
             elif event_id > self.cursor:
                 if event_id > self.cursor + 1 and codec.dialect == "postgresql":
-                    for missing in range(self.cursor + 1, min(event_id, self.cursor + 1 + 10_000)):
+                    for missing in range(self.cursor + 1, min(event_id, self.cursor + 1 + GAP_WINDOW)):
                         self.gaps[missing] = now
                 self.cursor = event_id
             status = _STATUSES.get(row[1])
@@ -339,7 +353,7 @@ class StoreSource:
         snapshot: Snapshot = await self.db.read(lambda uow: load(
             uow.session.connection(), codec, now=now, approved_since=approved_since, window_start=window_start,
             reset=reset, owns=owns))
-        self.tail = EventTail(snapshot.cursor, monotonic=self.monotonic)
+        self.tail = EventTail(snapshot.cursor, gaps=snapshot.gaps, monotonic=self.monotonic)
         return snapshot
 
     async def follow(self, read_states: bool) -> tuple[list[TailEvent], dict[str, TradingState] | None]:

@@ -451,3 +451,51 @@ def test_an_order_partly_filled_while_risk_was_down_keeps_what_it_may_still_fill
     assert account.positions[FUTURES, "BTCUSDT"].quantity == D("0.005")
     assert account.working[order_id].remaining == D("0.005")
     assert codes(another) == ["MAX_OPEN_ORDERS_EXCEEDED"]  # the resting order still works half of it
+
+
+def test_a_fill_committed_late_below_the_start_cursor_still_reaches_a_starting_replica(
+        db, store, keyring, make_order):
+    """On PostgreSQL an event's id is handed out at insert: a fill whose transaction is still
+    open while a replica starts has an id below the cursor the replica starts from (a later
+    event committed first). The replica asks for it until it appears."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises its writers: ids are in commit order")
+    limits = dict(max_position_notional=None, max_gross_exposure=None)
+
+    async def approved(risk, **fields):
+        decision = await validate(risk, make_order, **fields)
+        with store.uow() as uow:
+            stored = uow.orders.get(decision.order.order_id)
+            stored.transition(S.SUBMITTED)
+            uow.orders.save(stored)
+            uow.commit()
+        return decision.order
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        filling = await approved(first, quantity=D("0.01"))
+        other = await approved(first, symbol="ETHUSDT", quantity=D("0.1"))
+        late = store.uow()
+        late.__enter__()  # the OMS's transaction storing the fill: ids taken, not committed yet
+        apply_report(late, ExecutionReport(
+            order_id=filling.order_id, client_order_id=filling.client_order_id, venue=filling.venue,
+            account=filling.account, symbol=filling.symbol, side=filling.side, order_status=S.FILLED,
+            transact_time=utcnow(),
+            fill=Fill("t-late", D("0.01"), D("65000"), D("0.1"), "USDT", LiquiditySide.TAKER)))
+        late.session.flush()
+        with store.uow() as uow:  # a later event, committed first
+            stored = uow.orders.get(other.order_id)
+            stored.transition(S.CANCELLED)
+            uow.orders.save(stored)
+            uow.commit()
+        restarted = engine(db, keyring, **limits)
+        await restarted.start()
+        late.commit()
+        late.__exit__(None, None, None)
+        await restarted.sync()
+        return restarted
+
+    restarted = asyncio.run(scenario())
+
+    position = restarted.book.accounts["acct-1"].positions.get((FUTURES, "BTCUSDT"))
+    assert position is not None and position.quantity == D("0.01")
