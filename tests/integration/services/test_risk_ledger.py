@@ -499,3 +499,48 @@ def test_a_fill_committed_late_below_the_start_cursor_still_reaches_a_starting_r
 
     position = restarted.book.accounts["acct-1"].positions.get((FUTURES, "BTCUSDT"))
     assert position is not None and position.quantity == D("0.01")
+
+
+def test_a_fill_committed_while_a_replica_loads_is_counted_once_in_what_the_order_may_still_fill(
+        db, store, keyring, make_order, monkeypatch):
+    """The load reads one snapshot: a fill the OMS commits between two of its statements is
+    either in all of what it read or in none of it (then the events after the cursor bring it)."""
+    from services.store import risk_state
+
+    limits = dict(max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        decision = await validate(first, make_order, order_type=OrderType.LIMIT, price=D("65000"),
+                                  quantity=D("0.01"))
+        order = decision.order
+        with store.uow() as uow:
+            stored = uow.orders.get(order.order_id)
+            stored.transition(S.SUBMITTED)
+            uow.orders.save(stored)
+            uow.commit()
+        read_unapplied = risk_state.unapplied_trades
+
+        def unapplied_then_a_fill(connection, codec):
+            found = read_unapplied(connection, codec)
+            with store.uow() as uow:  # the OMS commits a fill while the load goes on
+                apply_report(uow, ExecutionReport(
+                    order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue,
+                    account=order.account, symbol=order.symbol, side=order.side,
+                    order_status=S.PARTIALLY_FILLED, transact_time=utcnow(),
+                    fill=Fill("t-meanwhile", D("0.004"), D("65000"), D("0.1"), "USDT", LiquiditySide.MAKER)))
+                uow.commit()
+            return found
+
+        monkeypatch.setattr(risk_state, "unapplied_trades", unapplied_then_a_fill)
+        restarted = engine(db, keyring, **limits)
+        await restarted.start()
+        monkeypatch.setattr(risk_state, "unapplied_trades", read_unapplied)
+        await restarted.sync()
+        return restarted, order.order_id
+
+    restarted, order_id = asyncio.run(scenario())
+
+    account = restarted.book.accounts["acct-1"]
+    assert account.positions[FUTURES, "BTCUSDT"].quantity == D("0.004")
+    assert account.working[order_id].remaining == D("0.006")
