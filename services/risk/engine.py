@@ -120,6 +120,9 @@ class RiskEngine:
         self.state_poll_seconds = state_poll_seconds
         self._loading: asyncio.Future[None] | None = None
         self._states_read = 0.0
+        #: Counts this replica's own changes of the trading state: a poll that read the
+        #: store across one does not apply what it read (it may predate the change).
+        self._state_changes = 0
         self._flushed = 0.0
         self.flush_seconds = flush_seconds
         self._managers: dict[str, str] = {}  # order manager -> its target account (never changes)
@@ -162,8 +165,9 @@ class RiskEngine:
         and the ledger it owes. Returns how many events it applied."""
         await self.start()
         read_states = self.monotonic() - self._states_read >= self.state_poll_seconds
+        changes = self._state_changes
         events, states = await self.source.follow(read_states)
-        if states is not None:
+        if states is not None and changes == self._state_changes:
             self.book.set_trading(states)
             self._states_read = self.monotonic()
         for event in events:
@@ -365,12 +369,16 @@ class RiskEngine:
         breach = next(v for v in decision.violations if v.code == DAILY_LOSS_CODE)
         reason = f"{DAILY_LOSS_CODE}: account {decision.order.account}: {breach.message}"[:500]
         self.book.trading[GLOBAL_SCOPE] = TradingState.HALTED
+        self._state_changes += 1
 
         def halt(uow: UnitOfWork) -> None:
             if uow.trading_state.get().state is TradingState.ACTIVE:
                 uow.trading_state.set(TradingState.HALTED, operator=OPERATOR, reason=reason)
 
-        await self.db.run(halt)
+        try:
+            await self.db.run(halt)
+        finally:
+            self._state_changes += 1  # a poll that read the store before the commit
 
     def _sign(self, order: Order, now: dt.datetime) -> str:
         token = core_ext.sign_token(self.keyring, order.token_body(), int(now.timestamp()))
@@ -491,6 +499,7 @@ class RiskEngine:
 
         previous = await self.db.run(change)
         self.book.trading[GLOBAL_SCOPE] = state  # this replica at once; the others within a poll
+        self._state_changes += 1
         return previous
 
 

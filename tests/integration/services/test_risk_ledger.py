@@ -544,3 +544,64 @@ def test_a_fill_committed_while_a_replica_loads_is_counted_once_in_what_the_orde
     account = restarted.book.accounts["acct-1"]
     assert account.positions[FUTURES, "BTCUSDT"].quantity == D("0.004")
     assert account.working[order_id].remaining == D("0.006")
+
+
+def test_a_trading_state_read_before_this_replica_changed_it_does_not_undo_the_change(
+        db, store, keyring, make_order):
+    """The replica that sets the trading state obeys it at once: a poll of the store that
+    read the state before the change, and returns after it, does not put the old one back."""
+    risk = RiskEngine(db, keyring, LIMITS, state_poll_seconds=0, flush_seconds=0)
+
+    async def scenario():
+        await risk.start()
+        follow = risk.source.follow
+        read, changed = asyncio.Event(), asyncio.Event()
+
+        async def follow_overtaken(read_states):
+            found = await follow(read_states)  # the state as it was: ACTIVE
+            read.set()
+            await changed.wait()
+            return found
+
+        risk.source.follow = follow_overtaken
+        polling = asyncio.ensure_future(risk.sync())
+        await read.wait()
+        await risk.set_trading_state(TradingState.HALTED, "operator-1", "stop everything")
+        changed.set()
+        await polling
+        risk.source.follow = follow
+        return await validate(risk, make_order, quantity=D("0.001"))
+
+    assert codes(asyncio.run(scenario())) == ["TRADING_HALTED"]
+
+
+def test_a_kill_switch_tripped_by_the_daily_loss_is_not_undone_by_a_poll_read_before_it(
+        db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    risk = RiskEngine(db, keyring, LIMITS, prices, state_poll_seconds=0, flush_seconds=0)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015")
+        prices.prices["BTCUSDT"] = D("58000")  # 0.015 x -7000 = -105 unrealised
+        follow = risk.source.follow
+        read, tripped = asyncio.Event(), asyncio.Event()
+
+        async def follow_overtaken(read_states):
+            found = await follow(read_states)  # the state as it was: ACTIVE
+            read.set()
+            await tripped.wait()
+            return found
+
+        risk.source.follow = follow_overtaken
+        polling = asyncio.ensure_future(risk.sync())
+        await read.wait()
+        breach = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        tripped.set()
+        await polling
+        risk.source.follow = follow
+        return breach, await validate(risk, make_order, account="acct-2", symbol="ETHUSDT", quantity=D("0.01"))
+
+    breach, elsewhere = asyncio.run(scenario())
+
+    assert codes(breach) == ["DAILY_LOSS_LIMIT"]
+    assert codes(elsewhere) == ["TRADING_HALTED"]  # another account: the switch stops every order
