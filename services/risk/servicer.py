@@ -94,16 +94,24 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         # The forwarding replica's own identity (its service token, else its client certificate).
         return (*passed, (FORWARDED_METADATA, "1"), *auth.service_metadata())
 
+    def _unreachable(self, error: grpc.aio.AioRpcError, owner: int, account: str) -> ReplicaUnavailable | None:
+        """UNAVAILABLE naming the owner when the call never reached it (no status of
+        Tessera's in the trailers); None when the owner answered the error itself."""
+        trailing = tuple(error.trailing_metadata() or ())
+        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
+            return ReplicaUnavailable(
+                f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
+                f"answer ({error.details()}): retry", metadata={"account": account, "owner_replica": owner})
+        return None
+
     async def _pass_on(self, error: grpc.aio.AioRpcError, owner: int, account: str,
                        context: grpc.aio.ServicerContext) -> None:
         """The owner's error, passed on as it is (code, message, ErrorInfo); a call that
-        never reached it (no status of Tessera's in the trailers) is UNAVAILABLE naming it."""
-        trailing = tuple(error.trailing_metadata() or ())
-        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
-            raise ReplicaUnavailable(
-                f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
-                f"answer ({error.details()}): retry", metadata={"account": account, "owner_replica": owner})
-        await context.abort(error.code(), error.details() or "", trailing)
+        never reached it is UNAVAILABLE naming it."""
+        unreachable = self._unreachable(error, owner, account)
+        if unreachable is not None:
+            raise unreachable
+        await context.abort(error.code(), error.details() or "", tuple(error.trailing_metadata() or ()))
 
     async def close(self) -> None:
         for channel, _ in self._peers.values():
@@ -165,7 +173,15 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
                     timeout=context.time_remaining(), metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:
-                await self._pass_on(error, owner, request.orders[indexes[0]].account, context)
+                if self._unreachable(error, owner, request.orders[indexes[0]].account) is None:
+                    await self._pass_on(error, owner, request.orders[indexes[0]].account, context)
+                # The owner is down: its items are UNAVAILABLE, the others' answers stand
+                # (those decided here are stored already).
+                for index in indexes:
+                    unreachable = self._unreachable(error, owner, request.orders[index].account)
+                    assert unreachable is not None
+                    results[index] = self._failed(index, unreachable)
+                continue
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
                     renumber(result.error, index)

@@ -1,0 +1,73 @@
+"""RiskService's ValidateOrders across Risk replicas: a batch is split by owner, and each
+item is answered as ValidateOrder would answer it (docs/risk-sharding.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import grpc
+
+from services.domain import OrderStatus
+from services.risk.engine import RiskEngine
+from services.risk.servicer import RiskServicer
+from services.risk.sharding import Sharding
+from svc_harness import LIMITS
+from tessera.common.v1 import types_pb2 as pb
+from tessera.risk.v1 import risk_pb2
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """What the servicer asks of a call's context."""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def time_remaining(self) -> float:
+        return 5.0
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailing: Any = ()) -> None:
+        raise Aborted(code, details)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def intent(account: str) -> pb.OrderIntent:
+    return pb.OrderIntent(account=account, venue="aster", market_type=pb.MARKET_TYPE_FUTURES, symbol="BTCUSDT",
+                          side=pb.SIDE_BUY, order_type=pb.ORDER_TYPE_MARKET, quantity="0.001",
+                          time_in_force=pb.TIME_IN_FORCE_GTC)
+
+
+def test_a_batch_answers_the_down_owners_items_unavailable_and_the_others_as_decided(db, keyring):
+    sharding = Sharding(0, 2, ("127.0.0.1:1", f"127.0.0.1:{closed_port()}"))  # replica 1 is down
+    mine, theirs = (next(a for a in (f"acct-{n}" for n in range(100)) if sharding.owner(a) == owner)
+                    for owner in (0, 1))
+    risk = RiskEngine(db, keyring, LIMITS, sharding=sharding)
+    servicer = RiskServicer(risk, sharding)
+
+    async def scenario():
+        try:
+            return await servicer.ValidateOrders(
+                risk_pb2.ValidateOrdersRequest(orders=[intent(mine), intent(theirs), intent(mine)]), Context())
+        finally:
+            await servicer.close()
+
+    answer = asyncio.run(scenario())
+
+    approved, unavailable, also_approved = answer.results
+    assert approved.order.status == pb.ORDER_STATUS_APPROVED and approved.risk_token
+    assert also_approved.order.status == pb.ORDER_STATUS_APPROVED and also_approved.risk_token
+    assert (unavailable.error.code, unavailable.error.reason) == ("UNAVAILABLE", "REPLICA_UNAVAILABLE")
+    assert unavailable.error.message.startswith("orders[1]")
+    assert f"which decides account {theirs!r}" in unavailable.error.message
+    with db.store.uow(read_only=True) as uow:  # the answered approvals are the stored ones
+        assert uow.orders.get(approved.order.order_id).status is OrderStatus.APPROVED
