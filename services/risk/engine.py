@@ -183,7 +183,11 @@ class RiskEngine:
             book.submitted(event.order_id, event.account, event.symbol, event.side,
                            remaining(event.quantity, event.filled_quantity))
         elif event.to_status in _FILLS:
-            self._fill(event, final=event.to_status is OrderStatus.FILLED)
+            final = event.to_status is OrderStatus.FILLED
+            if "trade_id" in event.payload:
+                self._fill(event, final=final)
+            if final:  # also the venue's word alone, for an order whose quantity it decides
+                book.ended(event.order_id, event.account)
         elif event.to_status in _ENDS:
             if is_fill_after_close(event.from_status, event.to_status, event.payload):
                 self._fill(event, final=True)  # a fill the venue reported after the order closed

@@ -605,3 +605,44 @@ def test_a_kill_switch_tripped_by_the_daily_loss_is_not_undone_by_a_poll_read_be
 
     assert codes(breach) == ["DAILY_LOSS_LIMIT"]
     assert codes(elsewhere) == ["TRADING_HALTED"]  # another account: the switch stops every order
+
+
+def test_an_order_of_the_venues_quantity_stops_counting_when_the_venue_says_it_is_filled(
+        db, store, keyring, make_order):
+    """A quote-amount order is FILLED by the venue's word after its fills: a status report
+    without a trade. Risk's book lets the order go then, as for any FILLED order."""
+    limits = dict(max_open_orders=1, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        risk = engine(db, keyring, **limits)
+        decision = await validate(risk, make_order, market_type=MarketType.SPOT, quantity=None,
+                                  quote_order_qty=D("100"))
+        assert decision.order.status is S.APPROVED, decision.violations
+        order = decision.order
+        reports = [
+            dict(order_status=S.PARTIALLY_FILLED,
+                 fill=Fill("t-amount", D("0.0015"), D("65000"), D("0.1"), "USDT", LiquiditySide.TAKER)),
+            dict(order_status=S.FILLED, fill=None),  # the venue: done
+        ]
+        with store.uow() as uow:
+            stored = uow.orders.get(order.order_id)
+            stored.transition(S.SUBMITTED)
+            uow.orders.save(stored)
+            uow.commit()
+        for report in reports:
+            with store.uow() as uow:
+                apply_report(uow, ExecutionReport(
+                    order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue,
+                    account=order.account, symbol=order.symbol, side=order.side, transact_time=utcnow(), **report))
+                uow.commit()
+        await risk.sync()
+        with store.uow(read_only=True) as uow:
+            status = uow.orders.get(order.order_id).status
+        return status, dict(risk.book.accounts["acct-1"].working), await validate(risk, make_order,
+                                                                                  quantity=D("0.001"))
+
+    status, working, another = asyncio.run(scenario())
+
+    assert status is S.FILLED
+    assert working == {}
+    assert another.order.status is S.APPROVED, another.violations
