@@ -20,9 +20,11 @@ host name, ``risk-2`` -> 2, as a StatefulSet names its pods), ``TESSERA_RISK_PEE
 ``risk-{ordinal}.risk-headless.tessera.svc:50051``, the per-pod DNS names a headless
 Service gives a StatefulSet's pods; ``{shard}`` is the same placeholder).
 
-Changing the replica count moves accounts between replicas: restart every replica with
-the new count (the StatefulSet's rolling update does), so each loads the accounts it
-now owns; during the roll an account may briefly be decided by two replicas.
+Changing the replica count moves accounts between replicas: every replica restarts with
+the new count and loads the accounts it now owns, and no replica with the old count may
+decide while one with the new count does (an account would be decided by two replicas,
+each checking its limits against only what it approved): stop them all first, or roll
+them only with trading HALTED (docs/risk-sharding.md, "Changing the replica count").
 """
 
 from __future__ import annotations
