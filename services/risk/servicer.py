@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from services.common import auth, convert, tls
 from services.common.errors import grpc_errors, item_error_proto
@@ -44,6 +45,31 @@ def renumber(error: common_pb.ItemError, index: int) -> None:
     error.message = _ITEM_INDEX.sub(here, error.message)
     for violation in error.field_violations:
         violation.field = _ITEM_INDEX.sub(here, violation.field, count=1)
+
+
+def _owner_failed(index: int, error: grpc.aio.AioRpcError) -> pb.ValidateOrderResult:
+    """The result of item ``index`` of a batch whose owner answered its whole part with
+    ``error``: that status as the item's error (code, ErrorInfo reason and metadata, retry
+    delay), its message prefixed with the item's position, as :func:`item_error_proto`
+    prefixes the errors decided here."""
+    code = error.code()
+    item = common_pb.ItemError(code=code.name, reason=code.name, message=f"orders[{index}].{error.details() or ''}",
+                               status_code=code.value[0])
+    for key, value in error.trailing_metadata() or ():
+        if key != _STATUS_DETAILS or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except Exception:  # noqa: BLE001 - details that do not parse: the code and message alone
+            break
+        for detail in status.details:
+            info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+            if detail.Unpack(info):
+                item.reason = info.reason or item.reason
+                item.metadata.update(info.metadata)
+            elif detail.Unpack(retry):
+                item.retry_delay.CopyFrom(retry.retry_delay)
+    return pb.ValidateOrderResult(error=item)
 
 
 def _decision_fields(decision: Decision) -> dict:
@@ -173,14 +199,13 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                     pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
                     timeout=context.time_remaining(), metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:
-                if self._unreachable(error, owner, request.orders[indexes[0]].account) is None:
-                    await self._pass_on(error, owner, request.orders[indexes[0]].account, context)
-                # The owner is down: its items are UNAVAILABLE, the others' answers stand
-                # (those decided here are stored already).
+                # The owner is down, or answered the whole of its part with an error: its
+                # items fail with that (UNAVAILABLE naming it, or its own status), and the
+                # others' answers stand (those decided here are stored already).
                 for index in indexes:
                     unreachable = self._unreachable(error, owner, request.orders[index].account)
-                    assert unreachable is not None
-                    results[index] = self._failed(index, unreachable)
+                    results[index] = (self._failed(index, unreachable) if unreachable is not None
+                                      else _owner_failed(index, error))
                 continue
             for index, result in zip(indexes, answer.results):
                 if result.HasField("error"):  # its index in the forwarded batch -> in this one
@@ -216,7 +241,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         return pb.ValidateReplacementResponse(**_decision_fields(decision))
 
     @staticmethod
-    def _failed(index: int, error: DomainError) -> pb.ValidateOrderResult:
+    def _failed(index: int, error: BaseException) -> pb.ValidateOrderResult:
         return pb.ValidateOrderResult(error=item_error_proto(error, index, path_style=True))
 
     # -- the trading state and the limits --------------------------------------------------------------

@@ -71,3 +71,45 @@ def test_a_batch_answers_the_down_owners_items_unavailable_and_the_others_as_dec
     assert f"which decides account {theirs!r}" in unavailable.error.message
     with db.store.uow(read_only=True) as uow:  # the answered approvals are the stored ones
         assert uow.orders.get(approved.order.order_id).status is OrderStatus.APPROVED
+
+
+def test_a_batch_answers_an_owners_own_error_as_its_items_errors_and_the_others_as_decided(db, keyring):
+    """The owner reached answers its whole part with an error (its store failing, say):
+    its items carry that status (code, reason, metadata, retry delay); the orders decided
+    here keep their stored approvals and their tokens reach the caller."""
+    from services.common.errors import to_grpc_status
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        status = to_grpc_status(grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE", "the store is unavailable",
+                                metadata={"replica": "1"}, retry_seconds=0.5)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    async def scenario():
+        peer = grpc.aio.server()
+        peer.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
+            "ValidateOrders": grpc.unary_unary_rpc_method_handler(
+                refuse, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
+                response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
+        port = peer.add_insecure_port("127.0.0.1:0")
+        await peer.start()
+        sharding = Sharding(0, 2, ("127.0.0.1:1", f"127.0.0.1:{port}"))
+        mine, theirs = (next(a for a in (f"acct-{n}" for n in range(100)) if sharding.owner(a) == owner)
+                        for owner in (0, 1))
+        servicer = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=sharding), sharding)
+        try:
+            return await servicer.ValidateOrders(
+                risk_pb2.ValidateOrdersRequest(orders=[intent(theirs), intent(mine)]), Context())
+        finally:
+            await servicer.close()
+            await peer.stop(0)
+
+    refused, approved = asyncio.run(scenario()).results
+
+    assert approved.order.status == pb.ORDER_STATUS_APPROVED and approved.risk_token
+    with db.store.uow(read_only=True) as uow:
+        assert uow.orders.get(approved.order.order_id).status is OrderStatus.APPROVED
+    error = refused.error
+    assert (error.code, error.reason, error.status_code) == ("UNAVAILABLE", "STORE_UNAVAILABLE", 14)
+    assert error.message.startswith("orders[0].") and "the store is unavailable" in error.message
+    assert dict(error.metadata) == {"replica": "1"}
+    assert error.retry_delay.nanos == 500_000_000
