@@ -184,6 +184,10 @@ class Submitter:
                 results[index] = ExchangeUnavailable(
                     "the Exchange service is unreachable (restarting?): the order was not sent and is still "
                     "APPROVED; retry", metadata={"order_id": request.order.order_id})
+            # A retry of a submission this token already made needs no Exchange: it gets
+            # its answer (see .replay), never "not sent" for an order that was.
+            await self._replayed(results, [(index, request.order.order_id, verified.key_id, verified.nonce)
+                                           for index, request, verified in verified_entries])
             return results
         remaining = None if deadline is None else deadline - time.monotonic()
         now = self.clock()

@@ -126,6 +126,33 @@ def test_a_batch_while_the_exchange_stays_down_claims_none_of_its_orders(risk, o
     assert exchange.execute_requests == []
 
 
+def test_a_retry_of_a_submitted_order_while_the_exchange_is_down_gets_its_answer_not_exchange_unavailable(
+        risk, oms, exchange, channel, make_order):
+    channel.come_back()
+
+    async def scenario():
+        decision = await approved(risk, make_order())
+        other = await approved(risk, make_order())
+        raw = _request(decision)
+        first = await oms.submit_wire(raw, remaining=5.0)
+        channel.up.clear()  # the Exchange restarts; the first answer was lost, the client retries
+        again = await oms.submit_wire(raw, remaining=0.3)
+        batch = oms_pb2.SubmitOrdersRequest(orders=[
+            oms_pb2.SubmitOrderRequest(order=convert.order_to_proto(d.order), risk_token=d.token)
+            for d in (decision, other)])
+        outcomes = await oms.submit_wire_many(batch.SerializeToString(), remaining=0.3)
+        return first, again, outcomes, (await details(oms, other.order.order_id))[0]
+
+    first, again, (retried, unsent), other = asyncio.run(scenario())
+
+    assert first.order.status is S.FILLED and not first.replayed
+    # The order was sent and filled: the retry says so, never "not sent, still APPROVED".
+    assert (again.order.status, again.replayed, again.trades) == (S.FILLED, True, first.trades)
+    assert (retried.order.status, retried.replayed) == (S.FILLED, True)
+    assert isinstance(unsent, ExchangeUnavailable) and other.status is S.APPROVED
+    assert len(exchange.execute_requests) == 1
+
+
 def test_a_connected_exchange_is_not_waited_for(risk, oms, exchange, channel, make_order):
     channel.come_back()
 
