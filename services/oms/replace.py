@@ -92,8 +92,10 @@ def _start(uow: UnitOfWork, replaced_id: str, replacement_id: str, filled: Decim
         if order.status is OrderStatus.CANCELLED:
             return order, _SEND
         return order, _ENDED
-    if order.replaced_by_order_id is not None and not order.status.is_terminal:
-        return order, _TAKEN
+    if order.replaced_by_order_id is not None and order.status is OrderStatus.PENDING_CANCEL:
+        return order, _TAKEN  # another replace's cancel is still pending
+    # (A fill that crossed that replace's unanswered cancel left the order working: that
+    # replace will not send its replacement, and this one may start.)
     if order.status.is_terminal:
         return order, _ENDED
     if order.status not in _WORKING:

@@ -269,6 +269,38 @@ def test_a_replace_whose_cancel_was_not_answered_resumes_when_called_again(risk,
     assert len(exchange.cancel_requests) == 2  # the unanswered cancel, sent again
 
 
+def test_an_order_a_fill_left_working_during_an_unanswered_replace_can_be_replaced_again(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    exchange = shallow_exchange
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        first = await replacement(risk, old.order_id, price=Decimal("61000"))
+        exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+        with pytest.raises(VenueUnavailable):  # the cancel never reached the venue
+            await replace(oms, first)
+        await venue_fills(exchange, Decimal("59000"))  # 0.004 fills: still working at the venue
+        await follow_until_drained(oms, exchange)
+        exchange.cancel_failure = None
+        exchange.provider.source.set("BTCUSDT", MARKET_PRICE)
+        midway = (await details(oms, old.order_id))[0]
+        abandoned = await replace(oms, first)  # the first replace, called again, ends without sending
+        second = await replacement(risk, old.order_id, price=Decimal("61000"))
+        answer = await replace(oms, second)
+        return midway, abandoned, second, answer
+
+    midway, abandoned, second, answer = asyncio.run(scenario())
+
+    assert (midway.status, midway.filled_quantity) == (S.PARTIALLY_FILLED, Decimal("0.004"))
+    assert abandoned.order.status is S.CANCELLED
+    assert (answer.order.order_id, answer.order.status) == (second.order.order_id, S.ACCEPTED)
+    assert (answer.replaced.status, answer.replaced.filled_quantity) == (S.CANCELLED, Decimal("0.004"))
+    assert answer.replaced.replaced_by_order_id == second.order.order_id
+    assert [r.order.order_id for r in exchange.execute_requests].count(abandoned.order.order_id) == 0
+
+
 def test_a_replacement_validated_twice_by_client_order_id_is_the_same_order(risk, oms, exchange, make_order):
     async def scenario():
         old = await working(risk, oms, resting(make_order))
