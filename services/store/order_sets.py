@@ -262,7 +262,9 @@ def expected_claim_sql(dialect: str, rows: int) -> str:
     ``rows`` orders at once; returns the ids it moved.
 
     Parameters per claim: the update time, the new head; then the order id, the expected
-    head, the token's nonce, the order manager and the expiry (NULL when unset).
+    head, the token's nonce, the order manager and the expiry (NULL when unset). Returns
+    each id with the order's new version (an approval Risk gave again, with a fresh
+    token, moved the version on without an event).
     """
     untraded = ("NOT EXISTS (SELECT 1 FROM trading_state WHERE scope IN "
                 f"('{GLOBAL_SCOPE}', 'symbol:' || {{symbol}}) AND state <> '{TradingState.ACTIVE.value}')")
@@ -274,7 +276,7 @@ def expected_claim_sql(dialect: str, rows: int) -> str:
                 f"WHERE orders_ts.order_id = v.column3 AND orders_ts.{approved.format(o='orders_ts.')} "
                 "AND orders_ts.last_event_hash = v.column4 AND orders_ts.token_nonce = v.column5 "
                 "AND orders_ts.order_manager_id IS v.column6 AND orders_ts.expire_time IS v.column7 AND "
-                + untraded.format(symbol="orders_ts.symbol") + " RETURNING orders_ts.order_id")
+                + untraded.format(symbol="orders_ts.symbol") + " RETURNING orders_ts.order_id, orders_ts.version")
     names = ("updated_time", "head", "order_id", "expected", "nonce", "manager", "expire")
     types = [_pg_type(orders_table.c[column]) for column in
              ("updated_time", "last_event_hash", "order_id", "last_event_hash", "token_nonce", "order_manager_id",
@@ -284,7 +286,7 @@ def expected_claim_sql(dialect: str, rows: int) -> str:
             f"WHERE o.order_id = v.order_id AND o.{approved.format(o='o.')} "
             "AND o.last_event_hash = v.expected AND o.token_nonce = v.nonce "
             "AND o.order_manager_id IS NOT DISTINCT FROM v.manager AND o.expire_time IS NOT DISTINCT FROM v.expire "
-            "AND " + untraded.format(symbol="o.symbol") + " RETURNING o.order_id")
+            "AND " + untraded.format(symbol="o.symbol") + " RETURNING o.order_id, o.version")
 
 
 @functools.lru_cache(maxsize=64)
@@ -311,9 +313,10 @@ def _execute(context: WriteContext, sql: str, rows: list[Sequence[Any]]) -> Any:
 UPDATE_CHUNK = 500
 
 
-def _set_update(context: WriteContext, sql: Callable[[str, int], str], rows: list[list[Any]], key: int) -> set[str]:
+def _set_update(context: WriteContext, sql: Callable[[str, int], str], rows: list[list[Any]],
+                key: int) -> dict[str, Any]:
     """Run a compare-and-set update of one row per order (its id at ``key``); returns the
-    ids it moved, as the statement itself returns them.
+    ids it moved, as the statement itself returns them, each with the row it returned.
 
     An order named twice keeps only its first row; the later ones lose, as they would
     one after the other (they expected the same stored row): their writers reload and
@@ -327,19 +330,19 @@ def _set_update(context: WriteContext, sql: Callable[[str, int], str], rows: lis
             unique.append(row)
     if context.dialect != "sqlite":
         if len(unique) == 1:  # one row of values (see _pg_source)
-            return {row[0] for row in context.run(sql(context.dialect, 1), tuple(unique[0]))}
-        return {row[0] for row in context.run(sql(context.dialect, 0), tuple(list(c) for c in zip(*unique)))}
-    moved: set[str] = set()
+            return {row[0]: row for row in context.run(sql(context.dialect, 1), tuple(unique[0]))}
+        return {row[0]: row for row in context.run(sql(context.dialect, 0), tuple(list(c) for c in zip(*unique)))}
+    moved: dict[str, Any] = {}
     for start in range(0, len(unique), UPDATE_CHUNK):
         chunk = unique[start:start + UPDATE_CHUNK]
         cursor = context.run(sql("sqlite", len(chunk)), [value for row in chunk for value in row])
-        moved.update(row[0] for row in cursor.fetchall())
+        moved.update((row[0], row) for row in cursor.fetchall())
     return moved
 
 
-def _updated(context: WriteContext, rows: list[list[Any]]) -> set[str]:
+def _updated(context: WriteContext, rows: list[list[Any]]) -> Any:
     """The compare-and-set updates of orders' lifecycle columns; the ids updated."""
-    return _set_update(context, update_sql, rows, -2)
+    return _set_update(context, update_sql, rows, -2).keys()
 
 
 def _note_events(context: WriteContext, order: Order) -> None:
@@ -515,7 +518,7 @@ class Claims:
             event_rows += events
             order.new_events.clear()
             order.last_event_hash = head
-            order.version = 2
+            order.version = won[order.order_id][1]
             outcomes[index] = order
         return left
 

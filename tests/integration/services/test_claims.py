@@ -161,3 +161,19 @@ def test_one_claim_and_several_store_the_same_whatever_shape_the_update_takes(db
     else:
         assert "(VALUES (" in updates[0] and "unnest(" not in updates[0]
         assert "unnest(" in updates[1]
+
+
+def test_a_claim_of_an_order_approved_again_with_a_fresh_token_returns_the_version_it_stored(db, risk, make_order):
+    async def scenario():
+        order = make_order()
+        await approved(risk, order)
+        again = await risk.validate(make_order(client_order_id=order.client_order_id))  # a retry: a fresh token
+        (claimed,) = await db.write_many(CLAIMS, [_claim(again)])
+        stored = await db.read(lambda uow: uow.orders.get(order.order_id))
+        return again, claimed, stored
+
+    again, claimed, stored = asyncio.run(scenario())
+    assert again.order.version == 2  # the approval given again moved the version on, without an event
+    assert claimed.status is OrderStatus.SUBMITTED and stored.status is OrderStatus.SUBMITTED
+    assert claimed.version == stored.version == 3
+    assert _fields(claimed) == _fields(stored)
