@@ -42,6 +42,7 @@ from services.domain import Order, OrderEvent, OrderStatus, TimeInForce, Trade, 
 from services.domain.errors import OverfillError, StaleOrder
 from services.domain.execution import ExecutionReport, Fill
 from services.domain.order import CLOSED_FILLABLE
+from services.domain.trade import legacy_venue_trade_id
 from services.store import UnitOfWork
 from services.store.repositories import symbol_scope
 
@@ -197,6 +198,20 @@ def _gtd_due(order: Order, report: ExecutionReport) -> bool:
     )
 
 
+def _stored_trade(uow: UnitOfWork, order: Order, trade_id: str) -> Trade | None:
+    """The trade stored under ``trade_id`` at the order's venue, or this order's under the
+    id the venue trade had before ids named its symbol and side (a fill stored before an
+    upgrade and reported again after it, see :func:`legacy_venue_trade_id`)."""
+    stored = uow.trades.get(order.venue, trade_id)
+    if stored is None:
+        legacy = legacy_venue_trade_id(trade_id)
+        if legacy is not None:
+            earlier = uow.trades.get(order.venue, legacy)
+            if earlier is not None and earlier.order_id == order.order_id:
+                return earlier
+    return stored
+
+
 def _anomaly(uow: UnitOfWork, kind: str, order: Order | None, report: ExecutionReport, detail: str) -> None:
     log.warning("execution anomaly %s on order %s: %s", kind, report.order_id, detail)
     uow.anomalies.record(
@@ -244,8 +259,15 @@ def apply_report(uow: UnitOfWork, report: ExecutionReport) -> tuple[Order | None
         _anomaly(uow, "UNKNOWN_ORDER", None, report, f"report for unknown order {report.order_id}")
         return None, None
     known = frozenset()
-    if report.fill is not None and uow.trades.get(order.venue, report.fill.trade_id) is not None:
-        known = frozenset({report.fill.trade_id})
+    if report.fill is not None:
+        stored = _stored_trade(uow, order, report.fill.trade_id)
+        if stored is not None and stored.order_id != order.order_id:
+            # Never taken for this order's duplicate: its fill would be lost.
+            _anomaly(uow, "TRADE_ID_CLASH", order, report,
+                     f"venue trade {report.fill.trade_id} is stored already, as a fill of order {stored.order_id}")
+            return order, None
+        if stored is not None:
+            known = frozenset({report.fill.trade_id})
     applied = apply_to_order(order, report, known, lambda: claim_of(uow.orders.events(order.order_id)) is not None)
     if applied.anomaly is not None:
         kind, detail = applied.anomaly

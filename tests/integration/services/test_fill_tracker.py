@@ -91,6 +91,38 @@ def test_the_same_trade_id_in_a_report_with_another_status_is_still_a_duplicate(
     assert (stored.status, stored.filled_quantity, len(trades)) == (S.PARTIALLY_FILLED, Decimal("0.4"), 1)
 
 
+def test_a_trade_id_another_order_holds_is_an_anomaly_not_a_duplicate_and_applies_nothing(store, stored_order):
+    first = stored_order(S.ACCEPTED, quantity=Decimal("1"))
+    second = stored_order(S.ACCEPTED, quantity=Decimal("1"))
+    apply(store, report(first, S.PARTIALLY_FILLED, fill("0.4", "65000", trade_id="BTCUSDT:7:BUY")))
+
+    apply(store, report(second, S.PARTIALLY_FILLED, fill("0.3", "65001", trade_id="BTCUSDT:7:BUY")))
+
+    stored, _, trades, anomalies = load(store, second.order_id)
+    assert (stored.status, stored.filled_quantity, trades) == (S.ACCEPTED, Decimal(0), [])
+    assert [a.kind for a in anomalies] == ["TRADE_ID_CLASH"]
+    assert first.order_id in anomalies[0].detail
+
+
+def test_a_fill_stored_under_its_earlier_venue_trade_id_is_a_duplicate_when_reported_again(store, stored_order):
+    """Live venue trades were stored under the venue's number alone (``spot-`` and the
+    number on spot) before their ids named the symbol and the side: a fill stored so and
+    reported again after the upgrade is the same fill, applied once."""
+    order = stored_order(S.ACCEPTED, quantity=Decimal("1"))
+    other = stored_order(S.ACCEPTED, quantity=Decimal("1"), symbol="ETHUSDT")
+    apply(store, report(order, S.PARTIALLY_FILLED, fill("0.4", "65000", trade_id="1042")))
+    apply(store, report(other, S.PARTIALLY_FILLED, fill("0.2", "3200", trade_id="77")))
+
+    apply(store, report(order, S.PARTIALLY_FILLED, fill("0.4", "65000", trade_id="BTCUSDT:1042:BUY")))
+    apply(store, report(other, S.PARTIALLY_FILLED, fill("0.3", "3201", trade_id="ETHUSDT:1042:BUY")))
+
+    stored, _, trades, anomalies = load(store, order.order_id)
+    assert (stored.filled_quantity, [t.trade_id for t in trades], anomalies) == (Decimal("0.4"), ["1042"], [])
+    stored, _, trades, anomalies = load(store, other.order_id)  # another order's number 1042: its own fill
+    assert stored.filled_quantity == Decimal("0.5") and anomalies == []
+    assert sorted(t.trade_id for t in trades) == ["77", "ETHUSDT:1042:BUY"]
+
+
 def test_overfill_records_an_anomaly_and_no_trade_and_quarantines_the_symbol(store, stored_order):
     order = stored_order(S.ACCEPTED, quantity=Decimal("1"))
     apply(store, report(order, S.PARTIALLY_FILLED, fill("0.6", "65000")))
