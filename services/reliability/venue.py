@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from services.domain import MarketType
+from services.domain.trade import venue_trade_id
 from services.store.models import order_events_table, orders_table, trades_table
 
 from .invariants import OPEN, Report
@@ -41,8 +43,9 @@ class VenueRecord:
 
     @staticmethod
     def trade_id(trade: Mapping[str, Any]) -> str:
-        """The venue trade id as Tessera stores it (spot ids carry a prefix)."""
-        return f"spot-{trade['id']}" if trade.get("market") == "spot" else str(trade["id"])
+        """The venue trade id as Tessera stores it (:func:`~services.domain.trade.venue_trade_id`)."""
+        market = MarketType.SPOT if trade.get("market") == "spot" else MarketType.FUTURES
+        return venue_trade_id(market, trade["symbol"], trade["side"], trade["id"])
 
 
 def check_against_venue(engine: Engine, venue: VenueRecord, *, venue_name: str | None = None,

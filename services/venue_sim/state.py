@@ -349,7 +349,10 @@ class VenueState:
         self.account(DEFAULT_ACCOUNT)
         start = now_ms()
         self._next_order_id = start
-        self._next_trade_id = start
+        #: Trades are numbered per market and symbol, as the venue numbers them (the same
+        #: number comes up in two symbols).
+        self._trade_start = start
+        self._next_trade_ids: dict[tuple[str, str], int] = {}
 
     # -- accounts, and the default one the single-account callers use -----------------------------
     def account(self, name: str) -> Account:
@@ -636,7 +639,8 @@ class VenueState:
 
     def _trade(self, account: Account, order: VOrder, price: Decimal, size: Decimal, *, maker: bool,
                last: bool | None = None) -> None:
-        self._next_trade_id += 1
+        key = (order.market, order.symbol)
+        trade_number = self._next_trade_ids[key] = self._next_trade_ids.get(key, self._trade_start) + 1
         order.executed += size
         order.cum_quote += price * size
         done = order.remaining == 0 if last is None else last
@@ -649,7 +653,7 @@ class VenueState:
             pnl = account.position(order.symbol, order.position_side).apply(signed, price)
         trade = {
             "symbol": order.symbol,
-            "id": self._next_trade_id,
+            "id": trade_number,
             "orderId": order.order_id,
             "side": order.side,
             "price": _fmt(price),

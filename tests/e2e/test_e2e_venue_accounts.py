@@ -24,6 +24,7 @@ import pytest
 from eth_account import Account
 
 from services.common.identities import LOCAL_PRINCIPAL
+from services.reliability.venue import VenueRecord
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
 from tessera.oms.v1 import oms_pb2
@@ -121,7 +122,7 @@ def test_two_accounts_trade_side_by_side_each_signed_by_its_own_api_wallet(accou
     assert (at_venue_a["account"], at_venue_b["account"]) == (USER_A, USER_B)
     for approved, venue_order in ((a, at_venue_a), (b, at_venue_b)):
         assert [t.trade_id for t in store.trades(approved.order.order_id)] == [
-            str(t["id"]) for t in sim.trades(venue_order["orderId"])]
+            VenueRecord.trade_id(t) for t in sim.trades(venue_order["orderId"])]
     paths = {r["path"] for r in sim.requests()}
     assert "/fapi/v3/order" in paths and "/fapi/v1/order" not in paths
 
@@ -158,7 +159,7 @@ def test_every_venue_payload_is_stored_as_its_exact_json_on_the_order_its_events
     assert [e.raw_venue_json for e in store.events(order_id) if e.raw_venue_json] == [
         e.raw_venue_json for e in details.events if e.raw_venue_json]
     (trade,) = details.trades
-    assert int(trade.trade_id) in integers(json.loads(trade.raw_venue_json))  # an integer, not 1.2e7
+    assert int(trade.trade_id.split(":")[1]) in integers(json.loads(trade.raw_venue_json))  # an integer, not 1.2e7
     assert store.trades(order_id)[0].raw_venue_json == trade.raw_venue_json
 
 
@@ -244,7 +245,7 @@ def test_a_dropped_user_stream_loses_and_doubles_no_fill(accounts):
     for approved in orders:
         (venue_order,) = sim.orders(approved.order.client_order_id)
         stored = [t.trade_id for t in store.trades(approved.order.order_id)]
-        assert stored == [str(t["id"]) for t in sim.trades(venue_order["orderId"])]  # once each
+        assert stored == [VenueRecord.trade_id(t) for t in sim.trades(venue_order["orderId"])]  # once each
     sim.set_price("BTCUSDT", str(e2e.PRICES["BTCUSDT"]))
 
 

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from services.cli.stack import PROJECT_ROOT
+from services.reliability.venue import VenueRecord
 from tessera.common.v1 import types_pb2 as pb
 from tessera.oms.v1 import oms_pb2
 from tessera.risk.v1 import risk_pb2
@@ -131,7 +132,7 @@ def test_live_market_order_fills_at_the_venue_and_its_trade_is_stored_once(live,
     assert venue_order["status"] == "FILLED"
     assert answer.order.remote_order_id == str(venue_order["orderId"])
     stored = live_store.trades(order_id)
-    assert [t.trade_id for t in stored] == [str(t["id"]) for t in venue_trades]
+    assert [t.trade_id for t in stored] == [VenueRecord.trade_id(t) for t in venue_trades]
     assert stored[0].price == Decimal(venue_trades[0]["price"]) == Decimal("65006.5")  # the venue's ask
     assert stored[0].commission == Decimal(venue_trades[0]["commission"])
     assert live_store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "FILLED"]
@@ -257,7 +258,7 @@ def test_an_order_accepted_without_an_answer_is_reconciled_to_the_venues_truth(l
     settled(live_store, order_id, "FILLED")
     (venue_order,) = sim.orders(approved.order.client_order_id)  # exactly one order at the venue
     venue_trades = sim.trades(venue_order["orderId"])
-    assert sorted(t.trade_id for t in live_store.trades(order_id)) == sorted(str(t["id"]) for t in venue_trades)
+    assert sorted(t.trade_id for t in live_store.trades(order_id)) == sorted(VenueRecord.trade_id(t) for t in venue_trades)
     assert live_store.order(order_id).filled_quantity == Decimal("0.02")
 
 
@@ -291,7 +292,7 @@ def test_a_late_fill_is_recorded_once(live, live_store, sim):
     settled(live_store, order_id, "FILLED")
     time.sleep(1.0)  # the poller and the reconciler both saw the trade by now
     (venue_order,) = sim.orders(approved.order.client_order_id)
-    assert [t.trade_id for t in live_store.trades(order_id)] == [str(t["id"]) for t in sim.trades(venue_order["orderId"])]
+    assert [t.trade_id for t in live_store.trades(order_id)] == [VenueRecord.trade_id(t) for t in sim.trades(venue_order["orderId"])]
     assert live_store.statuses(order_id) == ["PENDING", "APPROVED", "SUBMITTED", "ACCEPTED", "FILLED"]
 
 
@@ -371,7 +372,7 @@ def test_live_over_v3_signs_with_the_api_wallet_and_fills(v3):
     (venue_order,) = sim.orders(approved.order.client_order_id)
     assert venue_order["account"] == vh.V3_USER
     assert [t.trade_id for t in store.trades(approved.order.order_id)] == [
-        str(t["id"]) for t in sim.trades(venue_order["orderId"])]
+        VenueRecord.trade_id(t) for t in sim.trades(venue_order["orderId"])]
     paths = {r["path"] for r in sim.requests()}
     assert {"/fapi/v3/order", "/fapi/v3/leverage", "/fapi/v3/listenKey"} <= paths
     assert not {p for p in paths if p.startswith("/fapi/v1/") and p != "/fapi/v1/time"}
@@ -395,7 +396,7 @@ def test_a_dropped_user_stream_loses_and_doubles_no_fill(v3):
     for approved in orders:
         (venue_order,) = sim.orders(approved.order.client_order_id)
         stored = [t.trade_id for t in store.trades(approved.order.order_id)]
-        assert stored == [str(t["id"]) for t in sim.trades(venue_order["orderId"])]  # once each
+        assert stored == [VenueRecord.trade_id(t) for t in sim.trades(venue_order["orderId"])]  # once each
     sim.set_price("BTCUSDT", str(e2e.PRICES["BTCUSDT"]))
 
 

@@ -528,7 +528,7 @@ class LiveProvider:
     def _fill(self, tracked: Tracked, venue_trade_id: Any, quantity: Decimal, price: Decimal, commission: Decimal,
               commission_asset: str | None, maker: bool, at: Any, raw_payload: dict[str, Any] | None,
               raw_json: str) -> ExecutionReport | None:
-        tid = trade_id(tracked.ref.market_type, venue_trade_id)
+        tid = trade_id(tracked.ref.market_type, tracked.ref.symbol, tracked.ref.side, venue_trade_id)
         if tid in tracked.seen:
             return None
         tracked.seen.add(tid)

@@ -15,7 +15,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Callable
 
-from services.domain import MarginMode, MarketType, OrderStatus
+from services.domain import MarginMode, MarketType, OrderStatus, Side
+from services.domain.trade import venue_trade_id as stored_trade_id
 from services.domain.execution import ExecutionReport
 
 from ..aster.credentials import VenueCredentials
@@ -39,9 +40,10 @@ TRADE_LOOKBACK_MS = 5000
 CredentialsFor = Callable[[str], "VenueCredentials | None"]
 
 
-def trade_id(market_type: MarketType, venue_trade_id: Any) -> str:
-    """Futures and spot number their trades apart; the spot ones carry a prefix."""
-    return f"spot-{venue_trade_id}" if market_type is MarketType.SPOT else str(venue_trade_id)
+def trade_id(market_type: MarketType, symbol: str, side: Side, venue_trade_id: Any) -> str:
+    """The id a venue trade of an order of ``symbol`` on ``side`` is stored under
+    (:func:`services.domain.trade.venue_trade_id`: the venue numbers trades per symbol)."""
+    return stored_trade_id(market_type, symbol, side, venue_trade_id)
 
 
 def _ms(value: Any) -> dt.datetime | None:

@@ -17,6 +17,7 @@ from services.domain.execution import ExecutionReport
 from services.exchange.aster.errors import VenueRejected
 from services.exchange.providers.live import LiveProvider
 from services.exchange.venue import OrderRef, VenueOrderState
+from services.reliability.venue import VenueRecord
 
 from venue_sim_support import WALLET_A, running_venue, streaming_provider, wallet
 
@@ -187,7 +188,7 @@ def test_a_spot_market_buy_of_a_quote_amount_buys_what_it_buys_and_ends_filled(m
     assert trip.params["quoteOrderQty"] == "1000" and "quantity" not in trip.params
     assert trip.path == ("/api/v3/order" if signing == "v3" else "/api/v1/order")
     fills = [r for r in trip.placed if r.fill]
-    assert [r.fill.trade_id for r in fills] == [f"spot-{t['id']}" for t in trip.account.trades]
+    assert [r.fill.trade_id for r in fills] == [VenueRecord.trade_id(t) for t in trip.account.trades]
     spent = sum(r.fill.quantity * r.fill.price for r in fills)
     assert Decimal(1000) - Decimal("3.21") < spent <= Decimal(1000)      # whole 0.001 steps at ~3200
     assert trip.placed[-1].order_status is OrderStatus.FILLED

@@ -15,6 +15,7 @@ from services.exchange.aster.errors import VenueInDoubt, VenueOrderUnknown, Venu
 from services.exchange.aster.requests import prepare_book_ticker, prepare_query_order
 from services.exchange.providers.live import LiveProvider
 from services.exchange.venue import OrderRef
+from services.reliability.venue import VenueRecord
 
 from venue_sim_support import running_venue
 
@@ -56,6 +57,28 @@ def test_orders_are_refused_until_leverage_and_margin_mode_are_set(make_order):
     assert orders_sent == []
 
 
+def test_trades_the_venue_numbers_alike_in_two_symbols_are_two_fills_under_their_own_ids(make_order):
+    """The venue numbers its trades per symbol: the first trade of BTCUSDT and the first
+    of ETHUSDT carry the same number, and each fill is stored under an id of its own."""
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            await provider.set_leverage("ETHUSDT", 10)
+            await provider.set_margin_mode("ETHUSDT", MarginMode.ISOLATED)
+            btc = await provider.execute(make_order(quantity=Decimal("0.1")))
+            eth = await provider.execute(make_order(symbol="ETHUSDT", side=Side.SELL, quantity=Decimal("0.1")))
+            await provider.close()
+            return btc, eth, venue.sim.state.trades
+
+    btc, eth, venue_trades = run(scenario)
+
+    (btc_fill,), (eth_fill,) = ([r.fill for r in reports if r.fill] for reports in (btc, eth))
+    assert [t["id"] for t in venue_trades][0] == [t["id"] for t in venue_trades][1]  # one number, two symbols
+    assert btc_fill.trade_id == f"BTCUSDT:{venue_trades[0]['id']}:BUY"
+    assert eth_fill.trade_id == f"ETHUSDT:{venue_trades[1]['id']}:SELL"
+    assert [btc_fill.trade_id, eth_fill.trade_id] == [VenueRecord.trade_id(t) for t in venue_trades]
+
+
 def test_margin_mode_already_set_at_the_venue_counts_as_set():
     async def scenario():
         async with running_venue() as venue:
@@ -81,7 +104,7 @@ def test_market_order_walks_the_venue_book_and_reports_each_trade_once(make_orde
 
     fills = [r.fill for r in reports if r.fill]
     assert [f.quantity for f in fills] == [Decimal("0.5"), Decimal("0.3")]
-    assert [f.trade_id for f in fills] == [str(t["id"]) for t in venue_trades]
+    assert [f.trade_id for f in fills] == [VenueRecord.trade_id(t) for t in venue_trades]
     assert fills[0].price < fills[1].price  # slippage: the second level is worse
     assert all(f.liquidity_side is LiquiditySide.TAKER and f.commission > 0 for f in fills)
     assert reports[-1].order_status is OrderStatus.FILLED and reports[-1].cumulative_quantity == Decimal("0.8")
@@ -339,7 +362,7 @@ def test_spot_orders_go_to_the_spot_market_without_leverage(make_order):
     reports, posts = run(scenario)
 
     assert reports[-1].order_status is OrderStatus.FILLED
-    assert reports[-1].fill.trade_id.startswith("spot-")
+    assert reports[-1].fill.trade_id.startswith("spot:")
     assert [p["path"] for p in posts] == ["/api/v1/order"]
 
 

@@ -16,6 +16,7 @@ from services.exchange.aster.errors import VenueRateLimited, VenueRejected
 from services.exchange.aster.requests import prepare_listen_key
 from services.exchange.aster.signing import sign_request
 from services.exchange.providers.live import LiveProvider
+from services.reliability.venue import VenueRecord
 
 from venue_sim_support import API_KEY, API_SECRET, WALLET_A, WALLET_B, running_venue, streaming_provider, wallet
 
@@ -57,7 +58,7 @@ def test_a_v3_order_goes_to_the_v3_paths_signed_by_the_api_wallet_and_fills(make
 
     assert {"/fapi/v3/order", "/fapi/v3/leverage", "/fapi/v3/marginType", "/fapi/v3/userTrades"} <= paths
     assert not any(path.startswith("/fapi/v1/") and path != "/fapi/v1/time" for path in paths)
-    assert [r.fill.trade_id for r in reports if r.fill] == [str(t["id"]) for t in trades]
+    assert [r.fill.trade_id for r in reports if r.fill] == [VenueRecord.trade_id(t) for t in trades]
     assert reports[-1].order_status is OrderStatus.FILLED
 
 
@@ -83,7 +84,7 @@ def test_every_report_carries_its_venue_payload_as_exact_json_with_integer_ids(m
     assert json.loads(cancelled.raw_json)["response"]["status"] == "CANCELED"
     assert cancelled.order_status is OrderStatus.CANCELLED
     trade = json.loads(filled[0].raw_json)["userTrade"]
-    assert isinstance(trade["id"], int) and str(trade["id"]) == filled[0].fill.trade_id
+    assert isinstance(trade["id"], int) and VenueRecord.trade_id(trade) == filled[0].fill.trade_id
     assert '"orderId":' + str(trade["orderId"]) in filled[0].raw_json  # the integer as the venue wrote it
 
 
@@ -193,7 +194,7 @@ def test_a_dropped_stream_is_gap_filled_from_rest_and_no_fill_is_lost_or_doubled
             venue.sim.state.set_price(None, "BTCUSDT", Decimal("63790"))
             await until(lambda: fills_of(second) and fills_of(third) and stream.connected, timeout=10)
             await asyncio.sleep(0.3)  # anything doubled would have arrived by now
-            venue_trades = [str(t["id"]) for t in venue.sim.state.accounts[WALLET_A[0]].trades]
+            venue_trades = [VenueRecord.trade_id(t) for t in venue.sim.state.accounts[WALLET_A[0]].trades]
             all_fills = [r.fill.trade_id for r in streamed + answers if r.fill]
             sources = [json.loads(fills_of(order)[0].raw_json) for order in (first, second, third)]
             connections = stream.connections
@@ -399,7 +400,7 @@ def test_spot_fills_arrive_on_the_spot_user_stream(make_order):
 
     assert placed[0].order_status is OrderStatus.ACCEPTED
     fill = next(r for r in streamed if r.fill)
-    assert fill.fill.trade_id.startswith("spot-") and fill.order_status is OrderStatus.FILLED
+    assert fill.fill.trade_id.startswith("spot:") and fill.order_status is OrderStatus.FILLED
     assert json.loads(fill.raw_json)["event"]["e"] == "executionReport"
     assert {"/api/v3/order", "/api/v3/listenKey"} <= paths
 

@@ -13,6 +13,7 @@ import aiohttp
 
 from services.domain import MarketType, OrderStatus
 from services.exchange.providers.live import LiveProvider
+from services.reliability.venue import VenueRecord
 
 from venue_sim_support import WALLET_A, running_venue, wallet
 from test_live_v3 import limit, ready, run, until
@@ -87,7 +88,7 @@ def test_an_expired_listen_key_is_renewed_and_the_fill_made_meanwhile_is_gap_fil
             venue.sim.state.set_price(None, "BTCUSDT", Decimal("63790"))
             await until(lambda: fills_of(second))
             await asyncio.sleep(0.3)  # anything doubled would have arrived by now
-            venue_trades = [str(t["id"]) for t in venue.sim.state.accounts[WALLET_A[0]].trades]
+            venue_trades = [VenueRecord.trade_id(t) for t in venue.sim.state.accounts[WALLET_A[0]].trades]
             sources = [json.loads(fills_of(order)[0].raw_json) for order in (first, second)]
             state = (stream.connections, {r["path"] for r in venue.requests("POST", "/listenKey")})
             await provider.close()
@@ -129,7 +130,7 @@ def test_a_dropped_spot_stream_is_gap_filled_from_rest_and_no_fill_is_lost_or_do
             venue.sim.state.set_price("spot", "ETHUSDT", Decimal("3184"))
             await until(lambda: fills_of(orders[1]) and fills_of(orders[2]) and stream.connected, timeout=10)
             await asyncio.sleep(0.3)  # anything doubled would have arrived by now
-            venue_trades = [f"spot-{t['id']}" for t in venue.sim.state.accounts[WALLET_A[0]].trades]
+            venue_trades = [VenueRecord.trade_id(t) for t in venue.sim.state.accounts[WALLET_A[0]].trades]
             all_fills = [r.fill.trade_id for r in streamed + answers if r.fill]
             sources = [json.loads(fills_of(order)[0].raw_json) for order in orders]
             trade_reads = venue.requests("GET", "/userTrades")

@@ -76,7 +76,7 @@ def test_trade_events_become_fills_once_each_with_the_commissions_sign(provider)
     reports = feed(provider, part) + feed(provider, part) + feed(provider, rest) + feed(provider, rest)
 
     assert [(r.fill.trade_id, r.order_status) for r in reports] == [
-        ("101", OrderStatus.PARTIALLY_FILLED), ("102", OrderStatus.FILLED)]
+        ("BTCUSDT:101:SELL", OrderStatus.PARTIALLY_FILLED), ("BTCUSDT:102:SELL", OrderStatus.FILLED)]
     assert reports[0].fill.commission == Decimal("-0.0014")  # kept as the venue wrote it
     assert reports[1].fill.liquidity_side is LiquiditySide.MAKER
     assert reports[1].cumulative_quantity == Decimal("0.002")
@@ -114,6 +114,6 @@ def test_the_docs_spot_execution_report_is_a_fill_with_a_spot_trade_id(provider)
 
     (report,) = feed(provider, DOC_SPOT_EVENT, MarketType.SPOT)
 
-    assert report.fill.trade_id == "spot-18" and report.fill.quantity == Decimal("1")
+    assert report.fill.trade_id == "spot:ADA25SLP25:18:SELL" and report.fill.quantity == Decimal("1")
     assert report.fill.price == Decimal("19.1") and report.fill.commission_asset == "SLP25"
     assert report.order_status is OrderStatus.PARTIALLY_FILLED

@@ -1560,7 +1560,9 @@ type Trade struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The venue's trade id, unique per venue.
+	// The venue's trade id, unique per venue. Live on Aster, the symbol, the venue's
+	// trade number and the side ("BTCUSDT:1042:BUY"; "spot:BTCUSDT:1042:SELL" on spot):
+	// Aster numbers trades per symbol.
 	TradeId string `protobuf:"bytes,1,opt,name=trade_id,json=tradeId,proto3" json:"trade_id,omitempty"`
 	// The venue the fill happened at.
 	Venue string `protobuf:"bytes,2,opt,name=venue,proto3" json:"venue,omitempty"`
