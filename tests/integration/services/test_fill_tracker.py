@@ -391,3 +391,17 @@ def test_terminal_status_report_closes_a_submitted_order_with_the_venues_reason(
     stored, events, _, _ = load(store, order.order_id)
     assert stored.status is status
     assert events[-1].reason == "VENUE_SAYS_NO"
+
+
+def test_the_average_fill_price_the_fill_gives_is_the_one_stored(store, stored_order):
+    """A VWAP with more decimals than the store keeps (195002 / 3) is rounded as the store
+    rounds it (18 places, half-even) when the fill is applied: the answer of the call that
+    applied it and every later read agree."""
+    order = stored_order(S.ACCEPTED, quantity=Decimal("3"))
+    apply(store, report(order, S.PARTIALLY_FILLED, fill("1", "65000")))
+
+    applied, _ = apply(store, report(order, S.FILLED, fill("2", "65001")))
+
+    stored = load(store, order.order_id)[0]
+    assert applied.average_fill_price == stored.average_fill_price == Decimal("65000.666666666666666667")
+    assert str(applied.average_fill_price) == str(stored.average_fill_price)
