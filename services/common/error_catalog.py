@@ -184,7 +184,8 @@ _OWN: tuple[Reason, ...] = (
     _r("CONCURRENT_UPDATE", "ABORTED", "A concurrent writer changed the order first: read it and retry.",
        ("order_id",), _OMS),
     _r("VENUE_RATE_LIMITED", "RESOURCE_EXHAUSTED",
-       "Over the venue's rate limit (HTTP 429, -1003): retry after the RetryInfo's delay.", services=_EXCHANGE),
+       "Over the venue's rate limit (HTTP 429, -1003), or over the share of its request weight Tessera "
+       "allows (quotes past half of the minute's): retry after the RetryInfo's delay.", services=_EXCHANGE),
     _r("VENUE_IP_BANNED", "RESOURCE_EXHAUSTED",
        "The venue banned this address for a while (HTTP 418): retry after the RetryInfo's delay.",
        services=_EXCHANGE, retry_seconds=60.0),

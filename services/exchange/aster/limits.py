@@ -62,6 +62,12 @@ def _header(headers: Any, name: str) -> str | None:
     return value
 
 
+#: The share of a minute's request-weight budget market data a caller asked for may use
+#: (:attr:`~services.exchange.aster.requests.VenueRequest.market_data`): the rest is kept
+#: for the orders, their cancels and the reads that follow them.
+MARKET_DATA_SHARE = 0.5
+
+
 class WeightGate:
     """The request-weight budget of one host (one IP) per minute, and the backoff after a refusal."""
 
@@ -97,14 +103,15 @@ class WeightGate:
         if minute != self.minute:
             self.minute, self.used = minute, 0
 
-    def wait_before(self, weight: int) -> float:
+    def wait_before(self, weight: int, *, market_data: bool = False) -> float:
         """Seconds to wait before a request of ``weight`` (0: send now).
 
         Raises
         ------
         VenueRateLimited
             The venue asked for a pause (429/418) that has not passed, or the wait for
-            the next minute would exceed ``max_wait``.
+            the next minute would exceed ``max_wait``, or (``market_data``) the request
+            would pass :data:`MARKET_DATA_SHARE` of the budget: refused, not delayed.
         """
         now = self.clock()
         if now < self.blocked_until:
@@ -115,6 +122,11 @@ class WeightGate:
                 retry_after=self.blocked_until - now,
             )
         self._roll()
+        if market_data and self.used + weight > int(self.budget * MARKET_DATA_SHARE):
+            raise VenueRateLimited(
+                f"market data refused: {self.used} of this minute's request weight budget of {self.budget} is used, "
+                f"and what is left past {MARKET_DATA_SHARE:.0%} of it is kept for orders",
+                retry_after=60.0 - (now % 60.0) + 0.05)
         if self.used + weight <= self.budget:
             self.used += weight  # reserve it; the answer's header corrects the count
             return 0.0

@@ -59,6 +59,10 @@ class VenueRequest:
     key_only: bool = False
     #: Counts against the account's order rate limit (``X-MBX-ORDER-COUNT-*``).
     places_order: bool = False
+    #: Market data a caller asked for (``GetTicker``): sent only within
+    #: :data:`~services.exchange.aster.limits.MARKET_DATA_SHARE` of the minute's request
+    #: weight, refused past it, so such calls never hold back the orders.
+    market_data: bool = False
 
     @property
     def idempotent(self) -> bool:
@@ -349,7 +353,8 @@ def prepare_ticker_price(symbol: str, market_type: MarketType = MarketType.FUTUR
 
 
 def prepare_book_ticker(symbol: str, market_type: MarketType = MarketType.FUTURES) -> VenueRequest:
-    return VenueRequest("GET", f"{prefix_for(market_type)}/ticker/bookTicker", (("symbol", symbol),))
+    return VenueRequest("GET", f"{prefix_for(market_type)}/ticker/bookTicker", (("symbol", symbol),),
+                        market_data=True)
 
 
 def prepare_depth(symbol: str, market_type: MarketType = MarketType.FUTURES, limit: int = 20) -> VenueRequest:

@@ -205,7 +205,7 @@ class AsterTransport:
         gate = self.gate_for(base)
         attempts = 1 + (self.read_retries if request.idempotent else 0)
         for attempt in range(attempts):
-            wait = gate.wait_before(request.weight)
+            wait = gate.wait_before(request.weight, market_data=request.market_data)
             if wait > 0:
                 log.info("%s waits %.1fs for the next minute's request weight", what, wait)
                 await self.sleep(wait)

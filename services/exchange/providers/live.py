@@ -143,6 +143,10 @@ class LiveProvider:
         self._default = self._session_for(transport.credentials)
         self._rules: dict[MarketType, dict[str, SymbolRules]] = {}
         self._marks: dict[tuple[MarketType, str], tuple[float, Decimal]] = {}
+        #: Quotes (``GetTicker``) as last read, and those being read: one request per symbol
+        #: and ``mark_price_seconds`` however many callers ask.
+        self._quotes: dict[tuple[MarketType, str], tuple[float, Quote]] = {}
+        self._quoting: dict[tuple[MarketType, str], asyncio.Future[Quote]] = {}
         self._tracked: dict[str, Tracked] = {}  # by order id
         self._by_venue_id: dict[tuple[str, MarketType, int], Tracked] = {}
         self._by_client_id: dict[tuple[str, MarketType, str], Tracked] = {}
@@ -290,9 +294,30 @@ class LiveProvider:
         return Decimal(str(payload["price"]))
 
     async def quote(self, symbol: str, market_type: MarketType = MarketType.FUTURES) -> Quote:
+        """The best bid and ask, read at most once per ``mark_price_seconds`` per symbol
+        (callers meanwhile share the read), within the market-data share of the venue's
+        request weight (:data:`~services.exchange.aster.limits.MARKET_DATA_SHARE`)."""
+        key = (market_type, symbol)
+        cached = self._quotes.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.mark_price_seconds:
+            return cached[1]
+        reading = self._quoting.get(key)
+        if reading is None:
+            reading = self._quoting[key] = asyncio.ensure_future(self._read_quote(symbol, market_type))
+            reading.add_done_callback(lambda done: self._quoted(key, done))
+        return await asyncio.shield(reading)
+
+    def _quoted(self, key: tuple[MarketType, str], done: "asyncio.Future[Quote]") -> None:
+        self._quoting.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have gone
+
+    async def _read_quote(self, symbol: str, market_type: MarketType) -> Quote:
         payload = await self.transport.send(rq.prepare_book_ticker(symbol, market_type))
         bid, ask = Decimal(str(payload["bidPrice"])), Decimal(str(payload["askPrice"]))
-        return Quote(symbol, (bid + ask) / 2, bid, ask)
+        quote = Quote(symbol, (bid + ask) / 2, bid, ask)
+        self._quotes[(market_type, symbol)] = (time.monotonic(), quote)
+        return quote
 
     async def mark_price(self, symbol: str, market_type: MarketType = MarketType.FUTURES) -> Decimal:
         """The futures mark price (spot: the last price), cached for ``mark_price_seconds``."""

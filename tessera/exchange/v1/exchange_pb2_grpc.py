@@ -208,6 +208,10 @@ class ExchangeServiceServicer:
 
     def GetTicker(self, request, context):
         """GetTicker returns the price the service would fill at. Open to every caller.
+        Live, a symbol's quote is read from the venue at most once a second (callers
+        meanwhile get the same quote) and only within half of the minute's request weight:
+        past it RESOURCE_EXHAUSTED, reason VENUE_RATE_LIMITED, with the delay to the next
+        minute; the rest is kept for orders.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

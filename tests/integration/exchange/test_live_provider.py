@@ -318,6 +318,26 @@ def test_after_a_rate_limit_answer_nothing_is_sent_until_retry_after(kind, reaso
     assert quote.ask > 0
 
 
+def test_quotes_asked_together_or_within_the_window_are_one_venue_read_and_a_later_one_reads_again():
+    async def scenario():
+        async with running_venue() as venue:
+            provider = LiveProvider(venue.transport(), poll_seconds=0, mark_price_seconds=0.3)
+            together = await asyncio.gather(*(provider.quote("BTCUSDT") for _ in range(5)))
+            again = await provider.quote("BTCUSDT")
+            reads_within = len(venue.requests("GET", "/ticker/bookTicker"))
+            venue.sim.state.set_price(None, "BTCUSDT", Decimal("70000"))
+            await asyncio.sleep(0.35)
+            later = await provider.quote("BTCUSDT")
+            reads = len(venue.requests("GET", "/ticker/bookTicker"))
+            await provider.close()
+            return together, again, reads_within, later, reads
+
+    together, again, reads_within, later, reads = run(scenario)
+
+    assert reads_within == 1 and len({q.ask for q in together}) == 1 and again == together[0]
+    assert reads == 2 and later.ask > together[0].ask
+
+
 def test_the_transport_tracks_used_weight_from_the_answers():
     async def scenario():
         async with running_venue() as venue:

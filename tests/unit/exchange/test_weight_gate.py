@@ -64,3 +64,17 @@ def test_a_wait_longer_than_allowed_is_refused_instead():
 
     with pytest.raises(VenueRateLimited):
         gate.wait_before(1)
+
+
+def test_market_data_is_refused_past_its_share_of_the_budget_and_orders_still_go():
+    clock = Clock(60 * 1000 + 30.0)
+    gate = WeightGate(100, headroom=0.9, clock=clock)  # a budget of 90, market data up to 45
+    assert [gate.wait_before(2, market_data=True) for _ in range(22)] == [0.0] * 22
+
+    with pytest.raises(VenueRateLimited) as refused:
+        gate.wait_before(2, market_data=True)
+
+    assert refused.value.reason == "VENUE_RATE_LIMITED" and 30.0 <= refused.value.retry_after <= 30.1
+    assert "kept for orders" in str(refused.value)
+    assert gate.used == 44  # the refused request reserved nothing
+    assert [gate.wait_before(1) for _ in range(46)] == [0.0] * 46  # the rest of the budget: orders

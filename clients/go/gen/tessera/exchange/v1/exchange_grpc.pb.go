@@ -44,6 +44,10 @@ type ExchangeServiceClient interface {
 	// OMS only.
 	SetMarginMode(ctx context.Context, in *SetMarginModeRequest, opts ...grpc.CallOption) (*SetMarginModeResponse, error)
 	// GetTicker returns the price the service would fill at. Open to every caller.
+	// Live, a symbol's quote is read from the venue at most once a second (callers
+	// meanwhile get the same quote) and only within half of the minute's request weight:
+	// past it RESOURCE_EXHAUSTED, reason VENUE_RATE_LIMITED, with the delay to the next
+	// minute; the rest is kept for orders.
 	GetTicker(ctx context.Context, in *GetTickerRequest, opts ...grpc.CallOption) (*GetTickerResponse, error)
 	// StreamExecutionReports sends reports after a sequence, then follows new ones
 	// until the caller cancels. OMS only: the OMS's fill tracker applies them.
@@ -251,6 +255,10 @@ type ExchangeServiceServer interface {
 	// OMS only.
 	SetMarginMode(context.Context, *SetMarginModeRequest) (*SetMarginModeResponse, error)
 	// GetTicker returns the price the service would fill at. Open to every caller.
+	// Live, a symbol's quote is read from the venue at most once a second (callers
+	// meanwhile get the same quote) and only within half of the minute's request weight:
+	// past it RESOURCE_EXHAUSTED, reason VENUE_RATE_LIMITED, with the delay to the next
+	// minute; the rest is kept for orders.
 	GetTicker(context.Context, *GetTickerRequest) (*GetTickerResponse, error)
 	// StreamExecutionReports sends reports after a sequence, then follows new ones
 	// until the caller cancels. OMS only: the OMS's fill tracker applies them.
