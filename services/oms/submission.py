@@ -25,7 +25,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import core_ext
 from services.common import convert
@@ -102,6 +102,8 @@ class Submitter:
         self.clock = clock
         self.wall = wall
         self.written = written
+        #: Batches sent and recorded apart from their callers (see :meth:`_apart`).
+        self.running: set[asyncio.Task[Any]] = set()
 
     # -- entry points -----------------------------------------------------------------------------
     async def submit_wire(self, raw: bytes, *, remaining: float | None = None) -> Submission:
@@ -220,14 +222,35 @@ class Submitter:
             claimed = sending[0][1]
             answers = [await self.gateway.execute(orders[0], tokens[0], remaining=remaining,
                                                   orphaned=lambda answer: self._record([(claimed, answer)]))]
+            finished = await self._record([(claimed, answers[0])])
         else:
-            answers = await self.gateway.execute_many(list(zip(orders, tokens)), remaining=remaining)
-        finished = await self._record(list(zip((order for _, order, _ in sending), answers)))
+            finished = await self._apart(self._send_and_record(
+                list(zip(orders, tokens)), [order for _, order, _ in sending], remaining))
         for (index, _, _), outcome in zip(sending, finished):
             results[index] = outcome
         if replays:  # after the sends: a repeat inside this batch answers as its first did
             await self._replayed(results, replays)
         return results
+
+    async def _send_and_record(self, items: list[tuple[common_pb.Order, str]], claimed: list[Order],
+                               remaining: float | None) -> list[Submission | DomainError]:
+        answers = await self.gateway.execute_many(items, remaining=remaining)
+        return await self._record(list(zip(claimed, answers)))
+
+    async def _apart(self, work: Awaitable[list[Any]]) -> list[Any]:
+        """``work`` in a task of its own: a caller cancelled meanwhile (its client went
+        away) leaves it to finish, so what the Exchange answers for a batch is stored as
+        it comes, not left in doubt for the reconciler (as :meth:`ExchangeGateway.execute`
+        does for one order)."""
+        task = asyncio.ensure_future(work)
+        self.running.add(task)
+        task.add_done_callback(self._ran_apart)
+        return await asyncio.shield(task)
+
+    def _ran_apart(self, task: "asyncio.Task[Any]") -> None:
+        self.running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a batch sent apart from its caller was not recorded: %r", task.exception())
 
     async def _replayed(self, results: list[Any], replays: list[tuple[int, str, str, str]]) -> None:
         """Answer the claims a retry of a submission made (see :mod:`.replay`)."""

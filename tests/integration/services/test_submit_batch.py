@@ -24,10 +24,14 @@ class BatchExchange(FakeExchange):
         super().__init__(keyring)
         self.batches: list[exchange_pb2.ExecuteOrdersRequest] = []
         self.batch_failure: grpc.aio.AioRpcError | None = None
+        #: When set, each ExecuteOrders call answers only once this event is set.
+        self.answer_when: asyncio.Event | None = None
 
     async def ExecuteOrders(self, request, timeout=None, metadata=None, wait_for_ready=None):
         self.batches.append(request)
         await asyncio.sleep(0)
+        if self.answer_when is not None:
+            await self.answer_when.wait()
         if self.batch_failure is not None:
             raise self.batch_failure
         orders = [convert.order_from_proto(item.order) for item in request.orders]
@@ -148,6 +152,31 @@ def test_a_batch_call_without_an_answer_leaves_every_order_in_doubt(risk, oms, e
 
     results = asyncio.run(scenario())
     assert [r.order.status for r in results] == [S.SUBMITTED, S.SUBMITTED]
+
+
+def test_a_batch_whose_caller_went_away_is_still_recorded_when_the_exchange_answers(risk, oms, exchange, db,
+                                                                                     make_order):
+    """The client of a SubmitOrders call goes away while the Exchange executes its batch:
+    the answer, when it comes, is stored (the orders FILLED with their trades), not left
+    SUBMITTED in doubt for the reconciler."""
+    async def scenario():
+        exchange.answer_when = asyncio.Event()
+        decisions = [await approved(risk, make_order()) for _ in range(2)]
+        caller = asyncio.ensure_future(oms.submit_many([(as_sent(d.order), d.token) for d in decisions]))
+        while not exchange.batches:
+            await asyncio.sleep(0.01)
+        caller.cancel()
+        await asyncio.sleep(0.05)
+        exchange.answer_when.set()
+        await asyncio.gather(*oms.submitter.running)
+        return caller.cancelled(), [d.order.order_id for d in decisions]
+
+    cancelled, order_ids = asyncio.run(scenario())
+
+    assert cancelled
+    with db.store.uow(read_only=True) as uow:
+        assert [uow.orders.get(order_id).status for order_id in order_ids] == [S.FILLED, S.FILLED]
+        assert [len(uow.trades.for_order(order_id)) for order_id in order_ids] == [1, 1]
 
 
 def test_a_batch_the_exchange_refuses_outright_rejects_its_orders(risk, oms, exchange, make_order):
