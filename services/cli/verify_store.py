@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from .client import EXIT_ERROR, EXIT_OK, err
@@ -45,7 +45,11 @@ def add_verify_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_only_engine(url: str) -> Engine:
-    """An engine that cannot write: SQLite opened read-only, PostgreSQL read-only transactions."""
+    """An engine that cannot write: SQLite opened read-only, PostgreSQL read-only transactions.
+
+    On SQLite a transaction begins with ``BEGIN`` (SQLAlchemy's, not the driver's, which
+    starts none before a SELECT): the reads of one transaction see one snapshot of the
+    store, as on PostgreSQL under ``REPEATABLE READ``."""
     from services.store.engine import make_engine, normalize_url
 
     parsed = normalize_url(url)
@@ -53,7 +57,17 @@ def read_only_engine(url: str) -> Engine:
         path = parsed.database or ""
         if not path or path == ":memory:" or not Path(path).exists():
             raise FileNotFoundError(f"no SQLite database at {path or '(none)'}")
-        return create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
+        engine = create_engine(f"sqlite:///file:{Path(path).resolve()}?mode=ro&uri=true")
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # BEGIN is SQLAlchemy's (below), not the driver's
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+        return engine
     return make_engine(parsed, connect_args={"options": "-c default_transaction_read_only=on"},
                        pool_size=1, max_overflow=1)
 

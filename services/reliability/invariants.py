@@ -44,6 +44,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from services.store.chain import event_hash, store_digest
+from services.store.engine import SQLITE_BEGIN_OPTION
 from services.store.models import (
     anomalies_table,
     ledger_entries_table,
@@ -315,7 +316,12 @@ def check_store(
     nonces: dict[str, str] = {}
     fill_ids: dict[tuple[str, str], str] = {}
     heads: list[tuple[str, str | None]] = []
-    with Session(engine) as session:
+    # One snapshot for every read: a write committed while the check runs (an order that
+    # moves on between the read of its row and of its events, a fill the ledger takes in
+    # between the read of the trades and of the entries) is not half seen as a violation.
+    options = ({"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql"
+               else {SQLITE_BEGIN_OPTION: "DEFERRED"})
+    with engine.connect().execution_options(**options) as connection, Session(connection) as session:
         for page in _pages(session):
             ids = [o["order_id"] for o in page]
             events = _grouped(session, order_events_table, ids, order_events_table.c.order_id,

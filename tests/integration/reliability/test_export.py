@@ -167,3 +167,30 @@ def test_parquet_without_pyarrow_is_refused_with_the_extra_to_install(monkeypatc
         require_format("parquet")
     with pytest.raises(ExportError, match="csv or parquet"):
         require_format("xlsx")
+
+
+def test_an_order_that_moves_on_during_the_export_is_exported_as_it_was(store, store_url, history, tmp_path):
+    from reliability_history import _move
+    from sqlalchemy import event
+
+    from services.cli.verify_store import read_only_engine
+    from services.domain import OrderStatus
+
+    before = [e for e in rows(store, events_t, events_t.c.id) if e["order_id"] == history["working"]]
+    engine = read_only_engine(store_url)
+    moved = []
+
+    def after(connection, cursor, statement, parameters, context, executemany):
+        if not moved and "FROM orders_ts" in statement:
+            moved.append(True)  # a writer commits once the export has read the orders
+            _move(store, history["working"], OrderStatus.PENDING_CANCEL, "cancel requested")
+
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        export(engine, START, END, "csv", tmp_path / "audit")
+    finally:
+        engine.dispose()
+
+    assert moved
+    exported = [e for e in read_csv(tmp_path / "audit" / "order_events.csv") if e["order_id"] == history["working"]]
+    assert len(exported) == len(before)

@@ -343,3 +343,40 @@ def test_a_closed_order_owing_fills_is_reported_on_request_and_its_mark_replayed
     with store.uow(read_only=True) as uow:
         assert uow.orders.get(working).venue_executed_quantity is None
     assert found(require_terminal=True) == []
+
+
+def _write_once_after_the_orders_are_read(engine, write):
+    """Run ``write`` (a commit through the store) right after ``engine`` first reads orders_ts:
+    a writer that commits while a check is half-way through its reads."""
+    from sqlalchemy import event
+
+    done = []
+
+    def after(connection, cursor, statement, parameters, context, executemany):
+        if not done and statement.lstrip().upper().startswith("SELECT") and "FROM orders_ts" in statement:
+            done.append(True)
+            write()
+
+    event.listen(engine, "after_cursor_execute", after)
+    return done
+
+
+def test_the_command_reads_one_snapshot_so_a_write_meanwhile_is_no_violation(store, store_url, history):
+    from reliability_history import _move
+
+    from services.cli.verify_store import read_only_engine
+    from services.domain import OrderStatus
+
+    with store.engine.connect() as connection:
+        stored = len(connection.execute(select(events_t.c.id)).all())
+    engine = read_only_engine(store_url)
+    try:
+        done = _write_once_after_the_orders_are_read(
+            engine, lambda: _move(store, history["working"], OrderStatus.PENDING_CANCEL, "cancel requested"))
+        result = check_store(engine)
+    finally:
+        engine.dispose()
+
+    assert done  # the order moved on while the check read the store
+    assert result.violations == []
+    assert result.events == stored  # the store as it was when the check began
