@@ -54,14 +54,21 @@ def _encode_cursor(kind: str, time: dt.datetime, key: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(kind: str, cursor: str) -> tuple[dt.datetime, Any]:
+#: The range of a 64-bit key column: a key outside it is no row's.
+_KEY_RANGE = range(-(2**63), 2**63)
+
+
+def _decode_cursor(kind: str, cursor: str, key_type: type) -> tuple[dt.datetime, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_kind, time, key = json.loads(raw)
         when = dt.datetime.fromisoformat(time)
     except (ValueError, TypeError, binascii.Error) as error:
         raise InvalidPage("page_token", "malformed page cursor", violation="INVALID_FORMAT") from error
-    if cursor_kind != kind or when.tzinfo is None:
+    # The key is compared with the key column: of another type (a string for an integer id,
+    # a number for an order id, a list) it is no cursor this listing returned.
+    if (cursor_kind != kind or when.tzinfo is None or type(key) is not key_type
+            or (key_type is int and key not in _KEY_RANGE)):
         raise InvalidPage("page_token", f"not a cursor of {kind}", violation="INVALID_FORMAT")
     return when, key
 
@@ -92,7 +99,7 @@ def keyset_page(
     if limit < 1:
         raise InvalidPage("page_size", f"must be at least 1, got {limit}", violation="OUT_OF_RANGE")
     if cursor:
-        time, key = _decode_cursor(kind, cursor)
+        time, key = _decode_cursor(kind, cursor, key_column.type.python_type)
         if newest_first:
             after = or_(time_column < time, and_(time_column == time, key_column < key))
         else:

@@ -95,3 +95,20 @@ def test_malformed_or_foreign_cursor_is_an_invalid_page(store, make_order, add_o
             uow.orders.list(cursor="not-a-cursor!")
         with pytest.raises(InvalidPage):
             uow.orders.list(limit=0)
+
+
+def test_a_cursor_with_a_key_of_the_wrong_type_is_an_invalid_page(store, make_order, add_orders):
+    import base64
+    import json
+
+    def forged(kind, key):
+        raw = json.dumps([kind, "2025-01-01T00:00:00+00:00", key]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    add_orders(store, make_order(), make_order())
+    for kind, key in (("orders", 5), ("orders", ["x"]), ("orders", None), ("trades", "abc"), ("trades", 1.5),
+                      ("trades", True), ("trades", {"id": 1})):
+        with store.uow(read_only=True) as uow:
+            listing = uow.orders.list if kind == "orders" else uow.trades.list
+            with pytest.raises(InvalidPage):
+                listing(cursor=forged(kind, key))
