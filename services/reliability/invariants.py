@@ -55,7 +55,7 @@ from services.store.models import (
     trading_state_table,
 )
 
-from .replay import ReplayError, replay
+from .replay import NOTE_PAYLOAD_KEY, ReplayError, replay
 
 OPEN = ("SUBMITTED", "ACCEPTED", "PARTIALLY_FILLED", "PENDING_CANCEL")
 PAGE = 500
@@ -197,8 +197,10 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
     if order["quantity"] is not None and order["filled_quantity"] > order["quantity"]:  # None: the venue sizes it
         report.add("OVERFILLED", order_id, f"filled {order['filled_quantity']} of {order['quantity']}")
     # Never sent unapproved, never sent twice.
-    # A return to SUBMITTED from PENDING_CANCEL (the venue refused the cancel) is no submission.
-    submitted = [e for e in events if e["to_status"] == "SUBMITTED" and e["from_status"] != "PENDING_CANCEL"]
+    # A return to SUBMITTED from PENDING_CANCEL (the venue refused the cancel) is no submission,
+    # nor is a note on an order in SUBMITTED (a quarantine: no transition, as replayed).
+    submitted = [e for e in events if e["to_status"] == "SUBMITTED" and e["from_status"] != "PENDING_CANCEL"
+                 and not _is_note(e)]
     if len(submitted) > 1:
         report.add("SUBMITTED_TWICE", order_id, f"{len(submitted)} SUBMITTED events")
     for event in submitted:
@@ -236,6 +238,11 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
     total = sum((t["quantity"] for t in trades), Decimal(0))
     if total != order["filled_quantity"]:
         report.add("TRADES_MISMATCH", order_id, f"its trades add up to {total}, the order has {order['filled_quantity']} filled")
+
+
+def _is_note(event: dict[str, Any]) -> bool:
+    """An event that records something without a transition (see :mod:`.replay`)."""
+    return event["from_status"] == event["to_status"] and NOTE_PAYLOAD_KEY in (event["payload"] or {})
 
 
 def _check_ledger(report: Report, session: Session, *, require_ledger: bool) -> None:

@@ -380,3 +380,21 @@ def test_the_command_reads_one_snapshot_so_a_write_meanwhile_is_no_violation(sto
     assert done  # the order moved on while the check read the store
     assert result.violations == []
     assert result.events == stored  # the store as it was when the check began
+
+
+def test_an_overfill_of_an_order_in_doubt_is_no_second_submission(store, history):
+    from reliability_history import report
+
+    from services.domain import OrderStatus
+    from services.oms.fill_tracker import apply_report
+
+    with store.uow() as uow:  # SUBMITTED, no venue answer yet: the venue reports more than its quantity
+        order = uow.orders.get(history["in_doubt"])
+        apply_report(uow, report(order, OrderStatus.FILLED, trade=("t-over", str(order.quantity + 1), "65000")))
+        uow.commit()
+    notes = [e for e in events_of(store, history["in_doubt"]) if e["from_status"] == e["to_status"]]
+    assert [(e["to_status"], e["payload"]["anomaly"]) for e in notes] == [("SUBMITTED", "OVERFILL")]
+
+    # The note (its symbol quarantined) records the overfill without a transition: the order
+    # was still approved, sent once, with its token.
+    assert kinds(store) == ["OVERFILL"]
