@@ -16,7 +16,8 @@ What an execution system promises, in terms of what it stored:
 - **every fill exactly once**: each stored trade has exactly one fill event on its own
   order and each fill event one trade, with the same quantity and price; the trades of
   an order add up to its filled quantity, never more than its quantity; each ledger
-  entry is a stored trade's, once, and each position equals its ledger entries. The
+  entry is a stored trade's, once, with its account, market type, symbol, side, quantity
+  and price, and each position's quantity equals its ledger entries'. The
   ledger follows the trades (the Risk replica that owns the account writes it, see
   :mod:`services.risk.book`): a trade not in it yet is counted as pending, and is a
   violation only with ``require_ledger`` (when every replica has caught up);
@@ -240,6 +241,10 @@ def _check_replay(report: Report, order: dict[str, Any], events: list[dict[str, 
         report.add("TRADES_MISMATCH", order_id, f"its trades add up to {total}, the order has {order['filled_quantity']} filled")
 
 
+#: What a ledger entry takes from its trade (the market type from the trade's order).
+_LEDGERED = ("account", "market_type", "symbol", "side", "quantity", "price")
+
+
 def _is_note(event: dict[str, Any]) -> bool:
     """An event that records something without a transition (see :mod:`.replay`)."""
     return event["from_status"] == event["to_status"] and NOTE_PAYLOAD_KEY in (event["payload"] or {})
@@ -249,15 +254,16 @@ def _check_ledger(report: Report, session: Session, *, require_ledger: bool) -> 
     # A trade's market type is its order's; positions are per (account, market type, symbol).
     trades = session.execute(
         select(trades_table.c.venue, trades_table.c.trade_id, trades_table.c.order_id, trades_table.c.quantity,
-               trades_table.c.side, trades_table.c.account, trades_table.c.symbol, orders_table.c.market_type)
+               trades_table.c.price, trades_table.c.side, trades_table.c.account, trades_table.c.symbol,
+               orders_table.c.market_type)
         .join(orders_table, orders_table.c.order_id == trades_table.c.order_id)
     ).mappings().all()
     entries = {
         (row["venue"], row["trade_id"]): row
         for row in session.execute(
             select(ledger_entries_table.c.venue, ledger_entries_table.c.trade_id, ledger_entries_table.c.quantity,
-                   ledger_entries_table.c.side, ledger_entries_table.c.account, ledger_entries_table.c.symbol,
-                   ledger_entries_table.c.market_type)
+                   ledger_entries_table.c.price, ledger_entries_table.c.side, ledger_entries_table.c.account,
+                   ledger_entries_table.c.symbol, ledger_entries_table.c.market_type)
         ).mappings()
     }
     traded = set()
@@ -272,9 +278,11 @@ def _check_ledger(report: Report, session: Session, *, require_ledger: bool) -> 
             report.ledger_pending += 1
             if require_ledger:
                 report.add("LEDGER_MISSING", trade["order_id"], f"trade {trade['trade_id']} is not in the ledger")
-        elif (entry["quantity"], entry["side"], entry["market_type"]) != (
-                trade["quantity"], trade["side"], trade["market_type"]):
-            report.add("LEDGER_MISMATCH", trade["order_id"], f"trade {trade['trade_id']}'s ledger entry differs from it")
+        elif any(entry[name] != trade[name] for name in _LEDGERED):
+            differ = ", ".join(f"{name} {entry[name]} (the trade's {trade[name]})"
+                               for name in _LEDGERED if entry[name] != trade[name])
+            report.add("LEDGER_MISMATCH", trade["order_id"],
+                       f"trade {trade['trade_id']}'s ledger entry differs from it: {differ}")
     ledgered: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
     for key, entry in entries.items():
         if key not in traded:

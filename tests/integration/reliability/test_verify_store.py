@@ -398,3 +398,24 @@ def test_an_overfill_of_an_order_in_doubt_is_no_second_submission(store, history
     # The note (its symbol quarantined) records the overfill without a transition: the order
     # was still approved, sent once, with its token.
     assert kinds(store) == ["OVERFILL"]
+
+
+def test_a_ledger_entry_at_another_price_or_account_than_its_trade_is_found(store, history):
+    from services.store.models import ledger_entries_table as entries_t
+
+    assert kinds(store, require_ledger=True) == []
+    execute(store, update(entries_t).where(entries_t.c.trade_id == "t-1").values(price=Decimal(1)))
+    assert kinds(store, require_ledger=True) == ["LEDGER_MISMATCH"]  # its realised PnL is not the trade's
+
+    execute(store, update(entries_t).where(entries_t.c.trade_id == "t-1").values(price=Decimal("50000.1")))
+    assert kinds(store, require_ledger=True) == []
+    # Moved to another account with both positions changed to match: the trade is acct-1's.
+    execute(store, update(entries_t).where(entries_t.c.trade_id == "t-3").values(account="acct-2"))
+    with store.engine.connect() as connection:
+        held = connection.execute(select(positions_t.c.quantity).where(positions_t.c.account == "acct-1")).scalar_one()
+    execute(store, update(positions_t).values(quantity=held - Decimal("0.25")))
+    execute(store, insert(positions_t).values(
+        account="acct-2", market_type="FUTURES", symbol="BTCUSDT", quantity=Decimal("0.25"), cost_basis=Decimal(12500),
+        average_entry_price=Decimal(50000), realised_pnl=Decimal(0), commission=Decimal(0), fees={},
+        updated_time=events_of(store, history["cancelled"])[0]["event_time"], version=1))
+    assert kinds(store) == ["LEDGER_MISMATCH"]
