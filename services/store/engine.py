@@ -70,9 +70,18 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+#: Query parameters of a database URL whose values are secrets (libpq's and psycopg's).
+SECRET_QUERY_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL with its password masked, for logs and messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its password masked, for logs and messages: the one in the URL's
+    user part and one given as a query parameter (``?password=...``)."""
+    parsed = make_url(url)
+    secret = {name: "masked" for name in parsed.query if name.lower() in SECRET_QUERY_PARAMETERS}
+    if secret:
+        parsed = parsed.update_query_dict(secret)
+    return parsed.render_as_string(hide_password=True)
 
 
 def json_default(value: Any) -> Any:

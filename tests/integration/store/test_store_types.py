@@ -124,3 +124,16 @@ def test_average_fill_price_is_rounded_half_even_to_18_places_on_both_backends(s
     with store.uow() as uow:
         loaded = uow.orders.get(order.order_id)
     assert format(loaded.average_fill_price, "f") == "3.333333333333333333"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://tessera:s3cret@db:5432/tessera",
+    "postgresql+psycopg://tessera@db:5432/tessera?password=s3cret&sslmode=require",
+    "postgresql+psycopg://tessera@db:5432/tessera?sslmode=verify-full&sslpassword=s3cret",
+])
+def test_a_database_url_shown_in_messages_never_carries_its_password(url):
+    from services.store.engine import safe_url
+
+    shown = safe_url(url)
+
+    assert "s3cret" not in shown and "db:5432/tessera" in shown
