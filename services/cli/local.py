@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
-from sqlalchemy.engine import make_url
 
 from . import output
 from .client import EXIT_ERROR, EXIT_OK, err
@@ -29,10 +28,13 @@ def default_database_url(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def shown_url(url: str) -> str:
+    """``url`` for display, its passwords masked (:func:`services.store.engine.safe_url`)."""
+    from services.store.engine import safe_url
+
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return safe_url(url)
     except Exception:  # noqa: BLE001 - only for display; the services report a bad URL
-        return url
+        return "(a database URL that does not parse)"  # never the text itself: it may hold a password
 
 
 LOCAL_AUTH_DIR = Path("var") / "auth"
