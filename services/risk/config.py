@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -22,6 +23,8 @@ from services.common.config import ConfigError
 ENV_PREFIX = "TESSERA_RISK_"
 CONFIG_FILE_VARIABLE = "TESSERA_RISK_CONFIG_FILE"
 OFF = "off"
+#: A time of day as the settings write it: ``HH:MM`` or ``HH:MM:SS``, nothing else.
+_TIME_OF_DAY = re.compile(r"[0-9]{2}:[0-9]{2}(:[0-9]{2})?")
 
 
 def env_name(key: str) -> str:
@@ -181,11 +184,12 @@ def utc_time_of_day(value: Any, where: str) -> dt.time:
     Raises
     ------
     ConfigError
-        Anything else (an offset included: the time is UTC by definition); the
-        message names ``where``.
+        Anything else (an offset included: the time is UTC by definition; ``12.30``,
+        which Python's parser reads as 12:00:00.3); the message names ``where``.
     """
     try:
-        parsed = dt.time.fromisoformat(value) if isinstance(value, str) and len(value) in (5, 8) else None
+        matches = isinstance(value, str) and _TIME_OF_DAY.fullmatch(value) is not None
+        parsed = dt.time.fromisoformat(value) if matches else None
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is not None:

@@ -232,3 +232,13 @@ def test_the_documented_table_lists_every_setting_with_its_variable_key_default_
         row = rows.get(env_name(setting.key))
         assert row is not None, f"docs/risk-controls.md has no row for {env_name(setting.key)}"
         assert row[2] == setting.key and row[3] == setting.default and row[4] == setting.code, row
+
+
+@pytest.mark.parametrize("value", ["12.30", "12,30", "09.30.00", "12:30.05", "1230", "123000"])
+def test_a_daily_reset_not_written_as_hh_mm_is_refused_not_read_as_another_time(value):
+    # Python's time parser reads "12.30" as 12:00:00.3 and "1230" as 12:30: the daily
+    # loss would reset at a time the operator never wrote, or on a form it does not document.
+    with pytest.raises(ConfigError) as raised:
+        RiskLimits.from_env({"TESSERA_RISK_DAILY_RESET_UTC": value})
+
+    assert "TESSERA_RISK_DAILY_RESET_UTC" in str(raised.value)
