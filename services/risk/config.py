@@ -140,7 +140,7 @@ def positive_integer(value: Any, where: str) -> int:
         Anything else; the message names ``where``.
     """
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-    if text is None or not text.isdigit() or int(text) < 1:
+    if text is None or not text.isdecimal() or int(text) < 1:
         raise ConfigError(f"{where} must be a whole number of at least 1, got {value!r}")
     return int(text)
 

@@ -242,3 +242,13 @@ def test_a_daily_reset_not_written_as_hh_mm_is_refused_not_read_as_another_time(
         RiskLimits.from_env({"TESSERA_RISK_DAILY_RESET_UTC": value})
 
     assert "TESSERA_RISK_DAILY_RESET_UTC" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["²", "5²", "①"])
+def test_a_count_written_with_digit_signs_int_cannot_read_is_refused_naming_the_variable(value):
+    # str.isdigit() accepts superscripts and circled digits, which int() cannot read: the
+    # count must be refused with a message naming the variable, not a ValueError at start.
+    with pytest.raises(ConfigError) as raised:
+        RiskLimits.from_env({"TESSERA_RISK_MAX_OPEN_ORDERS": value})
+
+    assert "TESSERA_RISK_MAX_OPEN_ORDERS" in str(raised.value)
