@@ -15,7 +15,7 @@ from services.domain.ledger import ZERO, only_reduces
 
 from .context import RiskContext
 from .limits import RiskLimits
-from .violations import Violation, plain
+from .violations import Violation, plain, rounded
 
 _WIDE = Context(prec=100)
 
@@ -93,7 +93,7 @@ def max_leverage(order: Order, limits: RiskLimits, context: RiskContext) -> Viol
         if equity <= 0:
             problems.append(f"the account's equity is {plain(equity)}: no exposure can be added")
         elif _WIDE.divide(after, equity) > limit:
-            leverage = round(_WIDE.divide(after, equity), 4)
+            leverage = rounded(_WIDE.divide(after, equity), 4)
             problems.append(
                 f"account leverage would be {plain(leverage)} (gross exposure {plain(after)} / equity {plain(equity)})"
             )

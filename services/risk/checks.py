@@ -18,7 +18,7 @@ from services.domain.ledger import only_reduces
 from . import account_checks
 from .context import RiskContext
 from .limits import RiskLimits
-from .violations import Violation, plain
+from .violations import Violation, plain, rounded
 
 __all__ = ["RiskContext", "Violation", "check_order", "notional_price"]
 
@@ -148,7 +148,7 @@ def _price_band(order: Order, limits: RiskLimits, reference: Decimal) -> Violati
         deviation = _WIDE.divide(abs(value - reference), reference)
         if deviation > band:
             problems.append(
-                f"{name} {plain(value)} is {plain(round(deviation * 100, 2))}% from the reference "
+                f"{name} {plain(value)} is {plain(rounded(deviation * 100, 2))}% from the reference "
                 f"{plain(reference)}, beyond the band of {plain(band * 100)}%"
             )
     return Violation("PRICE_BAND_EXCEEDED", "; ".join(problems)) if problems else None

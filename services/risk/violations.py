@@ -21,3 +21,12 @@ def plain(value: Decimal | int) -> str:
     if isinstance(value, int):
         return str(value)
     return format(value.normalize(_WIDE), "f")
+
+
+def rounded(value: Decimal, places: int) -> Decimal:
+    """``value`` rounded half-even to ``places`` decimal places, for a message; a value too
+    large to carry them (a deviation of 10^27 %) as it is. ``round()`` would raise there:
+    it rounds in the default context, 28 digits."""
+    if value.is_finite() and value.adjusted() + places >= _WIDE.prec:
+        return value
+    return value.quantize(Decimal(1).scaleb(-places), context=_WIDE)

@@ -81,6 +81,18 @@ def test_price_band_message_says_how_far_and_off_disables_it(make_order):
     assert codes(order, limits=dataclasses.replace(LIMITS, price_band=None)) == []
 
 
+
+def test_a_price_far_beyond_the_band_of_a_tiny_reference_price_is_refused_not_an_error(make_order):
+    # 10^20 against a reference of 0.00001 is 10^27 % away: the message rounds that to
+    # 2 places without running out of digits, and every violation is reported.
+    limits = dataclasses.replace(LIMITS, allowed_symbols=frozenset({"PEPEUSDT"}), max_notional_per_order=None)
+    order = make_order(symbol="PEPEUSDT", quantity=Decimal("1"), price=Decimal("100000000000000000000"))
+
+    violations = check_order(order, limits, context(reference_prices={"PEPEUSDT": Decimal("0.00001")}))
+
+    assert [v.code for v in violations][:2] == ["PRICE_OUT_OF_RANGE", "PRICE_BAND_EXCEEDED"]
+    assert "is 999999999999999999999999900% from the reference 0.00001" in violations[1].message
+
 # -- max position per symbol ---------------------------------------------------------------------------
 def test_max_position_counts_the_ledger_position_plus_the_order(make_order):
     held = context(position("BTCUSDT", "1.5", "50000"))
@@ -154,6 +166,20 @@ def test_an_account_without_positive_equity_cannot_add_exposure_but_can_reduce_i
     assert codes(market(make_order, quantity="0.1"), broke, limits) == ["MAX_LEVERAGE_EXCEEDED"]
     assert codes(market(make_order, Side.SELL, "0.5"), broke, limits) == []
 
+
+
+def test_a_leverage_beyond_the_digits_of_the_default_context_is_refused_not_an_error(make_order):
+    # Losses have left 10^-18 of equity: 100 BTC is 5 x 10^24 times that, a leverage the
+    # message rounds to 4 places without running out of digits.
+    limits = dataclasses.replace(LIMITS, max_gross_exposure=None, max_position_notional=None, daily_loss_limit=None,
+                                 max_notional_per_order=None)
+    nearly_broke = context(position("ETHUSDT", "0", "0", realised="-49999.999999999999999999"))
+
+    (violation,) = check_order(market(make_order, quantity="100"), limits, nearly_broke)
+
+    assert violation.code == "MAX_LEVERAGE_EXCEEDED"
+    assert ("account leverage would be 5000000000000000000000000 (gross exposure 5000000 / equity "
+            "0.000000000000000001)") in violation.message
 
 # -- open orders and the order-rate throttle ---------------------------------------------------------------
 def test_max_open_orders_counts_the_working_orders(make_order):
