@@ -57,7 +57,7 @@ def remaining(quantity: Decimal | None, filled: Decimal) -> Decimal | None:
 
 @dataclasses.dataclass(slots=True)
 class Working:
-    """An order that may still trade: what it may still fill, on which side."""
+    """An order that may still trade: what it may still fill, on which side, in which market."""
 
     order_id: str
     symbol: str
@@ -67,6 +67,8 @@ class Working:
     remaining: Decimal | None
     approved: bool  # APPROVED (counts while its token lives) rather than at a venue
     approved_at: float  # epoch seconds of the token the client holds
+    #: Spot or futures: it fills against the position in its own market only.
+    market_type: MarketType
 
 
 class Account:
@@ -94,10 +96,12 @@ class Account:
                 del self.working[order_id]  # its token lapsed: it can never be submitted
         return len(self.working)
 
-    def working_quantity(self, symbol: str, side: Side, approved_since: float) -> Decimal:
+    def working_quantity(self, symbol: str, side: Side, approved_since: float, market_type: MarketType) -> Decimal:
+        """What the working orders in ``symbol`` of ``market_type`` on ``side`` may still fill."""
         total = ZERO
         for held in self.working.values():
-            if (held.symbol == symbol and held.side is side and held.remaining is not None
+            if (held.symbol == symbol and held.side is side and held.market_type is market_type
+                    and held.remaining is not None
                     and (not held.approved or held.approved_at >= approved_since)):
                 total = _WIDE.add(total, held.remaining)
         return total
@@ -181,12 +185,13 @@ class Book:
         state = self.state_for(order.symbol)
         positions = account.positions
         open_orders = account.open_orders(approved_since)
-        working = (account.working_quantity(order.symbol, order.side, approved_since)
+        working = (account.working_quantity(order.symbol, order.side, approved_since, order.market_type)
                    if state is TradingState.REDUCING else ZERO)
         replaced = account.working.get(order.replaces_order_id) if order.replaces_order_id else None
         if replaced is not None:
             open_orders -= 1
-            if working and replaced.remaining and replaced.symbol == order.symbol and replaced.side is order.side:
+            if (working and replaced.remaining and replaced.symbol == order.symbol and replaced.side is order.side
+                    and replaced.market_type is order.market_type):
                 working = max(ZERO, _WIDE.subtract(working, replaced.remaining))
         return RiskContext(
             trading_state=state,
@@ -231,7 +236,8 @@ class Book:
 
     def _approve(self, account: Account, order: Order, stamp: float) -> None:
         account.working[order.order_id] = Working(order.order_id, order.symbol, order.side,
-                                                  remaining(order.quantity, order.filled_quantity), True, stamp)
+                                                  remaining(order.quantity, order.filled_quantity), True, stamp,
+                                                  order.market_type)
         if account.approvals is None:
             account.approvals = collections.deque()
         account.approvals.append((stamp, order.order_id))
@@ -246,18 +252,19 @@ class Book:
             self._client_ids.popitem(last=False)
 
     # -- from the store ------------------------------------------------------------------------
-    def load_working(self, orders: Iterable[tuple[str, str, str, str, Decimal, Decimal, str, dt.datetime]],
-                     ) -> None:
+    def load_working(self, orders: Iterable[tuple[str, str, str, str, str, Decimal, Decimal, str, dt.datetime,
+                                                  str]]) -> None:
         """Orders that may still trade: (order_id, account, client_order_id, symbol, side,
-        quantity, filled, status, updated_time)."""
-        for order_id, account_name, client_order_id, symbol, side, quantity, filled, status, updated in orders:
+        quantity, filled, status, updated_time, market_type)."""
+        for (order_id, account_name, client_order_id, symbol, side, quantity, filled, status, updated,
+             market_type) in orders:
             if not self.owns(account_name):
                 continue
             account = self.account(account_name)
             approved = status == OrderStatus.APPROVED.value
             stamp = updated.timestamp()
             account.working[order_id] = Working(order_id, symbol, Side(side), remaining(quantity, filled), approved,
-                                                stamp)
+                                                stamp, MarketType(market_type))
             if approved:
                 if account.approvals is None:
                     account.approvals = collections.deque()
@@ -289,15 +296,15 @@ class Book:
                 account._roll(reset)
                 account.realised_today = _WIDE.add(account.realised_today, net)
 
-    def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal | None
-                  ) -> None:
+    def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal | None,
+                  market_type: MarketType) -> None:
         """The OMS sent the order to a venue: it works until it ends, whatever its token."""
         if not self.owns(account_name):
             return
         account = self.account(account_name)
         held = account.working.get(order_id)
         if held is None:
-            account.working[order_id] = Working(order_id, symbol, side, remaining, False, 0.0)
+            account.working[order_id] = Working(order_id, symbol, side, remaining, False, 0.0, market_type)
         else:
             held.approved = False
 

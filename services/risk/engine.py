@@ -181,7 +181,7 @@ class RiskEngine:
         book = self.book
         if event.to_status is OrderStatus.SUBMITTED:
             book.submitted(event.order_id, event.account, event.symbol, event.side,
-                           remaining(event.quantity, event.filled_quantity))
+                           remaining(event.quantity, event.filled_quantity), event.market_type)
         elif event.to_status in _FILLS:
             final = event.to_status is OrderStatus.FILLED
             if "trade_id" in event.payload:

@@ -111,9 +111,9 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
     unapplied = unapplied_trades(connection, codec)
     working = [
         (order_id, account, client_order_id, symbol, side, codec.decimal_from(quantity), codec.decimal_from(filled),
-         status, codec.time_from(updated))
-        for order_id, account, client_order_id, symbol, side, quantity, filled, status, updated in run(
-            "SELECT order_id, account, client_order_id, symbol, side, quantity, filled_quantity, status, "
+         status, codec.time_from(updated), market_type)
+        for order_id, account, client_order_id, symbol, side, quantity, filled, status, market_type, updated in run(
+            "SELECT order_id, account, client_order_id, symbol, side, quantity, filled_quantity, status, market_type, "
             f"updated_time FROM orders_ts WHERE status IN ({_OPEN}) OR (status = 'APPROVED' AND updated_time >= {mark})",
             (codec.time(approved_since),))
     ]

@@ -543,7 +543,7 @@ class FakeRiskSource:
         state = self.db.store.state
         self.cursor = len(state.event_log)
         working = [(o.order_id, o.account, o.client_order_id, o.symbol, o.side.value, o.quantity, o.filled_quantity,
-                    o.status.value, o.updated_time) for o in state.orders.values()
+                    o.status.value, o.updated_time, o.market_type.value) for o in state.orders.values()
                    if o.status in OPEN_STATUSES or (o.status is OrderStatus.APPROVED and o.updated_time >= approved_since)]
         recent = sorted(((o.account, o.order_time) for o in state.orders.values() if o.order_time >= window_start),
                         key=lambda item: item[1])

@@ -87,7 +87,8 @@ LIMITS = RiskLimits(allowed_symbols=frozenset({"BTCUSDT"}), max_notional_per_ord
 
 def book_with_working(order) -> Book:
     book = Book(LIMITS, clock=lambda: NOW)
-    book.submitted(order.order_id, order.account, order.symbol, order.side, order.quantity - order.filled_quantity)
+    book.submitted(order.order_id, order.account, order.symbol, order.side, order.quantity - order.filled_quantity,
+                   order.market_type)
     return book
 
 
@@ -114,7 +115,7 @@ def test_the_replaced_orders_working_quantity_is_released_when_it_ends_not_befor
     book.record(new)
     account = book.accounts[order.account]
 
-    assert account.working_quantity(order.symbol, Side.BUY, 0) == Decimal("8")  # both may trade until it ends
+    assert account.working_quantity(order.symbol, Side.BUY, 0, order.market_type) == Decimal("8")  # both, until it ends
     book.ended(order.order_id, order.account)
-    assert account.working_quantity(order.symbol, Side.BUY, 0) == Decimal("5")
+    assert account.working_quantity(order.symbol, Side.BUY, 0, order.market_type) == Decimal("5")
     assert set(account.working) == {new.order_id}

@@ -8,7 +8,7 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
-from services.domain import MarketType, OrderType, Side, TradingState
+from services.domain import MarketType, OrderStatus, OrderType, Side, TradingState
 from services.risk.book import Book
 from services.risk.checks import check_order
 from services.risk.limits import RiskLimits
@@ -98,3 +98,27 @@ def test_the_daily_loss_counts_fees_in_the_quote_currency_only(make_order):
     assert "DAILY_LOSS_LIMIT" not in [v.code for v in check_order(order, limits, context)]
     filled(book, FUTURES, Side.SELL, "1", "49919", "f3", "1")  # realises -81, fee 1 USDT: -102 in all
     assert "DAILY_LOSS_LIMIT" in [v.code for v in check_order(order, limits, book.context(order, PRICES, NOW))]
+
+
+def test_reducing_counts_only_the_working_orders_of_the_orders_market(make_order):
+    """A futures sell working against the futures long cannot fill against the spot
+    holding: a spot sell of all of it only reduces, and passes in REDUCING."""
+    book = Book(LIMITS, clock=lambda: NOW)
+    book.set_trading({"global": TradingState.REDUCING})
+    filled(book, FUTURES, Side.BUY, "1", "50000", "f1")
+    filled(book, SPOT, Side.BUY, "1", "50000", "s1")
+    working = make_order(market_type=FUTURES, side=Side.SELL, order_type=OrderType.MARKET, price=None,
+                         quantity=D("1"), order_time=NOW)
+    working.transition(OrderStatus.APPROVED)
+    book.record(working)  # approved, its token live: it may still fill
+    spot_sell = make_order(market_type=SPOT, side=Side.SELL, order_type=OrderType.MARKET, price=None,
+                           quantity=D("1"))
+    futures_sell = make_order(market_type=FUTURES, side=Side.SELL, order_type=OrderType.MARKET, price=None,
+                              quantity=D("0.5"))
+
+    assert book.context(spot_sell, PRICES, NOW).working_same_side == 0
+    assert [v.code for v in check_order(spot_sell, LIMITS, book.context(spot_sell, PRICES, NOW))] == []
+    # In the futures market the working sell still counts: 0.5 more would flip the long.
+    assert book.context(futures_sell, PRICES, NOW).working_same_side == D("1")
+    assert [v.code for v in check_order(futures_sell, LIMITS, book.context(futures_sell, PRICES, NOW))] == [
+        "REDUCING_ONLY"]
