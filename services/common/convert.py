@@ -33,6 +33,7 @@ from services.domain import (
 )
 from services.domain.execution import CancelFailure, ExecutionReport, Fill
 from services.domain.errors import DomainError, InvalidOrder
+from services.domain.ledger import to_scale
 from tessera.common.v1 import types_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -599,8 +600,8 @@ def order_to_proto(order: Order) -> pb.Order:
         _set_conditional_fields(message, order)
     if order.order_manager_id:
         message.order_manager_id = order.order_manager_id
-    if order.average_fill_price is not None:
-        message.average_fill_price = format_decimal(order.average_fill_price)
+    if order.average_fill_price is not None:  # at the store's scale, as every read of the order gives it
+        message.average_fill_price = format_decimal(to_scale(order.average_fill_price))
     if order.remote_order_id:
         message.remote_order_id = order.remote_order_id
     if order.reject_reasons:

@@ -33,7 +33,6 @@ import core_ext
 
 from .enums import MarketType, OrderStatus, OrderType, Side, TimeInForce, WorkingType
 from .errors import OverfillError
-from .ledger import _WIDE, to_scale
 
 
 def utcnow() -> dt.datetime:
@@ -413,9 +412,6 @@ class Order:
         return new_filled
 
     def _add_fill(self, quantity: Decimal, price: Decimal, new_filled: Decimal) -> None:
-        # At the store's scale (18 places, half-even), as it is stored: the answer of the
-        # call that applied the fill and every later read give the same average.
-        previous_value = _WIDE.multiply(self.average_fill_price or Decimal(0), self.filled_quantity)
-        self.average_fill_price = to_scale(_WIDE.divide(_WIDE.add(previous_value, _WIDE.multiply(quantity, price)),
-                                                        new_filled))
+        previous_value = (self.average_fill_price or Decimal(0)) * self.filled_quantity
+        self.average_fill_price = (previous_value + quantity * price) / new_filled
         self.filled_quantity = new_filled
