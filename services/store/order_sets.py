@@ -11,8 +11,9 @@ its kind that a batch carries:
   (the updates, the events) for claims that come with their order, whose stored row
   and chain head are known from the verified request; a read first for the others and
   for whatever the update did not move, each checked against what it read: the order
-  exists, is APPROVED, trading in its symbol is not HALTED (and, in REDUCING, the order
-  only reduces the account's position, summed from its trades). See :class:`Claims`.
+  exists, is APPROVED, its expire time (if any) is still to come, trading in its symbol
+  is not HALTED (and, in REDUCING, the order only reduces the account's position, summed
+  from its trades). See :class:`Claims`.
 * :data:`FILLS` (the OMS, after the venue): the orders as the venue's answer left them,
   their events and their trades. Three statements.
 
@@ -458,7 +459,8 @@ class Claims:
       with that head, the token's nonce, the message's order manager and expiry) while
       neither the global state nor its symbol's is other than ACTIVE. What it did not
       move (a replayed token, an order changed since, a halted or reducing symbol, an
-      unsigned field that disagrees) goes the read path below, which says why.
+      unsigned field that disagrees) goes the read path below, which says why, and so
+      does a claim made at or after the order's expire time (never tried here).
     * **read first**: the orders and their symbols' trading state read together, each
       claim checked against what was read, then the updates.
     """
@@ -476,7 +478,9 @@ class Claims:
             # (The direct path's compare-and-set holds the order manager, the expiry and
             # the order time, through the head: a message that disagrees goes the read
             # path, which refuses it naming the field.)
-            (direct if claim.order is not None and claim.order_id not in seen else read).append(index)
+            # A claim at or after the order's expire time goes the read path too, which refuses it.
+            (direct if claim.order is not None and claim.order_id not in seen
+             and not _past_expiry(claim.order, claim.at) else read).append(index)
             seen.add(claim.order_id)
         if direct:
             read += self._claim_expected(context, [(index, claims[index]) for index in direct], outcomes, event_rows)
@@ -610,6 +614,11 @@ def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: T
             f"order {order.order_id} replaces order {order.replaces_order_id}: send it with ReplaceOrder",
             reason="REPLACEMENT_ORDER",
             metadata={"order_id": order.order_id, "replaces_order_id": order.replaces_order_id})
+    # A GTD order whose time has come would reach the venue expired: it is not sent, and
+    # stays APPROVED for the expiry sweep, which expires it.
+    if _past_expiry(order, claim.at):
+        return InvalidOrder("expire_time", f"has passed ({_shown(order.expire_time)}): the order can no longer be "
+                                           "submitted", violation="IN_THE_PAST")
     # An unsigned field the request set must be the approved order's: refused, not ignored.
     differing = [
         InvalidOrder(name, f"differs from the approved order's ({_shown(getattr(order, name))}): send the order "
@@ -632,6 +641,11 @@ def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: T
                 reason="REDUCING_ONLY", metadata={"symbol": order.symbol},
             )
     return None
+
+
+def _past_expiry(order: Order, at: dt.datetime) -> bool:
+    """Whether ``order`` has an expire time and it is ``at`` or before."""
+    return order.expire_time is not None and order.expire_time <= at
 
 
 def _shown(value: Any) -> str:

@@ -180,16 +180,17 @@ class OrderManagementServiceServicer:
         venue twice. The token stays single use: another token of the same order (from a
         second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
 
-        Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
-        (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
-        TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
-        signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
-        submitted the order, the metadata holds its order_id and status), NOT_FOUND
-        ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
-        before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
-        and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
-        through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
-        not use the token up.
+        Errors: INVALID_ARGUMENT (malformed fields, each named; expire_time IN_THE_PAST: a
+        GTD order whose expire_time has come is never sent, it stays APPROVED until the
+        expiry sweep expires it), UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+        TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID, TOKEN_EXPIRED),
+        PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs from what Risk
+        approved; TOKEN_ALREADY_USED: another token submitted the order, the metadata holds
+        its order_id and status), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
+        (ORDER_NOT_APPROVED: cancelled or expired before it was submitted; TRADING_HALTED,
+        REDUCING_ONLY: the order stays APPROVED and may be submitted once trading allows it;
+        REPLACEMENT_ORDER: a replacement goes through ReplaceOrder), UNAVAILABLE
+        STORE_UNAVAILABLE (retry). A refused call does not use the token up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import event
 
 from services.common import convert
-from services.domain import OrderStatus, TradingState
-from services.domain.errors import PreconditionFailed, TokenReplayed
+from services.domain import OrderStatus, TimeInForce, TradingState
+from services.domain.errors import InvalidOrder, PreconditionFailed, TokenReplayed
 from services.reliability.invariants import check_store
 from services.store.order_sets import CLAIMS, Claim
 from services.store.trading_state import GLOBAL_SCOPE
@@ -122,6 +122,27 @@ def test_a_claim_while_trading_is_halted_is_refused_and_the_order_stays_approved
     outcome, stored = asyncio.run(scenario())
     assert isinstance(outcome, PreconditionFailed) and outcome.reason == "TRADING_HALTED"
     assert stored.status is OrderStatus.APPROVED and stored.last_sequence == 2
+
+
+@pytest.mark.parametrize("with_order", [True, False], ids=["with-order", "read-first"])
+def test_a_claim_at_or_after_a_gtd_orders_expire_time_is_refused_and_the_order_stays_approved(
+        db, risk, make_order, with_order):
+    async def scenario():
+        expire_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(hours=1)
+        late = await approved(risk, make_order(time_in_force=TimeInForce.GTD, expire_time=expire_at))
+        in_time = await approved(risk, make_order(time_in_force=TimeInForce.GTD, expire_time=expire_at))
+        outcomes = await db.write_many(CLAIMS, [
+            dataclasses.replace(_claim(late, with_order=with_order), at=expire_at),
+            dataclasses.replace(_claim(in_time, with_order=with_order), at=expire_at - dt.timedelta(microseconds=1)),
+        ])
+        stored = await db.read(lambda uow: uow.orders.get(late.order.order_id))
+        return outcomes, stored
+
+    (refused, claimed), stored = asyncio.run(scenario())
+    assert isinstance(refused, InvalidOrder) and refused.field == "expire_time"
+    assert refused.violations[0].reason == "IN_THE_PAST"
+    assert stored.status is OrderStatus.APPROVED and stored.last_sequence == 2
+    assert claimed.status is OrderStatus.SUBMITTED
 
 
 def test_a_second_claim_of_an_order_in_the_batch_or_later_is_refused_as_replayed(db, risk, make_order):

@@ -11,6 +11,7 @@ import pytest
 from fakes import FakeClock
 from services.domain import OrderStatus, TimeInForce, TradingState, batches, utcnow
 from services.domain.errors import InvalidOrder, PreconditionFailed
+from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine
 from svc_harness import LIMITS, S, approved, as_sent, details, statuses
 
@@ -98,13 +99,15 @@ def test_revalidating_an_approved_order_gives_a_fresh_token_and_restarts_its_exp
     assert int(again.token.split(".")[2]) == int(first.token.split(".")[2]) + 1  # issued a second later
 
 
-def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(db, keyring, oms, exchange,
-                                                                               make_order):
-    # Risk approved it 10 s ago (its clock) for an expiry 5 s ago: the token is still
-    # good, the paper venue rests it, and the sweep finds it due at once.
+def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(db, keyring, exchange, make_order):
+    # Risk approved it 10 s ago (its clock) for an expiry 5 s ago, and the OMS submitted it
+    # 8 s ago (its clock): the token is still good, the paper venue rests it, and the sweep
+    # finds it due at once.
     now = utcnow()
     expire_at = now - dt.timedelta(seconds=5)
     risk = RiskEngine(db, keyring, LIMITS, clock=FakeClock(now - dt.timedelta(seconds=10)).now)
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0,
+                          clock=FakeClock(now - dt.timedelta(seconds=8)).now)
 
     async def scenario():
         decision = await approved(
@@ -112,7 +115,7 @@ def test_a_resting_gtd_order_is_cancelled_at_the_venue_and_expires_at_its_time(d
         )
         resting = await oms.submit(as_sent(decision.order), decision.token)
         before = await oms.expire_due(expire_at - dt.timedelta(microseconds=1))
-        at_time = await oms.expire_due()
+        at_time = await oms.expire_due(utcnow())
         return resting, before, at_time, await details(oms, decision.order.order_id)
 
     resting, before, at_time, (order, events, trades) = asyncio.run(scenario())

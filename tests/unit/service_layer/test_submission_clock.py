@@ -11,8 +11,8 @@ from service_layer_support import TTL, approve
 
 import core_ext
 from services.common import convert
-from services.domain import OrderStatus
-from services.domain.errors import TokenRejected
+from services.domain import OrderStatus, TimeInForce
+from services.domain.errors import InvalidOrder, TokenRejected
 from services.oms.submission import client_message
 from tessera.oms.v1 import oms_pb2
 
@@ -78,6 +78,31 @@ def test_a_batch_is_checked_at_one_instant_of_the_clock(submitter, approved, clo
 
     assert isinstance(results[0], TokenRejected) and results[0].reason == "TOKEN_EXPIRED"
     assert results[1].order.status is OrderStatus.FILLED
+
+
+def test_a_gtd_order_submitted_at_or_after_its_expire_time_is_refused_and_left_for_the_sweep(
+        submitter, cancels, approved, clock, db, gateway):
+    expire_at = clock.now() + dt.timedelta(seconds=30)
+    last_moment, last_token = approved(time_in_force=TimeInForce.GTD, expire_time=expire_at)
+    late, late_token = approved(time_in_force=TimeInForce.GTD, expire_time=expire_at)
+    clock.set(expire_at - dt.timedelta(microseconds=1))
+    in_time = asyncio.run(submitter.submit(last_moment, last_token))
+    clock.set(expire_at)  # the token is still valid (30 s of its 300 s), the order's time has come
+
+    with pytest.raises(InvalidOrder) as refused:
+        asyncio.run(submitter.submit(late, late_token))
+    in_batch = asyncio.run(_many(submitter, [(late, late_token)]))
+    left, events, _ = stored(db, late.order_id)
+    swept = asyncio.run(cancels.expire_due())
+
+    assert in_time.order.status is OrderStatus.FILLED
+    assert refused.value.field == "expire_time"
+    assert refused.value.violations[0].reason == "IN_THE_PAST"
+    assert isinstance(in_batch[0], InvalidOrder) and in_batch[0].violations[0].reason == "IN_THE_PAST"
+    assert left.status is OrderStatus.APPROVED  # nothing claimed
+    assert [e.to_status for e in events] == [OrderStatus.PENDING, OrderStatus.APPROVED]
+    assert [o.order_id for o, _ in gateway.executed] == [last_moment.order_id]  # nothing sent expired
+    assert [(o.order_id, o.status) for o in swept] == [(late.order_id, OrderStatus.EXPIRED)]
 
 
 async def _many(submitter, items):

@@ -39,16 +39,17 @@ type OrderManagementServiceClient interface {
 	// venue twice. The token stays single use: another token of the same order (from a
 	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
 	//
-	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
-	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
-	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
-	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
-	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
-	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
-	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
-	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
-	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
-	// not use the token up.
+	// Errors: INVALID_ARGUMENT (malformed fields, each named; expire_time IN_THE_PAST: a
+	// GTD order whose expire_time has come is never sent, it stays APPROVED until the
+	// expiry sweep expires it), UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+	// TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID, TOKEN_EXPIRED),
+	// PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs from what Risk
+	// approved; TOKEN_ALREADY_USED: another token submitted the order, the metadata holds
+	// its order_id and status), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
+	// (ORDER_NOT_APPROVED: cancelled or expired before it was submitted; TRADING_HALTED,
+	// REDUCING_ONLY: the order stays APPROVED and may be submitted once trading allows it;
+	// REPLACEMENT_ORDER: a replacement goes through ReplaceOrder), UNAVAILABLE
+	// STORE_UNAVAILABLE (retry). A refused call does not use the token up.
 	SubmitOrder(ctx context.Context, in *SubmitOrderRequest, opts ...grpc.CallOption) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
 	// request order, each as SubmitOrder would (in doubt and replays included: the batch
@@ -333,16 +334,17 @@ type OrderManagementServiceServer interface {
 	// venue twice. The token stays single use: another token of the same order (from a
 	// second ValidateOrder), or a changed order (TOKEN_FIELDS_CHANGED), is refused.
 	//
-	// Errors: INVALID_ARGUMENT (malformed fields, each named), UNAUTHENTICATED
-	// (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE,
-	// TOKEN_NOT_YET_VALID, TOKEN_EXPIRED), PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a
-	// signed field differs from what Risk approved; TOKEN_ALREADY_USED: another token
-	// submitted the order, the metadata holds its order_id and status), NOT_FOUND
-	// ORDER_NOT_FOUND, FAILED_PRECONDITION (ORDER_NOT_APPROVED: cancelled or expired
-	// before it was submitted; TRADING_HALTED, REDUCING_ONLY: the order stays APPROVED
-	// and may be submitted once trading allows it; REPLACEMENT_ORDER: a replacement goes
-	// through ReplaceOrder), UNAVAILABLE STORE_UNAVAILABLE (retry). A refused call does
-	// not use the token up.
+	// Errors: INVALID_ARGUMENT (malformed fields, each named; expire_time IN_THE_PAST: a
+	// GTD order whose expire_time has come is never sent, it stays APPROVED until the
+	// expiry sweep expires it), UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+	// TOKEN_UNKNOWN_KEY, TOKEN_BAD_SIGNATURE, TOKEN_NOT_YET_VALID, TOKEN_EXPIRED),
+	// PERMISSION_DENIED (TOKEN_FIELDS_CHANGED: a signed field differs from what Risk
+	// approved; TOKEN_ALREADY_USED: another token submitted the order, the metadata holds
+	// its order_id and status), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION
+	// (ORDER_NOT_APPROVED: cancelled or expired before it was submitted; TRADING_HALTED,
+	// REDUCING_ONLY: the order stays APPROVED and may be submitted once trading allows it;
+	// REPLACEMENT_ORDER: a replacement goes through ReplaceOrder), UNAVAILABLE
+	// STORE_UNAVAILABLE (retry). A refused call does not use the token up.
 	SubmitOrder(context.Context, *SubmitOrderRequest) (*SubmitOrderResponse, error)
 	// SubmitOrders submits a batch of at most 5000 orders and answers per order, in
 	// request order, each as SubmitOrder would (in doubt and replays included: the batch
