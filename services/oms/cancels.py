@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: How many times the kill switch sends its venue-wide cancel at most (TESSERA_KILL_SWITCH_ATTEMPTS).
 KILL_SWITCH_ATTEMPTS = 3
+#: How many due orders one expiry sweep reads at most.
+EXPIRY_PAGE = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Cancels:
         self.sweep_attempts = max(1, sweep_attempts)
         self.sweep_backoff = sweep_backoff
         self.sleep = sleep
+        #: Where the next expiry sweep reads on from (see expire_due).
+        self._expiry_after: tuple[dt.datetime, str] | None = None
 
     async def cancel(self, order_id: str) -> Order:
         order = await self.submitter.write(_request_cancel, order_id, self.clock())
@@ -168,10 +172,17 @@ class Cancels:
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         """Expire what is due: APPROVED orders whose risk token lapsed before anyone
         submitted them, and GTD orders whose expire time has come (a working one is
-        cancelled at the venue first, and EXPIRED once the venue confirms)."""
+        cancelled at the venue first, and EXPIRED once the venue confirms).
+
+        A sweep reads at most :data:`EXPIRY_PAGE` of them, least recently changed first,
+        from after the last one the sweep before read when that one read a full page: the
+        orders a sweep leaves due (a cancel pending, a venue that does not know the order)
+        would otherwise fill every page and keep the others from ever expiring."""
         now = now or self.clock()
         lapsed_before = now - dt.timedelta(seconds=self.ttl_seconds + core_ext.DEFAULT_SKEW_SECONDS)
-        due = await self.db.read(lambda uow: uow.orders.due_for_expiry(lapsed_before, now))
+        after = self._expiry_after
+        due = await self.db.read(lambda uow: uow.orders.due_for_expiry(lapsed_before, now, EXPIRY_PAGE, after))
+        self._expiry_after = (due[-1].updated_time, due[-1].order_id) if len(due) == EXPIRY_PAGE else None
         expired = []
         for order in due:
             try:
@@ -256,4 +267,5 @@ def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, 
     return order
 
 
-__all__ = ["Cancels", "EmergencyCancel", "KILL_SWITCH_ATTEMPTS", "closing_reports", "fills_at_venue", "load"]
+__all__ = ["Cancels", "EmergencyCancel", "EXPIRY_PAGE", "KILL_SWITCH_ATTEMPTS", "closing_reports", "fills_at_venue",
+           "load"]

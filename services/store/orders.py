@@ -199,9 +199,12 @@ class OrderRepository:
         statement = statement.order_by(orders_t.c.order_time, orders_t.c.order_id)
         return [order_from_row(row) for row in self.session.execute(statement).mappings()]
 
-    def due_for_expiry(self, approved_before: dt.datetime, now: dt.datetime, limit: int = 500) -> list[Order]:
+    def due_for_expiry(self, approved_before: dt.datetime, now: dt.datetime, limit: int = 500,
+                       after: tuple[dt.datetime, str] | None = None) -> list[Order]:
         """APPROVED orders approved before ``approved_before`` (their token has lapsed)
-        and GTD orders, approved or working, whose ``expire_time`` has come."""
+        and GTD orders, approved or working, whose ``expire_time`` has come: at most
+        ``limit``, least recently changed first, those after ``after`` (an order's
+        ``(updated_time, order_id)``) only when given."""
         working = (OrderStatus.APPROVED.value, *_OPEN)
         statement = (
             select(orders_t)
@@ -214,6 +217,10 @@ class OrderRepository:
             .order_by(orders_t.c.updated_time, orders_t.c.order_id)
             .limit(limit)
         )
+        if after is not None:
+            time, key = after
+            statement = statement.where(or_(orders_t.c.updated_time > time,
+                                            and_(orders_t.c.updated_time == time, orders_t.c.order_id > key)))
         return [order_from_row(row) for row in self.session.execute(statement).mappings()]
 
     def count_open(self, account: str | None = None) -> int:

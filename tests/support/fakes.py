@@ -228,11 +228,13 @@ class FakeOrderRepository:
         return self._select(lambda o: o.status in OPEN_STATUSES and (account is None or o.account == account)
                             and (symbol is None or o.symbol == symbol))
 
-    def due_for_expiry(self, approved_before: dt.datetime, now: dt.datetime, limit: int = 500) -> list[Order]:
+    def due_for_expiry(self, approved_before: dt.datetime, now: dt.datetime, limit: int = 500,
+                       after: tuple[dt.datetime, str] | None = None) -> list[Order]:
         working = {OrderStatus.APPROVED, *OPEN_STATUSES}
         due = [o for o in self.state.orders.values()
-               if (o.status is OrderStatus.APPROVED and o.updated_time < approved_before)
-               or (o.status in working and o.expire_time is not None and o.expire_time <= now)]
+               if ((o.status is OrderStatus.APPROVED and o.updated_time < approved_before)
+                   or (o.status in working and o.expire_time is not None and o.expire_time <= now))
+               and (after is None or (o.updated_time, o.order_id) > after)]
         return [_copy(o) for o in sorted(due, key=lambda o: (o.updated_time, o.order_id))[:limit]]
 
     def count_open(self, account: str | None = None) -> int:

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from services.domain import Order, OrderStatus, Side
+from services.domain import Order, OrderStatus, Side, TimeInForce
 from services.domain.errors import Conflict, OrderNotFound, StaleOrder
 from services.store import DuplicateClientOrderId, DuplicateOrderId
 from services.store.mapping import ORDER_COLUMNS
@@ -274,6 +274,29 @@ def test_open_orders_and_count_open_cover_exactly_the_working_statuses(store, ma
         assert uow.orders.count_open("acct-2") == 1
         assert uow.orders.count_open() == 4
         assert uow.orders.open_orders(symbol="NOPE") == []
+
+
+def test_orders_due_for_expiry_page_on_from_an_orders_change_time_and_id(store, make_order, add_orders):
+    # Four GTD orders due, two of them changed at the same instant (the id breaks the tie).
+    expire_at = T1 + dt.timedelta(minutes=1)
+    orders = [make_order(time_in_force=TimeInForce.GTD, expire_time=expire_at) for _ in range(4)]
+    add_orders(store, *orders)
+    with store.uow() as uow:
+        for order, at in zip(orders, (T1, T1 + dt.timedelta(seconds=2), T1 + dt.timedelta(seconds=1),
+                                      T1 + dt.timedelta(seconds=1))):
+            order.transition(OrderStatus.APPROVED, at=at)
+            uow.orders.save(order)
+        uow.commit()
+    expected = [o.order_id for o in sorted(orders, key=lambda o: (o.updated_time, o.order_id))]
+    now = expire_at
+
+    with store.uow(read_only=True) as uow:
+        first = uow.orders.due_for_expiry(T1, now, limit=2)
+        rest = uow.orders.due_for_expiry(T1, now, limit=2, after=(first[-1].updated_time, first[-1].order_id))
+        past_the_end = uow.orders.due_for_expiry(T1, now, limit=2, after=(rest[-1].updated_time, rest[-1].order_id))
+
+    assert [o.order_id for o in first + rest] == expected
+    assert past_the_end == []
 
 
 def test_order_is_found_by_remote_order_id(store, make_order, add_orders):

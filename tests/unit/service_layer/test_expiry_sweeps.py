@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import order_factory
 import pytest
 from service_layer_support import RESTING, TTL
 
@@ -88,3 +89,35 @@ def test_an_approved_gtd_order_expires_locally_at_its_time_before_its_token_laps
     _, events = stored(db, order.order_id)
     assert events[-1].reason == "GTD expire time reached before submission"
     assert gateway.cancelled == []  # it never reached a venue
+
+
+def test_orders_the_sweep_skips_or_cannot_expire_do_not_keep_later_ones_from_expiring(cancels, approved, clock, db,
+                                                                                       gateway):
+    # A full page (500) of due orders the sweep leaves as they are, least recently changed:
+    # GTD orders whose cancel is pending, and ones in doubt that the venue does not know.
+    expire_at = clock.now() + dt.timedelta(seconds=30)
+    stuck = []
+
+    def leave(uow):  # (one write: the fake copies its whole state per transaction)
+        for index in range(500):
+            order = order_factory.build_order(time_in_force=TimeInForce.GTD, expire_time=expire_at,
+                                              order_time=clock.now(), updated_time=clock.now(), **RESTING)
+            order.record_approval(clock.now())
+            order.transition(OrderStatus.SUBMITTED, at=clock.now())
+            if index % 2:
+                order.transition(OrderStatus.ACCEPTED, at=clock.now())
+                order.transition(OrderStatus.PENDING_CANCEL, at=clock.now())
+            uow.orders.add(order)
+            stuck.append(order)
+
+    db.run_sync(leave)
+    clock.advance(10)
+    later, _ = approved(time_in_force=TimeInForce.GTD, expire_time=expire_at)
+    clock.set(expire_at)
+
+    swept = [order for _ in range(3) for order in asyncio.run(cancels.expire_due())]
+
+    assert [(o.order_id, o.status) for o in swept] == [(later.order_id, OrderStatus.EXPIRED)]
+    assert stored(db, later.order_id)[0].status is OrderStatus.EXPIRED
+    left = db.read_sync(lambda uow: [uow.orders.get(o.order_id).status for o in stuck])
+    assert left == [OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL] * 250
