@@ -73,6 +73,8 @@ FILLS_OWED = "FILLS_OWED"
 OPERATOR = "reconciler"
 _SIMULATED = SIMULATED_MODES
 _CLOSING = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+#: How many orders owing fills the reconciler reads at a time.
+OWING_PAGE = 500
 
 
 @dataclasses.dataclass
@@ -158,11 +160,17 @@ class Reconciler:
                 continue
             setattr(summary, outcome, getattr(summary, outcome) + 1)
         since = self.clock() - self.fills_owed_horizon
-        for order in await self.db.run(lambda uow: uow.orders.owing_fills(updated_since=since)):
-            summary.owing += 1
-            outcome = await self.collect_owed_fills(order)
-            setattr(summary, outcome, getattr(summary, outcome) + 1)
-        return summary
+        after: tuple[dt.datetime, str] | None = None
+        while True:  # page by page: those still owing after this pass must not hide the rest
+            page = await self.db.run(lambda uow: uow.orders.owing_fills(updated_since=since, limit=OWING_PAGE,
+                                                                        after=after))
+            for order in page:
+                summary.owing += 1
+                outcome = await self.collect_owed_fills(order)
+                setattr(summary, outcome, getattr(summary, outcome) + 1)
+            if len(page) < OWING_PAGE:
+                return summary
+            after = (page[-1].updated_time, page[-1].order_id)
 
     # -- one order ------------------------------------------------------------------------------
     async def reconcile_order(self, order: Order) -> str:

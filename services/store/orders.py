@@ -239,13 +239,19 @@ class OrderRepository:
             oldest = oldest.replace(tzinfo=dt.timezone.utc)
         return int(count), oldest
 
-    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500) -> list[Order]:
+    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500,
+                    after: tuple[dt.datetime, str] | None = None) -> list[Order]:
         """CANCELLED and EXPIRED orders that still owe fills (``venue_executed_quantity``
         set: the venue's answer to the close said it executed more than they have filled),
-        least recently changed first; only those changed since ``updated_since`` if given."""
+        least recently changed first; only those changed since ``updated_since`` if given,
+        and those after ``after`` (an order's ``(updated_time, order_id)``) if given."""
         statement = select(orders_t).where(orders_t.c.venue_executed_quantity.is_not(None))
         if updated_since is not None:
             statement = statement.where(orders_t.c.updated_time >= updated_since)
+        if after is not None:
+            time, key = after
+            statement = statement.where(or_(orders_t.c.updated_time > time,
+                                            and_(orders_t.c.updated_time == time, orders_t.c.order_id > key)))
         statement = statement.order_by(orders_t.c.updated_time, orders_t.c.order_id).limit(max(1, limit))
         return [order_from_row(row) for row in self.session.execute(statement).mappings()]
 

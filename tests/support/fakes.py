@@ -244,9 +244,11 @@ class FakeOrderRepository:
         sent = [o.updated_time for o in self.state.orders.values() if o.status is OrderStatus.SUBMITTED]
         return len(sent), min(sent, default=None)
 
-    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500) -> list[Order]:
+    def owing_fills(self, updated_since: dt.datetime | None = None, limit: int = 500,
+                    after: tuple[dt.datetime, str] | None = None) -> list[Order]:
         owing = [o for o in self.state.orders.values() if o.venue_executed_quantity is not None
-                 and (updated_since is None or o.updated_time >= updated_since)]
+                 and (updated_since is None or o.updated_time >= updated_since)
+                 and (after is None or (o.updated_time, o.order_id) > after)]
         return [_copy(o) for o in sorted(owing, key=lambda o: (o.updated_time, o.order_id))[:max(1, limit)]]
 
     def count_owing_fills(self) -> int:

@@ -138,3 +138,29 @@ def test_fills_the_venue_gives_after_the_anomaly_are_still_recorded(db, store, k
     assert found == ["FILLS_OWED"]  # what was said stays said
     assert (ended.filled_quantity, ended.venue_executed_quantity, len(trades)) == (D("0.004"), None, 1)
     assert check_store(store.engine, require_terminal=True).violations == []
+
+
+def test_orders_owing_fills_beyond_a_page_are_each_asked_about_at_every_pass(db, store, keyring, make_order):
+    # A page (500) of closed orders owing fills that the venue cannot give (a paper venue
+    # that restarted), changed before a newer one that owes fills too.
+    page = 500
+    now = utcnow()
+    owing = []
+    with store.uow() as uow:
+        for index in range(page + 1):
+            order = make_order(venue_executed_quantity=D("0.004"))
+            at = now - dt.timedelta(minutes=10) + dt.timedelta(milliseconds=index)
+            order.record_creation(at)
+            for step in (S.APPROVED, S.SUBMITTED, S.ACCEPTED, S.CANCELLED):
+                order.transition(step, at=at)
+            uow.orders.add(order)
+            owing.append(order)
+        uow.commit()
+    newest = owing[-1]
+    reconciler = Reconciler(db, keyring, FakeExchange(keyring), fills_owed_seconds=120, clock=lambda: now)
+
+    summary = asyncio.run(reconciler.reconcile_once())
+    listed = asyncio.run(db.read(lambda uow: uow.anomalies.list(order_id=newest.order_id)))
+
+    assert (summary.owing, summary.fills_owed) == (page + 1, page + 1)
+    assert [a.kind for a in listed] == ["FILLS_OWED"]
