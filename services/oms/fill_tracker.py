@@ -162,6 +162,11 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         # or by the venue itself) expired, whichever path brings the report. One with a
         # cancel request pending was cancelled: the table has no PENDING_CANCEL -> EXPIRED.
         target, reason = OrderStatus.EXPIRED, "GTD expire time reached"
+    elif target is OrderStatus.EXPIRED and order.status is OrderStatus.PENDING_CANCEL:
+        # The venue ended the order itself (its GTD time, a remainder) while a cancel was
+        # pending, the cancel's answer lost: it is closed as a confirmed cancel would have
+        # closed it (the table has no PENDING_CANCEL -> EXPIRED), never left open for good.
+        target = OrderStatus.CANCELLED
     if target is OrderStatus.FILLED and order.quantity is None and order.filled_quantity > 0:
         # An order whose quantity the venue decides (close_position, quote_order_qty) is
         # filled when the venue says so, after the fills it reported.

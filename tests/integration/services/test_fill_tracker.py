@@ -335,6 +335,21 @@ def test_cancelled_report_completes_a_pending_cancel(store, stored_order):
     assert stored.previous_status is None
 
 
+def test_an_expired_report_closes_a_pending_cancel_as_cancelled(store, stored_order):
+    # The venue expired the order (its GTD time, say) while a cancel whose answer was lost
+    # was pending: the order is closed, not left PENDING_CANCEL for good (the table has no
+    # PENDING_CANCEL -> EXPIRED); the event keeps the venue's word.
+    order = stored_order(S.PENDING_CANCEL)
+
+    apply(store, report(order, S.EXPIRED, cumulative_quantity=Decimal("0")))
+
+    stored, events, _, _ = load(store, order.order_id)
+    assert stored.status is S.CANCELLED and stored.previous_status is None
+    assert (events[-1].from_status, events[-1].to_status, events[-1].reason) == (
+        S.PENDING_CANCEL, S.CANCELLED, "venue: expired",
+    )
+
+
 def test_fill_crossing_a_pending_cancel_is_applied(store, stored_order):
     order = stored_order(S.PENDING_CANCEL)
 
