@@ -113,6 +113,9 @@ class Cancels:
                 results.append(await self.cancel(order.order_id))
             except (PreconditionFailed, VenueUnavailable):  # one unanswered cancel must not stop the rest
                 results.append(await self.db.read(load, order.order_id))
+            except Exception as error:  # noqa: BLE001 - nor any other failure of one order's cancel
+                log.error("cancel of order %s failed, the other orders' cancels go on: %r", order.order_id, error)
+                results.append(order)  # as it was read: not cancelled
         return results
 
     async def emergency_cancel_all(self, operator: str, reason: str) -> EmergencyCancel:
@@ -129,7 +132,10 @@ class Cancels:
         )
         cancelled: list[Order] = []
         for symbol in symbols:
-            cancelled += await self.cancel_all(symbol, None)
+            try:
+                cancelled += await self.cancel_all(symbol, None)
+            except Exception as error:  # noqa: BLE001 - the venue-wide cancel below goes whatever failed here
+                log.error("the kill switch's cancel of the orders Tessera holds in %s failed: %r", symbol, error)
         # Then at the venue itself: every open order of every account the Exchange trades
         # for, those placed outside Tessera too (allOpenOrders per symbol).
         listed = {order.order_id for order in cancelled}

@@ -80,3 +80,29 @@ def test_an_exchange_that_never_answers_is_one_failure_named_exchange_unavailabl
         ("", None, "", "EXCHANGE_UNAVAILABLE")]
     assert failures_counted("EXCHANGE_UNAVAILABLE") - before == 1
     assert halted(db) is TradingState.HALTED
+
+
+def test_one_order_whose_cancel_fails_stops_neither_the_other_cancels_nor_the_venue_wide_sweep(
+        submitter, gateway, clock, db, approved):
+    orders = [approved(**RESTING) for _ in range(2)]
+    for order, token in orders:
+        asyncio.run(submitter.submit(order, token))
+    gateway.sweeps = [Swept([], [])]
+    cancels, _ = kill_switch(submitter, gateway, clock)
+    failing = orders[0][0].order_id
+    cancel = cancels.cancel
+
+    async def flaky(order_id: str, *args, **kwargs):
+        if order_id == failing:
+            raise RuntimeError("the store refused this order's cancel")
+        return await cancel(order_id, *args, **kwargs)
+
+    cancels.cancel = flaky
+
+    done = asyncio.run(cancels.emergency_cancel_all("ops", "test"))
+
+    assert gateway.swept == 1  # the venue-wide cancel went all the same
+    statuses = {o.order_id: o.status for o in done.orders}
+    assert statuses[orders[1][0].order_id] is OrderStatus.CANCELLED
+    assert statuses[failing] is not OrderStatus.CANCELLED  # answered as it was, not as cancelled
+    assert halted(db) is TradingState.HALTED
