@@ -1382,10 +1382,12 @@ cdef inline Py_ssize_t _next_field(const unsigned char* p, Py_ssize_t n, Py_ssiz
                             int* wire, unsigned long long* value, Py_ssize_t* start) noexcept nogil:
     """Read the field at p[i]: its number, wire type and value (a varint's value, or a
     length-delimited field's length with its first byte at start). The offset after
-    it, or -1 when malformed (groups included)."""
+    it, or -1 when malformed (groups included, and a tag not in its shortest encoding:
+    protobuf's pure-Python runtime takes such a tag for an unknown field)."""
     cdef unsigned long long tag
+    cdef Py_ssize_t tag_start = i
     i = _read_varint(p, n, i, &tag)
-    if i < 0:
+    if i < 0 or (i - tag_start > 1 and p[i - 1] == 0):
         return -1
     number[0] = tag >> 3
     wire[0] = <int>(tag & 7)

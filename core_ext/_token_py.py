@@ -404,12 +404,15 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
 
 def _wire_fields(data: bytes):
     """Yield ``(field number, wire type, value)``: an int for varints, the bytes of a
-    length-delimited field, None for fixed-width ones. Groups are refused."""
+    length-delimited field, None for fixed-width ones. Groups are refused, and so is a
+    tag not in its shortest encoding (protobuf's pure-Python runtime takes such a tag
+    for an unknown field: the order would not be the one it parses)."""
     i, n = 0, len(data)
     while i < n:
+        start = i
         tag, i = _varint(data, i)
         number, wire = tag >> 3, tag & 7
-        if number == 0 or number > _MAX_FIELD_NUMBER:
+        if number == 0 or number > _MAX_FIELD_NUMBER or (i - start > 1 and data[i - 1] == 0):
             raise _Malformed
         if wire == 0:
             value, i = _varint(data, i)

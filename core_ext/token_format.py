@@ -105,8 +105,9 @@ REASONS: tuple[str, ...] = (
 )
 
 #: ``verify_order_request``'s verdict when the request's order has no canonical
-#: encoding (a malformed wire format, an unknown or unspecified enum, a decimal field
-#: that is not a plain decimal). Not a token verdict: the caller validates the order
+#: encoding (a malformed wire format, a group or a tag in more bytes than its shortest
+#: encoding included, an unknown or unspecified enum, a decimal field that is not a
+#: plain decimal). Not a token verdict: the caller validates the order
 #: field by field to say what is wrong. (The string fields go into the body as the
 #: bytes that arrived: bytes Risk never signed, invalid UTF-8 or a control character,
 #: simply do not verify.)

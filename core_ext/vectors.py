@@ -362,6 +362,8 @@ def _wire_vectors() -> list[dict[str, Any]]:
         ("invalid_decimal_with_exponent", wire_request(_order(quantity="1.5e-2"), token), fresh, fmt.REQUEST_INVALID),
         ("invalid_truncated", request[:-7], fresh, fmt.REQUEST_INVALID),
         ("invalid_group_wire_type", request + _varint(5 << 3 | 3), fresh, fmt.REQUEST_INVALID),
+        # The order's tag 0x0a written in two bytes (0x8a 0x00).
+        ("invalid_tag_longer_than_its_shortest_encoding", b"\x8a\x00" + request[1:], fresh, fmt.REQUEST_INVALID),
     ]
     vectors = []
     for name, data, now, reason in cases:

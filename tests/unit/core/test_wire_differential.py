@@ -370,3 +370,70 @@ def test_a_rewritten_batch_pairs_each_verdict_with_the_order_protobuf_reads(twin
     for field in noise:
         fields.insert(data.draw(st.integers(0, len(fields))), field)
     check_batch(twins, b"".join(f.encode() for f in fields))
+
+
+# -- a tag in a longer encoding than its shortest -----------------------------------------------
+# protobuf's pure-Python runtime (PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python, or wherever
+# no upb wheel installs) finds a field by its tag's bytes: a tag written in more bytes than it
+# needs ("\x8a\x00" for the order's "\x0a") is an unknown field there, while upb and the
+# check's reader take it for the field it numbers. Behind such a tag, an order (or one field
+# of it) is seen by the check and not by what the service then parses: the check refuses it.
+def _long_tag(field: Field) -> bytes:
+    return Field(field.number, field.wire, field.value, tag_pad=1).encode()
+
+
+def _hidden_order_request() -> bytes:
+    """Another order (ORDERS[1]), then the signed order ORDERS[0] behind a two-byte tag
+    with every bound field written (so it overrides all of the first), and its token."""
+    signed, _, token = SIGNED[0]
+    every = b"".join(_bound_value(number, signed).encode() for number in sorted(BOUND))
+    return (oms_pb2.SubmitOrderRequest(order=ORDERS[1]).SerializeToString() + _long_tag(Field(1, 2, every))
+            + Field(2, 2, token.encode()).encode())
+
+
+def _hidden_field_request() -> bytes:
+    """The signed order with quantity 250, then its quantity 0.015 behind a two-byte tag."""
+    signed, _, token = SIGNED[0]
+    inner = [f if f.number != 9 else Field(9, 2, b"250") for f in _order_fields(signed)]
+    order = b"".join(f.encode() for f in inner) + _long_tag(Field(9, 2, signed.quantity.encode()))
+    return Field(1, 2, order).encode() + Field(2, 2, token.encode()).encode()
+
+
+@pytest.mark.parametrize("make", [_hidden_order_request, _hidden_field_request])
+def test_a_tag_longer_than_its_shortest_encoding_is_refused_on_the_wire(twins, make):
+    data = make()
+    # upb reads the hidden part as the check does (the signed order): it is the service's
+    # field-by-field path, not the check from the wire, that decides then.
+    assert check_request(twins, data) == "REQUEST_INVALID"
+
+
+def test_a_batch_item_behind_a_longer_tag_is_refused_with_the_batch(twins):
+    """Item 0 (the signed order, its token) behind a two-byte tag, item 1 another order
+    with the same token: a reader that counted item 0 would pair its OK with item 1 where
+    the pure-Python runtime sees item 1 alone."""
+    signed, _, token = SIGNED[0]
+    good = oms_pb2.SubmitOrderRequest(order=signed, risk_token=token).SerializeToString()
+    other = oms_pb2.SubmitOrderRequest(order=ORDERS[1], risk_token=token).SerializeToString()
+    data = _long_tag(Field(1, 2, good)) + Field(1, 2, other).encode()
+    compiled, ring_c, python, ring_p = twins
+    for impl, ring in ((compiled, ring_c), (python, ring_p)):
+        with pytest.raises(ValueError, match="not a valid batch"):
+            impl.verify_order_requests(ring, data, NOW)
+    check_batch(twins, data)
+
+
+@pytest.mark.skipif(os.environ.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") == "python",
+                    reason="this is the run under the pure-Python runtime")
+def test_the_check_agrees_with_protobufs_pure_python_runtime_too():
+    """This file's properties again, with protobuf's pure-Python runtime parsing (a
+    process of its own: the runtime is chosen at import)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python", "TESSERA_WIRE_EXAMPLES": "150",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")]))}
+    done = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
