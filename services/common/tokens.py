@@ -43,7 +43,8 @@ def verify_or_raise(
 # -- the OMS's per-call credential towards the Exchange service ---------------------------
 # Clients hold risk tokens, so a risk token alone must not let them reach a venue
 # behind the OMS. The OMS signs each Exchange call with the same key ring over a
-# body that no risk token can have (risk token bodies start with core_ext.token_format.BODY_PREFIX, b"tessera.order.v2"):
+# body that no risk token can have (risk token bodies start with
+# core_ext.token_format.BODY_PREFIX, b"tessera.order.v2"):
 # the method and the SHA-256 digest of the request's serialized bytes. The token
 # format carries a random nonce and the issue time (core_ext.sign_token), so the
 # credential is good for that one request, once (the Exchange remembers the nonces it
