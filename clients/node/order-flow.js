@@ -67,6 +67,9 @@ function parseArgs(argv) {
   // client certificate names the caller (a token sent along would name it instead, and
   // go to wherever the client connects).
   if (!options['token-file'] && !options['tls-cert'] && fs.existsSync(LOCAL_TOKEN)) options['token-file'] = LOCAL_TOKEN;
+  if ((options['tls-cert'] || options['tls-key']) && !options['tls-ca']) {
+    throw new Error('--tls-cert needs --tls-ca (the CA the server\'s certificate chains to)');
+  }
   options.timeout = Number(options.timeout);
   if (!(options.timeout > 0)) throw new Error('--timeout must be a positive number of seconds');
   return options;

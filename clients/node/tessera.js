@@ -106,6 +106,8 @@ function tlsCredentials({ ca, cert, key }) {
  * by the caller.
  */
 function connect(addresses, { credentials, options, token, tls } = {}) {
+  // A client certificate without the CA would otherwise connect in plaintext.
+  if (tls && !tls.ca && (tls.cert || tls.key)) throw new Error('a TLS client certificate needs tls.ca (the CA the server\'s certificate chains to)');
   if (tls && tls.ca) {
     credentials = tlsCredentials(tls);
     if (tls.serverName) options = { ...(options || {}), 'grpc.ssl_target_name_override': tls.serverName };

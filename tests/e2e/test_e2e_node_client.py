@@ -154,3 +154,23 @@ def test_node_client_sends_the_local_stacks_token_only_without_a_client_certific
     assert _parsed_token_file(executable, tmp_path) == "var/auth/local.token"
     assert _parsed_token_file(executable, tmp_path, *tls) == ""
     assert _parsed_token_file(executable, tmp_path, *tls, "--token-file", "mine.token") == "mine.token"
+
+
+def test_node_client_refuses_a_client_certificate_without_a_ca_instead_of_plaintext(tmp_path: Path) -> None:
+    """A client certificate asks for mutual TLS: without the CA to check the server by,
+    connect() and order-flow.js refuse (as `tessera --tls-cert` without `--tls-ca` does)
+    rather than connect in plaintext, sending nothing that names the caller."""
+    executable = node_with_modules()
+    script = ("const tessera = require(process.argv[1]);"
+              "try { const c = tessera.connect({ risk: '127.0.0.1:1' }, { tls: { cert: 'c.pem', key: 'c.key' } });"
+              " tessera.close(c); console.log('connected'); } catch (error) { console.log(`refused: ${error.message}`); }")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TESSERA_", "AIS_"))}
+    result = subprocess.run([executable, "-e", script, str(CLIENT / "tessera.js")], cwd=str(tmp_path), env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, e2e.show(result)
+    assert result.stdout.startswith("refused: "), e2e.show(result)
+    assert "CA" in result.stdout, e2e.show(result)
+    flow = run_node(executable, "order-flow.js", "--risk", "127.0.0.1:1", "--oms", "127.0.0.1:1",
+                    "--tls-cert", "client.pem", "--tls-key", "client.key", "--timeout", "1", cwd=tmp_path)
+    assert flow.returncode == 2, e2e.show(flow)
+    assert "--tls-cert needs --tls-ca" in flow.stderr, e2e.show(flow)
