@@ -20,7 +20,7 @@ from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
 from .connection import connect
-from .client import EXIT_ERROR, EXIT_OK, add_connection_arguments, err
+from .client import EXIT_ERROR, EXIT_OK, UsageError, add_connection_arguments, err
 
 ACTIONS = ("status", "trip", "reduce", "reset")
 
@@ -35,6 +35,8 @@ def add_kill_switch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> int:
+    if args.action != "status" and not args.reason:
+        raise UsageError(f"kill-switch {args.action} needs --reason (why; it is audited with your identity)")
     with connect(args, args.risk) as risk_channel, connect(args, args.oms) as oms_channel:
         risk = risk_pb2_grpc.RiskServiceStub(risk_channel)
         incomplete = False

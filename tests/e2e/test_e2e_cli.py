@@ -234,3 +234,12 @@ def test_up_runs_until_sigterm(tmp_path):
 def test_usage_errors_exit_2(argv):
     result = e2e.run_cli(*argv)
     assert result.returncode == 2, e2e.show(result)
+
+
+@pytest.mark.parametrize("action", ["trip", "reduce", "reset"])
+def test_kill_switch_change_without_a_reason_is_a_usage_error(action):
+    """A change needs --reason (docs/cli.md): refused before any call, exit 2, like any
+    other bad usage (nothing listens at these addresses; a call would exit 1)."""
+    result = e2e.run_cli("kill-switch", action, "--risk", "127.0.0.1:1", "--oms", "127.0.0.1:1", "--timeout", "5")
+    assert result.returncode == 2, e2e.show(result)
+    assert "--reason" in result.stderr and "UNAVAILABLE" not in result.stderr, e2e.show(result)

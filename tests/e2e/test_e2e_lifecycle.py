@@ -366,7 +366,7 @@ def test_tessera_kill_switch_trips_reports_and_resets(stack, store):
         resting = submit(stack, order_type=pb.ORDER_TYPE_LIMIT, price=BELOW_MARKET)
 
         refused = run_cli("kill-switch", "trip", *connection)
-        assert refused.returncode == 1 and "reason" in refused.stderr
+        assert refused.returncode == 2 and "--reason" in refused.stderr
 
         tripped = run_cli("kill-switch", "trip", "--operator", "dana", "--reason", "fat finger", *connection)
         assert tripped.returncode == 0, tripped.stderr
