@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     orders.add_argument("--status", action="append", metavar="STATUS",
                         help="filter by status, e.g. filled or approved,submitted (repeatable)")
     orders.add_argument("--order-manager", default="", metavar="UNIQUE_IDENTIFIER")
-    orders.add_argument("--limit", type=int, default=100, help="at most this many (0 = all; default %(default)s)")
+    orders.add_argument("--limit", type=client.limit, default=100, help="at most this many (0 = all; default %(default)s)")
     client.add_connection_arguments(orders)
     orders.set_defaults(handler=client.cmd_orders)
 
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     trades.add_argument("--order-id", default="")
     trades.add_argument("--account", default="")
     trades.add_argument("--symbol", default="")
-    trades.add_argument("--limit", type=int, default=100, help="at most this many (0 = all; default %(default)s)")
+    trades.add_argument("--limit", type=client.limit, default=100, help="at most this many (0 = all; default %(default)s)")
     client.add_connection_arguments(trades)
     trades.set_defaults(handler=client.cmd_trades)
 

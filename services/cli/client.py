@@ -64,6 +64,22 @@ def err(message: str) -> None:
 
 
 # -- arguments ------------------------------------------------------------------------
+def limit(value: str) -> int:
+    """A ``--limit``: a whole number, 0 or more (0 = all)."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (all) or more, got {value}")
+    return number
+
+
+def seconds(value: str) -> float:
+    """A ``--timeout``: a positive number of seconds."""
+    number = float(value)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return number
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser, *, risk: bool = False) -> None:
     if risk:
         parser.add_argument(
@@ -78,7 +94,7 @@ def add_connection_arguments(parser: argparse.ArgumentParser, *, risk: bool = Fa
         metavar="HOST:PORT",
         help="OMS address (env TESSERA_OMS_ADDRESS, default %(default)s)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS",
                         help="deadline of each call (default %(default)s)")
     add_identity_arguments(parser)
 

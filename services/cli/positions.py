@@ -17,7 +17,7 @@ from tessera.risk.v1 import risk_pb2, risk_pb2_grpc
 
 from . import output
 from .connection import connect
-from .client import EXIT_ERROR, EXIT_OK, MARKETS, add_connection_arguments, err
+from .client import EXIT_ERROR, EXIT_OK, MARKETS, add_connection_arguments, err, limit
 
 HEADERS = ("account", "market", "symbol", "quantity", "avg_entry", "mark", "unrealised", "realised_net", "fees",
            "updated")
@@ -29,7 +29,7 @@ def add_positions_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--market", type=str.lower, choices=list(MARKETS), help="futures or spot (default: both)")
     parser.add_argument("--open", dest="open_only", action="store_true",
                         help="leave out flat positions (they still carry realised PnL and fees)")
-    parser.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all; default %(default)s)")
+    parser.add_argument("--limit", type=limit, default=1000, help="at most this many (0 = all; default %(default)s)")
     add_connection_arguments(parser, risk=True)
 
 

@@ -243,3 +243,19 @@ def test_kill_switch_change_without_a_reason_is_a_usage_error(action):
     result = e2e.run_cli("kill-switch", action, "--risk", "127.0.0.1:1", "--oms", "127.0.0.1:1", "--timeout", "5")
     assert result.returncode == 2, e2e.show(result)
     assert "--reason" in result.stderr and "UNAVAILABLE" not in result.stderr, e2e.show(result)
+
+
+@pytest.mark.parametrize("argv", [
+    ["orders", "--limit", "-1", "--oms", "127.0.0.1:1"],
+    ["trades", "--limit", "-5", "--oms", "127.0.0.1:1"],
+    ["positions", "--limit", "-1", "--risk", "127.0.0.1:1"],
+    ["orders", "--timeout", "0", "--oms", "127.0.0.1:1"],
+    ["submit", "BTCUSDT", "buy", "0.01", "--timeout", "-1", "--risk", "127.0.0.1:1", "--oms", "127.0.0.1:1"],
+])
+def test_a_negative_limit_or_a_timeout_that_is_not_positive_is_a_usage_error(argv):
+    """Refused by the command (exit 2), not sent: the services answered INVALID_ARGUMENT
+    page_size, and a deadline already past failed every call DEADLINE_EXCEEDED (exit 1)."""
+    result = e2e.run_cli(*argv)
+    assert result.returncode == 2, e2e.show(result)
+    assert ("--limit" in result.stderr or "--timeout" in result.stderr) and "Traceback" not in result.stderr, \
+        e2e.show(result)
