@@ -20,6 +20,8 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     actions.required = True
     keygen = actions.add_parser("keygen", help="an Ed25519 key pair: DIR/jwt-signing.pem, DIR/jwt-public.pem")
     keygen.add_argument("directory", type=Path)
+    keygen.add_argument("--replace", action="store_true",
+                        help="make a new pair over one that is there (tokens the old key signed stop verifying)")
     keygen.set_defaults(handler=cmd_keygen)
     mint = actions.add_parser("mint", help="a bearer token for a principal, on stdout")
     key = mint.add_mutually_exclusive_group(required=True)
@@ -35,7 +37,11 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    private, public = identities.generate_key_pair(args.directory)
+    try:
+        private, public = identities.generate_key_pair(args.directory, replace=args.replace)
+    except OSError as error:  # a pair there already, a directory that cannot be made
+        err(str(error))
+        return EXIT_ERROR
     print(f"private key {private} (keep it with the issuer only)\npublic key {public} (TESSERA_JWT_PUBLIC_KEY_FILES)")
     return EXIT_OK
 

@@ -34,19 +34,34 @@ LOCAL_TOKEN_LIFETIME = 30 * 24 * 3600
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    path.chmod(0o600)
+    """``data`` in ``path``, readable by its owner only from the start (never a moment
+    with the default permissions)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)  # a file that was there keeps its mode through O_CREAT
+        file.write(data)
 
 
-def generate_key_pair(directory: Path, name: str = "jwt") -> tuple[Path, Path]:
-    """An Ed25519 key pair as PEM files: (``<name>-signing.pem``, ``<name>-public.pem``)."""
+def generate_key_pair(directory: Path, name: str = "jwt", *, replace: bool = True) -> tuple[Path, Path]:
+    """An Ed25519 key pair as PEM files: (``<name>-signing.pem``, ``<name>-public.pem``).
+
+    Raises
+    ------
+    FileExistsError
+        ``replace`` is False and either file is there already (a key pair in use: tokens
+        it signed would stop verifying once the services had the new public key).
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     directory.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
     private = directory / f"{name}-signing.pem"
     public = directory / f"{name}-public.pem"
+    if not replace:
+        for path in (private, public):
+            if path.exists():
+                raise FileExistsError(f"{path} exists: a key pair is there already (--replace to make a new one)")
+    key = Ed25519PrivateKey.generate()
     _write_private(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                               serialization.NoEncryption()))
     public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,

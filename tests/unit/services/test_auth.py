@@ -330,6 +330,25 @@ def test_tessera_token_keygen_and_mint_make_tokens_the_services_verify(tmp_path:
     assert verifier is not None and verifier.verify(capsys.readouterr().out.strip()) == "bot"
 
 
+def test_tessera_token_keygen_keeps_a_key_pair_that_is_there_unless_told_to_replace_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli.__main__ import main
+
+    issuer = tmp_path / "issuer"
+    assert main(["token", "keygen", str(issuer)]) == 0
+    first = (issuer / "jwt-signing.pem").read_bytes(), (issuer / "jwt-public.pem").read_bytes()
+    capsys.readouterr()
+
+    assert main(["token", "keygen", str(issuer)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert ((issuer / "jwt-signing.pem").read_bytes(), (issuer / "jwt-public.pem").read_bytes()) == first
+
+    (issuer / "jwt-signing.pem").chmod(0o644)  # a private key left readable: replaced, it is the owner's alone
+    assert main(["token", "keygen", "--replace", str(issuer)]) == 0
+    assert (issuer / "jwt-signing.pem").read_bytes() != first[0]
+    assert (issuer / "jwt-signing.pem").stat().st_mode & 0o777 == 0o600
+
+
 def test_the_tessera_command_with_a_client_certificate_does_not_send_the_local_stacks_token(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from services.cli import connection
