@@ -633,7 +633,9 @@ class LiveProvider:
             return []
         try:
             trades = await self._order_trades(tracked)
-        except (VenueInDoubt, VenueRateLimited) as error:
+        except (VenueInDoubt, VenueRateLimited, VenueRejected, VenueOrderUnknown) as error:
+            # A refused read of the trades says nothing about the order (placed, cancelled):
+            # what it owes stays owed (owes_fills) and the next poll reads it.
             log.info("fills of %s not read yet (%s); the next poll will", tracked.ref.order_id, error.reason)
             return []
         return [r for r in (self._trade_report(tracked, t, text) for t, text in trades) if r is not None]

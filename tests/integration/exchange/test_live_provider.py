@@ -395,3 +395,23 @@ def test_query_of_an_order_the_venue_never_saw_is_not_found():
             await transport.close()
 
     run(scenario)
+
+
+def test_an_order_the_venue_filled_is_not_refused_when_reading_its_trades_is(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            # The order is placed and FILLED; every read of its trades is refused (-1021, retries included).
+            venue.fault("bad_timestamp", method="GET", path="/userTrades", count=3)
+            order = make_order(quantity=Decimal("0.8"))
+            placed = await provider.execute(order)
+            owed = await provider.poll_once()
+            await provider.close()
+            return order, placed, owed
+
+    order, placed, owed = run(scenario)
+
+    assert order.remote_order_id is not None
+    assert placed == []  # nothing known yet but that the venue took it: the fills are owed
+    assert [r.fill.quantity for r in owed if r.fill] == [Decimal("0.5"), Decimal("0.3")]
+    assert owed[-1].order_status is OrderStatus.FILLED
