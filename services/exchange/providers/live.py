@@ -502,6 +502,13 @@ class LiveProvider:
         except VenueInDoubt:
             await self._emit(tracked.release())  # what the stream saw of it is news all the same
             raise  # followed by client order id until the reconciler settles it
+        except asyncio.CancelledError:
+            # The caller gave up (the OMS's deadline) with the order perhaps at the venue: in
+            # doubt as above; its stream reports, held till now and to come, go out as they come.
+            held = tracked.release()
+            if held:
+                asyncio.ensure_future(self._emit(held))
+            raise
         except Exception:
             tracked.release()
             self._by_client_id.pop(client_key, None)

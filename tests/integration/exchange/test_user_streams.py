@@ -147,3 +147,30 @@ def test_a_dropped_spot_stream_is_gap_filled_from_rest_and_no_fill_is_lost_or_do
     assert "userTrade" in sources[1] and "userTrade" in sources[2]  # from REST on reconnect
     assert {r["path"] for r in trade_reads} == {"/api/v3/userTrades"}  # spot's, by orderId
     assert all(r.order_status is OrderStatus.FILLED for r in streamed if r.fill)
+
+
+def test_fills_streamed_for_an_order_whose_placement_call_was_cancelled_are_reported(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider, streams, streamed = await started(venue)
+            assert await streams[MarketType.FUTURES].wait_connected(5)
+            await ready(provider)
+            order = limit(make_order, "63900", "0.2")
+            # The venue takes the order and its answer never comes; the caller gives up
+            # (the OMS's deadline cancels the call) while the stream has told of the order.
+            venue.fault("drop_response", method="POST", path="/order", delay=3)
+            placing = asyncio.ensure_future(provider.execute(order))
+            await until(lambda: any(o.client_order_id == order.client_order_id
+                                    for o in venue.sim.state.orders.values()))
+            await asyncio.sleep(0.2)
+            placing.cancel()
+            await asyncio.gather(placing, return_exceptions=True)
+            venue.sim.state.set_price(None, "BTCUSDT", Decimal("63850"))  # the order fills
+            await until(lambda: any(r.fill for r in streamed if r.order_id == order.order_id), timeout=3)
+            await provider.close()
+            return [r for r in streamed if r.order_id == order.order_id]
+
+    reports = run(scenario)
+
+    assert [r.order_status for r in reports] == [OrderStatus.ACCEPTED, OrderStatus.FILLED]
+    assert reports[-1].fill.quantity == Decimal("0.2")
