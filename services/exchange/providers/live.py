@@ -1007,6 +1007,11 @@ class LiveProvider:
                     report = self._trade_report(tracked, trade, text)
                     if report is not None:
                         reports.append(report)
+            for tracked in followed:
+                if tracked.owes_fills and tracked.venue_order_id is not None:
+                    # Its trades may lie behind the cursor (read while its placement was in
+                    # flight, not yet known by its venue id): read them by the order.
+                    reports += await self._catch_up(tracked)
             if not any(t.venue_status not in FINAL or t.venue_order_id is None for t in followed):
                 continue
             open_ids = {o.get("clientOrderId") for o in await self.transport.send(

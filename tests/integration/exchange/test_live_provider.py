@@ -415,3 +415,33 @@ def test_an_order_the_venue_filled_is_not_refused_when_reading_its_trades_is(mak
     assert placed == []  # nothing known yet but that the venue took it: the fills are owed
     assert [r.fill.quantity for r in owed if r.fill] == [Decimal("0.5"), Decimal("0.3")]
     assert owed[-1].order_status is OrderStatus.FILLED
+
+
+def test_fills_owed_by_an_order_a_poll_passed_while_it_was_being_placed_are_read_by_the_next_poll(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            resting = make_order(order_type=OrderType.LIMIT, price=Decimal("60000"), quantity=Decimal("0.1"))
+            await provider.execute(resting)  # followed: the symbol's trades are polled
+            send = provider.transport.exchange
+
+            async def placed_while_the_poller_runs(request, credentials=None):
+                answer = await send(request, credentials)
+                if request.method == "POST" and request.path.endswith("/order"):
+                    await provider.poll_once()  # the poller reads the new trades before the answer is handled
+                    venue.fault("bad_timestamp", method="GET", path="/userTrades", count=3)  # then reads fail
+                return answer
+
+            provider.transport.exchange = placed_while_the_poller_runs
+            order = make_order(quantity=Decimal("0.8"))
+            placed = await provider.execute(order)
+            provider.transport.exchange = send
+            owed = await provider.poll_once()
+            await provider.close()
+            return placed, owed
+
+    placed, owed = run(scenario)
+
+    assert placed == []
+    assert [r.fill.quantity for r in owed if r.fill] == [Decimal("0.5"), Decimal("0.3")]
+    assert owed[-1].order_status is OrderStatus.FILLED
