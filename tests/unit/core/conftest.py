@@ -37,6 +37,13 @@ def load_or_fail(name: str) -> types.SimpleNamespace:
         )
 
 
+@pytest.fixture(scope="module")
+def implementations() -> tuple[types.SimpleNamespace, types.SimpleNamespace]:
+    """The compiled core and the pure-Python twin, for the tests that compare them
+    (a missing compiled core as :func:`load_or_fail` treats it)."""
+    return load_or_fail("cython"), load_or_fail("python")
+
+
 @pytest.fixture(params=core_ext.IMPLEMENTATIONS)
 def impl(request: pytest.FixtureRequest) -> types.SimpleNamespace:
     """One implementation of the core ("cython" or "python")."""

@@ -11,14 +11,12 @@ import datetime as dt
 import enum
 import hashlib
 import json
-import os
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import core_ext
 
 AT = dt.datetime(2026, 12, 6, 19, 40, 20, 123456, tzinfo=dt.timezone.utc)
 
@@ -36,14 +34,8 @@ def _event(**changes):
 
 
 @pytest.fixture(scope="module")
-def twins():
-    try:
-        compiled = core_ext.load_implementation("cython")
-    except ImportError as exc:
-        if os.environ.get("TESSERA_PURE_PYTHON") == "1":
-            pytest.skip(f"compiled core_ext not importable and TESSERA_PURE_PYTHON=1 ({exc})")
-        pytest.fail(f"compiled core_ext is not importable ({exc})", pytrace=False)
-    return compiled, core_ext.load_implementation("python")
+def twins(implementations):
+    return implementations
 
 
 def test_the_encoding_is_json_with_sorted_keys_behind_the_version(impl):

@@ -22,18 +22,8 @@ B64 = string.ascii_letters + string.digits + "-_"
 
 
 @pytest.fixture(scope="module")
-def twins():
-    import os
-
-    import core_ext
-
-    try:
-        compiled = core_ext.load_implementation("cython")
-    except ImportError as exc:
-        if os.environ.get("TESSERA_PURE_PYTHON") == "1":
-            pytest.skip(f"compiled core_ext not importable and TESSERA_PURE_PYTHON=1 ({exc})")
-        pytest.fail(f"compiled core_ext is not importable ({exc})", pytrace=False)
-    return compiled, core_ext.load_implementation("python")
+def twins(implementations):
+    return implementations
 
 
 @pytest.fixture(scope="module")

@@ -269,14 +269,8 @@ def mutated_requests(draw: Any) -> bytes:
 
 # -- the oracle ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def twins() -> tuple[Any, Any, Any, Any]:
-    try:
-        compiled = core_ext.load_implementation("cython")
-    except ImportError as exc:
-        if os.environ.get("TESSERA_PURE_PYTHON") == "1":
-            pytest.skip(f"compiled core_ext not importable and TESSERA_PURE_PYTHON=1 ({exc})")
-        pytest.fail(f"compiled core_ext is not importable ({exc})", pytrace=False)
-    python = core_ext.load_implementation("python")
+def twins(implementations) -> tuple[Any, Any, Any, Any]:
+    compiled, python = implementations
     return compiled, compiled.KeyRing("k1", SECRET), python, python.KeyRing("k1", SECRET)
 
 

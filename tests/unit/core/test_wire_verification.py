@@ -7,14 +7,12 @@ protobuf library serializes, and against each other on mutated and random bytes.
 from __future__ import annotations
 
 import json
-import os
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import core_ext
 from core_ext import token_format, vectors
 from tessera.common.v1 import types_pb2 as pb
 from tessera.exchange.v1 import exchange_pb2
@@ -286,14 +284,8 @@ PROFILE = settings(max_examples=400, deadline=None, suppress_health_check=[Healt
 
 
 @pytest.fixture(scope="module")
-def twins():
-    try:
-        compiled = core_ext.load_implementation("cython")
-    except ImportError as exc:
-        if os.environ.get("TESSERA_PURE_PYTHON") == "1":
-            pytest.skip(f"compiled core_ext not importable and TESSERA_PURE_PYTHON=1 ({exc})")
-        pytest.fail(f"compiled core_ext is not importable ({exc})", pytrace=False)
-    python = core_ext.load_implementation("python")
+def twins(implementations):
+    compiled, python = implementations
     rings = tuple(m.KeyRing("k1", SECRET) for m in (compiled, python))
     valid = []
     for order in (_order(), _trailing(), _closing(), _quoted()):
