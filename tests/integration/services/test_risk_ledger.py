@@ -10,6 +10,7 @@ few milliseconds).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import uuid
@@ -546,6 +547,30 @@ def test_a_fill_committed_while_a_replica_loads_is_counted_once_in_what_the_orde
     assert account.working[order_id].remaining == D("0.006")
 
 
+@contextlib.asynccontextmanager
+async def a_poll_overtaken(risk: RiskEngine):
+    """A poll of Risk's that has read the store (the trading state as it was) and returns
+    only after the block has run."""
+    follow = risk.source.follow
+    read, ran = asyncio.Event(), asyncio.Event()
+
+    async def follow_overtaken(read_states):
+        found = await follow(read_states)
+        read.set()
+        await ran.wait()
+        return found
+
+    risk.source.follow = follow_overtaken
+    polling = asyncio.ensure_future(risk.sync())
+    await read.wait()
+    try:
+        yield
+    finally:
+        ran.set()
+        await polling
+        risk.source.follow = follow
+
+
 def test_a_trading_state_read_before_this_replica_changed_it_does_not_undo_the_change(
         db, store, keyring, make_order):
     """The replica that sets the trading state obeys it at once: a poll of the store that
@@ -554,22 +579,8 @@ def test_a_trading_state_read_before_this_replica_changed_it_does_not_undo_the_c
 
     async def scenario():
         await risk.start()
-        follow = risk.source.follow
-        read, changed = asyncio.Event(), asyncio.Event()
-
-        async def follow_overtaken(read_states):
-            found = await follow(read_states)  # the state as it was: ACTIVE
-            read.set()
-            await changed.wait()
-            return found
-
-        risk.source.follow = follow_overtaken
-        polling = asyncio.ensure_future(risk.sync())
-        await read.wait()
-        await risk.set_trading_state(TradingState.HALTED, "operator-1", "stop everything")
-        changed.set()
-        await polling
-        risk.source.follow = follow
+        async with a_poll_overtaken(risk):
+            await risk.set_trading_state(TradingState.HALTED, "operator-1", "stop everything")
         return await validate(risk, make_order, quantity=D("0.001"))
 
     assert codes(asyncio.run(scenario())) == ["TRADING_HALTED"]
@@ -583,22 +594,8 @@ def test_a_kill_switch_tripped_by_the_daily_loss_is_not_undone_by_a_poll_read_be
     async def scenario():
         await bought(risk, store, make_order, "0.015")
         prices.prices["BTCUSDT"] = D("58000")  # 0.015 x -7000 = -105 unrealised
-        follow = risk.source.follow
-        read, tripped = asyncio.Event(), asyncio.Event()
-
-        async def follow_overtaken(read_states):
-            found = await follow(read_states)  # the state as it was: ACTIVE
-            read.set()
-            await tripped.wait()
-            return found
-
-        risk.source.follow = follow_overtaken
-        polling = asyncio.ensure_future(risk.sync())
-        await read.wait()
-        breach = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
-        tripped.set()
-        await polling
-        risk.source.follow = follow
+        async with a_poll_overtaken(risk):
+            breach = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
         return breach, await validate(risk, make_order, account="acct-2", symbol="ETHUSDT", quantity=D("0.01"))
 
     breach, elsewhere = asyncio.run(scenario())
