@@ -138,6 +138,31 @@ def describe(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
     return explained.code, explained.reason, explained.message
 
 
+#: The trailer a failed call's ``google.rpc.Status`` travels in.
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    """The details of a failed call's ``google.rpc.Status``: empty without one, or when
+    it does not parse."""
+    for key, value in error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            try:
+                return list(status_pb2.Status.FromString(value).details)
+            except Exception:  # noqa: BLE001 - details that do not parse: none
+                return []
+    return []
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ``ErrorInfo`` (with a reason) of a failed call, if its status carries one."""
+    for detail in status_details(error):
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.reason:
+            return info
+    return None
+
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     whole = int(seconds)
     return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))

@@ -31,10 +31,10 @@ from decimal import Decimal
 from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 import core_ext
 from services.common import convert
+from services.common.errors import error_info
 from services.common.observability.interceptors import client_span, outgoing_metadata
 from services.common.tokens import SERVICE_CREDENTIAL_BEFORE_START, oms_call_metadata
 from services.domain import Order
@@ -61,7 +61,6 @@ EXECUTE_BATCH = 1000
 #: How long a call refused for its credential's issue time (an Exchange that has just
 #: restarted) waits before it is signed afresh and sent again.
 CREDENTIAL_RETRY_SECONDS = 0.25
-_DETAILS_KEY = "grpc-status-details-bin"
 log = logging.getLogger(__name__)
 
 
@@ -85,28 +84,14 @@ class Refusal:
         return self.code is grpc.StatusCode.NOT_FOUND
 
 
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    for key, value in error.trailing_metadata() or ():
-        if key == _DETAILS_KEY and isinstance(value, bytes):
-            try:
-                status = status_pb2.Status.FromString(value)
-            except Exception:  # noqa: BLE001 - a detail that does not parse: no reason
-                return None
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info) and info.reason:
-                    return info
-    return None
-
-
 def reason_of(error: grpc.aio.AioRpcError) -> str:
     """The ``ErrorInfo`` reason of a failed call; the status code's name without one."""
-    info = _error_info(error)
+    info = error_info(error)
     return info.reason if info is not None else error.code().name
 
 
 def refusal_of(error: grpc.aio.AioRpcError) -> Refusal:
-    info = _error_info(error)
+    info = error_info(error)
     return Refusal(error.code(), info.reason if info is not None else error.code().name, error.details() or "",
                    (info.metadata.get("venue_payload") or None) if info is not None else None)
 

@@ -12,10 +12,10 @@ import re
 from typing import Any
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
 from services.common import auth, convert, tls
-from services.common.errors import grpc_errors, item_error_proto
+from services.common.errors import STATUS_DETAILS_KEY, grpc_errors, item_error_proto, status_details
 from services.domain import MarketType, TradingState, new_id
 from services.domain.errors import DomainError, InvalidOrder, PreconditionFailed, ReplicaUnavailable
 from tessera.common.v1 import types_pb2 as common_pb
@@ -35,7 +35,6 @@ _STATES = {
 }
 #: An item's position in the path of its error's fields ("orders[3].quantity: required").
 _ITEM_INDEX = re.compile(r"(?<![A-Za-z0-9_.])orders\[\d+\]")
-_STATUS_DETAILS = "grpc-status-details-bin"  # where a Tessera status carries its ErrorInfo
 
 
 def renumber(error: common_pb.ItemError, index: int) -> None:
@@ -55,20 +54,13 @@ def _owner_failed(index: int, error: grpc.aio.AioRpcError) -> pb.ValidateOrderRe
     code = error.code()
     item = common_pb.ItemError(code=code.name, reason=code.name, message=f"orders[{index}].{error.details() or ''}",
                                status_code=code.value[0])
-    for key, value in error.trailing_metadata() or ():
-        if key != _STATUS_DETAILS or not isinstance(value, bytes):
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except Exception:  # noqa: BLE001 - details that do not parse: the code and message alone
-            break
-        for detail in status.details:
-            info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-            if detail.Unpack(info):
-                item.reason = info.reason or item.reason
-                item.metadata.update(info.metadata)
-            elif detail.Unpack(retry):
-                item.retry_delay.CopyFrom(retry.retry_delay)
+    for detail in status_details(error):
+        info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            item.reason = info.reason or item.reason
+            item.metadata.update(info.metadata)
+        elif detail.Unpack(retry):
+            item.retry_delay.CopyFrom(retry.retry_delay)
     return pb.ValidateOrderResult(error=item)
 
 
@@ -124,7 +116,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         """UNAVAILABLE naming the owner when the call never reached it (no status of
         Tessera's in the trailers); None when the owner answered the error itself."""
         trailing = tuple(error.trailing_metadata() or ())
-        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == _STATUS_DETAILS for key, _ in trailing):
+        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == STATUS_DETAILS_KEY for key, _ in trailing):
             return ReplicaUnavailable(
                 f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
                 f"answer ({error.details()}): retry", metadata={"account": account, "owner_replica": owner})
