@@ -208,7 +208,7 @@ def _stored_trade(uow: UnitOfWork, order: Order, trade_id: str) -> Trade | None:
     id the venue trade had before ids named its symbol and side (a fill stored before an
     upgrade and reported again after it, see :func:`legacy_venue_trade_id`)."""
     stored = uow.trades.get(order.venue, trade_id)
-    if stored is None:
+    if stored is None and order.filled_quantity:  # an order with nothing filled has no fill stored either way
         legacy = legacy_venue_trade_id(trade_id)
         if legacy is not None:
             earlier = uow.trades.get(order.venue, legacy)
