@@ -45,6 +45,7 @@ from services.common.venue_accounts import VenueAccounts
 from services.domain import LiquiditySide, MarginMode, MarketType, Order, OrderStatus, Side
 from services.domain.errors import CancelAllIncomplete, OrderNotFound, PreconditionFailed, VenueUnavailable
 from services.domain.execution import CancelFailure, ExecutionReport, Fill
+from services.domain.trade import venue_trade_id as stored_trade_id
 
 from ..aster import raw
 from ..aster import requests as rq
@@ -65,13 +66,12 @@ from .live_tracking import (
     Tracked,
     VenueSettings,
     _ms,
-    trade_id,
 )
 
 #: The venue this provider trades at (an order's ``venue`` field).
 VENUE = "aster"
 
-__all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES", "trade_id"]
+__all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_STATUSES"]
 
 log = logging.getLogger(__name__)
 
@@ -560,7 +560,7 @@ class LiveProvider:
     def _fill(self, tracked: Tracked, venue_trade_id: Any, quantity: Decimal, price: Decimal, commission: Decimal,
               commission_asset: str | None, maker: bool, at: Any, raw_payload: dict[str, Any] | None,
               raw_json: str) -> ExecutionReport | None:
-        tid = trade_id(tracked.ref.market_type, tracked.ref.symbol, tracked.ref.side, venue_trade_id)
+        tid = stored_trade_id(tracked.ref.market_type, tracked.ref.symbol, tracked.ref.side, venue_trade_id)
         if tid in tracked.seen:
             return None
         tracked.seen.add(tid)

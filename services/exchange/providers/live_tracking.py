@@ -15,8 +15,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any, Callable
 
-from services.domain import MarginMode, MarketType, OrderStatus, Side
-from services.domain.trade import venue_trade_id as stored_trade_id
+from services.domain import MarginMode, MarketType, OrderStatus
 from services.domain.execution import ExecutionReport
 
 from ..aster.credentials import VenueCredentials
@@ -38,12 +37,6 @@ TRADE_PAGE = 1000
 #: How far before sending an order its trades are looked for (clock skew, venue latency).
 TRADE_LOOKBACK_MS = 5000
 CredentialsFor = Callable[[str], "VenueCredentials | None"]
-
-
-def trade_id(market_type: MarketType, symbol: str, side: Side, venue_trade_id: Any) -> str:
-    """The id a venue trade of an order of ``symbol`` on ``side`` is stored under
-    (:func:`services.domain.trade.venue_trade_id`: the venue numbers trades per symbol)."""
-    return stored_trade_id(market_type, symbol, side, venue_trade_id)
 
 
 def _ms(value: Any) -> dt.datetime | None:
