@@ -10,7 +10,8 @@
   ``TESSERA_JWT_AUDIENCE``, and ``exp``, ``iat`` and ``sub`` must be present; ``exp`` and
   ``nbf`` are checked with ``TESSERA_JWT_LEEWAY_SECONDS`` (default 30) of clock skew.
   The principal is ``sub``. A verified token is cached by its exact text until it
-  expires: a client that keeps its token costs one dict lookup per call;
+  expires: a client that keeps its token costs one dict lookup per call. The key files
+  are reloaded when they change (:class:`TokenVerifier`): keys rotate without a restart;
 - else the mutual-TLS client certificate (``TESSERA_TLS_CA_FILE`` makes the port require
   one): its URI subject alternative name (``spiffe://tessera/oms``), else its first DNS
   name.
@@ -315,33 +316,79 @@ def load_public_key(variable: str, path: str) -> tuple[str, Any]:
     raise ConfigError(f"{variable}: {path}: an Ed25519, EC P-256 or RSA public key is needed")
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyFile:
+    """A file holding one token key: a PEM public key, or (``shared``) an HS256 secret;
+    its name without the extension is the key's id (a token's ``kid``)."""
+
+    variable: str
+    path: str
+    shared: bool = False
+
+    @property
+    def key_id(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+    def stamp(self) -> tuple[int, int] | None:
+        """The file's (mtime, size); None when it is gone."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise ConfigError(f"{self.variable}: cannot read {self.path} "
+                              f"({error.strerror or type(error).__name__})") from None
+        return info.st_mtime_ns, info.st_size
+
+    def load(self) -> tuple[str, str, Any]:
+        """(key id, algorithm, key)."""
+        if not self.shared:
+            return (self.key_id, *load_public_key(self.variable, self.path))
+        secret = _read_file(self.variable, self.path).strip()
+        if len(secret) < 32:
+            raise ConfigError(f"{self.variable}: the key must be at least 32 bytes")
+        return self.key_id, "HS256", secret
+
+
 class TokenVerifier:
-    """Verifies bearer tokens (see the module docstring); caches the verified ones."""
+    """Verifies bearer tokens (see the module docstring); caches the verified ones.
+
+    Keys read from files (:meth:`from_env`) are reloaded when a file changes (its mtime
+    and size, checked at most once a second, on a call), so keys rotate without a
+    restart: a Kubernetes Secret's files replaced in place. A reload forgets every cached
+    verification, so a token of a key taken out is refused from then on; a file that no
+    longer holds a key is logged and the last good keys stay in force."""
 
     def __init__(self, keys: Sequence[tuple[str, str, Any]], *, issuer: str, audience: str,
-                 leeway: float = 30.0, clock: Callable[[], float] = time.time) -> None:
-        self.keys = list(keys)  # (key id, algorithm, key)
-        self.algorithms = sorted({algorithm for _, algorithm, _ in self.keys})
+                 leeway: float = 30.0, clock: Callable[[], float] = time.time, files: Sequence[KeyFile] = (),
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
         self.clock = clock
+        self.files = list(files)
+        self.monotonic = monotonic
         self._cache: dict[str, tuple[Caller, float]] = {}
+        self._use(list(keys))
+        self._stamps: list[tuple[int, int] | None] = [file.stamp() for file in self.files]
+        self._checked = monotonic()
+
+    def _use(self, keys: list[tuple[str, str, Any]]) -> None:
+        self.keys = keys  # (key id, algorithm, key)
+        self.algorithms = sorted({algorithm for _, algorithm, _ in keys})
+        self._cache.clear()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "TokenVerifier | None":
-        keys: list[tuple[str, str, Any]] = []
-        for path in filter(None, (p.strip() for p in environ.get(PUBLIC_KEYS_VARIABLE, "").split(","))):
-            algorithm, key = load_public_key(PUBLIC_KEYS_VARIABLE, path)
-            keys.append((os.path.splitext(os.path.basename(path))[0], algorithm, key))
+    def from_env(cls, environ: Mapping[str, str], *,
+                 monotonic: Callable[[], float] = time.monotonic) -> "TokenVerifier | None":
+        files = [KeyFile(PUBLIC_KEYS_VARIABLE, path)
+                 for path in filter(None, (p.strip() for p in environ.get(PUBLIC_KEYS_VARIABLE, "").split(",")))]
         hmac_path = environ.get(HMAC_KEY_VARIABLE, "").strip()
         if hmac_path:
-            secret = _read_file(HMAC_KEY_VARIABLE, hmac_path).strip()
-            if len(secret) < 32:
-                raise ConfigError(f"{HMAC_KEY_VARIABLE}: the key must be at least 32 bytes")
-            keys.append((os.path.splitext(os.path.basename(hmac_path))[0], "HS256", secret))
-        if not keys:
+            files.append(KeyFile(HMAC_KEY_VARIABLE, hmac_path, shared=True))
+        if not files:
             return None
+        keys = [file.load() for file in files]
         issuer = environ.get(ISSUER_VARIABLE, "").strip()
         audience = environ.get(AUDIENCE_VARIABLE, "").strip()
         if not issuer or not audience:
@@ -353,7 +400,27 @@ class TokenVerifier:
             leeway = math.nan
         if not math.isfinite(leeway) or leeway < 0:  # NaN or infinity: no token would ever expire
             raise ConfigError(f"{LEEWAY_VARIABLE} must be a number of seconds (0 or more), got {raw_leeway!r}")
-        return cls(keys, issuer=issuer, audience=audience, leeway=leeway)
+        return cls(keys, issuer=issuer, audience=audience, leeway=leeway, files=files, monotonic=monotonic)
+
+    def reload_if_changed(self) -> bool:
+        """Reload the keys when one of their files changed (True when reloaded). A file
+        that is gone drops its key; one that holds no key, or no key left at all, keeps
+        the last good keys in force."""
+        try:
+            stamps = [file.stamp() for file in self.files]
+            if stamps == self._stamps:
+                return False
+            keys = [file.load() for file, stamp in zip(self.files, stamps) if stamp is not None]
+            if not keys:
+                raise ConfigError("every token key file is gone: "
+                                  + ", ".join(file.path for file in self.files))
+        except ConfigError as error:
+            log.error("token keys not reloaded, the last good keys stay in force: %s", error)
+            return False
+        self._stamps = stamps
+        self._use(keys)
+        log.warning("token keys reloaded: %s", ", ".join(f"{key_id} ({algorithm})" for key_id, algorithm, _ in keys))
+        return True
 
     def verify(self, token: str) -> str:
         """The token's principal (``sub``)."""
@@ -368,6 +435,9 @@ class TokenVerifier:
         NotAuthenticated
             ``IDENTITY_INVALID``, its metadata's ``problem`` saying why.
         """
+        if self.files and self.monotonic() - self._checked >= RELOAD_CHECK_SECONDS:
+            self._checked = self.monotonic()
+            self.reload_if_changed()
         hit = self._cache.get(token)
         if hit is not None and hit[1] + self.leeway > self.clock():
             return hit[0]

@@ -392,3 +392,63 @@ def test_a_service_mints_its_own_token_with_the_shared_key(tmp_path: Path, monke
 
 def test_a_caller_set_by_a_guard_does_not_outlive_its_test() -> None:
     assert auth.current_caller() == auth.ANONYMOUS  # the tests before this one admitted callers
+
+
+# -- rotating the token keys ----------------------------------------------------------------------
+def test_the_token_keys_are_reloaded_when_their_files_change_and_a_bad_file_is_ignored(tmp_path: Path) -> None:
+    import jwt
+
+    first, second = generate_key_pair(tmp_path / "first"), generate_key_pair(tmp_path / "second")
+    listed = tmp_path / "jwt-public.pem"
+    listed.write_bytes(first[1].read_bytes())
+    shared = tmp_path / "shared.key"
+    shared.write_bytes(b"a" * 40)
+    now = [0.0]
+    verifier = auth.TokenVerifier.from_env({
+        auth.PUBLIC_KEYS_VARIABLE: str(listed), auth.HMAC_KEY_VARIABLE: str(shared),
+        auth.ISSUER_VARIABLE: ISSUER, auth.AUDIENCE_VARIABLE: AUDIENCE}, monotonic=lambda: now[0])
+    assert verifier is not None
+    old, new = token(first[0], "alice"), token(second[0], "bob")
+
+    def hs256(key: bytes, subject: str) -> str:
+        at = int(time.time())
+        return jwt.encode({"sub": subject, "iss": ISSUER, "aud": AUDIENCE, "iat": at, "exp": at + 60}, key,
+                          algorithm="HS256")
+
+    assert verifier.verify(old) == "alice"
+    assert verifier.verify(hs256(b"a" * 40, "carol")) == "carol"
+    assert problem_of(verifier, new) == "signature"
+    # The operator rotates both keys (a Secret's files replaced in place).
+    listed.write_bytes(second[1].read_bytes())
+    shared.write_bytes(b"b" * 40)
+    for path in (listed, shared):
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 1_000_000))
+    assert verifier.verify(old) == "alice"  # checked at most once a second
+    now[0] += auth.RELOAD_CHECK_SECONDS
+    assert verifier.verify(new) == "bob"
+    assert problem_of(verifier, old) == "signature"  # the cached verification of the old key is gone too
+    assert problem_of(verifier, hs256(b"a" * 40, "carol")) == "signature"
+    assert verifier.verify(hs256(b"b" * 40, "carol")) == "carol"
+    # A file that no longer holds a key: the last good keys stay in force.
+    listed.write_text("not a key")
+    now[0] += auth.RELOAD_CHECK_SECONDS
+    assert verifier.verify(token(second[0], "dave")) == "dave"
+
+
+def test_a_token_key_file_that_is_gone_drops_its_key_unless_none_would_be_left(tmp_path: Path) -> None:
+    first, second = generate_key_pair(tmp_path / "first"), generate_key_pair(tmp_path / "second")
+    old, new = tmp_path / "old.pem", tmp_path / "new.pem"
+    old.write_bytes(first[1].read_bytes())
+    new.write_bytes(second[1].read_bytes())
+    now = [0.0]
+    verifier = auth.TokenVerifier.from_env({auth.PUBLIC_KEYS_VARIABLE: f"{old},{new}", auth.ISSUER_VARIABLE: ISSUER,
+                                            auth.AUDIENCE_VARIABLE: AUDIENCE}, monotonic=lambda: now[0])
+    assert verifier is not None
+    assert verifier.verify(token(first[0], "alice")) == "alice"
+    old.unlink()  # the old key is retired
+    now[0] += auth.RELOAD_CHECK_SECONDS
+    assert problem_of(verifier, token(first[0], "alice")) == "signature"
+    assert verifier.verify(token(second[0], "bob")) == "bob"
+    new.unlink()  # no key left: refusing every caller is not what a deleted file means
+    now[0] += auth.RELOAD_CHECK_SECONDS
+    assert verifier.verify(token(second[0], "carol")) == "carol"
