@@ -15,7 +15,10 @@ An account has V3 credentials (``user`` and ``signer``, the addresses, and the A
 wallet's ``private_key_file``; ``chain_id`` 1666, or 714 on testnet) or V1 ones
 (``api_key_file``, ``secret_file``). Every secret is read from a file, never from the
 registry itself (a secret written inline is refused); a relative path is relative to the
-registry's directory. Risk reads the registry without the credentials (it never opens a
+registry's directory. Each Tessera account needs a venue account of its own (the venue
+keeps one position per symbol per venue account, which two ledgers would each claim):
+two accounts with the same V3 ``user`` on the same chain, or the same V1 API key, are
+refused (the API key compared where it is read: the Exchange). Risk reads the registry without the credentials (it never opens a
 key file); the Exchange reads both, building each account's credentials with the factory
 it passes (:func:`services.exchange.aster.credentials.credentials_from_mapping`: this
 module knows files and fields, not signing).
@@ -121,6 +124,7 @@ def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
         raise RegistryError('the registry must be a JSON object with an "accounts" object')
     accounts: dict[str, VenueAccount] = {}
     files: list[tuple[Any, ...]] = []
+    holders: dict[tuple[Any, ...], str] = {}  # venue account -> the first Tessera account on it
     for name, entry in document["accounts"].items():
         if not _ACCOUNT.match(name):
             raise RegistryError(f"account {name!r} is not an account name (^[A-Za-z0-9._:@-]{{1,128}}$)")
@@ -157,6 +161,18 @@ def parse(document: Any, base: Path, *, credentials: CredentialsFactory | None
             built, read = _credentials(name, entry, base, v3, credentials)
             files += read
         accounts[name] = VenueAccount(name, venue, market_types, "v3" if v3 else "v1", built)
+        # One venue account per Tessera account: the venue keeps one position per symbol
+        # (and one set of orders and fills) for it, which two ledgers would each claim.
+        if v3:
+            at_venue: tuple[Any, ...] = (venue, entry.get("chain_id", MAINNET_CHAIN_ID), str(entry["user"]).lower())
+            shown = f"user {entry['user']} on {venue}, chain {at_venue[1]}"
+        else:
+            at_venue = (venue, "v1", getattr(built, "api_key", None) or name)  # the key only where it was read
+            shown = f"the same API key on {venue}"
+        first = holders.setdefault(at_venue, name)
+        if first != name:
+            raise RegistryError(f"accounts {first!r} and {name!r} are the same venue account ({shown}): "
+                                "give each Tessera account a venue account of its own")
     return accounts, files
 
 

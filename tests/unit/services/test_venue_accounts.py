@@ -132,7 +132,8 @@ def test_the_registry_is_reloaded_when_it_or_a_key_file_changes_and_kept_when_th
     assert registry.get("beta").credentials is not old_beta
 
     document = json.loads(registry_file.read_text())
-    document["accounts"]["gamma"] = dict(document["accounts"]["beta"])
+    (tmp_path / "gamma.api-key").write_text("gamma-api-key-0123")
+    document["accounts"]["gamma"] = dict(document["accounts"]["beta"], api_key_file="gamma.api-key")
     registry_file.write_text(json.dumps(document))
     assert registry.refresh() is True and sorted(registry.accounts) == ["alpha", "beta", "gamma"]
 
@@ -182,3 +183,36 @@ def test_the_single_account_of_the_environment_is_a_registry_of_one_that_never_r
     assert single.refresh() is False
     with pytest.raises(RegistryError, match="ASTER_ACCOUNT_ID"):
         VenueAccounts.single("not an account")
+
+
+def test_two_accounts_on_one_venue_account_are_refused_naming_both_and_no_secret(tmp_path):
+    """One venue account holds one position per symbol: two Tessera accounts on it would
+    share it (and the venue's fills and orders) while each kept a ledger of its own."""
+    (tmp_path / "a.key").write_text(PRIVATE_KEY)
+    (tmp_path / "b.key").write_text("0x" + "02" * 32)
+    same_user = write(tmp_path, {
+        "alpha": {"venue": "aster", "user": USER, "signer": SIGNER, "private_key_file": "a.key"},
+        "gamma": {"venue": "aster", "user": USER.upper().replace("0X", "0x"), "signer": SIGNER,
+                  "private_key_file": "b.key"},
+    })
+    with pytest.raises(RegistryError) as refused:
+        VenueAccounts(same_user, credentials=None)  # Risk: from the registry alone
+    assert "'alpha'" in str(refused.value) and "'gamma'" in str(refused.value)
+    assert "same venue account" in str(refused.value)
+    # The same user on the testnet is another venue account.
+    on_testnet = json.loads(same_user.read_text())
+    on_testnet["accounts"]["gamma"]["chain_id"] = 714
+    same_user.write_text(json.dumps(on_testnet))
+    assert set(VenueAccounts(same_user, credentials=None).accounts) == {"alpha", "gamma"}
+
+    (tmp_path / "k1").write_text(API_KEY)
+    (tmp_path / "k2").write_text(API_KEY)
+    (tmp_path / "s1").write_text(API_SECRET)
+    same_key = write(tmp_path, {
+        "beta": {"venue": "aster", "api_key_file": "k1", "secret_file": "s1"},
+        "delta": {"venue": "aster", "api_key_file": "k2", "secret_file": "s1"},
+    })
+    with pytest.raises(RegistryError) as refused:
+        VenueAccounts(same_key, credentials=credentials_from_mapping)  # the Exchange reads the keys
+    assert "'beta'" in str(refused.value) and "'delta'" in str(refused.value)
+    assert API_KEY not in str(refused.value) and API_SECRET not in str(refused.value)
