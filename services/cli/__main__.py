@@ -27,7 +27,8 @@ var/auth/local.token, which `tessera up` writes) and speaks TLS with --tls-ca (m
 TLS with --tls-cert/--tls-key): docs/cli.md.
 
 Exit codes: 0 success, 1 error (the gRPC status and message are printed), 2 bad
-usage, 3 order rejected by risk, 130 interrupted.
+usage, 3 order rejected by risk, 5 order rejected on submission (``submit``: approved by
+Risk, then refused by the Exchange or the venue), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tessera",
         description="Tessera order execution: run the local stack and drive any deployment.",
-        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 rejected by risk, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 rejected by risk, 5 rejected on submission, 130 interrupted.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="validate an order with Risk, then submit it to the OMS",
                                  description="Validate an order with Risk and, when approved, submit it "
-                                 "with its risk token to the OMS. Exit 3 when risk rejects it.")
+                                 "with its risk token to the OMS. Exit 3 when risk rejects it, 5 when it ends REJECTED "
+                                 "on submission (the Exchange or the venue refused it); 0 when it is "
+                                 "submitted, working or filled.")
     client.add_submit_arguments(submit)
     client.add_connection_arguments(submit, risk=True)
     submit.set_defaults(handler=client.cmd_submit)

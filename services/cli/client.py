@@ -26,6 +26,9 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_REJECTED = 3
+#: ``submit``: Risk approved the order, and it ended REJECTED on submission (the Exchange
+#: or the venue refused it).
+EXIT_SUBMISSION_REJECTED = 5
 
 DEFAULT_RISK_ADDRESS = "127.0.0.1:50051"
 DEFAULT_OMS_ADDRESS = "127.0.0.1:50052"
@@ -233,6 +236,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print()
         print("trades:")
         print(output.trades_table(result.trades))
+    if result.order.status == pb.ORDER_STATUS_REJECTED:
+        sys.stdout.flush()
+        reasons = ", ".join(result.order.reject_reasons)
+        err(f"order {result.order.order_id} rejected on submission: "
+            f"{reasons or f'the reason is in its events (tessera order {result.order.order_id})'}")
+        return EXIT_SUBMISSION_REJECTED
     return EXIT_OK
 
 

@@ -155,6 +155,27 @@ def test_submit_rejected_by_risk_exits_3(stack):
     assert "REJECTED" in result.stdout and "MAX_NOTIONAL_EXCEEDED" in result.stdout
 
 
+def test_submit_rejected_by_the_venue_exits_5(stack, store):
+    """Approved by Risk, refused at submission (paper: a post-only BUY at or above the ask
+    would take): the order ends REJECTED, and the exit status says so."""
+    result = e2e.run_cli("submit", "BTCUSDT", "buy", "0.01", "--price", "65100", "--post-only",
+                         "--account", e2e.new_account(), *clients(stack))
+    assert result.returncode == 5, e2e.show(result)
+    order_id = re.search(rf"APPROVED order ({UUID})", result.stdout).group(1)
+    assert store.status(order_id) == "REJECTED"
+    assert "oms: REJECTED" in result.stdout, e2e.show(result)
+    assert "rejected on submission" in result.stderr and "Traceback" not in result.stderr, e2e.show(result)
+
+
+def test_submit_that_rests_at_the_venue_exits_0(stack, store):
+    """An accepted order still working (a limit BUY below the market) is a success."""
+    result = e2e.run_cli("submit", "BTCUSDT", "buy", "0.01", "--price", "64000",
+                         "--account", e2e.new_account(), *clients(stack))
+    assert result.returncode == 0, e2e.show(result)
+    order_id = re.search(rf"APPROVED order ({UUID})", result.stdout).group(1)
+    assert store.status(order_id) == "ACCEPTED" and "oms: ACCEPTED" in result.stdout, e2e.show(result)
+
+
 def test_submit_malformed_shows_status_and_field(stack):
     result = e2e.run_cli("submit", "BTCUSDT", "buy", "abc", "--account", e2e.new_account(), *clients(stack))
     assert result.returncode == 1, e2e.show(result)
