@@ -179,7 +179,11 @@ _OWN: tuple[Reason, ...] = (
        ("symbol",), _EXCHANGE),
     _r("SHADOW_MODE_READ_ONLY", "FAILED_PRECONDITION", "Shadow mode never sends an order to the venue.",
        services=_EXCHANGE),
-    _r("VENUE_REJECTED", "FAILED_PRECONDITION", "The venue refused the request with a code Tessera does not map.",
+    _r("VENUE_REJECTED", "FAILED_PRECONDITION", "The venue refused the request with a code Tessera does not map "
+       "(a read, a cancel or a setting; such an answer to an order is VENUE_ANSWER_UNKNOWN).",
+       ("venue_code", "venue_payload"), _EXCHANGE),
+    _r("VENUE_WAF_BLOCKED", "FAILED_PRECONDITION",
+       "The venue's web application firewall refused the request (HTTP 403): it did nothing.",
        ("venue_code", "venue_payload"), _EXCHANGE),
     _r("CONCURRENT_UPDATE", "ABORTED", "A concurrent writer changed the order first: read it and retry.",
        ("order_id",), _OMS),
@@ -206,6 +210,10 @@ _OWN: tuple[Reason, ...] = (
        "A venue-wide cancel (CancelAllOrders) went through every account and symbol and some failed (the message "
        "names them): the others were cancelled; send it again. EmergencyCancelAll answers OK instead and lists "
        "the failures in its venue_failures.", ("failures",), _EXCHANGE),
+    _r("VENUE_ANSWER_UNKNOWN", "UNAVAILABLE",
+       "The venue answered an order with what its docs do not call a refusal (a 4xx without its error code, a "
+       "408, a 409, a code Tessera does not map): the order may or may not be at the venue; it stays SUBMITTED "
+       "until the reconciler asks the venue. Read the order before retrying.", services=_EXCHANGE),
     _r("VENUE_TIMEOUT", "UNAVAILABLE", "The venue did not answer in time: the request may or may not have taken "
                                        "effect.", services=_EXCHANGE),
     _r("VENUE_UNREACHABLE", "UNAVAILABLE", "The venue could not be reached.", services=_EXCHANGE),

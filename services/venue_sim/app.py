@@ -19,6 +19,9 @@ apply to the next matching requests:
 ``timeout``        hold the request ``delay`` seconds, then drop it unprocessed
 ``drop_response``  process the request, then hold the answer ``delay`` seconds and drop it
 ``error_5xx``      answer ``status`` (default 503) without processing (``processed: true`` processes first)
+``error_4xx``      answer ``status`` (a 4xx; 400 when it is not one) with a body carrying no venue error code
+                   (a proxy's page), or with ``code`` when given, without processing (``processed: true``
+                   processes first)
 ``rate_limit_429`` answer 429 with ``Retry-After``
 ``ban_418``        answer 418 with ``Retry-After``, and every request until it has passed
 ``late_fill``      accept an order now, match it ``delay`` seconds later
@@ -88,6 +91,8 @@ class Fault:
     status: int = 503
     retry_after: int = 1
     processed: bool = False
+    #: ``error_4xx``: the venue error code its body carries (None: a body without one).
+    code: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method in (None, method)) and (self.path is None or path.endswith(self.path))
@@ -216,6 +221,14 @@ class VenueSimulator:
             if fault.processed:
                 await self._serve(call, None)
             return _error(fault.status, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown.", call.headers)
+        if fault.kind == "error_4xx":
+            if fault.processed:
+                await self._serve(call, None)
+            status = fault.status if 400 <= fault.status < 500 else 400
+            if fault.code is not None:
+                return _error(status, fault.code, "An error the venue's docs do not list.", call.headers)
+            return web.Response(status=status, text=f"<html><body>{status}</body></html>", content_type="text/html",
+                                headers=call.headers)
         if fault.kind == "rate_limit_429":
             return _error(429, -1003, "Too many requests; please use the websocket for live updates.", {**call.headers, "Retry-After": str(fault.retry_after)})
         if fault.kind == "ban_418":

@@ -12,9 +12,18 @@ becomes one domain error, and so one gRPC status the OMS acts on:
 - no such order (``-2013`` NO_SUCH_ORDER): :class:`VenueOrderUnknown`, ``NOT_FOUND``;
 - rate limits (HTTP 429, 418, ``-1003``, ``-1015``): :class:`VenueRateLimited`,
   ``RESOURCE_EXHAUSTED``; the transport backs off before sending anything else;
+- the venue's firewall refused the request (HTTP 403 without a code: "the WAF Limit
+  (Web Application Firewall) has been violated"): :class:`VenueRejected`,
+  ``VENUE_WAF_BLOCKED``;
 - the outcome is unknown (HTTP 5xx, 503 included: "execution status UNKNOWN",
   ``-1006``, ``-1007``, a timeout): :class:`VenueInDoubt`, ``UNAVAILABLE``; a read may be
   retried, an order stays in doubt (SUBMITTED) until the reconciler asks the venue.
+
+Any other answer to an order placement (a 4xx without the venue's JSON error body, a
+408, a 409, a code missing from the table) is in doubt too (``VENUE_ANSWER_UNKNOWN``):
+only what the venue's docs say was not executed rejects an order, since a rejected
+order the venue in fact took would trade on unseen. Any other answer to another request
+(a read, a cancel, a setting) is ``VENUE_REJECTED``.
 """
 
 from __future__ import annotations
@@ -166,9 +175,11 @@ VENUE_ERROR_CODES: dict[int, CodeRule] = {
 
 
 def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float = 0.0,
-                venue_payload: str | None = None) -> DomainError:
+                venue_payload: str | None = None, places_order: bool = False) -> DomainError:
     """The domain error for an unsuccessful answer (``payload`` is the decoded body, if any;
-    ``venue_payload`` the request and answer as exact JSON text, kept on a refusal)."""
+    ``venue_payload`` the request and answer as exact JSON text, kept on a refusal;
+    ``places_order``: the answer to an order placement, which an answer this table does
+    not know leaves in doubt)."""
     code = payload.get("code") if isinstance(payload, dict) else None
     message = payload.get("msg") if isinstance(payload, dict) else None
     detail = f"{what}: venue answered HTTP {http_status}" + (f" code {code}" if code is not None else "")
@@ -182,6 +193,11 @@ def venue_error(http_status: int, payload: Any, *, what: str, retry_after: float
         return VenueInDoubt(detail, reason="VENUE_UNAVAILABLE")
     rule = VENUE_ERROR_CODES.get(code) if isinstance(code, int) else None
     if rule is None:
+        if http_status == 403:
+            return VenueRejected(detail, reason="VENUE_WAF_BLOCKED", venue_code=code if isinstance(code, int) else None,
+                                 venue_payload=venue_payload)
+        if places_order:
+            return VenueInDoubt(detail, reason="VENUE_ANSWER_UNKNOWN")
         return VenueRejected(detail, reason="VENUE_REJECTED", venue_code=code if isinstance(code, int) else None,
                              venue_payload=venue_payload)
     if rule.kind == _U:

@@ -15,7 +15,8 @@ model and no threads.
   ``X-MBX-ORDER-COUNT-*`` headers: an order past a limit is refused before it is sent.
 - After a 429 or 418 nothing is sent to that host until ``Retry-After`` has passed.
 - Only idempotent reads (GET) are retried, on no answer, 5xx or ``-1021``. An order, a
-  cancel or a setting is sent exactly once; without an answer it is in doubt.
+  cancel or a setting is sent exactly once; without an answer it is in doubt, and so is
+  an order answered with what the venue's docs do not call a refusal (:mod:`.errors`).
 - :meth:`AsterTransport.exchange` returns the answer with its exact text and the request
   it answered (:mod:`.raw`), for audit. No secret leaves the credentials; logs name the
   method and path only.
@@ -263,7 +264,7 @@ class AsterTransport:
             return VenueAnswer(payload, text, status, raw.request_json(request.method, signed.path, request.params))
         exchanged = raw.exchange_json(raw.request_json(request.method, signed.path, request.params), status, text)
         raise metrics.venue_error(venue_error(status, payload, what=what, retry_after=retry_after,
-                                              venue_payload=exchanged))
+                                              venue_payload=exchanged, places_order=request.places_order))
 
 
 def _seconds(value: str | None) -> float:

@@ -251,6 +251,51 @@ def test_a_5xx_on_a_read_is_retried_and_on_an_order_is_in_doubt_and_never_resent
     assert state.found and state.status is OrderStatus.FILLED and len(state.fills) == 1
 
 
+@pytest.mark.parametrize("fault", [
+    {"status": 409},  # a 4xx without the venue's JSON error body
+    {"status": 408},
+    {"status": 400, "code": -9999},  # the venue's body with a code Tessera does not map
+])
+def test_an_unmapped_4xx_to_an_order_the_venue_took_is_in_doubt_and_never_resent(make_order, fault):
+    """The venue placed (and filled) the order, then answered a 4xx the mapping does not
+    know: the order is in doubt, not rejected, so the reconciler finds it at the venue."""
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            venue.fault("error_4xx", method="POST", path="/order", processed=True, **fault)
+            order = make_order()
+            with pytest.raises(VenueInDoubt) as in_doubt:
+                await provider.execute(order)
+            posts = len(venue.requests("POST", "/order"))
+            state = await provider.query_order(OrderRef.of(order))
+            await provider.close()
+            return in_doubt.value, posts, state
+
+    in_doubt, posts, state = run(scenario)
+
+    assert in_doubt.reason == "VENUE_ANSWER_UNKNOWN"
+    assert f"HTTP {fault['status']}" in str(in_doubt)
+    assert posts == 1
+    assert state.found and state.status is OrderStatus.FILLED and state.executed_quantity == Decimal("0.01")
+
+
+def test_a_4xx_with_a_known_venue_code_is_still_a_rejection(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            venue.fault("error_4xx", method="POST", path="/order", status=400, code=-2019)
+            with pytest.raises(VenueRejected) as rejected:
+                await provider.execute(make_order())
+            venue_orders = len(venue.sim.state.orders)
+            await provider.close()
+            return rejected.value, venue_orders
+
+    rejected, venue_orders = run(scenario)
+
+    assert rejected.reason == "MARGIN_INSUFFICIENT" and rejected.venue_code == -2019
+    assert venue_orders == 0
+
+
 def test_a_dropped_answer_leaves_the_order_in_doubt_and_the_venue_knows_it(make_order):
     async def scenario():
         async with running_venue() as venue:
