@@ -14,8 +14,11 @@ once). The book's last price stands for both the mark and the contract price
 venue holds against its side (the ledger's positions at start, then its own fills;
 nothing held: it expires); a quote-amount order
 spends its amount walking the book. Immediate-or-cancel, fill-or-kill and market
-remainders expire; a post-only order that would take is rejected. Optional latency
-delays every arrival.
+remainders expire; a post-only order that would take is rejected, and so is a
+reduce-only order (futures) that would not only reduce the position this venue holds:
+on arrival its quantity, with the reduce-only orders open on its side, must be within
+that position and against it (``REDUCE_ONLY_REJECTED``, the venue's -2022). Optional
+latency delays every arrival.
 
 Only the book source differs between modes: paper builds books from a price source
 (:mod:`.books`), shadow reads the venue's real book (:mod:`.shadow`). Given the same
@@ -231,6 +234,9 @@ class SimulatedVenue:
                 order.activation_price >= book.last if order.side is Side.BUY else order.activation_price <= book.last):
             # The venue's -2021: a BUY's activation price must be below the price, a SELL's above.
             return [self._status(sim, OrderStatus.REJECTED, "ORDER_WOULD_IMMEDIATELY_TRIGGER")]
+        if order.reduce_only and not self._reduces(sim):
+            # The venue's -2022 "ReduceOnly Order is rejected".
+            return [self._status(sim, OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED")]
         sim.triggered = self._triggers(sim, book)
         if not sim.triggered:
             self._resting[order.order_id] = sim
@@ -238,6 +244,23 @@ class SimulatedVenue:
         if order.post_only and self._crosses(order, book):
             return [self._status(sim, OrderStatus.REJECTED, "POST_ONLY_WOULD_TAKE")]
         return self._take(sim, book, arriving=True)
+
+    def _reduces(self, sim: SimOrder) -> bool:
+        """Whether a reduce-only order may be placed: it trades against the account's
+        position (futures), and with the reduce-only orders open on its side takes no more
+        than that position, so it can neither increase nor flip it (the venue checks "your
+        existing position and open orders", -4118). Checked on arrival only, as the venue
+        simulator checks it; a resting order is not checked again when it fills."""
+        order = sim.order
+        if order.market_type is not MarketType.FUTURES:
+            return True  # spot has no reduce-only (the contract refuses it)
+        key = (order.account, order.market_type, order.symbol)
+        held = self.positions.get(key, Decimal(0))
+        reducible = held if order.side is Side.SELL else -held
+        pending = sum((other.remaining for other in self._resting.values()
+                       if other.order.reduce_only and other.order.side is order.side
+                       and (other.order.account, other.order.market_type, other.order.symbol) == key), Decimal(0))
+        return reducible > 0 and sim.remaining + pending <= reducible
 
     @staticmethod
     def _crosses(order: Order, book: Book) -> bool:

@@ -245,6 +245,109 @@ def test_post_only_order_away_from_the_market_rests(provider, make_order):
     assert report.order_status is OrderStatus.ACCEPTED
 
 
+# -- reduce-only (futures) ---------------------------------------------------------------------
+# As the venue refuses it (-2022 "ReduceOnly Order is rejected", -4118 "check your existing
+# position and open orders"): a reduce-only order must trade against the account's position,
+# and with the reduce-only orders already open on its side, no more than that position.
+def position(provider, order) -> Decimal:
+    return provider.positions.get((order.account, order.market_type, order.symbol), Decimal(0))
+
+
+def hold(provider, make_order, quantity: str) -> None:
+    """Build a position of ``quantity`` (negative: short) with a market order."""
+    amount = Decimal(quantity)
+    side = Side.BUY if amount > 0 else Side.SELL
+    (report,) = run(provider.execute(market(make_order, side, quantity=abs(amount))))
+    assert report.order_status is OrderStatus.FILLED
+
+
+def test_reduce_only_order_without_a_position_is_rejected_without_a_fill(provider, make_order):
+    order = market(make_order, Side.SELL, quantity=Decimal("1"), reduce_only=True)
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.reason, report.fill) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED", None)
+    assert position(provider, order) == 0
+
+
+@pytest.mark.parametrize(("held", "side"), [("2", Side.BUY), ("-2", Side.SELL)])
+def test_reduce_only_order_that_would_increase_the_position_is_rejected(provider, make_order, held, side):
+    hold(provider, make_order, held)
+    order = market(make_order, side, quantity=Decimal("1"), reduce_only=True)
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.reason, report.fill) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED", None)
+    assert position(provider, order) == Decimal(held)
+
+
+@pytest.mark.parametrize(("held", "side"), [("1", Side.SELL), ("-1", Side.BUY)])
+def test_reduce_only_order_larger_than_the_position_is_rejected_rather_than_flip_it(provider, make_order, held,
+                                                                                    side):
+    hold(provider, make_order, held)
+    order = market(make_order, side, quantity=Decimal("1.5"), reduce_only=True)
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.reason, report.fill) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED", None)
+    assert position(provider, order) == Decimal(held)
+
+
+@pytest.mark.parametrize(("held", "side", "left"), [("2", Side.SELL, "0.5"), ("-2", Side.BUY, "-0.5"),
+                                                    ("1.5", Side.SELL, "0")])
+def test_reduce_only_order_within_the_position_fills_and_reduces_it(provider, make_order, held, side, left):
+    hold(provider, make_order, held)
+    order = market(make_order, side, quantity=Decimal("1.5"), reduce_only=True)
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.fill.quantity) == (OrderStatus.FILLED, Decimal("1.5"))
+    assert position(provider, order) == Decimal(left)
+
+
+def test_reduce_only_orders_open_on_the_same_side_count_against_the_position(provider, make_order):
+    hold(provider, make_order, "1")
+    resting = limit(make_order, Side.SELL, "110", quantity=Decimal("0.6"), reduce_only=True)
+    (accepted,) = run(provider.execute(resting))
+    assert accepted.order_status is OrderStatus.ACCEPTED
+
+    (refused,) = run(provider.execute(market(make_order, Side.SELL, quantity=Decimal("0.5"), reduce_only=True)))
+    (filled,) = run(provider.execute(market(make_order, Side.SELL, quantity=Decimal("0.4"), reduce_only=True)))
+
+    assert (refused.order_status, refused.reason) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED")
+    assert (filled.order_status, filled.fill.quantity) == (OrderStatus.FILLED, Decimal("0.4"))
+    assert position(provider, resting) == Decimal("0.6")
+
+
+def test_reduce_only_order_reduces_a_position_held_before_this_venue_started(provider, make_order):
+    order = market(make_order, Side.BUY, quantity=Decimal("1"), reduce_only=True)
+    provider.hold({(order.account, order.market_type, order.symbol): Decimal("-1")})  # the ledger's, at start
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.fill.quantity) == (OrderStatus.FILLED, Decimal("1"))
+    assert position(provider, order) == 0
+
+
+def test_reduce_only_stop_order_without_a_position_is_rejected_on_arrival(provider, make_order):
+    order = stop(make_order, Side.SELL, "90", quantity=Decimal("1"), reduce_only=True)
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.reason) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED")
+    with pytest.raises(OrderNotFound):  # nothing rests to trigger later
+        run(provider.cancel(order.order_id))
+
+
+def test_reduce_only_is_per_account(provider, make_order):
+    hold(provider, make_order, "1")  # acct-1's
+    order = market(make_order, Side.SELL, quantity=Decimal("1"), reduce_only=True, account="acct-2")
+
+    (report,) = run(provider.execute(order))
+
+    assert (report.order_status, report.reason) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED")
+
+
 # -- cancels -----------------------------------------------------------------------------------
 def test_cancel_of_a_resting_order_reports_cancelled_once(provider, make_order):
     order = limit(make_order, Side.BUY, "90")
