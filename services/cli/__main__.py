@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         "rebalance", help="run a batch of target orders from a CSV or JSON file",
         description="Create (or resume) an order manager for the file's orders, validate them with Risk "
         "and submit the approved ones to the OMS in chunks, showing progress. Idempotent: running the "
-        "same file again submits nothing twice. Exit 3 when risk rejected some orders.")
+        "same file again submits nothing twice. Exit 3 when risk rejected some orders, else 5 when some "
+        "ended REJECTED on submission (the Exchange or the venue refused them).")
     add_rebalance_arguments(rebalance)
     rebalance.set_defaults(handler=cmd_rebalance)
 

@@ -38,6 +38,7 @@ from .client import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_REJECTED,
+    EXIT_SUBMISSION_REJECTED,
     MARKETS,
     ORDER_TYPES,
     SIDES,
@@ -206,7 +207,9 @@ def run_rebalance(risk: Any, oms: Any, identifier: str, intents: list[pb.OrderIn
         err(line)
     if errors:
         return EXIT_ERROR
-    return EXIT_REJECTED if statuses.get("REJECTED") else EXIT_OK
+    if checked.get("rejected"):
+        return EXIT_REJECTED  # Risk rejected some of the file's orders
+    return EXIT_SUBMISSION_REJECTED if statuses.get("REJECTED") else EXIT_OK
 
 
 __all__ = ["add_rebalance_arguments", "cmd_rebalance"]

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import time
 from decimal import Decimal
-from typing import Iterator
+from typing import Any, Iterator
 
 import grpc
 import pytest
@@ -358,6 +358,24 @@ def test_tessera_rebalance_runs_a_file_once_and_a_rerun_submits_nothing(stack, s
     )
     assert len(batch.orders) == 3
     assert sum(len(store.trades(o.order_id)) for o in batch.orders) == 3
+
+
+def test_tessera_rebalance_exit_status_tells_a_risk_rejection_from_one_on_submission(stack, tmp_path):
+    """3 when Risk rejected an order of the file; 5 when Risk approved everything and an
+    order ended REJECTED on submission (paper: a post-only BUY above the ask would take)."""
+    def run(name: str, orders: list[dict[str, str]]) -> Any:
+        account = new_account()
+        plan = tmp_path / f"{name}.json"
+        plan.write_text(json.dumps({"orders": orders}))
+        return run_cli("rebalance", str(plan), "--account", account, "--id", f"{name}-{account}",
+                       "--risk", stack.addresses["risk"], "--oms", stack.addresses["oms"])
+
+    filled = {"symbol": "BTCUSDT", "side": "buy", "quantity": "0.01"}
+    at_submission = run("venue", [filled, {"symbol": "BTCUSDT", "side": "buy", "quantity": "0.01", "type": "limit",
+                                           "price": "65100", "post_only": "true"}])
+    assert at_submission.returncode == 5, at_submission.stderr
+    by_risk = run("risk", [filled, {"symbol": "BTCUSDT", "side": "buy", "quantity": "10"}])  # notional 650,000
+    assert by_risk.returncode == 3, by_risk.stderr
 
 
 def test_tessera_kill_switch_trips_reports_and_resets(stack, store):

@@ -48,7 +48,10 @@ class ExchangeServiceStub:
     (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
     TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
     (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
-    at the venue, and QueryOrder finds out.
+    at the venue, and QueryOrder finds out. An order answered with what the venue does
+    not document as a refusal (a 4xx without one of its error codes, a 408, a 409) is in
+    doubt the same way: UNAVAILABLE VENUE_ANSWER_UNKNOWN. A bare 403 (the venue's
+    firewall) is FAILED_PRECONDITION VENUE_WAF_BLOCKED.
     """
 
     def __init__(self, channel):
@@ -147,7 +150,10 @@ class ExchangeServiceServicer:
     (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
     TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
     (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
-    at the venue, and QueryOrder finds out.
+    at the venue, and QueryOrder finds out. An order answered with what the venue does
+    not document as a refusal (a 4xx without one of its error codes, a 408, a 409) is in
+    doubt the same way: UNAVAILABLE VENUE_ANSWER_UNKNOWN. A bare 403 (the venue's
+    firewall) is FAILED_PRECONDITION VENUE_WAF_BLOCKED.
     """
 
     def ExecuteOrder(self, request, context):
@@ -371,7 +377,10 @@ class ExchangeService:
     (VENUE_RATE_LIMITED, VENUE_IP_BANNED); no answer within
     TESSERA_VENUE_TIMEOUT_SECONDS (10 s by default, shadow and live), UNAVAILABLE
     (VENUE_TIMEOUT, VENUE_UNREACHABLE, VENUE_UNAVAILABLE): the order may or may not be
-    at the venue, and QueryOrder finds out.
+    at the venue, and QueryOrder finds out. An order answered with what the venue does
+    not document as a refusal (a 4xx without one of its error codes, a 408, a 409) is in
+    doubt the same way: UNAVAILABLE VENUE_ANSWER_UNKNOWN. A bare 403 (the venue's
+    firewall) is FAILED_PRECONDITION VENUE_WAF_BLOCKED.
     """
 
     @staticmethod
