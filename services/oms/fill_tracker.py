@@ -50,6 +50,8 @@ from .replay import claim_of
 
 log = logging.getLogger(__name__)
 
+#: The longest venue reason kept in an order's ``reject_reasons`` (its event keeps all of it).
+REJECT_REASON_LIMIT = 200
 #: Who quarantines a symbol for an overfill (the trading state's operator).
 QUARANTINE_OPERATOR = "fill-tracker"
 
@@ -183,6 +185,8 @@ def _apply_status(order: Order, report: ExecutionReport) -> OrderEvent | None:
         log.info("ignoring %s report for order %s in %s", target.value, order.order_id, order.status.value)
         return None
     if target not in CLOSED_FILLABLE:
+        if target is OrderStatus.REJECTED and report.reason and not order.reject_reasons:
+            order.reject_reasons = [report.reason[:REJECT_REASON_LIMIT]]  # why, on the order a client reads
         return order.transition(target, reason=reason, at=report.transact_time)
     # The venue may have executed more than the order has filled: those fills are on
     # their way (the report stream, the venue's trades), recorded when they arrive; until

@@ -165,6 +165,7 @@ def test_submit_rejected_by_the_venue_exits_5(stack, store):
     assert store.status(order_id) == "REJECTED"
     assert "oms: REJECTED" in result.stdout, e2e.show(result)
     assert "rejected on submission" in result.stderr and "Traceback" not in result.stderr, e2e.show(result)
+    assert "POST_ONLY_WOULD_TAKE" in result.stdout + result.stderr, e2e.show(result)  # and why
 
 
 def test_submit_that_rests_at_the_venue_exits_0(stack, store):

@@ -119,3 +119,17 @@ def test_a_close_with_every_fill_recorded_adds_nothing_to_its_event(order_in, cu
     (event,) = order.new_events
     assert (event.to_status, event.payload) == (S.CANCELLED, {})
     assert order.venue_executed_quantity is None
+
+
+def test_a_rejection_by_the_venue_names_its_reason_on_the_order(order_in):
+    """The order a client reads back says why the venue refused it, as an order the
+    Exchange refused outright does (``reject_reasons``), not only its event."""
+    order = order_in(S.SUBMITTED, quantity=Decimal("1"))
+    order.new_events.clear()
+
+    applied = apply_to_order(order, make_report(OrderRef.of(order), S.REJECTED, reason="POST_ONLY_WOULD_TAKE"))
+
+    assert applied.changed and order.status is S.REJECTED
+    assert order.reject_reasons == ["POST_ONLY_WOULD_TAKE"]
+    (event,) = order.new_events
+    assert event.reason == "POST_ONLY_WOULD_TAKE"
