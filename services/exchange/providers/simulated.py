@@ -17,7 +17,10 @@ spends its amount walking the book. Immediate-or-cancel, fill-or-kill and market
 remainders expire; a post-only order that would take is rejected, and so is a
 reduce-only order (futures) that would not only reduce the position this venue holds:
 on arrival its quantity, with the reduce-only orders open on its side, must be within
-that position and against it (``REDUCE_ONLY_REJECTED``, the venue's -2022). Optional
+that position and against it (``REDUCE_ONLY_REJECTED``, the venue's -2022); when it
+trades later (resting, or triggered), it trades no more than the position left then
+(other orders may have reduced it first), and what it cannot trade expires
+(``REDUCE_ONLY_EXPIRED``): a reduce-only order never flips the position. Optional
 latency delays every arrival.
 
 Only the book source differs between modes: paper builds books from a price source
@@ -249,8 +252,8 @@ class SimulatedVenue:
         """Whether a reduce-only order may be placed: it trades against the account's
         position (futures), and with the reduce-only orders open on its side takes no more
         than that position, so it can neither increase nor flip it (the venue checks "your
-        existing position and open orders", -4118). Checked on arrival only, as the venue
-        simulator checks it; a resting order is not checked again when it fills."""
+        existing position and open orders", -4118). On arrival; when it trades later,
+        :meth:`_within_position` caps it at the position left then."""
         order = sim.order
         if order.market_type is not MarketType.FUTURES:
             return True  # spot has no reduce-only (the contract refuses it)
@@ -286,13 +289,18 @@ class SimulatedVenue:
             if not sim.target:
                 self._resting.pop(order.order_id, None)
                 return [self._status(sim, OrderStatus.EXPIRED, "NO_POSITION_TO_CLOSE")]
-        taken, remaining = walk(book, order.side, sim.remaining, order.price)
+        wanted, excess = self._within_position(sim)
+        if not wanted:
+            return [self._expire_reduce_only(sim)]
+        taken, remaining = walk(book, order.side, wanted, order.price)
         immediate = order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK) or order.order_type.is_market_like
-        if order.time_in_force is TimeInForce.FOK and remaining > 0:
+        if order.time_in_force is TimeInForce.FOK and remaining + excess > 0:
             self._resting.pop(order.order_id, None)
             return [self._status(sim, OrderStatus.EXPIRED, "FOK_NOT_MARKETABLE")]
         reports = [self._fill(sim, size, price, LiquiditySide.TAKER) for price, size in taken]
-        if remaining == 0:
+        if excess and remaining == 0:
+            reports.append(self._expire_reduce_only(sim))
+        elif remaining == 0:
             self._resting.pop(order.order_id, None)
         elif immediate:
             self._resting.pop(order.order_id, None)
@@ -335,10 +343,33 @@ class SimulatedVenue:
         size = sum((q for _, q in taken), Decimal(0))
         if size <= 0:
             return []
+        wanted, excess = self._within_position(sim)
+        if not wanted:
+            return [self._expire_reduce_only(sim)]
+        size = min(size, wanted)
         report = self._fill(sim, size, order.price, LiquiditySide.MAKER)
         if sim.remaining == 0:
             self._resting.pop(order.order_id, None)
+        elif excess and size == wanted:
+            return [report, self._expire_reduce_only(sim)]  # the position is closed: the rest cannot reduce it
         return [report]
+
+    def _within_position(self, sim: SimOrder) -> tuple[Decimal, Decimal]:
+        """(what the order may trade now, what it may not): a reduce-only futures order no
+        more than the position it reduces holds now (it may have shrunk since the order
+        arrived: other orders filled first); any other order all of its remaining quantity."""
+        order = sim.order
+        if not order.reduce_only or order.market_type is not MarketType.FUTURES:
+            return sim.remaining, Decimal(0)
+        held = self.positions.get((order.account, order.market_type, order.symbol), Decimal(0))
+        reducible = max(held if order.side is Side.SELL else -held, Decimal(0))
+        wanted = min(sim.remaining, reducible)
+        return wanted, sim.remaining - wanted
+
+    def _expire_reduce_only(self, sim: SimOrder) -> ExecutionReport:
+        """A reduce-only order with no position left to reduce: what is left of it expires."""
+        self._resting.pop(sim.order.order_id, None)
+        return self._status(sim, OrderStatus.EXPIRED, "REDUCE_ONLY_EXPIRED")
 
     async def tick(self) -> list[ExecutionReport]:
         """Move the book source one step, then let resting orders meet the new books."""

@@ -348,6 +348,42 @@ def test_reduce_only_is_per_account(provider, make_order):
     assert (report.order_status, report.reason) == (OrderStatus.REJECTED, "REDUCE_ONLY_REJECTED")
 
 
+def move(provider, price: str) -> list:
+    """The market moves to ``price``: the resting orders meet the new book."""
+    provider.source.set("BTCUSDT", Decimal(price))
+    return run(provider.match_resting())
+
+
+def test_a_resting_reduce_only_order_fills_no_more_than_the_position_left_and_the_rest_expires(provider,
+                                                                                               make_order):
+    """Placed within the position; the position shrank before the book reached it: it
+    reduces what is left to zero, never past it (the rest expires, as the venue's does)."""
+    hold(provider, make_order, "1")
+    resting = limit(make_order, Side.SELL, "110", quantity=Decimal("0.8"), reduce_only=True)
+    (accepted,) = run(provider.execute(resting))
+    assert accepted.order_status is OrderStatus.ACCEPTED
+    run(provider.execute(market(make_order, Side.SELL, quantity=Decimal("0.5"))))  # not reduce-only
+
+    filled, expired = move(provider, "111")
+
+    assert (filled.order_status, filled.fill.quantity) == (OrderStatus.PARTIALLY_FILLED, Decimal("0.5"))
+    assert (expired.order_status, expired.reason) == (OrderStatus.EXPIRED, "REDUCE_ONLY_EXPIRED")
+    assert position(provider, resting) == 0
+    assert move(provider, "112") == []  # nothing of it rests
+
+
+def test_a_resting_reduce_only_order_whose_position_is_gone_expires_without_a_fill(provider, make_order):
+    hold(provider, make_order, "1")
+    resting = stop(make_order, Side.SELL, "90", quantity=Decimal("1"), reduce_only=True)
+    run(provider.execute(resting))
+    run(provider.execute(market(make_order, Side.SELL, quantity=Decimal("1"))))  # closed by another order
+
+    (report,) = move(provider, "89")
+
+    assert (report.order_status, report.reason, report.fill) == (OrderStatus.EXPIRED, "REDUCE_ONLY_EXPIRED", None)
+    assert position(provider, resting) == 0
+
+
 # -- cancels -----------------------------------------------------------------------------------
 def test_cancel_of_a_resting_order_reports_cancelled_once(provider, make_order):
     order = limit(make_order, Side.BUY, "90")
