@@ -38,6 +38,7 @@ import logging
 from typing import Any, Callable
 
 import core_ext
+from services.common.convert import format_decimal
 from services.domain import Order, OrderEvent, OrderStatus, TimeInForce, Trade, TradingState, utcnow
 from services.domain.errors import OverfillError, StaleOrder
 from services.domain.execution import ExecutionReport, Fill
@@ -62,9 +63,10 @@ _STATUS_REPORTS = frozenset(
 
 
 def fill_payload(fill: Fill) -> dict[str, Any]:
-    """What a fill event records of its fill (Risk's ledger reads it back)."""
-    payload: dict[str, Any] = {"trade_id": fill.trade_id, "quantity": str(fill.quantity), "price": str(fill.price),
-                               "commission": str(fill.commission)}
+    """What a fill event records of its fill (Risk's ledger reads it back): its decimals
+    as plain text (``0.00000005``, never ``str(Decimal)``'s ``5E-8``)."""
+    payload: dict[str, Any] = {"trade_id": fill.trade_id, "quantity": format_decimal(fill.quantity),
+                               "price": format_decimal(fill.price), "commission": format_decimal(fill.commission)}
     if fill.commission_asset:
         payload["commission_asset"] = fill.commission_asset
     return payload

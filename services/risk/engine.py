@@ -508,10 +508,20 @@ class RiskEngine:
 
 
 def core_ext_decimal(value: Any) -> Any:
-    """A fill payload's decimal (a string, as stored) as a Decimal."""
+    """A fill payload's decimal (a string, as stored) as a Decimal: plain text, or the
+    exponent form (``5E-8``) the fill events of earlier releases recorded for small numbers.
+
+    Raises
+    ------
+    ValueError, ArithmeticError
+        Not a finite decimal number.
+    """
     from decimal import Decimal
 
-    return Decimal(core_ext.canonical_decimal(str(value)))
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"not a finite decimal number: {value!r}")
+    return Decimal(core_ext.canonical_decimal(format(number, "f")))
 
 
 __all__ = ["Decision", "RiskEngine", "new_client_order_id", "new_id"]

@@ -131,3 +131,27 @@ def test_a_fill_reported_after_the_order_was_cancelled_moves_the_position_once_r
     assert "late" in {e.trade_id for e in entries} and len(entries) == 2
     for replica in (risk, restarted):
         assert replica.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.6")
+
+
+def test_a_fill_whose_decimals_print_with_an_exponent_moves_the_position_once_risk_follows_it(
+    db, store, keyring, stored_order
+):
+    """``str(Decimal)`` writes an exponent for small numbers (``0.00000000`` is ``0E-8``,
+    ``0.00000005`` is ``5E-8``): a venue's zero or tiny fee, a tiny quantity. Such a fill
+    still moves Risk's book and ledger at once, not only when a replica next starts."""
+    order = stored_order(S.ACCEPTED, quantity=D("0.0000003"))
+    risk = RiskEngine(db, keyring, LIMITS, flush_seconds=0)
+    follow(risk)
+
+    zero_fee, tiny = report(order, S.PARTIALLY_FILLED, "0.0000001", "65000"), report(order, S.FILLED, "0.0000002",
+                                                                                    "65000")
+    zero_fee.fill.commission, zero_fee.fill.commission_asset = D("0.00000000"), "BNB"
+    tiny.fill.commission, tiny.fill.commission_asset = D("0.00000005"), "BNB"
+    apply(store, zero_fee, tiny)
+    follow(risk)
+
+    held, entries = position(store)
+    in_book = risk.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"]
+    assert (in_book.quantity, dict(in_book.fees)) == (D("0.0000003"), {"BNB": D("0.00000005")})
+    assert (held.quantity, held.cost_basis, dict(held.fees)) == (D("0.0000003"), D("0.0195"), {"BNB": D("0.00000005")})
+    assert len(entries) == 2
