@@ -93,8 +93,10 @@ class RiskContext:
 
     def equity(self, capital: Decimal) -> Decimal:
         """Capital plus all realised PnL net of commissions plus unrealised PnL."""
-        realised = sum((p.net_realised_pnl for p in self.positions.values()), ZERO)
-        return _WIDE.add(_WIDE.add(capital, realised), self.unrealised_pnl())
+        total = capital
+        for position in self.positions.values():
+            total = _WIDE.add(total, position.net_realised_pnl)
+        return _WIDE.add(total, self.unrealised_pnl())
 
     def pnl_today(self) -> Decimal:
         """Realised since the daily reset plus unrealised now."""

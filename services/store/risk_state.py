@@ -25,13 +25,13 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Callable
 
 from sqlalchemy import Connection
 
 from services.domain import OPEN_STATUSES, MarketType, OrderStatus, Side, TradingState, utcnow
-from services.domain.ledger import Position, fee_in_quote
+from services.domain.ledger import ZERO, Position, fee_in_quote
 
 from .codec import Codec
 from .database import WriteContext, run_on_driver
@@ -41,6 +41,7 @@ _OPEN = ", ".join(f"'{status.value}'" for status in sorted(OPEN_STATUSES, key=la
 FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.CANCELLED,
             OrderStatus.EXPIRED, OrderStatus.REJECTED)
 _FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
+_WIDE = Context(prec=100)
 #: How far below the newest id the tail looks for ids not committed yet (PostgreSQL).
 GAP_WINDOW = 10_000
 
@@ -126,12 +127,13 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
             f"WHERE trade_time >= {mark}", (codec.time(reset),), execution_options=_STREAMED):
         if not owns(account):
             continue
-        # Summed here, exactly: SQLite's SUM would add decimal text as binary floats. A fee
+        # Summed here, exactly: with 100 digits, as the book adds (the default context keeps
+        # 28), and not by SQLite's SUM, which would add decimal text as binary floats. A fee
         # in another asset than the quote is not counted (services.domain.ledger.fee_in_quote).
         net = codec.decimal_from(realised)
         if fee_in_quote(symbol, commission_asset):
-            net -= codec.decimal_from(commission)
-        totals[account] = totals.get(account, Decimal(0)) + net
+            net = _WIDE.subtract(net, codec.decimal_from(commission))
+        totals[account] = _WIDE.add(totals.get(account, ZERO), net)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading, gaps)
 

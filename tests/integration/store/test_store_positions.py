@@ -161,3 +161,23 @@ def test_upgrading_a_database_with_orders_adds_an_empty_ledger(tmp_path, make_or
             assert uow.orders.count_open() == 0
     finally:
         engine.dispose()
+
+
+def test_the_realised_pnl_a_replica_loads_is_the_exact_sum_of_the_ledger_entries(store, trade):
+    """Risk's book adds realised PnL with 100 significant digits; the sum a starting
+    replica loads (services.store.risk_state.load) must be as exact, not rounded to the
+    default context's 28 digits (an amount of 11 integer digits and 18 decimals has 29)."""
+    from services.store.codec import Codec
+    from services.store.risk_state import load
+
+    apply(store, trade(Side.BUY, "1", "10000000000.000000000000000001", commission="0"),
+          trade(Side.SELL, "1", "20000000000.000000000000000003", commission="0.000000000000000001"))
+
+    with store.uow(read_only=True) as uow:
+        exact = uow.positions.realised_since("acct-1", T0)
+    with store.engine.connect() as connection, connection.begin():
+        snapshot = load(connection, Codec(store.engine.dialect.name), now=T0, approved_since=T0, window_start=T0,
+                        reset=T0)
+
+    assert exact == D("10000000000.000000000000000001")
+    assert snapshot.realised == [("acct-1", exact)]

@@ -263,3 +263,14 @@ def test_every_violation_of_one_order_is_reported_together_each_with_its_own_cod
     ]
     assert len({v.message for v in violations}) == len(violations)
     assert all("E+" not in v.message for v in violations)
+
+
+def test_the_equity_adds_the_realised_pnl_of_every_position_exactly():
+    """The sum is as exact as the ledger (100 significant digits), not rounded to the
+    default context's 28: here 29 digits."""
+    context = RiskContext(positions={
+        ("FUTURES", "BTCUSDT"): position("BTCUSDT", "0", "0", realised="10000000000.000000000000000001"),
+        ("FUTURES", "ETHUSDT"): position("ETHUSDT", "0", "0", realised="0.000000000000000001"),
+    })
+
+    assert context.equity(Decimal("0")) == Decimal("10000000000.000000000000000002")
