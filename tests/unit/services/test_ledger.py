@@ -8,6 +8,8 @@ import random
 from decimal import Context, Decimal, localcontext
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.domain import Side
 from services.domain.ledger import Position, apply_fill, fee_in_quote, only_reduces, quote_asset
@@ -191,3 +193,51 @@ def test_a_position_carries_no_instance_dict():
     with pytest.raises(dataclasses.FrozenInstanceError):
         position.quantity = D("2")  # type: ignore[misc]
     assert dataclasses.replace(position, quantity=D("2")).quantity == D("2")
+
+
+def _exact_reference(steps: list[tuple[Side, Decimal, Decimal]]) -> list[tuple[object, object, object]]:
+    """Average-cost accounting in exact fractions, written apart from apply_fill: after
+    each fill the quantity, the cost of what is open and the realised PnL so far."""
+    from fractions import Fraction
+
+    held, cost, realised, states = Fraction(0), Fraction(0), Fraction(0), []
+    for side, quantity, price in steps:
+        signed, price_ = Fraction(quantity) * (1 if side is BUY else -1), Fraction(price)
+        if held == 0 or (held > 0) == (signed > 0):
+            cost += abs(signed) * price_
+        else:
+            closed = min(abs(signed), abs(held))
+            share = cost * closed / abs(held)
+            realised += (closed * price_ - share) if held > 0 else (share - closed * price_)
+            cost -= share
+            if abs(signed) > abs(held):  # flipped: the rest opens at the fill price
+                cost = (abs(signed) - abs(held)) * price_
+        held += signed
+        states.append((held, cost if held else Fraction(0), realised))
+    return states
+
+
+_quantities = st.decimals(min_value=D("0.00000001"), max_value=D("50"), places=8)
+_prices = st.decimals(min_value=D("0.0001"), max_value=D("100000"), places=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([BUY, SELL]), _quantities, _prices), min_size=1, max_size=30))
+def test_every_fill_agrees_with_exact_average_cost_accounting_to_the_documented_rounding(steps):
+    """Increase, partial reduce, close, flip and shorts, against exact fractions: the
+    quantity is exact, the cost and realised PnL differ only by the partial steps'
+    rounding at 18 places (at most half a unit of the 18th place each), and the average
+    entry price by that per unit held."""
+    from fractions import Fraction
+
+    position, tolerance = Position("acct-1", "BTCUSDT"), Fraction(len(steps), 10**18)
+    for (side, quantity, price), (held, cost, realised) in zip(steps, _exact_reference(steps)):
+        position = apply_fill(position, side, quantity, price).position
+        assert Fraction(position.quantity) == held
+        assert abs(Fraction(position.cost_basis) - cost) <= tolerance
+        assert abs(Fraction(position.realised_pnl) - realised) <= tolerance
+        if held:  # the cost's rounding, per unit held, and the average's own at 18 places
+            assert abs(Fraction(position.average_entry_price) - cost / abs(held)) <= (
+                tolerance / abs(held) + Fraction(1, 10**18))
+        else:
+            assert (position.cost_basis, position.average_entry_price) == (0, None)
