@@ -24,10 +24,12 @@ another asset (a spot buy's base asset, a fee token such as BNB or ASTER) has no
 in the quote currency here: it is left out of ``commission`` and the net PnL (and so of
 the daily loss limit) rather than added as if it were USDT. ``fees`` keeps every fee by
 the asset the venue charged it in (``""`` when the venue did not say), counted or not,
-so each is reported as what it is. Arithmetic is exact (100 significant digits). Only a partial reduction divides (its
-share of the cost basis): that share is rounded half-even to 18 decimal places, the
-store's scale, and because a close always takes the whole remaining cost, the realised
-PnL of a complete round trip is exact whatever the partial steps were.
+so each is reported as what it is. Arithmetic is exact (100 significant digits) but for
+two roundings, half-even to 18 decimal places, the store's scale: a fill's notional
+(quantity x price) when it has more decimals, and the share of the cost basis a partial
+reduction takes (the one division). Because a close always takes the whole remaining
+cost, the realised PnL of a complete round trip is exactly the difference of its
+notionals, whatever the partial steps were.
 """
 
 from __future__ import annotations
