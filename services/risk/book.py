@@ -4,7 +4,9 @@ Per account: the ledger's positions (by market type and symbol: spot and futures
 the orders that may still trade (APPROVED with a
 live token, or working at a venue) with what they may still fill, the order times
 inside the throttle's window, and the realised PnL net of commissions since the daily
-reset (a running sum: the daily loss costs the same whatever the account's history).
+reset (a running sum: the daily loss costs the same whatever the account's history; a
+fill counts on the day of its trade time, so one traded past the next reset, the venue's
+clock ahead of this replica's, waits for that reset).
 
 The book is loaded from the store when the replica starts (:mod:`services.store.risk_state`)
 and kept current from two sources: the replica's own decisions, recorded the moment
@@ -34,6 +36,7 @@ from .limits import RiskLimits
 from .prices import PriceSource, reference_prices
 
 _WIDE = Context(prec=100)
+_DAY = dt.timedelta(days=1)
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 GLOBAL_SCOPE = "global"
 #: How many (venue, trade id) keys of applied fills the book remembers, to apply a fill
@@ -75,15 +78,19 @@ class Account:
     """One account's state; the queues are made on first use (most accounts hold
     positions and nothing else)."""
 
-    __slots__ = ("positions", "working", "approvals", "recent", "realised_today", "reset_at")
+    __slots__ = ("positions", "working", "approvals", "recent", "realised_today", "reset_at", "ahead")
 
     def __init__(self) -> None:
         self.positions: dict[tuple[MarketType, str], Position] = {}
         self.working: dict[str, Working] = {}
         self.approvals: collections.deque[tuple[float, str]] | None = None
         self.recent: collections.deque[float] | None = None
+        #: The realised PnL of the fills traded since ``reset_at`` and before the next reset.
         self.realised_today: Decimal = ZERO
         self.reset_at: dt.datetime | None = None
+        #: The realised PnL of fills traded on a later day (their trade time past the next
+        #: reset: the venue's clock ahead of this replica's), by that day's reset.
+        self.ahead: dict[dt.datetime, Decimal] | None = None
 
     # -- what may still trade -------------------------------------------------------------
     def open_orders(self, approved_since: float) -> int:
@@ -122,6 +129,28 @@ class Account:
         if self.reset_at is None or reset > self.reset_at:
             self.reset_at = reset
             self.realised_today = ZERO
+            ahead = self.ahead
+            if ahead:
+                self.realised_today = ahead.pop(reset, ZERO)
+                for day in [day for day in ahead if day < reset]:
+                    del ahead[day]
+                if not ahead:
+                    self.ahead = None
+
+    def add_realised(self, reset: dt.datetime, traded: dt.datetime, net: Decimal) -> None:
+        """Count ``net``, realised by a fill traded at ``traded``, on the day it was traded:
+        today's when between ``reset`` (the current reset) and the next, a later day's
+        when after (counted from that day's reset on), nothing when before ``reset``."""
+        self._roll(reset)
+        if traded < reset:
+            return
+        if traded < reset + _DAY:
+            self.realised_today = _WIDE.add(self.realised_today, net)
+            return
+        day = reset + _DAY * ((traded - reset) // _DAY)
+        if self.ahead is None:
+            self.ahead = {}
+        self.ahead[day] = _WIDE.add(self.ahead.get(day, ZERO), net)
 
 
 class Book:
@@ -288,13 +317,18 @@ class Book:
             if self.owns(position.account):
                 self.account(position.account).positions[position.key] = position
 
-    def load_realised(self, sums: Iterable[tuple[str, Decimal]], reset: dt.datetime) -> None:
-        """Realised PnL net of commissions per account since ``reset`` (the ledger's)."""
+    def load_realised(self, sums: Iterable[tuple[str, Decimal]], reset: dt.datetime,
+                      ahead: Iterable[tuple[str, dt.datetime, Decimal]] = ()) -> None:
+        """Realised PnL net of commissions per account since ``reset`` (the ledger's), and
+        ``ahead``: (account, a later day's reset, net) of the fills traded on a later day."""
         for account_name, net in sums:
             if self.owns(account_name):
                 account = self.account(account_name)
                 account._roll(reset)
                 account.realised_today = _WIDE.add(account.realised_today, net)
+        for account_name, day, net in ahead:
+            if self.owns(account_name):
+                self.account(account_name).add_realised(reset, day, net)
 
     def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal | None,
                   market_type: MarketType) -> None:
@@ -332,11 +366,8 @@ class Book:
         current = holder.positions.get(key) or Position(account, symbol, market_type=market_type)
         update = apply_fill(current, side, quantity, price, commission, trade_time, commission_asset)
         holder.positions[key] = update.position
-        reset = self.daily_reset.at(self.clock())
-        holder._roll(reset)
-        if trade_time >= reset:
-            holder.realised_today = _WIDE.add(holder.realised_today,
-                                              _WIDE.subtract(update.realised_pnl, update.commission))
+        holder.add_realised(self.daily_reset.at(self.clock()), trade_time,
+                            _WIDE.subtract(update.realised_pnl, update.commission))
         held = holder.working.get(order_id)
         if held is not None:
             held.approved = False

@@ -147,7 +147,7 @@ class RiskEngine:
         book = self.book
         book.set_trading(snapshot.trading)
         book.load_positions(snapshot.positions)
-        book.load_realised(snapshot.realised, last_reset(now, limits.daily_reset_utc))
+        book.load_realised(snapshot.realised, last_reset(now, limits.daily_reset_utc), snapshot.realised_ahead)
         # Fills whose ledger entries a stopped replica never wrote: they move the positions
         # and today's PnL. They are taken in before the working orders are loaded, whose
         # filled quantities in the store count them already.

@@ -6,7 +6,8 @@ comes from when a replica starts, and how it stays current:
 * :func:`load` reads, for the accounts a replica owns: the positions, the fills not yet
   in the ledger (a replica stopped before writing them), the orders that may still
   trade, the orders inside the throttle's window, the realised PnL since the daily
-  reset, and the trading state of every scope; and the event cursor to follow from.
+  reset (by the day each fill was traded on), and the trading state of every scope; and
+  the event cursor to follow from.
 * :class:`EventTail` follows ``order_events_ts`` from that cursor: the submissions,
   fills and ends the OMS writes. On PostgreSQL an id is handed out at insert, not at
   commit, so a transaction that commits late can add an id below one already read:
@@ -42,6 +43,7 @@ FOLLOWED = (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FIL
             OrderStatus.EXPIRED, OrderStatus.REJECTED)
 _FOLLOWED = ", ".join(f"'{status.value}'" for status in FOLLOWED)
 _WIDE = Context(prec=100)
+_DAY = dt.timedelta(days=1)
 #: How far below the newest id the tail looks for ids not committed yet (PostgreSQL).
 GAP_WINDOW = 10_000
 
@@ -69,6 +71,10 @@ class Snapshot:
     trading: dict[str, TradingState]
     #: Event ids below the cursor not committed when it was read (PostgreSQL): to ask for.
     gaps: list[int] = dataclasses.field(default_factory=list)
+    #: Realised PnL net of commissions of the fills traded on a later day than the reset's
+    #: (a trade time past the next reset: the venue's clock ahead of Risk's), as
+    #: (account, that day's reset, net): today's from that reset on, not before.
+    realised_ahead: list[tuple[str, dt.datetime, Decimal]] = dataclasses.field(default_factory=list)
 
 
 def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
@@ -122,8 +128,10 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} ORDER BY order_time",
         (codec.time(window_start),))]
     totals: dict[str, Decimal] = {}
-    for account, symbol, realised, commission, commission_asset in run(
-            "SELECT account, symbol, realised_pnl, commission, commission_asset FROM ledger_entries "
+    ahead: dict[tuple[str, dt.datetime], Decimal] = {}
+    day_ends = reset + _DAY
+    for account, symbol, realised, commission, commission_asset, trade_time in run(
+            "SELECT account, symbol, realised_pnl, commission, commission_asset, trade_time FROM ledger_entries "
             f"WHERE trade_time >= {mark}", (codec.time(reset),), execution_options=_STREAMED):
         if not owns(account):
             continue
@@ -133,9 +141,15 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
         net = codec.decimal_from(realised)
         if fee_in_quote(symbol, commission_asset):
             net = _WIDE.subtract(net, codec.decimal_from(commission))
-        totals[account] = _WIDE.add(totals.get(account, ZERO), net)
+        traded = codec.time_from(trade_time)
+        if traded < day_ends:
+            totals[account] = _WIDE.add(totals.get(account, ZERO), net)
+        else:  # a later day's: counted from that day's reset on
+            day = reset + _DAY * ((traded - reset) // _DAY)
+            ahead[(account, day)] = _WIDE.add(ahead.get((account, day), ZERO), net)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
-    return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading, gaps)
+    return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading, gaps,
+                    [(account, day, net) for (account, day), net in ahead.items()])
 
 
 def unapplied_trades(connection: Connection, codec: Codec) -> list[dict[str, Any]]:

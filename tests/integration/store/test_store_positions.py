@@ -181,3 +181,34 @@ def test_the_realised_pnl_a_replica_loads_is_the_exact_sum_of_the_ledger_entries
 
     assert exact == D("10000000000.000000000000000001")
     assert snapshot.realised == [("acct-1", exact)]
+
+
+def test_a_replica_started_before_the_reset_counts_a_fill_traded_after_it_on_its_own_day(store, trade):
+    """A fill whose trade time is past the next reset (the venue's clock ahead of Risk's)
+    is not the ending day's, and is the new day's once Risk's clock reaches the reset, in
+    the book a replica starting now loads, as in the store's realised_since."""
+    from services.risk.book import Book
+    from services.risk.limits import RiskLimits
+    from services.store.codec import Codec
+    from services.store.risk_state import load
+
+    midnight = dt.datetime(2030, 1, 8, tzinfo=dt.timezone.utc)
+    starting = midnight - dt.timedelta(milliseconds=100)
+    apply(store, trade(Side.BUY, "1", "100", at=midnight - dt.timedelta(hours=1), commission="0"),
+          trade(Side.SELL, "1", "60", at=midnight + dt.timedelta(milliseconds=100), commission="0.5"))
+    clock = [starting]
+    book = Book(RiskLimits(allowed_symbols=frozenset({"BTCUSDT"}), max_notional_per_order=None,
+                           max_quantity_per_order=None, max_price=None, reference_prices={}), clock=lambda: clock[0])
+    reset = book.daily_reset.at(starting)
+    with store.engine.connect() as connection, connection.begin():
+        snapshot = load(connection, Codec(store.engine.dialect.name), now=starting, approved_since=starting,
+                        window_start=starting, reset=reset)
+    book.load_realised(snapshot.realised, reset, snapshot.realised_ahead)
+
+    before = book.accounts["acct-1"].realised_since(reset)
+    clock[0] = midnight
+    after = book.accounts["acct-1"].realised_since(book.daily_reset.at(midnight))
+    with store.uow(read_only=True) as uow:
+        stored = uow.positions.realised_since("acct-1", midnight)
+
+    assert (before, after, stored) == (D("0"), D("-40.5"), D("-40.5"))
