@@ -159,7 +159,8 @@ _OWN: tuple[Reason, ...] = (
        "Trading is HALTED (globally or for the symbol); only RiskService.SetTradingState lifts it.",
        ("symbol",), _OMS),
     _r("REDUCING_ONLY", "FAILED_PRECONDITION",
-       "Trading is REDUCING and the order would not only reduce the account's position.", ("symbol",), _OMS),
+       "Trading is REDUCING and the order would not only reduce the account's position in the order's symbol "
+       "and market type.", ("symbol",), _OMS),
     _r("NOT_ACCOUNT_OWNER", "FAILED_PRECONDITION",
        "Another Risk replica decides this account and could not be reached: send the order there.",
        ("account", "owner_replica"), _RISK),

@@ -40,7 +40,7 @@ import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Callable
 
 import core_ext
@@ -75,6 +75,7 @@ UPDATE_COLUMNS = ORDER_LIFECYCLE_COLUMNS
 #: At most this many ids in one ``IN (...)`` list on SQLite (its variable limit is 32766).
 IN_CHUNK = 500
 _STRICTNESS = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+_WIDE = Context(prec=100)
 _ENUMS = {"market_type": MarketType, "side": Side, "order_type": OrderType, "time_in_force": TimeInForce,
           "status": OrderStatus, "previous_status": OrderStatus, "working_type": WorkingType}
 _DECIMALS = frozenset({"quantity", "price", "stop_price", "leverage", "filled_quantity", "average_fill_price",
@@ -588,7 +589,7 @@ class Claims:
                  claimed: set[str]) -> Exception | None:
         order, state, why = entry if entry is not None else (None, TradingState.ACTIVE, "")
         return claim_refusal(claim, order, claimed, state, why,
-                             lambda o: position_from_trades(context, o.account, o.symbol))
+                             lambda o: position_from_trades(context, o.account, o.symbol, o.market_type))
 
 
 def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: TradingState, why: str,
@@ -597,7 +598,8 @@ def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: T
     whatever holds the store. ``claimed``: the order ids claimed earlier in the same
     write; ``state`` and ``why``: the trading state that applies to the order's symbol
     (the stricter of the global and the symbol's own) and its reason; ``held``: the
-    account's net quantity in the symbol, asked only when trading is REDUCING."""
+    account's net quantity in the order's symbol and market type, asked only when
+    trading is REDUCING."""
     if order is None:
         return OrderNotFound(f"no order {claim.order_id}: orders are created by the Risk service",
                              metadata={"order_id": claim.order_id})
@@ -654,15 +656,17 @@ def _shown(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.datetime) else str(value)
 
 
-def position_from_trades(context: WriteContext, account: str, symbol: str) -> Decimal:
-    """The account's net quantity in ``symbol``: its trades summed (exactly, here: SQLite
-    would add decimal text as binary floats)."""
+def position_from_trades(context: WriteContext, account: str, symbol: str, market_type: MarketType) -> Decimal:
+    """The account's net quantity in ``symbol`` of ``market_type`` (spot and futures are two
+    positions): its trades in that market (a trade's market is its order's) summed
+    (exactly, here: SQLite would add decimal text as binary floats)."""
     mark = "?" if context.dialect == "sqlite" else "%s"
-    sql = f"SELECT side, quantity FROM trades_ts WHERE account = {mark} AND symbol = {mark}"
+    sql = ("SELECT t.side, t.quantity FROM trades_ts AS t JOIN orders_ts AS o ON o.order_id = t.order_id "
+           f"WHERE t.account = {mark} AND t.symbol = {mark} AND o.market_type = {mark}")
     total = Decimal(0)
-    for side, quantity in context.run(sql, (account, symbol)).fetchall():
+    for side, quantity in context.run(sql, (account, symbol, market_type.value)).fetchall():
         amount = context.codec.decimal_from(quantity)
-        total += amount if side == Side.BUY.value else -amount
+        total = _WIDE.add(total, amount if side == Side.BUY.value else -amount)
     return total
 
 

@@ -495,9 +495,10 @@ def _claim_refusal(uow: FakeUnitOfWork, claim: Claim, order: Order | None, claim
     """The SQL write's rules (:func:`services.store.order_sets.claim_refusal`) over the fake's state."""
     state = uow.trading_state.effective(order.symbol) if order is not None else None
 
-    def held(o: Order) -> Decimal:
+    def held(o: Order) -> Decimal:  # in the order's market type: a trade's is its order's
         return sum(((t.quantity if t.side is Side.BUY else -t.quantity) for t in uow.state.trades.values()
-                    if t.account == o.account and t.symbol == o.symbol), Decimal(0))
+                    if t.account == o.account and t.symbol == o.symbol
+                    and uow.state.orders[t.order_id].market_type is o.market_type), Decimal(0))
 
     return claim_refusal(claim, order, claimed, state.state if state else TradingState.ACTIVE,
                          state.reason if state else "", held)

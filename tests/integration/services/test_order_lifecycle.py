@@ -279,6 +279,55 @@ def test_reducing_at_submission_refuses_an_order_approved_to_open_a_position(ris
     assert exchange.execute_requests == []
 
 
+def _held_at_submission(risk, oms, db, make_order, held, order):
+    """Fill ``held`` (orders, at the paper venue while trading is ACTIVE), have ``order``
+    approved, set REDUCING, then submit it: the OMS's answer, or its refusal."""
+    from services.domain import MarketType, OrderType
+
+    async def scenario():
+        for market, side, quantity in held:
+            decision = await approved(risk, make_order(market_type=market, side=side, order_type=OrderType.MARKET,
+                                                       price=None, quantity=Decimal(quantity)))
+            assert (await oms.submit(as_sent(decision.order), decision.token)).order.status is S.FILLED
+        await risk.sync()
+        decision = await approved(risk, make_order(market_type=MarketType.FUTURES, order_type=OrderType.MARKET,
+                                                   price=None, **order))
+        await db.run(lambda uow: uow.trading_state.set(TradingState.REDUCING, "ops", "de-risk"))
+        try:
+            return await oms.submit(as_sent(decision.order), decision.token)
+        except PreconditionFailed as refused:
+            return refused
+
+    return asyncio.run(scenario())
+
+
+def test_reducing_at_submission_refuses_a_futures_order_that_would_flip_the_futures_position_whatever_spot_holds(
+        risk, oms, exchange, db, make_order):
+    """The futures position is 0.01: a futures sell of 0.015 would flip it, although the
+    spot holding of the same symbol makes the account's trades add up to 0.02."""
+    from services.domain import MarketType, Side
+
+    answer = _held_at_submission(risk, oms, db, make_order,
+                                 [(MarketType.FUTURES, Side.BUY, "0.01"), (MarketType.SPOT, Side.BUY, "0.01")],
+                                 dict(side=Side.SELL, quantity=Decimal("0.015")))
+
+    assert isinstance(answer, PreconditionFailed) and answer.reason == "REDUCING_ONLY", answer
+
+
+def test_reducing_at_submission_lets_a_futures_order_reduce_the_futures_position_whatever_spot_holds(
+        risk, oms, exchange, db, make_order):
+    """The futures position is 0.01 long: a futures sell of 0.005 only reduces it, although
+    a spot sale of 0.01 in the same symbol makes the account's trades add up to 0."""
+    from services.domain import MarketType, Side
+
+    answer = _held_at_submission(risk, oms, db, make_order,
+                                 [(MarketType.FUTURES, Side.BUY, "0.01"), (MarketType.SPOT, Side.SELL, "0.01")],
+                                 dict(side=Side.SELL, quantity=Decimal("0.005")))
+
+    assert not isinstance(answer, Exception), answer
+    assert answer.order.status is S.FILLED
+
+
 def test_effective_state_is_the_stricter_of_global_and_symbol(db):
     from services.store.repositories import symbol_scope
 
