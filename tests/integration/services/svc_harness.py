@@ -3,7 +3,8 @@
 Its ``ExecuteOrder`` / ``CancelOrder`` run the real :class:`ExchangeEngine` (token
 verified again, paper fills) and turn domain errors into ``grpc.aio.AioRpcError`` the
 way the servicer does; a test can make a call fail with any status code instead, and
-counts the calls.
+counts the calls. :func:`exchange_server` is the real thing instead: an Exchange gRPC
+server in the test's process, recording its executions in the test's store.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 import core_ext
 from services.common import convert
+from services.common.auth import Authorizer
 from services.common.errors import describe, to_grpc_status
+from services.common.server import add_service
 from services.domain import Order, OrderStatus, Side
 from services.domain.errors import (
     DomainError,
 )
-from services.exchange.engine import ExchangeEngine
+from services.exchange.engine import ExchangeEngine, StoreExecutions
 from services.exchange.providers.paper import PaperProvider
-from services.exchange.servicer import query_order_response
+from services.exchange.servicer import RAW_REQUESTS, ExchangeServicer, query_order_response
 from services.exchange.venue import OrderRef
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine
 from services.risk.limits import RiskLimits
+from services.store.database import Database
+from services.store.models import exchange_executions_table
 from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2
+from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
 
 S = OrderStatus
 MARKET_PRICE = Decimal("65000")
@@ -155,6 +160,38 @@ class FakeExchange:
         call = FakeStreamCall(self.engine, request.after_sequence, metadata if metadata is not None else (), request)
         self.streams.append(call)
         return call
+
+
+@contextlib.asynccontextmanager
+async def exchange_server(keyring: "core_ext.KeyRing", store: Any, provider: Any = None, **options: Any):
+    """An Exchange service in this process, recording executions in ``store``: yields its
+    stub, its provider (a paper venue unless given) and its engine (``options``: the
+    engine's keywords)."""
+    db = Database(store, owns_store=False)
+    provider = provider or PaperProvider({"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")})
+    engine = ExchangeEngine(keyring, provider, executions=StoreExecutions(db), **options)
+    await engine.accepting_credentials()  # as the service does before it serves
+    server = grpc.aio.server()
+    add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
+                raw_requests=RAW_REQUESTS, authorizer=Authorizer.disabled())  # callers' identities: not these tests'
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await engine.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield exchange_pb2_grpc.ExchangeServiceStub(channel), provider, engine
+    finally:
+        await channel.close()
+        await server.stop(0)
+        await engine.close()
+        db.close()
+
+
+def executions(store: Any, order_id: str) -> int:
+    """How many times the Exchange recorded ``order_id`` as executed (0 or 1)."""
+    with store.engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(exchange_executions_table)
+                                  .where(exchange_executions_table.c.order_id == order_id)).scalar_one()
 
 
 def as_sent(order: Order) -> Order:

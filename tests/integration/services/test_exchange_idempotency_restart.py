@@ -12,58 +12,16 @@ never sees the order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from decimal import Decimal
-from typing import Any
 
 import grpc
 import pytest
-from sqlalchemy import func, select
 
 from services.common import convert
-from services.common.auth import Authorizer
-from services.common.server import add_service
 from services.common.tokens import oms_call_metadata
-from services.exchange.engine import ExchangeEngine, StoreExecutions
-from services.exchange.providers.paper import PaperProvider
-from services.exchange.servicer import RAW_REQUESTS, ExchangeServicer
 from services.oms.gateway import reason_of
-from services.store.database import Database
-from services.store.models import exchange_executions_table
-from svc_harness import MARKET_PRICE, approved, as_sent
+from svc_harness import approved, as_sent, exchange_server, executions
 from tessera.common.v1 import types_pb2 as common_pb
-from tessera.exchange.v1 import exchange_pb2, exchange_pb2_grpc
-
-PRICES = {"BTCUSDT": MARKET_PRICE, "ETHUSDT": Decimal("3200")}
-
-
-@contextlib.asynccontextmanager
-async def exchange_server(keyring: Any, store: Any):
-    """An Exchange service (paper) in this process, recording executions in ``store``."""
-    db = Database(store, owns_store=False)
-    provider = PaperProvider(PRICES)
-    engine = ExchangeEngine(keyring, provider, executions=StoreExecutions(db))
-    await engine.accepting_credentials()  # as the service does before it serves
-    server = grpc.aio.server()
-    add_service(server, ExchangeServicer(engine), exchange_pb2.DESCRIPTOR.services_by_name["ExchangeService"],
-                raw_requests=RAW_REQUESTS, authorizer=Authorizer.disabled())  # callers' identities: not this test's
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await engine.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield exchange_pb2_grpc.ExchangeServiceStub(channel), provider
-    finally:
-        await channel.close()
-        await server.stop(0)
-        await engine.close()
-        db.close()
-
-
-def executions(store: Any, order_id: str) -> int:
-    with store.engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(exchange_executions_table)
-                                  .where(exchange_executions_table.c.order_id == order_id)).scalar_one()
+from tessera.exchange.v1 import exchange_pb2
 
 
 def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fills_nothing(
@@ -72,10 +30,10 @@ def test_an_execute_order_replayed_after_an_exchange_restart_is_refused_and_fill
         decision = await approved(risk, make_order())
         order = as_sent(decision.order)
         request = exchange_pb2.ExecuteOrderRequest(order=convert.order_to_proto(order), risk_token=decision.token)
-        async with exchange_server(keyring, store) as (exchange, first_venue):
+        async with exchange_server(keyring, store) as (exchange, first_venue, _):
             credential = oms_call_metadata(keyring, "ExecuteOrder", request)
             answer = await exchange.ExecuteOrder(request, metadata=credential)
-        async with exchange_server(keyring, store) as (exchange, second_venue):  # restarted: memory gone
+        async with exchange_server(keyring, store) as (exchange, second_venue, _):  # restarted: memory gone
             with pytest.raises(grpc.aio.AioRpcError) as replayed:  # the captured credential: from before the start
                 await exchange.ExecuteOrder(request, metadata=credential)
             # Even with a credential signed afresh (only the OMS can), the store's record refuses it.
