@@ -156,8 +156,10 @@ _OWN: tuple[Reason, ...] = (
     _r("ILLEGAL_TRANSITION", "FAILED_PRECONDITION",
        "The order's state machine does not allow the change (docs: Order lifecycle).", ("from_status", "to_status")),
     _r("TRADING_HALTED", "FAILED_PRECONDITION",
-       "Trading is HALTED (globally or for the symbol); only RiskService.SetTradingState lifts it.",
-       ("symbol",), _OMS),
+       "Trading is HALTED (globally or for the symbol); only RiskService.SetTradingState lifts it. At submission "
+       "the order stays APPROVED; an order the OMS had claimed before the halt is refused by the Exchange before "
+       "it reaches the venue, and stored REJECTED with this reason.",
+       ("symbol",), _OMS_EXCHANGE),
     _r("REDUCING_ONLY", "FAILED_PRECONDITION",
        "Trading is REDUCING and the order would not only reduce the account's position in the order's symbol "
        "and market type.", ("symbol",), _OMS),

@@ -117,6 +117,14 @@ class PreconditionFailed(DomainError):
     reason = "FAILED_PRECONDITION"
 
 
+def trading_halted(symbol: str, why: str) -> PreconditionFailed:
+    """FAILED_PRECONDITION ``TRADING_HALTED``: trading in ``symbol`` is HALTED (the global
+    state or the symbol's own), ``why`` the halt's reason. The OMS's claim refuses an
+    order with it, and so does the Exchange's record of an execution."""
+    return PreconditionFailed(f"trading in {symbol} is halted: {why}", reason="TRADING_HALTED",
+                              metadata={"symbol": symbol})
+
+
 class StaleOrder(DomainError):
     """A compare-and-set lost against a concurrent writer."""
 

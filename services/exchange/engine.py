@@ -9,6 +9,12 @@ that a restart, which forgets the memory, forgets nothing that matters. Every ex
 mode runs this same pipeline; only the provider differs (see
 :mod:`services.exchange.venue`).
 
+**Nothing is sent to a venue while trading is halted.** The record is written only
+while neither the global trading state nor the order's symbol's is HALTED, read in the
+record's own statement (:mod:`services.store.executions`): an order the OMS claimed
+before a halt but sent after it is not recorded, never reaches the provider, and is
+refused FAILED_PRECONDITION ``TRADING_HALTED`` (the OMS stores it REJECTED).
+
 The reports of an execution or a cancel travel in its answer. The report log
 (``StreamExecutionReports``) carries what the provider learns later (a resting order
 filling, a polled fill, the venue's own cancel), and an answer's reports only when
@@ -40,8 +46,9 @@ __all__ = ["ExchangeEngine", "ExecutionRecord", "Provider", "StoreExecutions"]
 class ExecutionRecord(Protocol):
     """Where the Exchange records, durably, each order id it sends to its provider."""
 
-    async def record(self, orders: list[Order], mode: str) -> list[bool]:
-        """Record ``orders``; True for each recorded now, False for one recorded before."""
+    async def record(self, orders: list[Order], mode: str) -> list[bool | Exception]:
+        """Record ``orders``; True for each recorded now, False for one recorded before,
+        or the refusal of one not recorded and not to be executed (``TRADING_HALTED``)."""
 
 
 class StoreExecutions:
@@ -51,7 +58,7 @@ class StoreExecutions:
     def __init__(self, db: Any) -> None:
         self.db = db
 
-    async def record(self, orders: list[Order], mode: str) -> list[bool]:
+    async def record(self, orders: list[Order], mode: str) -> list[bool | Exception]:
         from services.store.executions import EXECUTIONS, Execution
 
         at = utcnow()
@@ -164,6 +171,9 @@ class ExchangeEngine:
             except BaseException:
                 self._unclaim([order])
                 raise
+            if isinstance(recorded, Exception):  # trading halted: not recorded, not sent
+                self._unclaim([order])
+                raise recorded
             if not recorded:
                 raise _executed_before(order)
         return await self.provider.execute(order)
@@ -207,7 +217,10 @@ class ExchangeEngine:
                 self._unclaim(sent)  # type: ignore[arg-type]
                 raise
             for index, fresh in zip(claimed, recorded):
-                if not fresh:
+                if isinstance(fresh, Exception):  # trading halted: not recorded, not sent
+                    self._unclaim([orders[index][0]])  # type: ignore[list-item]
+                    outcomes[index] = fresh
+                elif not fresh:
                     outcomes[index] = _executed_before(orders[index][0])  # type: ignore[arg-type]
         for index, outcome in enumerate(outcomes):
             if outcome is None:

@@ -58,7 +58,8 @@ from services.domain import (
     WorkingType,
     ledger,
 )
-from services.domain.errors import InvalidOrder, OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed
+from services.domain.errors import (InvalidOrder, OrderNotFound, PreconditionFailed, StaleOrder, TokenReplayed,
+                                    trading_halted)
 from services.domain.order import event_label
 
 from .codec import json_text
@@ -633,8 +634,7 @@ def claim_refusal(claim: Claim, order: Order | None, claimed: set[str], state: T
     # state or the symbol's own (a quarantine), whichever is stricter, decides. A
     # refused order stays APPROVED and may go once trading resumes.
     if state is TradingState.HALTED:
-        return PreconditionFailed(f"trading in {order.symbol} is halted: {why}", reason="TRADING_HALTED",
-                                  metadata={"symbol": order.symbol})
+        return trading_halted(order.symbol, why)
     if state is TradingState.REDUCING:
         position = held(order)
         if not ledger.only_reduces(position, order.side, order.quantity_at(position) or Decimal(0)):

@@ -1,4 +1,5 @@
-"""The Exchange service's gate: the token is verified again, each order executes once, reports are logged."""
+"""The Exchange service's gate: the token is verified again, each order executes once (and none while the
+store refuses it for a halt), reports are logged."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import core_ext
 from services.common import convert
 from services.common.tokens import OMS_CREDENTIAL_METADATA, ReplayCache, oms_call_metadata, verify_oms_call
 from services.domain import OrderStatus, OrderType, Side, utcnow
-from services.domain.errors import TokenRejected, TokenReplayed
+from services.domain.errors import PreconditionFailed, TokenRejected, TokenReplayed
 from services.domain.execution import ExecutionReport
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
@@ -537,3 +538,60 @@ def test_a_batch_whose_executions_could_not_be_recorded_reaches_no_venue_and_can
 
     assert [len(o) for o in outcomes] == [1, 1]  # type: ignore[arg-type]
     assert spy.executed == [o.order_id for o in orders]
+
+
+# -- trading halted: the record refuses ----------------------------------------------------------
+class HaltingRecord:
+    """An execution record that refuses the orders of the ``halted`` symbols as the store
+    does while trading is HALTED (not recorded), and records the others once each."""
+
+    def __init__(self, *halted: str) -> None:
+        self.halted = set(halted)
+        self.recorded: set[str] = set()
+
+    async def record(self, orders, mode):
+        outcomes = []
+        for order in orders:
+            if order.symbol in self.halted:
+                outcomes.append(PreconditionFailed(f"trading in {order.symbol} is halted: test",
+                                                   reason="TRADING_HALTED", metadata={"symbol": order.symbol}))
+            else:
+                outcomes.append(order.order_id not in self.recorded)
+                self.recorded.add(order.order_id)
+        return outcomes
+
+
+def test_an_execution_the_record_refuses_for_a_halt_reaches_no_venue_and_does_not_use_up_the_order(
+        keyring, spy, make_order, sign):
+    record = HaltingRecord("BTCUSDT")
+    engine = ExchangeEngine(keyring, spy, ttl_seconds=TTL, credentials_since=int(time.time()), executions=record)
+    order = make_order()
+    token = sign(order)
+
+    async def scenario():
+        with pytest.raises(PreconditionFailed) as refused:
+            await execute_as_oms(engine, keyring, order, token)
+        assert spy.executed == []
+        record.halted.clear()  # trading resumed: the order was neither recorded nor remembered as executed
+        return refused.value, await execute_as_oms(engine, keyring, order, token)
+
+    refused, reports = asyncio.run(scenario())
+
+    assert refused.reason == "TRADING_HALTED" and refused.metadata == {"symbol": "BTCUSDT"}
+    assert len(reports) == 1
+    assert spy.executed == [order.order_id]
+
+
+def test_a_batch_the_record_refuses_in_part_for_a_halted_symbol_executes_the_other_orders(
+        keyring, spy, make_order, sign):
+    engine = ExchangeEngine(keyring, spy, ttl_seconds=TTL, credentials_since=int(time.time()),
+                            executions=HaltingRecord("ETHUSDT"))
+    orders = [make_order(symbol="ETHUSDT", price=Decimal("3000")), make_order(price=Decimal("40000"))]
+    items = [(order, None, sign(order)) for order in orders]
+    request = exchange_pb2.ExecuteOrdersRequest(orders=[execute_request(o, t) for o, _, t in items])
+
+    outcomes = asyncio.run(engine.execute_many(items, oms_call_metadata(keyring, "ExecuteOrders", request), request))
+
+    assert isinstance(outcomes[0], PreconditionFailed) and outcomes[0].reason == "TRADING_HALTED"
+    assert [r.order_status for r in outcomes[1]] == [OrderStatus.ACCEPTED]  # type: ignore[union-attr]
+    assert spy.executed == [orders[1].order_id]
