@@ -13,7 +13,18 @@ mode runs this same pipeline; only the provider differs (see
 while neither the global trading state nor the order's symbol's is HALTED, read in the
 record's own statement (:mod:`services.store.executions`): an order the OMS claimed
 before a halt but sent after it is not recorded, never reaches the provider, and is
-refused FAILED_PRECONDITION ``TRADING_HALTED`` (the OMS stores it REJECTED).
+refused FAILED_PRECONDITION ``TRADING_HALTED`` (the OMS stores it REJECTED). What the
+record cannot stop is an order recorded just *before* the halt committed, its placement
+still on its way to the venue: :meth:`ExchangeEngine.emergency_cancel_all`, the kill
+switch's venue-wide cancel, first waits (at most ``placement_wait`` seconds) for the
+placements in progress in this process (:class:`Placements`: from before the record is
+written until the provider's call returns), so that such an order is at the venue, and
+cancelled, when the sweep lists the venue's open orders. A placement still in progress
+when the wait ends is answered as a failure of the sweep (``PLACEMENT_IN_PROGRESS``):
+the OMS sends the sweep again, which waits again. The guarantee holds for the halt
+committed before the sweep was asked (the OMS halts first): every placement that starts
+after the sweep arrived has its record written after the halt, and is refused.
+``CancelAllOrders`` (one symbol, no halt before it) does not wait.
 
 The reports of an execution or a cancel travel in its answer. The report log
 (``StreamExecutionReports``) carries what the provider learns later (a resting order
@@ -25,22 +36,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import math
 import time
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Collection, Protocol, Sequence
 
 import core_ext
 from services.common import convert
 from services.common.tokens import ReplayCache, verify_oms_call, verify_or_raise
 from services.domain import MarketType, Order, utcnow
 from services.domain.errors import CancelAllIncomplete, TokenReplayed
-from services.domain.execution import ExecutionReport
+from services.domain.execution import CancelFailure, ExecutionReport
 from tessera.exchange.v1 import exchange_pb2
 
 from .reports import ReportLog
 from .venue import OrderRef, Provider, VenueOrderState
 
-__all__ = ["ExchangeEngine", "ExecutionRecord", "Provider", "StoreExecutions"]
+__all__ = ["ExchangeEngine", "ExecutionRecord", "PLACEMENT_IN_PROGRESS", "PLACEMENT_WAIT_SECONDS", "Placements",
+           "Provider", "StoreExecutions"]
+
+log = logging.getLogger(__name__)
+
+#: How long the kill switch's venue-wide cancel waits, at most, for the placements in
+#: progress (seconds): well within the OMS's deadline for the call (10 s by default),
+#: which must leave room for the sweep itself.
+PLACEMENT_WAIT_SECONDS = 2.0
+#: The reason of a sweep's failure for an order still being placed when its wait ended.
+PLACEMENT_IN_PROGRESS = "PLACEMENT_IN_PROGRESS"
 
 
 class ExecutionRecord(Protocol):
@@ -66,13 +88,69 @@ class StoreExecutions:
             Execution(o.order_id, o.client_order_id, o.account, o.venue, o.symbol, mode, at) for o in orders])
 
 
+class _Placement:
+    __slots__ = ("order", "ended")
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        #: Made by a sweep that waits for this placement; done when it ends.
+        self.ended: asyncio.Future[None] | None = None
+
+
+class Placements:
+    """The placements in progress in this process: each order from before its execution
+    record is written until its provider's call returns (or the record refuses it).
+
+    Marking one costs a set insertion and removal; only a venue-wide cancel that waits
+    for them (:meth:`settle`) makes a future per placement."""
+
+    def __init__(self) -> None:
+        self._open: set[_Placement] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def begin(self, order: Order) -> _Placement:
+        placement = _Placement(order)
+        self._open.add(placement)
+        return placement
+
+    def end(self, placement: _Placement) -> None:
+        """The placement is over (answered, failed or refused); ending it again does nothing."""
+        self._open.discard(placement)
+        if placement.ended is not None and not placement.ended.done():
+            placement.ended.set_result(None)
+
+    async def settle(self, timeout: float, symbols: Collection[str] | None = None,
+                     market_type: MarketType | None = None) -> list[Order]:
+        """Wait, at most ``timeout`` seconds, for the placements in progress when called
+        (of ``symbols`` and ``market_type``; None: any) to end; placements that begin
+        meanwhile are not waited for. Returns the orders of those still in progress then,
+        by order id."""
+        loop = asyncio.get_running_loop()
+        waited: list[_Placement] = []
+        for placement in self._open:
+            order = placement.order
+            if (symbols is None or order.symbol in symbols) and market_type in (None, order.market_type):
+                if placement.ended is None:
+                    placement.ended = loop.create_future()
+                waited.append(placement)
+        if waited and timeout > 0:
+            await asyncio.wait([placement.ended for placement in waited], timeout=timeout)  # type: ignore[misc]
+        return sorted((p.order for p in waited if p in self._open), key=lambda order: order.order_id)
+
+
 class ExchangeEngine:
     def __init__(self, keyring: "core_ext.KeyRing", provider: Provider, *, ttl_seconds: int = 300,
                  wall: Callable[[], float] = time.time, executions: ExecutionRecord | None = None,
-                 credentials_since: float | None = None) -> None:
+                 credentials_since: float | None = None, placement_wait: float = PLACEMENT_WAIT_SECONDS) -> None:
         self.keyring = keyring
         self.provider = provider
         self.ttl_seconds = ttl_seconds
+        #: The placements in progress, and how long the kill switch's venue-wide cancel
+        #: waits for them at most (seconds; see :meth:`emergency_cancel_all`).
+        self.placements = Placements()
+        self.placement_wait = placement_wait
         #: The time tokens and credentials are checked at, and executed ids forgotten
         #: after (epoch seconds): the wall clock unless a test gives its own.
         self.wall = wall
@@ -165,18 +243,22 @@ class ExchangeEngine:
         this ``request``, once per order id, then the provider."""
         self.authorize(metadata, "ExecuteOrder", request)
         self._claim(order, verified.issued_at or 0)
-        if self.executions is not None:
-            try:
-                (recorded,) = await self.executions.record([order], self.provider.mode)
-            except BaseException:
-                self._unclaim([order])
-                raise
-            if isinstance(recorded, Exception):  # trading halted: not recorded, not sent
-                self._unclaim([order])
-                raise recorded
-            if not recorded:
-                raise _executed_before(order)
-        return await self.provider.execute(order)
+        placement = self.placements.begin(order)
+        try:
+            if self.executions is not None:
+                try:
+                    (recorded,) = await self.executions.record([order], self.provider.mode)
+                except BaseException:
+                    self._unclaim([order])
+                    raise
+                if isinstance(recorded, Exception):  # trading halted: not recorded, not sent
+                    self._unclaim([order])
+                    raise recorded
+                if not recorded:
+                    raise _executed_before(order)
+            return await self.provider.execute(order)
+        finally:
+            self.placements.end(placement)
 
     async def unanswered(self, reports: list[ExecutionReport]) -> None:
         """Reports whose call ended before its answer was sent: to the report log."""
@@ -208,26 +290,36 @@ class ExchangeEngine:
                 continue
             claimed.append(len(outcomes))
             outcomes.append(None)
-        if self.executions is not None and claimed:
-            # The batch's executions in one set write: recorded before any reaches the provider.
-            sent = [orders[i][0] for i in claimed]
-            try:
-                recorded = await self.executions.record(sent, self.provider.mode)  # type: ignore[arg-type]
-            except BaseException:
-                self._unclaim(sent)  # type: ignore[arg-type]
-                raise
-            for index, fresh in zip(claimed, recorded):
-                if isinstance(fresh, Exception):  # trading halted: not recorded, not sent
-                    self._unclaim([orders[index][0]])  # type: ignore[list-item]
-                    outcomes[index] = fresh
-                elif not fresh:
-                    outcomes[index] = _executed_before(orders[index][0])  # type: ignore[arg-type]
-        for index, outcome in enumerate(outcomes):
-            if outcome is None:
+        placing = {index: self.placements.begin(orders[index][0]) for index in claimed}  # type: ignore[arg-type]
+        try:
+            if self.executions is not None and claimed:
+                # The batch's executions in one set write: recorded before any reaches the provider.
+                sent = [orders[i][0] for i in claimed]
                 try:
-                    outcomes[index] = await self.provider.execute(orders[index][0])  # type: ignore[arg-type]
-                except Exception as error:  # noqa: BLE001 - reported for this order alone
-                    outcomes[index] = error
+                    recorded = await self.executions.record(sent, self.provider.mode)  # type: ignore[arg-type]
+                except BaseException:
+                    self._unclaim(sent)  # type: ignore[arg-type]
+                    raise
+                for index, fresh in zip(claimed, recorded):
+                    if isinstance(fresh, Exception):  # trading halted: not recorded, not sent
+                        self._unclaim([orders[index][0]])  # type: ignore[list-item]
+                        outcomes[index] = fresh
+                    elif not fresh:
+                        outcomes[index] = _executed_before(orders[index][0])  # type: ignore[arg-type]
+                    else:
+                        continue
+                    self.placements.end(placing.pop(index))
+            for index, outcome in enumerate(outcomes):
+                if outcome is None:
+                    try:
+                        outcomes[index] = await self.provider.execute(orders[index][0])  # type: ignore[arg-type]
+                    except Exception as error:  # noqa: BLE001 - reported for this order alone
+                        outcomes[index] = error
+                    finally:
+                        self.placements.end(placing.pop(index))
+        finally:
+            for placement in placing.values():
+                self.placements.end(placement)
         return outcomes  # type: ignore[return-value]
 
     async def cancel(
@@ -252,6 +344,39 @@ class ExchangeEngine:
             raise
         await self.reports.append(reports)
         return reports
+
+    async def emergency_cancel_all(self, symbols: Sequence[str | None] = (None,),
+                                   market_type: MarketType | None = None
+                                   ) -> tuple[list[ExecutionReport], list[CancelFailure]]:
+        """The kill switch's venue-wide cancel: every open order at the venue of each of
+        ``symbols`` (None: every symbol), of ``market_type`` (None: every market).
+
+        It first waits, at most :attr:`placement_wait` seconds, for the placements in
+        progress in this process in those symbols (see the module docstring): an order
+        recorded before the halt is then at the venue when the sweep lists the open
+        orders, and is cancelled with them. One still in progress when the wait ends is
+        one failure (``PLACEMENT_IN_PROGRESS``, naming the order): it may reach the venue
+        after this sweep, and the OMS sends the sweep again. Each symbol's (and account's)
+        failure stops none of the others. Returns the reports of the orders cancelled
+        and the failures."""
+        wanted = None if None in symbols else set(symbols)
+        unsettled = await self.placements.settle(self.placement_wait, wanted, market_type)  # type: ignore[arg-type]
+        reports: list[ExecutionReport] = []
+        failures: list[CancelFailure] = []
+        for symbol in symbols:
+            try:
+                reports += await self.cancel_all(symbol, market_type)
+            except CancelAllIncomplete as incomplete:
+                reports += incomplete.reports
+                failures += incomplete.failures
+        for order in unsettled:
+            log.warning("order %s was still being placed when the venue-wide cancel went (after %g s): it may "
+                        "reach the venue after it", order.order_id, self.placement_wait)
+            failures.append(CancelFailure(
+                order.account, order.market_type, order.symbol, PLACEMENT_IN_PROGRESS,
+                f"order {order.order_id} was still being placed {self.placement_wait:g} s after the venue-wide "
+                "cancel began: it may reach the venue after this sweep; send the cancel again"))
+        return reports, failures
 
     async def query_order(self, ref: OrderRef) -> VenueOrderState:
         """The venue's view of one order; nothing is logged or changed."""

@@ -15,7 +15,6 @@ from services.common.observability.interceptors import note_order_id
 from services.common.tokens import verify_or_raise
 from services.domain import MarginMode, MarketType, Order, Side
 from services.domain.errors import (
-    CancelAllIncomplete,
     DomainError,
     InvalidOrder,
     MalformedRequest,
@@ -223,13 +222,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServiceServicer):
         request = _authorized(self.engine, request, context, "EmergencyCancelAll", pb.EmergencyCancelAllRequest)
         market_type = _market_type(request.market_type)
         symbols: list[str | None] = sorted({_symbol(s) for s in request.symbols}) if request.symbols else [None]
-        reports, failures = [], []
-        for symbol in symbols:  # each symbol's (and account's) failure stops none of the others
-            try:
-                reports += await self.engine.cancel_all(symbol, market_type)
-            except CancelAllIncomplete as incomplete:
-                reports += incomplete.reports
-                failures += incomplete.failures
+        # The placements in progress first (at most the engine's placement_wait), then each
+        # symbol; one symbol's (or account's) failure stops none of the others.
+        reports, failures = await self.engine.emergency_cancel_all(symbols, market_type)
         return pb.EmergencyCancelAllResponse(reports=[convert.report_to_proto(r) for r in reports],
                                              failures=[convert.cancel_failure_to_proto(f) for f in failures])
 

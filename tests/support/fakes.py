@@ -17,6 +17,9 @@
   order events, over the fake store (Risk's ledger kept in a list).
 * :class:`FakeGateway`: the OMS's Exchange gateway as data: fills marketable orders at the
   market price, rests the others, cancels what rests; every report dated by the clock.
+* :class:`HeldPaperVenue`: a paper venue whose placements wait at its door until the test
+  lets them in, and :func:`sweep_waiting`, which tells when an Exchange engine's
+  venue-wide cancel has begun waiting for them: the kill switch's race, step by step.
 
 What the fake does not hold (order managers' batches, positions, account activity,
 Risk's ledger) raises :class:`NotInTheFake`: such a test belongs on the SQLite store.
@@ -39,6 +42,7 @@ from services.domain.errors import OrderNotFound, StaleOrder
 from services.domain.order import event_label
 from services.domain.execution import ExecutionReport, Fill as VenueFill
 from services.domain.enums import LiquiditySide
+from services.exchange.providers.paper import PaperProvider
 from services.exchange.venue import OrderRef, make_report
 from services.oms.gateway import Executed, Refusal, Swept
 from services.store.chain import chain_rows
@@ -666,5 +670,46 @@ class FakeGateway:
         raise NotInTheFake("StreamExecutionReports")
 
 
-__all__ = ["FakeClock", "FakeDatabase", "FakeGateway", "FakeRiskSource", "FakeStore", "FakeUnitOfWork", "NotInTheFake",
-           "START"]
+# -- the venue, a placement held at its door ------------------------------------------------------
+class HeldPaperVenue(PaperProvider):
+    """A paper venue whose placements wait until :attr:`release` is set: ``placing`` is
+    set once one has reached it (the Exchange recorded the execution and called it), the
+    order is placed (and answered) only once released."""
+
+    def __init__(self, prices: dict[str, Decimal] | None = None) -> None:
+        super().__init__(prices or {"BTCUSDT": Decimal("65000"), "ETHUSDT": Decimal("3200")})
+        self.placing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def execute(self, order: Order) -> list[ExecutionReport]:
+        self.placing.set()
+        await self.release.wait()
+        return await super().execute(order)
+
+
+def sweep_waiting(engine: Any) -> asyncio.Event:
+    """An event set when ``engine`` (an :class:`~services.exchange.engine.ExchangeEngine`)
+    begins waiting for the placements in progress before a venue-wide cancel. The set of
+    placements it waits for is taken as the wait begins, before the event's waiters run."""
+    waiting = asyncio.Event()
+    settle = engine.placements.settle
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        return await settle(*args, **kwargs)
+
+    engine.placements.settle = watched
+    return waiting
+
+
+async def first_of(task: "asyncio.Future[Any]", event: asyncio.Event) -> None:
+    """Wait until ``task`` is done or ``event`` is set, whichever comes first."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+__all__ = ["FakeClock", "FakeDatabase", "FakeGateway", "FakeRiskSource", "FakeStore", "FakeUnitOfWork",
+           "HeldPaperVenue", "NotInTheFake", "START", "first_of", "sweep_waiting"]

@@ -4,7 +4,8 @@ The Exchange writes its record of an execution (``exchange_executions``) only wh
 neither the global trading state nor the order's symbol's is HALTED, in the very
 statement that records it: an order refused so is not recorded, never reaches the
 provider, and is answered FAILED_PRECONDITION ``TRADING_HALTED``, which the OMS stores
-as the order's rejection.
+as the order's rejection. An order recorded just before the halt is at the venue's door:
+the venue-wide cancel of the kill switch waits for its placement, then cancels it.
 
 On SQLite and PostgreSQL (the ``store`` fixture), through a real Exchange gRPC server in
 this process (:func:`svc_harness.exchange_server`) and, for the OMS, its real gateway.
@@ -13,16 +14,19 @@ this process (:func:`svc_harness.exchange_server`) and, for the OMS, its real ga
 from __future__ import annotations
 
 import asyncio
+import collections
 from decimal import Decimal
 from typing import Any
 
 import grpc
 import pytest
+from fakes import HeldPaperVenue, first_of, sweep_waiting
 
 from services.common import convert
 from services.common.tokens import oms_call_metadata
 from services.domain import OrderStatus, TradingState, utcnow
 from services.domain.errors import PreconditionFailed
+from services.exchange.venue import OrderRef
 from services.oms.engine import OrderManagement
 from services.oms.gateway import reason_of
 from services.store.executions import EXECUTIONS, Execution
@@ -136,6 +140,18 @@ def refusal(outcome: Any) -> Any:
 
 
 # -- through the OMS ----------------------------------------------------------------------------
+class Counted:
+    """The Exchange's stub, counting the calls the OMS makes through it, by method."""
+
+    def __init__(self, stub: Any) -> None:
+        self.stub = stub
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] += 1
+        return getattr(self.stub, name)
+
+
 class HaltedOnTheWay:
     """The Exchange's stub, with trading halted (``scope``) after the OMS claimed the
     orders and before the Exchange records them: the kill switch tripped while their
@@ -194,3 +210,35 @@ def test_a_batch_the_oms_claimed_before_a_symbols_halt_rejects_that_symbols_orde
     assert eth.status is OrderStatus.FILLED
     assert set(venue._orders) == {eth.order_id}
     assert (executions(store, btc.order_id), executions(store, eth.order_id)) == (0, 1)
+
+
+def test_an_order_being_placed_when_the_kill_switch_trips_ends_cancelled_by_its_sweep(
+        db, store, risk, keyring, make_order):
+    """Recorded at the Exchange before the halt, its placement still in progress when the
+    OMS's EmergencyCancelAll runs: the OMS's own cancel of it finds nothing at the venue,
+    the venue-wide sweep waits for the placement, then cancels the order."""
+    venue = HeldPaperVenue()
+
+    async def scenario():
+        decision = await approved(risk, make_order(price=Decimal("60000")))  # rests: below the market
+        async with exchange_server(keyring, store, venue, placement_wait=60) as (exchange, _, engine):
+            counted = Counted(exchange)
+            oms = OrderManagement(db, keyring, counted, ttl_seconds=300, exchange_timeout=60)
+            waiting = sweep_waiting(engine)
+            submitting = asyncio.create_task(oms.submit(as_sent(decision.order), decision.token))
+            await venue.placing.wait()  # recorded, at the venue's door
+            tripping = asyncio.create_task(oms.emergency_cancel_all("ops", "runaway strategy"))
+            await first_of(tripping, waiting)  # a sweep that does not wait has listed the venue's orders by now
+            venue.release.set()
+            await submitting
+            tripped = await tripping
+        stored = await db.read(lambda uow: uow.orders.get(decision.order.order_id))
+        return stored, tripped, await venue.query_order(OrderRef.of(stored)), counted.calls
+
+    stored, tripped, at_venue, calls = asyncio.run(scenario())
+
+    assert at_venue.status is OrderStatus.CANCELLED  # nothing left working at the venue
+    assert stored.status is OrderStatus.CANCELLED
+    assert tripped.failures == []
+    assert calls["EmergencyCancelAll"] == 1  # the first sweep waited for the placement: none sent again
+    assert executions(store, stored.order_id) == 1

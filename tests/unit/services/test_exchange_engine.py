@@ -1,5 +1,5 @@
 """The Exchange service's gate: the token is verified again, each order executes once (and none while the
-store refuses it for a halt), reports are logged."""
+store refuses it for a halt), reports are logged, the venue-wide cancel waits for the placements in progress."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from fakes import HeldPaperVenue, first_of, sweep_waiting
 
 import core_ext
 from services.common import convert
@@ -20,6 +21,7 @@ from services.domain.execution import ExecutionReport
 from services.exchange.engine import ExchangeEngine
 from services.exchange.providers.paper import PaperProvider
 from services.exchange.reports import ReportLog
+from services.exchange.venue import OrderRef
 from tessera.exchange.v1 import exchange_pb2
 
 TTL = 300
@@ -540,7 +542,7 @@ def test_a_batch_whose_executions_could_not_be_recorded_reaches_no_venue_and_can
     assert spy.executed == [o.order_id for o in orders]
 
 
-# -- trading halted: the record refuses ----------------------------------------------------------
+# -- trading halted: the record refuses, the venue-wide cancel waits for placements in progress ------
 class HaltingRecord:
     """An execution record that refuses the orders of the ``halted`` symbols as the store
     does while trading is HALTED (not recorded), and records the others once each."""
@@ -595,3 +597,107 @@ def test_a_batch_the_record_refuses_in_part_for_a_halted_symbol_executes_the_oth
     assert isinstance(outcomes[0], PreconditionFailed) and outcomes[0].reason == "TRADING_HALTED"
     assert [r.order_status for r in outcomes[1]] == [OrderStatus.ACCEPTED]  # type: ignore[union-attr]
     assert spy.executed == [orders[1].order_id]
+
+
+def held_engine(keyring, venue: HeldPaperVenue, placement_wait: float) -> ExchangeEngine:
+    return ExchangeEngine(keyring, venue, ttl_seconds=TTL, credentials_since=int(time.time()),
+                          placement_wait=placement_wait)
+
+
+def test_the_venue_wide_cancel_waits_for_an_order_being_placed_and_cancels_it(keyring, make_order, sign):
+    venue = HeldPaperVenue()
+    engine = held_engine(keyring, venue, placement_wait=60)  # never reached: the placement is let in
+    order = make_order(price=Decimal("40000"))  # rests: below the market
+
+    async def scenario():
+        waiting = sweep_waiting(engine)
+        placing = asyncio.create_task(execute_as_oms(engine, keyring, order, sign(order)))
+        await venue.placing.wait()  # recorded, at the venue's door
+        sweep = asyncio.create_task(engine.emergency_cancel_all())
+        await first_of(sweep, waiting)  # a sweep that does not wait for it has listed the venue's orders by now
+        venue.release.set()
+        placed = await placing
+        reports, failures = await sweep
+        return placed, reports, failures, await venue.query_order(OrderRef.of(order))
+
+    placed, reports, failures, at_venue = asyncio.run(scenario())
+
+    assert [r.order_status for r in placed] == [OrderStatus.ACCEPTED]
+    assert [(r.order_id, r.order_status) for r in reports] == [(order.order_id, OrderStatus.CANCELLED)]
+    assert failures == []
+    assert at_venue.status is OrderStatus.CANCELLED  # nothing left working at the venue
+    assert engine.reports.after(0) == reports  # the OMS learns the cancel from the log too
+
+
+def test_the_venue_wide_cancel_waits_for_every_order_of_a_batch_being_placed(keyring, make_order, sign):
+    """The orders of an ExecuteOrders batch go to the venue one after the other: one not
+    handed to the venue yet is in progress all the same (recorded, on its way)."""
+    venue = HeldPaperVenue()
+    engine = held_engine(keyring, venue, placement_wait=60)  # never reached: the placements are let in
+    orders = [make_order(price=Decimal("40000")), make_order(price=Decimal("41000"))]
+    items = [(order, None, sign(order)) for order in orders]
+    request = exchange_pb2.ExecuteOrdersRequest(orders=[execute_request(o, t) for o, _, t in items])
+
+    async def scenario():
+        waiting = sweep_waiting(engine)
+        placing = asyncio.create_task(
+            engine.execute_many(items, oms_call_metadata(keyring, "ExecuteOrders", request), request))
+        await venue.placing.wait()  # the first at the venue's door, the second behind it
+        assert len(engine.placements) == 2
+        sweep = asyncio.create_task(engine.emergency_cancel_all())
+        await first_of(sweep, waiting)
+        venue.release.set()
+        placed = await placing
+        reports, failures = await sweep
+        return placed, reports, failures
+
+    placed, reports, failures = asyncio.run(scenario())
+
+    assert [[r.order_status for r in outcome] for outcome in placed] == [[OrderStatus.ACCEPTED]] * 2
+    assert sorted((r.order_id, r.order_status) for r in reports) == sorted(
+        (order.order_id, OrderStatus.CANCELLED) for order in orders)
+    assert failures == []
+    assert len(engine.placements) == 0
+
+
+def test_a_placement_still_in_progress_when_the_wait_ends_is_answered_as_a_failure_and_the_sweep_goes_on(
+        keyring, make_order, sign):
+    venue = HeldPaperVenue()
+    engine = held_engine(keyring, venue, placement_wait=0)
+    resting, placing_order = make_order(price=Decimal("40000")), make_order(price=Decimal("41000"))
+
+    async def scenario():
+        venue.release.set()
+        await execute_as_oms(engine, keyring, resting, sign(resting))
+        venue.release.clear()
+        venue.placing.clear()
+        placing = asyncio.create_task(execute_as_oms(engine, keyring, placing_order, sign(placing_order)))
+        await venue.placing.wait()
+        reports, failures = await engine.emergency_cancel_all()
+        venue.release.set()
+        await placing
+        return reports, failures
+
+    reports, failures = asyncio.run(scenario())
+
+    assert [(r.order_id, r.order_status) for r in reports] == [(resting.order_id, OrderStatus.CANCELLED)]
+    assert [(f.account, f.market_type, f.symbol, f.reason) for f in failures] == [
+        (placing_order.account, placing_order.market_type, placing_order.symbol, "PLACEMENT_IN_PROGRESS")]
+    assert placing_order.order_id in failures[0].message
+
+
+def test_a_venue_wide_cancel_of_some_symbols_waits_for_no_placement_of_another(keyring, make_order, sign):
+    venue = HeldPaperVenue()
+    engine = held_engine(keyring, venue, placement_wait=60)  # reached only by a sweep that waits for ETHUSDT
+    order = make_order(symbol="ETHUSDT", price=Decimal("3000"))
+
+    async def scenario():
+        placing = asyncio.create_task(execute_as_oms(engine, keyring, order, sign(order)))
+        await venue.placing.wait()
+        swept = await engine.emergency_cancel_all(["BTCUSDT"])
+        assert not placing.done()
+        venue.release.set()
+        await placing
+        return swept
+
+    assert asyncio.run(scenario()) == ([], [])
