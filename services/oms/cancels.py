@@ -137,8 +137,10 @@ class Cancels:
             except Exception as error:  # noqa: BLE001 - the venue-wide cancel below goes whatever failed here
                 log.error("the kill switch's cancel of the orders Tessera holds in %s failed: %r", symbol, error)
         # Then at the venue itself: every open order of every account the Exchange trades
-        # for, those placed outside Tessera too (allOpenOrders per symbol).
-        listed = {order.order_id for order in cancelled}
+        # for, those placed outside Tessera too (allOpenOrders per symbol). An order listed
+        # already (its own cancel found nothing at the venue: its placement was still on
+        # its way) is answered as the sweep left it.
+        listed = {order.order_id: index for index, order in enumerate(cancelled)}
         failures: list[CancelFailure] = []
         for attempt in range(1, self.sweep_attempts + 1):
             if attempt > 1:
@@ -148,8 +150,10 @@ class Cancels:
                 failures = [_unanswered(answer)]
                 continue
             for order in await self._apply_swept(answer.reports):
-                if order.order_id not in listed:
-                    listed.add(order.order_id)
+                if order.order_id in listed:
+                    cancelled[listed[order.order_id]] = order
+                else:
+                    listed[order.order_id] = len(cancelled)
                     cancelled.append(order)
             failures = answer.failures
             if not failures:

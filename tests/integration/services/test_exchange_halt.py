@@ -239,6 +239,7 @@ def test_an_order_being_placed_when_the_kill_switch_trips_ends_cancelled_by_its_
 
     assert at_venue.status is OrderStatus.CANCELLED  # nothing left working at the venue
     assert stored.status is OrderStatus.CANCELLED
+    assert [(o.order_id, o.status) for o in tripped.orders] == [(stored.order_id, OrderStatus.CANCELLED)]
     assert tripped.failures == []
     assert calls["EmergencyCancelAll"] == 1  # the first sweep waited for the placement: none sent again
     assert executions(store, stored.order_id) == 1

@@ -104,5 +104,25 @@ def test_one_order_whose_cancel_fails_stops_neither_the_other_cancels_nor_the_ve
     assert gateway.swept == 1  # the venue-wide cancel went all the same
     statuses = {o.order_id: o.status for o in done.orders}
     assert statuses[orders[1][0].order_id] is OrderStatus.CANCELLED
-    assert statuses[failing] is not OrderStatus.CANCELLED  # answered as it was, not as cancelled
+    # Its own cancel failed; the venue-wide sweep then cancelled it at the venue: answered as the sweep left it.
+    assert statuses[failing] is OrderStatus.CANCELLED
     assert halted(db) is TradingState.HALTED
+
+
+def test_an_order_the_sweep_cancels_after_its_own_cancel_found_nothing_is_answered_as_the_sweep_left_it(
+        submitter, gateway, clock, db, approved):
+    # The venue did not know the order yet when the OMS cancelled it (its placement was
+    # still on its way), then the venue-wide sweep found it and cancelled it.
+    order, token = approved(**RESTING)
+    asyncio.run(submitter.submit(order, token))
+    cancels, _ = kill_switch(submitter, gateway, clock)
+
+    async def not_there_yet(order):
+        return Refusal(grpc.StatusCode.NOT_FOUND, "UNKNOWN_ORDER", f"no open order {order.order_id}")
+
+    gateway.cancel = not_there_yet
+
+    done = asyncio.run(cancels.emergency_cancel_all("ops", "test"))
+
+    assert [(o.order_id, o.status) for o in done.orders] == [(order.order_id, OrderStatus.CANCELLED)]
+    assert db.read_sync(lambda uow: uow.orders.get(order.order_id).status) is OrderStatus.CANCELLED
