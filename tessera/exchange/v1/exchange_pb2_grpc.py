@@ -160,10 +160,11 @@ class ExchangeServiceServicer:
         """ExecuteOrder verifies the risk token again, then executes the order (paper,
         shadow or live). OMS only. Errors: UNAUTHENTICATED and PERMISSION_DENIED for the
         token (TOKEN_ALREADY_USED when this order was executed already), FAILED_PRECONDITION
-        (LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET, LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE,
-        ORDER_NOT_REPRESENTABLE, SHADOW_MODE_READ_ONLY, the venue's refusals),
-        ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in
-        doubt).
+        (TRADING_HALTED: trading in the order's symbol is HALTED, globally or for the
+        symbol, and nothing was sent; LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET,
+        LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE, ORDER_NOT_REPRESENTABLE,
+        SHADOW_MODE_READ_ONLY, the venue's refusals), ALREADY_EXISTS
+        DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in doubt).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,7 +180,8 @@ class ExchangeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelAllOrders(self, request, context):
-        """CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
+        """CancelAllOrders cancels every open order of a symbol at the venue (placements in
+        progress are not waited for). OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,9 +190,12 @@ class ExchangeServiceServicer:
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll cancels every open order on every given symbol (every symbol
         when none is given: each symbol with an open order at the venue, of every
-        configured account, those placed outside Tessera too). One account's or symbol's
-        failure stops none of the others: it answers OK and lists each in failures. OMS
-        only.
+        configured account, those placed outside Tessera too). It first waits, 2 s at
+        most, for the orders of those symbols this service is placing (recorded before
+        the call, the venue's answer not yet in), so that they are cancelled too; one
+        still being placed then is a failure (PLACEMENT_IN_PROGRESS). One account's or
+        symbol's failure stops none of the others: it answers OK and lists each in
+        failures. OMS only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

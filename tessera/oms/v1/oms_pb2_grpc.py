@@ -233,9 +233,11 @@ class OrderManagementServiceServicer:
 
     def EmergencyCancelAll(self, request, context):
         """EmergencyCancelAll halts trading (latched: the global trading state becomes
-        HALTED, and only RiskService.SetTradingState leaves it), then cancels every open
-        or approved order of every symbol and account, then (live mode) every open order
-        at the venue of every account the Exchange trades for, whoever placed it. That
+        HALTED, and only RiskService.SetTradingState leaves it; from then on no order is
+        sent to the venue, and one the OMS had claimed before is REJECTED TRADING_HALTED),
+        then cancels every open or approved order of every symbol and account, then (live
+        mode) every open order at the venue of every account the Exchange trades for,
+        whoever placed it, once the placements in progress have reached it. That
         venue-wide cancel goes through every account and symbol whatever fails, is sent
         again for what failed (a bounded number of times), and the answer names what could
         still not be cancelled in venue_failures: the call answers OK (trading is HALTED

@@ -2334,7 +2334,9 @@ type VenueCancelFailure struct {
 	// be listed (or the Exchange could not be reached).
 	Symbol string `protobuf:"bytes,3,opt,name=symbol,proto3" json:"symbol,omitempty"`
 	// Why, as a stable code: the venue's reason (VENUE_UNAUTHORIZED, VENUE_API_KEY_REJECTED,
-	// VENUE_UNAVAILABLE, VENUE_RATE_LIMITED, ...; docs/errors.md), or, when the Exchange
+	// VENUE_UNAVAILABLE, VENUE_RATE_LIMITED, ...; docs/errors.md); PLACEMENT_IN_PROGRESS,
+	// an order of this account and symbol still being placed when the cancel went (the
+	// message names it: it may reach the venue after the cancel); or, when the Exchange
 	// service did not carry out the cancel at all, EXCHANGE_UNAVAILABLE (it did not
 	// answer) or the reason it refused with.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`

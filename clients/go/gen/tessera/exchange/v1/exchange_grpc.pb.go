@@ -20,22 +20,27 @@ type ExchangeServiceClient interface {
 	// ExecuteOrder verifies the risk token again, then executes the order (paper,
 	// shadow or live). OMS only. Errors: UNAUTHENTICATED and PERMISSION_DENIED for the
 	// token (TOKEN_ALREADY_USED when this order was executed already), FAILED_PRECONDITION
-	// (LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET, LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE,
-	// ORDER_NOT_REPRESENTABLE, SHADOW_MODE_READ_ONLY, the venue's refusals),
-	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in
-	// doubt).
+	// (TRADING_HALTED: trading in the order's symbol is HALTED, globally or for the
+	// symbol, and nothing was sent; LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET,
+	// LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE, ORDER_NOT_REPRESENTABLE,
+	// SHADOW_MODE_READ_ONLY, the venue's refusals), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in doubt).
 	ExecuteOrder(ctx context.Context, in *ExecuteOrderRequest, opts ...grpc.CallOption) (*ExecuteOrderResponse, error)
 	// CancelOrder cancels one order at the venue. OMS only. Errors: NOT_FOUND
 	// UNKNOWN_ORDER (not open at the venue), UNAVAILABLE (the cancel may or may not
 	// have reached the venue).
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
-	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
+	// CancelAllOrders cancels every open order of a symbol at the venue (placements in
+	// progress are not waited for). OMS only.
 	CancelAllOrders(ctx context.Context, in *CancelAllOrdersRequest, opts ...grpc.CallOption) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
 	// when none is given: each symbol with an open order at the venue, of every
-	// configured account, those placed outside Tessera too). One account's or symbol's
-	// failure stops none of the others: it answers OK and lists each in failures. OMS
-	// only.
+	// configured account, those placed outside Tessera too). It first waits, 2 s at
+	// most, for the orders of those symbols this service is placing (recorded before
+	// the call, the venue's answer not yet in), so that they are cancelled too; one
+	// still being placed then is a failure (PLACEMENT_IN_PROGRESS). One account's or
+	// symbol's failure stops none of the others: it answers OK and lists each in
+	// failures. OMS only.
 	EmergencyCancelAll(ctx context.Context, in *EmergencyCancelAllRequest, opts ...grpc.CallOption) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.
@@ -231,22 +236,27 @@ type ExchangeServiceServer interface {
 	// ExecuteOrder verifies the risk token again, then executes the order (paper,
 	// shadow or live). OMS only. Errors: UNAUTHENTICATED and PERMISSION_DENIED for the
 	// token (TOKEN_ALREADY_USED when this order was executed already), FAILED_PRECONDITION
-	// (LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET, LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE,
-	// ORDER_NOT_REPRESENTABLE, SHADOW_MODE_READ_ONLY, the venue's refusals),
-	// ALREADY_EXISTS DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in
-	// doubt).
+	// (TRADING_HALTED: trading in the order's symbol is HALTED, globally or for the
+	// symbol, and nothing was sent; LEVERAGE_NOT_SET, MARGIN_MODE_NOT_SET,
+	// LEVERAGE_MISMATCH, SYMBOL_NOT_AT_VENUE, ORDER_NOT_REPRESENTABLE,
+	// SHADOW_MODE_READ_ONLY, the venue's refusals), ALREADY_EXISTS
+	// DUPLICATE_CLIENT_ORDER_ID, RESOURCE_EXHAUSTED, UNAVAILABLE (in doubt).
 	ExecuteOrder(context.Context, *ExecuteOrderRequest) (*ExecuteOrderResponse, error)
 	// CancelOrder cancels one order at the venue. OMS only. Errors: NOT_FOUND
 	// UNKNOWN_ORDER (not open at the venue), UNAVAILABLE (the cancel may or may not
 	// have reached the venue).
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
-	// CancelAllOrders cancels every open order of a symbol at the venue. OMS only.
+	// CancelAllOrders cancels every open order of a symbol at the venue (placements in
+	// progress are not waited for). OMS only.
 	CancelAllOrders(context.Context, *CancelAllOrdersRequest) (*CancelAllOrdersResponse, error)
 	// EmergencyCancelAll cancels every open order on every given symbol (every symbol
 	// when none is given: each symbol with an open order at the venue, of every
-	// configured account, those placed outside Tessera too). One account's or symbol's
-	// failure stops none of the others: it answers OK and lists each in failures. OMS
-	// only.
+	// configured account, those placed outside Tessera too). It first waits, 2 s at
+	// most, for the orders of those symbols this service is placing (recorded before
+	// the call, the venue's answer not yet in), so that they are cancelled too; one
+	// still being placed then is a failure (PLACEMENT_IN_PROGRESS). One account's or
+	// symbol's failure stops none of the others: it answers OK and lists each in
+	// failures. OMS only.
 	EmergencyCancelAll(context.Context, *EmergencyCancelAllRequest) (*EmergencyCancelAllResponse, error)
 	// SetLeverage sets a symbol's leverage; live mode requires it before orders. OMS
 	// only.

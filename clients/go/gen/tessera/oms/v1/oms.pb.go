@@ -1105,12 +1105,14 @@ type EmergencyCancelAllResponse struct {
 
 	// HALTED.
 	State v1.TradingState `protobuf:"varint,1,opt,name=state,proto3,enum=tessera.common.v1.TradingState" json:"state,omitempty"`
-	// Each order after its cancel request.
+	// Each order after its cancel request (as the venue-wide cancel left it, when that
+	// cancelled it).
 	Orders []*v1.Order `protobuf:"bytes,2,rep,name=orders,proto3" json:"orders,omitempty"`
 	// What the venue-wide cancel (every open order of every account at the venue) still
 	// could not cancel after the OMS sent it TESSERA_KILL_SWITCH_ATTEMPTS times (3 by
 	// default): an account whose open orders could not be listed, a symbol the venue
-	// did not cancel, or the Exchange service not answering at all (account and symbol
+	// did not cancel, an order still being placed (PLACEMENT_IN_PROGRESS), or the
+	// Exchange service not answering at all (account and symbol
 	// empty, reason EXCHANGE_UNAVAILABLE or the Exchange's reason). Empty: everything
 	// was cancelled. Not empty: orders may still be working at the venue for what is
 	// named; trading is HALTED all the same; call EmergencyCancelAll again (it is safe to
