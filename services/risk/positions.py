@@ -24,7 +24,7 @@ from services.domain.errors import InvalidOrder
 from services.domain.ledger import Position
 from tessera.risk.v1 import risk_pb2 as pb
 
-from .prices import PriceSource
+from .prices import PriceSource, usable_price
 
 _WIDE = Context(prec=100)
 MAX_PAGE = 1000
@@ -69,7 +69,8 @@ def value(positions: list[Position], prices: PriceSource) -> list[Valued]:
     marks: dict[str, Decimal | None] = {}
     for position in positions:
         if position.symbol not in marks:
-            marks[position.symbol] = prices.reference_price(position.symbol)
+            mark = prices.reference_price(position.symbol)
+            marks[position.symbol] = mark if usable_price(mark) else None  # as a decision takes it
     return [Valued(p, marks[p.symbol]) for p in positions]
 
 
