@@ -48,17 +48,35 @@ def reducing_quantity(order: Order, context: RiskContext) -> Decimal:
 
 
 def max_position(order: Order, limits: RiskLimits, context: RiskContext, reference: Decimal) -> Violation | None:
-    """|net quantity after the order| x reference price against the per-symbol limit."""
+    """|net quantity if the order and every order working on its side fill| x reference
+    price against the per-symbol limit.
+
+    The account's orders on the order's side (in its symbol and market type) may all
+    fill: what they may still fill counts with the ledger position, so orders approved
+    one after another cannot together take the position past the limit before any of
+    them has filled. Orders on the other side are not netted (they may be cancelled). A
+    close-position order closes what is left when it triggers: it never raises the
+    position."""
     limit = limits.max_position_notional
-    before, after = abs(context.position(order.symbol)), abs(position_after(order, context))
-    if limit is None or after <= before:
+    if limit is None or order.close_position:
+        return None
+    def signed(quantity: Decimal) -> Decimal:
+        return quantity if order.side is Side.BUY else _WIDE.minus(quantity)
+
+    held = context.position(order.symbol)
+    working = context.working_same_side
+    before = abs(_WIDE.add(held, signed(working)))
+    after_quantity = _WIDE.add(held, signed(_WIDE.add(working, order_quantity(order, context))))
+    after = abs(after_quantity)
+    if after <= before:
         return None
     value = _WIDE.multiply(after, reference)
     if value <= limit:
         return None
+    already = f" with {plain(working)} already working on its side" if working else ""
     return Violation(
         "MAX_POSITION_EXCEEDED",
-        f"the {order.symbol} position would be {plain(position_after(order, context))} "
+        f"the {order.symbol} position would be {plain(after_quantity)}{already} "
         f"(notional {plain(value)} at {plain(reference)}), above the limit of {plain(limit)}",
     )
 

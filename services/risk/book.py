@@ -76,13 +76,19 @@ class Working:
 
 class Account:
     """One account's state; the queues are made on first use (most accounts hold
-    positions and nothing else)."""
+    positions and nothing else).
 
-    __slots__ = ("positions", "working", "approvals", "recent", "realised_today", "reset_at", "ahead")
+    ``working`` is read freely but changed through :meth:`hold` and :meth:`release` only:
+    they keep the working orders indexed by market type, symbol and side, so what one
+    side of one instrument may still fill is summed over its own orders, not the
+    account's every order (each decision asks it: the position limit measures it)."""
+
+    __slots__ = ("positions", "working", "_sides", "approvals", "recent", "realised_today", "reset_at", "ahead")
 
     def __init__(self) -> None:
         self.positions: dict[tuple[MarketType, str], Position] = {}
         self.working: dict[str, Working] = {}
+        self._sides: dict[tuple[MarketType, str, Side], dict[str, Working]] | None = None
         self.approvals: collections.deque[tuple[float, str]] | None = None
         self.recent: collections.deque[float] | None = None
         #: The realised PnL of the fills traded since ``reset_at`` and before the next reset.
@@ -93,6 +99,30 @@ class Account:
         self.ahead: dict[dt.datetime, Decimal] | None = None
 
     # -- what may still trade -------------------------------------------------------------
+    def hold(self, held: Working) -> None:
+        """``held`` works (in place of what worked under its order id before)."""
+        self.release(held.order_id)
+        self.working[held.order_id] = held
+        if self._sides is None:
+            self._sides = {}
+        key = (held.market_type, held.symbol, held.side)
+        side = self._sides.get(key)
+        if side is None:
+            side = self._sides[key] = {}
+        side[held.order_id] = held
+
+    def release(self, order_id: str) -> Working | None:
+        """``order_id`` works no more; what worked under it, if anything."""
+        held = self.working.pop(order_id, None)
+        if held is not None and self._sides is not None:
+            key = (held.market_type, held.symbol, held.side)
+            side = self._sides.get(key)
+            if side is not None:
+                side.pop(order_id, None)
+                if not side:
+                    del self._sides[key]
+        return held
+
     def open_orders(self, approved_since: float) -> int:
         """Working orders, approvals whose token lapsed before ``approved_since`` let go."""
         approvals = self.approvals
@@ -100,16 +130,16 @@ class Account:
             at, order_id = approvals.popleft()
             held = self.working.get(order_id)
             if held is not None and held.approved and held.approved_at == at:
-                del self.working[order_id]  # its token lapsed: it can never be submitted
+                self.release(order_id)  # its token lapsed: it can never be submitted
         return len(self.working)
 
     def working_quantity(self, symbol: str, side: Side, approved_since: float, market_type: MarketType) -> Decimal:
         """What the working orders in ``symbol`` of ``market_type`` on ``side`` may still fill."""
         total = ZERO
-        for held in self.working.values():
-            if (held.symbol == symbol and held.side is side and held.market_type is market_type
-                    and held.remaining is not None
-                    and (not held.approved or held.approved_at >= approved_since)):
+        if self._sides is None:
+            return total
+        for held in self._sides.get((market_type, symbol, side), {}).values():
+            if held.remaining is not None and (not held.approved or held.approved_at >= approved_since):
                 total = _WIDE.add(total, held.remaining)
         return total
 
@@ -205,8 +235,9 @@ class Book:
 
         A replacement (``order.replaces_order_id``) is measured without the order it
         replaces, which it supersedes: that order does not count among the open orders,
-        nor what it may still fill among the working quantity. The book keeps holding it
-        until its end (the OMS cancels it before the replacement goes out)."""
+        nor what it may still fill among the working quantity (the position limit's and
+        REDUCING's). The book keeps holding it until its end (the OMS cancels it before
+        the replacement goes out)."""
         limits = self.limits
         account = self.accounts.get(order.account) or Account()
         stamp = now.timestamp()
@@ -214,8 +245,7 @@ class Book:
         state = self.state_for(order.symbol)
         positions = account.positions
         open_orders = account.open_orders(approved_since)
-        working = (account.working_quantity(order.symbol, order.side, approved_since, order.market_type)
-                   if state is TradingState.REDUCING else ZERO)
+        working = account.working_quantity(order.symbol, order.side, approved_since, order.market_type)
         replaced = account.working.get(order.replaces_order_id) if order.replaces_order_id else None
         if replaced is not None:
             open_orders -= 1
@@ -256,7 +286,7 @@ class Book:
                 account.recent.remove(stamp)
             except ValueError:
                 pass
-        account.working.pop(order.order_id, None)
+        account.release(order.order_id)
         self._client_ids.pop((order.account, order.client_order_id), None)
 
     def reapproved(self, order: Order) -> None:
@@ -264,9 +294,8 @@ class Book:
         self._approve(self.account(order.account), order, order.updated_time.timestamp())
 
     def _approve(self, account: Account, order: Order, stamp: float) -> None:
-        account.working[order.order_id] = Working(order.order_id, order.symbol, order.side,
-                                                  remaining(order.quantity, order.filled_quantity), True, stamp,
-                                                  order.market_type)
+        account.hold(Working(order.order_id, order.symbol, order.side,
+                             remaining(order.quantity, order.filled_quantity), True, stamp, order.market_type))
         if account.approvals is None:
             account.approvals = collections.deque()
         account.approvals.append((stamp, order.order_id))
@@ -292,8 +321,8 @@ class Book:
             account = self.account(account_name)
             approved = status == OrderStatus.APPROVED.value
             stamp = updated.timestamp()
-            account.working[order_id] = Working(order_id, symbol, Side(side), remaining(quantity, filled), approved,
-                                                stamp, MarketType(market_type))
+            account.hold(Working(order_id, symbol, Side(side), remaining(quantity, filled), approved, stamp,
+                                 MarketType(market_type)))
             if approved:
                 if account.approvals is None:
                     account.approvals = collections.deque()
@@ -338,14 +367,14 @@ class Book:
         account = self.account(account_name)
         held = account.working.get(order_id)
         if held is None:
-            account.working[order_id] = Working(order_id, symbol, side, remaining, False, 0.0, market_type)
+            account.hold(Working(order_id, symbol, side, remaining, False, 0.0, market_type))
         else:
             held.approved = False
 
     def ended(self, order_id: str, account_name: str) -> None:
         account = self.accounts.get(account_name)
         if account is not None:
-            account.working.pop(order_id, None)
+            account.release(order_id)
 
     def fill(self, *, order_id: str, account: str, symbol: str, side: Side, venue: str, trade_id: str,
              quantity: Decimal, price: Decimal, commission: Decimal, trade_time: dt.datetime,
@@ -374,7 +403,7 @@ class Book:
             if held.remaining is not None:
                 held.remaining = _WIDE.subtract(held.remaining, quantity)
             if final or (held.remaining is not None and held.remaining <= 0):
-                del holder.working[order_id]
+                holder.release(order_id)
         self._entries.append({
             "account": account, "symbol": symbol, "venue": venue, "trade_id": trade_id, "side": side,
             "quantity": quantity, "price": price, "realised_pnl": update.realised_pnl, "commission": commission,

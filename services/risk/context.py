@@ -34,7 +34,7 @@ class RiskContext:
     #: How many of the account's orders may still trade (APPROVED with a live token, or open).
     open_orders: int = 0
     #: What the account's working orders in the order's symbol and market type, on its
-    #: side, may still fill (read in REDUCING only: the one state whose checks use it).
+    #: side, may still fill (the position limit counts it, and REDUCING).
     working_same_side: Decimal = ZERO
     #: The account's orders inside the throttle's window, this one not included.
     recent_orders: int = 0

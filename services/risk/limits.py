@@ -46,7 +46,8 @@ SETTINGS: tuple[Setting, ...] = (
             "price band: max |limit or stop price - reference| / reference (fat-finger guard)",
             "PRICE_BAND_EXCEEDED"),
     Setting("max_position", "max_position_notional", config.decimal_limit, "5000000",
-            "max position per symbol: |net quantity after the order| x reference price", "MAX_POSITION_EXCEEDED"),
+            "max position per symbol: |net quantity once the order and those working on its side fill| x reference "
+            "price", "MAX_POSITION_EXCEEDED"),
     Setting("max_gross_exposure", "max_gross_exposure", config.decimal_limit, "20000000",
             "max gross exposure per account: sum of |quantity| x reference price, this order included",
             "MAX_GROSS_EXPOSURE_EXCEEDED"),

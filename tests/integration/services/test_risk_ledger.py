@@ -100,19 +100,18 @@ def test_a_fill_moves_the_ledger_so_a_later_order_breaches_max_position(db, stor
     risk = engine(db, keyring)
 
     async def scenario():
-        # Approvals alone move nothing: positions come from fills, never from order requests.
+        # Positions come from fills, never from order requests (an order still working
+        # counts apart, as what it may still fill: tests/unit/service_layer/test_risk_working_exposure.py).
         first = await validate(risk, make_order, quantity=D("0.015"))
-        unfilled = await validate(risk, make_order, quantity=D("0.015"))
         fill(store, first.order)
         await risk.sync()
-        return unfilled, await validate(risk, make_order, quantity=D("0.01")), \
+        return await validate(risk, make_order, quantity=D("0.01")), \
             await validate(risk, make_order, side=Side.SELL, quantity=D("0.01"))
 
-    unfilled, breach, reducing = asyncio.run(scenario())
+    breach, reducing = asyncio.run(scenario())
 
     with store.uow(read_only=True) as uow:
         position = uow.positions.get("acct-1", "BTCUSDT")
-    assert unfilled.order.status is S.APPROVED
     assert (position.quantity, position.average_entry_price, position.commission) == (D("0.015"), D("65000"), D("0.1"))
     assert codes(breach) == ["MAX_POSITION_EXCEEDED"]  # 0.025 BTC = 1625 > 1300
     assert "would be 0.025" in breach.violations[0].message

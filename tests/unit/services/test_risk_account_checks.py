@@ -102,6 +102,15 @@ def test_max_position_counts_the_ledger_position_plus_the_order(make_order):
     assert codes(market(make_order, quantity="2.1")) == ["MAX_POSITION_EXCEEDED"]  # from flat: 105,000
 
 
+def test_max_position_counts_what_the_orders_working_on_the_same_side_may_still_fill(make_order):
+    held = context(position("BTCUSDT", "0.5", "50000"), working_same_side=Decimal("1"))
+
+    assert codes(market(make_order, quantity="0.5"), held) == []  # 0.5 + 1 + 0.5 = 2 BTC: at the limit
+    (violation,) = check_order(market(make_order, quantity="0.6"), LIMITS, held)
+    assert violation.code == "MAX_POSITION_EXCEEDED"
+    assert "would be 2.1 with 1 already working on its side" in violation.message
+
+
 def test_max_position_applies_to_shorts_and_to_flips(make_order):
     short = context(position("BTCUSDT", "-1.5", "50000"))
     long_ = context(position("BTCUSDT", "1", "50000"))
