@@ -211,6 +211,9 @@ class Book:
         self._entries: list[dict[str, Any]] = []
         self._dirty: dict[tuple[str, MarketType, str], Position] = {}
         self.daily_reset = DailyReset(limits.daily_reset_utc)
+        #: The accounts whose daily loss tripped the kill switch, with the reset that began
+        #: the period they tripped it in (once per period: :mod:`services.risk.kill_switch`).
+        self.loss_tripped: dict[str, dt.datetime] = {}
 
     def account(self, name: str) -> Account:
         found = self.accounts.get(name)
@@ -358,6 +361,12 @@ class Book:
         for account_name, day, net in ahead:
             if self.owns(account_name):
                 self.account(account_name).add_realised(reset, day, net)
+
+    def load_loss_trips(self, accounts: Iterable[str], reset: dt.datetime) -> None:
+        """The accounts whose daily loss tripped the kill switch since ``reset``."""
+        for account_name in accounts:
+            if self.owns(account_name):
+                self.loss_tripped[account_name] = reset
 
     def submitted(self, order_id: str, account_name: str, symbol: str, side: Side, remaining: Decimal | None,
                   market_type: MarketType) -> None:

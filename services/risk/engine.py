@@ -40,7 +40,7 @@ from services.store.risk_state import StoreSource
 from .book import GLOBAL_SCOPE, Book, remaining
 from .checks import Violation, check_order
 from .context import last_reset
-from .kill_switch import DAILY_LOSS_CODE, OPERATOR
+from .kill_switch import DAILY_LOSS_CODE, OPERATOR, trip_reason, tripped_account
 from .limits import RiskLimits
 from .prices import PriceSource, StaticPrices
 from .sharding import Sharding
@@ -148,6 +148,8 @@ class RiskEngine:
         book.set_trading(snapshot.trading)
         book.load_positions(snapshot.positions)
         book.load_realised(snapshot.realised, last_reset(now, limits.daily_reset_utc), snapshot.realised_ahead)
+        book.load_loss_trips((account for account in (tripped_account(*halt) for halt in snapshot.halts)
+                              if account is not None), last_reset(now, limits.daily_reset_utc))
         # Fills whose ledger entries a stopped replica never wrote: they move the positions
         # and today's PnL. They are taken in before the working orders are loaded, whose
         # filled quantities in the store count them already.
@@ -364,15 +366,22 @@ class RiskEngine:
 
     def _trips_kill_switch(self, decision: Decision) -> bool:
         """A daily loss breach while the global state is ACTIVE sets HALTED (as operator
-        ``risk``); only an operator sets it back (see :mod:`services.risk.kill_switch`)."""
+        ``risk``), once per account and daily period; only an operator sets it back (see
+        :mod:`services.risk.kill_switch`)."""
         if not any(v.code == DAILY_LOSS_CODE for v in decision.violations):
             return False
+        order = decision.order
+        if self.book.loss_tripped.get(order.account) == self.book.daily_reset.at(order.order_time):
+            return False  # tripped today already: an operator has set trading back since
         return self.book.trading.get(GLOBAL_SCOPE, TradingState.ACTIVE) is TradingState.ACTIVE
 
     async def _halt_on_daily_loss(self, decision: Decision) -> None:
         breach = next(v for v in decision.violations if v.code == DAILY_LOSS_CODE)
-        reason = f"{DAILY_LOSS_CODE}: account {decision.order.account}: {breach.message}"[:500]
+        account = decision.order.account
+        reason = trip_reason(account, breach.message)
+        period = self.book.daily_reset.at(decision.order.order_time)
         self.book.trading[GLOBAL_SCOPE] = TradingState.HALTED
+        self.book.loss_tripped[account] = period
         self._state_changes += 1
 
         def halt(uow: UnitOfWork) -> None:
@@ -381,6 +390,10 @@ class RiskEngine:
 
         try:
             await self.db.run(halt)
+        except BaseException:
+            if self.book.loss_tripped.get(account) == period:
+                del self.book.loss_tripped[account]  # not halted: the breach trips it at the next order
+            raise
         finally:
             self._state_changes += 1  # a poll that read the store before the commit
 

@@ -6,8 +6,8 @@ comes from when a replica starts, and how it stays current:
 * :func:`load` reads, for the accounts a replica owns: the positions, the fills not yet
   in the ledger (a replica stopped before writing them), the orders that may still
   trade, the orders inside the throttle's window, the realised PnL since the daily
-  reset (by the day each fill was traded on), and the trading state of every scope; and
-  the event cursor to follow from.
+  reset (by the day each fill was traded on), the trading state of every scope and the
+  halts since the reset; and the event cursor to follow from.
 * :class:`EventTail` follows ``order_events_ts`` from that cursor: the submissions,
   fills and ends the OMS writes. On PostgreSQL an id is handed out at insert, not at
   commit, so a transaction that commits late can add an id below one already read:
@@ -75,6 +75,10 @@ class Snapshot:
     #: (a trade time past the next reset: the venue's clock ahead of Risk's), as
     #: (account, that day's reset, net): today's from that reset on, not before.
     realised_ahead: list[tuple[str, dt.datetime, Decimal]] = dataclasses.field(default_factory=list)
+    #: (operator, reason) of every change of the global trading state to HALTED since the
+    #: daily reset, oldest first: Risk reads which accounts' daily loss tripped the kill
+    #: switch today from them (each trips it once per daily period).
+    halts: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_since: dt.datetime,
@@ -148,8 +152,12 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
             day = reset + _DAY * ((traded - reset) // _DAY)
             ahead[(account, day)] = _WIDE.add(ahead.get((account, day), ZERO), net)
     trading = {scope: TradingState(state) for scope, state in run("SELECT scope, state FROM trading_state")}
+    halts = [(operator, reason) for operator, reason in run(
+        "SELECT operator, reason FROM trading_state_events "
+        f"WHERE scope = 'global' AND to_state = 'HALTED' AND event_time >= {mark} ORDER BY id",
+        (codec.time(reset),))]
     return Snapshot(cursor, positions, unapplied, working, recent, list(totals.items()), trading, gaps,
-                    [(account, day, net) for (account, day), net in ahead.items()])
+                    [(account, day, net) for (account, day), net in ahead.items()], halts)
 
 
 def unapplied_trades(connection: Connection, codec: Codec) -> list[dict[str, Any]]:

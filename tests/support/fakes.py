@@ -557,8 +557,10 @@ class FakeRiskSource:
         recent = sorted(((o.account, o.order_time) for o in state.orders.values() if o.order_time >= window_start),
                         key=lambda item: item[1])
         trading = {scope: record.state for scope, record in state.trading_state.items()}
+        halts = [(c.operator, c.reason) for c in state.trading_history
+                 if c.scope == GLOBAL_SCOPE and c.to_state is TradingState.HALTED and c.event_time >= reset]
         return Snapshot(self.cursor, [p for p in self.positions if owns(p.account)], [], working, recent,
-                        [(a, net) for a, net in self.realised if owns(a)], trading)
+                        [(a, net) for a, net in self.realised if owns(a)], trading, halts=halts)
 
     async def follow(self, read_states: bool) -> tuple[list[Any], dict[str, TradingState] | None]:
         from services.store.risk_state import FOLLOWED, TailEvent

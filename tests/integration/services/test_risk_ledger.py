@@ -161,6 +161,78 @@ def test_a_daily_loss_breach_trips_the_kill_switch_with_an_audit_entry(db, store
     assert codes(after) == ["TRADING_HALTED", "DAILY_LOSS_LIMIT"]
 
 
+def breached(risk: RiskEngine, store: Store, make_order, prices: MovablePrices, account: str = "acct-1"):
+    """``account`` buys 0.015 BTC and BTC falls to 58,000: a loss of 105.1 today (the 0.1
+    commission with it), beyond the limit of 100."""
+    async def scenario():
+        await bought(risk, store, make_order, "0.015", account=account)
+        prices.prices["BTCUSDT"] = D("58000")
+    return scenario()
+
+
+def test_an_operator_setting_active_after_the_daily_loss_tripped_the_switch_is_not_undone_by_the_same_breach(
+        db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    risk = RiskEngine(db, keyring, LIMITS, prices)
+
+    async def scenario():
+        await breached(risk, store, make_order, prices)
+        tripped = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        await risk.set_trading_state(TradingState.ACTIVE, "operator-1", "loss reviewed: others may trade")
+        again = await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        elsewhere = await validate(risk, make_order, account="acct-2", symbol="ETHUSDT", quantity=D("0.01"))
+        return tripped, again, elsewhere, await risk.trading_state()
+
+    tripped, again, elsewhere, state = asyncio.run(scenario())
+
+    with store.uow(read_only=True) as uow:
+        history = uow.trading_state.history()
+    assert codes(tripped) == codes(again) == ["DAILY_LOSS_LIMIT"]  # the limit still refuses the account's orders
+    assert elsewhere.order.status is S.APPROVED
+    assert (state.state, state.operator) == (TradingState.ACTIVE, "operator-1")
+    assert [(c.to_state, c.operator) for c in reversed(history)] == [
+        (TradingState.HALTED, "risk"), (TradingState.ACTIVE, "operator-1")]  # tripped once
+
+
+def test_another_accounts_breach_trips_the_switch_after_an_operator_set_active(db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    risk = RiskEngine(db, keyring, LIMITS, prices)
+
+    async def scenario():
+        await bought(risk, store, make_order, "0.015", account="acct-2")  # before the fall: acct-2 loses too
+        await breached(risk, store, make_order, prices)
+        await validate(risk, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        await risk.set_trading_state(TradingState.ACTIVE, "operator-1", "acct-1 reviewed")
+        other = await validate(risk, make_order, account="acct-2", symbol="ETHUSDT", quantity=D("0.01"))
+        return other, await risk.trading_state()
+
+    other, state = asyncio.run(scenario())
+
+    assert codes(other) == ["DAILY_LOSS_LIMIT"]
+    assert (state.state, state.operator) == (TradingState.HALTED, "risk")
+    assert "acct-2" in state.reason
+
+
+def test_a_restarted_replica_does_not_trip_the_switch_again_for_an_account_that_tripped_it_today(
+        db, store, keyring, make_order):
+    prices = MovablePrices(PRICES)
+    first = RiskEngine(db, keyring, LIMITS, prices, flush_seconds=0)
+
+    async def before_the_restart():
+        await breached(first, store, make_order, prices)
+        await validate(first, make_order, symbol="ETHUSDT", quantity=D("0.01"))
+        await first.set_trading_state(TradingState.ACTIVE, "operator-1", "loss reviewed")
+        await first.flush()
+
+    asyncio.run(before_the_restart())
+    restarted = RiskEngine(db, keyring, LIMITS, prices)
+    again = asyncio.run(validate(restarted, make_order, symbol="ETHUSDT", quantity=D("0.01")))
+    state = asyncio.run(restarted.trading_state())
+
+    assert codes(again) == ["DAILY_LOSS_LIMIT"]
+    assert (state.state, state.operator) == (TradingState.ACTIVE, "operator-1")
+
+
 def test_a_realised_loss_since_the_reset_counts_and_reducing_lets_the_book_unwind(db, store, keyring, make_order):
     risk = engine(db, keyring, max_position_notional=None, max_gross_exposure=None)
 

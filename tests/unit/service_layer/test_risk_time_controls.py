@@ -15,6 +15,7 @@ from fakes import FakeClock, FakeDatabase, FakeRiskSource
 
 import core_ext
 from services.domain import OrderStatus, TradingState
+from services.domain.ledger import Position
 from services.risk.engine import RiskEngine
 from services.risk.limits import RiskLimits
 from services.store.trading_state import GLOBAL_SCOPE
@@ -166,3 +167,30 @@ def test_the_ledger_is_flushed_on_the_monotonic_clock(clock, db):
     assert owed == []  # applied to the book at once, written on the next flush
     assert [entry["trade_id"] for entry in source.ledger] == ["t1"]
     assert risk.book.accounts["acct-1"].positions  # the book holds the position meanwhile
+
+
+def test_the_daily_loss_trips_the_switch_once_per_account_and_period_and_again_after_the_reset(clock, db):
+    # Long 1 BTC bought at 70,000, marked at 65,000: an unrealised loss of 5,000 that the
+    # reset does not clear (a position carried over is not re-based).
+    clock.set(dt.datetime(2030, 1, 7, 12, 0, tzinfo=UTC))
+    held = Position("acct-1", "BTCUSDT", Decimal("1"), Decimal("70000"))
+    risk = engine(clock, db, FakeRiskSource(db, positions=[held]), daily_loss_limit=Decimal("1000"))
+
+    def operator_sets_active():
+        asyncio.run(risk.set_trading_state(TradingState.ACTIVE, "ops", "reviewed"))
+
+    def halts():
+        return db.read_sync(lambda uow: [c.operator for c in uow.trading_state.history() if
+                                         c.to_state is TradingState.HALTED])
+
+    first = decide(risk)
+    operator_sets_active()
+    same_day = decide(risk)
+    state_same_day = db.read_sync(lambda uow: uow.trading_state.get()).state
+    clock.set(dt.datetime(2030, 1, 8, 0, 0, tzinfo=UTC))
+    next_day = decide(risk)
+
+    assert first == same_day == next_day == (OrderStatus.REJECTED, ["DAILY_LOSS_LIMIT"])
+    assert state_same_day is TradingState.ACTIVE  # the operator's decision stands that day
+    assert halts() == ["risk", "risk"]  # once on the 7th, once on the 8th
+    assert db.read_sync(lambda uow: uow.trading_state.get()).state is TradingState.HALTED
