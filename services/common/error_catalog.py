@@ -85,8 +85,9 @@ _OWN: tuple[Reason, ...] = (
         (core_ext.TOKEN_UNKNOWN_KEY, "The token names a signing key this service does not hold."),
         (core_ext.TOKEN_BAD_SIGNATURE, "The token's signature does not verify: it was not issued by Risk."),
         (core_ext.TOKEN_NOT_YET_VALID, "The token is issued in the future beyond the allowed clock skew."),
-        (core_ext.TOKEN_EXPIRED, "The token is older than its lifetime (300 s by default): validate the order again "
-                                 "(the same client order id returns it with a fresh token)."),
+        (core_ext.TOKEN_EXPIRED, "The token is older than its lifetime (300 s by default, plus 5 s of clock skew): "
+                                 "the order it was for expires unsubmitted (validating it again by the same client "
+                                 "order id answers it EXPIRED); validate a new order, with a new client order id."),
     )),
     _r("IDENTITY_MISSING", "UNAUTHENTICATED",
        "The call names no caller: present a bearer token (authorization: Bearer <JWT>) or, where the service "

@@ -50,6 +50,8 @@ _FILLS = (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
 #: Ledger entries the book holds before it writes them without waiting for ``flush_seconds``.
 FLUSH_ENTRIES = 5000
 _ENDS = (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+#: Why an approval retried after its token lapsed ends EXPIRED (the OMS's sweep's words).
+LAPSED_REASON = "risk token expired before submission"
 
 
 @dataclasses.dataclass
@@ -424,7 +426,11 @@ class RiskEngine:
 
         A still-APPROVED order gets a fresh token (the retrying client may never have
         received the first); its approval time moves with it, so expiry sweeps count
-        from the token the client holds.
+        from the token the client holds. One whose token has lapsed (the OMS would no
+        longer accept it, and its sweep is about to expire it) is not given a new one:
+        the book let it go from the open orders when it lapsed, and a fresh token would
+        bring the old decision back unchecked. It is expired here, as the sweep would,
+        and answered EXPIRED.
         """
         key = (order.account, order.client_order_id)
         pending = self._in_flight.get(key)
@@ -445,8 +451,22 @@ class RiskEngine:
         self.book.remember_client_id(order.account, order.client_order_id, existing.order_id)
         violations = [Violation(code, "rejected when first validated") for code in existing.reject_reasons]
         token = ""
+        now = self.clock()
+        lapsed_before = now - dt.timedelta(seconds=self.limits.approval_counted_seconds)
+        if existing.status is OrderStatus.APPROVED and existing.updated_time < lapsed_before:
+
+            def expire(uow: UnitOfWork) -> Order:
+                stored = uow.orders.get(existing.order_id)
+                assert stored is not None
+                if stored.status is OrderStatus.APPROVED and stored.updated_time < lapsed_before:
+                    stored.transition(OrderStatus.EXPIRED, reason=LAPSED_REASON, at=now)
+                    uow.orders.save(stored)
+                return stored
+
+            existing = await self.db.run(expire)
+            if existing.status is OrderStatus.EXPIRED:
+                self.book.ended(existing.order_id, existing.account)
         if existing.status is OrderStatus.APPROVED:
-            now = self.clock()
             token = self._sign(existing, now)
 
             def reapprove(uow: UnitOfWork) -> Order:

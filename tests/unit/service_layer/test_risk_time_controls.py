@@ -194,3 +194,22 @@ def test_the_daily_loss_trips_the_switch_once_per_account_and_period_and_again_a
     assert state_same_day is TradingState.ACTIVE  # the operator's decision stands that day
     assert halts() == ["risk", "risk"]  # once on the 7th, once on the 8th
     assert db.read_sync(lambda uow: uow.trading_state.get()).state is TradingState.HALTED
+
+
+def test_a_retry_of_an_approval_whose_token_lapsed_answers_it_expired_and_it_does_not_count_again(clock, db):
+    # The OMS's sweep expires such an approval within a second; a retry before it must not
+    # give the old decision a new token: it would count again among the open orders
+    # (beyond the limit, never checked) and could be submitted.
+    risk = engine(clock, db, max_open_orders=2)
+    first = order_factory.build_order(quantity=Decimal("0.01"), price=Decimal("65000"))
+    assert asyncio.run(risk.validate(first)).order.status is OrderStatus.APPROVED
+    clock.advance(305.001)  # TTL + skew: its token can no longer be submitted
+    assert decide(risk) == (OrderStatus.APPROVED, [])
+    retried = asyncio.run(risk.validate(order_factory.build_order(
+        client_order_id=first.client_order_id, quantity=first.quantity, price=first.price)))
+    another = decide(risk)
+    stored = db.read_sync(lambda uow: uow.orders.get(first.order_id))
+
+    assert (retried.order.order_id, retried.order.status, retried.token) == (first.order_id, OrderStatus.EXPIRED, "")
+    assert stored.status is OrderStatus.EXPIRED
+    assert another == (OrderStatus.APPROVED, [])  # two open: the second and this one
