@@ -28,9 +28,22 @@ _PRICES = ("price", "stop_price", "activation_price")
 
 
 def notional_price(order: Order, reference: Decimal | None) -> Decimal | None:
-    """The price the order's notional is measured at: its own limit, stop or activation
-    price, else the market's reference price."""
-    return order.price or order.stop_price or order.activation_price or reference
+    """The price the order's notional is measured at: the most it may trade at.
+
+    A buy pays its own limit, stop or activation price at most (a market order: the
+    reference price). A sell trades at its price or better, so it is measured at the
+    higher of its price and the market it meets: a limit order meets the market now (a
+    sell limit below the reference sells at the market), a conditional one the market
+    at its trigger (a stop-limit sell whose limit is below its stop sells at the stop).
+    """
+    own = order.price or order.stop_price or order.activation_price
+    if own is None:
+        return reference
+    if order.side is Side.SELL:
+        met = (order.stop_price or order.activation_price) if order.order_type.is_conditional else reference
+        if met is not None and met > own:
+            return met
+    return own
 
 
 def check_order(order: Order, limits: RiskLimits, context: RiskContext | None = None) -> list[Violation]:

@@ -41,7 +41,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_price", "max_price", config.decimal_limit, "10000000",
             "max limit or stop price", "PRICE_OUT_OF_RANGE"),
     Setting("max_notional", "max_notional_per_order", config.decimal_limit, "250000",
-            "max notional per order: quantity x limit, stop or reference price", "MAX_NOTIONAL_EXCEEDED"),
+            "max notional per order: quantity x the most it may trade at (a buy's limit or stop price, a sell's or "
+            "the market it meets if higher, a market order's reference price)", "MAX_NOTIONAL_EXCEEDED"),
     Setting("price_band", "price_band", config.fraction_limit, "0.1",
             "price band: max |limit or stop price - reference| / reference (fat-finger guard)",
             "PRICE_BAND_EXCEEDED"),

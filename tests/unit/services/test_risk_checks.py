@@ -104,6 +104,35 @@ def test_limit_order_is_measured_at_its_own_price_not_the_reference(make_order):
     assert codes(order) == []
 
 
+@pytest.mark.parametrize(
+    ("fields", "price", "expected"),
+    [
+        ({"price": Decimal("40000"), "quantity": Decimal("2.5")}, Decimal("50000"), ["MAX_NOTIONAL_EXCEEDED"]),
+        ({"price": Decimal("52000"), "quantity": Decimal("1.9")}, Decimal("52000"), []),
+        ({"order_type": OrderType.STOP_LIMIT, "stop_price": Decimal("45000"), "price": Decimal("40000"),
+          "quantity": Decimal("2.4")}, Decimal("45000"), ["MAX_NOTIONAL_EXCEEDED"]),
+        ({"order_type": OrderType.STOP_MARKET, "stop_price": Decimal("45000"), "price": None,
+          "quantity": Decimal("2.2")}, Decimal("45000"), []),
+    ],
+    ids=["limit-below-the-market", "limit-above-the-market", "stop-limit-below-its-stop", "stop-market"],
+)
+def test_a_sell_is_measured_at_the_higher_of_its_price_and_the_market_it_meets(make_order, fields, price, expected):
+    # A sell trades at its limit or better: a limit below the market sells at the market
+    # (100,000 at its price, 125,000 where it trades); a stop-limit's limit below its
+    # stop sells where the market meets the stop (96,000 at its limit, 108,000 at its stop).
+    order = make_order(**{"side": Side.SELL, **fields})
+
+    assert notional_price(order, LIMITS.reference_prices["BTCUSDT"]) == price
+    assert codes(order) == expected
+
+
+def test_a_buy_limit_above_the_market_is_measured_at_its_own_price(make_order):
+    order = make_order(price=Decimal("55000"), quantity=Decimal("1.9"))  # 104,500 at its price, 95,000 at the market
+
+    assert notional_price(order, LIMITS.reference_prices["BTCUSDT"]) == Decimal("55000")
+    assert codes(order) == ["MAX_NOTIONAL_EXCEEDED"]
+
+
 def test_several_violations_are_reported_together_each_with_its_code(make_order):
     order = make_order(symbol="DOGEUSDT", quantity=Decimal("20"), price=Decimal("2000000"))
 
