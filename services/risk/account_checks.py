@@ -131,14 +131,15 @@ def max_open_orders(limits: RiskLimits, context: RiskContext) -> Violation | Non
 
 
 def order_rate(limits: RiskLimits, context: RiskContext) -> Violation | None:
-    """The account's orders in the rolling window (this one not yet among them) against the limit."""
+    """The orders approved for the account in the rolling window (this one not yet among them)
+    against the limit."""
     limit = limits.order_rate_limit
     if limit is None or context.recent_orders < limit:
         return None
     return Violation(
         "ORDER_RATE_EXCEEDED",
-        f"the account sent {context.recent_orders} orders in the last {limits.order_rate_window_seconds} s, "
-        f"the limit is {limit}",
+        f"the account had {context.recent_orders} orders approved in the last "
+        f"{limits.order_rate_window_seconds} s, the limit is {limit}",
     )
 
 

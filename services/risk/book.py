@@ -267,14 +267,17 @@ class Book:
         )
 
     def record(self, order: Order) -> None:
-        """An order just decided (and about to be stored): it counts in the throttle's
-        window, and an approved one among the account's working orders."""
+        """An order just decided (and about to be stored): an approved one counts in the
+        throttle's window and among the account's working orders. A rejected one counts
+        in neither: it never reaches a venue, and counted in the window, the attempts the
+        throttle itself refuses would keep it full (a client sending faster than the
+        limit would get nothing through, not the limit's rate)."""
         account = self.account(order.account)
         stamp = order.order_time.timestamp()
-        if account.recent is None:
-            account.recent = collections.deque()
-        account.recent.append(stamp)
         if order.status is OrderStatus.APPROVED:
+            if account.recent is None:
+                account.recent = collections.deque()
+            account.recent.append(stamp)
             self._approve(account, order, stamp)
         self.remember_client_id(order.account, order.client_order_id, order.order_id)
 
@@ -284,7 +287,7 @@ class Book:
         if account is None:
             return
         stamp = order.order_time.timestamp()
-        if account.recent:
+        if account.recent and order.status is OrderStatus.APPROVED:
             try:
                 account.recent.remove(stamp)
             except ValueError:
@@ -336,7 +339,8 @@ class Book:
                 account.approvals = collections.deque(sorted(account.approvals))
 
     def load_recent(self, orders: Iterable[tuple[str, dt.datetime]]) -> None:
-        """(account, order_time) of the orders inside the throttle's window, oldest first."""
+        """(account, order_time) of the orders Risk approved inside the throttle's window,
+        oldest first."""
         for account_name, order_time in orders:
             if self.owns(account_name):
                 account = self.account(account_name)

@@ -36,7 +36,7 @@ class RiskContext:
     #: What the account's working orders in the order's symbol and market type, on its
     #: side, may still fill (the position limit counts it, and REDUCING).
     working_same_side: Decimal = ZERO
-    #: The account's orders inside the throttle's window, this one not included.
+    #: The account's orders approved inside the throttle's window, this one not included.
     recent_orders: int = 0
     #: Realised PnL net of commissions of the fills since the last daily reset.
     realised_today: Decimal = ZERO

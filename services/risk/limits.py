@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
             "max open orders per account (APPROVED with a live token, or working at a venue)",
             "MAX_OPEN_ORDERS_EXCEEDED"),
     Setting("order_rate_limit", "order_rate_limit", config.count_limit, "1000",
-            "order-rate throttle: max orders per account per rolling window", "ORDER_RATE_EXCEEDED"),
+            "order-rate throttle: max orders approved per account per rolling window", "ORDER_RATE_EXCEEDED"),
     Setting("order_rate_window_seconds", "order_rate_window_seconds", config.positive_integer, "60",
             "the throttle's rolling window, in seconds", "ORDER_RATE_EXCEEDED"),
     Setting("daily_loss_limit", "daily_loss_limit", config.decimal_limit, "250000",

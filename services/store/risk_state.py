@@ -128,8 +128,11 @@ def load(connection: Connection, codec: Codec, *, now: dt.datetime, approved_sin
             f"updated_time FROM orders_ts WHERE status IN ({_OPEN}) OR (status = 'APPROVED' AND updated_time >= {mark})",
             (codec.time(approved_since),))
     ]
+    # The orders Risk approved (signed: a token nonce) in the throttle's window, whatever
+    # became of them since; not those it rejected, which do not count in it.
     recent = [(account, codec.time_from(order_time)) for account, order_time in run(
-        f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} ORDER BY order_time",
+        f"SELECT account, order_time FROM orders_ts WHERE order_time >= {mark} "
+        "AND (status <> 'REJECTED' OR token_nonce IS NOT NULL) ORDER BY order_time",
         (codec.time(window_start),))]
     totals: dict[str, Decimal] = {}
     ahead: dict[tuple[str, dt.datetime], Decimal] = {}

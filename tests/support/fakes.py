@@ -554,7 +554,8 @@ class FakeRiskSource:
         working = [(o.order_id, o.account, o.client_order_id, o.symbol, o.side.value, o.quantity, o.filled_quantity,
                     o.status.value, o.updated_time, o.market_type.value) for o in state.orders.values()
                    if o.status in OPEN_STATUSES or (o.status is OrderStatus.APPROVED and o.updated_time >= approved_since)]
-        recent = sorted(((o.account, o.order_time) for o in state.orders.values() if o.order_time >= window_start),
+        recent = sorted(((o.account, o.order_time) for o in state.orders.values() if o.order_time >= window_start
+                         and (o.status is not OrderStatus.REJECTED or o.token_nonce is not None)),
                         key=lambda item: item[1])
         trading = {scope: record.state for scope, record in state.trading_state.items()}
         halts = [(c.operator, c.reason) for c in state.trading_history

@@ -357,6 +357,25 @@ def test_a_restarted_replica_loads_the_throttle_window_and_positions_from_the_st
     assert restarted.book.accounts["acct-1"].positions[FUTURES, "BTCUSDT"].quantity == D("0.015")
 
 
+def test_a_restarted_replica_does_not_count_the_orders_risk_refused_in_the_throttle_window(
+        db, store, keyring, make_order):
+    limits = dict(order_rate_limit=2, max_position_notional=None, max_gross_exposure=None)
+
+    async def scenario():
+        first = engine(db, keyring, **limits)
+        refused = await validate(first, make_order, quantity=D("101"))  # beyond the max quantity of 100
+        approved = await validate(first, make_order, quantity=D("0.001"))
+        restarted = engine(db, keyring, **limits)  # a new process: its window comes from the store
+        return refused, approved, await validate(restarted, make_order, quantity=D("0.001")), \
+            await validate(restarted, make_order, quantity=D("0.001"))
+
+    refused, approved, second, third = asyncio.run(scenario())
+
+    assert refused.order.status is S.REJECTED and approved.order.status is S.APPROVED
+    assert second.order.status is S.APPROVED
+    assert codes(third) == ["ORDER_RATE_EXCEEDED"]
+
+
 def test_a_replica_reads_only_the_positions_and_realised_pnl_of_its_own_accounts(db, store, keyring, make_order):
     from services.risk.sharding import Sharding
     from services.store.risk_state import load

@@ -60,7 +60,7 @@ def test_the_order_rate_window_rolls_forward_with_the_clock(clock, db):
         first.append(decide(risk))
     clock.advance(20)  # the first order is exactly 60 s old: still inside the window
     at_the_edge = decide(risk)
-    clock.advance(dt.timedelta(seconds=20) + TICK)  # the first two have left it (the refused attempt has not)
+    clock.advance(dt.timedelta(seconds=20) + TICK)  # the first two have left it (the refused attempt never counted)
     later = decide(risk)
 
     assert first == [(OrderStatus.APPROVED, [])] * 3
@@ -213,3 +213,30 @@ def test_a_retry_of_an_approval_whose_token_lapsed_answers_it_expired_and_it_doe
     assert (retried.order.order_id, retried.order.status, retried.token) == (first.order_id, OrderStatus.EXPIRED, "")
     assert stored.status is OrderStatus.EXPIRED
     assert another == (OrderStatus.APPROVED, [])  # two open: the second and this one
+
+
+def test_orders_the_throttle_refuses_do_not_count_in_its_window(clock, db):
+    # A client sending faster than the limit gets the limit's rate through, not nothing:
+    # its refused attempts do not keep the window full.
+    risk = engine(clock, db, order_rate_limit=3, order_rate_window_seconds=60)
+    approved = [decide(risk) for _ in range(3)]  # at 0 s
+    refused = []
+    for _ in range(5):
+        clock.advance(10)
+        refused.append(decide(risk))  # at 10 .. 50 s
+    clock.advance(dt.timedelta(seconds=10) + TICK)  # the three approvals have left the window
+    after = decide(risk)
+
+    assert approved == [(OrderStatus.APPROVED, [])] * 3
+    assert refused == [(OrderStatus.REJECTED, ["ORDER_RATE_EXCEEDED"])] * 5
+    assert after == (OrderStatus.APPROVED, [])
+
+
+def test_orders_refused_for_another_reason_do_not_count_in_the_throttle_window(clock, db):
+    risk = engine(clock, db, order_rate_limit=2, order_rate_window_seconds=60)
+    too_large = decide(risk, quantity=Decimal("101"))  # beyond the max quantity of 100
+    first, second = decide(risk), decide(risk)
+
+    assert too_large[0] is OrderStatus.REJECTED and "ORDER_RATE_EXCEEDED" not in too_large[1]
+    assert first == second == (OrderStatus.APPROVED, [])
+    assert decide(risk) == (OrderStatus.REJECTED, ["ORDER_RATE_EXCEEDED"])

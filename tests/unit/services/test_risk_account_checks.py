@@ -200,7 +200,7 @@ def test_order_rate_throttle_counts_the_orders_in_the_window(make_order):
     assert codes(market(make_order, quantity="0.1"), context(recent_orders=4)) == []
     (violation,) = check_order(market(make_order, quantity="0.1"), LIMITS, context(recent_orders=5))
     assert violation.code == "ORDER_RATE_EXCEEDED"
-    assert "5 orders in the last 60 s" in violation.message
+    assert "5 orders approved in the last 60 s" in violation.message
 
 
 # -- daily loss -------------------------------------------------------------------------------------------------
