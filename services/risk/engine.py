@@ -436,10 +436,18 @@ class RiskEngine:
         pending = self._in_flight.get(key)
         if pending is not None:
             await pending
-        existing = await self.db.read(lambda uow: uow.orders.get_by_client_order_id(*key))
+        filled_now = self._replacing.get(order.order_id)  # a replacement: what the old order has filled now
+        existing, filled_then = await self.db.read(lambda uow: _stored_decision(uow, key, order))
         if existing is None:  # remembered, but its decision was never stored: decide it now
             return await self.validate(order, fresh_client_order_id=True)
         order.order_id = existing.order_id
+        if filled_then is not None:
+            # A replacement's request names the new *total*: what the old order has filled
+            # since the first answer makes the rebuilt replacement smaller, not the request
+            # other. The same total and price is the same request, answered as it was.
+            if (filled_now is not None and order.quantity is not None and existing.quantity is not None
+                    and order.quantity + filled_now == existing.quantity + filled_then):
+                order = dataclasses.replace(order, quantity=existing.quantity)
         if not existing.same_economics(order):
             raise Conflict(
                 f"client_order_id {order.client_order_id!r} of account {order.account!r} "
@@ -538,6 +546,19 @@ class RiskEngine:
         self.book.trading[GLOBAL_SCOPE] = state  # this replica at once; the others within a poll
         self._state_changes += 1
         return previous
+
+
+def _stored_decision(uow: UnitOfWork, key: tuple[str, str], order: Order) -> tuple[Order | None, Any]:
+    """The stored order of a client order id, and for a replacement of the same order,
+    what that order had filled when the replacement was approved (None otherwise)."""
+    existing = uow.orders.get_by_client_order_id(*key)
+    if existing is None or order.replaces_order_id is None or existing.replaces_order_id != order.replaces_order_id:
+        return existing, None
+    for event in uow.orders.events(existing.order_id):
+        if event.to_status is OrderStatus.APPROVED:
+            recorded = event.payload.get("replaced_filled_quantity")
+            return existing, core_ext_decimal(recorded) if recorded else None
+    return existing, None
 
 
 def core_ext_decimal(value: Any) -> Any:

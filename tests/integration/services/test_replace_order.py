@@ -13,7 +13,7 @@ import pytest
 
 from services.common import convert
 from services.domain import new_id
-from services.domain.errors import InvalidOrder, PreconditionFailed, VenueUnavailable
+from services.domain.errors import Conflict, InvalidOrder, PreconditionFailed, VenueUnavailable
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine, new_client_order_id
 from services.risk.replacement import replacement_order
@@ -311,6 +311,33 @@ def test_a_replacement_validated_twice_by_client_order_id_is_the_same_order(risk
     first, again = asyncio.run(scenario())
 
     assert again.order.order_id == first.order.order_id and again.token and again.token != first.token
+
+
+def test_a_replacement_validated_again_after_the_old_order_filled_more_is_the_same_order(
+    risk, oms, db, keyring, shallow_exchange, make_order
+):
+    # The same request (order, new total, price, client order id) retried after a fill of
+    # the old order: Risk would now build a smaller replacement, but the request is the one
+    # it answered, and the answer is the replacement it stored (the OMS refuses to use it,
+    # ORDER_CHANGED, because of that fill).
+    exchange = shallow_exchange
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        first = await replacement(risk, old.order_id, quantity=Decimal("0.02"), client_order_id="amend-1")
+        await venue_fills(exchange, Decimal("59000"))  # 0.004 of the old order fills
+        await follow_until_drained(oms, exchange)
+        again = await replacement(risk, old.order_id, quantity=Decimal("0.02"), client_order_id="amend-1")
+        with pytest.raises(Conflict) as other:
+            await replacement(risk, old.order_id, quantity=Decimal("0.03"), client_order_id="amend-1")
+        return first, again, other.value
+
+    first, again, other = asyncio.run(scenario())
+
+    assert again.order.order_id == first.order.order_id and again.order.quantity == first.order.quantity
+    assert again.order.status is S.APPROVED and again.token
+    assert other.reason == "DUPLICATE_CLIENT_ORDER_ID"
 
 
 # -- Risk's book -------------------------------------------------------------------------------------
