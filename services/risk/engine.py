@@ -386,18 +386,22 @@ class RiskEngine:
         self.book.loss_tripped[account] = period
         self._state_changes += 1
 
-        def halt(uow: UnitOfWork) -> None:
-            if uow.trading_state.get().state is TradingState.ACTIVE:
-                uow.trading_state.set(TradingState.HALTED, operator=OPERATOR, reason=reason)
+        def halt(uow: UnitOfWork) -> bool:
+            if uow.trading_state.get().state is not TradingState.ACTIVE:
+                return False
+            uow.trading_state.set(TradingState.HALTED, operator=OPERATOR, reason=reason)
+            return True
 
+        halted = False
         try:
-            await self.db.run(halt)
-        except BaseException:
-            if self.book.loss_tripped.get(account) == period:
-                del self.book.loss_tripped[account]  # not halted: the breach trips it at the next order
-            raise
+            halted = await self.db.run(halt)
         finally:
             self._state_changes += 1  # a poll that read the store before the commit
+            if not halted and self.book.loss_tripped.get(account) == period:
+                # Not this breach's halt (the write failed, or trading was no longer ACTIVE
+                # in the store: halted or reduced elsewhere): it trips the switch at the
+                # account's next order once trading is ACTIVE again.
+                del self.book.loss_tripped[account]
 
     def _sign(self, order: Order, now: dt.datetime) -> str:
         token = core_ext.sign_token(self.keyring, order.token_body(), int(now.timestamp()))

@@ -10,9 +10,11 @@ An account trips the switch once per daily period (from one reset to the next): 
 operator has set trading back, that account's orders are still refused with
 DAILY_LOSS_LIMIT while its loss is beyond the limit, but the same breach does not halt
 trading again, which would undo the operator's decision at the account's next order.
-Another account's breach trips it as the first did. A replica that starts reads which
-accounts tripped it since the reset from the audit trail (:func:`tripped_account`), so a
-restart does not trip it again either.
+Another account's breach trips it as the first did. Only a halt Risk wrote counts: a
+breach that found trading already halted or reducing in the store (set elsewhere) has
+not tripped the switch, and does once trading is ACTIVE again. A replica that starts
+reads which accounts tripped it since the reset from the audit trail
+(:func:`tripped_account`), so a restart does not trip it again either.
 """
 
 from __future__ import annotations

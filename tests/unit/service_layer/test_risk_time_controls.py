@@ -240,3 +240,22 @@ def test_orders_refused_for_another_reason_do_not_count_in_the_throttle_window(c
     assert too_large[0] is OrderStatus.REJECTED and "ORDER_RATE_EXCEEDED" not in too_large[1]
     assert first == second == (OrderStatus.APPROVED, [])
     assert decide(risk) == (OrderStatus.REJECTED, ["ORDER_RATE_EXCEEDED"])
+
+
+def test_a_breach_met_by_a_halt_set_elsewhere_trips_the_switch_once_an_operator_sets_active(clock, db):
+    # Another replica (another account's loss) halted trading a moment before this
+    # replica's poll: this account's breach found it HALTED and changed nothing, so it has
+    # not tripped the switch; after the operator sets ACTIVE, it does.
+    clock.set(dt.datetime(2030, 1, 7, 12, 0, tzinfo=UTC))
+    source = FakeRiskSource(db, realised=[("acct-1", Decimal("-1500"))])
+    risk = engine(clock, db, source, daily_loss_limit=Decimal("1000"))
+    asyncio.run(risk.start())
+    db.run_sync(lambda uow: uow.trading_state.set(TradingState.HALTED, "risk", "DAILY_LOSS_LIMIT: account acct-9: x"))
+    unseen = decide(risk)  # this replica has not polled the halt yet
+    asyncio.run(risk.set_trading_state(TradingState.ACTIVE, "ops", "acct-9 reviewed"))
+    after = decide(risk)
+    state = db.read_sync(lambda uow: uow.trading_state.get())
+
+    assert unseen == after == (OrderStatus.REJECTED, ["DAILY_LOSS_LIMIT"])
+    assert (state.state, state.operator) == (TradingState.HALTED, "risk")
+    assert "acct-1" in state.reason
