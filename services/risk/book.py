@@ -65,8 +65,9 @@ class Working:
     order_id: str
     symbol: str
     side: Side
-    #: None for an order whose quantity the venue decides (close_position, quote_order_qty):
-    #: it adds nothing to the working quantity and works until its end.
+    #: None for an order whose quantity the venue decides (close_position; a quote_order_qty
+    #: one this replica did not size itself: loaded at start, or re-signed on a retry): it
+    #: adds nothing to the working quantity and works until its end.
     remaining: Decimal | None
     approved: bool  # APPROVED (counts while its token lives) rather than at a venue
     approved_at: float  # epoch seconds of the token the client holds
@@ -266,19 +267,22 @@ class Book:
             realised_today=account.realised_since(self.daily_reset.at(now)),
         )
 
-    def record(self, order: Order) -> None:
+    def record(self, order: Order, sized: Decimal | None = None) -> None:
         """An order just decided (and about to be stored): an approved one counts in the
         throttle's window and among the account's working orders. A rejected one counts
         in neither: it never reaches a venue, and counted in the window, the attempts the
         throttle itself refuses would keep it full (a client sending faster than the
-        limit would get nothing through, not the limit's rate)."""
+        limit would get nothing through, not the limit's rate).
+
+        ``sized``: the base quantity a quote-amount order was measured at (its amount at
+        the reference price), which it works as until it ends."""
         account = self.account(order.account)
         stamp = order.order_time.timestamp()
         if order.status is OrderStatus.APPROVED:
             if account.recent is None:
                 account.recent = collections.deque()
             account.recent.append(stamp)
-            self._approve(account, order, stamp)
+            self._approve(account, order, stamp, sized)
         self.remember_client_id(order.account, order.client_order_id, order.order_id)
 
     def forget(self, order: Order) -> None:
@@ -299,9 +303,9 @@ class Book:
         """A retried APPROVED order got a fresh token: its approval counts from now."""
         self._approve(self.account(order.account), order, order.updated_time.timestamp())
 
-    def _approve(self, account: Account, order: Order, stamp: float) -> None:
-        account.hold(Working(order.order_id, order.symbol, order.side,
-                             remaining(order.quantity, order.filled_quantity), True, stamp, order.market_type))
+    def _approve(self, account: Account, order: Order, stamp: float, sized: Decimal | None = None) -> None:
+        left = remaining(order.quantity, order.filled_quantity) if order.quantity is not None else sized
+        account.hold(Working(order.order_id, order.symbol, order.side, left, True, stamp, order.market_type))
         if account.approvals is None:
             account.approvals = collections.deque()
         account.approvals.append((stamp, order.order_id))

@@ -30,6 +30,7 @@ import core_ext
 from services.common.observability import metrics
 from services.common.venue_accounts import VenueAccounts
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
+from services.domain.ledger import ZERO
 from services.domain.order import APPROVAL_REASON, is_fill_after_close
 from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
@@ -326,7 +327,10 @@ class RiskEngine:
                     "replaces_order_id": order.replaces_order_id,
                     "replaced_filled_quantity": str(self._replacing.get(order.order_id, ""))})
             token = self._sign(order, now)
-        self.book.record(order)
+        # A quote-amount order works as the base quantity it was measured at.
+        sized = (order.quantity_at(ZERO, context.reference_prices.get(order.symbol))
+                 if order.quantity is None and order.quote_order_qty is not None else None)
+        self.book.record(order, sized)
         return Decision(order, token=token, violations=violations)
 
     async def _store(self, decided: list[tuple[int, Decision]], results: list[Any],

@@ -133,3 +133,18 @@ def test_a_replacement_is_measured_without_the_working_quantity_of_the_order_it_
 
     assert replace("2") == []  # 2 BTC in all, not 1.5 + 2
     assert replace("2.1") == ["MAX_POSITION_EXCEEDED"]
+
+
+def test_a_quote_amount_order_still_working_counts_its_amount_at_the_reference_price(clock, db):
+    # A spot market buy of a quote amount has no quantity of its own: while it works it
+    # counts as the amount buys at the reference price, as it is measured itself.
+    risk = engine(clock, db)
+
+    def quote_buy(amount: str):
+        order = order_factory.build_order(order_type=OrderType.MARKET, price=None, side=Side.BUY, quantity=None,
+                                          quote_order_qty=D(amount), market_type=MarketType.SPOT)
+        return [v.code for v in asyncio.run(risk.validate(order)).violations]
+
+    assert quote_buy("90000") == []  # 1.8 BTC at 50,000
+    assert quote_buy("20000") == ["MAX_POSITION_EXCEEDED"]  # 2.2 BTC with the first
+    assert quote_buy("10000") == []  # 2 BTC: at the limit
