@@ -1,7 +1,8 @@
 """What the engine's book keeps of each decision, over the fake store: an approval whose
-store write failed is taken back (from the open orders and the throttle's window), and a
+store write failed is taken back (from the open orders and the throttle's window); a
 client order id answers the same decision after a restart (the book reloaded from the
-store), or a conflict for other content."""
+store), or a conflict for other content; a replacement takes the place of the order it
+replaces among the open orders, but no more, and counts in the throttle's window."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.domain import OrderStatus
 from services.domain.errors import Conflict
 from services.risk.engine import RiskEngine
 from services.risk.limits import RiskLimits
+from services.risk.replacement import replacement_order
 
 LIMITS = dict(
     allowed_symbols=frozenset({"BTCUSDT"}), max_notional_per_order=Decimal("250000"),
@@ -96,3 +98,41 @@ def test_a_client_order_id_answers_the_same_decision_after_a_restart_and_a_confl
     assert other.value.reason == "DUPLICATE_CLIENT_ORDER_ID"
     assert len(db.read_sync(lambda uow: uow.orders.list()[0])) == 1
     assert len(restarted.book.accounts.get("acct-1").recent or ()) == (1 if status is OrderStatus.APPROVED else 0)
+
+
+def working_at_the_venue(risk, db, clock):
+    """An approved order the OMS has submitted and the venue accepted (the book follows)."""
+    decided = asyncio.run(risk.validate(order()))
+
+    def accept(uow):
+        stored = uow.orders.get(decided.order.order_id)
+        stored.transition(OrderStatus.SUBMITTED, at=clock.now())
+        stored.transition(OrderStatus.ACCEPTED, at=clock.now())
+        uow.orders.save(stored)
+
+    db.run_sync(accept)
+    asyncio.run(risk.sync())
+    return db.read_sync(lambda uow: uow.orders.get(decided.order.order_id))
+
+
+def replace(risk, clock, old, price: str):
+    new = replacement_order(old, order_id=order_factory.new_id(), client_order_id=f"rep-{price}", quantity=None,
+                            price=Decimal(price), now=clock.now())
+    return [v.code for v in asyncio.run(risk.validate_replacement(old, new)).violations]
+
+
+def test_replacements_of_one_order_do_not_get_past_the_open_order_limit(clock, db):
+    risk = engine(clock, db, max_open_orders=1)
+    old = working_at_the_venue(risk, db, clock)
+
+    assert replace(risk, clock, old, "64000") == []  # takes the old order's place
+    assert replace(risk, clock, old, "63000") == ["MAX_OPEN_ORDERS_EXCEEDED"]  # a second one would not
+    assert [v.code for v in asyncio.run(risk.validate(order())).violations] == ["MAX_OPEN_ORDERS_EXCEEDED"]
+
+
+def test_a_replacement_counts_in_the_throttle_window(clock, db):
+    risk = engine(clock, db, order_rate_limit=2)
+    old = working_at_the_venue(risk, db, clock)
+
+    assert replace(risk, clock, old, "64000") == []
+    assert replace(risk, clock, old, "63000") == ["ORDER_RATE_EXCEEDED"]
