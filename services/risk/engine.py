@@ -456,7 +456,7 @@ class RiskEngine:
             if (filled_now is not None and order.quantity is not None and existing.quantity is not None
                     and order.quantity + filled_now == existing.quantity + filled_then):
                 order = dataclasses.replace(order, quantity=existing.quantity)
-        if not existing.same_economics(order):
+        if not _same_content(existing, order):
             raise Conflict(
                 f"client_order_id {order.client_order_id!r} of account {order.account!r} "
                 "is already used by an order with other fields",
@@ -554,6 +554,14 @@ class RiskEngine:
         self.book.trading[GLOBAL_SCOPE] = state  # this replica at once; the others within a poll
         self._state_changes += 1
         return previous
+
+
+def _same_content(stored: Order, order: Order) -> bool:
+    """Whether ``order`` asks for what ``stored`` was decided on: its signed fields, and the
+    two a client sends that the token leaves unsigned (the OMS takes them from the store):
+    the GTD expiry and the order manager."""
+    return (stored.same_economics(order) and stored.expire_time == order.expire_time
+            and stored.order_manager_id == order.order_manager_id)
 
 
 def _stored_decision(uow: UnitOfWork, key: tuple[str, str], order: Order) -> tuple[Order | None, Any]:

@@ -7,6 +7,7 @@ replaces among the open orders, but no more, and counts in the throttle's window
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from decimal import Decimal
 
 import order_factory
@@ -136,3 +137,19 @@ def test_a_replacement_counts_in_the_throttle_window(clock, db):
 
     assert replace(risk, clock, old, "64000") == []
     assert replace(risk, clock, old, "63000") == ["ORDER_RATE_EXCEEDED"]
+
+
+def test_a_client_order_id_sent_again_with_another_expire_time_is_a_conflict(clock, db):
+    from services.domain import TimeInForce
+
+    risk = engine(clock, db)
+    soon, later = clock.now() + dt.timedelta(minutes=5), clock.now() + dt.timedelta(hours=5)
+    first = asyncio.run(risk.validate(order(client_order_id="cid-gtd", time_in_force=TimeInForce.GTD,
+                                            expire_time=soon)))
+    with pytest.raises(Conflict) as other:
+        asyncio.run(risk.validate(order(client_order_id="cid-gtd", time_in_force=TimeInForce.GTD,
+                                        expire_time=later)))
+
+    assert first.order.status is OrderStatus.APPROVED
+    assert other.value.reason == "DUPLICATE_CLIENT_ORDER_ID"
+    assert db.read_sync(lambda uow: uow.orders.get(first.order.order_id)).expire_time == soon
