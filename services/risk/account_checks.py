@@ -60,6 +60,7 @@ def max_position(order: Order, limits: RiskLimits, context: RiskContext, referen
     limit = limits.max_position_notional
     if limit is None or order.close_position:
         return None
+
     def signed(quantity: Decimal) -> Decimal:
         return quantity if order.side is Side.BUY else _WIDE.minus(quantity)
 
