@@ -59,7 +59,10 @@ class NonceSource:
 
     Aster keeps the last 100 nonces of each user and refuses a repeated one, and one
     more than 10 s away from its clock; two requests in the same microsecond (or a
-    clock that stepped back) still get distinct, increasing nonces.
+    clock that stepped back) still get distinct, increasing nonces. The transport gives
+    the time as the venue's (``now_us``: our clock plus the offset it measured), so the
+    nonces of a restarted process, or of one whose wall clock stepped, go on from the
+    venue's time rather than from a local clock the venue does not share.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -67,9 +70,12 @@ class NonceSource:
         self._last = 0
         self._lock = threading.Lock()
 
-    def next(self) -> int:
+    def next(self, now_us: int | None = None) -> int:
+        """The next nonce: ``now_us`` (default: this source's clock), or one more than the
+        last nonce when that is not below it."""
         with self._lock:
-            self._last = max(int(self.clock() * 1_000_000), self._last + 1)
+            now = int(self.clock() * 1_000_000) if now_us is None else int(now_us)
+            self._last = max(now, self._last + 1)
             return self._last
 
 

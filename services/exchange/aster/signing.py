@@ -19,8 +19,9 @@ aster-api-auth-v3 skill:
    DELETE as an ``application/x-www-form-urlencoded`` body.
 
 Everything sent is exactly what was signed. Everything here is pure but the nonce,
-which each :class:`~.credentials.WalletCredentials` draws from its own increasing
-source; no secret appears in a repr, a log line or an error message.
+which each :class:`~.credentials.WalletCredentials` draws from its increasing source, at
+the venue's time the transport gives (``now_us``); no secret appears in a repr, a log
+line or an error message.
 """
 
 from __future__ import annotations
@@ -102,8 +103,9 @@ def _sign_v1(request: VenueRequest, credentials: HmacCredentials, path: str, tim
     return SignedRequest(request.method, path, query, headers, request)
 
 
-def _sign_v3(request: VenueRequest, credentials: WalletCredentials, path: str, nonce: int | None) -> SignedRequest:
-    message = v3_message(request, credentials, credentials.nonces.next() if nonce is None else nonce)
+def _sign_v3(request: VenueRequest, credentials: WalletCredentials, path: str, nonce: int | None,
+             now_us: int | None) -> SignedRequest:
+    message = v3_message(request, credentials, credentials.nonces.next(now_us) if nonce is None else nonce)
     signed = f"{message}&signature={credentials.sign_typed_data(typed_data(message, credentials.chain_id))}"
     if request.method == "GET":
         return SignedRequest(request.method, path, signed, {}, request)
@@ -118,12 +120,15 @@ def sign_request(
     recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
     api: str | None = None,
     nonce: int | None = None,
+    now_us: int | None = None,
 ) -> SignedRequest:
     """Authenticate ``request`` with ``credentials`` (V1 or V3, by their type).
 
     The path follows the credentials' API version (``/fapi/v1/order`` becomes
     ``/fapi/v3/order`` for V3); an unsigned request uses ``api`` (default V1). ``nonce``
-    fixes the V3 nonce (tests); otherwise the credentials' nonce source gives the next.
+    fixes the V3 nonce (tests); otherwise the credentials' nonce source gives the next,
+    from ``now_us``: the venue's time in microseconds as the transport knows it (its
+    clock plus the measured offset; without it, the local clock).
 
     Raises
     ------
@@ -137,5 +142,5 @@ def sign_request(
     if credentials is None:
         raise ValueError(f"{request.method} {request.path} must be signed, and there are no credentials")
     if isinstance(credentials, WalletCredentials):
-        return _sign_v3(request, credentials, path, nonce)
+        return _sign_v3(request, credentials, path, nonce, now_us)
     return _sign_v1(request, credentials, path, timestamp_ms, recv_window_ms)

@@ -4,7 +4,8 @@ The client is aiohttp: one well-kept asyncio HTTP library that also serves the v
 simulator (:mod:`services.venue_sim`), so both ends share one HTTP stack, one event loop
 model and no threads.
 
-- Every request is signed just before it is sent (a fresh timestamp or nonce), with the
+- Every request is signed just before it is sent (a fresh timestamp or nonce, on the
+  venue's clock: read with ``GET /time`` before the first signed request), with the
   credentials given for that call or the transport's default: V1 and V3 accounts can
   share one transport. What goes on the wire is exactly what was signed (query strings
   with ``encoded=True``: no re-quoting; V3 POST/PUT/DELETE as a form body).
@@ -107,6 +108,10 @@ class AsterTransport:
         #: timestamp of signed requests (with the venue's offset).
         self.clock = clock
         self.clock_offset_ms = 0
+        #: True once the venue's clock was read (or the first read of it failed): signed
+        #: requests wait for that first read, so their timestamps and nonces are the venue's.
+        self.clock_measured = False
+        self._clock_reading: asyncio.Future[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
@@ -166,16 +171,40 @@ class AsterTransport:
             self._session = None
 
     def now_ms(self) -> int:
+        """The venue's time as we know it: our clock plus the measured offset (milliseconds)."""
         return int(self.clock() * 1000) + self.clock_offset_ms
 
+    def now_us(self) -> int:
+        """:meth:`now_ms` in microseconds: the time V3 nonces are drawn from."""
+        return int(self.clock() * 1_000_000) + self.clock_offset_ms * 1000
+
     async def sync_clock(self, market_type: MarketType = MarketType.FUTURES) -> int:
-        """Measure the venue clock against ours (``GET /time``); signed V1 requests use it."""
+        """Measure the venue clock against ours (``GET /time``): the timestamps of signed V1
+        requests and the nonces of V3 ones follow it."""
         prefix = SPOT_PREFIX if market_type is MarketType.SPOT else "/fapi/v1"
         before = self.clock() * 1000
         payload = await self.send(VenueRequest("GET", f"{prefix}/time"))
         after = self.clock() * 1000
         self.clock_offset_ms = int(int(payload["serverTime"]) - (before + after) / 2)
+        self.clock_measured = True
         return self.clock_offset_ms
+
+    async def _measure_clock(self) -> None:
+        """Before the first signed request: read the venue's clock once (every request that
+        comes meanwhile waits for that one read). A read that fails leaves our clock as it
+        is; a ``-1021`` reads it again."""
+        reading = self._clock_reading
+        if reading is None:
+            reading = self._clock_reading = asyncio.ensure_future(self._first_clock_read())
+        await asyncio.shield(reading)
+
+    async def _first_clock_read(self) -> None:
+        try:
+            await self.sync_clock()
+        except Exception as error:  # noqa: BLE001 - signed with our clock; -1021 reads it again
+            log.warning("could not read the venue's clock: %s", getattr(error, "reason", type(error).__name__))
+        finally:
+            self.clock_measured = True
 
     # -- sending ----------------------------------------------------------------------------------
     async def send(self, request: VenueRequest, credentials: VenueCredentials | None = None) -> Any:
@@ -201,6 +230,8 @@ class AsterTransport:
                 reason="SHADOW_MODE_READ_ONLY",
             )
         credentials = credentials or self.credentials
+        if request.signed and credentials is not None and not self.clock_measured:
+            await self._measure_clock()
         what = f"{request.method} {request.path}"
         base = self.base_url(request)
         gate = self.gate_for(base)
@@ -235,7 +266,7 @@ class AsterTransport:
     ) -> VenueAnswer:
         signed = sign_request(
             request, credentials, timestamp_ms=self.now_ms(), recv_window_ms=self.recv_window_ms,
-            api=self.api_version,
+            api=self.api_version, now_us=self.now_us(),
         )
         url = URL(base + signed.target, encoded=True)
         data = signed.body.encode() if signed.body else None
