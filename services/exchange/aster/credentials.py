@@ -79,10 +79,30 @@ class NonceSource:
             return self._last
 
 
+_USER_NONCES: dict[str, NonceSource] = {}
+_USER_NONCES_LOCK = threading.Lock()
+
+
+def user_nonces(user: str) -> NonceSource:
+    """The one nonce source of this process for the venue user ``user`` (an address).
+
+    The venue keeps the last nonces per user, whichever API wallet signed them, so every
+    credentials object of one user shares one increasing source: credentials loaded
+    again (the venue accounts registry reloaded, a key rotated) and two API wallets of
+    one user go on from the last nonce sent, even on a clock that stepped back."""
+    key = user.lower()
+    with _USER_NONCES_LOCK:
+        source = _USER_NONCES.get(key)
+        if source is None:
+            source = _USER_NONCES[key] = NonceSource()
+        return source
+
+
 class WalletCredentials:
     """A V3 API wallet: ``user`` (main account address), ``signer`` (the API wallet's
     address) and the API wallet's private key. The repr shows the addresses, which are
-    public, and never the key.
+    public, and never the key. Nonces come from ``nonces``, by default the source this
+    process keeps for ``user`` (:func:`user_nonces`), shared by all its credentials.
 
     Raises
     ------
@@ -120,7 +140,7 @@ class WalletCredentials:
         self.user = to_checksum_address(user)
         self.signer = account.address
         self.chain_id = int(chain_id)
-        self.nonces = nonces or NonceSource()
+        self.nonces = nonces or user_nonces(self.user)
         self._account = account
         self.account_key = "v3:" + self.user
 

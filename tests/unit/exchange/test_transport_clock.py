@@ -125,3 +125,21 @@ def test_a_restarted_exchange_whose_clock_stepped_back_signs_nonces_above_its_la
     assert second > first
     assert second == 1_000_500_000
 
+def test_credentials_of_one_user_loaded_again_go_on_from_its_last_nonce():
+    clock = Clock(1_000.0)
+    venue = Venue(lambda: 1_000_000)
+    sender = transport(clock, venue, None)
+    user = "0x" + "42" * 20  # a user no other test signs for: its nonces start here
+    signer_key = "0x" + "07" * 32
+    from eth_account import Account
+
+    signer = Account.from_key(signer_key).address
+    loaded = WalletCredentials(user, signer, signer_key)
+    run(sender.send(prepare_open_orders("BTCUSDT"), loaded))
+    clock.now = 997.0  # the wall clock steps back 3 s; the measured offset does not know it yet
+    reloaded = WalletCredentials(user, signer, signer_key)  # the venue accounts registry reloaded
+    run(sender.send(prepare_open_orders("BTCUSDT"), reloaded))
+
+    first, second = signed_nonces(venue)
+    assert second == first + 1
+
