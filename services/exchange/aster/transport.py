@@ -15,9 +15,10 @@ model and no threads.
 - Orders are counted per account against the ``ORDERS`` limits and the
   ``X-MBX-ORDER-COUNT-*`` headers: an order past a limit is refused before it is sent.
 - After a 429 or 418 nothing is sent to that host until ``Retry-After`` has passed.
-- Only idempotent reads (GET) are retried, on no answer, 5xx or ``-1021``. An order, a
-  cancel or a setting is sent exactly once; without an answer it is in doubt, and so is
-  an order answered with what the venue's docs do not call a refusal (:mod:`.errors`).
+- Only idempotent reads (GET) are retried, on no answer, 5xx or ``-1021``; any ``-1021``
+  reads the venue's clock again first. An order, a cancel or a setting is sent exactly
+  once; without an answer it is in doubt, and so is an order answered with what the
+  venue's docs do not call a refusal (:mod:`.errors`).
 - :meth:`AsterTransport.exchange` returns the answer with its exact text and the request
   it answered (:mod:`.raw`), for audit. No secret leaves the credentials; logs name the
   method and path only.
@@ -249,15 +250,19 @@ class AsterTransport:
                 gate.block(error.retry_after or self.default_backoff, error.reason)
                 raise
             except (VenueInDoubt, VenueRejected) as error:
-                retry = isinstance(error, VenueInDoubt) or error.reason == CLOCK_SKEW_REASON
+                skewed = isinstance(error, VenueRejected) and error.reason == CLOCK_SKEW_REASON
+                if skewed:
+                    # Our clock is off the venue's: read it again now, whatever the request,
+                    # so the next one is signed on the venue's time (an order refused so is
+                    # not resent: the refusal is its answer).
+                    try:
+                        await self.sync_clock()
+                    except Exception:  # noqa: BLE001 - the retry (or the next -1021) reports what matters
+                        pass
+                retry = isinstance(error, VenueInDoubt) or skewed
                 if not retry or attempt + 1 >= attempts:
                     raise
                 log.info("%s: %s; retrying (read %d of %d)", what, error.reason, attempt + 2, attempts)
-                if error.reason == CLOCK_SKEW_REASON:
-                    try:
-                        await self.sync_clock()
-                    except Exception:  # noqa: BLE001 - the retry reports what matters
-                        pass
                 await self.sleep(self.retry_backoff * (2**attempt))
         raise AssertionError("unreachable")
 

@@ -1,5 +1,5 @@
 """The transport's clock: V3 nonces and V1 timestamps on the venue's time, measured before
-the first signed request.
+the first signed request and again after a ``-1021``.
 
 The HTTP session is a stand-in that answers each request from a script and keeps what
 was sent, so the exact nonce and timestamp of every request can be read back; the local
@@ -13,8 +13,11 @@ import json
 import urllib.parse
 from typing import Any, Callable
 
-from services.exchange.aster.credentials import NonceSource, WalletCredentials
-from services.exchange.aster.requests import prepare_open_orders
+import pytest
+
+from services.exchange.aster.credentials import HmacCredentials, NonceSource, WalletCredentials
+from services.exchange.aster.errors import VenueRejected
+from services.exchange.aster.requests import VenueRequest, prepare_open_orders
 from services.exchange.aster.transport import AsterTransport
 
 USER = "0x63DD5aCC6b1aa0f563956C0e534DD30B6dcF7C4e"
@@ -142,4 +145,35 @@ def test_credentials_of_one_user_loaded_again_go_on_from_its_last_nonce():
 
     first, second = signed_nonces(venue)
     assert second == first + 1
+
+def test_an_order_refused_for_its_timestamp_measures_the_clock_again_and_is_not_resent():
+    clock = Clock(1_000.0)
+    venue_ms = [1_000_000]
+    refusals = [1]
+
+    def answer(path: str, params: dict[str, str]) -> tuple[int, str]:
+        if path.endswith("/order") and refusals:
+            refusals.pop()
+            return 400, json.dumps({"code": -1021, "msg": "Timestamp for this request is outside of the recvWindow."})
+        return 200, json.dumps({"orderId": 1, "status": "NEW"})
+
+    venue = Venue(lambda: venue_ms[0], answer)
+    sender = transport(clock, venue, HmacCredentials("key", "secret"))
+    order = VenueRequest("POST", "/fapi/v1/order", (("symbol", "BTCUSDT"), ("newClientOrderId", "c1")),
+                         signed=True, places_order=True)
+    run(sender.sync_clock())
+    venue_ms[0] = 1_060_000  # the venue's clock is now a minute ahead of ours
+
+    with pytest.raises(VenueRejected) as refused:
+        run(sender.send(order))
+    run(sender.send(order))
+
+    assert refused.value.reason == "VENUE_TIMESTAMP_OUTSIDE_RECV_WINDOW"
+    sent = [(method, path, params.get("timestamp")) for method, path, params in venue.sent]
+    assert sent == [
+        ("GET", "/fapi/v1/time", None),
+        ("POST", "/fapi/v1/order", "1000000"),
+        ("GET", "/fapi/v1/time", None),  # measured again at once; the refused order is not resent
+        ("POST", "/fapi/v1/order", "1060000"),
+    ]
 
