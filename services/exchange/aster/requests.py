@@ -38,7 +38,8 @@ ORDER_TYPES = {
     OrderType.TAKE_PROFIT_MARKET: "TAKE_PROFIT_MARKET",
     OrderType.TRAILING_STOP_MARKET: "TRAILING_STOP_MARKET",
 }
-#: Post-only is Aster's ``GTX`` time in force.
+#: Post-only is Aster's ``GTX`` time in force (good till crossing: it rests), so only a
+#: GTC order can be post-only at the venue; IOC and FOK post-only orders are refused.
 POST_ONLY_TIME_IN_FORCE = "GTX"
 
 
@@ -106,6 +107,13 @@ def _order_params(order: Order, rules: SymbolRules | None, reference_price: Deci
     if order.time_in_force is TimeInForce.GTD:
         raise PreconditionFailed(
             "time_in_force GTD: Aster has no good-till-date orders", reason="ORDER_NOT_REPRESENTABLE"
+        )
+    if order.post_only and order.time_in_force is not TimeInForce.GTC:
+        # The venue's post-only is GTX, which rests what it does not fill: an IOC or FOK
+        # post-only order would be sent as another order (one that rests).
+        raise PreconditionFailed(
+            f"post_only with time_in_force {order.time_in_force.value}: the venue's post-only (GTX) rests, "
+            "it cannot be IOC or FOK", reason="ORDER_NOT_REPRESENTABLE"
         )
     fitted = fit_order(order, rules, reference_price)
     params = [

@@ -193,6 +193,20 @@ def test_post_only_limit_order_is_sent_as_gtx(make_order):
     assert dict(prepare_futures_order(order).params)["timeInForce"] == "GTX"
 
 
+@pytest.mark.parametrize("time_in_force", [TimeInForce.IOC, TimeInForce.FOK])
+@pytest.mark.parametrize("market_type", [MarketType.FUTURES, MarketType.SPOT])
+def test_a_post_only_order_that_must_not_rest_is_refused_not_sent_as_gtx(make_order, time_in_force, market_type):
+    # GTX rests what it does not fill; an IOC or FOK post-only order never rests (it can
+    # only expire): sent as GTX it would be another order.
+    order = make_order(post_only=True, time_in_force=time_in_force, market_type=market_type)
+
+    with pytest.raises(PreconditionFailed) as raised:
+        prepare_futures_order(order) if market_type is MarketType.FUTURES else prepare_spot_order(order)
+
+    assert raised.value.reason == "ORDER_NOT_REPRESENTABLE"
+    assert "post_only" in str(raised.value) and time_in_force.value in str(raised.value)
+
+
 def test_spot_order_goes_to_the_spot_path(make_order):
     order = make_order(client_order_id="sp", market_type=MarketType.SPOT, symbol="ETHUSDT", price=Decimal("3000"))
 
