@@ -30,6 +30,9 @@ class SymbolRules:
     step_size: Decimal = Decimal(0)
     min_qty: Decimal = Decimal(0)
     max_qty: Decimal = Decimal(0)
+    #: MARKET_LOT_SIZE: a MARKET order's quantity is held to these as well as to LOT_SIZE.
+    market_step_size: Decimal = Decimal(0)
+    market_min_qty: Decimal = Decimal(0)
     market_max_qty: Decimal = Decimal(0)
     min_notional: Decimal = Decimal(0)
     #: PERCENT_PRICE: a futures BUY's price at most mark × up, a SELL's at least mark ×
@@ -62,7 +65,11 @@ class SymbolRules:
                     max_qty=Decimal(item.get("maxQty", "0")),
                 )
             elif kind == "MARKET_LOT_SIZE":
-                fields["market_max_qty"] = Decimal(item.get("maxQty", "0"))
+                fields.update(
+                    market_step_size=Decimal(item.get("stepSize", "0")),
+                    market_min_qty=Decimal(item.get("minQty", "0")),
+                    market_max_qty=Decimal(item.get("maxQty", "0")),
+                )
             elif kind in ("MIN_NOTIONAL", "NOTIONAL"):
                 fields["min_notional"] = Decimal(str(item.get("notional", item.get("minNotional", "0"))))
             elif kind == "PERCENT_PRICE":
@@ -175,13 +182,20 @@ def fit_order(order: Order, rules: SymbolRules | None, reference_price: Decimal 
 
 
 def _check_quantity(order: Order, quantity: Decimal, rules: SymbolRules) -> None:
-    if rules.step_size > 0 and (quantity - rules.min_qty) % rules.step_size != 0:
-        raise _refuse(f"quantity {quantity} is not a multiple of the step size {rules.step_size}")
-    if rules.min_qty > 0 and quantity < rules.min_qty:
-        raise _refuse(f"quantity {quantity} is below the minimum {rules.min_qty}")
-    max_qty = rules.market_max_qty if order.order_type is OrderType.MARKET and rules.market_max_qty > 0 else rules.max_qty
-    if max_qty > 0 and quantity > max_qty:
-        raise _refuse(f"quantity {quantity} is above the maximum {max_qty}")
+    """LOT_SIZE, and for a MARKET order MARKET_LOT_SIZE too (its own step, minimum and maximum)."""
+    _check_lot(quantity, rules.step_size, rules.min_qty, rules.max_qty, "")
+    if order.order_type is OrderType.MARKET:
+        _check_lot(quantity, rules.market_step_size, rules.market_min_qty, rules.market_max_qty,
+                   " of a market order")
+
+
+def _check_lot(quantity: Decimal, step: Decimal, minimum: Decimal, maximum: Decimal, what: str) -> None:
+    if step > 0 and (quantity - minimum) % step != 0:
+        raise _refuse(f"quantity {quantity} is not a multiple of the step size {step}{what}")
+    if minimum > 0 and quantity < minimum:
+        raise _refuse(f"quantity {quantity} is below the minimum {minimum}{what}")
+    if maximum > 0 and quantity > maximum:
+        raise _refuse(f"quantity {quantity} is above the maximum {maximum}{what}")
 
 
 def _trigger_price(name: str, value: Decimal | None, rules: SymbolRules) -> Decimal | None:

@@ -93,6 +93,28 @@ def test_a_market_orders_notional_is_taken_at_the_mark_price(make_order):
               RULES, Decimal("0.2"))
 
 
+MARKET_LOT = SymbolRules.from_exchange_info({"symbol": "BTCUSDT", "filters": [
+    {"filterType": "LOT_SIZE", "maxQty": "1000", "minQty": "0.001", "stepSize": "0.001"},
+    {"filterType": "MARKET_LOT_SIZE", "maxQty": "120", "minQty": "0.01", "stepSize": "0.01"},
+]})
+
+
+@pytest.mark.parametrize("quantity, problem", [
+    ("0.005", "0.01 of a market order"),  # on LOT_SIZE's step, under MARKET_LOT_SIZE's minimum
+    ("0.015", "not a multiple of the step size 0.01 of a market order"),  # off MARKET_LOT_SIZE's step
+    ("150", "above the maximum 120 of a market order"),
+])
+def test_a_market_order_is_held_to_the_market_lot_size_step_and_minimum(make_order, quantity, problem):
+    market = make_order(order_type=OrderType.MARKET, price=None, quantity=Decimal(quantity))
+
+    with pytest.raises(PreconditionFailed) as refused:
+        fit_order(market, MARKET_LOT)
+
+    assert refused.value.reason == "ORDER_NOT_REPRESENTABLE" and problem in str(refused.value)
+    # A limit order of the same quantity is LOT_SIZE's business only.
+    assert fit_order(make_order(quantity=Decimal(quantity)), MARKET_LOT).quantity == Decimal(quantity)
+
+
 def test_prices_go_to_the_tick_counted_from_min_price_in_the_orders_favour():
     rules = SymbolRules("X", tick_size=Decimal("0.5"), min_price=Decimal("0.2"))
 
