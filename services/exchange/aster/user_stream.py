@@ -5,7 +5,8 @@ As Aster's docs define it ("User Data Streams", futures and spot, V1 and V3):
 - ``POST /listenKey`` returns the account's active key, or a new one, valid 60 minutes;
   ``PUT /listenKey`` extends it ("It's recommended to send a ping about every 60
   minutes"; spot: "every 30 minutes"; this sends one every ``keepalive_seconds``, 30
-  minutes by default); ``DELETE /listenKey`` closes it.
+  minutes by default, and one that failed again within a minute); ``DELETE /listenKey``
+  closes it.
 - The stream is ``<ws base>/ws/<listenKey>``; a connection lasts at most 24 hours; a
   ``listenKeyExpired`` event means nothing more comes on that key.
 - Payloads "are not guaranteed to be in order during heavy periods": every message is
@@ -39,9 +40,12 @@ from services.domain import MarketType
 from . import raw
 from . import requests as rq
 from .credentials import VenueCredentials
-from .errors import VenueRejected
+from .errors import VenueRateLimited, VenueRejected
 
 log = logging.getLogger(__name__)
+
+#: How soon a keepalive that failed (no answer, rate limited) is sent again.
+KEEPALIVE_RETRY_SECONDS = 60.0
 
 MessageHandler = Callable[[dict[str, Any], str], Awaitable[None]]
 ConnectedHandler = Callable[[], Awaitable[None]]
@@ -81,6 +85,7 @@ class UserDataStream:
         reconnect_seconds: float = 1.0,
         max_reconnect_seconds: float = 30.0,
         max_connection_seconds: float = 23.5 * 3600,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.transport = transport
         self.credentials = credentials
@@ -92,6 +97,7 @@ class UserDataStream:
         self.reconnect_seconds = reconnect_seconds
         self.max_reconnect_seconds = max_reconnect_seconds
         self.max_connection_seconds = max_connection_seconds
+        self.sleep = sleep
         self.connected = False
         self.connections = 0
         self.listen_key: str | None = None
@@ -179,8 +185,14 @@ class UserDataStream:
                     await keepalive
 
     async def _keepalive(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        """``PUT /listenKey`` every ``keepalive_seconds``; one that got no answer (or was
+        rate limited) again within :data:`KEEPALIVE_RETRY_SECONDS` (or when the venue
+        allows), not a whole interval later, when the key may have expired; one the venue
+        refuses closes the socket, for a new key."""
+        wait = self.keepalive_seconds
         while True:
-            await asyncio.sleep(self.keepalive_seconds)
+            await self.sleep(wait)
+            wait = self.keepalive_seconds
             try:
                 await self.transport.send(
                     rq.prepare_keepalive_listen_key(self.listen_key or "", self.market_type), self.credentials
@@ -189,5 +201,9 @@ class UserDataStream:
                 log.info("listenKey keepalive refused (%s); reconnecting", error.reason)
                 await socket.close()
                 return
-            except Exception as error:  # noqa: BLE001 - retried at the next interval
-                log.info("listenKey keepalive failed: %s", getattr(error, "reason", type(error).__name__))
+            except Exception as error:  # noqa: BLE001 - tried again soon
+                wait = min(self.keepalive_seconds, KEEPALIVE_RETRY_SECONDS)
+                if isinstance(error, VenueRateLimited) and error.retry_after > 0:
+                    wait = min(max(wait, error.retry_after), self.keepalive_seconds)
+                log.info("listenKey keepalive failed: %s; trying again in %.0fs",
+                         getattr(error, "reason", type(error).__name__), wait)
