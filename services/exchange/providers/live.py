@@ -10,7 +10,8 @@ them. A restarted Exchange therefore trades on with what the venue holds; with
 serves at all (:meth:`LiveProvider.restore_settings`), and :meth:`LiveProvider.start`
 does not read it again. One read per account: orders that arrive while it is in flight
 wait for it (:meth:`LiveProvider.read_settings`). An order the venue's filters would
-refuse is refused before it is sent.
+refuse is refused before it is sent; the filters are read again when five minutes old,
+and at once after the venue refused an order by them.
 
 Accounts: each order is sent with the credentials of its account (the venue accounts
 registry, :mod:`services.common.venue_accounts`, or ``credentials_for``; without either,
@@ -75,6 +76,14 @@ __all__ = ["LiveProvider", "AccountSession", "Tracked", "VenueSettings", "VENUE_
 
 log = logging.getLogger(__name__)
 
+#: Venue refusals of an order by the symbol's rules: the rules held here may be out of date
+#: (a tick, a step or a bound changed, the symbol closed), so they are read again.
+RULES_REASONS = frozenset({
+    "ORDER_NOT_REPRESENTABLE", "PRICE_NOT_ON_TICK", "QUANTITY_NOT_ON_STEP", "VENUE_BAD_PRECISION", "MIN_NOTIONAL",
+    "SYMBOL_NOT_AT_VENUE", "SYMBOL_CLOSED",
+})
+
+
 def _retrieve(future: "asyncio.Future[Any]") -> None:
     """Mark a shared read's outcome as seen (its askers get it through their shields)."""
     if not future.cancelled():
@@ -102,6 +111,7 @@ class LiveProvider:
         reconnect_seconds: float = 1.0,
         mark_price_seconds: float = 1.0,
         round_prices: bool = True,
+        rules_seconds: float = 300.0,
         accounts: VenueAccounts | None = None,
         deadman_seconds: float = 0.0,
         account_id: str | None = None,
@@ -139,6 +149,11 @@ class LiveProvider:
         # False: a limit price off the tick is refused (PRICE_NOT_ON_TICK) rather than rounded,
         # for an order path that rounds before Risk approves (the price stored is the price sent).
         self.round_prices = round_prices
+        #: The symbols' rules (exchange information) are read again before an order once
+        #: they are older than this, and at once after the venue refused an order by a
+        #: filter (:data:`RULES_REASONS`): the venue changes a tick or a step now and then.
+        self.rules_seconds = rules_seconds
+        self._rules_read: dict[MarketType, float] = {}
         self.sessions: dict[str, AccountSession] = {}
         self._default = self._session_for(transport.credentials)
         self._rules: dict[MarketType, dict[str, SymbolRules]] = {}
@@ -332,11 +347,24 @@ class LiveProvider:
         return value
 
     async def rules(self, symbol: str, market_type: MarketType) -> SymbolRules:
+        """The symbol's rules, read from the venue's exchange information when unknown, older
+        than ``rules_seconds``, or dropped after a filter refusal (a read that fails then
+        leaves the rules last read)."""
         known = self._rules.get(market_type, {})
-        if symbol not in known:
-            payload = await self.transport.send(rq.prepare_exchange_info(market_type))
-            self.transport.configure_limits(market_type, payload)
-            known = self._rules[market_type] = parse_exchange_info(payload)
+        read_at = self._rules_read.get(market_type)
+        stale = read_at is None or time.monotonic() - read_at > self.rules_seconds
+        if symbol not in known or stale:
+            try:
+                payload = await self.transport.send(rq.prepare_exchange_info(market_type))
+            except (VenueInDoubt, VenueRateLimited) as error:
+                if symbol not in known:
+                    raise
+                log.warning("the venue's exchange information was not read again (%s): %s's rules as last read",
+                            error.reason, symbol)
+            else:
+                self.transport.configure_limits(market_type, payload)
+                known = self._rules[market_type] = parse_exchange_info(payload)
+                self._rules_read[market_type] = time.monotonic()
         try:
             return known[symbol]
         except KeyError:
@@ -509,9 +537,11 @@ class LiveProvider:
             if held:
                 asyncio.ensure_future(self._emit(held))
             raise
-        except Exception:
+        except Exception as error:
             tracked.release()
             self._by_client_id.pop(client_key, None)
+            if isinstance(error, VenueRejected) and error.venue_code is not None and error.reason in RULES_REASONS:
+                self._rules_read.pop(order.market_type, None)  # the venue's filters changed: read them again
             raise
         payload = answer.payload
         order.remote_order_id = str(payload["orderId"])

@@ -490,3 +490,48 @@ def test_fills_owed_by_an_order_a_poll_passed_while_it_was_being_placed_are_read
     assert placed == []
     assert [r.fill.quantity for r in owed if r.fill] == [Decimal("0.5"), Decimal("0.3")]
     assert owed[-1].order_status is OrderStatus.FILLED
+
+
+def _limit(make_order, price, **fields):
+    return make_order(order_type=OrderType.LIMIT, price=Decimal(price), quantity=Decimal("0.1"), **fields)
+
+
+def test_a_venue_refusal_naming_a_filter_reads_the_symbols_rules_again_for_the_next_order(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            provider.round_prices = False  # as the live Exchange runs: an off-tick price is refused
+            await provider.execute(_limit(make_order, "64000.3"))  # tick 0.1: the rules are read
+            venue.sim.state.specs["BTCUSDT"].tick = Decimal("0.5")  # the venue changes the tick
+            with pytest.raises(VenueRejected) as at_venue:
+                await provider.execute(_limit(make_order, "64000.3"))
+            posts = len(venue.requests("POST", "/order"))
+            with pytest.raises(PreconditionFailed) as here:
+                await provider.execute(_limit(make_order, "64000.3"))
+            refused_here = len(venue.requests("POST", "/order")) == posts
+            on_new_tick = await provider.execute(_limit(make_order, "64000.5"))
+            await provider.close()
+            return at_venue.value, here.value, refused_here, on_new_tick
+
+    at_venue, here, refused_here, on_new_tick = run(scenario)
+
+    assert at_venue.reason == "PRICE_NOT_ON_TICK" and at_venue.venue_code == -4014
+    assert here.reason == "PRICE_NOT_ON_TICK" and refused_here  # the new tick, known before sending
+    assert on_new_tick[0].order_status is OrderStatus.ACCEPTED
+
+
+def test_rules_older_than_rules_seconds_are_read_again_before_an_order(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            provider.round_prices = False
+            provider.rules_seconds = 0.0  # every order reads them again
+            await provider.execute(_limit(make_order, "64000.3"))
+            venue.sim.state.specs["BTCUSDT"].tick = Decimal("0.05")  # a finer tick: nothing refuses
+            finer = await provider.execute(_limit(make_order, "64000.35"))
+            await provider.close()
+            return finer
+
+    finer = run(scenario)
+
+    assert finer[0].order_status is OrderStatus.ACCEPTED
