@@ -216,7 +216,7 @@ _OWN: tuple[Reason, ...] = (
        "the failures in its venue_failures.", ("failures",), _EXCHANGE),
     _r("VENUE_ANSWER_UNKNOWN", "UNAVAILABLE",
        "The venue answered an order with what its docs do not call a refusal (a 4xx without its error code, a "
-       "408, a 409, a code Tessera does not map): the order may or may not be at the venue; it stays SUBMITTED "
+       "408, a 409, a code Tessera does not map, a success without an order id in it): the order may or may not be at the venue; it stays SUBMITTED "
        "until the reconciler asks the venue. Read the order before retrying.", services=_EXCHANGE),
     _r("VENUE_TIMEOUT", "UNAVAILABLE", "The venue did not answer in time: the request may or may not have taken "
                                        "effect.", services=_EXCHANGE),

@@ -22,6 +22,8 @@ apply to the next matching requests:
 ``error_4xx``      answer ``status`` (a 4xx; 400 when it is not one) with a body carrying no venue error code
                    (a proxy's page), or with ``code`` when given, without processing (``processed: true``
                    processes first)
+``garbled_2xx``    process the request, then answer 200 with a body that is not the venue's JSON (a proxy's
+                   page)
 ``rate_limit_429`` answer 429 with ``Retry-After``
 ``ban_418``        answer 418 with ``Retry-After``, and every request until it has passed
 ``late_fill``      accept an order now, match it ``delay`` seconds later
@@ -228,6 +230,10 @@ class VenueSimulator:
             if fault.code is not None:
                 return _error(status, fault.code, "An error the venue's docs do not list.", call.headers)
             return web.Response(status=status, text=f"<html><body>{status}</body></html>", content_type="text/html",
+                                headers=call.headers)
+        if fault.kind == "garbled_2xx":
+            await self._serve(call, None)
+            return web.Response(status=200, text="<html><body>OK</body></html>", content_type="text/html",
                                 headers=call.headers)
         if fault.kind == "rate_limit_429":
             return _error(429, -1003, "Too many requests; please use the websocket for live updates.", {**call.headers, "Retry-After": str(fault.retry_after)})

@@ -544,8 +544,17 @@ class LiveProvider:
                 self._rules_read.pop(order.market_type, None)  # the venue's filters changed: read them again
             raise
         payload = answer.payload
-        order.remote_order_id = str(payload["orderId"])
-        tracked = self._track(tracked, int(payload["orderId"]))
+        try:
+            venue_order_id = int(payload["orderId"])
+        except (KeyError, TypeError, ValueError):
+            # A success without the venue's answer in it (a proxy's page, a body cut short):
+            # the venue may hold the order. In doubt, as without an answer.
+            await self._emit(tracked.release())
+            raise metrics.venue_error(VenueInDoubt(
+                f"POST {request.path}: the venue answered HTTP {answer.status} without an order id",
+                reason="VENUE_ANSWER_UNKNOWN")) from None
+        order.remote_order_id = str(venue_order_id)
+        tracked = self._track(tracked, venue_order_id)
         try:
             learnt = await self._learn(tracked, payload, announce=True, raw_json=answer.raw_json)
         finally:

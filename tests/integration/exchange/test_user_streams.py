@@ -12,6 +12,7 @@ from decimal import Decimal
 import aiohttp
 
 from services.domain import MarketType, OrderStatus
+from services.exchange.aster.errors import VenueInDoubt
 from services.exchange.providers.live import LiveProvider
 from services.reliability.venue import VenueRecord
 
@@ -174,3 +175,30 @@ def test_fills_streamed_for_an_order_whose_placement_call_was_cancelled_are_repo
 
     assert [r.order_status for r in reports] == [OrderStatus.ACCEPTED, OrderStatus.FILLED]
     assert reports[-1].fill.quantity == Decimal("0.2")
+
+
+def test_a_placement_answered_without_an_order_id_is_in_doubt_and_its_streamed_fills_still_go_out(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider, streams, streamed = await started(venue)
+            assert await streams[MarketType.FUTURES].wait_connected(5)
+            await ready(provider)
+            order = limit(make_order, "63900", "0.2")
+            # The venue takes the order; what comes back is a 200 that is not the venue's answer.
+            venue.fault("garbled_2xx", method="POST", path="/order")
+            try:
+                await provider.execute(order)
+            except Exception as error:  # noqa: BLE001 - what it raised is the subject
+                raised = error
+            else:
+                raised = None
+            venue.sim.state.set_price(None, "BTCUSDT", Decimal("63850"))  # the order fills
+            await until(lambda: any(r.fill for r in streamed if r.order_id == order.order_id), timeout=3)
+            await provider.close()
+            return raised, [r for r in streamed if r.order_id == order.order_id], venue.sim.placements
+
+    raised, reports, placements = run(scenario)
+
+    assert isinstance(raised, VenueInDoubt) and raised.reason == "VENUE_ANSWER_UNKNOWN"
+    assert [r.order_status for r in reports] == [OrderStatus.ACCEPTED, OrderStatus.FILLED]
+    assert list(placements.values()) == [1]  # never resent
