@@ -51,11 +51,12 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 @dataclasses.dataclass(frozen=True)
 class SignedRequest:
-    """What goes on the wire: method, path, query string, form body, headers."""
+    """What goes on the wire: method, path, query string, form body, headers. The repr
+    shows the method and the path only: the query and the body carry the signature."""
 
     method: str
     path: str
-    query: str
+    query: str = dataclasses.field(repr=False)
     headers: dict[str, str] = dataclasses.field(repr=False)
     request: VenueRequest = dataclasses.field(repr=False)
     body: str = dataclasses.field(default="", repr=False)

@@ -186,3 +186,14 @@ def test_credentials_are_chosen_per_account_from_their_fields():
         credentials_from_mapping({"api_key": "k", "secret": "s", "user": DOC_USER})
     with pytest.raises(ValueError, match="lack private_key"):
         credentials_from_mapping({"user": DOC_USER, "signer": DOC_SIGNER})
+
+
+def test_a_signed_requests_repr_shows_no_signature(wallet):
+    # A signature in a log line or a traceback could be replayed while it is valid.
+    v1 = sign_request(prepare_query_order("BTCUSDT", "c1"), HmacCredentials("key-1", "secret-1"), timestamp_ms=1)
+    v3 = sign_request(prepare_query_order("BTCUSDT", "c1"), wallet, timestamp_ms=0, nonce=DOC_NONCE)
+
+    for signed in (v1, v3):
+        signature = signed.query.rpartition("&signature=")[2]
+        assert signature and signature not in repr(signed) and "signature" not in repr(signed)
+        assert "/order" in repr(signed)  # what was asked still shows
