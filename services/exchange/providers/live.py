@@ -403,8 +403,7 @@ class LiveProvider:
         """Read the account's position mode, and each symbol's leverage and margin type,
         from the venue (``positionSide/dual``, ``positionRisk``), and take them as set."""
         session = self.session(account)
-        mode = await self.transport.send(rq.prepare_position_mode(), session.credentials)
-        session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        await self._read_position_mode(session)
         wanted = set(symbols) if symbols is not None else None
         rows = await self.transport.send(rq.prepare_position_risk(), session.credentials) or []
         for row in rows:
@@ -418,6 +417,12 @@ class LiveProvider:
                 session.margin_modes[symbol] = MarginMode.ISOLATED if margin == "ISOLATED" else MarginMode.CROSSED
         session.settings_loaded = True  # both read: not read again at start or at the first order
         return VenueSettings(session.hedge_mode, dict(session.leverage), dict(session.margin_modes))
+
+    async def _read_position_mode(self, session: AccountSession) -> bool:
+        """The account's position mode as the venue has it (``positionSide/dual``), taken as set."""
+        mode = await self.transport.send(rq.prepare_position_mode(), session.credentials)
+        session.hedge_mode = bool(mode.get("dualSidePosition")) if isinstance(mode, dict) else False
+        return session.hedge_mode
 
     async def read_settings(self, account: str | None) -> VenueSettings:
         """:meth:`load_settings` of ``account``, shared by everyone who asks while a read is in
@@ -542,6 +547,11 @@ class LiveProvider:
             self._by_client_id.pop(client_key, None)
             if isinstance(error, VenueRejected) and error.venue_code is not None and error.reason in RULES_REASONS:
                 self._rules_read.pop(order.market_type, None)  # the venue's filters changed: read them again
+            if isinstance(error, VenueRejected) and error.reason == "POSITION_SIDE_MISMATCH":
+                # -4061: the account's position mode is not the one held here (changed outside
+                # Tessera): read it, so the next order carries the positionSide it needs.
+                with contextlib.suppress(VenueInDoubt, VenueRateLimited, VenueRejected):
+                    await self._read_position_mode(session)
             raise
         payload = answer.payload
         try:

@@ -535,3 +535,24 @@ def test_rules_older_than_rules_seconds_are_read_again_before_an_order(make_orde
     finer = run(scenario)
 
     assert finer[0].order_status is OrderStatus.ACCEPTED
+
+
+def test_an_order_refused_for_its_position_side_reads_the_position_mode_again_for_the_next_one(make_order):
+    async def scenario():
+        async with running_venue() as venue:
+            provider = await ready(venue)
+            await provider.load_settings()  # one-way mode
+            # The account is put in hedge mode outside Tessera (the venue's web page).
+            venue.sim.state.account("default").dual_side = True
+            with pytest.raises(VenueRejected) as refused:
+                await provider.execute(make_order())
+            placed = await provider.execute(make_order())
+            params = venue.requests("POST", "/order")[-1]["params"]
+            await provider.close()
+            return refused.value, placed, params, provider.session().hedge_mode
+
+    refused, placed, params, hedge_mode = run(scenario)
+
+    assert refused.reason == "POSITION_SIDE_MISMATCH"
+    assert hedge_mode is True and params["positionSide"] == "LONG"
+    assert placed[-1].order_status is OrderStatus.FILLED
