@@ -182,7 +182,9 @@ class Cancels:
     async def expire_due(self, now: dt.datetime | None = None) -> list[Order]:
         """Expire what is due: APPROVED orders whose risk token lapsed before anyone
         submitted them, and GTD orders whose expire time has come (a working one is
-        cancelled at the venue first, and EXPIRED once the venue confirms).
+        cancelled at the venue first, and EXPIRED once the venue confirms). Returns the
+        orders it expired: not one that moved on after the sweep read it (a submission
+        claimed it, a fill completed it).
 
         A sweep reads at most :data:`EXPIRY_PAGE` of them, least recently changed first,
         from after the last one the sweep before read when that one read a full page: the
@@ -197,11 +199,16 @@ class Cancels:
         for order in due:
             try:
                 if order.status is OrderStatus.APPROVED:
-                    expired.append(await self.submitter.write(_expire_locally, order.order_id, lapsed_before, now))
+                    swept = await self.submitter.write(_expire_locally, order.order_id, lapsed_before, now)
                 elif order.status is not OrderStatus.PENDING_CANCEL:
-                    expired.append(await self._expire_at_venue(order))
+                    swept = await self._expire_at_venue(order)
+                else:
+                    continue
             except (PreconditionFailed, VenueUnavailable) as error:
                 log.warning("could not expire order %s: %s", order.order_id, error)
+                continue
+            if swept.status is OrderStatus.EXPIRED:  # not one that moved on since it was read (claimed, filled)
+                expired.append(swept)
         return expired
 
     async def _expire_at_venue(self, order: Order) -> Order:

@@ -121,3 +121,26 @@ def test_orders_the_sweep_skips_or_cannot_expire_do_not_keep_later_ones_from_exp
     assert stored(db, later.order_id)[0].status is OrderStatus.EXPIRED
     left = db.read_sync(lambda uow: [uow.orders.get(o.order_id).status for o in stuck])
     assert left == [OrderStatus.SUBMITTED, OrderStatus.PENDING_CANCEL] * 250
+
+
+def test_a_sweep_whose_lapsed_order_was_claimed_after_it_read_it_expires_nothing(cancels, approved, clock, db,
+                                                                                  submitter, gateway):
+    # The token is still good by the submission's clock; the sweep, run for a later
+    # instant, reads the order as lapsed, and the claim lands before the sweep writes.
+    order, token = approved(**RESTING)
+    read = db.read
+
+    async def read_then_claim(fn, *args):
+        due = await read(fn, *args)
+        db.read = read
+        await submitter.submit(order, token)
+        return due
+
+    db.read = read_then_claim
+    swept = asyncio.run(cancels.expire_due(clock.now() + dt.timedelta(seconds=LAPSE + 1)))
+
+    assert swept == []
+    claimed, events = stored(db, order.order_id)
+    assert claimed.status is OrderStatus.ACCEPTED
+    assert OrderStatus.EXPIRED not in [e.to_status for e in events]
+    assert len(gateway.executed) == 1  # sent once, by the submission
