@@ -5,6 +5,14 @@ working one goes PENDING_CANCEL, then the venue's answer decides: CANCELLED (or 
 that won the race), or back to the state before it when the venue refuses. A cancel
 without an answer leaves the order PENDING_CANCEL (a new request sends it again).
 
+A cancel the venue refuses because it has no open order by that id (``UNKNOWN_ORDER``,
+``CANCEL_REJECTED``) says only that the venue no longer works the order, not that it still
+may: an earlier cancel whose answer was lost (or a second cancel sent at the same moment)
+cancelled it, or it filled. So the OMS asks the venue (``QueryOrder``) and records what it
+says first (:func:`venue_word`): the order's fills, and its end when it ended. Only an order
+the venue still works, or does not know, or that cannot be asked about now, goes back to
+the state before the cancel.
+
 When the venue's answer says it executed more of the order than the OMS has recorded,
 the fills the cancel crossed on the wire are still on their way (the report stream):
 the OMS reads them from the venue (``QueryOrder``) and records them before the close
@@ -19,6 +27,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+from decimal import Decimal
 from typing import Any, Awaitable, Callable
 
 import grpc
@@ -92,8 +101,9 @@ class Cancels:
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
+                word = await venue_word(self.gateway, order, answer, self.clock())
                 return await self.submitter.write(_cancel_refused, order_id, answer.reason, self.clock(),
-                                                  answer.venue_payload)
+                                                  answer.venue_payload, word)
             # No answer: the cancel may or may not have reached the venue. The order stays
             # PENDING_CANCEL (a new cancel request sends it again); the caller is told UNAVAILABLE.
             raise VenueUnavailable(
@@ -214,9 +224,16 @@ class Cancels:
     async def _expire_at_venue(self, order: Order) -> Order:
         """Cancel a working GTD order whose time has come, straight at the venue (the
         state table has no PENDING_CANCEL -> EXPIRED); the fill tracker records the
-        venue's confirmation as EXPIRED, whichever path brings it first."""
+        venue's confirmation as EXPIRED, whichever path brings it first. A cancel the
+        venue refuses for having no open order records what the venue says became of
+        the order (filled, or ended otherwise: :func:`venue_word`)."""
         answer = await self.gateway.cancel(order)
         if isinstance(answer, Refusal):
+            word = await venue_word(self.gateway, order, answer, self.clock())
+            if word:
+                ended = (await self.submitter.apply_reports(order.order_id, word)).order
+                if ended.status.is_terminal:
+                    return ended
             raise VenueUnavailable(f"the venue did not cancel order {order.order_id}: {answer.reason}")
         return (await self.submitter.apply_reports(order.order_id, await closing_reports(self.gateway, order, answer))
                 ).order
@@ -243,6 +260,67 @@ async def fills_at_venue(gateway: ExchangeGateway, order: Order) -> list[Executi
     return [convert.report_from_proto(fill) for fill in answer.fills]
 
 
+#: The refusals of a cancel that mean the venue has no open order by that id: it ended there
+#: (cancelled, filled, expired), or never arrived.
+NO_OPEN_ORDER = frozenset({"UNKNOWN_ORDER", "CANCEL_REJECTED"})
+#: The venue's statuses of an order it ended, which a refused cancel does not undo.
+_ENDED_THERE = frozenset({OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.FILLED})
+
+
+async def venue_word(gateway: ExchangeGateway, order: Order, refusal: Refusal, at: dt.datetime
+                     ) -> list[ExecutionReport]:
+    """What the venue says became of ``order`` after it refused its cancel (``refusal``)
+    for having no open order by that id: the order's fills, then a report of its status
+    there (dated ``at``, with the quantity the venue executed in all). Nothing when the
+    refusal says something else, or the venue does not know the order, or cannot be
+    asked now."""
+    if not (refusal.not_found or refusal.reason in NO_OPEN_ORDER):
+        return []
+    try:
+        answer = await gateway.query(order)
+    except grpc.aio.AioRpcError as error:
+        log.warning("the venue refused the cancel of order %s (%s) and could not be asked why (%s)", order.order_id,
+                    refusal.reason, error.code().name)
+        return []
+    if not answer.found:
+        return []
+    reports = [convert.report_from_proto(fill) for fill in answer.fills]
+    status = convert.enum_from_proto(OrderStatus, answer.venue_status, "venue_status", required=False)
+    if status is not None:
+        reports.append(ExecutionReport(
+            order_id=order.order_id, client_order_id=order.client_order_id, venue=order.venue, account=order.account,
+            symbol=order.symbol, side=order.side, order_status=status, transact_time=at,
+            remote_order_id=answer.remote_order_id or None,
+            cumulative_quantity=Decimal(answer.executed_quantity) if answer.executed_quantity else None,
+            reason=f"venue: {status.value.lower()} (asked after it refused the cancel: {refusal.reason})"))
+    return reports
+
+
+def settle_refused_cancel(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime, venue_payload: str | None,
+                          word: list[ExecutionReport]) -> Order:
+    """The venue refused the cancel of ``order_id``: record what it says became of the
+    order first (``word``, see :func:`venue_word`: its fills, its status there). An order
+    the venue ended (cancelled, expired, filled) ends so, or stays PENDING_CANCEL while the
+    fills it says it executed are on their way; any other goes back from PENDING_CANCEL to
+    the state before the cancel, then takes the venue's status (an order that was on its
+    way when it was cancelled, acknowledged meanwhile). Returns the order as stored."""
+    for report in word:
+        apply_report(uow, report)
+    order = load(uow, order_id)
+    status = word[-1] if word and word[-1].fill is None else None
+    if status is not None and status.order_status in _ENDED_THERE:
+        return order
+    if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
+        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
+        if venue_payload:  # the venue's refusal of the cancel, as it answered
+            event.raw_venue_json = order.raw_venue_json = venue_payload
+        uow.orders.save(order)
+        if status is not None:
+            applied, _ = apply_report(uow, status)
+            order = applied or order
+    return order
+
+
 def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
     order = load(uow, order_id)
     if order.status is OrderStatus.PENDING_CANCEL:
@@ -259,14 +337,8 @@ def _request_cancel(uow: UnitOfWork, order_id: str, at: dt.datetime) -> Order:
 
 
 def _cancel_refused(uow: UnitOfWork, order_id: str, reason: str, at: dt.datetime,
-                    venue_payload: str | None = None) -> Order:
-    order = load(uow, order_id)
-    if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-        event = order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
-        if venue_payload:  # the venue's refusal of the cancel, as it answered
-            event.raw_venue_json = order.raw_venue_json = venue_payload
-        uow.orders.save(order)
-    return order
+                    venue_payload: str | None = None, word: list[ExecutionReport] | None = None) -> Order:
+    return settle_refused_cancel(uow, order_id, reason, at, venue_payload, word or [])
 
 
 def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, now: dt.datetime) -> Order:
@@ -284,5 +356,5 @@ def _expire_locally(uow: UnitOfWork, order_id: str, lapsed_before: dt.datetime, 
     return order
 
 
-__all__ = ["Cancels", "EmergencyCancel", "EXPIRY_PAGE", "KILL_SWITCH_ATTEMPTS", "closing_reports", "fills_at_venue",
-           "load"]
+__all__ = ["Cancels", "EmergencyCancel", "EXPIRY_PAGE", "KILL_SWITCH_ATTEMPTS", "NO_OPEN_ORDER", "closing_reports",
+           "fills_at_venue", "load", "settle_refused_cancel", "venue_word"]

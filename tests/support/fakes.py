@@ -595,7 +595,8 @@ class FakeGateway:
     A MARKET order, or a LIMIT one at or through ``prices[symbol]``, fills at once at the
     market price; any other rests (ACCEPTED) until :meth:`cancel`. ``refuse`` makes the
     next executions answer that :class:`Refusal` instead. Every report is dated
-    ``clock()``.
+    ``clock()``. :meth:`query` answers what the venue holds of an order it executed: its
+    status there, what it executed and its fills.
     """
 
     def __init__(self, prices: dict[str, Decimal] | None = None, *,
@@ -605,6 +606,8 @@ class FakeGateway:
         self.executed: list[tuple[Any, str]] = []
         self.cancelled: list[str] = []
         self.resting: dict[str, OrderRef] = {}
+        #: Every order the venue took: its status there, the quantity executed, its fills' reports.
+        self.venue: dict[str, tuple[OrderStatus, Decimal, list[ExecutionReport]]] = {}
         self.refuse: Refusal | None = None
         #: What the next EmergencyCancelAll calls answer (see emergency_cancel_all), and how many came.
         self.sweeps: list[Swept | Refusal] = []
@@ -634,12 +637,15 @@ class FakeGateway:
         remote = f"fake-{domain.order_id[:8]}"
         if not crosses:
             self.resting[domain.order_id] = ref
+            self.venue[domain.order_id] = (OrderStatus.ACCEPTED, Decimal(0), [])
             return Executed([make_report(ref, OrderStatus.ACCEPTED, remote_order_id=remote, at=now)],
                             common_pb.EXECUTION_MODE_PAPER)
         fill = VenueFill(trade_id=f"fake-t{next(self._trades)}", quantity=domain.quantity, price=market,
                          commission=Decimal("0"), commission_asset="USDT", liquidity_side=LiquiditySide.TAKER)
-        return Executed([make_report(ref, OrderStatus.FILLED, fill=fill, cumulative=domain.quantity,
-                                     remote_order_id=remote, at=now)], common_pb.EXECUTION_MODE_PAPER)
+        report = make_report(ref, OrderStatus.FILLED, fill=fill, cumulative=domain.quantity, remote_order_id=remote,
+                             at=now)
+        self.venue[domain.order_id] = (OrderStatus.FILLED, domain.quantity, [report])
+        return Executed([report], common_pb.EXECUTION_MODE_PAPER)
 
     async def execute_many(self, items: Sequence[tuple[Any, str]], *, remaining: float | None = None
                            ) -> list[Executed | Refusal]:
@@ -651,7 +657,12 @@ class FakeGateway:
         ref = self.resting.pop(order.order_id, None)
         if ref is None:
             return Refusal(grpc.StatusCode.NOT_FOUND, "ORDER_NOT_FOUND", f"no working order {order.order_id}")
+        self._ended(order.order_id)
         return make_report(ref, OrderStatus.CANCELLED, at=self.clock())
+
+    def _ended(self, order_id: str) -> None:
+        _, executed, fills = self.venue[order_id]
+        self.venue[order_id] = (OrderStatus.CANCELLED, executed, fills)
 
     async def emergency_cancel_all(self) -> Swept | Refusal:
         """The venue-wide cancel: every resting order cancelled, and the next of ``sweeps``
@@ -663,11 +674,23 @@ class FakeGateway:
         if isinstance(scripted, Refusal):
             return scripted
         reports = [make_report(ref, OrderStatus.CANCELLED, at=self.clock()) for ref in self.resting.values()]
+        for order_id in self.resting:
+            self._ended(order_id)
         self.resting.clear()
         return Swept(reports, list(scripted.failures) if scripted is not None else [])
 
     async def query(self, order: Order, *, timeout: float | None = None) -> Any:
-        raise NotInTheFake("QueryOrder")
+        """``QueryOrder``'s answer: the venue's status of the order, what it executed, its fills."""
+        from services.common import convert
+        from tessera.exchange.v1 import exchange_pb2
+
+        await asyncio.sleep(0)
+        if order.order_id not in self.venue:
+            return exchange_pb2.QueryOrderResponse(found=False, mode=common_pb.EXECUTION_MODE_PAPER)
+        status, executed, fills = self.venue[order.order_id]
+        return exchange_pb2.QueryOrderResponse(
+            found=True, venue_status=convert.enum_to_proto(status), executed_quantity=convert.format_decimal(executed),
+            fills=[convert.report_to_proto(report) for report in fills], mode=common_pb.EXECUTION_MODE_PAPER)
 
     def reports(self, after_sequence: int = 0) -> Any:
         raise NotInTheFake("StreamExecutionReports")

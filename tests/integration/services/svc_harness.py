@@ -248,6 +248,23 @@ def can_query(exchange: FakeExchange) -> None:
     exchange.__dict__.pop("QueryOrder", None)
 
 
+def answer_lost(exchange: FakeExchange, method: str) -> None:
+    """The Exchange carries out ``method`` (``CancelOrder``, ``ExecuteOrder``) and its
+    answer never reaches the OMS (UNAVAILABLE), until :func:`answers_arrive`."""
+    carried_out = getattr(exchange, method)
+
+    async def lost(request, timeout=None, metadata=None, wait_for_ready=None):
+        await carried_out(request, timeout=timeout, metadata=metadata, wait_for_ready=wait_for_ready)
+        raise rpc_error(grpc.StatusCode.UNAVAILABLE, "EXCHANGE_UNAVAILABLE: the connection dropped")
+
+    setattr(exchange, method, lost)
+
+
+def answers_arrive(exchange: FakeExchange, method: str) -> None:
+    """``method``'s answers reach the OMS again."""
+    exchange.__dict__.pop(method, None)
+
+
 async def long_then_resting_sell(risk: RiskEngine, oms: OrderManagement, exchange: FakeExchange, make_order: Any,
                                  *, published: bool = True) -> Order:
     """Buy 0.004 at 65000 (filled at once), then a sell of 0.01 at 66000 that rests (returned);
