@@ -35,11 +35,12 @@ from services.common import convert
 from services.common.tokens import verify_or_raise
 from services.domain import Order, OrderStatus, Trade
 from services.domain.errors import PreconditionFailed, TokenReplayed, VenueUnavailable
+from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
 from tessera.common.v1 import types_pb2 as common_pb
 from tessera.oms.v1 import oms_pb2
 
-from .cancels import closing_reports, load
+from .cancels import closing_reports, load, settle_refused_cancel, venue_word
 from .gateway import ExchangeGateway, Refusal
 from .replay import claim_of
 from .submission import Submitter
@@ -109,14 +110,19 @@ def _start(uow: UnitOfWork, replaced_id: str, replacement_id: str, filled: Decim
     return order, _CANCEL
 
 
-def _cancel_refused(uow: UnitOfWork, replaced_id: str, replacement_id: str, reason: str, at: dt.datetime) -> Order:
-    """The venue refused the cancel: the old order goes back to where it was, free to be
-    replaced again, and the replacement is abandoned (in the same transaction)."""
-    order = load(uow, replaced_id)
+def _cancel_refused(uow: UnitOfWork, replaced_id: str, replacement_id: str, reason: str, at: dt.datetime,
+                    venue_payload: str | None = None, word: list[ExecutionReport] | None = None) -> Order:
+    """The venue refused the cancel. What it says became of the old order is recorded
+    first (``word``, see :func:`services.oms.cancels.venue_word`): one the venue had
+    cancelled (an earlier cancel of this replace, whose answer was lost) is CANCELLED and
+    the replace goes on. Otherwise the old order goes back to where it was (or ends as the
+    venue has it: filled), free to be replaced again, and the replacement is abandoned (in
+    the same transaction)."""
+    order = settle_refused_cancel(uow, replaced_id, reason, at, venue_payload, word or [])
+    if order.replaced_by_order_id == replacement_id and order.status is OrderStatus.CANCELLED:
+        return order
     if order.replaced_by_order_id == replacement_id:
         order.replaced_by_order_id = None
-        if order.status is OrderStatus.PENDING_CANCEL and order.previous_status is not None:
-            order.transition(order.previous_status, reason=f"cancel refused by venue: {reason}", at=at)
         uow.orders.save(order)
     _abandon(uow, replacement_id, f"the venue refused to cancel order {replaced_id}: {reason}", at)
     return order
@@ -212,8 +218,15 @@ class Replacer:
         answer = await self.gateway.cancel(replaced)
         if isinstance(answer, Refusal):
             if answer.definitive or answer.not_found:
-                await self.submitter.write(_cancel_refused, replaced.order_id, replacement_id, answer.reason,
-                                           self.submitter.clock())
+                # The venue has no open order by that id: ask it what became of the order.
+                word = await venue_word(self.gateway, replaced, answer, self.submitter.clock())
+                settled = await self.submitter.write(_cancel_refused, replaced.order_id, replacement_id,
+                                                     answer.reason, self.submitter.clock(), answer.venue_payload,
+                                                     word)
+                if settled.status is OrderStatus.CANCELLED and settled.replaced_by_order_id == replacement_id:
+                    # Cancelled by this replace's earlier cancel, whose answer was lost: the replace goes on.
+                    status = word[-1] if word and word[-1].fill is None else None
+                    return settled, status.cumulative_quantity if status is not None else None
                 raise PreconditionFailed(f"the venue refused to cancel order {replaced.order_id}: {answer.detail}",
                                          reason=answer.reason, metadata={"order_id": replaced.order_id})
             raise VenueUnavailable(

@@ -17,7 +17,7 @@ from services.domain.errors import Conflict, InvalidOrder, PreconditionFailed, V
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine, new_client_order_id
 from services.risk.replacement import replacement_order
-from svc_harness import (LIMITS, MARKET_PRICE, S, anomalies, approved, as_sent, details,
+from svc_harness import (LIMITS, MARKET_PRICE, S, anomalies, answer_lost, answers_arrive, approved, as_sent, details,
                          follow_until_drained, rpc_error, statuses, venue_fills, working)
 
 ZERO = Decimal(0)
@@ -234,13 +234,16 @@ def test_a_fill_completing_the_order_before_the_cancel_ends_it_filled_and_the_re
         await venue_fills(exchange, Decimal("59000"))  # the whole order fills at the venue
         with pytest.raises(PreconditionFailed) as raised:  # the venue no longer knows the order
             await replace(oms, decision)
+        answered = await details(oms, old.order_id)  # the venue, asked, gave its fill
         await follow_until_drained(oms, exchange)
-        return raised.value, await details(oms, old.order_id), await details(oms, decision.order.order_id)
+        return raised.value, answered, await details(oms, old.order_id), await details(oms, decision.order.order_id)
 
-    error, (ended, _, trades), (dropped, _, _) = asyncio.run(scenario())
+    error, (answered, _, _), (ended, events, trades), (dropped, _, _) = asyncio.run(scenario())
 
     assert error.reason == "UNKNOWN_ORDER"
-    assert ended.status is S.FILLED and len(trades) == 1
+    assert answered.status is S.FILLED
+    assert ended.status is S.FILLED and len(trades) == 1  # the stream's copy of the fill is not recorded twice
+    assert statuses(events)[-2:] == [S.PENDING_CANCEL, S.FILLED]
     assert dropped.status is S.CANCELLED
     assert len(exchange.execute_requests) == 1
 
@@ -267,6 +270,28 @@ def test_a_replace_whose_cancel_was_not_answered_resumes_when_called_again(risk,
     assert (again.order.status, again.replaced.status, again.replayed) == (S.ACCEPTED, S.CANCELLED, True)
     assert [r.order.order_id for r in exchange.execute_requests].count(answer.order.order_id) == 1
     assert len(exchange.cancel_requests) == 2  # the unanswered cancel, sent again
+
+
+def test_a_replace_whose_cancel_took_effect_but_whose_answer_was_lost_resumes_and_sends_the_replacement(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        answer_lost(exchange, "CancelOrder")
+        with pytest.raises(VenueUnavailable):  # cancelled at the venue; the OMS did not hear
+            await replace(oms, decision)
+        answers_arrive(exchange, "CancelOrder")
+        answer = await replace(oms, decision)  # the cancel sent again: the venue has no open order
+        return answer, await details(oms, old.order_id)
+
+    answer, (replaced, events, _) = asyncio.run(scenario())
+
+    assert (answer.order.status, answer.replaced.status, answer.replayed) == (S.ACCEPTED, S.CANCELLED, False)
+    assert replaced.status is S.CANCELLED and replaced.replaced_by_order_id == answer.order.order_id
+    assert statuses(events)[-3:] == [S.ACCEPTED, S.PENDING_CANCEL, S.CANCELLED]
+    assert [r.order.order_id for r in exchange.execute_requests].count(answer.order.order_id) == 1
+    assert len(exchange.cancel_requests) == 2
 
 
 def test_an_order_a_fill_left_working_during_an_unanswered_replace_can_be_replaced_again(
