@@ -145,7 +145,9 @@ _OWN: tuple[Reason, ...] = (
     _r("ORDER_NOT_OPEN", "FAILED_PRECONDITION", "The order is terminal: nothing to cancel or replace.", _ORDER, _OMS),
     _r("ORDER_NOT_WORKING", "FAILED_PRECONDITION",
        "Only an order working at the venue (ACCEPTED or PARTIALLY_FILLED) can be replaced; this one is not "
-       "(still APPROVED, in doubt, or a cancel is pending).", _ORDER, ("risk", "oms")),
+       "(still APPROVED, in doubt, a cancel is pending, or another replace of it is under way). ReplaceOrder "
+       "cancels the replacement it was given; validate a new one once the order works again.", _ORDER,
+       ("risk", "oms")),
     _r("ORDER_CHANGED", "FAILED_PRECONDITION",
        "The order to replace filled after its replacement was approved: the replacement would work more than was "
        "asked. The replacement is cancelled; validate a new one.", (*_ORDER, "replacement_order_id"), _OMS),

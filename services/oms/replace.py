@@ -172,6 +172,9 @@ class Replacer:
         replaced, found = await self.submitter.write(_start, replaced_id, replacement_id, stored.replaced_filled,
                                                      self.submitter.clock())
         if found == _NOT_WORKING:
+            # (A cancel is pending, or the order is in doubt: the replacement is not sent, and
+            # no longer holds the account's limits at Risk until its token lapses.)
+            await self._abandon(replacement_id, f"order {replaced_id} is {replaced.status.value}")
             raise PreconditionFailed(
                 f"order {replaced_id} is {replaced.status.value}: only an order working at the venue can be replaced",
                 reason="ORDER_NOT_WORKING", metadata={"order_id": replaced_id, "status": replaced.status.value})

@@ -173,6 +173,30 @@ def test_a_second_replace_of_an_order_being_replaced_is_refused_and_its_replacem
     assert second.status is S.CANCELLED and first.status is S.APPROVED
 
 
+def test_a_replace_of_an_order_whose_cancel_is_pending_is_refused_and_its_replacement_cancelled(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+        with pytest.raises(VenueUnavailable):  # CancelOrder: the old order stays PENDING_CANCEL
+            await oms.cancel(old.order_id)
+        with pytest.raises(PreconditionFailed) as raised:
+            await replace(oms, decision)
+        await risk.sync()
+        return (raised.value, await details(oms, old.order_id), await details(oms, decision.order.order_id),
+                set(risk.book.accounts["acct-1"].working))
+
+    error, (kept, _, _), (dropped, events, _), working_at_risk = asyncio.run(scenario())
+
+    assert error.reason == "ORDER_NOT_WORKING"
+    assert (kept.status, kept.replaced_by_order_id) == (S.PENDING_CANCEL, None)
+    assert dropped.status is S.CANCELLED and events[-1].reason.startswith("replace abandoned")
+    assert working_at_risk == {kept.order_id}  # the replacement no longer holds the account's limits
+    assert len(exchange.execute_requests) == 1
+
+
 # -- races -----------------------------------------------------------------------------------------
 def test_a_fill_recorded_after_the_approval_refuses_the_replace_and_touches_nothing(
     risk, db, keyring, shallow_exchange, make_order
