@@ -139,13 +139,17 @@ MAX_COMMENT = 200
 
 def comment_of(value: str, problems: list[Any]) -> str:
     """The free-text ``operator`` field of a privileged request: a comment (optional, at
-    most 200 characters); who acted is the authenticated principal."""
+    most 200 characters, without a NUL); who acted is the authenticated principal."""
     comment = " ".join(value.split())
     if len(comment) > MAX_COMMENT:
         from services.domain.errors import InvalidOrder
 
         problems.append(InvalidOrder("operator", f"a comment of at most {MAX_COMMENT} characters",
                                      violation="TOO_LONG"))
+    else:
+        from services.common.convert import check_storable
+
+        check_storable(comment, "operator", problems=problems)
     return comment
 
 

@@ -96,6 +96,28 @@ def _refuse(problems: Problems | None, field: str, problem: str, violation: str)
     problems.append(error)
 
 
+#: The one character PostgreSQL cannot store in text or jsonb (SQLite would): free text
+#: holding it is refused as input on every backend, never failed on at the write.
+NUL = "\x00"
+
+
+def check_storable(value: str, field: str, *, problems: Problems | None = None) -> str:
+    """Free text as a client gave it, refused ``INVALID_VALUE`` if it holds a NUL (U+0000)."""
+    if NUL in value:
+        _refuse(problems, field, "holds a NUL character (U+0000), which cannot be stored", "INVALID_VALUE")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(NUL in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 def raise_problems(problems: Problems) -> None:
     """Raise every noted problem at once (one ``InvalidOrder`` with all violations)."""
     if problems:
@@ -270,8 +292,13 @@ def _depth(value: Any) -> int:
 def metadata_from_proto(message: Any, name: str, *, problems: Problems | None = None) -> dict[str, Any]:
     """A client's ``Struct`` to store (an order manager's metadata), within its bounds:
     at most :data:`MAX_METADATA_BYTES` as compact JSON and :data:`MAX_METADATA_DEPTH`
-    levels deep; past either, ``TOO_LARGE``."""
+    levels deep; past either, ``TOO_LARGE``. A key or text holding a NUL (U+0000) is
+    ``INVALID_VALUE``."""
     value = struct_from_proto(message, name)
+    if _holds_nul(value):
+        _refuse(problems, name, "a key or value holds a NUL character (U+0000), which cannot be stored",
+                "INVALID_VALUE")
+        return value
     size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_METADATA_BYTES:
         _refuse(problems, name, f"{size} bytes as JSON, at most {MAX_METADATA_BYTES}", "TOO_LARGE")
@@ -281,12 +308,15 @@ def metadata_from_proto(message: Any, name: str, *, problems: Problems | None = 
 
 
 def check_reason(value: str, field: str = "reason", *, problems: Problems | None = None) -> str:
-    """A required free-text reason, trimmed: at most :data:`MAX_REASON_LENGTH` characters."""
+    """A required free-text reason, trimmed: at most :data:`MAX_REASON_LENGTH` characters,
+    without a NUL (U+0000)."""
     text = value.strip()
     if not text:
         _refuse(problems, field, "required", "REQUIRED")
     elif len(text) > MAX_REASON_LENGTH:
         _refuse(problems, field, f"longer than {MAX_REASON_LENGTH} characters ({len(text)})", "TOO_LONG")
+    else:
+        check_storable(text, field, problems=problems)
     return text
 
 

@@ -207,6 +207,8 @@ class OrderManagementServicer(oms_pb2_grpc.OrderManagementServiceServicer):
         status = request.status.strip() or "created"
         if len(status) > 32:
             problems.append(InvalidOrder("status", "longer than 32 characters", violation="TOO_LONG"))
+        else:
+            convert.check_storable(status, "status", problems=problems)
         metadata = convert.metadata_from_proto(request, "metadata", problems=problems)
         convert.raise_problems(problems)
         manager, created = await self.oms.create_order_manager(

@@ -146,6 +146,48 @@ def test_reasons_at_500_characters_are_taken_and_501_refused(store, keyring):
     assert (after.state, after.reason) == (pb.TRADING_STATE_ACTIVE, "r" * 500)
 
 
+def test_free_text_holding_a_nul_character_is_refused_invalid_and_nothing_is_stored(store, keyring):
+    # PostgreSQL stores no U+0000 in text or jsonb: every backend refuses it as input.
+    def with_nul(**value: Any) -> struct_pb2.Struct:
+        message = struct_pb2.Struct()
+        message.update(value)
+        return message
+
+    async def scenario(stack):
+        def create(name: str, **fields: Any):
+            return stack.oms.CreateOrderManager(oms_pb2.CreateOrderManagerRequest(
+                unique_identifier=name, target_account_uid="bounds", **fields))
+
+        run_id = uuid.uuid4().hex[:8]
+        refusals = [
+            await refused(create(f"status-{run_id}", status="ready\x00")),
+            await refused(create(f"value-{run_id}", metadata=with_nul(note="a\x00b"))),
+            await refused(create(f"key-{run_id}", metadata=with_nul(**{"n\x00": "x"}))),
+            await refused(create(f"nested-{run_id}", metadata=with_nul(items=["ok", {"deep": "\x00"}]))),
+            await refused(stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(reason="stop\x00now"))),
+            await refused(stack.oms.EmergencyCancelAll(oms_pb2.EmergencyCancelAllRequest(
+                reason="stop", operator="ops\x00desk"))),
+            await refused(stack.risk.SetTradingState(risk_pb2.SetTradingStateRequest(
+                state=pb.TRADING_STATE_REDUCING, reason="\x00"))),
+        ]
+        stored = []
+        for name in ("status", "value", "key", "nested"):
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stack.oms.GetOrderManager(oms_pb2.GetOrderManagerRequest(unique_identifier=f"{name}-{run_id}"))
+            stored.append(missing.value.code())
+        state = await stack.risk.GetTradingState(risk_pb2.GetTradingStateRequest())
+        return refusals, stored, state
+
+    refusals, stored, state = run(store, keyring, scenario)
+
+    assert refusals == [[("status", "INVALID_VALUE")], [("metadata", "INVALID_VALUE")],
+                        [("metadata", "INVALID_VALUE")], [("metadata", "INVALID_VALUE")],
+                        [("reason", "INVALID_VALUE")], [("operator", "INVALID_VALUE")],
+                        [("reason", "INVALID_VALUE")]]
+    assert stored == [grpc.StatusCode.NOT_FOUND] * 4
+    assert state.state == pb.TRADING_STATE_ACTIVE  # neither refused request changed the trading state
+
+
 def test_batches_of_5000_are_taken_and_5001_refused(store, keyring):
     async def scenario(stack):
         bad = intent(quantity="-1")  # refused item by item, nothing stored: cheap at 5,000
