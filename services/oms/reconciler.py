@@ -4,7 +4,10 @@ It runs once when the OMS starts and then periodically. For every order Tessera
 considers open it asks the Exchange service (``QueryOrder``) what the venue knows:
 
 - the venue has it: its fills go through the fill tracker (each venue trade id once),
-  then its end (cancelled, expired, rejected) or its acknowledgement;
+  then its end (cancelled, expired, rejected) or its acknowledgement. An order the venue
+  cancelled or expired having executed more than the fills it lists (its trades lag its
+  status) is closed all the same, owing the rest (``venue_executed_quantity``), as a
+  cancel's answer would close it: the owed fills are asked for below;
 - the venue does not have it and the order is SUBMITTED (in doubt) for longer than the
   grace period, asked after that period: it never arrived, so it is REJECTED with reason
   ``NOT_AT_VENUE`` (CANCELLED when a cancel was requested while it was in doubt).
@@ -54,6 +57,7 @@ from services.common import convert
 from services.domain import Order, OrderEvent, OrderStatus, TradingState, utcnow
 from services.domain.errors import StaleOrder
 from services.domain.execution import ExecutionReport
+from services.domain.order import CLOSED_FILLABLE
 from services.store import UnitOfWork
 from services.store.database import Database
 from services.store.repositories import symbol_scope
@@ -198,9 +202,16 @@ class Reconciler:
         # An order whose quantity the venue decides ends FILLED on the venue's word alone.
         venue_filled = status is OrderStatus.FILLED and order.quantity is None
         if status in _CLOSING or status is OrderStatus.ACCEPTED or venue_filled:
+            owed = None
             if (status in _CLOSING or venue_filled) and filled < executed:
-                return "waiting"  # the venue's trades are not all visible yet
-            await self._write(apply_report, self._status_report(order, status, answer.remote_order_id, self.clock()))
+                if status not in CLOSED_FILLABLE:
+                    return "waiting"  # the venue's trades are not all visible yet
+                # Ended at the venue (cancelled, expired) with fills it does not list yet:
+                # closed, owing them, as a cancel's answer would close it; the owed fills
+                # are asked for at every pass (and flagged FILLS_OWED past the bound).
+                owed = executed
+            await self._write(apply_report, self._status_report(order, status, answer.remote_order_id, self.clock(),
+                                                                executed=owed))
         current = await self.db.run(lambda uow: uow.orders.get(order.order_id))
         return "waiting" if current is not None and current.status.is_open and status is None else "resolved"
 
@@ -243,7 +254,8 @@ class Reconciler:
                              observed_time=at)
 
     @staticmethod
-    def _status_report(order: Order, status: OrderStatus, remote_order_id: str, at: dt.datetime) -> ExecutionReport:
+    def _status_report(order: Order, status: OrderStatus, remote_order_id: str, at: dt.datetime, *,
+                       executed: Decimal | None = None) -> ExecutionReport:
         return ExecutionReport(
             order_id=order.order_id,
             client_order_id=order.client_order_id,
@@ -254,6 +266,7 @@ class Reconciler:
             order_status=status,
             transact_time=at,
             remote_order_id=remote_order_id or None,
+            cumulative_quantity=executed,
             reason=f"reconciled: the venue says {status.value.lower()}",
         )
 

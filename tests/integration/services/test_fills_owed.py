@@ -140,6 +140,43 @@ def test_fills_the_venue_gives_after_the_anomaly_are_still_recorded(db, store, k
     assert check_store(store.engine, require_terminal=True).violations == []
 
 
+def test_an_open_order_the_venue_ended_without_listing_all_its_fills_is_closed_owing_them(db, store, keyring, risk,
+                                                                                           shallow_exchange,
+                                                                                           make_order):
+    # The venue filled 0.004 of the resting sell, then cancelled the rest; the OMS heard of
+    # neither, and the venue's answer to QueryOrder does not list the fill yet (its trades
+    # lag its order status).
+    exchange = shallow_exchange
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+    reconciler = Reconciler(db, keyring, exchange, fills_owed_seconds=120)
+    answers = exchange.QueryOrder
+
+    async def without_fills(request, timeout=None, metadata=None, wait_for_ready=None):
+        response = await answers(request, timeout=timeout, metadata=metadata, wait_for_ready=wait_for_ready)
+        del response.fills[:]
+        return response
+
+    async def scenario():
+        sell = await long_then_resting_sell(risk, oms, exchange, make_order, published=False)
+        await exchange.engine.cancel(sell.order_id)  # at the venue; no report reaches the OMS
+        exchange.QueryOrder = without_fills
+        first = await reconciler.reconcile_once()
+        closed = await db.read(lambda uow: uow.orders.get(sell.order_id))
+        can_query(exchange)  # the venue now lists the fill
+        second = await reconciler.reconcile_once()
+        await risk.sync()
+        return first, closed, second, await oms.order_details(sell.order_id), set(risk.book.accounts["acct-1"].working)
+
+    first, closed, second, (ended, events, trades), working = asyncio.run(scenario())
+
+    assert first.resolved == 1
+    assert (closed.status, closed.filled_quantity, closed.venue_executed_quantity) == (S.CANCELLED, D(0), D("0.004"))
+    assert (second.owing, second.owed_in) == (1, 1)
+    assert (ended.status, ended.filled_quantity, ended.venue_executed_quantity) == (S.CANCELLED, D("0.004"), None)
+    assert len(trades) == 1 and statuses(events)[-3:] == [S.ACCEPTED, S.CANCELLED, S.CANCELLED]
+    assert ended.order_id not in working  # Risk no longer counts the closed order as working
+
+
 def test_orders_owing_fills_beyond_a_page_are_each_asked_about_at_every_pass(db, store, keyring, make_order):
     # A page (500) of closed orders owing fills that the venue cannot give (a paper venue
     # that restarted), changed before a newer one that owes fills too.
