@@ -34,7 +34,7 @@ import core_ext
 from services.common import convert
 from services.common.tokens import verify_or_raise
 from services.domain import Order, OrderStatus, Trade
-from services.domain.errors import PreconditionFailed, TokenReplayed, VenueUnavailable
+from services.domain.errors import InvalidOrder, PreconditionFailed, TokenReplayed, VenueUnavailable
 from services.domain.execution import ExecutionReport
 from services.store import UnitOfWork
 from tessera.common.v1 import types_pb2 as common_pb
@@ -43,7 +43,7 @@ from tessera.oms.v1 import oms_pb2
 from .cancels import closing_reports, load, settle_refused_cancel, venue_word
 from .gateway import ExchangeGateway, Refusal
 from .replay import claim_of
-from .submission import Submitter
+from .submission import OUTPUT_ONLY, Submitter
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,36 @@ def _abandon(uow: UnitOfWork, replacement_id: str, reason: str, at: dt.datetime)
     return order
 
 
+def _check_unsigned_as_approved(message: common_pb.Order, replacement: Order) -> None:
+    """Refuse a replacement message whose order manager or expiry (set, unsigned by the
+    token) is not the approved replacement's: ``DIFFERS_FROM_APPROVED``, naming each."""
+    differing = [
+        InvalidOrder(name, f"differs from the approved replacement's ({_shown(getattr(replacement, name))}): send "
+                           "the replacement as Risk answered it, or leave the field unset",
+                     violation=convert.DIFFERS)
+        for name, value in convert.unsigned_fields_sent(message).items()
+        if name != "order_time" and getattr(replacement, name) != value  # order_time: OUTPUT_ONLY
+    ]
+    if differing:
+        raise InvalidOrder.of(differing)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def _without_output_only(message: common_pb.Order) -> common_pb.Order:
+    """A copy of ``message`` without the OUTPUT_ONLY fields a client may echo (what Risk
+    stored is read from the store)."""
+    copy = common_pb.Order()
+    copy.CopyFrom(message)
+    for name in OUTPUT_ONLY:
+        copy.ClearField(name)
+    return copy
+
+
 class Replacer:
     """ReplaceOrder (see the module docstring)."""
 
@@ -166,6 +196,11 @@ class Replacer:
         if replacement.replaces_order_id is None or stored.replaced is None:
             raise PreconditionFailed(f"order {replacement.order_id} replaces no order: submit it with SubmitOrder",
                                      reason="NOT_A_REPLACEMENT", metadata={"order_id": replacement.order_id})
+        # Before anything moves: the unsigned fields the request sets must be the approved
+        # replacement's (refused as SubmitOrder refuses them, never after the old order
+        # was cancelled), and its OUTPUT_ONLY fields are ignored (see the contract).
+        _check_unsigned_as_approved(message, replacement)
+        message = _without_output_only(message)
         if replacement.status is not OrderStatus.APPROVED:
             return self._answered(stored, verified)
         replaced_id, replacement_id = replacement.replaces_order_id, replacement.order_id

@@ -50,7 +50,7 @@ MAX_CAS_ATTEMPTS = 8
 
 
 #: The Order fields a client does not set (``OUTPUT_ONLY`` in the contract) but may echo.
-_OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
+OUTPUT_ONLY = ("status", "filled_quantity", "average_fill_price", "remote_order_id", "order_time", "updated_time",
                 "reject_reasons", "version", "replaced_by_order_id", "venue_executed_quantity")
 
 
@@ -59,7 +59,7 @@ def client_message(order: Order) -> common_pb.Order:
     output-only ones, which an order rebuilt from a message does not carry as Risk
     stored them, are left unset)."""
     message = convert.order_to_proto(order)
-    for name in _OUTPUT_ONLY:
+    for name in OUTPUT_ONLY:
         message.ClearField(name)
     return message
 
@@ -378,4 +378,4 @@ def _refused(uow: UnitOfWork, order_id: str, reason: str, detail: str, at: dt.da
     return order
 
 
-__all__ = ["Submission", "Submitter", "parse_batch", "parse_request"]
+__all__ = ["OUTPUT_ONLY", "Submission", "Submitter", "parse_batch", "parse_request"]

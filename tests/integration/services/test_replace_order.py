@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from decimal import Decimal
 
 import grpc
 import pytest
 
 from services.common import convert
-from services.domain import new_id
+from services.domain import TimeInForce, new_id, utcnow
 from services.domain.errors import Conflict, InvalidOrder, PreconditionFailed, VenueUnavailable
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine, new_client_order_id
 from services.risk.replacement import replacement_order
+from tessera.common.v1 import types_pb2 as common_pb
 from svc_harness import (LIMITS, MARKET_PRICE, S, anomalies, answer_lost, answers_arrive, approved, as_sent, details,
                          follow_until_drained, rpc_error, statuses, venue_fills, working)
 
@@ -195,6 +197,47 @@ def test_a_replace_of_an_order_whose_cancel_is_pending_is_refused_and_its_replac
     assert dropped.status is S.CANCELLED and events[-1].reason.startswith("replace abandoned")
     assert working_at_risk == {kept.order_id}  # the replacement no longer holds the account's limits
     assert len(exchange.execute_requests) == 1
+
+
+def test_a_replacement_sent_with_other_output_only_fields_is_replaced_as_approved_ignoring_them(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        message = convert.order_to_proto(decision.order)
+        message.status = common_pb.ORDER_STATUS_FILLED  # OUTPUT_ONLY: ignored on input
+        message.remote_order_id = "venue-1"
+        message.order_time.FromDatetime(dt.datetime(2020, 1, 1))
+        return await oms.replace(message, decision.token)
+
+    answer = asyncio.run(scenario())
+
+    assert (answer.order.status, answer.replaced.status) == (S.ACCEPTED, S.CANCELLED)
+
+
+def test_a_replacement_whose_order_manager_or_expiry_differs_from_the_approved_one_is_refused_before_any_cancel(
+    risk, oms, exchange, make_order
+):
+    expire_at = utcnow() + dt.timedelta(hours=1)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order, time_in_force=TimeInForce.GTD, expire_time=expire_at))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))  # GTD, at the same expiry
+        message = convert.order_to_proto(decision.order)
+        message.order_manager_id = "another-batch"
+        message.expire_time.FromDatetime(expire_at + dt.timedelta(hours=1))
+        with pytest.raises(InvalidOrder) as raised:
+            await oms.replace(message, decision.token)
+        return raised.value, await details(oms, old.order_id), await details(oms, decision.order.order_id)
+
+    error, (kept, _, _), (waiting, _, _) = asyncio.run(scenario())
+
+    assert [(v.field, v.reason) for v in error.violations] == [("order_manager_id", "DIFFERS_FROM_APPROVED"),
+                                                              ("expire_time", "DIFFERS_FROM_APPROVED")]
+    assert (kept.status, kept.replaced_by_order_id) == (S.ACCEPTED, None)  # untouched, at the venue too
+    assert waiting.status is S.APPROVED
+    assert exchange.cancel_requests == [] and len(exchange.execute_requests) == 1
 
 
 # -- races -----------------------------------------------------------------------------------------
