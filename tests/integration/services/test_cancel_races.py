@@ -12,13 +12,17 @@ from decimal import Decimal
 
 import pytest
 
-from fakes import FakeClock
+import grpc
+
+from fakes import FakeClock, HeldPaperVenue
 from services.domain import TimeInForce, utcnow
 from services.domain.errors import VenueUnavailable
+from services.exchange.engine import ExchangeEngine
+from services.exchange.venue import OrderRef, make_report
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine
-from svc_harness import (LIMITS, S, answer_lost, answers_arrive, approved, as_sent, details, statuses, venue_fills,
-                         working)
+from svc_harness import (LIMITS, MARKET_PRICE, S, FakeExchange, answer_lost, answers_arrive, approved, as_sent,
+                         details, follow_until_drained, rpc_error, statuses, venue_fills, working)
 
 BELOW_MARKET = Decimal("60000")  # a BUY limit here rests at the paper venue (market 65000)
 
@@ -113,3 +117,66 @@ def test_the_expiry_sweep_records_a_gtd_order_the_venue_filled_before_its_cancel
     assert stored.status is S.FILLED and len(trades) == 1
     assert statuses(events)[-2:] == [S.ACCEPTED, S.FILLED]
     assert len(exchange.cancel_requests) == 1
+
+
+# -- what was found right, kept so ----------------------------------------------------------------
+def test_a_cancel_whose_answer_was_lost_ends_cancelled_when_the_report_stream_says_so(risk, oms, exchange,
+                                                                                      make_order):
+    async def scenario():
+        order = await working(risk, oms, resting(make_order))
+        answer_lost(exchange, "CancelOrder")
+        with pytest.raises(VenueUnavailable):
+            await oms.cancel(order.order_id)
+        pending = (await details(oms, order.order_id))[0]
+        await exchange.engine.reports.append([make_report(OrderRef.of(order), S.CANCELLED, at=utcnow())])
+        await follow_until_drained(oms, exchange)
+        return pending, await details(oms, order.order_id)
+
+    pending, (stored, events, _) = asyncio.run(scenario())
+
+    assert pending.status is S.PENDING_CANCEL
+    assert stored.status is S.CANCELLED
+    assert statuses(events)[-3:] == [S.ACCEPTED, S.PENDING_CANCEL, S.CANCELLED]
+
+
+def test_a_cancel_that_got_no_answer_ends_filled_when_the_report_stream_brings_the_fill(risk, oms, exchange,
+                                                                                       make_order):
+    exchange.cancel_failure = rpc_error(grpc.StatusCode.UNAVAILABLE, "no answer")
+
+    async def scenario():
+        order = await working(risk, oms, resting(make_order))
+        with pytest.raises(VenueUnavailable):  # the cancel never reached the venue
+            await oms.cancel(order.order_id)
+        await venue_fills(exchange, Decimal("59000"))  # the order fills there; the stream says so
+        await follow_until_drained(oms, exchange)
+        return await details(oms, order.order_id)
+
+    stored, events, trades = asyncio.run(scenario())
+
+    assert stored.status is S.FILLED and len(trades) == 1
+    assert statuses(events)[-3:] == [S.ACCEPTED, S.PENDING_CANCEL, S.FILLED]
+
+
+def test_a_cancel_of_an_order_still_on_its_way_to_the_venue_leaves_it_submitted_and_its_acknowledgement_follows(
+    keyring, risk, db, make_order
+):
+    exchange = FakeExchange(keyring)
+    exchange.provider = HeldPaperVenue({"BTCUSDT": MARKET_PRICE})
+    exchange.engine = ExchangeEngine(keyring, exchange.provider, ttl_seconds=300,
+                                     credentials_since=exchange.engine.credentials_since)
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        decision = await approved(risk, resting(make_order))
+        submission = asyncio.ensure_future(oms.submit(as_sent(decision.order), decision.token))
+        await exchange.provider.placing.wait()  # the venue has not placed it yet
+        cancelled = await oms.cancel(decision.order.order_id)  # the venue: no such order
+        exchange.provider.release.set()
+        return cancelled, await submission, await details(oms, decision.order.order_id)
+
+    cancelled, submitted, (stored, events, _) = asyncio.run(scenario())
+
+    assert cancelled.status is S.SUBMITTED  # not cancelled: cancel it again once acknowledged
+    assert stored.status is S.ACCEPTED
+    assert statuses(events)[-4:] == [S.SUBMITTED, S.PENDING_CANCEL, S.SUBMITTED, S.ACCEPTED]
+

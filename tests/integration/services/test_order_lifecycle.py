@@ -233,6 +233,40 @@ def test_a_batch_with_a_resting_order_keeps_executing_until_it_is_cancelled(risk
     assert finished.status == batches.COMPLETED_WITH_ERRORS and finished.execution_end is not None
 
 
+def test_a_batch_whose_orders_were_all_rejected_completes_with_errors_with_its_end(risk, db, make_order):
+    create_manager(db, "rebalance-4")
+
+    async def scenario():
+        for _ in range(2):
+            decision = await risk.validate(make_order(order_manager_id="rebalance-4", quantity=Decimal("50")))
+            assert decision.order.status is S.REJECTED
+
+    asyncio.run(scenario())
+    done = manager(db, "rebalance-4")
+    assert done.status == batches.COMPLETED_WITH_ERRORS and done.execution_end is not None
+
+
+def test_a_completed_batch_resumed_with_another_order_executes_again_until_that_one_ends(risk, oms, db, make_order):
+    create_manager(db, "rebalance-5")
+
+    async def scenario():
+        first = await approved(risk, make_order(order_manager_id="rebalance-5", price=Decimal("65100")))
+        await oms.submit(as_sent(first.order), first.token)
+        completed = manager(db, "rebalance-5")
+        later = await approved(risk, make_order(order_manager_id="rebalance-5", price=Decimal("65100")))
+        resumed = manager(db, "rebalance-5")
+        await oms.submit(as_sent(later.order), later.token)
+        return completed, resumed
+
+    completed, resumed = asyncio.run(scenario())
+    done = manager(db, "rebalance-5")
+
+    assert completed.status == batches.COMPLETED and completed.execution_end is not None
+    assert resumed.status == batches.EXECUTING and resumed.execution_end is None
+    assert resumed.order_received_time == completed.order_received_time  # its first order's time, kept
+    assert done.status == batches.COMPLETED and done.execution_end >= completed.execution_end
+
+
 @pytest.mark.parametrize(
     ("counts", "expected"),
     [

@@ -315,6 +315,27 @@ def test_a_fill_completing_the_order_before_the_cancel_ends_it_filled_and_the_re
     assert len(exchange.execute_requests) == 1
 
 
+def test_a_replacement_the_venue_refuses_ends_rejected_and_the_old_order_stays_cancelled(risk, oms, exchange,
+                                                                                          make_order):
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        exchange.execute_failure = rpc_error(grpc.StatusCode.FAILED_PRECONDITION,
+                                             "VENUE_REJECTED: margin is insufficient")
+        answer = await replace(oms, decision)
+        again = await replace(oms, decision)  # its answer lost: the same call once more
+        await risk.sync()
+        return answer, again, set(risk.book.accounts["acct-1"].working)
+
+    answer, again, working_at_risk = asyncio.run(scenario())
+
+    assert (answer.order.status, answer.order.reject_reasons) == (S.REJECTED, ["VENUE_REJECTED"])
+    assert answer.replaced.status is S.CANCELLED  # not restored: validate a new order
+    assert (again.order.status, again.replaced.status, again.replayed) == (S.REJECTED, S.CANCELLED, True)
+    assert working_at_risk == set()
+    assert len(exchange.execute_requests) == 2  # the old order, then the replacement once
+
+
 # -- retries ---------------------------------------------------------------------------------------
 def test_a_replace_whose_cancel_was_not_answered_resumes_when_called_again(risk, oms, exchange, make_order):
     async def scenario():

@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from services.domain.errors import PreconditionFailed, TokenRejected, TokenReplayed
-from svc_harness import S, approved, as_sent, details, rpc_error, statuses
+from svc_harness import S, approved, as_sent, details, follow_until_drained, rpc_error, statuses, venue_fills
 
 
 def resting(make_order):
@@ -102,3 +102,34 @@ def test_an_order_cancelled_before_submission_is_not_answered_as_a_replay(risk, 
     assert error.reason == "ORDER_NOT_APPROVED"
     assert dict(error.metadata) == {"order_id": order_id, "status": "CANCELLED"}
     assert exchange.execute_requests == []
+
+
+def test_a_submission_repeated_after_the_order_filled_answers_it_filled_with_its_fill_and_replayed(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        decision = await approved(risk, resting(make_order))
+        await oms.submit(as_sent(decision.order), decision.token)
+        await venue_fills(exchange, Decimal("59000"))  # it fills at the venue later, on the stream
+        await follow_until_drained(oms, exchange)
+        return await oms.submit(as_sent(decision.order), decision.token)
+
+    again = asyncio.run(scenario())
+
+    assert (again.order.status, again.replayed, len(again.trades)) == (S.FILLED, True, 1)
+    assert len(exchange.execute_requests) == 1
+
+
+def test_a_submission_repeated_after_the_order_was_cancelled_at_the_venue_answers_it_cancelled_and_replayed(
+    risk, oms, exchange, make_order
+):
+    async def scenario():
+        decision = await approved(risk, resting(make_order))
+        await oms.submit(as_sent(decision.order), decision.token)
+        await oms.cancel(decision.order.order_id)
+        return await oms.submit(as_sent(decision.order), decision.token)
+
+    again = asyncio.run(scenario())
+
+    assert (again.order.status, again.replayed, again.trades) == (S.CANCELLED, True, [])
+    assert len(exchange.execute_requests) == 1
