@@ -233,6 +233,10 @@ class Replacer:
         cumulative = None
         if found == _CANCEL:
             replaced, cumulative = await self._cancel(replaced, replacement_id)
+        if cumulative is None:
+            # Closed by another path (the report stream, the reconciler, an earlier call):
+            # what the venue said it executed then, when more than the order has filled.
+            cumulative = replaced.venue_executed_quantity
         if (replaced.status is OrderStatus.CANCELLED and replaced.filled_quantity == stored.replaced_filled
                 and (cumulative is None or cumulative == stored.replaced_filled)):
             return await self._send(message, token, verified, replaced, remaining)

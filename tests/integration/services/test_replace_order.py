@@ -14,6 +14,7 @@ import pytest
 
 from services.common import convert
 from services.domain import TimeInForce, new_id, utcnow
+from services.exchange.venue import OrderRef, make_report
 from services.domain.errors import Conflict, InvalidOrder, PreconditionFailed, VenueUnavailable
 from services.oms.engine import OrderManagement
 from services.risk.engine import RiskEngine, new_client_order_id
@@ -380,6 +381,38 @@ def test_a_replace_whose_cancel_took_effect_but_whose_answer_was_lost_resumes_an
     assert statuses(events)[-3:] == [S.ACCEPTED, S.PENDING_CANCEL, S.CANCELLED]
     assert [r.order.order_id for r in exchange.execute_requests].count(answer.order.order_id) == 1
     assert len(exchange.cancel_requests) == 2
+
+
+def test_a_replace_resumed_after_the_stream_closed_the_old_order_owing_fills_does_not_send_the_replacement(
+    risk, db, keyring, shallow_exchange, make_order
+):
+    exchange = shallow_exchange  # a resting 0.01 fills 0.004 when the market crosses it
+    oms = OrderManagement(db, keyring, exchange, ttl_seconds=300, exchange_timeout=2.0)
+
+    async def scenario():
+        old = await working(risk, oms, resting(make_order))
+        decision = await replacement(risk, old.order_id, price=Decimal("61000"))
+        await venue_fills(exchange, Decimal("59000"), published=False)  # 0.004 fills; its report is late
+        exchange.provider.source.set("BTCUSDT", MARKET_PRICE)
+        answer_lost(exchange, "CancelOrder")
+        with pytest.raises(VenueUnavailable):  # cancelled at the venue; the OMS did not hear
+            await replace(oms, decision)
+        answers_arrive(exchange, "CancelOrder")
+        # The stream's report of the cancel arrives before the fill's: CANCELLED, 0.004 executed.
+        await exchange.engine.reports.append([make_report(OrderRef.of(old), S.CANCELLED, cumulative=Decimal("0.004"),
+                                                          at=utcnow())])
+        await follow_until_drained(oms, exchange)
+        closed = (await details(oms, old.order_id))[0]
+        answer = await replace(oms, decision)  # the same call once more
+        return closed, answer
+
+    closed, answer = asyncio.run(scenario())
+
+    assert (closed.status, closed.filled_quantity, closed.venue_executed_quantity) == (S.CANCELLED, ZERO,
+                                                                                       Decimal("0.004"))
+    assert answer.order.status is S.CANCELLED  # not sent: it would work more than was asked in all
+    assert answer.replaced.status is S.CANCELLED
+    assert [r.order.order_id for r in exchange.execute_requests].count(answer.order.order_id) == 0
 
 
 def test_an_order_a_fill_left_working_during_an_unanswered_replace_can_be_replaced_again(
