@@ -212,7 +212,10 @@ class OrderManagementServiceServicer:
         """CancelOrder cancels one order. A working order becomes PENDING_CANCEL, then
         CANCELLED when the venue confirms (the answer holds the order as it is then); an
         order that never reached a venue (APPROVED) is cancelled at once. When the venue
-        refuses the cancel the order returns to its previous status. Without the
+        refuses the cancel the order returns to its previous status, unless the refusal
+        says the venue has no open order (UNKNOWN_ORDER, CANCEL_REJECTED) and the venue,
+        then asked, has it ended: an earlier cancel whose answer was lost cancelled it, or
+        it filled; it then ends so, its fills recorded. Without the
         Exchange's answer within TESSERA_EXCHANGE_TIMEOUT_SECONDS the call fails
         UNAVAILABLE and the order stays PENDING_CANCEL; calling CancelOrder again sends the
         cancel again. Errors: INVALID_ARGUMENT, NOT_FOUND ORDER_NOT_FOUND,
@@ -317,14 +320,17 @@ class OrderManagementServiceServicer:
         Deadlines and retries: the cancel and the execution each wait at most
         TESSERA_EXCHANGE_TIMEOUT_SECONDS (10 s); give the call 30 s. Safe to repeat with the
         same replacement and token: a call that failed UNAVAILABLE (the cancel unconfirmed,
-        the old order PENDING_CANCEL) resumes where it stopped; one that succeeded answers
-        again, marked replayed; nothing reaches the venue twice. CancelOrder on the
-        replacement while it is APPROVED stops the replace from sending it.
+        the old order PENDING_CANCEL) resumes where it stopped (a cancel that had taken
+        effect is found so at the venue); one that succeeded answers again, marked
+        replayed; nothing reaches the venue twice. CancelOrder on the replacement while it
+        is APPROVED stops the replace from sending it.
 
-        Errors: INVALID_ARGUMENT, the token's (UNAUTHENTICATED, PERMISSION_DENIED as for
-        SubmitOrder), NOT_FOUND ORDER_NOT_FOUND, FAILED_PRECONDITION (NOT_A_REPLACEMENT;
-        ORDER_NOT_WORKING: the old order is not working at the venue, or another replace of
-        it is under way; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
+        Errors: INVALID_ARGUMENT (before anything is cancelled; an order manager or expiry
+        other than the replacement's is DIFFERS_FROM_APPROVED), the token's
+        (UNAUTHENTICATED, PERMISSION_DENIED as for SubmitOrder), NOT_FOUND ORDER_NOT_FOUND,
+        FAILED_PRECONDITION (NOT_A_REPLACEMENT; ORDER_NOT_WORKING: the old order is not
+        working at the venue, or another replace of it is under way, and the replacement is
+        cancelled; ORDER_NOT_OPEN: it ended first; ORDER_CHANGED: it filled after the
         replacement was approved; the venue's refusal of the cancel, CANCEL_REJECTED;
         TRADING_HALTED or REDUCING_ONLY when the replacement's own submission is refused:
         the old order is cancelled, the replacement stays APPROVED, call again when trading
