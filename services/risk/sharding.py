@@ -15,7 +15,9 @@ address is known or it was forwarded once already.
 
 Configuration: ``TESSERA_RISK_SHARDS`` (the replica count, default 1),
 ``TESSERA_RISK_SHARD`` (this replica's ordinal; default: the ordinal at the end of the
-host name, ``risk-2`` -> 2, as a StatefulSet names its pods), ``TESSERA_RISK_PEERS``
+host name, ``risk-2`` -> 2, as a StatefulSet names its pods, read whenever there are
+several replicas or ``TESSERA_RISK_PEERS`` is set, so that a pod of a set scaled past
+its count refuses to start even when the count is 1), ``TESSERA_RISK_PEERS``
 (one address per ordinal, comma-separated, or a template with ``{ordinal}``, e.g.
 ``risk-{ordinal}.risk-headless.tessera.svc:50051``, the per-pod DNS names a headless
 Service gives a StatefulSet's pods; ``{shard}`` is the same placeholder).
@@ -82,11 +84,14 @@ class Sharding:
         if shards < 1:
             raise ConfigError("TESSERA_RISK_SHARDS must be at least 1")
         raw = environ.get("TESSERA_RISK_SHARD", "").strip()
+        peers_raw = environ.get("TESSERA_RISK_PEERS", "").strip()
         if raw:
             shard = _number(environ, "TESSERA_RISK_SHARD", raw)
-        elif shards == 1:
-            shard = 0
+        elif shards == 1 and not peers_raw:
+            shard = 0  # one process outside a StatefulSet: no ordinal to read
         else:
+            # A StatefulSet's pod (peers configured), even of a count of one: risk-1 of a
+            # set scaled past its TESSERA_RISK_SHARDS must refuse, not decide as replica 0.
             name = hostname if hostname is not None else socket.gethostname()
             found = _ORDINAL.search(name)
             if found is None:
@@ -97,7 +102,6 @@ class Sharding:
             shard = int(found.group(1))
         if not 0 <= shard < shards:
             raise ConfigError(f"TESSERA_RISK_SHARD={shard} is outside the {shards} replicas of TESSERA_RISK_SHARDS")
-        peers_raw = environ.get("TESSERA_RISK_PEERS", "").strip()
         if not peers_raw:
             peers: tuple[str, ...] = ()
         elif any(placeholder in peers_raw for placeholder in _PLACEHOLDERS):

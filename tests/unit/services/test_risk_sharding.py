@@ -62,3 +62,15 @@ def test_a_bad_configuration_is_refused_naming_the_variable(environ: dict[str, s
     with pytest.raises(ConfigError) as refused:
         Sharding.from_env(environ, hostname=hostname)
     assert names in str(refused.value)
+
+
+def test_a_pod_of_a_statefulset_scaled_past_a_count_of_one_refuses_to_start() -> None:
+    """The base manifest (one replica, the peer template) scaled to two pods: risk-1 would
+    otherwise take ordinal 0 of 1 and decide every account beside risk-0."""
+    environ = {"TESSERA_RISK_SHARDS": "1", "TESSERA_RISK_PEERS": "risk-{ordinal}.risk-headless.tessera.svc:50051"}
+    assert Sharding.from_env(environ, hostname="risk-0").shard == 0
+    with pytest.raises(ConfigError) as refused:
+        Sharding.from_env(environ, hostname="risk-1")
+    assert "TESSERA_RISK_SHARD=1 is outside the 1 replicas" in str(refused.value)
+    # A single process outside a StatefulSet (no peers) needs no ordinal, whatever its host's name.
+    assert Sharding.from_env({"TESSERA_RISK_SHARDS": "1"}, hostname="build-7").shard == 0
