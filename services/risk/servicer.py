@@ -7,6 +7,7 @@ one that reaches another replica is forwarded to the owner, or refused with
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from typing import Any
@@ -179,31 +180,51 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
                 continue
             local.append((index, order, not intent.client_order_id))
         # Decided in the request's order (each order's checks see the ones before it),
-        # stored in one write.
+        # stored in one write; each other owner's part forwarded at the same time, in one
+        # call per owner, so that an owner slow to answer costs its own items only.
+        if not remote:
+            await self._decide_here(local, results)  # a store failure fails the call
+            return pb.ValidateOrdersResponse(results=results)
+        here, *forwarded = await asyncio.gather(
+            self._decide_here(local, results),
+            *(self._forward_part(owner, indexes, request, results, context) for owner, indexes in remote.items()),
+            return_exceptions=True)
+        for failure in (*forwarded, here):
+            if isinstance(failure, BaseException) and (failure is not here or not isinstance(here, Exception)):
+                raise failure  # not expected: as if it had not been caught
+        if isinstance(here, Exception):
+            # The owners decided and stored their parts: their answers (and tokens) reach
+            # the caller, and this replica's items carry its failure (nothing of it stored).
+            for index, _, _ in local:
+                results[index] = self._failed(index, here)
+        return pb.ValidateOrdersResponse(results=results)
+
+    async def _decide_here(self, local: list[tuple[int, Any, bool]], results: list[Any]) -> None:
         outcomes = await self.engine.validate_many([(order, fresh) for _, order, fresh in local])
         for (index, _, _), outcome in zip(local, outcomes):
             results[index] = (self._failed(index, outcome) if isinstance(outcome, DomainError)
                               else pb.ValidateOrderResult(**_decision_fields(outcome)))
-        for owner, indexes in remote.items():
-            peer = self._peer(owner, request.orders[indexes[0]].account, context)
-            try:
-                answer = await peer.ValidateOrders(
-                    pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
-                    timeout=context.time_remaining(), metadata=self._metadata(context))
-            except grpc.aio.AioRpcError as error:
-                # The owner is down, or answered the whole of its part with an error: its
-                # items fail with that (UNAVAILABLE naming it, or its own status), and the
-                # others' answers stand (those decided here are stored already).
-                for index in indexes:
-                    unreachable = self._unreachable(error, owner, request.orders[index].account)
-                    results[index] = (self._failed(index, unreachable) if unreachable is not None
-                                      else _owner_failed(index, error))
-                continue
-            for index, result in zip(indexes, answer.results):
-                if result.HasField("error"):  # its index in the forwarded batch -> in this one
-                    renumber(result.error, index)
-                results[index] = result
-        return pb.ValidateOrdersResponse(results=results)
+
+    async def _forward_part(self, owner: int, indexes: list[int], request: pb.ValidateOrdersRequest,
+                            results: list[Any], context: grpc.aio.ServicerContext) -> None:
+        peer = self._peer(owner, request.orders[indexes[0]].account, context)
+        try:
+            answer = await peer.ValidateOrders(
+                pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
+                timeout=context.time_remaining(), metadata=self._metadata(context))
+        except grpc.aio.AioRpcError as error:
+            # The owner is down, or answered the whole of its part with an error: its
+            # items fail with that (UNAVAILABLE naming it, or its own status), and the
+            # others' answers stand (those decided here are stored already).
+            for index in indexes:
+                unreachable = self._unreachable(error, owner, request.orders[index].account)
+                results[index] = (self._failed(index, unreachable) if unreachable is not None
+                                  else _owner_failed(index, error))
+            return
+        for index, result in zip(indexes, answer.results):
+            if result.HasField("error"):  # its index in the forwarded batch -> in this one
+                renumber(result.error, index)
+            results[index] = result
 
     @grpc_errors
     async def ValidateReplacement(self, request: pb.ValidateReplacementRequest, context: grpc.aio.ServicerContext):

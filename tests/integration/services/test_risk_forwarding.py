@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any
 
 import grpc
@@ -113,3 +114,102 @@ def test_a_batch_answers_an_owners_own_error_as_its_items_errors_and_the_others_
     assert error.message.startswith("orders[0].") and "the store is unavailable" in error.message
     assert dict(error.metadata) == {"replica": "1"}
     assert error.retry_delay.nanos == 500_000_000
+
+
+class Deadline(Context):
+    """A caller's context whose deadline runs out ``seconds`` after it is made."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def time_remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def owned(sharding: Sharding, owner: int) -> str:
+    return next(a for a in (f"acct-{n}" for n in range(1000)) if sharding.owner(a) == owner)
+
+
+def test_a_batch_decides_the_other_owners_items_while_one_owner_hangs(db, keyring):
+    """Replica 1 accepts the call and never answers; replica 2 answers at once: its items
+    are decided within the caller's deadline, not starved by replica 1's wait."""
+    from services.common.server import add_service
+
+    stuck = asyncio.Event()
+
+    async def hang(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await stuck.wait()
+        return risk_pb2.ValidateOrdersResponse()
+
+    async def scenario():
+        hung = grpc.aio.server()
+        hung.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
+            "ValidateOrders": grpc.unary_unary_rpc_method_handler(
+                hang, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
+                response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
+        hung_port = hung.add_insecure_port("127.0.0.1:0")
+        healthy = grpc.aio.server()
+        healthy_port = healthy.add_insecure_port("127.0.0.1:0")
+        peers = ("127.0.0.1:1", f"127.0.0.1:{hung_port}", f"127.0.0.1:{healthy_port}")
+        owner_2 = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=Sharding(2, 3, peers)), Sharding(2, 3, peers))
+        add_service(healthy, owner_2, risk_pb2.DESCRIPTOR.services_by_name["RiskService"], observe=False)
+        await hung.start()
+        await healthy.start()
+        sharding = Sharding(0, 3, peers)
+        servicer = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=sharding), sharding)
+        accounts = [owned(sharding, owner) for owner in (1, 2, 0)]
+        try:
+            return accounts, await servicer.ValidateOrders(
+                risk_pb2.ValidateOrdersRequest(orders=[intent(a) for a in accounts]), Deadline(1.5))
+        finally:
+            stuck.set()
+            await servicer.close()
+            await owner_2.close()
+            await hung.stop(0)
+            await healthy.stop(0)
+
+    (on_1, on_2, on_0), answer = asyncio.run(scenario())
+
+    waited, decided_by_2, decided_here = answer.results
+    assert decided_by_2.order.status == pb.ORDER_STATUS_APPROVED and decided_by_2.order.account == on_2, decided_by_2
+    assert decided_here.order.status == pb.ORDER_STATUS_APPROVED and decided_here.order.account == on_0
+    assert waited.error.code == "DEADLINE_EXCEEDED" and waited.error.message.startswith("orders[0]"), waited
+
+
+def test_a_batch_whose_own_part_cannot_be_stored_answers_its_items_so_and_the_forwarded_ones_as_decided(
+        db, keyring):
+    """The owner decides (and stores) its part while this replica's own write fails: the
+    caller gets the owner's decisions, with their tokens, and the store's error for the
+    items decided here, never a whole-call error that would lose the owner's approvals."""
+    from sqlalchemy.exc import OperationalError
+
+    from services.common.server import add_service
+
+    async def scenario():
+        owner = grpc.aio.server()
+        port = owner.add_insecure_port("127.0.0.1:0")
+        peers = ("127.0.0.1:1", f"127.0.0.1:{port}")
+        owner_1 = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=Sharding(1, 2, peers)), Sharding(1, 2, peers))
+        add_service(owner, owner_1, risk_pb2.DESCRIPTOR.services_by_name["RiskService"], observe=False)
+        await owner.start()
+        sharding = Sharding(0, 2, peers)
+        engine = RiskEngine(db, keyring, LIMITS, sharding=sharding)
+
+        async def store_down(items):
+            raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+        engine.validate_many = store_down
+        servicer = RiskServicer(engine, sharding)
+        try:
+            return await servicer.ValidateOrders(risk_pb2.ValidateOrdersRequest(
+                orders=[intent(owned(sharding, 0)), intent(owned(sharding, 1))]), Context())
+        finally:
+            await servicer.close()
+            await owner_1.close()
+            await owner.stop(0)
+
+    here, forwarded = asyncio.run(scenario()).results
+
+    assert forwarded.order.status == pb.ORDER_STATUS_APPROVED and forwarded.risk_token
+    assert (here.error.code, here.error.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
+    assert here.error.message.startswith("orders[0]")
