@@ -205,7 +205,10 @@ _OWN: tuple[Reason, ...] = (
        "The order store is unreachable. Retry; where the call may have taken effect, read the order first."),
     _r("REPLICA_UNAVAILABLE", "UNAVAILABLE",
        "The Risk replica that decides the order's account did not answer the replica forwarding to it: retry "
-       "(it is restarting, or unreachable from this replica).", ("account", "owner_replica"), _RISK),
+       "(it is restarting, or unreachable from this replica). Also when it refused the forwarding replica's own "
+       "service identity (a deployment fault, logged by that replica: the replicas' principal needs the service "
+       "role); the caller's own entitlement was checked by the replica it called.",
+       ("account", "owner_replica"), _RISK),
     _r("EXCHANGE_UNAVAILABLE", "UNAVAILABLE",
        "The OMS could not reach the Exchange service (restarting) within the call's deadline: nothing was sent and "
        "the order is still APPROVED; retry the same submission.", ("order_id",), _OMS),

@@ -8,6 +8,7 @@ one that reaches another replica is forwarded to the owner, or refused with
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from typing import Any
@@ -28,12 +29,15 @@ from .engine import Decision, RiskEngine, new_client_order_id
 from .replacement import replacement_order
 from .sharding import FORWARDED_METADATA, Sharding
 
+log = logging.getLogger(__name__)
 MAX_BATCH = 5000
 _STATES = {
     common_pb.TRADING_STATE_ACTIVE: TradingState.ACTIVE,
     common_pb.TRADING_STATE_REDUCING: TradingState.REDUCING,
     common_pb.TRADING_STATE_HALTED: TradingState.HALTED,
 }
+#: What an owner answers when it refuses the forwarding replica's own identity.
+_IDENTITY_REFUSALS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 #: An item's position in the path of its error's fields ("orders[3].quantity: required").
 _ITEM_INDEX = re.compile(r"(?<![A-Za-z0-9_.])orders\[\d+\]")
 
@@ -115,12 +119,22 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
 
     def _unreachable(self, error: grpc.aio.AioRpcError, owner: int, account: str) -> ReplicaUnavailable | None:
         """UNAVAILABLE naming the owner when the call never reached it (no status of
-        Tessera's in the trailers); None when the owner answered the error itself."""
+        Tessera's in the trailers), or when the owner refused this replica's own identity;
+        None when the owner answered the error itself."""
         trailing = tuple(error.trailing_metadata() or ())
-        if error.code() is grpc.StatusCode.UNAVAILABLE and not any(key == STATUS_DETAILS_KEY for key, _ in trailing):
+        code = error.code()
+        if code is grpc.StatusCode.UNAVAILABLE and not any(key == STATUS_DETAILS_KEY for key, _ in trailing):
             return ReplicaUnavailable(
                 f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, did not "
                 f"answer ({error.details()}): retry", metadata={"account": account, "owner_replica": owner})
+        if code in _IDENTITY_REFUSALS:
+            # The forwarded call carries this replica's identity, not the caller's (whose
+            # entitlement was checked here): a refusal of it is the replicas' fault.
+            log.error("risk replica %d refused this replica's service identity: %s", owner, error.details())
+            return ReplicaUnavailable(
+                f"risk replica {owner} of {self.sharding.shards}, which decides account {account!r}, refused this "
+                f"replica's identity ({error.details()}): the replicas' service identity needs the service role",
+                metadata={"account": account, "owner_replica": owner})
         return None
 
     async def _pass_on(self, error: grpc.aio.AioRpcError, owner: int, account: str,

@@ -36,6 +36,29 @@ class Context:
         raise Aborted(code, details)
 
 
+class AbortedCall(grpc.aio.AbortError):
+    """What AbortingContext.abort raises: (code, details, reason)."""
+
+
+class AbortingContext(Context):
+    """A context whose abort ends the call as grpc's does, saying (code, details, the
+    ErrorInfo's reason)."""
+
+    async def abort(self, code: grpc.StatusCode, details: str, trailing: Any = ()) -> None:
+        from google.rpc import error_details_pb2, status_pb2
+
+        from services.common.errors import STATUS_DETAILS_KEY
+
+        reason = ""
+        for key, value in trailing or ():
+            if key == STATUS_DETAILS_KEY:
+                for detail in status_pb2.Status.FromString(value).details:
+                    info = error_details_pb2.ErrorInfo()
+                    if detail.Unpack(info):
+                        reason = info.reason
+        raise AbortedCall(code, details, reason)
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -213,3 +236,56 @@ def test_a_batch_whose_own_part_cannot_be_stored_answers_its_items_so_and_the_fo
     assert forwarded.order.status == pb.ORDER_STATUS_APPROVED and forwarded.risk_token
     assert (here.error.code, here.error.reason) == ("UNAVAILABLE", "STORE_UNAVAILABLE")
     assert here.error.message.startswith("orders[0]")
+
+
+def _refusing_owner(code: grpc.StatusCode, reason: str, message: str):
+    """A replica 1 that refuses every forwarded call with ``code`` and ``reason``."""
+    from services.common.errors import to_grpc_status
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        status = to_grpc_status(code, reason, message, metadata={"principal": "tessera-service"})
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
+        name: grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=kind.FromString,
+                                                  response_serializer=lambda message: b"")
+        for name, kind in (("ValidateOrder", risk_pb2.ValidateOrderRequest),
+                           ("ValidateOrders", risk_pb2.ValidateOrdersRequest))})])
+    return server
+
+
+def test_the_owner_refusing_the_forwarding_replicas_identity_is_not_answered_as_the_callers_refusal(db, keyring):
+    """The caller's entitlement was checked by the replica it called; the owner sees only
+    that replica's service identity. The owner refusing it (the service role missing from
+    its entitlements, a lapsed service token) says nothing about the caller: it is answered
+    as the owner being unusable, naming it, never PERMISSION_DENIED NOT_ENTITLED about a
+    principal the caller is not."""
+    async def scenario():
+        owner = _refusing_owner(grpc.StatusCode.PERMISSION_DENIED, "NOT_ENTITLED",
+                                "ValidateOrder is not open to tessera-service (roles: trader)")
+        port = owner.add_insecure_port("127.0.0.1:0")
+        await owner.start()
+        sharding = Sharding(0, 2, ("127.0.0.1:1", f"127.0.0.1:{port}"))
+        servicer = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=sharding), sharding)
+        theirs = owned(sharding, 1)
+        try:
+            try:
+                await servicer.ValidateOrder(risk_pb2.ValidateOrderRequest(order=intent(theirs)), AbortingContext())
+                single = None
+            except AbortedCall as aborted:
+                single = aborted.args
+            batch = await servicer.ValidateOrders(risk_pb2.ValidateOrdersRequest(orders=[intent(theirs)]), Context())
+            return theirs, single, batch
+        finally:
+            await servicer.close()
+            await owner.stop(0)
+
+    theirs, single, batch = asyncio.run(scenario())
+
+    code, details, reason = single
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "REPLICA_UNAVAILABLE"), single
+    assert f"risk replica 1 of 2, which decides account {theirs!r}, refused this replica's identity" in details
+    (item,) = batch.results
+    assert (item.error.code, item.error.reason) == ("UNAVAILABLE", "REPLICA_UNAVAILABLE"), item
+    assert "refused this replica's identity" in item.error.message
