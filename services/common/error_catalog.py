@@ -209,6 +209,12 @@ _OWN: tuple[Reason, ...] = (
        "service identity (a deployment fault, logged by that replica: the replicas' principal needs the service "
        "role); the caller's own entitlement was checked by the replica it called.",
        ("account", "owner_replica"), _RISK),
+    _r("SHARD_MAP_UNSETTLED", "UNAVAILABLE",
+       "The Risk replica that decides the order's account does not decide now: a Risk replica started with another "
+       "replica count (TESSERA_RISK_SHARDS) is running, so that two replicas could own one account (the message names "
+       "it; docs/risk-sharding.md, \"Changing the replica count\"), or this replica has not confirmed the count in the "
+       "store for half its lease. Nothing was stored: retry once every replica runs with one count.",
+       ("replica", "shards"), _RISK),
     _r("EXCHANGE_UNAVAILABLE", "UNAVAILABLE",
        "The OMS could not reach the Exchange service (restarting) within the call's deadline: nothing was sent and "
        "the order is still APPROVED; retry the same submission.", ("order_id",), _OMS),

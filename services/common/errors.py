@@ -75,7 +75,8 @@ def _code_by_class(error: BaseException) -> grpc.StatusCode:
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(error, domain.StaleOrder):
         return grpc.StatusCode.ABORTED
-    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable, domain.ReplicaUnavailable)):
+    if isinstance(error, (domain.VenueUnavailable, StoreUnavailable, domain.ReplicaUnavailable,
+                          domain.ShardMapUnsettled)):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
 

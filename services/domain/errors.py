@@ -168,3 +168,11 @@ class ReplicaUnavailable(DomainError):
     account) did not answer: UNAVAILABLE, worth a retry."""
 
     reason = "REPLICA_UNAVAILABLE"
+
+
+class ShardMapUnsettled(DomainError):
+    """This Risk replica does not decide: another live replica runs with another replica
+    count (the shard map is changing), or this one has not confirmed the count in the
+    store lately. UNAVAILABLE, worth a retry."""
+
+    reason = "SHARD_MAP_UNSETTLED"

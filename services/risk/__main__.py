@@ -28,8 +28,10 @@ async def main() -> None:
         sharding = Sharding.from_env(os.environ)
         poll = float(env_decimal(os.environ, "TESSERA_RISK_POLL_SECONDS", "0.1"))
         state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
-        if poll <= 0 or state_poll <= 0:
-            raise ConfigError("TESSERA_RISK_POLL_SECONDS and TESSERA_RISK_STATE_POLL_SECONDS must be positive")
+        lease = float(env_decimal(os.environ, "TESSERA_RISK_LEASE_SECONDS", "10"))
+        if poll <= 0 or state_poll <= 0 or lease <= 0:
+            raise ConfigError("TESSERA_RISK_POLL_SECONDS, TESSERA_RISK_STATE_POLL_SECONDS and "
+                              "TESSERA_RISK_LEASE_SECONDS must be positive")
         try:  # Risk reads who trades where, never the credentials (live with ASTER_ACCOUNT_ID: that one)
             accounts = VenueAccounts.from_environ(os.environ, single_account=True)
             reload = reload_seconds(os.environ)
@@ -40,7 +42,7 @@ async def main() -> None:
     db = Database.from_url(database_url(), on_events=metrics.events_committed,
                             on_commit=metrics.store_committed)
     engine = RiskEngine(db, keyring, limits, sharding=sharding, poll_seconds=poll, state_poll_seconds=state_poll,
-                        accounts=accounts)
+                        accounts=accounts, lease_seconds=lease)
     servicer = RiskServicer(engine, sharding)
     metrics.watch_trading_state(db.store)
     metrics.watch_risk_book(engine.book, sharding.shard, sharding.shards)

@@ -216,6 +216,10 @@ class Book:
         #: the period they tripped it in (once per period: :mod:`services.risk.kill_switch`).
         self.loss_tripped: dict[str, dt.datetime] = {}
 
+    def clear(self) -> None:
+        """Forget everything (the book is about to be loaded again)."""
+        self.__init__(self.limits, self.owns, self.clock)  # type: ignore[misc]
+
     def account(self, name: str) -> Account:
         found = self.accounts.get(name)
         if found is None:

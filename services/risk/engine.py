@@ -14,6 +14,11 @@ look (submissions, fills, ends), the trading state of every scope, and the ledge
 entries the fills made, written to the store. The service runs it in the background
 (:meth:`RiskEngine.follow`); a kill switch set on another replica is obeyed within one
 ``state_poll_seconds`` of its commit (plus the read).
+
+With ``lease_seconds`` (the service's), a replica also checks in to the store
+(:meth:`RiskEngine.check_in`): it decides, and writes the ledger, only while no live
+replica runs with another replica count, since two shard maps at once would give some
+accounts two owners (docs/risk-sharding.md, "Two counts never decide at once").
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import socket
 import time
+import uuid
 from typing import Any, Callable
 
 import core_ext
@@ -32,7 +39,8 @@ from services.common.venue_accounts import VenueAccounts
 from services.domain import Order, OrderStatus, TradingState, new_id, utcnow
 from services.domain.ledger import ZERO
 from services.domain.order import APPROVAL_REASON, is_fill_after_close
-from services.domain.errors import Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed
+from services.domain.errors import (Conflict, DomainError, InvalidOrder, OrderNotFound, PreconditionFailed,
+                                    ShardMapUnsettled)
 from services.store import DuplicateClientOrderId, TradingStateRecord, UnitOfWork
 from services.store.database import Database
 from services.store.order_sets import NEW_ORDERS
@@ -90,6 +98,12 @@ class RiskEngine:
     flush_seconds
         How often the ledger the book owes is written (sooner past ``FLUSH_ENTRIES``
         entries): it is the store's copy, for a replica that starts; decisions use the book.
+    lease_seconds
+        Take part in the replica-count check (see :meth:`check_in`; Risk's service does,
+        with 10 s): the replica writes its row in the store at start and every tenth of
+        the lease, and decides only while no replica seen within the lease runs with
+        another count and its own last check-in is under half the lease old. None (the
+        default, for a book driven by a test): no check.
     """
 
     def __init__(
@@ -107,6 +121,7 @@ class RiskEngine:
         state_poll_seconds: float = 0.1,
         flush_seconds: float = 1.0,
         accounts: VenueAccounts | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.db = db
         #: The venue accounts (None: every account may trade, as in paper mode without a registry).
@@ -132,15 +147,146 @@ class RiskEngine:
         self._in_flight: dict[tuple[str, str], asyncio.Future[Any]] = {}
         #: Replacements being decided: their id -> what the order they replace had filled.
         self._replacing: dict[str, Any] = {}
+        # -- the replica-count check (lease_seconds) --
+        self.lease_seconds = lease_seconds
+        #: This process among the replicas' rows (``risk_replicas``), and its host's name.
+        self.instance = str(uuid.uuid4())
+        self.host = socket.gethostname()
+        #: The live replicas running with another count, at the last check-in.
+        self.other_counts: list[Any] = []
+        self._checked_in: float | None = None  # monotonic time of the last check-in that succeeded
+        #: The book was loaded while the count was settled, and this replica has not since
+        #: gone unconfirmed long enough for another count's replica to take it for gone.
+        self._loaded = lease_seconds is None
+        self._stopping = False
+        self._lapses = 0
+        self._beating: asyncio.Task[None] | None = None
+        #: Calls deciding past the check (stop and a reload wait for them), and what wakes the waiter.
+        self._deciding = 0
+        self._idle: asyncio.Event | None = None
 
     # -- the book ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the book from the store (once; later calls wait for the first)."""
+        """Load the book from the store (once; later calls wait for the first). With the
+        replica-count check, check in first, and load only if no replica with another
+        count runs (otherwise :meth:`sync` loads it once none does)."""
         if self._loading is None:
-            self._loading = asyncio.ensure_future(self._load())
+            self._loading = asyncio.ensure_future(self._start())
         await asyncio.shield(self._loading)
 
+    async def _start(self) -> None:
+        if self.lease_seconds is None:
+            await self._load()
+            return
+        await self.check_in()
+        self._beating = asyncio.ensure_future(self._heartbeat())
+        if self._may_load():
+            await self._load()
+
+    # -- the replica count ----------------------------------------------------------------------
+    async def check_in(self) -> None:
+        """Write this replica's row (ordinal, count, seen now) and read which live replicas
+        run with another count: while one does, two shard maps are in use at once and some
+        accounts would have two owners, so neither side decides nor writes the ledger.
+
+        A replica whose check-ins failed for half the lease may have been taken for gone
+        by a replica with another count, which may have decided its accounts meanwhile:
+        its book is loaded again before it decides again."""
+        assert self.lease_seconds is not None
+        now = self.clock()
+        lease = dt.timedelta(seconds=self.lease_seconds)
+        found = await self.source.check_in(
+            instance=self.instance, ordinal=self.sharding.shard, shards=self.sharding.shards, host=self.host,
+            now=now, live_since=now - lease, forget_before=now - 60 * lease)
+        others = [replica for replica in found if replica.shards != self.sharding.shards]
+        checked = self.monotonic()
+        if self._checked_in is not None and checked - self._checked_in >= self.lease_seconds / 2:
+            self._loaded = False
+            self._lapses += 1  # a load under way read its snapshot before this: not good enough
+            log.warning("risk replica %d of %d was not checked in for %.1f s: its book is loaded again before it "
+                        "decides", self.sharding.shard, self.sharding.shards, checked - self._checked_in)
+        if others and {r.instance for r in others} != {r.instance for r in self.other_counts}:
+            log.error("risk replica %d of %d does not decide: %s", self.sharding.shard, self.sharding.shards,
+                      _describe(others))
+        elif self.other_counts and not others:
+            log.warning("risk replica %d of %d: no replica with another count is left", self.sharding.shard,
+                        self.sharding.shards)
+        self.other_counts = others
+        self._checked_in = checked
+
+    async def _heartbeat(self) -> None:
+        assert self.lease_seconds is not None
+        while not self._stopping:
+            await asyncio.sleep(self.lease_seconds / 10)
+            if self._stopping:
+                break
+            try:
+                await self.check_in()
+            except Exception as error:  # noqa: BLE001 - the next beat tries again; decisions stop at half the lease
+                log.warning("risk replica %d of %d could not check in: %s", self.sharding.shard,
+                            self.sharding.shards, error)
+
+    def settled(self) -> bool:
+        """Whether this replica may decide: no replica with another count seen, its own
+        check-in confirmed within half the lease, not stopping."""
+        return self.unsettled() is None
+
+    def unsettled(self) -> ShardMapUnsettled | None:
+        """Why this replica may not decide now (None: it may)."""
+        if self.lease_seconds is None:
+            return None
+        me = f"risk replica {self.sharding.shard} of {self.sharding.shards}"
+        metadata = {"replica": self.sharding.shard, "shards": self.sharding.shards}
+        if self._stopping:
+            return ShardMapUnsettled(f"{me} is stopping: retry", metadata=metadata)
+        if self.other_counts:
+            return ShardMapUnsettled(
+                f"{me} does not decide while {_describe(self.other_counts)}: two replica counts at once would give "
+                "some accounts two owners; retry once every Risk replica runs with one TESSERA_RISK_SHARDS "
+                "(docs/risk-sharding.md)", metadata=metadata)
+        if self._checked_in is None or self.monotonic() - self._checked_in >= self.lease_seconds / 2:
+            return ShardMapUnsettled(f"{me} has not confirmed the replica count in the store lately: retry",
+                                     metadata=metadata)
+        if not self._loaded:
+            return ShardMapUnsettled(f"{me} is loading its book: retry", metadata=metadata)
+        return None
+
+    async def stop(self) -> None:
+        """Stop deciding, write the ledger owed (when this replica may), and take this
+        replica's row out of the store, only once no decision of it is being stored: a
+        replica with another count may start deciding the moment it is gone."""
+        self._stopping = True
+        if self._beating is not None:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._beating
+        await self._quiet()
+        with contextlib.suppress(Exception):
+            await self.flush()
+        if self.lease_seconds is None or self._checked_in is None:
+            return
+        try:
+            await self.source.check_out(self.instance)
+        except Exception as error:  # noqa: BLE001 - its row lapses after the lease
+            log.warning("risk replica %d of %d could not check out (its row lapses after %.0f s): %s",
+                        self.sharding.shard, self.sharding.shards, self.lease_seconds, error)
+
+    async def _quiet(self) -> None:
+        """Wait until no call is deciding past the check (each has stored its decisions)."""
+        while self._deciding:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+
+    async def _reload(self) -> None:
+        """Load the book again (the count settled after it was not): nothing of the old one
+        is kept, the store has all of it (a fill whose ledger entry was not written is
+        among the fills the load applies)."""
+        await self._quiet()
+        self.book.clear()
+        await self._load()
+
     async def _load(self) -> None:
+        lapses = self._lapses
         now = self.clock()
         limits = self.limits
         snapshot = await self.source.load(
@@ -161,6 +307,7 @@ class RiskEngine:
         book.load_working(snapshot.working)
         book.load_recent(snapshot.recent)
         self._states_read = self.monotonic()
+        self._loaded = lapses == self._lapses
         log.info("risk book loaded: %d accounts, %d fills applied at start", len(book.accounts),
                  len(snapshot.unapplied))
         await self.flush()
@@ -169,6 +316,10 @@ class RiskEngine:
         """Bring the book up to date with the store now: order events, the trading state,
         and the ledger it owes. Returns how many events it applied."""
         await self.start()
+        if not self._loaded:
+            if not self._may_load():
+                return 0  # no book to bring up to date until the count settles
+            await self._reload()
         read_states = self.monotonic() - self._states_read >= self.state_poll_seconds
         changes = self._state_changes
         events, states = await self.source.follow(read_states)
@@ -210,9 +361,28 @@ class RiskEngine:
             log.error("fill event %s of order %s cannot be applied to the ledger: %s", event.sequence,
                       event.order_id, error)
 
+    def _count_confirmed(self) -> bool:
+        return (self._checked_in is not None and self.lease_seconds is not None
+                and self.monotonic() - self._checked_in < self.lease_seconds / 2)
+
+    def _may_load(self) -> bool:
+        """Whether the count is settled for a load: no replica with another count, this
+        replica's check-in confirmed, not stopping."""
+        return not self._stopping and not self.other_counts and self._count_confirmed()
+
+    def _may_write(self) -> bool:
+        """Whether this replica's book may be written to the store as the ledger: not
+        while a replica with another count runs, which may own the same accounts (their
+        fills are in the store, and whoever owns an account once the count settles applies
+        them), nor unconfirmed, nor before its book is loaded."""
+        return self.lease_seconds is None or (self._loaded and not self.other_counts and self._count_confirmed())
+
     async def flush(self) -> None:
-        """Write the ledger entries and positions the book owes the store."""
+        """Write the ledger entries and positions the book owes the store (when it may:
+        :meth:`_may_write`)."""
         self._flushed = self.monotonic()
+        if not self._may_write():
+            return
         entries, positions = self.book.drain()
         if not entries and not positions:
             return
@@ -234,8 +404,7 @@ class RiskEngine:
                 continue  # behind: read on at once
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_seconds)
-        with contextlib.suppress(Exception):
-            await self.flush()
+        await self.stop()
 
     # -- decisions ----------------------------------------------------------------------------
     async def validate(self, order: Order, *, fresh_client_order_id: bool = False) -> Decision:
@@ -265,6 +434,18 @@ class RiskEngine:
             The store failed (no decision of the call was kept).
         """
         await self.start()
+        unsettled = self.unsettled()
+        if unsettled is not None:
+            return [unsettled] * len(items)
+        self._deciding += 1
+        try:
+            return await self._validate_many(items)
+        finally:
+            self._deciding -= 1
+            if not self._deciding and self._idle is not None:
+                self._idle.set()
+
+    async def _validate_many(self, items: list[tuple[Order, bool]]) -> list[Decision | DomainError]:
         results: list[Any] = [None] * len(items)
         decided: list[tuple[int, Decision]] = []
         retries: list[int] = []
@@ -554,6 +735,12 @@ class RiskEngine:
         self.book.trading[GLOBAL_SCOPE] = state  # this replica at once; the others within a poll
         self._state_changes += 1
         return previous
+
+
+def _describe(replicas: list[Any]) -> str:
+    """The replicas running with another count, for a message."""
+    return ", ".join(f"risk replica {r.ordinal} on {r.host} runs with TESSERA_RISK_SHARDS={r.shards}"
+                     for r in replicas)
 
 
 def _same_content(stored: Order, order: Order) -> bool:

@@ -25,8 +25,10 @@ Service gives a StatefulSet's pods; ``{shard}`` is the same placeholder).
 Changing the replica count moves accounts between replicas: every replica restarts with
 the new count and loads the accounts it now owns, and no replica with the old count may
 decide while one with the new count does (an account would be decided by two replicas,
-each checking its limits against only what it approved): stop them all first, or roll
-them only with trading HALTED (docs/risk-sharding.md, "Changing the replica count").
+each checking its limits against only what it approved). The replicas enforce that
+through the store (:meth:`services.risk.engine.RiskEngine.check_in`: no replica decides
+while one seen within the lease runs with another count); stopping them all first keeps
+the time refused shortest (docs/risk-sharding.md, "Changing the replica count").
 """
 
 from __future__ import annotations

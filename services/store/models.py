@@ -227,6 +227,21 @@ class TradingStateRow(Base):
     version: Mapped[int] = mapped_column(Integer())
 
 
+class RiskReplicaRow(Base):
+    """A running Risk replica and the replica count it decides with: each writes its row
+    at start and every second, and deletes it as it stops; a replica does not decide
+    while another seen within the lease runs with another count (docs/risk-sharding.md)."""
+
+    __tablename__ = "risk_replicas"
+
+    instance: Mapped[str] = mapped_column(ID, primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer())
+    shards: Mapped[int] = mapped_column(Integer())
+    host: Mapped[str] = mapped_column(NAME)
+    started_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    seen_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class TradingStateEventRow(Base):
     """The audit trail of trading-state changes."""
 
@@ -337,6 +352,7 @@ trades_table = TradeRow.__table__
 order_managers_table = OrderManagerRow.__table__
 trading_state_table = TradingStateRow.__table__
 trading_state_events_table = TradingStateEventRow.__table__
+risk_replicas_table = RiskReplicaRow.__table__
 anomalies_table = ExecutionAnomalyRow.__table__
 exchange_executions_table = ExchangeExecutionRow.__table__
 positions_table = PositionRow.__table__

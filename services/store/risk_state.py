@@ -22,6 +22,7 @@ comes from when a replica starts, and how it stays current:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import time
@@ -366,6 +367,49 @@ class LedgerWrite:
 LEDGER = LedgerWrite()
 
 
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """Another running Risk replica, as its row in ``risk_replicas`` says."""
+
+    instance: str
+    ordinal: int
+    shards: int
+    host: str
+    seen: dt.datetime
+
+
+def check_in(connection: Connection, codec: Codec, *, instance: str, ordinal: int, shards: int, host: str,
+             now: dt.datetime, live_since: dt.datetime, forget_before: dt.datetime) -> list[Replica]:
+    """Record that this replica (``instance``) runs as ``ordinal`` of ``shards``, seen
+    ``now``; the other replicas seen after ``live_since``. Rows not seen since
+    ``forget_before`` (replicas that were killed) are deleted.
+
+    Replicas checking in at once are serialised (``LOCK TABLE`` on PostgreSQL; SQLite
+    serialises writers), so of two starting together the second sees the first."""
+    mark = _mark(codec.dialect)
+    run = connection.exec_driver_sql
+    if codec.dialect == "postgresql":
+        run("LOCK TABLE risk_replicas IN SHARE ROW EXCLUSIVE MODE")
+    seen = codec.time(now)
+    updated = run(f"UPDATE risk_replicas SET seen_time = {mark}, ordinal = {mark}, shards = {mark} "
+                  f"WHERE instance = {mark}", (seen, ordinal, shards, instance)).rowcount
+    if not updated:
+        run("INSERT INTO risk_replicas (instance, ordinal, shards, host, started_time, seen_time) "
+            f"VALUES ({mark}, {mark}, {mark}, {mark}, {mark}, {mark})",
+            (instance, ordinal, shards, host[:128], seen, seen))
+    run(f"DELETE FROM risk_replicas WHERE seen_time < {mark}", (codec.time(forget_before),))
+    return [Replica(other, number, count, name, codec.time_from(when))
+            for other, number, count, name, when in run(
+                "SELECT instance, ordinal, shards, host, seen_time FROM risk_replicas "
+                f"WHERE instance <> {mark} AND seen_time > {mark} ORDER BY ordinal, instance",
+                (instance, codec.time(live_since)))]
+
+
+def check_out(connection: Connection, codec: Codec, instance: str) -> None:
+    """This replica stops: its row goes (the others need not wait for its lease)."""
+    connection.exec_driver_sql(f"DELETE FROM risk_replicas WHERE instance = {_mark(codec.dialect)}", (instance,))
+
+
 class StoreSource:
     """Where a Risk replica's book comes from and where its ledger goes: the store,
     through the process's :class:`~services.store.database.Database`. The engine asks it
@@ -403,6 +447,26 @@ class StoreSource:
     async def write_ledger(self, entries: list[dict[str, Any]], positions: list[Position]) -> None:
         await self.db.write(LEDGER, (entries, positions))
 
+    async def check_in(self, **replica: Any) -> list[Replica]:
+        """:func:`check_in`, committed before it returns.
 
-__all__ = ["EventTail", "LEDGER", "Snapshot", "StoreSource", "TailEvent", "fees_from", "fees_json", "load",
-           "trading_states"]
+        On PostgreSQL in a short transaction of its own, not in the process's group
+        commit: the table lock it waits for must never be held by a batch whose other
+        calls wait for a lock another replica's batch holds (a deadlock). SQLite's group
+        commit holds the file's write lock from its start: nothing inside it waits."""
+        codec = self.db.codec
+
+        def run(uow: Any) -> list[Replica]:
+            return check_in(uow.session.connection(), codec, **replica)
+
+        if codec.dialect == "postgresql":
+            return await asyncio.get_running_loop().run_in_executor(None, self.db.run_sync, run)
+        return await self.db.run(run)
+
+    async def check_out(self, instance: str) -> None:
+        codec = self.db.codec
+        await self.db.run(lambda uow: check_out(uow.session.connection(), codec, instance))
+
+
+__all__ = ["EventTail", "LEDGER", "Replica", "Snapshot", "StoreSource", "TailEvent", "check_in", "check_out",
+           "fees_from", "fees_json", "load", "trading_states"]

@@ -215,6 +215,46 @@ def test_while_the_owner_is_down_its_accounts_are_unavailable(shards: Shards, tm
     assert f"risk replica 1 of 2, which decides account {theirs!r}, did not answer" in refused.details()
 
 
+def _answer(stub: risk_pb2_grpc.RiskServiceStub, account: str) -> str:
+    """``APPROVED`` (or the decision's status), or the refusal's reason."""
+    try:
+        answer = stub.ValidateOrder(risk_pb2.ValidateOrderRequest(order=e2e.intent(account=account, quantity="0.0001")),
+                                    timeout=e2e.RPC_TIMEOUT)
+    except grpc.RpcError as error:
+        return e2e.error_reason(error) or error.code().name
+    return pb.OrderStatus.Name(answer.order.status).removeprefix("ORDER_STATUS_")
+
+
+def test_a_replica_started_with_another_count_decides_nothing_and_stops_the_others_deciding(
+        shards: Shards, tmp_path: Path) -> None:
+    """A replica started with TESSERA_RISK_SHARDS=3 beside the two replicas of 2: an
+    account replica 0 of 2 owns is also replica 2 of 3's. Neither count decides while
+    both run (each sees the other in the store); once the intruder stops, the two
+    replicas decide again."""
+    account = next(a for a in (f"{e2e.new_account()}-sc{n}" for n in range(1000))
+                   if shard_of(a, 2) == 0 and shard_of(a, 3) == 2)
+    (on_1,) = accounts_of(1, 1, "sc")
+    before = _answer(shards.risk[0], account)
+    intruder = ServiceProcess("risk", dict(shards.processes[0].env, TESSERA_RISK_PORT="0", TESSERA_RISK_SHARDS="3",
+                                           TESSERA_RISK_SHARD="2", TESSERA_RISK_PEERS=""), tmp_path / "intruder")
+    intruder.start()
+    try:
+        with e2e.channel(intruder.wait_ready(30)) as channel:
+            by_intruder = _answer(risk_pb2_grpc.RiskServiceStub(channel), account)
+        # The replicas of 2 see it at their next check-in (every second).
+        old_count_stopped = e2e.wait_until(lambda: _answer(shards.risk[0], account) == "SHARD_MAP_UNSETTLED"
+                                           and _answer(shards.risk[1], on_1) == "SHARD_MAP_UNSETTLED", 10)
+    finally:
+        assert intruder.stop() == 0, intruder.stderr()[-2000:]
+    resumed = e2e.wait_until(lambda: _answer(shards.risk[0], account) == "APPROVED"
+                             and _answer(shards.risk[1], on_1) == "APPROVED", 10)
+
+    assert before == "APPROVED"
+    assert by_intruder == "SHARD_MAP_UNSETTLED"
+    assert old_count_stopped
+    assert resumed
+
+
 def _first_change(shards: Shards, replica: int, account: str, wanted: int, since: float,
                   give_up: float = 10.0) -> tuple[float, list[tuple[float, int]]]:
     """Validate orders on ``replica`` until one gets status ``wanted``: the seconds from
