@@ -17,7 +17,7 @@ from tessera.risk.v1 import risk_pb2
 from .engine import RiskEngine
 from .limits import RiskLimits
 from .servicer import RiskServicer
-from .sharding import Sharding
+from .sharding import Sharding, check_forwarding_identity
 
 
 async def main() -> None:
@@ -26,6 +26,7 @@ async def main() -> None:
         limits = RiskLimits.from_env(os.environ)
         server_config = ServerConfig.from_env("risk")
         sharding = Sharding.from_env(os.environ)
+        check_forwarding_identity(os.environ, sharding)
         poll = float(env_decimal(os.environ, "TESSERA_RISK_POLL_SECONDS", "0.1"))
         state_poll = float(env_decimal(os.environ, "TESSERA_RISK_STATE_POLL_SECONDS", "0.1"))
         lease = float(env_decimal(os.environ, "TESSERA_RISK_LEASE_SECONDS", "10"))

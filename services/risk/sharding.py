@@ -116,6 +116,39 @@ class Sharding:
         return cls(shard, shards, peers)
 
 
+def check_forwarding_identity(environ: Mapping[str, str], sharding: Sharding) -> None:
+    """Refuse to start a replica that would forward orders (several replicas, peers known)
+    where identities are required and it has none to present: the owner would refuse
+    every forwarded order, for a fault of the deployment, not of the caller.
+
+    A replica forwards with its service token (``TESSERA_SERVICE_TOKEN_FILE``, or one it
+    mints with ``TESSERA_SERVICE_PRINCIPAL`` and ``TESSERA_JWT_HMAC_KEY_FILE``), else its
+    TLS client certificate (``TESSERA_TLS_CERT_FILE`` with ``TESSERA_TLS_CA_FILE``).
+
+    Raises
+    ------
+    ConfigError
+        Naming what to set.
+    """
+    if sharding.shards <= 1 or not sharding.peers:
+        return
+    if environ.get("TESSERA_AUTH", "").strip().lower() == "none":
+        return
+
+    def given(*names: str) -> bool:
+        return all(environ.get(name, "").strip() for name in names)
+
+    if (given("TESSERA_SERVICE_TOKEN_FILE") or given("TESSERA_SERVICE_PRINCIPAL", "TESSERA_JWT_HMAC_KEY_FILE")
+            or given("TESSERA_TLS_CA_FILE", "TESSERA_TLS_CERT_FILE")
+            or given("TESSERA_EXCHANGE_TLS_CA_FILE", "TESSERA_EXCHANGE_TLS_CERT_FILE")):
+        return
+    raise ConfigError(
+        "TESSERA_RISK_PEERS is set and identities are required, but this replica has no identity to forward "
+        "orders with: set TESSERA_SERVICE_TOKEN_FILE (or TESSERA_SERVICE_PRINCIPAL with TESSERA_JWT_HMAC_KEY_FILE), "
+        "or a TLS client certificate (TESSERA_TLS_CERT_FILE with TESSERA_TLS_CA_FILE); its principal needs the "
+        "service role")
+
+
 def _expand(template: str, ordinal: int) -> str:
     for placeholder in _PLACEHOLDERS:
         template = template.replace(placeholder, str(ordinal))
@@ -130,4 +163,4 @@ def _number(environ: Mapping[str, str], name: str, default: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
-__all__ = ["FORWARDED_METADATA", "Sharding", "shard_of"]
+__all__ = ["FORWARDED_METADATA", "Sharding", "check_forwarding_identity", "shard_of"]

@@ -74,3 +74,31 @@ def test_a_pod_of_a_statefulset_scaled_past_a_count_of_one_refuses_to_start() ->
     assert "TESSERA_RISK_SHARD=1 is outside the 1 replicas" in str(refused.value)
     # A single process outside a StatefulSet (no peers) needs no ordinal, whatever its host's name.
     assert Sharding.from_env({"TESSERA_RISK_SHARDS": "1"}, hostname="build-7").shard == 0
+
+
+SHARDED = {"TESSERA_RISK_SHARDS": "2", "TESSERA_RISK_SHARD": "0",
+           "TESSERA_RISK_PEERS": "risk-{ordinal}.risk-headless.tessera.svc:50051",
+           "TESSERA_JWT_PUBLIC_KEY_FILES": "/etc/tessera/jwt/public.pem"}
+
+
+@pytest.mark.parametrize("identity", [
+    {"TESSERA_SERVICE_TOKEN_FILE": "/etc/tessera/jwt/service-token"},
+    {"TESSERA_SERVICE_PRINCIPAL": "tessera-service", "TESSERA_JWT_HMAC_KEY_FILE": "/etc/tessera/jwt/hmac-key"},
+    {"TESSERA_TLS_CA_FILE": "/etc/tls/ca.crt", "TESSERA_TLS_CERT_FILE": "/etc/tls/tls.crt"},
+    {"TESSERA_AUTH": "none"},  # the owner asks no identity of anyone
+])
+def test_a_replica_that_forwards_starts_with_an_identity_to_forward_with(identity: dict[str, str]) -> None:
+    from services.risk.sharding import check_forwarding_identity
+
+    check_forwarding_identity({**SHARDED, **identity}, Sharding.from_env({**SHARDED, **identity}))
+
+
+def test_a_replica_that_would_forward_without_an_identity_the_owner_accepts_refuses_to_start() -> None:
+    """Identities required, and nothing to present to the owner: every order for another
+    replica's account would be refused. Said at start, naming what to set."""
+    from services.risk.sharding import check_forwarding_identity
+
+    with pytest.raises(ConfigError) as refused:
+        check_forwarding_identity(SHARDED, Sharding.from_env(SHARDED))
+    assert "TESSERA_SERVICE_TOKEN_FILE" in str(refused.value) and "TESSERA_RISK_PEERS" in str(refused.value)
+    check_forwarding_identity({"TESSERA_JWT_PUBLIC_KEY_FILES": "k"}, Sharding())  # one replica: never forwards
