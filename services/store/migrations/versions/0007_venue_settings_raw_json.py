@@ -47,7 +47,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drops ``venue_settings`` (the previous release reads the settings from the venue
+    at start) and the venue's raw JSON of every order, event and trade (the previous
+    release has no column for it): both are lost."""
+    bind = op.get_bind()
     for table in reversed(TABLES):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("raw_venue_json")
+        if bind.dialect.name == "sqlite":
+            # SQLite's own DROP COLUMN (3.35+), not batch mode's copy of the table: the copy
+            # drops orders_ts, which fails once order events and trades refer to its rows
+            # (foreign keys cannot be turned off inside the migration's transaction).
+            bind.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN raw_venue_json")
+        else:
+            op.drop_column(table, "raw_venue_json")
     op.drop_table("venue_settings")
