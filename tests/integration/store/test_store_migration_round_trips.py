@@ -121,6 +121,23 @@ def test_a_round_trip_through_each_downgrade_keeps_what_the_older_schema_holds(p
     assert check_store(populated.engine).violations == []
 
 
+def test_0008_refuses_to_downgrade_while_an_order_uses_its_fields(populated):
+    trailing = new_order(order_type=OrderType.TRAILING_STOP_MARKET, side=Side.SELL, price=None,
+                         activation_price=Decimal("51000"), callback_rate=Decimal("1.5"),
+                         working_type=WorkingType.MARK_PRICE)
+    with populated.uow() as uow:
+        uow.orders.add(trailing)
+        uow.commit()
+
+    with pytest.raises(RuntimeError, match=f"1 orders use .*{trailing.order_id}"):
+        _downgrade(populated.engine, "0007_venue_settings_raw_json")
+
+    with populated.uow(read_only=True) as uow:  # nothing changed
+        kept = uow.orders.get(trailing.order_id)
+    assert (kept.callback_rate, kept.activation_price, kept.working_type) == (
+        Decimal("1.5"), Decimal("51000"), trailing.working_type)
+
+
 def _migrate_in_a_process(url: str, barrier, results) -> None:
     barrier.wait()
     try:

@@ -82,12 +82,29 @@ def upgrade() -> None:
         op.alter_column("orders_ts", "quantity", existing_type=DecimalString(), nullable=True)
 
 
+#: Shown at most, of the orders that keep a downgrade from running.
+_NAMED = 10
+
+
 def downgrade() -> None:
+    """Refuses while an order has no quantity or uses a field of this migration (its
+    terms, which the risk token signed, would be lost or changed); drops the six
+    columns otherwise."""
     bind = op.get_bind()
     unsized = bind.exec_driver_sql("SELECT count(*) FROM orders_ts WHERE quantity IS NULL").scalar()
     if unsized:
         raise RuntimeError(f"{unsized} orders have no quantity (close_position, quote_order_qty): "
                            "orders_ts.quantity cannot be NOT NULL again while they are stored")
+    using = ("close_position = true OR price_protect = true OR working_type IS NOT NULL "
+             "OR activation_price IS NOT NULL OR callback_rate IS NOT NULL OR quote_order_qty IS NOT NULL")
+    count = bind.exec_driver_sql(f"SELECT count(*) FROM orders_ts WHERE {using}").scalar()
+    if count:
+        named = bind.exec_driver_sql(
+            f"SELECT order_id FROM orders_ts WHERE {using} ORDER BY order_id LIMIT {_NAMED}").scalars().all()
+        raise RuntimeError(
+            f"{count} orders use close_position, price_protect, working_type, activation_price, callback_rate or "
+            f"quote_order_qty, which the schema before 0008 cannot hold (their terms would be lost): "
+            f"{', '.join(named)}{' ...' if count > len(named) else ''}")
     if bind.dialect.name == "sqlite":
         _sqlite_quantity_declaration(_SQLITE_NULLABLE, _SQLITE_NOT_NULL)
     else:
