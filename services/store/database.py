@@ -285,7 +285,8 @@ class Database(Generic[T]):
         self._turn: WriterTurn | None = None
         self._statements = 0  # run on the writer's connection in the current batch
         self._closed = False
-        self._stopped = threading.Event()  # the writer thread has ended
+        #: The calls of the batch the writer holds (taken from the queue, not yet answered).
+        self._inflight: list[_Pending] = []
         #: Batches committed and calls they carried (for tests and diagnostics).
         self.batches = 0
         self.calls = 0
@@ -325,8 +326,9 @@ class Database(Generic[T]):
             waited = self._turn_waited()
             if waited is not None:
                 raise _turn_unavailable(waited)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, name="db-writer", daemon=True)
+            if self._writer is None:  # the first write, or the writer before stopped (see _writer_stopped)
+                self._writer = threading.Thread(target=self._write_loop, args=(threading.Event(),),
+                                                name="db-writer", daemon=True)
                 self._writer.start()
             self._queue.append(pending)
             self._ready.notify()
@@ -421,11 +423,11 @@ class Database(Generic[T]):
         waited = time.monotonic() - since
         return waited if waited > self.turn_timeout else None
 
-    def _watch_turn(self) -> None:
+    def _watch_turn(self, stopped: threading.Event) -> None:
         """Fail the writes queued behind a wait for the turn past ``turn_timeout`` (the
-        writer thread is blocked in the kernel and cannot)."""
+        writer thread is blocked in the kernel and cannot), until the writer ends (``stopped``)."""
         period = max(0.01, min(0.5, self.turn_timeout / 4))
-        while not self._stopped.wait(period):
+        while not stopped.wait(period):
             with self._ready:
                 waited = self._turn_waited()
                 if waited is None:
@@ -442,16 +444,46 @@ class Database(Generic[T]):
                 pending.error = _turn_unavailable(waited)
             _settle(failed)
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, stopped: threading.Event) -> None:
         try:
-            self._write_batches()
+            self._write_batches(stopped)
+        except BaseException as error:  # noqa: BLE001 - a writer that stops must not leave its callers waiting
+            self._writer_stopped(error)
         finally:
-            self._stopped.set()
+            stopped.set()
 
-    def _write_batches(self) -> None:
+    def _writer_stopped(self, error: BaseException) -> None:
+        """The writer thread failed outside any batch (a defect, or memory exhausted): the
+        calls it held and the ones queued fail as the store being unavailable instead of
+        waiting for an answer that will not come, and the next write starts a new writer.
+        A call of the batch it held may have been committed: its caller cannot tell (as
+        when a connection drops during a commit), and retries as after any store error."""
+        log.critical("the store's writer stopped: %r; the writes it held or had queued fail, the next write starts "
+                     "a new writer", error, exc_info=error)
+        failure = OperationalError("(the store's writer)", None, RuntimeError(
+            f"the store's writer stopped ({error!r}): the write may or may not have been committed"))
+        with self._ready:
+            failed = [pending for pending in self._inflight if not pending.future.done()]
+            failed += [pending for pending in self._queue if pending is not None]
+            self._queue.clear()  # close() (None), if queued, is done with: its join returns
+            self._inflight = []
+            self._writer = None
+            connection, self._connection = self._connection, None
+            turn, self._turn = self._turn, None
+        for resource in (connection, turn):
+            if resource is not None:
+                try:
+                    resource.close()  # a connection left in a transaction is rolled back
+                except Exception:  # noqa: BLE001 - gone already: nothing more to release
+                    log.debug("not released", exc_info=True)
+        for pending in failed:
+            pending.error, pending.result = failure, None
+        _settle(failed)
+
+    def _write_batches(self, stopped: threading.Event) -> None:
         self._turn = WriterTurn.for_engine(self.store.engine)
         if self._turn is not None:
-            threading.Thread(target=self._watch_turn, name="db-writer-turn", daemon=True).start()
+            threading.Thread(target=self._watch_turn, args=(stopped,), name="db-writer-turn", daemon=True).start()
         while True:
             with self._ready:
                 while not self._queue:
@@ -519,6 +551,7 @@ class Database(Generic[T]):
             with turn, connection.begin() as transaction:
                 begun = time.perf_counter()
                 batch, stop, writes = self._take()
+                self._inflight = batch
                 sets = [p for p in batch if isinstance(p, _Set)]
                 calls = [p for p in batch if isinstance(p, _Call)]
                 context = WriteContext(connection, self.codec)
@@ -552,12 +585,14 @@ class Database(Generic[T]):
                     self._connection = None
             if not batch:  # BEGIN failed: what is queued fails with it
                 batch, stop, _ = self._take()
+                self._inflight = batch
             for pending in batch:
                 pending.error = error
                 pending.result = None
         self.batches += 1
         self.calls += len(batch)
         _settle(batch)
+        self._inflight = []
         return stop
 
     @staticmethod

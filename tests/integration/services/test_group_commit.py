@@ -245,3 +245,32 @@ def test_the_store_metrics_count_each_commit_as_reported() -> None:
              value("tessera_store_write_wait_seconds_bucket", le="0.001"),
              value("tessera_store_write_held_seconds_bucket", le="0.01"))
     assert [b - a for a, b in zip(before, after)] == [1, 7, 1, 0]  # 20 ms held: above the 10 ms bucket
+
+
+def test_a_writer_thread_that_dies_fails_its_callers_and_the_next_write_gets_a_new_writer(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_a_writer_thread_that_dies(store, monkeypatch))
+
+
+async def _a_writer_thread_that_dies(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    db = Database(store)
+    commit = Database._commit
+    broken = [True]
+
+    def dies_once(self: Database) -> bool:
+        if broken.pop() if broken else False:
+            raise MemoryError("the writer thread's own failure, outside any batch")
+        return commit(self)
+
+    monkeypatch.setattr(Database, "_commit", dies_once)
+    try:
+        # A liveness bound, not a speed claim: without it a caller of a dead writer waits for ever.
+        with pytest.raises(OperationalError, match="writer stopped"):
+            await asyncio.wait_for(db.run(_set_state("lost")), 30)
+        assert await asyncio.wait_for(db.run(_set_state("after")), 30) == "after"
+        states = await db.read(lambda uow: {s: uow.trading_state.get(s).state for s in ("lost", "after")})
+        assert states == {"lost": TradingState.ACTIVE, "after": TradingState.REDUCING}
+    finally:
+        db.close()
