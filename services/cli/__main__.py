@@ -19,8 +19,9 @@ Client (any deployment; --risk/--oms or TESSERA_RISK_ADDRESS/TESSERA_OMS_ADDRESS
 
 Store (any database; --database-url or TESSERA_DATABASE_URL):
   tessera verify-store [...]                  check the store's invariants, report every violation (exit 4)
-  tessera export --from T --to T [...]        orders, events and trades for audit, CSV or Parquet; hash
-                                              chains verified (exit 4, nothing written, when one is broken)
+  tessera export --from T --to T [...]        orders, events and trades for audit, CSV or Parquet; each
+                                              order verified against its hash chain (exit 4, nothing
+                                              written, when one does not verify)
 
 Every client command presents a bearer token (--token-file, TESSERA_TOKEN_FILE; default
 var/auth/local.token, which `tessera up` writes) and speaks TLS with --tls-ca (mutual
@@ -167,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="export orders, events and trades of a time window for audit (CSV or Parquet)",
         description="Write every order with an event in [--from, --to), with its complete hash-chained event "
         "history and its trades, to a new directory of CSV or Parquet files with a manifest (rows and SHA-256 "
-        "per file). Every exported chain is verified first: one broken chain and nothing is written (exit 4). "
-        "Exit 0 exported, 4 broken chains, 1 unreadable store or unwritable target.")
+        "per file). Every exported order is verified first, its hash chain and its row and trades against its "
+        "events: one that does not verify and nothing is written (exit 4). "
+        "Exit 0 exported, 4 orders that do not verify, 1 unreadable store or unwritable target.")
     add_export_arguments(export)
     export.set_defaults(handler=cmd_export)
 

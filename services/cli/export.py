@@ -3,9 +3,10 @@
 Reads the store read-only (``--database-url``, else ``TESSERA_DATABASE_URL``, else
 ``var/tessera.db``), like ``tessera verify-store``, and writes a directory of CSV or
 Parquet files with a manifest (:mod:`services.reliability.export` says what is in it).
-Refuses, writing nothing, when an exported order's hash chain does not verify.
+Refuses, writing nothing, when an exported order does not verify against its hash chain
+(the chain itself, or its row or trades against its events).
 
-Exit codes: 0 exported, 4 refused for broken hash chains (listed), 1 the store could not
+Exit codes: 0 exported, 4 refused for orders that do not verify (listed), 1 the store could not
 be read or the export written, 2 bad usage.
 """
 

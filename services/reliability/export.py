@@ -8,9 +8,12 @@ first event, so it verifies from the export alone, whatever the window. The whol
 is read in one transaction (a snapshot: ``REPEATABLE READ`` on PostgreSQL, SQLite's read
 transaction), so an order written meanwhile cannot appear half-exported.
 
-Every exported order's chain is verified as it is read (:func:`~services.reliability.invariants.chain_violations`:
-each event against its hash, each link, the head on the order row). One broken chain
-and nothing is exported: the files are written to a temporary directory next to the
+Every exported order is verified as it is read: its chain
+(:func:`~services.reliability.invariants.chain_violations`: each event against its hash,
+each link, the head on the order row), and its row and trades against its chained events
+(:func:`~services.reliability.invariants.row_violations`: the status, filled quantity,
+average price, fills owed and last sequence the events replay to; each trade its fill
+event's). One order that does not verify and nothing is exported: the files are written to a temporary directory next to the
 target and removed, and :class:`ChainBroken` lists what is wrong. Otherwise the directory
 holds ``orders``, ``order_events`` and ``trades`` (``.csv`` or ``.parquet``) and
 ``manifest.json``: the window, the selection rule, per file its rows and SHA-256, the
@@ -46,7 +49,7 @@ from services.store.codec import json_text
 from services.store.models import order_events_table, orders_table, trades_table
 from services.store.types import DecimalString, UTCDateTime
 
-from .invariants import Violation, chain_violations
+from .invariants import Violation, chain_violations, row_violations
 
 FORMATS = ("csv", "parquet")
 #: Orders read (with their events and trades) per round trip.
@@ -63,15 +66,17 @@ class ExportError(Exception):
 
 
 class ChainBroken(ExportError):
-    """An exported order's hash chain does not verify: nothing was exported."""
+    """An exported order does not verify against its hash chain (the chain itself, or its
+    row or trades against its events): nothing was exported."""
 
     def __init__(self, violations: list[Violation], orders: int) -> None:
         self.violations = violations
         shown = "\n".join(f"  {v}" for v in violations[:SHOWN])
         more = f"\n  ... and {len(violations) - SHOWN} more" if len(violations) > SHOWN else ""
         super().__init__(
-            f"refusing to export: the hash chains of {orders} order(s) do not verify (an event edited, inserted, "
-            f"deleted or written outside the repository); nothing was written:\n{shown}{more}\n"
+            f"refusing to export: {orders} order(s) do not verify against their hash chains (an event edited, "
+            f"inserted or deleted, or an order or trade row changed behind its events' back, outside the "
+            f"repository); nothing was written:\n{shown}{more}\n"
             "tessera verify-store reports the whole store")
 
 
@@ -255,8 +260,13 @@ def _export_into(engine: Engine, start: dt.datetime, end: dt.datetime, fmt: str,
                 by_order: dict[str, list[dict[str, Any]]] = {}
                 for event in events:
                     by_order.setdefault(event["order_id"], []).append(event)
+                traded: dict[str, list[dict[str, Any]]] = {}
+                for trade in trades:
+                    traded.setdefault(trade["order_id"], []).append(trade)
                 for order in orders:
-                    wrong = chain_violations(order, by_order.get(order["order_id"], []))
+                    chained = by_order.get(order["order_id"], [])
+                    wrong = chain_violations(order, chained) + row_violations(
+                        order, chained, traded.get(order["order_id"], []))
                     if wrong:
                         broken += wrong
                         broken_orders.add(order["order_id"])
