@@ -23,7 +23,9 @@ of :mod:`services.store.chain`, over these orders).
 Values: decimals exact (CSV: the canonical plain text; Parquet: ``decimal128(38, 18)``),
 times UTC (CSV: ISO 8601 with microseconds and ``Z``; Parquet: ``timestamp[us, UTC]``),
 JSON columns as the store's JSON text, booleans ``true``/``false``, NULL as an empty
-CSV cell (a null in Parquet). Columns are the tables' own, in their order. Parquet needs
+CSV cell (a null in Parquet). A CSV text cell that a spreadsheet would take for a formula
+(``=``, ``+``, ``-``, ``@``, a tab or a carriage return first; or ``'`` first) is written
+with one ``'`` before it (:data:`CSV_TEXT_RULE`, also in the manifest). Columns are the tables' own, in their order. Parquet needs
 ``pyarrow`` (the ``export`` extra).
 """
 
@@ -104,6 +106,14 @@ def _kind(column: Any) -> str:
     return "text"
 
 
+#: What a spreadsheet may take a cell beginning with for a formula (or a formula's start):
+#: a text cell beginning with one of these, or with the apostrophe that marks it, is
+#: written with one apostrophe before it, so it is shown as text and never run.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+CSV_TEXT_RULE = ("a text cell beginning with =, +, -, @, a tab, a carriage return or ' is written with one ' "
+                 "before it (a spreadsheet shows it as text, never as a formula): drop that ' to read the value")
+
+
 def _csv_cell(kind: str, value: Any) -> str:
     if value is None:
         return ""
@@ -115,7 +125,8 @@ def _csv_cell(kind: str, value: Any) -> str:
         return "true" if value else "false"
     if kind == "json":
         return json_text(value) or ""
-    return str(value)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 class Writer(Protocol):
@@ -288,6 +299,7 @@ def _export_into(engine: Engine, start: dt.datetime, end: dt.datetime, fmt: str,
         "tessera_export": 1,
         "from": start.isoformat(), "to": end.isoformat(), "format": fmt,
         "selection": SELECTION,
+        **({"csv_text": CSV_TEXT_RULE} if fmt == "csv" else {}),
         "files": files,
         "chains_verified": len(heads),
         "exported_chain_heads_digest": digest,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -56,3 +57,104 @@ def test_the_command_refuses_a_changed_order_row_with_exit_4(store, store_url, h
     error = capsys.readouterr().err
     assert "refusing to export" in error and f"REPLAY_MISMATCH order {history['cancelled']}" in error
     assert not (tmp_path / "q").exists()
+
+
+def _order(store, *, created: dt.datetime, client_order_id: str | None = None, reason: str = "risk: approved",
+           moved: dt.datetime | None = None) -> str:
+    import order_factory
+
+    from services.domain import OrderStatus
+
+    fields = {"order_time": created, "updated_time": created}
+    if client_order_id is not None:
+        fields["client_order_id"] = client_order_id
+    order = order_factory.build_order(**fields)
+    order.record_creation(created)
+    order.transition(OrderStatus.APPROVED, reason=reason, at=moved or created)
+    with store.uow() as uow:
+        uow.orders.add(order)
+        uow.commit()
+    return order.order_id
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _unescaped(cell: str) -> str:
+    """A text cell as docs/export.md says to read it: one leading apostrophe dropped."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+FREE_TEXT = ["a, b", 'say "no"', "line one\nline two\r\nline three", " leading and trailing spaces "]
+FORMULAS = ["=HYPERLINK(\"http://example.invalid\",\"x\")", "+1+1", "-1+1", "@SUM(A1)", "\tTAB", "\rCR",
+            "'quoted already", "=1+1"]
+
+
+def test_free_text_with_commas_quotes_and_newlines_reads_back_exactly_from_the_csv(store, tmp_path):
+    base = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    ids = {text: _order(store, created=base, client_order_id=f"cid-{index}", reason=text)
+           for index, text in enumerate(FREE_TEXT)}
+
+    export(store.engine, base, base + dt.timedelta(days=1), "csv", tmp_path / "audit")
+
+    events = _csv(tmp_path / "audit" / "order_events.csv")
+    reasons = {e["order_id"]: _unescaped(e["reason"]) for e in events if e["to_status"] == "APPROVED"}
+    assert reasons == {order_id: text for text, order_id in ids.items()}
+
+
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_written_inert_and_reads_back_by_the_documented_rule(
+        store, tmp_path):
+    base = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    ids = {text: _order(store, created=base, client_order_id=text, reason=text) for text in FORMULAS}
+
+    export(store.engine, base, base + dt.timedelta(days=1), "csv", tmp_path / "audit")
+
+    orders = {o["order_id"]: o for o in _csv(tmp_path / "audit" / "orders.csv")}
+    events = [e for e in _csv(tmp_path / "audit" / "order_events.csv") if e["to_status"] == "APPROVED"]
+    for text, order_id in ids.items():
+        cell = orders[order_id]["client_order_id"]
+        assert cell[0] == "'", cell  # a spreadsheet shows it as text, never runs it
+        assert _unescaped(cell) == text
+    assert {e["order_id"]: _unescaped(e["reason"]) for e in events} == {o: t for t, o in ids.items()}
+    assert all(e["reason"][0] == "'" for e in events)
+
+
+def test_the_window_includes_its_start_and_excludes_its_end(store, tmp_path):
+    start, end = dt.datetime(2025, 6, 1, tzinfo=dt.UTC), dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
+    tick = dt.timedelta(microseconds=1)
+    inside = [_order(store, created=start), _order(store, created=end - tick),
+              _order(store, created=start - dt.timedelta(days=3), moved=start)]  # placed before, moved at the start
+    outside = [_order(store, created=start - tick), _order(store, created=end),
+               _order(store, created=start - dt.timedelta(days=3), moved=end)]
+
+    export(store.engine, start, end, "csv", tmp_path / "audit")
+
+    exported = {o["order_id"] for o in _csv(tmp_path / "audit" / "orders.csv")}
+    assert exported == set(inside) and not exported & set(outside)
+
+
+def test_a_window_given_in_another_time_zone_selects_the_same_instants(store, store_url, tmp_path):
+    start = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    tick = dt.timedelta(microseconds=1)
+    first, last = _order(store, created=start), _order(store, created=start + dt.timedelta(hours=1) - tick)
+    _order(store, created=start - tick)
+    _order(store, created=start + dt.timedelta(hours=1))
+
+    assert cli_main(["export", "--from", "2025-06-01T02:00:00+02:00", "--to", "2025-05-31T22:00:00-03:00",
+                     "--out", str(tmp_path / "zoned"), "--database-url", store_url]) == 0
+
+    assert {o["order_id"] for o in _csv(tmp_path / "zoned" / "orders.csv")} == {first, last}
+
+
+def test_a_target_that_cannot_be_created_exits_1_and_leaves_nothing(store, store_url, history, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    assert cli_main(["export", "--from", "2025-01-01", "--to", "2026-01-01", "--out", str(blocker / "audit"),
+                     "--database-url", store_url]) == 1
+
+    assert "cannot export" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("tessera.db")] == ["a-file"]
+
