@@ -84,7 +84,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"store: {shown}")
-    print(f"window: {start.isoformat()} to {end.isoformat()} (orders with an event in it, with their whole history)")
+    utc = dt.timezone.utc
+    print(f"window: {start.astimezone(utc).isoformat()} to {end.astimezone(utc).isoformat()} "
+          "(orders with an event in it, with their whole history)")
     print(f"exported {summary.rows['orders']} orders, {summary.rows['order_events']} events, "
           f"{summary.rows['trades']} trades to {summary.directory}/ ({args.format.upper()}, with manifest.json)")
     print(f"hash chains verified: {summary.chains_verified}; digest of their heads: {summary.digest}")

@@ -297,7 +297,8 @@ def _export_into(engine: Engine, start: dt.datetime, end: dt.datetime, fmt: str,
              for name in TABLES}
     manifest = {
         "tessera_export": 1,
-        "from": start.isoformat(), "to": end.isoformat(), "format": fmt,
+        "from": start.astimezone(dt.timezone.utc).isoformat(), "to": end.astimezone(dt.timezone.utc).isoformat(),
+        "format": fmt,
         "selection": SELECTION,
         **({"csv_text": CSV_TEXT_RULE} if fmt == "csv" else {}),
         "files": files,

@@ -158,3 +158,9 @@ def test_a_target_that_cannot_be_created_exits_1_and_leaves_nothing(store, store
     assert "cannot export" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("tessera.db")] == ["a-file"]
 
+def test_the_manifest_records_a_window_given_in_other_time_zones_in_utc(store, store_url, history, tmp_path):
+    assert cli_main(["export", "--from", "2025-03-04T07:00:00+02:00", "--to", "2025-03-04T03:00:00-03:00",
+                     "--out", str(tmp_path / "zoned"), "--database-url", store_url]) == 0
+
+    manifest = json.loads((tmp_path / "zoned" / "manifest.json").read_text())
+    assert (manifest["from"], manifest["to"]) == ("2025-03-04T05:00:00+00:00", "2025-03-04T06:00:00+00:00")
