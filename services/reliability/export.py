@@ -48,6 +48,7 @@ from sqlalchemy.engine import Connection
 
 from services.store.chain import store_digest
 from services.store.codec import json_text
+from services.store.engine import SQLITE_BEGIN_OPTION
 from services.store.models import order_events_table, orders_table, trades_table
 from services.store.types import DecimalString, UTCDateTime
 
@@ -260,7 +261,10 @@ def _export_into(engine: Engine, start: dt.datetime, end: dt.datetime, fmt: str,
     heads: list[tuple[str, str | None]] = []
     broken: list[Violation] = []
     broken_orders: set[str] = set()
-    options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql" else {}
+    # One snapshot, taking no write lock: on SQLite a deferred transaction (an engine of the
+    # store's own begins IMMEDIATE, which would hold every writer off while the export runs).
+    options = ({"isolation_level": "REPEATABLE READ"} if engine.dialect.name == "postgresql"
+               else {SQLITE_BEGIN_OPTION: "DEFERRED"})
     try:
         with engine.connect().execution_options(**options) as connection, connection.begin():
             for order_ids in _order_pages(connection, start, end):

@@ -164,3 +164,29 @@ def test_the_manifest_records_a_window_given_in_other_time_zones_in_utc(store, s
 
     manifest = json.loads((tmp_path / "zoned" / "manifest.json").read_text())
     assert (manifest["from"], manifest["to"]) == ("2025-03-04T05:00:00+00:00", "2025-03-04T06:00:00+00:00")
+
+
+def test_an_export_through_the_stores_own_engine_lets_a_writer_commit_meanwhile(store, history, tmp_path):
+    from reliability_history import _move
+    from sqlalchemy import event
+
+    from services.domain import OrderStatus
+
+    moved = []
+
+    def after(connection, cursor, statement, parameters, context, executemany):
+        if not moved and "FROM orders_ts" in statement:
+            moved.append(True)  # a writer commits once the export has read the orders
+            _move(store, history["working"], OrderStatus.PENDING_CANCEL, "cancel requested")
+
+    event.listen(store.engine, "after_cursor_execute", after)
+    try:
+        export(store.engine, at(0), END, "csv", tmp_path / "audit")
+    finally:
+        event.remove(store.engine, "after_cursor_execute", after)
+
+    assert moved
+    with store.uow(read_only=True) as uow:
+        assert uow.orders.get(history["working"]).status is OrderStatus.PENDING_CANCEL
+    exported = {o["order_id"]: o["status"] for o in _csv(tmp_path / "audit" / "orders.csv")}
+    assert exported[history["working"]] == "ACCEPTED"  # the snapshot the export began with
