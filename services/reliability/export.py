@@ -198,18 +198,20 @@ def require_format(fmt: str) -> None:
 
 # -- reading -----------------------------------------------------------------------------------
 def _order_pages(connection: Connection, start: dt.datetime, end: dt.datetime) -> Iterator[list[str]]:
+    """The ids of the orders with an event in ``[start, end)``, in order, :data:`PAGE` at a
+    time: one read of the window, streamed (a server-side cursor on PostgreSQL, SQLite's
+    own stepping), not one read of it per page."""
     events = order_events_table
-    after = ""
-    while True:
-        ids = connection.execute(
-            select(events.c.order_id).distinct()
-            .where(events.c.event_time >= start, events.c.event_time < end, events.c.order_id > after)
-            .order_by(events.c.order_id).limit(PAGE)
-        ).scalars().all()
-        if not ids:
-            return
-        yield list(ids)
-        after = ids[-1]
+    ids = connection.execute(
+        select(events.c.order_id).where(events.c.event_time >= start, events.c.event_time < end)
+        .group_by(events.c.order_id).order_by(events.c.order_id),
+        execution_options={"stream_results": True, "max_row_buffer": PAGE},
+    )
+    try:
+        for page in ids.scalars().partitions(PAGE):
+            yield list(page)
+    finally:
+        ids.close()
 
 
 def _rows(connection: Connection, table: Any, order_ids: list[str], *order_by: Any) -> list[dict[str, Any]]:

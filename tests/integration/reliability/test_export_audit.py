@@ -190,3 +190,28 @@ def test_an_export_through_the_stores_own_engine_lets_a_writer_commit_meanwhile(
         assert uow.orders.get(history["working"]).status is OrderStatus.PENDING_CANCEL
     exported = {o["order_id"]: o["status"] for o in _csv(tmp_path / "audit" / "orders.csv")}
     assert exported[history["working"]] == "ACCEPTED"  # the snapshot the export began with
+
+
+def test_the_window_is_read_once_however_many_pages_the_export_writes(store, history, tmp_path, monkeypatch):
+    """Each page selecting its orders from the window anew reads the window's events once
+    per page: an export of n orders would read n / PAGE times the window. One read streams
+    the window's order ids, and each page of them reads its orders, events and trades."""
+    from sqlalchemy import event
+
+    from services.reliability import export as export_module
+
+    monkeypatch.setattr(export_module, "PAGE", 2)
+    window_reads = []
+
+    def before(connection, cursor, statement, parameters, context, executemany):
+        if "FROM order_events_ts" in statement and "event_time >=" in statement:
+            window_reads.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        summary = export(store.engine, at(0), END, "csv", tmp_path / "audit")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", before)
+
+    assert summary.rows["orders"] == len(history) > 2 * export_module.PAGE  # several pages
+    assert len(window_reads) == 1
