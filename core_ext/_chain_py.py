@@ -5,8 +5,9 @@ JSON of [order_id, sequence, event_time, from_status, to_status, reason, payload
 prev_hash])`` (see :mod:`services.store.chain` for what the chain proves). The
 encoding is over the values as the database gives them back, so the same event hashes
 alike on SQLite and PostgreSQL: times as UTC with microseconds, the payload as JSON
-(decimals and times as strings, as stored; an integral float as an integer, which is
-what PostgreSQL's JSONB returns for it), statuses by name.
+(decimals and times as strings, as stored; an integral float as the integer its JSON
+text says, which is what PostgreSQL's JSONB returns for it: ``1e+23`` as 10**23),
+statuses by name.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _plain_json(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain_json(v) for v in value]
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        # The integer the JSON text says (``1e+23`` is 10**23), as PostgreSQL's JSONB keeps
+        # it: not the float's binary value (int(1e23) is 99999999999999991611392).
+        return int(Decimal(repr(value)))
     return value
 
 

@@ -16,8 +16,9 @@ or the head, and so does a reordering.
 The encoding (``core_ext.canonical_event``: the compiled core, with a pure-Python
 twin) is over the values as the database gives them back, so the same event hashes
 alike on SQLite and PostgreSQL: times as UTC with microseconds, the payload as JSON
-(decimals and times as strings, as stored; an integral float as an integer, which is
-what PostgreSQL's JSONB returns for it), statuses by name.
+(decimals and times as strings, as stored; an integral float as the integer its JSON
+text says, which is what PostgreSQL's JSONB returns for it: ``1e+23`` as 10**23),
+statuses by name.
 
 What a plain hash chain does not stop: someone with write access who rewrites an
 order's whole chain *and* its head consistently. Against that, record the store
