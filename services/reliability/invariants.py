@@ -13,8 +13,8 @@ What an execution system promises, in terms of what it stored:
   (``venue_executed_quantity``) until its fills make it up;
 - **never sent unapproved, never sent twice**: an order reached SUBMITTED only from
   APPROVED, with a verified risk token, at most once, and no token moved two orders;
-- **every fill exactly once**: each stored trade has exactly one fill event on its own
-  order and each fill event one trade, with the same quantity and price; the trades of
+- **every fill exactly once**: each stored trade is of a stored order and has exactly one
+  fill event on it, and each fill event one trade, with the same quantity and price; the trades of
   an order add up to its filled quantity, never more than its quantity; each ledger
   entry is a stored trade's, once, with its account, market type, symbol, side, quantity
   and price, and each position's quantity equals its ledger entries'. The
@@ -388,6 +388,13 @@ def check_store(
         ).all()
         for order_id, count in orphans:
             report.add("ORPHAN_EVENTS", order_id, f"{count} events of an order that is not stored")
+        orphan_trades = session.execute(
+            select(trades_table.c.order_id, func.count())
+            .where(trades_table.c.order_id.not_in(select(orders_table.c.order_id)))
+            .group_by(trades_table.c.order_id)
+        ).all()
+        for order_id, count in orphan_trades:
+            report.add("TRADE_WITHOUT_ORDER", order_id, f"{count} trades of an order that is not stored")
         _check_overfills(report, session)
         if ledger:
             _check_ledger(report, session, require_ledger=require_ledger)

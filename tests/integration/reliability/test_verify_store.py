@@ -419,3 +419,25 @@ def test_a_ledger_entry_at_another_price_or_account_than_its_trade_is_found(stor
         average_entry_price=Decimal(50000), realised_pnl=Decimal(0), commission=Decimal(0), fees={},
         updated_time=events_of(store, history["cancelled"])[0]["event_time"], version=1))
     assert kinds(store) == ["LEDGER_MISMATCH"]
+
+
+def test_a_trade_whose_order_is_not_stored_is_found(store, store_url, history, capsys):
+    # Written behind the store's back, its foreign key off: a trade of an order that is not there.
+    trade = {"trade_id": "t-orphan", "venue": "paper", "order_id": "no-such-order", "account": "acct-1",
+             "symbol": "BTCUSDT", "side": "BUY", "quantity": Decimal("0.1"), "price": Decimal(50000),
+             "commission": Decimal(0), "trade_time": events_of(store, history["filled"])[0]["event_time"]}
+    if store.engine.dialect.name == "sqlite":
+        from sqlalchemy import create_engine
+
+        plain = create_engine(store.engine.url)  # SQLite's default: foreign keys not enforced
+        with plain.begin() as connection:
+            connection.execute(insert(trades_t).values(**trade))
+        plain.dispose()
+    else:
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")  # no FK triggers
+            connection.execute(insert(trades_t).values(**trade))
+
+    assert ("TRADE_WITHOUT_ORDER", "no-such-order") in {(v.kind, v.order_id) for v in check_store(store.engine).violations}
+    assert cli_main(["verify-store", "--database-url", store_url]) == 4
+    assert "TRADE_WITHOUT_ORDER order no-such-order" in capsys.readouterr().out
