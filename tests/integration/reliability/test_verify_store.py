@@ -441,3 +441,19 @@ def test_a_trade_whose_order_is_not_stored_is_found(store, store_url, history, c
     assert ("TRADE_WITHOUT_ORDER", "no-such-order") in {(v.kind, v.order_id) for v in check_store(store.engine).violations}
     assert cli_main(["verify-store", "--database-url", store_url]) == 4
     assert "TRADE_WITHOUT_ORDER order no-such-order" in capsys.readouterr().out
+
+
+def test_the_command_exits_1_for_a_store_not_at_the_newest_schema_and_2_for_bad_usage(tmp_path, capsys):
+    import pytest
+
+    from services.store import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    upgrade(engine, "0009_fills_owed")
+    engine.dispose()
+    assert cli_main(["verify-store", "--database-url", f"sqlite:///{tmp_path}/old.db"]) == 1
+    error = capsys.readouterr().err
+    assert "schema revision 0009_fills_owed" in error and "migrate it first" in error
+    with pytest.raises(SystemExit) as usage:
+        cli_main(["verify-store", "--in-doubt-after", "soon"])
+    assert usage.value.code == 2
