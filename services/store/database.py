@@ -187,6 +187,19 @@ def _settle(batch: list[_Pending]) -> None:
             pass
 
 
+def _set_on_driver(connection: Connection, statement: str) -> None:
+    """Run a session setting on the driver's connection and commit it: outside any
+    transaction of SQLAlchemy's (none is begun, no commit event is seen). A driver error
+    is raised as SQLAlchemy raises it (an ``OperationalError`` for a lost database)."""
+    dbapi = connection.connection.dbapi_connection
+    try:
+        with dbapi.cursor() as cursor:
+            cursor.execute(statement)
+        dbapi.commit()
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(statement, None, error, connection.dialect.loaded_dbapi.Error) from error
+
+
 def _turn_unavailable(waited: float) -> OperationalError:
     return OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
         f"database is locked: another process's writer has held the store's write turn for {waited:.1f} s"))
@@ -250,8 +263,11 @@ class Database(Generic[T]):
         may wait: past it they fail as the store being unavailable (an
         ``OperationalError``, "database is locked"), and so does every write asked for
         until the turn comes. The writer itself waits on (the kernel's lock has no
-        deadline) and writes what is queued once the turn comes. Default: SQLite's busy
-        timeout, what a writer without turns waits for the file's lock.
+        deadline) and writes what is queued once the turn comes. On PostgreSQL, the
+        writer connection's ``lock_timeout``: a statement waiting that long for a lock
+        another session holds fails (an ``OperationalError``, "lock timeout"), its
+        batch with it. Default: SQLite's busy timeout, what a writer without turns waits
+        for the file's lock.
     """
 
     def __init__(
@@ -407,7 +423,7 @@ class Database(Generic[T]):
         self._readers.shutdown(wait=True)
         if not left_behind:  # the writer left behind keeps its connection and turn
             if self._connection is not None:
-                self._connection.close()
+                self._release(self._connection)
                 self._connection = None
             if self._turn is not None:
                 self._turn.close()
@@ -470,12 +486,13 @@ class Database(Generic[T]):
             self._writer = None
             connection, self._connection = self._connection, None
             turn, self._turn = self._turn, None
-        for resource in (connection, turn):
-            if resource is not None:
-                try:
-                    resource.close()  # a connection left in a transaction is rolled back
-                except Exception:  # noqa: BLE001 - gone already: nothing more to release
-                    log.debug("not released", exc_info=True)
+        try:
+            if connection is not None:
+                self._release(connection)
+            if turn is not None:
+                turn.close()
+        except Exception:  # noqa: BLE001 - gone already: nothing more to release
+            log.debug("not released", exc_info=True)
         for pending in failed:
             pending.error, pending.result = failure, None
         _settle(failed)
@@ -524,9 +541,33 @@ class Database(Generic[T]):
         if self._connection is None or self._connection.closed or self._connection.invalidated:
             if self._connection is not None:
                 self._connection.close()
-            self._connection = connection = self.store.engine.connect()
+            self._connection = None
+            connection = self.store.engine.connect()
+            if connection.dialect.name == "postgresql":
+                # A lock another session keeps (an operator's LOCK, a migration's ALTER)
+                # fails the statement after turn_timeout, as SQLite's busy timeout does,
+                # instead of holding the batch, every write queued behind it and close()
+                # as long as it is kept. Set once on the writer's connection, which it
+                # keeps (nothing more per batch), and reset before it goes back to the pool.
+                try:
+                    _set_on_driver(connection, f"SET lock_timeout = {max(1, round(self.turn_timeout * 1000))}")
+                except BaseException:
+                    connection.invalidate()  # not given back to the pool with the setting half made
+                    connection.close()
+                    raise
+            self._connection = connection
             event.listen(connection, "before_cursor_execute", self._executed)
         return self._connection
+
+    def _release(self, connection: Connection) -> None:
+        """Give the writer's connection back to the pool as the pool gave it."""
+        if connection.dialect.name == "postgresql" and not connection.closed and not connection.invalidated:
+            try:
+                connection.rollback()
+                _set_on_driver(connection, "RESET lock_timeout")
+            except Exception:  # noqa: BLE001 - gone: the pool discards it
+                connection.invalidate()
+        connection.close()
 
     def _executed(self, *_args: Any) -> None:
         self._statements += 1

@@ -274,3 +274,103 @@ async def _a_writer_thread_that_dies(store: Store, monkeypatch: pytest.MonkeyPat
         assert states == {"lost": TradingState.ACTIVE, "after": TradingState.REDUCING}
     finally:
         db.close()
+
+
+def test_a_set_write_failing_after_its_first_statement_fails_every_caller_and_keeps_nothing(db: Database) -> None:
+    asyncio.run(_a_set_write_failing_after_its_first_statement(db))
+
+
+async def _a_set_write_failing_after_its_first_statement(db: Database) -> None:
+    import order_factory
+
+    from services.store.order_sets import NEW_ORDERS
+
+    def decided() -> Any:
+        order = order_factory.build_order()
+        order.record_creation()
+        return order
+
+    def refuse_events(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO order_events_ts"):
+            raise RuntimeError("no space left on device")
+
+    gate = threading.Event()
+    first = await _holding(db, gate)
+    orders = [[decided(), decided()], [decided()], [decided()]]
+    callers = [asyncio.ensure_future(db.write_many(NEW_ORDERS, batch)) for batch in orders]
+    await asyncio.sleep(0)  # each caller's first step queues its orders: one batch, behind the first call
+    event.listen(db.store.engine, "before_cursor_execute", refuse_events)
+    try:
+        gate.set()
+        await first
+        results = await asyncio.gather(*callers, return_exceptions=True)
+    finally:
+        event.remove(db.store.engine, "before_cursor_execute", refuse_events)
+
+    assert all(isinstance(r, RuntimeError) and "no space left" in str(r) for r in results), results
+    ids = [order.order_id for batch in orders for order in batch]
+    stored = await db.read(lambda uow: [uow.orders.get(order_id) for order_id in ids])
+    assert stored == [None] * len(ids)  # the orders' insert, before the events', was rolled back with them
+
+
+def test_closing_writes_what_was_queued_before_it_and_refuses_what_comes_after(store: Store) -> None:
+    asyncio.run(_closing_drains(store))
+
+
+async def _closing_drains(store: Store) -> None:
+    db = Database(store, owns_store=False)
+    gate = threading.Event()
+    first = await _holding(db, gate)
+    queued = [asyncio.ensure_future(db.run(_set_state(f"d{i}"))) for i in range(5)]
+    await asyncio.sleep(0)  # each task's first step queues its call
+    closer = threading.Thread(target=db.close, daemon=True)
+    closer.start()
+    while not db._closed:  # close() has begun: what comes now is refused
+        await asyncio.sleep(0.001)
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.run(_set_state("late"))
+    gate.set()
+    await first
+    assert await asyncio.gather(*queued) == [f"d{i}" for i in range(5)]
+    await asyncio.get_running_loop().run_in_executor(None, closer.join, 30)
+    assert not closer.is_alive()
+    reader = Database(store, owns_store=False)
+    try:
+        states = await reader.read(lambda uow: {s: uow.trading_state.get(s).state
+                                                for s in [f"d{i}" for i in range(5)] + ["late"]})
+    finally:
+        reader.close()
+    assert states == {**{f"d{i}": TradingState.REDUCING for i in range(5)}, "late": TradingState.ACTIVE}
+
+
+def test_a_postgresql_write_held_by_another_sessions_lock_fails_as_unavailable_and_closing_does_not_wait_on_it(
+        postgres_store: Store) -> None:
+    asyncio.run(_a_postgresql_write_held_by_a_lock(postgres_store))
+
+
+async def _a_postgresql_write_held_by_a_lock(store: Store) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    db = Database(store, owns_store=False, turn_timeout=1.0)
+    other = store.engine.connect()  # an operator's session, say, holding the table
+    try:
+        other.execute(text("LOCK TABLE trading_state IN ACCESS EXCLUSIVE MODE"))
+        # A liveness bound, not a speed claim: without a lock timeout the write waits as long
+        # as the other session keeps its lock.
+        with pytest.raises(OperationalError, match="lock timeout"):
+            await asyncio.wait_for(db.run(_set_state("locked out")), 30)
+        queued = asyncio.ensure_future(db.run(_set_state("queued")))
+        await asyncio.sleep(0)
+        closed = threading.Event()
+        threading.Thread(target=lambda: (db.close(), closed.set()), daemon=True).start()
+        assert await asyncio.get_running_loop().run_in_executor(None, closed.wait, 30), \
+            "close() waited for a lock another session keeps"
+        with pytest.raises(OperationalError, match="lock timeout"):
+            await asyncio.wait_for(queued, 30)
+    finally:
+        other.rollback()
+        other.close()
+        db.close()
+    with store.uow(read_only=True) as uow:
+        assert uow.trading_state.get("locked out").state is TradingState.ACTIVE
