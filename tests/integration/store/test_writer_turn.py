@@ -214,3 +214,56 @@ def test_closing_does_not_wait_without_end_for_a_turn_another_process_keeps(tmp_
     finally:
         other.close()
         store.dispose()
+
+
+_KILLED_MID_BATCH = """
+import asyncio, sys, time
+from services.domain import TradingState
+from services.store import Store
+from services.store.database import Database
+
+def write_then_hang(uow):
+    for index in range(200):  # pages of the file written into the WAL, never committed
+        uow.trading_state.set(TradingState.HALTED, "ops", "x" * 500, scope=f"killed-{index}")
+    uow.session.flush()
+    print("holding", flush=True)
+    time.sleep(60)
+
+db = Database(Store.from_url(sys.argv[1], migrate=False))
+asyncio.run(db.run(write_then_hang))
+"""
+
+
+def test_a_service_killed_mid_batch_holding_its_turn_and_the_files_lock_hands_both_on_and_loses_its_batch(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/tessera.db"
+    store = Store.from_url(url, migrate=True)
+    holder = subprocess.Popen([sys.executable, "-c", _KILLED_MID_BATCH, url], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[3])
+    db = Database(store)
+
+    def write(uow: UnitOfWork) -> str:
+        uow.trading_state.set(TradingState.REDUCING, "ops", "test", scope="after the kill")
+        return "written"
+
+    async def scenario() -> str:
+        call = asyncio.ensure_future(db.run(write))
+        await asyncio.sleep(0.2)
+        assert not call.done()  # the killed-to-be writer holds its turn and SQLite's write lock
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        return await asyncio.wait_for(call, 10)
+
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        assert asyncio.run(scenario()) == "written"
+        states = db.read_sync(lambda uow: [uow.trading_state.get(s).state
+                                           for s in ("after the kill", "killed-0", "killed-199")])
+        assert states == [TradingState.REDUCING, TradingState.ACTIVE, TradingState.ACTIVE]
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        db.close()
+        store.dispose()
