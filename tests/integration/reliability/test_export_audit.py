@@ -215,3 +215,41 @@ def test_the_window_is_read_once_however_many_pages_the_export_writes(store, his
 
     assert summary.rows["orders"] == len(history) > 2 * export_module.PAGE  # several pages
     assert len(window_reads) == 1
+
+
+def test_the_parquet_export_keeps_extreme_decimals_exact_and_every_time_in_utc(store, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import order_factory
+
+    from services.domain import OrderStatus, Trade
+
+    created = dt.datetime(2025, 6, 1, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-7)))
+    order = order_factory.build_order(order_time=created, updated_time=created, quantity=Decimal("99999999999999999999"),
+                                      price=Decimal("0.000000000000000001"))
+    order.record_creation(created)
+    for status in (OrderStatus.APPROVED, OrderStatus.SUBMITTED):
+        order.transition(status, at=created, payload={"token_nonce": "n"} if status is OrderStatus.SUBMITTED else None)
+    filled = Decimal("12345678.123456789012345678")
+    order.apply_fill(filled, Decimal("1.10"), at=created,
+                     payload={"trade_id": "t-x", "quantity": str(filled), "price": "1.10"})
+    with store.uow() as uow:
+        uow.orders.add(order)
+        uow.trades.add_if_absent(Trade("t-x", order.venue, order.order_id, order.account, order.symbol, order.side,
+                                       filled, Decimal("1.10"), created, commission=Decimal("-0.000000000000000001")))
+        uow.commit()
+
+    export(store.engine, created, created + dt.timedelta(seconds=1), "parquet", tmp_path / "audit")
+
+    orders = pq.read_table(tmp_path / "audit" / "orders.parquet")
+    events = pq.read_table(tmp_path / "audit" / "order_events.parquet")
+    trades = pq.read_table(tmp_path / "audit" / "trades.parquet")
+    for table, column in ((orders, "quantity"), (orders, "price"), (trades, "quantity"), (trades, "commission")):
+        assert str(table.schema.field(column).type) == "decimal128(38, 18)"
+    for table, column in ((orders, "order_time"), (events, "event_time"), (trades, "trade_time")):
+        assert str(table.schema.field(column).type) == "timestamp[us, tz=UTC]"
+    (row,) = orders.to_pylist()
+    assert (row["quantity"], row["price"]) == (Decimal("99999999999999999999"), Decimal("1E-18"))
+    assert row["order_time"] == created and row["order_time"].utcoffset() == dt.timedelta(0)
+    (trade,) = trades.to_pylist()
+    assert (trade["quantity"], trade["price"], trade["commission"]) == (filled, Decimal("1.1"), Decimal("-1E-18"))
+    assert events.to_pylist()[0]["event_time"] == created
