@@ -253,3 +253,45 @@ def test_the_parquet_export_keeps_extreme_decimals_exact_and_every_time_in_utc(s
     (trade,) = trades.to_pylist()
     assert (trade["quantity"], trade["price"], trade["commission"]) == (filled, Decimal("1.1"), Decimal("-1E-18"))
     assert events.to_pylist()[0]["event_time"] == created
+
+
+def _events_of(store, order_id):
+    with store.engine.connect() as connection:
+        return [dict(r) for r in connection.execute(
+            select(events_t).where(events_t.c.order_id == order_id).order_by(events_t.c.sequence)).mappings()]
+
+
+def _tamper(store, history, how):
+    from sqlalchemy import delete, insert
+
+    from services.store.chain import event_hash
+
+    fields = ("order_id", "sequence", "event_time", "from_status", "to_status", "reason", "payload")
+    if how == "deleted":
+        target = _events_of(store, history["cancelled"])[3]
+        _execute(store, delete(events_t).where(events_t.c.id == target["id"]))
+        return history["cancelled"]
+    if how == "reordered":
+        first, second = _events_of(store, history["filled"])[3:5]
+        _execute(store, update(events_t).where(events_t.c.id == first["id"]).values(sequence=-1))
+        _execute(store, update(events_t).where(events_t.c.id == second["id"]).values(sequence=first["sequence"]))
+        _execute(store, update(events_t).where(events_t.c.id == first["id"]).values(sequence=second["sequence"]))
+        return history["filled"]
+    if how == "inserted":
+        last = _events_of(store, history["approved"])[-1]
+        row = {f: last[f] for f in fields} | {"sequence": 3, "from_status": "APPROVED", "to_status": "SUBMITTED",
+                                               "reason": "oms: risk token verified", "payload": {"token_nonce": "x"}}
+        _execute(store, insert(events_t).values(**row, prev_hash=last["hash"], hash=event_hash(last["hash"], **row)))
+        return history["approved"]
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["deleted", "reordered", "inserted"])
+def test_a_deleted_reordered_or_inserted_event_refuses_the_export_naming_its_order(store, history, tmp_path, how):
+    order_id = _tamper(store, history, how)
+
+    with pytest.raises(ChainBroken) as refused:
+        export(store.engine, at(0), END, "csv", tmp_path / "audit")
+
+    assert {v.order_id for v in refused.value.violations} == {order_id}
+    assert not (tmp_path / "audit").exists()
