@@ -2,8 +2,9 @@
 
 Normally run through :func:`services.store.migrate.upgrade`, which hands over an open
 connection in ``config.attributes["connection"]`` (already in a transaction, holding
-the migration lock). Without one, it connects to ``sqlalchemy.url`` or, failing that,
-to :func:`services.store.engine.database_url`.
+the migration lock). Without one (``alembic.command.downgrade``, say), it connects to
+``sqlalchemy.url`` or, failing that, to :func:`services.store.engine.database_url`, and
+runs every revision of the command in one transaction on both backends.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def _configure(**kwargs: object) -> None:
         target_metadata=target_metadata,
         compare_type=True,
         render_as_batch=True,  # SQLite has almost no ALTER TABLE; batch mode copies tables
+        # SQLite's DDL is transactional here too (the engine emits BEGIN itself, see
+        # services.store.engine): every revision of a run in one transaction, as on
+        # PostgreSQL, so a run that fails or refuses half-way keeps nothing of it.
+        # (Alembic's default for SQLite is a transaction per revision.)
+        transactional_ddl=True,
         **kwargs,
     )
 

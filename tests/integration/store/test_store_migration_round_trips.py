@@ -184,3 +184,29 @@ def test_two_processes_migrating_one_store_at_once_migrate_it_once(backend, tmp_
         assert check_store(engine).orders == 200
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_downgrade_run_by_alembic_that_refuses_on_the_way_leaves_the_store_at_head(
+        backend, tmp_path, request, monkeypatch):
+    url = (f"sqlite:///{tmp_path}/refused.db" if backend == "sqlite"
+           else request.getfixturevalue("create_postgres_database")().render_as_string(hide_password=False))
+    store = Store.from_url(url)
+    try:
+        _populate(store)
+        quoted = new_order(market_type=MarketType.SPOT, order_type=OrderType.MARKET, price=None, leverage=None,
+                           quantity=None, quote_order_qty=Decimal("100"))
+        with store.uow() as uow:
+            uow.orders.add(quoted)
+            uow.commit()
+        before = _snapshot(store.engine)
+        monkeypatch.setenv("TESSERA_DATABASE_URL", url)
+
+        with pytest.raises(RuntimeError, match="1 orders have no quantity"):  # 0008's, after 0010's and 0009's
+            command.downgrade(alembic_config(), "0007_venue_settings_raw_json")
+
+        with store.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
+        assert _snapshot(store.engine) == before  # nothing of 0010's or 0009's downgrade kept
+    finally:
+        store.dispose()
