@@ -322,9 +322,10 @@ def load_seed(path: str) -> Any:
 
 def tree_state(path: str | Path) -> dict[str, str]:
     """What a run measures: the checkout's commit and its uncommitted changes to tracked
-    files, named by ``git stash create`` (an object id of the work tree as it is; empty
-    when clean). Equal states at the start and the end of a run mean every stack it
-    started ran the same program. Empty values outside a git work tree."""
+    files, named by the tree of ``git stash create``'s commit (the object id of the work
+    tree as it is, not of the commit, which carries the time it was made; empty when
+    clean). Equal states at the start and the end of a run mean every stack it started
+    ran the same program. Empty values outside a git work tree."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", "-C", str(path), *args], capture_output=True, text=True,
@@ -332,7 +333,9 @@ def tree_state(path: str | Path) -> dict[str, str]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "--short", "HEAD"), "changes": git("stash", "create")}
+    stash = git("stash", "create")
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "changes": git("rev-parse", f"{stash}^{{tree}}") if stash else ""}
 
 
 def seed_commit(path: str) -> str:

@@ -185,6 +185,29 @@ def test_the_tree_state_names_the_commit_and_each_set_of_uncommitted_changes(tmp
     assert bench_floor.tree_state(tmp_path / "not-a-repo") == {"commit": "", "changes": ""}
 
 
+def test_the_same_uncommitted_changes_name_the_same_state_whenever_they_are_read(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    """A run that starts with changes nobody touches is one program from start to end,
+    though the stash commit ``git stash create`` makes carries the time it was made."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "module.py").write_text("A = 1\n")
+    git("add", "module.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "one")
+    (tmp_path / "module.py").write_text("A = 2\n")
+
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2030-01-01T00:00:00Z")
+    at_the_start = bench_floor.tree_state(tmp_path)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2030-01-01T00:04:00Z")  # four minutes later, nothing edited
+    at_the_end = bench_floor.tree_state(tmp_path)
+
+    assert at_the_start["changes"] and at_the_start == at_the_end
+
+
 def test_the_report_says_when_the_tree_changed_while_the_benchmark_ran():
     clean = {"commit": "abc1234", "changes": ""}
     dirty = {"commit": "abc1234", "changes": "0123456789abcdef"}
