@@ -31,6 +31,8 @@ from .sharding import FORWARDED_METADATA, Sharding
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 5000
+#: How long a forward to the account's owner may take when the caller set no deadline.
+FORWARD_TIMEOUT_SECONDS = 10.0
 _STATES = {
     common_pb.TRADING_STATE_ACTIVE: TradingState.ACTIVE,
     common_pb.TRADING_STATE_REDUCING: TradingState.REDUCING,
@@ -90,12 +92,20 @@ def _forwarded(context: grpc.aio.ServicerContext) -> bool:
 
 
 class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
-    def __init__(self, engine: RiskEngine, sharding: Sharding | None = None) -> None:
+    def __init__(self, engine: RiskEngine, sharding: Sharding | None = None, *,
+                 forward_timeout_seconds: float = FORWARD_TIMEOUT_SECONDS) -> None:
         self.engine = engine
         self.sharding = sharding or Sharding()
+        #: How long a forward to the owner may take when the caller set no deadline.
+        self.forward_timeout_seconds = forward_timeout_seconds
         self._peers: dict[int, tuple[grpc.aio.Channel, risk_pb2_grpc.RiskServiceStub]] = {}
 
     # -- ownership --------------------------------------------------------------------------------
+    def _forward_timeout(self, context: grpc.aio.ServicerContext) -> float:
+        """The caller's remaining time, passed on; the forwarding bound when it set none."""
+        remaining = context.time_remaining()
+        return self.forward_timeout_seconds if remaining is None else remaining
+
     def _peer(self, shard: int, account: str, context: grpc.aio.ServicerContext) -> risk_pb2_grpc.RiskServiceStub:
         """The stub of the replica that owns ``account``; refused when it cannot be reached."""
         address = self.sharding.address(shard)
@@ -163,7 +173,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         if owner != self.sharding.shard:
             peer = self._peer(owner, order.account, context)
             try:
-                return await peer.ValidateOrder(request, timeout=context.time_remaining(),
+                return await peer.ValidateOrder(request, timeout=self._forward_timeout(context),
                                                 metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:
                 await self._pass_on(error, owner, order.account, context)
@@ -225,7 +235,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         try:
             answer = await peer.ValidateOrders(
                 pb.ValidateOrdersRequest(orders=[request.orders[i] for i in indexes]),
-                timeout=context.time_remaining(), metadata=self._metadata(context))
+                timeout=self._forward_timeout(context), metadata=self._metadata(context))
         except grpc.aio.AioRpcError as error:
             # The owner is down, or answered the whole of its part with an error: its
             # items fail with that (UNAVAILABLE naming it, or its own status), and the
@@ -256,7 +266,7 @@ class RiskServicer(risk_pb2_grpc.RiskServiceServicer):
         if owner != self.sharding.shard:
             peer = self._peer(owner, replaced.account, context)
             try:
-                return await peer.ValidateReplacement(request, timeout=context.time_remaining(),
+                return await peer.ValidateReplacement(request, timeout=self._forward_timeout(context),
                                                       metadata=self._metadata(context))
             except grpc.aio.AioRpcError as error:
                 await self._pass_on(error, owner, replaced.account, context)

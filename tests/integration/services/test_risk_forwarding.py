@@ -289,3 +289,44 @@ def test_the_owner_refusing_the_forwarding_replicas_identity_is_not_answered_as_
     (item,) = batch.results
     assert (item.error.code, item.error.reason) == ("UNAVAILABLE", "REPLICA_UNAVAILABLE"), item
     assert "refused this replica's identity" in item.error.message
+
+
+def test_a_call_without_a_deadline_is_forwarded_with_the_forwarding_bound_not_forever(db, keyring):
+    """A caller that set no deadline: the forward to an owner that accepts the call and
+    never answers ends after ``forward_timeout_seconds`` (its items DEADLINE_EXCEEDED),
+    instead of holding the call, and the caller, for good."""
+    stuck = asyncio.Event()
+
+    async def hang(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await stuck.wait()
+        return risk_pb2.ValidateOrdersResponse()
+
+    async def scenario():
+        hung = grpc.aio.server()
+        hung.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
+            "ValidateOrders": grpc.unary_unary_rpc_method_handler(
+                hang, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
+                response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
+        port = hung.add_insecure_port("127.0.0.1:0")
+        await hung.start()
+        peers = ("127.0.0.1:1", f"127.0.0.1:{port}")
+        sharding = Sharding(0, 2, peers)
+        servicer = RiskServicer(RiskEngine(db, keyring, LIMITS, sharding=sharding), sharding,
+                                forward_timeout_seconds=0.5)
+        try:
+            return await asyncio.wait_for(servicer.ValidateOrders(
+                risk_pb2.ValidateOrdersRequest(orders=[intent(owned(sharding, 1))]), NoDeadline()), 10)
+        finally:
+            stuck.set()
+            await servicer.close()
+            await hung.stop(0)
+
+    (waited,) = asyncio.run(scenario()).results
+    assert waited.error.code == "DEADLINE_EXCEEDED", waited
+
+
+class NoDeadline(Context):
+    """A caller's context without a deadline (gRPC's time_remaining() is None then)."""
+
+    def time_remaining(self) -> None:
+        return None
