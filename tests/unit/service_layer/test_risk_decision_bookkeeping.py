@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import order_factory
 import pytest
-from fakes import FakeClock, FakeDatabase, FakeRiskSource
+from fakes import FakeRiskSource
 
 import core_ext
 from services.domain import OrderStatus
@@ -27,16 +27,6 @@ LIMITS = dict(
     reference_prices={"BTCUSDT": Decimal("65000")}, daily_loss_limit=None,
 )
 KEYS = core_ext.KeyRing("risk1", b"risk-decision-bookkeeping-secret-0123456789")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db(clock) -> FakeDatabase:
-    return FakeDatabase(clock=clock.now)
 
 
 def engine(clock, db, **limits) -> RiskEngine:

@@ -10,7 +10,6 @@ import datetime as dt
 from decimal import Decimal
 
 import order_factory
-import pytest
 from fakes import FakeClock, FakeDatabase, FakeRiskSource
 
 import core_ext
@@ -40,16 +39,6 @@ def decide(risk: RiskEngine, **fields):
     order = order_factory.build_order(**{"quantity": Decimal("0.01"), "price": Decimal("65000"), **fields})
     decision = asyncio.run(risk.validate(order))
     return decision.order.status, [v.code for v in decision.violations]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db(clock) -> FakeDatabase:
-    return FakeDatabase(clock=clock.now)
 
 
 def test_the_order_rate_window_rolls_forward_with_the_clock(clock, db):

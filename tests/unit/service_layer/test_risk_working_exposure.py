@@ -11,8 +11,7 @@ import asyncio
 from decimal import Decimal
 
 import order_factory
-import pytest
-from fakes import FakeClock, FakeDatabase, FakeRiskSource
+from fakes import FakeRiskSource
 
 import core_ext
 from services.domain import MarketType, OrderStatus, OrderType, Side
@@ -28,16 +27,6 @@ LIMITS = dict(
     max_position_notional=D("100000"),  # 2 BTC at the reference
     max_gross_exposure=None, max_leverage=None, order_rate_limit=None, max_open_orders=None, daily_loss_limit=None,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def db(clock) -> FakeDatabase:
-    return FakeDatabase(clock=clock.now)
 
 
 def engine(clock, db, *positions: Position) -> RiskEngine:
