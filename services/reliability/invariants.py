@@ -381,20 +381,15 @@ def check_store(
                           and (now - order["updated_time"]).total_seconds() > in_doubt_after):
                         report.add("IN_DOUBT_UNRESOLVED", order_id,
                                    f"SUBMITTED without a venue answer since {order['updated_time'].isoformat()}")
-        orphans = session.execute(
-            select(order_events_table.c.order_id, func.count())
-            .where(order_events_table.c.order_id.not_in(select(orders_table.c.order_id)))
-            .group_by(order_events_table.c.order_id)
-        ).all()
-        for order_id, count in orphans:
-            report.add("ORPHAN_EVENTS", order_id, f"{count} events of an order that is not stored")
-        orphan_trades = session.execute(
-            select(trades_table.c.order_id, func.count())
-            .where(trades_table.c.order_id.not_in(select(orders_table.c.order_id)))
-            .group_by(trades_table.c.order_id)
-        ).all()
-        for order_id, count in orphan_trades:
-            report.add("TRADE_WITHOUT_ORDER", order_id, f"{count} trades of an order that is not stored")
+        for table, kind, rows in ((order_events_table, "ORPHAN_EVENTS", "events"),
+                                  (trades_table, "TRADE_WITHOUT_ORDER", "trades")):
+            orphans = session.execute(
+                select(table.c.order_id, func.count())
+                .where(table.c.order_id.not_in(select(orders_table.c.order_id)))
+                .group_by(table.c.order_id)
+            ).all()
+            for order_id, count in orphans:
+                report.add(kind, order_id, f"{count} {rows} of an order that is not stored")
         _check_overfills(report, session)
         if ledger:
             _check_ledger(report, session, require_ledger=require_ledger)
