@@ -258,12 +258,16 @@ class SimulatedVenue:
         if order.market_type is not MarketType.FUTURES:
             return True  # spot has no reduce-only (the contract refuses it)
         key = (order.account, order.market_type, order.symbol)
-        held = self.positions.get(key, Decimal(0))
-        reducible = held if order.side is Side.SELL else -held
+        reducible = self._reducible(order)
         pending = sum((other.remaining for other in self._resting.values()
                        if other.order.reduce_only and other.order.side is order.side
                        and (other.order.account, other.order.market_type, other.order.symbol) == key), Decimal(0))
         return reducible > 0 and sim.remaining + pending <= reducible
+
+    def _reducible(self, order: Order) -> Decimal:
+        """How much of the position this venue holds ``order`` trades against (0: none)."""
+        held = self.positions.get((order.account, order.market_type, order.symbol), Decimal(0))
+        return max(held if order.side is Side.SELL else -held, Decimal(0))
 
     @staticmethod
     def _crosses(order: Order, book: Book) -> bool:
@@ -361,9 +365,7 @@ class SimulatedVenue:
         order = sim.order
         if not order.reduce_only or order.market_type is not MarketType.FUTURES:
             return sim.remaining, Decimal(0)
-        held = self.positions.get((order.account, order.market_type, order.symbol), Decimal(0))
-        reducible = max(held if order.side is Side.SELL else -held, Decimal(0))
-        wanted = min(sim.remaining, reducible)
+        wanted = min(sim.remaining, self._reducible(order))
         return wanted, sim.remaining - wanted
 
     def _expire_reduce_only(self, sim: SimOrder) -> ExecutionReport:
