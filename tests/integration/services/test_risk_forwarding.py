@@ -153,6 +153,20 @@ def owned(sharding: Sharding, owner: int) -> str:
     return next(a for a in (f"acct-{n}" for n in range(1000)) if sharding.owner(a) == owner)
 
 
+def hung_owner(stuck: asyncio.Event) -> tuple[grpc.aio.Server, int]:
+    """A replica that accepts ValidateOrders and answers only once ``stuck`` is set, and its port."""
+    async def hang(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await stuck.wait()
+        return risk_pb2.ValidateOrdersResponse()
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
+        "ValidateOrders": grpc.unary_unary_rpc_method_handler(
+            hang, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
+            response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
+    return server, server.add_insecure_port("127.0.0.1:0")
+
+
 def test_a_batch_decides_the_other_owners_items_while_one_owner_hangs(db, keyring):
     """Replica 1 accepts the call and never answers; replica 2 answers at once: its items
     are decided within the caller's deadline, not starved by replica 1's wait."""
@@ -160,17 +174,8 @@ def test_a_batch_decides_the_other_owners_items_while_one_owner_hangs(db, keyrin
 
     stuck = asyncio.Event()
 
-    async def hang(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await stuck.wait()
-        return risk_pb2.ValidateOrdersResponse()
-
     async def scenario():
-        hung = grpc.aio.server()
-        hung.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
-            "ValidateOrders": grpc.unary_unary_rpc_method_handler(
-                hang, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
-                response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
-        hung_port = hung.add_insecure_port("127.0.0.1:0")
+        hung, hung_port = hung_owner(stuck)
         healthy = grpc.aio.server()
         healthy_port = healthy.add_insecure_port("127.0.0.1:0")
         peers = ("127.0.0.1:1", f"127.0.0.1:{hung_port}", f"127.0.0.1:{healthy_port}")
@@ -297,17 +302,8 @@ def test_a_call_without_a_deadline_is_forwarded_with_the_forwarding_bound_not_fo
     instead of holding the call, and the caller, for good."""
     stuck = asyncio.Event()
 
-    async def hang(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await stuck.wait()
-        return risk_pb2.ValidateOrdersResponse()
-
     async def scenario():
-        hung = grpc.aio.server()
-        hung.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("tessera.risk.v1.RiskService", {
-            "ValidateOrders": grpc.unary_unary_rpc_method_handler(
-                hang, request_deserializer=risk_pb2.ValidateOrdersRequest.FromString,
-                response_serializer=risk_pb2.ValidateOrdersResponse.SerializeToString)})])
-        port = hung.add_insecure_port("127.0.0.1:0")
+        hung, port = hung_owner(stuck)
         await hung.start()
         peers = ("127.0.0.1:1", f"127.0.0.1:{port}")
         sharding = Sharding(0, 2, peers)
